@@ -1,0 +1,99 @@
+package formats
+
+import (
+	"strings"
+	"time"
+)
+
+// Standard IMAP system flags, spelled as IMAP spells them. Keywords (any flag
+// not starting with a backslash) are kept as they are.
+const (
+	FlagSeen     = `\Seen`
+	FlagAnswered = `\Answered`
+	FlagFlagged  = `\Flagged`
+	FlagDraft    = `\Draft`
+	FlagDeleted  = `\Deleted`
+	FlagRecent   = `\Recent` // session-only: never stored anywhere
+)
+
+// Message is what an endpoint knows about one message before its bytes are read.
+type Message struct {
+	// ID is the source's stable identifier inside its folder: an IMAP UID in
+	// decimal, a POP3 UIDL, a Maildir unique name or an mbox message number.
+	ID string
+	// UID is the IMAP UID where the source is IMAP, else 0.
+	UID uint32
+	// Size is the exact number of bytes the body reader will yield, or -1 when
+	// the source cannot tell before reading (POP3).
+	Size int64
+	// Flags in IMAP spelling (`\Seen`, `$Forwarded`); never `\Recent`.
+	Flags []string
+	// Date is the internal (delivery) date; zero when unknown.
+	Date time.Time
+	// SourceFolder is the source folder's display name (formats.DisplayName).
+	// The engine fills it before Sink.Store so that an archive can record it.
+	SourceFolder string
+}
+
+// Folder describes one folder (mailbox) at an endpoint.
+type Folder struct {
+	// Path is the folder name split into its components. INBOX is always
+	// spelled "INBOX" as the first component.
+	Path []string
+	// Name is the endpoint's own spelling of the whole name (for IMAP, the
+	// UTF-8 name joined with the server's separator).
+	Name string
+	// SpecialUse is the RFC 6154 attribute (`\Sent`, `\Drafts`, `\Trash`,
+	// `\Junk`, `\Archive`, `\All`, `\Flagged`) or "".
+	SpecialUse string
+	// NoSelect is true for a tree node that cannot hold messages
+	// (\Noselect or \NonExistent).
+	NoSelect bool
+	// Messages, Bytes and UIDNext are filled where the endpoint reports them
+	// cheaply (IMAP STATUS); zero otherwise.
+	Messages uint32
+	Bytes    int64
+	UIDNext  uint32
+	// Validity is the IMAP UIDVALIDITY or an equivalent token: when it
+	// changes, every ID recorded for this folder is void.
+	Validity uint32
+}
+
+// DisplayName joins a path with "/", the separator mailferry shows users and
+// accepts in --include, --exclude, --map and --prefix whatever the servers use.
+func DisplayName(path []string) string { return strings.Join(path, "/") }
+
+// CleanFlags returns flags without \Recent, without duplicates and with the
+// five system flags spelled canonically, in their original order.
+func CleanFlags(flags []string) []string {
+	out := make([]string, 0, len(flags))
+	seen := make(map[string]bool, len(flags))
+	for _, f := range flags {
+		if f == "" {
+			continue
+		}
+		if strings.HasPrefix(f, `\`) {
+			switch strings.ToLower(f) {
+			case `\seen`:
+				f = FlagSeen
+			case `\answered`:
+				f = FlagAnswered
+			case `\flagged`:
+				f = FlagFlagged
+			case `\draft`:
+				f = FlagDraft
+			case `\deleted`:
+				f = FlagDeleted
+			case `\recent`:
+				continue
+			}
+		}
+		k := strings.ToLower(f)
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		out = append(out, f)
+	}
+	return out
+}

@@ -1,0 +1,88 @@
+package migrate
+
+import (
+	"context"
+	"io"
+
+	"github.com/mailferry/mailferry/formats"
+)
+
+// Source is where messages come from: an IMAP or POP3 server, a Maildir
+// tree or an mbox directory.
+//
+// A Source is used by one goroutine at a time; the engine opens one Source
+// per worker.
+type Source interface {
+	// Folders lists every folder, parents before children. Tree nodes that
+	// cannot hold messages are included with NoSelect set.
+	Folders(ctx context.Context) ([]formats.Folder, error)
+
+	// List returns the folder's validity token and its messages in ascending
+	// order of their stable IDs (UID order for IMAP), with size, flags and
+	// internal date. An empty folder returns no messages and no error.
+	List(ctx context.Context, folder formats.Folder) (validity uint32, msgs []formats.Message, err error)
+
+	// Headers calls fn once for each message of msgs that still exists, with
+	// its header block (see formats.HeaderBlock); fn may not keep header.
+	Headers(ctx context.Context, folder formats.Folder, msgs []formats.Message,
+		fn func(m formats.Message, header []byte) error) error
+
+	// Fetch calls fn once for each message of msgs that still exists, in any
+	// order, with a reader that yields exactly the bytes the source serves
+	// (m.Size bytes, or until EOF when m.Size is -1). fn must consume or
+	// abandon body before returning and may not keep it. A message that
+	// vanished from the source is not passed to fn; the engine notices.
+	// An error returned by fn stops Fetch and is returned.
+	Fetch(ctx context.Context, folder formats.Folder, msgs []formats.Message,
+		fn func(m formats.Message, body io.Reader) error) error
+
+	// Close ends the session (for POP3: without deleting anything unless
+	// Deleter.Delete was called and Commit asked).
+	Close() error
+}
+
+// Sink is where messages go: an IMAP server, a Maildir tree or an mbox
+// directory. A Sink is used by one goroutine at a time.
+type Sink interface {
+	// Separator is the hierarchy separator of the destination (0: flat).
+	Separator() rune
+
+	// Folders lists the folders that exist at the destination.
+	Folders(ctx context.Context) ([]formats.Folder, error)
+
+	// Ensure creates the folder (and any missing parents) if it does not
+	// exist, and returns it with Name, Validity, UIDNext and Messages filled
+	// where the sink can tell. path is in the engine's components; the sink
+	// joins it with its separator (formats.JoinFolder) or its own encoding.
+	Ensure(ctx context.Context, path []string) (formats.Folder, error)
+
+	// Index calls fn with the ID and identity key of every message in folder
+	// whose ID known reports false. IDs are the sink's own (an IMAP UID in
+	// decimal, a Maildir unique name, an mbox offset).
+	Index(ctx context.Context, folder formats.Folder, known func(id string) bool,
+		fn func(id string, key formats.Key) error) error
+
+	// Store writes one message: exactly size bytes from body (size -1: until
+	// EOF), with m's flags and date. It returns the new message's ID at the
+	// destination, or "" when the sink cannot tell (IMAP without UIDPLUS).
+	// When Store returns nil the message is durable, unless the sink is also
+	// a Flusher: then it is durable once Flush returns nil.
+	Store(ctx context.Context, folder formats.Folder, m formats.Message, size int64, body io.Reader) (id string, err error)
+
+	// Close releases the sink. It does not imply Flush.
+	Close() error
+}
+
+// Flusher is a Sink that batches durability (Maildir, mbox): messages stored
+// since the last Flush are durable only once Flush returns nil. The engine
+// records messages in its state only after that.
+type Flusher interface {
+	Flush(ctx context.Context) error
+}
+
+// Deleter is a Source that can remove messages once they are durably copied
+// and recorded (--delete-source). The engine calls it only after a run with
+// no fatal error.
+type Deleter interface {
+	Delete(ctx context.Context, folder formats.Folder, msgs []formats.Message) error
+}

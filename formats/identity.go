@@ -187,3 +187,23 @@ func (w *KeyWriter) Write(p []byte) (int, error) {
 
 // Key returns the key of what was written.
 func (w *KeyWriter) Key() Key { return IdentityKey(w.buf) }
+
+// HeaderValue returns the unfolded, trimmed value of the first header field
+// called name (case-insensitive) in a header block, or "".
+func HeaderValue(header []byte, name string) string {
+	v := parseHeaderFields(HeaderBlock(header), toLowerASCII(name))[0]
+	return string(v)
+}
+
+func toLowerASCII(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
+}
+
+// Header returns the header block seen so far.
+func (w *KeyWriter) Header() []byte { return HeaderBlock(w.buf) }

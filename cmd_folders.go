@@ -1,0 +1,66 @@
+package main
+
+import (
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mailferry/mailferry/formats"
+)
+
+func newFoldersCommand(env *environment) *cobra.Command {
+	var sf secretFlags
+	var tf tlsFlags
+	sf.side = "src"
+	cmd := &cobra.Command{
+		Use:   "folders SOURCE",
+		Short: "List folders: name, special use, messages, bytes",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ep, err := parseEndpoint(args[0])
+			if err != nil {
+				return err
+			}
+			if err := resolveServer(env, ep, &sf, &tf); err != nil {
+				return err
+			}
+			src, err := openSource(ep)(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer src.Close()
+			folders, err := src.Folders(cmd.Context())
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(env.stdout, 2, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "FOLDER\tSPECIAL-USE\tMESSAGES\tBYTES")
+			for _, f := range folders {
+				if f.NoSelect {
+					fmt.Fprintf(tw, "%s\t%s\t-\t-\n", formats.DisplayName(f.Path), f.SpecialUse)
+					continue
+				}
+				bytes := f.Bytes
+				if bytes == 0 && f.Messages > 0 {
+					_, msgs, err := src.List(cmd.Context(), f)
+					if err != nil {
+						return err
+					}
+					for _, m := range msgs {
+						bytes += max(m.Size, 0)
+					}
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", formats.DisplayName(f.Path), f.SpecialUse, f.Messages, humanBytes(bytes))
+			}
+			return tw.Flush()
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&sf.tlsMode, "src-tls", "", "TLS: tls | starttls | none (default from the scheme)")
+	fl.StringVar(&tf.caFile, "ca-file", "", "extra trusted CA certificates (PEM)")
+	fl.BoolVar(&tf.insecureSkip, "insecure-skip-verify", false, "accept any certificate (dangerous)")
+	fl.StringVar(&sf.file, "src-password-file", "", "read the password from FILE")
+	fl.StringVar(&sf.cmd, "src-password-cmd", "", "run CMD and use its first line as the password")
+	return cmd
+}

@@ -1,0 +1,208 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mailferry/mailferry/migrate"
+)
+
+// copyFlags are the flags every copy takes (CLI.md).
+type copyFlags struct {
+	src, dst         secretFlags
+	tls              tlsFlags
+	include, exclude []string
+	maps             []string
+	prefix           string
+	since, before    string
+	dedup            string
+	deleteSource     bool
+	dryRun           bool
+	jobs             int
+	stateDir         string
+	report           string
+	progress         string
+	logLevel         string
+}
+
+func (f *copyFlags) add(cmd *cobra.Command) {
+	f.src.side, f.dst.side = "src", "dst"
+	fl := cmd.Flags()
+	fl.StringVar(&f.src.tlsMode, "src-tls", "", "source TLS: tls | starttls | none (default from the scheme)")
+	fl.StringVar(&f.dst.tlsMode, "dst-tls", "", "destination TLS: tls | starttls | none (default from the scheme)")
+	fl.StringVar(&f.tls.caFile, "ca-file", "", "extra trusted CA certificates (PEM)")
+	fl.BoolVar(&f.tls.insecureSkip, "insecure-skip-verify", false, "accept any certificate (dangerous)")
+	fl.StringVar(&f.src.file, "src-password-file", "", "read the source password from FILE (first line)")
+	fl.StringVar(&f.dst.file, "dst-password-file", "", "read the destination password from FILE (first line)")
+	fl.StringVar(&f.src.cmd, "src-password-cmd", "", "run CMD and use its first line as the source password")
+	fl.StringVar(&f.dst.cmd, "dst-password-cmd", "", "run CMD and use its first line as the destination password")
+	fl.StringArrayVar(&f.include, "include", nil, `copy only folders matching GLOB ("Archive/*"), repeatable`)
+	fl.StringArrayVar(&f.exclude, "exclude", nil, "skip folders matching GLOB, repeatable")
+	fl.StringArrayVar(&f.maps, "map", nil, "rename folder OLD (and its subfolders) to NEW: OLD=NEW, repeatable")
+	fl.StringVar(&f.prefix, "prefix", "", "put everything under FOLDER at the destination")
+	fl.StringVar(&f.since, "since", "", "only messages with internal date on or after YYYY-MM-DD")
+	fl.StringVar(&f.before, "before", "", "only messages with internal date before YYYY-MM-DD")
+	fl.StringVar(&f.dedup, "dedup", "folder", "what counts as already there: folder | account | off")
+	fl.BoolVar(&f.deleteSource, "delete-source", false, "remove from the source what was durably copied")
+	fl.BoolVar(&f.dryRun, "dry-run", false, "show what would be copied; change nothing anywhere")
+	fl.IntVar(&f.jobs, "jobs", 4, "folders copied in parallel")
+	fl.StringVar(&f.stateDir, "state-dir", "", "where resume state lives (default: the user's state directory)")
+	fl.StringVar(&f.report, "report", "", "write the JSON report to FILE")
+	fl.StringVar(&f.progress, "progress", "auto", "progress bar on stderr: auto | always | never")
+	fl.StringVar(&f.logLevel, "log-level", "info", "debug | info | warn | error")
+}
+
+// options checks the flags and turns them into engine options.
+func (f *copyFlags) options(env *environment) (migrate.Options, error) {
+	var o migrate.Options
+	o.Include, o.Exclude, o.Prefix = f.include, f.exclude, f.prefix
+	for _, m := range f.maps {
+		mp, err := migrate.ParseMapping(m)
+		if err != nil {
+			return o, err
+		}
+		o.Maps = append(o.Maps, mp)
+	}
+	var err error
+	if o.Since, err = parseDay("--since", f.since); err != nil {
+		return o, err
+	}
+	if o.Before, err = parseDay("--before", f.before); err != nil {
+		return o, err
+	}
+	switch d := migrate.Dedup(f.dedup); d {
+	case migrate.DedupFolder, migrate.DedupAccount, migrate.DedupOff:
+		o.Dedup = d
+	default:
+		return o, &usageError{fmt.Errorf("--dedup must be folder, account or off, not %q", f.dedup)}
+	}
+	if f.jobs < 1 || f.jobs > 64 {
+		return o, &usageError{fmt.Errorf("--jobs must be between 1 and 64")}
+	}
+	switch f.progress {
+	case "auto", "always", "never":
+	default:
+		return o, &usageError{fmt.Errorf("--progress must be auto, always or never")}
+	}
+	if _, err := parseLevel(f.logLevel); err != nil {
+		return o, err
+	}
+	o.Jobs, o.DryRun, o.DeleteSource = f.jobs, f.dryRun, f.deleteSource
+	return o, nil
+}
+
+func parseDay(flag, s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse("2006-01-02", s)
+	if err != nil {
+		return t, &usageError{fmt.Errorf("%s wants YYYY-MM-DD, got %q", flag, s)}
+	}
+	return t, nil
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return l, &usageError{fmt.Errorf("--log-level must be debug, info, warn or error")}
+	}
+	return l, nil
+}
+
+// stateDir is --state-dir or $XDG_STATE_HOME/mailferry or ~/.local/state/mailferry.
+func (f *copyFlags) stateDirectory(env *environment) string {
+	if f.stateDir != "" {
+		return f.stateDir
+	}
+	if x := env.getenv("XDG_STATE_HOME"); x != "" {
+		return filepath.Join(x, "mailferry")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "state", "mailferry")
+	}
+	return ".mailferry-state"
+}
+
+func newMigrateCommand(env *environment) *cobra.Command {
+	var f copyFlags
+	cmd := &cobra.Command{
+		Use:   "migrate SOURCE DEST",
+		Short: "Copy every folder and message from SOURCE into DEST",
+		Long: `Copy every folder and message from SOURCE into DEST, keeping flags and internal
+dates. Messages already at DEST (by identity key) are not copied again; a rerun
+resumes where a stopped run ended. Nothing is deleted anywhere unless
+--delete-source is given, and then only what was durably copied.
+
+Endpoints: imap://user@host[:port] (STARTTLS), imaps://user@host[:port],
+pop3://user@host (STLS), pop3s://user@host, maildir:PATH, mbox:PATH.`,
+		Args: exactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runMigrate(cmd, env, &f, args[0], args[1])
+		},
+	}
+	f.add(cmd)
+	return cmd
+}
+
+func runMigrate(cmd *cobra.Command, env *environment, f *copyFlags, srcArg, dstArg string) error {
+	src, err := parseEndpoint(srcArg)
+	if err != nil {
+		return err
+	}
+	dst, err := parseEndpoint(dstArg)
+	if err != nil {
+		return err
+	}
+	opts, err := f.options(env)
+	if err != nil {
+		return err
+	}
+	if err := resolveServer(env, src, &f.src, &f.tls); err != nil {
+		return err
+	}
+	if err := resolveServer(env, dst, &f.dst, &f.tls); err != nil {
+		return err
+	}
+	return execute(cmd, env, f, opts, src, dst)
+}
+
+// execute runs the engine with a terminal reporter, prints the summary and
+// writes the report. It is shared by migrate and archive.
+func execute(cmd *cobra.Command, env *environment, f *copyFlags, opts migrate.Options, src, dst *endpoint) error {
+	level, _ := parseLevel(f.logLevel)
+	log := slog.New(slog.NewTextHandler(env.stderr, &slog.HandlerOptions{Level: level}))
+	ui := newTerminalReporter(env.stderr, f.progress, log)
+	opts.Reporter = ui
+	if !opts.DryRun {
+		opts.StatePath = migrate.StatePath(f.stateDirectory(env), src.String(), dst.String())
+	}
+	job := migrate.Job{
+		SourceName: src.String(), DestName: dst.String(),
+		OpenSource: openSource(src), OpenSink: openSink(dst),
+		Options: opts,
+	}
+	rep, err := migrate.Run(cmd.Context(), job)
+	ui.finish()
+	printSummary(env.stdout, rep)
+	if f.report != "" {
+		if werr := rep.WriteFile(f.report); werr != nil && err == nil {
+			err = fmt.Errorf("--report: %w", werr)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if rep.Totals.Failed > 0 {
+		fmt.Fprintf(env.stderr, "mailferry: %d messages failed; each is named in the report%s\n",
+			rep.Totals.Failed, strings.TrimSuffix(" ("+f.report+")", " ()"))
+		return errSomeFailed
+	}
+	return nil
+}

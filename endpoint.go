@@ -1,0 +1,220 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"strings"
+
+	"golang.org/x/term"
+
+	"github.com/mailferry/mailferry/migrate"
+)
+
+// endpoint is a parsed SOURCE or DEST argument.
+type endpoint struct {
+	raw    string // as the user typed it (never holds a password: see parseEndpoint)
+	scheme string // imap, imaps, pop3, pop3s, maildir, mbox
+	server migrate.ServerConfig
+	path   string // maildir: and mbox:
+}
+
+// String names the endpoint without secrets.
+func (e *endpoint) String() string {
+	if e.path != "" {
+		return e.scheme + ":" + e.path
+	}
+	return e.scheme + "://" + e.server.String()
+}
+
+func (e *endpoint) isServer() bool { return e.path == "" }
+
+var defaultPorts = map[string]string{"imap": "143", "imaps": "993", "pop3": "110", "pop3s": "995"}
+
+// parseEndpoint reads imap://user@host:port, imaps://, pop3://, pop3s://,
+// maildir:PATH and mbox:PATH. A password in the URL is refused: it would
+// show in the process list.
+func parseEndpoint(s string) (*endpoint, error) {
+	for _, local := range []string{"maildir", "mbox"} {
+		if rest, ok := strings.CutPrefix(s, local+":"); ok && !strings.HasPrefix(rest, "//") {
+			if rest == "" {
+				return nil, &usageError{fmt.Errorf("%s: no path given", s)}
+			}
+			return &endpoint{raw: s, scheme: local, path: expandHome(rest)}, nil
+		}
+	}
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" {
+		return nil, &usageError{fmt.Errorf("%q is not an endpoint (imap://user@host, imaps://, pop3://, pop3s://, maildir:PATH, mbox:PATH)", redactURL(s))}
+	}
+	port, ok := defaultPorts[u.Scheme]
+	if !ok {
+		return nil, &usageError{fmt.Errorf("unknown scheme %q (imap, imaps, pop3, pop3s, maildir, mbox)", u.Scheme)}
+	}
+	if _, has := u.User.Password(); has {
+		return nil, &usageError{fmt.Errorf("%s: a password in the URL would show in the process list; use --src-password-file, --src-password-cmd or MAILFERRY_SRC_PASSWORD", redactURL(s))}
+	}
+	if u.User.Username() == "" {
+		return nil, &usageError{fmt.Errorf("%s: no user name (imap://user@host)", s)}
+	}
+	host := u.Hostname()
+	if u.Port() != "" {
+		port = u.Port()
+	}
+	mode := migrate.TLSStartTLS
+	if strings.HasSuffix(u.Scheme, "s") {
+		mode = migrate.TLSImplicit
+	}
+	return &endpoint{raw: s, scheme: u.Scheme, server: migrate.ServerConfig{
+		Addr: net.JoinHostPort(host, port), User: u.User.Username(), TLS: mode,
+	}}, nil
+}
+
+func redactURL(s string) string {
+	if u, err := url.Parse(s); err == nil && u.User != nil {
+		if _, has := u.User.Password(); has {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+			return u.String()
+		}
+	}
+	return s
+}
+
+func expandHome(p string) string {
+	if rest, ok := strings.CutPrefix(p, "~/"); ok {
+		if home, err := os.UserHomeDir(); err == nil {
+			return home + "/" + rest
+		}
+	}
+	return p
+}
+
+// secretFlags are one side's ways to give a password.
+type secretFlags struct {
+	side     string // "src" or "dst"
+	file     string
+	cmd      string
+	tlsMode  string
+	resolved string
+}
+
+// password finds the password: file, command, environment, terminal prompt.
+// Errors never include the secret.
+func (s *secretFlags) password(env *environment, who string) (string, error) {
+	switch {
+	case s.file != "":
+		b, err := os.ReadFile(s.file)
+		if err != nil {
+			return "", fmt.Errorf("--%s-password-file: %w", s.side, err)
+		}
+		return firstLine(string(b)), nil
+	case s.cmd != "":
+		out, err := exec.Command("sh", "-c", s.cmd).Output()
+		if err != nil {
+			return "", fmt.Errorf("--%s-password-cmd failed: %v", s.side, err)
+		}
+		return firstLine(string(out)), nil
+	}
+	envName := "MAILFERRY_" + strings.ToUpper(s.side) + "_PASSWORD"
+	if v := env.getenv(envName); v != "" {
+		return v, nil
+	}
+	f, ok := env.stdin.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return "", &usageError{fmt.Errorf("no password for %s: give --%s-password-file, --%s-password-cmd or %s", who, s.side, s.side, envName)}
+	}
+	fmt.Fprintf(env.stderr, "Password for %s: ", who)
+	b, err := term.ReadPassword(int(f.Fd()))
+	fmt.Fprintln(env.stderr)
+	if err != nil {
+		return "", err
+	}
+	return string(b), nil
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return strings.TrimSuffix(line, "\r")
+}
+
+// tlsFlags are shared by both sides.
+type tlsFlags struct {
+	caFile       string
+	insecureSkip bool
+}
+
+func (t *tlsFlags) config(env *environment) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if t.caFile != "" {
+		pem, err := os.ReadFile(t.caFile)
+		if err != nil {
+			return nil, fmt.Errorf("--ca-file: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, &usageError{fmt.Errorf("--ca-file %s: no PEM certificate in it", t.caFile)}
+		}
+		cfg.RootCAs = pool
+	}
+	if t.insecureSkip {
+		fmt.Fprintln(env.stderr, "mailferry: WARNING: --insecure-skip-verify: server certificates are NOT checked; anyone on the network path can read and change this session")
+		cfg.InsecureSkipVerify = true
+	}
+	return cfg, nil
+}
+
+// resolveServer applies the TLS mode and finds the password for one side.
+func resolveServer(env *environment, ep *endpoint, sf *secretFlags, tf *tlsFlags) error {
+	if !ep.isServer() {
+		return nil
+	}
+	if sf.tlsMode != "" {
+		switch m := migrate.TLSMode(sf.tlsMode); m {
+		case migrate.TLSImplicit, migrate.TLSStartTLS, migrate.TLSNone:
+			ep.server.TLS = m
+		default:
+			return &usageError{fmt.Errorf("--%s-tls must be tls, starttls or none, not %q", sf.side, sf.tlsMode)}
+		}
+	}
+	cfg, err := tf.config(env)
+	if err != nil {
+		return err
+	}
+	ep.server.TLSConfig = cfg
+	pw, err := sf.password(env, ep.String())
+	if err != nil {
+		return err
+	}
+	ep.server.Password = pw
+	return nil
+}
+
+// openSource and openSink build the engine's endpoints.
+func openSource(ep *endpoint) func(context.Context) (migrate.Source, error) {
+	return func(ctx context.Context) (migrate.Source, error) {
+		switch ep.scheme {
+		case "imap", "imaps":
+			return migrate.DialIMAP(ctx, ep.server)
+		}
+		return nil, &usageError{fmt.Errorf("%s cannot be a source yet", ep.scheme)}
+	}
+}
+
+func openSink(ep *endpoint) func(context.Context) (migrate.Sink, error) {
+	return func(ctx context.Context) (migrate.Sink, error) {
+		switch ep.scheme {
+		case "imap", "imaps":
+			return migrate.DialIMAP(ctx, ep.server)
+		}
+		return nil, &usageError{fmt.Errorf("%s cannot be a destination", ep.scheme)}
+	}
+}
+

@@ -1,0 +1,143 @@
+// Command mailferry moves and keeps mail: IMAP, POP3, Maildir and mbox in,
+// IMAP, Maildir and mbox out, byte for byte, with folders, flags and dates,
+// never losing or doubling a message.
+//
+// This file parses the command line and maps errors to exit codes; the
+// engine lives in package migrate, the local stores in package archive.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mailferry/mailferry/migrate"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// Exit codes (CLI.md). Mapped from errors in exitCode and nowhere else.
+const (
+	exitOK       = 0 // everything selected is at the destination
+	exitError    = 1 // stopped by an error; a rerun resumes safely
+	exitUsage    = 2 // usage error: nothing was done
+	exitFailures = 3 // finished, but some messages failed (named in the report)
+)
+
+// errSomeFailed says a run finished with failed messages.
+var errSomeFailed = errors.New("some messages failed")
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run is the whole program, callable from tests.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	env := &environment{stdin: stdin, stdout: stdout, stderr: stderr, getenv: os.Getenv}
+	root := newRootCommand(env)
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	code := exitCode(err)
+	if err != nil && !errors.Is(err, errSomeFailed) {
+		fmt.Fprintln(stderr, "mailferry: "+oneLine(err.Error()))
+	}
+	return code
+}
+
+// exitCode is the one place errors become exit codes.
+func exitCode(err error) int {
+	var ue *usageError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, errSomeFailed):
+		return exitFailures
+	case errors.As(err, &ue), errors.Is(err, migrate.ErrUsage):
+		return exitUsage
+	default:
+		return exitError
+	}
+}
+
+// usageError marks errors of the command line itself (cobra's, and ours).
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+func oneLine(s string) string {
+	out := []rune{}
+	for _, r := range s {
+		if r == '\n' || r == '\r' {
+			r = ' '
+		}
+		out = append(out, r)
+	}
+	return string(out)
+}
+
+// environment is what commands may touch of the outside world.
+type environment struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	getenv         func(string) string
+}
+
+func newRootCommand(env *environment) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "mailferry",
+		Short: "Move and keep mail: IMAP, POP3, Maildir and mbox, byte for byte",
+		Long: `mailferry copies every folder and message from one mail account or archive to
+another, keeping folders, flags and dates, and never copying a message twice.
+
+Exit status: 0 everything selected is at the destination; 1 stopped by an error
+(a rerun resumes safely); 2 usage error, nothing was done; 3 finished, but some
+messages failed (each is named in the report).`,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
+	root.AddCommand(
+		newMigrateCommand(env),
+		newFoldersCommand(env),
+		newDemoCommand(env),
+		newVersionCommand(env),
+	)
+	return root
+}
+
+func newVersionCommand(env *environment) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fmt.Fprintf(env.stdout, "mailferry %s\n", version)
+			return nil
+		},
+	}
+}
+
+// noArgs and exactArgs are cobra's, with their errors marked as usage errors.
+func noArgs(cmd *cobra.Command, args []string) error { return exactArgs(0)(cmd, args) }
+
+func exactArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := cobra.ExactArgs(n)(cmd, args); err != nil {
+			return &usageError{fmt.Errorf("%s: %w", cmd.CommandPath(), err)}
+		}
+		return nil
+	}
+}

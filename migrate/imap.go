@@ -1,0 +1,581 @@
+package migrate
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/mailferry/mailferry/formats"
+)
+
+// TLSMode says how a connection is protected.
+type TLSMode string
+
+// The three TLS modes of --src-tls and --dst-tls.
+const (
+	TLSImplicit TLSMode = "tls"      // TLS from the first byte (imaps, pop3s)
+	TLSStartTLS TLSMode = "starttls" // plaintext greeting, then STARTTLS/STLS before login
+	TLSNone     TLSMode = "none"     // plaintext all the way: only when asked for
+)
+
+// ServerConfig is what it takes to reach and log in to an IMAP or POP3 server.
+// Password is held only in memory and never formatted into any message.
+type ServerConfig struct {
+	Addr      string // host:port
+	User      string
+	Password  string
+	TLS       TLSMode
+	TLSConfig *tls.Config // verification on unless the user asked otherwise
+	Timeout   time.Duration
+}
+
+// String names the server without any secret, for messages and reports.
+func (c ServerConfig) String() string {
+	if c.User == "" {
+		return c.Addr
+	}
+	return c.User + "@" + c.Addr
+}
+
+// fetchBatch is how many messages one UID FETCH of bodies asks for.
+const fetchBatch = 256
+
+// IMAP is a connection to an IMAP server, usable as a Source and as a Sink.
+// It is not safe for concurrent use: the engine opens one per worker.
+type IMAP struct {
+	c        *imapclient.Client
+	cfg      ServerConfig
+	delim    rune
+	caps     imap.CapSet
+	selected string
+	readOnly bool
+	seqUID   map[uint32]uint32 // sequence number -> UID of the selected folder's last listing
+	existing map[string]bool   // folder names known to exist (sink side)
+}
+
+var (
+	_ Source = (*IMAP)(nil)
+	_ Sink   = (*IMAP)(nil)
+)
+
+// DialIMAP connects and logs in. Authentication failures come back wrapped in
+// ErrAuth, TLS failures in ErrTLS; neither carries the password.
+func DialIMAP(ctx context.Context, cfg ServerConfig) (*IMAP, error) {
+	timeout := cfg.Timeout
+	if timeout == 0 {
+		timeout = 30 * time.Second
+	}
+	opts := &imapclient.Options{
+		TLSConfig: cfg.TLSConfig,
+		Dialer:    &net.Dialer{Timeout: timeout},
+	}
+	var (
+		c   *imapclient.Client
+		err error
+	)
+	switch cfg.TLS {
+	case TLSImplicit:
+		c, err = imapclient.DialTLS(cfg.Addr, opts)
+	case TLSStartTLS:
+		c, err = dialStartTLS(cfg.Addr, opts)
+	case TLSNone:
+		c, err = imapclient.DialInsecure(cfg.Addr, opts)
+	default:
+		return nil, fmt.Errorf("%w: unknown TLS mode %q", ErrUsage, cfg.TLS)
+	}
+	if err != nil {
+		return nil, classifyDialError(cfg, err)
+	}
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+	if err := c.WaitGreeting(); err != nil {
+		c.Close()
+		return nil, classifyDialError(cfg, err)
+	}
+	if err := c.Login(cfg.User, cfg.Password).Wait(); err != nil {
+		c.Close()
+		var ie *imap.Error
+		if errors.As(err, &ie) {
+			return nil, fmt.Errorf("%w: %s: login refused: %s", ErrAuth, cfg, ie.Text)
+		}
+		return nil, &RetryableError{Err: fmt.Errorf("imap: %s: login: %w", cfg, err)}
+	}
+	m := &IMAP{c: c, cfg: cfg, caps: c.Caps(), existing: map[string]bool{}}
+	// The separator: LIST "" "" answers with the hierarchy delimiter.
+	list, err := c.List("", "", nil).Collect()
+	if err != nil {
+		c.Close()
+		return nil, &RetryableError{Err: fmt.Errorf("imap: %s: list: %w", cfg, err)}
+	}
+	if len(list) > 0 {
+		m.delim = list[0].Delim
+	}
+	return m, nil
+}
+
+// dialStartTLS refuses a server that does not offer STARTTLS instead of
+// falling back to plaintext.
+func dialStartTLS(addr string, opts *imapclient.Options) (*imapclient.Client, error) {
+	conn, err := opts.Dialer.Dial("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	host, _, _ := net.SplitHostPort(addr)
+	tc := opts.TLSConfig.Clone()
+	if tc == nil {
+		tc = &tls.Config{}
+	}
+	if tc.ServerName == "" {
+		tc.ServerName = host
+	}
+	o := *opts
+	o.TLSConfig = tc
+	// NewStartTLS sends STARTTLS and upgrades; a server without STARTTLS
+	// answers NO or BAD, and we stop there rather than go on in plaintext.
+	c, err := imapclient.NewStartTLS(conn, &o)
+	var ie *imap.Error
+	if errors.As(err, &ie) {
+		return nil, errNoStartTLS
+	}
+	return c, err
+}
+
+var errNoStartTLS = errors.New("no STARTTLS")
+
+func classifyDialError(cfg ServerConfig, err error) error {
+	var certErr *tls.CertificateVerificationError
+	var hostErr x509.HostnameError
+	var authErr x509.UnknownAuthorityError
+	var recErr tls.RecordHeaderError
+	switch {
+	case errors.As(err, &certErr), errors.As(err, &hostErr), errors.As(err, &authErr), errors.As(err, &recErr):
+		return fmt.Errorf("%w: %s: %v", ErrTLS, cfg.Addr, err)
+	case errors.Is(err, errNoStartTLS):
+		return fmt.Errorf("%w: %s: the server does not offer STARTTLS; refusing to log in without TLS (use --src-tls/--dst-tls none only on a trusted network)", ErrTLS, cfg.Addr)
+	}
+	return &RetryableError{Err: fmt.Errorf("imap: %s: %w", cfg.Addr, err)}
+}
+
+// Close logs out and closes the connection.
+func (m *IMAP) Close() error {
+	done := make(chan struct{})
+	go func() {
+		m.c.Logout().Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+	}
+	return m.c.Close()
+}
+
+// Separator is the server's hierarchy delimiter (0 for a flat namespace).
+func (m *IMAP) Separator() rune { return m.delim }
+
+// Folders lists every folder with special use and STATUS counts, parents
+// before children, adding missing parents as NoSelect tree nodes.
+func (m *IMAP) Folders(ctx context.Context) ([]formats.Folder, error) {
+	var opts *imap.ListOptions
+	extended := m.caps.Has(imap.CapListExtended)
+	if extended {
+		opts = &imap.ListOptions{}
+		if m.caps.Has(imap.CapSpecialUse) {
+			opts.ReturnSpecialUse = true
+		}
+		if m.caps.Has(imap.CapListStatus) {
+			opts.ReturnStatus = &imap.StatusOptions{NumMessages: true, UIDNext: true, UIDValidity: true}
+		}
+	}
+	list, err := m.c.List("", "*", opts).Collect()
+	if err != nil {
+		return nil, m.wrap("list", err)
+	}
+	byName := map[string]*formats.Folder{}
+	var out []*formats.Folder
+	for _, ld := range list {
+		f := &formats.Folder{Name: ld.Mailbox, Path: formats.SplitFolder(ld.Mailbox, ld.Delim)}
+		if m.delim == 0 && ld.Delim != 0 {
+			m.delim = ld.Delim
+		}
+		for _, a := range ld.Attrs {
+			switch a {
+			case imap.MailboxAttrNoSelect, imap.MailboxAttrNonExistent:
+				f.NoSelect = true
+			case imap.MailboxAttrSent, imap.MailboxAttrDrafts, imap.MailboxAttrTrash,
+				imap.MailboxAttrJunk, imap.MailboxAttrArchive, imap.MailboxAttrAll, imap.MailboxAttrFlagged:
+				f.SpecialUse = string(a)
+			}
+		}
+		if formats.IsInbox(f.Path) {
+			f.Name = "INBOX"
+		}
+		if ld.Status != nil {
+			setStatus(f, ld.Status)
+		}
+		key := strings.Join(f.Path, "\x00")
+		if byName[key] != nil {
+			continue
+		}
+		byName[key] = f
+		out = append(out, f)
+	}
+	// Missing parents become tree nodes.
+	for _, f := range append([]*formats.Folder(nil), out...) {
+		for i := 1; i < len(f.Path); i++ {
+			key := strings.Join(f.Path[:i], "\x00")
+			if byName[key] == nil {
+				name, _ := formats.JoinFolder(f.Path[:i], m.delim)
+				p := &formats.Folder{Name: name, Path: append([]string(nil), f.Path[:i]...), NoSelect: true}
+				byName[key] = p
+				out = append(out, p)
+			}
+		}
+	}
+	// STATUS where LIST-STATUS was not available.
+	if opts == nil || opts.ReturnStatus == nil {
+		for _, f := range out {
+			if f.NoSelect {
+				continue
+			}
+			sd, err := m.c.Status(f.Name, &imap.StatusOptions{NumMessages: true, UIDNext: true, UIDValidity: true}).Wait()
+			if err != nil {
+				return nil, m.wrap("status "+f.Name, err)
+			}
+			setStatus(f, sd)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return lessPath(out[i].Path, out[j].Path) })
+	res := make([]formats.Folder, len(out))
+	for i, f := range out {
+		res[i] = *f
+		if !f.NoSelect {
+			m.existing[f.Name] = true
+		}
+	}
+	return res, nil
+}
+
+func setStatus(f *formats.Folder, sd *imap.StatusData) {
+	if sd.NumMessages != nil {
+		f.Messages = *sd.NumMessages
+	}
+	f.UIDNext = uint32(sd.UIDNext)
+	f.Validity = sd.UIDValidity
+}
+
+// lessPath orders INBOX first, then parents before children, then by name.
+func lessPath(a, b []string) bool {
+	ai, bi := formats.HasPrefix(a, []string{"INBOX"}), formats.HasPrefix(b, []string{"INBOX"})
+	if ai != bi {
+		return ai
+	}
+	for i := 0; i < len(a) && i < len(b); i++ {
+		if a[i] != b[i] {
+			return a[i] < b[i]
+		}
+	}
+	return len(a) < len(b)
+}
+
+func (m *IMAP) sel(name string, readOnly bool) (*imap.SelectData, error) {
+	if m.selected == name && (readOnly || !m.readOnly) {
+		return nil, nil
+	}
+	sd, err := m.c.Select(name, &imap.SelectOptions{ReadOnly: readOnly}).Wait()
+	if err != nil {
+		m.selected = ""
+		return nil, m.wrap("select "+name, err)
+	}
+	m.selected, m.readOnly, m.seqUID = name, readOnly, nil
+	return sd, nil
+}
+
+// List selects the folder read-only and lists UID, FLAGS, INTERNALDATE and
+// RFC822.SIZE of every message.
+func (m *IMAP) List(ctx context.Context, folder formats.Folder) (uint32, []formats.Message, error) {
+	m.selected = "" // always re-select: we need fresh UIDVALIDITY and EXISTS
+	sd, err := m.sel(folder.Name, true)
+	if err != nil {
+		return 0, nil, err
+	}
+	if sd.NumMessages == 0 {
+		return sd.UIDValidity, nil, nil
+	}
+	stop := context.AfterFunc(ctx, func() { m.c.Close() })
+	defer stop()
+	set := imap.SeqSet{}
+	set.AddRange(1, 0) // 1:*
+	fc := m.c.Fetch(set, &imap.FetchOptions{UID: true, Flags: true, InternalDate: true, RFC822Size: true})
+	m.seqUID = make(map[uint32]uint32, sd.NumMessages)
+	var msgs []formats.Message
+	for {
+		md := fc.Next()
+		if md == nil {
+			break
+		}
+		buf, err := md.Collect()
+		if err != nil {
+			fc.Close()
+			return 0, nil, m.wrap("fetch list", err)
+		}
+		if buf.UID == 0 {
+			continue
+		}
+		flags := make([]string, len(buf.Flags))
+		for i, f := range buf.Flags {
+			flags[i] = string(f)
+		}
+		m.seqUID[md.SeqNum] = uint32(buf.UID)
+		msgs = append(msgs, formats.Message{
+			ID: strconv.FormatUint(uint64(buf.UID), 10), UID: uint32(buf.UID),
+			Size: buf.RFC822Size, Flags: formats.CleanFlags(flags), Date: buf.InternalDate,
+		})
+	}
+	if err := fc.Close(); err != nil {
+		return 0, nil, m.wrap("fetch list", err)
+	}
+	sort.Slice(msgs, func(i, j int) bool { return msgs[i].UID < msgs[j].UID })
+	return sd.UIDValidity, msgs, nil
+}
+
+// Headers fetches BODY.PEEK[HEADER] of msgs.
+func (m *IMAP) Headers(ctx context.Context, folder formats.Folder, msgs []formats.Message,
+	fn func(m formats.Message, header []byte) error) error {
+	section := &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, Peek: true}
+	return m.fetchSections(ctx, folder, msgs, section, func(msg formats.Message, lit imap.LiteralReader) error {
+		b, err := io.ReadAll(io.LimitReader(lit, formats.MaxHeaderBytes))
+		if err != nil {
+			return err
+		}
+		return fn(msg, b)
+	})
+}
+
+// Fetch streams BODY.PEEK[] of msgs in UID batches. m.Size passed to fn is
+// the literal's exact size.
+func (m *IMAP) Fetch(ctx context.Context, folder formats.Folder, msgs []formats.Message,
+	fn func(m formats.Message, body io.Reader) error) error {
+	section := &imap.FetchItemBodySection{Peek: true}
+	return m.fetchSections(ctx, folder, msgs, section, func(msg formats.Message, lit imap.LiteralReader) error {
+		msg.Size = lit.Size()
+		return fn(msg, lit)
+	})
+}
+
+// fetchSections runs UID FETCH (UID section) over msgs in batches, matching
+// each response to the message asked for (by UID, or by sequence number when
+// a server sends the UID after the literal), and retries once for UIDs that
+// did not come back.
+func (m *IMAP) fetchSections(ctx context.Context, folder formats.Folder, msgs []formats.Message,
+	section *imap.FetchItemBodySection, fn func(formats.Message, imap.LiteralReader) error) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	if _, err := m.sel(folder.Name, true); err != nil {
+		return err
+	}
+	byUID := make(map[uint32]formats.Message, len(msgs))
+	for _, msg := range msgs {
+		byUID[msg.UID] = msg
+	}
+	pending := msgs
+	for attempt := 0; attempt < 2 && len(pending) > 0; attempt++ {
+		got := map[uint32]bool{}
+		for start := 0; start < len(pending); start += fetchBatch {
+			end := min(start+fetchBatch, len(pending))
+			if err := m.fetchBatch(ctx, pending[start:end], byUID, section, got, fn); err != nil {
+				return err
+			}
+		}
+		var missing []formats.Message
+		for _, msg := range pending {
+			if !got[msg.UID] {
+				missing = append(missing, msg)
+			}
+		}
+		pending = missing
+	}
+	return nil
+}
+
+func (m *IMAP) fetchBatch(ctx context.Context, batch []formats.Message, byUID map[uint32]formats.Message,
+	section *imap.FetchItemBodySection, got map[uint32]bool, fn func(formats.Message, imap.LiteralReader) error) error {
+	var set imap.UIDSet
+	for _, msg := range batch {
+		set.AddNum(imap.UID(msg.UID))
+	}
+	stop := context.AfterFunc(ctx, func() { m.c.Close() })
+	defer stop()
+	fc := m.c.Fetch(set, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{section}})
+	for {
+		md := fc.Next()
+		if md == nil {
+			break
+		}
+		uid := uint32(0)
+		for {
+			item := md.Next()
+			if item == nil {
+				break
+			}
+			switch it := item.(type) {
+			case imapclient.FetchItemDataUID:
+				uid = uint32(it.UID)
+			case imapclient.FetchItemDataBodySection:
+				if uid == 0 {
+					uid = m.seqUID[md.SeqNum]
+				}
+				msg, ok := byUID[uid]
+				if !ok || got[uid] || it.Literal == nil {
+					continue // discarded by the next Next
+				}
+				cr := &countingReader{r: it.Literal}
+				if err := fn(msg, literal{cr, it.Literal.Size()}); err != nil {
+					fc.Close()
+					return err
+				}
+				if _, err := io.Copy(io.Discard, cr); err != nil {
+					fc.Close()
+					return m.wrap("fetch", err)
+				}
+				if cr.n != it.Literal.Size() {
+					fc.Close()
+					return &RetryableError{Err: fmt.Errorf("imap: %s: message UID %d: connection ended after %d of %d bytes", m.cfg, uid, cr.n, it.Literal.Size())}
+				}
+				got[uid] = true
+			}
+		}
+	}
+	if err := fc.Close(); err != nil {
+		return m.wrap("fetch", err)
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return nil
+}
+
+type literal struct {
+	io.Reader
+	size int64
+}
+
+func (l literal) Size() int64 { return l.size }
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// Ensure creates the folder if needed and returns its STATUS.
+func (m *IMAP) Ensure(ctx context.Context, path []string) (formats.Folder, error) {
+	name, _ := formats.JoinFolder(path, m.delim)
+	if !m.existing[name] && name != "INBOX" {
+		err := m.c.Create(name, nil).Wait()
+		var ie *imap.Error
+		if err != nil && !(errors.As(err, &ie) && (ie.Code == imap.ResponseCodeAlreadyExists || strings.Contains(strings.ToLower(ie.Text), "exist"))) {
+			return formats.Folder{}, m.wrap("create "+name, err)
+		}
+		m.c.Subscribe(name).Wait() // best effort: clients show subscribed folders
+		m.existing[name] = true
+	}
+	sd, err := m.c.Status(name, &imap.StatusOptions{NumMessages: true, UIDNext: true, UIDValidity: true}).Wait()
+	if err != nil {
+		return formats.Folder{}, m.wrap("status "+name, err)
+	}
+	f := formats.Folder{Name: name, Path: formats.SplitFolder(name, m.delim)}
+	setStatus(&f, sd)
+	return f, nil
+}
+
+// Index lists the folder's UIDs and fetches the header of each unknown one.
+func (m *IMAP) Index(ctx context.Context, folder formats.Folder, known func(id string) bool,
+	fn func(id string, key formats.Key) error) error {
+	_, msgs, err := m.List(ctx, folder)
+	if err != nil {
+		return err
+	}
+	var unknown []formats.Message
+	for _, msg := range msgs {
+		if !known(msg.ID) {
+			unknown = append(unknown, msg)
+		}
+	}
+	return m.Headers(ctx, folder, unknown, func(msg formats.Message, header []byte) error {
+		return fn(msg.ID, formats.IdentityKey(header))
+	})
+}
+
+// Store APPENDs one message with its flags and internal date.
+func (m *IMAP) Store(ctx context.Context, folder formats.Folder, msg formats.Message, size int64, body io.Reader) (string, error) {
+	if size < 0 {
+		return "", fmt.Errorf("imap: append needs the message size in advance")
+	}
+	m.selected = "" // a later List must re-select
+	stop := context.AfterFunc(ctx, func() { m.c.Close() })
+	defer stop()
+	flags := make([]imap.Flag, 0, len(msg.Flags))
+	for _, f := range formats.CleanFlags(msg.Flags) {
+		flags = append(flags, imap.Flag(f))
+	}
+	cmd := m.c.Append(folder.Name, size, &imap.AppendOptions{Flags: flags, Time: msg.Date})
+	n, werr := io.Copy(cmd, io.LimitReader(body, size))
+	if werr == nil && n != size {
+		werr = fmt.Errorf("source gave %d of %d bytes", n, size)
+	}
+	if werr != nil {
+		// A short literal breaks the connection: close it so nothing half-sent is taken.
+		m.c.Close()
+		cmd.Close()
+		return "", &RetryableError{Err: fmt.Errorf("imap: %s: append to %s: %w", m.cfg, folder.Name, werr)}
+	}
+	if err := cmd.Close(); err != nil {
+		return "", m.wrap("append to "+folder.Name, err)
+	}
+	data, err := cmd.Wait()
+	if err != nil {
+		var ie *imap.Error
+		if errors.As(err, &ie) && ie.Type == imap.StatusResponseTypeNo {
+			if ie.Code == imap.ResponseCodeOverQuota {
+				return "", fmt.Errorf("%w: %s: %s", ErrQuota, m.cfg, ie.Text)
+			}
+			return "", &MessageError{Err: fmt.Errorf("destination refused the message: %s", ie.Text)}
+		}
+		return "", m.wrap("append to "+folder.Name, err)
+	}
+	if data.UID == 0 {
+		return "", nil
+	}
+	return strconv.FormatUint(uint64(data.UID), 10), nil
+}
+
+// wrap classifies a command error: a server NO/BAD stays as it is, anything
+// else (connection gone, timeout) is retryable.
+func (m *IMAP) wrap(what string, err error) error {
+	var ie *imap.Error
+	if errors.As(err, &ie) {
+		if ie.Code == imap.ResponseCodeUnavailable || ie.Code == imap.ResponseCodeLimit {
+			return &RetryableError{Err: fmt.Errorf("imap: %s: %s: %w", m.cfg, what, err)}
+		}
+		return fmt.Errorf("imap: %s: %s: %w", m.cfg, what, err)
+	}
+	return &RetryableError{Err: fmt.Errorf("imap: %s: %s: %w", m.cfg, what, err)}
+}

@@ -1,0 +1,93 @@
+package migrate
+
+import (
+	"encoding/json"
+	"os"
+	"time"
+)
+
+// Reporter receives progress events from the engine, which never prints.
+// Methods may be called from several goroutines at once.
+type Reporter interface {
+	// FolderPlanned says a folder will copy n messages of bytes in total.
+	FolderPlanned(folder string, n int, bytes int64)
+	// FolderStarted says copying into folder begins.
+	FolderStarted(folder string)
+	// MessageCopied says one message of size bytes is durably at the destination.
+	MessageCopied(folder string, bytes int64)
+	// MessageFailed says one message could not be copied; the run goes on.
+	MessageFailed(f Failure)
+	// FolderDone gives a folder's final counts.
+	FolderDone(r FolderReport)
+	// Warn says something a user should know that is not a failure.
+	Warn(msg string)
+}
+
+// NopReporter ignores every event.
+type NopReporter struct{}
+
+func (NopReporter) FolderPlanned(string, int, int64) {}
+func (NopReporter) FolderStarted(string)             {}
+func (NopReporter) MessageCopied(string, int64)      {}
+func (NopReporter) MessageFailed(Failure)            {}
+func (NopReporter) FolderDone(FolderReport)          {}
+func (NopReporter) Warn(string)                      {}
+
+// Counts are the numbers of one folder or of the whole run.
+type Counts struct {
+	Found   int   `json:"found"`
+	Copied  int   `json:"copied"`
+	Skipped int   `json:"skipped"`
+	Failed  int   `json:"failed"`
+	Bytes   int64 `json:"bytes"`
+}
+
+func (c *Counts) add(o Counts) {
+	c.Found += o.Found
+	c.Copied += o.Copied
+	c.Skipped += o.Skipped
+	c.Failed += o.Failed
+	c.Bytes += o.Bytes
+}
+
+// FolderReport is one folder's line of the report.
+type FolderReport struct {
+	Source      string `json:"source"`
+	Destination string `json:"destination"`
+	Counts
+	// Note says what a user should know about this folder (a renamed
+	// component, a changed UIDVALIDITY, a re-index).
+	Note string `json:"note,omitempty"`
+}
+
+// Failure names one message that was not copied.
+type Failure struct {
+	Folder    string `json:"folder"`
+	UID       uint32 `json:"uid,omitempty"`
+	ID        string `json:"id,omitempty"`
+	MessageID string `json:"message_id,omitempty"`
+	Error     string `json:"error"`
+}
+
+// Report is the run report (--report FILE), as CLI.md gives it.
+type Report struct {
+	Source          string         `json:"source"`
+	Destination     string         `json:"destination"`
+	Started         time.Time      `json:"started"`
+	DurationSeconds float64        `json:"duration_seconds"`
+	DryRun          bool           `json:"dry_run,omitempty"`
+	Folders         []FolderReport `json:"folders"`
+	Totals          Counts         `json:"totals"`
+	Failures        []Failure      `json:"failures"`
+	// Error is the error that stopped the run, if one did.
+	Error string `json:"error,omitempty"`
+}
+
+// WriteFile writes the report as indented JSON, readable by its owner only.
+func (r *Report) WriteFile(path string) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o600)
+}

@@ -1,0 +1,190 @@
+package migrate
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/mailferry/mailferry/formats"
+)
+
+// State is the resume and dedup ledger: a cache of the truth, never the
+// truth. One bbolt file per (source, destination) pair. Deleting it is always
+// safe: the engine then re-indexes the destination from headers.
+//
+// Layout: two top buckets, "src" and "dst"; under each, one bucket per folder
+// name holding "validity" and "uidnext" (big-endian uint32) and a bucket
+// "ids" mapping a message ID to its 32-byte identity key.
+//   - src folder: the source messages handled (copied durably, or matched at
+//     the destination), and the UIDNEXT through which the folder was complete.
+//   - dst folder: the destination messages indexed, and the UIDNEXT through
+//     which that index was last true.
+type State struct {
+	db *bolt.DB
+}
+
+// Side names a top bucket of the state.
+type Side string
+
+// The two sides of the ledger.
+const (
+	SideSource Side = "src"
+	SideDest   Side = "dst"
+)
+
+// FolderState is one folder's record.
+type FolderState struct {
+	Validity uint32
+	UIDNext  uint32
+	IDs      map[string]formats.Key
+}
+
+// Record is one ledger entry: message ID in folder on side has key.
+type Record struct {
+	Side   Side
+	Folder string
+	ID     string
+	Key    formats.Key
+}
+
+// StatePath is the state file for a pair of endpoints (named without secrets).
+func StatePath(dir, source, dest string) string {
+	sum := sha256.Sum256([]byte(source + "\x00" + dest))
+	return filepath.Join(dir, "mailferry-"+hex.EncodeToString(sum[:8])+".db")
+}
+
+// OpenState opens or creates the state file, readable by its owner only.
+func OpenState(path string) (*State, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("state: %w", err)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("state: open %s: %w (is another mailferry running on the same pair?)", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, s := range []Side{SideSource, SideDest} {
+			if _, err := tx.CreateBucketIfNotExists([]byte(s)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("state: %w", err)
+	}
+	return &State{db: db}, nil
+}
+
+// Close closes the file.
+func (s *State) Close() error { return s.db.Close() }
+
+// Folder loads one folder's record (empty if none).
+func (s *State) Folder(side Side, name string) (*FolderState, error) {
+	fs := &FolderState{IDs: map[string]formats.Key{}}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte(side)).Bucket([]byte(name))
+		if b == nil {
+			return nil
+		}
+		fs.Validity = getU32(b, "validity")
+		fs.UIDNext = getU32(b, "uidnext")
+		if ids := b.Bucket([]byte("ids")); ids != nil {
+			return ids.ForEach(func(k, v []byte) error {
+				var key formats.Key
+				copy(key[:], v)
+				fs.IDs[string(k)] = key
+				return nil
+			})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("state: %w", err)
+	}
+	return fs, nil
+}
+
+// Reset forgets every ID of a folder and sets its validity (a changed
+// UIDVALIDITY, or an index found stale).
+func (s *State) Reset(side Side, name string, validity uint32) error {
+	return s.update(func(tx *bolt.Tx) error {
+		top := tx.Bucket([]byte(side))
+		if top.Bucket([]byte(name)) != nil {
+			if err := top.DeleteBucket([]byte(name)); err != nil {
+				return err
+			}
+		}
+		b, err := top.CreateBucket([]byte(name))
+		if err != nil {
+			return err
+		}
+		return putU32(b, "validity", validity)
+	})
+}
+
+// SetMark records the validity and the UIDNEXT through which a folder's
+// record is complete.
+func (s *State) SetMark(side Side, name string, validity, uidNext uint32) error {
+	return s.update(func(tx *bolt.Tx) error {
+		b, err := tx.Bucket([]byte(side)).CreateBucketIfNotExists([]byte(name))
+		if err != nil {
+			return err
+		}
+		if err := putU32(b, "validity", validity); err != nil {
+			return err
+		}
+		return putU32(b, "uidnext", uidNext)
+	})
+}
+
+// Add writes records in one durable transaction.
+func (s *State) Add(recs []Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	return s.update(func(tx *bolt.Tx) error {
+		for _, r := range recs {
+			b, err := tx.Bucket([]byte(r.Side)).CreateBucketIfNotExists([]byte(r.Folder))
+			if err != nil {
+				return err
+			}
+			ids, err := b.CreateBucketIfNotExists([]byte("ids"))
+			if err != nil {
+				return err
+			}
+			if err := ids.Put([]byte(r.ID), r.Key[:]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func (s *State) update(fn func(tx *bolt.Tx) error) error {
+	if err := s.db.Update(fn); err != nil {
+		return fmt.Errorf("state: %w", err)
+	}
+	return nil
+}
+
+func getU32(b *bolt.Bucket, k string) uint32 {
+	v := b.Get([]byte(k))
+	if len(v) != 4 {
+		return 0
+	}
+	return binary.BigEndian.Uint32(v)
+}
+
+func putU32(b *bolt.Bucket, k string, v uint32) error {
+	var buf [4]byte
+	binary.BigEndian.PutUint32(buf[:], v)
+	return b.Put([]byte(k), buf[:])
+}

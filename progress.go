@@ -1,0 +1,150 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"text/tabwriter"
+
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
+
+	"github.com/mailferry/mailferry/migrate"
+)
+
+// terminalReporter shows one aggregate progress bar (messages, bytes, rate,
+// ETA, current folder) on stderr when it is a terminal, and logs warnings
+// and failures through slog.
+type terminalReporter struct {
+	mu    sync.Mutex
+	bar   *progressbar.ProgressBar
+	log   *slog.Logger
+	total int64
+	bytes int64
+}
+
+func newTerminalReporter(w io.Writer, mode string, log *slog.Logger) *terminalReporter {
+	show := mode == "always"
+	if mode == "auto" {
+		if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+			show = true
+		}
+	}
+	r := &terminalReporter{log: log}
+	if show {
+		r.bar = progressbar.NewOptions64(-1,
+			progressbar.OptionSetWriter(w),
+			progressbar.OptionSetVisibility(true),
+			progressbar.OptionShowCount(),
+			progressbar.OptionShowIts(),
+			progressbar.OptionSetItsString("msg"),
+			progressbar.OptionSetWidth(24),
+			progressbar.OptionThrottle(100_000_000),
+			progressbar.OptionSetPredictTime(true),
+			progressbar.OptionClearOnFinish(),
+		)
+	}
+	return r
+}
+
+var _ migrate.Reporter = (*terminalReporter)(nil)
+
+func (r *terminalReporter) FolderPlanned(folder string, n int, bytes int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.total += int64(n)
+	if r.bar != nil {
+		r.bar.ChangeMax64(r.total)
+	}
+}
+
+func (r *terminalReporter) FolderStarted(folder string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.bar != nil {
+		r.bar.Describe(fmt.Sprintf("%-24.24s %s", folder, humanBytes(r.bytes)))
+	}
+	r.log.Debug("copying", "folder", folder)
+}
+
+func (r *terminalReporter) MessageCopied(folder string, bytes int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.bytes += bytes
+	if r.bar != nil {
+		r.bar.Describe(fmt.Sprintf("%-24.24s %s", folder, humanBytes(r.bytes)))
+		r.bar.Add(1) // the bar's max grows with every plan: Add never overshoots
+	}
+}
+
+func (r *terminalReporter) MessageFailed(f migrate.Failure) {
+	r.clearBar()
+	r.log.Warn("message failed", "folder", f.Folder, "id", f.ID, "message_id", f.MessageID, "error", f.Error)
+}
+
+func (r *terminalReporter) FolderDone(fr migrate.FolderReport) {
+	r.log.Debug("folder done", "folder", fr.Source, "copied", fr.Copied, "skipped", fr.Skipped, "failed", fr.Failed)
+}
+
+func (r *terminalReporter) Warn(msg string) {
+	r.clearBar()
+	r.log.Warn(msg)
+}
+
+func (r *terminalReporter) clearBar() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.bar != nil {
+		r.bar.Clear()
+	}
+}
+
+func (r *terminalReporter) finish() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.bar != nil {
+		r.bar.Finish()
+		r.bar.Clear()
+	}
+}
+
+// printSummary writes the per-folder table and the totals.
+func printSummary(w io.Writer, rep *migrate.Report) {
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "FOLDER\tDESTINATION\tFOUND\tCOPIED\tSKIPPED\tFAILED\tBYTES\t")
+	for _, f := range rep.Folders {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t\n", f.Source, f.Destination, f.Found, f.Copied, f.Skipped, f.Failed, humanBytes(f.Bytes))
+	}
+	t := rep.Totals
+	fmt.Fprintf(tw, "total\t\t%d\t%d\t%d\t%d\t%s\t\n", t.Found, t.Copied, t.Skipped, t.Failed, humanBytes(t.Bytes))
+	tw.Flush()
+	for _, f := range rep.Folders {
+		if f.Note != "" {
+			fmt.Fprintf(w, "note: %s: %s\n", f.Source, f.Note)
+		}
+	}
+	verb := "copied"
+	if rep.DryRun {
+		verb = "would copy"
+	}
+	rate := 0.0
+	if rep.DurationSeconds > 0 {
+		rate = float64(t.Copied) / rep.DurationSeconds
+	}
+	fmt.Fprintf(w, "%s %d messages (%s) in %.1fs, %.0f msg/s\n", verb, t.Copied, humanBytes(t.Bytes), rep.DurationSeconds, rate)
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

@@ -217,4 +217,3 @@ func openSink(ep *endpoint) func(context.Context) (migrate.Sink, error) {
 		return nil, &usageError{fmt.Errorf("%s cannot be a destination", ep.scheme)}
 	}
 }
-

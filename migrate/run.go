@@ -61,8 +61,11 @@ type engine struct {
 	rep   Reporter
 	state *State
 
-	mu        sync.Mutex
-	claimed   map[formats.Key]bool // --dedup account: keys present anywhere
+	mu sync.Mutex
+	// have counts, under --dedup account, how many copies of a key one
+	// folder of the destination account holds at most: the n-th message
+	// with a key in a source folder is copied only if no folder has n yet.
+	have      map[formats.Key]int
 	failures  []Failure
 	deletes   map[string][]formats.Message // source folder name -> messages safe to delete
 	srcByName map[string]formats.Folder
@@ -139,7 +142,7 @@ func (e *engine) run(ctx context.Context, rep *Report) error {
 		// One folder at a time, in plan order, so that the first folder met
 		// (INBOX and special-use folders first) keeps the copy.
 		jobs = 1
-		e.claimed = map[formats.Key]bool{}
+		e.have = map[formats.Key]int{}
 		for _, f := range dstFolders {
 			if f.NoSelect {
 				continue
@@ -148,8 +151,10 @@ func (e *engine) run(ctx context.Context, rep *Report) error {
 			if err != nil {
 				return err
 			}
+			count := map[formats.Key]int{}
 			for _, k := range ds.IDs {
-				e.claimed[k] = true
+				count[k]++
+				e.have[k] = max(e.have[k], count[k])
 			}
 		}
 	}
@@ -399,10 +404,12 @@ func (e *engine) copyFolder(ctx context.Context, src Source, dst Sink, pf Planne
 	}
 	var cand []formats.Message
 	var handled []formats.Message
+	occ := map[formats.Key]int{} // --dedup account: occurrences of a key in this folder
 	for _, m := range msgs {
 		if k, ok := ss.IDs[m.ID]; ok {
 			fr.Skipped++
 			avail[k]--
+			occ[k]++
 			handled = append(handled, m)
 			continue
 		}
@@ -433,6 +440,7 @@ func (e *engine) copyFolder(ctx context.Context, src Source, dst Sink, pf Planne
 	var toCopy []formats.Message
 	var matched []Record
 	var toBytes int64
+	claims := map[string]int{} // message ID -> occurrence claimed (account)
 	for _, m := range cand {
 		if k, ok := keys[m.ID]; ok {
 			dup := false
@@ -443,7 +451,11 @@ func (e *engine) copyFolder(ctx context.Context, src Source, dst Sink, pf Planne
 					dup = true
 				}
 			case DedupAccount:
-				dup = !e.claim(k)
+				occ[k]++
+				dup = !e.claim(k, occ[k])
+				if !dup {
+					claims[m.ID] = occ[k]
+				}
 			}
 			if dup {
 				fr.Skipped++
@@ -498,8 +510,8 @@ func (e *engine) copyFolder(ctx context.Context, src Source, dst Sink, pf Planne
 			}
 			io.Copy(&kw, io.LimitReader(body, formats.MaxHeaderBytes))
 			fr.Failed++
-			if e.opts.Dedup == DedupAccount {
-				e.unclaim(kw.Key())
+			if n, ok := claims[m.ID]; ok {
+				e.unclaim(keys[m.ID], n)
 			}
 			fail := Failure{Folder: name, UID: m.UID, ID: m.ID, MessageID: formats.HeaderValue(kw.Header(), "Message-ID"), Error: err.Error()}
 			e.fail(fail)
@@ -608,19 +620,24 @@ func joinNote(a, b string) string {
 	return a + "; " + b
 }
 
-func (e *engine) claim(k formats.Key) bool {
+// claim reports whether the n-th copy of k is still missing from every
+// destination folder, and if so counts it as there.
+func (e *engine) claim(k formats.Key, n int) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.claimed[k] {
+	if e.have[k] >= n {
 		return false
 	}
-	e.claimed[k] = true
+	e.have[k] = n
 	return true
 }
 
-func (e *engine) unclaim(k formats.Key) {
+// unclaim undoes claim(k, n) for a copy that failed.
+func (e *engine) unclaim(k formats.Key, n int) {
 	e.mu.Lock()
-	delete(e.claimed, k)
+	if e.have[k] == n {
+		e.have[k] = n - 1
+	}
 	e.mu.Unlock()
 }
 

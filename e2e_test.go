@@ -1,0 +1,445 @@
+package main
+
+// End-to-end tests: the mailferry command, run in-process or as a separate
+// binary, against two real Dovecot instances (separator "/" at the source,
+// "." at the destination). The corpus of real and broken mail is taken from
+// ../shared/corpus/dev where it exists.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mailferry/mailferry/migrate"
+	"github.com/mailferry/mailferry/migrate/dovecottest"
+	"github.com/mailferry/mailferry/migrate/memserver"
+)
+
+// corpusDir finds ../shared/corpus/NAME (or $MAILFERRY_SHARED/corpus/NAME).
+func corpusDir(t testing.TB, name string) string {
+	t.Helper()
+	roots := []string{os.Getenv("MAILFERRY_SHARED"), "../shared", "/work/shared"}
+	for _, r := range roots {
+		if r == "" {
+			continue
+		}
+		d := filepath.Join(r, "corpus", name)
+		if st, err := os.Stat(d); err == nil && st.IsDir() {
+			return d
+		}
+	}
+	return ""
+}
+
+// testMessages is the corpus spread over nested folders with flags and
+// dates, or, without the corpus, generated mail (and the test says so).
+func testMessages(t testing.TB, limit int) []dovecottest.SeedMessage {
+	t.Helper()
+	folders := []string{"INBOX", "Sent", "Archive/2023", "Archive/2024/Q1", "Lists/dev.team", "Entwürfe/Über", "INBOX/Sub"}
+	flagSets := [][]string{nil, {`\Seen`}, {`\Seen`, `\Answered`}, {`\Flagged`}, {`\Seen`, `$Forwarded`}, {`\Draft`}, {`\Seen`, `\Deleted`}}
+	var bodies [][]byte
+	if dir := corpusDir(t, "dev"); dir != "" {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			bodies = append(bodies, b)
+		}
+	} else {
+		t.Log("../shared/corpus/dev is absent: using generated messages instead of the real corpus")
+		for _, m := range memserver.DemoMessages(7, 300) {
+			bodies = append(bodies, m.Body)
+		}
+	}
+	if limit > 0 && len(bodies) > limit {
+		bodies = bodies[:limit]
+	}
+	base := time.Date(2021, 3, 4, 5, 6, 7, 0, time.UTC)
+	msgs := make([]dovecottest.SeedMessage, len(bodies))
+	for i, b := range bodies {
+		msgs[i] = dovecottest.SeedMessage{
+			Folder: folders[i%len(folders)],
+			Body:   b,
+			Flags:  flagSets[i%len(flagSets)],
+			Date:   base.Add(time.Duration(i) * 97 * time.Minute),
+		}
+	}
+	return msgs
+}
+
+// pair is a source and a destination Dovecot with alice on both.
+type pair struct {
+	src, dst *dovecottest.Server
+	state    string
+}
+
+func newPair(t *testing.T) *pair {
+	t.Helper()
+	p := &pair{
+		src:   dovecottest.Start(t, dovecottest.Options{Separator: '/', SpecialUse: true}),
+		dst:   dovecottest.Start(t, dovecottest.Options{Separator: '.', SpecialUse: true, SentName: "Sent Items"}),
+		state: t.TempDir(),
+	}
+	t.Setenv("MAILFERRY_SRC_PASSWORD", p.src.Users["alice"])
+	t.Setenv("MAILFERRY_DST_PASSWORD", p.dst.Users["alice"])
+	return p
+}
+
+func (p *pair) args(extra ...string) []string {
+	a := []string{"migrate",
+		"imap://alice@" + p.src.IMAPAddr(), "imap://alice@" + p.dst.IMAPAddr(),
+		"--src-tls", "none", "--dst-tls", "none", "--state-dir", p.state, "--progress", "never"}
+	return append(a, extra...)
+}
+
+// mailferry runs the command in-process and returns exit code and output.
+func mailferry(t testing.TB, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(context.Background(), args, strings.NewReader(""), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func readReport(t testing.TB, path string) migrate.Report {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r migrate.Report
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// msgKey is what must be equal for a message on both sides.
+func msgKey(m dovecottest.MessageState) string {
+	return fmt.Sprintf("%s %s %s", m.SHA256, strings.Join(m.Flags, ","), m.Date.UTC().Format(time.RFC3339))
+}
+
+// sameContent checks that every source folder's messages (hash, flags,
+// date; as a multiset, so a duplicate shows) are at the destination folder
+// the report names, and that the destination holds nothing else.
+func sameContent(t *testing.T, src, dst dovecottest.Snapshot, rep migrate.Report) {
+	t.Helper()
+	dest := map[string]string{}
+	for _, f := range rep.Folders {
+		dest[f.Source] = f.Destination
+	}
+	seen := map[string]bool{}
+	for name, msgs := range src {
+		display := strings.ReplaceAll(name, "/", "/") // the source separator is "/"
+		dname, ok := dest[display]
+		if !ok {
+			if len(msgs) > 0 {
+				t.Errorf("source folder %q with %d messages is not in the report", name, len(msgs))
+			}
+			continue
+		}
+		seen[dname] = true
+		if got, want := keys(dst[dname]), keys(msgs); strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Errorf("folder %q -> %q: destination has %d messages, source %d; first difference: %s",
+				name, dname, len(got), len(want), firstDiff(want, got))
+		}
+	}
+	for name, msgs := range dst {
+		if !seen[name] && len(msgs) > 0 {
+			t.Errorf("destination folder %q holds %d messages no source folder maps to", name, len(msgs))
+		}
+	}
+}
+
+func keys(ms []dovecottest.MessageState) []string {
+	out := make([]string, len(ms))
+	for i, m := range ms {
+		out[i] = msgKey(m)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func firstDiff(want, got []string) string {
+	w, g := map[string]int{}, map[string]int{}
+	for _, k := range want {
+		w[k]++
+	}
+	for _, k := range got {
+		g[k]++
+	}
+	for k, n := range w {
+		if g[k] != n {
+			return fmt.Sprintf("%s: source %d, destination %d", k, n, g[k])
+		}
+	}
+	for k, n := range g {
+		if w[k] != n {
+			return fmt.Sprintf("%s: source %d, destination %d", k, w[k], n)
+		}
+	}
+	return "none"
+}
+
+func total(s dovecottest.Snapshot) int {
+	n := 0
+	for _, m := range s {
+		n += len(m)
+	}
+	return n
+}
+
+func TestMigrateCorpusKeepsBytesFlagsDates(t *testing.T) {
+	p := newPair(t)
+	msgs := testMessages(t, 0)
+	p.src.Seed(t, "alice", msgs)
+	before := p.src.Snapshot(t, "alice")
+
+	report := filepath.Join(t.TempDir(), "report.json")
+	code, out, errOut := mailferry(t, p.args("--report", report)...)
+	if code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	rep := readReport(t, report)
+	if rep.Totals.Copied != len(msgs) || rep.Totals.Failed != 0 {
+		t.Errorf("copied %d of %d, failed %d", rep.Totals.Copied, len(msgs), rep.Totals.Failed)
+	}
+	after := p.dst.Snapshot(t, "alice")
+	sameContent(t, before, after, rep)
+	if total(after) != len(msgs) {
+		t.Errorf("destination holds %d messages, want %d", total(after), len(msgs))
+	}
+	// The special-use folder went to the destination's \Sent, and a name
+	// holding the destination separator arrived under a name the report shows.
+	dests := map[string]migrate.FolderReport{}
+	for _, f := range rep.Folders {
+		dests[f.Source] = f
+	}
+	if got := dests["Sent"].Destination; got != "Sent Items" {
+		t.Errorf("Sent went to %q, want the destination's \\Sent folder %q", got, "Sent Items")
+	}
+	if f := dests["Lists/dev.team"]; f.Destination != "Lists.dev_team" || !strings.Contains(f.Note, "Lists.dev_team") {
+		t.Errorf("Lists/dev.team went to %q with note %q", f.Destination, f.Note)
+	}
+	if got := dests["Entwürfe/Über"].Destination; got != "Entwürfe.Über" {
+		t.Errorf("non-ASCII folder went to %q", got)
+	}
+
+	// A rerun copies nothing and changes nothing.
+	report2 := filepath.Join(t.TempDir(), "report2.json")
+	code, out, errOut = mailferry(t, p.args("--report", report2)...)
+	if code != 0 {
+		t.Fatalf("rerun: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if r := readReport(t, report2); r.Totals.Copied != 0 || r.Totals.Skipped != len(msgs) {
+		t.Errorf("rerun copied %d, skipped %d; want 0 and %d", r.Totals.Copied, r.Totals.Skipped, len(msgs))
+	}
+	if again := p.dst.Snapshot(t, "alice"); !sameSnapshot(after, again) {
+		t.Error("the rerun changed the destination")
+	}
+
+	// A lost state re-indexes the destination from headers: still nothing copied.
+	if err := os.RemoveAll(p.state); err != nil {
+		t.Fatal(err)
+	}
+	report3 := filepath.Join(t.TempDir(), "report3.json")
+	code, out, errOut = mailferry(t, p.args("--report", report3)...)
+	if code != 0 {
+		t.Fatalf("run without state: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if r := readReport(t, report3); r.Totals.Copied != 0 {
+		t.Errorf("without state the run copied %d messages again; want 0", r.Totals.Copied)
+	}
+	sameContent(t, before, p.dst.Snapshot(t, "alice"), rep)
+}
+
+func sameSnapshot(a, b dovecottest.Snapshot) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		w := b[k]
+		if len(v) != len(w) {
+			return false
+		}
+		for i := range v {
+			if v[i].UID != w[i].UID || msgKey(v[i]) != msgKey(w[i]) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// buildBinary builds mailferry once per test binary for subprocess tests.
+var buildOnce struct {
+	sync.Once
+	path string
+	err  error
+}
+
+func binary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "mailferry-bin-")
+		if err != nil {
+			buildOnce.err = err
+			return
+		}
+		buildOnce.path = filepath.Join(dir, "mailferry")
+		out, err := exec.Command("go", "build", "-o", buildOnce.path, ".").CombinedOutput()
+		if err != nil {
+			buildOnce.err = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildOnce.err != nil {
+		t.Fatal(buildOnce.err)
+	}
+	return buildOnce.path
+}
+
+func TestMigrateSurvivesSIGKILL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: the kill test runs the corpus four times")
+	}
+	p := newPair(t)
+	msgs := testMessages(t, 0)
+	p.src.Seed(t, "alice", msgs)
+	before := p.src.Snapshot(t, "alice")
+	bin := binary(t)
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	kills := 0
+	for i := 0; i < 3; i++ {
+		cmd := exec.Command(bin, p.args("--jobs", "2")...)
+		cmd.Env = os.Environ()
+		var errb bytes.Buffer
+		cmd.Stderr = &errb
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		delay := time.Duration(50+rng.IntN(600)) * time.Millisecond
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			t.Logf("run %d ended by itself before the kill at %s (%v)", i+1, delay, err)
+		case <-time.After(delay):
+			cmd.Process.Signal(syscall.SIGKILL)
+			<-done
+			kills++
+			t.Logf("run %d killed after %s", i+1, delay)
+		}
+	}
+	report := filepath.Join(t.TempDir(), "report.json")
+	cmd := exec.Command(bin, p.args("--report", report)...)
+	cmd.Env = os.Environ()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("final run: %v\n%s", err, out)
+	}
+	rep := readReport(t, report)
+	after := p.dst.Snapshot(t, "alice")
+	sameContent(t, before, after, rep)
+	if total(after) != len(msgs) {
+		t.Errorf("after %d kills the destination holds %d messages, want exactly %d", kills, total(after), len(msgs))
+	}
+}
+
+func TestWrongPasswordExits1WithOneLine(t *testing.T) {
+	p := newPair(t)
+	secret := "not-the-password-" + fmt.Sprint(rand.Int())
+	t.Setenv("MAILFERRY_SRC_PASSWORD", secret)
+	code, out, errOut := mailferry(t, p.args()...)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1\n%s\n%s", code, out, errOut)
+	}
+	lines := strings.Split(strings.TrimSpace(errOut), "\n")
+	if len(lines) != 1 || !strings.Contains(strings.ToLower(lines[0]), "authentication failed") {
+		t.Errorf("want one line naming the authentication failure, got:\n%s", errOut)
+	}
+	for _, s := range []string{secret, p.dst.Users["alice"]} {
+		if strings.Contains(out+errOut, s) {
+			t.Errorf("a password appears in the output:\n%s%s", out, errOut)
+		}
+	}
+}
+
+func TestPlaintextLoginRefusedWithoutTLSNone(t *testing.T) {
+	p := newPair(t)
+	args := []string{"migrate", "imap://alice@" + p.src.IMAPAddr(), "imap://alice@" + p.dst.IMAPAddr(),
+		"--dst-tls", "none", "--state-dir", p.state, "--progress", "never"}
+	code, out, errOut := mailferry(t, args...)
+	if code != 1 || !strings.Contains(errOut, "STARTTLS") {
+		t.Fatalf("exit %d, want 1 with a STARTTLS refusal\n%s\n%s", code, out, errOut)
+	}
+	if strings.Contains(out+errOut, p.src.Users["alice"]) {
+		t.Error("the password appears in the output")
+	}
+}
+
+func TestDedupAccountKeepsOneCopy(t *testing.T) {
+	p := newPair(t)
+	msgs := testMessages(t, 40)
+	// The same 40 messages filed in two folders.
+	var seed []dovecottest.SeedMessage
+	for _, m := range msgs {
+		a, b := m, m
+		a.Folder, b.Folder = "INBOX", "Labels/Work"
+		seed = append(seed, a, b)
+	}
+	p.src.Seed(t, "alice", seed)
+	report := filepath.Join(t.TempDir(), "r.json")
+	code, out, errOut := mailferry(t, p.args("--dedup", "account", "--report", report)...)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	snap := p.dst.Snapshot(t, "alice")
+	if n := len(snap["INBOX"]); n != 40 || len(snap["Labels.Work"]) != 0 {
+		t.Errorf("INBOX has %d, Labels.Work %d; want every message once, in INBOX", n, len(snap["Labels.Work"]))
+	}
+}
+
+func TestChangedUIDValidityCopiesNothingAgain(t *testing.T) {
+	p := newPair(t)
+	msgs := testMessages(t, 30)
+	for i := range msgs {
+		msgs[i].Folder = "Projects"
+	}
+	p.src.Seed(t, "alice", msgs)
+	if code, out, errOut := mailferry(t, p.args()...); code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	// Delete and recreate the folder with the same messages: a new UIDVALIDITY.
+	c := p.src.Client(t, "alice")
+	if err := c.Delete("Projects").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	p.src.Seed(t, "alice", msgs)
+	report := filepath.Join(t.TempDir(), "r.json")
+	if code, out, errOut := mailferry(t, p.args("--report", report)...); code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	rep := readReport(t, report)
+	if rep.Totals.Copied != 0 {
+		t.Errorf("after a UIDVALIDITY change %d messages were copied again; want 0", rep.Totals.Copied)
+	}
+	if n := len(p.dst.Snapshot(t, "alice")["Projects"]); n != len(msgs) {
+		t.Errorf("destination Projects has %d messages, want %d", n, len(msgs))
+	}
+}

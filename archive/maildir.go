@@ -1,0 +1,767 @@
+package archive
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mailferry/mailferry/formats"
+)
+
+// Maildir++ layout, as this store reads and writes it:
+//
+//	ROOT/{cur,new,tmp}/            INBOX
+//	ROOT/.A/{cur,new,tmp}/         folder [A], with an empty ROOT/.A/maildirfolder
+//	ROOT/.A.B/{cur,new,tmp}/       folder [A B]; [A] itself may not exist (then it
+//	                               is listed as a NoSelect tree node)
+//
+// Each path component is encoded with formats.EncodeFSComponent, which never
+// yields '.', '/', NUL or a leading '-', so a component holds no separator
+// and a hostile server name cannot leave ROOT. A Folder's Name is the
+// store's own spelling: "INBOX", or the directory name without its leading
+// dot ("A.B").
+//
+// Messages are written to tmp/, made durable by Flush and then renamed to
+// cur/UNIQUE:2,FLAGS; the file's mtime is the message's internal date. A
+// message's ID is its unique name (formats.ParseMaildirName). Files are
+// 0600 and directories 0700.
+
+// MaildirOptions tunes OpenMaildir.
+type MaildirOptions struct {
+	// Create makes the root (as an INBOX Maildir) if it does not exist.
+	// Without it a missing root is an error: what a destination given on
+	// the command line needs, so that a typo does not start a new archive.
+	Create bool
+	// Host goes into new file names; default os.Hostname.
+	Host string
+	// SyncWorkers is how many fsyncs Flush runs at once; default 16.
+	SyncWorkers int
+}
+
+// tmpMaxAge is how old a file in tmp/ must be before Ensure removes it as
+// the leftover of a crashed delivery (the Maildir specification's 36 hours).
+const tmpMaxAge = 36 * time.Hour
+
+// Maildir is a Maildir++ tree used as a source or a sink (archive.Store).
+// Like every endpoint it is used by one goroutine at a time; several
+// Maildir values may work on the same tree at once (one per worker), each
+// on its own folders.
+type Maildir struct {
+	root string // absolute
+	host string
+	pid  int
+	opts MaildirOptions
+
+	// files caches, per folder directory (relative to root, "" for INBOX),
+	// the file of each message by unique name ("cur/NAME:2,S"). It is filled
+	// by scans and by Flush, and refreshed when a file is not found.
+	files map[string]map[string]string
+	// pending holds messages written to tmp/ and not yet flushed.
+	pending []pendingFile
+	buf     []byte // copy buffer for Store
+}
+
+// pendingFile is a message in tmp/ waiting for Flush.
+type pendingFile struct {
+	dir    string // folder directory relative to root
+	tmp    string // name in dir/tmp
+	final  string // name in dir/cur
+	unique string
+}
+
+var _ Store = (*Maildir)(nil)
+
+// OpenMaildir opens the Maildir++ tree at root; see MaildirOptions.
+func OpenMaildir(root string, opts MaildirOptions) (*Maildir, error) {
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		return nil, fmt.Errorf("maildir: %w", err)
+	}
+	if opts.Host == "" {
+		opts.Host, _ = os.Hostname()
+	}
+	if opts.SyncWorkers <= 0 {
+		opts.SyncWorkers = 16
+	}
+	m := &Maildir{root: abs, host: opts.Host, pid: os.Getpid(), opts: opts, files: map[string]map[string]string{}}
+	fi, err := os.Stat(abs)
+	switch {
+	case err == nil && !fi.IsDir():
+		return nil, fmt.Errorf("maildir: %s is not a directory", root)
+	case errors.Is(err, fs.ErrNotExist) && opts.Create:
+		if err := os.MkdirAll(abs, 0o700); err != nil {
+			return nil, fmt.Errorf("maildir: %w", err)
+		}
+		if err := fsyncDirPath(filepath.Dir(abs)); err != nil {
+			return nil, fmt.Errorf("maildir: fsync: %w", err)
+		}
+		if _, err := m.Ensure(context.Background(), []string{"INBOX"}); err != nil {
+			return nil, err
+		}
+	case err != nil:
+		return nil, fmt.Errorf("maildir: %w", err)
+	}
+	return m, nil
+}
+
+// Root returns the absolute path of the tree.
+func (m *Maildir) Root() string { return m.root }
+
+// Separator returns '/'. Components are not joined with a separator the
+// engine needs to know about: each is encoded for the file system (see the
+// layout comment), so any character may appear in a component.
+func (m *Maildir) Separator() rune { return '/' }
+
+// folderDir returns the directory of a path relative to root ("" for INBOX)
+// and the folder's Name.
+func folderDir(path []string) (dir, name string, err error) {
+	if len(path) == 0 {
+		return "", "", errors.New("maildir: empty folder path")
+	}
+	if formats.IsInbox(path) {
+		return "", "INBOX", nil
+	}
+	enc := make([]string, len(path))
+	for i, c := range path {
+		if i == 0 && strings.EqualFold(c, "INBOX") {
+			c = "INBOX"
+		}
+		enc[i] = formats.EncodeFSComponent(c)
+	}
+	name = strings.Join(enc, ".")
+	return "." + name, name, nil
+}
+
+// dirOf resolves a folder to its directory relative to root: by Name when
+// set (the store's own spelling, as Folders and Ensure return it), else by
+// Path. A Name that could leave root is refused.
+func (m *Maildir) dirOf(f formats.Folder) (string, error) {
+	switch {
+	case f.Name == "INBOX":
+		return "", nil
+	case f.Name == "":
+		dir, _, err := folderDir(f.Path)
+		return dir, err
+	case f.Name == "." || strings.ContainsAny(f.Name, "/\x00"):
+		return "", fmt.Errorf("maildir: bad folder name %q", f.Name)
+	}
+	return "." + f.Name, nil
+}
+
+// Folders lists INBOX and every .X directory, parents before children, with
+// Messages and Bytes filled. A parent that exists only through its children
+// (.A.B without .A) is listed with NoSelect. A directory whose name is not
+// a canonical encoding (made by another program) keeps its raw components.
+func (m *Maildir) Folders(ctx context.Context) ([]formats.Folder, error) {
+	ents, err := os.ReadDir(m.root)
+	if err != nil {
+		return nil, fmt.Errorf("maildir: %w", err)
+	}
+	byKey := map[string]*formats.Folder{}
+	var out []*formats.Folder
+	add := func(f formats.Folder) {
+		k := strings.Join(f.Path, "\x00")
+		if old, ok := byKey[k]; ok {
+			if old.NoSelect && !f.NoSelect {
+				*old = f
+			}
+			return
+		}
+		p := &f
+		byKey[k] = p
+		out = append(out, p)
+	}
+	inbox, err := m.folderInfo("", formats.Folder{Path: []string{"INBOX"}, Name: "INBOX"})
+	if err != nil {
+		return nil, err
+	}
+	add(inbox)
+	for _, e := range ents {
+		name := e.Name()
+		if len(name) < 2 || name[0] != '.' || name == ".." || !e.IsDir() {
+			continue
+		}
+		comps := strings.Split(name[1:], ".")
+		for i, c := range comps {
+			if d, err := formats.DecodeFSComponent(c); err == nil {
+				comps[i] = d
+			}
+		}
+		if strings.EqualFold(comps[0], "INBOX") {
+			comps[0] = "INBOX"
+		}
+		f, err := m.folderInfo(name, formats.Folder{Path: comps, Name: name[1:]})
+		if err != nil {
+			return nil, err
+		}
+		add(f)
+		for i := 1; i < len(comps); i++ {
+			_, pname, _ := folderDir(comps[:i])
+			add(formats.Folder{Path: slices.Clone(comps[:i]), Name: pname, NoSelect: true, Validity: 1})
+		}
+	}
+	slices.SortFunc(out, func(a, b *formats.Folder) int {
+		if ai, bi := formats.IsInbox(a.Path), formats.IsInbox(b.Path); ai != bi {
+			if ai {
+				return -1
+			}
+			return 1
+		}
+		return slices.Compare(a.Path, b.Path)
+	})
+	res := make([]formats.Folder, len(out))
+	for i, f := range out {
+		res[i] = *f
+	}
+	return res, nil
+}
+
+// folderInfo fills Validity, Messages and Bytes of f, stored in dir.
+func (m *Maildir) folderInfo(dir string, f formats.Folder) (formats.Folder, error) {
+	f.Validity = 1
+	files, err := m.scan(dir, true)
+	if err != nil {
+		return f, err
+	}
+	f.Messages = uint32(len(files))
+	for _, sf := range files {
+		f.Bytes += sf.size
+	}
+	return f, nil
+}
+
+// scannedFile is one message file found by scan.
+type scannedFile struct {
+	unique string
+	sub    string // "cur/NAME" or "new/NAME"
+	flags  []string
+	size   int64
+	mtime  time.Time
+}
+
+// scan lists the messages of a folder directory (cur/ then new/; tmp/ is
+// never looked at), sorted by unique name, and refreshes the name cache.
+// A missing cur/ or new/ counts as empty. With sizeOnly the size comes
+// from the name's ",S=" when present, saving a stat per file.
+func (m *Maildir) scan(dir string, sizeOnly bool) ([]scannedFile, error) {
+	var out []scannedFile
+	names := map[string]string{}
+	for _, sub := range []string{"cur", "new"} {
+		ents, err := os.ReadDir(filepath.Join(m.root, dir, sub))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("maildir: %w", err)
+		}
+		for _, e := range ents {
+			unique, flags, ok := formats.ParseMaildirName(e.Name())
+			if !ok || !e.Type().IsRegular() {
+				continue
+			}
+			if _, dup := names[unique]; dup {
+				continue // the same unique name in cur/ and new/: keep cur/
+			}
+			sf := scannedFile{unique: unique, sub: sub + "/" + e.Name(), flags: flags, size: -1}
+			if sizeOnly {
+				sf.size = sizeFromName(unique)
+			}
+			if sf.size < 0 {
+				fi, err := e.Info()
+				if errors.Is(err, fs.ErrNotExist) {
+					continue // renamed or removed since ReadDir
+				}
+				if err != nil {
+					return nil, fmt.Errorf("maildir: %w", err)
+				}
+				sf.size, sf.mtime = fi.Size(), fi.ModTime()
+			}
+			names[unique] = sf.sub
+			out = append(out, sf)
+		}
+	}
+	m.files[dir] = names
+	slices.SortFunc(out, func(a, b scannedFile) int { return strings.Compare(a.unique, b.unique) })
+	return out, nil
+}
+
+// sizeFromName returns the ",S=<size>" of a unique name, or -1.
+func sizeFromName(unique string) int64 {
+	for _, part := range strings.Split(unique, ",")[1:] {
+		if v, ok := strings.CutPrefix(part, "S="); ok {
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 {
+				return n
+			}
+		}
+	}
+	return -1
+}
+
+// List returns the messages in cur/ and new/ sorted by ID (unique name),
+// with Size from stat, Flags from the file name and Date from the mtime.
+// Files in tmp/ are never messages. The validity token is always 1:
+// unique names never change meaning.
+func (m *Maildir) List(ctx context.Context, folder formats.Folder) (uint32, []formats.Message, error) {
+	dir, err := m.dirOf(folder)
+	if err != nil {
+		return 0, nil, err
+	}
+	files, err := m.scan(dir, false)
+	if err != nil {
+		return 0, nil, err
+	}
+	msgs := make([]formats.Message, len(files))
+	for i, sf := range files {
+		msgs[i] = formats.Message{ID: sf.unique, Size: sf.size, Flags: sf.flags, Date: sf.mtime}
+	}
+	return 1, msgs, nil
+}
+
+// open opens the file of message id in dir, rescanning the folder once if
+// the cache does not know it or the file moved (flags changed by another
+// program). It returns an error wrapping fs.ErrNotExist when it is gone.
+func (m *Maildir) open(dir, id string) (*os.File, string, error) {
+	sub, ok := m.files[dir][id]
+	for rescanned := false; ; rescanned = true {
+		if ok {
+			f, err := os.Open(filepath.Join(m.root, dir, sub))
+			if err == nil {
+				return f, filepath.ToSlash(filepath.Join(dir, sub)), nil
+			}
+			if !errors.Is(err, fs.ErrNotExist) {
+				return nil, "", fmt.Errorf("maildir: %w", err)
+			}
+		}
+		if rescanned {
+			return nil, "", fmt.Errorf("maildir: message %s: %w", id, fs.ErrNotExist)
+		}
+		if _, err := m.scan(dir, true); err != nil {
+			return nil, "", err
+		}
+		sub, ok = m.files[dir][id]
+	}
+}
+
+// Headers calls fn with the header block of each message of msgs that still
+// exists, reading no further than the end of the header block.
+func (m *Maildir) Headers(ctx context.Context, folder formats.Folder, msgs []formats.Message,
+	fn func(m formats.Message, header []byte) error) error {
+	dir, err := m.dirOf(folder)
+	if err != nil {
+		return err
+	}
+	var buf []byte
+	for _, msg := range msgs {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		f, _, err := m.open(dir, msg.ID)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		var h []byte
+		h, buf, err = readHeaderBlock(f, buf)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("maildir: %w", err)
+		}
+		if err := fn(msg, h); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readHeaderBlock reads r until the end of its header block (or EOF, or
+// formats.MaxHeaderBytes) and returns the block; buf is reused storage.
+func readHeaderBlock(r io.Reader, buf []byte) (header, storage []byte, err error) {
+	buf = buf[:0]
+	for {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, max(32<<10, len(buf)))
+		}
+		limit := min(cap(buf), formats.MaxHeaderBytes)
+		n, err := r.Read(buf[len(buf):limit])
+		buf = buf[:len(buf)+n]
+		h := formats.HeaderBlock(buf)
+		if len(h) < len(buf) || len(buf) >= formats.MaxHeaderBytes || err == io.EOF {
+			return h, buf, nil
+		}
+		if err != nil {
+			return nil, buf, err
+		}
+	}
+}
+
+// Fetch calls fn with each message of msgs that still exists, streaming its
+// file; a message that vanished is skipped.
+func (m *Maildir) Fetch(ctx context.Context, folder formats.Folder, msgs []formats.Message,
+	fn func(m formats.Message, body io.Reader) error) error {
+	dir, err := m.dirOf(folder)
+	if err != nil {
+		return err
+	}
+	for _, msg := range msgs {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		f, _, err := m.open(dir, msg.ID)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if fi, err := f.Stat(); err == nil {
+			msg.Size = fi.Size()
+		}
+		err = fn(msg, f)
+		f.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Open returns the bytes of one stored message and its file relative to the
+// root (slash-separated).
+func (m *Maildir) Open(folder formats.Folder, id string) (io.ReadCloser, string, error) {
+	dir, err := m.dirOf(folder)
+	if err != nil {
+		return nil, "", err
+	}
+	f, file, err := m.open(dir, id)
+	if err != nil {
+		return nil, "", err
+	}
+	return f, file, nil
+}
+
+// Locate returns the file a message is (or, before Flush, will be) stored
+// in, relative to the root, without opening it; offset is always -1 (one
+// message per file). See Locator.
+func (m *Maildir) Locate(folder formats.Folder, id string) (file string, offset int64, err error) {
+	dir, err := m.dirOf(folder)
+	if err != nil {
+		return "", -1, err
+	}
+	for _, p := range m.pending {
+		if p.dir == dir && p.unique == id {
+			return filepath.ToSlash(filepath.Join(dir, "cur", p.final)), -1, nil
+		}
+	}
+	sub, ok := m.files[dir][id]
+	if !ok {
+		if _, err := m.scan(dir, true); err != nil {
+			return "", -1, err
+		}
+		if sub, ok = m.files[dir][id]; !ok {
+			return "", -1, fmt.Errorf("maildir: message %s: %w", id, fs.ErrNotExist)
+		}
+	}
+	return filepath.ToSlash(filepath.Join(dir, sub)), -1, nil
+}
+
+// Ensure makes the folder's directory with tmp/, new/ and cur/ (0700) and,
+// below the root, its maildirfolder file; what it creates is fsynced. It
+// also removes files older than 36 hours from tmp/ (leftovers of a crash).
+// Parents are not created: in Maildir++ they exist implicitly.
+func (m *Maildir) Ensure(ctx context.Context, path []string) (formats.Folder, error) {
+	dir, name, err := folderDir(path)
+	if err != nil {
+		return formats.Folder{}, err
+	}
+	abs := filepath.Join(m.root, dir)
+	var created []string // directories whose entries changed
+	mkdir := func(p string) error {
+		err := os.Mkdir(p, 0o700)
+		if err == nil {
+			created = append(created, filepath.Dir(p))
+			return nil
+		}
+		if errors.Is(err, fs.ErrExist) {
+			if fi, serr := os.Stat(p); serr == nil && fi.IsDir() {
+				return nil
+			}
+		}
+		return fmt.Errorf("maildir: %w", err)
+	}
+	if dir != "" {
+		if err := mkdir(abs); err != nil {
+			return formats.Folder{}, err
+		}
+	}
+	for _, sub := range []string{"tmp", "new", "cur"} {
+		if err := mkdir(filepath.Join(abs, sub)); err != nil {
+			return formats.Folder{}, err
+		}
+	}
+	if dir != "" {
+		f, err := os.OpenFile(filepath.Join(abs, "maildirfolder"), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		switch {
+		case err == nil:
+			f.Close()
+			created = append(created, abs)
+		case !errors.Is(err, fs.ErrExist):
+			return formats.Folder{}, fmt.Errorf("maildir: %w", err)
+		}
+	}
+	slices.Sort(created)
+	for _, d := range slices.Compact(created) {
+		if err := fsyncDirPath(d); err != nil {
+			return formats.Folder{}, fmt.Errorf("maildir: fsync: %w", err)
+		}
+	}
+	m.cleanTmp(filepath.Join(abs, "tmp"))
+	p := slices.Clone(path)
+	if strings.EqualFold(p[0], "INBOX") {
+		p[0] = "INBOX"
+	}
+	return m.folderInfo(dir, formats.Folder{Path: p, Name: name})
+}
+
+// cleanTmp removes files older than tmpMaxAge from a tmp/ directory. It is
+// best effort: a failure here loses nothing.
+func (m *Maildir) cleanTmp(tmp string) {
+	ents, err := os.ReadDir(tmp)
+	if err != nil {
+		return
+	}
+	cutoff := time.Now().Add(-tmpMaxAge)
+	for _, e := range ents {
+		if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() && fi.ModTime().Before(cutoff) {
+			os.Remove(filepath.Join(tmp, e.Name()))
+		}
+	}
+}
+
+// Index calls fn with the ID and identity key of every message in folder
+// that known does not report, reading only header blocks.
+func (m *Maildir) Index(ctx context.Context, folder formats.Folder, known func(id string) bool,
+	fn func(id string, key formats.Key) error) error {
+	dir, err := m.dirOf(folder)
+	if err != nil {
+		return err
+	}
+	files, err := m.scan(dir, true)
+	if err != nil {
+		return err
+	}
+	var msgs []formats.Message
+	for _, sf := range files {
+		if !known(sf.unique) {
+			msgs = append(msgs, formats.Message{ID: sf.unique})
+		}
+	}
+	return m.Headers(ctx, folder, msgs, func(msg formats.Message, h []byte) error {
+		return fn(msg.ID, formats.IdentityKey(h))
+	})
+}
+
+// Store writes a message into the folder's tmp/ (streaming, exactly size
+// bytes when size >= 0), sets its mtime to m.Date and returns its ID. The
+// message is neither visible nor durable until Flush.
+func (m *Maildir) Store(ctx context.Context, folder formats.Folder, msg formats.Message, size int64, body io.Reader) (string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	dir, err := m.dirOf(folder)
+	if err != nil {
+		return "", err
+	}
+	tmpDir := filepath.Join(m.root, dir, "tmp")
+	now := time.Now()
+	var (
+		f   *os.File
+		rnd uint64
+		tmp string
+	)
+	for attempt := 0; ; attempt++ {
+		rnd = rand.Uint64()
+		tmp = formats.NewUniqueName(now, m.pid, rnd, m.host, -1)
+		f, err = os.OpenFile(filepath.Join(tmpDir, tmp), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err == nil {
+			break
+		}
+		if errors.Is(err, fs.ErrNotExist) {
+			return "", fmt.Errorf("maildir: folder %q does not exist: %w", formats.DisplayName(folder.Path), err)
+		}
+		if !errors.Is(err, fs.ErrExist) || attempt == 3 {
+			return "", fmt.Errorf("maildir: %w", err)
+		}
+	}
+	tmpPath := filepath.Join(tmpDir, tmp)
+	fail := func(err error) (string, error) {
+		f.Close()
+		os.Remove(tmpPath)
+		return "", err
+	}
+	if m.buf == nil {
+		m.buf = make([]byte, 64<<10)
+	}
+	src := body
+	if size >= 0 {
+		src = io.LimitReader(body, size)
+	}
+	// Hide any ReaderFrom/WriterTo so that the copy goes through m.buf.
+	n, err := io.CopyBuffer(struct{ io.Writer }{f}, struct{ io.Reader }{src}, m.buf)
+	if err != nil {
+		return fail(fmt.Errorf("maildir: writing message: %w", err))
+	}
+	if size >= 0 && n != size {
+		return fail(fmt.Errorf("maildir: message is %d bytes, expected %d", n, size))
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(tmpPath)
+		return "", fmt.Errorf("maildir: %w", err)
+	}
+	if !msg.Date.IsZero() {
+		if err := os.Chtimes(tmpPath, msg.Date, msg.Date); err != nil {
+			os.Remove(tmpPath)
+			return "", fmt.Errorf("maildir: %w", err)
+		}
+	}
+	unique := formats.NewUniqueName(now, m.pid, rnd, m.host, n)
+	m.pending = append(m.pending, pendingFile{
+		dir:    dir,
+		tmp:    tmp,
+		final:  formats.FormatMaildirName(unique, msg.Flags),
+		unique: unique,
+	})
+	return unique, nil
+}
+
+// Flush makes every message stored since the last Flush durable and
+// visible: it fsyncs their files (in parallel), renames each into cur/,
+// then fsyncs each cur/ directory it touched, once. When it returns nil
+// every one of them survives a crash. On an fsync error nothing is renamed
+// and the batch is removed; on a rename error the other messages are still
+// renamed and synced, and the error is returned.
+func (m *Maildir) Flush(ctx context.Context) error {
+	batch := m.pending
+	m.pending = nil
+	if len(batch) == 0 {
+		return nil
+	}
+	tmpPath := func(p pendingFile) string { return filepath.Join(m.root, p.dir, "tmp", p.tmp) }
+	err := ctx.Err()
+	if err == nil {
+		err = runParallel(len(batch), m.opts.SyncWorkers, func(i int) error { return fsyncPath(tmpPath(batch[i])) })
+		if err != nil {
+			err = fmt.Errorf("maildir: fsync: %w", err)
+		}
+	}
+	if err != nil {
+		for _, p := range batch {
+			os.Remove(tmpPath(p))
+		}
+		return err
+	}
+	var firstErr error
+	dirs := map[string]bool{}
+	for _, p := range batch {
+		err := os.Rename(tmpPath(p), filepath.Join(m.root, p.dir, "cur", p.final))
+		if err != nil {
+			os.Remove(tmpPath(p))
+			if firstErr == nil {
+				firstErr = fmt.Errorf("maildir: %w", err)
+			}
+			continue
+		}
+		dirs[p.dir] = true
+		if m.files[p.dir] == nil {
+			m.files[p.dir] = map[string]string{}
+		}
+		m.files[p.dir][p.unique] = "cur/" + p.final
+	}
+	for dir := range dirs {
+		if err := fsyncDirPath(filepath.Join(m.root, dir, "cur")); err != nil && firstErr == nil {
+			firstErr = fmt.Errorf("maildir: fsync: %w", err)
+		}
+	}
+	return firstErr
+}
+
+// Close removes the files of messages stored but never flushed: they were
+// never reported durable, so nothing refers to them.
+func (m *Maildir) Close() error {
+	for _, p := range m.pending {
+		os.Remove(filepath.Join(m.root, p.dir, "tmp", p.tmp))
+	}
+	m.pending = nil
+	return nil
+}
+
+// fsyncPath opens a file and fsyncs it. Any descriptor will do on Linux and
+// the BSDs: fsync writes the inode's data, not the descriptor's.
+func fsyncPath(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// fsyncDirPath fsyncs a directory so that the entries made in it are durable.
+func fsyncDirPath(path string) error {
+	d, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	d.Close()
+	return err
+}
+
+// runParallel runs fn(0..n-1) on at most workers goroutines and returns the
+// first error.
+func runParallel(n, workers int, fn func(i int) error) error {
+	if workers > n {
+		workers = n
+	}
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+		next     = make(chan int)
+	)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if err := fn(i); err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for i := 0; i < n; i++ {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return firstErr
+}

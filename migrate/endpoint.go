@@ -2,6 +2,7 @@ package migrate
 
 import (
 	"context"
+	"errors"
 	"io"
 
 	"github.com/mailferry/mailferry/formats"
@@ -78,6 +79,25 @@ type Sink interface {
 // records messages in its state only after that.
 type Flusher interface {
 	Flush(ctx context.Context) error
+}
+
+// ErrQueued is what a Committer's Store returns for a message it queued
+// rather than stored: the message's outcome comes from the next Commit.
+var ErrQueued = errors.New("queued")
+
+// Committer is a Sink that may queue messages (IMAP MULTIAPPEND): Commit
+// makes every queued message durable or refused and returns, in the order
+// of the Store calls that returned ErrQueued, each one's result. An error
+// from Commit itself means no queued message may be taken as stored.
+type Committer interface {
+	Commit(ctx context.Context) ([]StoreResult, error)
+}
+
+// StoreResult is one queued message's outcome: its ID at the destination
+// ("" if unknown), or the *MessageError that refused it.
+type StoreResult struct {
+	ID  string
+	Err error
 }
 
 // Deleter is a Source that can remove messages once they are durably copied

@@ -62,11 +62,17 @@ type IMAP struct {
 	readOnly bool
 	seqUID   map[uint32]uint32 // sequence number -> UID of the selected folder's last listing
 	existing map[string]bool   // folder names known to exist (sink side)
+
+	// app is the MULTIAPPEND connection (multiappend.go), dialled on the
+	// first Store when the server offers MULTIAPPEND and LITERAL+.
+	app     *appender
+	noBatch bool // set when the server lacks what the appender needs
 }
 
 var (
-	_ Source = (*IMAP)(nil)
-	_ Sink   = (*IMAP)(nil)
+	_ Source    = (*IMAP)(nil)
+	_ Sink      = (*IMAP)(nil)
+	_ Committer = (*IMAP)(nil)
 )
 
 // DialIMAP connects and logs in. Authentication failures come back wrapped in
@@ -112,6 +118,7 @@ func DialIMAP(ctx context.Context, cfg ServerConfig) (*IMAP, error) {
 		return nil, &RetryableError{Err: fmt.Errorf("imap: %s: login: %w", cfg, err)}
 	}
 	m := &IMAP{c: c, cfg: cfg, caps: c.Caps(), existing: map[string]bool{}}
+	m.noBatch = !(m.caps.Has(imap.CapMultiAppend) && m.caps.Has(imap.CapLiteralPlus))
 	// The separator: LIST "" "" answers with the hierarchy delimiter.
 	list, err := c.List("", "", nil).Collect()
 	if err != nil {
@@ -167,8 +174,13 @@ func classifyDialError(cfg ServerConfig, err error) error {
 	return &RetryableError{Err: fmt.Errorf("imap: %s: %w", cfg.Addr, err)}
 }
 
-// Close logs out and closes the connection.
+// Close logs out and closes the connection. Messages queued and not
+// committed are abandoned: the server has not been told to keep them.
 func (m *IMAP) Close() error {
+	if m.app != nil {
+		m.app.close()
+		m.app = nil
+	}
 	done := make(chan struct{})
 	go func() {
 		m.c.Logout().Wait()
@@ -524,10 +536,39 @@ func (m *IMAP) Index(ctx context.Context, folder formats.Folder, known func(id s
 	})
 }
 
-// Store APPENDs one message with its flags and internal date.
+// Store APPENDs one message with its flags and internal date. Where the
+// server allows, a message of up to spoolMaxSize is queued into a
+// MULTIAPPEND batch and Store returns ErrQueued: Commit gives its outcome.
 func (m *IMAP) Store(ctx context.Context, folder formats.Folder, msg formats.Message, size int64, body io.Reader) (string, error) {
 	if size < 0 {
 		return "", fmt.Errorf("imap: append needs the message size in advance")
+	}
+	if !m.noBatch {
+		if m.app == nil {
+			app, err := dialAppender(m.cfg)
+			if err != nil {
+				return "", err
+			}
+			m.app = app
+		}
+		stop := context.AfterFunc(ctx, func() { m.app.conn.Close() })
+		defer stop()
+		flags := formats.CleanFlags(msg.Flags)
+		if size <= spoolMaxSize {
+			b, err := readBody(body, size)
+			if err != nil {
+				return "", &RetryableError{Err: fmt.Errorf("imap: reading the source: %w", err)}
+			}
+			if err := m.app.add(folder.Name, flags, msg.Date, b); err != nil {
+				return "", err
+			}
+			return "", ErrQueued
+		}
+		uid, err := m.app.appendStream(folder.Name, flags, msg.Date, size, body)
+		if err != nil || uid == 0 {
+			return "", err
+		}
+		return strconv.FormatUint(uint64(uid), 10), nil
 	}
 	m.selected = "" // a later List must re-select
 	stop := context.AfterFunc(ctx, func() { m.c.Close() })
@@ -565,6 +606,28 @@ func (m *IMAP) Store(ctx context.Context, folder formats.Folder, msg formats.Mes
 		return "", nil
 	}
 	return strconv.FormatUint(uint64(data.UID), 10), nil
+}
+
+// Commit waits until every queued message is appended or refused and
+// returns their outcomes in Store order.
+func (m *IMAP) Commit(ctx context.Context) ([]StoreResult, error) {
+	if m.app == nil {
+		return nil, nil
+	}
+	stop := context.AfterFunc(ctx, func() { m.app.conn.Close() })
+	defer stop()
+	outs, err := m.app.commit()
+	if err != nil {
+		return nil, err
+	}
+	res := make([]StoreResult, len(outs))
+	for i, o := range outs {
+		res[i].Err = o.err
+		if o.uid != 0 {
+			res[i].ID = strconv.FormatUint(uint64(o.uid), 10)
+		}
+	}
+	return res, nil
 }
 
 // wrap classifies a command error: a server NO/BAD stays as it is, anything

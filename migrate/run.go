@@ -2,6 +2,7 @@ package migrate
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -478,15 +479,68 @@ func (e *engine) copyFolder(ctx context.Context, src Source, dst Sink, pf Planne
 
 	e.rep.FolderPlanned(name, len(toCopy), toBytes)
 	e.rep.FolderStarted(name)
+	type queued struct {
+		m      formats.Message
+		key    formats.Key
+		header []byte
+	}
 	var (
 		pending   []Record
+		queue     []queued // stored as ErrQueued, waiting for Commit
 		delivered = map[string]bool{}
 		lastFlush = time.Now()
 		dstUIDs   []uint32
 		allUIDs   = true
 		copiedNow []formats.Message
 	)
+	stored := func(m formats.Message, key formats.Key, id string) {
+		pending = append(pending, Record{SideSource, f.Name, m.ID, key})
+		if u, err := strconv.ParseUint(id, 10, 32); id != "" && err == nil {
+			pending = append(pending, Record{SideDest, dstF.Name, id, key})
+			dstUIDs = append(dstUIDs, uint32(u))
+		} else {
+			if id != "" {
+				pending = append(pending, Record{SideDest, dstF.Name, id, key})
+			}
+			allUIDs = false
+		}
+		copiedNow = append(copiedNow, m)
+		fr.Copied++
+		fr.Bytes += max(m.Size, 0)
+		e.rep.MessageCopied(name, max(m.Size, 0))
+	}
+	failed := func(m formats.Message, header []byte, err error) {
+		fr.Failed++
+		if n, ok := claims[m.ID]; ok {
+			e.unclaim(keys[m.ID], n)
+		}
+		e.fail(Failure{Folder: name, UID: m.UID, ID: m.ID, MessageID: formats.HeaderValue(header, "Message-ID"), Error: err.Error()})
+	}
+	// flush makes what was stored durable, learns the fate of what was
+	// queued, and only then records it in the state.
 	flush := func() error {
+		if cm, ok := dst.(Committer); ok && len(queue) > 0 {
+			res, err := cm.Commit(ctx)
+			if err != nil {
+				queue = queue[:0] // not one of them may be taken as stored
+				return err
+			}
+			if len(res) != len(queue) {
+				return fmt.Errorf("destination answered %d of %d queued messages", len(res), len(queue))
+			}
+			for i, r := range res {
+				q := queue[i]
+				switch {
+				case r.Err == nil:
+					stored(q.m, q.key, r.ID)
+				case IsMessageError(r.Err):
+					failed(q.m, q.header, r.Err)
+				default:
+					return r.Err
+				}
+			}
+			queue = queue[:0]
+		}
 		if fl, ok := dst.(Flusher); ok {
 			if err := fl.Flush(ctx); err != nil {
 				return err
@@ -503,37 +557,19 @@ func (e *engine) copyFolder(ctx context.Context, src Source, dst Sink, pf Planne
 		m.SourceFolder = name
 		var kw formats.KeyWriter
 		id, err := dst.Store(ctx, dstF, m, m.Size, io.TeeReader(body, &kw))
-		// Read the rest so the key is complete even if the sink stopped early.
-		if err != nil {
-			if !IsMessageError(err) {
-				return err
-			}
+		switch {
+		case errors.Is(err, ErrQueued):
+			queue = append(queue, queued{m, kw.Key(), append([]byte(nil), kw.Header()...)})
+		case IsMessageError(err):
+			// Read on so that the failure can name the Message-ID.
 			io.Copy(&kw, io.LimitReader(body, formats.MaxHeaderBytes))
-			fr.Failed++
-			if n, ok := claims[m.ID]; ok {
-				e.unclaim(keys[m.ID], n)
-			}
-			fail := Failure{Folder: name, UID: m.UID, ID: m.ID, MessageID: formats.HeaderValue(kw.Header(), "Message-ID"), Error: err.Error()}
-			e.fail(fail)
-			return nil
+			failed(m, kw.Header(), err)
+		case err != nil:
+			return err
+		default:
+			stored(m, kw.Key(), id)
 		}
-		key := kw.Key()
-		pending = append(pending, Record{SideSource, f.Name, m.ID, key})
-		if id != "" {
-			pending = append(pending, Record{SideDest, dstF.Name, id, key})
-			if u, err := strconv.ParseUint(id, 10, 32); err == nil {
-				dstUIDs = append(dstUIDs, uint32(u))
-			} else {
-				allUIDs = false
-			}
-		} else {
-			allUIDs = false
-		}
-		copiedNow = append(copiedNow, m)
-		fr.Copied++
-		fr.Bytes += max(m.Size, 0)
-		e.rep.MessageCopied(name, max(m.Size, 0))
-		if len(pending) >= 2*flushEvery || time.Since(lastFlush) > flushInterval {
+		if len(pending)+len(queue) >= flushEvery || time.Since(lastFlush) > flushInterval {
 			return flush()
 		}
 		return nil

@@ -112,7 +112,7 @@ func (r *terminalReporter) finish() {
 
 // printSummary writes the per-folder table and the totals.
 func printSummary(w io.Writer, rep *migrate.Report) {
-	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "FOLDER\tDESTINATION\tFOUND\tCOPIED\tSKIPPED\tFAILED\tBYTES\t")
 	for _, f := range rep.Folders {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t\n", f.Source, f.Destination, f.Found, f.Copied, f.Skipped, f.Failed, humanBytes(f.Bytes))

@@ -290,7 +290,7 @@ func (w *Writer) Store(ctx context.Context, folder formats.Folder, m formats.Mes
 	}
 	h := sha256.New()
 	var kw formats.KeyWriter
-	var n countWriter
+	var n byteCounter
 	id, err := w.st.Store(ctx, folder, m, size, io.TeeReader(body, io.MultiWriter(h, &kw, &n)))
 	if err != nil {
 		return "", err
@@ -312,10 +312,10 @@ func (w *Writer) Store(ctx context.Context, folder formats.Folder, m formats.Mes
 	return id, nil
 }
 
-// countWriter counts bytes.
-type countWriter int64
+// byteCounter counts bytes.
+type byteCounter int64
 
-func (c *countWriter) Write(p []byte) (int, error) { *c += countWriter(len(p)); return len(p), nil }
+func (c *byteCounter) Write(p []byte) (int, error) { *c += byteCounter(len(p)); return len(p), nil }
 
 // Flush makes the messages stored since the last Flush durable and records
 // them in the manifest (see the order at the top of this file). When it

@@ -424,4 +424,3 @@ func BenchmarkWriterStore1K(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 }
-

@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -49,6 +50,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	err := root.ExecuteContext(ctx)
+	if err != nil && strings.HasPrefix(err.Error(), "unknown command ") {
+		err = &usageError{err} // cobra's own, for a mistyped command
+	}
 	code := exitCode(err)
 	if err != nil && !errors.Is(err, errSomeFailed) {
 		fmt.Fprintln(stderr, "mailferry: "+oneLine(err.Error()))

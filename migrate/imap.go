@@ -70,6 +70,7 @@ type IMAP struct {
 }
 
 var (
+	_ Deleter   = (*IMAP)(nil)
 	_ Source    = (*IMAP)(nil)
 	_ Sink      = (*IMAP)(nil)
 	_ Committer = (*IMAP)(nil)
@@ -606,6 +607,36 @@ func (m *IMAP) Store(ctx context.Context, folder formats.Folder, msg formats.Mes
 		return "", nil
 	}
 	return strconv.FormatUint(uint64(data.UID), 10), nil
+}
+
+// Delete marks msgs \Deleted and expunges exactly those UIDs (UID EXPUNGE,
+// RFC 4315). Without UIDPLUS it only marks them: a plain EXPUNGE would also
+// remove messages someone else marked, and go-imap's Move fallback does not
+// check that COPY worked, so neither is used.
+func (m *IMAP) Delete(ctx context.Context, folder formats.Folder, msgs []formats.Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	if _, err := m.sel(folder.Name, false); err != nil {
+		return err
+	}
+	m.selected = "" // the next List re-selects read-only
+	for start := 0; start < len(msgs); start += 1000 {
+		var set imap.UIDSet
+		for _, msg := range msgs[start:min(start+1000, len(msgs))] {
+			set.AddNum(imap.UID(msg.UID))
+		}
+		store := &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}
+		if err := m.c.Store(set, store, nil).Close(); err != nil {
+			return m.wrap("store \\Deleted in "+folder.Name, err)
+		}
+		if m.caps.Has(imap.CapUIDPlus) {
+			if err := m.c.UIDExpunge(set).Close(); err != nil {
+				return m.wrap("uid expunge in "+folder.Name, err)
+			}
+		}
+	}
+	return nil
 }
 
 // Commit waits until every queued message is appended or refused and

@@ -354,7 +354,7 @@ func (e *engine) copyFolder(ctx context.Context, src Source, dst Sink, pf Planne
 		return fr, err
 	}
 	// The no-op rerun: the folder was complete through this UIDNEXT.
-	if !e.filtered() && e.opts.Dedup != DedupAccount && f.UIDNext != 0 &&
+	if !e.filtered() && e.opts.Dedup != DedupAccount && !e.opts.DeleteSource && f.UIDNext != 0 &&
 		ss.UIDNext == f.UIDNext && ss.Validity == f.Validity {
 		fr.Found, fr.Skipped = int(f.Messages), int(f.Messages)
 		return fr, nil

@@ -89,7 +89,7 @@ type pair struct {
 	state    string
 }
 
-func newPair(t *testing.T) *pair {
+func newPair(t testing.TB) *pair {
 	t.Helper()
 	p := &pair{
 		src:   dovecottest.Start(t, dovecottest.Options{Separator: '/', SpecialUse: true}),
@@ -293,7 +293,7 @@ var buildOnce struct {
 	err  error
 }
 
-func binary(t *testing.T) string {
+func binary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "mailferry-bin-")

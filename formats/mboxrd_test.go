@@ -1,0 +1,521 @@
+package formats
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"testing/iotest"
+	"time"
+)
+
+// trickyBodies are byte strings that stress the framing.
+var trickyBodies = []string{
+	"",
+	"\n",
+	"\r",
+	"\r\n",
+	"\n\n",
+	"x",
+	"no final newline",
+	"ends in CR\r",
+	"ends in CRLF\r\n",
+	"ends in two LF\n\n",
+	"From the start\n",
+	"From ",
+	"From",
+	">From ",
+	">>From x\n",
+	">>>>>From \n>From \nFrom \n",
+	"a\nFrom b\n>From c\n>>From d\n>>>From e\n",
+	"a\r\nFrom b\r\n>From c\r\n\r\n",
+	"Subject: x\n\nbody\nFrom someone Mon Jan  1 00:00:00 2001\nmore\n",
+	"From MAILER-DAEMON Thu Jan  1 00:00:00 1970\n",
+	"nul\x00byte\n\x00",
+	"\x00",
+	">",
+	">>>",
+	"\n>",
+	"\nFrom",
+	"\nFrom ",
+	"From x\r",
+	"mixed\r\nline\nends\rhere",
+	"\xef\xbb\xbfFrom bom\n",
+	"line\n>From\n>From-not\nFrom-not\nfrom lower\n",
+	"Content-Length: 3\n\nmuch longer than three\n",
+}
+
+func encodeOne(t testing.TB, from string, date time.Time, body []byte) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	n, err := WriteMboxrdMessage(&buf, from, date, bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("WriteMboxrdMessage: %v", err)
+	}
+	if n != int64(buf.Len()) {
+		t.Fatalf("WriteMboxrdMessage n = %d, wrote %d", n, buf.Len())
+	}
+	return buf.Bytes()
+}
+
+type decoded struct {
+	from   string
+	date   time.Time
+	offset int64
+	end    int64
+	body   []byte
+}
+
+func decodeAll(t testing.TB, r io.Reader) ([]decoded, []MboxWarning) {
+	t.Helper()
+	mr := NewMboxReader(r)
+	var out []decoded
+	for {
+		e, err := mr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("Next: %v", err)
+		}
+		b, err := io.ReadAll(e.Body)
+		if err != nil {
+			t.Fatalf("reading body %d: %v", e.Index, err)
+		}
+		if e.Size() != int64(len(b)) {
+			t.Fatalf("entry %d Size %d, read %d", e.Index, e.Size(), len(b))
+		}
+		out = append(out, decoded{e.From, e.Date, e.Offset, e.End(), b})
+	}
+	return out, mr.Warnings
+}
+
+func TestMboxrdRoundTrip(t *testing.T) {
+	date := time.Date(2024, 2, 29, 13, 14, 15, 0, time.FixedZone("X", 3600))
+	var file bytes.Buffer
+	var offsets []int64
+	for _, b := range trickyBodies {
+		offsets = append(offsets, int64(file.Len()))
+		file.Write(encodeOne(t, "a@b.example", date, []byte(b)))
+	}
+	got, warns := decodeAll(t, iotest.OneByteReader(bytes.NewReader(file.Bytes())))
+	for _, w := range warns {
+		if !strings.Contains(w.Reason, "Content-Length") {
+			t.Errorf("unexpected warning on our own file: %v", w)
+		}
+	}
+	if len(got) != len(trickyBodies) {
+		t.Fatalf("decoded %d messages, want %d", len(got), len(trickyBodies))
+	}
+	for i, g := range got {
+		if string(g.body) != trickyBodies[i] {
+			t.Errorf("message %d: got %q want %q", i, g.body, trickyBodies[i])
+		}
+		if g.from != "a@b.example" || !g.date.Equal(date) {
+			t.Errorf("message %d: from %q date %v", i, g.from, g.date)
+		}
+		if g.offset != offsets[i] {
+			t.Errorf("message %d: offset %d want %d", i, g.offset, offsets[i])
+		}
+		wantEnd := int64(file.Len())
+		if i+1 < len(offsets) {
+			wantEnd = offsets[i+1]
+		}
+		if g.end != wantEnd {
+			t.Errorf("message %d: end %d want %d", i, g.end, wantEnd)
+		}
+	}
+}
+
+func TestMboxrdEncoding(t *testing.T) {
+	date := time.Date(2001, 1, 2, 3, 4, 5, 0, time.UTC)
+	cases := []struct{ body, want string }{
+		{"", "From MAILER-DAEMON Tue Jan  2 03:04:05 2001\n\n"},
+		{"abc", "From MAILER-DAEMON Tue Jan  2 03:04:05 2001\nabc\n"},
+		{"abc\r\n", "From MAILER-DAEMON Tue Jan  2 03:04:05 2001\nabc\r\n\n"},
+		{"From x\n>From y\nFromage\n >From z", "From MAILER-DAEMON Tue Jan  2 03:04:05 2001\n>From x\n>>From y\nFromage\n >From z\n"},
+	}
+	for _, c := range cases {
+		got := encodeOne(t, "", date, []byte(c.body))
+		if string(got) != c.want {
+			t.Errorf("encode %q:\n got %q\nwant %q", c.body, got, c.want)
+		}
+	}
+	// The sender is made safe, the date is UTC, a zero date stays zero.
+	got := encodeOne(t, "a b\r\nc", time.Time{}, nil)
+	if want := "From a_b__c Mon Jan  1 00:00:00 0001\n\n"; string(got) != want {
+		t.Errorf("got %q want %q", got, want)
+	}
+	d, _ := decodeAll(t, bytes.NewReader(got))
+	if len(d) != 1 || !d[0].date.IsZero() || d[0].from != "a_b__c" {
+		t.Errorf("zero date round trip: %+v", d)
+	}
+}
+
+// A line of more than the buffer size, and a '>' run longer than the buffer
+// followed by "From ", stream correctly.
+func TestMboxrdLongLines(t *testing.T) {
+	long := bytes.Repeat([]byte("x"), 3*mboxBufSize+7)
+	gts := bytes.Repeat([]byte(">"), 2*mboxBufSize+3)
+	bodies := [][]byte{
+		long,
+		append(append(append([]byte{}, gts...), "From here\n"...), long...),
+		append(append([]byte("a\n"), gts...), "Fro"...),
+		append([]byte("From "), long...),
+	}
+	var file bytes.Buffer
+	for _, b := range bodies {
+		file.Write(encodeOne(t, "x@y", time.Unix(0, 0), b))
+	}
+	got, _ := decodeAll(t, &file)
+	if len(got) != len(bodies) {
+		t.Fatalf("got %d messages want %d", len(got), len(bodies))
+	}
+	for i := range bodies {
+		if !bytes.Equal(got[i].body, bodies[i]) {
+			t.Errorf("message %d differs (len %d vs %d)", i, len(got[i].body), len(bodies[i]))
+		}
+	}
+}
+
+func TestMboxReaderPartialRead(t *testing.T) {
+	var file bytes.Buffer
+	for _, b := range []string{"first\nbody\n", "second\n", "third"} {
+		file.Write(encodeOne(t, "", time.Unix(1e9, 0), []byte(b)))
+	}
+	mr := NewMboxReader(&file)
+	var bodies []string
+	for i := 0; ; i++ {
+		e, err := mr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			p := make([]byte, 3)
+			n, _ := e.Body.Read(p)
+			bodies = append(bodies, string(p[:n]))
+			continue // the rest is skipped by Next
+		}
+		b, _ := io.ReadAll(e.Body)
+		bodies = append(bodies, string(b))
+	}
+	if strings.Join(bodies, "|") != "fir|second\n|third" {
+		t.Errorf("got %q", bodies)
+	}
+	if _, err := mr.Next(); err != io.EOF {
+		t.Errorf("Next after EOF: %v", err)
+	}
+}
+
+func TestMboxReaderForeign(t *testing.T) {
+	type want struct {
+		bodies []string
+		froms  []string
+		warns  []string // substrings, in order
+	}
+	cases := []struct {
+		name string
+		in   string
+		want want
+	}{
+		{"empty", "", want{}},
+		{"bom", "\xef\xbb\xbfFrom - \nA: b\n\nbody\n\nFrom - \nA: c\n\nx\n",
+			want{[]string{"A: b\n\nbody\n", "A: c\n\nx"}, []string{"-", "-"}, []string{"byte-order mark"}}},
+		{"blank preamble", "\n\r\nFrom x@y Mon Jan  1 00:00:00 2001\nA: b\n",
+			want{[]string{"A: b"}, []string{"x@y"}, []string{"2 blank line(s)"}}},
+		{"crlf", "From a@b Mon Jan  1 00:00:00 2001\r\nA: b\r\n\r\nx\r\n\r\nFrom a@b Mon Jan  1 00:00:00 2001\r\nA: c\r\n\r\ny\r\n\r\n",
+			want{[]string{"A: b\r\n\r\nx\r\n", "A: c\r\n\r\ny\r\n"}, []string{"a@b", "a@b"}, nil}},
+		{"gmail", "From 1844347792267117879@xxx\nA: b\n\nx\n\nFrom 1844347839636459560@xxx\nA: c\n\ny\n",
+			want{[]string{"A: b\n\nx\n", "A: c\n\ny"}, []string{"1844347792267117879@xxx", "1844347839636459560@xxx"}, nil}},
+		{"pipermail", "From joe at example.com  Tue Jul 10 11:29:44 2012\nA: b\n\nx\n",
+			want{[]string{"A: b\n\nx"}, []string{"joe at example.com"}, nil}},
+		{"mboxo unescaped", "From - \nA: b\n\nFrom Russia with love\n\nFrom - \nA: c\n\nFrom Russia with love\nYear: 1963\n",
+			want{[]string{"A: b\n\nFrom Russia with love\n", "A: c\n\nFrom Russia with love\nYear: 1963"}, []string{"-", "-"},
+				[]string{"message 0 at offset 14: unescaped line \"From Russia with love\" (mboxo)", "message 1 at offset 51: unescaped line \"From Russia with love\" followed by header-like line \"Year: 1963\""}}},
+		{"weak separator in body", "From - \nA: b\n\nsee\nFrom x@y\nthanks\n",
+			want{[]string{"A: b\n\nsee", "thanks"}, []string{"-", "x@y"}, []string{"message 1 at offset 18: From_ line \"From x@y\" without a date"}}},
+		{"content-length", "From - \nContent-Length: 3\n\nabcdef\n\nFrom - \nContent-Length: 5\n\nabcd\n\n",
+			want{[]string{"Content-Length: 3\n\nabcdef\n", "Content-Length: 5\n\nabcd\n"}, []string{"-", "-"},
+				[]string{"message 0 at offset 0: Content-Length 3 disagrees with the From_ framing (body is 7 bytes)"}}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got, warns := decodeAll(t, strings.NewReader(c.in))
+			var bodies, froms []string
+			for _, g := range got {
+				bodies = append(bodies, string(g.body))
+				froms = append(froms, g.from)
+			}
+			if strings.Join(bodies, "\x00") != strings.Join(c.want.bodies, "\x00") {
+				t.Errorf("bodies %q want %q", bodies, c.want.bodies)
+			}
+			if strings.Join(froms, "\x00") != strings.Join(c.want.froms, "\x00") {
+				t.Errorf("froms %q want %q", froms, c.want.froms)
+			}
+			if len(warns) != len(c.want.warns) {
+				t.Errorf("warnings %v want %q", warns, c.want.warns)
+				return
+			}
+			for i, w := range warns {
+				if !strings.Contains(w.String(), c.want.warns[i]) {
+					t.Errorf("warning %q does not contain %q", w.String(), c.want.warns[i])
+				}
+			}
+		})
+	}
+}
+
+func TestMboxReaderIgnoreContentLength(t *testing.T) {
+	in := "From - \nContent-Length: 3\n\nabcdef\n\n"
+	mr := NewMboxReader(strings.NewReader(in))
+	mr.IgnoreContentLength = true
+	for {
+		e, err := mr.Next()
+		if err != nil {
+			break
+		}
+		io.Copy(io.Discard, e.Body)
+	}
+	if len(mr.Warnings) != 0 {
+		t.Errorf("warnings: %v", mr.Warnings)
+	}
+}
+
+func TestMboxReaderNotMbox(t *testing.T) {
+	mr := NewMboxReader(strings.NewReader("Subject: hi\n\nbody\n"))
+	if _, err := mr.Next(); !errors.Is(err, ErrNotMbox) {
+		t.Errorf("got %v, want ErrNotMbox", err)
+	}
+}
+
+func TestParseFromLine(t *testing.T) {
+	cases := []struct {
+		line string
+		from string
+		date string // RFC 3339, "" for zero
+		kind fromLineKind
+	}{
+		{"From MAILER-DAEMON Fri Jul  8 12:08:34 2011", "MAILER-DAEMON", "2011-07-08T12:08:34Z", fromLineDated},
+		{"From magick@x.com Wed Feb  9 22:02 MET 2000", "magick@x.com", "2000-02-09T22:02:00Z", fromLineDated},
+		{"From markov Sun Aug  8 10:04:17 1999", "markov", "1999-08-08T10:04:17Z", fromLineDated},
+		{"From news@gmane.org Tue Mar 04 03:33:20 2003", "news@gmane.org", "2003-03-04T03:33:20Z", fromLineDated},
+		{"From - Mon Jun  3 12:50:27 1996", "-", "1996-06-03T12:50:27Z", fromLineDated},
+		{"From a@b Mon Jun  3 12:50:27 1996 +0200", "a@b", "1996-06-03T10:50:27Z", fromLineDated},
+		{"From a@b Mon Jun  3 sometime", "a@b", "", fromLineNoDate},
+		{"From - ", "-", "", weakFromLine},
+		{"From 1844347792267117879@xxx", "1844347792267117879@xxx", "", weakFromLine},
+		{"From Russia with love", "Russia with love", "", notFromLine},
+		{"From here on, Mon Jan is over", "here on,", "", fromLineNoDate},
+		{"From ", "", "", notFromLine},
+	}
+	for _, c := range cases {
+		from, date, kind := parseFromLine([]byte(c.line))
+		if from != c.from || kind != c.kind {
+			t.Errorf("%q: from %q kind %d, want %q %d", c.line, from, kind, c.from, c.kind)
+		}
+		gotDate := ""
+		if !date.IsZero() {
+			gotDate = date.UTC().Format(time.RFC3339)
+		}
+		if gotDate != c.date {
+			t.Errorf("%q: date %q want %q", c.line, gotDate, c.date)
+		}
+	}
+}
+
+// corpusMboxDir holds real mbox files (see /work/shared/corpus/PROVENANCE.md).
+const corpusMboxDir = "/work/shared/corpus/mbox-dev"
+
+// corpusMbox lists, for each real mbox file, the message count
+// PROVENANCE.md gives and whether it calls the file ambiguous (NOT split):
+// those must give at least one warning naming a message. warnings is the
+// exact number of warnings expected (-1: at least one).
+var corpusMbox = []struct {
+	name      string
+	count     int
+	ambiguous bool
+	warnLike  string
+	warnings  int
+}{
+	{"hyperkitty__non-ascii-headers.txt.mbox", 6, false, "", 0},
+	{"mailbox__t--folders--mbox.src.mbox", 45, false, "", 0},
+	// The CRLF twin, with Content-Length headers recomputed for CRLF.
+	{"mailbox__t--folders--mbox.win.mbox", 45, false, "", 0},
+	{"mime4j__mbox--src--test--resources--test-1--mbox.rlug.mbox", 5, false, "", 0},
+	{"mimekit__mbox--content-length.mbox.txt.mbox", 29, true, "Content-Length", -1},
+	{"mimekit__mbox--issue1189.mbox.txt.mbox", 4, false, "", 0},
+	{"mimekit__mbox--simple.mbox.txt.mbox", 3, false, "", 0},
+	{"mimekit__mbox--unmunged.mbox.txt.mbox", 2, true, "followed by header-like line", -1},
+}
+
+func TestMboxReaderCorpus(t *testing.T) {
+	if _, err := os.Stat(corpusMboxDir); err != nil {
+		t.Skipf("corpus not available (%v): skipping the real-file checks", err)
+	}
+	for _, c := range corpusMbox {
+		t.Run(c.name, func(t *testing.T) {
+			raw, err := os.ReadFile(filepath.Join(corpusMboxDir, c.name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, warns := decodeAll(t, bytes.NewReader(raw))
+			if len(got) != c.count {
+				t.Errorf("%d messages, PROVENANCE.md says %d", len(got), c.count)
+			}
+			for _, w := range warns {
+				t.Logf("warning: %v", w)
+			}
+			if c.warnLike != "" {
+				found := false
+				for _, w := range warns {
+					if strings.Contains(w.Reason, c.warnLike) && w.Index >= 0 && w.Index < len(got) {
+						found = true
+					}
+				}
+				if !found {
+					t.Errorf("gave no %q warning naming a message", c.warnLike)
+				}
+			}
+			if c.ambiguous && len(warns) == 0 {
+				t.Errorf("PROVENANCE.md calls this file ambiguous but it gave no warning")
+			}
+			if c.warnings >= 0 && len(warns) != c.warnings {
+				t.Errorf("%d warnings, want %d", len(warns), c.warnings)
+			}
+			// The raw bytes between From_ lines are the file, in order.
+			var pos int64
+			for i, g := range got {
+				if g.offset < pos || g.end < g.offset || g.end > int64(len(raw)) {
+					t.Fatalf("message %d: offset %d end %d after %d", i, g.offset, g.end, pos)
+				}
+				pos = g.end
+			}
+			if pos != int64(len(raw)) {
+				t.Errorf("messages end at %d, file is %d bytes", pos, len(raw))
+			}
+			// Split files: each dev/ .eml is the raw message from its
+			// From_ line to the next one.
+			base := strings.TrimSuffix(c.name, ".mbox")
+			for i, g := range got {
+				eml := filepath.Join(filepath.Dir(corpusMboxDir), "dev", fmt.Sprintf("%s--msg%03d.eml", base, i+1))
+				want, err := os.ReadFile(eml)
+				if err != nil {
+					continue
+				}
+				if !bytes.Equal(raw[g.offset:g.end], want) {
+					t.Errorf("message %d: raw bytes differ from %s", i, eml)
+				}
+				// The body is the .eml without its From_ line and
+				// without the framing's final newline.
+				nl := bytes.IndexByte(want, '\n')
+				wantBody := bytes.TrimSuffix(want[nl+1:], []byte("\n"))
+				if !bytes.Equal(g.body, wantBody) {
+					t.Errorf("message %d: body differs from %s", i, eml)
+				}
+			}
+		})
+	}
+	// The CRLF twin gives the same messages with CRLF line endings.
+	src, _ := os.ReadFile(filepath.Join(corpusMboxDir, "mailbox__t--folders--mbox.src.mbox"))
+	win, _ := os.ReadFile(filepath.Join(corpusMboxDir, "mailbox__t--folders--mbox.win.mbox"))
+	a, _ := decodeAll(t, bytes.NewReader(src))
+	b, _ := decodeAll(t, bytes.NewReader(win))
+	if len(a) != len(b) {
+		t.Fatalf("src %d messages, win %d", len(a), len(b))
+	}
+	// Its Content-Length headers were recomputed: leave them out.
+	cl := regexp.MustCompile(`(?m)^Content-Length: [0-9]+`)
+	for i := range a {
+		want := bytes.ReplaceAll(cl.ReplaceAll(a[i].body, nil), []byte("\n"), []byte("\r\n"))
+		if !bytes.Equal(cl.ReplaceAll(b[i].body, nil), want) {
+			t.Errorf("message %d of mbox.win is not the CRLF form of mbox.src's", i)
+		}
+		if !a[i].date.Equal(b[i].date) || a[i].from != b[i].from {
+			t.Errorf("message %d: From_ lines differ", i)
+		}
+	}
+}
+
+func FuzzMboxrdRoundTrip(f *testing.F) {
+	for i, b := range trickyBodies {
+		f.Add([]byte(b), []byte(trickyBodies[(i+1)%len(trickyBodies)]), int64(i)*1e8, "a@b")
+	}
+	f.Add([]byte("From x\n\x00\r"), []byte(">From "), int64(-1e12), "")
+	f.Add([]byte("0"), []byte("0"), int64(1700000000), "\u00a0") // a Unicode space as sender
+	f.Add([]byte("\n>>From \r\n"), []byte("From \nFrom -\n"), int64(253402300800), "x y\r\n")
+	f.Fuzz(func(t *testing.T, a, b []byte, sec int64, from string) {
+		date := time.Unix(sec, 0)
+		var file bytes.Buffer
+		file.Write(encodeOne(t, from, date, a))
+		file.Write(encodeOne(t, from, date, b))
+		got, warns := decodeAll(t, bytes.NewReader(file.Bytes()))
+		if len(got) != 2 {
+			t.Fatalf("decoded %d messages, want 2", len(got))
+		}
+		if !bytes.Equal(got[0].body, a) || !bytes.Equal(got[1].body, b) {
+			t.Fatalf("round trip differs:\n%q -> %q\n%q -> %q", a, got[0].body, b, got[1].body)
+		}
+		want := date.UTC()
+		if want.Year() < 1 || want.Year() > 9999 {
+			want = time.Time{}
+		}
+		for _, g := range got {
+			if !g.date.Equal(want) {
+				t.Fatalf("date %v, want %v", g.date, want)
+			}
+			if g.from != MboxSender(from) {
+				t.Fatalf("from %q, want %q", g.from, MboxSender(from))
+			}
+		}
+		for _, w := range warns {
+			if !strings.Contains(w.Reason, "Content-Length") {
+				t.Fatalf("unexpected warning on our own framing: %v", w)
+			}
+		}
+	})
+}
+
+// FuzzMboxReader reads arbitrary input: no panic, and the messages it finds
+// tile the input from the first From_ line to the end.
+func FuzzMboxReader(f *testing.F) {
+	for _, b := range trickyBodies {
+		f.Add([]byte(b))
+	}
+	f.Add([]byte("\xef\xbb\xbfFrom - \nA: b\n\nFrom Russia\nYear: 1\n\nFrom x@y\nz"))
+	f.Add([]byte("From a Mon Jan  1 00:00:00 2001\r\nContent-Length: 1\r\n\r\nab\r\n\r\nFrom -\n>From \n"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		mr := NewMboxReader(bytes.NewReader(in))
+		var prevEnd int64 = -1
+		for {
+			e, err := mr.Next()
+			if err != nil {
+				if err != io.EOF && !errors.Is(err, ErrNotMbox) {
+					t.Fatalf("Next: %v", err)
+				}
+				break
+			}
+			n, err := io.Copy(io.Discard, e.Body)
+			if err != nil || n != e.Size() {
+				t.Fatalf("body: %d bytes, Size %d, %v", n, e.Size(), err)
+			}
+			if prevEnd >= 0 && e.Offset != prevEnd {
+				t.Fatalf("message %d starts at %d, previous ended at %d", e.Index, e.Offset, prevEnd)
+			}
+			if e.End() < e.Offset || e.End() > int64(len(in)) || !bytes.HasPrefix(in[e.Offset:], fromPrefix) {
+				t.Fatalf("message %d: offset %d end %d", e.Index, e.Offset, e.End())
+			}
+			prevEnd = e.End()
+		}
+		if prevEnd >= 0 && prevEnd != int64(len(in)) {
+			t.Fatalf("messages end at %d of %d", prevEnd, len(in))
+		}
+	})
+}

@@ -1,0 +1,1123 @@
+package archive
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/mailferry/mailferry/formats"
+)
+
+// mbox layout, as this store reads and writes it:
+//
+//	ROOT/INBOX.mbox           INBOX
+//	ROOT/A.mbox               folder [A]
+//	ROOT/A/B.mbox             folder [A B]; [A] itself may not exist (then
+//	                          it is listed as a NoSelect tree node)
+//	ROOT/A/B.mbox.len         the known-good length of A/B.mbox (ours only)
+//
+// or, when the path given to OpenMbox ends in ".mbox" and is not a
+// directory, that one file is the store's only folder, INBOX.
+//
+// Each component is encoded with formats.EncodeFSComponent, which never
+// yields '.', '/', NUL or a leading '-': a hostile server name cannot leave
+// ROOT, and no folder's file or directory can be mistaken for another's
+// (".mbox" and ".mbox.len" names hold a '.', encoded names never do).
+//
+// Messages are framed in mboxrd by formats.WriteMboxrdMessage, which adds
+// nothing to a message's bytes that the reader does not take away again:
+// what Fetch gives back is exactly what Store was given. The From_ line
+// carries the internal date (UTC, to the second) and the Return-Path
+// address when the header has one. Flags are not stored (that would change
+// the bytes); on reading, a message's own Status and X-Status headers give
+// its flags. A message's ID is the decimal byte offset of its From_ line.
+//
+// Durability (the design's "the length that is known good is recorded, and
+// an interrupted append is cut back on the next open"): the sidecar
+// NAME.mbox.len holds one line, "mailferry-mbox v1 length=N pending=P".
+// Before the first append of a batch it is rewritten with pending=1 (and
+// made durable); Flush fsyncs the mbox and then records the new length with
+// pending=0. Whoever next opens the file, finding pending=1 and a file
+// longer than N, knows that the bytes past N are an append that was never
+// confirmed, and cuts the file back to N (under the lock, so never under a
+// live writer's feet). A file longer than N with pending=0 was appended to
+// by another program after a clean Flush: that is kept. Appends hold
+// flock(LOCK_EX|LOCK_NB) on the mbox from the first Store until Close;
+// another process holding the lock makes Store fail with ErrMboxLocked.
+// The sidecar is replaced by write-to-temporary, fsync, rename and fsync of
+// the directory, so it is always either the old or the new record.
+
+// MboxOptions tunes OpenMbox.
+type MboxOptions struct {
+	// Create makes the root directory (or, for a single ".mbox" file, its
+	// parent directory) if it does not exist. Without it a missing root is
+	// an error.
+	Create bool
+	// ReadOnly never changes anything on disk: Ensure and Store fail, and
+	// an interrupted append found on reading is skipped, not cut back.
+	ReadOnly bool
+	// Warn, if set, receives each warning about ambiguous framing met while
+	// reading a file (see formats.MboxWarning), with the file's path
+	// relative to the root. Warnings are also kept; see Warnings.
+	Warn func(file string, w formats.MboxWarning)
+}
+
+// ErrMboxLocked is returned (wrapped) by Store when another process holds
+// the lock of the folder's mbox file.
+var ErrMboxLocked = errors.New("mbox: locked by another process")
+
+// mboxSuffix and mboxLenSuffix end folder files and their sidecars.
+const (
+	mboxSuffix    = ".mbox"
+	mboxLenSuffix = ".len"
+)
+
+// Mbox is a directory of mbox files (or one mbox file) used as a source or
+// a sink (archive.Store). Like every endpoint it is used by one goroutine
+// at a time; several Mbox values may work on the same tree at once, each on
+// its own folders (a folder written by one is locked against the others).
+type Mbox struct {
+	root   string // absolute: the directory, or the single file
+	single bool
+	opts   MboxOptions
+
+	open     map[string]*mboxFile // files opened for appending, by relative path
+	warnings []string
+	warned   map[string]bool
+}
+
+// mboxFile is a folder file opened for appending, locked.
+type mboxFile struct {
+	rel     string // relative to the root, slash-separated
+	abs     string
+	f       *os.File
+	size    int64 // where the next message goes
+	good    int64 // the length recorded in the sidecar
+	pending bool  // the sidecar durably says pending=1
+	dirty   bool  // appended since the last Flush
+	broken  error // set when a failed append could not be undone
+}
+
+var _ Store = (*Mbox)(nil)
+
+// OpenMbox opens the mbox store at path: a directory with one NAME.mbox per
+// folder, or, when path ends in ".mbox" and is not a directory, that single
+// file as INBOX. See MboxOptions.
+func OpenMbox(path string, opts MboxOptions) (*Mbox, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("mbox: %w", err)
+	}
+	s := &Mbox{root: abs, opts: opts, open: map[string]*mboxFile{}, warned: map[string]bool{}}
+	fi, err := os.Stat(abs)
+	switch {
+	case err == nil && fi.IsDir():
+	case err == nil && strings.HasSuffix(abs, mboxSuffix) && fi.Mode().IsRegular():
+		s.single = true
+	case err == nil:
+		return nil, fmt.Errorf("mbox: %s is neither a directory nor a .mbox file", path)
+	case errors.Is(err, fs.ErrNotExist) && opts.Create && !opts.ReadOnly:
+		s.single = strings.HasSuffix(abs, mboxSuffix)
+		dir := abs
+		if s.single {
+			dir = filepath.Dir(abs)
+		}
+		if err := mkdirAllSynced(dir); err != nil {
+			return nil, fmt.Errorf("mbox: %w", err)
+		}
+	case err != nil:
+		return nil, fmt.Errorf("mbox: %w", err)
+	}
+	return s, nil
+}
+
+// Root returns the absolute path of the store (directory or single file).
+func (s *Mbox) Root() string { return s.root }
+
+// Warnings returns every warning met so far, each once, as
+// "FILE: mboxrd: message N at offset O: REASON".
+func (s *Mbox) Warnings() []string { return slices.Clone(s.warnings) }
+
+func (s *Mbox) warn(rel string, w formats.MboxWarning) {
+	msg := rel + ": " + w.String()
+	if w.Index < 0 { // about the file, not one message
+		msg = rel + ": mbox: " + w.Reason
+	}
+	if s.warned[msg] {
+		return
+	}
+	s.warned[msg] = true
+	s.warnings = append(s.warnings, msg)
+	if s.opts.Warn != nil {
+		s.opts.Warn(rel, w)
+	}
+}
+
+// Separator returns '/'. Components are not joined with a separator the
+// engine needs to know about: each is encoded for the file system, so any
+// character may appear in a component.
+func (s *Mbox) Separator() rune { return '/' }
+
+// canonicalPath spells INBOX as "INBOX" in the first component.
+func canonicalPath(path []string) []string {
+	p := slices.Clone(path)
+	if len(p) > 0 && strings.EqualFold(p[0], "INBOX") {
+		p[0] = "INBOX"
+	}
+	return p
+}
+
+// mboxName returns the store's name of a folder path: the encoded
+// components joined with '/' ("INBOX", "A/B"), its file being NAME.mbox.
+func mboxName(path []string) (string, error) {
+	if len(path) == 0 {
+		return "", errors.New("mbox: empty folder path")
+	}
+	enc := make([]string, len(path))
+	for i, c := range canonicalPath(path) {
+		enc[i] = formats.EncodeFSComponent(c)
+	}
+	return strings.Join(enc, "/"), nil
+}
+
+// fileOf resolves a folder to its file relative to the root: by Name when
+// set (the store's own spelling, as Folders and Ensure return it; it may
+// name a file another program made), else by Path. A Name that could leave
+// the root is refused. For a single-file store only INBOX exists.
+func (s *Mbox) fileOf(f formats.Folder) (string, error) {
+	if s.single {
+		if f.Name == "INBOX" || (f.Name == "" && formats.IsInbox(f.Path)) {
+			return filepath.Base(s.root), nil
+		}
+		return "", fmt.Errorf("mbox: %s holds only INBOX, not %q", s.root, folderLabel(f))
+	}
+	name := f.Name
+	if name == "" {
+		var err error
+		if name, err = mboxName(f.Path); err != nil {
+			return "", err
+		}
+	}
+	if !filepath.IsLocal(filepath.FromSlash(name)) || strings.ContainsRune(name, 0) || strings.HasSuffix(name, "/") ||
+		filepath.ToSlash(filepath.Clean(filepath.FromSlash(name))) != name {
+		return "", fmt.Errorf("mbox: bad folder name %q", name)
+	}
+	return name + mboxSuffix, nil
+}
+
+func folderLabel(f formats.Folder) string {
+	if len(f.Path) > 0 {
+		return formats.DisplayName(f.Path)
+	}
+	return f.Name
+}
+
+func (s *Mbox) abs(rel string) string {
+	if s.single {
+		return s.root
+	}
+	return filepath.Join(s.root, filepath.FromSlash(rel))
+}
+
+// Folders lists the folders: every NAME.mbox file, parents before children
+// (INBOX first), with Validity and Bytes filled. A directory that holds
+// folders but has no NAME.mbox of its own is listed with NoSelect. A name
+// that is not a canonical encoding (made by another program) keeps its raw
+// spelling as the component. Hidden entries and symbolic links are skipped.
+func (s *Mbox) Folders(ctx context.Context) ([]formats.Folder, error) {
+	if s.single {
+		fi, err := os.Stat(s.root)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("mbox: %w", err)
+		}
+		return []formats.Folder{s.folderInfo(formats.Folder{Path: []string{"INBOX"}, Name: "INBOX"}, filepath.Base(s.root), fi)}, nil
+	}
+	byKey := map[string]*formats.Folder{}
+	var out []*formats.Folder
+	add := func(f formats.Folder) {
+		k := strings.Join(f.Path, "\x00")
+		if old, ok := byKey[k]; ok {
+			if old.NoSelect && !f.NoSelect {
+				*old = f
+			}
+			return
+		}
+		p := &f
+		byKey[k] = p
+		out = append(out, p)
+	}
+	err := filepath.WalkDir(s.root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if cerr := ctx.Err(); cerr != nil {
+			return cerr
+		}
+		if p == s.root {
+			return nil
+		}
+		if strings.HasPrefix(d.Name(), ".") {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !d.Type().IsRegular() || !strings.HasSuffix(d.Name(), mboxSuffix) {
+			return nil
+		}
+		rel, err := filepath.Rel(s.root, p)
+		if err != nil {
+			return err
+		}
+		name := strings.TrimSuffix(filepath.ToSlash(rel), mboxSuffix)
+		comps := strings.Split(name, "/")
+		for i, c := range comps {
+			if dc, err := formats.DecodeFSComponent(c); err == nil {
+				comps[i] = dc
+			}
+		}
+		comps = canonicalPath(comps)
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		add(s.folderInfo(formats.Folder{Path: comps, Name: name}, name+mboxSuffix, fi))
+		parts := strings.Split(name, "/")
+		for i := 1; i < len(comps); i++ {
+			add(formats.Folder{Path: slices.Clone(comps[:i]), Name: strings.Join(parts[:i], "/"), NoSelect: true, Validity: 1})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("mbox: %w", err)
+	}
+	slices.SortFunc(out, func(a, b *formats.Folder) int {
+		if ai, bi := formats.IsInbox(a.Path), formats.IsInbox(b.Path); ai != bi {
+			if ai {
+				return -1
+			}
+			return 1
+		}
+		return slices.Compare(a.Path, b.Path)
+	})
+	res := make([]formats.Folder, len(out))
+	for i, f := range out {
+		res[i] = *f
+	}
+	return res, nil
+}
+
+// folderInfo fills Validity and Bytes (the file's readable length).
+func (s *Mbox) folderInfo(f formats.Folder, rel string, fi os.FileInfo) formats.Folder {
+	f.Validity = mboxValidity(fi)
+	f.Bytes = fi.Size()
+	if mf := s.open[rel]; mf != nil {
+		f.Bytes = mf.size
+	} else if sc, ok, err := readMboxSidecar(s.abs(rel)); err == nil && ok && sc.pending && sc.length < f.Bytes {
+		f.Bytes = sc.length
+	}
+	return f
+}
+
+// mboxValidity derives a folder's validity from the file's identity (device
+// and inode): offsets stay valid while the file is only appended to, and a
+// file replaced by another program gets a new validity. Never 0.
+func mboxValidity(fi os.FileInfo) uint32 {
+	h := fnv.New32a()
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		fmt.Fprintf(h, "%d:%d", st.Dev, st.Ino)
+	}
+	if v := h.Sum32(); v != 0 {
+		return v
+	}
+	return 1
+}
+
+// Ensure creates the folder's directories (0700) and file (0600) if they do
+// not exist, with a sidecar recording length 0; what it creates is fsynced.
+func (s *Mbox) Ensure(ctx context.Context, path []string) (formats.Folder, error) {
+	if err := ctx.Err(); err != nil {
+		return formats.Folder{}, err
+	}
+	if s.opts.ReadOnly {
+		return formats.Folder{}, errors.New("mbox: store is read-only")
+	}
+	path = canonicalPath(path)
+	f := formats.Folder{Path: path}
+	if s.single {
+		if !formats.IsInbox(path) {
+			return formats.Folder{}, fmt.Errorf("mbox: %s holds only INBOX, not %q", s.root, formats.DisplayName(path))
+		}
+		f.Name = "INBOX"
+	} else {
+		var err error
+		if f.Name, err = mboxName(path); err != nil {
+			return formats.Folder{}, err
+		}
+	}
+	rel, err := s.fileOf(f)
+	if err != nil {
+		return formats.Folder{}, err
+	}
+	abs := s.abs(rel)
+	if err := mkdirAllSynced(filepath.Dir(abs)); err != nil {
+		return formats.Folder{}, fmt.Errorf("mbox: %w", err)
+	}
+	fh, err := os.OpenFile(abs, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	switch {
+	case err == nil:
+		err = fh.Sync()
+		if cerr := fh.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			err = writeMboxSidecar(abs, mboxSidecar{})
+		}
+		if err != nil {
+			return formats.Folder{}, fmt.Errorf("mbox: %w", err)
+		}
+	case errors.Is(err, fs.ErrExist):
+	default:
+		return formats.Folder{}, fmt.Errorf("mbox: %w", err)
+	}
+	fi, err := os.Stat(abs)
+	if err != nil {
+		return formats.Folder{}, fmt.Errorf("mbox: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return formats.Folder{}, fmt.Errorf("mbox: %s is not a regular file", rel)
+	}
+	return s.folderInfo(f, rel, fi), nil
+}
+
+// readView is an open folder file for reading: r covers the readable bytes.
+type readView struct {
+	rel   string
+	ours  bool // the file has a sidecar: written by this store
+	r     io.ReaderAt
+	limit int64
+	close func() error
+}
+
+// view opens a folder's file for reading, up to its known-good end: the
+// appending handle when this store holds it, else a new descriptor, after
+// cutting back an interrupted append (see the layout comment).
+func (s *Mbox) view(folder formats.Folder) (*readView, error) {
+	rel, err := s.fileOf(folder)
+	if err != nil {
+		return nil, err
+	}
+	if mf := s.open[rel]; mf != nil {
+		_, ours, err := readMboxSidecar(mf.abs)
+		if err != nil {
+			return nil, err
+		}
+		return &readView{rel: rel, ours: ours, r: mf.f, limit: mf.size, close: func() error { return nil }}, nil
+	}
+	abs := s.abs(rel)
+	if err := s.recover(rel); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(abs)
+	if err != nil {
+		return nil, fmt.Errorf("mbox: %w", err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("mbox: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("mbox: %s is not a regular file", rel)
+	}
+	limit := fi.Size()
+	sc, ours, err := readMboxSidecar(abs)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if ours && sc.pending && sc.length < limit {
+		// A live writer's unconfirmed batch, or a read-only store.
+		limit = sc.length
+	}
+	return &readView{rel: rel, ours: ours, r: f, limit: limit, close: f.Close}, nil
+}
+
+// recover cuts back an interrupted append of a file this store does not
+// hold: if the sidecar says pending and the file is longer than recorded,
+// and nobody holds the lock, the file is truncated to the recorded length.
+func (s *Mbox) recover(rel string) error {
+	if s.opts.ReadOnly {
+		return nil
+	}
+	abs := s.abs(rel)
+	sc, ok, err := readMboxSidecar(abs)
+	if err != nil || !ok || !sc.pending {
+		return err
+	}
+	if fi, err := os.Stat(abs); err != nil || fi.Size() == sc.length {
+		return nil // nothing to cut (or no file: the caller reports it)
+	}
+	f, err := os.OpenFile(abs, os.O_RDWR, 0)
+	if err != nil {
+		return nil // cannot write here: reading stops at the recorded length
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		return nil // a live writer: reading stops at the recorded length
+	}
+	if _, err = s.cutBack(f, abs, sc); err != nil {
+		// Shorter than recorded: read what is there, and say so.
+		s.warn(rel, formats.MboxWarning{Index: -1, Reason: strings.TrimPrefix(err.Error(), "mbox: ")})
+	}
+	return nil
+}
+
+// cutBack, with the lock held, truncates f to the sidecar's length when the
+// sidecar says pending, and records pending=0. It returns the file's size.
+func (s *Mbox) cutBack(f *os.File, abs string, sc mboxSidecar) (int64, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("mbox: %w", err)
+	}
+	size := fi.Size()
+	if size < sc.length {
+		return 0, fmt.Errorf("mbox: %s is %d bytes but %d were recorded as written: it was truncated or replaced", abs, size, sc.length)
+	}
+	if !sc.pending {
+		return size, nil
+	}
+	if size > sc.length {
+		if err := f.Truncate(sc.length); err != nil {
+			return 0, fmt.Errorf("mbox: cutting back an interrupted append: %w", err)
+		}
+		if err := f.Sync(); err != nil {
+			return 0, fmt.Errorf("mbox: fsync: %w", err)
+		}
+		size = sc.length
+	}
+	if err := writeMboxSidecar(abs, mboxSidecar{length: size}); err != nil {
+		return 0, fmt.Errorf("mbox: %w", err)
+	}
+	return size, nil
+}
+
+// scan reads every message of a view in file order. fn gets the entry (its
+// Size final), and the header block when withHeader (not to be kept).
+func (s *Mbox) scan(ctx context.Context, v *readView, withHeader bool, fn func(e *formats.MboxEntry, header []byte) error) error {
+	mr := formats.NewMboxReader(io.NewSectionReader(v.r, 0, v.limit))
+	mr.OnWarning = func(w formats.MboxWarning) { s.warn(v.rel, w) }
+	// A file with our sidecar was written in mboxrd by this store: a
+	// Content-Length header in a message is just part of its bytes.
+	mr.IgnoreContentLength = v.ours
+	var buf []byte
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		e, err := mr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("mbox: %s: %w", v.rel, err)
+		}
+		var h []byte
+		if withHeader {
+			if h, buf, err = mboxHeader(e.Body, buf); err != nil {
+				return fmt.Errorf("mbox: %s: %w", v.rel, err)
+			}
+		}
+		if _, err := io.Copy(io.Discard, e.Body); err != nil {
+			return fmt.Errorf("mbox: %s: %w", v.rel, err)
+		}
+		if err := fn(e, h); err != nil {
+			return err
+		}
+	}
+}
+
+// mboxHeader reads r until the end of its header block (or EOF, or
+// formats.MaxHeaderBytes) and returns the block; buf is reused storage.
+func mboxHeader(r io.Reader, buf []byte) (header, storage []byte, err error) {
+	buf = buf[:0]
+	for {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, max(32<<10, len(buf)))
+		}
+		n, err := r.Read(buf[len(buf):min(cap(buf), formats.MaxHeaderBytes)])
+		buf = buf[:len(buf)+n]
+		h := formats.HeaderBlock(buf)
+		if len(h) < len(buf) || len(buf) >= formats.MaxHeaderBytes || err == io.EOF {
+			return h, buf, nil
+		}
+		if err != nil {
+			return nil, buf, err
+		}
+	}
+}
+
+// List returns the folder's messages in file order: ID the From_ line's
+// offset, Size the exact message length, Date from the From_ line and Flags
+// from the Status and X-Status headers. It reads the whole file.
+func (s *Mbox) List(ctx context.Context, folder formats.Folder) (uint32, []formats.Message, error) {
+	v, err := s.view(folder)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer v.close()
+	var validity uint32 = 1
+	if st, err := os.Stat(s.abs(v.rel)); err == nil {
+		validity = mboxValidity(st)
+	}
+	var msgs []formats.Message
+	err = s.scan(ctx, v, true, func(e *formats.MboxEntry, h []byte) error {
+		msgs = append(msgs, formats.Message{
+			ID:    strconv.FormatInt(e.Offset, 10),
+			Size:  e.Size(),
+			Date:  e.Date,
+			Flags: mboxFlags(h),
+		})
+		return nil
+	})
+	if err != nil {
+		return 0, nil, err
+	}
+	return validity, msgs, nil
+}
+
+// mboxFlags maps Status and X-Status letters to IMAP flags: R \Seen,
+// A \Answered, F \Flagged, T \Draft, D \Deleted (O, "old", maps to nothing).
+func mboxFlags(h []byte) []string {
+	var flags []string
+	for _, name := range []string{"Status", "X-Status"} {
+		for _, c := range headerValue(h, name) {
+			switch c {
+			case 'R':
+				flags = append(flags, formats.FlagSeen)
+			case 'A':
+				flags = append(flags, formats.FlagAnswered)
+			case 'F':
+				flags = append(flags, formats.FlagFlagged)
+			case 'T':
+				flags = append(flags, formats.FlagDraft)
+			case 'D':
+				flags = append(flags, formats.FlagDeleted)
+			}
+		}
+	}
+	return formats.CleanFlags(flags)
+}
+
+// headerValue returns the unfolded, trimmed value of the first field called
+// name (case-insensitive) in a header block, or "".
+func headerValue(h []byte, name string) string {
+	lines := bytes.Split(h, []byte("\n"))
+	for i := 0; i < len(lines); i++ {
+		line := bytes.TrimSuffix(lines[i], []byte("\r"))
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 || line[0] == ' ' || line[0] == '\t' ||
+			!strings.EqualFold(string(bytes.TrimRight(line[:colon], " \t")), name) {
+			continue
+		}
+		val := string(line[colon+1:])
+		for i+1 < len(lines) && len(lines[i+1]) > 0 && (lines[i+1][0] == ' ' || lines[i+1][0] == '\t') {
+			i++
+			val += " " + strings.TrimSpace(string(bytes.TrimSuffix(lines[i], []byte("\r"))))
+		}
+		return strings.TrimSpace(val)
+	}
+	return ""
+}
+
+// at opens the message at the offset id within v, or reports ok false when
+// there is no message there.
+func (s *Mbox) at(v *readView, id string) (e *formats.MboxEntry, ok bool, err error) {
+	off, err := strconv.ParseInt(id, 10, 64)
+	if err != nil || off < 0 || off >= v.limit || strconv.FormatInt(off, 10) != id {
+		return nil, false, nil
+	}
+	mr := formats.NewMboxReader(io.NewSectionReader(v.r, off, v.limit-off))
+	e, err = mr.Next()
+	if err == io.EOF || errors.Is(err, formats.ErrNotMbox) || (err == nil && e.Offset != 0) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("mbox: %s: %w", v.rel, err)
+	}
+	return e, true, nil
+}
+
+// Headers calls fn with the header block of each message of msgs that still
+// exists, reading no further than the end of the header block.
+func (s *Mbox) Headers(ctx context.Context, folder formats.Folder, msgs []formats.Message,
+	fn func(m formats.Message, header []byte) error) error {
+	v, err := s.view(folder)
+	if err != nil {
+		return err
+	}
+	defer v.close()
+	var buf []byte
+	for _, msg := range msgs {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		e, ok, err := s.at(v, msg.ID)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			continue
+		}
+		var h []byte
+		if h, buf, err = mboxHeader(e.Body, buf); err != nil {
+			return fmt.Errorf("mbox: %s: %w", v.rel, err)
+		}
+		if err := fn(msg, h); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Fetch calls fn with each message of msgs that still exists, streaming it
+// with the mboxrd escaping undone; a message that vanished is skipped.
+func (s *Mbox) Fetch(ctx context.Context, folder formats.Folder, msgs []formats.Message,
+	fn func(m formats.Message, body io.Reader) error) error {
+	v, err := s.view(folder)
+	if err != nil {
+		return err
+	}
+	defer v.close()
+	for _, msg := range msgs {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		e, ok, err := s.at(v, msg.ID)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			continue
+		}
+		if err := fn(msg, e.Body); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Open returns the bytes of one stored message (the escaping undone) and
+// its file relative to the root (slash-separated).
+func (s *Mbox) Open(folder formats.Folder, id string) (io.ReadCloser, string, error) {
+	v, err := s.view(folder)
+	if err != nil {
+		return nil, "", err
+	}
+	e, ok, err := s.at(v, id)
+	if err == nil && !ok {
+		err = fmt.Errorf("mbox: %s: no message at offset %s: %w", v.rel, id, fs.ErrNotExist)
+	}
+	if err != nil {
+		v.close()
+		return nil, "", err
+	}
+	return mboxReadCloser{e.Body, v.close}, v.rel, nil
+}
+
+type mboxReadCloser struct {
+	io.Reader
+	close func() error
+}
+
+func (r mboxReadCloser) Close() error { return r.close() }
+
+// Locate returns the file and offset of a stored message (also before
+// Flush) without reading it. See Locator.
+func (s *Mbox) Locate(folder formats.Folder, id string) (file string, offset int64, err error) {
+	rel, err := s.fileOf(folder)
+	if err != nil {
+		return "", -1, err
+	}
+	off, err := strconv.ParseInt(id, 10, 64)
+	if err != nil || off < 0 {
+		return "", -1, fmt.Errorf("mbox: bad message id %q", id)
+	}
+	return rel, off, nil
+}
+
+// Index calls fn with the ID and identity key of every message whose ID
+// known does not report. The whole file is read (an mbox has no index).
+func (s *Mbox) Index(ctx context.Context, folder formats.Folder, known func(id string) bool,
+	fn func(id string, key formats.Key) error) error {
+	v, err := s.view(folder)
+	if err != nil {
+		return err
+	}
+	defer v.close()
+	return s.scan(ctx, v, true, func(e *formats.MboxEntry, h []byte) error {
+		id := strconv.FormatInt(e.Offset, 10)
+		if known(id) {
+			return nil
+		}
+		return fn(id, formats.IdentityKey(h))
+	})
+}
+
+// appender returns the folder's file opened for appending: locked, with an
+// interrupted append cut back, ready at its end.
+func (s *Mbox) appender(folder formats.Folder) (*mboxFile, error) {
+	if s.opts.ReadOnly {
+		return nil, errors.New("mbox: store is read-only")
+	}
+	rel, err := s.fileOf(folder)
+	if err != nil {
+		return nil, err
+	}
+	if mf := s.open[rel]; mf != nil {
+		return mf, nil
+	}
+	abs := s.abs(rel)
+	f, err := os.OpenFile(abs, os.O_RDWR, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("mbox: folder %q does not exist: %w", folderLabel(folder), err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("mbox: %w", err)
+	}
+	fail := func(err error) (*mboxFile, error) {
+		f.Close()
+		return nil, err
+	}
+	if fi, err := f.Stat(); err != nil {
+		return fail(fmt.Errorf("mbox: %w", err))
+	} else if !fi.Mode().IsRegular() {
+		return fail(fmt.Errorf("mbox: %s is not a regular file", rel))
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return fail(fmt.Errorf("%w: %s (another mailferry or a mail program is writing to it)", ErrMboxLocked, abs))
+		}
+		return fail(fmt.Errorf("mbox: locking %s: %w", abs, err))
+	}
+	// Without a sidecar (another program's file) sc is zero: the whole
+	// file is taken as good.
+	sc, _, err := readMboxSidecar(abs)
+	if err != nil {
+		return fail(err)
+	}
+	size, err := s.cutBack(f, abs, sc)
+	if err != nil {
+		return fail(fmt.Errorf("%w; not appending to it", err))
+	}
+	if size > 0 {
+		// Never append to something that is not an mbox file.
+		mr := formats.NewMboxReader(io.NewSectionReader(f, 0, size))
+		if _, err := mr.Next(); err != nil && err != io.EOF {
+			return fail(fmt.Errorf("mbox: %s: %w; not appending to it", rel, err))
+		}
+	}
+	mf := &mboxFile{rel: rel, abs: abs, f: f, size: size, good: size}
+	s.open[rel] = mf
+	return mf, nil
+}
+
+// begin makes sure the sidecar durably says pending before the first append
+// of a batch, and that the file ends in a newline so that the next From_
+// line starts a line (adding one to a file that lacks it changes no
+// message: the reader takes that newline away again).
+func (mf *mboxFile) begin() error {
+	if mf.dirty {
+		return nil
+	}
+	if !mf.pending {
+		if err := writeMboxSidecar(mf.abs, mboxSidecar{length: mf.good, pending: true}); err != nil {
+			return fmt.Errorf("mbox: %w", err)
+		}
+		mf.pending = true
+	}
+	mf.dirty = true
+	if mf.size == 0 {
+		return nil
+	}
+	var last [1]byte
+	if _, err := mf.f.ReadAt(last[:], mf.size-1); err != nil {
+		return fmt.Errorf("mbox: %w", err)
+	}
+	if last[0] == '\n' {
+		return nil
+	}
+	// Another program's file without a final newline. The reader takes
+	// the last message's From_ line ending away from its end: add that.
+	term, err := lastFromLineEnding(mf.f, mf.size)
+	if err != nil {
+		return fmt.Errorf("mbox: %s: %w; not appending to it", mf.rel, err)
+	}
+	if _, err := mf.f.WriteAt(term, mf.size); err != nil {
+		return fmt.Errorf("mbox: %w", err)
+	}
+	mf.size += int64(len(term))
+	return nil
+}
+
+// lastFromLineEnding returns the line ending (LF or CRLF) of the last From_
+// line of the first size bytes of f.
+func lastFromLineEnding(f io.ReaderAt, size int64) ([]byte, error) {
+	mr := formats.NewMboxReader(io.NewSectionReader(f, 0, size))
+	last := int64(-1)
+	for {
+		e, err := mr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		last = e.Offset
+	}
+	if last < 0 {
+		return nil, formats.ErrNotMbox
+	}
+	line := make([]byte, 64<<10)
+	n, err := f.ReadAt(line, last)
+	if err != nil && err != io.EOF {
+		return nil, err
+	}
+	line = line[:n]
+	if i := bytes.IndexByte(line, '\n'); i > 0 && line[i-1] == '\r' {
+		return []byte("\r\n"), nil
+	}
+	return []byte("\n"), nil
+}
+
+// Store appends one message (exactly size bytes when size >= 0, else until
+// EOF) to the folder's file under the file's lock and returns its ID, the
+// offset of its From_ line. The From_ line carries m.Date and the header's
+// Return-Path address; flags are not stored. The message is durable once
+// Flush returns nil; a failed Store leaves nothing behind.
+func (s *Mbox) Store(ctx context.Context, folder formats.Folder, m formats.Message, size int64, body io.Reader) (string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	mf, err := s.appender(folder)
+	if err != nil {
+		return "", err
+	}
+	if mf.broken != nil {
+		return "", mf.broken
+	}
+	if err := mf.begin(); err != nil {
+		return "", err
+	}
+	src := body
+	if size >= 0 {
+		src = io.LimitReader(body, size)
+	}
+	br := bufio.NewReaderSize(src, 64<<10)
+	head, _ := br.Peek(64 << 10) // for the Return-Path; errors resurface on reading
+	sender := returnPath(formats.HeaderBlock(head))
+	cr := &countReader{r: br}
+	off := mf.size
+	n, err := formats.WriteMboxrdMessage(io.NewOffsetWriter(mf.f, off), sender, m.Date, cr)
+	if err == nil && size >= 0 && cr.n != size {
+		err = fmt.Errorf("mbox: message is %d bytes, expected %d", cr.n, size)
+	}
+	if err != nil {
+		if terr := mf.f.Truncate(off); terr != nil {
+			mf.broken = fmt.Errorf("mbox: %s: a failed append could not be undone (%v); it is cut back on the next open", mf.rel, terr)
+		}
+		if strings.HasPrefix(err.Error(), "mbox: ") {
+			return "", err
+		}
+		return "", fmt.Errorf("mbox: writing message: %w", err)
+	}
+	mf.size = off + n
+	return strconv.FormatInt(off, 10), nil
+}
+
+// returnPath returns the address of the Return-Path header, or "" (the
+// From_ line then says MAILER-DAEMON).
+func returnPath(h []byte) string {
+	v := headerValue(h, "Return-Path")
+	if i := strings.IndexByte(v, '<'); i >= 0 {
+		if j := strings.IndexByte(v[i:], '>'); j > 0 {
+			v = v[i+1 : i+j]
+		}
+	}
+	return strings.TrimSpace(v)
+}
+
+type countReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// Flush makes every message stored since the last Flush durable: each
+// touched file is fsynced, then its new length recorded (pending=0).
+func (s *Mbox) Flush(ctx context.Context) error {
+	var firstErr error
+	for _, rel := range slices.Sorted(maps.Keys(s.open)) {
+		mf := s.open[rel]
+		if !mf.dirty {
+			continue
+		}
+		if mf.broken != nil {
+			if firstErr == nil {
+				firstErr = mf.broken
+			}
+			continue
+		}
+		if err := mf.f.Sync(); err != nil {
+			mf.broken = fmt.Errorf("mbox: fsync %s: %w", mf.rel, err)
+			if firstErr == nil {
+				firstErr = mf.broken
+			}
+			continue
+		}
+		if err := writeMboxSidecar(mf.abs, mboxSidecar{length: mf.size}); err != nil {
+			if firstErr == nil {
+				firstErr = fmt.Errorf("mbox: %w", err)
+			}
+			continue
+		}
+		mf.good, mf.pending, mf.dirty = mf.size, false, false
+	}
+	return firstErr
+}
+
+// Close releases the files and their locks. Messages stored since the last
+// Flush were never reported durable: they are cut back now (or, if that
+// fails, on the next open).
+func (s *Mbox) Close() error {
+	var firstErr error
+	for rel, mf := range s.open {
+		if mf.dirty || mf.pending {
+			if _, err := s.cutBack(mf.f, mf.abs, mboxSidecar{length: mf.good, pending: true}); err != nil && firstErr == nil {
+				firstErr = err
+			}
+		}
+		if err := mf.f.Close(); err != nil && firstErr == nil {
+			firstErr = fmt.Errorf("mbox: %w", err)
+		}
+		delete(s.open, rel)
+	}
+	return firstErr
+}
+
+// mboxSidecar is the record in NAME.mbox.len.
+type mboxSidecar struct {
+	length  int64
+	pending bool
+}
+
+const mboxSidecarMagic = "mailferry-mbox v1"
+
+// readMboxSidecar reads the sidecar of the mbox file abs; ok is false when
+// there is none (a file another program made).
+func readMboxSidecar(abs string) (sc mboxSidecar, ok bool, err error) {
+	b, err := os.ReadFile(abs + mboxLenSuffix)
+	if errors.Is(err, fs.ErrNotExist) {
+		return sc, false, nil
+	}
+	if err != nil {
+		return sc, false, fmt.Errorf("mbox: %w", err)
+	}
+	var pending int
+	line := strings.TrimSuffix(string(b), "\n")
+	if _, err := fmt.Sscanf(line, mboxSidecarMagic+" length=%d pending=%d", &sc.length, &pending); err != nil ||
+		sc.length < 0 || pending < 0 || pending > 1 || line != formatMboxSidecar(mboxSidecar{sc.length, pending == 1}) {
+		return sc, false, fmt.Errorf("mbox: %s%s: unreadable length record %q", abs, mboxLenSuffix, b)
+	}
+	sc.pending = pending == 1
+	return sc, true, nil
+}
+
+func formatMboxSidecar(sc mboxSidecar) string {
+	p := 0
+	if sc.pending {
+		p = 1
+	}
+	return fmt.Sprintf("%s length=%d pending=%d", mboxSidecarMagic, sc.length, p)
+}
+
+// writeMboxSidecar replaces the sidecar of abs durably: a hidden temporary
+// file, fsync, rename, fsync of the directory.
+func writeMboxSidecar(abs string, sc mboxSidecar) error {
+	dir, base := filepath.Split(abs)
+	tmp := filepath.Join(dir, "."+base+mboxLenSuffix+".tmp")
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(formatMboxSidecar(sc) + "\n")
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, abs+mboxLenSuffix)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return syncDir(dir)
+}
+
+// mkdirAllSynced makes dir and any missing parents (0700), fsyncing the
+// parent of each directory it makes.
+func mkdirAllSynced(dir string) error {
+	if fi, err := os.Stat(dir); err == nil {
+		if !fi.IsDir() {
+			return fmt.Errorf("%s is not a directory", dir)
+		}
+		return nil
+	}
+	parent := filepath.Dir(dir)
+	if parent != dir {
+		if err := mkdirAllSynced(parent); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	return syncDir(parent)
+}
+
+// syncDir fsyncs a directory so that the entries made in it are durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}

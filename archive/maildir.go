@@ -102,14 +102,17 @@ func OpenMaildir(root string, opts MaildirOptions) (*Maildir, error) {
 		if err := os.MkdirAll(abs, 0o700); err != nil {
 			return nil, fmt.Errorf("maildir: %w", err)
 		}
-		if err := fsyncDirPath(filepath.Dir(abs)); err != nil {
+		if err := syncDir(filepath.Dir(abs)); err != nil {
 			return nil, fmt.Errorf("maildir: fsync: %w", err)
-		}
-		if _, err := m.Ensure(context.Background(), []string{"INBOX"}); err != nil {
-			return nil, err
 		}
 	case err != nil:
 		return nil, fmt.Errorf("maildir: %w", err)
+	}
+	if opts.Create {
+		// Make the root a Maildir (INBOX) even if it existed empty.
+		if _, err := m.Ensure(context.Background(), []string{"INBOX"}); err != nil {
+			return nil, err
+		}
 	}
 	return m, nil
 }
@@ -522,7 +525,7 @@ func (m *Maildir) Ensure(ctx context.Context, path []string) (formats.Folder, er
 	}
 	slices.Sort(created)
 	for _, d := range slices.Compact(created) {
-		if err := fsyncDirPath(d); err != nil {
+		if err := syncDir(d); err != nil {
 			return formats.Folder{}, fmt.Errorf("maildir: fsync: %w", err)
 		}
 	}
@@ -689,7 +692,7 @@ func (m *Maildir) Flush(ctx context.Context) error {
 		m.files[p.dir][p.unique] = "cur/" + p.final
 	}
 	for dir := range dirs {
-		if err := fsyncDirPath(filepath.Join(m.root, dir, "cur")); err != nil && firstErr == nil {
+		if err := syncDir(filepath.Join(m.root, dir, "cur")); err != nil && firstErr == nil {
 			firstErr = fmt.Errorf("maildir: fsync: %w", err)
 		}
 	}
@@ -717,17 +720,6 @@ func fsyncPath(path string) error {
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	return err
-}
-
-// fsyncDirPath fsyncs a directory so that the entries made in it are durable.
-func fsyncDirPath(path string) error {
-	d, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	d.Close()
 	return err
 }
 

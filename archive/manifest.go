@@ -372,7 +372,7 @@ func (w *Writer) writeJournal(batch []pendingEntry) error {
 		if err != nil {
 			return fmt.Errorf("manifest: %w", err)
 		}
-		if err := fsyncDirPath(w.log.dir); err != nil {
+		if err := syncDir(w.log.dir); err != nil {
 			f.Close()
 			return fmt.Errorf("manifest: fsync: %w", err)
 		}
@@ -695,7 +695,7 @@ func (l *manifestLog) recover(st Store) error {
 	for _, j := range journals {
 		os.Remove(j)
 	}
-	if err := fsyncDirPath(l.dir); err != nil {
+	if err := syncDir(l.dir); err != nil {
 		return fmt.Errorf("manifest: fsync: %w", err)
 	}
 	return nil

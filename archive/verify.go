@@ -45,7 +45,7 @@ type VerifyOptions struct {
 	Workers int
 	// OpenStore opens the archive's store read-only, for archives whose
 	// messages are not whole files (mbox): their bytes are read back
-	// through Store.Open. Nil: the package's own opener for the format.
+	// through Store.Open. Nil: OpenMbox with ReadOnly.
 	OpenStore func(dir string) (Store, error)
 }
 
@@ -450,6 +450,8 @@ func defaultOpener(format string) func(dir string) (Store, error) {
 	switch format {
 	case "maildir":
 		return func(dir string) (Store, error) { return OpenMaildir(dir, MaildirOptions{}) }
+	case "mbox":
+		return func(dir string) (Store, error) { return OpenMbox(dir, MboxOptions{ReadOnly: true}) }
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mailferry/mailferry/formats"
 )
@@ -351,4 +352,85 @@ func countFile(entries []ManifestEntry, file string) int {
 		}
 	}
 	return n
+}
+
+// The real mbox store end to end: archive through the manifest, verify
+// with the default opener, then damage it.
+func TestVerifyMboxArchive(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	st, err := OpenMbox(dir, MboxOptions{Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := NewWriter(dir, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := mdVariedMessages(30)
+	mdStoreAll(t, w, msgs, 8)
+	head := w.LastHash()
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, entries := mfLines(t, dir)
+	if len(entries) != len(msgs) {
+		t.Fatalf("%d entries for %d messages", len(entries), len(msgs))
+	}
+	rep := vfVerify(t, dir, VerifyOptions{LastHash: head})
+	vfExpect(t, rep)
+	if rep.Format != "mbox" || rep.Messages != len(msgs) {
+		t.Fatalf("report %+v", rep)
+	}
+
+	// Writer.List over mbox gives back the manifest's flags and dates,
+	// which the mbox file does not hold.
+	st, _ = OpenMbox(dir, MboxOptions{})
+	w, err = NewWriter(dir, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	folders, _ := w.Folders(ctx)
+	byDest := map[string]ManifestEntry{}
+	for _, e := range entries {
+		byDest[destKey(e.DestFolder, e.DestID)] = e
+	}
+	listed := 0
+	for _, f := range folders {
+		if f.NoSelect {
+			continue
+		}
+		_, list, err := w.List(ctx, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range list {
+			e, ok := byDest[destKey(f.Path, m.ID)]
+			if !ok {
+				t.Fatalf("%q %s not in the manifest", f.Path, m.ID)
+			}
+			if strings.Join(m.Flags, " ") != strings.Join(e.Flags, " ") || m.Date.Format(time.RFC3339) != e.Date {
+				t.Errorf("%q %s: flags %q date %v; manifest %q %s", f.Path, m.ID, m.Flags, m.Date, e.Flags, e.Date)
+			}
+			listed++
+		}
+	}
+	w.Close()
+	if listed != len(msgs) {
+		t.Errorf("listed %d of %d", listed, len(msgs))
+	}
+
+	// One flipped bit in the middle of a message body.
+	e := entries[17]
+	p := filepath.Join(dir, filepath.FromSlash(e.File))
+	data, _ := os.ReadFile(p)
+	i := bytes.Index(data[*e.Offset:], []byte("\n\n"))
+	if i < 0 {
+		i = bytes.IndexByte(data[*e.Offset:], '\n')
+	}
+	data[*e.Offset+int64(i)+1] ^= 0x04
+	os.WriteFile(p, data, 0o600)
+	os.WriteFile(filepath.Join(dir, "Added.mbox"), []byte("From x@y Thu Jan  1 00:00:00 1970\nSubject: x\n\n"), 0o600)
+	rep = vfVerify(t, dir, VerifyOptions{})
+	vfExpect(t, rep, fmt.Sprintf("altered %s 18", e.File), "unlisted Added.mbox")
 }

@@ -22,6 +22,7 @@ type endpoint struct {
 	scheme string // imap, imaps, pop3, pop3s, maildir, mbox
 	server migrate.ServerConfig
 	path   string // maildir: and mbox:
+	local  *localStores
 }
 
 // String names the endpoint without secrets.
@@ -197,14 +198,17 @@ func resolveServer(env *environment, ep *endpoint, sf *secretFlags, tf *tlsFlags
 	return nil
 }
 
-// openSource and openSink build the engine's endpoints.
+// openSource and openSink build the engine's endpoints; each call opens one
+// more connection or store, for one engine worker.
 func openSource(ep *endpoint) func(context.Context) (migrate.Source, error) {
 	return func(ctx context.Context) (migrate.Source, error) {
 		switch ep.scheme {
 		case "imap", "imaps":
 			return migrate.DialIMAP(ctx, ep.server)
+		case "pop3", "pop3s":
+			return migrate.DialPOP3(ctx, ep.server)
 		}
-		return nil, &usageError{fmt.Errorf("%s cannot be a source yet", ep.scheme)}
+		return ep.stores(false).open(ctx)
 	}
 }
 
@@ -213,7 +217,17 @@ func openSink(ep *endpoint) func(context.Context) (migrate.Sink, error) {
 		switch ep.scheme {
 		case "imap", "imaps":
 			return migrate.DialIMAP(ctx, ep.server)
+		case "pop3", "pop3s":
+			return nil, &usageError{fmt.Errorf("%s cannot be a destination (imap, imaps, maildir and mbox can)", ep)}
 		}
-		return nil, &usageError{fmt.Errorf("%s cannot be a destination", ep.scheme)}
+		return ep.stores(true).open(ctx)
 	}
+}
+
+// stores returns the endpoint's local store opener, made once.
+func (e *endpoint) stores(create bool) *localStores {
+	if e.local == nil {
+		e.local = &localStores{ep: e, create: create}
+	}
+	return e.local
 }

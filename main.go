@@ -115,6 +115,8 @@ messages failed (each is named in the report).`,
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
 	root.AddCommand(
 		newMigrateCommand(env),
+		newArchiveCommand(env),
+		newVerifyCommand(env),
 		newFoldersCommand(env),
 		newDemoCommand(env),
 		newVersionCommand(env),

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -542,7 +543,14 @@ func (m *IMAP) Index(ctx context.Context, folder formats.Folder, known func(id s
 // MULTIAPPEND batch and Store returns ErrQueued: Commit gives its outcome.
 func (m *IMAP) Store(ctx context.Context, folder formats.Folder, msg formats.Message, size int64, body io.Reader) (string, error) {
 	if size < 0 {
-		return "", fmt.Errorf("imap: append needs the message size in advance")
+		// APPEND needs the size first (POP3 cannot tell it): spool to an
+		// unlinked temporary file, so memory stays flat.
+		f, n, err := spool(body)
+		if err != nil {
+			return "", err
+		}
+		defer f.Close()
+		body, size = f, n
 	}
 	if !m.noBatch {
 		if m.app == nil {
@@ -637,6 +645,24 @@ func (m *IMAP) Delete(ctx context.Context, folder formats.Folder, msgs []formats
 		}
 	}
 	return nil
+}
+
+// spool copies r into an unlinked temporary file and rewinds it.
+func spool(r io.Reader) (*os.File, int64, error) {
+	f, err := os.CreateTemp("", "mailferry-spool-")
+	if err != nil {
+		return nil, 0, fmt.Errorf("imap: spool: %w", err)
+	}
+	os.Remove(f.Name())
+	n, err := io.Copy(f, r)
+	if err == nil {
+		_, err = f.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		f.Close()
+		return nil, 0, &RetryableError{Err: fmt.Errorf("imap: spool: %w", err)}
+	}
+	return f, n, nil
 }
 
 // Commit waits until every queued message is appended or refused and

@@ -556,7 +556,11 @@ func (e *engine) copyFolder(ctx context.Context, src Source, dst Sink, pf Planne
 		delivered[m.ID] = true
 		m.SourceFolder = name
 		var kw formats.KeyWriter
-		id, err := dst.Store(ctx, dstF, m, m.Size, io.TeeReader(body, &kw))
+		cr := &countingReader{r: body}
+		id, err := dst.Store(ctx, dstF, m, m.Size, io.TeeReader(cr, &kw))
+		if m.Size < 0 {
+			m.Size = cr.n // POP3 tells the size only by the end of the message
+		}
 		switch {
 		case errors.Is(err, ErrQueued):
 			queue = append(queue, queued{m, kw.Key(), append([]byte(nil), kw.Header()...)})

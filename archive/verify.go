@@ -322,27 +322,36 @@ func uniqueKey(file string) (string, bool) {
 	return path.Dir(path.Clean(dir)) + "/" + unique, ok
 }
 
-// checkFile checks one whole-file message against its entry.
+// checkFile checks one whole-file message against its entry: its size,
+// and unless quick its SHA-256.
 func checkFile(p string, e *ManifestEntry, quick bool) (*Problem, error) {
-	f, err := os.Open(p)
-	if errors.Is(err, fs.ErrNotExist) {
-		return &Problem{Kind: ProblemMissing, Detail: "listed but not there"}, nil
-	}
-	if err != nil {
-		return &Problem{Kind: ProblemMissing, Detail: err.Error()}, nil
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if fi.Size() != e.Size {
-		return &Problem{Kind: ProblemSize, Detail: fmt.Sprintf("%d bytes, the manifest says %d", fi.Size(), e.Size)}, nil
+	sizeProblem := func(n int64) *Problem {
+		return &Problem{Kind: ProblemSize, Detail: fmt.Sprintf("%d bytes, the manifest says %d", n, e.Size)}
 	}
 	if quick {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return missingProblem(err), nil
+		}
+		if fi.Size() != e.Size {
+			return sizeProblem(fi.Size()), nil
+		}
 		return nil, nil
 	}
+	f, err := os.Open(p)
+	if err != nil {
+		return missingProblem(err), nil
+	}
+	defer f.Close()
 	return hashProblem(f, e)
+}
+
+// missingProblem describes a listed file that cannot be found or opened.
+func missingProblem(err error) *Problem {
+	if errors.Is(err, fs.ErrNotExist) {
+		return &Problem{Kind: ProblemMissing, Detail: "listed but not there"}
+	}
+	return &Problem{Kind: ProblemMissing, Detail: err.Error()}
 }
 
 // hashProblem hashes r and compares size and SHA-256 with e.

@@ -219,8 +219,7 @@ func (w *Writer) LastHash() string {
 	return w.log.last
 }
 
-// Source side: delegated; List overlays the manifest's metadata.
-
+// Folders delegates to the wrapped store.
 func (w *Writer) Folders(ctx context.Context) ([]formats.Folder, error) { return w.st.Folders(ctx) }
 
 // List lists the store's messages, replacing Flags and Date with what the
@@ -255,29 +254,33 @@ func (w *Writer) List(ctx context.Context, folder formats.Folder) (uint32, []for
 	return v, msgs, nil
 }
 
+// Headers delegates to the wrapped store.
 func (w *Writer) Headers(ctx context.Context, folder formats.Folder, msgs []formats.Message,
 	fn func(m formats.Message, header []byte) error) error {
 	return w.st.Headers(ctx, folder, msgs, fn)
 }
 
+// Fetch delegates to the wrapped store.
 func (w *Writer) Fetch(ctx context.Context, folder formats.Folder, msgs []formats.Message,
 	fn func(m formats.Message, body io.Reader) error) error {
 	return w.st.Fetch(ctx, folder, msgs, fn)
 }
 
-// Sink side.
-
+// Separator delegates to the wrapped store.
 func (w *Writer) Separator() rune { return w.st.Separator() }
 
+// Ensure delegates to the wrapped store.
 func (w *Writer) Ensure(ctx context.Context, path []string) (formats.Folder, error) {
 	return w.st.Ensure(ctx, path)
 }
 
+// Index delegates to the wrapped store.
 func (w *Writer) Index(ctx context.Context, folder formats.Folder, known func(id string) bool,
 	fn func(id string, key formats.Key) error) error {
 	return w.st.Index(ctx, folder, known, fn)
 }
 
+// Open delegates to the wrapped store.
 func (w *Writer) Open(folder formats.Folder, id string) (io.ReadCloser, string, error) {
 	return w.st.Open(folder, id)
 }

@@ -183,10 +183,18 @@ func firstDiff(want, got []string) string {
 	for _, k := range got {
 		g[k]++
 	}
+	diffs := 0
+	first := ""
 	for k, n := range w {
 		if g[k] != n {
-			return fmt.Sprintf("%s: source %d, destination %d", k, n, g[k])
+			diffs++
+			if first == "" {
+				first = fmt.Sprintf("%s: source %d, destination %d", k, n, g[k])
+			}
 		}
+	}
+	if first != "" {
+		return fmt.Sprintf("%s (%d keys differ)", first, diffs)
 	}
 	for k, n := range g {
 		if w[k] != n {

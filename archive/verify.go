@@ -432,6 +432,9 @@ func verifyMbox(ctx context.Context, dir string, entries []listed, opts VerifyOp
 		isListed[le.e.File] = true
 	}
 	for _, file := range mboxFiles(dir) {
+		if fi, err := os.Stat(filepath.Join(dir, filepath.FromSlash(file))); err == nil && fi.Size() == 0 {
+			continue // an empty folder holds no message to list
+		}
 		if !isListed[file] {
 			rep.Problems = append(rep.Problems, Problem{File: file, Kind: ProblemUnlisted, Detail: "not in the manifest"})
 		}

@@ -383,6 +383,12 @@ func TestVerifyMboxArchive(t *testing.T) {
 		t.Fatalf("report %+v", rep)
 	}
 
+	// An empty folder file (a folder with no messages) is not a problem.
+	if _, err := st.Ensure(ctx, []string{"Empty"}); err != nil {
+		t.Fatal(err)
+	}
+	vfExpect(t, vfVerify(t, dir, VerifyOptions{LastHash: head}))
+
 	// Writer.List over mbox gives back the manifest's flags and dates,
 	// which the mbox file does not hold.
 	st, _ = OpenMbox(dir, MboxOptions{})

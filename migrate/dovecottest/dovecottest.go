@@ -7,6 +7,11 @@
 // foreground (dovecot -F) as a child of the test binary and is stopped, and
 // its directory removed, by t.Cleanup.
 //
+// With Options.TLS an instance also speaks TLS: a CA and a server
+// certificate made for it (see tls.go), STARTTLS and STLS offered on the
+// plaintext ports, and imaps and pop3s listeners (Server.IMAPSPort,
+// POP3SPort, CAFile).
+//
 // Requirements: the dovecot binary (Debian: apt-get install dovecot-imapd
 // dovecot-pop3d) and root, because Dovecot's login processes switch users.
 // Without them Start skips the test, except when the environment has
@@ -45,6 +50,7 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -78,7 +84,7 @@ const flagRecent = `\Recent`
 const dirPrefix = "mailferry-dovecot-"
 
 // Options configures an instance. The zero value is a '/' server with the
-// default users and no special-use folders.
+// default users, no special-use folders and no TLS.
 type Options struct {
 	// Separator is the hierarchy separator: '/' or '.'; 0 means '/'.
 	Separator rune
@@ -90,6 +96,16 @@ type Options struct {
 	// SentName names the \Sent folder when SpecialUse is set ("Sent" if
 	// empty), in the server's own spelling (e.g. "Sent Items").
 	SentName string
+	// TLS turns on ssl = yes (not required: plaintext LOGIN still works on
+	// the plaintext ports, which offer STARTTLS and STLS) with a certificate
+	// signed by a CA made for the instance (Server.CAFile), and adds imaps
+	// and pop3s listeners (Server.IMAPSPort, POP3SPort).
+	TLS bool
+	// TLSHost, with TLS, is the only name the server certificate is issued
+	// for (a DNS name or an IP address), e.g. "mail.example.invalid" for a
+	// certificate that does not match 127.0.0.1 or localhost. Empty means
+	// "localhost" and 127.0.0.1.
+	TLSHost string
 }
 
 // DefaultUsers returns the users an instance gets when Options.Users is nil.
@@ -105,6 +121,15 @@ type Server struct {
 	POP3Port  int
 	Separator rune
 	Users     map[string]string
+
+	// With Options.TLS (zero and empty without it):
+	IMAPSPort int    // implicit-TLS IMAP listener
+	POP3SPort int    // implicit-TLS POP3 listener
+	CAFile    string // PEM of the CA that signed the server certificate (inside Dir)
+
+	certFile, keyFile string            // ssl_cert and ssl_key
+	caCert            *x509.Certificate // the CA in CAFile
+	tlsNames          []string          // what the server certificate is issued for
 
 	cmd      *exec.Cmd
 	done     chan struct{} // closed when the master has been waited for
@@ -152,6 +177,12 @@ func Start(t testing.TB, opts Options) *Server {
 	if sentName == "" {
 		sentName = "Sent"
 	}
+	var tlsNames []string
+	if opts.TLS {
+		tlsNames = tlsCertNames(opts.TLSHost)
+	} else if opts.TLSHost != "" {
+		t.Fatalf("dovecottest: Options.TLSHost %q without Options.TLS", opts.TLSHost)
+	}
 
 	uid, gid, err := ensureMailUser()
 	if err != nil {
@@ -161,7 +192,7 @@ func Start(t testing.TB, opts Options) *Server {
 
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		s, err := start(bin, sep, users, opts.SpecialUse, sentName, uid, gid)
+		s, err := start(bin, sep, users, opts.SpecialUse, sentName, uid, gid, tlsNames)
 		if err == nil {
 			t.Cleanup(s.Stop)
 			return s
@@ -278,7 +309,9 @@ func freePorts(n int) ([]int, error) {
 	return ports, nil
 }
 
-func start(bin string, sep rune, users map[string]string, specialUse bool, sentName string, uid, gid int) (s *Server, err error) {
+// start starts one instance; tlsNames non-nil turns TLS on with a server
+// certificate for those names.
+func start(bin string, sep rune, users map[string]string, specialUse bool, sentName string, uid, gid int, tlsNames []string) (s *Server, err error) {
 	dir, err := os.MkdirTemp(tempParent(), dirPrefix)
 	if err != nil {
 		return nil, err
@@ -322,7 +355,11 @@ func start(bin string, sep rune, users map[string]string, specialUse bool, sentN
 		return nil, err
 	}
 
-	ports, err := freePorts(2)
+	nports := 2
+	if tlsNames != nil {
+		nports = 4 // and imaps, pop3s
+	}
+	ports, err := freePorts(nports)
 	if err != nil {
 		return nil, err
 	}
@@ -335,6 +372,12 @@ func start(bin string, sep rune, users map[string]string, specialUse bool, sentN
 		Users:     users,
 		done:      make(chan struct{}),
 		logPath:   filepath.Join(dir, "dovecot.log"),
+	}
+	if tlsNames != nil {
+		s.IMAPSPort, s.POP3SPort = ports[2], ports[3]
+		if err := s.setupTLS(tlsNames); err != nil {
+			return nil, fmt.Errorf("making the TLS certificates: %w", err)
+		}
 	}
 	conf := s.config(passwdPath, specialUse, sentName, uid, gid)
 	confPath := filepath.Join(dir, "dovecot.conf")
@@ -392,7 +435,11 @@ func (s *Server) config(passwdPath string, specialUse bool, sentName string, uid
 	p("log_path = %s", s.logPath)
 	p("protocols = imap pop3")
 	p("listen = 127.0.0.1")
-	p("ssl = no")
+	if s.IMAPSPort != 0 {
+		s.tlsConfig(p)
+	} else {
+		p("ssl = no")
+	}
 	p("disable_plaintext_auth = no")
 	p("auth_mechanisms = plain login")
 	p("default_login_user = dovenull")
@@ -407,8 +454,13 @@ func (s *Server) config(passwdPath string, specialUse bool, sentName string, uid
 	p("mail_location = maildir:%s/%%u:LAYOUT=fs", filepath.Join(s.Dir, "mail"))
 	p("passdb {\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%%u %s\n}", passwdPath)
 	p("userdb {\n  driver = static\n  args = uid=%d gid=%d home=%s/%%u\n}", uid, gid, filepath.Join(s.Dir, "home"))
-	p("service imap-login {\n  inet_listener imap {\n    address = 127.0.0.1\n    port = %d\n  }\n  inet_listener imaps {\n    port = 0\n  }\n}", s.IMAPPort)
-	p("service pop3-login {\n  inet_listener pop3 {\n    address = 127.0.0.1\n    port = %d\n  }\n  inet_listener pop3s {\n    port = 0\n  }\n}", s.POP3Port)
+	if s.IMAPSPort != 0 {
+		p("service imap-login {\n  inet_listener imap {\n    address = 127.0.0.1\n    port = %d\n  }\n  inet_listener imaps {\n    address = 127.0.0.1\n    port = %d\n    ssl = yes\n  }\n}", s.IMAPPort, s.IMAPSPort)
+		p("service pop3-login {\n  inet_listener pop3 {\n    address = 127.0.0.1\n    port = %d\n  }\n  inet_listener pop3s {\n    address = 127.0.0.1\n    port = %d\n    ssl = yes\n  }\n}", s.POP3Port, s.POP3SPort)
+	} else {
+		p("service imap-login {\n  inet_listener imap {\n    address = 127.0.0.1\n    port = %d\n  }\n  inet_listener imaps {\n    port = 0\n  }\n}", s.IMAPPort)
+		p("service pop3-login {\n  inet_listener pop3 {\n    address = 127.0.0.1\n    port = %d\n  }\n  inet_listener pop3s {\n    port = 0\n  }\n}", s.POP3Port)
+	}
 	p("namespace inbox {\n  inbox = yes\n  separator = %c\n  prefix =", s.Separator)
 	if specialUse {
 		for _, m := range []struct{ name, use string }{
@@ -435,13 +487,20 @@ func confQuote(s string) string {
 	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
 }
 
-// waitReady waits until both listeners greet, or the master exits.
+// waitReady waits until every listener greets (the TLS ones over TLS), or
+// the master exits.
 func (s *Server) waitReady(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
-	for _, probe := range []struct {
+	type probeT struct {
 		port   int
 		prefix string
-	}{{s.IMAPPort, "* OK"}, {s.POP3Port, "+OK"}} {
+		tls    bool
+	}
+	probes := []probeT{{s.IMAPPort, "* OK", false}, {s.POP3Port, "+OK", false}}
+	if s.IMAPSPort != 0 {
+		probes = append(probes, probeT{s.IMAPSPort, "* OK", true}, probeT{s.POP3SPort, "+OK", true})
+	}
+	for _, probe := range probes {
 		for {
 			select {
 			case <-s.done:
@@ -451,7 +510,9 @@ func (s *Server) waitReady(timeout time.Duration) error {
 			if time.Now().After(deadline) {
 				return fmt.Errorf("no greeting on port %d within %v", probe.port, timeout)
 			}
-			if greets(net.JoinHostPort(s.Host, strconv.Itoa(probe.port)), probe.prefix) {
+			addr := net.JoinHostPort(s.Host, strconv.Itoa(probe.port))
+			if probe.tls && greetsTLS(addr, probe.prefix, s.probeConfig()) ||
+				!probe.tls && greets(addr, probe.prefix) {
 				break
 			}
 			time.Sleep(20 * time.Millisecond)
@@ -466,6 +527,11 @@ func greets(addr, prefix string) bool {
 		return false
 	}
 	defer c.Close()
+	return readsPrefix(c, prefix)
+}
+
+// readsPrefix reports whether the first line read from c starts with prefix.
+func readsPrefix(c net.Conn, prefix string) bool {
 	c.SetDeadline(time.Now().Add(3 * time.Second))
 	line, err := bufio.NewReader(c).ReadString('\n')
 	return err == nil && strings.HasPrefix(line, prefix)

@@ -446,3 +446,22 @@ func dumpFolder(c *imapclient.Client, name string) ([]DumpEntry, error) {
 	})
 	return entries, nil
 }
+
+// AddHostile creates folder exactly as named, with no check at all (names
+// such as "..", "../x", "-rf" or ones holding control characters), and
+// appends body to it. It exists for tests that play a hostile server.
+func (s *Server) AddHostile(folder string, body []byte) error {
+	s.addMu.Lock()
+	defer s.addMu.Unlock()
+	if err := s.user.Create(folder, nil); err != nil {
+		var ie *imap.Error
+		if !errors.As(err, &ie) || ie.Code != imap.ResponseCodeAlreadyExists {
+			return fmt.Errorf("memserver: create %q: %w", folder, err)
+		}
+	}
+	if err := s.user.Subscribe(folder); err != nil {
+		return fmt.Errorf("memserver: subscribe %q: %w", folder, err)
+	}
+	_, err := s.user.Append(folder, bytes.NewReader(body), &imap.AppendOptions{})
+	return err
+}

@@ -628,7 +628,12 @@ func headerEnd(b []byte, from int) int {
 // not passed to fn; [IN-USE] or [SYS/TEMP] make Fetch return a
 // *RetryableError.
 //
-// On Dovecot, RETR sets \Seen on the message as IMAP sees it.
+// What Dovecot 2.3 serves, pinned by pop3_test.go: the bytes of IMAP's
+// BODY[] (bare LF turned into CRLF, a lone CR kept), except that a NUL byte
+// comes as NUL where BODY[] gives 0x80, and a message that does not end with
+// a line break gets CRLF added (RFC 1939 has no way to end mid-line; LIST
+// counts the message without it). RETR sets \Seen, applied when the session
+// ends, with or without QUIT; TOP (Headers) does not.
 func (p *POP3) Fetch(ctx context.Context, folder formats.Folder, msgs []formats.Message,
 	fn func(m formats.Message, body io.Reader) error) error {
 	return p.each(ctx, folder, msgs, "RETR %d", fn)

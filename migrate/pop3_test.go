@@ -9,11 +9,19 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	crand "crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"math/rand"
 	"net"
 	"os"
@@ -91,7 +99,9 @@ func crlf(lines ...string) []byte { return []byte(strings.Join(lines, "\r\n") + 
 // dots (including a body line that is a lone "."), long lines across every
 // buffer size, a large message with dotted lines at random places, bare LF,
 // a lone CR, a message without a body.
-func trickyMessages() [][]byte {
+var trickyMessages = sync.OnceValue(makeTrickyMessages)
+
+func makeTrickyMessages() [][]byte {
 	long := func(n int, first byte) string {
 		b := make([]byte, n)
 		for i := range b {
@@ -910,7 +920,7 @@ func TestPOP3DotReader(t *testing.T) {
 
 // Stuffing any body of whole CRLF lines and reading it back gives the body.
 func FuzzPOP3DotReader(f *testing.F) {
-	for _, s := range []string{"", ".\r\n", "..\r\n.\r\n", "a\r\n.b\r\n", "x\ry\r\n", strings.Repeat("z", 70000) + "\r\n.\r\n"} {
+	for _, s := range []string{"", ".\r\n", "..\r\n.\r\n", "a\r\n.b\r\n", "x\ry\r\n", strings.Repeat("z", 5000) + "\r\n.\r\n"} {
 		f.Add([]byte(s), uint16(4096))
 	}
 	f.Fuzz(func(t *testing.T, body []byte, readSize uint16) {
@@ -933,6 +943,381 @@ func FuzzPOP3DotReader(f *testing.F) {
 		}
 		if rest, _ := io.ReadAll(src); string(rest) != "+OK next" {
 			t.Fatalf("body %q: left %q after the terminator", body, rest)
+		}
+	})
+}
+
+// testTLS makes a throwaway CA-less self-signed certificate for 127.0.0.1
+// and localhost, and a client pool that trusts it.
+func testTLS(t *testing.T) (*tls.Config, *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), crand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "mailferry pop3 test"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		DNSNames:              []string{"localhost"},
+		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(crand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}, pool
+}
+
+// tlsFront serves TLS (implicit, or plaintext with STLS first) in front of a
+// plaintext POP3 server: the session after the handshake is the real
+// server's. With inject, the +OK to STLS is followed by a plaintext line in
+// the same write (the STARTTLS injection a client must refuse).
+func tlsFront(t *testing.T, backend string, srvTLS *tls.Config, stls, inject bool) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(30 * time.Second))
+				if stls {
+					r := bufio.NewReader(c)
+					io.WriteString(c, "+OK front ready\r\n")
+					for {
+						line, err := r.ReadString('\n')
+						if err != nil {
+							return
+						}
+						switch strings.TrimSpace(line) {
+						case "CAPA":
+							io.WriteString(c, "+OK\r\nUSER\r\nSTLS\r\n.\r\n")
+							continue
+						case "STLS":
+							if inject {
+								io.WriteString(c, "+OK begin TLS\r\n+OK injected\r\n")
+							} else {
+								io.WriteString(c, "+OK begin TLS\r\n")
+							}
+						default:
+							io.WriteString(c, "-ERR say STLS first\r\n")
+							continue
+						}
+						break
+					}
+				}
+				tc := tls.Server(c, srvTLS)
+				if err := tc.Handshake(); err != nil {
+					return
+				}
+				b, err := net.Dial("tcp", backend)
+				if err != nil {
+					return
+				}
+				defer b.Close()
+				br := bufio.NewReader(b)
+				if _, err := br.ReadString('\n'); err != nil { // the backend's greeting
+					return
+				}
+				if !stls {
+					io.WriteString(tc, "+OK front ready (TLS)\r\n")
+				}
+				done := make(chan struct{})
+				go func() { io.Copy(b, tc); b.Close(); close(done) }()
+				io.Copy(tc, br)
+				tc.Close()
+				<-done
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// pop3s and STLS: a whole session through TLS gives the same bytes; a
+// certificate that is not trusted or not for the host, and plaintext
+// injected after +OK to STLS, end with ErrTLS before the login.
+func TestPOP3TLS(t *testing.T) {
+	srv := dovecottest.Start(t, dovecottest.Options{})
+	bodies := trickyMessages()[:3]
+	seedInbox(t, srv, "alice", bodies)
+	srvTLS, pool := testTLS(t)
+	implicit := tlsFront(t, srv.POP3Addr(), srvTLS, false, false)
+	stls := tlsFront(t, srv.POP3Addr(), srvTLS, true, false)
+	injected := tlsFront(t, srv.POP3Addr(), srvTLS, true, true)
+
+	for _, tc := range []struct {
+		name, addr string
+		mode       TLSMode
+		conf       *tls.Config
+		wantTLSErr string // "" means the session must work
+	}{
+		{"pop3s", implicit, TLSImplicit, &tls.Config{RootCAs: pool}, ""},
+		{"STLS", stls, TLSStartTLS, &tls.Config{RootCAs: pool}, ""},
+		{"pop3s, system roots", implicit, TLSImplicit, nil, "certificate"},
+		{"STLS, system roots", stls, TLSStartTLS, nil, "certificate"},
+		{"STLS, wrong name", stls, TLSStartTLS, &tls.Config{RootCAs: pool, ServerName: "mail.example.org"}, "mail.example.org"},
+		{"STLS, injected plaintext", injected, TLSStartTLS, &tls.Config{RootCAs: pool}, "after +OK to STLS"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := pop3Config(srv, "alice")
+			cfg.Addr, cfg.TLS, cfg.TLSConfig = tc.addr, tc.mode, tc.conf
+			p, err := DialPOP3(context.Background(), cfg)
+			if tc.wantTLSErr != "" {
+				if err == nil {
+					p.Close()
+					t.Fatal("connected")
+				}
+				t.Logf("%v", err)
+				if !errors.Is(err, ErrTLS) || IsRetryable(err) || !strings.Contains(err.Error(), tc.wantTLSErr) {
+					t.Fatalf("%v: want ErrTLS mentioning %q", err, tc.wantTLSErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			if _, ok := p.conn.(*tls.Conn); !ok {
+				t.Fatal("the session is not over TLS")
+			}
+			msgs := listPOP3(t, p)
+			got := fetchPOP3(t, p, msgs)
+			for i, m := range msgs {
+				if !bytes.Equal(got[m.ID], bodies[i]) {
+					t.Errorf("message %d differs over TLS", i+1)
+				}
+			}
+			if err := p.Close(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// fakePOP3 serves scripted POP3 sessions: greeting (if not empty), then
+// answer(line) for each command line; an answer "STALL" stops answering.
+func fakePOP3(t *testing.T, greeting string, answer func(line string) string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	quit := make(chan struct{})
+	t.Cleanup(func() { close(quit); ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				go func() { <-quit; c.Close() }()
+				if greeting != "" {
+					io.WriteString(c, greeting)
+				}
+				r := bufio.NewReader(c)
+				for {
+					line, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					a := answer(strings.TrimRight(line, "\r\n"))
+					if strings.HasPrefix(a, "STALL") {
+						io.WriteString(c, strings.TrimPrefix(a, "STALL"))
+						<-quit
+						return
+					}
+					io.WriteString(c, a)
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// Behaviours no Dovecot shows: silent servers, a bare +OK to STAT (which
+// makes go-pop3 panic), duplicate UIDLs, SASL-only login, RFC 3206 codes.
+func TestPOP3FakeServers(t *testing.T) {
+	ctx := context.Background()
+	basic := func(extra func(line string) (string, bool)) func(string) string {
+		return func(line string) string {
+			if extra != nil {
+				if a, ok := extra(line); ok {
+					return a
+				}
+			}
+			switch {
+			case line == "CAPA":
+				return "+OK\r\nUSER\r\nUIDL\r\nTOP\r\n.\r\n"
+			case strings.HasPrefix(line, "USER "), strings.HasPrefix(line, "PASS "):
+				return "+OK\r\n"
+			case line == "UIDL":
+				return "+OK\r\n1 a\r\n2 b\r\n.\r\n"
+			case line == "LIST":
+				return "+OK\r\n1 10\r\n2 10\r\n.\r\n"
+			case line == "QUIT":
+				return "+OK bye\r\n"
+			}
+			return "-ERR what?\r\n"
+		}
+	}
+	cfg := ServerConfig{User: "u", Password: "secret-pw", TLS: TLSNone, Timeout: 300 * time.Millisecond}
+
+	t.Run("no greeting", func(t *testing.T) {
+		cfg := cfg
+		cfg.Addr = fakePOP3(t, "", basic(nil))
+		start := time.Now()
+		_, err := DialPOP3(ctx, cfg)
+		if !IsRetryable(err) || time.Since(start) > 3*time.Second {
+			t.Fatalf("silent server: %v after %v", err, time.Since(start))
+		}
+	})
+	t.Run("not POP3", func(t *testing.T) {
+		cfg := cfg
+		cfg.Addr = fakePOP3(t, "* OK IMAP4rev1 ready\r\n", basic(nil))
+		if _, err := DialPOP3(ctx, cfg); err == nil || IsRetryable(err) {
+			t.Fatalf("IMAP greeting: %v, want a fatal error", err)
+		}
+	})
+	t.Run("stall mid-RETR", func(t *testing.T) {
+		cfg := cfg
+		cfg.Addr = fakePOP3(t, "+OK\r\n", basic(func(line string) (string, bool) {
+			return "STALL+OK\r\nSubject: x\r\n\r\nhalf a mess", line == "RETR 1"
+		}))
+		p := dialPOP3(t, cfg)
+		start := time.Now()
+		var readErr error
+		err := p.Fetch(ctx, pop3Inbox, listPOP3(t, p)[:1], func(m formats.Message, body io.Reader) error {
+			_, readErr = io.ReadAll(body)
+			return nil
+		})
+		if !IsRetryable(err) || readErr == nil || time.Since(start) > 3*time.Second {
+			t.Fatalf("stalled RETR: %v (read error %v) after %v", err, readErr, time.Since(start))
+		}
+	})
+	t.Run("bare +OK to STAT", func(t *testing.T) {
+		cfg := cfg
+		cfg.Addr = fakePOP3(t, "+OK\r\n", basic(func(line string) (string, bool) { return "+OK\r\n", line == "STAT" }))
+		p := dialPOP3(t, cfg)
+		if _, err := p.Folders(ctx); err == nil {
+			t.Fatal("a bare +OK to STAT was accepted")
+		}
+	})
+	t.Run("duplicate UIDL", func(t *testing.T) {
+		cfg := cfg
+		cfg.Addr = fakePOP3(t, "+OK\r\n", basic(func(line string) (string, bool) {
+			return "+OK\r\n1 same\r\n2 same\r\n.\r\n", line == "UIDL"
+		}))
+		p := dialPOP3(t, cfg)
+		if _, _, err := p.List(ctx, pop3Inbox); err == nil || !strings.Contains(err.Error(), "same UIDL") {
+			t.Fatalf("duplicate UIDL: %v", err)
+		}
+	})
+	t.Run("no UIDL", func(t *testing.T) {
+		cfg := cfg
+		cfg.Addr = fakePOP3(t, "+OK\r\n", basic(func(line string) (string, bool) { return "-ERR no UIDL here\r\n", line == "UIDL" }))
+		p := dialPOP3(t, cfg)
+		if _, _, err := p.List(ctx, pop3Inbox); err == nil || IsRetryable(err) {
+			t.Fatalf("no UIDL: %v", err)
+		}
+		// The session stays in step after the refused UIDL (LIST was pipelined or not).
+		if _, _, err := p.List(ctx, pop3Inbox); err == nil || !strings.Contains(err.Error(), "UIDL refused") {
+			t.Fatalf("second List: %v", err)
+		}
+	})
+	t.Run("SASL PLAIN only", func(t *testing.T) {
+		cfg := cfg
+		want := "AUTH PLAIN " + base64.StdEncoding.EncodeToString([]byte("\x00u\x00secret-pw"))
+		var got atomic.Value
+		cfg.Addr = fakePOP3(t, "+OK\r\n", basic(func(line string) (string, bool) {
+			switch {
+			case line == "CAPA":
+				return "+OK\r\nSASL PLAIN\r\nUIDL\r\n.\r\n", true
+			case strings.HasPrefix(line, "AUTH "):
+				got.Store(line)
+				return "+OK\r\n", true
+			case strings.HasPrefix(line, "USER "):
+				return "-ERR use AUTH\r\n", true
+			}
+			return "", false
+		}))
+		dialPOP3(t, cfg)
+		if got.Load() != want {
+			t.Fatalf("sent %v, want %q", got.Load(), want)
+		}
+	})
+	for _, code := range []string{"IN-USE", "LOGIN-DELAY", "SYS/TEMP"} {
+		t.Run("login "+code, func(t *testing.T) {
+			cfg := cfg
+			cfg.Addr = fakePOP3(t, "+OK\r\n", basic(func(line string) (string, bool) {
+				return "-ERR [" + code + "] try later\r\n", strings.HasPrefix(line, "PASS ")
+			}))
+			_, err := DialPOP3(ctx, cfg)
+			if !IsRetryable(err) || errors.Is(err, ErrAuth) {
+				t.Fatalf("[%s]: %v, want retryable, not ErrAuth", code, err)
+			}
+		})
+	}
+	t.Run("server echoes the password", func(t *testing.T) {
+		cfg := cfg
+		cfg.Addr = fakePOP3(t, "+OK\r\n", basic(func(line string) (string, bool) {
+			return "-ERR [AUTH] bad password " + strings.TrimPrefix(line, "PASS ") + "\r\n", strings.HasPrefix(line, "PASS ")
+		}))
+		_, err := DialPOP3(ctx, cfg)
+		if !errors.Is(err, ErrAuth) || strings.Contains(err.Error(), cfg.Password) {
+			t.Fatalf("%v", err)
+		}
+	})
+	t.Run("QUIT refused after DELE", func(t *testing.T) {
+		cfg := cfg
+		cfg.Addr = fakePOP3(t, "+OK\r\n", basic(func(line string) (string, bool) {
+			switch {
+			case strings.HasPrefix(line, "DELE "):
+				return "+OK marked\r\n", true
+			case line == "QUIT":
+				return "-ERR some deleted messages not removed\r\n", true
+			}
+			return "", false
+		}))
+		p, err := DialPOP3(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Delete(ctx, pop3Inbox, []formats.Message{{ID: "a"}, {ID: "b"}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Close(); err == nil || !strings.Contains(err.Error(), "QUIT refused") {
+			t.Fatalf("Close: %v", err)
 		}
 	})
 }

@@ -1321,3 +1321,67 @@ func TestPOP3FakeServers(t *testing.T) {
 		}
 	})
 }
+
+// pop3s and STLS against Dovecot's own TLS (dovecottest Options.TLS), with
+// its CA trusted or not, and a certificate issued for another name.
+func TestPOP3DovecotTLS(t *testing.T) {
+	srv := dovecottest.Start(t, dovecottest.Options{TLS: true})
+	other := dovecottest.Start(t, dovecottest.Options{TLS: true, TLSHost: "mail.example.invalid"})
+	bodies := trickyMessages()[:3]
+	seedInbox(t, srv, "alice", bodies)
+	for _, tc := range []struct {
+		name  string
+		srv   *dovecottest.Server
+		addr  string
+		mode  TLSMode
+		roots bool
+		ok    bool
+	}{
+		{"pop3s", srv, srv.POP3SAddr(), TLSImplicit, true, true},
+		{"STLS", srv, srv.POP3Addr(), TLSStartTLS, true, true},
+		{"pop3s, CA not trusted", srv, srv.POP3SAddr(), TLSImplicit, false, false},
+		{"STLS, CA not trusted", srv, srv.POP3Addr(), TLSStartTLS, false, false},
+		{"pop3s, certificate for another name", other, other.POP3SAddr(), TLSImplicit, true, false},
+		{"STLS, certificate for another name", other, other.POP3Addr(), TLSStartTLS, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := pop3Config(tc.srv, "alice")
+			cfg.Addr, cfg.TLS = tc.addr, tc.mode
+			if tc.roots {
+				cfg.TLSConfig = &tls.Config{RootCAs: tc.srv.RootCAs()}
+			}
+			p, err := DialPOP3(context.Background(), cfg)
+			if !tc.ok {
+				if err == nil {
+					p.Close()
+					t.Fatal("connected")
+				}
+				t.Logf("%v", err)
+				if !errors.Is(err, ErrTLS) || IsRetryable(err) {
+					t.Fatalf("%v: want ErrTLS, not retryable", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			if _, ok := p.conn.(*tls.Conn); !ok {
+				t.Fatal("the session is not over TLS")
+			}
+			if _, ok := p.caps["STLS"]; ok && tc.mode == TLSStartTLS {
+				t.Error("CAPA after STLS still offers STLS: capabilities were not read again")
+			}
+			msgs := listPOP3(t, p)
+			got := fetchPOP3(t, p, msgs)
+			for i, m := range msgs {
+				if !bytes.Equal(got[m.ID], bodies[i]) {
+					t.Errorf("message %d differs over TLS", i+1)
+				}
+			}
+			if err := p.Close(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}

@@ -147,6 +147,7 @@ func firstLine(s string) string {
 type tlsFlags struct {
 	caFile       string
 	insecureSkip bool
+	warned       bool // the --insecure-skip-verify warning is said once a run
 }
 
 func (t *tlsFlags) config(env *environment) (*tls.Config, error) {
@@ -165,7 +166,8 @@ func (t *tlsFlags) config(env *environment) (*tls.Config, error) {
 		}
 		cfg.RootCAs = pool
 	}
-	if t.insecureSkip {
+	if t.insecureSkip && !t.warned {
+		t.warned = true
 		fmt.Fprintln(env.stderr, "mailferry: WARNING: --insecure-skip-verify: server certificates are NOT checked; anyone on the network path can read and change this session")
 		cfg.InsecureSkipVerify = true
 	}

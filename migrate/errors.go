@@ -14,7 +14,7 @@ var (
 	ErrAuth = errors.New("authentication failed")
 	// ErrTLS: the connection could not be protected as asked (bad certificate,
 	// wrong host name, no STARTTLS).
-	ErrTLS = errors.New("tls")
+	ErrTLS = errors.New("TLS failed")
 	// ErrQuota: the destination is full; the run stops, nothing is lost.
 	ErrQuota = errors.New("destination over quota")
 )

@@ -94,9 +94,9 @@ func DialIMAP(ctx context.Context, cfg ServerConfig) (*IMAP, error) {
 	)
 	switch cfg.TLS {
 	case TLSImplicit:
-		c, err = imapclient.DialTLS(cfg.Addr, opts)
+		c, err = dialTLS(ctx, cfg.Addr, opts)
 	case TLSStartTLS:
-		c, err = dialStartTLS(cfg.Addr, opts)
+		c, err = dialStartTLS(ctx, cfg.Addr, opts, timeout)
 	case TLSNone:
 		c, err = imapclient.DialInsecure(cfg.Addr, opts)
 	default:
@@ -133,13 +133,50 @@ func DialIMAP(ctx context.Context, cfg ServerConfig) (*IMAP, error) {
 	return m, nil
 }
 
-// dialStartTLS refuses a server that does not offer STARTTLS instead of
-// falling back to plaintext.
-func dialStartTLS(addr string, opts *imapclient.Options) (*imapclient.Client, error) {
-	conn, err := opts.Dialer.Dial("tcp", addr)
+// dialTLS is imapclient.DialTLS with the connection and the handshake
+// bounded by ctx as well as by the dialer's timeout.
+func dialTLS(ctx context.Context, addr string, opts *imapclient.Options) (*imapclient.Client, error) {
+	tc := opts.TLSConfig.Clone()
+	if tc == nil {
+		tc = &tls.Config{}
+	}
+	if tc.NextProtos == nil {
+		tc.NextProtos = []string{"imap"}
+	}
+	d := &tls.Dialer{NetDialer: opts.Dialer, Config: tc}
+	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
+	return imapclient.New(conn, opts), nil
+}
+
+// dialStartTLS refuses a server that does not offer STARTTLS instead of
+// falling back to plaintext. The whole exchange (greeting, STARTTLS, TLS
+// handshake) is bounded by timeout and by ctx: imapclient gives the
+// handshake after STARTTLS no deadline of its own.
+func dialStartTLS(ctx context.Context, addr string, opts *imapclient.Options, timeout time.Duration) (*imapclient.Client, error) {
+	conn, err := opts.Dialer.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	timer := time.AfterFunc(timeout, func() { conn.Close() })
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	c, err := startTLS(conn, addr, opts)
+	expired, cancelled := !timer.Stop(), !stop()
+	if expired || cancelled {
+		if c != nil {
+			c.Close()
+		}
+		if cancelled {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("no TLS session within %v: %w", timeout, context.DeadlineExceeded)
+	}
+	return c, err
+}
+
+func startTLS(conn net.Conn, addr string, opts *imapclient.Options) (*imapclient.Client, error) {
 	host, _, _ := net.SplitHostPort(addr)
 	tc := opts.TLSConfig.Clone()
 	if tc == nil {
@@ -168,8 +205,10 @@ func classifyDialError(cfg ServerConfig, err error) error {
 	var authErr x509.UnknownAuthorityError
 	var recErr tls.RecordHeaderError
 	switch {
-	case errors.As(err, &certErr), errors.As(err, &hostErr), errors.As(err, &authErr), errors.As(err, &recErr):
-		return fmt.Errorf("%w: %s: %v", ErrTLS, cfg.Addr, err)
+	case errors.As(err, &authErr):
+		return fmt.Errorf("%w: %s: %v (a private CA can be trusted with --ca-file)", ErrTLS, cfg.Addr, strings.TrimPrefix(err.Error(), "tls: "))
+	case errors.As(err, &certErr), errors.As(err, &hostErr), errors.As(err, &recErr):
+		return fmt.Errorf("%w: %s: %v", ErrTLS, cfg.Addr, strings.TrimPrefix(err.Error(), "tls: "))
 	case errors.Is(err, errNoStartTLS):
 		return fmt.Errorf("%w: %s: the server does not offer STARTTLS; refusing to log in without TLS (use --src-tls/--dst-tls none only on a trusted network)", ErrTLS, cfg.Addr)
 	}

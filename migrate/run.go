@@ -215,15 +215,21 @@ func (e *engine) deleteSource(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer src.Close()
 	d, ok := src.(Deleter)
 	if !ok {
+		src.Close()
 		return usagef("--delete-source: this source cannot delete messages")
 	}
 	for name, msgs := range e.deletes {
 		if err := d.Delete(ctx, e.srcByName[name], msgs); err != nil {
+			src.Close()
 			return err
 		}
+	}
+	// For POP3 the deletions take effect at QUIT: Close's answer is the
+	// only word that they happened.
+	if err := src.Close(); err != nil {
+		return fmt.Errorf("--delete-source: %w", err)
 	}
 	return nil
 }

@@ -106,6 +106,13 @@ type Options struct {
 	// certificate that does not match 127.0.0.1 or localhost. Empty means
 	// "localhost" and 127.0.0.1.
 	TLSHost string
+	// MaxMailSize, when positive, makes the server refuse any message larger
+	// than this many bytes (quota plugin, quota_max_mail_size): the test
+	// server for "a message the destination refuses".
+	MaxMailSize int64
+	// QuotaBytes, when positive, is each user's storage quota (quota plugin):
+	// the test server for "a full quota".
+	QuotaBytes int64
 }
 
 // DefaultUsers returns the users an instance gets when Options.Users is nil.
@@ -135,6 +142,7 @@ type Server struct {
 	done     chan struct{} // closed when the master has been waited for
 	waitErr  error
 	logPath  string
+	quota    quotaOpts
 	stopOnce sync.Once
 }
 
@@ -192,7 +200,7 @@ func Start(t testing.TB, opts Options) *Server {
 
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		s, err := start(bin, sep, users, opts.SpecialUse, sentName, uid, gid, tlsNames)
+		s, err := start(bin, sep, users, opts.SpecialUse, sentName, uid, gid, tlsNames, quotaOpts{opts.MaxMailSize, opts.QuotaBytes})
 		if err == nil {
 			t.Cleanup(s.Stop)
 			return s
@@ -311,7 +319,10 @@ func freePorts(n int) ([]int, error) {
 
 // start starts one instance; tlsNames non-nil turns TLS on with a server
 // certificate for those names.
-func start(bin string, sep rune, users map[string]string, specialUse bool, sentName string, uid, gid int, tlsNames []string) (s *Server, err error) {
+// quotaOpts are the quota plugin's limits; zero values leave it off.
+type quotaOpts struct{ maxMail, storage int64 }
+
+func start(bin string, sep rune, users map[string]string, specialUse bool, sentName string, uid, gid int, tlsNames []string, quota quotaOpts) (s *Server, err error) {
 	dir, err := os.MkdirTemp(tempParent(), dirPrefix)
 	if err != nil {
 		return nil, err
@@ -379,6 +390,7 @@ func start(bin string, sep rune, users map[string]string, specialUse bool, sentN
 			return nil, fmt.Errorf("making the TLS certificates: %w", err)
 		}
 	}
+	s.quota = quota
 	conf := s.config(passwdPath, specialUse, sentName, uid, gid)
 	confPath := filepath.Join(dir, "dovecot.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
@@ -460,6 +472,18 @@ func (s *Server) config(passwdPath string, specialUse bool, sentName string, uid
 	} else {
 		p("service imap-login {\n  inet_listener imap {\n    address = 127.0.0.1\n    port = %d\n  }\n  inet_listener imaps {\n    port = 0\n  }\n}", s.IMAPPort)
 		p("service pop3-login {\n  inet_listener pop3 {\n    address = 127.0.0.1\n    port = %d\n  }\n  inet_listener pop3s {\n    port = 0\n  }\n}", s.POP3Port)
+	}
+	if s.quota.maxMail > 0 || s.quota.storage > 0 {
+		p("mail_plugins = $mail_plugins quota")
+		p("protocol imap {\n  mail_plugins = $mail_plugins imap_quota\n}")
+		p("plugin {\n  quota = count:User quota\n  quota_vsizes = yes")
+		if s.quota.storage > 0 {
+			p("  quota_rule = *:storage=%dB", s.quota.storage)
+		}
+		if s.quota.maxMail > 0 {
+			p("  quota_max_mail_size = %dB", s.quota.maxMail)
+		}
+		p("}")
 	}
 	p("namespace inbox {\n  inbox = yes\n  separator = %c\n  prefix =", s.Separator)
 	if specialUse {

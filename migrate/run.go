@@ -103,22 +103,33 @@ func Run(ctx context.Context, job Job) (*Report, error) {
 }
 
 func (e *engine) run(ctx context.Context, rep *Report) error {
-	src, err := e.job.OpenSource(ctx)
-	if err != nil {
+	var (
+		src                    Source
+		dst                    Sink
+		srcFolders, dstFolders []formats.Folder
+	)
+	defer func() { closeQuietly(src); closeQuietly(dst) }()
+	// Connecting and listing, with reconnects like any folder's copy.
+	err := e.retry(ctx, "connecting", func() error {
+		closeQuietly(src)
+		closeQuietly(dst)
+		src, dst = nil, nil
+		s, err := e.job.OpenSource(ctx)
+		if err != nil {
+			return err
+		}
+		src = s
+		d, err := e.job.OpenSink(ctx)
+		if err != nil {
+			return err
+		}
+		dst = d
+		if srcFolders, err = src.Folders(ctx); err != nil {
+			return err
+		}
+		dstFolders, err = dst.Folders(ctx)
 		return err
-	}
-	defer func() { closeQuietly(src) }()
-	dst, err := e.job.OpenSink(ctx)
-	if err != nil {
-		return err
-	}
-	defer func() { closeQuietly(dst) }()
-
-	srcFolders, err := src.Folders(ctx)
-	if err != nil {
-		return err
-	}
-	dstFolders, err := dst.Folders(ctx)
+	})
 	if err != nil {
 		return err
 	}
@@ -253,16 +264,19 @@ func (w *worker) close() {
 }
 
 func (w *worker) connect(ctx context.Context) error {
-	var err error
 	if w.src == nil {
-		if w.src, err = w.e.job.OpenSource(ctx); err != nil {
-			return err
+		s, err := w.e.job.OpenSource(ctx)
+		if err != nil {
+			return err // (a typed nil must not land in w.src)
 		}
+		w.src = s
 	}
 	if w.dst == nil {
-		if w.dst, err = w.e.job.OpenSink(ctx); err != nil {
+		d, err := w.e.job.OpenSink(ctx)
+		if err != nil {
 			return err
 		}
+		w.dst = d
 		// A fresh IMAP sink knows no folders: let it learn which exist.
 		if _, err = w.dst.Folders(ctx); err != nil {
 			return err
@@ -274,35 +288,52 @@ func (w *worker) connect(ctx context.Context) error {
 // folder copies one folder, reconnecting and resuming after connection
 // failures (the state makes a resumed pass safe).
 func (w *worker) folder(ctx context.Context, pf PlannedFolder) (FolderReport, error) {
+	// Messages copied by a pass that then lost its connection are skipped
+	// (already handled) by the next pass: count them as copied once.
 	var copied int
 	var bytes int64
-	backoff := time.Second
-	for attempt := 0; ; attempt++ {
+	var fr FolderReport
+	first := true
+	err := w.e.retry(ctx, formats.DisplayName(pf.Source.Path), func() error {
+		if !first {
+			w.close() // a fresh pair of connections after a failed pass
+		}
+		first = false
+		if fr.Copied > copied {
+			copied, bytes = fr.Copied, fr.Bytes
+		}
 		err := w.connect(ctx)
-		var fr FolderReport
+		fr = FolderReport{}
 		if err == nil {
 			fr, err = w.e.copyFolder(ctx, w.src, w.dst, pf)
 		}
 		fr.Copied += copied
-		fr.Skipped -= copied
-		if fr.Skipped < 0 {
-			fr.Skipped = 0
-		}
+		fr.Skipped = max(fr.Skipped-copied, 0)
 		fr.Bytes += bytes
-		if err == nil {
-			w.e.rep.FolderDone(fr)
-			return fr, nil
+		return err
+	})
+	if err == nil {
+		w.e.rep.FolderDone(fr)
+	}
+	return fr, err
+}
+
+// retry runs fn until it succeeds, fails for good, or the retry budget is
+// spent, waiting with exponential backoff between tries. Only a
+// *RetryableError (a lost connection, a timeout, BYE, [UNAVAILABLE]) is tried
+// again.
+func (e *engine) retry(ctx context.Context, what string, fn func() error) error {
+	backoff := time.Second
+	for attempt := 0; ; attempt++ {
+		err := fn()
+		if err == nil || !IsRetryable(err) || attempt >= e.opts.Retries || ctx.Err() != nil {
+			return err
 		}
-		if !IsRetryable(err) || attempt >= w.e.opts.Retries || ctx.Err() != nil {
-			return fr, err
-		}
-		copied, bytes = fr.Copied, fr.Bytes
-		w.e.rep.Warn(fmt.Sprintf("%s: %v; reconnecting in %s", formats.DisplayName(pf.Source.Path), err, backoff))
-		w.close()
+		e.rep.Warn(fmt.Sprintf("%s: %v; trying again in %s", what, err, backoff))
 		select {
 		case <-time.After(backoff):
 		case <-ctx.Done():
-			return fr, ctx.Err()
+			return ctx.Err()
 		}
 		backoff = min(backoff*2, 30*time.Second)
 	}

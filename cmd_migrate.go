@@ -29,6 +29,16 @@ type copyFlags struct {
 	report           string
 	progress         string
 	logLevel         string
+
+	// Issue 5: real providers and many accounts. The flags are declared
+	// here; their behaviour lives in oauth (endpoint.go, migrate/oauth.go),
+	// presets.go, migrate/ratelimit.go and batch.go.
+	preset            string
+	maxBytesPerSecond int64
+	maxMessagesPerSec float64
+	batch             string
+	accounts          int
+	shard             string
 }
 
 func (f *copyFlags) add(cmd *cobra.Command) {
@@ -56,6 +66,19 @@ func (f *copyFlags) add(cmd *cobra.Command) {
 	fl.StringVar(&f.report, "report", "", "write the JSON report to FILE")
 	fl.StringVar(&f.progress, "progress", "auto", "progress bar on stderr: auto | always | never")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug | info | warn | error")
+	fl.StringVar(&f.src.tokenCmd, "src-oauth2-token-cmd", "", "run CMD for an OAuth2 access token for the source (XOAUTH2/OAUTHBEARER); run again on reconnect or when refused")
+	fl.StringVar(&f.dst.tokenCmd, "dst-oauth2-token-cmd", "", "run CMD for an OAuth2 access token for the destination")
+	fl.StringVar(&f.preset, "preset", "", "provider settings: gmail | office365")
+	fl.Int64Var(&f.maxBytesPerSecond, "max-bytes-per-second", 0, "limit the copy rate in bytes per second (0: no limit)")
+	fl.Float64Var(&f.maxMessagesPerSec, "max-messages-per-second", 0, "limit the copy rate in messages per second (0: no limit)")
+}
+
+// addBatch adds the flags of migrate alone: many accounts from a CSV file.
+func (f *copyFlags) addBatch(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.batch, "batch", "", "migrate every account listed in FILE (CSV: source,destination,src_password_file,dst_password_file,src_token_cmd,dst_token_cmd)")
+	fl.IntVar(&f.accounts, "accounts", 2, "with --batch: accounts migrated at once")
+	fl.StringVar(&f.shard, "shard", "", "with --batch: K/N, this machine's share of the accounts (K from 1 to N)")
 }
 
 // options checks the flags and turns them into engine options.
@@ -148,6 +171,7 @@ pop3://user@host (STLS), pop3s://user@host, maildir:PATH, mbox:PATH.`,
 		},
 	}
 	f.add(cmd)
+	f.addBatch(cmd)
 	return cmd
 }
 

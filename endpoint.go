@@ -100,6 +100,7 @@ type secretFlags struct {
 	side     string // "src" or "dst"
 	file     string
 	cmd      string
+	tokenCmd string // OAuth2 access token command
 	tlsMode  string
 	resolved string
 }

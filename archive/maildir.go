@@ -213,15 +213,7 @@ func (m *Maildir) Folders(ctx context.Context) ([]formats.Folder, error) {
 			add(formats.Folder{Path: slices.Clone(comps[:i]), Name: pname, NoSelect: true, Validity: 1})
 		}
 	}
-	slices.SortFunc(out, func(a, b *formats.Folder) int {
-		if ai, bi := formats.IsInbox(a.Path), formats.IsInbox(b.Path); ai != bi {
-			if ai {
-				return -1
-			}
-			return 1
-		}
-		return slices.Compare(a.Path, b.Path)
-	})
+	slices.SortFunc(out, func(a, b *formats.Folder) int { return formats.ComparePaths(a.Path, b.Path) })
 	res := make([]formats.Folder, len(out))
 	for i, f := range out {
 		res[i] = *f

@@ -306,15 +306,7 @@ func (s *Mbox) Folders(ctx context.Context) ([]formats.Folder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mbox: %w", err)
 	}
-	slices.SortFunc(out, func(a, b *formats.Folder) int {
-		if ai, bi := formats.IsInbox(a.Path), formats.IsInbox(b.Path); ai != bi {
-			if ai {
-				return -1
-			}
-			return 1
-		}
-		return slices.Compare(a.Path, b.Path)
-	})
+	slices.SortFunc(out, func(a, b *formats.Folder) int { return formats.ComparePaths(a.Path, b.Path) })
 	res := make([]formats.Folder, len(out))
 	for i, f := range out {
 		res[i] = *f

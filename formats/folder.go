@@ -1,6 +1,7 @@
 package formats
 
 import (
+	"slices"
 	"strings"
 )
 
@@ -69,4 +70,17 @@ func HasPrefix(path, prefix []string) bool {
 		return false
 	}
 	return true
+}
+
+// ComparePaths orders folder paths as mailferry lists them everywhere:
+// INBOX first, then component by component, so parents come before their
+// children. It returns -1, 0 or +1 like slices.Compare.
+func ComparePaths(a, b []string) int {
+	if ai, bi := IsInbox(a), IsInbox(b); ai != bi {
+		if ai {
+			return -1
+		}
+		return 1
+	}
+	return slices.Compare(a, b)
 }

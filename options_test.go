@@ -108,3 +108,19 @@ func TestUsageErrorsExit2(t *testing.T) {
 		}
 	}
 }
+
+// A run with another --prefix copies into the new place: what was handled
+// is recorded per source folder and destination, not per source folder.
+func TestChangedPrefixCopiesIntoTheNewPlace(t *testing.T) {
+	p := newPair(t)
+	seedDated(t, p.src, 10)
+	for _, prefix := range []string{"One", "Two"} {
+		if code, out, errOut := mailferry(t, p.args("--prefix", prefix)...); code != 0 {
+			t.Fatalf("--prefix %s: exit %d\n%s\n%s", prefix, code, out, errOut)
+		}
+	}
+	snap := p.dst.Snapshot(t, "alice")
+	if len(snap["One.INBOX"]) != 10 || len(snap["Two.INBOX"]) != 10 {
+		t.Errorf("One.INBOX has %d, Two.INBOX %d; want 10 each", len(snap["One.INBOX"]), len(snap["Two.INBOX"]))
+	}
+}

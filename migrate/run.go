@@ -386,7 +386,11 @@ func (e *engine) copyFolder(ctx context.Context, src Source, dst Sink, pf Planne
 	fr := FolderReport{Source: name, Note: pf.Note}
 	fr.Destination, _ = formats.JoinFolder(pf.Dest, dst.Separator())
 
-	ss, err := e.folderState(SideSource, f.Name)
+	// The source side of the ledger is kept per source folder and the
+	// destination it maps to: a changed --map or --prefix starts afresh
+	// (and the destination's index still prevents duplicates).
+	srcKey := f.Name + "\x00" + formats.DisplayName(pf.Dest)
+	ss, err := e.folderState(SideSource, srcKey)
 	if err != nil {
 		return fr, err
 	}
@@ -426,7 +430,7 @@ func (e *engine) copyFolder(ctx context.Context, src Source, dst Sink, pf Planne
 		if len(ss.IDs) > 0 {
 			fr.Note = joinNote(fr.Note, "source UIDVALIDITY changed: matched against the destination again")
 		}
-		if err := e.reset(SideSource, f.Name, validity); err != nil {
+		if err := e.reset(SideSource, srcKey, validity); err != nil {
 			return fr, err
 		}
 		ss = &FolderState{Validity: validity, IDs: map[string]formats.Key{}}
@@ -498,7 +502,7 @@ func (e *engine) copyFolder(ctx context.Context, src Source, dst Sink, pf Planne
 			if dup {
 				fr.Skipped++
 				handled = append(handled, m)
-				matched = append(matched, Record{SideSource, f.Name, m.ID, k})
+				matched = append(matched, Record{SideSource, srcKey, m.ID, k})
 				continue
 			}
 		}
@@ -531,7 +535,7 @@ func (e *engine) copyFolder(ctx context.Context, src Source, dst Sink, pf Planne
 		copiedNow []formats.Message
 	)
 	stored := func(m formats.Message, key formats.Key, id string) {
-		pending = append(pending, Record{SideSource, f.Name, m.ID, key})
+		pending = append(pending, Record{SideSource, srcKey, m.ID, key})
 		if u, err := strconv.ParseUint(id, 10, 32); id != "" && err == nil {
 			pending = append(pending, Record{SideDest, dstF.Name, id, key})
 			dstUIDs = append(dstUIDs, uint32(u))
@@ -641,7 +645,7 @@ func (e *engine) copyFolder(ctx context.Context, src Source, dst Sink, pf Planne
 	// Marks: the source folder is complete through the UIDNEXT seen before
 	// listing; the destination index through our own contiguous appends.
 	if fr.Failed == 0 && vanished == 0 && !e.filtered() && f.UIDNext != 0 && validity == f.Validity {
-		if err := e.mark(SideSource, f.Name, validity, f.UIDNext); err != nil {
+		if err := e.mark(SideSource, srcKey, validity, f.UIDNext); err != nil {
 			return fr, err
 		}
 	}

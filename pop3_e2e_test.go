@@ -172,3 +172,23 @@ func TestPOP3ArchiveMatchesIMAPBytes(t *testing.T) {
 }
 
 func testDate(i int) time.Time { return time.Date(2022, 5, 1+i, 8, 0, 0, 0, time.UTC) }
+
+// manifestSHA256 lists the sha256 column of an archive's manifest.
+func manifestSHA256(t *testing.T, dir string) []string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, archive.ManifestFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, line := range bytes.Split(bytes.TrimSpace(b), []byte("\n")) {
+		var e struct {
+			SHA256 string `json:"sha256"`
+		}
+		if err := json.Unmarshal(line, &e); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, e.SHA256)
+	}
+	return out
+}

@@ -77,6 +77,7 @@ type pendingFile struct {
 	tmp    string // name in dir/tmp
 	final  string // name in dir/cur
 	unique string
+	date   time.Time // the internal date, set as the mtime by Flush
 }
 
 var _ Store = (*Maildir)(nil)
@@ -624,18 +625,16 @@ func (m *Maildir) Store(ctx context.Context, folder formats.Folder, msg formats.
 		os.Remove(tmpPath)
 		return "", fmt.Errorf("maildir: %w", err)
 	}
-	if !msg.Date.IsZero() {
-		if err := os.Chtimes(tmpPath, msg.Date, msg.Date); err != nil {
-			os.Remove(tmpPath)
-			return "", fmt.Errorf("maildir: %w", err)
-		}
-	}
+	// The internal date becomes the file's mtime only in Flush: a file in
+	// tmp/ with an old mtime would look like a crashed delivery to the
+	// clean-up in Ensure (possibly another worker's) and be removed.
 	unique := formats.NewUniqueName(now, m.pid, rnd, m.host, n)
 	m.pending = append(m.pending, pendingFile{
 		dir:    dir,
 		tmp:    tmp,
 		final:  formats.FormatMaildirName(unique, msg.Flags),
 		unique: unique,
+		date:   msg.Date,
 	})
 	return unique, nil
 }
@@ -655,7 +654,14 @@ func (m *Maildir) Flush(ctx context.Context) error {
 	tmpPath := func(p pendingFile) string { return filepath.Join(m.root, p.dir, "tmp", p.tmp) }
 	err := ctx.Err()
 	if err == nil {
-		err = runParallel(len(batch), m.opts.SyncWorkers, func(i int) error { return fsyncPath(tmpPath(batch[i])) })
+		err = runParallel(len(batch), m.opts.SyncWorkers, func(i int) error {
+			if d := batch[i].date; !d.IsZero() {
+				if err := os.Chtimes(tmpPath(batch[i]), d, d); err != nil {
+					return err
+				}
+			}
+			return fsyncPath(tmpPath(batch[i]))
+		})
 		if err != nil {
 			err = fmt.Errorf("maildir: fsync: %w", err)
 		}

@@ -194,7 +194,7 @@ func TestLimitSourceKeepsDeleter(t *testing.T) {
 // fakeSink records what reached it.
 type fakeSink struct{ stored []string }
 
-func (s *fakeSink) Separator() rune                                    { return '/' }
+func (s *fakeSink) Separator() rune                                   { return '/' }
 func (s *fakeSink) Folders(context.Context) ([]formats.Folder, error) { return nil, nil }
 func (s *fakeSink) Ensure(context.Context, []string) (formats.Folder, error) {
 	return formats.Folder{}, nil

@@ -21,7 +21,8 @@ type terminalReporter struct {
 	mu    sync.Mutex
 	bar   *progressbar.ProgressBar
 	log   *slog.Logger
-	total int64
+	total int64 // messages the bar goes to
+	done  int64 // messages handled so far
 	bytes int64
 }
 
@@ -51,13 +52,31 @@ func newTerminalReporter(w io.Writer, mode string, log *slog.Logger) *terminalRe
 
 var _ migrate.Reporter = (*terminalReporter)(nil)
 
-func (r *terminalReporter) FolderPlanned(folder string, n int, bytes int64) {
+// Planned sizes the bar: it counts messages handled (copied, skipped or
+// failed) out of all the selected folders hold.
+func (r *terminalReporter) Planned(folders, messages int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.total += int64(n)
-	if r.bar != nil {
+	r.total = int64(messages)
+	if r.bar != nil && messages > 0 {
 		r.bar.ChangeMax64(r.total)
 	}
+}
+
+func (r *terminalReporter) FolderPlanned(folder string, n int, bytes int64) {}
+
+// add counts n messages handled, keeping the bar's maximum above what was handled, for mail that
+// arrived after the plan.
+func (r *terminalReporter) add(n int64) {
+	if r.bar == nil {
+		return
+	}
+	r.done += n
+	if r.total > 0 && r.done > r.total {
+		r.total = r.done
+		r.bar.ChangeMax64(r.total)
+	}
+	r.bar.Add64(n)
 }
 
 func (r *terminalReporter) FolderStarted(folder string) {
@@ -75,16 +94,22 @@ func (r *terminalReporter) MessageCopied(folder string, bytes int64) {
 	r.bytes += bytes
 	if r.bar != nil {
 		r.bar.Describe(fmt.Sprintf("%-24.24s %s", folder, humanBytes(r.bytes)))
-		r.bar.Add(1) // the bar's max grows with every plan: Add never overshoots
 	}
+	r.add(1)
 }
 
 func (r *terminalReporter) MessageFailed(f migrate.Failure) {
+	r.mu.Lock()
+	r.add(1)
+	r.mu.Unlock()
 	r.clearBar()
 	r.log.Warn("message failed", "folder", f.Folder, "id", f.ID, "message_id", f.MessageID, "error", f.Error)
 }
 
 func (r *terminalReporter) FolderDone(fr migrate.FolderReport) {
+	r.mu.Lock()
+	r.add(int64(fr.Skipped))
+	r.mu.Unlock()
 	r.log.Debug("folder done", "folder", fr.Source, "copied", fr.Copied, "skipped", fr.Skipped, "failed", fr.Failed)
 }
 

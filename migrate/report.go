@@ -9,6 +9,10 @@ import (
 // Reporter receives progress events from the engine, which never prints.
 // Methods may be called from several goroutines at once.
 type Reporter interface {
+	// Planned gives, once before copying starts, how many messages the
+	// selected source folders hold (as the source counts them; 0 when it
+	// cannot tell cheaply).
+	Planned(folders, messages int)
 	// FolderPlanned says a folder will copy n messages of bytes in total.
 	FolderPlanned(folder string, n int, bytes int64)
 	// FolderStarted says copying into folder begins.
@@ -26,6 +30,7 @@ type Reporter interface {
 // NopReporter ignores every event.
 type NopReporter struct{}
 
+func (NopReporter) Planned(int, int)                 {}
 func (NopReporter) FolderPlanned(string, int, int64) {}
 func (NopReporter) FolderStarted(string)             {}
 func (NopReporter) MessageCopied(string, int64)      {}

@@ -137,9 +137,12 @@ func (e *engine) run(ctx context.Context, rep *Report) error {
 	if err != nil {
 		return err
 	}
+	planned := 0
 	for _, pf := range plan {
 		e.srcByName[pf.Source.Name] = pf.Source
+		planned += int(pf.Source.Messages)
 	}
+	e.rep.Planned(len(plan), planned)
 	if e.opts.StatePath != "" && !e.opts.DryRun {
 		if e.state, err = OpenState(e.opts.StatePath); err != nil {
 			return err

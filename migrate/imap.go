@@ -471,12 +471,18 @@ func (m *IMAP) fetchBatch(ctx context.Context, batch []formats.Message, byUID ma
 	}
 	stop := context.AfterFunc(ctx, func() { m.c.Close() })
 	defer stop()
+	// A server that goes silent mid-FETCH would hold us for go-imap's fixed
+	// 5 minutes per literal: this watchdog drops the connection after
+	// stallTimeout without a byte, and the engine reconnects and resumes.
+	idle := time.AfterFunc(m.stallTimeout(), func() { m.c.Close() })
+	defer idle.Stop()
 	fc := m.c.Fetch(set, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{section}})
 	for {
 		md := fc.Next()
 		if md == nil {
 			break
 		}
+		idle.Reset(m.stallTimeout())
 		uid := uint32(0)
 		for {
 			item := md.Next()
@@ -494,18 +500,20 @@ func (m *IMAP) fetchBatch(ctx context.Context, batch []formats.Message, byUID ma
 				if !ok || got[uid] || it.Literal == nil {
 					continue // discarded by the next Next
 				}
-				cr := &countingReader{r: it.Literal}
-				if err := fn(msg, literal{cr, it.Literal.Size()}); err != nil {
-					fc.Close()
-					return err
+				lr := &literalReader{r: it.Literal, idle: idle, timeout: m.stallTimeout()}
+				ferr := fn(msg, literal{lr, it.Literal.Size()})
+				io.Copy(io.Discard, lr) // the rest, if fn stopped early
+				if lr.err != nil || lr.n != it.Literal.Size() {
+					// The connection broke inside the literal. go-imap's
+					// reader goroutine has moved on already; FetchCommand.Close
+					// would read the literal again at the same time (a data
+					// race): drop the whole connection instead.
+					m.c.Close()
+					return &RetryableError{Err: fmt.Errorf("imap: %s: message UID %d: connection ended after %d of %d bytes", m.cfg, uid, lr.n, it.Literal.Size())}
 				}
-				if _, err := io.Copy(io.Discard, cr); err != nil {
-					fc.Close()
-					return m.wrap("fetch", err)
-				}
-				if cr.n != it.Literal.Size() {
-					fc.Close()
-					return &RetryableError{Err: fmt.Errorf("imap: %s: message UID %d: connection ended after %d of %d bytes", m.cfg, uid, cr.n, it.Literal.Size())}
+				if ferr != nil {
+					fc.Close() // the literal is intact: Close skips the rest
+					return ferr
 				}
 				got[uid] = true
 			}
@@ -526,6 +534,47 @@ type literal struct {
 }
 
 func (l literal) Size() int64 { return l.size }
+
+// literalReader reads a FETCH literal: it counts bytes, keeps the watchdog
+// fed, and after the first error (other than the literal's own end) never
+// reads again.
+type literalReader struct {
+	r       io.Reader
+	n       int64
+	eof     bool
+	err     error
+	idle    *time.Timer
+	timeout time.Duration
+}
+
+func (l *literalReader) Read(p []byte) (int, error) {
+	if l.eof {
+		return 0, io.EOF
+	}
+	if l.err != nil {
+		return 0, l.err
+	}
+	n, err := l.r.Read(p)
+	l.n += int64(n)
+	if n > 0 {
+		l.idle.Reset(l.timeout)
+	}
+	switch {
+	case err == io.EOF:
+		l.eof = true // an early end is a dropped connection: never read again
+	case err != nil:
+		l.err = err
+	}
+	return n, err
+}
+
+// stallTimeout is how long a FETCH may go without a byte.
+func (m *IMAP) stallTimeout() time.Duration {
+	if m.cfg.Timeout > 0 {
+		return m.cfg.Timeout
+	}
+	return 60 * time.Second
+}
 
 type countingReader struct {
 	r io.Reader

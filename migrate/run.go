@@ -157,20 +157,35 @@ func (e *engine) run(ctx context.Context, rep *Report) error {
 		// One folder at a time, in plan order, so that the first folder met
 		// (INBOX and special-use folders first) keeps the copy.
 		jobs = 1
-		e.have = map[formats.Key]int{}
-		for _, f := range dstFolders {
-			if f.NoSelect {
-				continue
+		err := e.retry(ctx, "indexing the destination", func() error {
+			if dst == nil { // lost in a failed try
+				d, err := e.job.OpenSink(ctx)
+				if err != nil {
+					return err
+				}
+				dst = d
 			}
-			ds, err := e.indexDest(ctx, dst, f)
-			if err != nil {
-				return err
+			e.have = map[formats.Key]int{}
+			for _, f := range dstFolders {
+				if f.NoSelect {
+					continue
+				}
+				ds, err := e.indexDest(ctx, dst, f)
+				if err != nil {
+					closeQuietly(dst)
+					dst = nil
+					return err
+				}
+				count := map[formats.Key]int{}
+				for _, k := range ds.IDs {
+					count[k]++
+					e.have[k] = max(e.have[k], count[k])
+				}
 			}
-			count := map[formats.Key]int{}
-			for _, k := range ds.IDs {
-				count[k]++
-				e.have[k] = max(e.have[k], count[k])
-			}
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 	}
 
@@ -225,27 +240,31 @@ func (e *engine) deleteSource(ctx context.Context) error {
 	if !e.opts.DeleteSource || e.opts.DryRun || len(e.deletes) == 0 {
 		return nil
 	}
-	src, err := e.job.OpenSource(ctx)
-	if err != nil {
-		return err
-	}
-	d, ok := src.(Deleter)
-	if !ok {
-		src.Close()
-		return usagef("--delete-source: this source cannot delete messages")
-	}
-	for name, msgs := range e.deletes {
-		if err := d.Delete(ctx, e.srcByName[name], msgs); err != nil {
-			src.Close()
+	// Retried like a copy: marking and expunging the same UIDs again is
+	// harmless, and POP3 deletes only at a QUIT that was answered.
+	return e.retry(ctx, "deleting from the source", func() error {
+		src, err := e.job.OpenSource(ctx)
+		if err != nil {
 			return err
 		}
-	}
-	// For POP3 the deletions take effect at QUIT: Close's answer is the
-	// only word that they happened.
-	if err := src.Close(); err != nil {
-		return fmt.Errorf("--delete-source: %w", err)
-	}
-	return nil
+		d, ok := src.(Deleter)
+		if !ok {
+			src.Close()
+			return usagef("--delete-source: this source cannot delete messages")
+		}
+		for name, msgs := range e.deletes {
+			if err := d.Delete(ctx, e.srcByName[name], msgs); err != nil {
+				src.Close()
+				return err
+			}
+		}
+		// For POP3 the deletions take effect at QUIT: Close's answer is the
+		// only word that they happened.
+		if err := src.Close(); err != nil {
+			return fmt.Errorf("--delete-source: %w", err)
+		}
+		return nil
+	})
 }
 
 func closeQuietly(c io.Closer) {

@@ -1,10 +1,13 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -39,10 +42,15 @@ type copyFlags struct {
 	batch             string
 	accounts          int
 	shard             string
+	maxMessageSize    int64
+
+	cmd           *cobra.Command // the command the flags belong to (Flags().Changed)
+	presetApplied bool
 }
 
 func (f *copyFlags) add(cmd *cobra.Command) {
 	f.src.side, f.dst.side = "src", "dst"
+	f.cmd = cmd
 	fl := cmd.Flags()
 	fl.StringVar(&f.src.tlsMode, "src-tls", "", "source TLS: tls | starttls | none (default from the scheme)")
 	fl.StringVar(&f.dst.tlsMode, "dst-tls", "", "destination TLS: tls | starttls | none (default from the scheme)")
@@ -63,14 +71,15 @@ func (f *copyFlags) add(cmd *cobra.Command) {
 	fl.BoolVar(&f.dryRun, "dry-run", false, "show what would be copied; change nothing anywhere")
 	fl.IntVar(&f.jobs, "jobs", 4, "folders copied in parallel")
 	fl.StringVar(&f.stateDir, "state-dir", "", "where resume state lives (default: the user's state directory)")
-	fl.StringVar(&f.report, "report", "", "write the JSON report to FILE")
+	fl.StringVar(&f.report, "report", "", "write the JSON report to FILE (with --batch: the combined summary, each account's report beside it as FILE-N.json; or a DIR/)")
 	fl.StringVar(&f.progress, "progress", "auto", "progress bar on stderr: auto | always | never")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug | info | warn | error")
 	fl.StringVar(&f.src.tokenCmd, "src-oauth2-token-cmd", "", "run CMD for an OAuth2 access token for the source (XOAUTH2/OAUTHBEARER); run again on reconnect or when refused")
 	fl.StringVar(&f.dst.tokenCmd, "dst-oauth2-token-cmd", "", "run CMD for an OAuth2 access token for the destination")
-	fl.StringVar(&f.preset, "preset", "", "provider settings: gmail | office365")
-	fl.Int64Var(&f.maxBytesPerSecond, "max-bytes-per-second", 0, "limit the copy rate in bytes per second (0: no limit)")
-	fl.Float64Var(&f.maxMessagesPerSec, "max-messages-per-second", 0, "limit the copy rate in messages per second (0: no limit)")
+	fl.StringVar(&f.preset, "preset", "", "provider settings: gmail | office365 (see examples/presets.md); flags you give win")
+	fl.Var((*byteSize)(&f.maxBytesPerSecond), "max-bytes-per-second", "limit the copy rate of the run in bytes per second: 2000000, 2MB, 500KiB (0: no limit)")
+	fl.Float64Var(&f.maxMessagesPerSec, "max-messages-per-second", 0, "limit the copy rate of the run in messages per second, e.g. 5 or 0.5 (0: no limit)")
+	fl.Var((*byteSize)(&f.maxMessageSize), "max-message-size", "do not send messages larger than this (e.g. 150MiB): each is named in the report, exit 3 (0: no limit)")
 }
 
 // addBatch adds the flags of migrate alone: many accounts from a CSV file.
@@ -81,9 +90,16 @@ func (f *copyFlags) addBatch(cmd *cobra.Command) {
 	fl.StringVar(&f.shard, "shard", "", "with --batch: K/N, this machine's share of the accounts (K from 1 to N)")
 }
 
-// options checks the flags and turns them into engine options.
+// options applies --preset, checks the flags and turns them into engine
+// options.
 func (f *copyFlags) options(env *environment) (migrate.Options, error) {
 	var o migrate.Options
+	if err := f.applyPreset(env); err != nil {
+		return o, err
+	}
+	if f.maxMessagesPerSec < 0 || f.maxBytesPerSecond < 0 || f.maxMessageSize < 0 {
+		return o, &usageError{fmt.Errorf("--max-bytes-per-second, --max-messages-per-second and --max-message-size cannot be negative")}
+	}
 	o.Include, o.Exclude, o.Prefix = f.include, f.exclude, f.prefix
 	for _, m := range f.maps {
 		mp, err := migrate.ParseMapping(m)
@@ -164,9 +180,41 @@ resumes where a stopped run ended. Nothing is deleted anywhere unless
 --delete-source is given, and then only what was durably copied.
 
 Endpoints: imap://user@host[:port] (STARTTLS), imaps://user@host[:port],
-pop3://user@host (STLS), pop3s://user@host, maildir:PATH, mbox:PATH.`,
-		Args: exactArgs(2),
+pop3://user@host (STLS), pop3s://user@host, maildir:PATH, mbox:PATH.
+
+Many accounts: --batch FILE migrates every account of a CSV file instead of
+SOURCE and DEST, --accounts N at once, each with its own state and report; a
+failing account does not stop the others. The file has a header row and the
+columns source, destination (required), src_password_file, dst_password_file,
+src_token_cmd, dst_token_cmd (optional; a relative file name is taken from the
+file's directory; an empty cell falls back to the --src-*/--dst-* flags and
+MAILFERRY_SRC_PASSWORD/MAILFERRY_DST_PASSWORD; a batch never prompts). Lines
+starting with # are comments. --shard K/N keeps rows i (0-based, data rows in
+file order) with i % N == K-1, so that N machines given K = 1..N cover every
+row exactly once. Exit status 3 when any account failed or had failed
+messages.`,
+		Example: `  mailferry migrate imaps://alice@old.example.com imaps://alice@new.example.com
+  mailferry migrate imaps://alice@gmail.com imaps://alice@example.com --preset gmail
+  mailferry migrate --batch accounts.csv --accounts 4 --report reports/
+  mailferry migrate --batch accounts.csv --shard 2/8 --report reports/`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if f.batch != "" {
+				if len(args) != 0 {
+					return &usageError{fmt.Errorf("%s: with --batch the accounts come from the file: give no SOURCE or DEST", cmd.CommandPath())}
+				}
+				return nil
+			}
+			for _, name := range []string{"accounts", "shard"} {
+				if cmd.Flags().Changed(name) {
+					return &usageError{fmt.Errorf("--%s goes with --batch FILE", name)}
+				}
+			}
+			return exactArgs(2)(cmd, args)
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if f.batch != "" {
+				return runBatch(cmd, env, &f)
+			}
 			return runMigrate(cmd, env, &f, args[0], args[1])
 		},
 	}
@@ -203,16 +251,7 @@ func execute(cmd *cobra.Command, env *environment, f *copyFlags, opts migrate.Op
 	level, _ := parseLevel(f.logLevel)
 	log := slog.New(slog.NewTextHandler(env.stderr, &slog.HandlerOptions{Level: level}))
 	ui := newTerminalReporter(env.stderr, f.progress, log)
-	opts.Reporter = ui
-	if !opts.DryRun {
-		opts.StatePath = migrate.StatePath(f.stateDirectory(env), src.String(), dst.String())
-	}
-	job := migrate.Job{
-		SourceName: src.String(), DestName: dst.String(),
-		OpenSource: openSource(src), OpenSink: openSink(dst),
-		Options: opts,
-	}
-	rep, err := migrate.Run(cmd.Context(), job)
+	rep, err := f.runJob(cmd.Context(), env, opts, src, dst, ui)
 	ui.finish()
 	printSummary(env.stdout, rep)
 	if f.report != "" {
@@ -229,4 +268,73 @@ func execute(cmd *cobra.Command, env *environment, f *copyFlags, opts migrate.Op
 		return errSomeFailed
 	}
 	return nil
+}
+
+// runJob runs one migration from src to dst (both resolved) through the
+// engine: the one code path of migrate, archive and every account of a
+// batch. The endpoints are wrapped for --preset, the rate limits (one
+// budget for all workers of the run) and --max-message-size.
+func (f *copyFlags) runJob(ctx context.Context, env *environment, opts migrate.Options, src, dst *endpoint, ui migrate.Reporter) (*migrate.Report, error) {
+	opts.Reporter = ui
+	if !opts.DryRun {
+		opts.StatePath = migrate.StatePath(f.stateDirectory(env), src.String(), dst.String())
+	}
+	openSrc, openDst := openSource(src), openSink(dst)
+	wrapSrc := f.presetSource()
+	limits := migrate.NewLimits(f.maxBytesPerSecond, f.maxMessagesPerSec, nil)
+	job := migrate.Job{
+		SourceName: src.String(), DestName: dst.String(),
+		OpenSource: func(ctx context.Context) (migrate.Source, error) {
+			s, err := openSrc(ctx)
+			if err != nil {
+				return nil, err // never a wrapper around a typed nil
+			}
+			return migrate.LimitSource(wrapSrc(s), limits), nil
+		},
+		OpenSink: func(ctx context.Context) (migrate.Sink, error) {
+			d, err := openDst(ctx)
+			if err != nil {
+				return nil, err
+			}
+			return migrate.LimitMessageSize(d, f.maxMessageSize), nil
+		},
+		Options: opts,
+	}
+	return migrate.Run(ctx, job)
+}
+
+// byteSize is a flag value in bytes: a plain number, or one with a unit
+// (KB, MB, GB: powers of 1000; KiB, MiB, GiB: powers of 1024; K, M, G mean
+// KB, MB, GB; case does not matter).
+type byteSize int64
+
+func (b *byteSize) String() string { return strconv.FormatInt(int64(*b), 10) }
+func (b *byteSize) Type() string   { return "bytes" }
+
+func (b *byteSize) Set(s string) error {
+	n, err := parseByteSize(s)
+	if err != nil {
+		return err
+	}
+	*b = byteSize(n)
+	return nil
+}
+
+func parseByteSize(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	i := len(t)
+	for i > 0 && (t[i-1] < '0' || t[i-1] > '9') && t[i-1] != '.' {
+		i--
+	}
+	num, unit := strings.TrimSpace(t[:i]), strings.ToLower(strings.TrimSpace(t[i:]))
+	mult := map[string]float64{
+		"": 1, "b": 1,
+		"k": 1e3, "kb": 1e3, "m": 1e6, "mb": 1e6, "g": 1e9, "gb": 1e9,
+		"kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30,
+	}[unit]
+	v, err := strconv.ParseFloat(num, 64)
+	if err != nil || mult == 0 || v < 0 || v*mult > math.MaxInt64/2 {
+		return 0, fmt.Errorf("%q is not a size (e.g. 150MiB, 2MB, 500000)", s)
+	}
+	return int64(v * mult), nil
 }

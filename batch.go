@@ -104,7 +104,8 @@ func readBatch(path string) ([]batchRow, error) {
 		return filepath.Join(dir, p)
 	}
 	var rows []batchRow
-	pairs := map[string]int{}
+	pairs := map[string]int{}  // source and destination -> line
+	locals := map[string]int{} // local destination -> line
 	for {
 		rec, err := r.Read()
 		if err == io.EOF {
@@ -132,6 +133,12 @@ func readBatch(path string) ([]batchRow, error) {
 		if row.dst, err = parseEndpoint(row.destination); err != nil {
 			return nil, bad(line, "destination: %v", err)
 		}
+		if !row.src.isServer() && row.srcTokenCmd != "" {
+			return nil, bad(line, "src_token_cmd for %s, which is not a server", row.source)
+		}
+		if !row.dst.isServer() && row.dstTokenCmd != "" {
+			return nil, bad(line, "dst_token_cmd for %s, which is not a server", row.destination)
+		}
 		// One state file per pair: two runs of the same pair at once would
 		// contend for it (and copy the same messages).
 		key := row.src.String() + "\x00" + row.dst.String()
@@ -139,6 +146,13 @@ func readBatch(path string) ([]batchRow, error) {
 			return nil, bad(line, "the same source and destination as line %d", other)
 		}
 		pairs[key] = line
+		// A local store is written by one run at a time.
+		if !row.dst.isServer() {
+			if other, dup := locals[row.dst.String()]; dup {
+				return nil, bad(line, "the same local destination as line %d: give each account its own directory", other)
+			}
+			locals[row.dst.String()] = line
+		}
 		rows = append(rows, row)
 	}
 	if len(rows) == 0 {
@@ -351,6 +365,14 @@ func (f *copyFlags) runAccount(ctx context.Context, env *environment, stderr io.
 	srcSecret, dstSecret, tf := f.src, f.dst, f.tls
 	rowSecret(&srcSecret, row.srcPasswordFile, row.srcTokenCmd)
 	rowSecret(&dstSecret, row.dstPasswordFile, row.dstTokenCmd)
+	// The command line's token command is for the rows' servers: a local
+	// store needs no secret.
+	if !src.isServer() {
+		srcSecret.tokenCmd = ""
+	}
+	if !dst.isServer() {
+		dstSecret.tokenCmd = ""
+	}
 	// A batch never prompts: N accounts cannot share one terminal.
 	aenv := &environment{stdin: strings.NewReader(""), stdout: io.Discard, stderr: stderr, getenv: env.getenv}
 

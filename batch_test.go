@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -63,6 +64,8 @@ func TestBatchFileParsing(t *testing.T) {
 		"same pair twice":  "source,destination\nimap://a@h,imap://a@g\nimap://a@h:143,imap://a@g\n",
 		"ragged row":       "source,destination\nimap://a@h,imap://a@g,extra\n",
 		"duplicate column": "source,destination,source\nimap://a@h,imap://a@g,imap://b@h\n",
+		"shared maildir":   "source,destination\nimap://a@h,maildir:/srv/x\nimap://b@h,maildir:/srv/x\n",
+		"token for a file": "source,destination,dst_token_cmd\nimap://a@h,maildir:/srv/x,get-token\n",
 	} {
 		_, err := readBatch(writeFile(t, filepath.Join(dir, "bad.csv"), content))
 		if exitCode(err) != exitUsage {
@@ -375,5 +378,32 @@ func TestBatchExampleFileParses(t *testing.T) {
 	}
 	if r := rows[2]; r.dst.scheme != "maildir" || r.dstTokenCmd != "" {
 		t.Errorf("row 3: %+v", r)
+	}
+}
+
+// An account whose run finishes with failed messages is "partial": the
+// batch exits 3 and names it. The row gives no password files, so the
+// environment's passwords are used (newPair sets them).
+func TestBatchAccountWithFailedMessagesIsPartial(t *testing.T) {
+	p := newPair(t)
+	big := append(gmailMessage(2), bytes.Repeat([]byte("x"), 30_000)...)
+	p.src.Seed(t, "alice", []dovecottest.SeedMessage{{Body: gmailMessage(1)}, {Body: big}})
+	dir := t.TempDir()
+	csv := writeFile(t, filepath.Join(dir, "one.csv"), fmt.Sprintf("source,destination\nimap://alice@%s,imap://alice@%s\n", p.src.IMAPAddr(), p.dst.IMAPAddr()))
+	report := filepath.Join(dir, "sum.json")
+	code, out, errOut := mailferry(t, "migrate", "--batch", csv, "--src-tls", "none", "--dst-tls", "none",
+		"--state-dir", p.state, "--progress", "never", "--preset", "office365", "--max-message-size", "10KB", "--report", report)
+	if code != exitFailures {
+		t.Fatalf("exit %d, want 3\n%s\n%s", code, out, errOut)
+	}
+	sum := readSummary(t, report)
+	if a := sum.Accounts[0]; sum.Partial != 1 || a.Status != statusPartial || a.Copied != 1 || a.Failed != 1 {
+		t.Errorf("summary: %+v", sum)
+	}
+	if rep := readReport(t, filepath.Join(dir, "sum-1.json")); len(rep.Failures) != 1 || rep.Failures[0].MessageID != "<m2@gmail.example>" {
+		t.Errorf("the account's report does not name the failed message: %+v", rep.Failures)
+	}
+	if !strings.Contains(errOut, "account 1 (imap://alice@") || !strings.Contains(errOut, "1 messages failed") {
+		t.Errorf("stderr does not name the partial account:\n%s", errOut)
 	}
 }

@@ -7,6 +7,11 @@
 // foreground (dovecot -F) as a child of the test binary and is stopped, and
 // its directory removed, by t.Cleanup.
 //
+// With Options.OAuth2IntrospectionURL users may also log in with OAuth2
+// tokens (XOAUTH2, OAUTHBEARER) that an OAuth2Server (oauth.go) vouches
+// for; with Options.NamespacePrefix the personal namespace has a prefix
+// ("INBOX.", as on Courier and Cyrus).
+//
 // With Options.TLS an instance also speaks TLS: a CA and a server
 // certificate made for it (see tls.go), STARTTLS and STLS offered on the
 // plaintext ports, and imaps and pop3s listeners (Server.IMAPSPort,
@@ -113,6 +118,20 @@ type Options struct {
 	// QuotaBytes, when positive, is each user's storage quota (quota plugin):
 	// the test server for "a full quota".
 	QuotaBytes int64
+	// NamespacePrefix is the personal namespace's prefix, ending with the
+	// separator: "INBOX." makes a server laid out as Courier and Cyrus are
+	// (INBOX is "INBOX", every other folder "INBOX.Name"; NAMESPACE says
+	// (("INBOX." ".")) ). Empty means no prefix. Seed, Folders and
+	// Snapshot use the server's own spelling, prefix included.
+	NamespacePrefix string
+	// OAuth2IntrospectionURL, when set, adds XOAUTH2 and OAUTHBEARER
+	// (auth_mechanisms) with an oauth2 passdb that asks this URL (RFC 7662
+	// token introspection, POST token=...) whether a token is active and
+	// whose it is; see OAuth2Server for a test endpoint. Plaintext LOGIN and
+	// PLAIN keep using the passwords of Users. auth_failure_delay is 0 and
+	// the auth penalty is off, so that a refused token answers at once
+	// however many came before.
+	OAuth2IntrospectionURL string
 }
 
 // DefaultUsers returns the users an instance gets when Options.Users is nil.
@@ -143,6 +162,7 @@ type Server struct {
 	waitErr  error
 	logPath  string
 	quota    quotaOpts
+	extra    extraOpts
 	stopOnce sync.Once
 }
 
@@ -185,6 +205,13 @@ func Start(t testing.TB, opts Options) *Server {
 	if sentName == "" {
 		sentName = "Sent"
 	}
+	if pfx := opts.NamespacePrefix; pfx != "" && (!strings.HasSuffix(pfx, string(sep)) ||
+		len(pfx) == 1 || strings.ContainsAny(pfx, " \t\r\n\"\\{}#")) {
+		t.Fatalf("dovecottest: NamespacePrefix %q must be a name followed by the separator %q", pfx, sep)
+	}
+	if u := opts.OAuth2IntrospectionURL; strings.ContainsAny(u, " \t\r\n") {
+		t.Fatalf("dovecottest: OAuth2IntrospectionURL %q", u)
+	}
 	var tlsNames []string
 	if opts.TLS {
 		tlsNames = tlsCertNames(opts.TLSHost)
@@ -200,7 +227,8 @@ func Start(t testing.TB, opts Options) *Server {
 
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		s, err := start(bin, sep, users, opts.SpecialUse, sentName, uid, gid, tlsNames, quotaOpts{opts.MaxMailSize, opts.QuotaBytes})
+		s, err := start(bin, sep, users, opts.SpecialUse, sentName, uid, gid, tlsNames, quotaOpts{opts.MaxMailSize, opts.QuotaBytes},
+			extraOpts{nsPrefix: opts.NamespacePrefix, oauth2URL: opts.OAuth2IntrospectionURL})
 		if err == nil {
 			t.Cleanup(s.Stop)
 			return s
@@ -322,7 +350,10 @@ func freePorts(n int) ([]int, error) {
 // quotaOpts are the quota plugin's limits; zero values leave it off.
 type quotaOpts struct{ maxMail, storage int64 }
 
-func start(bin string, sep rune, users map[string]string, specialUse bool, sentName string, uid, gid int, tlsNames []string, quota quotaOpts) (s *Server, err error) {
+// extraOpts are Options.NamespacePrefix and OAuth2IntrospectionURL.
+type extraOpts struct{ nsPrefix, oauth2URL string }
+
+func start(bin string, sep rune, users map[string]string, specialUse bool, sentName string, uid, gid int, tlsNames []string, quota quotaOpts, extra extraOpts) (s *Server, err error) {
 	dir, err := os.MkdirTemp(tempParent(), dirPrefix)
 	if err != nil {
 		return nil, err
@@ -391,6 +422,17 @@ func start(bin string, sep rune, users map[string]string, specialUse bool, sentN
 		}
 	}
 	s.quota = quota
+	s.extra = extra
+	if extra.oauth2URL != "" {
+		conf := "introspection_mode = post\n" +
+			"introspection_url = " + extra.oauth2URL + "\n" +
+			"username_attribute = username\n" +
+			"active_attribute = active\n" +
+			"active_value = true\n"
+		if err := os.WriteFile(filepath.Join(dir, "dovecot-oauth2.conf.ext"), []byte(conf), 0o644); err != nil {
+			return nil, err
+		}
+	}
 	conf := s.config(passwdPath, specialUse, sentName, uid, gid)
 	confPath := filepath.Join(dir, "dovecot.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
@@ -453,7 +495,17 @@ func (s *Server) config(passwdPath string, specialUse bool, sentName string, uid
 		p("ssl = no")
 	}
 	p("disable_plaintext_auth = no")
-	p("auth_mechanisms = plain login")
+	if s.extra.oauth2URL != "" {
+		p("auth_mechanisms = plain login xoauth2 oauthbearer")
+		p("auth_failure_delay = 0")
+		p("auth_verbose = yes") // why a token was refused, in LogTail
+		// No auth penalty (up to 15 s per login after failures from the
+		// same IP): the tests refuse tokens on purpose.
+		p("service anvil {\n  unix_listener anvil-auth-penalty {\n    mode = 0\n  }\n}")
+		p("passdb {\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = %s\n}", filepath.Join(s.Dir, "dovecot-oauth2.conf.ext"))
+	} else {
+		p("auth_mechanisms = plain login")
+	}
 	p("default_login_user = dovenull")
 	p("default_internal_user = dovecot")
 	// MailUser is a system user (uid below 1000, Dovecot's default floor).
@@ -464,7 +516,12 @@ func (s *Server) config(passwdPath string, specialUse bool, sentName string, uid
 	// LAYOUT=fs: folders are plain subdirectories, so with '/' as separator
 	// a name may contain '.' (the default Maildir++ layout forbids it).
 	p("mail_location = maildir:%s/%%u:LAYOUT=fs", filepath.Join(s.Dir, "mail"))
-	p("passdb {\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%%u %s\n}", passwdPath)
+	if s.extra.oauth2URL != "" {
+		// Tokens are checked by the oauth2 passdb alone.
+		p("passdb {\n  driver = passwd-file\n  mechanisms = plain login\n  args = scheme=PLAIN username_format=%%u %s\n}", passwdPath)
+	} else {
+		p("passdb {\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%%u %s\n}", passwdPath)
+	}
 	p("userdb {\n  driver = static\n  args = uid=%d gid=%d home=%s/%%u\n}", uid, gid, filepath.Join(s.Dir, "home"))
 	if s.IMAPSPort != 0 {
 		p("service imap-login {\n  inet_listener imap {\n    address = 127.0.0.1\n    port = %d\n  }\n  inet_listener imaps {\n    address = 127.0.0.1\n    port = %d\n    ssl = yes\n  }\n}", s.IMAPPort, s.IMAPSPort)
@@ -485,7 +542,7 @@ func (s *Server) config(passwdPath string, specialUse bool, sentName string, uid
 		}
 		p("}")
 	}
-	p("namespace inbox {\n  inbox = yes\n  separator = %c\n  prefix =", s.Separator)
+	p("namespace inbox {\n  inbox = yes\n  separator = %c\n  prefix = %s", s.Separator, s.extra.nsPrefix)
 	if specialUse {
 		for _, m := range []struct{ name, use string }{
 			{sentName, `\Sent`}, {"Drafts", `\Drafts`}, {"Trash", `\Trash`},

@@ -132,6 +132,10 @@ type Options struct {
 	// the auth penalty is off, so that a refused token answers at once
 	// however many came before.
 	OAuth2IntrospectionURL string
+	// SpecialUseFolders maps more folder names (the server's spelling, e.g.
+	// "[Gmail]/All Mail") to a special-use attribute (`\All`, `\Flagged`):
+	// each is created and subscribed on first access, as with SpecialUse.
+	SpecialUseFolders map[string]string
 }
 
 // DefaultUsers returns the users an instance gets when Options.Users is nil.
@@ -228,7 +232,7 @@ func Start(t testing.TB, opts Options) *Server {
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
 		s, err := start(bin, sep, users, opts.SpecialUse, sentName, uid, gid, tlsNames, quotaOpts{opts.MaxMailSize, opts.QuotaBytes},
-			extraOpts{nsPrefix: opts.NamespacePrefix, oauth2URL: opts.OAuth2IntrospectionURL})
+			extraOpts{nsPrefix: opts.NamespacePrefix, oauth2URL: opts.OAuth2IntrospectionURL, specialUse: opts.SpecialUseFolders})
 		if err == nil {
 			t.Cleanup(s.Stop)
 			return s
@@ -350,8 +354,12 @@ func freePorts(n int) ([]int, error) {
 // quotaOpts are the quota plugin's limits; zero values leave it off.
 type quotaOpts struct{ maxMail, storage int64 }
 
-// extraOpts are Options.NamespacePrefix and OAuth2IntrospectionURL.
-type extraOpts struct{ nsPrefix, oauth2URL string }
+// extraOpts are Options.NamespacePrefix, OAuth2IntrospectionURL and
+// SpecialUseFolders.
+type extraOpts struct {
+	nsPrefix, oauth2URL string
+	specialUse          map[string]string // Options.SpecialUseFolders
+}
 
 func start(bin string, sep rune, users map[string]string, specialUse bool, sentName string, uid, gid int, tlsNames []string, quota quotaOpts, extra extraOpts) (s *Server, err error) {
 	dir, err := os.MkdirTemp(tempParent(), dirPrefix)
@@ -550,6 +558,14 @@ func (s *Server) config(passwdPath string, specialUse bool, sentName string, uid
 		} {
 			p("  mailbox %s {\n    special_use = %s\n    auto = subscribe\n  }", confQuote(m.name), m.use)
 		}
+	}
+	extraNames := make([]string, 0, len(s.extra.specialUse))
+	for name := range s.extra.specialUse {
+		extraNames = append(extraNames, name)
+	}
+	sort.Strings(extraNames)
+	for _, name := range extraNames {
+		p("  mailbox %s {\n    special_use = %s\n    auto = subscribe\n  }", confQuote(name), s.extra.specialUse[name])
 	}
 	p("}")
 	return b.String()

@@ -39,6 +39,15 @@ type ServerConfig struct {
 	TLS       TLSMode
 	TLSConfig *tls.Config // verification on unless the user asked otherwise
 	Timeout   time.Duration
+
+	// Token, when set, logs in with OAuth2 instead of Password: IMAP
+	// AUTHENTICATE and POP3 AUTH with OAUTHBEARER or XOAUTH2 (oauth.go).
+	// It is called for every new connection, and once more when the server
+	// refuses the token (expired); the token is never logged.
+	Token TokenFunc
+	// OAuth2Mechanism forces MechXOAuth2 or MechOAuthBearer; empty picks
+	// what the server offers, OAUTHBEARER first.
+	OAuth2Mechanism string
 }
 
 // String names the server without any secret, for messages and reports.
@@ -67,7 +76,8 @@ type IMAP struct {
 	// app is the MULTIAPPEND connection (multiappend.go), dialled on the
 	// first Store when the server offers MULTIAPPEND and LITERAL+.
 	app     *appender
-	noBatch bool // set when the server lacks what the appender needs
+	noBatch bool     // set when the server lacks what the appender needs
+	auth    imapAuth // how this connection logged in: the appender does the same
 }
 
 var (
@@ -77,9 +87,19 @@ var (
 	_ Committer = (*IMAP)(nil)
 )
 
-// DialIMAP connects and logs in. Authentication failures come back wrapped in
-// ErrAuth, TLS failures in ErrTLS; neither carries the password.
+// DialIMAP connects and logs in: LOGIN with cfg.Password, or with cfg.Token
+// AUTHENTICATE OAUTHBEARER or XOAUTH2 (a refused token is tried once more
+// with a new one, on a new connection). Authentication failures come back
+// wrapped in ErrAuth, TLS failures in ErrTLS; neither carries the password
+// or the token.
 func DialIMAP(ctx context.Context, cfg ServerConfig) (*IMAP, error) {
+	if cfg.Token == nil {
+		return dialIMAP(ctx, cfg, "")
+	}
+	return withToken(ctx, cfg, func(token string) (*IMAP, error) { return dialIMAP(ctx, cfg, token) })
+}
+
+func dialIMAP(ctx context.Context, cfg ServerConfig, token string) (*IMAP, error) {
 	timeout := cfg.Timeout
 	if timeout == 0 {
 		timeout = 30 * time.Second
@@ -111,7 +131,16 @@ func DialIMAP(ctx context.Context, cfg ServerConfig) (*IMAP, error) {
 		c.Close()
 		return nil, classifyDialError(cfg, err)
 	}
-	if err := c.Login(cfg.User, cfg.Password).Wait(); err != nil {
+	var auth imapAuth
+	if token != "" {
+		if auth, err = authenticateIMAP(c, cfg, token); err != nil {
+			c.Close() // never go on after a failed SASL exchange
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, err
+		}
+	} else if err := c.Login(cfg.User, cfg.Password).Wait(); err != nil {
 		c.Close()
 		var ie *imap.Error
 		if errors.As(err, &ie) {
@@ -119,7 +148,7 @@ func DialIMAP(ctx context.Context, cfg ServerConfig) (*IMAP, error) {
 		}
 		return nil, &RetryableError{Err: fmt.Errorf("imap: %s: login: %w", cfg, err)}
 	}
-	m := &IMAP{c: c, cfg: cfg, caps: c.Caps(), existing: map[string]bool{}}
+	m := &IMAP{c: c, cfg: cfg, caps: c.Caps(), existing: map[string]bool{}, auth: auth}
 	m.noBatch = !(m.caps.Has(imap.CapMultiAppend) && m.caps.Has(imap.CapLiteralPlus))
 	// The separator: LIST "" "" answers with the hierarchy delimiter.
 	list, err := c.List("", "", nil).Collect()
@@ -642,7 +671,7 @@ func (m *IMAP) Store(ctx context.Context, folder formats.Folder, msg formats.Mes
 	}
 	if !m.noBatch {
 		if m.app == nil {
-			app, err := dialAppender(m.cfg)
+			app, err := dialAppender(ctx, m.cfg, m.auth)
 			if err != nil {
 				return "", err
 			}

@@ -20,7 +20,9 @@ package migrate
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"net"
@@ -76,7 +78,17 @@ type appendOutcome struct {
 	err error // a *MessageError when the server refused this message alone
 }
 
-func dialAppender(cfg ServerConfig) (*appender, error) {
+// dialAppender connects and logs in as the main connection did (auth):
+// LOGIN, or with cfg.Token AUTHENTICATE with the same mechanism and a token
+// of its own (a refused one is tried once more with a new token).
+func dialAppender(ctx context.Context, cfg ServerConfig, auth imapAuth) (*appender, error) {
+	if cfg.Token == nil {
+		return dialAppenderToken(cfg, auth, "")
+	}
+	return withToken(ctx, cfg, func(token string) (*appender, error) { return dialAppenderToken(cfg, auth, token) })
+}
+
+func dialAppenderToken(cfg ServerConfig, auth imapAuth, token string) (*appender, error) {
 	timeout := cfg.Timeout
 	if timeout == 0 {
 		timeout = 60 * time.Second
@@ -101,14 +113,14 @@ func dialAppender(cfg ServerConfig) (*appender, error) {
 		return nil, classifyDialError(cfg, err)
 	}
 	a := &appender{conn: conn, br: bufio.NewReaderSize(conn, 16<<10), bw: bufio.NewWriterSize(conn, 64<<10), cfg: cfg, timeout: timeout}
-	if err := a.handshake(tc); err != nil {
-		conn.Close()
+	if err := a.handshake(tc, auth, token); err != nil {
+		a.conn.Close()
 		return nil, err
 	}
 	return a, nil
 }
 
-func (a *appender) handshake(tc *tls.Config) error {
+func (a *appender) handshake(tc *tls.Config, auth imapAuth, token string) error {
 	a.conn.SetDeadline(time.Now().Add(a.timeout))
 	defer a.conn.SetDeadline(time.Time{})
 	if _, err := a.readLine(); err != nil { // greeting
@@ -126,6 +138,9 @@ func (a *appender) handshake(tc *tls.Config) error {
 		a.br.Reset(tconn)
 		a.bw.Reset(tconn)
 	}
+	if token != "" {
+		return a.authenticate(auth, token)
+	}
 	// LOGIN with two non-synchronising literals carries any user name and
 	// password without quoting rules. The secret is never logged.
 	tag := a.nextTag()
@@ -142,6 +157,75 @@ func (a *appender) handshake(tc *tls.Config) error {
 		return &RetryableError{Err: fmt.Errorf("imap append: %s: login: %w", a.cfg.Addr, err)}
 	}
 	return nil
+}
+
+// authenticate logs in with AUTHENTICATE and the OAuth2 mechanism the main
+// connection used (the initial response on the command line when the
+// server has SASL-IR). An error challenge is answered as the mechanism
+// wants and the server's NO ends the exchange; the caller then closes the
+// connection.
+func (a *appender) authenticate(auth imapAuth, token string) error {
+	if auth.mech == "" {
+		return fmt.Errorf("%w: %s: no OAuth2 mechanism for the APPEND connection", ErrAuth, a.cfg)
+	}
+	cl := newOAuth2Client(auth.mech, a.cfg.User, token, a.cfg.Addr)
+	_, ir, _ := cl.Start()
+	tag := a.nextTag()
+	a.bw.WriteString(tag + " AUTHENTICATE " + auth.mech)
+	sentIR := auth.saslIR
+	if sentIR {
+		a.bw.WriteString(" " + saslLine(ir))
+	}
+	a.bw.WriteString("\r\n")
+	fail := func(err error) error {
+		return &RetryableError{Err: fmt.Errorf("imap append: %s: authenticate: %s", a.cfg.Addr, redactToken(err.Error(), token))}
+	}
+	if err := a.bw.Flush(); err != nil {
+		return fail(err)
+	}
+	for challenges := 0; ; {
+		line, err := a.readLine()
+		if err != nil {
+			return fail(err)
+		}
+		if rest, ok := strings.CutPrefix(line, "+"); ok {
+			rest = strings.TrimSpace(rest)
+			resp := ""
+			switch {
+			case !sentIR && rest == "":
+				resp, sentIR = saslLine(ir), true
+			case challenges > 0:
+				// A refusal was answered already: no more rounds.
+				a.bw.WriteString("*\r\n")
+				a.bw.Flush()
+				return refused(a.cfg, cl.refusal, token)
+			default:
+				challenges++
+				ch, _ := base64.StdEncoding.DecodeString(rest)
+				cl.Next(ch)
+				resp = saslLine(cl.abortResponse())
+			}
+			a.bw.WriteString(resp + "\r\n")
+			if err := a.bw.Flush(); err != nil {
+				return fail(err)
+			}
+			continue
+		}
+		rest, ok := strings.CutPrefix(line, tag+" ")
+		if !ok {
+			continue // untagged (CAPABILITY)
+		}
+		status, text, _ := strings.Cut(rest, " ")
+		if strings.EqualFold(status, "OK") {
+			return nil
+		}
+		r := cl.refusal
+		if r == nil {
+			r = &oauth2Refusal{mech: auth.mech}
+		}
+		r.text = strings.TrimSpace(status + " " + text)
+		return refused(a.cfg, r, token)
+	}
 }
 
 // simple runs one command that takes no literal and waits for its OK.

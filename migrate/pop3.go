@@ -75,6 +75,8 @@ type POP3 struct {
 
 	broken error // the connection failed: no more commands, no QUIT
 	closed bool
+
+	token string // the OAuth2 token, during the login only
 }
 
 var (
@@ -109,12 +111,21 @@ func DialPOP3(ctx context.Context, cfg ServerConfig) (*POP3, error) {
 	if strings.ContainsAny(cfg.User, "\r\n\x00") || strings.ContainsAny(cfg.Password, "\r\n\x00") {
 		return nil, fmt.Errorf("%w: pop3: %s: user name or password contains a line break or NUL", ErrUsage, cfg)
 	}
+	if cfg.Token != nil {
+		return withToken(ctx, cfg, func(token string) (*POP3, error) { return openPOP3(ctx, cfg, timeout, token) })
+	}
+	return openPOP3(ctx, cfg, timeout, "")
+}
+
+// openPOP3 connects and logs in, with token when it is not empty.
+func openPOP3(ctx context.Context, cfg ServerConfig, timeout time.Duration, token string) (*POP3, error) {
 	d := &net.Dialer{Timeout: timeout}
 	raw, err := d.DialContext(ctx, "tcp", cfg.Addr)
 	if err != nil {
 		return nil, &RetryableError{Err: fmt.Errorf("pop3: %s: %w", cfg.Addr, err)}
 	}
-	p := &POP3{cfg: cfg, raw: raw, timeout: timeout}
+	p := &POP3{cfg: cfg, raw: raw, timeout: timeout, token: token}
+	defer func() { p.token = "" }() // needed for the login only
 	p.setConn(&deadlineConn{Conn: raw, timeout: timeout})
 	stop := context.AfterFunc(ctx, func() { raw.Close() })
 	defer stop()
@@ -231,8 +242,12 @@ func (p *POP3) capa() {
 	_, p.pipelining = caps["PIPELINING"]
 }
 
-// login uses USER/PASS, or AUTH PLAIN when CAPA lists SASL PLAIN but not USER.
+// login uses USER/PASS, or AUTH PLAIN when CAPA lists SASL PLAIN but not
+// USER; with an OAuth2 token, AUTH OAUTHBEARER or XOAUTH2 (loginOAuth2).
 func (p *POP3) login() error {
+	if p.token != "" {
+		return p.loginOAuth2()
+	}
 	_, hasUser := p.caps["USER"]
 	sasl := strings.Fields(strings.ToUpper(p.caps["SASL"]))
 	plain := false
@@ -262,6 +277,80 @@ func (p *POP3) login() error {
 		return fmt.Errorf("%w: %s: login refused: %s", ErrAuth, p.cfg, text)
 	}
 	return nil
+}
+
+// pop3AuthLineMax is the longest AUTH command that may carry the initial
+// response (RFC 5034, 4: 255 octets); a longer one (Microsoft's tokens are)
+// waits for the server's empty challenge instead.
+const pop3AuthLineMax = 255
+
+// loginOAuth2 runs AUTH with the OAuth2 mechanism CAPA's SASL line offers.
+// After an error challenge it answers as the mechanism wants and reads the
+// server's -ERR; any failure leaves the connection to be closed.
+func (p *POP3) loginOAuth2() error {
+	sasl := strings.Fields(strings.ToUpper(p.caps["SASL"]))
+	mech, err := chooseOAuth2(p.cfg, func(m string) bool { return slices.Contains(sasl, m) }, sasl)
+	if err != nil {
+		return err
+	}
+	cl := newOAuth2Client(mech, p.cfg.User, p.token, p.cfg.Addr)
+	_, ir, _ := cl.Start()
+	line := "AUTH " + mech + " " + saslLine(ir)
+	pendingIR := len(line) > pop3AuthLineMax
+	if pendingIR {
+		line = "AUTH " + mech
+	}
+	fail := func(err error) error { return p.dialErr("login", err) } // I/O errors: no server text in them
+	if err := p.send(line); err != nil {
+		return fail(err)
+	}
+	if err := p.w.Flush(); err != nil {
+		return fail(err)
+	}
+	for challenges := 0; ; {
+		resp, err := p.readLine()
+		if err != nil {
+			return fail(err)
+		}
+		switch {
+		case strings.HasPrefix(resp, "+OK"):
+			return nil
+		case strings.HasPrefix(resp, "-ERR"):
+			text := strings.TrimSpace(resp[4:])
+			if hasCode(text, "IN-USE", "LOGIN-DELAY", "SYS/TEMP") {
+				return &RetryableError{Err: fmt.Errorf("pop3: %s: login refused for now: %s", p.cfg, redactToken(p.redact(text), p.token))}
+			}
+			r := cl.refusal
+			if r == nil {
+				r = &oauth2Refusal{mech: mech}
+			}
+			r.text = p.redact(text)
+			return refused(p.cfg, r, p.token)
+		case strings.HasPrefix(resp, "+"):
+			ch := strings.TrimSpace(resp[1:])
+			var answer string
+			switch {
+			case pendingIR && ch == "":
+				answer, pendingIR = saslLine(ir), false
+			case challenges > 0:
+				p.cmd("*") // cancel (RFC 5034): a refusal was answered already
+				return refused(p.cfg, cl.refusal, p.token)
+			default:
+				challenges++
+				b, _ := base64.StdEncoding.DecodeString(ch)
+				cl.Next(b)
+				answer = saslLine(cl.abortResponse())
+			}
+			if err := p.send(answer); err != nil {
+				return fail(err)
+			}
+			if err := p.w.Flush(); err != nil {
+				return fail(err)
+			}
+		default:
+			return p.dialErr("login", fmt.Errorf("%w: %q", errPOP3Protocol, printable(resp, 80)))
+		}
+	}
 }
 
 // redact removes the password from server text, in case a server echoes it.

@@ -1,0 +1,354 @@
+package migrate
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mailferry/mailferry/formats"
+	"github.com/mailferry/mailferry/migrate/dovecottest"
+)
+
+func TestXOAUTH2InitialResponse(t *testing.T) {
+	c := newOAuth2Client(MechXOAuth2, "alice@example.com", "ya29.tok-en", "imap.example.com:993")
+	mech, ir, err := c.Start()
+	if err != nil || mech != "XOAUTH2" {
+		t.Fatalf("Start = %q, %v", mech, err)
+	}
+	want := "user=alice@example.com\x01auth=Bearer ya29.tok-en\x01\x01"
+	if string(ir) != want {
+		t.Errorf("initial response %q, want %q", ir, want)
+	}
+	// The base64 form Google documents for user=someuser@example.com and
+	// token ya29.vF9dft4qmTc2Nvb3RlckBhdHRhdmlzdGEuY29tCg.
+	got := saslLine(xoauth2Response("someuser@example.com", "ya29.vF9dft4qmTc2Nvb3RlckBhdHRhdmlzdGEuY29tCg"))
+	const google = "dXNlcj1zb21ldXNlckBleGFtcGxlLmNvbQFhdXRoPUJlYXJlciB5YTI5LnZGOWRmdDRxbVRjMk52YjNSbGNrQmhkSFJoZG1semRHRXVZMjl0Q2cBAQ=="
+	if got != google {
+		t.Errorf("base64 %s, want %s", got, google)
+	}
+	if r := c.abortResponse(); len(r) != 0 {
+		t.Errorf("XOAUTH2 answers an error challenge with %q, want an empty line", r)
+	}
+}
+
+func TestOAuthBearerInitialResponse(t *testing.T) {
+	c := newOAuth2Client(MechOAuthBearer, "alice", "tok", "mail.example.com:143")
+	mech, ir, _ := c.Start()
+	want := "n,a=alice,\x01host=mail.example.com\x01port=143\x01auth=Bearer tok\x01\x01"
+	if mech != "OAUTHBEARER" || string(ir) != want {
+		t.Errorf("Start = %s %q, want OAUTHBEARER %q", mech, ir, want)
+	}
+	if r := c.abortResponse(); string(r) != "\x01" {
+		t.Errorf("OAUTHBEARER answers an error challenge with %q, want %%x01", r)
+	}
+}
+
+func TestOAuth2RefusalChallenge(t *testing.T) {
+	c := newOAuth2Client(MechXOAuth2, "alice", "secret-token", "h:1")
+	resp, err := c.Next([]byte(`{"status":"401","schemes":"bearer","scope":"mail"}`))
+	var r *oauth2Refusal
+	if resp != nil || !errors.As(err, &r) || r.status != "401" {
+		t.Fatalf("Next = %q, %v", resp, err)
+	}
+	e := refused(ServerConfig{Addr: "h:1", User: "alice"}, &oauth2Refusal{mech: MechXOAuth2, status: "400", text: "NO bad token secret-token\x1b[2J"}, "secret-token")
+	if !errors.Is(e, ErrAuth) || strings.Contains(e.Error(), "secret-token") || strings.ContainsRune(e.Error(), 0x1b) {
+		t.Errorf("refusal error %q", e)
+	}
+	if !strings.Contains(e.Error(), "status 400") || !strings.Contains(e.Error(), "XOAUTH2") {
+		t.Errorf("refusal error %q does not say what was refused", e)
+	}
+	// Not JSON: no status, no echo.
+	c.Next([]byte("garbage"))
+	if c.refusal.status != "" {
+		t.Errorf("status %q from a non-JSON challenge", c.refusal.status)
+	}
+}
+
+func TestChooseOAuth2(t *testing.T) {
+	offers := func(ms ...string) func(string) bool {
+		return func(m string) bool {
+			for _, x := range ms {
+				if x == m {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	cfg := ServerConfig{Addr: "h:1", User: "u"}
+	for _, tc := range []struct {
+		forced string
+		offer  []string
+		want   string
+		err    error
+	}{
+		{"", []string{"PLAIN", "XOAUTH2", "OAUTHBEARER"}, MechOAuthBearer, nil},
+		{"", []string{"XOAUTH2"}, MechXOAuth2, nil},
+		{"", []string{"OAUTHBEARER"}, MechOAuthBearer, nil},
+		{"", []string{"PLAIN", "LOGIN"}, "", ErrAuth},
+		{"xoauth2", []string{"XOAUTH2", "OAUTHBEARER"}, MechXOAuth2, nil},
+		{"XOAUTH2", []string{"OAUTHBEARER"}, "", ErrAuth},
+		{"PLAIN", []string{"PLAIN"}, "", ErrUsage},
+	} {
+		cfg.OAuth2Mechanism = tc.forced
+		got, err := chooseOAuth2(cfg, offers(tc.offer...), tc.offer)
+		if got != tc.want || !errors.Is(err, tc.err) || (tc.err == nil) != (err == nil) {
+			t.Errorf("forced %q, offered %v: got %q, %v; want %q, %v", tc.forced, tc.offer, got, err, tc.want, tc.err)
+		}
+	}
+}
+
+func TestTokenChecks(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		tok  string
+		err  error
+		want string
+	}{
+		{"  tok  ", nil, "tok"},
+		{"", nil, ""},
+		{"a\x01b", nil, ""},
+		{"", errors.New("exit status 3"), ""},
+	} {
+		cfg := ServerConfig{Addr: "h:1", User: "u", Token: func(context.Context) (string, error) { return tc.tok, tc.err }}
+		got, err := cfg.token(ctx)
+		if got != tc.want || (tc.want == "") != errors.Is(err, ErrAuth) {
+			t.Errorf("token %q, %v: got %q, %v", tc.tok, tc.err, got, err)
+		}
+		if err != nil && strings.Contains(err.Error(), "\x01") {
+			t.Errorf("the error shows the token: %q", err)
+		}
+	}
+}
+
+// oauthServer is a Dovecot whose users log in with tokens from o.
+func oauthServer(t *testing.T, opts dovecottest.Options) (*dovecottest.Server, *dovecottest.OAuth2Server) {
+	t.Helper()
+	o := dovecottest.StartOAuth2(t)
+	opts.OAuth2IntrospectionURL = o.URL
+	return dovecottest.Start(t, opts), o
+}
+
+// countingToken returns tokens from toks in turn (the last one again when
+// they run out) and counts the calls.
+func countingToken(calls *atomic.Int32, toks ...string) TokenFunc {
+	return func(context.Context) (string, error) {
+		n := int(calls.Add(1))
+		return toks[min(n, len(toks))-1], nil
+	}
+}
+
+func TestOAuth2LoginsOnDovecot(t *testing.T) {
+	srv, o := oauthServer(t, dovecottest.Options{})
+	o.Grant("good-token", "alice")
+	long := "long-" + strings.Repeat("x", 1500) // Microsoft's tokens are this long
+	o.Grant(long, "alice")
+	o.Grant("bobs-token", "bob")
+	ctx := context.Background()
+	base := ServerConfig{Addr: srv.IMAPAddr(), User: "alice", TLS: TLSNone, Timeout: 10 * time.Second}
+
+	for _, mech := range []string{"", MechXOAuth2, MechOAuthBearer} {
+		for _, tok := range []string{"good-token", long} {
+			t.Run(fmt.Sprintf("imap-%s-%d", mech, len(tok)), func(t *testing.T) {
+				var calls atomic.Int32
+				cfg := base
+				cfg.OAuth2Mechanism = mech
+				cfg.Token = countingToken(&calls, tok)
+				m, err := DialIMAP(ctx, cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer m.Close()
+				if want := cmp.Or(mech, MechOAuthBearer); m.auth.mech != want || !m.auth.saslIR {
+					t.Errorf("logged in with %+v, want %s with SASL-IR", m.auth, want)
+				}
+				// The MULTIAPPEND connection logs in the same way, with a
+				// token of its own, with the initial response on the
+				// command line or after the server's "+".
+				for _, ir := range []bool{true, false} {
+					auth := m.auth
+					auth.saslIR = ir
+					a, err := dialAppender(ctx, cfg, auth)
+					if err != nil {
+						t.Fatalf("appender (SASL-IR %v): %v", ir, err)
+					}
+					if err := a.add("INBOX", nil, time.Now(), []byte("Subject: x\r\n\r\nx\r\n")); err != nil {
+						t.Fatal(err)
+					}
+					outs, err := a.commit()
+					if err != nil || len(outs) != 1 || outs[0].err != nil || outs[0].uid == 0 {
+						t.Fatalf("append over the OAuth2 connection: %v %+v", err, outs)
+					}
+					a.close()
+				}
+				if n := calls.Load(); n != 3 {
+					t.Errorf("the token was asked for %d times for three connections", n)
+				}
+			})
+		}
+	}
+
+	for _, mech := range []string{"", MechXOAuth2, MechOAuthBearer} {
+		for _, tok := range []string{"good-token", long} {
+			t.Run(fmt.Sprintf("pop3-%s-%d", mech, len(tok)), func(t *testing.T) {
+				var calls atomic.Int32
+				cfg := base
+				cfg.Addr = srv.POP3Addr()
+				cfg.OAuth2Mechanism = mech
+				cfg.Token = countingToken(&calls, tok)
+				p, err := DialPOP3(ctx, cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := p.Folders(ctx); err != nil {
+					t.Error(err)
+				}
+				if err := p.Close(); err != nil {
+					t.Error(err)
+				}
+				if calls.Load() != 1 {
+					t.Errorf("%d token calls", calls.Load())
+				}
+			})
+		}
+	}
+
+	// A refused token: the login is tried once more with a new token, then
+	// fails with ErrAuth, naming neither token. Bob's token is not Alice's.
+	for _, proto := range []string{"imap", "pop3", "appender"} {
+		for _, mech := range []string{MechXOAuth2, MechOAuthBearer} {
+			t.Run("refused-"+proto+"-"+mech, func(t *testing.T) {
+				var calls atomic.Int32
+				cfg := base
+				cfg.OAuth2Mechanism = mech
+				cfg.Token = countingToken(&calls, "wrong-token-1", "bobs-token")
+				var err error
+				switch proto {
+				case "imap":
+					_, err = DialIMAP(ctx, cfg)
+				case "pop3":
+					cfg.Addr = srv.POP3Addr()
+					_, err = DialPOP3(ctx, cfg)
+				case "appender":
+					_, err = dialAppender(ctx, cfg, imapAuth{mech: mech, saslIR: true})
+				}
+				if !errors.Is(err, ErrAuth) || IsRetryable(err) {
+					t.Fatalf("got %v, want a final ErrAuth", err)
+				}
+				msg := err.Error()
+				if strings.Contains(msg, "wrong-token") || strings.Contains(msg, "bobs-token") || !strings.Contains(msg, "refused") {
+					t.Errorf("error %q", msg)
+				}
+				if calls.Load() != 2 {
+					t.Errorf("the token was asked for %d times, want 2 (once more after the refusal)", calls.Load())
+				}
+			})
+		}
+	}
+
+	// An expired token (the introspection answers "not active" once): the
+	// second token, asked for after the refusal, logs in.
+	t.Run("expired-once", func(t *testing.T) {
+		var calls atomic.Int32
+		o.Grant("fresh-1", "alice")
+		o.Grant("fresh-2", "alice")
+		o.ExpireNext("fresh-1", 1)
+		cfg := base
+		cfg.Token = countingToken(&calls, "fresh-1", "fresh-2")
+		m, err := DialIMAP(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Close()
+		if calls.Load() != 2 {
+			t.Errorf("%d token calls, want 2", calls.Load())
+		}
+	})
+
+	// A token command that fails: ErrAuth at once, no retry.
+	t.Run("command-fails", func(t *testing.T) {
+		var calls atomic.Int32
+		cfg := base
+		cfg.Token = func(context.Context) (string, error) {
+			calls.Add(1)
+			return "", errors.New("--src-oauth2-token-cmd failed: exit status 7")
+		}
+		_, err := DialIMAP(ctx, cfg)
+		if !errors.Is(err, ErrAuth) || IsRetryable(err) || !strings.Contains(err.Error(), "exit status 7") || calls.Load() != 1 {
+			t.Errorf("got %v after %d calls", err, calls.Load())
+		}
+	})
+}
+
+func TestOAuth2NotOffered(t *testing.T) {
+	srv := dovecottest.Start(t, dovecottest.Options{})
+	cfg := ServerConfig{Addr: srv.IMAPAddr(), User: "alice", TLS: TLSNone, Token: func(context.Context) (string, error) { return "t", nil }}
+	_, err := DialIMAP(context.Background(), cfg)
+	if !errors.Is(err, ErrAuth) || !strings.Contains(err.Error(), "no OAuth2") {
+		t.Errorf("IMAP: %v", err)
+	}
+	cfg.Addr = srv.POP3Addr()
+	_, err = DialPOP3(context.Background(), cfg)
+	if !errors.Is(err, ErrAuth) || !strings.Contains(err.Error(), "no OAuth2") {
+		t.Errorf("POP3: %v", err)
+	}
+}
+
+// OAuth2 after STARTTLS/STLS and over implicit TLS: the mechanisms are
+// those offered once the connection is protected.
+func TestOAuth2OverTLS(t *testing.T) {
+	srv, o := oauthServer(t, dovecottest.Options{TLS: true})
+	o.Grant("tls-token", "alice")
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		addr string
+		mode TLSMode
+		pop  bool
+	}{
+		{"imap-starttls", srv.IMAPAddr(), TLSStartTLS, false},
+		{"imaps", srv.IMAPSAddr(), TLSImplicit, false},
+		{"pop3-stls", srv.POP3Addr(), TLSStartTLS, true},
+		{"pop3s", srv.POP3SAddr(), TLSImplicit, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var calls atomic.Int32
+			cfg := ServerConfig{Addr: tc.addr, User: "alice", TLS: tc.mode, Timeout: 10 * time.Second,
+				TLSConfig: &tls.Config{RootCAs: srv.RootCAs()}, Token: countingToken(&calls, "tls-token")}
+			if tc.pop {
+				p, err := DialPOP3(ctx, cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				p.Close()
+				return
+			}
+			m, err := DialIMAP(ctx, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			f, err := m.Ensure(ctx, []string{"INBOX"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			body := []byte("Subject: over TLS\r\n\r\nx\r\n")
+			if _, err := m.Store(ctx, f, formats.Message{Date: time.Now()}, int64(len(body)), bytes.NewReader(body)); err != nil && !errors.Is(err, ErrQueued) {
+				t.Fatal(err)
+			}
+			if res, err := m.Commit(ctx); err != nil || len(res) != 1 || res[0].Err != nil {
+				t.Fatalf("commit over the TLS MULTIAPPEND connection: %v %+v", err, res)
+			}
+			if calls.Load() != 2 {
+				t.Errorf("%d token calls for two connections", calls.Load())
+			}
+		})
+	}
+}

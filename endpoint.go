@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 
 	"golang.org/x/term"
 
@@ -139,6 +140,32 @@ func (s *secretFlags) password(env *environment, who string) (string, error) {
 	return string(b), nil
 }
 
+// tokenCommand returns the token source of --SIDE-oauth2-token-cmd: every
+// call runs `sh -c CMD` and takes the first line of its standard output
+// (its standard error is not shown: it may hold secrets). Runs are one at a
+// time, so that a helper that refreshes tokens never races itself. Errors
+// name the flag and the exit status, never the output.
+func tokenCommand(side, cmdline string) migrate.TokenFunc {
+	var mu sync.Mutex
+	flag := "--" + side + "-oauth2-token-cmd"
+	return func(ctx context.Context) (string, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		out, err := exec.CommandContext(ctx, "sh", "-c", cmdline).Output()
+		if err != nil {
+			if ctx.Err() != nil {
+				return "", ctx.Err()
+			}
+			return "", fmt.Errorf("%s failed: %v", flag, err)
+		}
+		tok := strings.TrimSpace(firstLine(string(out)))
+		if tok == "" {
+			return "", fmt.Errorf("%s printed no token", flag)
+		}
+		return tok, nil
+	}
+}
+
 func firstLine(s string) string {
 	line, _, _ := strings.Cut(s, "\n")
 	return strings.TrimSuffix(line, "\r")
@@ -175,9 +202,14 @@ func (t *tlsFlags) config(env *environment) (*tls.Config, error) {
 	return cfg, nil
 }
 
-// resolveServer applies the TLS mode and finds the password for one side.
+// resolveServer applies the TLS mode and finds the password for one side,
+// or with --src-oauth2-token-cmd / --dst-oauth2-token-cmd sets the token
+// command up instead (then no password is asked for).
 func resolveServer(env *environment, ep *endpoint, sf *secretFlags, tf *tlsFlags) error {
 	if !ep.isServer() {
+		if sf.tokenCmd != "" {
+			return &usageError{fmt.Errorf("--%s-oauth2-token-cmd: %s is not a server", sf.side, ep)}
+		}
 		return nil
 	}
 	if sf.tlsMode != "" {
@@ -193,6 +225,13 @@ func resolveServer(env *environment, ep *endpoint, sf *secretFlags, tf *tlsFlags
 		return err
 	}
 	ep.server.TLSConfig = cfg
+	if sf.tokenCmd != "" {
+		if sf.file != "" || sf.cmd != "" {
+			return &usageError{fmt.Errorf("--%s-oauth2-token-cmd logs in with a token: give no --%s-password-file or --%s-password-cmd with it", sf.side, sf.side, sf.side)}
+		}
+		ep.server.Token = tokenCommand(sf.side, sf.tokenCmd)
+		return nil
+	}
 	pw, err := sf.password(env, ep.String())
 	if err != nil {
 		return err

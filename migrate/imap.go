@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
@@ -78,6 +79,11 @@ type IMAP struct {
 	app     *appender
 	noBatch bool     // set when the server lacks what the appender needs
 	auth    imapAuth // how this connection logged in: the appender does the same
+
+	// nsPrefix is the personal namespace's prefix ("INBOX." on Courier and
+	// Cyrus; usually empty): Folder.Path leaves it out, Folder.Name and
+	// Ensure put it in. See pathOf and nameOf.
+	nsPrefix string
 }
 
 var (
@@ -92,6 +98,11 @@ var (
 // with a new one, on a new connection). Authentication failures come back
 // wrapped in ErrAuth, TLS failures in ErrTLS; neither carries the password
 // or the token.
+//
+// When the server has NAMESPACE and its personal namespace has a prefix
+// ("INBOX." as Courier and Cyrus have), the prefix is hidden: Folders gives
+// "INBOX.Archive.2023" the Path {"Archive", "2023"} and Ensure of that path
+// creates "INBOX.Archive.2023".
 func DialIMAP(ctx context.Context, cfg ServerConfig) (*IMAP, error) {
 	if cfg.Token == nil {
 		return dialIMAP(ctx, cfg, "")
@@ -159,7 +170,80 @@ func dialIMAP(ctx context.Context, cfg ServerConfig, token string) (*IMAP, error
 	if len(list) > 0 {
 		m.delim = list[0].Delim
 	}
+	if m.caps.Has(imap.CapNamespace) {
+		ns, err := c.Namespace().Wait()
+		var ie *imap.Error
+		switch {
+		case errors.As(err, &ie):
+			// A server that refuses NAMESPACE: no prefix to hide.
+		case err != nil:
+			c.Close()
+			return nil, &RetryableError{Err: fmt.Errorf("imap: %s: namespace: %w", cfg, err)}
+		case len(ns.Personal) > 0:
+			m.nsPrefix = personalPrefix(ns.Personal[0].Prefix, ns.Personal[0].Delim)
+		}
+	}
 	return m, nil
+}
+
+// personalPrefix is the part of a personal namespace's prefix to hide: a
+// prefix that is only INBOX itself (with or without the delimiter, "INBOX."
+// as Courier and Cyrus name it) or any other name ending with the
+// delimiter. An empty prefix, or one that is not a whole folder level,
+// hides nothing.
+func personalPrefix(prefix string, delim rune) string {
+	if prefix == "" || delim == 0 {
+		return ""
+	}
+	d := string(delim)
+	if strings.EqualFold(prefix, "INBOX") {
+		prefix = "INBOX" + d
+	}
+	if !strings.HasSuffix(prefix, d) || prefix == d {
+		return ""
+	}
+	if strings.EqualFold(prefix[:len(prefix)-len(d)], "INBOX") {
+		prefix = "INBOX" + d
+	}
+	return prefix
+}
+
+// pathOf is a listed name's Path: split at the delimiter, the personal
+// namespace prefix left out. INBOX stays INBOX; "INBOX.INBOX" (a folder
+// called INBOX under an "INBOX." prefix) keeps its prefix, or it would be
+// taken for INBOX itself.
+func (m *IMAP) pathOf(name string, delim rune) []string {
+	if rest, ok := m.cutPrefix(name); ok {
+		p := formats.SplitFolder(rest, delim)
+		if !formats.IsInbox(p) {
+			return p
+		}
+	}
+	return formats.SplitFolder(name, delim)
+}
+
+func (m *IMAP) cutPrefix(name string) (string, bool) {
+	pfx := m.nsPrefix
+	if pfx == "" || len(name) <= len(pfx) {
+		return "", false
+	}
+	head := name[:len(pfx)]
+	// INBOX is case-insensitive, so is an "INBOX." prefix's INBOX.
+	inboxPfx := strings.HasPrefix(pfx, "INBOX") && utf8.RuneCountInString(pfx) == 6
+	if head == pfx || inboxPfx && strings.EqualFold(head[:5], "INBOX") && head[5:] == pfx[5:] {
+		return name[len(pfx):], true
+	}
+	return "", false
+}
+
+// nameOf is the server's name for a Path: joined with the delimiter, under
+// the personal namespace prefix (INBOX itself has none).
+func (m *IMAP) nameOf(path []string) string {
+	name, _ := formats.JoinFolder(path, m.delim)
+	if formats.IsInbox(path) {
+		return "INBOX"
+	}
+	return m.nsPrefix + name
 }
 
 // dialTLS is imapclient.DialTLS with the connection and the handshake
@@ -287,7 +371,7 @@ func (m *IMAP) Folders(ctx context.Context) ([]formats.Folder, error) {
 	byName := map[string]*formats.Folder{}
 	var out []*formats.Folder
 	for _, ld := range list {
-		f := &formats.Folder{Name: ld.Mailbox, Path: formats.SplitFolder(ld.Mailbox, ld.Delim)}
+		f := &formats.Folder{Name: ld.Mailbox, Path: m.pathOf(ld.Mailbox, ld.Delim)}
 		if m.delim == 0 && ld.Delim != 0 {
 			m.delim = ld.Delim
 		}
@@ -318,7 +402,7 @@ func (m *IMAP) Folders(ctx context.Context) ([]formats.Folder, error) {
 		for i := 1; i < len(f.Path); i++ {
 			key := strings.Join(f.Path[:i], "\x00")
 			if byName[key] == nil {
-				name, _ := formats.JoinFolder(f.Path[:i], m.delim)
+				name := m.nameOf(f.Path[:i])
 				p := &formats.Folder{Name: name, Path: append([]string(nil), f.Path[:i]...), NoSelect: true}
 				byName[key] = p
 				out = append(out, p)
@@ -616,9 +700,10 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// Ensure creates the folder if needed and returns its STATUS.
+// Ensure creates the folder if needed and returns its STATUS. The name is
+// path joined with the separator, under the personal namespace prefix.
 func (m *IMAP) Ensure(ctx context.Context, path []string) (formats.Folder, error) {
-	name, _ := formats.JoinFolder(path, m.delim)
+	name := m.nameOf(path)
 	if !m.existing[name] && name != "INBOX" {
 		err := m.c.Create(name, nil).Wait()
 		var ie *imap.Error
@@ -632,7 +717,7 @@ func (m *IMAP) Ensure(ctx context.Context, path []string) (formats.Folder, error
 	if err != nil {
 		return formats.Folder{}, m.wrap("status "+name, err)
 	}
-	f := formats.Folder{Name: name, Path: formats.SplitFolder(name, m.delim)}
+	f := formats.Folder{Name: name, Path: m.pathOf(name, m.delim)}
 	setStatus(&f, sd)
 	return f, nil
 }

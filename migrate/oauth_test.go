@@ -128,6 +128,51 @@ func TestTokenChecks(t *testing.T) {
 	}
 }
 
+func TestNamespacePrefixPaths(t *testing.T) {
+	for _, tc := range []struct {
+		prefix string
+		delim  rune
+		want   string
+	}{
+		{"", '.', ""}, {"INBOX.", '.', "INBOX."}, {"inbox.", '.', "INBOX."}, {"INBOX", '.', "INBOX."},
+		{"INBOX/", '/', "INBOX/"}, {"Mail/", '/', "Mail/"}, {"#mh/", '/', "#mh/"}, {"INBOX.", 0, ""}, {".", '.', ""},
+	} {
+		if got := personalPrefix(tc.prefix, tc.delim); got != tc.want {
+			t.Errorf("personalPrefix(%q, %q) = %q, want %q", tc.prefix, tc.delim, got, tc.want)
+		}
+	}
+	m := &IMAP{delim: '.', nsPrefix: "INBOX."}
+	for _, tc := range []struct {
+		name string
+		path string
+	}{
+		{"INBOX", "INBOX"}, {"inbox", "INBOX"}, {"INBOX.Sent", "Sent"}, {"Inbox.Sent", "Sent"},
+		{"INBOX.Archive.2023", "Archive/2023"}, {"INBOX.INBOX.Sub", "INBOX/Sub"},
+		{"INBOX.INBOX", "INBOX/INBOX"}, // not INBOX itself
+		{"shared.bob", "shared/bob"},   // another namespace keeps its name
+	} {
+		if got := formats.DisplayName(m.pathOf(tc.name, '.')); got != tc.path {
+			t.Errorf("pathOf(%q) = %q, want %q", tc.name, got, tc.path)
+		}
+	}
+	for _, tc := range []struct {
+		path []string
+		name string
+	}{
+		{[]string{"INBOX"}, "INBOX"}, {[]string{"inbox"}, "INBOX"}, {[]string{"Sent"}, "INBOX.Sent"},
+		{[]string{"Archive", "2023"}, "INBOX.Archive.2023"}, {[]string{"INBOX", "Sub"}, "INBOX.INBOX.Sub"},
+		{[]string{"a.b"}, "INBOX.a_b"},
+	} {
+		if got := m.nameOf(tc.path); got != tc.name {
+			t.Errorf("nameOf(%q) = %q, want %q", tc.path, got, tc.name)
+		}
+		want := formats.DisplayName(formats.SplitFolder(strings.Join(tc.path, "/"), '/'))
+		if got := formats.DisplayName(m.pathOf(tc.name, '.')); !strings.Contains(tc.name, "_") && got != want {
+			t.Errorf("pathOf(nameOf(%q)) = %q: no round trip", tc.path, got)
+		}
+	}
+}
+
 // oauthServer is a Dovecot whose users log in with tokens from o.
 func oauthServer(t *testing.T, opts dovecottest.Options) (*dovecottest.Server, *dovecottest.OAuth2Server) {
 	t.Helper()
@@ -298,6 +343,59 @@ func TestOAuth2NotOffered(t *testing.T) {
 	_, err = DialPOP3(context.Background(), cfg)
 	if !errors.Is(err, ErrAuth) || !strings.Contains(err.Error(), "no OAuth2") {
 		t.Errorf("POP3: %v", err)
+	}
+}
+
+func TestNamespacePrefixOnDovecot(t *testing.T) {
+	srv := dovecottest.Start(t, dovecottest.Options{Separator: '.', NamespacePrefix: "INBOX.", SpecialUse: true})
+	srv.Seed(t, "alice", []dovecottest.SeedMessage{
+		{Folder: "INBOX", Body: []byte("Subject: a\r\n\r\na\r\n")},
+		{Folder: "INBOX.Archive.2023", Body: []byte("Subject: b\r\n\r\nb\r\n")},
+	})
+	ctx := context.Background()
+	m, err := DialIMAP(ctx, ServerConfig{Addr: srv.IMAPAddr(), User: "alice", Password: srv.Users["alice"], TLS: TLSNone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if m.nsPrefix != "INBOX." || m.Separator() != '.' {
+		t.Fatalf("prefix %q, separator %q", m.nsPrefix, m.Separator())
+	}
+	for _, p := range [][]string{{"Lists", "dev"}, {"INBOX", "Sub"}, {"Sent"}} {
+		f, err := m.Ensure(ctx, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := "INBOX." + strings.Join(p, "."); f.Name != want || formats.DisplayName(f.Path) != formats.DisplayName(p) {
+			t.Errorf("Ensure(%q) = %q %q, want %q", p, f.Name, f.Path, want)
+		}
+	}
+	folders, err := m.Folders(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, f := range folders {
+		if !f.NoSelect {
+			got[formats.DisplayName(f.Path)] = f.Name
+		}
+	}
+	want := map[string]string{
+		"INBOX": "INBOX", "Archive/2023": "INBOX.Archive.2023", "Lists/dev": "INBOX.Lists.dev", "INBOX/Sub": "INBOX.INBOX.Sub",
+		"Sent": "INBOX.Sent", "Drafts": "INBOX.Drafts", "Trash": "INBOX.Trash", "Junk": "INBOX.Junk",
+	}
+	for p, n := range want {
+		if got[p] != n {
+			t.Errorf("path %q: folder %q, want %q (all: %v)", p, got[p], n, got)
+		}
+	}
+	for _, f := range folders {
+		if f.SpecialUse == `\Sent` && formats.DisplayName(f.Path) != "Sent" {
+			t.Errorf("\\Sent has path %q", f.Path)
+		}
+		if formats.IsInbox(f.Path) && f.Name != "INBOX" {
+			t.Errorf("%q taken for INBOX", f.Name)
+		}
 	}
 }
 

@@ -236,6 +236,11 @@ func (m *IMAP) cutPrefix(name string) (string, bool) {
 	return "", false
 }
 
+// FolderName is the name Ensure gives path on this server (personal
+// namespace prefix included), for a report that must name a folder without
+// creating it (--dry-run).
+func (m *IMAP) FolderName(path []string) string { return m.nameOf(path) }
+
 // nameOf is the server's name for a Path: joined with the delimiter, under
 // the personal namespace prefix (INBOX itself has none).
 func (m *IMAP) nameOf(path []string) string {

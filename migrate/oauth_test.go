@@ -163,7 +163,7 @@ func TestNamespacePrefixPaths(t *testing.T) {
 		{[]string{"Archive", "2023"}, "INBOX.Archive.2023"}, {[]string{"INBOX", "Sub"}, "INBOX.INBOX.Sub"},
 		{[]string{"a.b"}, "INBOX.a_b"},
 	} {
-		if got := m.nameOf(tc.path); got != tc.name {
+		if got := m.FolderName(tc.path); got != tc.name {
 			t.Errorf("nameOf(%q) = %q, want %q", tc.path, got, tc.name)
 		}
 		want := formats.DisplayName(formats.SplitFolder(strings.Join(tc.path, "/"), '/'))

@@ -209,7 +209,8 @@ func (p *pacedReader) Read(b []byte) (int, error) {
 // the engine names the message in the report and goes on (exit 3). A message
 // of unknown size (POP3, size -1) is passed on: the destination judges it.
 // maxBytes <= 0 returns dst as it is. The wrapper keeps dst's Committer and
-// Flusher.
+// Flusher; an optional Sink interface the engine learns later must be passed
+// on here too, or the engine will not see it behind the wrapper.
 func LimitMessageSize(dst Sink, maxBytes int64) Sink {
 	if maxBytes <= 0 || dst == nil {
 		return dst

@@ -537,8 +537,16 @@ func (m *Maildir) cleanTmp(tmp string) {
 	if err != nil {
 		return
 	}
+	// A file of this process is never stale, whatever its mtime: Flush sets
+	// the internal date (often years ago) before the rename, and another
+	// worker's Ensure may look at the same tmp/ meanwhile. (Another process
+	// cannot be writing: the manifest's lock keeps it out.)
+	ours := fmt.Sprintf("P%dR", m.pid)
 	cutoff := time.Now().Add(-tmpMaxAge)
 	for _, e := range ents {
+		if strings.Contains(e.Name(), ours) {
+			continue
+		}
 		if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() && fi.ModTime().Before(cutoff) {
 			os.Remove(filepath.Join(tmp, e.Name()))
 		}

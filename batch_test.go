@@ -410,3 +410,47 @@ func TestBatchAccountWithFailedMessagesIsPartial(t *testing.T) {
 		t.Errorf("stderr does not name the partial account:\n%s", errOut)
 	}
 }
+
+// The token columns log in with OAuth2: each row's command gives that
+// account's token, and a row whose token is refused fails alone.
+func TestBatchTokenColumns(t *testing.T) {
+	o := dovecottest.StartOAuth2(t)
+	users := map[string]string{"ann": "ann-pw-1", "ben": "ben-pw-2", "cat": "cat-pw-3"}
+	src := dovecottest.Start(t, dovecottest.Options{Separator: '/', Users: users, OAuth2IntrospectionURL: o.URL})
+	dst := dovecottest.Start(t, dovecottest.Options{Separator: '.', Users: users, OAuth2IntrospectionURL: o.URL})
+	dir := t.TempDir()
+	var b strings.Builder
+	b.WriteString("source,destination,src_password_file,dst_token_cmd\n")
+	for _, u := range []string{"ann", "ben", "cat"} {
+		src.Seed(t, u, []dovecottest.SeedMessage{{Body: []byte(fmt.Sprintf("From: %s@example.com\r\nSubject: hi\r\nMessage-ID: <%s@tok.example>\r\n\r\nhi\r\n", u, u))}})
+		writeFile(t, filepath.Join(dir, u+"-src"), users[u]+"\n")
+		token := "tok-" + u + "-0123456789"
+		if u != "ben" { // ben's token is never granted
+			o.Grant(token, u)
+		}
+		fmt.Fprintf(&b, "imap://%s@%s,imap://%s@%s,%s-src,echo %s\n", u, src.IMAPAddr(), u, dst.IMAPAddr(), u, token)
+	}
+	csv := writeFile(t, filepath.Join(dir, "tokens.csv"), b.String())
+	t.Setenv("MAILFERRY_SRC_PASSWORD", "")
+	t.Setenv("MAILFERRY_DST_PASSWORD", "")
+	report := filepath.Join(dir, "sum.json")
+	code, out, errOut := mailferry(t, "migrate", "--batch", csv, "--src-tls", "none", "--dst-tls", "none",
+		"--state-dir", t.TempDir(), "--progress", "never", "--accounts", "3", "--report", report)
+	if code != exitFailures {
+		t.Fatalf("exit %d, want 3\n%s\n%s", code, out, errOut)
+	}
+	sum := readSummary(t, report)
+	for i, want := range []string{statusComplete, statusFailed, statusComplete} {
+		if a := sum.Accounts[i]; a.Status != want {
+			t.Errorf("account %d: %s (%s), want %s", a.Account, a.Status, a.Error, want)
+		}
+	}
+	for _, u := range []string{"ann", "cat"} {
+		if n := total(dst.Snapshot(t, u)); n != 1 {
+			t.Errorf("%s's destination holds %d messages, want 1", u, n)
+		}
+	}
+	if strings.Contains(out+errOut, "tok-") {
+		t.Error("a token appears in the output")
+	}
+}

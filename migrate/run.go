@@ -427,8 +427,12 @@ func (e *engine) copyFolder(ctx context.Context, src Source, dst Sink, pf Planne
 	var dstF formats.Folder
 	ds := &FolderState{IDs: map[string]formats.Key{}}
 	if e.opts.DryRun {
+		if n, ok := dst.(interface{ FolderName([]string) string }); ok {
+			fr.Destination = n.FolderName(pf.Dest) // with a namespace prefix
+		}
 		if existing, ok := findFolder(dst, ctx, pf.Dest); ok {
 			dstF = existing
+			fr.Destination = existing.Name
 			if ds, err = e.indexDest(ctx, dst, dstF); err != nil {
 				return fr, err
 			}

@@ -765,6 +765,7 @@ func (m *IMAP) Store(ctx context.Context, folder formats.Folder, msg formats.Mes
 			if err != nil {
 				return "", err
 			}
+			app.binary = m.caps.Has(imap.CapBinary)
 			m.app = app
 		}
 		stop := context.AfterFunc(ctx, func() { m.app.conn.Close() })

@@ -50,6 +50,7 @@ type appender struct {
 	cfg     ServerConfig
 	tagN    int
 	timeout time.Duration
+	binary  bool // the server has BINARY: literal8 for messages with NUL
 
 	open        *appendBatch   // the batch being written, if any
 	outstanding []*appendBatch // sent, waiting for their tagged response
@@ -297,7 +298,7 @@ func (a *appender) add(mailbox string, flags []string, date time.Time, body []by
 		a.bw.WriteString(a.open.tag + " APPEND " + quoteIMAP(formats.EncodeMailboxUTF7(mailbox)))
 	}
 	a.conn.SetWriteDeadline(time.Now().Add(a.timeout))
-	writeAppendItem(a.bw, flags, date, body)
+	writeAppendItem(a.bw, flags, date, body, a.binary)
 	a.open.msgs = append(a.open.msgs, spooled{mailbox, flags, date, body})
 	a.open.bytes += len(body)
 	if len(a.open.msgs) >= batchMessages || a.open.bytes >= batchBytes {
@@ -306,14 +307,17 @@ func (a *appender) add(mailbox string, flags []string, date time.Time, body []by
 	return nil
 }
 
-// writeAppendItem writes " (flags) "date" {n+}CRLF" and the bytes.
-func writeAppendItem(w *bufio.Writer, flags []string, date time.Time, body []byte) {
-	writeAppendHead(w, flags, date, int64(len(body)))
+// writeAppendItem writes " (flags) "date" {n+}CRLF" and the bytes. A
+// message holding a NUL byte, which an ordinary literal may not carry, goes
+// as a literal8 ("~{n+}", RFC 3516) where the server has BINARY.
+func writeAppendItem(w *bufio.Writer, flags []string, date time.Time, body []byte, binary bool) {
+	writeAppendHead(w, flags, date, int64(len(body)), binary && bytes.IndexByte(body, 0) >= 0)
 	w.Write(body)
 }
 
-// writeAppendHead writes " (flags) "date" {n+}CRLF": the literal follows.
-func writeAppendHead(w *bufio.Writer, flags []string, date time.Time, size int64) {
+// writeAppendHead writes " (flags) "date" {n+}CRLF" (or "~{n+}" for a
+// literal8): the literal follows.
+func writeAppendHead(w *bufio.Writer, flags []string, date time.Time, size int64, literal8 bool) {
 	w.WriteString(" (")
 	n := 0
 	for _, f := range flags {
@@ -330,7 +334,12 @@ func writeAppendHead(w *bufio.Writer, flags []string, date time.Time, size int64
 	if !date.IsZero() {
 		w.WriteString(` "` + date.Format("02-Jan-2006 15:04:05 -0700") + `"`)
 	}
-	w.WriteString(" {" + strconv.FormatInt(size, 10) + "+}\r\n")
+	if literal8 {
+		w.WriteString(" ~")
+	} else {
+		w.WriteString(" ")
+	}
+	w.WriteString("{" + strconv.FormatInt(size, 10) + "+}\r\n")
 }
 
 // validFlag accepts system flags and keyword atoms.
@@ -455,7 +464,7 @@ func (a *appender) commit() ([]appendOutcome, error) {
 func (a *appender) appendOne(m spooled) (appendOutcome, error) {
 	tag := a.nextTag()
 	a.bw.WriteString(tag + " APPEND " + quoteIMAP(formats.EncodeMailboxUTF7(m.mailbox)))
-	writeAppendItem(a.bw, m.flags, m.date, m.body)
+	writeAppendItem(a.bw, m.flags, m.date, m.body, a.binary)
 	a.bw.WriteString("\r\n")
 	a.conn.SetDeadline(time.Now().Add(a.timeout))
 	defer a.conn.SetDeadline(time.Time{})
@@ -496,7 +505,7 @@ func (a *appender) appendStream(mailbox string, flags []string, date time.Time, 
 	}
 	tag := a.nextTag()
 	a.bw.WriteString(tag + " APPEND " + quoteIMAP(formats.EncodeMailboxUTF7(mailbox)))
-	writeAppendHead(a.bw, flags, date, size)
+	writeAppendHead(a.bw, flags, date, size, false) // a streamed body is not looked at first
 	a.conn.SetDeadline(time.Now().Add(a.timeout))
 	defer a.conn.SetDeadline(time.Time{})
 	n, err := io.Copy(deadlineWriter{a}, io.LimitReader(r, size))

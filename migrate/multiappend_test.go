@@ -33,11 +33,20 @@ func TestWriteAppendItem(t *testing.T) {
 	var b bytes.Buffer
 	w := bufio.NewWriter(&b)
 	date := time.Date(2024, 2, 3, 4, 5, 6, 0, time.FixedZone("", 2*3600))
-	writeAppendItem(w, []string{`\Seen`, `\Recent`, `$Forwarded`, `bad flag`, `(x`}, date, []byte("abc"))
+	writeAppendItem(w, []string{`\Seen`, `\Recent`, `$Forwarded`, `bad flag`, `(x`}, date, []byte("abc"), true)
 	w.Flush()
 	want := " (\\Seen $Forwarded) \"03-Feb-2024 04:05:06 +0200\" {3+}\r\nabc"
 	if b.String() != want {
 		t.Errorf("got %q, want %q", b.String(), want)
+	}
+	// A NUL byte: a literal8 where the server has BINARY, else a literal.
+	for binary, head := range map[bool]string{true: "~{3+}", false: " {3+}"} {
+		b.Reset()
+		writeAppendItem(w, nil, time.Time{}, []byte("a\x00b"), binary)
+		w.Flush()
+		if !bytes.Contains(b.Bytes(), []byte(head)) {
+			t.Errorf("binary=%v: %q lacks %q", binary, b.String(), head)
+		}
 	}
 	if q := quoteIMAP(`a"b\c`); q != `"a\"b\\c"` {
 		t.Errorf("quoteIMAP = %s", q)

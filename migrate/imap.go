@@ -427,7 +427,7 @@ func (m *IMAP) Folders(ctx context.Context) ([]formats.Folder, error) {
 			setStatus(f, sd)
 		}
 	}
-	sort.SliceStable(out, func(i, j int) bool { return lessPath(out[i].Path, out[j].Path) })
+	sort.SliceStable(out, func(i, j int) bool { return formats.ComparePaths(out[i].Path, out[j].Path) < 0 })
 	res := make([]formats.Folder, len(out))
 	for i, f := range out {
 		res[i] = *f
@@ -444,20 +444,6 @@ func setStatus(f *formats.Folder, sd *imap.StatusData) {
 	}
 	f.UIDNext = uint32(sd.UIDNext)
 	f.Validity = sd.UIDValidity
-}
-
-// lessPath orders INBOX first, then parents before children, then by name.
-func lessPath(a, b []string) bool {
-	ai, bi := formats.HasPrefix(a, []string{"INBOX"}), formats.HasPrefix(b, []string{"INBOX"})
-	if ai != bi {
-		return ai
-	}
-	for i := 0; i < len(a) && i < len(b); i++ {
-		if a[i] != b[i] {
-			return a[i] < b[i]
-		}
-	}
-	return len(a) < len(b)
 }
 
 func (m *IMAP) sel(name string, readOnly bool) (*imap.SelectData, error) {

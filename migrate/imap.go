@@ -385,7 +385,8 @@ func (m *IMAP) Folders(ctx context.Context) ([]formats.Folder, error) {
 			case imap.MailboxAttrNoSelect, imap.MailboxAttrNonExistent:
 				f.NoSelect = true
 			case imap.MailboxAttrSent, imap.MailboxAttrDrafts, imap.MailboxAttrTrash,
-				imap.MailboxAttrJunk, imap.MailboxAttrArchive, imap.MailboxAttrAll, imap.MailboxAttrFlagged:
+				imap.MailboxAttrJunk, imap.MailboxAttrArchive, imap.MailboxAttrAll, imap.MailboxAttrFlagged,
+				imap.MailboxAttrImportant:
 				f.SpecialUse = string(a)
 			}
 		}

@@ -62,5 +62,6 @@ func newFoldersCommand(env *environment) *cobra.Command {
 	fl.BoolVar(&tf.insecureSkip, "insecure-skip-verify", false, "accept any certificate (dangerous)")
 	fl.StringVar(&sf.file, "src-password-file", "", "read the password from FILE")
 	fl.StringVar(&sf.cmd, "src-password-cmd", "", "run CMD and use its first line as the password")
+	fl.StringVar(&sf.tokenCmd, "src-oauth2-token-cmd", "", "run CMD for an OAuth2 access token (XOAUTH2/OAUTHBEARER)")
 	return cmd
 }

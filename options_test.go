@@ -124,3 +124,17 @@ func TestChangedPrefixCopiesIntoTheNewPlace(t *testing.T) {
 		t.Errorf("One.INBOX has %d, Two.INBOX %d; want 10 each", len(snap["One.INBOX"]), len(snap["Two.INBOX"]))
 	}
 }
+
+func TestFoldersCommandListsFoldersWithCounts(t *testing.T) {
+	p := newPair(t)
+	p.src.Seed(t, "alice", testMessages(t, 14))
+	code, out, errOut := mailferry(t, "folders", "imap://alice@"+p.src.IMAPAddr(), "--src-tls", "none")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	for _, want := range []string{"INBOX ", "Sent ", `\Sent`, "Archive/2024/Q1", "Entwürfe/Über"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("folders output lacks %q:\n%s", want, out)
+		}
+	}
+}

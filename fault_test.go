@@ -550,3 +550,24 @@ func TestFaultCutsMigrationIsExact(t *testing.T) {
 	t.Logf("connection cuts survived: %d (%d seeds, %d with cuts, %d failed; %v)",
 		survived, ran, withCuts, failed, time.Since(began).Round(time.Millisecond))
 }
+
+// TestFaultServerSaysBYE: the destination sends "* BYE" instead of the
+// answer to an APPEND, and the source says BYE in the middle of a FETCH;
+// the run reconnects, resumes and ends equal to the source.
+func TestFaultServerSaysBYE(t *testing.T) {
+	msgs := faultSmallCorpus(t)
+	src, before := faultSource(t, msgs)
+	bye := []byte("* BYE Server shutting down.\r\n")
+	dstF := faultproxy.Faults{CutAfterBytes: faultproxy.Cut{
+		Before: []byte("OK [APPENDUID"), Inject: bye, Dir: faultproxy.ServerToClient, P: 1, MaxCuts: 2}}
+	srcF := faultproxy.Faults{CutAfterBytes: faultproxy.Cut{
+		Before: []byte("* 5 FETCH"), Inject: bye, Dir: faultproxy.ServerToClient, P: 1, MaxCuts: 1}}
+	r, _ := faultOnce(t, src, before, len(msgs), srcF, dstF, "--jobs", "2")
+	_, dcuts := r.dstProxy.Stats()
+	_, scuts := r.srcProxy.Stats()
+	if dcuts+scuts == 0 {
+		t.Error("no BYE was sent: the test tested nothing")
+	}
+	t.Logf("BYE survived: %d from the destination, %d from the source", dcuts, scuts)
+	faultSourceUnchanged(t, src, before)
+}

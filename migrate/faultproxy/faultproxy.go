@@ -72,6 +72,9 @@ type Cut struct {
 	// has carried out. (If the occurrence began in an earlier write, the cut
 	// comes in the middle of it.)
 	Before []byte
+	// Inject, with Before, is written in direction Dir just before that
+	// cut: "* BYE Server shutting down\r\n" makes the cut a server's BYE.
+	Inject []byte
 }
 
 // Stall stops forwarding in both directions of a connection for For, once
@@ -440,6 +443,9 @@ func (w *writer) write(b []byte) bool {
 			ev := Event{Conn: c.id, Kind: "cut", Dir: c.cutDir, At: c.count(c.cutDir)}
 			c.mu.Unlock()
 			if armed && c.p.spendCut(ev, w.tail) {
+				if inj := c.p.f.CutAfterBytes.Inject; len(inj) > 0 {
+					w.forward(inj)
+				}
 				c.kill()
 				return false
 			}

@@ -21,8 +21,11 @@ func TestRefusedMessageExit3(t *testing.T) {
 	var seed []dovecottest.SeedMessage
 	for i := 0; i < 30; i++ {
 		size := 200
-		if i == 7 || i == 21 {
-			size = 200 << 10 // over the destination's limit
+		switch i {
+		case 7:
+			size = 200 << 10 // over the destination's limit, in a MULTIAPPEND batch
+		case 21:
+			size = 700 << 10 // over it too, streamed as an APPEND of its own
 		}
 		body := fmt.Sprintf("Message-ID: <m%d@refusal>\r\nSubject: %d\r\n\r\n%s\r\n", i, i, strings.Repeat("x", size))
 		seed = append(seed, dovecottest.SeedMessage{Folder: "INBOX", Body: []byte(body), Date: time.Unix(1700000000+int64(i), 0)})

@@ -60,7 +60,7 @@ func (c ServerConfig) String() string {
 }
 
 // fetchBatch is how many messages one UID FETCH of bodies asks for.
-const fetchBatch = 256
+const fetchBatch = 1000
 
 // IMAP is a connection to an IMAP server, usable as a Source and as a Sink.
 // It is not safe for concurrent use: the engine opens one per worker.
@@ -733,8 +733,9 @@ func (m *IMAP) Index(ctx context.Context, folder formats.Folder, known func(id s
 }
 
 // Store APPENDs one message with its flags and internal date. Where the
-// server allows, a message of up to spoolMaxSize is queued into a
-// MULTIAPPEND batch and Store returns ErrQueued: Commit gives its outcome.
+// server allows (MULTIAPPEND and LITERAL+), the message is queued and
+// Store returns ErrQueued, Commit gives its outcome: up to spoolMaxSize
+// into a MULTIAPPEND batch, a larger one streamed as an APPEND of its own.
 func (m *IMAP) Store(ctx context.Context, folder formats.Folder, msg formats.Message, size int64, body io.Reader) (string, error) {
 	if size < 0 {
 		// APPEND needs the size first (POP3 cannot tell it): spool to an
@@ -768,11 +769,10 @@ func (m *IMAP) Store(ctx context.Context, folder formats.Folder, msg formats.Mes
 			}
 			return "", ErrQueued
 		}
-		uid, err := m.app.appendStream(folder.Name, flags, msg.Date, size, body)
-		if err != nil || uid == 0 {
+		if err := m.app.addStream(folder.Name, flags, msg.Date, size, body); err != nil {
 			return "", err
 		}
-		return strconv.FormatUint(uint64(uid), 10), nil
+		return "", ErrQueued
 	}
 	m.selected = "" // a later List must re-select
 	stop := context.AfterFunc(ctx, func() { m.c.Close() })

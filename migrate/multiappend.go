@@ -15,7 +15,8 @@ package migrate
 // otherwise the sink falls back to go-imap's plain APPEND. A batch the
 // server refuses (MULTIAPPEND is all or nothing) is sent again one message
 // per APPEND from the in-memory spool, so a single refused message fails
-// alone. Messages too large for the spool go through plain APPEND.
+// alone. A message too large for the spool is streamed as an APPEND of its
+// own, pipelined like a batch: alone in its command, it needs no second try.
 
 import (
 	"bufio"
@@ -39,7 +40,7 @@ const (
 	batchMessages  = 200
 	batchBytes     = 1 << 20
 	spoolMaxSize   = 512 << 10 // larger messages go through plain APPEND
-	maxOutstanding = 2
+	maxOutstanding = 4
 )
 
 // appender is one raw IMAP connection used only for APPEND.
@@ -491,23 +492,22 @@ func (a *appender) appendOne(m spooled) (appendOutcome, error) {
 
 func isQuota(text string) bool { return strings.Contains(strings.ToUpper(text), "[OVERQUOTA]") }
 
-// appendStream sends one large message alone, streamed from r without a
-// spool, after every batch in flight has been answered (their outcomes wait
-// in a.answered for commit). It returns the new UID (0 if unknown).
-func (a *appender) appendStream(mailbox string, flags []string, date time.Time, size int64, r io.Reader) (uint32, error) {
+// addStream queues one large message as an APPEND of its own, streamed
+// from r without a spool and without waiting for the answer: the pipeline
+// does not stall on it. Alone in its command, a refusal concerns it alone,
+// so it never needs sending again; its outcome comes from commit.
+func (a *appender) addStream(mailbox string, flags []string, date time.Time, size int64, r io.Reader) error {
 	if err := a.closeBatch(); err != nil {
-		return 0, err
+		return err
 	}
-	for len(a.outstanding) > 0 {
+	for len(a.outstanding) >= maxOutstanding {
 		if err := a.awaitOne(); err != nil {
-			return 0, err
+			return err
 		}
 	}
-	tag := a.nextTag()
-	a.bw.WriteString(tag + " APPEND " + quoteIMAP(formats.EncodeMailboxUTF7(mailbox)))
+	b := &appendBatch{tag: a.nextTag(), mailbox: mailbox, msgs: []spooled{{mailbox: mailbox, flags: flags, date: date}}}
+	a.bw.WriteString(b.tag + " APPEND " + quoteIMAP(formats.EncodeMailboxUTF7(mailbox)))
 	writeAppendHead(a.bw, flags, date, size, false) // a streamed body is not looked at first
-	a.conn.SetDeadline(time.Now().Add(a.timeout))
-	defer a.conn.SetDeadline(time.Time{})
 	n, err := io.Copy(deadlineWriter{a}, io.LimitReader(r, size))
 	if err == nil && n != size {
 		err = fmt.Errorf("source gave %d of %d bytes", n, size)
@@ -515,27 +515,16 @@ func (a *appender) appendStream(mailbox string, flags []string, date time.Time, 
 	if err != nil {
 		// A short literal cannot be taken back: drop the connection.
 		a.conn.Close()
-		return 0, &RetryableError{Err: fmt.Errorf("imap append: %s: %w", a.cfg.Addr, err)}
+		return &RetryableError{Err: fmt.Errorf("imap append: %s: %w", a.cfg.Addr, err)}
 	}
 	a.bw.WriteString("\r\n")
-	if err := a.bw.Flush(); err != nil {
-		return 0, &RetryableError{Err: fmt.Errorf("imap append: %s: %w", a.cfg.Addr, err)}
+	a.conn.SetWriteDeadline(time.Now().Add(a.timeout))
+	err = a.bw.Flush()
+	a.outstanding = append(a.outstanding, b)
+	if err != nil {
+		return &RetryableError{Err: fmt.Errorf("imap append: %s: %w", a.cfg.Addr, err)}
 	}
-	text, err := a.waitTagged(tag)
-	var no *errNo
-	switch {
-	case err == nil:
-		if uids := parseAppendUIDs(text, 1); len(uids) == 1 {
-			return uids[0], nil
-		}
-		return 0, nil
-	case asErrNo(err, &no):
-		if isQuota(no.text) {
-			return 0, fmt.Errorf("%w: %s: %s", ErrQuota, a.cfg, no.text)
-		}
-		return 0, &MessageError{Err: fmt.Errorf("destination refused the message: %s", no.text)}
-	}
-	return 0, &RetryableError{Err: fmt.Errorf("imap append: %s: %w", a.cfg.Addr, err)}
+	return nil
 }
 
 // deadlineWriter writes through the buffer, pushing the deadline forward as
@@ -543,7 +532,7 @@ func (a *appender) appendStream(mailbox string, flags []string, date time.Time, 
 type deadlineWriter struct{ a *appender }
 
 func (d deadlineWriter) Write(p []byte) (int, error) {
-	d.a.conn.SetDeadline(time.Now().Add(d.a.timeout))
+	d.a.conn.SetWriteDeadline(time.Now().Add(d.a.timeout))
 	return d.a.bw.Write(p)
 }
 

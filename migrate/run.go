@@ -52,7 +52,7 @@ type Job struct {
 // flushEvery bounds how many messages are stored before the sink is flushed
 // and the state records them.
 const (
-	flushEvery    = 256
+	flushEvery    = 1000
 	flushInterval = 2 * time.Second
 )
 

@@ -696,16 +696,25 @@ func (c *countingReader) Read(p []byte) (int, error) {
 // path joined with the separator, under the personal namespace prefix.
 func (m *IMAP) Ensure(ctx context.Context, path []string) (formats.Folder, error) {
 	name := m.nameOf(path)
+	// CREATE, SUBSCRIBE and STATUS go out together: one round trip.
+	var create, subscribe *imapclient.Command
 	if !m.existing[name] && name != "INBOX" {
-		err := m.c.Create(name, nil).Wait()
+		create = m.c.Create(name, nil)
+		subscribe = m.c.Subscribe(name) // best effort: clients show subscribed folders
+	}
+	status := m.c.Status(name, &imap.StatusOptions{NumMessages: true, UIDNext: true, UIDValidity: true})
+	if create != nil {
+		err := create.Wait()
 		var ie *imap.Error
 		if err != nil && !(errors.As(err, &ie) && (ie.Code == imap.ResponseCodeAlreadyExists || strings.Contains(strings.ToLower(ie.Text), "exist"))) {
+			status.Wait()
+			subscribe.Wait()
 			return formats.Folder{}, m.wrap("create "+name, err)
 		}
-		m.c.Subscribe(name).Wait() // best effort: clients show subscribed folders
+		subscribe.Wait()
 		m.existing[name] = true
 	}
-	sd, err := m.c.Status(name, &imap.StatusOptions{NumMessages: true, UIDNext: true, UIDValidity: true}).Wait()
+	sd, err := status.Wait()
 	if err != nil {
 		return formats.Folder{}, m.wrap("status "+name, err)
 	}

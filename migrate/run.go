@@ -378,6 +378,13 @@ func (e *engine) indexDest(ctx context.Context, dst Sink, f formats.Folder) (*Fo
 	if f.UIDNext != 0 && f.UIDNext == ds.UIDNext {
 		return ds, nil
 	}
+	if f.UIDNext != 0 && f.Messages == 0 { // an IMAP folder that is empty: nothing to index
+		if err := e.mark(SideDest, f.Name, f.Validity, f.UIDNext); err != nil {
+			return nil, err
+		}
+		ds.UIDNext = f.UIDNext
+		return ds, nil
+	}
 	var recs []Record
 	err = dst.Index(ctx, f, func(id string) bool { _, ok := ds.IDs[id]; return ok }, func(id string, key formats.Key) error {
 		ds.IDs[id] = key

@@ -38,9 +38,9 @@ import (
 // maxOutstanding closed batches are in flight before the next waits.
 const (
 	batchMessages  = 200
-	batchBytes     = 1 << 20
-	spoolMaxSize   = 512 << 10 // larger messages go through plain APPEND
-	maxOutstanding = 4
+	batchBytes     = 512 << 10
+	spoolMaxSize   = 256 << 10 // larger messages are streamed, unspooled
+	maxOutstanding = 3
 )
 
 // appender is one raw IMAP connection used only for APPEND.

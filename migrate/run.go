@@ -114,21 +114,27 @@ func (e *engine) run(ctx context.Context, rep *Report) error {
 		closeQuietly(src)
 		closeQuietly(dst)
 		src, dst = nil, nil
-		s, err := e.job.OpenSource(ctx)
-		if err != nil {
+		// Both sides at once: a login costs a few round trips each.
+		var g errgroup.Group
+		g.Go(func() error {
+			s, err := e.job.OpenSource(ctx)
+			if err != nil {
+				return err
+			}
+			src = s
+			srcFolders, err = src.Folders(ctx)
 			return err
-		}
-		src = s
-		d, err := e.job.OpenSink(ctx)
-		if err != nil {
+		})
+		g.Go(func() error {
+			d, err := e.job.OpenSink(ctx)
+			if err != nil {
+				return err
+			}
+			dst = d
+			dstFolders, err = dst.Folders(ctx)
 			return err
-		}
-		dst = d
-		if srcFolders, err = src.Folders(ctx); err != nil {
-			return err
-		}
-		dstFolders, err = dst.Folders(ctx)
-		return err
+		})
+		return g.Wait()
 	})
 	if err != nil {
 		return err

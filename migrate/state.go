@@ -68,14 +68,21 @@ func OpenState(path string) (*State, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state: open %s: %w (is another mailferry running on the same pair?)", path, err)
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		for _, s := range []Side{SideSource, SideDest} {
-			if _, err := tx.CreateBucketIfNotExists([]byte(s)); err != nil {
-				return err
-			}
-		}
+	ready := false // a state file from an earlier run needs no write here
+	db.View(func(tx *bolt.Tx) error {
+		ready = tx.Bucket([]byte(SideSource)) != nil && tx.Bucket([]byte(SideDest)) != nil
 		return nil
 	})
+	if !ready {
+		err = db.Update(func(tx *bolt.Tx) error {
+			for _, s := range []Side{SideSource, SideDest} {
+				if _, err := tx.CreateBucketIfNotExists([]byte(s)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("state: %w", err)

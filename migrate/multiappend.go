@@ -24,11 +24,13 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mailferry/mailferry/formats"
@@ -398,7 +400,8 @@ func (a *appender) awaitOne() error {
 	switch {
 	case err == nil:
 		for i := range b.msgs {
-			b.msgs[i].body = nil // stored: the spool lets go of it
+			releaseBody(b.msgs[i].body) // stored: the spool lets go of it
+			b.msgs[i].body = nil
 		}
 		a.answered = append(a.answered, doneBatch{b: b, uids: parseAppendUIDs(text, len(b.msgs))})
 	case asErrNo(err, &no):
@@ -605,15 +608,34 @@ func (a *appender) close() error {
 	return a.conn.Close()
 }
 
+// spoolBufs recycles spool buffers: without it every small message is a
+// fresh allocation, and the garbage between collections, not the few MB
+// in flight, would set the process's peak memory.
+var spoolBufs = sync.Pool{New: func() any { return new([]byte) }}
+
 // readBody reads exactly size bytes of a message into memory for the spool.
 func readBody(r io.Reader, size int64) ([]byte, error) {
-	buf := bytes.NewBuffer(make([]byte, 0, size))
-	n, err := io.Copy(buf, io.LimitReader(r, size))
+	p := spoolBufs.Get().(*[]byte)
+	buf := *p
+	if int64(cap(buf)) < size {
+		buf = make([]byte, size, max(size, 64<<10))
+	}
+	buf = buf[:size]
+	n, err := io.ReadFull(r, buf)
 	if err != nil {
+		spoolBufs.Put(p)
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("source gave %d of %d bytes", n, size)
+		}
 		return nil, err
 	}
-	if n != size {
-		return nil, fmt.Errorf("source gave %d of %d bytes", n, size)
+	return buf, nil
+}
+
+// releaseBody gives a spooled body back once the server has stored it.
+func releaseBody(b []byte) {
+	if cap(b) > 0 && cap(b) <= spoolMaxSize {
+		b = b[:0]
+		spoolBufs.Put(&b)
 	}
-	return buf.Bytes(), nil
 }

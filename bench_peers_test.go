@@ -1,0 +1,1608 @@
+package main
+
+// BenchmarkPeers measures mailferry against the fastest peers named in issue
+// 6, on the same generated data, on this machine:
+//
+//	go test -run '^$' -bench Peers -benchtime 1x -timeout 60m .
+//
+// See examples/bench/README.md for what it measures and how to read the
+// table it prints. In short: two deterministic sets (SMALL: 20,000 messages
+// of about 1 KB in 12 folders; MIXED: 5,000 messages of 2 KB to 3 MB, about
+// 417 MB) are written once into a source Dovecot each; every job then runs
+// each tool on the same data, alternating tools over MAILFERRY_BENCH_ROUNDS
+// rounds, each run into a fresh destination with fresh state, and checks the
+// destination's message count before the time counts. The table gives
+// medians, throughput ratios, peak RSS and the targets of issue 6.
+//
+// Environment:
+//
+//	MAILFERRY_BENCH_SCALE    scale the message counts and bytes (default 1; 0.1 for a quick run)
+//	MAILFERRY_BENCH_ROUNDS   rounds per job (default 3; 0 runs only the profile runs)
+//	MAILFERRY_BENCH_JOBS     comma list of imap,maildir,pop3,rtt (default all)
+//	MAILFERRY_BENCH_PROFILE  a directory: after the rounds, run each mailferry job once
+//	                         more in-process under pprof and write JOB-SET.cpu.pprof there
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"io/fs"
+	"math"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"text/tabwriter"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/mailferry/mailferry/migrate/dovecottest"
+	"github.com/mailferry/mailferry/migrate/faultproxy"
+)
+
+// The sets of issue 6, at scale 1.
+const (
+	bpSmallCount = 20000
+	bpSmallInbox = 5954 // the POP3 job's mailbox: issue 6 measured getmail6 on 5,954 messages
+	bpMixedCount = 5000
+	bpMixedBytes = 417e6
+	bpMixedMin   = 2 << 10
+	bpMixedMax   = 3 << 20
+	bpSeed       = 6 // the issue's number; any fixed value keeps the sets identical run to run
+	bpRTT        = 20 * time.Millisecond
+)
+
+// Jobs (rows of the table) and tools.
+const (
+	bpJobIMAP    = "IMAP->IMAP"
+	bpJobMaildir = "IMAP->Maildir"
+	bpJobPOP3    = "POP3->Maildir"
+	bpJobRTT     = "IMAP->IMAP +20ms RTT"
+	bpNoop       = "no-op "
+
+	bpMailferry = "mailferry"
+	bpInterimap = "interimap"
+	bpMbsync    = "mbsync"
+	bpDsync     = "dsync"
+	bpGetmail   = "getmail6"
+)
+
+// bpPeerBins is the program each peer needs and the Debian package that has it.
+var bpPeerBins = map[string]struct{ bin, pkg string }{
+	bpInterimap: {"interimap", "interimap"},
+	bpMbsync:    {"mbsync", "isync"},
+	bpDsync:     {"doveadm", "dovecot-core"},
+	bpGetmail:   {"getmail", "getmail6"},
+}
+
+// bpMsg is one planned message; its bytes are generated from (set, index).
+type bpMsg struct {
+	folder string
+	size   int    // target size in bytes
+	flags  string // Maildir flag letters in ASCII order
+	date   time.Time
+}
+
+// bpSet is a generated set, seeded into its own source Dovecot.
+type bpSet struct {
+	name    string // SMALL or MIXED
+	id      uint64
+	msgs    []bpMsg
+	folders []string       // in creation order, parents first
+	counts  map[string]int // messages per folder
+	bytes   int64          // total bytes as written
+	largest int
+	src     *dovecottest.Server
+}
+
+func (s *bpSet) total() int { return len(s.msgs) }
+
+// bpSample is one timed run.
+type bpSample struct {
+	secs   float64 // wall clock of the process
+	rssKB  int64   // ru_maxrss of the process (and the children it waited for)
+	cpu    float64 // user+system seconds of the process (and its children)
+	srvCPU float64 // user+system seconds the Dovecot servers spent meanwhile
+	err    error   // a failed run: not counted in the median
+	nudges int     // SIGCHLDs re-sent (bpRun.nudge)
+}
+
+type bpKey struct{ job, set, tool string }
+
+type bpEnv struct {
+	b       *testing.B
+	scale   float64
+	rounds  int
+	jobs    map[string]bool
+	root    string // scratch directory, removed at the end
+	bin     string // the mailferry binary
+	uid     int    // dovecottest.MailUser
+	gid     int
+	peers   map[string]string // tool -> "" when available, else why not
+	results map[bpKey][]bpSample
+	order   []bpKey // rows in the order first measured
+	seq     int
+	floorMB float64 // the lowest peak RSS the measurement can show
+}
+
+// BenchmarkPeers runs the whole comparison once, whatever b.N is.
+func BenchmarkPeers(b *testing.B) {
+	if testing.Short() {
+		b.Skip("-short: the peer benchmark takes 10 to 25 minutes")
+	}
+	e := &bpEnv{
+		b:       b,
+		scale:   bpEnvFloat(b, "MAILFERRY_BENCH_SCALE", 1),
+		rounds:  int(bpEnvFloat(b, "MAILFERRY_BENCH_ROUNDS", 3)),
+		jobs:    map[string]bool{},
+		results: map[bpKey][]bpSample{},
+	}
+	if e.scale <= 0 || e.scale > 1 || e.rounds < 0 {
+		b.Fatalf("MAILFERRY_BENCH_SCALE must be in (0, 1] and MAILFERRY_BENCH_ROUNDS >= 0")
+	}
+	jobs := os.Getenv("MAILFERRY_BENCH_JOBS")
+	if jobs == "" {
+		jobs = "imap,maildir,pop3,rtt"
+	}
+	for _, j := range strings.Split(jobs, ",") {
+		switch j = strings.TrimSpace(j); j {
+		case "imap", "maildir", "pop3", "rtt":
+			e.jobs[j] = true
+		default:
+			b.Fatalf("MAILFERRY_BENCH_JOBS: unknown job %q (want imap, maildir, pop3, rtt)", j)
+		}
+	}
+	root, err := os.MkdirTemp("", "mailferry-bench-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Peers that drop to dovecottest.MailUser (doveadm, getmail's delivery)
+	// must traverse it.
+	os.Chmod(root, 0o755)
+	e.root = root
+	b.Cleanup(func() { os.RemoveAll(root) })
+
+	e.peers = bpEnsurePeers(b)
+	e.bin = binary(b)
+	e.floorMB = bpRSSFloor()
+
+	small := e.planSmall()
+	mixed := e.planMixed()
+	needMixed := e.jobs["imap"] || e.jobs["maildir"] || e.jobs["rtt"]
+	e.seed(small)
+	if needMixed {
+		e.seed(mixed)
+	}
+	e.printHeader(small, mixed, needMixed)
+
+	// POP3 last: RETR marks the INBOX \Seen, a change the IMAP jobs should
+	// not see half-way.
+	for _, set := range []*bpSet{small, mixed} {
+		if set.src == nil {
+			continue
+		}
+		if e.jobs["imap"] || e.jobs["rtt"] {
+			e.runJob(bpJobIMAP, set, e.imapTools(set))
+		}
+	}
+	for _, set := range []*bpSet{small, mixed} {
+		if set.src != nil && e.jobs["maildir"] {
+			e.runJob(bpJobMaildir, set, e.maildirTools(set))
+		}
+	}
+	if e.jobs["pop3"] {
+		e.runJob(bpJobPOP3, small, e.pop3Tools(small))
+	}
+	e.printTable()
+
+	if dir := os.Getenv("MAILFERRY_BENCH_PROFILE"); dir != "" {
+		e.profile(dir, small, mixed)
+	}
+}
+
+func bpEnvFloat(b *testing.B, name string, def float64) float64 {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil {
+		b.Fatalf("%s=%q: %v", name, v, err)
+	}
+	return f
+}
+
+func (e *bpEnv) logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s bench: %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}
+
+// ---------------------------------------------------------------- peers
+
+// bpEnsurePeers finds each peer, installing the missing ones with apt-get
+// when running as root; a peer that stays missing is skipped, and says why.
+func bpEnsurePeers(b *testing.B) map[string]string {
+	status := map[string]string{}
+	var missing []string
+	for _, p := range bpPeerBins {
+		if _, err := exec.LookPath(p.bin); err != nil {
+			missing = append(missing, p.pkg)
+		}
+	}
+	sort.Strings(missing)
+	if len(missing) > 0 {
+		_, aptErr := exec.LookPath("apt-get")
+		switch {
+		case os.Geteuid() != 0:
+			fmt.Fprintf(os.Stderr, "bench: %s missing and not root: cannot apt-get install them\n", strings.Join(missing, ", "))
+		case aptErr != nil:
+			fmt.Fprintf(os.Stderr, "bench: %s missing and no apt-get\n", strings.Join(missing, ", "))
+		default:
+			fmt.Fprintf(os.Stderr, "bench: installing %s with apt-get\n", strings.Join(missing, " "))
+			env := append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+			up := exec.Command("apt-get", "update", "-qq")
+			up.Env = env
+			if out, err := up.CombinedOutput(); err != nil {
+				fmt.Fprintf(os.Stderr, "bench: apt-get update: %v\n%s", err, out)
+			}
+			in := exec.Command("apt-get", append([]string{"install", "-y", "-qq"}, missing...)...)
+			in.Env = env
+			if out, err := in.CombinedOutput(); err != nil {
+				fmt.Fprintf(os.Stderr, "bench: apt-get install: %v\n%s", err, out)
+			}
+		}
+	}
+	for tool, p := range bpPeerBins {
+		if _, err := exec.LookPath(p.bin); err != nil {
+			status[tool] = fmt.Sprintf("%s not found (Debian package %s; install it as root: apt-get install -y %s)", p.bin, p.pkg, p.pkg)
+		} else {
+			status[tool] = ""
+		}
+	}
+	return status
+}
+
+// bpVersions returns one line naming each peer's version.
+func bpVersions() string {
+	run := func(name string, args ...string) string {
+		out, err := exec.Command(name, args...).CombinedOutput()
+		if err != nil && len(out) == 0 {
+			return "?"
+		}
+		return strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
+	}
+	return fmt.Sprintf("%s; mbsync %s; %s; dovecot %s",
+		run("interimap", "--version"), run("mbsync", "--version"), run("getmail", "--version"), run("dovecot", "--version"))
+}
+
+func (e *bpEnv) have(tool string) bool { return tool == bpMailferry || e.peers[tool] == "" }
+
+// ---------------------------------------------------------------- the sets
+
+var bpSmallFolders = []string{"INBOX", "Sent", "Drafts", "Trash", "Archive", "Archive/2022", "Archive/2023",
+	"Archive/2024", "Lists", "Lists/golang", "Lists/dovecot", "Projects"}
+
+// Weights of the folders after INBOX (which gets bpSmallInbox, scaled).
+var bpSmallWeights = []int{14, 1, 3, 4, 10, 14, 16, 2, 20, 10, 6}
+
+var bpMixedFolders = []string{"INBOX", "Sent", "Archive", "Archive/2024"}
+
+func (e *bpEnv) scaled(n int) int { return max(1, int(math.Round(float64(n)*e.scale))) }
+
+func bpFlags(r *rand.Rand) string {
+	switch u := r.IntN(100); {
+	case u < 60:
+		return "S"
+	case u < 72:
+		return "RS"
+	case u < 78:
+		return "FS"
+	case u < 80:
+		return "FRS"
+	default:
+		return ""
+	}
+}
+
+func (e *bpEnv) planSmall() *bpSet {
+	s := &bpSet{name: "SMALL", id: 1, folders: bpSmallFolders, counts: map[string]int{}}
+	n, inbox := e.scaled(bpSmallCount), e.scaled(bpSmallInbox)
+	r := rand.New(rand.NewPCG(bpSeed, s.id))
+	total := 0
+	for _, w := range bpSmallWeights {
+		total += w
+	}
+	base := time.Date(2020, 1, 2, 8, 0, 0, 0, time.UTC)
+	for i := 0; i < n; i++ {
+		folder := "INBOX"
+		if i >= inbox {
+			k := r.IntN(total)
+			for j, w := range bpSmallWeights {
+				if k < w {
+					folder = bpSmallFolders[j+1]
+					break
+				}
+				k -= w
+			}
+		}
+		s.msgs = append(s.msgs, bpMsg{folder: folder, size: 700 + r.IntN(650), flags: bpFlags(r),
+			date: base.Add(time.Duration(i)*37*time.Minute + time.Duration(r.IntN(3600))*time.Second)})
+		s.counts[folder]++
+	}
+	return s
+}
+
+// planMixed draws sizes from a mail-like distribution (most messages a few
+// KB, some attachments of hundreds of KB, a few of megabytes), scaled so
+// that the set totals about 417 MB (times the scale), with one message of
+// the largest size.
+func (e *bpEnv) planMixed() *bpSet {
+	s := &bpSet{name: "MIXED", id: 2, folders: bpMixedFolders, counts: map[string]int{}}
+	n := e.scaled(bpMixedCount)
+	r := rand.New(rand.NewPCG(bpSeed, s.id))
+	logUniform := func(lo, hi float64) float64 { return math.Exp(math.Log(lo) + r.Float64()*(math.Log(hi)-math.Log(lo))) }
+	sizes := make([]float64, n)
+	sum := 0.0
+	for i := range sizes {
+		switch u := r.Float64(); {
+		case u < 0.62:
+			sizes[i] = logUniform(2e3, 8e3)
+		case u < 0.85:
+			sizes[i] = logUniform(8e3, 64e3)
+		case u < 0.96:
+			sizes[i] = logUniform(64e3, 512e3)
+		default:
+			sizes[i] = logUniform(512e3, 3e6)
+		}
+		sum += sizes[i]
+	}
+	// One message of the largest size; the others rescaled (a few times,
+	// since the clamping moves the sum) so that the set totals the target.
+	big := r.IntN(n)
+	sizeOf := func(i int, factor float64) int {
+		if i == big {
+			return bpMixedMax
+		}
+		return min(max(int(sizes[i]*factor), bpMixedMin), bpMixedMax)
+	}
+	factor := bpMixedBytes * e.scale / sum
+	for k := 0; k < 5; k++ {
+		got := 0.0
+		for i := range sizes {
+			got += float64(sizeOf(i, factor))
+		}
+		factor *= bpMixedBytes * e.scale / got
+	}
+	base := time.Date(2021, 6, 1, 8, 0, 0, 0, time.UTC)
+	for i := 0; i < n; i++ {
+		size := sizeOf(i, factor)
+		var folder string
+		switch u := r.IntN(100); {
+		case u < 45:
+			folder = "INBOX"
+		case u < 65:
+			folder = "Sent"
+		case u < 90:
+			folder = "Archive"
+		default:
+			folder = "Archive/2024"
+		}
+		s.msgs = append(s.msgs, bpMsg{folder: folder, size: size, flags: bpFlags(r),
+			date: base.Add(time.Duration(i)*97*time.Minute + time.Duration(r.IntN(3600))*time.Second)})
+		s.counts[folder]++
+	}
+	return s
+}
+
+var bpWords = strings.Fields(`the of and to a in is it you that he was for on are with as his they be at one
+have this from or had by hot word but what some we can out other were all there when up use your how said an
+each she which do their time if will way about many then them write would like so these her long make thing see
+him two has look more day could go come did number sound no most people my over know water than call first who
+may down side been now find any new work part take get place made live where after back little only round man
+year came show every good me give our under name very through just form sentence great think say help low line
+differ turn cause much mean before move right boy old too same tell does set three want air well also play small
+end put home read hand port large spell add even land here must big high such follow act why ask men change went
+light kind off need house picture try us again animal point mother world near build self earth father server
+mailbox folder message migration release invoice meeting schedule quarterly report attached please review`)
+
+// bpText writes about n bytes of CRLF text lines of at most 76 characters.
+func bpText(w *bytes.Buffer, r *rand.Rand, n int) {
+	end := w.Len() + n
+	for w.Len() < end-2 {
+		line := 0
+		for line < 68 && w.Len() < end-3 {
+			word := bpWords[r.IntN(len(bpWords))]
+			if line > 0 {
+				w.WriteByte(' ')
+				line++
+			}
+			w.WriteString(word)
+			line += len(word)
+		}
+		w.WriteString("\r\n")
+	}
+}
+
+// body generates message i of the set; the same (set, i) always gives the
+// same bytes.
+func (s *bpSet) body(i int) []byte {
+	m := &s.msgs[i]
+	r := rand.New(rand.NewPCG(bpSeed^s.id<<40, uint64(i)))
+	var w bytes.Buffer
+	w.Grow(m.size + 1024)
+	from := bpWords[r.IntN(len(bpWords))] + "." + bpWords[r.IntN(len(bpWords))]
+	subj := make([]string, 3+r.IntN(6))
+	for k := range subj {
+		subj[k] = bpWords[r.IntN(len(bpWords))]
+	}
+	fmt.Fprintf(&w, "Return-Path: <%s@example.org>\r\n", from)
+	fmt.Fprintf(&w, "Received: from mx%d.example.org (mx%d.example.org [192.0.2.%d])\r\n\tby mail.example.com with ESMTPS id %x\r\n\tfor <alice@example.com>; %s\r\n",
+		r.IntN(9), r.IntN(9), 1+r.IntN(250), r.Uint64(), m.date.Format(time.RFC1123Z))
+	fmt.Fprintf(&w, "From: \"%s\" <%s@example.org>\r\nTo: Alice <alice@example.com>\r\n", from, from)
+	fmt.Fprintf(&w, "Subject: %s\r\nDate: %s\r\n", strings.Join(subj, " "), m.date.Format(time.RFC1123Z))
+	fmt.Fprintf(&w, "Message-ID: <%s.%d.%x@bench.mailferry.test>\r\nMIME-Version: 1.0\r\n", strings.ToLower(s.name), i, r.Uint32())
+	if m.size < 16<<10 {
+		w.WriteString("Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 7bit\r\n\r\n")
+		bpText(&w, r, m.size-w.Len())
+		return w.Bytes()
+	}
+	boundary := fmt.Sprintf("=_bench_%d_%x", i, r.Uint64())
+	fmt.Fprintf(&w, "Content-Type: multipart/mixed; boundary=\"%s\"\r\n\r\nThis is a multi-part message in MIME format.\r\n", boundary)
+	fmt.Fprintf(&w, "--%s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 7bit\r\n\r\n", boundary)
+	bpText(&w, r, 500+r.IntN(2500))
+	kind, ext := "application/pdf", "pdf"
+	if r.IntN(2) == 0 {
+		kind, ext = "image/jpeg", "jpg"
+	}
+	fmt.Fprintf(&w, "--%s\r\nContent-Type: %s; name=\"file-%d.%s\"\r\nContent-Disposition: attachment; filename=\"file-%d.%s\"\r\nContent-Transfer-Encoding: base64\r\n\r\n",
+		boundary, kind, i, ext, i, ext)
+	rest := m.size - w.Len() - len(boundary) - 8
+	raw := make([]byte, max(57, rest/78*57))
+	var seed [32]byte
+	for k := 0; k < 4; k++ {
+		v := r.Uint64()
+		for j := 0; j < 8; j++ {
+			seed[k*8+j] = byte(v >> (8 * j))
+		}
+	}
+	rand.NewChaCha8(seed).Read(raw)
+	line := make([]byte, 76)
+	for off := 0; off < len(raw); off += 57 {
+		chunk := raw[off:min(off+57, len(raw))]
+		n := base64.StdEncoding.EncodedLen(len(chunk))
+		base64.StdEncoding.Encode(line[:n], chunk)
+		w.Write(line[:n])
+		w.WriteString("\r\n")
+	}
+	fmt.Fprintf(&w, "--%s--\r\n", boundary)
+	return w.Bytes()
+}
+
+// seed starts the set's source Dovecot and writes the messages straight into
+// its Maildir (as LIBRARIES.md describes: much faster than 25,000 APPENDs),
+// then has Dovecot index every folder and checks the counts, and warms the
+// index cache with one header FETCH per folder so that no tool pays for it.
+func (e *bpEnv) seed(s *bpSet) {
+	start := time.Now()
+	s.src = dovecottest.Start(e.b, dovecottest.Options{Separator: '/'})
+	if e.uid == 0 {
+		u, err := user.Lookup(dovecottest.MailUser)
+		if err != nil {
+			e.b.Fatal(err)
+		}
+		e.uid, _ = strconv.Atoi(u.Uid)
+		e.gid, _ = strconv.Atoi(u.Gid)
+	}
+	root := filepath.Join(s.src.Dir, "mail", "alice")
+	dirOf := func(folder string) string {
+		if folder == "INBOX" {
+			return root
+		}
+		return filepath.Join(root, filepath.FromSlash(folder))
+	}
+	for _, f := range s.folders {
+		for _, sub := range []string{"cur", "new", "tmp"} {
+			if err := os.MkdirAll(filepath.Join(dirOf(f), sub), 0o700); err != nil {
+				e.b.Fatal(err)
+			}
+		}
+	}
+	for i := range s.msgs {
+		m := &s.msgs[i]
+		body := s.body(i)
+		s.bytes += int64(len(body))
+		s.largest = max(s.largest, len(body))
+		// CRLF on disk: the physical size S= is the size IMAP serves (W=).
+		name := fmt.Sprintf("%d.M%dP%d.bench,S=%d,W=%d:2,%s", m.date.Unix(), i, s.id, len(body), len(body), m.flags)
+		p := filepath.Join(dirOf(m.folder), "cur", name)
+		if err := os.WriteFile(p, body, 0o600); err != nil {
+			e.b.Fatal(err)
+		}
+		if err := os.Chtimes(p, m.date, m.date); err != nil { // Maildir's INTERNALDATE
+			e.b.Fatal(err)
+		}
+	}
+	err := filepath.WalkDir(root, func(p string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, e.uid, e.gid)
+	})
+	if err != nil {
+		e.b.Fatal(err)
+	}
+	c := s.src.Client(e.b, "alice")
+	got, err := bpStatusAll(c)
+	if err != nil {
+		e.b.Fatal(err)
+	}
+	if err := bpSameCounts(got, s.counts); err != nil {
+		e.b.Fatalf("seeding %s: %v", s.name, err)
+	}
+	for _, f := range s.folders {
+		n := s.counts[f]
+		if n == 0 {
+			continue
+		}
+		if _, err := c.Select(f, &imap.SelectOptions{ReadOnly: true}).Wait(); err != nil {
+			e.b.Fatal(err)
+		}
+		var all imap.SeqSet
+		all.AddRange(1, uint32(n))
+		_, err := c.Fetch(all, &imap.FetchOptions{UID: true, Flags: true, InternalDate: true, RFC822Size: true,
+			BodySection: []*imap.FetchItemBodySection{{Specifier: imap.PartSpecifierHeader, Peek: true,
+				HeaderFields: []string{"Message-ID", "Date", "From", "Subject"}}}}).Collect()
+		if err != nil {
+			e.b.Fatalf("warming %s %s: %v", s.name, f, err)
+		}
+	}
+	c.Unselect().Wait()
+	e.logf("seeded %s: %d messages, %d folders, %.1f MB, in %.1f s", s.name, s.total(), len(s.folders),
+		float64(s.bytes)/1e6, time.Since(start).Seconds())
+}
+
+// bpStatusAll returns the message count of every selectable folder.
+func bpStatusAll(c *imapclient.Client) (map[string]int, error) {
+	list, err := c.List("", "*", nil).Collect()
+	if err != nil {
+		return nil, fmt.Errorf("LIST: %w", err)
+	}
+	out := map[string]int{}
+	for _, d := range list {
+		if slices.Contains(d.Attrs, imap.MailboxAttrNoSelect) || slices.Contains(d.Attrs, imap.MailboxAttrNonExistent) {
+			continue
+		}
+		st, err := c.Status(d.Mailbox, &imap.StatusOptions{NumMessages: true}).Wait()
+		if err != nil {
+			return nil, fmt.Errorf("STATUS %q: %w", d.Mailbox, err)
+		}
+		if st.NumMessages != nil {
+			out[d.Mailbox] = int(*st.NumMessages)
+		}
+	}
+	return out, nil
+}
+
+// bpSameCounts compares per-folder counts (folders with no messages on
+// either side do not matter).
+func bpSameCounts(got, want map[string]int) error {
+	var diffs []string
+	for f, n := range want {
+		if got[f] != n {
+			diffs = append(diffs, fmt.Sprintf("%s: %d, want %d", f, got[f], n))
+		}
+	}
+	for f, n := range got {
+		if _, ok := want[f]; !ok && n > 0 {
+			diffs = append(diffs, fmt.Sprintf("%s: %d, want none", f, n))
+		}
+	}
+	if len(diffs) > 0 {
+		sort.Strings(diffs)
+		return fmt.Errorf("message counts differ: %s", strings.Join(diffs, "; "))
+	}
+	return nil
+}
+
+// bpCountIMAP counts what a destination Dovecot holds for alice.
+func bpCountIMAP(s *dovecottest.Server) (map[string]int, error) {
+	c, err := imapclient.DialInsecure(s.IMAPAddr(), &imapclient.Options{Dialer: &net.Dialer{Timeout: 10 * time.Second}})
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	if err := c.Login("alice", s.Users["alice"]).Wait(); err != nil {
+		return nil, err
+	}
+	got, err := bpStatusAll(c)
+	c.Logout().Wait()
+	return got, err
+}
+
+// bpCountMaildir counts the messages of every Maildir under dir (files in
+// cur/ and new/, whatever the layout).
+func bpCountMaildir(dir string) (int, error) {
+	n := 0
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type().IsRegular() {
+			if parent := filepath.Base(filepath.Dir(p)); parent == "cur" || parent == "new" {
+				n++
+			}
+		}
+		return nil
+	})
+	return n, err
+}
+
+// ---------------------------------------------------------------- runs
+
+// bpTool is one tool of a job: setup makes a fresh destination and state,
+// and returns the run to time (and time again for the no-op rerun).
+type bpTool struct {
+	name  string
+	job   string // the table's job for this tool's rows (bpJobRTT for the delay-proxy run)
+	noop  bool   // also time a rerun on the synced destination (SMALL only)
+	setup func() *bpRun
+}
+
+type bpRun struct {
+	argv    []string
+	env     []string // added to the environment (mailferry's passwords)
+	check   func() error
+	servers []*dovecottest.Server // whose CPU counts as server time
+	cleanup []func()
+	// nudge: re-send SIGCHLD to the tool when one of its children has been
+	// a zombie for a while (getmail6's lost-signal race, see pop3Tools).
+	nudge   bool
+	timeout time.Duration // set by timed
+}
+
+func (e *bpEnv) dir(what string) string {
+	e.seq++
+	d := filepath.Join(e.root, fmt.Sprintf("%03d-%s", e.seq, what))
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		e.b.Fatal(err)
+	}
+	return d
+}
+
+// writeSecret writes a peer's config file (it holds a password): 0600.
+func (e *bpEnv) writeSecret(path, content string) {
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		e.b.Fatal(err)
+	}
+}
+
+func (e *bpEnv) chownTree(dir string) {
+	filepath.WalkDir(dir, func(p string, _ fs.DirEntry, err error) error {
+		if err == nil {
+			os.Lchown(p, e.uid, e.gid)
+		}
+		return nil
+	})
+}
+
+func (e *bpEnv) newDst() *dovecottest.Server {
+	return dovecottest.Start(e.b, dovecottest.Options{Separator: '/'})
+}
+
+// stopKeeping stops a destination Dovecot but keeps its mail (moved into the
+// scratch directory, removed only when the benchmark ends). Deleting tens of
+// thousands of files between runs would slow the next runs down: ext4 then
+// looks for an inode that was not freed in the last minute or more
+// (recently_deleted in ext4_new_inode) for every file it creates, and perf
+// showed the destination Dovecot spending 2-6 s instead of 0.8 s of CPU on
+// the same 20,000 APPENDs right after such a clean-up.
+func (e *bpEnv) stopKeeping(s *dovecottest.Server) func() {
+	return func() {
+		os.Rename(filepath.Join(s.Dir, "mail"), filepath.Join(e.dir("kept-mail"), "mail"))
+		s.Stop()
+	}
+}
+
+func (e *bpEnv) checkIMAP(dst *dovecottest.Server, set *bpSet) func() error {
+	return func() error {
+		got, err := bpCountIMAP(dst)
+		if err != nil {
+			return err
+		}
+		return bpSameCounts(got, set.counts)
+	}
+}
+
+func bpCheckMaildir(dir string, want int) func() error {
+	return func() error {
+		n, err := bpCountMaildir(dir)
+		if err != nil {
+			return err
+		}
+		if n != want {
+			return fmt.Errorf("%d messages in %s, want %d", n, dir, want)
+		}
+		return nil
+	}
+}
+
+func (e *bpEnv) imapTools(set *bpSet) []bpTool {
+	pw := set.src.Users["alice"]
+	mailferry := func(job string, latency time.Duration) bpTool {
+		return bpTool{name: bpMailferry, job: job, noop: latency == 0, setup: func() *bpRun {
+			dst := e.newDst()
+			r := &bpRun{servers: []*dovecottest.Server{set.src, dst}, cleanup: []func(){e.stopKeeping(dst)}, check: e.checkIMAP(dst, set)}
+			srcAddr, dstAddr := set.src.IMAPAddr(), dst.IMAPAddr()
+			if latency > 0 {
+				for _, a := range []*string{&srcAddr, &dstAddr} {
+					p, err := faultproxy.New(*a, faultproxy.Faults{Latency: latency / 2})
+					if err != nil {
+						e.b.Fatal(err)
+					}
+					r.cleanup = append(r.cleanup, func() { p.Close() })
+					*a = p.Addr()
+				}
+			}
+			r.argv = []string{e.bin, "migrate", "imap://alice@" + srcAddr, "imap://alice@" + dstAddr,
+				"--src-tls", "none", "--dst-tls", "none", "--state-dir", e.dir("mailferry-state"), "--progress", "never"}
+			r.env = []string{"MAILFERRY_SRC_PASSWORD=" + pw, "MAILFERRY_DST_PASSWORD=" + dst.Users["alice"]}
+			return r
+		}}
+	}
+	var tools []bpTool
+	if e.jobs["imap"] {
+		tools = append(tools, mailferry(bpJobIMAP, 0),
+			bpTool{name: bpInterimap, job: bpJobIMAP, noop: true, setup: func() *bpRun {
+				dst := e.newDst()
+				d := e.dir("interimap")
+				conf := filepath.Join(d, "interimap.conf")
+				e.writeSecret(conf, fmt.Sprintf(`database = %s
+
+[local]
+type = imap
+host = 127.0.0.1
+port = %d
+STARTTLS = NO
+username = alice
+password = %s
+
+[remote]
+type = imap
+host = 127.0.0.1
+port = %d
+STARTTLS = NO
+username = alice
+password = %s
+compress = NO
+`, filepath.Join(d, "interimap.db"), dst.IMAPPort, dst.Users["alice"], set.src.IMAPPort, pw))
+				return &bpRun{argv: []string{"interimap", "--config=" + conf},
+					check: e.checkIMAP(dst, set), servers: []*dovecottest.Server{set.src, dst}, cleanup: []func(){e.stopKeeping(dst)}}
+			}},
+			bpTool{name: bpMbsync, job: bpJobIMAP, noop: true, setup: func() *bpRun {
+				dst := e.newDst()
+				d := e.dir("mbsync")
+				conf := filepath.Join(d, "mbsyncrc")
+				e.writeSecret(conf, bpMbsyncAccount("src", set.src, pw)+bpMbsyncAccount("dst", dst, dst.Users["alice"])+
+					fmt.Sprintf("Channel bench\nFar :src:\nNear :dst:\nPatterns *\nCreate Near\nSync Pull\nExpunge None\nCopyArrivalDate yes\nSyncState %s/\n",
+						e.dir("mbsync-state")))
+				return &bpRun{argv: []string{"mbsync", "-q", "-c", conf, "bench"},
+					check: e.checkIMAP(dst, set), servers: []*dovecottest.Server{set.src, dst}, cleanup: []func(){e.stopKeeping(dst)}}
+			}})
+	}
+	if e.jobs["rtt"] {
+		tools = append(tools, mailferry(bpJobRTT, bpRTT))
+	}
+	return tools
+}
+
+func bpMbsyncAccount(name string, s *dovecottest.Server, pw string) string {
+	return fmt.Sprintf("IMAPAccount %s\nHost 127.0.0.1\nPort %d\nUser alice\nPass \"%s\"\nSSLType None\nAuthMechs LOGIN\n\nIMAPStore %s\nAccount %s\n\n",
+		name, s.IMAPPort, pw, name, name)
+}
+
+func (e *bpEnv) maildirTools(set *bpSet) []bpTool {
+	pw := set.src.Users["alice"]
+	return []bpTool{
+		{name: bpMailferry, job: bpJobMaildir, noop: true, setup: func() *bpRun {
+			out := filepath.Join(e.dir("mailferry-archive"), "archive")
+			return &bpRun{
+				argv: []string{e.bin, "archive", "imap://alice@" + set.src.IMAPAddr(), out,
+					"--src-tls", "none", "--state-dir", e.dir("mailferry-state"), "--progress", "never"},
+				env:   []string{"MAILFERRY_SRC_PASSWORD=" + pw},
+				check: bpCheckMaildir(out, set.total()), servers: []*dovecottest.Server{set.src}}
+		}},
+		{name: bpDsync, job: bpJobMaildir, noop: true, setup: func() *bpRun {
+			// doveadm backup -R pulls the imapc: location (the source) into the
+			// user's mail_location, a fresh Maildir, with Dovecot's default
+			// mail_fsync = optimized. The user lookup goes through the
+			// source instance's auth socket (its config is included).
+			d := e.dir("dsync")
+			out := filepath.Join(d, "out")
+			os.Mkdir(out, 0o755)
+			e.chownTree(out)
+			conf := filepath.Join(d, "doveadm.conf")
+			e.writeSecret(conf, fmt.Sprintf("!include %s\nmail_fsync = optimized\nimapc_host = 127.0.0.1\nimapc_port = %d\nimapc_user = alice\nimapc_password = %s\nimapc_features = rfc822.size fetch-headers\n",
+				filepath.Join(set.src.Dir, "dovecot.conf"), set.src.IMAPPort, pw))
+			return &bpRun{argv: []string{"doveadm", "-c", conf, "-o", "mail_location=maildir:" + filepath.Join(out, "Maildir"),
+				"backup", "-R", "-u", "alice", "imapc:"},
+				check: bpCheckMaildir(out, set.total()), servers: []*dovecottest.Server{set.src}}
+		}},
+		{name: bpMbsync, job: bpJobMaildir, noop: true, setup: func() *bpRun {
+			d := e.dir("mbsync")
+			md := filepath.Join(d, "Maildir")
+			os.Mkdir(md, 0o755)
+			conf := filepath.Join(d, "mbsyncrc")
+			e.writeSecret(conf, bpMbsyncAccount("src", set.src, pw)+
+				fmt.Sprintf("MaildirStore md\nPath %s/\nInbox %s/INBOX\nSubFolders Verbatim\n\n", md, md)+
+				"Channel bench\nFar :src:\nNear :md:\nPatterns *\nCreate Near\nSync Pull\nExpunge None\nCopyArrivalDate yes\nSyncState *\n")
+			return &bpRun{argv: []string{"mbsync", "-q", "-c", conf, "bench"},
+				check: bpCheckMaildir(md, set.total()), servers: []*dovecottest.Server{set.src}}
+		}},
+	}
+}
+
+func (e *bpEnv) pop3Tools(set *bpSet) []bpTool {
+	pw := set.src.Users["alice"]
+	want := set.counts["INBOX"]
+	return []bpTool{
+		{name: bpMailferry, job: bpJobPOP3, noop: true, setup: func() *bpRun {
+			out := filepath.Join(e.dir("mailferry-pop3"), "archive")
+			return &bpRun{
+				argv: []string{e.bin, "archive", "pop3://alice@" + set.src.POP3Addr(), out,
+					"--src-tls", "none", "--state-dir", e.dir("mailferry-state"), "--progress", "never"},
+				env:   []string{"MAILFERRY_SRC_PASSWORD=" + pw},
+				check: bpCheckMaildir(out, want), servers: []*dovecottest.Server{set.src}}
+		}},
+		{name: bpGetmail, job: bpJobPOP3, noop: true, setup: func() *bpRun {
+			// getmail refuses to deliver as root: its Maildir delivery runs
+			// as dovecottest.MailUser.
+			d := e.dir("getmail")
+			md := filepath.Join(d, "Maildir")
+			for _, sub := range []string{"cur", "new", "tmp"} {
+				os.MkdirAll(filepath.Join(md, sub), 0o755)
+			}
+			e.chownTree(md)
+			gd := filepath.Join(d, "getmaildir")
+			os.Mkdir(gd, 0o700)
+			e.writeSecret(filepath.Join(gd, "getmailrc"), fmt.Sprintf(`[retriever]
+type = SimplePOP3Retriever
+server = 127.0.0.1
+port = %d
+username = alice
+password = %s
+
+[destination]
+type = Maildir
+path = %s/
+user = %s
+
+[options]
+verbose = 0
+read_all = false
+delete = false
+`, set.src.POP3Port, pw, md, dovecottest.MailUser))
+			argv := []string{"getmail", "--getmaildir", gd, "--rcfile", "getmailrc"}
+			if _, err := exec.LookPath("taskset"); err == nil && runtime.NumCPU() > 1 {
+				// getmail waits for each delivery child in turn, so one CPU
+				// costs it nothing, and a child that cannot run while its
+				// parent is between fork() and its wait almost never wins
+				// the race described at bpNudge.
+				argv = append([]string{"taskset", "-c", strconv.Itoa(runtime.NumCPU() - 1)}, argv...)
+			}
+			return &bpRun{argv: argv,
+				check: bpCheckMaildir(md, want), servers: []*dovecottest.Server{set.src}, nudge: true}
+		}},
+	}
+}
+
+// runJob runs every tool of a job on one set, R rounds, the order of the
+// tools rotating from round to round.
+func (e *bpEnv) runJob(job string, set *bpSet, tools []bpTool) {
+	var avail []bpTool
+	for _, t := range tools {
+		if e.have(t.name) {
+			avail = append(avail, t)
+		} else {
+			e.logf("%s %s: skipping %s: %s", job, set.name, t.name, e.peers[t.name])
+		}
+	}
+	for round := 0; round < e.rounds; round++ {
+		for k := range avail {
+			t := avail[(k+round)%len(avail)]
+			r := t.setup()
+			e.timed(bpKey{t.job, set.name, t.name}, r, set, round)
+			if t.noop && set.name == "SMALL" {
+				e.timed(bpKey{bpNoop + t.job, set.name, t.name}, r, set, round)
+			}
+			for _, f := range r.cleanup {
+				f()
+			}
+		}
+	}
+}
+
+// timed runs r once, checks the destination and records the sample.
+func (e *bpEnv) timed(key bpKey, r *bpRun, set *bpSet, round int) {
+	if _, ok := e.results[key]; !ok {
+		e.order = append(e.order, key)
+	}
+	logPath := filepath.Join(e.dir("run-"+key.tool), "output.log")
+	// Generous (mbsync takes about a minute for SMALL here), but bounded.
+	r.timeout = max(2*time.Minute, time.Duration(float64(15*time.Minute)*e.scale))
+	s := bpExec(r, logPath)
+	if s.err == nil {
+		if err := r.check(); err != nil {
+			s.err = fmt.Errorf("check: %w", err)
+		}
+	}
+	n := set.total()
+	if strings.HasSuffix(key.job, bpJobPOP3) {
+		n = set.counts["INBOX"]
+	}
+	if s.err != nil {
+		e.logf("round %d %-24s %-5s %-9s FAILED: %v\n%s", round+1, key.job, key.set, key.tool, s.err, bpTail(logPath, 15))
+		if key.tool == bpMailferry {
+			e.b.Errorf("%s %s: mailferry failed: %v", key.job, key.set, s.err)
+		}
+	} else {
+		e.logf("round %d %-24s %-5s %-9s %7.2f s %8.0f msg/s  rss %6.1f MB  cpu %6.2f s  server cpu %6.2f s",
+			round+1, key.job, key.set, key.tool, s.secs, float64(n)/s.secs, float64(s.rssKB)/1024, s.cpu, s.srvCPU)
+	}
+	if s.nudges > 0 {
+		e.logf("round %d %s %s %s: re-sent %d lost SIGCHLD (getmail6's fork race)", round+1, key.job, key.set, key.tool, s.nudges)
+	}
+	e.results[key] = append(e.results[key], s)
+}
+
+func bpTail(path string, n int) string {
+	b, _ := os.ReadFile(path)
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return "    " + strings.Join(lines, "\n    ")
+}
+
+// bpBaseEnv is the environment of every tool: ours, without passwords.
+func bpBaseEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "MAILFERRY_SRC_PASSWORD=") && !strings.HasPrefix(kv, "MAILFERRY_DST_PASSWORD=") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// bpExec runs r through the rusage helper (see bpHelper) and returns the
+// tool's wall-clock time, peak RSS and CPU time as the helper measured them.
+func bpExec(r *bpRun, logPath string) bpSample {
+	ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
+	defer cancel()
+	self, err := os.Executable()
+	if err != nil {
+		return bpSample{err: err}
+	}
+	cmd := exec.CommandContext(ctx, self, r.argv...)
+	// On timeout kill the helper and the tool with it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.Env = append(append(bpBaseEnv(), r.env...), bpHelperEnv+"=1")
+	cmd.Dir = filepath.Dir(logPath)
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return bpSample{err: err}
+	}
+	defer logf.Close()
+	cmd.Stdout, cmd.Stderr = logf, logf
+	rep, repw, err := os.Pipe()
+	if err != nil {
+		return bpSample{err: err}
+	}
+	defer rep.Close()
+	cmd.ExtraFiles = []*os.File{repw}
+	cpu0 := bpServerCPU(r.servers)
+	err = cmd.Start()
+	repw.Close()
+	if err != nil {
+		return bpSample{err: err}
+	}
+	var nudges chan int
+	stop := make(chan struct{})
+	if r.nudge {
+		nudges = make(chan int, 1)
+		go func() { nudges <- bpNudge(cmd.Process.Pid, stop) }()
+	}
+	report, _ := io.ReadAll(rep)
+	err = cmd.Wait()
+	close(stop)
+	bpServersIdle(r.servers)
+	s := bpSample{srvCPU: bpServerCPU(r.servers) - cpu0}
+	if nudges != nil {
+		s.nudges = <-nudges
+	}
+	var wall, cpu int64
+	var code int
+	if _, serr := fmt.Sscan(string(report), &wall, &s.rssKB, &cpu, &code); serr != nil {
+		return bpSample{err: fmt.Errorf("%s: no report from the rusage helper (%v, %v)", filepath.Base(r.argv[0]), serr, err)}
+	}
+	s.secs, s.cpu = time.Duration(wall).Seconds(), time.Duration(cpu).Seconds()
+	if err != nil {
+		s.err = fmt.Errorf("%s: %v", filepath.Base(r.argv[0]), err)
+	}
+	return s
+}
+
+// bpNudge watches the tool run by the helper with pid helper until stop is
+// closed. getmail6 6.18.11 forks a child for every Maildir delivery and only
+// then installs its SIGCHLD handler (ForkingBase.forkchild calls
+// _prepare_child after os.fork); a child that exits first leaves its signal
+// lost and getmail waiting for its timeout (180 s), after which the delivery
+// fails. When a child of the tool has been a zombie for 200 ms, the
+// watcher sends the tool the SIGCHLD it missed. It returns how often.
+func bpNudge(helper int, stop <-chan struct{}) int {
+	n := 0
+	zombieSince := map[int]time.Time{}
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return n
+		case <-tick.C:
+		}
+		kids := bpChildren()
+		for _, tool := range kids[helper] {
+			for _, k := range kids[tool] {
+				if st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", k)); !bytes.Contains(st, []byte(") Z ")) {
+					delete(zombieSince, k)
+					continue
+				}
+				if t, ok := zombieSince[k]; !ok {
+					zombieSince[k] = time.Now()
+				} else if time.Since(t) > 200*time.Millisecond {
+					syscall.Kill(tool, syscall.SIGCHLD)
+					n++
+					zombieSince[k] = time.Now()
+				}
+			}
+		}
+	}
+}
+
+// bpRSSFloor is the lowest peak RSS the helper can report: its own at init.
+func bpRSSFloor() float64 {
+	s := bpExec(&bpRun{argv: []string{"true"}, timeout: time.Minute}, filepath.Join(os.TempDir(), "mailferry-bench-floor.log"))
+	os.Remove(filepath.Join(os.TempDir(), "mailferry-bench-floor.log"))
+	return float64(s.rssKB) / 1024
+}
+
+// ------------------------------------------------- Dovecot CPU accounting
+
+const bpClockTick = 100 // USER_HZ on Linux
+
+// bpProcStat returns the parent, the name and the CPU ticks (own and waited-for
+// children's) of a process.
+func bpProcStat(pid int) (ppid int, comm string, ticks int64, ok bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, "", 0, false
+	}
+	open, close := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
+	if open < 0 || close < open {
+		return 0, "", 0, false
+	}
+	comm = string(b[open+1 : close])
+	f := strings.Fields(string(b[close+1:]))
+	// f[0] state, f[1] ppid, f[11..14] utime stime cutime cstime
+	if len(f) < 15 {
+		return 0, "", 0, false
+	}
+	ppid, _ = strconv.Atoi(f[1])
+	for _, x := range f[11:15] {
+		v, _ := strconv.ParseInt(x, 10, 64)
+		ticks += v
+	}
+	return ppid, comm, ticks, true
+}
+
+func bpMasterPID(s *dovecottest.Server) int {
+	b, err := os.ReadFile(filepath.Join(s.Dir, "run", "master.pid"))
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return pid
+}
+
+// bpChildren maps each parent pid to its children's pids and names.
+func bpChildren() map[int][]int {
+	ents, _ := os.ReadDir("/proc")
+	kids := map[int][]int{}
+	for _, en := range ents {
+		pid, err := strconv.Atoi(en.Name())
+		if err != nil {
+			continue
+		}
+		if ppid, _, _, ok := bpProcStat(pid); ok {
+			kids[ppid] = append(kids[ppid], pid)
+		}
+	}
+	return kids
+}
+
+// bpServerCPU is the CPU seconds used so far by the servers' masters, their
+// live children and the children they have reaped (a finished imap process
+// moves into its master's cutime).
+func bpServerCPU(servers []*dovecottest.Server) float64 {
+	if len(servers) == 0 {
+		return 0
+	}
+	kids := bpChildren()
+	var ticks int64
+	for _, s := range servers {
+		m := bpMasterPID(s)
+		if m == 0 {
+			continue
+		}
+		_, _, t, _ := bpProcStat(m)
+		ticks += t
+		for _, k := range kids[m] {
+			_, _, t, _ := bpProcStat(k)
+			ticks += t
+		}
+	}
+	return float64(ticks) / bpClockTick
+}
+
+// bpServersIdle waits (up to 2 s) until the session processes of the
+// servers have exited, so that their CPU is counted in the master's.
+func bpServersIdle(servers []*dovecottest.Server) {
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		kids := bpChildren()
+		busy := false
+		for _, s := range servers {
+			for _, k := range kids[bpMasterPID(s)] {
+				if _, comm, _, ok := bpProcStat(k); ok && (comm == "imap" || comm == "pop3") {
+					busy = true
+				}
+			}
+		}
+		if !busy {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// ---------------------------------------------------------------- the table
+
+type bpRow struct {
+	key              bpKey
+	messages         int
+	ok, runs         int
+	hasMedian        bool
+	median, cpu, srv float64 // medians of the successful runs
+	rssMB            float64 // the largest of the successful runs
+	all              []string
+	errs             []string
+	ratio            float64 // mailferry's throughput / this row's (+20ms RTT: its own / loopback's)
+	targets, results []string
+}
+
+func bpMedian(v []float64) float64 {
+	if len(v) == 0 {
+		return math.NaN()
+	}
+	s := slices.Clone(v)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func (e *bpEnv) row(key bpKey, n int) *bpRow {
+	r := &bpRow{key: key, messages: n}
+	var secs, cpu, srv []float64
+	for _, s := range e.results[key] {
+		r.runs++
+		if s.err != nil {
+			r.all = append(r.all, "FAIL")
+			r.errs = append(r.errs, s.err.Error())
+			continue
+		}
+		r.ok++
+		secs = append(secs, s.secs)
+		cpu = append(cpu, s.cpu)
+		srv = append(srv, s.srvCPU)
+		r.rssMB = max(r.rssMB, float64(s.rssKB)/1024)
+		r.all = append(r.all, fmt.Sprintf("%.2f", s.secs))
+	}
+	if r.ok > 0 {
+		r.hasMedian = true
+		r.median, r.cpu, r.srv = bpMedian(secs), bpMedian(cpu), bpMedian(srv)
+	}
+	return r
+}
+
+func (e *bpEnv) printHeader(small, mixed *bpSet, haveMixed bool) {
+	load, _ := os.ReadFile("/proc/loadavg")
+	fmt.Printf("\nBenchmarkPeers: scale %g, %d rounds, %d CPUs, %s, load %s", e.scale, e.rounds, runtime.NumCPU(), runtime.Version(), load)
+	rev, _ := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
+	dirty, _ := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output()
+	state := "clean"
+	if len(bytes.TrimSpace(dirty)) > 0 {
+		state = "with uncommitted changes"
+	}
+	fmt.Printf("mailferry: built from %s (%s)\n", bytes.TrimSpace(rev), state)
+	fmt.Printf("peers: %s\n", bpVersions())
+	fmt.Printf("peak RSS: ru_maxrss of each tool, started by a small helper whose own %.1f MB is the floor (shown as <=)\n", e.floorMB)
+	for _, t := range []string{bpInterimap, bpMbsync, bpDsync, bpGetmail} {
+		if why := e.peers[t]; why != "" {
+			fmt.Printf("skipping %s: %s\n", t, why)
+		}
+	}
+	sets := []*bpSet{small}
+	if haveMixed {
+		sets = append(sets, mixed)
+	}
+	for _, s := range sets {
+		sizes := make([]int, 0, len(s.msgs))
+		for _, m := range s.msgs {
+			sizes = append(sizes, m.size)
+		}
+		sort.Ints(sizes)
+		fmt.Printf("set %s: %d messages in %d folders (INBOX %d), %.1f MB, median %.1f KB, largest %.1f KB\n",
+			s.name, s.total(), len(s.folders), s.counts["INBOX"], float64(s.bytes)/1e6,
+			float64(sizes[len(sizes)/2])/1e3, float64(s.largest)/1e3)
+	}
+}
+
+// printTable prints one row per (job, set, tool) with the medians, and the
+// targets of issue 6.
+func (e *bpEnv) printTable() {
+	rows := map[bpKey]*bpRow{}
+	keys := slices.Clone(e.order)
+	jobRank := map[string]int{bpJobIMAP: 0, bpJobMaildir: 1, bpJobPOP3: 2, bpNoop + bpJobIMAP: 3,
+		bpNoop + bpJobMaildir: 4, bpNoop + bpJobPOP3: 5, bpJobRTT: 6}
+	toolRank := map[string]int{bpMailferry: 0, bpInterimap: 1, bpDsync: 2, bpGetmail: 3, bpMbsync: 4}
+	sort.SliceStable(keys, func(i, j int) bool {
+		a, b := keys[i], keys[j]
+		if jobRank[a.job] != jobRank[b.job] {
+			return jobRank[a.job] < jobRank[b.job]
+		}
+		if a.set != b.set {
+			return a.set > b.set // SMALL before MIXED
+		}
+		return toolRank[a.tool] < toolRank[b.tool]
+	})
+	for _, k := range e.order {
+		rows[k] = e.row(k, e.messagesOf(k))
+	}
+	var notMet []string
+	for _, k := range keys {
+		r := rows[k]
+		base := rows[bpKey{k.job, k.set, bpMailferry}]
+		switch {
+		case k.job == bpJobRTT:
+			base = rows[bpKey{bpJobIMAP, k.set, bpMailferry}]
+			if base != nil && base.hasMedian && r.hasMedian {
+				r.ratio = base.median / r.median
+			}
+		case k.tool != bpMailferry && base != nil && base.hasMedian && r.hasMedian:
+			r.ratio = r.median / base.median
+		}
+		target := func(name string, met bool, known bool) {
+			r.targets = append(r.targets, name)
+			switch {
+			case !known:
+				r.results = append(r.results, "NO DATA")
+				notMet = append(notMet, fmt.Sprintf("%s %s %s: %s: no successful run to compare", k.job, k.set, k.tool, name))
+			case met:
+				r.results = append(r.results, "MET")
+			default:
+				r.results = append(r.results, "NOT MET")
+				notMet = append(notMet, fmt.Sprintf("%s %s vs %s: %s", k.job, k.set, k.tool, name))
+			}
+		}
+		haveRatio := r.hasMedian && base != nil && base.hasMedian
+		switch {
+		case k.job == bpJobIMAP && k.tool == bpInterimap:
+			target(">= 1.2x interimap", r.ratio >= 1.2, haveRatio)
+		case k.job == bpJobMaildir && k.tool == bpDsync:
+			target(">= 1.2x dsync", r.ratio >= 1.2, haveRatio)
+		case k.job == bpJobPOP3 && k.tool == bpGetmail:
+			target(">= 10x getmail6", r.ratio >= 10, haveRatio)
+		case k.job == bpNoop+bpJobIMAP && k.tool == bpInterimap:
+			target("no slower than interimap", r.ratio >= 1, haveRatio)
+		case k.job == bpJobRTT:
+			target(">= 0.5x loopback", r.ratio >= 0.5, haveRatio)
+		}
+		if k.tool == bpMailferry && k.set == "MIXED" {
+			target("peak RSS <= 40 MB", r.rssMB <= 40, r.hasMedian)
+		}
+	}
+
+	fmt.Printf("\nmedians of %d rounds (ratio = mailferry's throughput / the row's; for +20ms RTT: its throughput / loopback's)\n\n", e.rounds)
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "JOB\tSET\tTOOL\tMEDIAN s\tMSG/S\tRATIO\tPEAK RSS MB\tCPU s\tSERVER CPU s\tTARGET\tRESULT\tRUNS s")
+	for _, k := range keys {
+		r := rows[k]
+		med, rate, ratio := "-", "-", ""
+		if r.hasMedian {
+			med = fmt.Sprintf("%.2f", r.median)
+			rate = fmt.Sprintf("%.0f", float64(r.messages)/r.median)
+		}
+		if r.ratio > 0 {
+			ratio = fmt.Sprintf("%.2fx", r.ratio)
+		}
+		if r.ok < r.runs {
+			med += fmt.Sprintf(" (%d/%d ok)", r.ok, r.runs)
+		}
+		rss := fmt.Sprintf("%.1f", r.rssMB)
+		if r.rssMB <= e.floorMB+0.2 {
+			rss = fmt.Sprintf("<=%.1f", r.rssMB)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t%.2f\t%s\t%s\t%s\n", k.job, k.set, k.tool, med, rate, ratio,
+			rss, r.cpu, r.srv, strings.Join(r.targets, "; "), strings.Join(r.results, "; "), strings.Join(r.all, " "))
+	}
+	tw.Flush()
+	for _, k := range keys {
+		if r := rows[k]; len(r.errs) > 0 {
+			fmt.Printf("failed runs of %s %s %s: %s\n", k.job, k.set, k.tool, strings.Join(r.errs, " | "))
+		}
+		nudges := 0
+		for _, s := range e.results[k] {
+			nudges += s.nudges
+		}
+		if nudges > 0 {
+			fmt.Printf("%s %s %s: %d lost SIGCHLD re-sent over %d runs (getmail6 installs its handler after fork; without this it waits 180 s and fails)\n",
+				k.job, k.set, k.tool, nudges, len(e.results[k]))
+		}
+	}
+	failed := 0
+	for _, k := range keys {
+		failed += rows[k].runs - rows[k].ok
+	}
+	if failed > 0 {
+		fmt.Printf("\n%d runs FAILED (above): their rows' medians are of the runs that passed the check\n", failed)
+	}
+	if len(notMet) == 0 {
+		fmt.Println("\nall targets measured here are MET")
+	} else {
+		fmt.Println("\nNOT MET:")
+		for _, s := range notMet {
+			fmt.Println("  " + s)
+		}
+	}
+	load, _ := os.ReadFile("/proc/loadavg")
+	fmt.Printf("load at the end: %s\n", load)
+}
+
+func (e *bpEnv) messagesOf(k bpKey) int {
+	n := e.scaled(bpSmallCount)
+	if k.set == "MIXED" {
+		n = e.scaled(bpMixedCount)
+	}
+	if strings.HasSuffix(k.job, bpJobPOP3) {
+		n = e.scaled(bpSmallInbox)
+	}
+	return n
+}
+
+// ---------------------------------------------------------------- profiles
+
+// profile runs each mailferry job once more, in-process (the run function
+// of main.go, not the binary), under the CPU profiler, into a fresh
+// destination, and writes DIR/JOB-SET.cpu.pprof and the allocations made
+// during the run (DIR/JOB-SET.allocs.pprof, to read with -diff_base
+// DIR/JOB-SET.allocs.base.pprof), and the heap at its highest in use
+// (DIR/JOB-SET.heap.pprof, -sample_index=inuse_space). The timings of
+// these runs are printed but are not the table's: the profiler and the test
+// process share the CPU.
+func (e *bpEnv) profile(dir string, small, mixed *bpSet) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		e.b.Fatal(err)
+	}
+	type prof struct {
+		name string
+		set  *bpSet
+		tool func(*bpSet) []bpTool
+		job  string
+		noop bool
+	}
+	pick := func(job string) func(*bpSet) []bpTool {
+		return func(s *bpSet) []bpTool {
+			var all []bpTool
+			switch job {
+			case bpJobIMAP, bpJobRTT:
+				saved := e.jobs
+				e.jobs = map[string]bool{"imap": true, "rtt": true}
+				all = e.imapTools(s)
+				e.jobs = saved
+			case bpJobMaildir:
+				all = e.maildirTools(s)
+			case bpJobPOP3:
+				all = e.pop3Tools(s)
+			}
+			for _, t := range all {
+				if t.name == bpMailferry && t.job == job {
+					return []bpTool{t}
+				}
+			}
+			return nil
+		}
+	}
+	var profs []prof
+	for _, s := range []*bpSet{small, mixed} {
+		if s.src == nil {
+			continue
+		}
+		profs = append(profs, prof{"imap", s, pick(bpJobIMAP), bpJobIMAP, false},
+			prof{"maildir", s, pick(bpJobMaildir), bpJobMaildir, false})
+		if s == small {
+			profs = append(profs, prof{"pop3", s, pick(bpJobPOP3), bpJobPOP3, false},
+				prof{"noop-imap", s, pick(bpJobIMAP), bpJobIMAP, true},
+				prof{"rtt", s, pick(bpJobRTT), bpJobRTT, false})
+		}
+	}
+	for _, p := range profs {
+		tools := p.tool(p.set)
+		if len(tools) == 0 {
+			continue
+		}
+		r := tools[0].setup()
+		args := r.argv[1:]
+		for _, kv := range r.env {
+			k, v, _ := strings.Cut(kv, "=")
+			e.b.Setenv(k, v)
+		}
+		if p.noop {
+			var out, errb bytes.Buffer
+			if code := run(context.Background(), args, strings.NewReader(""), &out, &errb); code != 0 {
+				e.b.Errorf("profile %s: first run exit %d: %s", p.name, code, errb.String())
+			}
+		}
+		base := filepath.Join(dir, fmt.Sprintf("%s-%s", p.name, strings.ToLower(p.set.name)))
+		runtime.GC()
+		if f, err := os.Create(base + ".allocs.base.pprof"); err == nil {
+			pprof.Lookup("allocs").WriteTo(f, 0)
+			f.Close()
+		}
+		f, err := os.Create(base + ".cpu.pprof")
+		if err != nil {
+			e.b.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			e.b.Fatalf("CPU profile (is go test's -cpuprofile on? do not use it with MAILFERRY_BENCH_PROFILE): %v", err)
+		}
+		var out, errb bytes.Buffer
+		stop, peak := bpWatchHeap(base + ".heap.pprof")
+		start := time.Now()
+		code := run(context.Background(), args, strings.NewReader(""), &out, &errb)
+		secs := time.Since(start).Seconds()
+		close(stop)
+		pprof.StopCPUProfile()
+		f.Close()
+		if f, err := os.Create(base + ".allocs.pprof"); err == nil {
+			pprof.Lookup("allocs").WriteTo(f, 0)
+			f.Close()
+		}
+		checkErr := r.check()
+		e.logf("profile %-10s %-5s: exit %d, %.2f s in-process, check: %v, peak heap in use %.1f MB; %s.{cpu,heap,allocs}.pprof",
+			p.name, p.set.name, code, secs, checkErr, float64(<-peak)/1e6, base)
+		if code != 0 {
+			e.b.Errorf("profile %s %s: exit %d: %s", p.name, p.set.name, code, bpFirstLines(errb.String(), 5))
+		}
+		for _, c := range r.cleanup {
+			c()
+		}
+	}
+}
+
+// bpWatchHeap samples the heap every 20 ms until stop is closed and writes
+// a heap profile to path each time the heap in use reaches a new high, so
+// that the file shows what held the memory at the peak. peak then gives the
+// highest HeapInuse seen.
+func bpWatchHeap(path string) (stop chan struct{}, peak chan uint64) {
+	stop, peak = make(chan struct{}), make(chan uint64, 1)
+	go func() {
+		var high uint64
+		var ms runtime.MemStats
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				peak <- high
+				return
+			case <-tick.C:
+			}
+			runtime.ReadMemStats(&ms)
+			if ms.HeapInuse > high+high/20 { // 5 % above the last one written
+				high = ms.HeapInuse
+				if f, err := os.Create(path); err == nil {
+					pprof.Lookup("heap").WriteTo(f, 0)
+					f.Close()
+				}
+			}
+		}
+	}()
+	return stop, peak
+}
+
+func bpFirstLines(s string, n int) string {
+	sc := bufio.NewScanner(strings.NewReader(s))
+	var out []string
+	for sc.Scan() && len(out) < n {
+		out = append(out, sc.Text())
+	}
+	return strings.Join(out, "\n")
+}
+
+// ------------------------------------------------- peak RSS without our own
+
+// A child's ru_maxrss starts at its parent's high-water RSS: Go starts
+// programs with vfork (CLONE_VM), and at exec the kernel folds the old,
+// shared address space's high water into the new program's maxrss. So a tool
+// started straight from this test binary would report at least the test's
+// own peak (tens of MB after generating the sets). Instead this binary, at
+// init and before any test machinery, starts the tool itself when
+// bpHelperEnv is set, and reports the tool's rusage on fd 3: the baseline is
+// then this binary's small RSS at init.
+const bpHelperEnv = "MAILFERRY_BENCH_RUSAGE_HELPER"
+
+func init() {
+	if os.Getenv(bpHelperEnv) == "1" {
+		bpHelper()
+	}
+}
+
+func bpHelper() {
+	syscall.CloseOnExec(3) // the tool must not hold the report pipe open
+	report := os.NewFile(3, "report")
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, bpHelperEnv+"=") {
+			env = append(env, kv)
+		}
+	}
+	cmd := exec.Command(os.Args[1], os.Args[2:]...)
+	cmd.Env = env
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	start := time.Now()
+	err := cmd.Run()
+	wall := time.Since(start)
+	code := 0
+	if err != nil {
+		code = 127
+		if cmd.ProcessState != nil {
+			code = cmd.ProcessState.ExitCode()
+		}
+		fmt.Fprintf(os.Stderr, "bench helper: %v\n", err)
+	}
+	var rss, cpu int64
+	if cmd.ProcessState != nil {
+		ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+		rss, cpu = ru.Maxrss, ru.Utime.Nano()+ru.Stime.Nano()
+	}
+	fmt.Fprintf(report, "%d %d %d %d\n", wall.Nanoseconds(), rss, cpu, code)
+	report.Close()
+	os.Exit(code)
+}

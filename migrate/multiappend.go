@@ -42,7 +42,7 @@ const (
 	batchMessages  = 200
 	batchBytes     = 512 << 10
 	spoolMaxSize   = 256 << 10 // larger messages are streamed, unspooled
-	maxOutstanding = 3
+	maxOutstanding = 4
 )
 
 // appender is one raw IMAP connection used only for APPEND.
@@ -608,22 +608,33 @@ func (a *appender) close() error {
 	return a.conn.Close()
 }
 
-// spoolBufs recycles spool buffers: without it every small message is a
-// fresh allocation, and the garbage between collections, not the few MB
-// in flight, would set the process's peak memory.
-var spoolBufs = sync.Pool{New: func() any { return new([]byte) }}
+// spoolBufs recycles spool buffers, one pool per power-of-two size class
+// from 4 KiB to spoolMaxSize: without it every small message is a fresh
+// allocation, and the garbage between collections, not the few MB in
+// flight, would set the process's peak memory.
+var spoolBufs [8]sync.Pool
+
+func sizeClass(size int64) (class int, capacity int64) {
+	capacity = 4 << 10
+	for capacity < size && class < len(spoolBufs)-1 {
+		capacity <<= 1
+		class++
+	}
+	return class, max(capacity, size)
+}
 
 // readBody reads exactly size bytes of a message into memory for the spool.
 func readBody(r io.Reader, size int64) ([]byte, error) {
-	p := spoolBufs.Get().(*[]byte)
-	buf := *p
-	if int64(cap(buf)) < size {
-		buf = make([]byte, size, max(size, 64<<10))
+	class, capacity := sizeClass(size)
+	var buf []byte
+	if p, ok := spoolBufs[class].Get().(*[]byte); ok && int64(cap(*p)) >= size {
+		buf = (*p)[:size]
+	} else {
+		buf = make([]byte, size, capacity)
 	}
-	buf = buf[:size]
 	n, err := io.ReadFull(r, buf)
 	if err != nil {
-		spoolBufs.Put(p)
+		releaseBody(buf)
 		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("source gave %d of %d bytes", n, size)
 		}
@@ -634,8 +645,13 @@ func readBody(r io.Reader, size int64) ([]byte, error) {
 
 // releaseBody gives a spooled body back once the server has stored it.
 func releaseBody(b []byte) {
-	if cap(b) > 0 && cap(b) <= spoolMaxSize {
-		b = b[:0]
-		spoolBufs.Put(&b)
+	if cap(b) == 0 || cap(b) > spoolMaxSize {
+		return
 	}
+	class, capacity := sizeClass(int64(cap(b)))
+	if int64(cap(b)) != capacity {
+		return // not one of ours
+	}
+	b = b[:0]
+	spoolBufs[class].Put(&b)
 }

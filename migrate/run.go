@@ -154,6 +154,18 @@ func (e *engine) run(ctx context.Context, rep *Report) error {
 			return err
 		}
 		defer e.state.Close()
+		last, err := e.state.Begin()
+		if err != nil {
+			return err
+		}
+		if wait := time.Until(last.Add(Settle)); !last.IsZero() && wait > 0 {
+			e.rep.Warn(fmt.Sprintf("the previous run stopped %s ago: waiting %s for what it had in flight to settle", time.Since(last).Round(time.Millisecond), wait.Round(time.Millisecond)))
+			select {
+			case <-time.After(wait):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
 	} else {
 		e.state = nil
 	}
@@ -237,7 +249,13 @@ func (e *engine) run(ctx context.Context, rep *Report) error {
 	if err != nil {
 		return err
 	}
-	return e.deleteSource(ctx)
+	if err := e.deleteSource(ctx); err != nil {
+		return err
+	}
+	if e.state != nil {
+		return e.state.Finish()
+	}
+	return nil
 }
 
 // deleteSource removes what was durably copied and recorded, only after a

@@ -158,6 +158,9 @@ func (s *State) Add(recs []Record) error {
 		return nil
 	}
 	return s.update(func(tx *bolt.Tx) error {
+		if err := touch(tx); err != nil {
+			return err
+		}
 		for _, r := range recs {
 			b, err := tx.Bucket([]byte(r.Side)).CreateBucketIfNotExists([]byte(r.Folder))
 			if err != nil {
@@ -194,4 +197,47 @@ func putU32(b *bolt.Bucket, k string, v uint32) error {
 	var buf [4]byte
 	binary.BigEndian.PutUint32(buf[:], v)
 	return b.Put([]byte(k), buf[:])
+}
+
+// A run that died (SIGKILL, power) may have left APPENDs in flight that the
+// server finishes after the client is gone: a new run that indexed the
+// destination at once would miss them and copy them again. So the state
+// records when a run last stored anything, until it ends without error;
+// the next run first waits until that moment is Settle in the past.
+const Settle = 3 * time.Second
+
+var metaBucket = []byte("meta")
+
+func touch(tx *bolt.Tx) error {
+	b, err := tx.CreateBucketIfNotExists(metaBucket)
+	if err != nil {
+		return err
+	}
+	v, _ := time.Now().MarshalBinary()
+	return b.Put([]byte("running"), v)
+}
+
+// Begin returns when an earlier run that did not end cleanly last stored
+// something (zero if none), and marks this run as under way.
+func (s *State) Begin() (time.Time, error) {
+	var last time.Time
+	s.db.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(metaBucket); b != nil {
+			if v := b.Get([]byte("running")); v != nil {
+				last.UnmarshalBinary(v)
+			}
+		}
+		return nil
+	})
+	return last, s.update(touch)
+}
+
+// Finish says the run ended without error: nothing of it is in flight.
+func (s *State) Finish() error {
+	return s.update(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(metaBucket); b != nil {
+			return b.Delete([]byte("running"))
+		}
+		return nil
+	})
 }

@@ -599,7 +599,7 @@ func (s *Mbox) List(ctx context.Context, folder formats.Folder) (uint32, []forma
 func mboxFlags(h []byte) []string {
 	var flags []string
 	for _, name := range []string{"Status", "X-Status"} {
-		for _, c := range headerValue(h, name) {
+		for _, c := range formats.HeaderValue(h, name) {
 			switch c {
 			case 'R':
 				flags = append(flags, formats.FlagSeen)
@@ -615,27 +615,6 @@ func mboxFlags(h []byte) []string {
 		}
 	}
 	return formats.CleanFlags(flags)
-}
-
-// headerValue returns the unfolded, trimmed value of the first field called
-// name (case-insensitive) in a header block, or "".
-func headerValue(h []byte, name string) string {
-	lines := bytes.Split(h, []byte("\n"))
-	for i := 0; i < len(lines); i++ {
-		line := bytes.TrimSuffix(lines[i], []byte("\r"))
-		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 || line[0] == ' ' || line[0] == '\t' ||
-			!strings.EqualFold(string(bytes.TrimRight(line[:colon], " \t")), name) {
-			continue
-		}
-		val := string(line[colon+1:])
-		for i+1 < len(lines) && len(lines[i+1]) > 0 && (lines[i+1][0] == ' ' || lines[i+1][0] == '\t') {
-			i++
-			val += " " + strings.TrimSpace(string(bytes.TrimSuffix(lines[i], []byte("\r"))))
-		}
-		return strings.TrimSpace(val)
-	}
-	return ""
 }
 
 // at opens the message at the offset id within v, or reports ok false when
@@ -946,7 +925,7 @@ func (s *Mbox) Store(ctx context.Context, folder formats.Folder, m formats.Messa
 // returnPath returns the address of the Return-Path header, or "" (the
 // From_ line then says MAILER-DAEMON).
 func returnPath(h []byte) string {
-	v := headerValue(h, "Return-Path")
+	v := formats.HeaderValue(h, "Return-Path")
 	if i := strings.IndexByte(v, '<'); i >= 0 {
 		if j := strings.IndexByte(v[i:], '>'); j > 0 {
 			v = v[i+1 : i+j]

@@ -7,8 +7,30 @@ import (
 
 // SeparatorReplacement stands in for a destination's hierarchy separator
 // found inside one component of a source folder name ("a.b" from a server
-// using "/" arriving at a server using ".").
-const SeparatorReplacement = "_"
+// using "/" arriving at a server using "."). A server whose separator is
+// itself "_" gets SeparatorFallback instead.
+const (
+	SeparatorReplacement = "_"
+	SeparatorFallback    = "-"
+)
+
+// ReplaceSeparator returns one folder-name component with every occurrence
+// of the separator sep replaced (sep 0, a flat namespace, stands for "/"),
+// and whether anything was replaced.
+func ReplaceSeparator(component string, sep rune) (string, bool) {
+	s := string(sep)
+	if sep == 0 {
+		s = "/"
+	}
+	if !strings.Contains(component, s) {
+		return component, false
+	}
+	r := SeparatorReplacement
+	if s == r {
+		r = SeparatorFallback
+	}
+	return strings.ReplaceAll(component, s, r), true
+}
 
 // SplitFolder splits a server's folder name into components with the
 // server's hierarchy separator (0: a flat namespace). A first component that
@@ -37,11 +59,9 @@ func JoinFolder(path []string, sep rune) (name string, renamed bool) {
 	}
 	parts := make([]string, len(path))
 	for i, c := range path {
-		if strings.Contains(c, s) {
-			c = strings.ReplaceAll(c, s, SeparatorReplacement)
-			renamed = true
-		}
-		parts[i] = c
+		var r bool
+		parts[i], r = ReplaceSeparator(c, sep)
+		renamed = renamed || r
 	}
 	if len(parts) > 0 && strings.EqualFold(parts[0], "INBOX") {
 		parts[0] = "INBOX"

@@ -21,6 +21,8 @@ func TestSplitJoinFolder(t *testing.T) {
 		{"a.b/c", '.', []string{"a", "b/c"}, '/', "a/b_c", true},
 		{"Entwürfe.Über", '.', []string{"Entwürfe", "Über"}, '/', "Entwürfe/Über", false},
 		{"flat", 0, []string{"flat"}, '/', "flat", false},
+		// A server whose separator is "_" (found by FuzzFolderMapping).
+		{"my_mail/x", '/', []string{"my_mail", "x"}, '_', "my-mail_x", true},
 	}
 	for _, tt := range tests {
 		p := SplitFolder(tt.name, tt.sep)
@@ -49,6 +51,7 @@ func FuzzFolderMapping(f *testing.F) {
 	f.Add("a.b/c", ".", "/")
 	f.Add("inbox", "/", ".")
 	f.Add("..", "/", ".")
+	f.Add("_", "/", "_")
 	f.Fuzz(func(t *testing.T, name, from, to string) {
 		if from == "" || to == "" {
 			return

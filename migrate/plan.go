@@ -147,7 +147,7 @@ func Plan(src, dst []formats.Folder, dstSep rune, opts PlanOptions) ([]PlannedFo
 			pf.Note = fmt.Sprintf("a name part holds the destination's separator %q: stored as %q", string(dstSep), joined)
 			dest2 := make([]string, len(dest))
 			for i, c := range dest {
-				dest2[i] = strings.ReplaceAll(c, string(dstSep), formats.SeparatorReplacement)
+				dest2[i], _ = formats.ReplaceSeparator(c, dstSep)
 			}
 			pf.Dest = dest2
 		}

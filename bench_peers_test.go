@@ -20,7 +20,9 @@ package main
 //	MAILFERRY_BENCH_ROUNDS   rounds per job (default 3; 0 runs only the profile runs)
 //	MAILFERRY_BENCH_JOBS     comma list of imap,maildir,pop3,rtt (default all)
 //	MAILFERRY_BENCH_PROFILE  a directory: after the rounds, run each mailferry job once
-//	                         more in-process under pprof and write JOB-SET.cpu.pprof there
+//	                         more in-process under pprof and write JOB-SET.cpu.pprof there,
+//	                         with .heap.pprof, .allocs.pprof and an execution trace,
+//	                         JOB-SET.trace (go tool trace: where a run waits, not computes)
 
 import (
 	"bufio"
@@ -39,6 +41,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"sort"
 	"strconv"
@@ -1492,12 +1495,21 @@ func (e *bpEnv) profile(dir string, small, mixed *bpSet) {
 		if err := pprof.StartCPUProfile(f); err != nil {
 			e.b.Fatalf("CPU profile (is go test's -cpuprofile on? do not use it with MAILFERRY_BENCH_PROFILE): %v", err)
 		}
+		tf, err := os.Create(base + ".trace")
+		if err != nil {
+			e.b.Fatal(err)
+		}
+		if err := trace.Start(tf); err != nil {
+			e.b.Fatalf("execution trace (is go test's -trace on? do not use it with MAILFERRY_BENCH_PROFILE): %v", err)
+		}
 		var out, errb bytes.Buffer
 		stop, peak := bpWatchHeap(base + ".heap.pprof")
 		start := time.Now()
 		code := run(context.Background(), args, strings.NewReader(""), &out, &errb)
 		secs := time.Since(start).Seconds()
 		close(stop)
+		trace.Stop()
+		tf.Close()
 		pprof.StopCPUProfile()
 		f.Close()
 		if f, err := os.Create(base + ".allocs.pprof"); err == nil {
@@ -1505,7 +1517,7 @@ func (e *bpEnv) profile(dir string, small, mixed *bpSet) {
 			f.Close()
 		}
 		checkErr := r.check()
-		e.logf("profile %-10s %-5s: exit %d, %.2f s in-process, check: %v, peak heap in use %.1f MB; %s.{cpu,heap,allocs}.pprof",
+		e.logf("profile %-10s %-5s: exit %d, %.2f s in-process, check: %v, peak heap in use %.1f MB; %s.{cpu,heap,allocs}.pprof, .trace",
 			p.name, p.set.name, code, secs, checkErr, float64(<-peak)/1e6, base)
 		if code != 0 {
 			e.b.Errorf("profile %s %s: exit %d: %s", p.name, p.set.name, code, bpFirstLines(errb.String(), 5))

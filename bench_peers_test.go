@@ -1458,11 +1458,11 @@ func (e *bpEnv) profile(dir string, small, mixed *bpSet) {
 			continue
 		}
 		profs = append(profs, prof{"imap", s, pick(bpJobIMAP), bpJobIMAP, false},
-			prof{"maildir", s, pick(bpJobMaildir), bpJobMaildir, false})
+			prof{"maildir", s, pick(bpJobMaildir), bpJobMaildir, false},
+			prof{"rtt", s, pick(bpJobRTT), bpJobRTT, false})
 		if s == small {
 			profs = append(profs, prof{"pop3", s, pick(bpJobPOP3), bpJobPOP3, false},
-				prof{"noop-imap", s, pick(bpJobIMAP), bpJobIMAP, true},
-				prof{"rtt", s, pick(bpJobRTT), bpJobRTT, false})
+				prof{"noop-imap", s, pick(bpJobIMAP), bpJobIMAP, true})
 		}
 	}
 	for _, p := range profs {

@@ -1040,6 +1040,10 @@ func bpExec(r *bpRun, logPath string) bpSample {
 	}
 	defer rep.Close()
 	cmd.ExtraFiles = []*os.File{repw}
+	// The previous run's writes (417 MB on MIXED) are flushed now, not
+	// while this run is timed: left to the kernel's writeback they doubled
+	// the server CPU of whichever run came next.
+	syscall.Sync()
 	cpu0 := bpServerCPU(r.servers)
 	src0 := bpServerCPU(r.servers[:min(1, len(r.servers))])
 	err = cmd.Start()

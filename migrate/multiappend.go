@@ -31,19 +31,35 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mailferry/mailferry/formats"
 )
 
-// Batch limits: a batch is closed at whichever comes first; at most
-// maxOutstanding closed batches are in flight before the next waits.
+// Batch limits: a batch is closed at whichever comes first. At most
+// maxOutstanding spooled batches are in flight before the next waits (each
+// keeps up to batchBytes in memory until answered), and at most
+// maxCommands commands of any kind: a streamed message keeps nothing in
+// memory once sent, so on a slow link more of them may be on the way (at
+// 20 ms round trip, four 2 MB messages left the connection idle while
+// waiting for the answer to the first).
 const (
 	batchMessages  = 200
 	batchBytes     = 512 << 10
 	spoolMaxSize   = 256 << 10 // larger messages are streamed, unspooled
 	maxOutstanding = 4
+	maxCommands    = 16
+	// spoolBudget: beyond its own maxOutstanding batches, an appender may
+	// send more while the spooled bytes in flight over all appenders of
+	// the process stay under this. When the other folders are done, the
+	// last large folder on a slow link gets their share.
+	spoolBudget = 10 << 20
 )
+
+// spoolInFlight counts the spooled bytes sent and not yet answered, over
+// every appender of the process.
+var spoolInFlight atomic.Int64
 
 // appender is one raw IMAP connection used only for APPEND.
 type appender struct {
@@ -70,10 +86,11 @@ type spooled struct {
 }
 
 type appendBatch struct {
-	tag     string
-	mailbox string
-	msgs    []spooled
-	bytes   int
+	tag      string
+	mailbox  string
+	msgs     []spooled
+	bytes    int
+	streamed bool // one message sent from its source, not kept
 }
 
 // appendOutcome is one queued message's fate, in queue order.
@@ -292,7 +309,7 @@ func (a *appender) add(mailbox string, flags []string, date time.Time, body []by
 		}
 	}
 	if a.open == nil {
-		for len(a.outstanding) >= maxOutstanding {
+		for a.full() {
 			if err := a.awaitOne(); err != nil {
 				return err
 			}
@@ -375,6 +392,7 @@ func (a *appender) closeBatch() error {
 	a.conn.SetWriteDeadline(time.Now().Add(a.timeout))
 	err := a.bw.Flush()
 	a.outstanding = append(a.outstanding, a.open)
+	spoolInFlight.Add(int64(a.open.bytes))
 	a.open = nil
 	if err != nil {
 		return &RetryableError{Err: fmt.Errorf("imap append: %s: %w", a.cfg.Addr, err)}
@@ -389,6 +407,22 @@ type doneBatch struct {
 	err  error // errNo: the whole batch was refused
 }
 
+// full reports whether a new spooled batch must wait: commands of any kind
+// at their limit, or this appender's spooled batches at theirs while the
+// process's spool budget has no room for one more.
+func (a *appender) full() bool {
+	if len(a.outstanding) >= maxCommands {
+		return true
+	}
+	n := 0
+	for _, b := range a.outstanding {
+		if !b.streamed {
+			n++
+		}
+	}
+	return n >= maxOutstanding && spoolInFlight.Load()+batchBytes > spoolBudget
+}
+
 // awaitOne reads the answer to the oldest outstanding batch.
 func (a *appender) awaitOne() error {
 	b := a.outstanding[0]
@@ -396,6 +430,7 @@ func (a *appender) awaitOne() error {
 	text, err := a.waitTagged(b.tag)
 	a.conn.SetReadDeadline(time.Time{})
 	a.outstanding = a.outstanding[1:]
+	spoolInFlight.Add(-int64(b.bytes))
 	var no *errNo
 	switch {
 	case err == nil:
@@ -503,12 +538,12 @@ func (a *appender) addStream(mailbox string, flags []string, date time.Time, siz
 	if err := a.closeBatch(); err != nil {
 		return err
 	}
-	for len(a.outstanding) >= maxOutstanding {
+	for len(a.outstanding) >= maxCommands {
 		if err := a.awaitOne(); err != nil {
 			return err
 		}
 	}
-	b := &appendBatch{tag: a.nextTag(), mailbox: mailbox, msgs: []spooled{{mailbox: mailbox, flags: flags, date: date}}}
+	b := &appendBatch{tag: a.nextTag(), mailbox: mailbox, msgs: []spooled{{mailbox: mailbox, flags: flags, date: date}}, streamed: true}
 	a.bw.WriteString(b.tag + " APPEND " + quoteIMAP(formats.EncodeMailboxUTF7(mailbox)))
 	writeAppendHead(a.bw, flags, date, size, false) // a streamed body is not looked at first
 	n, err := io.Copy(deadlineWriter{a}, io.LimitReader(r, size))
@@ -600,8 +635,13 @@ func (a *appender) pending() int {
 }
 
 func (a *appender) close() error {
+	clean := a.open == nil && len(a.outstanding) == 0
+	for _, b := range a.outstanding {
+		spoolInFlight.Add(-int64(b.bytes)) // never answered: not in flight any more
+	}
+	a.outstanding = nil
 	a.conn.SetDeadline(time.Now().Add(2 * time.Second))
-	if a.open == nil && len(a.outstanding) == 0 {
+	if clean {
 		a.bw.WriteString(a.nextTag() + " LOGOUT\r\n")
 		a.bw.Flush()
 	}

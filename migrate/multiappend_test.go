@@ -3,9 +3,13 @@ package migrate
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/mailferry/mailferry/migrate/dovecottest"
 )
 
 func TestParseAppendUIDs(t *testing.T) {
@@ -50,5 +54,83 @@ func TestWriteAppendItem(t *testing.T) {
 	}
 	if q := quoteIMAP(`a"b\c`); q != `"a\"b\\c"` {
 		t.Errorf("quoteIMAP = %s", q)
+	}
+}
+
+// TestAppenderSpoolBudget: on a real Dovecot, batches beyond an appender's
+// own maxOutstanding go out only while the process's spooled bytes in
+// flight fit the budget, every message is stored once, and the budget is
+// given back by commit and by close after a broken connection.
+func TestAppenderSpoolBudget(t *testing.T) {
+	srv := dovecottest.Start(t, dovecottest.Options{Separator: '/'})
+	cfg := ServerConfig{Addr: srv.IMAPAddr(), User: "alice", Password: srv.Users["alice"], TLS: TLSNone, Timeout: 20 * time.Second}
+	ctx := context.Background()
+	if n := spoolInFlight.Load(); n != 0 {
+		t.Fatalf("%d spooled bytes in flight before the test", n)
+	}
+	body := func(i int) []byte {
+		return []byte(fmt.Sprintf("Message-ID: <%d@budget>\r\nSubject: %d\r\n\r\n%s", i, i, strings.Repeat("0123456789abcdef\r\n", 5600)))
+	}
+	a, err := dialAppender(ctx, cfg, imapAuth{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 300 // ~100 KB each: 5 per batch, 60 batches, 30 MB, three budgets
+	most, beyond := int64(0), false
+	for i := range n {
+		if err := a.add("INBOX", []string{`\Seen`}, time.Now(), body(i)); err != nil {
+			t.Fatal(err)
+		}
+		most = max(most, spoolInFlight.Load())
+		if len(a.outstanding) > maxOutstanding {
+			beyond = true
+		}
+		if len(a.outstanding) > maxCommands {
+			t.Fatalf("%d commands in flight, limit %d", len(a.outstanding), maxCommands)
+		}
+	}
+	if most > spoolBudget+batchBytes+spoolMaxSize {
+		t.Errorf("%d spooled bytes in flight at most, budget %d", most, spoolBudget)
+	}
+	if !beyond {
+		t.Errorf("never more than %d batches in flight with the budget free", maxOutstanding)
+	}
+	outs, err := a.commit()
+	if err != nil || len(outs) != n {
+		t.Fatalf("commit: %v, %d outcomes for %d messages", err, len(outs), n)
+	}
+	seen := map[uint32]bool{}
+	for i, o := range outs {
+		if o.err != nil || o.uid == 0 || seen[o.uid] {
+			t.Fatalf("message %d: uid %d, %v", i, o.uid, o.err)
+		}
+		seen[o.uid] = true
+	}
+	if got := spoolInFlight.Load(); got != 0 {
+		t.Errorf("%d spooled bytes still counted in flight after commit", got)
+	}
+	a.close()
+
+	// A connection that breaks with batches in flight gives them back on close.
+	b, err := dialAppender(ctx, cfg, imapAuth{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 40 {
+		if err := b.add("INBOX", nil, time.Now(), body(n+i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.closeBatch()
+	if spoolInFlight.Load() == 0 {
+		t.Fatal("nothing counted in flight")
+	}
+	b.conn.Close()
+	if _, err := b.commit(); err == nil {
+		t.Fatal("commit over a closed connection succeeded")
+	}
+	b.close()
+	if got := spoolInFlight.Load(); got != 0 {
+		t.Errorf("%d spooled bytes still counted in flight after close", got)
 	}
 }

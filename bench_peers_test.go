@@ -839,16 +839,23 @@ func bpMbsyncAccount(name string, s *dovecottest.Server, pw string) string {
 		name, s.IMAPPort, pw, name, name)
 }
 
+// mailferryArchive is mailferry's run for the Maildir jobs: `archive` from
+// src (an imap:// or pop3:// URL) into a fresh directory, checked for want
+// messages.
+func (e *bpEnv) mailferryArchive(set *bpSet, src, what string, want int) *bpRun {
+	out := filepath.Join(e.dir(what), "archive")
+	return &bpRun{
+		argv: []string{e.bin, "archive", src, out,
+			"--src-tls", "none", "--state-dir", e.dir("mailferry-state"), "--progress", "never"},
+		env:   []string{"MAILFERRY_SRC_PASSWORD=" + set.src.Users["alice"]},
+		check: bpCheckMaildir(out, want), servers: []*dovecottest.Server{set.src}}
+}
+
 func (e *bpEnv) maildirTools(set *bpSet) []bpTool {
 	pw := set.src.Users["alice"]
 	return []bpTool{
 		{name: bpMailferry, job: bpJobMaildir, noop: true, setup: func() *bpRun {
-			out := filepath.Join(e.dir("mailferry-archive"), "archive")
-			return &bpRun{
-				argv: []string{e.bin, "archive", "imap://alice@" + set.src.IMAPAddr(), out,
-					"--src-tls", "none", "--state-dir", e.dir("mailferry-state"), "--progress", "never"},
-				env:   []string{"MAILFERRY_SRC_PASSWORD=" + pw},
-				check: bpCheckMaildir(out, set.total()), servers: []*dovecottest.Server{set.src}}
+			return e.mailferryArchive(set, "imap://alice@"+set.src.IMAPAddr(), "mailferry-archive", set.total())
 		}},
 		{name: bpDsync, job: bpJobMaildir, noop: true, setup: func() *bpRun {
 			// doveadm backup -R pulls the imapc: location (the source) into the
@@ -885,12 +892,7 @@ func (e *bpEnv) pop3Tools(set *bpSet) []bpTool {
 	want := set.counts["INBOX"]
 	return []bpTool{
 		{name: bpMailferry, job: bpJobPOP3, noop: true, setup: func() *bpRun {
-			out := filepath.Join(e.dir("mailferry-pop3"), "archive")
-			return &bpRun{
-				argv: []string{e.bin, "archive", "pop3://alice@" + set.src.POP3Addr(), out,
-					"--src-tls", "none", "--state-dir", e.dir("mailferry-state"), "--progress", "never"},
-				env:   []string{"MAILFERRY_SRC_PASSWORD=" + pw},
-				check: bpCheckMaildir(out, want), servers: []*dovecottest.Server{set.src}}
+			return e.mailferryArchive(set, "pop3://alice@"+set.src.POP3Addr(), "mailferry-pop3", want)
 		}},
 		{name: bpGetmail, job: bpJobPOP3, noop: true, setup: func() *bpRun {
 			// getmail refuses to deliver as root: its Maildir delivery runs
@@ -1044,8 +1046,8 @@ func bpExec(r *bpRun, logPath string) bpSample {
 	// while this run is timed: left to the kernel's writeback they doubled
 	// the server CPU of whichever run came next.
 	syscall.Sync()
-	cpu0 := bpServerCPU(r.servers)
-	src0 := bpServerCPU(r.servers[:min(1, len(r.servers))])
+	source := r.servers[:min(1, len(r.servers))] // the source is always first
+	cpu0, src0 := bpServerCPU(r.servers), bpServerCPU(source)
 	err = cmd.Start()
 	repw.Close()
 	if err != nil {
@@ -1061,7 +1063,7 @@ func bpExec(r *bpRun, logPath string) bpSample {
 	err = cmd.Wait()
 	close(stop)
 	bpServersIdle(r.servers)
-	s := bpSample{srvCPU: bpServerCPU(r.servers) - cpu0, srcCPU: bpServerCPU(r.servers[:min(1, len(r.servers))]) - src0}
+	s := bpSample{srvCPU: bpServerCPU(r.servers) - cpu0, srcCPU: bpServerCPU(source) - src0}
 	if nudges != nil {
 		s.nudges = <-nudges
 	}

@@ -203,7 +203,7 @@ func events(name string, p *faultproxy.Proxy) string {
 func engineWarnings(stderr string) string {
 	var b strings.Builder
 	for _, l := range strings.Split(stderr, "\n") {
-		if strings.Contains(l, "reconnecting") {
+		if strings.Contains(l, "trying again") {
 			if len(l) > 300 {
 				l = l[:300] + "…"
 			}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/mailferry/mailferry/migrate/dovecottest"
+	"github.com/mailferry/mailferry/migrate/faultproxy"
 )
 
 // A message the destination refuses (too big) is named in the report, the
@@ -99,4 +100,48 @@ func TestFullQuotaStopsCleanly(t *testing.T) {
 		}
 	}
 	t.Logf("stopped with %d of 40 messages at the destination: %s", len(got), last)
+}
+
+// A refused message is not recorded, so when the folder's pass then loses
+// its connection, the next pass tries it again: the report names it once
+// (the last pass's verdict), not once per pass, and exits 3.
+func TestRefusedMessageThenCutNamedOnce(t *testing.T) {
+	src := dovecottest.Start(t, dovecottest.Options{Separator: '/'})
+	dst := dovecottest.Start(t, dovecottest.Options{Separator: '.', MaxMailSize: 64 << 10})
+	const n = 1200 // the state is written every 1000 messages: the refusal is met before the cut
+	var seed []dovecottest.SeedMessage
+	for i := 0; i < n; i++ {
+		size := 100
+		if i == 7 {
+			size = 200 << 10 // over the destination's limit
+		}
+		body := fmt.Sprintf("Message-ID: <m%d@refusal>\r\nSubject: %d\r\n\r\n%s\r\n", i, i, strings.Repeat("x", size))
+		seed = append(seed, dovecottest.SeedMessage{Folder: "INBOX", Body: []byte(body), Date: time.Unix(1700000000+int64(i), 0)})
+	}
+	src.Seed(t, "alice", seed)
+	// The body of message 1100 is sent only by the copy's FETCH.
+	proxy, err := faultproxy.New(src.IMAPAddr(), faultproxy.Faults{CutAfterBytes: faultproxy.Cut{
+		Before: []byte("Subject: 1100\r\n"), Dir: faultproxy.ServerToClient, P: 1, MaxCuts: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proxy.Close()
+	t.Setenv("MAILFERRY_SRC_PASSWORD", src.Users["alice"])
+	t.Setenv("MAILFERRY_DST_PASSWORD", dst.Users["alice"])
+	report := filepath.Join(t.TempDir(), "r.json")
+	code, out, errOut := mailferry(t, "migrate", "imap://alice@"+proxy.Addr(), "imap://alice@"+dst.IMAPAddr(),
+		"--src-tls", "none", "--dst-tls", "none", "--state-dir", t.TempDir(), "--report", report, "--progress", "never")
+	if _, cuts := proxy.Stats(); cuts != 1 {
+		t.Fatalf("%d cuts, want 1: the test tested nothing", cuts)
+	}
+	if code != 3 {
+		t.Fatalf("exit %d, want 3\n%s\n%s", code, out, errOut)
+	}
+	rep := readReport(t, report)
+	if rep.Totals.Copied != n-1 || rep.Totals.Failed != 1 || len(rep.Failures) != 1 || rep.Failures[0].MessageID != "<m7@refusal>" {
+		t.Errorf("copied %d, failed %d, failures %+v; want %d, 1, <m7@refusal> once", rep.Totals.Copied, rep.Totals.Failed, rep.Failures, n-1)
+	}
+	if got := len(dst.Snapshot(t, "alice")["INBOX"]); got != n-1 {
+		t.Errorf("destination holds %d, want %d", got, n-1)
+	}
 }

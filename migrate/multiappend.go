@@ -71,6 +71,7 @@ type appender struct {
 	timeout time.Duration
 	binary  bool // the server has BINARY: literal8 for messages with NUL
 
+	broken      error          // set by lost: the connection is not used again
 	open        *appendBatch   // the batch being written, if any
 	outstanding []*appendBatch // sent, waiting for their tagged response
 	answered    []doneBatch    // answered, outcomes not yet collected by commit
@@ -281,28 +282,54 @@ type errNo struct{ text string }
 func (e *errNo) Error() string { return e.text }
 
 // waitTagged reads lines up to the tagged response for tag and returns its
-// text after "OK". Untagged data (EXISTS, RECENT) is of no interest here.
+// text after "OK". Untagged data (EXISTS, RECENT) is of no interest here,
+// but an untagged BYE ends the wait: the server is closing the connection.
+//
+// Only a well-formed NO or BAD is a refusal (*errNo). Anything else in the
+// place of the status is a broken connection, never a refusal: a refused
+// MULTIAPPEND is sent again message by message, so taking a garbled answer
+// to a batch the server had stored for a refusal would store it twice.
 func (a *appender) waitTagged(tag string) (string, error) {
 	for {
 		line, err := a.readLine()
 		if err != nil {
 			return "", err
 		}
+		if untagged, ok := strings.CutPrefix(line, "* "); ok {
+			if status, _, _ := strings.Cut(untagged, " "); strings.EqualFold(status, "BYE") {
+				return "", fmt.Errorf("server closed the connection: %s", clip(line))
+			}
+			continue
+		}
 		rest, ok := strings.CutPrefix(line, tag+" ")
 		if !ok {
 			continue
 		}
 		status, text, _ := strings.Cut(rest, " ")
-		if strings.EqualFold(status, "OK") {
+		switch strings.ToUpper(status) {
+		case "OK":
 			return text, nil
+		case "NO", "BAD":
+			return "", &errNo{text: strings.TrimSpace(status + " " + text)}
 		}
-		return "", &errNo{text: strings.TrimSpace(status + " " + text)}
+		return "", fmt.Errorf("malformed answer to %s: %s", tag, clip(line))
 	}
+}
+
+// clip shortens a server line for an error message.
+func clip(line string) string {
+	if len(line) > 120 {
+		return line[:120] + "…"
+	}
+	return line
 }
 
 // add queues one message: it is written to the socket at once as part of
 // the open MULTIAPPEND, and kept in the spool until its batch is answered.
 func (a *appender) add(mailbox string, flags []string, date time.Time, body []byte) error {
+	if a.broken != nil {
+		return a.broken
+	}
 	if a.open != nil && (a.open.mailbox != mailbox) {
 		if err := a.closeBatch(); err != nil {
 			return err
@@ -395,7 +422,7 @@ func (a *appender) closeBatch() error {
 	spoolInFlight.Add(int64(a.open.bytes))
 	a.open = nil
 	if err != nil {
-		return &RetryableError{Err: fmt.Errorf("imap append: %s: %w", a.cfg.Addr, err)}
+		return a.lost(err)
 	}
 	return nil
 }
@@ -442,9 +469,20 @@ func (a *appender) awaitOne() error {
 	case asErrNo(err, &no):
 		a.answered = append(a.answered, doneBatch{b: b, err: no})
 	default:
-		return &RetryableError{Err: fmt.Errorf("imap append: %s: %w", a.cfg.Addr, err)}
+		return a.lost(err)
 	}
 	return nil
+}
+
+// lost gives up the connection after a failed read or write, or an answer
+// that makes no sense: what is in flight is of unknown fate, so nothing more
+// is sent or read on it (the engine re-indexes the destination and resumes).
+func (a *appender) lost(err error) error {
+	if a.broken == nil {
+		a.broken = &RetryableError{Err: fmt.Errorf("imap append: %s: %w", a.cfg.Addr, err)}
+		a.conn.Close()
+	}
+	return a.broken
 }
 
 func asErrNo(err error, target **errNo) bool {
@@ -459,6 +497,9 @@ func asErrNo(err error, target **errNo) bool {
 // queued message's outcome in queue order. A refused batch is sent again
 // one message at a time.
 func (a *appender) commit() ([]appendOutcome, error) {
+	if a.broken != nil {
+		return nil, a.broken
+	}
 	if err := a.closeBatch(); err != nil {
 		return nil, err
 	}
@@ -508,7 +549,7 @@ func (a *appender) appendOne(m spooled) (appendOutcome, error) {
 	a.conn.SetDeadline(time.Now().Add(a.timeout))
 	defer a.conn.SetDeadline(time.Time{})
 	if err := a.bw.Flush(); err != nil {
-		return appendOutcome{}, &RetryableError{Err: fmt.Errorf("imap append: %s: %w", a.cfg.Addr, err)}
+		return appendOutcome{}, a.lost(err)
 	}
 	text, err := a.waitTagged(tag)
 	var no *errNo
@@ -525,7 +566,7 @@ func (a *appender) appendOne(m spooled) (appendOutcome, error) {
 		}
 		return appendOutcome{err: &MessageError{Err: fmt.Errorf("destination refused the message: %s", no.text)}}, nil
 	}
-	return appendOutcome{}, &RetryableError{Err: fmt.Errorf("imap append: %s: %w", a.cfg.Addr, err)}
+	return appendOutcome{}, a.lost(err)
 }
 
 func isQuota(text string) bool { return strings.Contains(strings.ToUpper(text), "[OVERQUOTA]") }
@@ -535,6 +576,9 @@ func isQuota(text string) bool { return strings.Contains(strings.ToUpper(text), 
 // does not stall on it. Alone in its command, a refusal concerns it alone,
 // so it never needs sending again; its outcome comes from commit.
 func (a *appender) addStream(mailbox string, flags []string, date time.Time, size int64, r io.Reader) error {
+	if a.broken != nil {
+		return a.broken
+	}
 	if err := a.closeBatch(); err != nil {
 		return err
 	}
@@ -553,14 +597,14 @@ func (a *appender) addStream(mailbox string, flags []string, date time.Time, siz
 	if err != nil {
 		// A short literal cannot be taken back: drop the connection.
 		a.conn.Close()
-		return &RetryableError{Err: fmt.Errorf("imap append: %s: %w", a.cfg.Addr, err)}
+		return a.lost(err)
 	}
 	a.bw.WriteString("\r\n")
 	a.conn.SetWriteDeadline(time.Now().Add(a.timeout))
 	err = a.bw.Flush()
 	a.outstanding = append(a.outstanding, b)
 	if err != nil {
-		return &RetryableError{Err: fmt.Errorf("imap append: %s: %w", a.cfg.Addr, err)}
+		return a.lost(err)
 	}
 	return nil
 }
@@ -635,7 +679,7 @@ func (a *appender) pending() int {
 }
 
 func (a *appender) close() error {
-	clean := a.open == nil && len(a.outstanding) == 0
+	clean := a.broken == nil && a.open == nil && len(a.outstanding) == 0
 	for _, b := range a.outstanding {
 		spoolInFlight.Add(-int64(b.bytes)) // never answered: not in flight any more
 	}

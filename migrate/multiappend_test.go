@@ -4,7 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -132,5 +135,111 @@ func TestAppenderSpoolBudget(t *testing.T) {
 	b.close()
 	if got := spoolInFlight.Load(); got != 0 {
 		t.Errorf("%d spooled bytes still counted in flight after close", got)
+	}
+}
+
+// readCommand reads one client command with its LITERAL+ literals and
+// returns its text (literals inline).
+func readCommand(br *bufio.Reader) (string, error) {
+	var cmd strings.Builder
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return cmd.String(), err
+		}
+		cmd.WriteString(line)
+		trimmed := strings.TrimRight(line, "\r\n")
+		open := strings.LastIndex(trimmed, "{")
+		if open < 0 || !strings.HasSuffix(trimmed, "+}") {
+			return cmd.String(), nil
+		}
+		var n int
+		if _, err := fmt.Sscanf(trimmed[open:], "{%d+}", &n); err != nil {
+			return cmd.String(), err
+		}
+		lit := make([]byte, n)
+		if _, err := io.ReadFull(br, lit); err != nil {
+			return cmd.String(), err
+		}
+		cmd.Write(lit)
+	}
+}
+
+// TestAppenderAnswerNotARefusal: only a tagged NO or BAD refuses a
+// MULTIAPPEND (which is then sent again message by message). A garbled
+// tagged line (here the server's "M1 " cut off by an injected BYE, as a
+// broken link or proxy leaves it) or an untagged BYE says nothing about the
+// batch, which the server may have stored: the appender must give up the
+// connection and send nothing more, or the engine's resume would find the
+// batch stored and its first message stored twice. The NO case shows the
+// test can tell the difference.
+func TestAppenderAnswerNotARefusal(t *testing.T) {
+	cases := []struct {
+		name, answer string
+		refusal      bool
+	}{
+		{"garbled tagged line", "M1 * BYE Server shutting down.\r\n", false},
+		{"untagged BYE", "* BYE Server shutting down.\r\n", false},
+		{"unknown status", "M1 MAYBE [APPENDUID 1 1:2] ok\r\n", false},
+		{"tagged NO", "M1 NO [LIMIT] too big\r\n", true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			client, server := net.Pipe()
+			defer server.Close()
+			a := &appender{conn: client, br: bufio.NewReader(client), bw: bufio.NewWriter(client),
+				cfg: ServerConfig{Addr: "test"}, timeout: 5 * time.Second}
+			after := make(chan []string, 1)
+			go func() {
+				br := bufio.NewReader(server)
+				if _, err := readCommand(br); err != nil { // M1: the batch
+					after <- []string{"error reading the batch: " + err.Error()}
+					return
+				}
+				// The peer goes on reading: over a real link, what the client
+				// sends before the connection is gone can still arrive.
+				server.Write([]byte(c.answer))
+				var more []string
+				for {
+					cmd, err := readCommand(br)
+					if err != nil {
+						break
+					}
+					tag, verb := strings.Fields(cmd)[0], strings.Fields(cmd)[1]
+					if verb == "LOGOUT" {
+						break
+					}
+					more = append(more, verb)
+					server.Write([]byte(tag + " OK [APPENDUID 1 7] done\r\n"))
+				}
+				after <- more
+			}()
+			for i := range 2 {
+				body := []byte(fmt.Sprintf("Message-ID: <%d@refusal>\r\n\r\nbody\r\n", i))
+				if err := a.add("INBOX", nil, time.Time{}, body); err != nil {
+					t.Fatal(err)
+				}
+			}
+			outs, err := a.commit()
+			if c.refusal {
+				a.close()
+			} else {
+				var re *RetryableError
+				if !errors.As(err, &re) {
+					t.Errorf("commit: %v (%d outcomes), want a retryable error", err, len(outs))
+				}
+				if _, err := a.commit(); err == nil {
+					t.Error("a second commit on the lost connection succeeded")
+				}
+				a.close()
+			}
+			more := <-after
+			if c.refusal && (err != nil || len(outs) != 2 || len(more) != 2) {
+				t.Errorf("a refused batch of 2: commit %v, %d outcomes, %d single APPENDs sent again (%v), want 2", err, len(outs), len(more), more)
+			}
+			if !c.refusal && len(more) != 0 {
+				t.Errorf("after %q the appender sent %v: the batch may be stored already", c.answer, more)
+			}
+		})
 	}
 }

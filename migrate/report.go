@@ -63,6 +63,8 @@ type FolderReport struct {
 	// Note says what a user should know about this folder (a renamed
 	// component, a changed UIDVALIDITY, a re-index).
 	Note string `json:"note,omitempty"`
+
+	failures []Failure // this pass's, kept by the engine once the folder ends
 }
 
 // Failure names one message that was not copied.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sort"
 	"strconv"
 	"sync"
 	"time"
@@ -339,6 +340,11 @@ func (w *worker) folder(ctx context.Context, pf PlannedFolder) (FolderReport, er
 	var copied int
 	var bytes int64
 	var fr FolderReport
+	// A message refused in a pass that then lost its connection is not
+	// recorded, so the next pass tries it again: the failures that count
+	// are the last complete pass's (or, when none completed, every pass's,
+	// once per message).
+	failed := map[string]Failure{}
 	first := true
 	err := w.e.retry(ctx, formats.DisplayName(pf.Source.Path), func() error {
 		if !first {
@@ -356,11 +362,22 @@ func (w *worker) folder(ctx context.Context, pf PlannedFolder) (FolderReport, er
 		fr.Copied += copied
 		fr.Skipped = max(fr.Skipped-copied, 0)
 		fr.Bytes += bytes
+		for _, f := range fr.failures {
+			failed[f.ID] = f
+		}
 		return err
 	})
 	if err == nil {
+		w.e.keepFailures(fr.failures)
 		w.e.rep.FolderDone(fr)
+		return fr, nil
 	}
+	all := make([]Failure, 0, len(failed))
+	for _, f := range failed {
+		all = append(all, f)
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].UID < all[j].UID })
+	w.e.keepFailures(all)
 	return fr, err
 }
 
@@ -612,7 +629,9 @@ func (e *engine) copyFolder(ctx context.Context, src Source, dst Sink, pf Planne
 		if n, ok := claims[m.ID]; ok {
 			e.unclaim(keys[m.ID], n)
 		}
-		e.fail(Failure{Folder: name, UID: m.UID, ID: m.ID, MessageID: formats.HeaderValue(header, "Message-ID"), Error: err.Error()})
+		f := Failure{Folder: name, UID: m.UID, ID: m.ID, MessageID: formats.HeaderValue(header, "Message-ID"), Error: err.Error()}
+		fr.failures = append(fr.failures, f)
+		e.rep.MessageFailed(f)
 	}
 	// flush makes what was stored durable, learns the fate of what was
 	// queued, and only then records it in the state.
@@ -779,11 +798,11 @@ func (e *engine) unclaim(k formats.Key, n int) {
 	e.mu.Unlock()
 }
 
-func (e *engine) fail(f Failure) {
+// keepFailures adds one folder's failed messages to the run's.
+func (e *engine) keepFailures(fs []Failure) {
 	e.mu.Lock()
-	e.failures = append(e.failures, f)
+	e.failures = append(e.failures, fs...)
 	e.mu.Unlock()
-	e.rep.MessageFailed(f)
 }
 
 // State access that tolerates a run without state (dry run).

@@ -150,7 +150,11 @@ func (a *appender) handshake(tc *tls.Config, auth imapAuth, token string) error 
 	}
 	if a.cfg.TLS == TLSStartTLS {
 		if err := a.simple("STARTTLS"); err != nil {
-			return fmt.Errorf("%w: %s: the server does not offer STARTTLS", ErrTLS, a.cfg.Addr)
+			var no *errNo
+			if asErrNo(err, &no) {
+				return fmt.Errorf("%w: %s: the server does not offer STARTTLS", ErrTLS, a.cfg.Addr)
+			}
+			return &RetryableError{Err: fmt.Errorf("imap append: %s: starttls: %w", a.cfg.Addr, err)}
 		}
 		tconn := tls.Client(a.conn, tc)
 		if err := tconn.Handshake(); err != nil {

@@ -242,8 +242,12 @@ func (a *appender) authenticate(auth imapAuth, token string) error {
 			continue // untagged (CAPABILITY)
 		}
 		status, text, _ := strings.Cut(rest, " ")
-		if strings.EqualFold(status, "OK") {
+		switch strings.ToUpper(status) {
+		case "OK":
 			return nil
+		case "NO", "BAD":
+		default:
+			return fail(fmt.Errorf("malformed answer to %s: %s", tag, clip(line)))
 		}
 		r := cl.refusal
 		if r == nil {

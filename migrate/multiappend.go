@@ -604,7 +604,6 @@ func (a *appender) addStream(mailbox string, flags []string, date time.Time, siz
 	}
 	if err != nil {
 		// A short literal cannot be taken back: drop the connection.
-		a.conn.Close()
 		return a.lost(err)
 	}
 	a.bw.WriteString("\r\n")

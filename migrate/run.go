@@ -376,7 +376,9 @@ func (w *worker) folder(ctx context.Context, pf PlannedFolder) (FolderReport, er
 	for _, f := range failed {
 		all = append(all, f)
 	}
-	sort.Slice(all, func(i, j int) bool { return all[i].UID < all[j].UID })
+	sort.Slice(all, func(i, j int) bool {
+		return all[i].UID < all[j].UID || all[i].UID == all[j].UID && all[i].ID < all[j].ID
+	})
 	w.e.keepFailures(all)
 	return fr, err
 }

@@ -276,6 +276,10 @@ func execute(cmd *cobra.Command, env *environment, f *copyFlags, opts migrate.Op
 // budget for all workers of the run) and --max-message-size.
 func (f *copyFlags) runJob(ctx context.Context, env *environment, opts migrate.Options, src, dst *endpoint, ui migrate.Reporter) (*migrate.Report, error) {
 	opts.Reporter = ui
+	maybeSame, err := sameMailbox(src, dst)
+	if err != nil {
+		return &migrate.Report{Source: src.String(), Destination: dst.String()}, err
+	}
 	if !opts.DryRun {
 		opts.StatePath = migrate.StatePath(f.stateDirectory(env), src.String(), dst.String())
 	}
@@ -298,7 +302,8 @@ func (f *copyFlags) runJob(ctx context.Context, env *environment, opts migrate.O
 			}
 			return migrate.LimitMessageSize(d, f.maxMessageSize), nil
 		},
-		Options: opts,
+		MaybeSameAccount: maybeSame,
+		Options:          opts,
 	}
 	return migrate.Run(ctx, job)
 }

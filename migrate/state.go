@@ -19,12 +19,20 @@ import (
 // safe: the engine then re-indexes the destination from headers.
 //
 // Layout: two top buckets, "src" and "dst"; under each, one bucket per folder
-// name holding "validity" and "uidnext" (big-endian uint32) and a bucket
-// "ids" mapping a message ID to its 32-byte identity key.
+// name holding "validity", "uidnext" and "messages" (big-endian uint32) and
+// a bucket "ids" mapping a message ID to its 32-byte identity key, followed
+// by one byte: 1 when mailferry itself stored that message's exact bytes at
+// the destination (the only messages --delete-source may remove), 0 when it
+// was matched there by key.
 //   - src folder: the source messages handled (copied durably, or matched at
 //     the destination), and the UIDNEXT through which the folder was complete.
-//   - dst folder: the destination messages indexed, and the UIDNEXT through
-//     which that index was last true.
+//   - dst folder: the destination messages indexed, the UIDNEXT through
+//     which that index was last true and how many messages the folder held
+//     then (a destination that lost messages shows by its count).
+//
+// A "meta" bucket holds the layout's version: a file of another version (or
+// one whose identity keys were computed by another normal form) is emptied
+// on open, which costs one re-index of the destination and nothing else.
 type State struct {
 	db *bolt.DB
 }
@@ -42,16 +50,30 @@ const (
 type FolderState struct {
 	Validity uint32
 	UIDNext  uint32
+	Messages uint32 // dst: the folder's message count when the mark was set
 	IDs      map[string]formats.Key
+	// Copied holds the IDs whose bytes mailferry itself stored durably at
+	// the destination (src side only).
+	Copied map[string]bool
 }
 
-// Record is one ledger entry: message ID in folder on side has key.
+func newFolderState(validity uint32) *FolderState {
+	return &FolderState{Validity: validity, IDs: map[string]formats.Key{}, Copied: map[string]bool{}}
+}
+
+// Record is one ledger entry: message ID in folder on side has key; Copied
+// says mailferry stored these exact bytes at the destination itself.
 type Record struct {
 	Side   Side
 	Folder string
 	ID     string
 	Key    formats.Key
+	Copied bool
 }
+
+// stateVersion changes whenever the layout or the identity key's normal
+// form (formats.KeyVersion) changes.
+var stateVersion = []byte{2, byte(formats.KeyVersion)}
 
 // StatePath is the state file for a pair of endpoints (named without secrets).
 func StatePath(dir, source, dest string) string {
@@ -70,11 +92,30 @@ func OpenState(path string) (*State, error) {
 	}
 	ready := false // a state file from an earlier run needs no write here
 	db.View(func(tx *bolt.Tx) error {
-		ready = tx.Bucket([]byte(SideSource)) != nil && tx.Bucket([]byte(SideDest)) != nil
+		meta := tx.Bucket(metaBucket)
+		ready = tx.Bucket([]byte(SideSource)) != nil && tx.Bucket([]byte(SideDest)) != nil &&
+			meta != nil && string(meta.Get([]byte("version"))) == string(stateVersion)
 		return nil
 	})
 	if !ready {
 		err = db.Update(func(tx *bolt.Tx) error {
+			meta, err := tx.CreateBucketIfNotExists(metaBucket)
+			if err != nil {
+				return err
+			}
+			if string(meta.Get([]byte("version"))) != string(stateVersion) {
+				// Another layout or key form: start the ledger afresh.
+				for _, s := range []Side{SideSource, SideDest} {
+					if tx.Bucket([]byte(s)) != nil {
+						if err := tx.DeleteBucket([]byte(s)); err != nil {
+							return err
+						}
+					}
+				}
+				if err := meta.Put([]byte("version"), stateVersion); err != nil {
+					return err
+				}
+			}
 			for _, s := range []Side{SideSource, SideDest} {
 				if _, err := tx.CreateBucketIfNotExists([]byte(s)); err != nil {
 					return err
@@ -95,7 +136,7 @@ func (s *State) Close() error { return s.db.Close() }
 
 // Folder loads one folder's record (empty if none).
 func (s *State) Folder(side Side, name string) (*FolderState, error) {
-	fs := &FolderState{IDs: map[string]formats.Key{}}
+	fs := newFolderState(0)
 	err := s.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket([]byte(side)).Bucket([]byte(name))
 		if b == nil {
@@ -103,11 +144,15 @@ func (s *State) Folder(side Side, name string) (*FolderState, error) {
 		}
 		fs.Validity = getU32(b, "validity")
 		fs.UIDNext = getU32(b, "uidnext")
+		fs.Messages = getU32(b, "messages")
 		if ids := b.Bucket([]byte("ids")); ids != nil {
 			return ids.ForEach(func(k, v []byte) error {
 				var key formats.Key
 				copy(key[:], v)
 				fs.IDs[string(k)] = key
+				if len(v) > len(key) && v[len(key)] == 1 {
+					fs.Copied[string(k)] = true
+				}
 				return nil
 			})
 		}
@@ -137,15 +182,33 @@ func (s *State) Reset(side Side, name string, validity uint32) error {
 	})
 }
 
-// SetMark records the validity and the UIDNEXT through which a folder's
-// record is complete.
-func (s *State) SetMark(side Side, name string, validity, uidNext uint32) error {
+// Mark reads a folder's validity, UIDNEXT and message count without its
+// IDs (zero values if none): what a no-op rerun compares.
+func (s *State) Mark(side Side, name string) (validity, uidNext, messages uint32, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket([]byte(side)).Bucket([]byte(name)); b != nil {
+			validity, uidNext, messages = getU32(b, "validity"), getU32(b, "uidnext"), getU32(b, "messages")
+		}
+		return nil
+	})
+	if err != nil {
+		err = fmt.Errorf("state: %w", err)
+	}
+	return validity, uidNext, messages, err
+}
+
+// SetMark records the validity, the UIDNEXT through which a folder's record
+// is complete and (destination side) how many messages the folder held.
+func (s *State) SetMark(side Side, name string, validity, uidNext, messages uint32) error {
 	return s.update(func(tx *bolt.Tx) error {
 		b, err := tx.Bucket([]byte(side)).CreateBucketIfNotExists([]byte(name))
 		if err != nil {
 			return err
 		}
 		if err := putU32(b, "validity", validity); err != nil {
+			return err
+		}
+		if err := putU32(b, "messages", messages); err != nil {
 			return err
 		}
 		return putU32(b, "uidnext", uidNext)
@@ -170,7 +233,11 @@ func (s *State) Add(recs []Record) error {
 			if err != nil {
 				return err
 			}
-			if err := ids.Put([]byte(r.ID), r.Key[:]); err != nil {
+			v := append(r.Key[:len(r.Key):len(r.Key)], 0)
+			if r.Copied {
+				v[len(r.Key)] = 1
+			}
+			if err := ids.Put([]byte(r.ID), v); err != nil {
 				return err
 			}
 		}

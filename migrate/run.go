@@ -97,10 +97,10 @@ type engine struct {
 	// with a key in a source folder is copied only if no folder has n yet.
 	have      map[formats.Key]int
 	failures  []Failure
-	kept      []Failure                  // messages --delete-source left at the source, and why
-	deletes   map[string]*deleteSet      // source folder display name -> messages safe to delete
-	deleted   map[string]int             // source folder display name -> messages deleted there
-	marksOnly bool                       // the source only marked them \Deleted (no UIDPLUS)
+	kept      []Failure             // messages --delete-source left at the source, and why
+	deletes   map[string]*deleteSet // source folder display name -> messages safe to delete
+	deleted   map[string]int        // source folder display name -> messages deleted there
+	marksOnly bool                  // the source only marked them \Deleted (no UIDPLUS)
 	// dstFolders is the destination's folder list as the run began.
 	dstFolders []formats.Folder
 }

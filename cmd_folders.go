@@ -21,7 +21,7 @@ func newFoldersCommand(env *environment) *cobra.Command {
 size: the folders migrate and archive copy. Folders in other users' and shared
 namespaces (RFC 2342, e.g. shared/alice/Team) are listed only with
 --shared-folders, marked "shared" in the NAMESPACE column.`,
-		Args:  exactArgs(1),
+		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ep, err := parseEndpoint(args[0])
 			if err != nil {

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mailferry/mailferry/migrate"
 	"github.com/mailferry/mailferry/migrate/dovecottest"
 )
 
@@ -202,5 +203,42 @@ func TestSharedFoldersNeverWrittenIntoOthersAtDestination(t *testing.T) {
 	got := dst.Snapshot(t, "bob")
 	if len(got["From others/alice/Team"]) != 4 || len(got["From public/Notices"]) != 2 {
 		t.Errorf("with --map: From others/alice/Team %d of 4, From public/Notices %d of 2", len(got["From others/alice/Team"]), len(got["From public/Notices"]))
+	}
+}
+
+// TestArchiveSharedFolders: archive --delete-source takes bob's own mail
+// and leaves alice's alone; with --shared-folders the archive holds alice's
+// Team too (under shared/alice/Team), verify passes, and alice still has
+// every message.
+func TestArchiveSharedFolders(t *testing.T) {
+	src, aliceBefore := sharedServer(t)
+	t.Setenv("MAILFERRY_SRC_PASSWORD", src.Users["bob"])
+	dir := filepath.Join(t.TempDir(), "archive")
+	archive := func(extra ...string) migrate.Report {
+		t.Helper()
+		report := filepath.Join(t.TempDir(), "r.json")
+		args := append([]string{"archive", "imap://bob@" + src.IMAPAddr(), dir, "--src-tls", "none",
+			"--state-dir", t.TempDir(), "--progress", "never", "--delete-source", "--report", report}, extra...)
+		if code, out, errOut := mailferry(t, args...); code != 0 {
+			t.Fatalf("archive %v: exit %d\n%s\n%s", extra, code, out, errOut)
+		}
+		return readReport(t, report)
+	}
+	rep := archive()
+	if rep.Totals.Copied != 5 {
+		t.Errorf("archive copied %d, want bob's 5", rep.Totals.Copied)
+	}
+	sameHashes(t, aliceBefore, src.Snapshot(t, "alice"))
+	rep = archive("--shared-folders")
+	if rep.Totals.Copied != 6 {
+		t.Errorf("archive --shared-folders copied %d, want alice's Team 4 and Public/Notices 2", rep.Totals.Copied)
+	}
+	sameHashes(t, aliceBefore, src.Snapshot(t, "alice"))
+	if code, out, errOut := mailferry(t, "verify", dir); code != 0 {
+		t.Fatalf("verify: exit %d\n%s\n%s", code, out, errOut)
+	}
+	dest := reportDest(rep)
+	if d := dest["shared/alice/Team"]; !strings.Contains(d, "shared") || !strings.Contains(d, "alice") {
+		t.Errorf("shared/alice/Team archived as %q", d)
 	}
 }

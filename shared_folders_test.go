@@ -82,6 +82,18 @@ func TestSharedFoldersNotCopiedNorDeleted(t *testing.T) {
 		return mailferry(t, args...)
 	}
 
+	// A dry run says what would be deleted: bob's 5, none of alice's.
+	report := filepath.Join(t.TempDir(), "dry.json")
+	if code, out, errOut := migrateBob("--delete-source", "--shared-folders", "--dry-run", "--report", report); code != 0 {
+		t.Fatalf("--dry-run: exit %d\n%s\n%s", code, out, errOut)
+	}
+	for _, f := range readReport(t, report).Folders {
+		want := map[string]int{"INBOX": 4, "Work": 1}[f.Source]
+		if f.DeletedAtSource != want {
+			t.Errorf("--dry-run: %q would lose %d messages at the source, want %d", f.Source, f.DeletedAtSource, want)
+		}
+	}
+
 	// Without the flag: bob's own folders are copied and deleted, alice's
 	// and the public folder are neither, and the run says so once.
 	code, out, errOut := migrateBob("--delete-source", "--report", filepath.Join(t.TempDir(), "r.json"))

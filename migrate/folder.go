@@ -55,7 +55,8 @@ func (e *engine) copyFolder(ctx context.Context, src Source, dst Sink, pf Planne
 	}
 	if e.opts.DryRun {
 		p.fr.Copied, p.fr.Bytes = len(p.d.copy), p.d.bytes // would be copied
-		if e.opts.DeleteSource {
+		// (never from someone else's folder: namespace.go)
+		if e.opts.DeleteSource && !p.pf.Source.Shared {
 			p.fr.DeletedAtSource = len(p.d.deletable) + len(p.d.copy) // would be deleted
 		}
 		return p.fr, nil

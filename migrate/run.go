@@ -114,7 +114,7 @@ type deleteSet struct {
 // queueDelete adds messages of a source folder that are durably at the
 // destination, as mailferry stored them, to what --delete-source removes.
 func (e *engine) queueDelete(name string, f formats.Folder, msgs []formats.Message) {
-	if len(msgs) == 0 {
+	if len(msgs) == 0 || f.Shared { // never someone else's mail (namespace.go)
 		return
 	}
 	e.mu.Lock()
@@ -209,6 +209,7 @@ func (e *engine) run(ctx context.Context, rep *Report) error {
 		return err
 	}
 	e.dstFolders = dstFolders
+	e.warnLeftOut(srcFolders)
 	planned := 0
 	for _, pf := range plan {
 		planned += int(pf.Source.Messages)

@@ -77,7 +77,7 @@ func (e *engine) copyFolder(ctx context.Context, src Source, dst Sink, pf Planne
 // a destination that lost messages, or the whole folder, is looked at).
 func (e *engine) unchanged(p *folderPass) (bool, error) {
 	f := p.pf.Source
-	if e.filtered() || e.opts.Dedup == DedupAccount || e.opts.DeleteSource || f.UIDNext == 0 || e.state == nil {
+	if e.filtered() || e.opts.Dedup == DedupAccount || e.opts.DeleteSource || f.UIDNext == 0 {
 		return false, nil
 	}
 	v, next, _, err := e.state.Mark(SideSource, p.srcKey)

@@ -31,7 +31,9 @@ type Options struct {
 	DryRun        bool
 	Jobs          int
 	DeleteSource  bool
-	StatePath     string // the bbolt file; "" for an in-memory-free run (no resume)
+	StatePath     string // the bbolt file; "" (and any dry run): a state in memory, no resume
+	// State, when set, is used instead of StatePath (tests).
+	State State
 	Reporter      Reporter
 	// Retries is how many times a folder is resumed after a connection
 	// failure inside one run (default 5).
@@ -89,7 +91,7 @@ type engine struct {
 	job   Job
 	opts  Options
 	rep   Reporter
-	state *State
+	state State
 
 	mu sync.Mutex
 	// have counts, under --dedup account, how many copies of a key one
@@ -215,26 +217,10 @@ func (e *engine) run(ctx context.Context, rep *Report) error {
 		planned += int(pf.Source.Messages)
 	}
 	e.rep.Planned(len(plan), planned)
-	if e.opts.StatePath != "" && !e.opts.DryRun {
-		if e.state, err = OpenState(e.opts.StatePath); err != nil {
-			return err
-		}
-		defer e.state.Close()
-		last, err := e.state.Begin()
-		if err != nil {
-			return err
-		}
-		if wait := time.Until(last.Add(Settle)); !last.IsZero() && wait > 0 {
-			e.rep.Warn(fmt.Sprintf("the previous run stopped %s ago: waiting %s for what it had in flight to settle", time.Since(last).Round(time.Millisecond), wait.Round(time.Millisecond)))
-			select {
-			case <-time.After(wait):
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-	} else {
-		e.state = nil
+	if err := e.openState(ctx); err != nil {
+		return err
 	}
+	defer e.state.Close()
 
 	jobs := e.opts.Jobs
 	if e.opts.Dedup == DedupAccount {
@@ -318,8 +304,36 @@ func (e *engine) run(ctx context.Context, rep *Report) error {
 	if err := e.deleteSource(ctx); err != nil {
 		return err
 	}
-	if e.state != nil {
-		return e.state.Finish()
+	return e.state.Finish()
+}
+
+// openState opens the run's State (Options.State, the bbolt file at
+// StatePath, or for a dry run one in memory) and, after a run that died,
+// waits until what it may have had in flight has settled.
+func (e *engine) openState(ctx context.Context) error {
+	switch {
+	case e.opts.State != nil:
+		e.state = e.opts.State
+	case e.opts.StatePath != "" && !e.opts.DryRun:
+		st, err := OpenState(e.opts.StatePath)
+		if err != nil {
+			return err
+		}
+		e.state = st
+	default:
+		e.state = NewMemState()
+	}
+	last, err := e.state.Begin()
+	if err != nil {
+		return err
+	}
+	if wait := time.Until(last.Add(Settle)); !last.IsZero() && wait > 0 {
+		e.rep.Warn(fmt.Sprintf("the previous run stopped %s ago: waiting %s for what it had in flight to settle", time.Since(last).Round(time.Millisecond), wait.Round(time.Millisecond)))
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	return nil
 }
@@ -600,31 +614,19 @@ func (e *engine) keepFailures(fs []Failure) {
 	e.mu.Unlock()
 }
 
-// State access that tolerates a run without state (dry run).
+// State access (the ledger's errors are returned as they are).
 func (e *engine) folderState(side Side, name string) (*FolderState, error) {
-	if e.state == nil {
-		return newFolderState(0), nil
-	}
 	return e.state.Folder(side, name)
 }
 
 func (e *engine) reset(side Side, name string, validity uint32) error {
-	if e.state == nil {
-		return nil
-	}
 	return e.state.Reset(side, name, validity)
 }
 
 func (e *engine) mark(side Side, name string, validity, next, messages uint32) error {
-	if e.state == nil {
-		return nil
-	}
 	return e.state.SetMark(side, name, validity, next, messages)
 }
 
 func (e *engine) add(recs []Record) error {
-	if e.state == nil {
-		return nil
-	}
 	return e.state.Add(recs)
 }

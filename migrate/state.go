@@ -15,8 +15,31 @@ import (
 )
 
 // State is the resume and dedup ledger: a cache of the truth, never the
-// truth. One bbolt file per (source, destination) pair. Deleting it is always
-// safe: the engine then re-indexes the destination from headers.
+// truth. Deleting it is always safe: the engine then re-indexes the
+// destination from headers. OpenState gives the bbolt file kept per
+// (source, destination) pair; NewMemState one in memory (a dry run, tests).
+type State interface {
+	// Folder loads one folder's record (empty if none).
+	Folder(side Side, name string) (*FolderState, error)
+	// Mark reads a folder's validity, UIDNEXT and message count without its
+	// IDs (zero values if none): what a no-op rerun compares.
+	Mark(side Side, name string) (validity, uidNext, messages uint32, err error)
+	// SetMark records the validity, the UIDNEXT through which a folder's
+	// record is complete and (destination side) how many messages it held.
+	SetMark(side Side, name string, validity, uidNext, messages uint32) error
+	// Reset forgets every ID of a folder and sets its validity.
+	Reset(side Side, name string, validity uint32) error
+	// Add writes records in one durable transaction.
+	Add(recs []Record) error
+	// Begin returns when an earlier run that did not end cleanly last
+	// stored something (zero if none), and marks this run as under way.
+	Begin() (time.Time, error)
+	// Finish says the run ended without error: nothing of it is in flight.
+	Finish() error
+	Close() error
+}
+
+// boltState is the State in a bbolt file.
 //
 // Layout: two top buckets, "src" and "dst"; under each, one bucket per folder
 // name holding "validity", "uidnext" and "messages" (big-endian uint32) and
@@ -33,9 +56,11 @@ import (
 // A "meta" bucket holds the layout's version: a file of another version (or
 // one whose identity keys were computed by another normal form) is emptied
 // on open, which costs one re-index of the destination and nothing else.
-type State struct {
+type boltState struct {
 	db *bolt.DB
 }
+
+var _ State = (*boltState)(nil)
 
 // Side names a top bucket of the state.
 type Side string
@@ -82,7 +107,7 @@ func StatePath(dir, source, dest string) string {
 }
 
 // OpenState opens or creates the state file, readable by its owner only.
-func OpenState(path string) (*State, error) {
+func OpenState(path string) (State, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("state: %w", err)
 	}
@@ -128,14 +153,14 @@ func OpenState(path string) (*State, error) {
 		db.Close()
 		return nil, fmt.Errorf("state: %w", err)
 	}
-	return &State{db: db}, nil
+	return &boltState{db: db}, nil
 }
 
 // Close closes the file.
-func (s *State) Close() error { return s.db.Close() }
+func (s *boltState) Close() error { return s.db.Close() }
 
 // Folder loads one folder's record (empty if none).
-func (s *State) Folder(side Side, name string) (*FolderState, error) {
+func (s *boltState) Folder(side Side, name string) (*FolderState, error) {
 	fs := newFolderState(0)
 	err := s.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket([]byte(side)).Bucket([]byte(name))
@@ -166,7 +191,7 @@ func (s *State) Folder(side Side, name string) (*FolderState, error) {
 
 // Reset forgets every ID of a folder and sets its validity (a changed
 // UIDVALIDITY, or an index found stale).
-func (s *State) Reset(side Side, name string, validity uint32) error {
+func (s *boltState) Reset(side Side, name string, validity uint32) error {
 	return s.update(func(tx *bolt.Tx) error {
 		top := tx.Bucket([]byte(side))
 		if top.Bucket([]byte(name)) != nil {
@@ -184,7 +209,7 @@ func (s *State) Reset(side Side, name string, validity uint32) error {
 
 // Mark reads a folder's validity, UIDNEXT and message count without its
 // IDs (zero values if none): what a no-op rerun compares.
-func (s *State) Mark(side Side, name string) (validity, uidNext, messages uint32, err error) {
+func (s *boltState) Mark(side Side, name string) (validity, uidNext, messages uint32, err error) {
 	err = s.db.View(func(tx *bolt.Tx) error {
 		if b := tx.Bucket([]byte(side)).Bucket([]byte(name)); b != nil {
 			validity, uidNext, messages = getU32(b, "validity"), getU32(b, "uidnext"), getU32(b, "messages")
@@ -199,7 +224,7 @@ func (s *State) Mark(side Side, name string) (validity, uidNext, messages uint32
 
 // SetMark records the validity, the UIDNEXT through which a folder's record
 // is complete and (destination side) how many messages the folder held.
-func (s *State) SetMark(side Side, name string, validity, uidNext, messages uint32) error {
+func (s *boltState) SetMark(side Side, name string, validity, uidNext, messages uint32) error {
 	return s.update(func(tx *bolt.Tx) error {
 		b, err := tx.Bucket([]byte(side)).CreateBucketIfNotExists([]byte(name))
 		if err != nil {
@@ -216,7 +241,7 @@ func (s *State) SetMark(side Side, name string, validity, uidNext, messages uint
 }
 
 // Add writes records in one durable transaction.
-func (s *State) Add(recs []Record) error {
+func (s *boltState) Add(recs []Record) error {
 	if len(recs) == 0 {
 		return nil
 	}
@@ -245,7 +270,7 @@ func (s *State) Add(recs []Record) error {
 	})
 }
 
-func (s *State) update(fn func(tx *bolt.Tx) error) error {
+func (s *boltState) update(fn func(tx *bolt.Tx) error) error {
 	if err := s.db.Update(fn); err != nil {
 		return fmt.Errorf("state: %w", err)
 	}
@@ -286,7 +311,7 @@ func touch(tx *bolt.Tx) error {
 
 // Begin returns when an earlier run that did not end cleanly last stored
 // something (zero if none), and marks this run as under way.
-func (s *State) Begin() (time.Time, error) {
+func (s *boltState) Begin() (time.Time, error) {
 	var last time.Time
 	s.db.View(func(tx *bolt.Tx) error {
 		if b := tx.Bucket(metaBucket); b != nil {
@@ -300,7 +325,7 @@ func (s *State) Begin() (time.Time, error) {
 }
 
 // Finish says the run ended without error: nothing of it is in flight.
-func (s *State) Finish() error {
+func (s *boltState) Finish() error {
 	return s.update(func(tx *bolt.Tx) error {
 		if b := tx.Bucket(metaBucket); b != nil {
 			return b.Delete([]byte("running"))

@@ -33,8 +33,8 @@ type Options struct {
 	DeleteSource  bool
 	StatePath     string // the bbolt file; "" (and any dry run): a state in memory, no resume
 	// State, when set, is used instead of StatePath (tests).
-	State State
-	Reporter      Reporter
+	State    State
+	Reporter Reporter
 	// Retries is how many times a folder is resumed after a connection
 	// failure inside one run (default 5).
 	Retries int

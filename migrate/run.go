@@ -164,49 +164,22 @@ func Run(ctx context.Context, job Job) (*Report, error) {
 	return rep, err
 }
 
+// run is the whole run in phases: connect and list both sides, plan,
+// (--dedup account: index the whole destination), copy the folders over
+// --jobs workers, delete from the source, and close the state.
 func (e *engine) run(ctx context.Context, rep *Report) error {
-	var (
-		src                    Source
-		dst                    Sink
-		srcFolders, dstFolders []formats.Folder
-	)
-	defer func() { closeQuietly(src); closeQuietly(dst) }()
-	// Connecting and listing, with reconnects like any folder's copy.
-	err := e.retry(ctx, "connecting", func() error {
-		closeQuietly(src)
-		closeQuietly(dst)
-		src, dst = nil, nil
-		// Both sides at once: a login costs a few round trips each.
-		var g errgroup.Group
-		g.Go(func() error {
-			s, err := e.job.OpenSource(ctx)
-			if err != nil {
-				return err
-			}
-			src = s
-			srcFolders, err = src.Folders(ctx)
-			return err
-		})
-		g.Go(func() error {
-			d, err := e.job.OpenSink(ctx)
-			if err != nil {
-				return err
-			}
-			dst = d
-			dstFolders, err = dst.Folders(ctx)
-			return err
-		})
-		return g.Wait()
-	})
+	c := &conns{}
+	defer c.close()
+	srcFolders, dstFolders, err := e.connect(ctx, c)
 	if err != nil {
 		return err
 	}
 	if e.job.MaybeSameAccount && !e.opts.DryRun {
-		if err := e.notSameMailbox(ctx, src, dst); err != nil {
+		if err := e.notSameMailbox(ctx, c.src, c.dst); err != nil {
 			return err
 		}
 	}
-	plan, err := Plan(srcFolders, dstFolders, dst.Separator(), e.opts.PlanOptions)
+	plan, err := Plan(srcFolders, dstFolders, c.dst.Separator(), e.opts.PlanOptions)
 	if err != nil {
 		return err
 	}
@@ -227,38 +200,103 @@ func (e *engine) run(ctx context.Context, rep *Report) error {
 		// One folder at a time, in plan order, so that the first folder met
 		// (INBOX and special-use folders first) keeps the copy.
 		jobs = 1
-		err := e.retry(ctx, "indexing the destination", func() error {
-			if dst == nil { // lost in a failed try
-				d, err := e.job.OpenSink(ctx)
-				if err != nil {
-					return err
-				}
-				dst = d
-			}
-			e.have = map[formats.Key]int{}
-			for _, f := range dstFolders {
-				if f.NoSelect {
-					continue
-				}
-				ds, err := e.indexDest(ctx, dst, f)
-				if err != nil {
-					closeQuietly(dst)
-					dst = nil
-					return err
-				}
-				count := map[formats.Key]int{}
-				for _, k := range ds.IDs {
-					count[k]++
-					e.have[k] = max(e.have[k], count[k])
-				}
-			}
-			return nil
-		})
-		if err != nil {
+		if err := e.indexAccount(ctx, c, dstFolders); err != nil {
 			return err
 		}
 	}
+	results, err := e.copyFolders(ctx, plan, jobs, c)
+	for _, fr := range results {
+		if fr.Source != "" {
+			rep.Folders = append(rep.Folders, fr)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if err := e.deleteSource(ctx); err != nil {
+		return err
+	}
+	return e.state.Finish()
+}
 
+// conns are the first pair of connections, opened to list both sides and
+// handed to the first worker.
+type conns struct {
+	src Source
+	dst Sink
+}
+
+func (c *conns) close() {
+	closeQuietly(c.src)
+	closeQuietly(c.dst)
+	c.src, c.dst = nil, nil
+}
+
+// connect opens both sides at once (a login costs a few round trips each)
+// and lists their folders, with reconnects like any folder's copy.
+func (e *engine) connect(ctx context.Context, c *conns) (srcFolders, dstFolders []formats.Folder, err error) {
+	err = e.retry(ctx, "connecting", func() error {
+		c.close()
+		var g errgroup.Group
+		g.Go(func() error {
+			s, err := e.job.OpenSource(ctx)
+			if err != nil {
+				return err
+			}
+			c.src = s
+			srcFolders, err = s.Folders(ctx)
+			return err
+		})
+		g.Go(func() error {
+			d, err := e.job.OpenSink(ctx)
+			if err != nil {
+				return err
+			}
+			c.dst = d
+			dstFolders, err = d.Folders(ctx)
+			return err
+		})
+		return g.Wait()
+	})
+	return srcFolders, dstFolders, err
+}
+
+// indexAccount indexes every destination folder for --dedup account: how
+// many copies of each key one folder holds at most.
+func (e *engine) indexAccount(ctx context.Context, c *conns, dstFolders []formats.Folder) error {
+	return e.retry(ctx, "indexing the destination", func() error {
+		if c.dst == nil { // lost in a failed try
+			d, err := e.job.OpenSink(ctx)
+			if err != nil {
+				return err
+			}
+			c.dst = d
+		}
+		e.have = map[formats.Key]int{}
+		for _, f := range dstFolders {
+			if f.NoSelect {
+				continue
+			}
+			ds, err := e.indexDest(ctx, c.dst, f)
+			if err != nil {
+				closeQuietly(c.dst)
+				c.dst = nil
+				return err
+			}
+			count := map[formats.Key]int{}
+			for _, k := range ds.IDs {
+				count[k]++
+				e.have[k] = max(e.have[k], count[k])
+			}
+		}
+		return nil
+	})
+}
+
+// copyFolders feeds the planned folders to jobs workers, each with its own
+// pair of connections (the first takes over c's), and returns each folder's
+// report in plan order (empty for a folder not reached).
+func (e *engine) copyFolders(ctx context.Context, plan []PlannedFolder, jobs int, c *conns) ([]FolderReport, error) {
 	results := make([]FolderReport, len(plan))
 	work := make(chan int)
 	g, gctx := errgroup.WithContext(ctx)
@@ -274,13 +312,12 @@ func (e *engine) run(ctx context.Context, rep *Report) error {
 		return nil
 	})
 	for w := 0; w < jobs; w++ {
-		w := w
+		wk := &worker{e: e}
+		if w == 0 {
+			wk.src, wk.dst = c.src, c.dst
+			c.src, c.dst = nil, nil // the worker closes them
+		}
 		g.Go(func() error {
-			wk := &worker{e: e}
-			if w == 0 {
-				wk.src, wk.dst = src, dst
-				src, dst = nil, nil // the worker closes them
-			}
 			defer wk.close()
 			for i := range work {
 				fr, err := wk.folder(gctx, plan[i])
@@ -292,19 +329,7 @@ func (e *engine) run(ctx context.Context, rep *Report) error {
 			return nil
 		})
 	}
-	err = g.Wait()
-	for _, fr := range results {
-		if fr.Source != "" {
-			rep.Folders = append(rep.Folders, fr)
-		}
-	}
-	if err != nil {
-		return err
-	}
-	if err := e.deleteSource(ctx); err != nil {
-		return err
-	}
-	return e.state.Finish()
+	return results, g.Wait()
 }
 
 // openState opens the run's State (Options.State, the bbolt file at

@@ -1,29 +1,7 @@
-package main
+package bench
 
-// BenchmarkPeers measures mailferry against the fastest peers named in issue
-// 6, on the same generated data, on this machine:
-//
-//	go test -run '^$' -bench Peers -benchtime 1x -timeout 60m .
-//
-// See examples/bench/README.md for what it measures and how to read the
-// table it prints. In short: two deterministic sets (SMALL: 20,000 messages
-// of about 1 KB in 12 folders; MIXED: 5,000 messages of 2 KB to 3 MB, about
-// 417 MB) are written once into a source Dovecot each; every job then runs
-// each tool on the same data, alternating tools over MAILFERRY_BENCH_ROUNDS
-// rounds, each run into a fresh destination with fresh state, and checks the
-// destination's message count before the time counts. The table gives
-// medians, throughput ratios, peak RSS and the targets of issue 6.
-//
-// Environment:
-//
-//	MAILFERRY_BENCH_SCALE    scale the message counts and bytes (default 1; 0.1 for a quick run)
-//	MAILFERRY_BENCH_ROUNDS   rounds per job (default 3; 0 runs only the profile runs)
-//	MAILFERRY_BENCH_JOBS     comma list of imap,maildir,pop3,rtt (default all)
-//	MAILFERRY_BENCH_ARGS     extra flags for mailferry's IMAP->IMAP runs ("--jobs 2")
-//	MAILFERRY_BENCH_PROFILE  a directory: after the rounds, run each mailferry job once
-//	                         more in-process under pprof and write JOB-SET.cpu.pprof there,
-//	                         with .heap.pprof, .allocs.pprof and an execution trace,
-//	                         JOB-SET.trace (go tool trace: where a run waits, not computes)
+// BenchmarkPeers: see doc.go for what it measures and why, and README.md
+// for how to run it and read its table.
 
 import (
 	"bufio"
@@ -41,8 +19,6 @@ import (
 	"os/user"
 	"path/filepath"
 	"runtime"
-	"runtime/pprof"
-	"runtime/trace"
 	"slices"
 	"sort"
 	"strconv"
@@ -184,7 +160,7 @@ func BenchmarkPeers(b *testing.B) {
 
 	bpForgetDeletedInodes(e)
 	e.peers = bpEnsurePeers(b)
-	e.bin = binary(b)
+	e.bin = bpBuild(b, filepath.Join(root, "mailferry"))
 	e.floorMB = bpRSSFloor()
 
 	small := e.planSmall()
@@ -219,6 +195,16 @@ func BenchmarkPeers(b *testing.B) {
 	if dir := os.Getenv("MAILFERRY_BENCH_PROFILE"); dir != "" {
 		e.profile(dir, small, mixed)
 	}
+}
+
+// bpBuild builds mailferry (this module's main package) into out, with
+// extra go build flags; BenchmarkPeers builds it once per run.
+func bpBuild(b *testing.B, out string, extra ...string) string {
+	args := append(append([]string{"build"}, extra...), "-o", out, "github.com/mailferry/mailferry")
+	if msg, err := exec.Command("go", args...).CombinedOutput(); err != nil {
+		b.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, msg)
+	}
+	return out
 }
 
 func bpEnvFloat(b *testing.B, name string, def float64) float64 {
@@ -1440,18 +1426,25 @@ func (e *bpEnv) messagesOf(k bpKey) int {
 
 // ---------------------------------------------------------------- profiles
 
-// profile runs each mailferry job once more, in-process (the run function
-// of main.go, not the binary), under the CPU profiler, into a fresh
-// destination, and writes DIR/JOB-SET.cpu.pprof and the allocations made
-// during the run (DIR/JOB-SET.allocs.pprof, to read with -diff_base
-// DIR/JOB-SET.allocs.base.pprof), and the heap at its highest in use
-// (DIR/JOB-SET.heap.pprof, -sample_index=inuse_space). The timings of
-// these runs are printed but are not the table's: the profiler and the test
-// process share the CPU.
+// profile runs each mailferry job once more, under the CPU profiler, into a
+// fresh destination, with a mailferry built with testdata/profiled.go added
+// to its main package: that file takes the process over when
+// bpProfileEnv is set, runs the program's run function and writes
+// DIR/JOB-SET.cpu.pprof and the allocations made during the run
+// (DIR/JOB-SET.allocs.pprof, to read with -diff_base
+// DIR/JOB-SET.allocs.base.pprof), the heap at its highest in use
+// (DIR/JOB-SET.heap.pprof, -sample_index=inuse_space) and an execution
+// trace. The timings of these runs are printed but are not the table's: the
+// profiler costs CPU too.
 func (e *bpEnv) profile(dir string, small, mixed *bpSet) {
+	root := bpModuleDir(e.b)
+	if !filepath.IsAbs(dir) {
+		dir = filepath.Join(root, dir) // relative to the repository, as scripts/bench runs
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		e.b.Fatal(err)
 	}
+	profiled := e.buildProfiled(root)
 	type prof struct {
 		name string
 		set  *bpSet
@@ -1501,55 +1494,24 @@ func (e *bpEnv) profile(dir string, small, mixed *bpSet) {
 		}
 		r := tools[0].setup()
 		args := r.argv[1:]
-		for _, kv := range r.env {
-			k, v, _ := strings.Cut(kv, "=")
-			e.b.Setenv(k, v)
-		}
+		env := append(bpBaseEnv(), r.env...)
 		if p.noop {
-			var out, errb bytes.Buffer
-			if code := run(context.Background(), args, strings.NewReader(""), &out, &errb); code != 0 {
-				e.b.Errorf("profile %s: first run exit %d: %s", p.name, code, errb.String())
+			if code, errb, _ := bpRunMailferry(e.bin, args, env); code != 0 {
+				e.b.Errorf("profile %s: first run exit %d: %s", p.name, code, errb)
 			}
 		}
 		base := filepath.Join(dir, fmt.Sprintf("%s-%s", p.name, strings.ToLower(p.set.name)))
-		runtime.GC()
-		if f, err := os.Create(base + ".allocs.base.pprof"); err == nil {
-			pprof.Lookup("allocs").WriteTo(f, 0)
-			f.Close()
-		}
-		f, err := os.Create(base + ".cpu.pprof")
-		if err != nil {
-			e.b.Fatal(err)
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			e.b.Fatalf("CPU profile (is go test's -cpuprofile on? do not use it with MAILFERRY_BENCH_PROFILE): %v", err)
-		}
-		tf, err := os.Create(base + ".trace")
-		if err != nil {
-			e.b.Fatal(err)
-		}
-		if err := trace.Start(tf); err != nil {
-			e.b.Fatalf("execution trace (is go test's -trace on? do not use it with MAILFERRY_BENCH_PROFILE): %v", err)
-		}
-		var out, errb bytes.Buffer
-		stop, peak := bpWatchHeap(base + ".heap.pprof")
-		start := time.Now()
-		code := run(context.Background(), args, strings.NewReader(""), &out, &errb)
-		secs := time.Since(start).Seconds()
-		close(stop)
-		trace.Stop()
-		tf.Close()
-		pprof.StopCPUProfile()
-		f.Close()
-		if f, err := os.Create(base + ".allocs.pprof"); err == nil {
-			pprof.Lookup("allocs").WriteTo(f, 0)
-			f.Close()
+		code, errb, report := bpRunMailferry(profiled, args, append(env, bpProfileEnv+"="+base))
+		var secs float64
+		var peak uint64
+		if _, err := fmt.Sscan(report, &secs, &peak); err != nil {
+			e.b.Fatalf("profile %s %s: no report from the profiled mailferry (%v): %s", p.name, p.set.name, err, bpFirstLines(errb, 5))
 		}
 		checkErr := r.check()
-		e.logf("profile %-10s %-5s: exit %d, %.2f s in-process, check: %v, peak heap in use %.1f MB; %s.{cpu,heap,allocs}.pprof, .trace",
-			p.name, p.set.name, code, secs, checkErr, float64(<-peak)/1e6, base)
+		e.logf("profile %-10s %-5s: exit %d, %.2f s profiled, check: %v, peak heap in use %.1f MB; %s.{cpu,heap,allocs}.pprof, .trace",
+			p.name, p.set.name, code, secs, checkErr, float64(peak)/1e6, base)
 		if code != 0 {
-			e.b.Errorf("profile %s %s: exit %d: %s", p.name, p.set.name, code, bpFirstLines(errb.String(), 5))
+			e.b.Errorf("profile %s %s: exit %d: %s", p.name, p.set.name, code, bpFirstLines(errb, 5))
 		}
 		for _, c := range r.cleanup {
 			c()
@@ -1557,35 +1519,61 @@ func (e *bpEnv) profile(dir string, small, mixed *bpSet) {
 	}
 }
 
-// bpWatchHeap samples the heap every 20 ms until stop is closed and writes
-// a heap profile to path each time the heap in use reaches a new high, so
-// that the file shows what held the memory at the peak. peak then gives the
-// highest HeapInuse seen.
-func bpWatchHeap(path string) (stop chan struct{}, peak chan uint64) {
-	stop, peak = make(chan struct{}), make(chan uint64, 1)
-	go func() {
-		var high uint64
-		var ms runtime.MemStats
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				peak <- high
-				return
-			case <-tick.C:
-			}
-			runtime.ReadMemStats(&ms)
-			if ms.HeapInuse > high+high/20 { // 5 % above the last one written
-				high = ms.HeapInuse
-				if f, err := os.Create(path); err == nil {
-					pprof.Lookup("heap").WriteTo(f, 0)
-					f.Close()
-				}
-			}
-		}
-	}()
-	return stop, peak
+// bpProfileEnv names the base of the profile files for a mailferry built by
+// buildProfiled (testdata/profiled.go reads it).
+const bpProfileEnv = "MAILFERRY_BENCH_PROFILE_BASE"
+
+// bpModuleDir is the repository's root: the directory of package main.
+func bpModuleDir(b *testing.B) string {
+	dir, err := exec.Command("go", "list", "-f", "{{.Dir}}", "github.com/mailferry/mailferry").Output()
+	if err != nil {
+		b.Fatalf("go list github.com/mailferry/mailferry: %v", err)
+	}
+	return strings.TrimSpace(string(dir))
+}
+
+// buildProfiled builds mailferry with testdata/profiled.go added to package
+// main (in directory mainDir) through go build -overlay: a main package
+// cannot be imported, and the profiles must be taken inside the process
+// that runs mailferry.
+func (e *bpEnv) buildProfiled(mainDir string) string {
+	src, err := filepath.Abs(filepath.Join("testdata", "profiled.go"))
+	if err != nil {
+		e.b.Fatal(err)
+	}
+	overlay := filepath.Join(e.root, "profiled-overlay.json")
+	ov := fmt.Sprintf(`{"Replace": {%q: %q}}`, filepath.Join(mainDir, "zz_bench_profiled.go"), src)
+	if err := os.WriteFile(overlay, []byte(ov), 0o644); err != nil {
+		e.b.Fatal(err)
+	}
+	return bpBuild(e.b, filepath.Join(e.root, "mailferry-profiled"), "-overlay", overlay)
+}
+
+// bpRunMailferry runs bin with args and env and no input, and returns its
+// exit status, its stderr and what it wrote on fd 3 (the profiled build's
+// report: seconds of the run and the peak heap in use).
+func bpRunMailferry(bin string, args, env []string) (code int, stderr, report string) {
+	cmd := exec.Command(bin, args...)
+	cmd.Env = env
+	cmd.Stdin = strings.NewReader("")
+	var errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = io.Discard, &errb
+	rep, repw, err := os.Pipe()
+	if err != nil {
+		return -1, err.Error(), ""
+	}
+	defer rep.Close()
+	cmd.ExtraFiles = []*os.File{repw}
+	err = cmd.Start()
+	repw.Close()
+	if err != nil {
+		return -1, err.Error(), ""
+	}
+	b, _ := io.ReadAll(rep)
+	if err := cmd.Wait(); err != nil && cmd.ProcessState == nil {
+		return -1, err.Error(), string(b)
+	}
+	return cmd.ProcessState.ExitCode(), errb.String(), string(b)
 }
 
 func bpFirstLines(s string, n int) string {

@@ -1,0 +1,44 @@
+// Package bench holds BenchmarkPeers, which measures mailferry against the
+// fastest peer tools (interimap, mbsync, doveadm backup, getmail6) on the
+// same generated data, on this machine, and prints a table of medians,
+// throughput ratios, peak RSS and the targets mailferry is held to. It is a
+// benchmark, so `go test ./...` compiles it but never runs it; run it with
+// scripts/bench, or from the repository root:
+//
+//	go test -run '^$' -bench '^BenchmarkPeers$' -benchtime 1x -timeout 60m ./examples/bench
+//
+// Why it is built the way it is (README.md has the details):
+//
+//   - Two deterministic sets (SMALL: 20,000 messages of about 1 KB in 12
+//     folders; MIXED: 5,000 messages of 2 KB to 3 MB, about 417 MB) are
+//     generated from a fixed seed, so every run and every machine moves the
+//     same bytes. Each is written once into a source Dovecot's Maildir and
+//     warmed, so that no tool pays for Dovecot's indexing.
+//   - Every job runs each tool on the same source over MAILFERRY_BENCH_ROUNDS
+//     rounds, the order of the tools rotating, each run into a fresh
+//     destination with fresh state, and a run counts only when the
+//     destination then holds what the source holds.
+//   - Tools are started through a small helper (this test binary re-executed,
+//     taken over by an init function only when its environment variable is
+//     set): a child's ru_maxrss starts at its parent's high-water RSS, so a
+//     tool started straight from the benchmark would report at least the
+//     benchmark's own peak.
+//   - Nothing is deleted until the end, caches are dropped before seeding and
+//     each timed run starts after sync: on ext4, freshly deleted inodes and
+//     the previous run's writeback made the next runs slower, unevenly.
+//   - The mailferry binary is built once per run from this module; with
+//     MAILFERRY_BENCH_PROFILE a second build adds testdata/profiled.go to
+//     package main (go build -overlay), so that each mailferry job can be
+//     profiled inside its own process.
+//
+// Environment:
+//
+//	MAILFERRY_BENCH_SCALE    scale the message counts and bytes (default 1; 0.1 for a quick run)
+//	MAILFERRY_BENCH_ROUNDS   rounds per job (default 3; 0 runs only the profile runs)
+//	MAILFERRY_BENCH_JOBS     comma list of imap,maildir,pop3,rtt (default all)
+//	MAILFERRY_BENCH_ARGS     extra flags for mailferry's IMAP->IMAP runs ("--jobs 2")
+//	MAILFERRY_BENCH_PROFILE  a directory: after the rounds, run each mailferry job once
+//	                         more under pprof and write JOB-SET.cpu.pprof there, with
+//	                         .heap.pprof, .allocs.pprof and an execution trace,
+//	                         JOB-SET.trace (go tool trace: where a run waits, not computes)
+package bench

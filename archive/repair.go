@@ -218,7 +218,7 @@ func (l *manifestLog) loadLedger() error {
 func (w *Writer) truth(ctx context.Context, f formats.Folder, full bool) (formats.Folder, error) {
 	var (
 		ids   map[string]int64 // ID -> size of what the store holds; nil: see limit
-		limit int64 = -1
+		limit int64            = -1
 	)
 	switch st := w.st.(type) {
 	case *Maildir:

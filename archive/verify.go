@@ -139,7 +139,7 @@ func Verify(ctx context.Context, dir string, opts VerifyOptions) (*VerifyReport,
 	if err != nil {
 		return nil, err
 	}
-	dropRepaired(entries, sup, rep)
+	dropRepaired(sup, rep)
 	// Problems tied to a manifest line first, in line order; then the rest
 	// (unlisted files) by file.
 	slices.SortStableFunc(rep.Problems, func(a, b Problem) int {
@@ -308,6 +308,8 @@ func superseded(entries []listed, rep *VerifyReport) map[int]int {
 					Detail: fmt.Sprintf("repairs seq %d, which is no earlier entry of the same message and folder", r)})
 			} else {
 				sup[t.line] = le.line
+				rep.Notes = append(rep.Notes, fmt.Sprintf("manifest line %d re-added the message of line %d (%s)",
+					le.line, t.line, le.e.Repair))
 			}
 		}
 		if _, dup := bySeq[le.e.Seq]; !dup {
@@ -318,8 +320,8 @@ func superseded(entries []listed, rep *VerifyReport) map[int]int {
 }
 
 // dropRepaired removes the problems of lost messages that a later entry
-// re-added, when that entry itself has no problem, and notes the repair.
-func dropRepaired(entries []listed, sup map[int]int, rep *VerifyReport) {
+// re-added, when that entry itself has no problem.
+func dropRepaired(sup map[int]int, rep *VerifyReport) {
 	if len(sup) == 0 {
 		return
 	}
@@ -329,21 +331,11 @@ func dropRepaired(entries []listed, sup map[int]int, rep *VerifyReport) {
 			bad[p.Line] = true
 		}
 	}
-	byLine := map[int]*listed{}
-	for i := range entries {
-		byLine[entries[i].line] = &entries[i]
-	}
 	out := rep.Problems[:0]
-	noted := map[int]bool{}
 	for _, p := range rep.Problems {
 		r, ok := sup[p.Line]
 		lostKind := p.Kind == ProblemMissing || p.Kind == ProblemSize || p.Kind == ProblemAltered
 		if ok && lostKind && !bad[r] && p.File != ManifestFile {
-			if !noted[p.Line] {
-				noted[p.Line] = true
-				rep.Notes = append(rep.Notes, fmt.Sprintf("manifest line %d (%s) was lost and re-added on line %d: %s",
-					p.Line, p.File, r, byLine[r].e.Repair))
-			}
 			continue
 		}
 		out = append(out, p)

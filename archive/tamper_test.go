@@ -274,6 +274,7 @@ func TestVerifyTamperTable(t *testing.T) {
 				if rep.OK() {
 					t.Fatalf("verify says OK after the damage (wants %q)", want)
 				}
+				t.Logf("verify says:\n%s", tpProblems(rep))
 				for _, w := range want {
 					found := false
 					for _, p := range rep.Problems {

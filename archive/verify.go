@@ -504,7 +504,7 @@ func verifyMaildir(ctx context.Context, dir string, entries []listed, opts Verif
 			for _, e := range ents {
 				file := path.Join(fd, "tmp", e.Name())
 				if _, _, ok := mailferryTmpName(e.Name()); ok && e.Type().IsRegular() {
-					stray(file, "an unfinished delivery left by an interrupted mailferry run (the next archive run removes it)")
+					stray(file, "an unfinished delivery left by an interrupted mailferry run (the next archive run on the machine that wrote it removes it)")
 				} else {
 					stray(file, "a file in tmp/, which holds no message of the archive")
 				}

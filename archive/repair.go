@@ -236,12 +236,16 @@ func (w *Writer) truth(ctx context.Context, f formats.Folder, full bool) (format
 		}
 	case *Mbox:
 		if !full {
-			n, err := st.readableSize(f)
+			n, agrees, err := st.readableSize(f)
 			if err != nil {
 				return f, err
 			}
-			limit = n
-			break
+			if agrees {
+				limit = n
+				break
+			}
+			// The file is not the length its .len records: look at
+			// every message, as Ensure does.
 		}
 		_, msgs, err := st.List(ctx, f)
 		if err != nil {
@@ -410,29 +414,35 @@ func (m *Maildir) removeDeadTmp(dir string) {
 	}
 }
 
-// readableSize returns how many bytes of a folder's file a reader sees:
-// the file's size, or the recorded length while an append is pending.
-func (s *Mbox) readableSize(f formats.Folder) (int64, error) {
+// readableSize returns how many bytes of a folder's file a reader sees
+// (the file's size, or the recorded length while an append is pending),
+// and whether the file is as long as its .len records (true without one).
+func (s *Mbox) readableSize(f formats.Folder) (size int64, agrees bool, err error) {
 	rel, err := s.fileOf(f)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	if mf := s.open[rel]; mf != nil {
-		return mf.size, nil
+		return mf.size, true, nil
 	}
 	abs := s.abs(rel)
 	fi, err := os.Stat(abs)
 	if errors.Is(err, fs.ErrNotExist) {
-		return 0, nil
+		return 0, true, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("mbox: %w", err)
+		return 0, false, fmt.Errorf("mbox: %w", err)
 	}
-	size := fi.Size()
-	if sc, ok, err := readMboxSidecar(abs); err == nil && ok && sc.pending && sc.length < size {
-		size = sc.length
+	size, agrees = fi.Size(), true
+	if sc, ok, err := readMboxSidecar(abs); err == nil && ok {
+		switch {
+		case sc.pending && sc.length < size:
+			size = sc.length
+		case !sc.pending && sc.length != size:
+			agrees = false
+		}
 	}
-	return size, nil
+	return size, agrees, nil
 }
 
 // checkRecordedEnd compares a folder's file with the length its .len

@@ -54,7 +54,24 @@ func rpRepair(t *testing.T, format string, damage func(dir string, e []ManifestE
 	ctx := context.Background()
 	msgs := mdVariedMessages(12)
 	dir, entries := tpArchive(t, format, len(msgs))
+	validity := func() map[string]uint32 { // by folder, as Folders reports it
+		w := rpOpen(t, format, dir)
+		defer w.Close()
+		fs, err := w.Folders(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := map[string]uint32{}
+		for _, f := range fs {
+			v[formats.DisplayName(f.Path)] = f.Validity
+		}
+		return v
+	}
+	whole := validity()
 	lost := damage(dir, entries)
+	if name := formats.DisplayName(lost.DestFolder); validity()[name] == whole[name] {
+		t.Errorf("Folders reports the same validity for %s after it lost a message", name)
+	}
 	if rep := vfVerify(t, dir, VerifyOptions{}); rep.OK() {
 		t.Fatal("verify passes the damaged archive")
 	}

@@ -92,10 +92,14 @@ type listed struct {
 	e    ManifestEntry
 }
 
-// Verify checks the archive in dir against its manifest: the manifest's
-// hash chain (and LastHash if given), every listed message (present, right
-// size, and unless Quick, right SHA-256), and that no message file is
-// there that the manifest does not list. It returns an error only when it
+// Verify checks the archive in dir against every record it keeps: the
+// manifest's hash chain (and LastHash if given), MANIFEST.head, every
+// listed message (present, right size, and unless Quick, right SHA-256),
+// SHA256SUMS (Maildir), each mbox file's .len record and, unless Quick,
+// that every message in an mbox file is listed; and that nothing else is
+// there: no unlisted message file, nothing in tmp/, no stray file. An
+// entry whose message was lost is accepted when a later entry repairs it
+// (same SHA-256, same folder; see Writer), and the repair is noted. It returns an error only when it
 // cannot check at all (no manifest, an I/O error, ctx done, the archive
 // being written); everything wrong with the archive is a Problem.
 func Verify(ctx context.Context, dir string, opts VerifyOptions) (*VerifyReport, error) {

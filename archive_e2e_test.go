@@ -191,4 +191,45 @@ func TestArchiveRepairsTruncatedMbox(t *testing.T) {
 	})
 }
 
-var _ = dovecottest.SeedMessage{}
+// A message appended by hand to an archive's .mbox file: verify names it,
+// and the next archive run (with new mail to add) refuses to append to
+// that file instead of making those bytes part of its recorded length
+// (issue 9, item 5).
+func TestArchiveMboxAppendedByHand(t *testing.T) {
+	p := newPair(t)
+	msgs := testMessages(t, 14)
+	p.src.Seed(t, "alice", msgs[:12])
+	dir := filepath.Join(t.TempDir(), "archive")
+	args := []string{"archive", "imap://alice@" + p.src.IMAPAddr(), dir, "--format", "mbox",
+		"--src-tls", "none", "--state-dir", p.state, "--progress", "never"}
+	if code, out, errOut := mailferry(t, args...); code != 0 {
+		t.Fatalf("archive: exit %d\n%s\n%s", code, out, errOut)
+	}
+	mbox := filepath.Join(dir, "INBOX.mbox")
+	f, err := os.OpenFile(mbox, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("From someone@example.org Thu Jan  1 00:00:00 2015\nSubject: added by hand\n\nhello\n\n")
+	f.Close()
+	lenBefore, _ := os.ReadFile(mbox + ".len")
+	if code, out, _ := mailferry(t, "verify", dir); code == 0 || !strings.Contains(out, "INBOX.mbox") {
+		t.Errorf("verify: exit %d, INBOX.mbox not named:\n%s", code, out)
+	}
+	var inbox []dovecottest.SeedMessage
+	for _, m := range msgs[12:] {
+		m.Folder = "INBOX"
+		inbox = append(inbox, m)
+	}
+	p.src.Seed(t, "alice", inbox)
+	code, out, errOut := mailferry(t, args...)
+	if code == 0 || !strings.Contains(out+errOut, "INBOX.mbox") {
+		t.Errorf("archive rerun: exit %d, INBOX.mbox not named\n%s\n%s", code, out, errOut)
+	}
+	if lenAfter, _ := os.ReadFile(mbox + ".len"); string(lenAfter) != string(lenBefore) {
+		t.Errorf("the rerun made the hand-appended bytes part of the recorded length: %q -> %q", lenBefore, lenAfter)
+	}
+	if code, out, _ := mailferry(t, "verify", dir); code == 0 || !strings.Contains(out, "INBOX.mbox") {
+		t.Errorf("verify after the rerun: exit %d, INBOX.mbox not named:\n%s", code, out)
+	}
+}

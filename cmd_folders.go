@@ -12,11 +12,16 @@ import (
 func newFoldersCommand(env *environment) *cobra.Command {
 	var sf secretFlags
 	var tf tlsFlags
+	var shared bool
 	sf.side = "src"
 	cmd := &cobra.Command{
 		Use:   "folders SOURCE",
 		Short: "List folders: name, special use, messages, bytes",
-		Args:  exactArgs(1),
+		Long: `folders lists the folders of SOURCE with their special use, message count and
+size: the folders migrate and archive copy. Folders in other users' and shared
+namespaces (RFC 2342, e.g. shared/alice/Team) are listed only with
+--shared-folders, marked "shared" in the NAMESPACE column.`,
+		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ep, err := parseEndpoint(args[0])
 			if err != nil {
@@ -35,10 +40,21 @@ func newFoldersCommand(env *environment) *cobra.Command {
 				return err
 			}
 			tw := tabwriter.NewWriter(env.stdout, 2, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "FOLDER\tSPECIAL-USE\tMESSAGES\tBYTES")
+			fmt.Fprintln(tw, "FOLDER\tSPECIAL-USE\tMESSAGES\tBYTES\tNAMESPACE")
+			left := 0
 			for _, f := range folders {
+				ns := "personal"
+				if f.Shared {
+					ns = "shared"
+					if !shared {
+						if !f.NoSelect {
+							left++
+						}
+						continue
+					}
+				}
 				if f.NoSelect {
-					fmt.Fprintf(tw, "%s\t%s\t-\t-\n", formats.DisplayName(f.Path), f.SpecialUse)
+					fmt.Fprintf(tw, "%s\t%s\t-\t-\t%s\n", formats.DisplayName(f.Path), f.SpecialUse, ns)
 					continue
 				}
 				bytes := f.Bytes
@@ -51,12 +67,19 @@ func newFoldersCommand(env *environment) *cobra.Command {
 						bytes += max(m.Size, 0)
 					}
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", formats.DisplayName(f.Path), f.SpecialUse, f.Messages, humanBytes(bytes))
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", formats.DisplayName(f.Path), f.SpecialUse, f.Messages, humanBytes(bytes), ns)
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			if left > 0 {
+				fmt.Fprintf(env.stderr, "note: %d folders in other users' or shared namespaces not shown; --shared-folders lists them\n", left)
+			}
+			return nil
 		},
 	}
 	fl := cmd.Flags()
+	fl.BoolVar(&shared, "shared-folders", false, "also list folders from other users' and shared namespaces (RFC 2342), marked shared")
 	fl.StringVar(&sf.tlsMode, "src-tls", "", "TLS: tls | starttls | none (default from the scheme)")
 	fl.StringVar(&tf.caFile, "ca-file", "", "extra trusted CA certificates (PEM)")
 	fl.BoolVar(&tf.insecureSkip, "insecure-skip-verify", false, "accept any certificate (dangerous)")

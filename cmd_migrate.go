@@ -26,6 +26,7 @@ type copyFlags struct {
 	since, before    string
 	dedup            string
 	deleteSource     bool
+	sharedFolders    bool
 	dryRun           bool
 	jobs             int
 	stateDir         string
@@ -68,6 +69,7 @@ func (f *copyFlags) add(cmd *cobra.Command) {
 	fl.StringVar(&f.before, "before", "", "only messages with internal date before YYYY-MM-DD")
 	fl.StringVar(&f.dedup, "dedup", "folder", "what counts as already there: folder | account | off")
 	fl.BoolVar(&f.deleteSource, "delete-source", false, "remove from the source what was durably copied")
+	fl.BoolVar(&f.sharedFolders, "shared-folders", false, sharedFoldersUsage)
 	fl.BoolVar(&f.dryRun, "dry-run", false, "show what would be copied; change nothing anywhere")
 	fl.IntVar(&f.jobs, "jobs", 4, "folders copied in parallel")
 	fl.StringVar(&f.stateDir, "state-dir", "", "where resume state lives (default: the user's state directory)")
@@ -133,6 +135,7 @@ func (f *copyFlags) options(env *environment) (migrate.Options, error) {
 		return o, err
 	}
 	o.Jobs, o.DryRun, o.DeleteSource = f.jobs, f.dryRun, f.deleteSource
+	o.SharedFolders = f.sharedFolders
 	return o, nil
 }
 
@@ -154,6 +157,10 @@ func parseLevel(s string) (slog.Level, error) {
 	}
 	return l, nil
 }
+
+// sharedFoldersUsage is --shared-folders's help in migrate, archive and
+// folders.
+const sharedFoldersUsage = "also copy folders from other users' and shared namespaces (RFC 2342); they are never deleted from by --delete-source"
 
 // stateDir is --state-dir or $XDG_STATE_HOME/mailferry or ~/.local/state/mailferry.
 func (f *copyFlags) stateDirectory(env *environment) string {
@@ -276,6 +283,10 @@ func execute(cmd *cobra.Command, env *environment, f *copyFlags, opts migrate.Op
 // budget for all workers of the run) and --max-message-size.
 func (f *copyFlags) runJob(ctx context.Context, env *environment, opts migrate.Options, src, dst *endpoint, ui migrate.Reporter) (*migrate.Report, error) {
 	opts.Reporter = ui
+	maybeSame, err := sameMailbox(src, dst)
+	if err != nil {
+		return &migrate.Report{Source: src.String(), Destination: dst.String()}, err
+	}
 	if !opts.DryRun {
 		opts.StatePath = migrate.StatePath(f.stateDirectory(env), src.String(), dst.String())
 	}
@@ -298,7 +309,8 @@ func (f *copyFlags) runJob(ctx context.Context, env *environment, opts migrate.O
 			}
 			return migrate.LimitMessageSize(d, f.maxMessageSize), nil
 		},
-		Options: opts,
+		MaybeSameAccount: maybeSame,
+		Options:          opts,
 	}
 	return migrate.Run(ctx, job)
 }

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 
@@ -272,4 +273,92 @@ func (e *endpoint) stores(create bool) *localStores {
 		e.local = &localStores{ep: e, create: create}
 	}
 	return e.local
+}
+
+// sameMailbox checks, before anything is opened, that src and dst are two
+// mailboxes. Two local stores are one when they are the same directory or
+// file (through any spelling or symbolic link) or one lies inside the
+// other. Two servers are one when they name the same user (case aside) on
+// the same host and port; the same user on the same host through another
+// port (STARTTLS and implicit TLS, say) may still be one account, so maybe
+// is set and the engine probes it once connected.
+func sameMailbox(src, dst *endpoint) (maybe bool, err error) {
+	same := func(what string) error {
+		return &usageError{fmt.Errorf("%s and %s are the same mailbox%s: refusing to copy it onto itself", src, dst, what)}
+	}
+	if !src.isServer() && !dst.isServer() {
+		a, b := realPath(src.path), realPath(dst.path)
+		switch {
+		case a == b:
+			return false, same("")
+		case strings.HasPrefix(b, a+string(filepath.Separator)):
+			return false, same(" (" + dst.path + " is inside " + src.path + ")")
+		case strings.HasPrefix(a, b+string(filepath.Separator)):
+			return false, same(" (" + src.path + " is inside " + dst.path + ")")
+		}
+		return false, nil
+	}
+	if !src.isServer() || !dst.isServer() || !strings.EqualFold(src.server.User, dst.server.User) {
+		return false, nil
+	}
+	sh, sp, _ := net.SplitHostPort(src.server.Addr)
+	dh, dp, _ := net.SplitHostPort(dst.server.Addr)
+	if !sameHost(sh, dh) {
+		return false, nil
+	}
+	if sp == dp {
+		return false, same("")
+	}
+	return true, nil
+}
+
+// sameHost says whether two host names are one machine: equal names, or
+// names whose addresses meet.
+func sameHost(a, b string) bool {
+	if strings.EqualFold(a, b) {
+		return true
+	}
+	addrs := func(h string) []string {
+		if ip := net.ParseIP(h); ip != nil {
+			return []string{ip.String()}
+		}
+		l, err := net.LookupHost(h)
+		if err != nil {
+			return nil
+		}
+		for i, s := range l {
+			if ip := net.ParseIP(s); ip != nil {
+				l[i] = ip.String()
+			}
+		}
+		return l
+	}
+	as := addrs(a)
+	for _, x := range addrs(b) {
+		for _, y := range as {
+			if x == y {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// realPath is path made absolute with every symbolic link of its longest
+// existing prefix resolved.
+func realPath(path string) string {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return filepath.Clean(path)
+	}
+	rest := ""
+	for dir := abs; ; dir = filepath.Dir(dir) {
+		if r, err := filepath.EvalSymlinks(dir); err == nil {
+			return filepath.Join(r, rest)
+		}
+		if dir == filepath.Dir(dir) {
+			return abs
+		}
+		rest = filepath.Join(filepath.Base(dir), rest)
+	}
 }

@@ -159,6 +159,40 @@ func printSummary(w io.Writer, rep *migrate.Report) {
 		rate = float64(t.Copied) / rep.DurationSeconds
 	}
 	fmt.Fprintf(w, "%s %d messages (%s) in %.1fs, %.0f msg/s\n", verb, t.Copied, humanBytes(t.Bytes), rep.DurationSeconds, rate)
+	printDeletions(w, rep)
+}
+
+// printDeletions says what --delete-source removed (or, in a dry run,
+// would remove) and names the first messages it left at the source.
+func printDeletions(w io.Writer, rep *migrate.Report) {
+	n := rep.Totals.DeletedAtSource
+	if n > 0 {
+		verb := "deleted"
+		if rep.DryRun {
+			verb = "would delete"
+		}
+		how := ""
+		if rep.MarkedOnly {
+			how = ` (only marked \Deleted: the source has no UIDPLUS, so they stay until the folder is expunged)`
+		}
+		fmt.Fprintf(w, "%s %d messages at the source%s\n", verb, n, how)
+	}
+	const show = 10
+	for i, k := range rep.Kept {
+		if i == show {
+			fmt.Fprintf(w, "kept at the source: %d more, named in the report\n", len(rep.Kept)-show)
+			break
+		}
+		id := k.MessageID
+		if id == "" {
+			id = "(no Message-ID)"
+		}
+		where := fmt.Sprintf("UID %d", k.UID)
+		if k.UID == 0 {
+			where = k.ID // POP3: the UIDL
+		}
+		fmt.Fprintf(w, "kept at the source: %s %s %s: the destination holds a message with its key that mailferry did not store\n", k.Folder, where, id)
+	}
 }
 
 func humanBytes(n int64) string {

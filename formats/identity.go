@@ -6,6 +6,10 @@ import (
 	"encoding/hex"
 )
 
+// KeyVersion names the normal form of IdentityKey: state files made with
+// another are re-indexed.
+const KeyVersion = 1
+
 // Key is a message's identity: two messages with the same Key are the same
 // message for deduplication.
 //

@@ -57,6 +57,10 @@ type Folder struct {
 	// Validity is the IMAP UIDVALIDITY or an equivalent token: when it
 	// changes, every ID recorded for this folder is void.
 	Validity uint32
+	// Shared is true for a folder in another user's or a shared namespace
+	// (RFC 2342), e.g. "shared/alice/Team" or "Public/Notices": someone
+	// else's mail, copied only when asked and never deleted from.
+	Shared bool
 }
 
 // DisplayName joins a path with "/", the separator mailferry shows users and

@@ -84,6 +84,9 @@ type IMAP struct {
 	// Cyrus; usually empty): Folder.Path leaves it out, Folder.Name and
 	// Ensure put it in. See pathOf and nameOf.
 	nsPrefix string
+	// ns is every namespace NAMESPACE announced (namespace.go): folders in
+	// other users' and shared ones are marked Folder.Shared.
+	ns []nsEntry
 }
 
 var (
@@ -179,8 +182,11 @@ func dialIMAP(ctx context.Context, cfg ServerConfig, token string) (*IMAP, error
 		case err != nil:
 			c.Close()
 			return nil, &RetryableError{Err: fmt.Errorf("imap: %s: namespace: %w", cfg, err)}
-		case len(ns.Personal) > 0:
-			m.nsPrefix = personalPrefix(ns.Personal[0].Prefix, ns.Personal[0].Delim)
+		default:
+			m.setNamespaces(ns)
+			if len(ns.Personal) > 0 {
+				m.nsPrefix = personalPrefix(ns.Personal[0].Prefix, ns.Personal[0].Delim)
+			}
 		}
 	}
 	return m, nil
@@ -371,7 +377,7 @@ func (m *IMAP) Folders(ctx context.Context) ([]formats.Folder, error) {
 	byName := map[string]*formats.Folder{}
 	var out []*formats.Folder
 	for _, ld := range list {
-		f := &formats.Folder{Name: ld.Mailbox, Path: m.pathOf(ld.Mailbox, ld.Delim)}
+		f := &formats.Folder{Name: ld.Mailbox, Path: m.pathOf(ld.Mailbox, ld.Delim), Shared: m.sharedName(ld.Mailbox)}
 		if m.delim == 0 && ld.Delim != 0 {
 			m.delim = ld.Delim
 		}
@@ -404,7 +410,7 @@ func (m *IMAP) Folders(ctx context.Context) ([]formats.Folder, error) {
 			key := strings.Join(f.Path[:i], "\x00")
 			if byName[key] == nil {
 				name := m.nameOf(f.Path[:i])
-				p := &formats.Folder{Name: name, Path: append([]string(nil), f.Path[:i]...), NoSelect: true}
+				p := &formats.Folder{Name: name, Path: append([]string(nil), f.Path[:i]...), NoSelect: true, Shared: m.sharedName(name)}
 				byName[key] = p
 				out = append(out, p)
 			}
@@ -691,6 +697,9 @@ func (c *countingReader) Read(p []byte) (int, error) {
 // path joined with the separator, under the personal namespace prefix.
 func (m *IMAP) Ensure(ctx context.Context, path []string) (formats.Folder, error) {
 	name := m.nameOf(path)
+	if m.sharedName(name) {
+		return formats.Folder{}, usagef("%s: destination folder %q would be in another user's or a shared namespace; put it elsewhere with --prefix or --map", m.cfg, name)
+	}
 	// CREATE, SUBSCRIBE and STATUS go out together: one round trip.
 	var create, subscribe *imapclient.Command
 	if !m.existing[name] && name != "INBOX" {
@@ -823,6 +832,9 @@ func (m *IMAP) Store(ctx context.Context, folder formats.Folder, msg formats.Mes
 func (m *IMAP) Delete(ctx context.Context, folder formats.Folder, msgs []formats.Message) error {
 	if len(msgs) == 0 {
 		return nil
+	}
+	if folder.Shared || m.sharedName(folder.Name) { // someone else's mail (namespace.go)
+		return fmt.Errorf("--delete-source: %s: %q is in another user's or a shared namespace: not deleting from it", m.cfg, folder.Name)
 	}
 	if _, err := m.sel(folder.Name, false); err != nil {
 		return err

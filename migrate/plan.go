@@ -37,6 +37,11 @@ type PlanOptions struct {
 	Include, Exclude []string // globs over display names: * matches anything, "/" included
 	Maps             []Mapping
 	Prefix           string // "/"-separated; empty for none
+	// SharedFolders also selects folders in other users' and shared
+	// namespaces (formats.Folder.Shared; --shared-folders). They keep
+	// their whole name, namespace prefix included ("shared/alice/Team"),
+	// so they stay apart from the user's own.
+	SharedFolders bool
 }
 
 // PlannedFolder is one source folder and where it goes.
@@ -91,18 +96,21 @@ func Plan(src, dst []formats.Folder, dstSep rune, opts PlanOptions) ([]PlannedFo
 	// Destination folder for each special use.
 	dstUse := map[string][]string{}
 	for _, f := range dst {
-		if f.SpecialUse != "" && !f.NoSelect && dstUse[f.SpecialUse] == nil {
+		if f.SpecialUse != "" && !f.NoSelect && !f.Shared && dstUse[f.SpecialUse] == nil {
 			dstUse[f.SpecialUse] = f.Path
 		}
 	}
 	for _, f := range dst {
-		if use := useOfName(f.Path); use != "" && dstUse[use] == nil && !f.NoSelect {
+		if use := useOfName(f.Path); use != "" && dstUse[use] == nil && !f.NoSelect && !f.Shared {
 			dstUse[use] = f.Path
 		}
 	}
 	// Special-use folders become mappings, so their subfolders follow.
 	var useMaps []Mapping
 	for _, f := range src {
+		if f.Shared { // someone else's Sent is not the user's
+			continue
+		}
 		use := f.SpecialUse
 		if use == "" && !srcHasUse {
 			use = useOfName(f.Path)
@@ -121,7 +129,7 @@ func Plan(src, dst []formats.Folder, dstSep rune, opts PlanOptions) ([]PlannedFo
 	var out []PlannedFolder
 	seen := map[string]string{}
 	for _, f := range src {
-		if f.NoSelect {
+		if f.NoSelect || f.Shared && !opts.SharedFolders {
 			continue
 		}
 		name := formats.DisplayName(f.Path)
@@ -161,6 +169,36 @@ func Plan(src, dst []formats.Folder, dstSep rune, opts PlanOptions) ([]PlannedFo
 	// INBOX and special-use folders first (they win under --dedup account).
 	sort.SliceStable(out, func(i, j int) bool { return rank(out[i].Source) < rank(out[j].Source) })
 	return out, nil
+}
+
+// LeftOut counts the selectable folders --include and --exclude select
+// that Plan leaves out because they are in other users' or shared
+// namespaces and opts.SharedFolders is off.
+func LeftOut(src []formats.Folder, opts PlanOptions) int {
+	if opts.SharedFolders {
+		return 0
+	}
+	inc, err1 := compileGlobs(opts.Include)
+	exc, err2 := compileGlobs(opts.Exclude)
+	if err1 != nil || err2 != nil {
+		return 0
+	}
+	n := 0
+	for _, f := range src {
+		name := formats.DisplayName(f.Path)
+		if f.Shared && !f.NoSelect && (len(inc) == 0 || matchAny(inc, name)) && !matchAny(exc, name) {
+			n++
+		}
+	}
+	return n
+}
+
+// warnLeftOut says once how many folders of other users and shared
+// namespaces the run leaves out, and how to include them.
+func (e *engine) warnLeftOut(src []formats.Folder) {
+	if n := LeftOut(src, e.opts.PlanOptions); n > 0 {
+		e.rep.Warn(fmt.Sprintf("%d folders in other users' or shared namespaces left out (someone else's mail); --shared-folders copies them (never deleting from them)", n))
+	}
 }
 
 func rank(f formats.Folder) int {

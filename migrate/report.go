@@ -45,6 +45,9 @@ type Counts struct {
 	Skipped int   `json:"skipped"`
 	Failed  int   `json:"failed"`
 	Bytes   int64 `json:"bytes"`
+	// DeletedAtSource counts what --delete-source removed (in a dry run:
+	// would remove).
+	DeletedAtSource int `json:"deleted_at_source"`
 }
 
 func (c *Counts) add(o Counts) {
@@ -53,6 +56,7 @@ func (c *Counts) add(o Counts) {
 	c.Skipped += o.Skipped
 	c.Failed += o.Failed
 	c.Bytes += o.Bytes
+	c.DeletedAtSource += o.DeletedAtSource
 }
 
 // FolderReport is one folder's line of the report.
@@ -65,6 +69,7 @@ type FolderReport struct {
 	Note string `json:"note,omitempty"`
 
 	failures []Failure // this pass's, kept by the engine once the folder ends
+	kept     []Failure // messages --delete-source leaves at the source
 }
 
 // Failure names one message that was not copied.
@@ -86,6 +91,12 @@ type Report struct {
 	Folders         []FolderReport `json:"folders"`
 	Totals          Counts         `json:"totals"`
 	Failures        []Failure      `json:"failures"`
+	// Kept names the messages --delete-source left at the source, each
+	// with the reason (in "error").
+	Kept []Failure `json:"kept_at_source,omitempty"`
+	// MarkedOnly says the source could only mark deleted messages
+	// \Deleted (no UIDPLUS): they are still there until expunged.
+	MarkedOnly bool `json:"deleted_marked_only,omitempty"`
 	// Error is the error that stopped the run, if one did.
 	Error string `json:"error,omitempty"`
 }

@@ -2,11 +2,9 @@ package migrate
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"sort"
-	"strconv"
 	"sync"
 	"time"
 
@@ -33,8 +31,10 @@ type Options struct {
 	DryRun        bool
 	Jobs          int
 	DeleteSource  bool
-	StatePath     string // the bbolt file; "" for an in-memory-free run (no resume)
-	Reporter      Reporter
+	StatePath     string // the bbolt file; "" (and any dry run): a state in memory, no resume
+	// State, when set, is used instead of StatePath (tests).
+	State    State
+	Reporter Reporter
 	// Retries is how many times a folder is resumed after a connection
 	// failure inside one run (default 5).
 	Retries int
@@ -47,7 +47,37 @@ type Job struct {
 	SourceName, DestName string
 	OpenSource           func(context.Context) (Source, error)
 	OpenSink             func(context.Context) (Sink, error)
+	// MaybeSameAccount says both endpoints name the same user on the same
+	// host (through other ports or schemes): before anything else the
+	// engine makes sure they are not one mailbox.
+	MaybeSameAccount bool
 	Options
+}
+
+// notSameMailbox refuses a source and destination that are one mailbox: a
+// folder made at the destination must not show at the source. (Every
+// message would be "already there", and --delete-source would then remove
+// the only copy.)
+func (e *engine) notSameMailbox(ctx context.Context, src Source, dst Sink) error {
+	p, ok := As[Prober](dst)
+	if !ok {
+		return nil
+	}
+	leaf, remove, err := p.Probe()
+	if err != nil {
+		return err
+	}
+	defer remove()
+	folders, err := src.Folders(ctx)
+	if err != nil {
+		return err
+	}
+	for _, f := range folders {
+		if len(f.Path) > 0 && f.Path[len(f.Path)-1] == leaf {
+			return usagef("%s and %s are the same mailbox: refusing to copy it onto itself", e.job.SourceName, e.job.DestName)
+		}
+	}
+	return nil
 }
 
 // flushEvery bounds how many messages are stored before the sink is flushed
@@ -61,7 +91,7 @@ type engine struct {
 	job   Job
 	opts  Options
 	rep   Reporter
-	state *State
+	state State
 
 	mu sync.Mutex
 	// have counts, under --dedup account, how many copies of a key one
@@ -69,8 +99,34 @@ type engine struct {
 	// with a key in a source folder is copied only if no folder has n yet.
 	have      map[formats.Key]int
 	failures  []Failure
-	deletes   map[string][]formats.Message // source folder name -> messages safe to delete
-	srcByName map[string]formats.Folder
+	kept      []Failure             // messages --delete-source left at the source, and why
+	deletes   map[string]*deleteSet // source folder display name -> messages safe to delete
+	deleted   map[string]int        // source folder display name -> messages deleted there
+	marksOnly bool                  // the source only marked them \Deleted (no UIDPLUS)
+	// dstFolders is the destination's folder list as the run began.
+	dstFolders []formats.Folder
+}
+
+// deleteSet is what --delete-source removes from one source folder.
+type deleteSet struct {
+	folder formats.Folder
+	msgs   []formats.Message
+}
+
+// queueDelete adds messages of a source folder that are durably at the
+// destination, as mailferry stored them, to what --delete-source removes.
+func (e *engine) queueDelete(name string, f formats.Folder, msgs []formats.Message) {
+	if len(msgs) == 0 || f.Shared { // never someone else's mail (namespace.go)
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ds := e.deletes[name]
+	if ds == nil {
+		ds = &deleteSet{folder: f}
+		e.deletes[name] = ds
+	}
+	ds.msgs = append(ds.msgs, msgs...)
 }
 
 // Run copies every selected folder and message from the job's source to its
@@ -90,12 +146,17 @@ func Run(ctx context.Context, job Job) (*Report, error) {
 		opts.Retries = 5
 	}
 	rep := &Report{Source: job.SourceName, Destination: job.DestName, Started: time.Now().UTC(), DryRun: opts.DryRun, Failures: []Failure{}, Folders: []FolderReport{}}
-	e := &engine{job: job, opts: opts, rep: opts.Reporter, deletes: map[string][]formats.Message{}, srcByName: map[string]formats.Folder{}}
+	e := &engine{job: job, opts: opts, rep: opts.Reporter, deletes: map[string]*deleteSet{}, deleted: map[string]int{}}
 	err := e.run(ctx, rep)
 	rep.DurationSeconds = time.Since(rep.Started).Seconds()
 	rep.Failures = append(rep.Failures, e.failures...)
-	for _, f := range rep.Folders {
-		rep.Totals.add(f.Counts)
+	rep.Kept = append(rep.Kept, e.kept...)
+	rep.MarkedOnly = e.marksOnly && !opts.DryRun
+	for i := range rep.Folders {
+		if n, ok := e.deleted[rep.Folders[i].Source]; ok {
+			rep.Folders[i].DeletedAtSource = n
+		}
+		rep.Totals.add(rep.Folders[i].Counts)
 	}
 	if err != nil {
 		rep.Error = err.Error()
@@ -140,36 +201,26 @@ func (e *engine) run(ctx context.Context, rep *Report) error {
 	if err != nil {
 		return err
 	}
+	if e.job.MaybeSameAccount && !e.opts.DryRun {
+		if err := e.notSameMailbox(ctx, src, dst); err != nil {
+			return err
+		}
+	}
 	plan, err := Plan(srcFolders, dstFolders, dst.Separator(), e.opts.PlanOptions)
 	if err != nil {
 		return err
 	}
+	e.dstFolders = dstFolders
+	e.warnLeftOut(srcFolders)
 	planned := 0
 	for _, pf := range plan {
-		e.srcByName[pf.Source.Name] = pf.Source
 		planned += int(pf.Source.Messages)
 	}
 	e.rep.Planned(len(plan), planned)
-	if e.opts.StatePath != "" && !e.opts.DryRun {
-		if e.state, err = OpenState(e.opts.StatePath); err != nil {
-			return err
-		}
-		defer e.state.Close()
-		last, err := e.state.Begin()
-		if err != nil {
-			return err
-		}
-		if wait := time.Until(last.Add(Settle)); !last.IsZero() && wait > 0 {
-			e.rep.Warn(fmt.Sprintf("the previous run stopped %s ago: waiting %s for what it had in flight to settle", time.Since(last).Round(time.Millisecond), wait.Round(time.Millisecond)))
-			select {
-			case <-time.After(wait):
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-	} else {
-		e.state = nil
+	if err := e.openState(ctx); err != nil {
+		return err
 	}
+	defer e.state.Close()
 
 	jobs := e.opts.Jobs
 	if e.opts.Dedup == DedupAccount {
@@ -253,14 +304,43 @@ func (e *engine) run(ctx context.Context, rep *Report) error {
 	if err := e.deleteSource(ctx); err != nil {
 		return err
 	}
-	if e.state != nil {
-		return e.state.Finish()
+	return e.state.Finish()
+}
+
+// openState opens the run's State (Options.State, the bbolt file at
+// StatePath, or for a dry run one in memory) and, after a run that died,
+// waits until what it may have had in flight has settled.
+func (e *engine) openState(ctx context.Context) error {
+	switch {
+	case e.opts.State != nil:
+		e.state = e.opts.State
+	case e.opts.StatePath != "" && !e.opts.DryRun:
+		st, err := OpenState(e.opts.StatePath)
+		if err != nil {
+			return err
+		}
+		e.state = st
+	default:
+		e.state = NewMemState()
+	}
+	last, err := e.state.Begin()
+	if err != nil {
+		return err
+	}
+	if wait := time.Until(last.Add(Settle)); !last.IsZero() && wait > 0 {
+		e.rep.Warn(fmt.Sprintf("the previous run stopped %s ago: waiting %s for what it had in flight to settle", time.Since(last).Round(time.Millisecond), wait.Round(time.Millisecond)))
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	return nil
 }
 
-// deleteSource removes what was durably copied and recorded, only after a
-// run with no fatal error, only when asked and only where the source can.
+// deleteSource removes what mailferry durably stored and recorded, only
+// after a run with no fatal error, only when asked and only where the
+// source can.
 func (e *engine) deleteSource(ctx context.Context) error {
 	if !e.opts.DeleteSource || e.opts.DryRun || len(e.deletes) == 0 {
 		return nil
@@ -277,17 +357,23 @@ func (e *engine) deleteSource(ctx context.Context) error {
 			src.Close()
 			return usagef("--delete-source: this source cannot delete messages")
 		}
-		for name, msgs := range e.deletes {
-			if err := d.Delete(ctx, e.srcByName[name], msgs); err != nil {
+		if m, ok := As[MarkOnlyDeleter](src); ok && m.DeleteMarksOnly() {
+			e.marksOnly = true
+		}
+		done := map[string]int{}
+		for name, set := range e.deletes {
+			if err := d.Delete(ctx, set.folder, set.msgs); err != nil {
 				src.Close()
 				return err
 			}
+			done[name] = len(set.msgs)
 		}
 		// For POP3 the deletions take effect at QUIT: Close's answer is the
 		// only word that they happened.
 		if err := src.Close(); err != nil {
 			return fmt.Errorf("--delete-source: %w", err)
 		}
+		e.deleted = done
 		return nil
 	})
 }
@@ -369,6 +455,9 @@ func (w *worker) folder(ctx context.Context, pf PlannedFolder) (FolderReport, er
 	})
 	if err == nil {
 		w.e.keepFailures(fr.failures)
+		w.e.mu.Lock()
+		w.e.kept = append(w.e.kept, fr.kept...)
+		w.e.mu.Unlock()
 		w.e.rep.FolderDone(fr)
 		return fr, nil
 	}
@@ -404,346 +493,56 @@ func (e *engine) retry(ctx context.Context, what string, fn func() error) error 
 	}
 }
 
-// indexDest brings the state's index of one destination folder up to date:
-// a changed UIDVALIDITY or fewer messages than recorded resets it, a moved
-// UIDNEXT (or a sink that cannot tell) indexes what is unknown.
+// indexDest brings the state's index of one destination folder up to date.
+// The index is a cache: a changed UIDVALIDITY, or a folder holding fewer
+// messages than the index lists (messages deleted there), starts it afresh;
+// a moved UIDNEXT or count (or a sink that cannot tell) indexes what is
+// unknown.
 func (e *engine) indexDest(ctx context.Context, dst Sink, f formats.Folder) (*FolderState, error) {
 	ds, err := e.folderState(SideDest, f.Name)
 	if err != nil {
 		return nil, err
 	}
-	if ds.Validity != f.Validity || int(f.Messages) < len(ds.IDs) {
-		if err := e.reset(SideDest, f.Name, f.Validity); err != nil {
-			return nil, err
-		}
-		ds = &FolderState{Validity: f.Validity, IDs: map[string]formats.Key{}}
-	}
-	if f.UIDNext != 0 && f.UIDNext == ds.UIDNext {
+	if f.UIDNext != 0 && f.UIDNext == ds.UIDNext && f.Messages == ds.Messages && f.Validity == ds.Validity {
 		return ds, nil
 	}
-	if f.UIDNext != 0 && f.Messages == 0 { // an IMAP folder that is empty: nothing to index
-		if err := e.mark(SideDest, f.Name, f.Validity, f.UIDNext); err != nil {
+	for fresh := false; ; fresh = true {
+		if ds.Validity != f.Validity || int(f.Messages) < len(ds.IDs) {
+			if err := e.reset(SideDest, f.Name, f.Validity); err != nil {
+				return nil, err
+			}
+			ds = newFolderState(f.Validity)
+		}
+		if f.UIDNext != 0 && f.Messages == 0 { // an IMAP folder that is empty: nothing to index
+			break
+		}
+		var recs []Record
+		err = dst.Index(ctx, f, func(id string) bool { _, ok := ds.IDs[id]; return ok }, func(id string, key formats.Key) error {
+			ds.IDs[id] = key
+			recs = append(recs, Record{Side: SideDest, Folder: f.Name, ID: id, Key: key})
+			return nil
+		})
+		if err != nil {
 			return nil, err
 		}
-		ds.UIDNext = f.UIDNext
-		return ds, nil
-	}
-	var recs []Record
-	err = dst.Index(ctx, f, func(id string) bool { _, ok := ds.IDs[id]; return ok }, func(id string, key formats.Key) error {
-		ds.IDs[id] = key
-		recs = append(recs, Record{SideDest, f.Name, id, key})
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	if err := e.add(recs); err != nil {
-		return nil, err
-	}
-	if f.UIDNext != 0 {
-		ds.UIDNext = f.UIDNext
-		if err := e.mark(SideDest, f.Name, f.Validity, f.UIDNext); err != nil {
+		if err := e.add(recs); err != nil {
 			return nil, err
 		}
+		// Messages deleted at the destination while others arrived leave
+		// the count right and the index too long: index afresh once.
+		if fresh || len(ds.IDs) <= int(f.Messages) {
+			break
+		}
+		ds.Validity = 0
+	}
+	ds.UIDNext, ds.Messages = f.UIDNext, f.Messages
+	if err := e.mark(SideDest, f.Name, f.Validity, f.UIDNext, f.Messages); err != nil {
+		return nil, err
 	}
 	return ds, nil
 }
 
 func (e *engine) filtered() bool { return !e.opts.Since.IsZero() || !e.opts.Before.IsZero() }
-
-// copyFolder is one pass over one folder: list, decide, copy, record.
-func (e *engine) copyFolder(ctx context.Context, src Source, dst Sink, pf PlannedFolder) (FolderReport, error) {
-	f := pf.Source
-	name := formats.DisplayName(f.Path)
-	fr := FolderReport{Source: name, Note: pf.Note}
-	fr.Destination, _ = formats.JoinFolder(pf.Dest, dst.Separator())
-
-	// The source side of the ledger is kept per source folder and the
-	// destination it maps to: a changed --map or --prefix starts afresh
-	// (and the destination's index still prevents duplicates).
-	srcKey := f.Name + "\x00" + formats.DisplayName(pf.Dest)
-	ss, err := e.folderState(SideSource, srcKey)
-	if err != nil {
-		return fr, err
-	}
-	// The no-op rerun: the folder was complete through this UIDNEXT.
-	if !e.filtered() && e.opts.Dedup != DedupAccount && !e.opts.DeleteSource && f.UIDNext != 0 &&
-		ss.UIDNext == f.UIDNext && ss.Validity == f.Validity {
-		fr.Found, fr.Skipped = int(f.Messages), int(f.Messages)
-		return fr, nil
-	}
-
-	// Destination: create, then bring its index up to date.
-	var dstF formats.Folder
-	ds := &FolderState{IDs: map[string]formats.Key{}}
-	if e.opts.DryRun {
-		if n, ok := dst.(interface{ FolderName([]string) string }); ok {
-			fr.Destination = n.FolderName(pf.Dest) // with a namespace prefix
-		}
-		if existing, ok := findFolder(dst, ctx, pf.Dest); ok {
-			dstF = existing
-			fr.Destination = existing.Name
-			if ds, err = e.indexDest(ctx, dst, dstF); err != nil {
-				return fr, err
-			}
-		}
-	} else {
-		if dstF, err = dst.Ensure(ctx, pf.Dest); err != nil {
-			return fr, err
-		}
-		fr.Destination = dstF.Name
-		if ds, err = e.indexDest(ctx, dst, dstF); err != nil {
-			return fr, err
-		}
-	}
-
-	// Source: list and decide.
-	validity, msgs, err := src.List(ctx, f)
-	if err != nil {
-		return fr, err
-	}
-	if validity != ss.Validity {
-		if len(ss.IDs) > 0 {
-			fr.Note = joinNote(fr.Note, "source UIDVALIDITY changed: matched against the destination again")
-		}
-		if err := e.reset(SideSource, srcKey, validity); err != nil {
-			return fr, err
-		}
-		ss = &FolderState{Validity: validity, IDs: map[string]formats.Key{}}
-	}
-	if e.filtered() {
-		msgs = filterDates(msgs, e.opts.Since, e.opts.Before)
-	}
-	fr.Found = len(msgs)
-
-	avail := map[formats.Key]int{}
-	for _, k := range ds.IDs {
-		avail[k]++
-	}
-	var cand []formats.Message
-	var handled []formats.Message
-	occ := map[formats.Key]int{} // --dedup account: occurrences of a key in this folder
-	for _, m := range msgs {
-		if k, ok := ss.IDs[m.ID]; ok {
-			fr.Skipped++
-			avail[k]--
-			occ[k]++
-			handled = append(handled, m)
-			continue
-		}
-		cand = append(cand, m)
-	}
-	needKeys := false
-	switch e.opts.Dedup {
-	case DedupAccount:
-		needKeys = true
-	case DedupFolder:
-		for _, n := range avail {
-			if n > 0 {
-				needKeys = true
-				break
-			}
-		}
-	}
-	keys := map[string]formats.Key{}
-	if needKeys && len(cand) > 0 {
-		err := src.Headers(ctx, f, cand, func(m formats.Message, h []byte) error {
-			keys[m.ID] = formats.IdentityKey(h)
-			return nil
-		})
-		if err != nil {
-			return fr, err
-		}
-	}
-	var toCopy []formats.Message
-	var matched []Record
-	var toBytes int64
-	claims := map[string]int{} // message ID -> occurrence claimed (account)
-	for _, m := range cand {
-		if k, ok := keys[m.ID]; ok {
-			dup := false
-			switch e.opts.Dedup {
-			case DedupFolder:
-				if avail[k] > 0 {
-					avail[k]--
-					dup = true
-				}
-			case DedupAccount:
-				occ[k]++
-				dup = !e.claim(k, occ[k])
-				if !dup {
-					claims[m.ID] = occ[k]
-				}
-			}
-			if dup {
-				fr.Skipped++
-				handled = append(handled, m)
-				matched = append(matched, Record{SideSource, srcKey, m.ID, k})
-				continue
-			}
-		}
-		toCopy = append(toCopy, m)
-		toBytes += max(m.Size, 0)
-	}
-	if e.opts.DryRun {
-		fr.Copied = len(toCopy) // would be copied
-		fr.Bytes = toBytes
-		return fr, nil
-	}
-	if err := e.add(matched); err != nil {
-		return fr, err
-	}
-
-	e.rep.FolderPlanned(name, len(toCopy), toBytes)
-	e.rep.FolderStarted(name)
-	type queued struct {
-		m      formats.Message
-		key    formats.Key
-		header []byte
-	}
-	var (
-		pending   []Record
-		queue     []queued // stored as ErrQueued, waiting for Commit
-		delivered = map[string]bool{}
-		lastFlush = time.Now()
-		dstUIDs   []uint32
-		allUIDs   = true
-		copiedNow []formats.Message
-	)
-	stored := func(m formats.Message, key formats.Key, id string) {
-		pending = append(pending, Record{SideSource, srcKey, m.ID, key})
-		if u, err := strconv.ParseUint(id, 10, 32); id != "" && err == nil {
-			pending = append(pending, Record{SideDest, dstF.Name, id, key})
-			dstUIDs = append(dstUIDs, uint32(u))
-		} else {
-			if id != "" {
-				pending = append(pending, Record{SideDest, dstF.Name, id, key})
-			}
-			allUIDs = false
-		}
-		copiedNow = append(copiedNow, m)
-		fr.Copied++
-		fr.Bytes += max(m.Size, 0)
-		e.rep.MessageCopied(name, max(m.Size, 0))
-	}
-	failed := func(m formats.Message, header []byte, err error) {
-		fr.Failed++
-		if n, ok := claims[m.ID]; ok {
-			e.unclaim(keys[m.ID], n)
-		}
-		f := Failure{Folder: name, UID: m.UID, ID: m.ID, MessageID: formats.HeaderValue(header, "Message-ID"), Error: err.Error()}
-		fr.failures = append(fr.failures, f)
-		e.rep.MessageFailed(f)
-	}
-	// flush makes what was stored durable, learns the fate of what was
-	// queued, and only then records it in the state.
-	flush := func() error {
-		if cm, ok := dst.(Committer); ok && len(queue) > 0 {
-			res, err := cm.Commit(ctx)
-			if err != nil {
-				queue = queue[:0] // not one of them may be taken as stored
-				return err
-			}
-			if len(res) != len(queue) {
-				return fmt.Errorf("destination answered %d of %d queued messages", len(res), len(queue))
-			}
-			for i, r := range res {
-				q := queue[i]
-				switch {
-				case r.Err == nil:
-					stored(q.m, q.key, r.ID)
-				case IsMessageError(r.Err):
-					failed(q.m, q.header, r.Err)
-				default:
-					return r.Err
-				}
-			}
-			queue = queue[:0]
-		}
-		if fl, ok := dst.(Flusher); ok {
-			if err := fl.Flush(ctx); err != nil {
-				return err
-			}
-		}
-		if err := e.add(pending); err != nil {
-			return err
-		}
-		pending, lastFlush = pending[:0], time.Now()
-		return nil
-	}
-	ferr := src.Fetch(ctx, f, toCopy, func(m formats.Message, body io.Reader) error {
-		delivered[m.ID] = true
-		m.SourceFolder = name
-		var kw formats.KeyWriter
-		cr := &countingReader{r: body}
-		id, err := dst.Store(ctx, dstF, m, m.Size, io.TeeReader(cr, &kw))
-		if m.Size < 0 {
-			m.Size = cr.n // POP3 tells the size only by the end of the message
-		}
-		switch {
-		case errors.Is(err, ErrQueued):
-			queue = append(queue, queued{m, kw.Key(), append([]byte(nil), kw.Header()...)})
-		case IsMessageError(err):
-			// Read on so that the failure can name the Message-ID.
-			io.Copy(&kw, io.LimitReader(body, formats.MaxHeaderBytes))
-			failed(m, kw.Header(), err)
-		case err != nil:
-			return err
-		default:
-			stored(m, kw.Key(), id)
-		}
-		if len(pending)+len(queue) >= flushEvery || time.Since(lastFlush) > flushInterval {
-			return flush()
-		}
-		return nil
-	})
-	// What was stored before an error is complete: make it durable and record it.
-	if err := flush(); err != nil && ferr == nil {
-		ferr = err
-	}
-	if ferr != nil {
-		return fr, ferr
-	}
-	vanished := 0
-	for _, m := range toCopy {
-		if !delivered[m.ID] {
-			vanished++
-		}
-	}
-	if vanished > 0 {
-		fr.Skipped += vanished
-		fr.Note = joinNote(fr.Note, fmt.Sprintf("%d messages vanished from the source during the run", vanished))
-	}
-	handled = append(handled, copiedNow...)
-	if e.opts.DeleteSource {
-		e.mu.Lock()
-		e.deletes[f.Name] = append(e.deletes[f.Name], handled...)
-		e.mu.Unlock()
-	}
-	// Marks: the source folder is complete through the UIDNEXT seen before
-	// listing; the destination index through our own contiguous appends.
-	if fr.Failed == 0 && vanished == 0 && !e.filtered() && f.UIDNext != 0 && validity == f.Validity {
-		if err := e.mark(SideSource, srcKey, validity, f.UIDNext); err != nil {
-			return fr, err
-		}
-	}
-	if allUIDs && len(dstUIDs) > 0 && dstF.UIDNext != 0 && ds.UIDNext == dstF.UIDNext {
-		next := dstF.UIDNext
-		for _, u := range dstUIDs {
-			if u != next {
-				next = 0
-				break
-			}
-			next++
-		}
-		if next != 0 {
-			if err := e.mark(SideDest, dstF.Name, dstF.Validity, next); err != nil {
-				return fr, err
-			}
-		}
-	}
-	return fr, nil
-}
 
 func findFolder(dst Sink, ctx context.Context, path []string) (formats.Folder, bool) {
 	fs, err := dst.Folders(ctx)
@@ -791,6 +590,14 @@ func (e *engine) claim(k formats.Key, n int) bool {
 	return true
 }
 
+// holds reports whether n copies of k are at the destination account
+// (--dedup account).
+func (e *engine) holds(k formats.Key, n int) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.have[k] >= n
+}
+
 // unclaim undoes claim(k, n) for a copy that failed.
 func (e *engine) unclaim(k formats.Key, n int) {
 	e.mu.Lock()
@@ -807,31 +614,19 @@ func (e *engine) keepFailures(fs []Failure) {
 	e.mu.Unlock()
 }
 
-// State access that tolerates a run without state (dry run).
+// State access (the ledger's errors are returned as they are).
 func (e *engine) folderState(side Side, name string) (*FolderState, error) {
-	if e.state == nil {
-		return &FolderState{IDs: map[string]formats.Key{}}, nil
-	}
 	return e.state.Folder(side, name)
 }
 
 func (e *engine) reset(side Side, name string, validity uint32) error {
-	if e.state == nil {
-		return nil
-	}
 	return e.state.Reset(side, name, validity)
 }
 
-func (e *engine) mark(side Side, name string, validity, next uint32) error {
-	if e.state == nil {
-		return nil
-	}
-	return e.state.SetMark(side, name, validity, next)
+func (e *engine) mark(side Side, name string, validity, next, messages uint32) error {
+	return e.state.SetMark(side, name, validity, next, messages)
 }
 
 func (e *engine) add(recs []Record) error {
-	if e.state == nil {
-		return nil
-	}
 	return e.state.Add(recs)
 }

@@ -15,19 +15,52 @@ import (
 )
 
 // State is the resume and dedup ledger: a cache of the truth, never the
-// truth. One bbolt file per (source, destination) pair. Deleting it is always
-// safe: the engine then re-indexes the destination from headers.
+// truth. Deleting it is always safe: the engine then re-indexes the
+// destination from headers. OpenState gives the bbolt file kept per
+// (source, destination) pair; NewMemState one in memory (a dry run, tests).
+type State interface {
+	// Folder loads one folder's record (empty if none).
+	Folder(side Side, name string) (*FolderState, error)
+	// Mark reads a folder's validity, UIDNEXT and message count without its
+	// IDs (zero values if none): what a no-op rerun compares.
+	Mark(side Side, name string) (validity, uidNext, messages uint32, err error)
+	// SetMark records the validity, the UIDNEXT through which a folder's
+	// record is complete and (destination side) how many messages it held.
+	SetMark(side Side, name string, validity, uidNext, messages uint32) error
+	// Reset forgets every ID of a folder and sets its validity.
+	Reset(side Side, name string, validity uint32) error
+	// Add writes records in one durable transaction.
+	Add(recs []Record) error
+	// Begin returns when an earlier run that did not end cleanly last
+	// stored something (zero if none), and marks this run as under way.
+	Begin() (time.Time, error)
+	// Finish says the run ended without error: nothing of it is in flight.
+	Finish() error
+	Close() error
+}
+
+// boltState is the State in a bbolt file.
 //
 // Layout: two top buckets, "src" and "dst"; under each, one bucket per folder
-// name holding "validity" and "uidnext" (big-endian uint32) and a bucket
-// "ids" mapping a message ID to its 32-byte identity key.
+// name holding "validity", "uidnext" and "messages" (big-endian uint32) and
+// a bucket "ids" mapping a message ID to its 32-byte identity key, followed
+// by one byte: 1 when mailferry itself stored that message's exact bytes at
+// the destination (the only messages --delete-source may remove), 0 when it
+// was matched there by key.
 //   - src folder: the source messages handled (copied durably, or matched at
 //     the destination), and the UIDNEXT through which the folder was complete.
-//   - dst folder: the destination messages indexed, and the UIDNEXT through
-//     which that index was last true.
-type State struct {
+//   - dst folder: the destination messages indexed, the UIDNEXT through
+//     which that index was last true and how many messages the folder held
+//     then (a destination that lost messages shows by its count).
+//
+// A "meta" bucket holds the layout's version: a file of another version (or
+// one whose identity keys were computed by another normal form) is emptied
+// on open, which costs one re-index of the destination and nothing else.
+type boltState struct {
 	db *bolt.DB
 }
+
+var _ State = (*boltState)(nil)
 
 // Side names a top bucket of the state.
 type Side string
@@ -42,16 +75,30 @@ const (
 type FolderState struct {
 	Validity uint32
 	UIDNext  uint32
+	Messages uint32 // dst: the folder's message count when the mark was set
 	IDs      map[string]formats.Key
+	// Copied holds the IDs whose bytes mailferry itself stored durably at
+	// the destination (src side only).
+	Copied map[string]bool
 }
 
-// Record is one ledger entry: message ID in folder on side has key.
+func newFolderState(validity uint32) *FolderState {
+	return &FolderState{Validity: validity, IDs: map[string]formats.Key{}, Copied: map[string]bool{}}
+}
+
+// Record is one ledger entry: message ID in folder on side has key; Copied
+// says mailferry stored these exact bytes at the destination itself.
 type Record struct {
 	Side   Side
 	Folder string
 	ID     string
 	Key    formats.Key
+	Copied bool
 }
+
+// stateVersion changes whenever the layout or the identity key's normal
+// form (formats.KeyVersion) changes.
+var stateVersion = []byte{2, byte(formats.KeyVersion)}
 
 // StatePath is the state file for a pair of endpoints (named without secrets).
 func StatePath(dir, source, dest string) string {
@@ -60,7 +107,7 @@ func StatePath(dir, source, dest string) string {
 }
 
 // OpenState opens or creates the state file, readable by its owner only.
-func OpenState(path string) (*State, error) {
+func OpenState(path string) (State, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("state: %w", err)
 	}
@@ -70,11 +117,30 @@ func OpenState(path string) (*State, error) {
 	}
 	ready := false // a state file from an earlier run needs no write here
 	db.View(func(tx *bolt.Tx) error {
-		ready = tx.Bucket([]byte(SideSource)) != nil && tx.Bucket([]byte(SideDest)) != nil
+		meta := tx.Bucket(metaBucket)
+		ready = tx.Bucket([]byte(SideSource)) != nil && tx.Bucket([]byte(SideDest)) != nil &&
+			meta != nil && string(meta.Get([]byte("version"))) == string(stateVersion)
 		return nil
 	})
 	if !ready {
 		err = db.Update(func(tx *bolt.Tx) error {
+			meta, err := tx.CreateBucketIfNotExists(metaBucket)
+			if err != nil {
+				return err
+			}
+			if string(meta.Get([]byte("version"))) != string(stateVersion) {
+				// Another layout or key form: start the ledger afresh.
+				for _, s := range []Side{SideSource, SideDest} {
+					if tx.Bucket([]byte(s)) != nil {
+						if err := tx.DeleteBucket([]byte(s)); err != nil {
+							return err
+						}
+					}
+				}
+				if err := meta.Put([]byte("version"), stateVersion); err != nil {
+					return err
+				}
+			}
 			for _, s := range []Side{SideSource, SideDest} {
 				if _, err := tx.CreateBucketIfNotExists([]byte(s)); err != nil {
 					return err
@@ -87,15 +153,15 @@ func OpenState(path string) (*State, error) {
 		db.Close()
 		return nil, fmt.Errorf("state: %w", err)
 	}
-	return &State{db: db}, nil
+	return &boltState{db: db}, nil
 }
 
 // Close closes the file.
-func (s *State) Close() error { return s.db.Close() }
+func (s *boltState) Close() error { return s.db.Close() }
 
 // Folder loads one folder's record (empty if none).
-func (s *State) Folder(side Side, name string) (*FolderState, error) {
-	fs := &FolderState{IDs: map[string]formats.Key{}}
+func (s *boltState) Folder(side Side, name string) (*FolderState, error) {
+	fs := newFolderState(0)
 	err := s.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket([]byte(side)).Bucket([]byte(name))
 		if b == nil {
@@ -103,11 +169,15 @@ func (s *State) Folder(side Side, name string) (*FolderState, error) {
 		}
 		fs.Validity = getU32(b, "validity")
 		fs.UIDNext = getU32(b, "uidnext")
+		fs.Messages = getU32(b, "messages")
 		if ids := b.Bucket([]byte("ids")); ids != nil {
 			return ids.ForEach(func(k, v []byte) error {
 				var key formats.Key
 				copy(key[:], v)
 				fs.IDs[string(k)] = key
+				if len(v) > len(key) && v[len(key)] == 1 {
+					fs.Copied[string(k)] = true
+				}
 				return nil
 			})
 		}
@@ -121,7 +191,7 @@ func (s *State) Folder(side Side, name string) (*FolderState, error) {
 
 // Reset forgets every ID of a folder and sets its validity (a changed
 // UIDVALIDITY, or an index found stale).
-func (s *State) Reset(side Side, name string, validity uint32) error {
+func (s *boltState) Reset(side Side, name string, validity uint32) error {
 	return s.update(func(tx *bolt.Tx) error {
 		top := tx.Bucket([]byte(side))
 		if top.Bucket([]byte(name)) != nil {
@@ -137,9 +207,24 @@ func (s *State) Reset(side Side, name string, validity uint32) error {
 	})
 }
 
-// SetMark records the validity and the UIDNEXT through which a folder's
-// record is complete.
-func (s *State) SetMark(side Side, name string, validity, uidNext uint32) error {
+// Mark reads a folder's validity, UIDNEXT and message count without its
+// IDs (zero values if none): what a no-op rerun compares.
+func (s *boltState) Mark(side Side, name string) (validity, uidNext, messages uint32, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket([]byte(side)).Bucket([]byte(name)); b != nil {
+			validity, uidNext, messages = getU32(b, "validity"), getU32(b, "uidnext"), getU32(b, "messages")
+		}
+		return nil
+	})
+	if err != nil {
+		err = fmt.Errorf("state: %w", err)
+	}
+	return validity, uidNext, messages, err
+}
+
+// SetMark records the validity, the UIDNEXT through which a folder's record
+// is complete and (destination side) how many messages the folder held.
+func (s *boltState) SetMark(side Side, name string, validity, uidNext, messages uint32) error {
 	return s.update(func(tx *bolt.Tx) error {
 		b, err := tx.Bucket([]byte(side)).CreateBucketIfNotExists([]byte(name))
 		if err != nil {
@@ -148,12 +233,15 @@ func (s *State) SetMark(side Side, name string, validity, uidNext uint32) error 
 		if err := putU32(b, "validity", validity); err != nil {
 			return err
 		}
+		if err := putU32(b, "messages", messages); err != nil {
+			return err
+		}
 		return putU32(b, "uidnext", uidNext)
 	})
 }
 
 // Add writes records in one durable transaction.
-func (s *State) Add(recs []Record) error {
+func (s *boltState) Add(recs []Record) error {
 	if len(recs) == 0 {
 		return nil
 	}
@@ -170,7 +258,11 @@ func (s *State) Add(recs []Record) error {
 			if err != nil {
 				return err
 			}
-			if err := ids.Put([]byte(r.ID), r.Key[:]); err != nil {
+			v := append(r.Key[:len(r.Key):len(r.Key)], 0)
+			if r.Copied {
+				v[len(r.Key)] = 1
+			}
+			if err := ids.Put([]byte(r.ID), v); err != nil {
 				return err
 			}
 		}
@@ -178,7 +270,7 @@ func (s *State) Add(recs []Record) error {
 	})
 }
 
-func (s *State) update(fn func(tx *bolt.Tx) error) error {
+func (s *boltState) update(fn func(tx *bolt.Tx) error) error {
 	if err := s.db.Update(fn); err != nil {
 		return fmt.Errorf("state: %w", err)
 	}
@@ -219,7 +311,7 @@ func touch(tx *bolt.Tx) error {
 
 // Begin returns when an earlier run that did not end cleanly last stored
 // something (zero if none), and marks this run as under way.
-func (s *State) Begin() (time.Time, error) {
+func (s *boltState) Begin() (time.Time, error) {
 	var last time.Time
 	s.db.View(func(tx *bolt.Tx) error {
 		if b := tx.Bucket(metaBucket); b != nil {
@@ -233,7 +325,7 @@ func (s *State) Begin() (time.Time, error) {
 }
 
 // Finish says the run ended without error: nothing of it is in flight.
-func (s *State) Finish() error {
+func (s *boltState) Finish() error {
 	return s.update(func(tx *bolt.Tx) error {
 		if b := tx.Bucket(metaBucket); b != nil {
 			return b.Delete([]byte("running"))

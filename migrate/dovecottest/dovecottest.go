@@ -10,7 +10,8 @@
 // With Options.OAuth2IntrospectionURL users may also log in with OAuth2
 // tokens (XOAUTH2, OAUTHBEARER) that an OAuth2Server (oauth.go) vouches
 // for; with Options.NamespacePrefix the personal namespace has a prefix
-// ("INBOX.", as on Courier and Cyrus).
+// ("INBOX.", as on Courier and Cyrus); with Options.Sharing users may share
+// folders (Server.Share) and there is a public namespace (sharing.go).
 //
 // With Options.TLS an instance also speaks TLS: a CA and a server
 // certificate made for it (see tls.go), STARTTLS and STLS offered on the
@@ -136,6 +137,19 @@ type Options struct {
 	// "[Gmail]/All Mail") to a special-use attribute (`\All`, `\Flagged`):
 	// each is created and subscribed on first access, as with SpecialUse.
 	SpecialUseFolders map[string]string
+	// Sharing turns on Dovecot's ACLs (acl = vfile, imap_acl, with a shared
+	// mailbox dictionary so that LIST shows what was shared) and two more
+	// namespaces, as a server with shared folders has them: an other users'
+	// namespace "shared<sep><owner><sep>" (type shared; a folder appears
+	// there once its owner grants it with Server.Share) and a shared
+	// namespace "Public<sep>" (type public; see PublicFolders). NAMESPACE
+	// then answers with all three (RFC 2342).
+	Sharing bool
+	// PublicFolders, with Sharing, are created in the public namespace on
+	// start (names without the "Public<sep>" prefix, the server's
+	// separator), each with an ACL giving every user all rights, so that
+	// any user can Seed them and, unless a client refrains, expunge.
+	PublicFolders []string
 }
 
 // DefaultUsers returns the users an instance gets when Options.Users is nil.
@@ -213,6 +227,14 @@ func Start(t testing.TB, opts Options) *Server {
 		len(pfx) == 1 || strings.ContainsAny(pfx, " \t\r\n\"\\{}#")) {
 		t.Fatalf("dovecottest: NamespacePrefix %q must be a name followed by the separator %q", pfx, sep)
 	}
+	if len(opts.PublicFolders) > 0 && !opts.Sharing {
+		t.Fatalf("dovecottest: Options.PublicFolders without Options.Sharing")
+	}
+	for _, f := range opts.PublicFolders {
+		if f == "" || strings.ContainsAny(f, "\x00\r\n") || strings.Contains(f, "..") || strings.HasPrefix(f, string(sep)) {
+			t.Fatalf("dovecottest: public folder %q", f)
+		}
+	}
 	if u := opts.OAuth2IntrospectionURL; strings.ContainsAny(u, " \t\r\n") {
 		t.Fatalf("dovecottest: OAuth2IntrospectionURL %q", u)
 	}
@@ -232,7 +254,8 @@ func Start(t testing.TB, opts Options) *Server {
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
 		s, err := start(bin, sep, users, opts.SpecialUse, sentName, uid, gid, tlsNames, quotaOpts{opts.MaxMailSize, opts.QuotaBytes},
-			extraOpts{nsPrefix: opts.NamespacePrefix, oauth2URL: opts.OAuth2IntrospectionURL, specialUse: opts.SpecialUseFolders})
+			extraOpts{nsPrefix: opts.NamespacePrefix, oauth2URL: opts.OAuth2IntrospectionURL, specialUse: opts.SpecialUseFolders,
+				sharing: opts.Sharing, public: opts.PublicFolders})
 		if err == nil {
 			t.Cleanup(s.Stop)
 			return s
@@ -354,11 +377,13 @@ func freePorts(n int) ([]int, error) {
 // quotaOpts are the quota plugin's limits; zero values leave it off.
 type quotaOpts struct{ maxMail, storage int64 }
 
-// extraOpts are Options.NamespacePrefix, OAuth2IntrospectionURL and
-// SpecialUseFolders.
+// extraOpts are Options.NamespacePrefix, OAuth2IntrospectionURL,
+// SpecialUseFolders, Sharing and PublicFolders.
 type extraOpts struct {
 	nsPrefix, oauth2URL string
 	specialUse          map[string]string // Options.SpecialUseFolders
+	sharing             bool
+	public              []string
 }
 
 func start(bin string, sep rune, users map[string]string, specialUse bool, sentName string, uid, gid int, tlsNames []string, quota quotaOpts, extra extraOpts) (s *Server, err error) {
@@ -387,6 +412,11 @@ func start(bin string, sep rune, users map[string]string, specialUse bool, sentN
 	for _, d := range []string{"mail", "home"} {
 		if err := os.Chown(filepath.Join(dir, d), uid, gid); err != nil {
 			return nil, err
+		}
+	}
+	if extra.sharing {
+		if err := makeSharing(dir, sep, extra.public, uid, gid); err != nil {
+			return nil, fmt.Errorf("making the public folders: %w", err)
 		}
 	}
 	var pw strings.Builder
@@ -538,9 +568,22 @@ func (s *Server) config(passwdPath string, specialUse bool, sentName string, uid
 		p("service imap-login {\n  inet_listener imap {\n    address = 127.0.0.1\n    port = %d\n  }\n  inet_listener imaps {\n    port = 0\n  }\n}", s.IMAPPort)
 		p("service pop3-login {\n  inet_listener pop3 {\n    address = 127.0.0.1\n    port = %d\n  }\n  inet_listener pop3s {\n    port = 0\n  }\n}", s.POP3Port)
 	}
+	// One mail_plugins line and one protocol imap block for every plugin.
+	var plugins, imapPlugins []string
 	if s.quota.maxMail > 0 || s.quota.storage > 0 {
-		p("mail_plugins = $mail_plugins quota")
-		p("protocol imap {\n  mail_plugins = $mail_plugins imap_quota\n}")
+		plugins, imapPlugins = append(plugins, "quota"), append(imapPlugins, "imap_quota")
+	}
+	if s.extra.sharing {
+		plugins, imapPlugins = append(plugins, "acl"), append(imapPlugins, "imap_acl")
+	}
+	if len(plugins) > 0 {
+		p("mail_plugins = $mail_plugins %s", strings.Join(plugins, " "))
+		p("protocol imap {\n  mail_plugins = $mail_plugins %s\n}", strings.Join(imapPlugins, " "))
+	}
+	if s.extra.sharing {
+		s.sharingConfig(p)
+	}
+	if s.quota.maxMail > 0 || s.quota.storage > 0 {
 		p("plugin {\n  quota = count:User quota\n  quota_vsizes = yes")
 		if s.quota.storage > 0 {
 			p("  quota_rule = *:storage=%dB", s.quota.storage)
@@ -840,6 +883,9 @@ func (s *Server) Seed(t testing.TB, user string, msgs []SeedMessage) {
 	t.Helper()
 	s.withClient(t, user, func(c *imapclient.Client) error {
 		made := map[string]bool{"INBOX": true}
+		for _, f := range s.extra.public { // made by Start, not creatable by users
+			made[s.PublicPrefix()+f] = true
+		}
 		for i, m := range msgs {
 			folder := m.Folder
 			if folder == "" || strings.EqualFold(folder, "INBOX") {
@@ -873,8 +919,8 @@ func (s *Server) createAll(c *imapclient.Client, folder string, made map[string]
 	parts := strings.Split(folder, string(s.Separator))
 	for i := range parts {
 		name := strings.Join(parts[:i+1], string(s.Separator))
-		if made[name] || strings.EqualFold(name, "INBOX") {
-			continue
+		if made[name] || strings.EqualFold(name, "INBOX") || s.extra.sharing && name+string(s.Separator) == s.PublicPrefix() {
+			continue // (the public namespace's root cannot be created)
 		}
 		if err := c.Create(name, nil).Wait(); err != nil {
 			var ierr *imap.Error

@@ -1,0 +1,45 @@
+package migrate
+
+// Optional capabilities of a Source or Sink are small interfaces found with
+// As, which looks through wrappers (rate limits, size limits, presets) by
+// their Unwrap methods, so that a wrapper never hides what is inside it.
+
+// FolderNamer is a Sink that can tell the name Ensure would give a path
+// (an IMAP server with a namespace prefix).
+type FolderNamer interface {
+	FolderName(path []string) string
+}
+
+// MarkOnlyDeleter is a Deleter that can only mark messages \Deleted, not
+// expunge exactly them (IMAP without UIDPLUS).
+type MarkOnlyDeleter interface {
+	DeleteMarksOnly() bool
+}
+
+// Prober is a Sink that can make a folder of a unique name and remove it
+// again: seen from the source, it tells whether both are one mailbox.
+type Prober interface {
+	// Probe creates the folder and returns the last component of its name
+	// and a function that deletes it.
+	Probe() (leaf string, remove func(), err error)
+}
+
+// As returns x, or the first value inside it (following Unwrap() Sink and
+// Unwrap() Source), that implements T.
+func As[T any](x any) (T, bool) {
+	for x != nil {
+		if t, ok := x.(T); ok {
+			return t, true
+		}
+		switch w := x.(type) {
+		case interface{ Unwrap() Sink }:
+			x = w.Unwrap()
+		case interface{ Unwrap() Source }:
+			x = w.Unwrap()
+		default:
+			x = nil
+		}
+	}
+	var zero T
+	return zero, false
+}

@@ -1,0 +1,400 @@
+package migrate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/mailferry/mailferry/formats"
+)
+
+// One pass over one folder, in phases: the no-op check, the destination
+// (create and index), the source (list), decide (decide.go), transfer and
+// record, then the folder's marks.
+
+// folderPass carries one pass's state between the phases.
+type folderPass struct {
+	e      *engine
+	src    Source
+	dst    Sink
+	pf     PlannedFolder
+	name   string // the source folder's display name
+	srcKey string // the source ledger's folder: source name + destination
+	fr     FolderReport
+
+	dstF     formats.Folder
+	ds, ss   *FolderState
+	validity uint32 // the source's UIDVALIDITY as listed
+	msgs     []formats.Message
+	d        decision
+	keys     map[string]formats.Key
+	heads    map[string]string // message ID -> Message-ID, where read
+}
+
+// copyFolder is one pass over one folder: list, decide, copy, record.
+func (e *engine) copyFolder(ctx context.Context, src Source, dst Sink, pf PlannedFolder) (FolderReport, error) {
+	p := &folderPass{e: e, src: src, dst: dst, pf: pf, name: formats.DisplayName(pf.Source.Path)}
+	p.fr = FolderReport{Source: p.name, Note: pf.Note}
+	p.fr.Destination, _ = formats.JoinFolder(pf.Dest, dst.Separator())
+	p.srcKey = pf.Source.Name + "\x00" + formats.DisplayName(pf.Dest)
+
+	if ok, err := e.unchanged(p); err != nil || ok {
+		return p.fr, err
+	}
+	if err := p.destination(ctx); err != nil {
+		return p.fr, err
+	}
+	if err := p.list(ctx); err != nil {
+		return p.fr, err
+	}
+	if err := p.decide(ctx); err != nil {
+		return p.fr, err
+	}
+	if e.opts.DryRun {
+		p.fr.Copied, p.fr.Bytes = len(p.d.copy), p.d.bytes // would be copied
+		// (never from someone else's folder: namespace.go)
+		if e.opts.DeleteSource && !p.pf.Source.Shared {
+			p.fr.DeletedAtSource = len(p.d.deletable) + len(p.d.copy) // would be deleted
+		}
+		return p.fr, nil
+	}
+	if err := e.add(p.d.matched); err != nil {
+		return p.fr, err
+	}
+	t := &transfer{p: p, delivered: map[string]bool{}, lastFlush: time.Now()}
+	if err := t.run(ctx); err != nil {
+		return p.fr, err
+	}
+	return p.fr, p.finish(t)
+}
+
+// unchanged is the no-op rerun: the source folder is complete through the
+// UIDNEXT it shows now, and the destination folder, as listed when the run
+// began, is as the state last saw it (same UIDVALIDITY, UIDNEXT and count:
+// a destination that lost messages, or the whole folder, is looked at).
+func (e *engine) unchanged(p *folderPass) (bool, error) {
+	f := p.pf.Source
+	if e.filtered() || e.opts.Dedup == DedupAccount || e.opts.DeleteSource || f.UIDNext == 0 {
+		return false, nil
+	}
+	v, next, _, err := e.state.Mark(SideSource, p.srcKey)
+	if err != nil || next != f.UIDNext || v != f.Validity {
+		return false, err
+	}
+	dstF, ok := e.listedDest(p.pf.Dest)
+	if !ok {
+		return false, nil
+	}
+	v, next, n, err := e.state.Mark(SideDest, dstF.Name)
+	if err != nil || v != dstF.Validity || next != dstF.UIDNext || n != dstF.Messages {
+		return false, err
+	}
+	p.fr.Found, p.fr.Skipped = int(f.Messages), int(f.Messages)
+	p.fr.Destination = dstF.Name
+	return true, nil
+}
+
+// listedDest finds a destination folder in the listing the run began with.
+func (e *engine) listedDest(path []string) (formats.Folder, bool) {
+	for _, f := range e.dstFolders {
+		if !f.NoSelect && equalPath(f.Path, path) {
+			return f, true
+		}
+	}
+	return formats.Folder{}, false
+}
+
+// destination creates the destination folder (a dry run only looks it up)
+// and brings the state's index of it up to date.
+func (p *folderPass) destination(ctx context.Context) error {
+	p.ds = newFolderState(0)
+	if p.e.opts.DryRun {
+		if n, ok := As[FolderNamer](p.dst); ok {
+			p.fr.Destination = n.FolderName(p.pf.Dest) // with a namespace prefix
+		}
+		existing, ok := findFolder(p.dst, ctx, p.pf.Dest)
+		if !ok {
+			return nil
+		}
+		p.dstF = existing
+	} else {
+		f, err := p.dst.Ensure(ctx, p.pf.Dest)
+		if err != nil {
+			return err
+		}
+		p.dstF = f
+	}
+	p.fr.Destination = p.dstF.Name
+	ds, err := p.e.indexDest(ctx, p.dst, p.dstF)
+	p.ds = ds
+	return err
+}
+
+// list reads the source folder and its ledger; a changed UIDVALIDITY starts
+// the ledger afresh (the destination's index still prevents duplicates).
+func (p *folderPass) list(ctx context.Context) error {
+	ss, err := p.e.folderState(SideSource, p.srcKey)
+	if err != nil {
+		return err
+	}
+	validity, msgs, err := p.src.List(ctx, p.pf.Source)
+	if err != nil {
+		return err
+	}
+	if validity != ss.Validity {
+		if len(ss.IDs) > 0 {
+			p.fr.Note = joinNote(p.fr.Note, "source UIDVALIDITY changed: matched against the destination again")
+		}
+		if err := p.e.reset(SideSource, p.srcKey, validity); err != nil {
+			return err
+		}
+		ss = newFolderState(validity)
+	}
+	if p.e.filtered() {
+		msgs = filterDates(msgs, p.e.opts.Since, p.e.opts.Before)
+	}
+	p.ss, p.validity, p.msgs = ss, validity, msgs
+	p.fr.Found = len(msgs)
+	return nil
+}
+
+// decide runs the decide step, reading the header of each message whose
+// identity key it needs (and, with --delete-source, of each message kept at
+// the source, to name it in the report).
+func (p *folderPass) decide(ctx context.Context) error {
+	e := p.e
+	avail := map[formats.Key]int{}
+	for _, k := range p.ds.IDs {
+		avail[k]++
+	}
+	unknown, keys, occ := decideLedger(p.msgs, p.ss, avail, e.opts.Dedup, e, &p.d)
+	p.keys, p.heads = keys, map[string]string{}
+	var want []formats.Message
+	if needKeys(e.opts.Dedup, avail) {
+		for _, m := range unknown {
+			if _, ok := keys[m.ID]; !ok {
+				want = append(want, m)
+			}
+		}
+	}
+	if e.opts.DeleteSource {
+		want = append(want, p.d.keyOnly...)
+	}
+	if len(want) > 0 {
+		err := p.src.Headers(ctx, p.pf.Source, want, func(m formats.Message, h []byte) error {
+			if _, ok := keys[m.ID]; !ok {
+				keys[m.ID] = formats.IdentityKey(h)
+			}
+			p.heads[m.ID] = formats.HeaderValue(h, "Message-ID")
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	decideKeys(unknown, keys, avail, occ, e.opts.Dedup, e, p.srcKey, &p.d)
+	p.fr.Skipped += p.d.skipped
+	if p.d.recopied > 0 {
+		p.fr.Note = joinNote(p.fr.Note, fmt.Sprintf("%d messages recorded as copied were missing at the destination: copied again", p.d.recopied))
+	}
+	if e.opts.DeleteSource {
+		p.keepAtSource(p.d.keyOnly)
+	}
+	return nil
+}
+
+// keepAtSource names the messages --delete-source leaves alone because the
+// destination holds them by identity key only.
+func (p *folderPass) keepAtSource(msgs []formats.Message) {
+	for _, m := range msgs {
+		p.fr.kept = append(p.fr.kept, Failure{Folder: p.name, UID: m.UID, ID: m.ID, MessageID: p.heads[m.ID],
+			Error: "kept at the source: the destination holds a message with the same identity key that mailferry did not store, so it may differ"})
+	}
+}
+
+// finish records what the pass left true: the messages --delete-source may
+// remove, and the marks that let the next run skip the folder.
+func (p *folderPass) finish(t *transfer) error {
+	e, f := p.e, p.pf.Source
+	vanished := 0
+	for _, m := range p.d.copy {
+		if !t.delivered[m.ID] {
+			vanished++
+		}
+	}
+	if vanished > 0 {
+		p.fr.Skipped += vanished
+		p.fr.Note = joinNote(p.fr.Note, fmt.Sprintf("%d messages vanished from the source during the run", vanished))
+	}
+	if e.opts.DeleteSource {
+		e.queueDelete(p.name, f, append(p.d.deletable, t.copied...))
+	}
+	// Marks: the source folder is complete through the UIDNEXT seen before
+	// listing; the destination index through our own contiguous appends.
+	if p.fr.Failed == 0 && vanished == 0 && !e.filtered() && f.UIDNext != 0 && p.validity == f.Validity {
+		if err := e.mark(SideSource, p.srcKey, p.validity, f.UIDNext, 0); err != nil {
+			return err
+		}
+	}
+	return p.markDest(t)
+}
+
+// markDest moves the destination folder's mark past what this pass stored,
+// when the new UIDNEXT and count are certain: IMAP UIDs that continue the
+// indexed UIDNEXT without a gap, or a sink without UIDs (local stores) that
+// named every message it stored.
+func (p *folderPass) markDest(t *transfer) error {
+	dstF, ds := p.dstF, p.ds
+	if len(t.dstIDs) == 0 || !t.allIDs || ds.Messages != dstF.Messages || ds.Validity != dstF.Validity {
+		return nil
+	}
+	count := dstF.Messages + uint32(len(t.dstIDs))
+	if dstF.UIDNext == 0 {
+		if ds.UIDNext != 0 {
+			return nil
+		}
+		return p.e.mark(SideDest, dstF.Name, dstF.Validity, 0, count)
+	}
+	if ds.UIDNext != dstF.UIDNext {
+		return nil
+	}
+	next := dstF.UIDNext
+	for _, id := range t.dstIDs {
+		u, err := strconv.ParseUint(id, 10, 32)
+		if err != nil || uint32(u) != next {
+			return nil
+		}
+		next++
+	}
+	return p.e.mark(SideDest, dstF.Name, dstF.Validity, next, count)
+}
+
+// transfer is the store, queue, commit, flush and record pipeline of one
+// pass: a message is recorded in the state only once the sink says it is
+// durable.
+type transfer struct {
+	p         *folderPass
+	pending   []Record
+	queue     []queued // stored as ErrQueued, waiting for Commit
+	delivered map[string]bool
+	lastFlush time.Time
+	dstIDs    []string // the destination IDs of what was stored, in order
+	allIDs    bool     // every stored message got an ID
+	copied    []formats.Message
+}
+
+type queued struct {
+	m      formats.Message
+	key    formats.Key
+	header []byte
+}
+
+func (t *transfer) run(ctx context.Context) error {
+	p := t.p
+	t.allIDs = true
+	p.e.rep.FolderPlanned(p.name, len(p.d.copy), p.d.bytes)
+	p.e.rep.FolderStarted(p.name)
+	ferr := p.src.Fetch(ctx, p.pf.Source, p.d.copy, func(m formats.Message, body io.Reader) error {
+		return t.one(ctx, m, body)
+	})
+	// What was stored before an error is complete: make it durable and record it.
+	if err := t.flush(ctx); err != nil && ferr == nil {
+		ferr = err
+	}
+	return ferr
+}
+
+// one stores one message and flushes when a batch is full or old.
+func (t *transfer) one(ctx context.Context, m formats.Message, body io.Reader) error {
+	p := t.p
+	t.delivered[m.ID] = true
+	m.SourceFolder = p.name
+	var kw formats.KeyWriter
+	cr := &countingReader{r: body}
+	id, err := p.dst.Store(ctx, p.dstF, m, m.Size, io.TeeReader(cr, &kw))
+	if m.Size < 0 {
+		m.Size = cr.n // POP3 tells the size only by the end of the message
+	}
+	switch {
+	case errors.Is(err, ErrQueued):
+		t.queue = append(t.queue, queued{m, kw.Key(), append([]byte(nil), kw.Header()...)})
+	case IsMessageError(err):
+		// Read on so that the failure can name the Message-ID.
+		io.Copy(&kw, io.LimitReader(body, formats.MaxHeaderBytes))
+		t.failed(m, kw.Header(), err)
+	case err != nil:
+		return err
+	default:
+		t.stored(m, kw.Key(), id)
+	}
+	if len(t.pending)+len(t.queue) >= flushEvery || time.Since(t.lastFlush) > flushInterval {
+		return t.flush(ctx)
+	}
+	return nil
+}
+
+func (t *transfer) stored(m formats.Message, key formats.Key, id string) {
+	p := t.p
+	t.pending = append(t.pending, Record{Side: SideSource, Folder: p.srcKey, ID: m.ID, Key: key, Copied: true})
+	if id != "" {
+		t.pending = append(t.pending, Record{Side: SideDest, Folder: p.dstF.Name, ID: id, Key: key})
+		t.dstIDs = append(t.dstIDs, id)
+	} else {
+		t.allIDs = false
+	}
+	t.copied = append(t.copied, m)
+	p.fr.Copied++
+	p.fr.Bytes += max(m.Size, 0)
+	p.e.rep.MessageCopied(p.name, max(m.Size, 0))
+}
+
+func (t *transfer) failed(m formats.Message, header []byte, err error) {
+	p := t.p
+	p.fr.Failed++
+	if n, ok := p.d.claims[m.ID]; ok {
+		p.e.unclaim(p.keys[m.ID], n)
+	}
+	f := Failure{Folder: p.name, UID: m.UID, ID: m.ID, MessageID: formats.HeaderValue(header, "Message-ID"), Error: err.Error()}
+	p.fr.failures = append(p.fr.failures, f)
+	p.e.rep.MessageFailed(f)
+}
+
+// flush makes what was stored durable, learns the fate of what was queued,
+// and only then records it in the state.
+func (t *transfer) flush(ctx context.Context) error {
+	if cm, ok := t.p.dst.(Committer); ok && len(t.queue) > 0 {
+		res, err := cm.Commit(ctx)
+		if err != nil {
+			t.queue = t.queue[:0] // not one of them may be taken as stored
+			return err
+		}
+		if len(res) != len(t.queue) {
+			return fmt.Errorf("destination answered %d of %d queued messages", len(res), len(t.queue))
+		}
+		for i, r := range res {
+			q := t.queue[i]
+			switch {
+			case r.Err == nil:
+				t.stored(q.m, q.key, r.ID)
+			case IsMessageError(r.Err):
+				t.failed(q.m, q.header, r.Err)
+			default:
+				return r.Err
+			}
+		}
+		t.queue = t.queue[:0]
+	}
+	if fl, ok := t.p.dst.(Flusher); ok {
+		if err := fl.Flush(ctx); err != nil {
+			return err
+		}
+	}
+	if err := t.p.e.add(t.pending); err != nil {
+		return err
+	}
+	t.pending, t.lastFlush = t.pending[:0], time.Now()
+	return nil
+}

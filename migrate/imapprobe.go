@@ -1,0 +1,26 @@
+package migrate
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+
+	"github.com/emersion/go-imap/v2"
+)
+
+// DeleteMarksOnly says Delete can only mark messages \Deleted on this
+// server (no UIDPLUS, so no UID EXPUNGE of exactly them).
+func (m *IMAP) DeleteMarksOnly() bool { return !m.caps.Has(imap.CapUIDPlus) }
+
+// Probe creates a top-level folder of a random name in the personal
+// namespace and returns its last component and a function that deletes it
+// (see Prober).
+func (m *IMAP) Probe() (string, func(), error) {
+	var b [8]byte
+	rand.Read(b[:])
+	leaf := "mailferry-probe-" + hex.EncodeToString(b[:])
+	name := m.nameOf([]string{leaf})
+	if err := m.c.Create(name, nil).Wait(); err != nil {
+		return "", nil, m.wrap("create "+name, err)
+	}
+	return leaf, func() { m.c.Delete(name).Wait() }, nil
+}

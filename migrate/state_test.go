@@ -1,0 +1,85 @@
+package migrate
+
+import (
+	"path/filepath"
+	"testing"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/mailferry/mailferry/formats"
+)
+
+// TestStates runs the same ledger story against both State kinds.
+func TestStates(t *testing.T) {
+	for _, kind := range []string{"bolt", "mem"} {
+		t.Run(kind, func(t *testing.T) {
+			var st State = NewMemState()
+			if kind == "bolt" {
+				var err error
+				if st, err = OpenState(filepath.Join(t.TempDir(), "s.db")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			defer st.Close()
+			k1, k2 := formats.Key{1}, formats.Key{2}
+			if err := st.Add([]Record{{SideSource, "A", "1", k1, true}, {SideSource, "A", "2", k2, false}, {SideDest, "A", "9", k1, false}}); err != nil {
+				t.Fatal(err)
+			}
+			if err := st.SetMark(SideDest, "A", 7, 10, 1); err != nil {
+				t.Fatal(err)
+			}
+			fs, err := st.Folder(SideSource, "A")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fs.IDs["1"] != k1 || fs.IDs["2"] != k2 || !fs.Copied["1"] || fs.Copied["2"] {
+				t.Errorf("source record: %+v", fs)
+			}
+			if v, next, n, _ := st.Mark(SideDest, "A"); v != 7 || next != 10 || n != 1 {
+				t.Errorf("mark: %d %d %d", v, next, n)
+			}
+			if err := st.Reset(SideDest, "A", 8); err != nil {
+				t.Fatal(err)
+			}
+			if fs, _ := st.Folder(SideDest, "A"); len(fs.IDs) != 0 || fs.Validity != 8 || fs.UIDNext != 0 {
+				t.Errorf("after reset: %+v", fs)
+			}
+			// Records were added and the run did not finish: the next
+			// run hears when; after Finish it hears nothing.
+			if last, _ := st.Begin(); last.IsZero() {
+				t.Errorf("an unfinished run that stored records is not seen")
+			}
+			st.Finish()
+			if last, _ := st.Begin(); !last.IsZero() {
+				t.Errorf("a finished run is seen as under way at %v", last)
+			}
+		})
+	}
+}
+
+// TestStateOfAnotherVersionStartsAfresh: a file written with another
+// layout or identity-key form is emptied on open (re-indexed, never
+// trusted).
+func TestStateOfAnotherVersionStartsAfresh(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.db")
+	st, err := OpenState(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Add([]Record{{SideSource, "A", "1", formats.Key{1}, true}})
+	st.Close()
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Update(func(tx *bolt.Tx) error { return tx.Bucket(metaBucket).Put([]byte("version"), []byte{1}) })
+	db.Close()
+	st, err = OpenState(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if fs, _ := st.Folder(SideSource, "A"); len(fs.IDs) != 0 {
+		t.Fatalf("a state of another version was kept: %d IDs", len(fs.IDs))
+	}
+}

@@ -61,9 +61,12 @@ func newVerifyCommand(env *environment) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "verify DIR",
 		Short: "Check a local archive against its manifest",
-		Long: `verify reads DIR/MANIFEST.jsonl, checks its hash chain, and re-hashes every
-message it lists (--quick: checks only that each is there with its size). It names
-every missing, altered or unlisted file and every damaged manifest line.
+		Long: `verify reads DIR/MANIFEST.jsonl, checks its hash chain against MANIFEST.head,
+SHA256SUMS and the .len record of each mbox file, and re-hashes every message it
+lists (--quick: checks only that each is there with its size). It names every
+missing, altered or unlisted message, every stray file (in tmp/, cur/, new/ or beside
+the mbox files) and every damaged manifest line. --last-hash also catches a
+deliberate rewrite of all of these records together.
 
 Exit status: 0 the archive is whole; 1 something is wrong (each problem is printed),
 or the archive could not be read; 2 usage error.`,
@@ -93,6 +96,6 @@ or the archive could not be read; 2 usage error.`,
 		},
 	}
 	cmd.Flags().BoolVar(&opts.Quick, "quick", false, "check presence and sizes only, do not re-hash")
-	cmd.Flags().StringVar(&opts.LastHash, "last-hash", "", "the chain head printed by the archive run, to catch a cut manifest")
+	cmd.Flags().StringVar(&opts.LastHash, "last-hash", "", "the chain head printed by the archive run, to catch a consistently rewritten archive")
 	return cmd
 }

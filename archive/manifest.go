@@ -31,6 +31,9 @@ import (
 //	SHA256SUMS           "<sha256>  <file>" for every message kept as a whole file
 //	                     (Maildir): `cd DIR && sha256sum -c SHA256SUMS` checks the
 //	                     archive without mailferry
+//	MANIFEST.head        the chain's head after the last Flush: "mailferry-manifest-head
+//	                     v1 seq=N sha256=H", N the last line's seq and H its hash, so
+//	                     that Verify notices lines cut from or edited at the end
 //	MANIFEST.journal*    present only while a Flush runs (or after a crash in one):
 //	                     the entries of the batch being made durable
 //
@@ -44,13 +47,26 @@ import (
 //
 //  1. the batch's entries go to this writer's journal, fsynced;
 //  2. the store's Flush makes the messages durable;
-//  3. the entries are appended to MANIFEST.jsonl, fsynced, then to SHA256SUMS;
+//  3. the entries are appended to MANIFEST.jsonl, fsynced, then to SHA256SUMS,
+//     then MANIFEST.head is replaced;
 //  4. the journal is emptied.
 //
 // NewWriter finishes an interrupted Flush: it cuts a torn last line, adopts
 // each journal entry whose message the store serves with the recorded
 // SHA-256 and that the manifest lacks, rebuilds SHA256SUMS from the
-// manifest, and removes the journals.
+// manifest, and removes the journals. Without a journal to explain it, a
+// manifest whose end is not the one MANIFEST.head records is refused.
+//
+// Repairs. A message the manifest lists but the store no longer holds (a
+// deleted Maildir file, a folder removed, an mbox cut short) is "lost". The
+// Writer reports the store's truth to the engine (Ensure: the real message
+// count and, while something is lost, a Validity of its own so that the
+// engine's index of the folder is rebuilt; Index: only messages really
+// there), so the engine copies the lost messages again. A new entry whose
+// SHA-256 is that of a lost entry of the same folder records the repair:
+// "repairs" is the lost entry's seq and "repair" says what was wrong. The
+// lost entry is then superseded: SHA256SUMS lists only entries that are not,
+// and Verify accepts a superseded entry's absence.
 //
 // One process writes an archive at a time: MANIFEST.jsonl is held under an
 // exclusive flock(2) while a Writer is open (Verify takes a shared one).
@@ -61,6 +77,7 @@ import (
 const (
 	ManifestFile  = "MANIFEST.jsonl"
 	SumsFile      = "SHA256SUMS"
+	HeadFile      = "MANIFEST.head"
 	journalPrefix = "MANIFEST.journal"
 )
 
@@ -89,7 +106,12 @@ type ManifestEntry struct {
 	// formats.Folder{Path: DestFolder} and DestID returns its bytes.
 	DestFolder []string `json:"dest_folder"`
 	DestID     string   `json:"dest_id"`
-	Prev       string   `json:"prev"` // SHA-256 of the previous line, hex
+	// Repairs, on an entry that re-adds a lost message, is the seq of the
+	// lost entry (same SHA-256, same destination folder), and Repair says
+	// what had become of it ("message missing: cur/…").
+	Repairs uint64 `json:"repairs,omitempty"`
+	Repair  string `json:"repair,omitempty"`
+	Prev    string `json:"prev"` // SHA-256 of the previous line, hex
 }
 
 // Locator is an optional Store capability: naming the file (and, for mbox,
@@ -159,6 +181,7 @@ type manifestLog struct {
 	refs     int      // open Writers
 	journals int      // journal names handed out
 	overlay  map[string]entryMeta
+	ledger   *ledger // the live entries by folder, loaded on first use
 }
 
 // entryMeta is what Writer.List takes from the manifest.
@@ -190,9 +213,27 @@ func NewWriter(dir string, st Store) (*Writer, error) {
 		f.Close()
 		return nil, err
 	}
+	hseq, hhash, hok, err := readHead(dir)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	interrupted := nonEmptyJournal(dir)
+	if hok && !interrupted && (hseq != l.seq || hhash != l.last) {
+		f.Close()
+		return nil, fmt.Errorf("manifest: %s ends at seq %d (%.12s…) but %s records seq %d (%.12s…): "+
+			"lines were cut from or changed at its end; run verify (remove %s to accept the manifest as it is)",
+			ManifestFile, l.seq, l.last, HeadFile, hseq, hhash, HeadFile)
+	}
 	if err := l.recover(st); err != nil {
 		l.close()
 		return nil, err
+	}
+	if !hok || interrupted {
+		if err := writeHead(dir, l.seq, l.last); err != nil {
+			l.close()
+			return nil, err
+		}
 	}
 	return &Writer{st: st, log: l, journal: filepath.Join(dir, journalPrefix)}, nil
 }
@@ -219,8 +260,25 @@ func (w *Writer) LastHash() string {
 	return w.log.last
 }
 
-// Folders delegates to the wrapped store.
-func (w *Writer) Folders(ctx context.Context) ([]formats.Folder, error) { return w.st.Folders(ctx) }
+// Folders delegates to the wrapped store, then reports, for each folder
+// that lost messages the manifest lists, a Validity of its own (see
+// Repairs at the top of this file). For mbox only lost messages past the
+// file's end are noticed here; Ensure looks at every message.
+func (w *Writer) Folders(ctx context.Context) ([]formats.Folder, error) {
+	fs, err := w.st.Folders(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for i := range fs {
+		if fs[i].NoSelect {
+			continue
+		}
+		if fs[i], err = w.truth(ctx, fs[i], false); err != nil {
+			return nil, err
+		}
+	}
+	return fs, nil
+}
 
 // List lists the store's messages, replacing Flags and Date with what the
 // manifest recorded for those it lists.
@@ -269,15 +327,52 @@ func (w *Writer) Fetch(ctx context.Context, folder formats.Folder, msgs []format
 // Separator delegates to the wrapped store.
 func (w *Writer) Separator() rune { return w.st.Separator() }
 
-// Ensure delegates to the wrapped store.
+// Ensure delegates to the wrapped store, then makes the folder ready for
+// appending and reports its truth:
+//   - Maildir: files in tmp/ that this archive's earlier, killed runs left
+//     (mailferry's own names, another process id; the manifest's lock
+//     proves that process is gone) are removed: they were never reported
+//     durable, and the engine copies their messages again;
+//   - mbox: a file holding bytes past the length its .len records (written
+//     by another program) is refused, so that they never become part of the
+//     recorded region; a file shorter than recorded (cut) is accepted as it
+//     is, its lost messages to be copied again;
+//   - Messages is the number of messages the store holds and, while any
+//     message the manifest lists is lost, Validity is changed and UIDNext
+//     is 0, so that the engine indexes the folder afresh.
 func (w *Writer) Ensure(ctx context.Context, path []string) (formats.Folder, error) {
-	return w.st.Ensure(ctx, path)
+	f, err := w.st.Ensure(ctx, path)
+	if err != nil {
+		return f, err
+	}
+	switch st := w.st.(type) {
+	case *Maildir:
+		if dir, err := st.dirOf(f); err == nil {
+			st.removeDeadTmp(dir)
+		}
+	case *Mbox:
+		if err := st.checkRecordedEnd(f); err != nil {
+			return formats.Folder{}, err
+		}
+	}
+	return w.truth(ctx, f, true)
 }
 
-// Index delegates to the wrapped store.
+// Index delegates to the wrapped store, leaving out messages that the
+// manifest lists with another size than the store now gives (an mbox
+// message cut short): they are not really there.
 func (w *Writer) Index(ctx context.Context, folder formats.Folder, known func(id string) bool,
 	fn func(id string, key formats.Key) error) error {
-	return w.st.Index(ctx, folder, known, fn)
+	lost, err := w.lostOf(ctx, folder)
+	if err != nil {
+		return err
+	}
+	return w.st.Index(ctx, folder, known, func(id string, key formats.Key) error {
+		if lost[id] {
+			return nil
+		}
+		return fn(id, key)
+	})
 }
 
 // Open delegates to the wrapped store.
@@ -356,7 +451,7 @@ func (w *Writer) Flush(ctx context.Context) error {
 			entries[i].Offset = &off
 		}
 	}
-	if err := w.log.append(entries); err != nil {
+	if err := w.log.appendRepairs(entries); err != nil {
 		return fail(err)
 	}
 	// The batch is listed: the journal is no longer needed. Emptying it
@@ -578,9 +673,21 @@ func (l *manifestLog) append(entries []ManifestEntry) error {
 			l.overlay[destKey(entries[i].DestFolder, entries[i].DestID)] = metaOf(&entries[i])
 		}
 	}
-	if sums.Len() == 0 {
-		return nil
+	if l.ledger != nil {
+		for i := range entries {
+			l.ledger.add(&entries[i])
+		}
 	}
+	if sums.Len() > 0 {
+		if err := l.appendSums(sums.Bytes()); err != nil {
+			return err
+		}
+	}
+	return writeHead(l.dir, l.seq, l.last)
+}
+
+// appendSums appends lines to SHA256SUMS and fsyncs it.
+func (l *manifestLog) appendSums(lines []byte) error {
 	if l.sums == nil {
 		f, err := os.OpenFile(filepath.Join(l.dir, SumsFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 		if err != nil {
@@ -588,7 +695,7 @@ func (l *manifestLog) append(entries []ManifestEntry) error {
 		}
 		l.sums = f
 	}
-	if _, err := l.sums.Write(sums.Bytes()); err != nil {
+	if _, err := l.sums.Write(lines); err != nil {
 		return fmt.Errorf("manifest: %w", err)
 	}
 	if err := l.sums.Sync(); err != nil {
@@ -638,36 +745,17 @@ func (l *manifestLog) recover(st Store) error {
 			data = data[i+1:]
 		}
 	}
-	// One pass over the manifest: drop the candidates it lists, and
+	// One pass over the manifest: drop the candidates it lists. Then
 	// rebuild SHA256SUMS, which may lag behind it.
-	tmp := filepath.Join(l.dir, SumsFile+".tmp")
-	sf, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("manifest: %w", err)
-	}
-	bw := bufio.NewWriter(sf)
 	err = l.scan(func(_ []byte, e *ManifestEntry) error {
 		delete(cand, destKey(e.DestFolder, e.DestID))
-		if e.Offset == nil {
-			bw.WriteString(sumsLine(e.SHA256, e.File))
-		}
 		return nil
 	})
-	if err == nil {
-		err = bw.Flush()
-	}
-	if err == nil {
-		err = sf.Sync()
-	}
-	if cerr := sf.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, filepath.Join(l.dir, SumsFile))
-	}
 	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("manifest: rebuilding %s: %w", SumsFile, err)
+		return err
+	}
+	if err := l.rebuildSums(); err != nil {
+		return err
 	}
 	// Adopt what the store holds exactly as announced.
 	var adopt []ManifestEntry

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -29,6 +30,10 @@ const (
 	ProblemSize     = "size"           // its size is not the recorded size
 	ProblemUnlisted = "unlisted"       // a message file the manifest does not list
 	ProblemChain    = "manifest-chain" // a manifest line edited, removed, reordered or damaged
+	ProblemHead     = "manifest-head"  // the manifest's end is not the one MANIFEST.head records
+	ProblemSums     = "sha256sums"     // SHA256SUMS disagrees with the manifest
+	ProblemLength   = "mbox-length"    // an mbox file disagrees with its .len record
+	ProblemStray    = "stray"          // a file that is no part of the archive (tmp/, beside the mbox files)
 )
 
 // VerifyOptions tunes Verify.
@@ -37,8 +42,10 @@ type VerifyOptions struct {
 	// read back and hashed.
 	Quick bool
 	// LastHash, when set, is the chain head printed at the end of the run
-	// that wrote the archive: lines cut from the end of the manifest, or an
-	// edit of its last line, are caught only this way.
+	// that wrote the archive. The archive keeps its own copy in
+	// MANIFEST.head, which catches accidental damage to the manifest's end;
+	// LastHash, kept elsewhere, also catches a deliberate and consistent
+	// rewrite of the archive's records.
 	LastHash string
 	// Workers is how many files are hashed at once (Maildir); default
 	// GOMAXPROCS, at most 8.
@@ -85,10 +92,14 @@ type listed struct {
 	e    ManifestEntry
 }
 
-// Verify checks the archive in dir against its manifest: the manifest's
-// hash chain (and LastHash if given), every listed message (present, right
-// size, and unless Quick, right SHA-256), and that no message file is
-// there that the manifest does not list. It returns an error only when it
+// Verify checks the archive in dir against every record it keeps: the
+// manifest's hash chain (and LastHash if given), MANIFEST.head, every
+// listed message (present, right size, and unless Quick, right SHA-256),
+// SHA256SUMS (Maildir), each mbox file's .len record and, unless Quick,
+// that every message in an mbox file is listed; and that nothing else is
+// there: no unlisted message file, nothing in tmp/, no stray file. An
+// entry whose message was lost is accepted when a later entry repairs it
+// (same SHA-256, same folder; see Writer), and the repair is noted. It returns an error only when it
 // cannot check at all (no manifest, an I/O error, ctx done, the archive
 // being written); everything wrong with the archive is a Problem.
 func Verify(ctx context.Context, dir string, opts VerifyOptions) (*VerifyReport, error) {
@@ -104,28 +115,35 @@ func Verify(ctx context.Context, dir string, opts VerifyOptions) (*VerifyReport,
 		return nil, fmt.Errorf("verify: lock: %w", err)
 	}
 	rep := &VerifyReport{Dir: dir}
-	entries, err := readChain(f, opts.LastHash, rep)
+	entries, ch, err := readChain(f, opts.LastHash, rep)
 	if err != nil {
 		return nil, err
 	}
+	interrupted := nonEmptyJournal(dir)
 	if js, _ := filepath.Glob(filepath.Join(dir, journalPrefix+"*")); len(js) > 0 {
 		rep.Notes = append(rep.Notes, "an interrupted run left "+filepath.Base(js[0])+
 			": the next archive run into this directory finishes it")
 	}
+	checkHead(dir, ch, interrupted, rep)
 	rep.Format = detectFormat(dir, entries)
 	for _, le := range entries {
 		rep.Messages++
 		rep.Bytes += le.e.Size
 	}
+	sup := superseded(entries, rep)
 	switch rep.Format {
 	case "mbox":
 		err = verifyMbox(ctx, dir, entries, opts, rep)
 	default:
 		err = verifyMaildir(ctx, dir, entries, opts, rep)
+		if err == nil {
+			checkSums(dir, entries, sup, interrupted, rep)
+		}
 	}
 	if err != nil {
 		return nil, err
 	}
+	dropRepaired(sup, rep)
 	// Problems tied to a manifest line first, in line order; then the rest
 	// (unlisted files) by file.
 	slices.SortStableFunc(rep.Problems, func(a, b Problem) int {
@@ -143,9 +161,17 @@ func Verify(ctx context.Context, dir string, opts VerifyOptions) (*VerifyReport,
 	return rep, nil
 }
 
+// chainInfo is what readChain learnt of the lines, for checkHead.
+type chainInfo struct {
+	lines  int      // lines read
+	hashes []string // the hash of line n at n-1
+	seqs   []uint64 // the seq of line n at n-1 (0: did not parse)
+	head   string   // the hash of the last line
+}
+
 // readChain reads every manifest line, checks the chain and returns the
 // entries that parse and name a safe path; chain problems go into rep.
-func readChain(f *os.File, wantHead string, rep *VerifyReport) ([]listed, error) {
+func readChain(f *os.File, wantHead string, rep *VerifyReport) ([]listed, *chainInfo, error) {
 	chain := func(line int, format string, args ...any) {
 		rep.Problems = append(rep.Problems, Problem{File: ManifestFile, Line: line, Kind: ProblemChain,
 			Detail: fmt.Sprintf(format, args...)})
@@ -154,8 +180,9 @@ func readChain(f *os.File, wantHead string, rep *VerifyReport) ([]listed, error)
 		entries []listed
 		prev    = zeroHash
 		lastSeq uint64
-		places  = map[string]int{}
+		places  = map[string]int{} // place -> index in entries
 		n       int
+		ch      = &chainInfo{}
 	)
 	r := bufio.NewReaderSize(f, 256<<10)
 	for {
@@ -164,24 +191,34 @@ func readChain(f *os.File, wantHead string, rep *VerifyReport) ([]listed, error)
 			break
 		}
 		if err != nil && err != io.EOF {
-			return nil, fmt.Errorf("verify: %w", err)
+			return nil, nil, fmt.Errorf("verify: %w", err)
 		}
 		n++
 		if err == io.EOF {
 			chain(n, "incomplete last line (an interrupted write: the next archive run cuts it)")
+			n--
 			break
 		}
 		line = line[:len(line)-1]
+		ch.hashes = append(ch.hashes, lineHash(line))
 		var e ManifestEntry
 		var why []string
 		if jerr := json.Unmarshal(line, &e); jerr != nil {
 			chain(n, "line does not parse: %v", jerr)
 			prev = lineHash(line)
+			ch.seqs = append(ch.seqs, 0)
 			continue
 		}
+		ch.seqs = append(ch.seqs, e.Seq)
 		if e.Prev != prev {
-			why = append(why, fmt.Sprintf("prev %.12s… is not the hash of line %d (%.12s…): "+
-				"a line before it was edited, removed or moved", e.Prev, n-1, prev))
+			if n > 1 && e.Seq == lastSeq+1 && ch.seqs[n-2] != 0 {
+				// Nothing is missing in between: the line before was edited.
+				chain(n-1, "line %d does not hash to the prev that line %d records (%.12s…, not %.12s…): "+
+					"line %d was edited", n-1, n, e.Prev, prev, n-1)
+			} else {
+				why = append(why, fmt.Sprintf("prev %.12s… is not the hash of line %d (%.12s…): "+
+					"a line before it was edited, removed or moved", e.Prev, n-1, prev))
+			}
 		}
 		if e.Seq != lastSeq+1 {
 			why = append(why, fmt.Sprintf("seq %d follows seq %d", e.Seq, lastSeq))
@@ -194,8 +231,11 @@ func readChain(f *os.File, wantHead string, rep *VerifyReport) ([]listed, error)
 		if e.Offset != nil {
 			place = fmt.Sprintf("%s@%d", e.File, *e.Offset)
 		}
-		if first, dup := places[place]; dup {
-			why = append(why, fmt.Sprintf("%s is already listed on line %d", place, first))
+		first, dup := places[place]
+		if dup && e.Repairs != 0 && entries[first].e.Seq == e.Repairs {
+			dup = false // an mbox message re-added where the lost one was
+		} else if dup {
+			why = append(why, fmt.Sprintf("%s is already listed on line %d", place, entries[first].line))
 		}
 		if len(why) > 0 {
 			chain(n, "%s", strings.Join(why, "; "))
@@ -203,16 +243,172 @@ func readChain(f *os.File, wantHead string, rep *VerifyReport) ([]listed, error)
 		if !safeRelPath(e.File) {
 			continue
 		}
-		if _, dup := places[place]; !dup {
-			places[place] = n
+		if !dup {
+			places[place] = len(entries)
 			entries = append(entries, listed{line: n, e: e})
 		}
 	}
 	rep.LastHash = prev
+	ch.lines, ch.head = n, prev
 	if wantHead != "" && !strings.EqualFold(wantHead, prev) {
-		chain(n, "the chain ends in %s, not the expected %s: lines were removed from or changed at the end", prev, wantHead)
+		chain(max(n, 1), "the chain ends in %s, not the expected %s: lines were removed from or changed at the end", prev, wantHead)
 	}
-	return entries, nil
+	return entries, ch, nil
+}
+
+// checkHead compares the manifest's end with MANIFEST.head.
+func checkHead(dir string, ch *chainInfo, interrupted bool, rep *VerifyReport) {
+	add := func(line int, format string, args ...any) {
+		rep.Problems = append(rep.Problems, Problem{File: HeadFile, Line: line, Kind: ProblemHead,
+			Detail: fmt.Sprintf(format, args...)})
+	}
+	seq, hash, ok, err := readHead(dir)
+	switch {
+	case err != nil:
+		add(0, "%s", strings.TrimPrefix(err.Error(), "manifest: "))
+		return
+	case !ok && ch.lines > 0:
+		add(0, "missing: the end of the manifest cannot be checked (the next archive run writes it again)")
+		return
+	case !ok:
+		return
+	}
+	at := 0 // the line whose seq the head records
+	for i, s := range ch.seqs {
+		if s == seq && seq != 0 {
+			at = i + 1
+			break
+		}
+	}
+	switch {
+	case seq == 0 && ch.lines == 0:
+	case at == 0 && seq != 0:
+		add(max(ch.lines, 1), "the last archive run ended at seq %d, but the manifest has no such line "+
+			"(it ends at line %d): lines were cut from its end", seq, ch.lines)
+	case at > 0 && ch.hashes[at-1] != hash:
+		add(at, "line %d hashes to %.12s…, but the last archive run ended with %.12s… there: the line was edited",
+			at, ch.hashes[at-1], hash)
+	case at < ch.lines && interrupted:
+		rep.Notes = append(rep.Notes, fmt.Sprintf("manifest lines %d to %d were added by an interrupted run "+
+			"(the next archive run finishes it)", at+1, ch.lines))
+	case at < ch.lines:
+		add(at+1, "lines %d to %d come after the end of the last archive run (seq %d): they were added "+
+			"by something else than mailferry", at+1, ch.lines, seq)
+	}
+}
+
+// superseded returns, for each entry that a later repair entry re-adds
+// (same SHA-256, same destination folder), its line -> the repair's line.
+// A repair that names no such entry is a chain problem.
+func superseded(entries []listed, rep *VerifyReport) map[int]int {
+	bySeq := map[uint64]*listed{}
+	sup := map[int]int{}
+	for i := range entries {
+		le := &entries[i]
+		if r := le.e.Repairs; r != 0 {
+			t := bySeq[r]
+			if t == nil || t.e.SHA256 != le.e.SHA256 || folderKey(t.e.DestFolder) != folderKey(le.e.DestFolder) {
+				rep.Problems = append(rep.Problems, Problem{File: ManifestFile, Line: le.line, Kind: ProblemChain,
+					Detail: fmt.Sprintf("repairs seq %d, which is no earlier entry of the same message and folder", r)})
+			} else {
+				sup[t.line] = le.line
+				rep.Notes = append(rep.Notes, fmt.Sprintf("manifest line %d re-added the message of line %d (%s)",
+					le.line, t.line, le.e.Repair))
+			}
+		}
+		if _, dup := bySeq[le.e.Seq]; !dup {
+			bySeq[le.e.Seq] = le
+		}
+	}
+	return sup
+}
+
+// dropRepaired removes the problems of lost messages that a later entry
+// re-added, when that entry itself has no problem.
+func dropRepaired(sup map[int]int, rep *VerifyReport) {
+	if len(sup) == 0 {
+		return
+	}
+	bad := map[int]bool{}
+	for _, p := range rep.Problems {
+		if p.Line > 0 {
+			bad[p.Line] = true
+		}
+	}
+	out := rep.Problems[:0]
+	for _, p := range rep.Problems {
+		r, ok := sup[p.Line]
+		lostKind := p.Kind == ProblemMissing || p.Kind == ProblemSize || p.Kind == ProblemAltered
+		if ok && lostKind && !bad[r] && p.File != ManifestFile {
+			continue
+		}
+		out = append(out, p)
+	}
+	rep.Problems = out
+}
+
+// checkSums compares SHA256SUMS with the manifest's whole-file entries
+// that no repair superseded.
+func checkSums(dir string, entries []listed, sup map[int]int, interrupted bool, rep *VerifyReport) {
+	add := func(line int, format string, args ...any) {
+		rep.Problems = append(rep.Problems, Problem{File: SumsFile, Line: line, Kind: ProblemSums,
+			Detail: fmt.Sprintf(format, args...)})
+	}
+	want := map[string][]int{} // expected line -> manifest lines
+	byFile := map[string]*listed{}
+	n := 0
+	for i := range entries {
+		le := &entries[i]
+		if le.e.Offset != nil {
+			continue
+		}
+		byFile[le.e.File] = le
+		if _, ok := sup[le.line]; ok {
+			continue
+		}
+		l := sumsLine(le.e.SHA256, le.e.File)
+		want[l] = append(want[l], le.line)
+		n++
+	}
+	data, err := os.ReadFile(filepath.Join(dir, SumsFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		if n > 0 {
+			add(0, "missing: the manifest lists %d message files", n)
+		}
+		return
+	}
+	if err != nil {
+		add(0, "cannot be read: %v", err)
+		return
+	}
+	reported := map[string]bool{}
+	for i, l := range strings.SplitAfter(string(data), "\n") {
+		if l == "" {
+			continue
+		}
+		if ls := want[l]; len(ls) > 0 {
+			want[l] = ls[1:]
+			continue
+		}
+		sum, file, _ := strings.Cut(strings.TrimSuffix(strings.TrimPrefix(l, "\\"), "\n"), "  ")
+		if le := byFile[file]; le != nil {
+			reported[file] = true
+			add(le.line, "line %d gives %s the SHA-256 %.12s…, the manifest %.12s…", i+1, file, sum, le.e.SHA256)
+			continue
+		}
+		add(0, "line %d names %q, which the manifest does not list", i+1, strings.TrimSuffix(l, "\n"))
+	}
+	if interrupted {
+		return // an interrupted Flush may have left SHA256SUMS behind the manifest
+	}
+	for l, lines := range want {
+		for _, ml := range lines {
+			_, file, _ := strings.Cut(strings.TrimSuffix(strings.TrimPrefix(l, "\\"), "\n"), "  ")
+			if !reported[file] {
+				add(ml, "has no line for %s", file)
+			}
+		}
+	}
 }
 
 // safeRelPath reports whether p is a clean relative slash path that stays
@@ -281,15 +477,43 @@ func verifyMaildir(ctx context.Context, dir string, entries []listed, opts Verif
 	for _, le := range entries {
 		isListed[le.e.File] = true
 	}
+	stray := func(file, detail string) {
+		rep.Problems = append(rep.Problems, Problem{File: file, Kind: ProblemStray, Detail: detail})
+	}
 	folders := []string{""}
 	if ents, err := os.ReadDir(dir); err == nil {
 		for _, e := range ents {
-			if n := e.Name(); len(n) > 1 && n[0] == '.' && n != ".." && e.IsDir() {
+			n := e.Name()
+			switch {
+			case len(n) > 1 && n[0] == '.' && n != ".." && e.IsDir():
 				folders = append(folders, n)
+			case e.IsDir() && (n == "cur" || n == "new" || n == "tmp"):
+			case archiveFile(n) || mailProgramFile(n):
+			default:
+				stray(n, "not part of a Maildir archive")
 			}
 		}
 	}
 	for _, fd := range folders {
+		if fd != "" {
+			ents, _ := os.ReadDir(filepath.Join(dir, fd))
+			for _, e := range ents {
+				n := e.Name()
+				if !(e.IsDir() && (n == "cur" || n == "new" || n == "tmp")) && n != "maildirfolder" && !mailProgramFile(n) {
+					stray(path.Join(fd, n), "not part of a Maildir folder")
+				}
+			}
+		}
+		if ents, err := os.ReadDir(filepath.Join(dir, fd, "tmp")); err == nil {
+			for _, e := range ents {
+				file := path.Join(fd, "tmp", e.Name())
+				if _, _, ok := mailferryTmpName(e.Name()); ok && e.Type().IsRegular() {
+					stray(file, "an unfinished delivery left by an interrupted mailferry run (the next archive run on the machine that wrote it removes it)")
+				} else {
+					stray(file, "a file in tmp/, which holds no message of the archive")
+				}
+			}
+		}
 		for _, sub := range []string{"cur", "new"} {
 			ents, err := os.ReadDir(filepath.Join(dir, fd, sub))
 			if err != nil {
@@ -297,7 +521,11 @@ func verifyMaildir(ctx context.Context, dir string, entries []listed, opts Verif
 			}
 			for _, e := range ents {
 				file := path.Join(fd, sub, e.Name())
-				if isListed[file] || e.IsDir() {
+				if isListed[file] {
+					continue
+				}
+				if !e.Type().IsRegular() {
+					stray(file, "not a message file")
 					continue
 				}
 				if k, ok := uniqueKey(file); ok && missing[k] > 0 {
@@ -427,19 +655,123 @@ func verifyMbox(ctx context.Context, dir string, entries []listed, opts VerifyOp
 			add(le, p.Kind, "%s", p.Detail)
 		}
 	}
+	// With the default store the layout is mbox.go's: each file has its
+	// .len record, and nothing else belongs beside the files.
+	// (An archive where no file has one was written through another store.)
+	ownLayout := false
+	for _, file := range mboxFiles(dir) {
+		if _, err := os.Stat(filepath.Join(dir, filepath.FromSlash(file)) + mboxLenSuffix); err == nil {
+			ownLayout = opts.OpenStore == nil
+		}
+	}
 	isListed := map[string]bool{}
+	offsets := map[string]map[string]bool{} // file -> listed offsets
+	folderOf := map[string][]string{}
 	for _, le := range entries {
 		isListed[le.e.File] = true
+		if le.e.Offset != nil {
+			if offsets[le.e.File] == nil {
+				offsets[le.e.File] = map[string]bool{}
+			}
+			offsets[le.e.File][fmt.Sprint(*le.e.Offset)] = true
+			folderOf[le.e.File] = le.e.DestFolder
+		}
 	}
 	for _, file := range mboxFiles(dir) {
-		if fi, err := os.Stat(filepath.Join(dir, filepath.FromSlash(file))); err == nil && fi.Size() == 0 {
+		abs := filepath.Join(dir, filepath.FromSlash(file))
+		fi, err := os.Stat(abs)
+		if err != nil {
+			continue
+		}
+		end := fi.Size() // where the recorded bytes end
+		sc, ok, err := readMboxSidecar(abs)
+		switch {
+		case err != nil:
+			rep.Problems = append(rep.Problems, Problem{File: file + mboxLenSuffix, Kind: ProblemLength,
+				Detail: "the length record cannot be read"})
+		case !ok && isListed[file] && ownLayout:
+			rep.Problems = append(rep.Problems, Problem{File: file + mboxLenSuffix, Kind: ProblemMissing,
+				Detail: "the length record of " + file + " is missing"})
+		case ok && sc.pending:
+			rep.Notes = append(rep.Notes, file+": an append was interrupted; the next archive run cuts it back")
+			end = min(end, sc.length)
+		case ok && fi.Size() < sc.length:
+			rep.Problems = append(rep.Problems, Problem{File: file, Kind: ProblemLength,
+				Detail: fmt.Sprintf("%d bytes, its %s records %d: the file was cut short", fi.Size(), mboxLenSuffix, sc.length)})
+		case ok && fi.Size() > sc.length:
+			rep.Problems = append(rep.Problems, Problem{File: file, Kind: ProblemUnlisted,
+				Detail: fmt.Sprintf("%d bytes past its recorded end (offset %d) that mailferry did not write "+
+					"(a message appended by another program?)", fi.Size()-sc.length, sc.length)})
+			end = sc.length
+		}
+		if fi.Size() == 0 {
 			continue // an empty folder holds no message to list
 		}
 		if !isListed[file] {
 			rep.Problems = append(rep.Problems, Problem{File: file, Kind: ProblemUnlisted, Detail: "not in the manifest"})
+			continue
+		}
+		if st == nil || folderOf[file] == nil {
+			continue
+		}
+		// Every message in the file must be listed.
+		_, msgs, err := st.List(ctx, formats.Folder{Path: folderOf[file]})
+		if err != nil {
+			rep.Problems = append(rep.Problems, Problem{File: file, Kind: ProblemAltered,
+				Detail: "cannot be read as mbox: " + err.Error()})
+			continue
+		}
+		for _, m := range msgs {
+			if off, err := strconv.ParseInt(m.ID, 10, 64); err == nil && off < end && !offsets[file][m.ID] {
+				rep.Problems = append(rep.Problems, Problem{File: file, Kind: ProblemUnlisted,
+					Detail: fmt.Sprintf("the message at offset %s (%d bytes) is not in the manifest", m.ID, m.Size)})
+			}
 		}
 	}
+	if !ownLayout {
+		return nil
+	}
+	// Anything else beside the mbox files.
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || p == dir {
+			return nil
+		}
+		rel, _ := filepath.Rel(dir, p)
+		rel = filepath.ToSlash(rel)
+		switch {
+		case d.IsDir():
+			return nil
+		case !d.Type().IsRegular():
+			rep.Problems = append(rep.Problems, Problem{File: rel, Kind: ProblemStray, Detail: "not a regular file"})
+		case strings.HasSuffix(rel, mboxSuffix):
+		case strings.HasSuffix(rel, mboxSuffix+mboxLenSuffix):
+			if _, err := os.Stat(strings.TrimSuffix(p, mboxLenSuffix)); err != nil {
+				rep.Problems = append(rep.Problems, Problem{File: rel, Kind: ProblemStray,
+					Detail: "a length record without its mbox file"})
+			}
+		case !strings.Contains(rel, "/") && archiveFile(rel):
+		default:
+			rep.Problems = append(rep.Problems, Problem{File: rel, Kind: ProblemStray, Detail: "not part of an mbox archive"})
+		}
+		return nil
+	})
 	return nil
+}
+
+// archiveFile reports whether name is one of the manifest's files in the
+// archive's root (or a leftover of an interrupted replacement of one).
+func archiveFile(name string) bool {
+	switch name {
+	case ManifestFile, SumsFile, HeadFile, SumsFile + ".tmp", HeadFile + ".tmp":
+		return true
+	}
+	return strings.HasPrefix(name, journalPrefix)
+}
+
+// mailProgramFile reports whether name is a file a mail program that
+// opened the Maildir keeps there (Dovecot's index and lists).
+func mailProgramFile(name string) bool {
+	return strings.HasPrefix(name, "dovecot") || name == "subscriptions" || strings.HasPrefix(name, "courier")
 }
 
 // mboxFiles lists the .mbox files under dir, slash-separated and relative.

@@ -130,7 +130,7 @@ func TestVerifyMaildirFailures(t *testing.T) {
 				l[3] = bytes.Replace(l[3], []byte(`"flags":[`), []byte(`"flags":["\\Seen",`), 1)
 				return l
 			})
-			return []string{"manifest-chain " + ManifestFile + " 5"}
+			return []string{"manifest-chain " + ManifestFile + " 4"}
 		}, VerifyOptions{}},
 		{"the last line edited, head known", func(t *testing.T, dir string, e []ManifestEntry) []string {
 			vfRewriteManifest(t, dir, func(l [][]byte) [][]byte {
@@ -138,15 +138,16 @@ func TestVerifyMaildirFailures(t *testing.T) {
 				l[n] = bytes.Replace(l[n], []byte(`"folder":"`), []byte(`"folder":"X`), 1)
 				return l
 			})
-			return []string{fmt.Sprintf("manifest-chain %s %d", ManifestFile, len(e))}
+			return []string{fmt.Sprintf("manifest-head %s %d", HeadFile, len(e)), fmt.Sprintf("manifest-chain %s %d", ManifestFile, len(e))}
 		}, VerifyOptions{LastHash: "set by the test"}},
 		{"a removed line", func(t *testing.T, dir string, e []ManifestEntry) []string {
 			vfRewriteManifest(t, dir, func(l [][]byte) [][]byte { return append(l[:4], l[5:]...) })
-			return []string{"manifest-chain " + ManifestFile + " 5", "unlisted " + e[4].File}
+			return []string{"manifest-chain " + ManifestFile + " 5", "sha256sums " + SumsFile, "unlisted " + e[4].File}
 		}, VerifyOptions{}},
 		{"the last line removed, head known", func(t *testing.T, dir string, e []ManifestEntry) []string {
 			vfRewriteManifest(t, dir, func(l [][]byte) [][]byte { return l[:len(l)-1] })
-			return []string{fmt.Sprintf("manifest-chain %s %d", ManifestFile, len(e)-1), "unlisted " + e[len(e)-1].File}
+			return []string{fmt.Sprintf("manifest-head %s %d", HeadFile, len(e)-1), fmt.Sprintf("manifest-chain %s %d", ManifestFile, len(e)-1),
+				"unlisted " + e[len(e)-1].File, "sha256sums " + SumsFile}
 		}, VerifyOptions{LastHash: "set by the test"}},
 		{"two lines swapped", func(t *testing.T, dir string, e []ManifestEntry) []string {
 			vfRewriteManifest(t, dir, func(l [][]byte) [][]byte { l[6], l[7] = l[7], l[6]; return l })
@@ -156,7 +157,7 @@ func TestVerifyMaildirFailures(t *testing.T) {
 		{"a garbled line", func(t *testing.T, dir string, e []ManifestEntry) []string {
 			vfRewriteManifest(t, dir, func(l [][]byte) [][]byte { l[1] = []byte("{not json"); return l })
 			return []string{"manifest-chain " + ManifestFile + " 2", "manifest-chain " + ManifestFile + " 3",
-				"unlisted " + e[1].File}
+				"unlisted " + e[1].File, "sha256sums " + SumsFile}
 		}, VerifyOptions{}},
 		{"a torn last line", func(t *testing.T, dir string, e []ManifestEntry) []string {
 			f, _ := os.OpenFile(filepath.Join(dir, ManifestFile), os.O_WRONLY|os.O_APPEND, 0)
@@ -195,6 +196,7 @@ func TestVerifyHostileManifestPath(t *testing.T) {
 		buf.WriteByte('\n')
 	}
 	os.WriteFile(filepath.Join(dir, ManifestFile), buf.Bytes(), 0o600)
+	os.WriteFile(filepath.Join(dir, HeadFile), []byte(formatHead(3, prev)), 0o600)
 	rep := vfVerify(t, dir, VerifyOptions{})
 	vfExpect(t, rep, "manifest-chain "+ManifestFile+" 1", "manifest-chain "+ManifestFile+" 2",
 		"manifest-chain "+ManifestFile+" 3")

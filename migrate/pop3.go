@@ -715,20 +715,8 @@ func (p *POP3) each(ctx context.Context, folder formats.Folder, msgs []formats.M
 			return err
 		}
 	}
-	type job struct {
-		m formats.Message
-		n int
-	}
-	jobs := make([]job, 0, len(msgs))
-	for _, m := range msgs {
-		if n, ok := p.nums[m.ID]; ok && !p.deleted[n] {
-			jobs = append(jobs, job{m, n})
-		}
-	}
-	window := 1
-	if p.pipelining {
-		window = pop3Window
-	}
+	jobs := p.jobs(msgs)
+	window := p.window()
 	cmdName, _, _ := strings.Cut(verb, " ")
 	var (
 		sent     int
@@ -785,6 +773,32 @@ func (p *POP3) each(ctx context.Context, folder formats.Folder, msgs []formats.M
 	return ferr
 }
 
+// pop3Job is one message of a command, with its number in this session.
+type pop3Job struct {
+	m formats.Message
+	n int
+}
+
+// jobs returns msgs that the server listed in this session and that were
+// not deleted in it, with their numbers.
+func (p *POP3) jobs(msgs []formats.Message) []pop3Job {
+	jobs := make([]pop3Job, 0, len(msgs))
+	for _, m := range msgs {
+		if n, ok := p.nums[m.ID]; ok && !p.deleted[n] {
+			jobs = append(jobs, pop3Job{m, n})
+		}
+	}
+	return jobs
+}
+
+// window is how many commands may be in flight.
+func (p *POP3) window() int {
+	if p.pipelining {
+		return pop3Window
+	}
+	return 1
+}
+
 // Delete marks msgs with DELE (by this session's UIDL -> number map; a UIDL
 // the server no longer lists is already gone and skipped). The server removes
 // them when Close sends QUIT. If any DELE is refused, Delete sends RSET, so
@@ -815,10 +829,7 @@ func (p *POP3) Delete(ctx context.Context, folder formats.Folder, msgs []formats
 			nums = append(nums, n)
 		}
 	}
-	window := 1
-	if p.pipelining {
-		window = pop3Window
-	}
+	window := p.window()
 	var refused error
 	for start := 0; start < len(nums); start += window {
 		batch := nums[start:min(start+window, len(nums))]

@@ -336,3 +336,44 @@ func TestPOP3FakeRETRBytes(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Ctrl-C (a cancelled context) ends a session at once, whatever the
+// library is waiting for: the greeting inside its NewConn, or a stalled
+// RETR; the timeout here is far longer than the test allows.
+func TestPOP3CancelWhileWaiting(t *testing.T) {
+	stalled := func(line string) (string, bool) { return "STALL+OK\r\nSubject: x\r\n", line == "RETR 1" }
+	for _, stage := range []string{"greeting", "RETR"} {
+		t.Run(stage, func(t *testing.T) {
+			greeting := "+OK\r\n"
+			if stage == "greeting" {
+				greeting = ""
+			}
+			cfg, quits := hostilePOP3(t, greeting, stalled)
+			cfg.Timeout = time.Minute
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var p *POP3
+			if stage == "RETR" {
+				p = dialPOP3(t, cfg)
+			}
+			time.AfterFunc(200*time.Millisecond, cancel)
+			start := time.Now()
+			var err error
+			if p == nil {
+				_, err = DialPOP3(ctx, cfg)
+			} else {
+				err = p.Fetch(ctx, pop3Inbox, listPOP3(t, p)[:1], func(m formats.Message, body io.Reader) error {
+					_, err := io.ReadAll(body)
+					return err
+				})
+				p.Close()
+			}
+			if !errors.Is(err, context.Canceled) || time.Since(start) > 5*time.Second {
+				t.Fatalf("%v after %v, want context.Canceled at once", err, time.Since(start))
+			}
+			if quits.Load() != 0 {
+				t.Fatal("QUIT sent after a cancel")
+			}
+		})
+	}
+}

@@ -503,7 +503,7 @@ func (p *POP3) Folders(ctx context.Context) ([]formats.Folder, error) {
 	return []formats.Folder{{Path: []string{"INBOX"}, Name: "INBOX", Validity: 1, Messages: uint32(n)}}, nil
 }
 
-// List runs UIDL and LIST (pipelined where the server allows) and returns
+// List runs UIDL and LIST (one after the other) and returns
 // the messages in message-number order (the maildrop's order; UIDLs are
 // opaque strings with no order of their own), with ID = UIDL, Size = -1,
 // no flags and a zero date.

@@ -1,15 +1,25 @@
 package migrate
 
-// The POP3 source is a small client of our own over net.Conn, not
-// github.com/knadh/go-pop3: that library's RetrRaw does no dot-unstuffing,
-// breaks lines longer than 4096 bytes and buffers whole messages, and it has
-// no STLS, no CAPA and no deadlines (see LIBRARIES.md). What is needed here
-// (RFC 1939 with RFC 2449 CAPA and PIPELINING, RFC 2595 STLS, RFC 3206
-// response codes) is a few hundred lines, and every byte of a message passes
-// through code we can read.
+// The POP3 source. The session runs on github.com/knadh/go-pop3: it reads
+// the greeting, sends every command line, and reads the status lines and the
+// CAPA, UIDL and LIST listings. What that library cannot do correctly is
+// done here:
+//   - the transport (pop3wire.go): TCP, deadlines, implicit TLS and the TLS
+//     upgrade after STLS live under the net.Conn handed to the library as its
+//     Dialer, which gives the library one line per read, so that nothing is
+//     left in the library's buffer for our readers to miss;
+//   - message bytes: the answers to RETR and TOP are read by dotReader,
+//     streaming and byte-exact (the library's Retr, RetrRaw and Top do not
+//     undo dot-stuffing, split lines over 4096 bytes, rewrite bare LF and
+//     buffer whole messages);
+//   - parsing: status lines are classified and STAT, CAPA, UIDL and LIST
+//     answers parsed here (the library's Stat, List and Uidl panic on a short
+//     line, and its errors do not tell -ERR from a broken connection);
+//   - SASL challenges ("+ " lines, which the library refuses) and pipelined
+//     RETR, TOP and DELE (the library waits for each answer).
+// Stat, Retr, RetrRaw, Top, List, Uidl, Dele and Auth are never called.
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -24,12 +34,15 @@ import (
 	"strings"
 	"time"
 
+	gopop3 "github.com/knadh/go-pop3"
+
 	"github.com/mailferry/mailferry/formats"
 )
 
 const (
-	// pop3BufSize is the read buffer. A status or listing line longer than
-	// this is refused; message lines may be of any length.
+	// pop3BufSize is our read buffer. A status or listing line is refused
+	// when it does not fit the library's buffer (4096 bytes), a SASL line
+	// when it does not fit this one; message lines may be of any length.
 	pop3BufSize = 64 << 10
 	// pop3Window is how many RETR, TOP or DELE commands are in flight at once
 	// when the server announces PIPELINING (one round trip per window, not
@@ -62,8 +75,8 @@ type POP3 struct {
 	cfg     ServerConfig
 	raw     net.Conn // the TCP connection: closing it ends everything
 	conn    net.Conn // raw with deadlines, or TLS over it
-	r       *bufio.Reader
-	w       *bufio.Writer
+	wire    *pop3Wire
+	c       *gopop3.Conn // the library's session over wire
 	timeout time.Duration
 
 	caps       map[string]string // CAPA: upper-case tag -> arguments; nil when CAPA failed
@@ -119,18 +132,18 @@ func DialPOP3(ctx context.Context, cfg ServerConfig) (*POP3, error) {
 
 // openPOP3 connects and logs in, with token when it is not empty.
 func openPOP3(ctx context.Context, cfg ServerConfig, timeout time.Duration, token string) (*POP3, error) {
-	d := &net.Dialer{Timeout: timeout}
-	raw, err := d.DialContext(ctx, "tcp", cfg.Addr)
-	if err != nil {
-		return nil, &RetryableError{Err: fmt.Errorf("pop3: %s: %w", cfg.Addr, err)}
-	}
-	p := &POP3{cfg: cfg, raw: raw, timeout: timeout, token: token}
+	p := &POP3{cfg: cfg, timeout: timeout, token: token}
 	defer func() { p.token = "" }() // needed for the login only
-	p.setConn(&deadlineConn{Conn: raw, timeout: timeout})
-	stop := context.AfterFunc(ctx, func() { raw.Close() })
-	defer stop()
-	if err := p.open(ctx); err != nil {
-		raw.Close()
+	stop := func() bool { return false }
+	defer func() { stop() }()
+	err := p.connect(ctx, func(raw net.Conn) { stop = context.AfterFunc(ctx, func() { raw.Close() }) })
+	if err == nil {
+		err = p.open(ctx)
+	}
+	if err != nil {
+		if p.raw != nil {
+			p.raw.Close()
+		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
@@ -139,21 +152,47 @@ func openPOP3(ctx context.Context, cfg ServerConfig, timeout time.Duration, toke
 	return p, nil
 }
 
-// open runs everything from the TLS handshake to the login.
-func (p *POP3) open(ctx context.Context) error {
-	cfg := p.cfg
-	if cfg.TLS == TLSImplicit {
-		if err := p.handshake(ctx); err != nil {
-			return err
+// connect dials (TCP, and TLS for TLSImplicit) under the library's
+// NewConn, which then reads the greeting. dialed is called with the TCP
+// connection as soon as there is one.
+func (p *POP3) connect(ctx context.Context, dialed func(net.Conn)) error {
+	var ready bool
+	dial := pop3Dialer(func() (net.Conn, error) {
+		raw, err := (&net.Dialer{Timeout: p.timeout}).DialContext(ctx, "tcp", p.cfg.Addr)
+		if err != nil {
+			return nil, &RetryableError{Err: fmt.Errorf("pop3: %s: %w", p.cfg.Addr, err)}
 		}
+		p.raw = raw
+		dialed(raw)
+		p.conn = &deadlineConn{Conn: raw, timeout: p.timeout}
+		p.wire = newPOP3Wire(p.conn)
+		if p.cfg.TLS == TLSImplicit {
+			if err := p.handshake(ctx); err != nil {
+				return nil, err
+			}
+		}
+		ready = true
+		return p.wire, nil
+	})
+	c, err := gopop3.New(gopop3.Opt{Dialer: dial}).NewConn()
+	if !ready {
+		return err // classified by dial
 	}
-	ok, text, err := p.readStatus()
+	ok, text, err := p.wire.reply(err)
 	if err != nil {
 		return p.dialErr("greeting", err)
 	}
 	if !ok {
-		return &RetryableError{Err: fmt.Errorf("pop3: %s: the server refused the connection: %s", cfg.Addr, text)}
+		return &RetryableError{Err: fmt.Errorf("pop3: %s: the server refused the connection: %s", p.cfg.Addr, text)}
 	}
+	p.c = c
+	return nil
+}
+
+// open runs everything after the greeting up to the login: CAPA, and STLS
+// with its handshake when cfg.TLS asks for it.
+func (p *POP3) open(ctx context.Context) error {
+	cfg := p.cfg
 	p.capa() // a server without CAPA (RFC 1939 only) is fine
 	if cfg.TLS == TLSStartTLS {
 		if _, ok := p.caps["STLS"]; !ok {
@@ -168,7 +207,7 @@ func (p *POP3) open(ctx context.Context) error {
 		}
 		// Anything the server sent after +OK and before the handshake would
 		// be plaintext read as if it were protected (STARTTLS injection).
-		if p.r.Buffered() > 0 {
+		if p.wire.r.Buffered() > 0 {
 			return fmt.Errorf("%w: %s: the server sent data after +OK to STLS, before the TLS handshake", ErrTLS, cfg.Addr)
 		}
 		if err := p.handshake(ctx); err != nil {
@@ -179,13 +218,8 @@ func (p *POP3) open(ctx context.Context) error {
 	return p.login()
 }
 
-func (p *POP3) setConn(c net.Conn) {
-	p.conn = c
-	p.r = bufio.NewReaderSize(c, pop3BufSize)
-	p.w = bufio.NewWriter(c)
-}
-
-// handshake starts TLS over the raw connection (keeping its deadlines).
+// handshake starts TLS over the raw connection (keeping its deadlines) and
+// puts it under the library's session.
 func (p *POP3) handshake(ctx context.Context) error {
 	host, _, _ := net.SplitHostPort(p.cfg.Addr)
 	tc := p.cfg.TLSConfig.Clone()
@@ -199,7 +233,8 @@ func (p *POP3) handshake(ctx context.Context) error {
 	if err := t.HandshakeContext(ctx); err != nil {
 		return p.dialErr("TLS handshake", err)
 	}
-	p.setConn(t)
+	p.conn = t
+	p.wire.setConn(t)
 	return nil
 }
 
@@ -226,17 +261,14 @@ func (p *POP3) dialErr(what string, err error) error {
 // capa sends CAPA and records the answer; on -ERR or an error p.caps is nil.
 func (p *POP3) capa() {
 	p.caps, p.pipelining = nil, false
-	ok, _, err := p.cmd("CAPA")
+	ok, _, lines, err := p.listing("CAPA")
 	if err != nil || !ok {
 		return
 	}
 	caps := map[string]string{}
-	if err := p.readList(func(line string) error {
+	for _, line := range lines {
 		tag, args, _ := strings.Cut(line, " ")
 		caps[strings.ToUpper(tag)] = args
-		return nil
-	}); err != nil {
-		return
 	}
 	p.caps = caps
 	_, p.pipelining = caps["PIPELINING"]
@@ -261,9 +293,9 @@ func (p *POP3) login() error {
 		resp := base64.StdEncoding.EncodeToString([]byte("\x00" + p.cfg.User + "\x00" + p.cfg.Password))
 		ok, text, err = p.cmd("AUTH PLAIN " + resp)
 	} else {
-		ok, text, err = p.cmd("USER " + p.cfg.User)
+		ok, text, err = p.call(func() error { return p.c.User(p.cfg.User) })
 		if err == nil && ok {
-			ok, text, err = p.cmd("PASS " + p.cfg.Password)
+			ok, text, err = p.call(func() error { return p.c.Pass(p.cfg.Password) })
 		}
 	}
 	if err != nil {
@@ -301,14 +333,11 @@ func (p *POP3) loginOAuth2() error {
 		line = "AUTH " + mech
 	}
 	fail := func(err error) error { return p.dialErr("login", err) } // I/O errors: no server text in them
-	if err := p.send(line); err != nil {
-		return fail(err)
-	}
-	if err := p.w.Flush(); err != nil {
+	if err := p.c.Send(line); err != nil {
 		return fail(err)
 	}
 	for challenges := 0; ; {
-		resp, err := p.readLine()
+		resp, err := p.wire.readLine() // "+ " lines: the library's ReadOne refuses them
 		if err != nil {
 			return fail(err)
 		}
@@ -341,10 +370,7 @@ func (p *POP3) loginOAuth2() error {
 				cl.Next(b)
 				answer = saslLine(cl.abortResponse())
 			}
-			if err := p.send(answer); err != nil {
-				return fail(err)
-			}
-			if err := p.w.Flush(); err != nil {
+			if err := p.c.Send(answer); err != nil {
 				return fail(err)
 			}
 		default:
@@ -382,75 +408,40 @@ func hasCode(text string, codes ...string) bool {
 
 var errPOP3Protocol = errors.New("unexpected response")
 
-// send buffers one command line; flush sends what is buffered.
-func (p *POP3) send(line string) error {
-	_, err := p.w.WriteString(line + "\r\n")
-	return err
+// call runs a library call that reads one status line, and classifies that
+// line (pop3Wire.reply).
+func (p *POP3) call(f func() error) (ok bool, text string, err error) {
+	p.wire.mark()
+	return p.wire.reply(f())
 }
 
-// cmd sends one command and reads its status line.
+// cmd sends one command through the library and reads its status line.
 func (p *POP3) cmd(line string) (ok bool, text string, err error) {
-	if err := p.send(line); err != nil {
-		return false, "", err
-	}
-	if err := p.w.Flush(); err != nil {
-		return false, "", err
-	}
-	return p.readStatus()
+	return p.call(func() error { _, err := p.c.Cmd(line, false); return err })
 }
 
-// readLine reads one line without its line ending. Lines longer than the
-// read buffer are refused (status and listing lines are short).
-func (p *POP3) readLine() (string, error) {
-	b, err := p.r.ReadSlice('\n')
-	if errors.Is(err, bufio.ErrBufferFull) {
-		return "", fmt.Errorf("%w: a response line longer than %d bytes", errPOP3Protocol, pop3BufSize)
-	}
-	if err != nil {
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
-		}
-		return "", err
-	}
-	b = bytes.TrimSuffix(bytes.TrimSuffix(b, []byte("\n")), []byte("\r"))
-	return string(b), nil
+// status reads the status line of a command sent earlier (pipelined).
+func (p *POP3) status() (ok bool, text string, err error) {
+	return p.call(func() error { _, err := p.c.ReadOne(); return err })
 }
 
-// readStatus reads a "+OK text" or "-ERR text" line.
-func (p *POP3) readStatus() (ok bool, text string, err error) {
-	line, err := p.readLine()
-	if err != nil {
-		return false, "", err
+// listing sends a command with a multi-line answer through the library and
+// returns the lines of the answer, leading dots unstuffed (when ok; else
+// text is the -ERR text). The lines are parsed by the caller, never by the
+// library.
+func (p *POP3) listing(cmd string) (ok bool, text string, lines []string, err error) {
+	var buf *bytes.Buffer
+	ok, text, err = p.call(func() (err error) { buf, err = p.c.Cmd(cmd, true); return err })
+	if err != nil || !ok {
+		return ok, text, nil, err
 	}
-	switch {
-	case strings.HasPrefix(line, "+OK"):
-		return true, strings.TrimSpace(line[3:]), nil
-	case strings.HasPrefix(line, "-ERR"):
-		return false, strings.TrimSpace(line[4:]), nil
+	// The library joins the lines with CRLF after each; they hold no LF.
+	lines = strings.Split(buf.String(), "\r\n")
+	lines = lines[:len(lines)-1]
+	for i, l := range lines {
+		lines[i] = strings.TrimPrefix(l, ".")
 	}
-	if len(line) > 80 {
-		line = line[:80] + "..."
-	}
-	return false, "", fmt.Errorf("%w: %q", errPOP3Protocol, line)
-}
-
-// readList reads the lines of a multi-line response (after its +OK) up to
-// the terminating ".", unstuffing leading dots.
-func (p *POP3) readList(fn func(line string) error) error {
-	var ferr error
-	for {
-		line, err := p.readLine()
-		if err != nil {
-			return err
-		}
-		if line == "." {
-			return ferr
-		}
-		line = strings.TrimPrefix(line, ".")
-		if ferr == nil {
-			ferr = fn(line)
-		}
-	}
+	return true, text, lines, nil
 }
 
 // fail marks the connection unusable and closes it: after an I/O or protocol
@@ -512,7 +503,7 @@ func (p *POP3) Folders(ctx context.Context) ([]formats.Folder, error) {
 	return []formats.Folder{{Path: []string{"INBOX"}, Name: "INBOX", Validity: 1, Messages: uint32(n)}}, nil
 }
 
-// List runs UIDL and LIST (pipelined where the server allows) and returns
+// List runs UIDL and LIST (one after the other) and returns
 // the messages in message-number order (the maildrop's order; UIDLs are
 // opaque strings with no order of their own), with ID = UIDL, Size = -1,
 // no flags and a zero date.
@@ -550,82 +541,57 @@ func sortByNum(msgs []formats.Message, nums map[string]int) {
 	slices.SortFunc(msgs, func(a, b formats.Message) int { return nums[a.ID] - nums[b.ID] })
 }
 
-// uidl fills p.nums (and p.sizes when withSizes) for this session.
+// uidl fills p.nums (and p.sizes when withSizes) for this session. The
+// listings are read by the library and parsed here: a short or malformed
+// line is a protocol error.
 func (p *POP3) uidl(ctx context.Context, withSizes bool) error {
-	if err := p.send("UIDL"); err != nil {
-		return p.fail(ctx, "UIDL", err)
-	}
-	if withSizes && p.pipelining {
-		if err := p.send("LIST"); err != nil {
-			return p.fail(ctx, "LIST", err)
-		}
-	}
-	if err := p.w.Flush(); err != nil {
-		return p.fail(ctx, "UIDL", err)
-	}
-	nums := map[string]int{}
-	var dup error
-	ok, text, err := p.readStatus()
+	ok, text, lines, err := p.listing("UIDL")
 	if err != nil {
 		return p.fail(ctx, "UIDL", err)
 	}
-	if ok {
-		err = p.readList(func(line string) error {
-			f := strings.Fields(line)
-			n, err := 0, errPOP3Protocol
-			if len(f) == 2 {
-				n, err = strconv.Atoi(f[0])
-			}
-			if err != nil || n <= 0 {
-				return fmt.Errorf("%w: UIDL line %q", errPOP3Protocol, line)
-			}
-			if prev, ok := nums[f[1]]; ok && dup == nil {
-				dup = fmt.Errorf("pop3: %s: messages %d and %d have the same UIDL %q; cannot tell them apart", p.cfg, prev, n, f[1])
-			}
-			nums[f[1]] = n
-			return nil
-		})
-		if err != nil {
-			return p.fail(ctx, "UIDL", err)
+	if !ok {
+		return fmt.Errorf("pop3: %s: UIDL refused: %s (without UIDL, messages cannot be identified across sessions)", p.cfg, text)
+	}
+	nums := map[string]int{}
+	var dup error
+	for _, line := range lines {
+		f := strings.Fields(line)
+		n, err := 0, errPOP3Protocol
+		if len(f) == 2 {
+			n, err = strconv.Atoi(f[0])
 		}
+		if err != nil || n <= 0 {
+			return p.fail(ctx, "UIDL", fmt.Errorf("%w: UIDL line %q", errPOP3Protocol, printable(line, 80)))
+		}
+		if prev, ok := nums[f[1]]; ok && dup == nil {
+			dup = fmt.Errorf("pop3: %s: messages %d and %d have the same UIDL %q; cannot tell them apart", p.cfg, prev, n, f[1])
+		}
+		nums[f[1]] = n
 	}
 	var sizes map[int]int64
 	if withSizes {
-		if !p.pipelining {
-			if err := p.send("LIST"); err != nil {
-				return p.fail(ctx, "LIST", err)
-			}
-			if err := p.w.Flush(); err != nil {
-				return p.fail(ctx, "LIST", err)
-			}
-		}
-		lok, ltext, err := p.readStatus()
+		ok, text, lines, err := p.listing("LIST")
 		if err != nil {
 			return p.fail(ctx, "LIST", err)
 		}
-		sizes = map[int]int64{}
-		if lok {
-			err = p.readList(func(line string) error {
-				f := strings.Fields(line)
-				if len(f) >= 2 {
-					n, err1 := strconv.Atoi(f[0])
-					s, err2 := strconv.ParseInt(f[1], 10, 64)
-					if err1 == nil && err2 == nil {
-						sizes[n] = s
-						return nil
-					}
-				}
-				return fmt.Errorf("%w: LIST line %q", errPOP3Protocol, line)
-			})
-			if err != nil {
-				return p.fail(ctx, "LIST", err)
-			}
-		} else if ok {
-			return fmt.Errorf("pop3: %s: LIST refused: %s", p.cfg, ltext)
+		if !ok {
+			return fmt.Errorf("pop3: %s: LIST refused: %s", p.cfg, text)
 		}
-	}
-	if !ok {
-		return fmt.Errorf("pop3: %s: UIDL refused: %s (without UIDL, messages cannot be identified across sessions)", p.cfg, text)
+		sizes = map[int]int64{}
+		for _, line := range lines {
+			f := strings.Fields(line)
+			var err1, err2 error = errPOP3Protocol, nil
+			var n int
+			var s int64
+			if len(f) >= 2 {
+				n, err1 = strconv.Atoi(f[0])
+				s, err2 = strconv.ParseInt(f[1], 10, 64)
+			}
+			if err1 != nil || err2 != nil {
+				return p.fail(ctx, "LIST", fmt.Errorf("%w: LIST line %q", errPOP3Protocol, printable(line, 80)))
+			}
+			sizes[n] = s
+		}
 	}
 	if dup != nil {
 		return dup
@@ -749,20 +715,8 @@ func (p *POP3) each(ctx context.Context, folder formats.Folder, msgs []formats.M
 			return err
 		}
 	}
-	type job struct {
-		m formats.Message
-		n int
-	}
-	jobs := make([]job, 0, len(msgs))
-	for _, m := range msgs {
-		if n, ok := p.nums[m.ID]; ok && !p.deleted[n] {
-			jobs = append(jobs, job{m, n})
-		}
-	}
-	window := 1
-	if p.pipelining {
-		window = pop3Window
-	}
+	jobs := p.jobs(msgs)
+	window := p.window()
 	cmdName, _, _ := strings.Cut(verb, " ")
 	var (
 		sent     int
@@ -774,8 +728,9 @@ func (p *POP3) each(ctx context.Context, folder formats.Folder, msgs []formats.M
 			inflight -= p.sizes[jobs[i].n] // sent ahead, now the current one
 		}
 		if ferr == nil {
+			p.wire.cork() // the window goes out in one write
 			for sent < len(jobs) && (sent == i || (sent-i < window && inflight+p.sizes[jobs[sent].n] <= pop3WindowBytes)) {
-				if err := p.send(fmt.Sprintf(verb, jobs[sent].n)); err != nil {
+				if err := p.c.Send(fmt.Sprintf(verb, jobs[sent].n)); err != nil {
 					return p.fail(ctx, cmdName, err)
 				}
 				if sent > i {
@@ -783,13 +738,13 @@ func (p *POP3) each(ctx context.Context, folder formats.Folder, msgs []formats.M
 				}
 				sent++
 			}
-			if err := p.w.Flush(); err != nil {
+			if err := p.wire.uncork(); err != nil {
 				return p.fail(ctx, cmdName, err)
 			}
 		}
 		j := jobs[i]
 		what := fmt.Sprintf("%s %d (UIDL %s)", cmdName, j.n, j.m.ID)
-		ok, text, err := p.readStatus()
+		ok, text, err := p.status()
 		if err != nil {
 			return p.fail(ctx, what, err)
 		}
@@ -799,7 +754,7 @@ func (p *POP3) each(ctx context.Context, folder formats.Folder, msgs []formats.M
 			}
 			continue // gone from the maildrop: not passed to fn
 		}
-		body := &dotReader{r: p.r}
+		body := &dotReader{r: p.wire.r} // the library's buffer is empty: see pop3Wire
 		if ferr == nil {
 			err := fn(j.m, body)
 			if body.err != nil {
@@ -816,6 +771,32 @@ func (p *POP3) each(ctx context.Context, folder formats.Folder, msgs []formats.M
 		return ctx.Err()
 	}
 	return ferr
+}
+
+// pop3Job is one message of a command, with its number in this session.
+type pop3Job struct {
+	m formats.Message
+	n int
+}
+
+// jobs returns msgs that the server listed in this session and that were
+// not deleted in it, with their numbers.
+func (p *POP3) jobs(msgs []formats.Message) []pop3Job {
+	jobs := make([]pop3Job, 0, len(msgs))
+	for _, m := range msgs {
+		if n, ok := p.nums[m.ID]; ok && !p.deleted[n] {
+			jobs = append(jobs, pop3Job{m, n})
+		}
+	}
+	return jobs
+}
+
+// window is how many commands may be in flight.
+func (p *POP3) window() int {
+	if p.pipelining {
+		return pop3Window
+	}
+	return 1
 }
 
 // Delete marks msgs with DELE (by this session's UIDL -> number map; a UIDL
@@ -848,23 +829,21 @@ func (p *POP3) Delete(ctx context.Context, folder formats.Folder, msgs []formats
 			nums = append(nums, n)
 		}
 	}
-	window := 1
-	if p.pipelining {
-		window = pop3Window
-	}
+	window := p.window()
 	var refused error
 	for start := 0; start < len(nums); start += window {
 		batch := nums[start:min(start+window, len(nums))]
+		p.wire.cork()
 		for _, n := range batch {
-			if err := p.send("DELE " + strconv.Itoa(n)); err != nil {
+			if err := p.c.Send("DELE " + strconv.Itoa(n)); err != nil {
 				return p.fail(ctx, "DELE", err)
 			}
 		}
-		if err := p.w.Flush(); err != nil {
+		if err := p.wire.uncork(); err != nil {
 			return p.fail(ctx, "DELE", err)
 		}
 		for _, n := range batch {
-			ok, text, err := p.readStatus()
+			ok, text, err := p.status()
 			if err != nil {
 				return p.fail(ctx, "DELE", err)
 			}
@@ -877,7 +856,7 @@ func (p *POP3) Delete(ctx context.Context, folder formats.Folder, msgs []formats
 		}
 	}
 	if refused != nil {
-		ok, text, err := p.cmd("RSET")
+		ok, text, err := p.call(p.c.Rset)
 		if err != nil {
 			return errors.Join(refused, p.fail(ctx, "RSET", err))
 		}
@@ -926,120 +905,4 @@ func (p *POP3) Close() error {
 		return fmt.Errorf("pop3: %s: QUIT refused: %s (messages marked for deletion may remain)", p.cfg, text)
 	}
 	return nil
-}
-
-// deadlineConn renews the read (write) deadline before every Read (Write):
-// a transfer may take as long as it needs while data flows, and fails after
-// timeout of silence.
-type deadlineConn struct {
-	net.Conn
-	timeout time.Duration
-}
-
-func (c *deadlineConn) Read(p []byte) (int, error) {
-	c.Conn.SetReadDeadline(time.Now().Add(c.timeout))
-	return c.Conn.Read(p)
-}
-
-func (c *deadlineConn) Write(p []byte) (int, error) {
-	c.Conn.SetWriteDeadline(time.Now().Add(c.timeout))
-	return c.Conn.Write(p)
-}
-
-// dotReader streams the body of a multi-line POP3 response (RFC 1939 3):
-// at the start of a line, "." followed by CRLF (or a bare LF) ends the
-// response and is not part of it; any other leading "." is a stuffed one
-// and is removed. Every other byte, line endings included, is passed on as
-// it arrived, and lines may be of any length.
-//
-// It returns io.EOF only once the terminator has been read. If the
-// connection ends first, it returns io.ErrUnexpectedEOF (or the read error)
-// and keeps it in err, so the caller can tell a cut message from a whole
-// one whatever fn did with the error. POP3 servers always end the last line
-// with CRLF before the terminator, so a message ending without a line break
-// cannot be represented (the server adds one); what the server sends is what
-// the reader gives.
-type dotReader struct {
-	r    *bufio.Reader
-	mid  bool  // inside a line (not at its start)
-	done bool  // terminator read
-	err  error // the connection failed
-}
-
-func (d *dotReader) Read(p []byte) (int, error) {
-	if d.done {
-		return 0, io.EOF
-	}
-	if d.err != nil {
-		return 0, d.err
-	}
-	if d.r == nil {
-		return 0, errors.New("pop3: message reader used after its callback returned")
-	}
-	n := 0
-	for n < len(p) {
-		if !d.mid {
-			if n > 0 && d.r.Buffered() < 3 {
-				return n, nil // return what we have rather than wait
-			}
-			b, err := d.r.Peek(1)
-			if err != nil {
-				return n, d.fail(err)
-			}
-			if b[0] == '.' {
-				b, err = d.r.Peek(2)
-				if err != nil {
-					return n, d.fail(err)
-				}
-				if b[1] == '\n' {
-					d.r.Discard(2)
-					return d.end(n)
-				}
-				if b[1] == '\r' {
-					b, err = d.r.Peek(3)
-					if err != nil {
-						return n, d.fail(err)
-					}
-					if b[2] == '\n' {
-						d.r.Discard(3)
-						return d.end(n)
-					}
-				}
-				d.r.Discard(1) // a stuffed dot
-			}
-			d.mid = true
-		}
-		if d.r.Buffered() == 0 {
-			if n > 0 {
-				return n, nil
-			}
-			if _, err := d.r.Peek(1); err != nil {
-				return n, d.fail(err)
-			}
-		}
-		chunk, _ := d.r.Peek(min(d.r.Buffered(), len(p)-n))
-		if i := bytes.IndexByte(chunk, '\n'); i >= 0 {
-			chunk = chunk[:i+1]
-			d.mid = false
-		}
-		n += copy(p[n:], chunk)
-		d.r.Discard(len(chunk))
-	}
-	return n, nil
-}
-
-func (d *dotReader) end(n int) (int, error) {
-	d.done = true
-	if n > 0 {
-		return n, nil
-	}
-	return 0, io.EOF
-}
-
-func (d *dotReader) fail(err error) error {
-	if err == io.EOF {
-		err = io.ErrUnexpectedEOF
-	}
-	d.err = fmt.Errorf("message cut short: %w", err)
-	return d.err
 }

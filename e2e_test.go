@@ -21,25 +21,21 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailferry/mailferry/formats/corpus"
 	"github.com/mailferry/mailferry/migrate"
 	"github.com/mailferry/mailferry/migrate/dovecottest"
 	"github.com/mailferry/mailferry/migrate/memserver"
 )
 
-// corpusDir finds ../shared/corpus/NAME (or $MAILFERRY_SHARED/corpus/NAME).
+// corpusDir finds the shared corpus's NAME directory ("" when absent).
 func corpusDir(t testing.TB, name string) string {
 	t.Helper()
-	roots := []string{os.Getenv("MAILFERRY_SHARED"), "../shared", "/work/shared"}
-	for _, r := range roots {
-		if r == "" {
-			continue
-		}
-		d := filepath.Join(r, "corpus", name)
-		if st, err := os.Stat(d); err == nil && st.IsDir() {
-			return d
-		}
+	dir, err := corpus.Dir(name)
+	if err != nil {
+		t.Log(err)
+		return ""
 	}
-	return ""
+	return dir
 }
 
 // testMessages is the corpus spread over nested folders with flags and
@@ -62,7 +58,7 @@ func testMessages(t testing.TB, limit int) []dovecottest.SeedMessage {
 			bodies = append(bodies, b)
 		}
 	} else {
-		t.Log("../shared/corpus/dev is absent: using generated messages instead of the real corpus")
+		t.Log("the shared corpus is absent: using generated messages instead of the real corpus")
 		for _, m := range memserver.DemoMessages(7, 300) {
 			bodies = append(bodies, m.Body)
 		}

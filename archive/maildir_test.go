@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"github.com/mailferry/mailferry/formats/corpus"
 	"io"
 	"io/fs"
 	"math/rand/v2"
@@ -439,10 +440,9 @@ func TestMaildirHostileFolderNames(t *testing.T) {
 
 // Every corpus message survives the Maildir store byte for byte.
 func TestMaildirCorpusRoundTrip(t *testing.T) {
-	const corpus = "/work/shared/corpus/dev"
-	files, _ := filepath.Glob(filepath.Join(corpus, "*.eml"))
+	files, _ := filepath.Glob(filepath.Join(corpus.Require(t, "dev"), "*.eml"))
 	if len(files) == 0 {
-		t.Skipf("no corpus at %s: skipping the corpus round trip", corpus)
+		t.Skip("skipping: the shared corpus's dev directory holds no .eml")
 	}
 	ctx := context.Background()
 	st, err := OpenMaildir(t.TempDir(), MaildirOptions{Create: true})

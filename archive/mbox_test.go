@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"github.com/mailferry/mailferry/formats/corpus"
 	"io"
 	"io/fs"
 	"math/rand/v2"
@@ -618,16 +619,10 @@ func TestMboxLockContention(t *testing.T) {
 	}
 }
 
-// corpusDir holds the shared test corpus (see its PROVENANCE.md).
-const corpusDir = "/work/shared/corpus"
-
 // Real mbox files read through the store: counts as PROVENANCE.md gives
 // them, and a warning naming a message for the files it calls ambiguous.
 func TestMboxCorpusFiles(t *testing.T) {
-	dir := filepath.Join(corpusDir, "mbox-dev")
-	if _, err := os.Stat(dir); err != nil {
-		t.Skipf("corpus not available (%v): skipping the real mbox files", err)
-	}
+	dir := corpus.Require(t, "mbox-dev")
 	ctx := context.Background()
 	files := []struct {
 		name      string
@@ -689,9 +684,9 @@ func TestMboxCorpusFiles(t *testing.T) {
 
 // Every corpus .eml goes through the store byte for byte.
 func TestMboxCorpusRoundTrip(t *testing.T) {
-	emls, _ := filepath.Glob(filepath.Join(corpusDir, "dev", "*.eml"))
+	emls, _ := filepath.Glob(filepath.Join(corpus.Require(t, "dev"), "*.eml"))
 	if len(emls) == 0 {
-		t.Skipf("corpus not available (no %s/dev/*.eml): skipping the corpus round trip", corpusDir)
+		t.Skip("skipping: the shared corpus's dev directory holds no .eml")
 	}
 	ctx := context.Background()
 	root := t.TempDir()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/mailferry/mailferry/formats/corpus"
 	"io"
 	"os"
 	"path/filepath"
@@ -331,8 +332,8 @@ func TestParseFromLine(t *testing.T) {
 	}
 }
 
-// corpusMboxDir holds real mbox files (see /work/shared/corpus/PROVENANCE.md).
-const corpusMboxDir = "/work/shared/corpus/mbox-dev"
+// The real mbox files of the shared corpus are in its mbox-dev directory
+// (see the corpus's PROVENANCE.md).
 
 // corpusMbox lists, for each real mbox file, the message count
 // PROVENANCE.md gives and whether it calls the file ambiguous (NOT split):
@@ -357,9 +358,7 @@ var corpusMbox = []struct {
 }
 
 func TestMboxReaderCorpus(t *testing.T) {
-	if _, err := os.Stat(corpusMboxDir); err != nil {
-		t.Skipf("corpus not available (%v): skipping the real-file checks", err)
-	}
+	corpusMboxDir := corpus.Require(t, "mbox-dev")
 	for _, c := range corpusMbox {
 		t.Run(c.name, func(t *testing.T) {
 			raw, err := os.ReadFile(filepath.Join(corpusMboxDir, c.name))

@@ -2,6 +2,7 @@ package migrate_test
 
 import (
 	"context"
+	"github.com/mailferry/mailferry/formats/corpus"
 	"io"
 	"os"
 	"path/filepath"
@@ -13,13 +14,14 @@ import (
 	"github.com/mailferry/mailferry/migrate/dovecottest"
 )
 
-func corpus(t *testing.T) [][]byte {
+func corpusBodies(t *testing.T) [][]byte {
 	t.Helper()
-	for _, root := range []string{os.Getenv("MAILFERRY_SHARED"), "../../shared", "/work/shared"} {
-		if root == "" {
+	for _, name := range []string{"dev"} {
+		dir, err := corpus.Dir(name)
+		if err != nil {
+			t.Log(err)
 			continue
 		}
-		dir := filepath.Join(root, "corpus", "dev")
 		entries, err := os.ReadDir(dir)
 		if err != nil {
 			continue
@@ -41,7 +43,7 @@ func corpus(t *testing.T) [][]byte {
 // the key computed from BODY.PEEK[HEADER] when a destination is re-indexed;
 // otherwise a lost state would copy messages again.
 func TestKeyFromStreamEqualsKeyFromHeaderFetch(t *testing.T) {
-	bodies := corpus(t)
+	bodies := corpusBodies(t)
 	if bodies == nil {
 		t.Skip("../shared/corpus/dev is absent: this test needs the real corpus")
 	}

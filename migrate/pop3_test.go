@@ -20,6 +20,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/mailferry/mailferry/formats/corpus"
 	"io"
 	"math/big"
 	"math/rand"
@@ -745,11 +746,12 @@ func TestPOP3Throughput(t *testing.T) {
 // pop3Corpus returns the dev corpus (name -> bytes) or nil.
 func pop3Corpus(t *testing.T) ([]string, [][]byte) {
 	t.Helper()
-	for _, root := range []string{os.Getenv("MAILFERRY_SHARED"), "../../shared", "/work/shared"} {
-		if root == "" {
+	for _, name := range []string{"dev"} {
+		dir, err := corpus.Dir(name)
+		if err != nil {
+			t.Log(err)
 			continue
 		}
-		dir := filepath.Join(root, "corpus", "dev")
 		entries, err := os.ReadDir(dir)
 		if err != nil {
 			continue

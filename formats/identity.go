@@ -6,10 +6,6 @@ import (
 	"encoding/hex"
 )
 
-// KeyVersion names the normal form of IdentityKey: state files made with
-// another are re-indexed.
-const KeyVersion = 1
-
 // Key is a message's identity: two messages with the same Key are the same
 // message for deduplication.
 //
@@ -76,9 +72,10 @@ func ParseKey(s string) (Key, bool) {
 	return k, true
 }
 
-// KeyVersion is the version of the normal form behind Key. It changes
-// whenever IdentityKey would give another key for some message; keys stored
-// under another version (state files, manifests) are not comparable.
+// KeyVersion names the normal form of IdentityKey: state files made with
+// another are re-indexed. It changes whenever IdentityKey would give another
+// key for some message; keys stored under another version (state files,
+// archive manifests) are not comparable.
 const KeyVersion = 2
 
 // MaxHeaderBytes bounds how much of a message is kept to find its header

@@ -565,14 +565,27 @@ func (m *IMAP) Fetch(ctx context.Context, folder formats.Folder, msgs []formats.
 		// A literal of another size than RFC822.SIZE was decoded after
 		// all: it is skipped, and that message goes as BODY[] below.
 		bin := fetchItem{binary: true, accept: func(msg formats.Message, size int64) bool { return size == msg.Size }}
-		if err := m.fetchSections(ctx, folder, raw, bin, deliver); err != nil {
-			// A tagged NO (Dovecot: NO [UNKNOWN-CTE], NO [PARSE]) ends the
-			// BINARY FETCH but not the session: what it did not send goes
-			// as BODY[]. A lost connection or fn's own error ends Fetch.
+		// A tagged NO (Dovecot: NO [UNKNOWN-CTE] for a message with a
+		// second, unknown encoding field) ends the BINARY FETCH but not the
+		// session: the messages it did not send are asked for one by one,
+		// and the one refused goes as BODY[]. A lost connection or fn's own
+		// error ends Fetch.
+		refused := func(err error) bool {
 			var ie *imap.Error
 			var re *RetryableError
-			if fnErr != nil || !errors.As(err, &ie) || errors.As(err, &re) {
+			return fnErr == nil && errors.As(err, &ie) && !errors.As(err, &re)
+		}
+		if err := m.fetchSections(ctx, folder, raw, bin, deliver); err != nil {
+			if !refused(err) {
 				return err
+			}
+			for _, msg := range raw {
+				if delivered[msg.UID] {
+					continue
+				}
+				if err := m.fetchSections(ctx, folder, []formats.Message{msg}, bin, deliver); err != nil && !refused(err) {
+					return err
+				}
 			}
 		}
 		for _, msg := range raw {

@@ -14,6 +14,7 @@ require (
 )
 
 require (
+	github.com/emersion/go-mbox v1.0.3 // indirect
 	github.com/emersion/go-message v0.18.2 // indirect
 	github.com/inconshreveable/mousetrap v1.1.0 // indirect
 	github.com/mitchellh/colorstring v0.0.0-20190213212951-d06e56a500db // indirect

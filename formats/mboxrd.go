@@ -244,7 +244,8 @@ func validStatusLines(b []byte) bool {
 // (an io.OffsetWriter places it in a file) and returns the bytes written:
 //
 //	From SENDER DATE mailferry:h=H,t=T LF
-//	STATUS (H bytes: status lines, see MboxStatusLines; may be nil)
+//	STATUS (H bytes: status lines, see MboxStatusLines; may be nil, and
+//	        left out for a message whose first line starts with a blank)
 //	BODY, with ">" put in front of every line that matches ^>*From
 //	the line ending the body lacked (T bytes: none, LF, or CRLF)
 //	LF (the blank line every mbox reader expects before a From_ line)
@@ -259,6 +260,11 @@ func WriteMboxMessage(w io.WriterAt, from string, date time.Time, status []byte,
 	sw := &seqWriter{w: w}
 	bw := bufio.NewWriterSize(sw, mboxBufSize)
 	br := bufio.NewReaderSize(body, mboxBufSize)
+	if first, _ := br.Peek(1); len(first) == 1 && (first[0] == ' ' || first[0] == '\t') {
+		// The message starts with a continuation line: other readers
+		// would take it as part of the last status line. No status lines.
+		status = nil
+	}
 
 	head := "From " + MboxSender(from) + " " + mboxDate(date) + " " + MboxAddedToken + "h=" + strconv.Itoa(len(status)) + ",t="
 	tPos := int64(len(head))

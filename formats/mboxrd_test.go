@@ -625,6 +625,15 @@ func TestMboxStatusLinesRoundTrip(t *testing.T) {
 			t.Errorf("message %d: Added %d", i, e.Added)
 		}
 	}
+	// A message starting with a continuation line gets no status lines
+	// (another reader would join it to the last one).
+	buf = buf[:0]
+	if _, err := WriteMboxMessage(&buf, "", date, st, strings.NewReader(" folded\nSubject: x\n\nb\n")); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(buf, []byte("mailferry:h=0,t=0\n folded\n")) {
+		t.Errorf("status lines before a continuation line: %q", buf)
+	}
 	if _, err := WriteMboxMessage(&buf, "", date, []byte("Subject: no\n"), strings.NewReader("x")); err == nil {
 		t.Errorf("status lines other than Status/X-Status/X-Keywords accepted")
 	}

@@ -297,3 +297,75 @@ func ioStatus(flags []string, src []byte) []byte {
 	}
 	return formats.MboxStatusLines(flags)
 }
+
+// Issue 12 item 6: after Dovecot opened a copy of the mbox archive (it adds
+// X-IMAPbase to the first message and X-UID to every one), verify says the
+// file was changed by a mail program, not "file does not exist".
+func TestVerifyMboxRewrittenByDovecot(t *testing.T) {
+	dir := t.TempDir()
+	st, err := OpenMbox(dir, MboxOptions{Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := NewWriter(dir, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	f, err := w.Ensure(ctx, []string{"INBOX"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		b := []byte("Subject: m" + string(rune('0'+i)) + "\n\nbody\n")
+		if _, err := w.Store(ctx, f, formats.Message{ID: "x", Size: int64(len(b)), Flags: []string{formats.FlagSeen}}, int64(len(b)), bytes.NewReader(b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	st.Close()
+	p := filepath.Join(dir, "INBOX.mbox")
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What Dovecot does to the headers (it also rewrites the length record
+	// nobody else knows about: the .len no longer matches).
+	lines := strings.SplitAfter(string(data), "\n")
+	var out strings.Builder
+	uid := 0
+	for _, l := range lines {
+		out.WriteString(l)
+		if strings.HasPrefix(l, "From ") {
+			uid++
+			if uid == 1 {
+				out.WriteString("X-IMAPbase: 1700000000 0000000004\n")
+			}
+			out.WriteString("X-UID: " + string(rune('0'+uid)) + "\n")
+		}
+	}
+	if err := os.WriteFile(p, []byte(out.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rep := vfVerify(t, dir, VerifyOptions{})
+	if rep.OK() {
+		t.Fatal("verify passed an archive Dovecot rewrote")
+	}
+	for _, pr := range rep.Problems {
+		if strings.Contains(pr.Detail, "does not exist") {
+			t.Errorf("misleading problem: %v", pr)
+		}
+	}
+	found := false
+	for _, pr := range rep.Problems {
+		if pr.Kind == ProblemAltered && strings.Contains(pr.Detail, "X-IMAPbase") {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no problem says a mail program rewrote the file: %v", rep.Problems)
+	}
+}

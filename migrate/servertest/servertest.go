@@ -36,11 +36,18 @@
 //     /usr/lib/courier-authlib), so the daemons (authdaemond with
 //     authmodulelist="authuserdb", couriertcpd for IMAP and for POP3) run in
 //     a private mount namespace (unshare -m) where the instance's own
-//     directories are bind-mounted there.
+//     directories are bind-mounted there. A message whose last line has no
+//     CRLF is served with one added.
 //   - GNU mailutils imap4d (StartMailutils): mbox files, separator '/',
 //     NAMESPACE (("" "/")), no UIDPLUS, no MULTIAPPEND; users come from a
 //     virtdomain passwd file, so a login name is user@domain
-//     ("alice@example.test"). No POP3 listener.
+//     ("alice@example.test"). No POP3 listener. mailutils keeps its IMAP
+//     state in headers it adds to every stored message and serves in BODY[]
+//     (StripMailutilsHeaders): X-IMAPbase on a folder's first message,
+//     X-UID on each, Status on each with a flag; a message without a final
+//     CRLF gets one. A folder holding messages is an mbox file, so it
+//     cannot get subfolders (CREATE "Work/Sub" then answers NO Cannot
+//     create mailbox). PERMANENTFLAGS has no \*: keywords are refused.
 package servertest
 
 import (

@@ -422,7 +422,7 @@ func (m *IMAP) Folders(ctx context.Context) ([]formats.Folder, error) {
 			if f.NoSelect {
 				continue
 			}
-			sd, err := m.c.Status(f.Name, &imap.StatusOptions{NumMessages: true, UIDNext: true, UIDValidity: true}).Wait()
+			sd, err := m.startStatus(f.Name).Wait()
 			if err != nil {
 				return nil, m.wrap("status "+f.Name, err)
 			}
@@ -706,7 +706,7 @@ func (m *IMAP) Ensure(ctx context.Context, path []string) (formats.Folder, error
 		create = m.c.Create(name, nil)
 		subscribe = m.c.Subscribe(name) // best effort: clients show subscribed folders
 	}
-	status := m.c.Status(name, &imap.StatusOptions{NumMessages: true, UIDNext: true, UIDValidity: true})
+	status := m.startStatus(name) // imapquirks.go
 	if create != nil {
 		err := create.Wait()
 		var ie *imap.Error

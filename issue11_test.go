@@ -1,0 +1,52 @@
+package main
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mailferry/mailferry/migrate/dovecottest"
+	"github.com/mailferry/mailferry/migrate/servertest"
+)
+
+func simpleMessage(i int, subject string) []byte {
+	return []byte("From: s@example.com\r\nTo: alice@example.com\r\nSubject: " + subject +
+		"\r\nMessage-ID: <i11-" + strings.Repeat("x", i) + "@example.com>\r\n\r\nbody\r\n")
+}
+
+// Issue 11 item 2: mailutils answers STATUS with the mailbox name unquoted
+// (`* STATUS My Folder (MESSAGES 1)`); a folder with a space must not
+// abort the run, in either direction.
+func TestMailutilsFolderWithSpace(t *testing.T) {
+	mu := servertest.StartMailutils(t, servertest.Options{})
+	dc := dovecottest.Start(t, dovecottest.Options{Separator: '/'})
+	date := time.Date(2023, 4, 5, 6, 7, 8, 0, time.UTC)
+	dc.Seed(t, "alice", []dovecottest.SeedMessage{
+		{Folder: "My Folder", Body: simpleMessage(1, "one"), Flags: []string{`\Seen`}, Date: date},
+		{Folder: "INBOX", Body: simpleMessage(2, "two"), Date: date},
+	})
+	state := t.TempDir()
+	code, out, errOut, report := migrateBetween(t, dovecotURL(dc), serverURL(mu), dc.Users["alice"], mu.Users[mu.User], state)
+	if code != 0 {
+		t.Fatalf("dovecot -> mailutils: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if r := readReport(t, report); r.Totals.Copied != 2 {
+		t.Errorf("dovecot -> mailutils copied %d, want 2", r.Totals.Copied)
+	}
+	if got := len(mu.Bodies(t, mu.User, "My Folder")); got != 1 {
+		t.Errorf("mailutils \"My Folder\" holds %d messages, want 1", got)
+	}
+	// And back, from mailutils, into another Dovecot.
+	back := dovecottest.Start(t, dovecottest.Options{Separator: '/'})
+	code, out, errOut, report = migrateBetween(t, serverURL(mu), dovecotURL(back), mu.Users[mu.User], back.Users["alice"], filepath.Join(state, "2"))
+	if code != 0 {
+		t.Fatalf("mailutils -> dovecot: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if r := readReport(t, report); r.Totals.Copied != 2 {
+		t.Errorf("mailutils -> dovecot copied %d, want 2", r.Totals.Copied)
+	}
+	if got := len(back.Snapshot(t, "alice")["My Folder"]); got != 1 {
+		t.Errorf("dovecot \"My Folder\" holds %d messages, want 1", got)
+	}
+}

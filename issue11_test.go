@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -48,5 +49,55 @@ func TestMailutilsFolderWithSpace(t *testing.T) {
 	}
 	if got := len(back.Snapshot(t, "alice")["My Folder"]); got != 1 {
 		t.Errorf("dovecot \"My Folder\" holds %d messages, want 1", got)
+	}
+}
+
+// Issue 11 item 3: mailutils' PERMANENTFLAGS has no \* and it answers
+// `BAD APPEND Unrecognized flag` to a keyword. The message must still be
+// copied, byte for byte, with the flags the folder can keep, and the report
+// must say which were dropped.
+func TestMailutilsKeywordsDroppedNotFatal(t *testing.T) {
+	mu := servertest.StartMailutils(t, servertest.Options{})
+	dc := dovecottest.Start(t, dovecottest.Options{Separator: '/'})
+	date := time.Date(2023, 4, 5, 6, 7, 8, 0, time.UTC)
+	kw := simpleMessage(3, "keywords")
+	plain := simpleMessage(4, "plain")
+	dc.Seed(t, "alice", []dovecottest.SeedMessage{
+		{Folder: "Work", Body: kw, Flags: []string{`\Seen`, `$Forwarded`, `Project`}, Date: date},
+		{Folder: "Work", Body: plain, Flags: []string{`\Answered`}, Date: date.Add(time.Minute)},
+	})
+	code, out, errOut, report := migrateBetween(t, dovecotURL(dc), serverURL(mu), dc.Users["alice"], mu.Users[mu.User], t.TempDir())
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	r := readReport(t, report)
+	if r.Totals.Copied != 2 || r.Totals.Failed != 0 {
+		t.Errorf("copied %d, failed %d; want 2 and 0", r.Totals.Copied, r.Totals.Failed)
+	}
+	var note string
+	for _, f := range r.Folders {
+		if f.Source == "Work" {
+			note = f.Note
+		}
+	}
+	if !strings.Contains(note, "$Forwarded") || !strings.Contains(note, "Project") {
+		t.Errorf("report note for Work is %q; want it to name the dropped keywords $Forwarded and Project", note)
+	}
+	bodies := mu.Bodies(t, mu.User, "Work")
+	snap := mu.Snapshot(t, mu.User)["Work"]
+	if len(bodies) != 2 || len(snap) != 2 {
+		t.Fatalf("mailutils Work holds %d messages, want 2", len(bodies))
+	}
+	for i, want := range []struct {
+		body  []byte
+		flags string
+	}{{kw, `[\Seen]`}, {plain, `[\Answered]`}} {
+		b, _ := servertest.StripMailutilsHeaders(bodies[i])
+		if string(b) != string(want.body) {
+			t.Errorf("message %d: %q, want %q", i, b, want.body)
+		}
+		if got := fmt.Sprint(snap[i].Flags); got != want.flags {
+			t.Errorf("message %d flags %s, want %s", i, got, want.flags)
+		}
 	}
 }

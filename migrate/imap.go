@@ -87,6 +87,8 @@ type IMAP struct {
 	// ns is every namespace NAMESPACE announced (namespace.go): folders in
 	// other users' and shared ones are marked Folder.Shared.
 	ns []nsEntry
+
+	quirks flagQuirks // imapquirks.go
 }
 
 var (
@@ -771,7 +773,7 @@ func (m *IMAP) Store(ctx context.Context, folder formats.Folder, msg formats.Mes
 		}
 		stop := context.AfterFunc(ctx, func() { m.app.conn.Close() })
 		defer stop()
-		flags := formats.CleanFlags(msg.Flags)
+		flags := m.keepable(folder.Name, formats.CleanFlags(msg.Flags))
 		if size <= spoolMaxSize {
 			b, err := readBody(body, size)
 			if err != nil {
@@ -791,7 +793,7 @@ func (m *IMAP) Store(ctx context.Context, folder formats.Folder, msg formats.Mes
 	stop := context.AfterFunc(ctx, func() { m.c.Close() })
 	defer stop()
 	flags := make([]imap.Flag, 0, len(msg.Flags))
-	for _, f := range formats.CleanFlags(msg.Flags) {
+	for _, f := range m.keepable(folder.Name, formats.CleanFlags(msg.Flags)) {
 		flags = append(flags, imap.Flag(f))
 	}
 	cmd := m.c.Append(folder.Name, size, &imap.AppendOptions{Flags: flags, Time: msg.Date})

@@ -1,7 +1,9 @@
 package migrate
 
 import (
+	"sort"
 	"strings"
+	"sync"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
@@ -65,4 +67,111 @@ func isAtom(name string) bool {
 		}
 	}
 	return true
+}
+
+// flagQuirks is what an IMAP sink learned of its folders' PERMANENTFLAGS
+// and which flags it had to drop (per destination folder name).
+type flagQuirks struct {
+	mu      sync.Mutex
+	perm    map[string][]imap.Flag // nil slice: the folder keeps every flag
+	dropped map[string]map[string]bool
+}
+
+// systemFlags are the flags every server takes in APPEND without asking.
+var systemFlags = map[string]bool{`\seen`: true, `\answered`: true, `\flagged`: true, `\deleted`: true, `\draft`: true}
+
+// keepable returns flags without those the destination folder cannot keep
+// and records those it drops (DroppedFlags). Its PERMANENTFLAGS is read
+// with a SELECT the first time a message for the folder carries anything
+// but the system flags (so most runs never ask): GNU mailutils answers
+// PERMANENTFLAGS without \* and `BAD APPEND Unrecognized flag` to a
+// keyword, which aborted the run. A folder whose SELECT fails or does not
+// say PERMANENTFLAGS keeps everything, as before.
+func (m *IMAP) keepable(folder string, flags []string) []string {
+	unusual := false
+	for _, f := range flags {
+		if !systemFlags[strings.ToLower(f)] {
+			unusual = true
+			break
+		}
+	}
+	if !unusual {
+		return flags
+	}
+	q := &m.quirks
+	q.mu.Lock()
+	perm, known := q.perm[folder]
+	q.mu.Unlock()
+	if !known {
+		perm = m.permanentFlags(folder)
+		q.mu.Lock()
+		if q.perm == nil {
+			q.perm = map[string][]imap.Flag{}
+		}
+		q.perm[folder] = perm
+		q.mu.Unlock()
+	}
+	if perm == nil {
+		return flags
+	}
+	allowed := map[string]bool{}
+	for _, f := range perm {
+		if f == imap.FlagWildcard {
+			return flags
+		}
+		allowed[strings.ToLower(string(f))] = true
+	}
+	kept := make([]string, 0, len(flags))
+	for _, f := range flags {
+		if allowed[strings.ToLower(f)] {
+			kept = append(kept, f)
+			continue
+		}
+		q.mu.Lock()
+		if q.dropped == nil {
+			q.dropped = map[string]map[string]bool{}
+		}
+		if q.dropped[folder] == nil {
+			q.dropped[folder] = map[string]bool{}
+		}
+		q.dropped[folder][f] = true
+		q.mu.Unlock()
+	}
+	return kept
+}
+
+// permanentFlags SELECTs folder (read-write: EXAMINE answers an empty
+// PERMANENTFLAGS) and returns its PERMANENTFLAGS, nil when unknown.
+func (m *IMAP) permanentFlags(folder string) []imap.Flag {
+	m.selected, m.seqUID = "", nil
+	sd, err := m.c.Select(folder, nil).Wait()
+	if err == nil {
+		// Leave the read-write selection at once: mailutils, with a
+		// folder selected read-write, loses messages APPENDed by the same
+		// session when it later rewrites the mbox. UNSELECT, or where
+		// missing an EXAMINE (never CLOSE: it would expunge).
+		if m.caps.Has(imap.CapUnselect) {
+			err = m.c.Unselect().Wait()
+		} else {
+			_, err = m.c.Select(folder, &imap.SelectOptions{ReadOnly: true}).Wait()
+		}
+	}
+	m.selected = ""
+	if err != nil || sd.PermanentFlags == nil {
+		return nil
+	}
+	return append([]imap.Flag{}, sd.PermanentFlags...)
+}
+
+// DroppedFlags returns, sorted, the flags the destination folder could not
+// keep and that were left off the messages stored there (FlagDropper).
+func (m *IMAP) DroppedFlags(folder string) []string {
+	m.quirks.mu.Lock()
+	defer m.quirks.mu.Unlock()
+	var out []string
+	for f := range m.quirks.dropped[folder] {
+		out = append(out, f)
+	}
+	sort.Strings(out)
+	return out
 }

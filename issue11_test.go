@@ -101,3 +101,35 @@ func TestMailutilsKeywordsDroppedNotFatal(t *testing.T) {
 		}
 	}
 }
+
+// Issue 11 item 4: Cyrus answers `NO Over quota` and Courier `NO [ALERT]
+// You exceeded your mail quota.`, neither with [OVERQUOTA]. A full
+// destination must stop the run at once with one line and exit 1, not
+// send every remaining message to fail.
+func TestOverQuotaWithoutCodeStopsRun(t *testing.T) {
+	for _, kind := range []servertest.Kind{servertest.Cyrus, servertest.Courier} {
+		t.Run(string(kind), func(t *testing.T) {
+			dst := servertest.Start(t, kind, servertest.Options{QuotaKB: 8})
+			dc := dovecottest.Start(t, dovecottest.Options{Separator: '/'})
+			filler := strings.Repeat("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\r\n", 32) // 2 KiB
+			var msgs []dovecottest.SeedMessage
+			for i := 1; i <= 12; i++ {
+				b := append(simpleMessage(i, fmt.Sprintf("quota %d", i)), filler...)
+				msgs = append(msgs, dovecottest.SeedMessage{Body: b, Date: time.Date(2023, 1, 1, 0, i, 0, 0, time.UTC)})
+			}
+			dc.Seed(t, "alice", msgs)
+			code, out, errOut, _ := migrateBetween(t, dovecotURL(dc), serverURL(dst), dc.Users["alice"], dst.Users[dst.User], t.TempDir(), "--report", filepath.Join(t.TempDir(), "r.json"))
+			if code != 1 {
+				t.Fatalf("exit %d, want 1\n%s\n%s", code, out, errOut)
+			}
+			// One line, no per-message warnings before it.
+			if lines := strings.Split(strings.TrimSpace(errOut), "\n"); len(lines) != 1 || !strings.Contains(lines[0], "over quota") {
+				t.Errorf("stderr should be one line saying the destination is over quota:\n%s", errOut)
+			}
+			// (Cyrus refuses the whole MULTIAPPEND batch: it may hold none.)
+			if got := len(dst.Bodies(t, dst.User, "INBOX")); got >= len(msgs) {
+				t.Errorf("destination holds %d of %d messages: the quota did not bite as the test meant", got, len(msgs))
+			}
+		})
+	}
+}

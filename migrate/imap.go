@@ -814,7 +814,7 @@ func (m *IMAP) Store(ctx context.Context, folder formats.Folder, msg formats.Mes
 	if err != nil {
 		var ie *imap.Error
 		if errors.As(err, &ie) && ie.Type == imap.StatusResponseTypeNo {
-			if ie.Code == imap.ResponseCodeOverQuota {
+			if ie.Code == imap.ResponseCodeOverQuota || quotaRefusal(ie.Text) {
 				return "", fmt.Errorf("%w: %s: %s", ErrQuota, m.cfg, ie.Text)
 			}
 			return "", &MessageError{Err: fmt.Errorf("destination refused the message: %s", ie.Text)}

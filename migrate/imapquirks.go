@@ -175,3 +175,18 @@ func (m *IMAP) DroppedFlags(folder string) []string {
 	sort.Strings(out)
 	return out
 }
+
+// quotaRefusal reports whether a NO answer's text says the mailbox is full.
+// [OVERQUOTA] (RFC 9208) is the standard code, but Cyrus answers `NO Over
+// quota` and Courier `NO [ALERT] You exceeded your mail quota.`: without
+// these, a full destination made every remaining message fail one by one
+// instead of stopping the run.
+func quotaRefusal(text string) bool {
+	t := strings.ToLower(text)
+	for _, s := range []string{"[overquota]", "over quota", "exceeded your mail quota", "quota exceeded"} {
+		if strings.Contains(t, s) {
+			return true
+		}
+	}
+	return false
+}

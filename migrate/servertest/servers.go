@@ -146,7 +146,10 @@ LOGGEROPTS=""
 		}
 		quota := ""
 		if opts.QuotaKB > 0 {
+			// Maildir++ quota: the userdb field and the maildirsize file
+			// (what maildirmake -q writes).
 			quota = fmt.Sprintf("|quota=%dS", opts.QuotaKB*1024)
+			write(t, filepath.Join(md, "maildirsize"), fmt.Sprintf("%dS\n", opts.QuotaKB*1024), 0o600)
 		}
 		fmt.Fprintf(&userdb, "%s\tuid=%d|gid=%d|home=%s|mail=%s%s|systempw=%s\n", u, uid, gid, home, md, quota, cryptSHA512(t, s.Users[u]))
 	}

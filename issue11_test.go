@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/mailferry/mailferry/migrate"
 	"github.com/mailferry/mailferry/migrate/dovecottest"
 	"github.com/mailferry/mailferry/migrate/servertest"
 )
@@ -131,5 +133,33 @@ func TestOverQuotaWithoutCodeStopsRun(t *testing.T) {
 				t.Errorf("destination holds %d of %d messages: the quota did not bite as the test meant", got, len(msgs))
 			}
 		})
+	}
+}
+
+// Issue 11 item 5: Courier answers `NO Cannot create this folder.` to a
+// CREATE of a folder that exists, so of two workers creating the same
+// destination folder one failed and the run exited 1. Two connections
+// ensure the same folder, one after the other: both must succeed.
+func TestCourierEnsureExistingFolder(t *testing.T) {
+	co := servertest.StartCourier(t, servertest.Options{})
+	ctx := context.Background()
+	cfg := migrate.ServerConfig{Addr: co.IMAPAddr(), User: co.User, Password: co.Users[co.User], TLS: migrate.TLSNone}
+	var conns []*migrate.IMAP
+	for i := 0; i < 2; i++ {
+		m, err := migrate.DialIMAP(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		conns = append(conns, m)
+	}
+	for i, m := range conns {
+		f, err := m.Ensure(ctx, []string{"Work", "Reports"})
+		if err != nil {
+			t.Fatalf("connection %d: ensure Work/Reports: %v", i+1, err)
+		}
+		if f.Name != "INBOX.Work.Reports" {
+			t.Errorf("connection %d: ensured %q, want INBOX.Work.Reports", i+1, f.Name)
+		}
 	}
 }

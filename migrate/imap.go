@@ -712,7 +712,8 @@ func (m *IMAP) Ensure(ctx context.Context, path []string) (formats.Folder, error
 	if create != nil {
 		err := create.Wait()
 		var ie *imap.Error
-		if err != nil && !(errors.As(err, &ie) && (ie.Code == imap.ResponseCodeAlreadyExists || strings.Contains(strings.ToLower(ie.Text), "exist"))) {
+		if err != nil && !(errors.As(err, &ie) && (ie.Code == imap.ResponseCodeAlreadyExists || strings.Contains(strings.ToLower(ie.Text), "exist"))) &&
+			!createRefusedButExists(err, status) { // imapquirks.go
 			status.Wait()
 			subscribe.Wait()
 			return formats.Folder{}, m.wrap("create "+name, err)

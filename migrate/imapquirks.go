@@ -1,6 +1,7 @@
 package migrate
 
 import (
+	"errors"
 	"sort"
 	"strings"
 	"sync"
@@ -189,4 +190,18 @@ func quotaRefusal(text string) bool {
 		}
 	}
 	return false
+}
+
+// createRefusedButExists reports whether a refused CREATE concerned a
+// folder that exists all the same: Courier answers `NO Cannot create this
+// folder.` (no [ALREADYEXISTS]) when another worker has just created it,
+// which made the run exit 1. A NO to CREATE followed by a successful
+// STATUS (sent right after it) created nothing because nothing was missing.
+func createRefusedButExists(err error, status *pendingStatus) bool {
+	var ie *imap.Error
+	if !errors.As(err, &ie) || ie.Type != imap.StatusResponseTypeNo {
+		return false
+	}
+	_, serr := status.Wait()
+	return serr == nil
 }

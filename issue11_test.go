@@ -163,3 +163,43 @@ func TestCourierEnsureExistingFolder(t *testing.T) {
 		}
 	}
 }
+
+// Issue 11 item 6: Cyrus refuses '%' in a folder name. That folder must
+// fail alone, named in the report, exit 3; every other folder is copied.
+func TestRefusedDestinationFolderFailsAlone(t *testing.T) {
+	cy := servertest.StartCyrus(t, servertest.Options{})
+	dc := dovecottest.Start(t, dovecottest.Options{Separator: '/'})
+	date := time.Date(2023, 4, 5, 6, 7, 8, 0, time.UTC)
+	dc.Seed(t, "alice", []dovecottest.SeedMessage{
+		{Folder: "INBOX", Body: simpleMessage(5, "inbox"), Date: date},
+		{Folder: "100%", Body: simpleMessage(6, "percent"), Date: date},
+		{Folder: "Work", Body: simpleMessage(7, "work"), Date: date},
+		{Folder: "Zeta", Body: simpleMessage(8, "zeta"), Date: date},
+	})
+	code, out, errOut, report := migrateBetween(t, dovecotURL(dc), serverURL(cy), dc.Users["alice"], cy.Users[cy.User], t.TempDir())
+	if code != 3 {
+		t.Fatalf("exit %d, want 3\n%s\n%s", code, out, errOut)
+	}
+	r := readReport(t, report)
+	if r.Totals.Copied != 3 || r.Totals.Failed != 1 {
+		t.Errorf("copied %d, failed %d; want 3 and 1", r.Totals.Copied, r.Totals.Failed)
+	}
+	named := false
+	for _, f := range r.Failures {
+		if f.Folder == "100%" && strings.Contains(f.Error, "100%") {
+			named = true
+		}
+	}
+	if !named {
+		t.Errorf("no failure names the folder 100%%: %+v", r.Failures)
+	}
+	if !strings.Contains(errOut, "100%") {
+		t.Errorf("stderr does not name the refused folder:\n%s", errOut)
+	}
+	snap := cy.Snapshot(t, cy.User)
+	for _, f := range []string{"INBOX", "INBOX.Work", "INBOX.Zeta"} {
+		if len(snap[f]) != 1 {
+			t.Errorf("Cyrus %s holds %d messages, want 1", f, len(snap[f]))
+		}
+	}
+}

@@ -46,6 +46,9 @@ func (e *engine) copyFolder(ctx context.Context, src Source, dst Sink, pf Planne
 		return p.fr, err
 	}
 	if err := p.destination(ctx); err != nil {
+		if IsFolderRefused(err) {
+			return p.refused(ctx, err) // folderrefused.go
+		}
 		return p.fr, err
 	}
 	if err := p.list(ctx); err != nil {

@@ -716,7 +716,7 @@ func (m *IMAP) Ensure(ctx context.Context, path []string) (formats.Folder, error
 			!createRefusedButExists(err, status) { // imapquirks.go
 			status.Wait()
 			subscribe.Wait()
-			return formats.Folder{}, m.wrap("create "+name, err)
+			return formats.Folder{}, m.createFailed(name, err) // imapquirks.go
 		}
 		subscribe.Wait()
 		m.existing[name] = true

@@ -2,6 +2,7 @@ package migrate
 
 import (
 	"errors"
+	"fmt"
 	"sort"
 	"strings"
 	"sync"
@@ -204,4 +205,18 @@ func createRefusedButExists(err error, status *pendingStatus) bool {
 	}
 	_, serr := status.Wait()
 	return serr == nil
+}
+
+// createFailed classifies a CREATE the server refused: a full account is
+// ErrQuota; any other NO refuses this one folder (FolderRefusedError: the
+// run goes on with the others); anything else is the connection's.
+func (m *IMAP) createFailed(name string, err error) error {
+	var ie *imap.Error
+	if !errors.As(err, &ie) || ie.Type != imap.StatusResponseTypeNo {
+		return m.wrap("create "+name, err)
+	}
+	if ie.Code == imap.ResponseCodeOverQuota || quotaRefusal(ie.Text) {
+		return fmt.Errorf("%w: %s: %s", ErrQuota, m.cfg, ie.Text)
+	}
+	return &FolderRefusedError{Folder: name, Err: fmt.Errorf("destination refused to create folder %q: %s", name, ie.Text)}
 }

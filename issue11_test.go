@@ -203,3 +203,45 @@ func TestRefusedDestinationFolderFailsAlone(t *testing.T) {
 		}
 	}
 }
+
+// Issue 11 item 9: mailutils has no UIDPLUS, so --delete-source can only
+// mark the copied messages \Deleted (a plain EXPUNGE could remove what
+// someone else marked). The messages stay, marked; the summary and the
+// report say so.
+func TestMailutilsDeleteSourceOnlyMarks(t *testing.T) {
+	mu := servertest.StartMailutils(t, servertest.Options{})
+	dc := dovecottest.Start(t, dovecottest.Options{Separator: '/'})
+	date := time.Date(2023, 4, 5, 6, 7, 8, 0, time.UTC)
+	msgs := []dovecottest.SeedMessage{
+		{Folder: "INBOX", Body: simpleMessage(9, "nine"), Flags: []string{`\Seen`}, Date: date},
+		{Folder: "Work", Body: simpleMessage(10, "ten"), Date: date},
+	}
+	mu.Seed(t, mu.User, msgs)
+	code, out, errOut, report := migrateBetween(t, serverURL(mu), dovecotURL(dc), mu.Users[mu.User], dc.Users["alice"], t.TempDir(), "--delete-source")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	r := readReport(t, report)
+	if !r.MarkedOnly || r.Totals.DeletedAtSource != 2 || r.Totals.Copied != 2 {
+		t.Errorf("report: marked only %v, deleted %d, copied %d; want true, 2, 2", r.MarkedOnly, r.Totals.DeletedAtSource, r.Totals.Copied)
+	}
+	if !strings.Contains(out, `deleted 2 messages at the source (only marked \Deleted: the source has no UIDPLUS`) {
+		t.Errorf("the summary does not say the messages were only marked:\n%s", out)
+	}
+	snap := mu.Snapshot(t, mu.User)
+	for _, f := range []string{"INBOX", "Work"} {
+		if len(snap[f]) != 1 {
+			t.Fatalf("mailutils %s holds %d messages, want 1 (marked, not expunged)", f, len(snap[f]))
+		}
+		if fl := strings.Join(snap[f][0].Flags, " "); !strings.Contains(fl, `\Deleted`) {
+			t.Errorf("mailutils %s message flags %q: not marked \\Deleted", f, fl)
+		}
+	}
+	// Every message is at the destination, as mailutils served it.
+	dsnap := dc.Snapshot(t, "alice")
+	for _, f := range []string{"INBOX", "Work"} {
+		if len(dsnap[f]) != 1 {
+			t.Errorf("dovecot %s holds %d messages, want 1", f, len(dsnap[f]))
+		}
+	}
+}

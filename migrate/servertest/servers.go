@@ -170,8 +170,9 @@ export IMAP_UMASK=022 IMAP_SHAREDINDEXFILE=/etc/courier/shared/index IMAP_ENHANC
 export TCPDOPTS= MAILDIRPATH=Maildir
 %[2]s/usr/sbin/couriertcpd -address=127.0.0.1 -nodnslookup -noidentlookup -maxprocs=40 -maxperip=40 %[4]d \
   /usr/lib/courier/courier/imaplogin %[2]s/usr/bin/imapd Maildir &
-exec %[2]s/usr/sbin/couriertcpd -address=127.0.0.1 -nodnslookup -noidentlookup -maxprocs=40 -maxperip=40 %[5]d \
-  /usr/lib/courier/courier/courierpop3login /usr/lib/courier/courier/courierpop3d Maildir
+%[2]s/usr/sbin/couriertcpd -address=127.0.0.1 -nodnslookup -noidentlookup -maxprocs=40 -maxperip=40 %[5]d \
+  /usr/lib/courier/courier/courierpop3login /usr/lib/courier/courier/courierpop3d Maildir &
+wait # (the shell stays, its command line naming the instance: see reapStale)
 `, d, root, lib, ports[0], ports[1])
 	write(t, filepath.Join(d, "start.sh"), script, 0o755)
 	cmd := exec.Command(unshare, "--mount", "--propagation", "private", "/bin/sh", filepath.Join(d, "start.sh"))

@@ -235,13 +235,15 @@ func (s *Server) run(t testing.TB, cmd *exec.Cmd) {
 		t.Fatalf("servertest: %v", err)
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		os.RemoveAll(s.Dir)
 		t.Fatalf("servertest: start %s: %v", s.Kind, err)
 	}
 	logf.Close()
+	// For reapStale, should this test binary die without its cleanups.
+	os.WriteFile(filepath.Join(s.Dir, "daemon.pid"), []byte(strconv.Itoa(cmd.Process.Pid)), 0o644)
 	s.cmd = cmd
 	s.done = make(chan struct{})
 	go func() {
@@ -413,8 +415,10 @@ func tempParent() string {
 
 var reapOnce sync.Once
 
-// reapStale removes instance directories whose test binary died without
-// cleanups (its daemons died with it: Pdeathsig, and Stop for the rest).
+// reapStale kills the daemons of instances whose test binary died without
+// running its cleanups (e.g. killed by go test -timeout), and removes their
+// directories. Only a process whose command line names the directory is
+// killed, with the processes it forked.
 func reapStale() {
 	reapOnce.Do(func() {
 		dirs, _ := filepath.Glob(filepath.Join(tempParent(), dirPrefix+"*"))
@@ -426,6 +430,13 @@ func reapStale() {
 			owner, err := strconv.Atoi(strings.TrimSpace(string(b)))
 			if err != nil || owner == os.Getpid() || isAlive(owner) {
 				continue
+			}
+			if b, err := os.ReadFile(filepath.Join(d, "daemon.pid")); err == nil {
+				pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+				cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+				if err == nil && isAlive(pid) && bytes.Contains(cmdline, []byte(d)) {
+					killTree(pid, true)
+				}
 			}
 			os.RemoveAll(d)
 		}

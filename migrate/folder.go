@@ -407,3 +407,15 @@ func (t *transfer) flush(ctx context.Context) error {
 	t.pending, t.lastFlush = t.pending[:0], time.Now()
 	return nil
 }
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}

@@ -74,7 +74,7 @@ func (e *engine) notSameMailbox(ctx context.Context, src Source, dst Sink) error
 	}
 	for _, f := range folders {
 		if len(f.Path) > 0 && f.Path[len(f.Path)-1] == leaf {
-			return usagef("%s and %s are the same mailbox: refusing to copy it onto itself", e.job.SourceName, e.job.DestName)
+			return Usagef("%s and %s are the same mailbox: refusing to copy it onto itself", e.job.SourceName, e.job.DestName)
 		}
 	}
 	return nil
@@ -380,7 +380,7 @@ func (e *engine) deleteSource(ctx context.Context) error {
 		d, ok := src.(Deleter)
 		if !ok {
 			src.Close()
-			return usagef("--delete-source: this source cannot delete messages")
+			return Usagef("--delete-source: this source cannot delete messages")
 		}
 		if m, ok := As[MarkOnlyDeleter](src); ok && m.DeleteMarksOnly() {
 			e.marksOnly = true

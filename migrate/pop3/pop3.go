@@ -670,6 +670,26 @@ func (p *POP3) Fetch(ctx context.Context, folder formats.Folder, msgs []formats.
 	return p.each(ctx, folder, msgs, "RETR %d", fn)
 }
 
+// begin readies the session for commands on msgs of folder: the
+// connection is usable, the folder is INBOX, a cancelled ctx closes the
+// connection until stop is called, and the UIDL -> number map is there.
+func (p *POP3) begin(ctx context.Context, folder formats.Folder) (stop func() bool, err error) {
+	if err := p.usable(); err != nil {
+		return nil, err
+	}
+	if err := checkPOP3Folder(folder); err != nil {
+		return nil, err
+	}
+	stop = context.AfterFunc(ctx, func() { p.raw.Close() })
+	if p.nums == nil {
+		if err := p.uidl(ctx, false); err != nil {
+			stop()
+			return nil, err
+		}
+	}
+	return stop, nil
+}
+
 // each runs verb (RETR or TOP) for msgs, keeping up to pop3Window commands
 // and pop3WindowBytes of LIST-estimated data in flight, and calls fn with
 // each multi-line answer.
@@ -678,19 +698,11 @@ func (p *POP3) each(ctx context.Context, folder formats.Folder, msgs []formats.M
 	if len(msgs) == 0 {
 		return nil
 	}
-	if err := p.usable(); err != nil {
+	stop, err := p.begin(ctx, folder)
+	if err != nil {
 		return err
 	}
-	if err := checkPOP3Folder(folder); err != nil {
-		return err
-	}
-	stop := context.AfterFunc(ctx, func() { p.raw.Close() })
 	defer stop()
-	if p.nums == nil {
-		if err := p.uidl(ctx, false); err != nil {
-			return err
-		}
-	}
 	jobs := p.jobs(msgs)
 	window := p.window()
 	cmdName, _, _ := strings.Cut(verb, " ")
@@ -784,19 +796,11 @@ func (p *POP3) Delete(ctx context.Context, folder formats.Folder, msgs []formats
 	if len(msgs) == 0 {
 		return nil
 	}
-	if err := p.usable(); err != nil {
+	stop, err := p.begin(ctx, folder)
+	if err != nil {
 		return err
 	}
-	if err := checkPOP3Folder(folder); err != nil {
-		return err
-	}
-	stop := context.AfterFunc(ctx, func() { p.raw.Close() })
 	defer stop()
-	if p.nums == nil {
-		if err := p.uidl(ctx, false); err != nil {
-			return err
-		}
-	}
 	var nums []int
 	seen := map[int]bool{}
 	for _, m := range msgs {

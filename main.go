@@ -138,7 +138,8 @@ another, keeping folders, flags and dates, and never copying a message twice.
 
 Exit status: 0 everything selected is at the destination; 1 stopped by an error
 (a rerun resumes safely); 2 usage error, nothing was done; 3 finished, but some
-messages failed (each is named in the report).`,
+messages failed (each is named in the report); 130 interrupted (Ctrl-C or
+SIGTERM: what was stored is recorded, run the same command again to resume).`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 	}

@@ -11,15 +11,19 @@ import "github.com/mailferry/mailferry/formats"
 
 // passTally is what one pass of copyFolder sent to the destination.
 type passTally struct {
-	decided    bool              // the pass got as far as deciding what to copy
-	planned    []formats.Message // what it decided to copy
-	unrecorded []formats.Message // stored, not yet durable and recorded
-	counted    []formats.Message // durable and recorded: counted as copied
-	unknown    []formats.Message // sent, fate unknown (connection lost before the answer)
+	decided bool              // the pass got as far as deciding what to copy
+	planned []formats.Message // what it decided to copy
+	// stored is the transfer's list of what the destination took, in
+	// order (shared, not copied: it can be long); the first nRecorded are
+	// durable and recorded, and counted as copied.
+	stored    *[]formats.Message
+	nRecorded int
+	unknown   []formats.Message // sent, fate unknown (connection lost before the answer)
 }
 
-// stored notes a message the destination took, not yet durable and recorded.
-func (t *passTally) stored(m formats.Message) { t.unrecorded = append(t.unrecorded, m) }
+func (t *passTally) counted() []formats.Message { return (*t.stored)[:t.nRecorded] }
+
+func (t *passTally) unrecorded() []formats.Message { return (*t.stored)[t.nRecorded:] }
 
 // lost notes messages sent whose fate is unknown.
 func (t *passTally) lost(ms ...formats.Message) { t.unknown = append(t.unknown, ms...) }
@@ -27,12 +31,11 @@ func (t *passTally) lost(ms ...formats.Message) { t.unknown = append(t.unknown, 
 // recorded counts what was stored as copied, now that it is durable and
 // recorded. (The progress bar heard of each message when it was stored.)
 func (t *passTally) recorded(fr *FolderReport) {
-	for _, m := range t.unrecorded {
+	for _, m := range t.unrecorded() {
 		fr.Copied++
 		fr.Bytes += max(m.Size, 0)
 	}
-	t.counted = append(t.counted, t.unrecorded...)
-	t.unrecorded = t.unrecorded[:0]
+	t.nRecorded = len(*t.stored)
 }
 
 // settle gives a folder's counts from all its passes, the last one (failed
@@ -66,7 +69,7 @@ func settle(passes []FolderReport) FolderReport {
 	copied := map[string]int64{}
 	for _, p := range passes {
 		if p.pass != nil {
-			for _, m := range p.pass.counted {
+			for _, m := range p.pass.counted() {
 				copied[m.ID] = max(m.Size, 0)
 			}
 		}
@@ -80,7 +83,7 @@ func settle(passes []FolderReport) FolderReport {
 		if p.pass == nil {
 			continue
 		}
-		for _, ms := range [][]formats.Message{p.pass.counted, p.pass.unrecorded, p.pass.unknown} {
+		for _, ms := range [][]formats.Message{*p.pass.stored, p.pass.unknown} {
 			for _, m := range ms {
 				if !planned[m.ID] {
 					found[m.ID] = true

@@ -18,21 +18,24 @@ func msgs(ids ...string) []formats.Message {
 // is copied, not skipped; one sent earlier and copied again (it had not
 // arrived) is counted once; a pass that failed to connect keeps the names.
 func TestSettleCountsEarlierPassesAsCopied(t *testing.T) {
-	p1 := FolderReport{Source: "INBOX", Destination: "INBOX", Counts: Counts{Found: 6, Skipped: 1, Copied: 2}}
-	p1.pass = &passTally{decided: true, planned: msgs("a", "b", "c", "d", "e"),
-		counted: msgs("a", "b"), unknown: msgs("c", "d")}
+	p1 := FolderReport{Source: "INBOX", Destination: "INBOX", Counts: Counts{Found: 7, Skipped: 1, Copied: 2}}
+	p1stored := msgs("a", "b", "b2")
+	p1.pass = &passTally{decided: true, planned: msgs("a", "b", "b2", "c", "d", "e"),
+		stored: &p1stored, nRecorded: 2, unknown: msgs("c", "d")}
 	p2 := FolderReport{} // could not connect
 	// The last pass: a, b recorded, c found at the destination (the
 	// answer was lost), d and e copied now; x was there before the run.
-	p3 := FolderReport{Source: "INBOX", Destination: "INBOX", Counts: Counts{Found: 6, Skipped: 4, Copied: 2}}
-	p3.pass = &passTally{decided: true, planned: msgs("d", "e"), counted: msgs("d", "e")}
+	// b2 was stored but not recorded (the flush failed): found there too.
+	p3 := FolderReport{Source: "INBOX", Destination: "INBOX", Counts: Counts{Found: 7, Skipped: 5, Copied: 2}}
+	p3stored := msgs("d", "e")
+	p3.pass = &passTally{decided: true, planned: msgs("d", "e"), stored: &p3stored, nRecorded: 2}
 	fr := settle([]FolderReport{p1, p2, p3})
-	if fr.Copied != 5 || fr.Skipped != 1 || fr.Found != 6 || fr.Bytes != 50 || fr.Source != "INBOX" {
-		t.Errorf("got %+v, want found 6, copied 5, skipped 1, 50 bytes", fr.Counts)
+	if fr.Copied != 6 || fr.Skipped != 1 || fr.Found != 7 || fr.Bytes != 60 || fr.Source != "INBOX" {
+		t.Errorf("got %+v, want found 7, copied 6, skipped 1, 60 bytes", fr.Counts)
 	}
 	// Interrupted in a pass that never decided: what was counted stays.
 	fr = settle([]FolderReport{p1, p2})
-	if fr.Copied != 2 || fr.Source != "INBOX" || fr.Found != 6 {
+	if fr.Copied != 2 || fr.Source != "INBOX" || fr.Found != 7 {
 		t.Errorf("interrupted after a failed reconnect: got %+v %q, want copied 2 of INBOX", fr.Counts, fr.Source)
 	}
 	// A dry run has no tally: its counts are what it says.

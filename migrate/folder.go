@@ -305,7 +305,7 @@ type queued struct {
 func (t *transfer) run(ctx context.Context) error {
 	p := t.p
 	t.allIDs = true
-	t.tally = &passTally{decided: true, planned: p.d.copy}
+	t.tally = &passTally{decided: true, planned: p.d.copy, stored: &t.copied}
 	p.fr.pass = t.tally
 	// Stopped (Ctrl-C), the pass ends between two messages and makes what
 	// was stored durable and recorded: the source and the destination are
@@ -368,8 +368,7 @@ func (t *transfer) stored(m formats.Message, key formats.Key, id string) {
 	} else {
 		t.allIDs = false
 	}
-	t.copied = append(t.copied, m)
-	t.tally.stored(m) // counted once durable and recorded
+	t.copied = append(t.copied, m) // counted once durable and recorded (t.tally)
 	p.e.rep.MessageCopied(p.name, max(m.Size, 0))
 }
 

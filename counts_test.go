@@ -393,3 +393,34 @@ func TestInterruptInProcessMaildir(t *testing.T) {
 		t.Error("the report of an interrupted run does not say so")
 	}
 }
+
+// A batch stopped mid-run says so too, with the accounts' true total.
+func TestInterruptBatchSaysSo(t *testing.T) {
+	p := newPair(t)
+	msgs := testMessages(t, 0)
+	p.src.Seed(t, "alice", msgs)
+	dir := t.TempDir()
+	md := filepath.Join(dir, "md")
+	if err := os.WriteFile(filepath.Join(dir, "pw"), []byte(p.src.Users["alice"]+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	csv := filepath.Join(dir, "accounts.csv")
+	row := "source,destination,src_password_file\nimap://alice@" + p.src.IMAPAddr() + ",maildir:" + md + ",pw\n"
+	if err := os.WriteFile(csv, []byte(row), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(2500*time.Millisecond, cancel)
+	var out, errb bytes.Buffer
+	code := run(ctx, []string{"migrate", "--batch", csv, "--src-tls", "none", "--state-dir", p.state,
+		"--progress", "never", "--max-messages-per-second", "150"}, strings.NewReader(""), &out, &errb)
+	cancel()
+	n := wantInterrupted(t, code, out.String(), errb.String())
+	files := messageFiles(t, md)
+	if files == 0 || files == len(msgs) {
+		t.Fatalf("the Maildir holds %d of %d messages: the interruption was not mid-copy", files, len(msgs))
+	}
+	if n >= 0 && n != files {
+		t.Errorf("\"interrupted: %d copied so far\"; %d message files on disk", n, files)
+	}
+}

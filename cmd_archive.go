@@ -50,7 +50,7 @@ Run it again (every night, say) and it adds only what is new.`,
 			}
 			runErr := execute(cmd, env, &f, opts, src, dst)
 			var ns *notStarted
-			if h := dst.stores(true).lastHash(); h != "" && !opts.DryRun && !errors.As(runErr, &ns) {
+			if h := dst.stores(true).LastHash(); h != "" && !opts.DryRun && !errors.As(runErr, &ns) {
 				fmt.Fprintf(env.stdout, "manifest chain head: %s\n", h)
 			}
 			return runErr

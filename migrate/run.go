@@ -387,7 +387,7 @@ func (e *engine) deleteSource(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		d, ok := src.(Deleter)
+		d, ok := As[Deleter](src)
 		if !ok {
 			src.Close()
 			return Usagef("--delete-source: this source cannot delete messages")

@@ -159,7 +159,7 @@ func Run(ctx context.Context, job Job) (*Report, error) {
 		if n, ok := e.deleted[rep.Folders[i].Source]; ok {
 			rep.Folders[i].DeletedAtSource = n
 		}
-		rep.Totals.add(rep.Folders[i].Counts)
+		rep.Totals.Add(rep.Folders[i].Counts)
 	}
 	if err != nil {
 		rep.Error = err.Error()

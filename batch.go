@@ -382,7 +382,7 @@ func (f *copyFlags) runAccount(ctx context.Context, env *environment, stderr io.
 		if f.accounts == 1 {
 			progress, w = f.progress, env.stderr
 		}
-		log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})).With("account", row.account)
+		log := newVoiceLogger(stderr, level).With("account", row.account)
 		ui := newTerminalReporter(w, progress, log)
 		rep, err = f.runJob(ctx, aenv, opts, src, dst, ui)
 		ui.finish()

@@ -262,7 +262,7 @@ func runMigrate(cmd *cobra.Command, env *environment, f *copyFlags, srcArg, dstA
 // (a *notStarted) says it all.
 func execute(ctx context.Context, env *environment, f *copyFlags, opts migrate.Options, src, dst *endpoint) error {
 	level, _ := parseLevel(f.logLevel)
-	log := slog.New(slog.NewTextHandler(env.stderr, &slog.HandlerOptions{Level: level}))
+	log := newVoiceLogger(env.stderr, level)
 	ui := newTerminalReporter(env.stderr, f.progress, log)
 	rep, err := f.runJob(ctx, env, opts, src, dst, ui)
 	ui.finish()

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"text/tabwriter"
 
@@ -103,7 +104,26 @@ func (r *terminalReporter) MessageFailed(f migrate.Failure) {
 	r.add(1)
 	r.mu.Unlock()
 	r.clearBar()
-	r.log.Warn("message failed", "folder", f.Folder, "id", f.ID, "message_id", f.MessageID, "error", f.Error)
+	r.log.Warn(failureLine(f))
+}
+
+// failureLine names a failed message: its folder, Message-ID and UID (or
+// POP3 UIDL), and why.
+func failureLine(f migrate.Failure) string {
+	var who []string
+	if f.MessageID != "" {
+		who = append(who, f.MessageID)
+	}
+	if f.UID != 0 {
+		who = append(who, fmt.Sprintf("UID %d", f.UID))
+	} else if f.ID != "" {
+		who = append(who, f.ID)
+	}
+	name := "message"
+	if len(who) > 0 {
+		name += " " + strings.Join(who, " ")
+	}
+	return fmt.Sprintf("%s: %s failed: %s", f.Folder, name, f.Error)
 }
 
 func (r *terminalReporter) FolderDone(fr migrate.FolderReport) {

@@ -317,7 +317,7 @@ func runBatch(cmd *cobra.Command, env *environment, f *copyFlags) error {
 			sum.Complete++
 		case statusPartial:
 			sum.Partial++
-			failed = append(failed, fmt.Sprintf("account %d (%s): %d messages failed", a.Account, a.Source, a.Failed))
+			failed = append(failed, fmt.Sprintf("account %d (%s): %s failed", a.Account, a.Source, plural(a.Failed, "message")))
 		default:
 			sum.Failed++
 			failed = append(failed, fmt.Sprintf("account %d (%s): %s", a.Account, a.Source, a.Error))
@@ -432,22 +432,22 @@ func rowSecret(s *secretFlags, file, tokenCmd string) {
 // printBatchSummary writes one line per account and the totals.
 func printBatchSummary(w io.Writer, sum *batchSummary) {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ACCOUNT\tSOURCE\tDESTINATION\tSTATUS\tCOPIED\tFAILED\t")
+	fmt.Fprintln(tw, "ACCOUNT\tSOURCE\tDESTINATION\tSTATUS\tCOPIED\tFAILED")
 	for _, a := range sum.Accounts {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%d\t\n", a.Account, a.Source, a.Destination, a.Status, a.Copied, a.Failed)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%d\n", a.Account, a.Source, a.Destination, a.Status, a.Copied, a.Failed)
 	}
-	fmt.Fprintf(tw, "total\t\t\t%d/%d complete\t%d\t%d\t\n", sum.Complete, len(sum.Accounts), sum.Totals.Copied, sum.Totals.Failed)
+	fmt.Fprintf(tw, "total\t\t\t%d/%d complete\t%d\t%d\n", sum.Complete, len(sum.Accounts), sum.Totals.Copied, sum.Totals.Failed)
 	tw.Flush()
 	for _, a := range sum.Accounts {
 		if a.Error != "" {
 			fmt.Fprintf(w, "account %d: %s\n", a.Account, a.Error)
 		}
 	}
-	verb := "copied"
 	if sum.DryRun {
-		verb = "would copy"
+		fmt.Fprintf(w, "would copy %s (%s) for %s\n", plural(sum.Totals.Copied, "message"), humanBytes(sum.Totals.Bytes), plural(len(sum.Accounts), "account"))
+		return
 	}
-	fmt.Fprintf(w, "%s %d messages (%s) for %d accounts in %.1fs\n", verb, sum.Totals.Copied, humanBytes(sum.Totals.Bytes), len(sum.Accounts), sum.DurationSeconds)
+	fmt.Fprintf(w, "copied %s (%s) for %s in %.1fs\n", plural(sum.Totals.Copied, "message"), humanBytes(sum.Totals.Bytes), plural(len(sum.Accounts), "account"), sum.DurationSeconds)
 }
 
 func writeJSON(path string, v any) error {

@@ -406,7 +406,7 @@ func TestBatchAccountWithFailedMessagesIsPartial(t *testing.T) {
 	if rep := readReport(t, filepath.Join(dir, "sum-1.json")); len(rep.Failures) != 1 || rep.Failures[0].MessageID != "<m2@batch.example>" {
 		t.Errorf("the account's report does not name the failed message: %+v", rep.Failures)
 	}
-	if !strings.Contains(errOut, "account 1 (imap://alice@") || !strings.Contains(errOut, "1 messages failed") {
+	if !strings.Contains(errOut, "account 1 (imap://alice@") || !strings.Contains(errOut, "1 message failed") {
 		t.Errorf("stderr does not name the partial account:\n%s", errOut)
 	}
 }

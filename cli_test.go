@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/mailferry/mailferry/migrate"
 )
 
 // Issue 15: the command line as a person meets it. These tests hold its
@@ -58,5 +60,104 @@ func TestWarningsInOneVoice(t *testing.T) {
 		if level == "debug" && !strings.Contains(errOut, "mailferry: debug: ") {
 			t.Errorf("debug: no debug line:\n%s", errOut)
 		}
+	}
+}
+
+// noTrailingBlanks fails on any line that ends with a space or a tab.
+func noTrailingBlanks(t *testing.T, what, s string) {
+	t.Helper()
+	for i, l := range strings.Split(s, "\n") {
+		if strings.TrimRight(l, " \t") != l {
+			t.Errorf("%s: line %d ends with blanks: %q", what, i+1, l)
+		}
+	}
+}
+
+// The summary says "1 message" and "2 messages", pads no line with
+// trailing blanks, and a dry run gives no time or rate and heads its column
+// WOULD COPY.
+func TestSummaryGrammarAndLayout(t *testing.T) {
+	rep := &migrate.Report{DurationSeconds: 2, Folders: []migrate.FolderReport{
+		{Source: "INBOX", Destination: "INBOX", Counts: migrate.Counts{Found: 1, Copied: 1, Bytes: 100}},
+	}}
+	rep.Totals = migrate.Counts{Found: 1, Copied: 1, Bytes: 100}
+	var b strings.Builder
+	printSummary(&b, rep)
+	want := "" +
+		"FOLDER  DESTINATION  FOUND  COPIED  SKIPPED  FAILED  BYTES\n" +
+		"INBOX   INBOX        1      1       0        0       100 B\n" +
+		"total                1      1       0        0       100 B\n" +
+		"copied 1 message (100 B) in 2.0s, 0 msg/s\n"
+	if b.String() != want {
+		t.Errorf("summary:\n%s\nwant:\n%s", b.String(), want)
+	}
+	rep.DryRun = true
+	rep.Totals.DeletedAtSource = 1
+	b.Reset()
+	printSummary(&b, rep)
+	want = "" +
+		"FOLDER  DESTINATION  FOUND  WOULD COPY  SKIPPED  FAILED  BYTES\n" +
+		"INBOX   INBOX        1      1           0        0       100 B\n" +
+		"total                1      1           0        0       100 B\n" +
+		"would copy 1 message (100 B)\n" +
+		"would delete 1 message at the source\n"
+	if b.String() != want {
+		t.Errorf("dry-run summary:\n%s\nwant:\n%s", b.String(), want)
+	}
+
+	// The same through the command line, and the failure line.
+	src := smallMaildir(t, 1)
+	dst := filepath.Join(t.TempDir(), "dst")
+	code, out, errOut := mailferry(t, "migrate", "maildir:"+src, "maildir:"+dst, "--progress", "never",
+		"--state-dir", t.TempDir(), "--dry-run")
+	if code != 0 || !regexp.MustCompile(`(?m)^would copy 1 message \(\d+ B\)$`).MatchString(out) || !strings.Contains(out, "WOULD COPY") {
+		t.Errorf("dry run: exit %d\n%s\n%s", code, out, errOut)
+	}
+	noTrailingBlanks(t, "dry run", out)
+	code, out, errOut = mailferry(t, "migrate", "maildir:"+src, "maildir:"+dst, "--progress", "never",
+		"--state-dir", t.TempDir(), "--max-message-size", "10")
+	if code != 3 || !strings.Contains(errOut, "mailferry: 1 message failed; each is named in the report\n") {
+		t.Errorf("failure line: exit %d\n%s\n%s", code, out, errOut)
+	}
+	noTrailingBlanks(t, "run", out)
+}
+
+// verify counts its problems in good English.
+func TestVerifyOneProblem(t *testing.T) {
+	src := smallMaildir(t, 2)
+	dir := filepath.Join(t.TempDir(), "arc")
+	if code, out, errOut := mailferry(t, "archive", "maildir:"+src, dir, "--progress", "never", "--state-dir", t.TempDir()); code != 0 {
+		t.Fatalf("archive: exit %d\n%s\n%s", code, out, errOut)
+	}
+	code, out, errOut := mailferry(t, "verify", dir)
+	if code != 0 || !strings.Contains(out, ": 2 messages (") {
+		t.Fatalf("verify: exit %d\n%s\n%s", code, out, errOut)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "cur", "*"))
+	if len(files) != 2 {
+		t.Fatalf("archive holds %d files in cur, want 2", len(files))
+	}
+	os.Remove(files[0])
+	code, out, errOut = mailferry(t, "verify", dir)
+	if code != 1 || !regexp.MustCompile(`(?m)^mailferry: verify: 1 problem in `).MatchString(errOut) {
+		t.Errorf("verify after a removal: exit %d\n%s\n%s", code, out, errOut)
+	}
+}
+
+// The batch table pads no line either, and counts in good English.
+func TestBatchSummaryLayout(t *testing.T) {
+	sum := &batchSummary{DurationSeconds: 1, Complete: 1, Totals: migrate.Counts{Copied: 1},
+		Accounts: []accountResult{{Account: 1, Source: "imap://a@h", Destination: "imap://a@k", Status: "complete", Counts: migrate.Counts{Copied: 1}}}}
+	var b strings.Builder
+	printBatchSummary(&b, sum)
+	noTrailingBlanks(t, "batch", b.String())
+	if !strings.HasSuffix(b.String(), "\ncopied 1 message (0 B) for 1 account in 1.0s\n") {
+		t.Errorf("batch summary:\n%s", b.String())
+	}
+	sum.DryRun = true
+	b.Reset()
+	printBatchSummary(&b, sum)
+	if !strings.HasSuffix(b.String(), "\nwould copy 1 message (0 B) for 1 account\n") {
+		t.Errorf("dry-run batch summary:\n%s", b.String())
 	}
 }

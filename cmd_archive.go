@@ -91,10 +91,10 @@ or the archive could not be read; 2 usage error.`,
 			if opts.Quick {
 				mode = "checked (presence and size)"
 			}
-			fmt.Fprintf(env.stdout, "%s archive %s: %d messages (%s) %s, chain head %s\n",
-				rep.Format, rep.Dir, rep.Messages, humanBytes(rep.Bytes), mode, rep.LastHash)
+			fmt.Fprintf(env.stdout, "%s archive %s: %s (%s) %s, chain head %s\n",
+				rep.Format, rep.Dir, plural(rep.Messages, "message"), humanBytes(rep.Bytes), mode, rep.LastHash)
 			if !rep.OK() {
-				return fmt.Errorf("verify: %d problems in %s", len(rep.Problems), rep.Dir)
+				return fmt.Errorf("verify: %s in %s", plural(len(rep.Problems), "problem"), rep.Dir)
 			}
 			fmt.Fprintln(env.stdout, "OK")
 			return nil

@@ -285,8 +285,8 @@ func execute(ctx context.Context, env *environment, f *copyFlags, opts migrate.O
 		return err
 	}
 	if rep.Totals.Failed > 0 {
-		fmt.Fprintf(env.stderr, "mailferry: %d messages failed; each is named in the report%s\n",
-			rep.Totals.Failed, strings.TrimSuffix(" ("+f.report+")", " ()"))
+		fmt.Fprintf(env.stderr, "mailferry: %s failed; each is named in the report%s\n",
+			plural(rep.Totals.Failed, "message"), strings.TrimSuffix(" ("+f.report+")", " ()"))
 		return errSomeFailed
 	}
 	return nil

@@ -32,7 +32,7 @@ var interruptedLine = regexp.MustCompile(`^mailferry: interrupted: (\d+) copied 
 // summaryCopied is the number in the summary's "copied N messages" line.
 func summaryCopied(t *testing.T, stdout string) int {
 	t.Helper()
-	m := regexp.MustCompile(`(?m)^copied (\d+) messages`).FindStringSubmatch(stdout)
+	m := regexp.MustCompile(`(?m)^copied (\d+) messages?\b`).FindStringSubmatch(stdout)
 	if m == nil {
 		t.Fatalf("no \"copied N messages\" line in the summary:\n%s", stdout)
 	}

@@ -157,28 +157,34 @@ func (r *terminalReporter) finish() {
 
 // printSummary writes the per-folder table and the totals.
 func printSummary(w io.Writer, rep *migrate.Report) {
+	// No row ends with a tab: tabwriter would pad the last column with
+	// trailing blanks.
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "FOLDER\tDESTINATION\tFOUND\tCOPIED\tSKIPPED\tFAILED\tBYTES\t")
+	copied := "COPIED"
+	if rep.DryRun {
+		copied = "WOULD COPY"
+	}
+	fmt.Fprintln(tw, "FOLDER\tDESTINATION\tFOUND\t"+copied+"\tSKIPPED\tFAILED\tBYTES")
 	for _, f := range rep.Folders {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t\n", f.Source, f.Destination, f.Found, f.Copied, f.Skipped, f.Failed, humanBytes(f.Bytes))
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\n", f.Source, f.Destination, f.Found, f.Copied, f.Skipped, f.Failed, humanBytes(f.Bytes))
 	}
 	t := rep.Totals
-	fmt.Fprintf(tw, "total\t\t%d\t%d\t%d\t%d\t%s\t\n", t.Found, t.Copied, t.Skipped, t.Failed, humanBytes(t.Bytes))
+	fmt.Fprintf(tw, "total\t\t%d\t%d\t%d\t%d\t%s\n", t.Found, t.Copied, t.Skipped, t.Failed, humanBytes(t.Bytes))
 	tw.Flush()
 	for _, f := range rep.Folders {
 		if f.Note != "" {
 			fmt.Fprintf(w, "note: %s: %s\n", f.Source, f.Note)
 		}
 	}
-	verb := "copied"
-	if rep.DryRun {
-		verb = "would copy"
+	if rep.DryRun { // nothing was copied: no time or rate to speak of
+		fmt.Fprintf(w, "would copy %s (%s)\n", plural(t.Copied, "message"), humanBytes(t.Bytes))
+	} else {
+		rate := 0.0
+		if rep.DurationSeconds > 0 {
+			rate = float64(t.Copied) / rep.DurationSeconds
+		}
+		fmt.Fprintf(w, "copied %s (%s) in %.1fs, %.0f msg/s\n", plural(t.Copied, "message"), humanBytes(t.Bytes), rep.DurationSeconds, rate)
 	}
-	rate := 0.0
-	if rep.DurationSeconds > 0 {
-		rate = float64(t.Copied) / rep.DurationSeconds
-	}
-	fmt.Fprintf(w, "%s %d messages (%s) in %.1fs, %.0f msg/s\n", verb, t.Copied, humanBytes(t.Bytes), rep.DurationSeconds, rate)
 	printDeletions(w, rep)
 }
 
@@ -195,7 +201,7 @@ func printDeletions(w io.Writer, rep *migrate.Report) {
 		if rep.MarkedOnly {
 			how = ` (only marked \Deleted: the source has no UIDPLUS, so they stay until the folder is expunged)`
 		}
-		fmt.Fprintf(w, "%s %d messages at the source%s\n", verb, n, how)
+		fmt.Fprintf(w, "%s %s at the source%s\n", verb, plural(n, "message"), how)
 	}
 	const show = 10
 	for i, k := range rep.Kept {
@@ -213,6 +219,14 @@ func printDeletions(w io.Writer, rep *migrate.Report) {
 		}
 		fmt.Fprintf(w, "kept at the source: %s %s %s: the destination holds a message with its key that mailferry did not store\n", k.Folder, where, id)
 	}
+}
+
+// plural is "1 message", "2 messages", "0 messages".
+func plural[N ~int | ~int64](n N, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
 }
 
 func humanBytes(n int64) string {

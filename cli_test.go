@@ -161,3 +161,25 @@ func TestBatchSummaryLayout(t *testing.T) {
 		t.Errorf("dry-run batch summary:\n%s", b.String())
 	}
 }
+
+// Argument errors: one "mailferry: " prefix, the command's own words, one
+// line, a suggestion for a mistyped command or flag; exit 2.
+func TestArgumentErrors(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"migrate", "imap://a@h"}, "mailferry: migrate: wants SOURCE DEST (2 arguments), got 1 argument; or --batch FILE for the accounts listed in FILE\n"},
+		{[]string{"archive", "maildir:x"}, "mailferry: archive: wants SOURCE DIR (2 arguments), got 1 argument\n"},
+		{[]string{"version", "x"}, "mailferry: version: takes no arguments, got 1 argument\n"},
+		{[]string{"migrat"}, "mailferry: unknown command \"migrat\"; did you mean migrate? (\"mailferry --help\" lists the commands)\n"},
+		{[]string{"migrate", "a", "b", "--delete-sorce"}, "mailferry: unknown flag --delete-sorce; did you mean --delete-source?\n"},
+		{[]string{"archive", "a", "b", "--formt=mbox"}, "mailferry: unknown flag --formt; did you mean --format?\n"},
+		{[]string{"migrate", "a", "b", "--zzzzzzzz"}, "mailferry: unknown flag --zzzzzzzz\n"},
+	} {
+		code, out, errOut := mailferry(t, c.args...)
+		if code != 2 || errOut != c.want || out != "" {
+			t.Errorf("%q: exit %d, stderr %q (stdout %q); want exit 2, stderr %q", c.args, code, errOut, out, c.want)
+		}
+	}
+}

@@ -208,7 +208,7 @@ messages.`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if f.batch != "" {
 				if len(args) != 0 {
-					return &usageError{fmt.Errorf("%s: with --batch the accounts come from the file: give no SOURCE or DEST", cmd.CommandPath())}
+					return &usageError{fmt.Errorf("%s: with --batch the accounts come from the file: give no SOURCE or DEST", cmd.Name())}
 				}
 				return nil
 			}
@@ -217,7 +217,10 @@ messages.`,
 					return &usageError{fmt.Errorf("--%s goes with --batch FILE", name)}
 				}
 			}
-			return exactArgs(2)(cmd, args)
+			if len(args) != 2 {
+				return &usageError{fmt.Errorf("%w; or --batch FILE for the accounts listed in FILE", argsError(cmd, args))}
+			}
+			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if f.batch != "" {

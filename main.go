@@ -82,7 +82,7 @@ func runEnv(ctx context.Context, args []string, getenv func(string) string, stdi
 	root.SetErr(stderr)
 	err := root.ExecuteContext(ctx)
 	if err != nil && strings.HasPrefix(err.Error(), "unknown command ") {
-		err = &usageError{err} // cobra's own, for a mistyped command
+		err = unknownCommand(root, err) // cobra's own, for a mistyped command
 	}
 	if err != nil && ctx.Err() != nil && !errors.Is(err, migrate.ErrInterrupted) {
 		err = migrate.ErrInterrupted // stopped before or outside the engine
@@ -149,7 +149,7 @@ SIGTERM: what was stored is recorded, run the same command again to resume).`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 	}
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
+	root.SetFlagErrorFunc(flagError)
 	root.AddCommand(
 		newMigrateCommand(env),
 		newArchiveCommand(env),
@@ -178,8 +178,8 @@ func noArgs(cmd *cobra.Command, args []string) error { return exactArgs(0)(cmd, 
 
 func exactArgs(n int) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
-		if err := cobra.ExactArgs(n)(cmd, args); err != nil {
-			return &usageError{fmt.Errorf("%s: %w", cmd.CommandPath(), err)}
+		if len(args) != n {
+			return argsError(cmd, args)
 		}
 		return nil
 	}

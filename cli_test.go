@@ -3,8 +3,10 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"strings"
 	"testing"
 
@@ -180,6 +182,65 @@ func TestArgumentErrors(t *testing.T) {
 		code, out, errOut := mailferry(t, c.args...)
 		if code != 2 || errOut != c.want || out != "" {
 			t.Errorf("%q: exit %d, stderr %q (stdout %q); want exit 2, stderr %q", c.args, code, errOut, out, c.want)
+		}
+	}
+}
+
+// version and --version print the same line: the module version and the
+// commit the binary was built from.
+func TestVersion(t *testing.T) {
+	bi := &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Path: "github.com/mailferry/mailferry", Version: "v1.4.0"},
+		Settings: []debug.BuildSetting{{Key: "vcs.revision", Value: "0123abcd"}, {Key: "vcs.time", Value: "2026-12-01T10:00:00Z"}, {Key: "vcs.modified", Value: "true"}}}
+	if got, want := formatVersion("dev", bi), "mailferry v1.4.0, commit 0123abcd (2026-12-01T10:00:00Z) with uncommitted changes, built with go1.26.8"; got != want {
+		t.Errorf("formatVersion:\n got %q\nwant %q", got, want)
+	}
+	if got, want := formatVersion("v2.0.0", bi), "mailferry v2.0.0, commit 0123abcd (2026-12-01T10:00:00Z) with uncommitted changes, built with go1.26.8"; got != want {
+		t.Errorf("formatVersion with -X main.version:\n got %q\nwant %q", got, want)
+	}
+	_, v1, _ := mailferry(t, "version")
+	code, v2, errOut := mailferry(t, "--version")
+	if code != 0 || v1 != v2 || !strings.HasPrefix(v1, "mailferry ") || errOut != "" {
+		t.Errorf("version %q, --version %q (exit %d, %q): want the same line", v1, v2, code, errOut)
+	}
+
+	// A binary built from a clone (Go records no VCS data in a git
+	// worktree) names the clone's commit.
+	if testing.Short() {
+		t.Skip("builds a binary")
+	}
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("no git: " + err.Error())
+	}
+	dir := filepath.Join(t.TempDir(), "clone")
+	git := func(args ...string) string {
+		out, err := exec.Command("git", args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %q: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	git("clone", "-q", "--no-local", ".", dir)
+	// The clone gets this package's working files (what is being tested).
+	for _, f := range strings.Fields(git("ls-files", "-co", "--exclude-standard", "*.go")) {
+		b, err := os.ReadFile(f)
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, f), b, 0o644)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	head := git("-C", dir, "rev-parse", "HEAD")
+	bin := filepath.Join(t.TempDir(), "mailferry")
+	build := exec.Command("go", "build", "-buildvcs=true", "-o", bin, ".")
+	build.Dir = dir
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	for _, arg := range []string{"version", "--version"} {
+		out, err := exec.Command(bin, arg).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), ", commit "+head+" (") {
+			t.Errorf("%s: %v %q; want commit %s", arg, err, out, head)
 		}
 	}
 }

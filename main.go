@@ -148,7 +148,9 @@ messages failed (each is named in the report); 130 interrupted (Ctrl-C or
 SIGTERM: what was stored is recorded, run the same command again to resume).`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
+		Version:       versionLine(),
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetFlagErrorFunc(flagError)
 	root.AddCommand(
 		newMigrateCommand(env),
@@ -167,10 +169,53 @@ func newVersionCommand(env *environment) *cobra.Command {
 		Short: "Print the version",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			fmt.Fprintf(env.stdout, "mailferry %s\n", version)
+			fmt.Fprintln(env.stdout, versionLine())
 			return nil
 		},
 	}
+}
+
+// versionLine is what version and --version print: the version given at
+// build time (-X main.version) or else the module version, and the commit
+// the binary was built from (runtime/debug.ReadBuildInfo).
+func versionLine() string {
+	bi, _ := debug.ReadBuildInfo()
+	return formatVersion(version, bi)
+}
+
+func formatVersion(v string, bi *debug.BuildInfo) string {
+	if bi == nil {
+		return "mailferry " + v
+	}
+	if v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		v = bi.Main.Version
+	}
+	var rev, when string
+	modified := false
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.time":
+			when = s.Value
+		case "vcs.modified":
+			modified = s.Value == "true"
+		}
+	}
+	line := "mailferry " + v
+	if rev != "" {
+		line += ", commit " + rev
+		if when != "" {
+			line += " (" + when + ")"
+		}
+		if modified {
+			line += " with uncommitted changes"
+		}
+	}
+	if bi.GoVersion != "" {
+		line += ", built with " + bi.GoVersion
+	}
+	return line
 }
 
 // noArgs and exactArgs are cobra's, with their errors marked as usage errors.

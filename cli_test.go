@@ -244,3 +244,47 @@ func TestVersion(t *testing.T) {
 		}
 	}
 }
+
+// An archive DIR that looks like an endpoint is read as one or refused,
+// never made into a directory named "imap:" or "maildir:"; a path in a
+// server URL, a port out of range and an empty date range are usage errors.
+func TestEndpointArguments(t *testing.T) {
+	src := "maildir:" + smallMaildir(t, 1)
+	work := t.TempDir()
+	t.Chdir(work)
+	state := t.TempDir()
+	setenv(t, "MAILFERRY_SRC_PASSWORD", "x") // so that only the endpoint can be refused
+	for _, c := range []struct {
+		args []string
+		want string // on stderr
+	}{
+		{[]string{"archive", src, "imap://bob@host"}, "mailferry: imap://bob@host: archive writes into a local directory, not a server (to copy into a server: mailferry migrate SOURCE imap://bob@host)\n"},
+		{[]string{"archive", src, "maildir:arc/y", "--format", "mbox"}, "mailferry: maildir:arc/y: says maildir, but --format says mbox\n"},
+		{[]string{"archive", src, "mbox:one.mbox"}, "mailferry: mbox:one.mbox: archive writes a directory of mbox files; give a directory (mbox:DIR or DIR --format mbox)\n"},
+		{[]string{"migrate", "imap://alice@127.0.0.1:1/INBOX", "maildir:m"}, "mailferry: imap://alice@127.0.0.1:1/INBOX: a folder or anything else after the host is not part of an endpoint; select folders with --include (--include \"INBOX\")\n"},
+		{[]string{"migrate", "imap://alice@127.0.0.1:99999", "maildir:m"}, "mailferry: imap://alice@127.0.0.1:99999: port 99999 is not a port number (1 to 65535)\n"},
+		{[]string{"migrate", src, "maildir:m", "--since", "2024-02-01", "--before", "2024-01-01"}, "mailferry: --since 2024-02-01 is not before --before 2024-01-01: no message could be selected\n"},
+	} {
+		code, out, errOut := mailferry(t, append(c.args, "--progress", "never", "--state-dir", state)...)
+		if code != 2 || errOut != c.want {
+			t.Errorf("%q: exit %d\nstderr %q\nwant   %q\n%s", c.args, code, errOut, c.want, out)
+		}
+	}
+	if code, out, errOut := mailferry(t, "archive", src, "maildir:arc/x", "--progress", "never", "--state-dir", state); code != 0 {
+		t.Errorf("archive into maildir:arc/x: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if code, out, errOut := mailferry(t, "archive", src, "mbox:arcm", "--progress", "never", "--state-dir", state); code != 0 {
+		t.Errorf("archive into mbox:arcm: exit %d\n%s\n%s", code, out, errOut)
+	}
+	var got []string
+	filepath.WalkDir(work, func(p string, d os.DirEntry, err error) error {
+		if err == nil && p != work && (d.IsDir() || strings.HasSuffix(p, ".mbox")) && !strings.Contains(p, string(os.PathSeparator)+"arc"+string(os.PathSeparator)+"x"+string(os.PathSeparator)) {
+			rel, _ := filepath.Rel(work, p)
+			got = append(got, rel)
+		}
+		return nil
+	})
+	if want := "arc arc/x arcm arcm/INBOX.mbox"; strings.Join(got, " ") != want {
+		t.Errorf("the working directory holds %q, want %q", strings.Join(got, " "), want)
+	}
+}

@@ -34,7 +34,10 @@ Run it again (every night, say) and it adds only what is new.`,
 			if err != nil {
 				return err
 			}
-			dst := &endpoint{raw: args[1], scheme: format, path: expandHome(args[1])}
+			dst, err := archiveDir(args[1], format, cmd.Flags().Changed("format"))
+			if err != nil {
+				return err
+			}
 			if st, err := os.Stat(dst.path); err == nil && !st.IsDir() {
 				return &usageError{fmt.Errorf("%s exists and is not a directory", dst.path)}
 			}

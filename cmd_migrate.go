@@ -118,6 +118,9 @@ func (f *copyFlags) options(env *environment) (migrate.Options, error) {
 	if o.Before, err = parseDay("--before", f.before); err != nil {
 		return o, err
 	}
+	if !o.Since.IsZero() && !o.Before.IsZero() && !o.Since.Before(o.Before) {
+		return o, &usageError{fmt.Errorf("--since %s is not before --before %s: no message could be selected", f.since, f.before)}
+	}
 	switch d := migrate.Dedup(f.dedup); d {
 	case migrate.DedupFolder, migrate.DedupAccount, migrate.DedupOff:
 		o.Dedup = d

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -69,9 +70,15 @@ func parseEndpoint(s string) (*endpoint, error) {
 	if u.User.Username() == "" {
 		return nil, &usageError{fmt.Errorf("%s: no user name (imap://user@host)", s)}
 	}
+	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+		return nil, &usageError{fmt.Errorf("%s: a folder or anything else after the host is not part of an endpoint; select folders with --include (--include %q)", s, strings.Trim(u.Path, "/"))}
+	}
 	host := u.Hostname()
 	if u.Port() != "" {
 		port = u.Port()
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return nil, &usageError{fmt.Errorf("%s: port %s is not a port number (1 to 65535)", s, port)}
+		}
 	}
 	mode := mailconn.TLSStartTLS
 	if strings.HasSuffix(u.Scheme, "s") {
@@ -80,6 +87,32 @@ func parseEndpoint(s string) (*endpoint, error) {
 	return &endpoint{raw: s, scheme: u.Scheme, server: mailconn.ServerConfig{
 		Addr: net.JoinHostPort(host, port), User: u.User.Username(), TLS: mode,
 	}}, nil
+}
+
+// archiveDir reads archive's DIR argument: a plain path, or maildir:PATH or
+// mbox:PATH (which say the format, and must agree with --format when it is
+// given). Anything else that looks like an endpoint (imap://…) is refused,
+// never made into a directory of that name.
+func archiveDir(arg, format string, formatGiven bool) (*endpoint, error) {
+	if strings.Contains(arg, "://") {
+		return nil, &usageError{fmt.Errorf("%s: archive writes into a local directory, not a server (to copy into a server: mailferry migrate SOURCE %s)", redactURL(arg), redactURL(arg))}
+	}
+	path := arg
+	for _, local := range []string{"maildir", "mbox"} {
+		if rest, ok := strings.CutPrefix(arg, local+":"); ok {
+			if formatGiven && format != local {
+				return nil, &usageError{fmt.Errorf("%s: says %s, but --format says %s", arg, local, format)}
+			}
+			if rest == "" {
+				return nil, &usageError{fmt.Errorf("%s: no path given", arg)}
+			}
+			if local == "mbox" && strings.HasSuffix(rest, ".mbox") {
+				return nil, &usageError{fmt.Errorf("%s: archive writes a directory of mbox files; give a directory (mbox:DIR or DIR --format mbox)", arg)}
+			}
+			format, path = local, rest
+		}
+	}
+	return &endpoint{raw: arg, scheme: format, path: expandHome(path)}, nil
 }
 
 func redactURL(s string) string {

@@ -288,3 +288,28 @@ func TestEndpointArguments(t *testing.T) {
 		t.Errorf("the working directory holds %q, want %q", strings.Join(got, " "), want)
 	}
 }
+
+// An --include that matches no folder is named in a warning; a selection
+// that selects nothing at all is a usage error (exit 2), copying nothing.
+func TestIncludeMatchingNothing(t *testing.T) {
+	src := "maildir:" + smallMaildir(t, 1, ".Archive", ".Archive.2023")
+	dst := filepath.Join(t.TempDir(), "dst")
+	state := t.TempDir()
+	code, out, errOut := mailferry(t, "migrate", src, "maildir:"+dst, "--progress", "never", "--state-dir", state,
+		"--include", "Archvie/*", "--include", "Archive/*")
+	if code != 0 || errOut != "mailferry: warning: --include \"Archvie/*\" matches no folder of the source\n" ||
+		!regexp.MustCompile(`(?m)^copied 1 message `).MatchString(out) {
+		t.Errorf("one pattern matching nothing: exit %d\nstdout %s\nstderr %q", code, out, errOut)
+	}
+	dst = filepath.Join(t.TempDir(), "dst")
+	code, out, errOut = mailferry(t, "migrate", src, "maildir:"+dst, "--progress", "never", "--state-dir", state,
+		"--include", "inbox")
+	want := "mailferry: warning: --include \"inbox\" matches no folder of the source (names are case-sensitive: did you mean \"INBOX\"?)\n" +
+		"mailferry: usage: --include and --exclude select no folder of the source; 'mailferry folders SOURCE' lists them\n"
+	if code != 2 || errOut != want || out != "" {
+		t.Errorf("nothing selected: exit %d\nstdout %s\nstderr %q\nwant   %q", code, out, errOut, want)
+	}
+	if files, _ := filepath.Glob(filepath.Join(dst, "*", "*")); len(files) != 0 {
+		t.Errorf("nothing selected, yet the destination holds %q", files)
+	}
+}

@@ -257,3 +257,47 @@ func matchAny(res []*regexp.Regexp, name string) bool {
 	}
 	return false
 }
+
+// Unmatched are the --include patterns that match no selectable folder of
+// src (a folder of another user's namespace counts: warnLeftOut speaks of
+// those).
+func Unmatched(src []formats.Folder, include []string) []string {
+	var out []string
+	for _, g := range include {
+		re, err := compileGlobs([]string{g})
+		if err != nil {
+			continue
+		}
+		hit := false
+		for _, f := range src {
+			if !f.NoSelect && matchAny(re, formats.DisplayName(f.Path)) {
+				hit = true
+				break
+			}
+		}
+		if !hit {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// checkSelection warns of each --include pattern that matches no folder,
+// naming a folder of the same name in another case when there is one, and
+// refuses a run whose --include and --exclude select nothing at all.
+func (e *engine) checkSelection(src []formats.Folder, plan []PlannedFolder) error {
+	for _, g := range Unmatched(src, e.opts.Include) {
+		hint := ""
+		for _, f := range src {
+			if name := formats.DisplayName(f.Path); !f.NoSelect && strings.EqualFold(name, g) {
+				hint = fmt.Sprintf(" (names are case-sensitive: did you mean %q?)", name)
+				break
+			}
+		}
+		e.rep.Warn(fmt.Sprintf("--include %q matches no folder of the source%s", g, hint))
+	}
+	if len(plan) == 0 && (len(e.opts.Include) > 0 || len(e.opts.Exclude) > 0) {
+		return Usagef("--include and --exclude select no folder of the source; 'mailferry folders SOURCE' lists them")
+	}
+	return nil
+}

@@ -188,6 +188,9 @@ func (e *engine) run(ctx context.Context, rep *Report) error {
 	}
 	e.dstFolders = dstFolders
 	e.warnLeftOut(srcFolders)
+	if err := e.checkSelection(srcFolders, plan); err != nil {
+		return err
+	}
 	planned := 0
 	for _, pf := range plan {
 		planned += int(pf.Source.Messages)

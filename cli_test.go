@@ -313,3 +313,39 @@ func TestIncludeMatchingNothing(t *testing.T) {
 		t.Errorf("nothing selected, yet the destination holds %q", files)
 	}
 }
+
+// Password files and commands: an empty file is refused naming it, a file
+// others can read gets a warning, a failing command's first line of
+// standard error is shown.
+func TestPasswordSources(t *testing.T) {
+	dir := t.TempDir()
+	server := "imap://alice@127.0.0.1:1" // nothing listens: only the password is at stake
+	args := func(extra ...string) []string {
+		return append([]string{"migrate", server, "maildir:" + filepath.Join(dir, "m"), "--progress", "never", "--state-dir", dir}, extra...)
+	}
+	empty := filepath.Join(dir, "empty")
+	if err := os.WriteFile(empty, []byte("\nsecond line\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := mailferry(t, args("--src-password-file", empty)...)
+	if want := "mailferry: --src-password-file " + empty + ": no password on its first line\n"; code != 2 || errOut != want {
+		t.Errorf("empty file: exit %d\nstderr %q\nwant   %q\n%s", code, errOut, want, out)
+	}
+	open := filepath.Join(dir, "open")
+	if err := os.WriteFile(open, []byte("hunter2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(open, 0o644)
+	code, _, errOut = mailferry(t, args("--src-password-file", open)...)
+	if want := "mailferry: warning: --src-password-file " + open + " can be read by others (mode 0644): chmod 600 " + open + "\n"; code != 1 || !strings.HasPrefix(errOut, want) || strings.Contains(errOut, "hunter2") {
+		t.Errorf("file others can read: exit %d\nstderr %q\nwant a line %q", code, errOut, want)
+	}
+	os.Chmod(open, 0o600)
+	if _, _, errOut = mailferry(t, args("--src-password-file", open)...); strings.Contains(errOut, "warning") {
+		t.Errorf("a private file gets a warning: %q", errOut)
+	}
+	code, _, errOut = mailferry(t, args("--src-password-cmd", `echo "gpg: decryption failed" >&2; echo "more detail" >&2; exit 3`)...)
+	if want := "mailferry: --src-password-cmd failed (exit status 3): gpg: decryption failed\n"; code != 1 || errOut != want {
+		t.Errorf("failing command: exit %d\nstderr %q\nwant   %q", code, errOut, want)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -153,11 +154,28 @@ func (s *secretFlags) password(env *environment, who string) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("--%s-password-file: %w", s.side, err)
 		}
+		if firstLine(string(b)) == "" {
+			return "", &usageError{fmt.Errorf("--%s-password-file %s: no password on its first line", s.side, s.file)}
+		}
+		if st, err := os.Stat(s.file); err == nil && st.Mode().Perm()&0o077 != 0 {
+			fmt.Fprintf(env.stderr, "mailferry: warning: --%s-password-file %s can be read by others (mode %04o): chmod 600 %s\n",
+				s.side, s.file, st.Mode().Perm(), s.file)
+		}
 		return firstLine(string(b)), nil
 	case s.cmd != "":
 		out, err := exec.Command("sh", "-c", s.cmd).Output()
 		if err != nil {
+			// The command's own words say why (gpg: decryption failed).
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				if why := strings.TrimSpace(firstLine(strings.TrimLeft(string(ee.Stderr), "\r\n"))); why != "" {
+					return "", fmt.Errorf("--%s-password-cmd failed (%v): %s", s.side, err, why)
+				}
+			}
 			return "", fmt.Errorf("--%s-password-cmd failed: %v", s.side, err)
+		}
+		if firstLine(string(out)) == "" {
+			return "", fmt.Errorf("--%s-password-cmd printed no password on its first line", s.side)
 		}
 		return firstLine(string(out)), nil
 	}

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"testing"
+
+	"github.com/mailferry/mailferry/migrate/dovecottest"
+	"github.com/mailferry/mailferry/migrate/servertest"
+)
+
+// writeMaildir makes a Maildir (the INBOX at its root) holding msgs, in
+// cur/ with the \Seen flag, one file each.
+func writeMaildir(t *testing.T, msgs [][]byte) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "src")
+	for _, sub := range []string{"cur", "new", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, b := range msgs {
+		if err := os.WriteFile(filepath.Join(dir, "cur", fmt.Sprintf("%d.M%d.test:2,S", 1600000000+i, i)), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func sortedSHA(bodies [][]byte) []string {
+	var out []string
+	for _, b := range bodies {
+		out = append(out, sha(b))
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Issue 11 item 1: a message holding NUL is stored on Cyrus (mailferry
+// writes it there with a literal8 APPEND), and Cyrus then sends its BODY[]
+// as a literal8 (`BODY[] ~{n}`), which go-imap's FETCH parser cannot read:
+// the whole folder failed, on every rerun. Every message, single-part and
+// multipart, must come from Cyrus to Dovecot and to a Maildir archive with
+// the bytes Cyrus stored.
+func TestCyrusNULMessagesCopied(t *testing.T) {
+	cy := servertest.StartCyrus(t, servertest.Options{})
+	var bodies [][]byte
+	for _, m := range nulMessages {
+		bodies = append(bodies, []byte(m.body))
+	}
+	plain := []byte("Message-ID: <plain@binary.test>\r\nSubject: plain\r\n\r\nplain\r\n")
+	bodies = append(bodies, plain)
+	t.Setenv("MAILFERRY_DST_PASSWORD", cy.Users[cy.User])
+	code, out, errOut := mailferry(t, "migrate", "maildir:"+writeMaildir(t, bodies), serverURL(cy),
+		"--dst-tls", "none", "--state-dir", t.TempDir(), "--progress", "never")
+	if code != 0 {
+		t.Fatalf("maildir -> cyrus: exit %d\n%s\n%s", code, out, errOut)
+	}
+	stored := cy.CyrusStored(t, cy.User, "INBOX")
+	if len(stored) != len(bodies) {
+		t.Fatalf("cyrus stored %d messages, want %d", len(stored), len(bodies))
+	}
+	nuls := 0
+	for _, b := range stored {
+		if bytes.IndexByte(b, 0) >= 0 {
+			nuls++
+		}
+	}
+	if nuls < 2 {
+		t.Fatalf("cyrus stored %d messages holding NUL: the test needs a single-part and a multipart one", nuls)
+	}
+	want := sortedSHA(stored)
+
+	dir := filepath.Join(t.TempDir(), "archive")
+	t.Setenv("MAILFERRY_SRC_PASSWORD", cy.Users[cy.User])
+	code, out, errOut = mailferry(t, "archive", serverURL(cy), dir, "--src-tls", "none",
+		"--state-dir", t.TempDir(), "--progress", "never")
+	if code != 0 {
+		t.Fatalf("cyrus -> maildir archive: exit %d\n%s\n%s", code, out, errOut)
+	}
+	got := manifestSHA256(t, dir)
+	sort.Strings(got)
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("archive holds\n%v\nwant what cyrus stored\n%v", got, want)
+	}
+
+	dc := dovecottest.Start(t, dovecottest.Options{Separator: '/'})
+	code, out, errOut, report := migrateBetween(t, serverURL(cy), dovecotURL(dc), cy.Users[cy.User], dc.Users["alice"], t.TempDir())
+	if code != 0 {
+		t.Fatalf("cyrus -> dovecot: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if r := readReport(t, report); r.Totals.Copied != len(bodies) {
+		t.Errorf("cyrus -> dovecot copied %d, want %d", r.Totals.Copied, len(bodies))
+	}
+	// Dovecot stores the bytes (BINARY[] of what we sent); its BODY[]
+	// serves a NUL as 0x80, so compare BODY[] with that change.
+	var wantServed [][]byte
+	for _, b := range stored {
+		wantServed = append(wantServed, bytes.ReplaceAll(b, []byte{0}, []byte{0x80}))
+	}
+	var gotServed []string
+	for _, m := range dc.Snapshot(t, "alice")["INBOX"] {
+		gotServed = append(gotServed, m.SHA256)
+	}
+	sort.Strings(gotServed)
+	if w := sortedSHA(wantServed); fmt.Sprint(gotServed) != fmt.Sprint(w) {
+		t.Errorf("dovecot serves\n%v\nwant\n%v", gotServed, w)
+	}
+}

@@ -110,3 +110,32 @@ func TestCyrusNULMessagesCopied(t *testing.T) {
 		t.Errorf("dovecot serves\n%v\nwant\n%v", gotServed, w)
 	}
 }
+
+// Issue 11 item 8: Courier POP3 advertises UTF8 (RFC 6856) in CAPA, and
+// without the UTF8 command it replaces every message with 8-bit bytes in
+// its header by a "Cannot display Unicode content" wrapper. mailferry must
+// send UTF8 where offered: the archived bytes are the stored ones.
+func TestCourierPOP3EightBitHeaders(t *testing.T) {
+	co := servertest.StartCourier(t, servertest.Options{})
+	msgs := [][]byte{
+		[]byte("From: J\xc3\xbcrgen <j@example.com>\r\nTo: alice@example.com\r\nSubject: Gr\xc3\xbc\xc3\x9fe aus K\xc3\xb6ln\r\nMessage-ID: <u8-1@example.com>\r\nDate: Mon, 2 Jan 2023 03:04:05 +0000\r\n\r\nHallo \xc3\xa4\r\n"),
+		[]byte("From: s@example.com\r\nTo: alice@example.com\r\nSubject: ascii\r\nMessage-ID: <u8-2@example.com>\r\n\r\nplain\r\n"),
+		[]byte("From: \xe6\x9d\x8e <li@example.com>\r\nTo: alice@example.com\r\nSubject: \xe4\xbd\xa0\xe5\xa5\xbd\r\nMessage-ID: <u8-3@example.com>\r\n\r\n\xe4\xbd\xa0\xe5\xa5\xbd\r\n"),
+	}
+	co.WriteMaildir(t, co.User, msgs)
+	want := sortedSHA(msgs)
+	dir := filepath.Join(t.TempDir(), "archive")
+	t.Setenv("MAILFERRY_SRC_PASSWORD", co.Users[co.User])
+	code, out, errOut := mailferry(t, "archive", "pop3://"+co.User+"@"+co.POP3Addr(), dir, "--src-tls", "none",
+		"--state-dir", t.TempDir(), "--progress", "never")
+	if code != 0 {
+		t.Fatalf("courier pop3 -> archive: exit %d\n%s\n%s", code, out, errOut)
+	}
+	bodies := archivedBodies(t, dir)
+	if got := sortedSHA(bodies); fmt.Sprint(got) != fmt.Sprint(want) {
+		for _, b := range bodies {
+			t.Logf("archived: %.200q", b)
+		}
+		t.Errorf("archive holds\n%v\nwant the stored bytes\n%v", got, want)
+	}
+}

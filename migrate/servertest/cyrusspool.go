@@ -1,6 +1,8 @@
 package servertest
 
 import (
+	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -48,4 +50,26 @@ func (s *Server) CyrusStored(t testing.TB, login, folder string) [][]byte {
 		}
 	}
 	return out
+}
+
+// WriteMaildir puts msgs straight into login's Courier Maildir INBOX
+// (new/), bypassing IMAP. Courier keeps LF line ends on disk and serves
+// CRLF: msgs are given with CRLF and written with LF, so that what Courier
+// serves is exactly msgs.
+func (s *Server) WriteMaildir(t testing.TB, login string, msgs [][]byte) {
+	t.Helper()
+	if s.Kind != Courier {
+		t.Fatalf("servertest: WriteMaildir on %s", s.Kind)
+	}
+	dir := filepath.Join(s.Dir, "mail", login, "Maildir", "new")
+	uid, gid := mailUser(t)
+	for i, b := range msgs {
+		p := filepath.Join(dir, fmt.Sprintf("%d.M%dP%d.servertest", 1600000000+i, i, os.Getpid()))
+		if err := os.WriteFile(p, bytes.ReplaceAll(b, []byte("\r\n"), []byte("\n")), 0o600); err != nil {
+			t.Fatalf("servertest: %v", err)
+		}
+		if err := os.Chown(p, uid, gid); err != nil {
+			t.Fatalf("servertest: %v", err)
+		}
+	}
 }

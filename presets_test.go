@@ -205,8 +205,8 @@ func startGmail(t *testing.T) (src, dst *dovecottest.Server, names map[string]st
 		}
 	}
 	src.Seed(t, "alice", seed)
-	t.Setenv("MAILFERRY_SRC_PASSWORD", src.Users["alice"])
-	t.Setenv("MAILFERRY_DST_PASSWORD", dst.Users["alice"])
+	setenv(t, "MAILFERRY_SRC_PASSWORD", src.Users["alice"])
+	setenv(t, "MAILFERRY_DST_PASSWORD", dst.Users["alice"])
 	return src, dst, names
 }
 

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"testing"
+	"time"
 
 	"github.com/mailferry/mailferry/migrate/dovecottest"
 	"github.com/mailferry/mailferry/migrate/servertest"
@@ -137,5 +139,50 @@ func TestCourierPOP3EightBitHeaders(t *testing.T) {
 			t.Logf("archived: %.200q", b)
 		}
 		t.Errorf("archive holds\n%v\nwant the stored bytes\n%v", got, want)
+	}
+}
+
+// Issue 11 item 7: for a folder with nothing to do (the no-op rerun's
+// fast path) the summary and the report named the destination folder
+// without the destination's "INBOX." prefix; and behind the size-limit
+// wrapper (--max-message-size) a --dry-run did not see the destination's
+// naming either. On Cyrus and Courier every name carries the prefix.
+func TestPrefixedDestinationNamesOnRerun(t *testing.T) {
+	for _, kind := range []servertest.Kind{servertest.Cyrus, servertest.Courier} {
+		t.Run(string(kind), func(t *testing.T) {
+			dst := servertest.Start(t, kind, servertest.Options{})
+			dc := dovecottest.Start(t, dovecottest.Options{Separator: '/'})
+			date := time.Date(2023, 4, 5, 6, 7, 8, 0, time.UTC)
+			dc.Seed(t, "alice", []dovecottest.SeedMessage{
+				{Folder: "INBOX", Body: simpleMessage(21, "inbox"), Date: date},
+				{Folder: "Work", Body: simpleMessage(22, "work"), Date: date},
+				{Folder: "Work/Sub", Body: simpleMessage(23, "sub"), Date: date},
+			})
+			want := map[string]string{"INBOX": "INBOX", "Work": "INBOX.Work", "Work/Sub": "INBOX.Work.Sub"}
+			st := t.TempDir()
+			check := func(what string, extra ...string) {
+				t.Helper()
+				code, out, errOut, report := migrateBetween(t, dovecotURL(dc), serverURL(dst), dc.Users["alice"], dst.Users[dst.User], st, extra...)
+				if code != 0 {
+					t.Fatalf("%s: exit %d\n%s\n%s", what, code, out, errOut)
+				}
+				r := readReport(t, report)
+				if len(r.Folders) != len(want) {
+					t.Errorf("%s: report has %d folders, want %d", what, len(r.Folders), len(want))
+				}
+				for _, f := range r.Folders {
+					if f.Destination != want[f.Source] {
+						t.Errorf("%s: report: %s -> %q, want %q", what, f.Source, f.Destination, want[f.Source])
+					}
+					if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(f.Source) + ` +` + regexp.QuoteMeta(want[f.Source]) + ` `).MatchString(out) {
+						t.Errorf("%s: the summary does not show %s -> %s:\n%s", what, f.Source, want[f.Source], out)
+					}
+				}
+			}
+			check("dry run behind the size limit", "--dry-run", "--max-message-size", "10M")
+			check("first run")
+			check("rerun")
+			check("rerun behind the size limit", "--max-message-size", "10M")
+		})
 	}
 }

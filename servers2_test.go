@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -183,6 +184,105 @@ func TestPrefixedDestinationNamesOnRerun(t *testing.T) {
 			check("first run")
 			check("rerun")
 			check("rerun behind the size limit", "--max-message-size", "10M")
+		})
+	}
+}
+
+// snapshotSHAs maps folder name -> sorted SHA-256 of what s serves.
+func snapshotSHAs(snap dovecottest.Snapshot) map[string][]string {
+	out := map[string][]string{}
+	for f, ms := range snap {
+		for _, m := range ms {
+			out[f] = append(out[f], m.SHA256)
+		}
+		sort.Strings(out[f])
+	}
+	return out
+}
+
+// Issue 11 item 10: a child of INBOX between a server whose folders all
+// live under "INBOX." (Cyrus, Courier) and one where INBOX is a folder
+// beside the others (Dovecot). The rule (README, "Folders under INBOX"):
+// into an INBOX.-prefixed server, INBOX/X and everything below it become
+// INBOX.X (what a user of such a server calls a subfolder of the Inbox),
+// unless the source also has a folder X (or one below X), which becomes
+// INBOX.X too: then the INBOX child keeps its own level, INBOX.INBOX.X, and
+// the report's note says so, so that two source folders never merge. From
+// such a server, INBOX.X is the folder X and INBOX.INBOX.X is INBOX/X.
+func TestInboxChildrenMapping(t *testing.T) {
+	date := time.Date(2023, 4, 5, 6, 7, 8, 0, time.UTC)
+	msg := func(i int) []byte { return simpleMessage(30+i, fmt.Sprintf("inbox child %d", i)) }
+	for _, kind := range []servertest.Kind{servertest.Cyrus, servertest.Courier} {
+		t.Run("dovecot to "+string(kind), func(t *testing.T) {
+			dst := servertest.Start(t, kind, servertest.Options{})
+			dc := dovecottest.Start(t, dovecottest.Options{Separator: '/'})
+			dc.Seed(t, "alice", []dovecottest.SeedMessage{
+				{Folder: "INBOX", Body: msg(0), Date: date},
+				{Folder: "INBOX/Sub", Body: msg(1), Date: date},
+				{Folder: "INBOX/Sub/Deep", Body: msg(2), Date: date},
+				{Folder: "INBOX/Other", Body: msg(3), Date: date},
+				{Folder: "Other", Body: msg(4), Date: date},
+			})
+			want := map[string]string{"INBOX": "INBOX", "INBOX/Sub": "INBOX.Sub", "INBOX/Sub/Deep": "INBOX.Sub.Deep",
+				"INBOX/Other": "INBOX.INBOX.Other", "Other": "INBOX.Other"}
+			st := t.TempDir()
+			for _, run := range []string{"first run", "rerun"} {
+				code, out, errOut, report := migrateBetween(t, dovecotURL(dc), serverURL(dst), dc.Users["alice"], dst.Users[dst.User], st)
+				if code != 0 {
+					t.Fatalf("%s: exit %d\n%s\n%s", run, code, out, errOut)
+				}
+				r := readReport(t, report)
+				wantCopied := 5
+				if run == "rerun" {
+					wantCopied = 0
+				}
+				if r.Totals.Copied != wantCopied {
+					t.Errorf("%s: copied %d, want %d", run, r.Totals.Copied, wantCopied)
+				}
+				for _, f := range r.Folders {
+					if f.Destination != want[f.Source] {
+						t.Errorf("%s: %s -> %q, want %q", run, f.Source, f.Destination, want[f.Source])
+					}
+					if f.Source == "INBOX/Other" && !(strings.Contains(f.Note, "INBOX.INBOX.Other") && strings.Contains(f.Note, `"Other"`)) {
+						t.Errorf("%s: the note on INBOX/Other does not say why it stays apart: %q", run, f.Note)
+					}
+				}
+			}
+			srcSnap := snapshotSHAs(dc.Snapshot(t, "alice"))
+			dstSnap := snapshotSHAs(dst.Snapshot(t, dst.User))
+			for from, to := range want {
+				if fmt.Sprint(dstSnap[to]) != fmt.Sprint(srcSnap[from]) {
+					t.Errorf("%s %s holds %v, want what dovecot %s holds: %v", kind, to, dstSnap[to], from, srcSnap[from])
+				}
+			}
+			if len(dstSnap) != len(want) {
+				t.Errorf("%s has folders %v, want %d", kind, keysOf(dst.Snapshot(t, dst.User)), len(want))
+			}
+		})
+		t.Run(string(kind)+" to dovecot", func(t *testing.T) {
+			src := servertest.Start(t, kind, servertest.Options{})
+			dc := dovecottest.Start(t, dovecottest.Options{Separator: '/'})
+			src.Seed(t, src.User, []dovecottest.SeedMessage{
+				{Folder: "INBOX", Body: msg(0), Date: date},
+				{Folder: "INBOX.Sub", Body: msg(1), Date: date},
+				{Folder: "INBOX.INBOX", Body: msg(5), Date: date},
+				{Folder: "INBOX.INBOX.Other", Body: msg(3), Date: date},
+			})
+			want := map[string]string{"INBOX": "INBOX", "INBOX.Sub": "Sub", "INBOX.INBOX": "INBOX/INBOX", "INBOX.INBOX.Other": "INBOX/Other"}
+			code, out, errOut, report := migrateBetween(t, serverURL(src), dovecotURL(dc), src.Users[src.User], dc.Users["alice"], t.TempDir())
+			if code != 0 {
+				t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+			}
+			if r := readReport(t, report); r.Totals.Copied != 4 {
+				t.Errorf("copied %d, want 4", r.Totals.Copied)
+			}
+			srcSnap := snapshotSHAs(src.Snapshot(t, src.User))
+			dstSnap := snapshotSHAs(dc.Snapshot(t, "alice"))
+			for from, to := range want {
+				if len(srcSnap[from]) != 1 || fmt.Sprint(dstSnap[to]) != fmt.Sprint(srcSnap[from]) {
+					t.Errorf("dovecot %s holds %v, want what %s %s holds: %v", to, dstSnap[to], kind, from, srcSnap[from])
+				}
+			}
 		})
 	}
 }

@@ -57,7 +57,9 @@ func TestArchiveSurvivesSIGKILL(t *testing.T) {
 				"--src-tls", "none", "--state-dir", p.state, "--progress", "never"}
 			bin := binary(t)
 			kills := killRuns(t, bin, args, 3)
-			out, err := exec.Command(bin, args...).CombinedOutput()
+			final := exec.Command(bin, args...)
+			final.Env = environFor(t)
+			out, err := final.CombinedOutput()
 			if err != nil {
 				t.Fatalf("final run: %v\n%s", err, out)
 			}

@@ -162,7 +162,9 @@ wait:
 	}
 	t.Logf("killed with %d of %d messages at the destination", atKill, len(msgs))
 	report := filepath.Join(t.TempDir(), "r.json")
-	out, err := exec.Command(bin, rewriteArgs(src, dst, state, "--report", report)...).CombinedOutput()
+	cmd = exec.Command(bin, rewriteArgs(src, dst, state, "--report", report)...)
+	cmd.Env = environFor(t)
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("rerun: %v\n%s", err, out)
 	}

@@ -50,7 +50,8 @@ type Counts struct {
 	DeletedAtSource int `json:"deleted_at_source"`
 }
 
-func (c *Counts) add(o Counts) {
+// Add adds o to c.
+func (c *Counts) Add(o Counts) {
 	c.Found += o.Found
 	c.Copied += o.Copied
 	c.Skipped += o.Skipped

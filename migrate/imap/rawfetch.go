@@ -19,6 +19,7 @@ package imap
 // stored: a literal8 is exact, nothing is decoded.
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -162,7 +163,26 @@ func (m *IMAP) rawFetch(ctx context.Context, folder formats.Folder, msgs []forma
 			continue
 		}
 		seq, _ := strconv.ParseUint(fs[1], 10, 32)
-		text := line // the response's text outside its literals
+		uidOf := func(text string) uint32 {
+			if u := uidItem.FindStringSubmatch(text); u != nil {
+				v, _ := strconv.ParseUint(u[1], 10, 32)
+				return uint32(v)
+			}
+			return 0
+		}
+		deliver := func(uid uint32, r io.Reader, n int64) error {
+			msg := byUID[uid]
+			lr := &countingReader{r: r}
+			ferr := fn(msg, literal{lr, n})
+			io.Copy(io.Discard, lr)
+			if lr.n != n {
+				return fail(fmt.Errorf("message UID %d: connection ended after %d of %d bytes", uid, lr.n, n))
+			}
+			done[uid] = true
+			return ferr
+		}
+		text := line    // the response's text outside its literals
+		var held []byte // BODY[] that came before its UID
 		for {
 			lm := literalAtEnd.FindStringSubmatchIndex(line)
 			if lm == nil {
@@ -172,33 +192,40 @@ func (m *IMAP) rawFetch(ctx context.Context, folder formats.Folder, msgs []forma
 			if err != nil {
 				return fail(fmt.Errorf("bad literal in %s", clip(line)))
 			}
-			uid := uint32(0)
-			if u := uidItem.FindStringSubmatch(text); u != nil {
-				v, _ := strconv.ParseUint(u[1], 10, 32)
-				uid = uint32(v)
-			} else {
-				uid = m.seqUID[uint32(seq)]
+			lit := io.LimitReader(rd, n)
+			uid := uidOf(text)
+			_, wanted := byUID[uid]
+			switch {
+			case !bodyItemEnd.MatchString(line[:lm[0]]):
+			case uid == 0:
+				// The UID follows the literal (RFC 3501 allows any order):
+				// keep the body until the response names it.
+				if held, err = io.ReadAll(lit); err != nil || int64(len(held)) != n {
+					return fail(fmt.Errorf("connection ended inside a literal"))
+				}
+			case wanted && !done[uid]:
+				if err := deliver(uid, lit, n); err != nil {
+					return err
+				}
 			}
-			msg, wanted := byUID[uid]
-			isBody := bodyItemEnd.MatchString(line[:lm[0]])
-			lr := &countingReader{r: io.LimitReader(rd, n)}
-			if isBody && wanted && !done[uid] {
-				ferr := fn(msg, literal{lr, n})
-				io.Copy(io.Discard, lr)
-				if lr.n != n {
-					return fail(fmt.Errorf("message UID %d: connection ended after %d of %d bytes", uid, lr.n, n))
-				}
-				if ferr != nil {
-					return ferr
-				}
-				done[uid] = true
-			} else if _, err := io.Copy(io.Discard, lr); err != nil || lr.n != n {
-				return fail(fmt.Errorf("connection ended inside a literal"))
+			if _, err := io.Copy(io.Discard, lit); err != nil { // what was not read above
+				return fail(err)
 			}
 			if line, err = readLine(); err != nil {
 				return fail(err)
 			}
 			text += " " + line
+		}
+		if held != nil {
+			uid := uidOf(text)
+			if uid == 0 {
+				uid = m.seqUID[uint32(seq)]
+			}
+			if _, wanted := byUID[uid]; wanted && !done[uid] {
+				if err := deliver(uid, bytes.NewReader(held), int64(len(held))); err != nil {
+					return err
+				}
+			}
 		}
 	}
 }

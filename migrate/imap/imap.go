@@ -359,6 +359,14 @@ func (m *IMAP) Folders(ctx context.Context) ([]formats.Folder, error) {
 				continue
 			}
 			sd, err := m.startStatus(f.Name).Wait()
+			var ie *imap.Error
+			if errors.As(err, &ie) && ie.Type == imap.StatusResponseTypeNo {
+				// Listed, but it cannot be opened now (mailutils lists the
+				// temporary file of a folder being rewritten): no counts,
+				// so the engine looks at it afresh, and a source folder that
+				// really cannot be opened fails by name when it is listed.
+				continue
+			}
 			if err != nil {
 				return nil, m.wrap("status "+f.Name, err)
 			}

@@ -43,8 +43,9 @@ func inboxPrefixed(x any) bool {
 	return len(name) == 7 && strings.EqualFold(name[:5], "INBOX") && name[6] == 'x'
 }
 
-// inboxChildren applies the rule above to plan.
-func inboxChildren(plan []PlannedFolder, src Source, dst Sink) []PlannedFolder {
+// inboxChildren applies the rule above to plan (src is the Source, dst the
+// Sink).
+func inboxChildren(plan []PlannedFolder, src, dst any) []PlannedFolder {
 	if !inboxPrefixed(dst) || inboxPrefixed(src) {
 		return plan
 	}

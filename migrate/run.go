@@ -186,6 +186,7 @@ func (e *engine) run(ctx context.Context, rep *Report) error {
 	if err != nil {
 		return err
 	}
+	plan = inboxChildren(plan, c.src, c.dst) // inboxchildren.go
 	e.dstFolders = dstFolders
 	e.warnLeftOut(srcFolders)
 	if err := e.checkSelection(srcFolders, plan); err != nil {

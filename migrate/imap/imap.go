@@ -537,7 +537,7 @@ func (m *IMAP) Fetch(ctx context.Context, folder formats.Folder, msgs []formats.
 			}
 		}
 		sort.Slice(rest, func(i, j int) bool { return rest[i].UID < rest[j].UID })
-		if err := m.fetchSections(ctx, folder, rest, body, deliver); err != nil {
+		if err := m.fetchBodies(ctx, folder, rest, deliver, delivered, &fnErr); err != nil {
 			return err
 		}
 	}

@@ -26,6 +26,7 @@ type copyFlags struct {
 	since, before    string
 	dedup            string
 	deleteSource     bool
+	syncDeletions    bool
 	sharedFolders    bool
 	dryRun           bool
 	jobs             int
@@ -90,6 +91,7 @@ func (f *copyFlags) addBatch(cmd *cobra.Command) {
 	fl.StringVar(&f.batch, "batch", "", "migrate every account listed in FILE (CSV: source,destination,src_password_file,dst_password_file,src_token_cmd,dst_token_cmd)")
 	fl.IntVar(&f.accounts, "accounts", 2, "with --batch: accounts migrated at once")
 	fl.StringVar(&f.shard, "shard", "", "with --batch: K/N, this machine's share of the accounts (K from 1 to N)")
+	fl.BoolVar(&f.syncDeletions, "sync-deletions", false, "remove at the destination what mailferry copied there and the source no longer has (never anything else)")
 }
 
 // options applies --preset, checks the flags and turns them into engine
@@ -135,6 +137,10 @@ func (f *copyFlags) options(env *environment) (migrate.Options, error) {
 		return o, err
 	}
 	o.Jobs, o.DryRun, o.DeleteSource = f.jobs, f.dryRun, f.deleteSource
+	if f.syncDeletions && f.deleteSource {
+		return o, &usageError{fmt.Errorf("--sync-deletions and --delete-source cannot be combined: what one deletes at the source the other would delete at the destination")}
+	}
+	o.SyncDeletions = f.syncDeletions
 	o.SharedFolders = f.sharedFolders
 	return o, nil
 }

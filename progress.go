@@ -138,12 +138,25 @@ func (r *terminalReporter) finish() {
 // printSummary writes the per-folder table and the totals.
 func printSummary(w io.Writer, rep *migrate.Report) {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "FOLDER\tDESTINATION\tFOUND\tCOPIED\tSKIPPED\tFAILED\tBYTES\t")
-	for _, f := range rep.Folders {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t\n", f.Source, f.Destination, f.Found, f.Copied, f.Skipped, f.Failed, humanBytes(f.Bytes))
-	}
 	t := rep.Totals
-	fmt.Fprintf(tw, "total\t\t%d\t%d\t%d\t%d\t%s\t\n", t.Found, t.Copied, t.Skipped, t.Failed, humanBytes(t.Bytes))
+	// The cutover's columns only when a run changed (or would change) flags
+	// or deleted at the destination.
+	cut := t.FlagsUpdated > 0 || t.DeletedAtDestination > 0
+	cols := func(c migrate.Counts) string {
+		if !cut {
+			return ""
+		}
+		return fmt.Sprintf("%d\t%d\t", c.FlagsUpdated, c.DeletedAtDestination)
+	}
+	head := ""
+	if cut {
+		head = "FLAGS UPDATED\tDELETED AT DEST\t"
+	}
+	fmt.Fprintln(tw, "FOLDER\tDESTINATION\tFOUND\tCOPIED\tSKIPPED\tFAILED\tBYTES\t"+head)
+	for _, f := range rep.Folders {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", f.Source, f.Destination, f.Found, f.Copied, f.Skipped, f.Failed, humanBytes(f.Bytes), cols(f.Counts))
+	}
+	fmt.Fprintf(tw, "total\t\t%d\t%d\t%d\t%d\t%s\t%s\n", t.Found, t.Copied, t.Skipped, t.Failed, humanBytes(t.Bytes), cols(t))
 	tw.Flush()
 	for _, f := range rep.Folders {
 		if f.Note != "" {
@@ -160,6 +173,34 @@ func printSummary(w io.Writer, rep *migrate.Report) {
 	}
 	fmt.Fprintf(w, "%s %d messages (%s) in %.1fs, %.0f msg/s\n", verb, t.Copied, humanBytes(t.Bytes), rep.DurationSeconds, rate)
 	printDeletions(w, rep)
+	printCutover(w, rep)
+}
+
+// printCutover says how many messages got new flags and what
+// --sync-deletions removed at the destination (or, in a dry run, would).
+func printCutover(w io.Writer, rep *migrate.Report) {
+	would := ""
+	if rep.DryRun {
+		would = "would "
+	}
+	if n := rep.Totals.FlagsUpdated; n > 0 {
+		verb := "updated"
+		if rep.DryRun {
+			verb = "update"
+		}
+		fmt.Fprintf(w, "%s%s the flags of %d messages at the destination\n", would, verb, n)
+	}
+	if n := rep.Totals.DeletedAtDestination; n > 0 {
+		verb := "deleted"
+		if rep.DryRun {
+			verb = "delete"
+		}
+		how := ""
+		if rep.DestMarkedOnly {
+			how = ` (only marked \Deleted: the destination has no UIDPLUS, so they stay until the folder is expunged)`
+		}
+		fmt.Fprintf(w, "%s%s %d messages at the destination that are gone from the source%s\n", would, verb, n, how)
+	}
 }
 
 // printDeletions says what --delete-source removed (or, in a dry run,

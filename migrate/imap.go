@@ -367,7 +367,7 @@ func (m *IMAP) Folders(ctx context.Context) ([]formats.Folder, error) {
 			opts.ReturnSpecialUse = true
 		}
 		if m.caps.Has(imap.CapListStatus) {
-			opts.ReturnStatus = &imap.StatusOptions{NumMessages: true, UIDNext: true, UIDValidity: true}
+			opts.ReturnStatus = m.statusOptions()
 		}
 	}
 	list, err := m.c.List("", "*", opts).Collect()
@@ -422,7 +422,7 @@ func (m *IMAP) Folders(ctx context.Context) ([]formats.Folder, error) {
 			if f.NoSelect {
 				continue
 			}
-			sd, err := m.c.Status(f.Name, &imap.StatusOptions{NumMessages: true, UIDNext: true, UIDValidity: true}).Wait()
+			sd, err := m.c.Status(f.Name, m.statusOptions()).Wait()
 			if err != nil {
 				return nil, m.wrap("status "+f.Name, err)
 			}
@@ -446,6 +446,7 @@ func setStatus(f *formats.Folder, sd *imap.StatusData) {
 	}
 	f.UIDNext = uint32(sd.UIDNext)
 	f.Validity = sd.UIDValidity
+	f.HighestModSeq = sd.HighestModSeq
 }
 
 func (m *IMAP) sel(name string, readOnly bool) (*imap.SelectData, error) {

@@ -31,6 +31,9 @@ type Options struct {
 	DryRun        bool
 	Jobs          int
 	DeleteSource  bool
+	// SyncDeletions removes at the destination what mailferry copied there
+	// and the source no longer has (cutover.go).
+	SyncDeletions bool
 	StatePath     string // the bbolt file; "" (and any dry run): a state in memory, no resume
 	// State, when set, is used instead of StatePath (tests).
 	State    State
@@ -103,6 +106,9 @@ type engine struct {
 	deletes   map[string]*deleteSet // source folder display name -> messages safe to delete
 	deleted   map[string]int        // source folder display name -> messages deleted there
 	marksOnly bool                  // the source only marked them \Deleted (no UIDPLUS)
+	// dstDeletes is what --sync-deletions removes at the end (cutover.go).
+	dstDeletes   []*destDeletes
+	dstMarksOnly bool // the destination only marked them \Deleted
 	// dstFolders is the destination's folder list as the run began.
 	dstFolders []formats.Folder
 }
@@ -152,6 +158,7 @@ func Run(ctx context.Context, job Job) (*Report, error) {
 	rep.Failures = append(rep.Failures, e.failures...)
 	rep.Kept = append(rep.Kept, e.kept...)
 	rep.MarkedOnly = e.marksOnly && !opts.DryRun
+	rep.DestMarkedOnly = e.dstMarksOnly
 	for i := range rep.Folders {
 		if n, ok := e.deleted[rep.Folders[i].Source]; ok {
 			rep.Folders[i].DeletedAtSource = n
@@ -211,6 +218,9 @@ func (e *engine) run(ctx context.Context, rep *Report) error {
 		}
 	}
 	if err != nil {
+		return err
+	}
+	if err := e.syncDeletions(ctx, rep); err != nil {
 		return err
 	}
 	if err := e.deleteSource(ctx); err != nil {

@@ -44,7 +44,7 @@ type destDeletes struct {
 // one recorded.
 func (e *engine) cutoverUnchanged(p *folderPass, srcMessages uint32) (bool, error) {
 	f := p.pf.Source
-	if e.opts.SyncDeletions && srcMessages != f.Messages {
+	if e.opts.SyncDeletions && srcMessages != f.Messages+1 {
 		return false, nil
 	}
 	if _, ok := As[FlagUpdater](p.dst); !ok {
@@ -55,6 +55,17 @@ func (e *engine) cutoverUnchanged(p *folderPass, srcMessages uint32) (bool, erro
 	}
 	ms, err := e.state.ModSeq(SideSource, p.srcKey)
 	return err == nil && ms == f.HighestModSeq, err
+}
+
+// syncedCount is the message count the source mark records: 1 + the
+// source folder's count when a pass with --sync-deletions left nothing
+// owed, 0 otherwise (then a later run with --sync-deletions never takes the
+// no-op shortcut before it has compared the folders once).
+func (p *folderPass) syncedCount() uint32 {
+	if !p.e.opts.SyncDeletions || p.deferMark {
+		return 0
+	}
+	return p.pf.Source.Messages + 1
 }
 
 // cutover follows the flags and plans the deletions of one pass; t is nil
@@ -201,7 +212,7 @@ func (e *engine) deletedAtDest(set *destDeletes, marksOnly bool) error {
 	if set.next == 0 {
 		return nil
 	}
-	return e.mark(SideSource, set.srcKey, set.validity, set.next, set.srcMsgs)
+	return e.mark(SideSource, set.srcKey, set.validity, set.next, set.srcMsgs+1)
 }
 
 // dstID is a Record's destination ID from a sink's ID (a UID), in the

@@ -244,7 +244,7 @@ func (p *folderPass) finish(t *transfer) error {
 	// Marks: the source folder is complete through the UIDNEXT seen before
 	// listing; the destination index through our own contiguous appends.
 	if p.fr.Failed == 0 && vanished == 0 && !e.filtered() && f.UIDNext != 0 && p.validity == f.Validity && !p.deferMark {
-		if err := e.mark(SideSource, p.srcKey, p.validity, f.UIDNext, f.Messages); err != nil {
+		if err := e.mark(SideSource, p.srcKey, p.validity, f.UIDNext, p.syncedCount()); err != nil {
 			return err
 		}
 	}

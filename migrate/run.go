@@ -355,6 +355,12 @@ func (e *engine) openState(ctx context.Context) error {
 			return err
 		}
 		e.state = st
+	case e.opts.StatePath != "": // a dry run reads what earlier runs recorded (drystate.go)
+		st, err := openDryState(e.opts.StatePath)
+		if err != nil {
+			return err
+		}
+		e.state = st
 	default:
 		e.state = NewMemState()
 	}

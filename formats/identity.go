@@ -6,18 +6,56 @@ import (
 	"encoding/hex"
 )
 
-// KeyVersion names the normal form of IdentityKey: state files made with
-// another are re-indexed.
-const KeyVersion = 1
-
 // Key is a message's identity: two messages with the same Key are the same
 // message for deduplication.
 //
-// The key is the SHA-256 over the normalised Message-ID together with the
-// Date, From and Subject header values (unfolded, trimmed). A message with no
-// Message-ID gets the SHA-256 of its whole header block with line endings
-// normalised to LF. The key needs the header block only, so a destination can
-// be indexed without downloading bodies.
+// # What counts as the same message (key version 2)
+//
+// The key is computed from the header block alone (see HeaderBlock), so a
+// destination can be indexed with BODY.PEEK[HEADER] and no body. It must come
+// out the same for the bytes mailferry sent and for what a server hands back
+// after storing them, because after a lost state or a crash the destination
+// is re-indexed from its own copies. Servers are known to rewrite headers:
+//
+//   - Cyrus (munge8bit, the default) replaces every 8-bit byte of a header
+//     field with 'X': each byte of a UTF-8 sequence becomes one 'X';
+//     encoded-words (=?utf-8?q?...?=) are left as they are.
+//   - Courier adds a final CRLF to a message that lacks one: for a
+//     header-only message that changes the header block itself.
+//   - Servers refold long header lines and change runs of white space.
+//   - Line endings are CRLF on IMAP and LF in many local stores; Dovecot's
+//     BODY[] serves a stored NUL as 0x80, BINARY[] as NUL.
+//
+// So the key hashes a normal form of the header block in which none of that
+// shows:
+//
+//  1. The block is cut into lines at CRLF, LF or a lone CR.
+//  2. A line beginning with SP or HTAB continues the field before it
+//     (unfolding); the line break is dropped.
+//  3. SP, HTAB and CR are removed from every field, wherever they are: a
+//     refold, a changed run of blanks or a fold inserted where there was no
+//     blank all vanish. (Two headers that differ only in blanks are the same.)
+//  4. NUL and every byte 0x80-0xFF become 'X', exactly as Cyrus stores them
+//     (so "é", stored by Cyrus as "XX", and a literal "XX" are the same).
+//     Encoded-words are not decoded.
+//  5. Fields left empty are dropped; a final line break is no line at all.
+//
+// Then, with the fields in that normal form:
+//
+//   - If the first Message-ID field holds a value, the key is SHA-256 of
+//     "mailferry-key-v2", the Message-ID (what is inside its first <...>, or
+//     the whole value), and the values of the first Date, From and Subject
+//     fields (empty when absent), each preceded by a NUL byte (no normal form
+//     holds a NUL). Field names match case-insensitively. Other fields do not
+//     count: a server may add Received or Return-Path lines.
+//   - Otherwise the key is SHA-256 of "mailferry-key-v2-header", a NUL byte
+//     and every field of the block in order, joined with LF.
+//
+// Two messages sharing a Message-ID but differing in Date, From or Subject
+// are different messages; two messages whose headers differ only in what the
+// normal form drops are the same message (the price of surviving servers).
+// A key from an earlier KeyVersion never equals one of this version: state
+// recorded with an older version must be re-indexed.
 type Key [32]byte
 
 // String returns the key in lowercase hex.
@@ -33,6 +71,12 @@ func ParseKey(s string) (Key, bool) {
 	copy(k[:], b)
 	return k, true
 }
+
+// KeyVersion names the normal form of IdentityKey: state files made with
+// another are re-indexed. It changes whenever IdentityKey would give another
+// key for some message; keys stored under another version (state files,
+// archive manifests) are not comparable.
+const KeyVersion = 2
 
 // MaxHeaderBytes bounds how much of a message is kept to find its header
 // block. A header block longer than this is cut there for the key's purpose.
@@ -71,19 +115,94 @@ func HeaderBlock(msg []byte) []byte {
 }
 
 func keyOfHeader(h []byte) Key {
-	fields := parseHeaderFields(h, "message-id", "date", "from", "subject")
-	mid := normaliseMessageID(fields[0])
-	if len(mid) == 0 {
-		return sha256.Sum256(normaliseEOL(h))
+	fields := normalFields(h)
+	var want [4][]byte // message-id, date, from, subject
+	var seen [4]bool
+	for _, f := range fields {
+		colon := bytes.IndexByte(f, ':')
+		if colon <= 0 {
+			continue
+		}
+		idx := -1
+		switch toLowerASCII(string(f[:colon])) {
+		case "message-id":
+			idx = 0
+		case "date":
+			idx = 1
+		case "from":
+			idx = 2
+		case "subject":
+			idx = 3
+		}
+		if idx >= 0 && !seen[idx] {
+			seen[idx] = true
+			want[idx] = f[colon+1:]
+		}
 	}
+	mid := messageIDOf(want[0])
 	var buf bytes.Buffer
-	buf.WriteString("mailferry-key-v1\x00")
+	if len(mid) == 0 {
+		buf.WriteString("mailferry-key-v2-header\x00")
+		buf.Write(bytes.Join(fields, []byte("\n")))
+		return sha256.Sum256(buf.Bytes())
+	}
+	buf.WriteString("mailferry-key-v2")
+	buf.WriteByte(0)
 	buf.Write(mid)
-	for _, f := range fields[1:] {
+	for _, v := range want[1:] {
 		buf.WriteByte(0)
-		buf.Write(f)
+		buf.Write(v)
 	}
 	return sha256.Sum256(buf.Bytes())
+}
+
+// normalFields returns the fields of a header block in the normal form that
+// Key documents (steps 1-5): unfolded, without SP, HTAB or CR, NUL and 8-bit
+// bytes as 'X', empty ones dropped.
+func normalFields(h []byte) [][]byte {
+	var fields [][]byte
+	var cur []byte
+	lineStart := true
+	flush := func() {
+		if len(cur) > 0 {
+			fields = append(fields, cur)
+		}
+		cur = nil
+	}
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		switch {
+		case c == '\n' || c == '\r' && (i+1 >= len(h) || h[i+1] != '\n'):
+			lineStart = true // a line break (LF, or a lone CR)
+			continue
+		case c == '\r':
+			continue // the CR of a CRLF
+		case c == ' ' || c == '\t':
+			lineStart = false // a continuation line, or blanks inside one
+			continue
+		}
+		if lineStart {
+			flush()
+			lineStart = false
+		}
+		if c == 0 || c >= 0x80 {
+			c = 'X'
+		}
+		cur = append(cur, c)
+	}
+	flush()
+	return fields
+}
+
+// messageIDOf keeps what is inside the first <...> of a normalised
+// Message-ID value, or the whole value when there is no such pair.
+func messageIDOf(v []byte) []byte {
+	if i := bytes.IndexByte(v, '<'); i >= 0 {
+		if j := bytes.IndexByte(v[i:], '>'); j > 0 {
+			return v[i+1 : i+j]
+		}
+	}
+	return v
 }
 
 // parseHeaderFields returns, for each wanted (lowercase) field name, the
@@ -133,34 +252,6 @@ func splitLines(h []byte) [][]byte {
 		lines = append(lines, bytes.TrimSuffix(line, []byte("\r")))
 	}
 	return lines
-}
-
-// normaliseMessageID keeps what is inside the first <...>, or the trimmed
-// value when there are no angle brackets.
-func normaliseMessageID(v []byte) []byte {
-	v = bytes.TrimSpace(v)
-	if i := bytes.IndexByte(v, '<'); i >= 0 {
-		if j := bytes.IndexByte(v[i:], '>'); j > 0 {
-			return bytes.TrimSpace(v[i+1 : i+j])
-		}
-	}
-	return v
-}
-
-// normaliseEOL turns CRLF and lone CR into LF.
-func normaliseEOL(b []byte) []byte {
-	out := make([]byte, 0, len(b))
-	for i := 0; i < len(b); i++ {
-		c := b[i]
-		if c == '\r' {
-			if i+1 < len(b) && b[i+1] == '\n' {
-				continue
-			}
-			c = '\n'
-		}
-		out = append(out, c)
-	}
-	return out
 }
 
 // KeyWriter computes a message's Key from its bytes as they stream past:

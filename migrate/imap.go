@@ -1,6 +1,7 @@
 package migrate
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -513,8 +514,8 @@ func (m *IMAP) List(ctx context.Context, folder formats.Folder) (uint32, []forma
 // Headers fetches BODY.PEEK[HEADER] of msgs.
 func (m *IMAP) Headers(ctx context.Context, folder formats.Folder, msgs []formats.Message,
 	fn func(m formats.Message, header []byte) error) error {
-	section := &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, Peek: true}
-	return m.fetchSections(ctx, folder, msgs, section, func(msg formats.Message, lit imap.LiteralReader) error {
+	item := fetchItem{body: &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, Peek: true}}
+	return m.fetchSections(ctx, folder, msgs, item, func(msg formats.Message, lit imap.LiteralReader) error {
 		b, err := io.ReadAll(io.LimitReader(lit, formats.MaxHeaderBytes))
 		if err != nil {
 			return err
@@ -523,23 +524,145 @@ func (m *IMAP) Headers(ctx context.Context, folder formats.Folder, msgs []format
 	})
 }
 
-// Fetch streams BODY.PEEK[] of msgs in UID batches. m.Size passed to fn is
-// the literal's exact size.
+// Fetch streams the exact bytes of msgs in UID batches. m.Size passed to fn
+// is the literal's exact size.
+//
+// The bytes are BODY.PEEK[], except where the server offers BINARY (RFC
+// 3516) and the message is a single part whose top-level
+// Content-Transfer-Encoding is absent, 7bit, 8bit or binary: then they are
+// BINARY.PEEK[], which keeps a NUL byte that BODY[] cannot carry (Dovecot
+// serves a stored NUL as 0x80 in BODY[]; Cyrus sends a literal8 that
+// go-imap cannot read there). BINARY[] decodes: a base64 or
+// quoted-printable message, or any encoded part of a multipart one (Dovecot
+// decodes those too), would come back decoded and with its header changed,
+// so those go as BODY[]. The choice is made per batch from a cheap
+// BODY.PEEK[HEADER.FIELDS (CONTENT-TRANSFER-ENCODING CONTENT-TYPE)], and a
+// BINARY[] literal whose size is not the RFC822.SIZE that List reported
+// (something was decoded after all) is not used: that message is fetched
+// again as BODY[].
 func (m *IMAP) Fetch(ctx context.Context, folder formats.Folder, msgs []formats.Message,
 	fn func(m formats.Message, body io.Reader) error) error {
-	section := &imap.FetchItemBodySection{Peek: true}
-	return m.fetchSections(ctx, folder, msgs, section, func(msg formats.Message, lit imap.LiteralReader) error {
+	delivered := map[uint32]bool{}
+	var fnErr error
+	deliver := func(msg formats.Message, lit imap.LiteralReader) error {
 		msg.Size = lit.Size()
-		return fn(msg, lit)
-	})
+		delivered[msg.UID] = true
+		if err := fn(msg, lit); err != nil {
+			fnErr = err
+			return err
+		}
+		return nil
+	}
+	body := fetchItem{body: &imap.FetchItemBodySection{Peek: true}}
+	if !m.caps.Has(imap.CapBinary) {
+		return m.fetchSections(ctx, folder, msgs, body, deliver)
+	}
+	for start := 0; start < len(msgs); start += fetchBatch {
+		chunk := msgs[start:min(start+fetchBatch, len(msgs))]
+		raw, rest, err := m.splitRaw(ctx, folder, chunk)
+		if err != nil {
+			return err
+		}
+		// A literal of another size than RFC822.SIZE was decoded after
+		// all: it is skipped, and that message goes as BODY[] below.
+		bin := fetchItem{binary: true, accept: func(msg formats.Message, size int64) bool { return size == msg.Size }}
+		// A tagged NO (Dovecot: NO [UNKNOWN-CTE] for a message with a
+		// second, unknown encoding field) ends the BINARY FETCH but not the
+		// session: the messages it did not send are asked for one by one,
+		// and the one refused goes as BODY[]. A lost connection or fn's own
+		// error ends Fetch.
+		refused := func(err error) bool {
+			var ie *imap.Error
+			var re *RetryableError
+			return fnErr == nil && errors.As(err, &ie) && !errors.As(err, &re)
+		}
+		if err := m.fetchSections(ctx, folder, raw, bin, deliver); err != nil {
+			if !refused(err) {
+				return err
+			}
+			for _, msg := range raw {
+				if delivered[msg.UID] {
+					continue
+				}
+				if err := m.fetchSections(ctx, folder, []formats.Message{msg}, bin, deliver); err != nil && !refused(err) {
+					return err
+				}
+			}
+		}
+		for _, msg := range raw {
+			if !delivered[msg.UID] {
+				rest = append(rest, msg)
+			}
+		}
+		sort.Slice(rest, func(i, j int) bool { return rest[i].UID < rest[j].UID })
+		if err := m.fetchSections(ctx, folder, rest, body, deliver); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-// fetchSections runs UID FETCH (UID section) over msgs in batches, matching
+// splitRaw sorts msgs into those whose BINARY[] is their stored bytes (a
+// single part, top-level Content-Transfer-Encoding absent, 7bit, 8bit or
+// binary) and the rest (including any that vanished). See Fetch.
+func (m *IMAP) splitRaw(ctx context.Context, folder formats.Folder, msgs []formats.Message) (raw, rest []formats.Message, err error) {
+	item := fetchItem{body: &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader,
+		HeaderFields: []string{"Content-Transfer-Encoding", "Content-Type"}, Peek: true}}
+	plain := map[uint32]bool{}
+	err = m.fetchSections(ctx, folder, msgs, item, func(msg formats.Message, lit imap.LiteralReader) error {
+		h, err := io.ReadAll(io.LimitReader(lit, formats.MaxHeaderBytes))
+		if err != nil {
+			return err
+		}
+		plain[msg.UID] = rawUnderBinary(h)
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, msg := range msgs {
+		if plain[msg.UID] {
+			raw = append(raw, msg)
+		} else {
+			rest = append(rest, msg)
+		}
+	}
+	return raw, rest, nil
+}
+
+// rawUnderBinary tells from a message's Content-Transfer-Encoding and
+// Content-Type fields whether BINARY[] leaves its bytes as they are: a
+// single part (not multipart/*, not message/*) whose encoding is absent,
+// 7bit, 8bit or binary.
+func rawUnderBinary(header []byte) bool {
+	cte := strings.ToLower(formats.HeaderValue(header, "Content-Transfer-Encoding"))
+	switch {
+	case cte == "7bit", cte == "8bit", cte == "binary":
+	case cte == "" && !bytes.Contains(bytes.ToLower(header), []byte("content-transfer-encoding")):
+		// absent (an empty field is an unknown encoding to Dovecot)
+	default:
+		return false
+	}
+	ct := strings.ToLower(formats.HeaderValue(header, "Content-Type"))
+	return !strings.HasPrefix(ct, "multipart/") && !strings.HasPrefix(ct, "message/")
+}
+
+// fetchItem is what fetchSections asks for: the BODY.PEEK section body, or
+// BINARY.PEEK[] where binary is set. accept, when set, sees each literal's
+// size before it is passed on: a literal it refuses is skipped (and not
+// asked for again).
+type fetchItem struct {
+	body   *imap.FetchItemBodySection
+	binary bool
+	accept func(msg formats.Message, size int64) bool
+}
+
+// fetchSections runs UID FETCH (UID item) over msgs in batches, matching
 // each response to the message asked for (by UID, or by sequence number when
 // a server sends the UID after the literal), and retries once for UIDs that
 // did not come back.
 func (m *IMAP) fetchSections(ctx context.Context, folder formats.Folder, msgs []formats.Message,
-	section *imap.FetchItemBodySection, fn func(formats.Message, imap.LiteralReader) error) error {
+	item fetchItem, fn func(formats.Message, imap.LiteralReader) error) error {
 	if len(msgs) == 0 {
 		return nil
 	}
@@ -555,7 +678,7 @@ func (m *IMAP) fetchSections(ctx context.Context, folder formats.Folder, msgs []
 		got := map[uint32]bool{}
 		for start := 0; start < len(pending); start += fetchBatch {
 			end := min(start+fetchBatch, len(pending))
-			if err := m.fetchBatch(ctx, pending[start:end], byUID, section, got, fn); err != nil {
+			if err := m.fetchBatch(ctx, pending[start:end], byUID, item, got, fn); err != nil {
 				return err
 			}
 		}
@@ -571,7 +694,7 @@ func (m *IMAP) fetchSections(ctx context.Context, folder formats.Folder, msgs []
 }
 
 func (m *IMAP) fetchBatch(ctx context.Context, batch []formats.Message, byUID map[uint32]formats.Message,
-	section *imap.FetchItemBodySection, got map[uint32]bool, fn func(formats.Message, imap.LiteralReader) error) error {
+	item fetchItem, got map[uint32]bool, fn func(formats.Message, imap.LiteralReader) error) error {
 	var set imap.UIDSet
 	for _, msg := range batch {
 		set.AddNum(imap.UID(msg.UID))
@@ -583,7 +706,13 @@ func (m *IMAP) fetchBatch(ctx context.Context, batch []formats.Message, byUID ma
 	// stallTimeout without a byte, and the engine reconnects and resumes.
 	idle := time.AfterFunc(m.stallTimeout(), func() { m.c.Close() })
 	defer idle.Stop()
-	fc := m.c.Fetch(set, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{section}})
+	opts := &imap.FetchOptions{UID: true}
+	if item.binary {
+		opts.BinarySection = []*imap.FetchItemBinarySection{{Peek: true}}
+	} else {
+		opts.BodySection = []*imap.FetchItemBodySection{item.body}
+	}
+	fc := m.c.Fetch(set, opts)
 	for {
 		md := fc.Next()
 		if md == nil {
@@ -592,38 +721,49 @@ func (m *IMAP) fetchBatch(ctx context.Context, batch []formats.Message, byUID ma
 		idle.Reset(m.stallTimeout())
 		uid := uint32(0)
 		for {
-			item := md.Next()
-			if item == nil {
+			data := md.Next()
+			if data == nil {
 				break
 			}
-			switch it := item.(type) {
+			var lit imap.LiteralReader
+			switch it := data.(type) {
 			case imapclient.FetchItemDataUID:
 				uid = uint32(it.UID)
+				continue
 			case imapclient.FetchItemDataBodySection:
-				if uid == 0 {
-					uid = m.seqUID[md.SeqNum]
-				}
-				msg, ok := byUID[uid]
-				if !ok || got[uid] || it.Literal == nil {
-					continue // discarded by the next Next
-				}
-				lr := &literalReader{r: it.Literal, idle: idle, timeout: m.stallTimeout()}
-				ferr := fn(msg, literal{lr, it.Literal.Size()})
-				io.Copy(io.Discard, lr) // the rest, if fn stopped early
-				if lr.err != nil || lr.n != it.Literal.Size() {
-					// The connection broke inside the literal. go-imap's
-					// reader goroutine has moved on already; FetchCommand.Close
-					// would read the literal again at the same time (a data
-					// race): drop the whole connection instead.
-					m.c.Close()
-					return &RetryableError{Err: fmt.Errorf("imap: %s: message UID %d: connection ended after %d of %d bytes", m.cfg, uid, lr.n, it.Literal.Size())}
-				}
-				if ferr != nil {
-					fc.Close() // the literal is intact: Close skips the rest
-					return ferr
-				}
-				got[uid] = true
+				lit = it.Literal
+			case imapclient.FetchItemDataBinarySection:
+				lit = it.Literal
+			default:
+				continue
 			}
+			if uid == 0 {
+				uid = m.seqUID[md.SeqNum]
+			}
+			msg, ok := byUID[uid]
+			if !ok || got[uid] || lit == nil {
+				continue // discarded by the next Next
+			}
+			if item.accept != nil && !item.accept(msg, lit.Size()) {
+				got[uid] = true // the caller fetches it some other way
+				continue
+			}
+			lr := &literalReader{r: lit, idle: idle, timeout: m.stallTimeout()}
+			ferr := fn(msg, literal{lr, lit.Size()})
+			io.Copy(io.Discard, lr) // the rest, if fn stopped early
+			if lr.err != nil || lr.n != lit.Size() {
+				// The connection broke inside the literal. go-imap's
+				// reader goroutine has moved on already; FetchCommand.Close
+				// would read the literal again at the same time (a data
+				// race): drop the whole connection instead.
+				m.c.Close()
+				return &RetryableError{Err: fmt.Errorf("imap: %s: message UID %d: connection ended after %d of %d bytes", m.cfg, uid, lr.n, lit.Size())}
+			}
+			if ferr != nil {
+				fc.Close() // the literal is intact: Close skips the rest
+				return ferr
+			}
+			got[uid] = true
 		}
 	}
 	if err := fc.Close(); err != nil {

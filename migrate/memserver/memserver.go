@@ -119,6 +119,10 @@ func Start(user, password string) (*Server, error) {
 // contain IMAP4rev1 or IMAP4rev2. Capabilities mostly change what is
 // advertised: imapserver still accepts most commands of extensions left out.
 func StartWithCaps(user, password string, caps imap.CapSet) (*Server, error) {
+	return startServer(user, password, caps, nil)
+}
+
+func startServer(user, password string, caps imap.CapSet, rewrite Rewrite) (*Server, error) {
 	if user == "" {
 		return nil, errors.New("memserver: empty user name")
 	}
@@ -153,6 +157,10 @@ func StartWithCaps(user, password string, caps imap.CapSet) (*Server, error) {
 	}
 	s.srv = imapserver.New(&imapserver.Options{
 		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+			if rewrite != nil {
+				// imapmemserver's sessions implement IMAP4rev2 (NAMESPACE, MOVE).
+				return &rewriteSession{mem.NewSession().(imapserver.SessionIMAP4rev2), rewrite}, nil, nil
+			}
 			return mem.NewSession(), nil, nil
 		},
 		Caps:         caps,

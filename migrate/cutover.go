@@ -224,3 +224,16 @@ func dstID(f formats.Folder, id string) DstID {
 	}
 	return DstID{Validity: f.Validity, UID: uint32(u)}
 }
+
+// forgetDeleted drops from the source ledger what --delete-source removed:
+// a later --sync-deletions must never take it for "gone at the source" and
+// delete the only copy left, the destination's.
+func (e *engine) forgetDeleted() error {
+	var recs []Record
+	for _, set := range e.deletes {
+		for _, m := range set.msgs {
+			recs = append(recs, Record{Side: SideSource, Folder: set.srcKey, ID: m.ID})
+		}
+	}
+	return e.state.Forget(recs)
+}

@@ -299,3 +299,21 @@ func sameFolders(a, b dovecottest.Snapshot) bool {
 	}
 	return true
 }
+
+// What --delete-source removed at the source is not "gone at the source"
+// for a later --sync-deletions: the only copy left is the destination's.
+func TestSyncDeletionsAfterDeleteSourceKeepsTheCopies(t *testing.T) {
+	p := newCutoverPair(t, dovecottest.Options{Separator: '/'})
+	var msgs []dovecottest.SeedMessage
+	for i := 0; i < 3; i++ {
+		msgs = append(msgs, dovecottest.SeedMessage{Body: cutoverMessage(i)})
+	}
+	p.src.Seed(t, "alice", msgs)
+	if rep := p.run(t, migrate.Options{DeleteSource: true}); rep.Totals.DeletedAtSource != 3 {
+		t.Fatalf("--delete-source: %+v", rep.Totals)
+	}
+	rep := p.run(t, migrate.Options{SyncDeletions: true})
+	if got := len(p.dst.Snapshot(t, "alice")["INBOX"]); got != 3 || rep.Totals.DeletedAtDestination != 0 {
+		t.Fatalf("after --sync-deletions the destination holds %d of 3 messages (deleted_at_destination %d)", got, rep.Totals.DeletedAtDestination)
+	}
+}

@@ -239,7 +239,7 @@ func (p *folderPass) finish(t *transfer) error {
 		p.fr.Note = joinNote(p.fr.Note, fmt.Sprintf("%d messages vanished from the source during the run", vanished))
 	}
 	if e.opts.DeleteSource {
-		e.queueDelete(p.name, f, append(p.d.deletable, t.copied...))
+		e.queueDelete(p.name, p.srcKey, f, append(p.d.deletable, t.copied...))
 	}
 	// Marks: the source folder is complete through the UIDNEXT seen before
 	// listing; the destination index through our own contiguous appends.

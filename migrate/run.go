@@ -117,11 +117,12 @@ type engine struct {
 type deleteSet struct {
 	folder formats.Folder
 	msgs   []formats.Message
+	srcKey string // the source ledger's folder (forgotten once deleted)
 }
 
 // queueDelete adds messages of a source folder that are durably at the
 // destination, as mailferry stored them, to what --delete-source removes.
-func (e *engine) queueDelete(name string, f formats.Folder, msgs []formats.Message) {
+func (e *engine) queueDelete(name, srcKey string, f formats.Folder, msgs []formats.Message) {
 	if len(msgs) == 0 || f.Shared { // never someone else's mail (namespace.go)
 		return
 	}
@@ -129,7 +130,7 @@ func (e *engine) queueDelete(name string, f formats.Folder, msgs []formats.Messa
 	defer e.mu.Unlock()
 	ds := e.deletes[name]
 	if ds == nil {
-		ds = &deleteSet{folder: f}
+		ds = &deleteSet{folder: f, srcKey: srcKey}
 		e.deletes[name] = ds
 	}
 	ds.msgs = append(ds.msgs, msgs...)
@@ -415,7 +416,7 @@ func (e *engine) deleteSource(ctx context.Context) error {
 			return fmt.Errorf("--delete-source: %w", err)
 		}
 		e.deleted = done
-		return nil
+		return e.forgetDeleted()
 	})
 }
 

@@ -293,9 +293,9 @@ func (f *copyFlags) runJob(ctx context.Context, env *environment, opts migrate.O
 	if err != nil {
 		return &migrate.Report{Source: src.String(), Destination: dst.String()}, err
 	}
-	if !opts.DryRun {
-		opts.StatePath = migrate.StatePath(f.stateDirectory(env), src.String(), dst.String())
-	}
+	// A dry run reads the state (never writes it): flags follow and
+	// --sync-deletions need the ledger to say what they would change.
+	opts.StatePath = migrate.StatePath(f.stateDirectory(env), src.String(), dst.String())
 	openSrc, openDst := openSource(src), openSink(dst)
 	wrapSrc := f.presetSource()
 	limits := migrate.NewLimits(f.maxBytesPerSecond, f.maxMessagesPerSec, nil)

@@ -8,12 +8,14 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 
+	"github.com/mailferry/mailferry/formats"
 	"github.com/mailferry/mailferry/migrate"
 	"github.com/mailferry/mailferry/migrate/dovecottest"
 )
@@ -23,7 +25,22 @@ import (
 type cutoverPair struct {
 	src, dst *dovecottest.Server
 	state    string
+	lists    *atomic.Int32 // when set, the source's List calls are counted
 }
+
+// countingSource counts List calls: a folder the no-op shortcut skips is
+// never listed.
+type countingSource struct {
+	migrate.Source
+	n *atomic.Int32
+}
+
+func (c countingSource) List(ctx context.Context, f formats.Folder) (uint32, []formats.Message, error) {
+	c.n.Add(1)
+	return c.Source.List(ctx, f)
+}
+
+func (c countingSource) Unwrap() migrate.Source { return c.Source }
 
 func newCutoverPair(t *testing.T, srcOpts dovecottest.Options) *cutoverPair {
 	t.Helper()
@@ -50,6 +67,9 @@ func (p *cutoverPair) run(t *testing.T, opts migrate.Options) *migrate.Report {
 			m, err := src(ctx)
 			if err != nil {
 				return nil, err
+			}
+			if p.lists != nil {
+				return countingSource{m, p.lists}, nil
 			}
 			return m, nil
 		},
@@ -132,6 +152,7 @@ func TestFlagsFollowWithoutCondstore(t *testing.T) {
 // the destination meanwhile stays as the user left it.
 func testFlagsFollow(t *testing.T, srcOpts dovecottest.Options, condstore bool) {
 	p := newCutoverPair(t, srcOpts)
+	p.lists = &atomic.Int32{}
 	if got := p.src.Client(t, "alice").Caps().Has(imap.CapCondStore); got != condstore {
 		t.Fatalf("source announces CONDSTORE: %v, want %v", got, condstore)
 	}
@@ -176,8 +197,14 @@ func testFlagsFollow(t *testing.T, srcOpts dovecottest.Options, condstore bool) 
 	}
 	// A third run with nothing changed changes nothing; then one more
 	// change (UIDNEXT unchanged, only HIGHESTMODSEQ moved) still follows.
+	p.lists.Store(0)
 	if rep := p.run(t, migrate.Options{}); rep.Totals.FlagsUpdated != 0 || rep.Totals.Copied != 0 {
 		t.Errorf("no-op run: %+v", rep.Totals)
+	}
+	// With CONDSTORE an unchanged folder is not even listed (the STATUS
+	// of the run's start says so); without, each folder is listed once.
+	if n, want := p.lists.Load(), map[bool]int32{true: 0, false: 1}[condstore]; n != want {
+		t.Errorf("no-op run listed the source folder %d times, want %d", n, want)
 	}
 	storeFlags(t, p.src, "INBOX", 3, imap.StoreFlagsAdd, "$Forwarded")
 	if rep := p.run(t, migrate.Options{}); rep.Totals.FlagsUpdated != 1 {

@@ -4,6 +4,7 @@ go 1.26.8
 
 require (
 	github.com/emersion/go-imap/v2 v2.0.0-beta.8
+	github.com/emersion/go-mbox v1.0.3
 	github.com/emersion/go-sasl v0.0.0-20241020182733-b788ff22d5a6
 	github.com/knadh/go-pop3 v1.0.0
 	github.com/schollz/progressbar/v3 v3.19.1

@@ -36,13 +36,23 @@ import (
 // ROOT, and no folder's file or directory can be mistaken for another's
 // (".mbox" and ".mbox.len" names hold a '.', encoded names never do).
 //
-// Messages are framed in mboxrd by formats.WriteMboxrdMessage, which adds
+// Messages are framed in mboxrd by formats.WriteMboxMessage, which adds
 // nothing to a message's bytes that the reader does not take away again:
-// what Fetch gives back is exactly what Store was given. The From_ line
-// carries the internal date (UTC, to the second) and the Return-Path
-// address when the header has one. Flags are not stored (that would change
-// the bytes); on reading, a message's own Status and X-Status headers give
-// its flags. A message's ID is the decimal byte offset of its From_ line.
+// what Fetch gives back is exactly what Store was given. For other mail
+// programs it adds, and records on the From_ line ("mailferry:h=H,t=T")
+// that it added: the flags as Status / X-Status / X-Keywords lines right
+// after the From_ line (H bytes: mutt, Dovecot and Python show the flags),
+// and, after a message that does not end in a newline, that line ending
+// (T bytes), so that a blank line precedes every From_ line. The reader
+// takes exactly those bytes away (formats.MboxEntry.Status, Added); the
+// manifest's size and SHA-256 are those of the original bytes, its offset
+// that of the From_ line. Files written before the token existed (no token:
+// only the one LF before the next From_ line was added) read as before. The
+// From_ line carries the internal date (UTC, to the second) and the
+// Return-Path address when the header has one. On reading, a message's
+// flags are those of its status lines, or, without them (another program's
+// file), those of its own Status, X-Status and X-Keywords headers. A
+// message's ID is the decimal byte offset of its From_ line.
 //
 // Durability (the design's "the length that is known good is recorded, and
 // an interrupted append is cut back on the next open"): the sidecar
@@ -580,6 +590,9 @@ func (s *Mbox) List(ctx context.Context, folder formats.Folder) (uint32, []forma
 	}
 	var msgs []formats.Message
 	err = s.scan(ctx, v, true, func(e *formats.MboxEntry, h []byte) error {
+		if e.Status != nil {
+			h = e.Status
+		}
 		msgs = append(msgs, formats.Message{
 			ID:    strconv.FormatInt(e.Offset, 10),
 			Size:  e.Size(),
@@ -595,7 +608,8 @@ func (s *Mbox) List(ctx context.Context, folder formats.Folder) (uint32, []forma
 }
 
 // mboxFlags maps Status and X-Status letters to IMAP flags: R \Seen,
-// A \Answered, F \Flagged, T \Draft, D \Deleted (O, "old", maps to nothing).
+// A \Answered, F \Flagged, T \Draft, D \Deleted (O, "old", maps to nothing),
+// and the words of X-Keywords to keywords.
 func mboxFlags(h []byte) []string {
 	var flags []string
 	for _, name := range []string{"Status", "X-Status"} {
@@ -614,6 +628,7 @@ func mboxFlags(h []byte) []string {
 			}
 		}
 	}
+	flags = append(flags, strings.Fields(formats.HeaderValue(h, "X-Keywords"))...)
 	return formats.CleanFlags(flags)
 }
 
@@ -880,7 +895,8 @@ func lastFromLineEnding(f io.ReaderAt, size int64) ([]byte, error) {
 // Store appends one message (exactly size bytes when size >= 0, else until
 // EOF) to the folder's file under the file's lock and returns its ID, the
 // offset of its From_ line. The From_ line carries m.Date and the header's
-// Return-Path address; flags are not stored. The message is durable once
+// Return-Path address; its flags go into status lines (see the layout
+// comment), which reading takes away again. The message is durable once
 // Flush returns nil; a failed Store leaves nothing behind.
 func (s *Mbox) Store(ctx context.Context, folder formats.Folder, m formats.Message, size int64, body io.Reader) (string, error) {
 	if err := ctx.Err(); err != nil {
@@ -905,7 +921,7 @@ func (s *Mbox) Store(ctx context.Context, folder formats.Folder, m formats.Messa
 	sender := returnPath(formats.HeaderBlock(head))
 	cr := &countReader{r: br}
 	off := mf.size
-	n, err := formats.WriteMboxrdMessage(io.NewOffsetWriter(mf.f, off), sender, m.Date, cr)
+	n, err := formats.WriteMboxMessage(io.NewOffsetWriter(mf.f, off), sender, m.Date, formats.MboxStatusLines(m.Flags), cr)
 	if err == nil && size >= 0 && cr.n != size {
 		err = fmt.Errorf("mbox: message is %d bytes, expected %d", cr.n, size)
 	}

@@ -2,6 +2,7 @@ package archive
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -621,6 +622,15 @@ func verifyMbox(ctx context.Context, dir string, entries []listed, opts VerifyOp
 		}
 		defer st.Close()
 	}
+	hints := map[string]string{} // file -> mailProgramHint, read once
+	hint := func(file string) string {
+		h, ok := hints[file]
+		if !ok {
+			h = mailProgramHint(filepath.Join(dir, filepath.FromSlash(file)))
+			hints[file] = h
+		}
+		return h
+	}
 	for _, le := range entries {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -639,6 +649,13 @@ func verifyMbox(ctx context.Context, dir string, entries []listed, opts VerifyOp
 			continue
 		}
 		rc, file, err := st.Open(formats.Folder{Path: le.e.DestFolder}, le.e.DestID)
+		if err != nil && errors.Is(err, fs.ErrNotExist) && le.e.Offset != nil {
+			// The file is there (stat above) but no message starts at
+			// the recorded offset: the file was changed.
+			add(le, ProblemAltered, "no message starts at the recorded offset %d any more: the file was changed%s",
+				*le.e.Offset, hint(le.e.File))
+			continue
+		}
 		if err != nil {
 			add(le, ProblemMissing, "the store cannot find message %s: %v", le.e.DestID, err)
 			continue
@@ -756,6 +773,26 @@ func verifyMbox(ctx context.Context, dir string, entries []listed, opts VerifyOp
 		return nil
 	})
 	return nil
+}
+
+// mailProgramHint says, for an mbox file that holds the headers Dovecot
+// writes when it opens an mbox (X-IMAPbase, X-UID), that a mail program
+// rewrote it; "" otherwise.
+func mailProgramHint(abs string) string {
+	f, err := os.Open(abs)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		l := sc.Bytes()
+		if bytes.HasPrefix(l, []byte("X-IMAPbase:")) || bytes.HasPrefix(l, []byte("X-UID:")) {
+			return " (it holds X-IMAPbase/X-UID headers: Dovecot or another mail program opened and rewrote it)"
+		}
+	}
+	return ""
 }
 
 // archiveFile reports whether name is one of the manifest's files in the

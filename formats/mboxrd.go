@@ -50,6 +50,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -115,21 +116,168 @@ func (c *countWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// WriteMboxrdMessage writes one message in mboxrd framing: the From_ line
-// "From SENDER DATE" (SENDER from MboxSender(from), DATE in asctime, UTC),
-// then body with every line matching ^>*From  given one more '>', then one
-// LF. body is streamed, never held in memory. n is the number of bytes
-// written to w.
+// WriteMboxrdMessage is WriteMboxMessage into an io.Writer without status
+// lines. It holds the framed message in memory (the From_ line is completed
+// after the body): for tests and small messages; stores use WriteMboxMessage.
 func WriteMboxrdMessage(w io.Writer, from string, date time.Time, body io.Reader) (n int64, err error) {
-	cw := &countWriter{w: w}
-	bw := bufio.NewWriterSize(cw, mboxBufSize)
-	br := bufio.NewReaderSize(body, mboxBufSize)
-	defer func() { n = cw.n }()
+	var buf memWriterAt
+	if _, err := WriteMboxMessage(&buf, from, date, nil, body); err != nil {
+		return 0, err
+	}
+	k, err := w.Write(buf)
+	return int64(k), err
+}
 
-	if _, err := bw.WriteString("From " + MboxSender(from) + " " + mboxDate(date) + "\n"); err != nil {
+// memWriterAt is an in-memory io.WriterAt.
+type memWriterAt []byte
+
+func (m *memWriterAt) WriteAt(p []byte, off int64) (int, error) {
+	if end := int(off) + len(p); end > len(*m) {
+		*m = append(*m, make([]byte, end-len(*m))...)
+	}
+	copy((*m)[off:], p)
+	return len(p), nil
+}
+
+// seqWriter writes sequentially into an io.WriterAt from offset 0.
+type seqWriter struct {
+	w   io.WriterAt
+	off int64
+}
+
+func (s *seqWriter) Write(p []byte) (int, error) {
+	n, err := s.w.WriteAt(p, s.off)
+	s.off += int64(n)
+	return n, err
+}
+
+// MboxAddedToken starts the token that ends every From_ line this package
+// writes: "mailferry:h=H,t=T", where H is the number of bytes of status lines
+// written right after the From_ line and T (0, 1 or 2) the number of bytes of
+// line ending added after a message that did not end in LF. The reader takes
+// exactly those bytes away again. Other readers ignore text after the year
+// (mutt, Dovecot's "<sender> <date> <moreinfo>", Python, go-mbox, formail).
+const MboxAddedToken = "mailferry:"
+
+// maxMboxStatus bounds the status lines of one message.
+const maxMboxStatus = 16 << 10
+
+// MboxStatusLines renders flags as the header lines mutt, Dovecot and
+// Python's mailbox read: "Status: RO" (R for \Seen; O, "not new", always),
+// "X-Status: AFTD" (\Answered, \Flagged, \Draft, \Deleted; only when
+// any) and "X-Keywords: K1 K2" (keywords; only when any; a keyword holding a
+// space, a control character or a non-ASCII byte is left out). Each line
+// ends in LF.
+func MboxStatusLines(flags []string) []byte {
+	has := map[string]bool{}
+	var kw []string
+	for _, f := range flags {
+		switch lf := strings.ToLower(f); {
+		case strings.HasPrefix(lf, "\\"):
+			has[lf] = true
+		case validKeyword(f) && !slices.Contains(kw, f):
+			kw = append(kw, f)
+		}
+	}
+	var b strings.Builder
+	b.WriteString("Status: ")
+	if has[strings.ToLower(FlagSeen)] {
+		b.WriteByte('R')
+	}
+	b.WriteString("O\n")
+	var xs []byte
+	for _, m := range []struct {
+		c    byte
+		flag string
+	}{{'A', FlagAnswered}, {'F', FlagFlagged}, {'T', FlagDraft}, {'D', FlagDeleted}} {
+		if has[strings.ToLower(m.flag)] {
+			xs = append(xs, m.c)
+		}
+	}
+	if len(xs) > 0 {
+		b.WriteString("X-Status: " + string(xs) + "\n")
+	}
+	if len(kw) > 0 {
+		b.WriteString("X-Keywords: " + strings.Join(kw, " ") + "\n")
+	}
+	return []byte(b.String())
+}
+
+func validKeyword(k string) bool {
+	if k == "" || len(k) > 256 {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		if c := k[i]; c <= ' ' || c >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// statusNames are the header names allowed in status lines.
+var statusNames = map[string]bool{"status": true, "x-status": true, "x-keywords": true}
+
+// validStatusLines reports whether b is status lines as MboxStatusLines
+// writes them: complete LF-ended lines, each "Status:", "X-Status:" or
+// "X-Keywords:" with a value of printable ASCII.
+func validStatusLines(b []byte) bool {
+	if len(b) == 0 || b[len(b)-1] != '\n' || len(b) > maxMboxStatus {
+		return false
+	}
+	for _, line := range bytes.SplitAfter(b[:len(b)-1], []byte("\n")) {
+		line = bytes.TrimSuffix(line, []byte("\n"))
+		i := bytes.IndexByte(line, ':')
+		if i <= 0 || !statusNames[strings.ToLower(string(line[:i]))] {
+			return false
+		}
+		for _, c := range line[i+1:] {
+			if c < ' ' || c >= 0x7f {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// WriteMboxMessage writes one message in mboxrd framing at offset 0 of w
+// (an io.OffsetWriter places it in a file) and returns the bytes written:
+//
+//	From SENDER DATE mailferry:h=H,t=T LF
+//	STATUS (H bytes: status lines, see MboxStatusLines; may be nil, and
+//	        left out for a message whose first line starts with a blank)
+//	BODY, with ">" put in front of every line that matches ^>*From
+//	the line ending the body lacked (T bytes: none, LF, or CRLF)
+//	LF (the blank line every mbox reader expects before a From_ line)
+//
+// SENDER comes from MboxSender(from), DATE is asctime in UTC. T is known only
+// after the body, so the digit is written into the From_ line at the end:
+// the body is streamed, never held in memory.
+func WriteMboxMessage(w io.WriterAt, from string, date time.Time, status []byte, body io.Reader) (n int64, err error) {
+	if len(status) > 0 && !validStatusLines(status) {
+		return 0, fmt.Errorf("mboxrd: bad status lines %q", clip(status))
+	}
+	sw := &seqWriter{w: w}
+	bw := bufio.NewWriterSize(sw, mboxBufSize)
+	br := bufio.NewReaderSize(body, mboxBufSize)
+	if first, _ := br.Peek(1); len(first) == 1 && (first[0] == ' ' || first[0] == '\t') {
+		// The message starts with a continuation line: other readers
+		// would take it as part of the last status line. No status lines.
+		status = nil
+	}
+
+	head := "From " + MboxSender(from) + " " + mboxDate(date) + " " + MboxAddedToken + "h=" + strconv.Itoa(len(status)) + ",t="
+	tPos := int64(len(head))
+	if _, err := bw.WriteString(head + "0\n"); err != nil {
+		return 0, err
+	}
+	if _, err := bw.Write(status); err != nil {
 		return 0, err
 	}
 	lineStart := true
+	var last byte     // the body's last byte
+	var bodyLen int64 // body bytes read
+	crlf, firstEOL := false, false
 	for {
 		if lineStart {
 			// Count the run of '>' that starts the line, then see
@@ -155,6 +303,10 @@ func WriteMboxrdMessage(w io.Writer, from string, date time.Time, body io.Reader
 			if err != nil && err != io.EOF && err != bufio.ErrBufferFull {
 				return 0, fmt.Errorf("mboxrd: reading message: %w", err)
 			}
+			if run > 0 {
+				last = '>'
+				bodyLen += run
+			}
 			if bytes.Equal(next, fromPrefix) {
 				run++
 			}
@@ -168,7 +320,13 @@ func WriteMboxrdMessage(w io.Writer, from string, date time.Time, body io.Reader
 			if _, werr := bw.Write(chunk); werr != nil {
 				return 0, werr
 			}
-			lineStart = chunk[len(chunk)-1] == '\n'
+			bodyLen += int64(len(chunk))
+			last = chunk[len(chunk)-1]
+			lineStart = last == '\n'
+			if lineStart && !firstEOL {
+				firstEOL = true
+				crlf = len(chunk) >= 2 && chunk[len(chunk)-2] == '\r'
+			}
 		}
 		if err == io.EOF {
 			break
@@ -177,13 +335,30 @@ func WriteMboxrdMessage(w io.Writer, from string, date time.Time, body io.Reader
 			return 0, fmt.Errorf("mboxrd: reading message: %w", err)
 		}
 	}
-	if err := bw.WriteByte('\n'); err != nil {
+	// End the last line (in the message's own line ending), then the
+	// blank line.
+	var term string
+	switch {
+	case bodyLen > 0 && last == '\n':
+	case bodyLen > 0 && last == '\r':
+		term = "\n"
+	case crlf:
+		term = "\r\n"
+	default:
+		term = "\n"
+	}
+	if _, err := bw.WriteString(term + "\n"); err != nil {
 		return 0, err
 	}
 	if err := bw.Flush(); err != nil {
 		return 0, err
 	}
-	return cw.n, nil
+	if len(term) > 0 {
+		if _, err := w.WriteAt([]byte{byte('0' + len(term))}, tPos); err != nil {
+			return 0, err
+		}
+	}
+	return sw.off, nil
 }
 
 var gtBlock = bytes.Repeat([]byte{'>'}, 512)
@@ -232,11 +407,20 @@ type MboxEntry struct {
 	Date time.Time
 	// Offset is the byte offset of the From_ line from the reader's start.
 	Offset int64
-	// Body streams the message: the bytes after the From_ line up to the
-	// next From_ line, with one '>' taken from lines matching ^>+From  and
-	// the framing's final newline taken away. It is valid until the next
+	// Body streams the message: the bytes after the From_ line (and its
+	// status lines) up to the next From_ line, with one '>' taken from
+	// lines matching ^>+From  and the framing's final newline (and the
+	// line ending the writer added) taken away. It is valid until the next
 	// call to Next.
 	Body io.Reader
+	// Status holds the status lines the writer added after the From_ line
+	// (see WriteMboxMessage), taken away from Body; nil when the From_ line
+	// has no mailferry token.
+	Status []byte
+	// Added is the number of bytes the writer added to the message (status
+	// lines and line ending) that the reader took away; 0 for files written
+	// before mailferry recorded them, and for other programs' files.
+	Added int64
 
 	body *mboxBody
 }
@@ -357,23 +541,56 @@ func (r *MboxReader) Next() (*MboxEntry, error) {
 		return nil, r.err
 	}
 	text, eol := splitEOL(line)
-	from, date, kind := parseFromLine(text)
+	from, date, kind, added := parseFromLine(text)
 	if r.index == 0 && kind == notFromLine {
 		r.warn(r.index, r.off, "first line %q does not look like a From_ line; taken as one", clip(text))
 	}
 	e := &MboxEntry{Index: r.index, From: from, Date: date, Offset: r.off}
 	// eol points into the read buffer: keep a copy.
 	e.body = &mboxBody{r: r, e: e, term: append([]byte(nil), eol...), lineStart: true}
-	if len(eol) == 1 {
-		e.body.hold = 1
-	} else {
-		e.body.hold = 2
-	}
+	e.body.hold = len(eol)
 	e.Body = e.body
 	r.discard(len(line))
+	if added.ok && len(eol) == 1 {
+		if err := r.takeAdded(e, added); err != nil {
+			r.err = err
+			return nil, err
+		}
+	} else if added.ok {
+		r.warn(e.Index, e.Offset, "From_ line with a mailferry token ends in CRLF; the token is ignored")
+	}
 	r.index++
 	r.cur = e
 	return e, nil
+}
+
+// mboxAdded is what a From_ line's mailferry token says was added.
+type mboxAdded struct {
+	ok     bool
+	status int64 // bytes of status lines after the From_ line
+	term   int   // bytes of line ending added after the message (0-2)
+}
+
+// takeAdded takes the status lines a token announces away from the input
+// and makes the body strip the added line ending. What does not match what
+// the writer would have written is left in the message, with a warning.
+func (r *MboxReader) takeAdded(e *MboxEntry, a mboxAdded) error {
+	if a.status > 0 {
+		b, err := r.br.Peek(int(a.status))
+		if err != nil && err != io.EOF && err != bufio.ErrBufferFull {
+			return err
+		}
+		if int64(len(b)) == a.status && validStatusLines(b) {
+			e.Status = append([]byte(nil), b...)
+			r.discard(len(b))
+			e.Added += a.status
+		} else {
+			r.warn(e.Index, e.Offset, "the %d bytes of status lines the From_ line announces are not there; kept in the message", a.status)
+		}
+	}
+	e.body.added = a.term
+	e.body.hold += a.term
+	return nil
 }
 
 // skipPreamble skips a UTF-8 byte-order mark and blank lines before the
@@ -444,15 +661,45 @@ var fromDateLayouts = []string{
 	"Mon, 2 Jan 2006 15:04:05 MST",
 }
 
-// parseFromLine parses "From SENDER [DATE]" (text without its line ending).
-// The sender is everything before the weekday that starts the date
-// (pipermail writes "From user at host  DATE").
-func parseFromLine(text []byte) (from string, date time.Time, kind fromLineKind) {
+// parseAddedToken parses "mailferry:h=H,t=T" (see MboxAddedToken).
+func parseAddedToken(f string) (a mboxAdded) {
+	rest, ok := strings.CutPrefix(f, MboxAddedToken+"h=")
+	if !ok {
+		return a
+	}
+	hs, ts, ok := strings.Cut(rest, ",t=")
+	if !ok || len(ts) != 1 || ts[0] < '0' || ts[0] > '2' {
+		return a
+	}
+	h, err := strconv.ParseInt(hs, 10, 64)
+	if err != nil || h < 0 || h > maxMboxStatus || strconv.FormatInt(h, 10) != hs {
+		return a
+	}
+	return mboxAdded{ok: true, status: h, term: int(ts[0] - '0')}
+}
+
+// parseFromLine parses "From SENDER [DATE] [mailferry:h=H,t=T]" (text
+// without its line ending). The sender is everything before the weekday
+// that starts the date (pipermail writes "From user at host  DATE").
+func parseFromLine(text []byte) (from string, date time.Time, kind fromLineKind, added mboxAdded) {
 	if !bytes.HasPrefix(text, fromPrefix) {
-		return "", time.Time{}, notFromLine
+		return "", time.Time{}, notFromLine, added
 	}
 	// Split on ASCII blanks only: a sender may hold any other byte.
 	fields := strings.FieldsFunc(string(text[len(fromPrefix):]), func(r rune) bool { return r == ' ' || r == '\t' })
+	if len(fields) > 2 {
+		if added = parseAddedToken(fields[len(fields)-1]); added.ok {
+			fields = fields[:len(fields)-1]
+		}
+	}
+	from, date, kind = parseFromSenderDate(fields)
+	if kind == notFromLine {
+		added = mboxAdded{}
+	}
+	return from, date, kind, added
+}
+
+func parseFromSenderDate(fields []string) (from string, date time.Time, kind fromLineKind) {
 	if len(fields) == 0 {
 		return "", time.Time{}, notFromLine
 	}
@@ -502,6 +749,7 @@ type mboxBody struct {
 	r         *MboxReader
 	e         *MboxEntry
 	term      []byte // the From_ line's line ending: the final newline to strip
+	added     int    // bytes of line ending the writer added before it (0-2)
 	hold      int
 	lineStart bool
 	done      bool // no more content: a From_ line or EOF reached
@@ -587,6 +835,19 @@ func (b *mboxBody) stripTerm() {
 	case bytes.HasSuffix(tail, []byte("\n")):
 		b.buf = b.buf[:len(b.buf)-1]
 		b.total--
+	}
+	if b.added > 0 {
+		want := "\n"
+		if b.added == 2 {
+			want = "\r\n"
+		}
+		if tail := b.buf[b.pos:]; bytes.HasSuffix(tail, []byte(want)) {
+			b.buf = b.buf[:len(b.buf)-b.added]
+			b.total -= int64(b.added)
+			b.e.Added += int64(b.added)
+		} else {
+			b.r.warn(b.e.Index, b.e.Offset, "the line ending the From_ line says was added is not there; kept in the message")
+		}
 	}
 	b.end = b.r.off
 	b.checkContentLength()
@@ -718,7 +979,7 @@ func (b *mboxBody) fromLine() (sep bool, err error) {
 		return false, nil
 	}
 	text, _ := splitEOL(line)
-	_, _, kind := parseFromLine(text)
+	_, _, kind, _ := parseFromLine(text)
 	var next []byte
 	if complete {
 		next, _, err = r.peekLine(len(line))

@@ -135,11 +135,15 @@ func TestMboxrdRoundTrip(t *testing.T) {
 
 func TestMboxrdEncoding(t *testing.T) {
 	date := time.Date(2001, 1, 2, 3, 4, 5, 0, time.UTC)
+	const fl = "From MAILER-DAEMON Tue Jan  2 03:04:05 2001 mailferry:h=0,"
 	cases := []struct{ body, want string }{
-		{"", "From MAILER-DAEMON Tue Jan  2 03:04:05 2001\n\n"},
-		{"abc", "From MAILER-DAEMON Tue Jan  2 03:04:05 2001\nabc\n"},
-		{"abc\r\n", "From MAILER-DAEMON Tue Jan  2 03:04:05 2001\nabc\r\n\n"},
-		{"From x\n>From y\nFromage\n >From z", "From MAILER-DAEMON Tue Jan  2 03:04:05 2001\n>From x\n>>From y\nFromage\n >From z\n"},
+		{"", fl + "t=1\n\n\n"},
+		{"abc", fl + "t=1\nabc\n\n"},
+		{"abc\n", fl + "t=0\nabc\n\n"},
+		{"abc\r\n", fl + "t=0\nabc\r\n\n"},
+		{"a\r\nbc", fl + "t=2\na\r\nbc\r\n\n"},
+		{"a\r\nbc\r", fl + "t=1\na\r\nbc\r\n\n"},
+		{"From x\n>From y\nFromage\n >From z", fl + "t=1\n>From x\n>>From y\nFromage\n >From z\n\n"},
 	}
 	for _, c := range cases {
 		got := encodeOne(t, "", date, []byte(c.body))
@@ -149,7 +153,7 @@ func TestMboxrdEncoding(t *testing.T) {
 	}
 	// The sender is made safe, the date is UTC, a zero date stays zero.
 	got := encodeOne(t, "a b\r\nc", time.Time{}, nil)
-	if want := "From a_b__c Mon Jan  1 00:00:00 0001\n\n"; string(got) != want {
+	if want := "From a_b__c Mon Jan  1 00:00:00 0001 mailferry:h=0,t=1\n\n\n"; string(got) != want {
 		t.Errorf("got %q want %q", got, want)
 	}
 	d, _ := decodeAll(t, bytes.NewReader(got))
@@ -318,7 +322,7 @@ func TestParseFromLine(t *testing.T) {
 		{"From ", "", "", notFromLine},
 	}
 	for _, c := range cases {
-		from, date, kind := parseFromLine([]byte(c.line))
+		from, date, kind, _ := parseFromLine([]byte(c.line))
 		if from != c.from || kind != c.kind {
 			t.Errorf("%q: from %q kind %d, want %q %d", c.line, from, kind, c.from, c.kind)
 		}
@@ -517,4 +521,120 @@ func FuzzMboxReader(f *testing.F) {
 			t.Fatalf("messages end at %d of %d", prevEnd, len(in))
 		}
 	})
+}
+
+// Issue 12 item 4: every From_ line after the first must follow a blank
+// line (formail, mblaze and Python's stop rule expect it), also after a
+// message that does not end in a newline; our reader still gives back the
+// exact bytes.
+func TestMboxrdBlankLineBeforeEveryFrom(t *testing.T) {
+	date := time.Date(2024, 2, 29, 13, 14, 15, 0, time.UTC)
+	var file bytes.Buffer
+	for _, b := range trickyBodies {
+		file.Write(encodeOne(t, "a@b.example", date, []byte(b)))
+	}
+	lines := bytes.SplitAfter(file.Bytes(), []byte("\n"))
+	froms := 0
+	for i, l := range lines {
+		if !bytes.HasPrefix(l, []byte("From ")) {
+			continue
+		}
+		froms++
+		if i > 0 && string(lines[i-1]) != "\n" {
+			t.Errorf("From_ line %d (%q) follows %q, not a blank line", froms, l, lines[i-1])
+		}
+	}
+	if froms != len(trickyBodies) {
+		t.Errorf("%d From_ lines, want %d", froms, len(trickyBodies))
+	}
+	if !bytes.HasSuffix(file.Bytes(), []byte("\n\n")) {
+		t.Errorf("file does not end in a blank line")
+	}
+	got, _ := decodeAll(t, bytes.NewReader(file.Bytes()))
+	if len(got) != len(trickyBodies) {
+		t.Fatalf("%d messages read back, want %d", len(got), len(trickyBodies))
+	}
+	for i, g := range got {
+		if string(g.body) != trickyBodies[i] {
+			t.Errorf("message %d: %q, want %q", i, g.body, trickyBodies[i])
+		}
+	}
+}
+
+// Files written before the mailferry token (no blank line after a message
+// without a final newline) are still read exactly, also mixed with new
+// messages in one file (a rerun appending to an old archive).
+func TestMboxrdReadsOldFraming(t *testing.T) {
+	old := "From a@b Thu Jan  1 00:00:00 1970\nabc\n" + // "abc"
+		"From a@b Thu Jan  1 00:00:00 1970\nabc\n\n" + // "abc\n"
+		"From a@b Thu Jan  1 00:00:00 1970\n>From x\r\n\n" // ">From x" unescaped, CRLF kept
+	file := old + string(encodeOne(t, "a@b", time.Unix(0, 0), []byte("new"))) +
+		"From a@b Thu Jan  1 00:00:00 1970\nlast\n"
+	got, warns := decodeAll(t, strings.NewReader(file))
+	want := []string{"abc", "abc\n", "From x\r\n", "new", "last"}
+	if len(got) != len(want) {
+		t.Fatalf("%d messages, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if string(got[i].body) != want[i] {
+			t.Errorf("message %d: %q, want %q", i, got[i].body, want[i])
+		}
+	}
+	if len(warns) > 0 {
+		t.Errorf("warnings: %v", warns)
+	}
+}
+
+// Status lines are written after the From_ line, taken away on reading and
+// handed back in MboxEntry.Status; the date survives the token.
+func TestMboxStatusLinesRoundTrip(t *testing.T) {
+	date := time.Date(2024, 2, 29, 13, 14, 15, 0, time.UTC)
+	st := MboxStatusLines([]string{FlagSeen, FlagFlagged, FlagAnswered, "Work", "$Label1", "bad kw", "\\Recent"})
+	if want := "Status: RO\nX-Status: AF\nX-Keywords: Work $Label1\n"; string(st) != want {
+		t.Fatalf("status lines %q, want %q", st, want)
+	}
+	if got := string(MboxStatusLines(nil)); got != "Status: O\n" {
+		t.Errorf("no flags: %q", got)
+	}
+	var buf memWriterAt
+	var file []byte
+	for _, b := range trickyBodies {
+		buf = buf[:0]
+		if _, err := WriteMboxMessage(&buf, "x@y", date, st, strings.NewReader(b)); err != nil {
+			t.Fatal(err)
+		}
+		file = append(file, buf...)
+	}
+	mr := NewMboxReader(bytes.NewReader(file))
+	for i := 0; ; i++ {
+		e, err := mr.Next()
+		if err == io.EOF {
+			if i != len(trickyBodies) {
+				t.Fatalf("%d messages, want %d", i, len(trickyBodies))
+			}
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(e.Body)
+		if string(b) != trickyBodies[i] || string(e.Status) != string(st) || !e.Date.Equal(date) {
+			t.Errorf("message %d: %q status %q date %v", i, b, e.Status, e.Date)
+		}
+		if want := int64(len(st)); e.Added < want || e.Added > want+2 {
+			t.Errorf("message %d: Added %d", i, e.Added)
+		}
+	}
+	// A message starting with a continuation line gets no status lines
+	// (another reader would join it to the last one).
+	buf = buf[:0]
+	if _, err := WriteMboxMessage(&buf, "", date, st, strings.NewReader(" folded\nSubject: x\n\nb\n")); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(buf, []byte("mailferry:h=0,t=0\n folded\n")) {
+		t.Errorf("status lines before a continuation line: %q", buf)
+	}
+	if _, err := WriteMboxMessage(&buf, "", date, []byte("Subject: no\n"), strings.NewReader("x")); err == nil {
+		t.Errorf("status lines other than Status/X-Status/X-Keywords accepted")
+	}
 }

@@ -22,6 +22,13 @@ type MarkOnlyDeleter interface {
 	DeleteMarksOnly() bool
 }
 
+// FlagDropper is a Sink that leaves off a message the flags its
+// destination folder cannot keep (IMAP PERMANENTFLAGS without \*) and
+// tells which, by destination folder name.
+type FlagDropper interface {
+	DroppedFlags(folder string) []string
+}
+
 // Prober is a Sink that can make a folder of a unique name and remove it
 // again: seen from the source, it tells whether both are one mailbox.
 type Prober interface {

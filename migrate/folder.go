@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/mailferry/mailferry/formats"
@@ -48,6 +49,9 @@ func (e *engine) copyFolder(ctx context.Context, src Source, dst Sink, pf Planne
 		return p.fr, err
 	}
 	if err := p.destination(ctx); err != nil {
+		if IsFolderRefused(err) {
+			return p.refused(ctx, err) // folderrefused.go
+		}
 		return p.fr, err
 	}
 	if err := p.list(ctx); err != nil {
@@ -237,6 +241,11 @@ func (p *folderPass) finish(t *transfer) error {
 	if vanished > 0 {
 		p.fr.Skipped += vanished
 		p.fr.Note = joinNote(p.fr.Note, fmt.Sprintf("%d messages vanished from the source during the run", vanished))
+	}
+	if fd, ok := As[FlagDropper](p.dst); ok {
+		if d := fd.DroppedFlags(p.dstF.Name); len(d) > 0 {
+			p.fr.Note = joinNote(p.fr.Note, "the destination folder cannot keep the flags "+strings.Join(d, " ")+": messages copied without them")
+		}
 	}
 	if e.opts.DeleteSource {
 		e.queueDelete(p.name, p.srcKey, f, append(p.d.deletable, t.copied...))

@@ -88,6 +88,8 @@ type IMAP struct {
 	// ns is every namespace NAMESPACE announced (namespace.go): folders in
 	// other users' and shared ones are marked Folder.Shared.
 	ns []nsEntry
+
+	quirks flagQuirks // imapquirks.go
 }
 
 var (
@@ -423,7 +425,7 @@ func (m *IMAP) Folders(ctx context.Context) ([]formats.Folder, error) {
 			if f.NoSelect {
 				continue
 			}
-			sd, err := m.c.Status(f.Name, m.statusOptions()).Wait()
+			sd, err := m.startStatus(f.Name).Wait()
 			if err != nil {
 				return nil, m.wrap("status "+f.Name, err)
 			}
@@ -847,14 +849,15 @@ func (m *IMAP) Ensure(ctx context.Context, path []string) (formats.Folder, error
 		create = m.c.Create(name, nil)
 		subscribe = m.c.Subscribe(name) // best effort: clients show subscribed folders
 	}
-	status := m.c.Status(name, &imap.StatusOptions{NumMessages: true, UIDNext: true, UIDValidity: true})
+	status := m.startStatus(name) // imapquirks.go
 	if create != nil {
 		err := create.Wait()
 		var ie *imap.Error
-		if err != nil && !(errors.As(err, &ie) && (ie.Code == imap.ResponseCodeAlreadyExists || strings.Contains(strings.ToLower(ie.Text), "exist"))) {
+		if err != nil && !(errors.As(err, &ie) && (ie.Code == imap.ResponseCodeAlreadyExists || strings.Contains(strings.ToLower(ie.Text), "exist"))) &&
+			!createRefusedButExists(err, status) { // imapquirks.go
 			status.Wait()
 			subscribe.Wait()
-			return formats.Folder{}, m.wrap("create "+name, err)
+			return formats.Folder{}, m.createFailed(name, err) // imapquirks.go
 		}
 		subscribe.Wait()
 		m.existing[name] = true
@@ -912,7 +915,7 @@ func (m *IMAP) Store(ctx context.Context, folder formats.Folder, msg formats.Mes
 		}
 		stop := context.AfterFunc(ctx, func() { m.app.conn.Close() })
 		defer stop()
-		flags := formats.CleanFlags(msg.Flags)
+		flags := m.keepable(folder.Name, formats.CleanFlags(msg.Flags))
 		if size <= spoolMaxSize {
 			b, err := readBody(body, size)
 			if err != nil {
@@ -932,7 +935,7 @@ func (m *IMAP) Store(ctx context.Context, folder formats.Folder, msg formats.Mes
 	stop := context.AfterFunc(ctx, func() { m.c.Close() })
 	defer stop()
 	flags := make([]imap.Flag, 0, len(msg.Flags))
-	for _, f := range formats.CleanFlags(msg.Flags) {
+	for _, f := range m.keepable(folder.Name, formats.CleanFlags(msg.Flags)) {
 		flags = append(flags, imap.Flag(f))
 	}
 	cmd := m.c.Append(folder.Name, size, &imap.AppendOptions{Flags: flags, Time: msg.Date})
@@ -953,7 +956,7 @@ func (m *IMAP) Store(ctx context.Context, folder formats.Folder, msg formats.Mes
 	if err != nil {
 		var ie *imap.Error
 		if errors.As(err, &ie) && ie.Type == imap.StatusResponseTypeNo {
-			if ie.Code == imap.ResponseCodeOverQuota {
+			if ie.Code == imap.ResponseCodeOverQuota || quotaRefusal(ie.Text) {
 				return "", fmt.Errorf("%w: %s: %s", ErrQuota, m.cfg, ie.Text)
 			}
 			return "", &MessageError{Err: fmt.Errorf("destination refused the message: %s", ie.Text)}

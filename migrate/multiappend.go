@@ -577,7 +577,7 @@ func (a *appender) appendOne(m spooled) (appendOutcome, error) {
 	return appendOutcome{}, a.lost(err)
 }
 
-func isQuota(text string) bool { return strings.Contains(strings.ToUpper(text), "[OVERQUOTA]") }
+func isQuota(text string) bool { return quotaRefusal(text) } // imapquirks.go
 
 // addStream queues one large message as an APPEND of its own, streamed
 // from r without a spool and without waiting for the answer: the pipeline

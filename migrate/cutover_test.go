@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -26,6 +28,21 @@ type cutoverPair struct {
 	src, dst *dovecottest.Server
 	state    string
 	lists    *atomic.Int32 // when set, the source's List calls are counted
+	refuse   string        // when set, the destination refuses every message for this folder
+}
+
+// refusingSink is the destination IMAP refusing every message for one
+// folder (as a quota or size limit would).
+type refusingSink struct {
+	*migrate.IMAP
+	folder string
+}
+
+func (r refusingSink) Store(ctx context.Context, f formats.Folder, m formats.Message, size int64, body io.Reader) (string, error) {
+	if f.Name == r.folder {
+		return "", &migrate.MessageError{Err: errors.New("refused by the test")}
+	}
+	return r.IMAP.Store(ctx, f, m, size, body)
 }
 
 // countingSource counts List calls: a folder the no-op shortcut skips is
@@ -77,6 +94,9 @@ func (p *cutoverPair) run(t *testing.T, opts migrate.Options) *migrate.Report {
 			m, err := dst(ctx)
 			if err != nil {
 				return nil, err
+			}
+			if p.refuse != "" {
+				return refusingSink{m, p.refuse}, nil
 			}
 			return m, nil
 		},
@@ -342,5 +362,37 @@ func TestSyncDeletionsAfterDeleteSourceKeepsTheCopies(t *testing.T) {
 	rep := p.run(t, migrate.Options{SyncDeletions: true})
 	if got := len(p.dst.Snapshot(t, "alice")["INBOX"]); got != 3 || rep.Totals.DeletedAtDestination != 0 {
 		t.Fatalf("after --sync-deletions the destination holds %d of 3 messages (deleted_at_destination %d)", got, rep.Totals.DeletedAtDestination)
+	}
+}
+
+// A message moved between source folders is deleted from its old folder at
+// the destination only once it is in the new one: when the copy into the
+// new folder fails, nothing is deleted in that run.
+func TestSyncDeletionsWaitsForTheMovedCopy(t *testing.T) {
+	p := newCutoverPair(t, dovecottest.Options{Separator: '/'})
+	p.src.Seed(t, "alice", []dovecottest.SeedMessage{{Body: cutoverMessage(0)}, {Body: cutoverMessage(1)}, {Folder: "Work", Body: cutoverMessage(2)}})
+	p.run(t, migrate.Options{SyncDeletions: true})
+	uidOp(t, p.src, "INBOX", func(c *imapclient.Client) {
+		var mv imap.UIDSet
+		mv.AddNum(findUID(t, c, 1))
+		if _, err := c.Move(mv, "Work").Wait(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	p.refuse = "Work"
+	rep := p.run(t, migrate.Options{SyncDeletions: true})
+	if rep.Totals.Failed != 1 || rep.Totals.DeletedAtDestination != 0 {
+		t.Errorf("with the copy into Work refused: %+v, want 1 failed and nothing deleted", rep.Totals)
+	}
+	if n := len(p.dst.Snapshot(t, "alice")["INBOX"]); n != 2 {
+		t.Errorf("the destination INBOX holds %d messages, want 2: the moved message must stay until its new copy exists", n)
+	}
+	p.refuse = ""
+	if rep := p.run(t, migrate.Options{SyncDeletions: true}); rep.Totals.Copied != 1 || rep.Totals.DeletedAtDestination != 1 {
+		t.Errorf("next run: %+v, want 1 copied and 1 deleted", rep.Totals)
+	}
+	snap := p.dst.Snapshot(t, "alice")
+	if len(snap["INBOX"]) != 1 || len(snap["Work"]) != 2 {
+		t.Errorf("destination INBOX %d, Work %d messages; want 1 and 2", len(snap["INBOX"]), len(snap["Work"]))
 	}
 }

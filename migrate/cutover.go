@@ -3,6 +3,8 @@ package migrate
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 
 	"github.com/mailferry/mailferry/formats"
@@ -132,7 +134,10 @@ func (p *folderPass) planDeletions() {
 		dd.gone = append(dd.gone, Record{Side: SideSource, Folder: p.srcKey, ID: id})
 	}
 	e.mu.Lock()
-	e.dstDeletes = append(e.dstDeletes, dd)
+	if e.dstDeletes == nil {
+		e.dstDeletes = map[string]*destDeletes{}
+	}
+	e.dstDeletes[p.srcKey] = dd
 	e.mu.Unlock()
 }
 
@@ -150,6 +155,7 @@ func (e *engine) syncDeletions(ctx context.Context, rep *Report) error {
 		e.rep.Warn(fmt.Sprintf("--sync-deletions: %d messages failed to copy, so nothing is deleted at the destination in this run (a message moved between folders must arrive first)", n))
 		return nil
 	}
+	keys := slices.Sorted(maps.Keys(e.dstDeletes))
 	done := map[*destDeletes]bool{}
 	return e.retry(ctx, "deleting at the destination", func() error {
 		sink, err := e.job.OpenSink(ctx)
@@ -162,7 +168,8 @@ func (e *engine) syncDeletions(ctx context.Context, rep *Report) error {
 			e.rep.Warn("--sync-deletions: this destination cannot delete messages: nothing deleted")
 			return nil
 		}
-		for _, set := range e.dstDeletes {
+		for _, k := range keys {
+			set := e.dstDeletes[k]
 			if done[set] {
 				continue
 			}
@@ -236,4 +243,12 @@ func (e *engine) forgetDeleted() error {
 		}
 	}
 	return e.state.Forget(recs)
+}
+
+// warnNoDestDeletes says at the start when --sync-deletions can do nothing:
+// the destination cannot delete (an archive never does).
+func (e *engine) warnNoDestDeletes(dst Sink) {
+	if _, ok := As[DestDeleter](dst); e.opts.SyncDeletions && !ok {
+		e.rep.Warn("--sync-deletions: " + e.job.DestName + " cannot delete messages (archives never delete): nothing will be deleted there")
+	}
 }

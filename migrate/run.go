@@ -107,8 +107,8 @@ type engine struct {
 	deleted   map[string]int        // source folder display name -> messages deleted there
 	marksOnly bool                  // the source only marked them \Deleted (no UIDPLUS)
 	// dstDeletes is what --sync-deletions removes at the end (cutover.go).
-	dstDeletes   []*destDeletes
-	dstMarksOnly bool // the destination only marked them \Deleted
+	dstDeletes   map[string]*destDeletes // by source ledger folder: a retried pass replaces its plan
+	dstMarksOnly bool                    // the destination only marked them \Deleted
 	// dstFolders is the destination's folder list as the run began.
 	dstFolders []formats.Folder
 }
@@ -193,6 +193,7 @@ func (e *engine) run(ctx context.Context, rep *Report) error {
 	}
 	e.dstFolders = dstFolders
 	e.warnLeftOut(srcFolders)
+	e.warnNoDestDeletes(c.dst)
 	planned := 0
 	for _, pf := range plan {
 		planned += int(pf.Source.Messages)

@@ -27,6 +27,8 @@ type copyFlags struct {
 	dedup            string
 	deleteSource     bool
 	syncDeletions    bool
+	watch            bool
+	interval         time.Duration
 	sharedFolders    bool
 	dryRun           bool
 	jobs             int
@@ -92,6 +94,8 @@ func (f *copyFlags) addBatch(cmd *cobra.Command) {
 	fl.IntVar(&f.accounts, "accounts", 2, "with --batch: accounts migrated at once")
 	fl.StringVar(&f.shard, "shard", "", "with --batch: K/N, this machine's share of the accounts (K from 1 to N)")
 	fl.BoolVar(&f.syncDeletions, "sync-deletions", false, "remove at the destination what mailferry copied there and the source no longer has (never anything else)")
+	fl.BoolVar(&f.watch, "watch", false, "after the pass, keep applying new mail, flag changes (and with --sync-deletions deletions) every --interval until SIGINT/SIGTERM")
+	fl.DurationVar(&f.interval, "interval", 30*time.Second, "with --watch: time between passes")
 }
 
 // options applies --preset, checks the flags and turns them into engine
@@ -215,6 +219,9 @@ messages.`,
 				if len(args) != 0 {
 					return &usageError{fmt.Errorf("%s: with --batch the accounts come from the file: give no SOURCE or DEST", cmd.CommandPath())}
 				}
+				if f.watch {
+					return &usageError{fmt.Errorf("--watch keeps one account current: it does not go with --batch")}
+				}
 				return nil
 			}
 			for _, name := range []string{"accounts", "shard"} {
@@ -254,6 +261,12 @@ func runMigrate(cmd *cobra.Command, env *environment, f *copyFlags, srcArg, dstA
 	}
 	if err := resolveServer(env, dst, &f.dst, &f.tls); err != nil {
 		return err
+	}
+	if f.watch {
+		if opts.DryRun {
+			return &usageError{fmt.Errorf("--watch and --dry-run cannot be combined")}
+		}
+		return watch(cmd, env, f, opts, src, dst)
 	}
 	return execute(cmd, env, f, opts, src, dst)
 }

@@ -1,12 +1,17 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
 
 	"github.com/mailferry/mailferry/migrate/dovecottest"
 )
@@ -66,4 +71,107 @@ func TestCLISyncDeletionsAndFlags(t *testing.T) {
 	if !strings.Contains(strings.Join(snap[0].Flags, " "), `\Flagged`) {
 		t.Errorf("first message has flags %q at the destination, want \\Flagged", snap[0].Flags)
 	}
+}
+
+// --watch applies deliveries, flag changes and (with --sync-deletions)
+// deletions as they happen, and stops cleanly on cancellation (what
+// SIGINT/SIGTERM do in main) with exit status 0.
+func TestWatchFollowsTheSource(t *testing.T) {
+	p := newPair(t)
+	body := func(n int) []byte {
+		return []byte(fmt.Sprintf("Message-ID: <watch-%d@example.com>\r\nSubject: %d\r\n\r\nbody\r\n", n, n))
+	}
+	p.src.Seed(t, "alice", []dovecottest.SeedMessage{{Body: body(1)}})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errb bytes.Buffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, p.args("--watch", "--interval", "200ms", "--sync-deletions"), strings.NewReader(""), &out, &errb)
+	}()
+	dc := p.dst.Client(t, "alice")
+	waitFor := func(what string, ok func([][]imap.Flag) bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !ok(inboxFlags(t, dc)) {
+			select {
+			case code := <-done:
+				t.Fatalf("watch ended with %d before %s\n%s\n%s", code, what, out.String(), errb.String())
+			default:
+			}
+			if time.Now().After(deadline) {
+				cancel()
+				<-done
+				t.Fatalf("watch: %s did not happen within 10 s\n%s\n%s", what, out.String(), errb.String())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	count := func(n int) func([][]imap.Flag) bool {
+		return func(s [][]imap.Flag) bool { return len(s) == n }
+	}
+	waitFor("the first pass", count(1))
+	p.src.Seed(t, "alice", []dovecottest.SeedMessage{{Body: body(2)}})
+	waitFor("a delivery", count(2))
+	c := p.src.Client(t, "alice")
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	var first, second imap.UIDSet
+	first.AddNum(1)
+	second.AddNum(2)
+	if err := c.Store(first, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{"$Label1"}}, nil).Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("a flag change", func(s [][]imap.Flag) bool {
+		return len(s) > 0 && slices.Contains(s[0], "$Label1")
+	})
+	if err := c.Store(second, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.UIDExpunge(second).Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("a deletion", count(1))
+	// A source that goes away does not end the watch: passes are tried again.
+	p.src.Stop()
+	time.Sleep(1500 * time.Millisecond)
+	select {
+	case code := <-done:
+		t.Fatalf("watch ended with %d when the source went away\n%s", code, errb.String())
+	default:
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Errorf("watch stopped with exit %d\n%s", code, errb.String())
+	}
+	for _, want := range []string{"1 copied", "1 flags updated", "1 deleted at the destination"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("watch output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+// inboxFlags is the flags of each message of INBOX, in UID order.
+func inboxFlags(t *testing.T, c *imapclient.Client) [][]imap.Flag {
+	t.Helper()
+	sd, err := c.Select("INBOX", &imap.SelectOptions{ReadOnly: true}).Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sd.NumMessages == 0 {
+		return nil
+	}
+	var all imap.SeqSet
+	all.AddRange(1, sd.NumMessages)
+	msgs, err := c.Fetch(all, &imap.FetchOptions{UID: true, Flags: true}).Collect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.SortFunc(msgs, func(a, b *imapclient.FetchMessageBuffer) int { return int(a.UID) - int(b.UID) })
+	var out [][]imap.Flag
+	for _, m := range msgs {
+		out = append(out, m.Flags)
+	}
+	return out
 }

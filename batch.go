@@ -334,8 +334,8 @@ func runBatch(cmd *cobra.Command, env *environment, f *copyFlags) error {
 			werr = fmt.Errorf("--report: %w", werr)
 		}
 	}
-	if ctx.Err() != nil {
-		return ctx.Err() // stopped: a rerun resumes every account safely
+	if ctx.Err() != nil { // stopped: a rerun resumes every account safely
+		return fmt.Errorf("%w: %d copied so far; run the same command again to resume", migrate.ErrInterrupted, sum.Totals.Copied)
 	}
 	if len(failed) > 0 {
 		fmt.Fprintf(env.stderr, "mailferry: %d of %d accounts did not complete:\n", len(failed), len(rows))

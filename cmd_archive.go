@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
@@ -41,11 +42,15 @@ Run it again (every night, say) and it adds only what is new.`,
 			if err != nil {
 				return err
 			}
-			if err := resolveServer(env, src, &f.src, &f.tls); err != nil {
+			if err := checkReportPath(f.report); err != nil {
 				return err
 			}
+			if err := resolveServer(env, src, &f.src, &f.tls); err != nil {
+				return f.reportEarlyError(src, dst, err)
+			}
 			runErr := execute(cmd, env, &f, opts, src, dst)
-			if h := dst.stores(true).lastHash(); h != "" && !opts.DryRun {
+			var ns *notStarted
+			if h := dst.stores(true).lastHash(); h != "" && !opts.DryRun && !errors.As(runErr, &ns) {
 				fmt.Fprintf(env.stdout, "manifest chain head: %s\n", h)
 			}
 			return runErr

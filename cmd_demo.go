@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mailferry/mailferry/migrate"
+	"github.com/mailferry/mailferry/migrate/mailconn"
 	"github.com/mailferry/mailferry/migrate/memserver"
 )
 
@@ -56,8 +57,8 @@ func runDemo(ctx context.Context, env *environment, n int, progress string) erro
 	}
 	defer os.RemoveAll(stateDir)
 
-	srcEP := &endpoint{scheme: "imap", server: migrate.ServerConfig{Addr: src.Addr, User: src.User, Password: src.Password, TLS: migrate.TLSNone}}
-	dstEP := &endpoint{scheme: "imap", server: migrate.ServerConfig{Addr: dst.Addr, User: dst.User, Password: dst.Password, TLS: migrate.TLSNone}}
+	srcEP := &endpoint{scheme: "imap", server: mailconn.ServerConfig{Addr: src.Addr, User: src.User, Password: src.Password, TLS: mailconn.TLSNone}}
+	dstEP := &endpoint{scheme: "imap", server: mailconn.ServerConfig{Addr: dst.Addr, User: dst.User, Password: dst.Password, TLS: mailconn.TLSNone}}
 	f := &copyFlags{progress: progress, logLevel: "warn", stateDir: stateDir, dedup: "folder", jobs: 4}
 	opts := migrate.Options{Jobs: 4, Dedup: migrate.DedupFolder}
 	cmd := &cobra.Command{}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -256,11 +257,14 @@ func runMigrate(cmd *cobra.Command, env *environment, f *copyFlags, srcArg, dstA
 	if err != nil {
 		return err
 	}
-	if err := resolveServer(env, src, &f.src, &f.tls); err != nil {
+	if err := checkReportPath(f.report); err != nil {
 		return err
 	}
+	if err := resolveServer(env, src, &f.src, &f.tls); err != nil {
+		return f.reportEarlyError(src, dst, err)
+	}
 	if err := resolveServer(env, dst, &f.dst, &f.tls); err != nil {
-		return err
+		return f.reportEarlyError(src, dst, err)
 	}
 	if f.watch {
 		if opts.DryRun {
@@ -272,18 +276,29 @@ func runMigrate(cmd *cobra.Command, env *environment, f *copyFlags, srcArg, dstA
 }
 
 // execute runs the engine with a terminal reporter, prints the summary and
-// writes the report. It is shared by migrate and archive.
+// writes the report (on every exit). It is shared by migrate and archive. A
+// run that stopped before it copied anything prints no table: its error
+// (a *notStarted) says it all.
 func execute(cmd *cobra.Command, env *environment, f *copyFlags, opts migrate.Options, src, dst *endpoint) error {
 	level, _ := parseLevel(f.logLevel)
 	log := slog.New(slog.NewTextHandler(env.stderr, &slog.HandlerOptions{Level: level}))
 	ui := newTerminalReporter(env.stderr, f.progress, log)
 	rep, err := f.runJob(cmd.Context(), env, opts, src, dst, ui)
 	ui.finish()
-	printSummary(env.stdout, rep)
+	started := err == nil || len(rep.Folders) > 0 || rep.Totals != (migrate.Counts{})
+	if started {
+		printSummary(env.stdout, rep)
+	}
 	if f.report != "" {
 		if werr := rep.WriteFile(f.report); werr != nil && err == nil {
 			err = fmt.Errorf("--report: %w", werr)
 		}
+	}
+	if errors.Is(err, migrate.ErrInterrupted) {
+		err = fmt.Errorf("%w: %d copied so far; run the same command again to resume", err, rep.Totals.Copied)
+	}
+	if err != nil && !started {
+		return &notStarted{err}
 	}
 	if err != nil {
 		return err
@@ -368,4 +383,56 @@ func parseByteSize(s string) (int64, error) {
 		return 0, fmt.Errorf("%q is not a size (e.g. 150MiB, 2MB, 500000)", s)
 	}
 	return int64(v * mult), nil
+}
+
+// notStarted is the error of a run that stopped before it copied anything
+// (a refused login or TLS handshake, an unreachable server): no summary and
+// no chain head are printed for it.
+type notStarted struct{ err error }
+
+func (e *notStarted) Error() string { return e.err.Error() }
+func (e *notStarted) Unwrap() error { return e.err }
+
+// checkReportPath refuses, before anything happens, a --report that cannot
+// be written: a directory (DIR/ is for --batch), or a file that cannot be
+// created. A file it creates to find out is removed again.
+func checkReportPath(path string) error {
+	if path == "" {
+		return nil
+	}
+	if strings.HasSuffix(path, "/") || strings.HasSuffix(path, string(os.PathSeparator)) {
+		return &usageError{fmt.Errorf("--report %s: a directory; give a file name (a directory is for --batch)", path)}
+	}
+	st, statErr := os.Stat(path)
+	if statErr == nil && st.IsDir() {
+		return &usageError{fmt.Errorf("--report %s: a directory; give a file name (a directory is for --batch)", path)}
+	}
+	fh, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o600)
+	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return &usageError{fmt.Errorf("--report %s: cannot write it: %v", path, err)}
+	}
+	fh.Close()
+	if statErr != nil {
+		os.Remove(path)
+	}
+	return nil
+}
+
+// reportEarlyError writes the report of a run that stopped before the
+// engine ran (a password file that cannot be read, say): the report is
+// written on every exit once its path was accepted. It returns err.
+func (f *copyFlags) reportEarlyError(src, dst *endpoint, err error) error {
+	if f.report == "" {
+		return err
+	}
+	rep := &migrate.Report{Source: src.String(), Destination: dst.String(), Started: time.Now().UTC(),
+		DryRun: f.dryRun, Folders: []migrate.FolderReport{}, Failures: []migrate.Failure{}, Error: err.Error()}
+	if werr := rep.WriteFile(f.report); werr != nil {
+		return fmt.Errorf("%w (and --report: %v)", err, werr)
+	}
+	return err
 }

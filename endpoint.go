@@ -16,13 +16,16 @@ import (
 	"golang.org/x/term"
 
 	"github.com/mailferry/mailferry/migrate"
+	"github.com/mailferry/mailferry/migrate/imap"
+	"github.com/mailferry/mailferry/migrate/mailconn"
+	"github.com/mailferry/mailferry/migrate/pop3"
 )
 
 // endpoint is a parsed SOURCE or DEST argument.
 type endpoint struct {
 	raw    string // as the user typed it (never holds a password: see parseEndpoint)
 	scheme string // imap, imaps, pop3, pop3s, maildir, mbox
-	server migrate.ServerConfig
+	server mailconn.ServerConfig
 	path   string // maildir: and mbox:
 	local  *localStores
 }
@@ -69,11 +72,11 @@ func parseEndpoint(s string) (*endpoint, error) {
 	if u.Port() != "" {
 		port = u.Port()
 	}
-	mode := migrate.TLSStartTLS
+	mode := mailconn.TLSStartTLS
 	if strings.HasSuffix(u.Scheme, "s") {
-		mode = migrate.TLSImplicit
+		mode = mailconn.TLSImplicit
 	}
-	return &endpoint{raw: s, scheme: u.Scheme, server: migrate.ServerConfig{
+	return &endpoint{raw: s, scheme: u.Scheme, server: mailconn.ServerConfig{
 		Addr: net.JoinHostPort(host, port), User: u.User.Username(), TLS: mode,
 	}}, nil
 }
@@ -146,7 +149,7 @@ func (s *secretFlags) password(env *environment, who string) (string, error) {
 // (its standard error is not shown: it may hold secrets). Runs are one at a
 // time, so that a helper that refreshes tokens never races itself. Errors
 // name the flag and the exit status, never the output.
-func tokenCommand(side, cmdline string) migrate.TokenFunc {
+func tokenCommand(side, cmdline string) mailconn.TokenFunc {
 	var mu sync.Mutex
 	flag := "--" + side + "-oauth2-token-cmd"
 	return func(ctx context.Context) (string, error) {
@@ -214,8 +217,8 @@ func resolveServer(env *environment, ep *endpoint, sf *secretFlags, tf *tlsFlags
 		return nil
 	}
 	if sf.tlsMode != "" {
-		switch m := migrate.TLSMode(sf.tlsMode); m {
-		case migrate.TLSImplicit, migrate.TLSStartTLS, migrate.TLSNone:
+		switch m := mailconn.TLSMode(sf.tlsMode); m {
+		case mailconn.TLSImplicit, mailconn.TLSStartTLS, mailconn.TLSNone:
 			ep.server.TLS = m
 		default:
 			return &usageError{fmt.Errorf("--%s-tls must be tls, starttls or none, not %q", sf.side, sf.tlsMode)}
@@ -247,9 +250,9 @@ func openSource(ep *endpoint) func(context.Context) (migrate.Source, error) {
 	return func(ctx context.Context) (migrate.Source, error) {
 		switch ep.scheme {
 		case "imap", "imaps":
-			return migrate.DialIMAP(ctx, ep.server)
+			return imap.DialIMAP(ctx, ep.server)
 		case "pop3", "pop3s":
-			return migrate.DialPOP3(ctx, ep.server)
+			return pop3.DialPOP3(ctx, ep.server)
 		}
 		return ep.stores(false).open(ctx)
 	}
@@ -259,7 +262,7 @@ func openSink(ep *endpoint) func(context.Context) (migrate.Sink, error) {
 	return func(ctx context.Context) (migrate.Sink, error) {
 		switch ep.scheme {
 		case "imap", "imaps":
-			return migrate.DialIMAP(ctx, ep.server)
+			return imap.DialIMAP(ctx, ep.server)
 		case "pop3", "pop3s":
 			return nil, &usageError{fmt.Errorf("%s cannot be a destination (imap, imaps, maildir and mbox can)", ep)}
 		}

@@ -8,8 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailferry/mailferry/migrate"
 	"github.com/mailferry/mailferry/migrate/dovecottest"
+	"github.com/mailferry/mailferry/migrate/imap"
+	"github.com/mailferry/mailferry/migrate/mailconn"
 	"github.com/mailferry/mailferry/migrate/servertest"
 )
 
@@ -143,10 +144,10 @@ func TestOverQuotaWithoutCodeStopsRun(t *testing.T) {
 func TestCourierEnsureExistingFolder(t *testing.T) {
 	co := servertest.StartCourier(t, servertest.Options{})
 	ctx := context.Background()
-	cfg := migrate.ServerConfig{Addr: co.IMAPAddr(), User: co.User, Password: co.Users[co.User], TLS: migrate.TLSNone}
-	var conns []*migrate.IMAP
+	cfg := mailconn.ServerConfig{Addr: co.IMAPAddr(), User: co.User, Password: co.Users[co.User], TLS: mailconn.TLSNone}
+	var conns []*imap.IMAP
 	for i := 0; i < 2; i++ {
-		m, err := migrate.DialIMAP(ctx, cfg)
+		m, err := imap.DialIMAP(ctx, cfg)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -27,10 +27,11 @@ var version = "dev"
 
 // Exit codes (CLI.md). Mapped from errors in exitCode and nowhere else.
 const (
-	exitOK       = 0 // everything selected is at the destination
-	exitError    = 1 // stopped by an error; a rerun resumes safely
-	exitUsage    = 2 // usage error: nothing was done
-	exitFailures = 3 // finished, but some messages failed (named in the report)
+	exitOK        = 0   // everything selected is at the destination
+	exitError     = 1   // stopped by an error; a rerun resumes safely
+	exitUsage     = 2   // usage error: nothing was done
+	exitFailures  = 3   // finished, but some messages failed (named in the report)
+	exitInterrupt = 130 // stopped by Ctrl-C or SIGTERM; a rerun resumes
 )
 
 // errSomeFailed says a run finished with failed messages.
@@ -48,9 +49,21 @@ func main() {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(memoryLimit)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		// The first signal stops the run between two messages, keeping and
+		// counting what was stored; a second one stops it at once (what was
+		// in flight is found again by the next run).
+		<-sigs
+		cancel()
+		<-sigs
+		fmt.Fprintln(os.Stderr, "mailferry: interrupted again: stopped at once; run the same command again to resume")
+		os.Exit(exitInterrupt)
+	}()
 	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
-	stop()
+	cancel()
 	os.Exit(code)
 }
 
@@ -64,6 +77,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	err := root.ExecuteContext(ctx)
 	if err != nil && strings.HasPrefix(err.Error(), "unknown command ") {
 		err = &usageError{err} // cobra's own, for a mistyped command
+	}
+	if err != nil && ctx.Err() != nil && !errors.Is(err, migrate.ErrInterrupted) {
+		err = migrate.ErrInterrupted // stopped before or outside the engine
 	}
 	code := exitCode(err)
 	if err != nil && !errors.Is(err, errSomeFailed) {
@@ -80,6 +96,8 @@ func exitCode(err error) int {
 		return exitOK
 	case errors.Is(err, errSomeFailed):
 		return exitFailures
+	case errors.Is(err, migrate.ErrInterrupted):
+		return exitInterrupt
 	case errors.As(err, &ue), errors.Is(err, migrate.ErrUsage):
 		return exitUsage
 	default:
@@ -120,7 +138,8 @@ another, keeping folders, flags and dates, and never copying a message twice.
 
 Exit status: 0 everything selected is at the destination; 1 stopped by an error
 (a rerun resumes safely); 2 usage error, nothing was done; 3 finished, but some
-messages failed (each is named in the report).`,
+messages failed (each is named in the report); 130 interrupted (Ctrl-C or
+SIGTERM: what was stored is recorded, run the same command again to resume).`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 	}

@@ -18,8 +18,9 @@ import (
 
 	"github.com/mailferry/mailferry/archive"
 	"github.com/mailferry/mailferry/formats"
-	"github.com/mailferry/mailferry/migrate"
 	"github.com/mailferry/mailferry/migrate/dovecottest"
+	"github.com/mailferry/mailferry/migrate/imap"
+	"github.com/mailferry/mailferry/migrate/mailconn"
 )
 
 // dotAndLongLines are messages POP3 clients get wrong: lines starting with
@@ -71,7 +72,7 @@ func archivedBodies(t *testing.T, dir string) [][]byte {
 func imapBodies(t *testing.T, s *dovecottest.Server) [][]byte {
 	t.Helper()
 	ctx := context.Background()
-	im, err := migrate.DialIMAP(ctx, migrate.ServerConfig{Addr: s.IMAPAddr(), User: "alice", Password: s.Users["alice"], TLS: migrate.TLSNone})
+	im, err := imap.DialIMAP(ctx, mailconn.ServerConfig{Addr: s.IMAPAddr(), User: "alice", Password: s.Users["alice"], TLS: mailconn.TLSNone})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,6 +26,9 @@ import (
 
 	"github.com/mailferry/mailferry/migrate"
 	"github.com/mailferry/mailferry/migrate/dovecottest"
+	"github.com/mailferry/mailferry/migrate/imap"
+	"github.com/mailferry/mailferry/migrate/mailconn"
+	"github.com/mailferry/mailferry/migrate/pop3"
 )
 
 // tlsSetup is a TLS source and a plaintext destination, alice on both with
@@ -432,21 +435,21 @@ func TestTLSHandshakeStallIsBounded(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		pop3    bool
-		mode    migrate.TLSMode
+		mode    mailconn.TLSMode
 		timeout time.Duration // ServerConfig.Timeout
 		cancel  time.Duration // context deadline; 0: none
 	}{
-		{"implicit TLS, Timeout", false, migrate.TLSImplicit, timeout, 0},
-		{"implicit TLS, context cancelled", false, migrate.TLSImplicit, 0, timeout},
-		{"STARTTLS, Timeout", false, migrate.TLSStartTLS, timeout, 0},
-		{"STARTTLS, context cancelled", false, migrate.TLSStartTLS, 0, timeout},
-		{"POP3 implicit TLS, context cancelled", true, migrate.TLSImplicit, 0, timeout},
-		{"POP3 STLS, Timeout", true, migrate.TLSStartTLS, timeout, 0},
-		{"POP3 STLS, context cancelled", true, migrate.TLSStartTLS, 0, timeout},
+		{"implicit TLS, Timeout", false, mailconn.TLSImplicit, timeout, 0},
+		{"implicit TLS, context cancelled", false, mailconn.TLSImplicit, 0, timeout},
+		{"STARTTLS, Timeout", false, mailconn.TLSStartTLS, timeout, 0},
+		{"STARTTLS, context cancelled", false, mailconn.TLSStartTLS, 0, timeout},
+		{"POP3 implicit TLS, context cancelled", true, mailconn.TLSImplicit, 0, timeout},
+		{"POP3 STLS, Timeout", true, mailconn.TLSStartTLS, timeout, 0},
+		{"POP3 STLS, context cancelled", true, mailconn.TLSStartTLS, 0, timeout},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			proto := ""
-			if tc.mode == migrate.TLSStartTLS {
+			if tc.mode == mailconn.TLSStartTLS {
 				proto = map[bool]string{false: "imap", true: "pop3"}[tc.pop3]
 			}
 			srv := newStallServer(t, proto)
@@ -456,7 +459,7 @@ func TestTLSHandshakeStallIsBounded(t *testing.T) {
 				ctx, cancel = context.WithTimeout(ctx, tc.cancel)
 				defer cancel()
 			}
-			cfg := migrate.ServerConfig{
+			cfg := mailconn.ServerConfig{
 				Addr: srv.ln.Addr().String(), User: "alice", Password: "stall-secret-pw",
 				TLS: tc.mode, TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12}, Timeout: tc.timeout,
 			}
@@ -464,9 +467,9 @@ func TestTLSHandshakeStallIsBounded(t *testing.T) {
 				c   io.Closer
 				err error
 			}
-			dial, what := func() (io.Closer, error) { return migrate.DialIMAP(ctx, cfg) }, "DialIMAP"
+			dial, what := func() (io.Closer, error) { return imap.DialIMAP(ctx, cfg) }, "DialIMAP"
 			if tc.pop3 {
-				dial, what = func() (io.Closer, error) { return migrate.DialPOP3(ctx, cfg) }, "DialPOP3"
+				dial, what = func() (io.Closer, error) { return pop3.DialPOP3(ctx, cfg) }, "DialPOP3"
 			}
 			done := make(chan result, 1)
 			began := time.Now()
@@ -495,7 +498,7 @@ func TestTLSHandshakeStallIsBounded(t *testing.T) {
 	}
 }
 
-// TestTLSPOP3Dial: migrate.DialPOP3 against the real TLS Dovecot: pop3s and
+// TestTLSPOP3Dial: pop3.DialPOP3 against the real TLS Dovecot: pop3s and
 // STLS with the source's CA log in and see the seeded INBOX; an unknown CA,
 // a certificate for another name, and a server without STLS are ErrTLS
 // naming the cause, without the password. (TestTLSPOP3CLI runs the
@@ -525,23 +528,23 @@ func TestTLSPOP3Dial(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		addr   string
-		mode   migrate.TLSMode
+		mode   mailconn.TLSMode
 		caFile string
 		want   []string // in the error; nil: the login works
 	}{
-		{"pop3s", s.src.POP3SAddr(), migrate.TLSImplicit, s.src.CAFile, nil},
-		{"STLS", s.src.POP3Addr(), migrate.TLSStartTLS, s.src.CAFile, nil},
-		{"pop3s by name", "localhost:" + strconv.Itoa(s.src.POP3SPort), migrate.TLSImplicit, s.src.CAFile, nil},
-		{"pop3s unknown CA", s.src.POP3SAddr(), migrate.TLSImplicit, dovecottest.WriteOtherCA(t), []string{"certificate", "unknown authority"}},
-		{"STLS unknown CA", s.src.POP3Addr(), migrate.TLSStartTLS, dovecottest.WriteOtherCA(t), []string{"certificate", "unknown authority"}},
-		{"pop3s wrong name", "localhost:" + strconv.Itoa(named.POP3SPort), migrate.TLSImplicit, named.CAFile, []string{"certificate", "mail.example.invalid", "localhost"}},
-		{"STLS wrong name", named.POP3Addr(), migrate.TLSStartTLS, named.CAFile, []string{"certificate", "127.0.0.1"}},
-		{"STLS not offered", plain.POP3Addr(), migrate.TLSStartTLS, s.src.CAFile, []string{"does not offer STLS"}},
+		{"pop3s", s.src.POP3SAddr(), mailconn.TLSImplicit, s.src.CAFile, nil},
+		{"STLS", s.src.POP3Addr(), mailconn.TLSStartTLS, s.src.CAFile, nil},
+		{"pop3s by name", "localhost:" + strconv.Itoa(s.src.POP3SPort), mailconn.TLSImplicit, s.src.CAFile, nil},
+		{"pop3s unknown CA", s.src.POP3SAddr(), mailconn.TLSImplicit, dovecottest.WriteOtherCA(t), []string{"certificate", "unknown authority"}},
+		{"STLS unknown CA", s.src.POP3Addr(), mailconn.TLSStartTLS, dovecottest.WriteOtherCA(t), []string{"certificate", "unknown authority"}},
+		{"pop3s wrong name", "localhost:" + strconv.Itoa(named.POP3SPort), mailconn.TLSImplicit, named.CAFile, []string{"certificate", "mail.example.invalid", "localhost"}},
+		{"STLS wrong name", named.POP3Addr(), mailconn.TLSStartTLS, named.CAFile, []string{"certificate", "127.0.0.1"}},
+		{"STLS not offered", plain.POP3Addr(), mailconn.TLSStartTLS, s.src.CAFile, []string{"does not offer STLS"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			p, err := migrate.DialPOP3(ctx, migrate.ServerConfig{
+			p, err := pop3.DialPOP3(ctx, mailconn.ServerConfig{
 				Addr: tc.addr, User: "alice", Password: pw, TLS: tc.mode,
 				TLSConfig: &tls.Config{RootCAs: pool(t, tc.caFile), MinVersion: tls.VersionTLS12},
 				Timeout:   10 * time.Second,

@@ -46,7 +46,7 @@ func IsMessageError(err error) bool {
 	return errors.As(err, &m)
 }
 
-// usagef makes an ErrUsage error.
-func usagef(format string, args ...any) error {
+// Usagef makes an ErrUsage error.
+func Usagef(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrUsage, fmt.Sprintf(format, args...))
 }

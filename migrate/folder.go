@@ -302,6 +302,7 @@ type transfer struct {
 	dstIDs    []string // the destination IDs of what was stored, in order
 	allIDs    bool     // every stored message got an ID
 	copied    []formats.Message
+	tally     *passTally // what the folder's counts are made of (counts.go)
 }
 
 type queued struct {
@@ -313,13 +314,25 @@ type queued struct {
 func (t *transfer) run(ctx context.Context) error {
 	p := t.p
 	t.allIDs = true
+	t.tally = &passTally{decided: true, planned: p.d.copy, stored: &t.copied}
+	p.fr.pass = t.tally
+	// Stopped (Ctrl-C), the pass ends between two messages and makes what
+	// was stored durable and recorded: the source and the destination are
+	// given a grace period (interrupt.go).
+	srcCtx, stopSrc := outlive(ctx, fetchGrace)
+	defer stopSrc()
+	dstCtx, stopDst := outlive(ctx, storeGrace)
+	defer stopDst()
 	p.e.rep.FolderPlanned(p.name, len(p.d.copy), p.d.bytes)
 	p.e.rep.FolderStarted(p.name)
-	ferr := p.src.Fetch(ctx, p.pf.Source, p.d.copy, func(m formats.Message, body io.Reader) error {
-		return t.one(ctx, m, body)
+	ferr := p.src.Fetch(srcCtx, p.pf.Source, p.d.copy, func(m formats.Message, body io.Reader) error {
+		if err := ctx.Err(); err != nil {
+			return err // stopped: no further message
+		}
+		return t.one(dstCtx, m, body)
 	})
 	// What was stored before an error is complete: make it durable and record it.
-	if err := t.flush(ctx); err != nil && ferr == nil {
+	if err := t.flush(dstCtx); err != nil && ferr == nil {
 		ferr = err
 	}
 	return ferr
@@ -344,6 +357,7 @@ func (t *transfer) one(ctx context.Context, m formats.Message, body io.Reader) e
 		io.Copy(&kw, io.LimitReader(body, formats.MaxHeaderBytes))
 		t.failed(m, kw.Header(), err)
 	case err != nil:
+		t.tally.lost(m) // it may have arrived
 		return err
 	default:
 		t.stored(m, kw.Key(), id)
@@ -364,9 +378,7 @@ func (t *transfer) stored(m formats.Message, key formats.Key, id string) {
 	} else {
 		t.allIDs = false
 	}
-	t.copied = append(t.copied, m)
-	p.fr.Copied++
-	p.fr.Bytes += max(m.Size, 0)
+	t.copied = append(t.copied, m) // counted once durable and recorded (t.tally)
 	p.e.rep.MessageCopied(p.name, max(m.Size, 0))
 }
 
@@ -387,6 +399,9 @@ func (t *transfer) flush(ctx context.Context) error {
 	if cm, ok := t.p.dst.(Committer); ok && len(t.queue) > 0 {
 		res, err := cm.Commit(ctx)
 		if err != nil {
+			for _, q := range t.queue {
+				t.tally.lost(q.m) // sent; the answer is lost
+			}
 			t.queue = t.queue[:0] // not one of them may be taken as stored
 			return err
 		}
@@ -414,6 +429,19 @@ func (t *transfer) flush(ctx context.Context) error {
 	if err := t.p.e.add(t.pending); err != nil {
 		return err
 	}
+	t.tally.recorded(&t.p.fr)
 	t.pending, t.lastFlush = t.pending[:0], time.Now()
 	return nil
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }

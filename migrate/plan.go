@@ -18,7 +18,7 @@ type Mapping struct {
 func ParseMapping(s string) (Mapping, error) {
 	old, nw, ok := strings.Cut(s, "=")
 	if !ok || old == "" || nw == "" {
-		return Mapping{}, usagef("--map wants OLD=NEW, got %q", s)
+		return Mapping{}, Usagef("--map wants OLD=NEW, got %q", s)
 	}
 	return Mapping{Old: splitUser(old), New: splitUser(nw)}, nil
 }
@@ -235,7 +235,7 @@ func compileGlobs(globs []string) ([]*regexp.Regexp, error) {
 		b.WriteString("$")
 		re, err := regexp.Compile(b.String())
 		if err != nil {
-			return nil, usagef("bad folder pattern %q: %v", g, err)
+			return nil, Usagef("bad folder pattern %q: %v", g, err)
 		}
 		out = append(out, re)
 	}

@@ -76,8 +76,9 @@ type FolderReport struct {
 	// component, a changed UIDVALIDITY, a re-index).
 	Note string `json:"note,omitempty"`
 
-	failures []Failure // this pass's, kept by the engine once the folder ends
-	kept     []Failure // messages --delete-source leaves at the source
+	failures []Failure  // this pass's, kept by the engine once the folder ends
+	kept     []Failure  // messages --delete-source leaves at the source
+	pass     *passTally // what this pass sent, for the folder's counts (counts.go)
 }
 
 // Failure names one message that was not copied.

@@ -77,7 +77,7 @@ func (e *engine) notSameMailbox(ctx context.Context, src Source, dst Sink) error
 	}
 	for _, f := range folders {
 		if len(f.Path) > 0 && f.Path[len(f.Path)-1] == leaf {
-			return usagef("%s and %s are the same mailbox: refusing to copy it onto itself", e.job.SourceName, e.job.DestName)
+			return Usagef("%s and %s are the same mailbox: refusing to copy it onto itself", e.job.SourceName, e.job.DestName)
 		}
 	}
 	return nil
@@ -155,6 +155,9 @@ func Run(ctx context.Context, job Job) (*Report, error) {
 	rep := &Report{Source: job.SourceName, Destination: job.DestName, Started: time.Now().UTC(), DryRun: opts.DryRun, Failures: []Failure{}, Folders: []FolderReport{}}
 	e := &engine{job: job, opts: opts, rep: opts.Reporter, deletes: map[string]*deleteSet{}, deleted: map[string]int{}}
 	err := e.run(ctx, rep)
+	if err != nil && ctx.Err() != nil {
+		err = ErrInterrupted // what was stored is counted; a rerun resumes
+	}
 	rep.DurationSeconds = time.Since(rep.Started).Seconds()
 	rep.Failures = append(rep.Failures, e.failures...)
 	rep.Kept = append(rep.Kept, e.kept...)
@@ -245,8 +248,10 @@ func (c *conns) close() {
 }
 
 // connect opens both sides at once (a login costs a few round trips each)
-// and lists their folders, with reconnects like any folder's copy.
+// and lists their folders, with reconnects like any folder's copy; a server
+// that cannot be reached at all on the first try is an answer, not retried.
 func (e *engine) connect(ctx context.Context, c *conns) (srcFolders, dstFolders []formats.Folder, err error) {
+	first := true
 	err = e.retry(ctx, "connecting", func() error {
 		c.close()
 		var g errgroup.Group
@@ -268,7 +273,12 @@ func (e *engine) connect(ctx context.Context, c *conns) (srcFolders, dstFolders 
 			dstFolders, err = d.Folders(ctx)
 			return err
 		})
-		return g.Wait()
+		err := g.Wait()
+		if first && unreachable(err) {
+			return &startError{err.Error()}
+		}
+		first = false
+		return err
 	})
 	return srcFolders, dstFolders, err
 }
@@ -398,7 +408,7 @@ func (e *engine) deleteSource(ctx context.Context) error {
 		d, ok := src.(Deleter)
 		if !ok {
 			src.Close()
-			return usagef("--delete-source: this source cannot delete messages")
+			return Usagef("--delete-source: this source cannot delete messages")
 		}
 		if m, ok := As[MarkOnlyDeleter](src); ok && m.DeleteMarksOnly() {
 			e.marksOnly = true
@@ -462,40 +472,34 @@ func (w *worker) connect(ctx context.Context) error {
 }
 
 // folder copies one folder, reconnecting and resuming after connection
-// failures (the state makes a resumed pass safe).
+// failures (the state makes a resumed pass safe). Its counts are settled
+// from all its passes (counts.go).
 func (w *worker) folder(ctx context.Context, pf PlannedFolder) (FolderReport, error) {
-	// Messages copied by a pass that then lost its connection are skipped
-	// (already handled) by the next pass: count them as copied once.
-	var copied int
-	var bytes int64
-	var fr FolderReport
+	var passes []FolderReport
 	// A message refused in a pass that then lost its connection is not
 	// recorded, so the next pass tries it again: the failures that count
 	// are the last complete pass's (or, when none completed, every pass's,
 	// once per message).
 	failed := map[string]Failure{}
-	first := true
 	err := w.e.retry(ctx, formats.DisplayName(pf.Source.Path), func() error {
-		if !first {
+		if err := ctx.Err(); err != nil {
+			return err // stopped: start no pass
+		}
+		if len(passes) > 0 {
 			w.close() // a fresh pair of connections after a failed pass
 		}
-		first = false
-		if fr.Copied > copied {
-			copied, bytes = fr.Copied, fr.Bytes
-		}
 		err := w.connect(ctx)
-		fr = FolderReport{}
+		var fr FolderReport
 		if err == nil {
 			fr, err = w.e.copyFolder(ctx, w.src, w.dst, pf)
 		}
-		fr.Copied += copied
-		fr.Skipped = max(fr.Skipped-copied, 0)
-		fr.Bytes += bytes
+		passes = append(passes, fr)
 		for _, f := range fr.failures {
 			failed[f.ID] = f
 		}
 		return err
 	})
+	fr := settle(passes)
 	if err == nil {
 		w.e.keepFailures(fr.failures)
 		w.e.mu.Lock()

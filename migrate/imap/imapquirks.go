@@ -1,4 +1,4 @@
-package migrate
+package imap
 
 import (
 	"errors"
@@ -9,6 +9,8 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/mailferry/mailferry/migrate"
 )
 
 // Servers' dialects that the IMAP endpoint works around (issue 11), apart
@@ -166,7 +168,7 @@ func (m *IMAP) permanentFlags(folder string) []imap.Flag {
 }
 
 // DroppedFlags returns, sorted, the flags the destination folder could not
-// keep and that were left off the messages stored there (FlagDropper).
+// keep and that were left off the messages stored there (migrate.FlagDropper).
 func (m *IMAP) DroppedFlags(folder string) []string {
 	m.quirks.mu.Lock()
 	defer m.quirks.mu.Unlock()
@@ -208,7 +210,7 @@ func createRefusedButExists(err error, status *pendingStatus) bool {
 }
 
 // createFailed classifies a CREATE the server refused: a full account is
-// ErrQuota; any other NO refuses this one folder (FolderRefusedError: the
+// migrate.ErrQuota; any other NO refuses this one folder (migrate.FolderRefusedError: the
 // run goes on with the others); anything else is the connection's.
 func (m *IMAP) createFailed(name string, err error) error {
 	var ie *imap.Error
@@ -216,7 +218,7 @@ func (m *IMAP) createFailed(name string, err error) error {
 		return m.wrap("create "+name, err)
 	}
 	if ie.Code == imap.ResponseCodeOverQuota || quotaRefusal(ie.Text) {
-		return fmt.Errorf("%w: %s: %s", ErrQuota, m.cfg, ie.Text)
+		return fmt.Errorf("%w: %s: %s", migrate.ErrQuota, m.cfg, ie.Text)
 	}
-	return &FolderRefusedError{Folder: name, Err: fmt.Errorf("destination refused to create folder %q: %s", name, ie.Text)}
+	return &migrate.FolderRefusedError{Folder: name, Err: fmt.Errorf("destination refused to create folder %q: %s", name, ie.Text)}
 }

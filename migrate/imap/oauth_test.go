@@ -1,4 +1,4 @@
-package migrate
+package imap
 
 import (
 	"bytes"
@@ -13,120 +13,11 @@ import (
 	"time"
 
 	"github.com/mailferry/mailferry/formats"
+	"github.com/mailferry/mailferry/migrate"
 	"github.com/mailferry/mailferry/migrate/dovecottest"
+	"github.com/mailferry/mailferry/migrate/mailconn"
+	"github.com/mailferry/mailferry/migrate/pop3"
 )
-
-func TestXOAUTH2InitialResponse(t *testing.T) {
-	c := newOAuth2Client(MechXOAuth2, "alice@example.com", "ya29.tok-en", "imap.example.com:993")
-	mech, ir, err := c.Start()
-	if err != nil || mech != "XOAUTH2" {
-		t.Fatalf("Start = %q, %v", mech, err)
-	}
-	want := "user=alice@example.com\x01auth=Bearer ya29.tok-en\x01\x01"
-	if string(ir) != want {
-		t.Errorf("initial response %q, want %q", ir, want)
-	}
-	// The base64 form Google documents for user=someuser@example.com and
-	// token ya29.vF9dft4qmTc2Nvb3RlckBhdHRhdmlzdGEuY29tCg.
-	got := saslLine(xoauth2Response("someuser@example.com", "ya29.vF9dft4qmTc2Nvb3RlckBhdHRhdmlzdGEuY29tCg"))
-	const google = "dXNlcj1zb21ldXNlckBleGFtcGxlLmNvbQFhdXRoPUJlYXJlciB5YTI5LnZGOWRmdDRxbVRjMk52YjNSbGNrQmhkSFJoZG1semRHRXVZMjl0Q2cBAQ=="
-	if got != google {
-		t.Errorf("base64 %s, want %s", got, google)
-	}
-	if r := c.abortResponse(); len(r) != 0 {
-		t.Errorf("XOAUTH2 answers an error challenge with %q, want an empty line", r)
-	}
-}
-
-func TestOAuthBearerInitialResponse(t *testing.T) {
-	c := newOAuth2Client(MechOAuthBearer, "alice", "tok", "mail.example.com:143")
-	mech, ir, _ := c.Start()
-	want := "n,a=alice,\x01host=mail.example.com\x01port=143\x01auth=Bearer tok\x01\x01"
-	if mech != "OAUTHBEARER" || string(ir) != want {
-		t.Errorf("Start = %s %q, want OAUTHBEARER %q", mech, ir, want)
-	}
-	if r := c.abortResponse(); string(r) != "\x01" {
-		t.Errorf("OAUTHBEARER answers an error challenge with %q, want %%x01", r)
-	}
-}
-
-func TestOAuth2RefusalChallenge(t *testing.T) {
-	c := newOAuth2Client(MechXOAuth2, "alice", "secret-token", "h:1")
-	resp, err := c.Next([]byte(`{"status":"401","schemes":"bearer","scope":"mail"}`))
-	var r *oauth2Refusal
-	if resp != nil || !errors.As(err, &r) || r.status != "401" {
-		t.Fatalf("Next = %q, %v", resp, err)
-	}
-	e := refused(ServerConfig{Addr: "h:1", User: "alice"}, &oauth2Refusal{mech: MechXOAuth2, status: "400", text: "NO bad token secret-token\x1b[2J"}, "secret-token")
-	if !errors.Is(e, ErrAuth) || strings.Contains(e.Error(), "secret-token") || strings.ContainsRune(e.Error(), 0x1b) {
-		t.Errorf("refusal error %q", e)
-	}
-	if !strings.Contains(e.Error(), "status 400") || !strings.Contains(e.Error(), "XOAUTH2") {
-		t.Errorf("refusal error %q does not say what was refused", e)
-	}
-	// Not JSON: no status, no echo.
-	c.Next([]byte("garbage"))
-	if c.refusal.status != "" {
-		t.Errorf("status %q from a non-JSON challenge", c.refusal.status)
-	}
-}
-
-func TestChooseOAuth2(t *testing.T) {
-	offers := func(ms ...string) func(string) bool {
-		return func(m string) bool {
-			for _, x := range ms {
-				if x == m {
-					return true
-				}
-			}
-			return false
-		}
-	}
-	cfg := ServerConfig{Addr: "h:1", User: "u"}
-	for _, tc := range []struct {
-		forced string
-		offer  []string
-		want   string
-		err    error
-	}{
-		{"", []string{"PLAIN", "XOAUTH2", "OAUTHBEARER"}, MechOAuthBearer, nil},
-		{"", []string{"XOAUTH2"}, MechXOAuth2, nil},
-		{"", []string{"OAUTHBEARER"}, MechOAuthBearer, nil},
-		{"", []string{"PLAIN", "LOGIN"}, "", ErrAuth},
-		{"xoauth2", []string{"XOAUTH2", "OAUTHBEARER"}, MechXOAuth2, nil},
-		{"XOAUTH2", []string{"OAUTHBEARER"}, "", ErrAuth},
-		{"PLAIN", []string{"PLAIN"}, "", ErrUsage},
-	} {
-		cfg.OAuth2Mechanism = tc.forced
-		got, err := chooseOAuth2(cfg, offers(tc.offer...), tc.offer)
-		if got != tc.want || !errors.Is(err, tc.err) || (tc.err == nil) != (err == nil) {
-			t.Errorf("forced %q, offered %v: got %q, %v; want %q, %v", tc.forced, tc.offer, got, err, tc.want, tc.err)
-		}
-	}
-}
-
-func TestTokenChecks(t *testing.T) {
-	ctx := context.Background()
-	for _, tc := range []struct {
-		tok  string
-		err  error
-		want string
-	}{
-		{"  tok  ", nil, "tok"},
-		{"", nil, ""},
-		{"a\x01b", nil, ""},
-		{"", errors.New("exit status 3"), ""},
-	} {
-		cfg := ServerConfig{Addr: "h:1", User: "u", Token: func(context.Context) (string, error) { return tc.tok, tc.err }}
-		got, err := cfg.token(ctx)
-		if got != tc.want || (tc.want == "") != errors.Is(err, ErrAuth) {
-			t.Errorf("token %q, %v: got %q, %v", tc.tok, tc.err, got, err)
-		}
-		if err != nil && strings.Contains(err.Error(), "\x01") {
-			t.Errorf("the error shows the token: %q", err)
-		}
-	}
-}
 
 func TestNamespacePrefixPaths(t *testing.T) {
 	for _, tc := range []struct {
@@ -183,7 +74,7 @@ func oauthServer(t *testing.T, opts dovecottest.Options) (*dovecottest.Server, *
 
 // countingToken returns tokens from toks in turn (the last one again when
 // they run out) and counts the calls.
-func countingToken(calls *atomic.Int32, toks ...string) TokenFunc {
+func countingToken(calls *atomic.Int32, toks ...string) mailconn.TokenFunc {
 	return func(context.Context) (string, error) {
 		n := int(calls.Add(1))
 		return toks[min(n, len(toks))-1], nil
@@ -197,9 +88,9 @@ func TestOAuth2LoginsOnDovecot(t *testing.T) {
 	o.Grant(long, "alice")
 	o.Grant("bobs-token", "bob")
 	ctx := context.Background()
-	base := ServerConfig{Addr: srv.IMAPAddr(), User: "alice", TLS: TLSNone, Timeout: 10 * time.Second}
+	base := mailconn.ServerConfig{Addr: srv.IMAPAddr(), User: "alice", TLS: mailconn.TLSNone, Timeout: 10 * time.Second}
 
-	for _, mech := range []string{"", MechXOAuth2, MechOAuthBearer} {
+	for _, mech := range []string{"", mailconn.MechXOAuth2, mailconn.MechOAuthBearer} {
 		for _, tok := range []string{"good-token", long} {
 			t.Run(fmt.Sprintf("imap-%s-%d", mech, len(tok)), func(t *testing.T) {
 				var calls atomic.Int32
@@ -211,7 +102,7 @@ func TestOAuth2LoginsOnDovecot(t *testing.T) {
 					t.Fatal(err)
 				}
 				defer m.Close()
-				if want := cmp.Or(mech, MechOAuthBearer); m.auth.mech != want || !m.auth.saslIR {
+				if want := cmp.Or(mech, mailconn.MechOAuthBearer); m.auth.mech != want || !m.auth.saslIR {
 					t.Errorf("logged in with %+v, want %s with SASL-IR", m.auth, want)
 				}
 				// The MULTIAPPEND connection logs in the same way, with a
@@ -240,7 +131,7 @@ func TestOAuth2LoginsOnDovecot(t *testing.T) {
 		}
 	}
 
-	for _, mech := range []string{"", MechXOAuth2, MechOAuthBearer} {
+	for _, mech := range []string{"", mailconn.MechXOAuth2, mailconn.MechOAuthBearer} {
 		for _, tok := range []string{"good-token", long} {
 			t.Run(fmt.Sprintf("pop3-%s-%d", mech, len(tok)), func(t *testing.T) {
 				var calls atomic.Int32
@@ -248,7 +139,7 @@ func TestOAuth2LoginsOnDovecot(t *testing.T) {
 				cfg.Addr = srv.POP3Addr()
 				cfg.OAuth2Mechanism = mech
 				cfg.Token = countingToken(&calls, tok)
-				p, err := DialPOP3(ctx, cfg)
+				p, err := pop3.DialPOP3(ctx, cfg)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -266,9 +157,9 @@ func TestOAuth2LoginsOnDovecot(t *testing.T) {
 	}
 
 	// A refused token: the login is tried once more with a new token, then
-	// fails with ErrAuth, naming neither token. Bob's token is not Alice's.
+	// fails with migrate.ErrAuth, naming neither token. Bob's token is not Alice's.
 	for _, proto := range []string{"imap", "pop3", "appender"} {
-		for _, mech := range []string{MechXOAuth2, MechOAuthBearer} {
+		for _, mech := range []string{mailconn.MechXOAuth2, mailconn.MechOAuthBearer} {
 			t.Run("refused-"+proto+"-"+mech, func(t *testing.T) {
 				var calls atomic.Int32
 				cfg := base
@@ -280,11 +171,11 @@ func TestOAuth2LoginsOnDovecot(t *testing.T) {
 					_, err = DialIMAP(ctx, cfg)
 				case "pop3":
 					cfg.Addr = srv.POP3Addr()
-					_, err = DialPOP3(ctx, cfg)
+					_, err = pop3.DialPOP3(ctx, cfg)
 				case "appender":
 					_, err = dialAppender(ctx, cfg, imapAuth{mech: mech, saslIR: true})
 				}
-				if !errors.Is(err, ErrAuth) || IsRetryable(err) {
+				if !errors.Is(err, migrate.ErrAuth) || migrate.IsRetryable(err) {
 					t.Fatalf("got %v, want a final ErrAuth", err)
 				}
 				msg := err.Error()
@@ -317,7 +208,7 @@ func TestOAuth2LoginsOnDovecot(t *testing.T) {
 		}
 	})
 
-	// A token command that fails: ErrAuth at once, no retry.
+	// A token command that fails: migrate.ErrAuth at once, no retry.
 	t.Run("command-fails", func(t *testing.T) {
 		var calls atomic.Int32
 		cfg := base
@@ -326,7 +217,7 @@ func TestOAuth2LoginsOnDovecot(t *testing.T) {
 			return "", errors.New("--src-oauth2-token-cmd failed: exit status 7")
 		}
 		_, err := DialIMAP(ctx, cfg)
-		if !errors.Is(err, ErrAuth) || IsRetryable(err) || !strings.Contains(err.Error(), "exit status 7") || calls.Load() != 1 {
+		if !errors.Is(err, migrate.ErrAuth) || migrate.IsRetryable(err) || !strings.Contains(err.Error(), "exit status 7") || calls.Load() != 1 {
 			t.Errorf("got %v after %d calls", err, calls.Load())
 		}
 	})
@@ -334,14 +225,14 @@ func TestOAuth2LoginsOnDovecot(t *testing.T) {
 
 func TestOAuth2NotOffered(t *testing.T) {
 	srv := dovecottest.Start(t, dovecottest.Options{})
-	cfg := ServerConfig{Addr: srv.IMAPAddr(), User: "alice", TLS: TLSNone, Token: func(context.Context) (string, error) { return "t", nil }}
+	cfg := mailconn.ServerConfig{Addr: srv.IMAPAddr(), User: "alice", TLS: mailconn.TLSNone, Token: func(context.Context) (string, error) { return "t", nil }}
 	_, err := DialIMAP(context.Background(), cfg)
-	if !errors.Is(err, ErrAuth) || !strings.Contains(err.Error(), "no OAuth2") {
+	if !errors.Is(err, migrate.ErrAuth) || !strings.Contains(err.Error(), "no OAuth2") {
 		t.Errorf("IMAP: %v", err)
 	}
 	cfg.Addr = srv.POP3Addr()
-	_, err = DialPOP3(context.Background(), cfg)
-	if !errors.Is(err, ErrAuth) || !strings.Contains(err.Error(), "no OAuth2") {
+	_, err = pop3.DialPOP3(context.Background(), cfg)
+	if !errors.Is(err, migrate.ErrAuth) || !strings.Contains(err.Error(), "no OAuth2") {
 		t.Errorf("POP3: %v", err)
 	}
 }
@@ -353,7 +244,7 @@ func TestNamespacePrefixOnDovecot(t *testing.T) {
 		{Folder: "INBOX.Archive.2023", Body: []byte("Subject: b\r\n\r\nb\r\n")},
 	})
 	ctx := context.Background()
-	m, err := DialIMAP(ctx, ServerConfig{Addr: srv.IMAPAddr(), User: "alice", Password: srv.Users["alice"], TLS: TLSNone})
+	m, err := DialIMAP(ctx, mailconn.ServerConfig{Addr: srv.IMAPAddr(), User: "alice", Password: srv.Users["alice"], TLS: mailconn.TLSNone})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -408,20 +299,20 @@ func TestOAuth2OverTLS(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		addr string
-		mode TLSMode
+		mode mailconn.TLSMode
 		pop  bool
 	}{
-		{"imap-starttls", srv.IMAPAddr(), TLSStartTLS, false},
-		{"imaps", srv.IMAPSAddr(), TLSImplicit, false},
-		{"pop3-stls", srv.POP3Addr(), TLSStartTLS, true},
-		{"pop3s", srv.POP3SAddr(), TLSImplicit, true},
+		{"imap-starttls", srv.IMAPAddr(), mailconn.TLSStartTLS, false},
+		{"imaps", srv.IMAPSAddr(), mailconn.TLSImplicit, false},
+		{"pop3-stls", srv.POP3Addr(), mailconn.TLSStartTLS, true},
+		{"pop3s", srv.POP3SAddr(), mailconn.TLSImplicit, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var calls atomic.Int32
-			cfg := ServerConfig{Addr: tc.addr, User: "alice", TLS: tc.mode, Timeout: 10 * time.Second,
+			cfg := mailconn.ServerConfig{Addr: tc.addr, User: "alice", TLS: tc.mode, Timeout: 10 * time.Second,
 				TLSConfig: &tls.Config{RootCAs: srv.RootCAs()}, Token: countingToken(&calls, "tls-token")}
 			if tc.pop {
-				p, err := DialPOP3(ctx, cfg)
+				p, err := pop3.DialPOP3(ctx, cfg)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -438,7 +329,7 @@ func TestOAuth2OverTLS(t *testing.T) {
 				t.Fatal(err)
 			}
 			body := []byte("Subject: over TLS\r\n\r\nx\r\n")
-			if _, err := m.Store(ctx, f, formats.Message{Date: time.Now()}, int64(len(body)), bytes.NewReader(body)); err != nil && !errors.Is(err, ErrQueued) {
+			if _, err := m.Store(ctx, f, formats.Message{Date: time.Now()}, int64(len(body)), bytes.NewReader(body)); err != nil && !errors.Is(err, migrate.ErrQueued) {
 				t.Fatal(err)
 			}
 			if res, err := m.Commit(ctx); err != nil || len(res) != 1 || res[0].Err != nil {

@@ -1,6 +1,4 @@
-package migrate
-
-// The POP3 source. The session runs on github.com/knadh/go-pop3: it reads
+// Package pop3 is the POP3 source (and Deleter) of a migration. The session runs on github.com/knadh/go-pop3: it reads
 // the greeting, sends every command line, and reads the status lines and the
 // CAPA, UIDL and LIST listings. What that library cannot do correctly is
 // done here:
@@ -19,11 +17,12 @@ package migrate
 //     RETR, TOP and DELE (the library waits for each answer).
 // Stat, Retr, RetrRaw, Top, List, Uidl, Dele and Auth are never called.
 
+package pop3
+
 import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -37,6 +36,8 @@ import (
 	gopop3 "github.com/knadh/go-pop3"
 
 	"github.com/mailferry/mailferry/formats"
+	"github.com/mailferry/mailferry/migrate"
+	"github.com/mailferry/mailferry/migrate/mailconn"
 )
 
 const (
@@ -54,7 +55,7 @@ const (
 	pop3WindowBytes = 1 << 20
 )
 
-// POP3 is a POP3 session used as a Source (one folder, INBOX) and a Deleter.
+// POP3 is a POP3 session used as a migrate.Source (one folder, INBOX) and a migrate.Deleter.
 // It is not safe for concurrent use.
 //
 // Message IDs are UIDLs. Message numbers are valid for one session only:
@@ -72,7 +73,7 @@ const (
 // connection, and the error of Close is the server's answer to QUIT: the
 // only confirmation that the deletions happened.
 type POP3 struct {
-	cfg     ServerConfig
+	cfg     mailconn.ServerConfig
 	raw     net.Conn // the TCP connection: closing it ends everything
 	conn    net.Conn // raw with deadlines, or TLS over it
 	wire    *pop3Wire
@@ -93,45 +94,45 @@ type POP3 struct {
 }
 
 var (
-	_ Source  = (*POP3)(nil)
-	_ Deleter = (*POP3)(nil)
+	_ migrate.Source  = (*POP3)(nil)
+	_ migrate.Deleter = (*POP3)(nil)
 )
 
 // DialPOP3 connects, protects the connection as cfg.TLS asks, and logs in
 // (USER/PASS, or AUTH PLAIN when the server offers only SASL).
 //
-// TLSImplicit is pop3s (port 995). TLSStartTLS sends CAPA and requires STLS;
-// a server that does not offer it is refused with an error wrapping ErrTLS,
-// never used in plaintext. TLSNone is plaintext all the way. An empty
+// mailconn.TLSImplicit is pop3s (port 995). mailconn.TLSStartTLS sends CAPA and requires STLS;
+// a server that does not offer it is refused with an error wrapping migrate.ErrTLS,
+// never used in plaintext. mailconn.TLSNone is plaintext all the way. An empty
 // cfg.TLSConfig.ServerName is taken from cfg.Addr.
 //
-// A refused login wraps ErrAuth, a TLS failure ErrTLS; neither carries the
+// A refused login wraps migrate.ErrAuth, a TLS failure migrate.ErrTLS; neither carries the
 // password. A login refused with [IN-USE], [LOGIN-DELAY] or [SYS/TEMP]
 // (RFC 2449, 3206: the mailbox is locked by another session, or the server
-// has a transient fault) is a *RetryableError, as are connection failures.
+// has a transient fault) is a *migrate.RetryableError, as are connection failures.
 // Every read and write has a deadline of cfg.Timeout (30 s when zero),
 // renewed as data flows, so a silent server cannot hang a run.
-func DialPOP3(ctx context.Context, cfg ServerConfig) (*POP3, error) {
+func DialPOP3(ctx context.Context, cfg mailconn.ServerConfig) (*POP3, error) {
 	timeout := cfg.Timeout
 	if timeout <= 0 {
 		timeout = 30 * time.Second
 	}
 	switch cfg.TLS {
-	case TLSImplicit, TLSStartTLS, TLSNone:
+	case mailconn.TLSImplicit, mailconn.TLSStartTLS, mailconn.TLSNone:
 	default:
-		return nil, fmt.Errorf("%w: unknown TLS mode %q", ErrUsage, cfg.TLS)
+		return nil, fmt.Errorf("%w: unknown TLS mode %q", migrate.ErrUsage, cfg.TLS)
 	}
 	if strings.ContainsAny(cfg.User, "\r\n\x00") || strings.ContainsAny(cfg.Password, "\r\n\x00") {
-		return nil, fmt.Errorf("%w: pop3: %s: user name or password contains a line break or NUL", ErrUsage, cfg)
+		return nil, fmt.Errorf("%w: pop3: %s: user name or password contains a line break or NUL", migrate.ErrUsage, cfg)
 	}
 	if cfg.Token != nil {
-		return withToken(ctx, cfg, func(token string) (*POP3, error) { return openPOP3(ctx, cfg, timeout, token) })
+		return mailconn.WithToken(ctx, cfg, func(token string) (*POP3, error) { return openPOP3(ctx, cfg, timeout, token) })
 	}
 	return openPOP3(ctx, cfg, timeout, "")
 }
 
 // openPOP3 connects and logs in, with token when it is not empty.
-func openPOP3(ctx context.Context, cfg ServerConfig, timeout time.Duration, token string) (*POP3, error) {
+func openPOP3(ctx context.Context, cfg mailconn.ServerConfig, timeout time.Duration, token string) (*POP3, error) {
 	p := &POP3{cfg: cfg, timeout: timeout, token: token}
 	defer func() { p.token = "" }() // needed for the login only
 	stop := func() bool { return false }
@@ -152,7 +153,7 @@ func openPOP3(ctx context.Context, cfg ServerConfig, timeout time.Duration, toke
 	return p, nil
 }
 
-// connect dials (TCP, and TLS for TLSImplicit) under the library's
+// connect dials (TCP, and TLS for mailconn.TLSImplicit) under the library's
 // NewConn, which then reads the greeting. dialed is called with the TCP
 // connection as soon as there is one.
 func (p *POP3) connect(ctx context.Context, dialed func(net.Conn)) error {
@@ -160,13 +161,13 @@ func (p *POP3) connect(ctx context.Context, dialed func(net.Conn)) error {
 	dial := pop3Dialer(func() (net.Conn, error) {
 		raw, err := (&net.Dialer{Timeout: p.timeout}).DialContext(ctx, "tcp", p.cfg.Addr)
 		if err != nil {
-			return nil, &RetryableError{Err: fmt.Errorf("pop3: %s: %w", p.cfg.Addr, err)}
+			return nil, &migrate.RetryableError{Err: fmt.Errorf("pop3: %s: %w", p.cfg.Addr, err)}
 		}
 		p.raw = raw
 		dialed(raw)
 		p.conn = &deadlineConn{Conn: raw, timeout: p.timeout}
 		p.wire = newPOP3Wire(p.conn)
-		if p.cfg.TLS == TLSImplicit {
+		if p.cfg.TLS == mailconn.TLSImplicit {
 			if err := p.handshake(ctx); err != nil {
 				return nil, err
 			}
@@ -183,7 +184,7 @@ func (p *POP3) connect(ctx context.Context, dialed func(net.Conn)) error {
 		return p.dialErr("greeting", err)
 	}
 	if !ok {
-		return &RetryableError{Err: fmt.Errorf("pop3: %s: the server refused the connection: %s", p.cfg.Addr, text)}
+		return &migrate.RetryableError{Err: fmt.Errorf("pop3: %s: the server refused the connection: %s", p.cfg.Addr, text)}
 	}
 	p.c = c
 	return nil
@@ -194,21 +195,21 @@ func (p *POP3) connect(ctx context.Context, dialed func(net.Conn)) error {
 func (p *POP3) open(ctx context.Context) error {
 	cfg := p.cfg
 	p.capa() // a server without CAPA (RFC 1939 only) is fine
-	if cfg.TLS == TLSStartTLS {
+	if cfg.TLS == mailconn.TLSStartTLS {
 		if _, ok := p.caps["STLS"]; !ok {
-			return fmt.Errorf("%w: %s: the server does not offer STLS; refusing to log in without TLS (use --src-tls none only on a trusted network)", ErrTLS, cfg.Addr)
+			return fmt.Errorf("%w: %s: the server does not offer STLS; refusing to log in without TLS (use --src-tls none only on a trusted network)", migrate.ErrTLS, cfg.Addr)
 		}
 		ok, text, err := p.cmd("STLS")
 		if err != nil {
 			return p.dialErr("STLS", err)
 		}
 		if !ok {
-			return fmt.Errorf("%w: %s: STLS refused: %s; refusing to log in without TLS", ErrTLS, cfg.Addr, text)
+			return fmt.Errorf("%w: %s: STLS refused: %s; refusing to log in without TLS", migrate.ErrTLS, cfg.Addr, text)
 		}
 		// Anything the server sent after +OK and before the handshake would
 		// be plaintext read as if it were protected (STARTTLS injection).
 		if p.wire.r.Buffered() > 0 {
-			return fmt.Errorf("%w: %s: the server sent data after +OK to STLS, before the TLS handshake", ErrTLS, cfg.Addr)
+			return fmt.Errorf("%w: %s: the server sent data after +OK to STLS, before the TLS handshake", migrate.ErrTLS, cfg.Addr)
 		}
 		if err := p.handshake(ctx); err != nil {
 			return err
@@ -221,14 +222,7 @@ func (p *POP3) open(ctx context.Context) error {
 // handshake starts TLS over the raw connection (keeping its deadlines) and
 // puts it under the library's session.
 func (p *POP3) handshake(ctx context.Context) error {
-	host, _, _ := net.SplitHostPort(p.cfg.Addr)
-	tc := p.cfg.TLSConfig.Clone()
-	if tc == nil {
-		tc = &tls.Config{}
-	}
-	if tc.ServerName == "" {
-		tc.ServerName = host
-	}
+	tc := p.cfg.TLSClientConfig("")
 	t := tls.Client(&deadlineConn{Conn: p.raw, timeout: p.timeout}, tc)
 	if err := t.HandshakeContext(ctx); err != nil {
 		return p.dialErr("TLS handshake", err)
@@ -238,24 +232,9 @@ func (p *POP3) handshake(ctx context.Context) error {
 	return nil
 }
 
-// dialErr classifies a failure before login: certificate and TLS record
-// problems are ErrTLS (fatal), anything else is a connection failure.
+// dialErr classifies a failure before login (mailconn.ClassifyDialError).
 func (p *POP3) dialErr(what string, err error) error {
-	var certErr *tls.CertificateVerificationError
-	var hostErr x509.HostnameError
-	var authErr x509.UnknownAuthorityError
-	var recErr tls.RecordHeaderError
-	var alert tls.AlertError
-	switch {
-	case errors.As(err, &certErr), errors.As(err, &hostErr), errors.As(err, &authErr),
-		errors.As(err, &recErr), errors.As(err, &alert):
-		return fmt.Errorf("%w: %s: %s: %v", ErrTLS, p.cfg.Addr, what, err)
-	case errors.Is(err, errPOP3Protocol):
-		// Not a POP3 server (or not speaking POP3 on this port): retrying
-		// will not help.
-		return fmt.Errorf("pop3: %s: %s: %w", p.cfg.Addr, what, err)
-	}
-	return &RetryableError{Err: fmt.Errorf("pop3: %s: %s: %w", p.cfg.Addr, what, err)}
+	return mailconn.ClassifyDialError("pop3", p.cfg, what, err)
 }
 
 // capa sends CAPA and records the answer; on -ERR or an error p.caps is nil.
@@ -304,9 +283,9 @@ func (p *POP3) login() error {
 	if !ok {
 		text = p.redact(text)
 		if hasCode(text, "IN-USE", "LOGIN-DELAY", "SYS/TEMP") {
-			return &RetryableError{Err: fmt.Errorf("pop3: %s: login refused for now: %s", p.cfg, text)}
+			return &migrate.RetryableError{Err: fmt.Errorf("pop3: %s: login refused for now: %s", p.cfg, text)}
 		}
-		return fmt.Errorf("%w: %s: login refused: %s", ErrAuth, p.cfg, text)
+		return fmt.Errorf("%w: %s: login refused: %s", migrate.ErrAuth, p.cfg, text)
 	}
 	return nil
 }
@@ -321,13 +300,13 @@ const pop3AuthLineMax = 255
 // server's -ERR; any failure leaves the connection to be closed.
 func (p *POP3) loginOAuth2() error {
 	sasl := strings.Fields(strings.ToUpper(p.caps["SASL"]))
-	mech, err := chooseOAuth2(p.cfg, func(m string) bool { return slices.Contains(sasl, m) }, sasl)
+	mech, err := mailconn.ChooseOAuth2(p.cfg, func(m string) bool { return slices.Contains(sasl, m) }, sasl)
 	if err != nil {
 		return err
 	}
-	cl := newOAuth2Client(mech, p.cfg.User, p.token, p.cfg.Addr)
+	cl := mailconn.NewOAuth2Client(mech, p.cfg.User, p.token, p.cfg.Addr)
 	_, ir, _ := cl.Start()
-	line := "AUTH " + mech + " " + saslLine(ir)
+	line := "AUTH " + mech + " " + mailconn.SASLLine(ir)
 	pendingIR := len(line) > pop3AuthLineMax
 	if pendingIR {
 		line = "AUTH " + mech
@@ -347,34 +326,33 @@ func (p *POP3) loginOAuth2() error {
 		case strings.HasPrefix(resp, "-ERR"):
 			text := strings.TrimSpace(resp[4:])
 			if hasCode(text, "IN-USE", "LOGIN-DELAY", "SYS/TEMP") {
-				return &RetryableError{Err: fmt.Errorf("pop3: %s: login refused for now: %s", p.cfg, redactToken(p.redact(text), p.token))}
+				return &migrate.RetryableError{Err: fmt.Errorf("pop3: %s: login refused for now: %s", p.cfg, mailconn.RedactToken(p.redact(text), p.token))}
 			}
-			r := cl.refusal
+			r := cl.Refusal()
 			if r == nil {
-				r = &oauth2Refusal{mech: mech}
+				r = mailconn.NewRefusal(mech, "")
 			}
-			r.text = p.redact(text)
-			return refused(p.cfg, r, p.token)
+			return mailconn.Refused(p.cfg, r.WithText(p.redact(text)), p.token)
 		case strings.HasPrefix(resp, "+"):
 			ch := strings.TrimSpace(resp[1:])
 			var answer string
 			switch {
 			case pendingIR && ch == "":
-				answer, pendingIR = saslLine(ir), false
+				answer, pendingIR = mailconn.SASLLine(ir), false
 			case challenges > 0:
 				p.cmd("*") // cancel (RFC 5034): a refusal was answered already
-				return refused(p.cfg, cl.refusal, p.token)
+				return mailconn.Refused(p.cfg, cl.Refusal(), p.token)
 			default:
 				challenges++
 				b, _ := base64.StdEncoding.DecodeString(ch)
 				cl.Next(b)
-				answer = saslLine(cl.abortResponse())
+				answer = mailconn.SASLLine(cl.AbortResponse())
 			}
 			if err := p.c.Send(answer); err != nil {
 				return fail(err)
 			}
 		default:
-			return p.dialErr("login", fmt.Errorf("%w: %q", errPOP3Protocol, printable(resp, 80)))
+			return p.dialErr("login", fmt.Errorf("%w: %q", mailconn.ErrProtocol, mailconn.Printable(resp, 80)))
 		}
 	}
 }
@@ -405,8 +383,6 @@ func hasCode(text string, codes ...string) bool {
 	}
 	return false
 }
-
-var errPOP3Protocol = errors.New("unexpected response")
 
 // call runs a library call that reads one status line, and classifies that
 // line (pop3Wire.reply).
@@ -455,7 +431,7 @@ func (p *POP3) fail(ctx context.Context, what string, err error) error {
 	if ctx != nil && ctx.Err() != nil {
 		return ctx.Err()
 	}
-	return &RetryableError{Err: fmt.Errorf("pop3: %s: %s: %w", p.cfg, what, err)}
+	return &migrate.RetryableError{Err: fmt.Errorf("pop3: %s: %s: %w", p.cfg, what, err)}
 }
 
 // usable refuses commands on a closed or failed connection.
@@ -464,7 +440,7 @@ func (p *POP3) usable() error {
 		return fmt.Errorf("pop3: %s: connection already closed", p.cfg)
 	}
 	if p.broken != nil {
-		return &RetryableError{Err: fmt.Errorf("pop3: %s: connection closed after an earlier error: %w", p.cfg, p.broken)}
+		return &migrate.RetryableError{Err: fmt.Errorf("pop3: %s: connection closed after an earlier error: %w", p.cfg, p.broken)}
 	}
 	return nil
 }
@@ -498,7 +474,7 @@ func (p *POP3) Folders(ctx context.Context) ([]formats.Folder, error) {
 		n, err = strconv.ParseUint(f[0], 10, 32)
 	}
 	if len(f) < 1 || err != nil {
-		return nil, p.fail(ctx, "STAT", fmt.Errorf("%w: %q", errPOP3Protocol, "+OK "+text))
+		return nil, p.fail(ctx, "STAT", fmt.Errorf("%w: %q", mailconn.ErrProtocol, "+OK "+text))
 	}
 	return []formats.Folder{{Path: []string{"INBOX"}, Name: "INBOX", Validity: 1, Messages: uint32(n)}}, nil
 }
@@ -556,12 +532,12 @@ func (p *POP3) uidl(ctx context.Context, withSizes bool) error {
 	var dup error
 	for _, line := range lines {
 		f := strings.Fields(line)
-		n, err := 0, errPOP3Protocol
+		n, err := 0, mailconn.ErrProtocol
 		if len(f) == 2 {
 			n, err = strconv.Atoi(f[0])
 		}
 		if err != nil || n <= 0 {
-			return p.fail(ctx, "UIDL", fmt.Errorf("%w: UIDL line %q", errPOP3Protocol, printable(line, 80)))
+			return p.fail(ctx, "UIDL", fmt.Errorf("%w: UIDL line %q", mailconn.ErrProtocol, mailconn.Printable(line, 80)))
 		}
 		if prev, ok := nums[f[1]]; ok && dup == nil {
 			dup = fmt.Errorf("pop3: %s: messages %d and %d have the same UIDL %q; cannot tell them apart", p.cfg, prev, n, f[1])
@@ -580,7 +556,7 @@ func (p *POP3) uidl(ctx context.Context, withSizes bool) error {
 		sizes = map[int]int64{}
 		for _, line := range lines {
 			f := strings.Fields(line)
-			var err1, err2 error = errPOP3Protocol, nil
+			var err1, err2 error = mailconn.ErrProtocol, nil
 			var n int
 			var s int64
 			if len(f) >= 2 {
@@ -588,7 +564,7 @@ func (p *POP3) uidl(ctx context.Context, withSizes bool) error {
 				s, err2 = strconv.ParseInt(f[1], 10, 64)
 			}
 			if err1 != nil || err2 != nil {
-				return p.fail(ctx, "LIST", fmt.Errorf("%w: LIST line %q", errPOP3Protocol, printable(line, 80)))
+				return p.fail(ctx, "LIST", fmt.Errorf("%w: LIST line %q", mailconn.ErrProtocol, mailconn.Printable(line, 80)))
 			}
 			sizes[n] = s
 		}
@@ -677,11 +653,11 @@ func headerEnd(b []byte, from int) int {
 //
 // The reader returns io.EOF only after the terminating ".\r\n" has been read;
 // a connection that ends or stalls before it gives an error (never a short
-// message that looks complete), and Fetch returns a *RetryableError whatever
+// message that looks complete), and Fetch returns a *migrate.RetryableError whatever
 // fn returned. What fn leaves unread is drained, so fn may stop early.
 // A message the server refuses (-ERR, e.g. removed by another session) is
 // not passed to fn; [IN-USE] or [SYS/TEMP] make Fetch return a
-// *RetryableError.
+// *migrate.RetryableError.
 //
 // What Dovecot 2.3 serves, pinned by pop3_test.go: the bytes of IMAP's
 // BODY[] (bare LF turned into CRLF, a lone CR kept), except that a NUL byte
@@ -694,6 +670,26 @@ func (p *POP3) Fetch(ctx context.Context, folder formats.Folder, msgs []formats.
 	return p.each(ctx, folder, msgs, "RETR %d", fn)
 }
 
+// begin readies the session for commands on msgs of folder: the
+// connection is usable, the folder is INBOX, a cancelled ctx closes the
+// connection until stop is called, and the UIDL -> number map is there.
+func (p *POP3) begin(ctx context.Context, folder formats.Folder) (stop func() bool, err error) {
+	if err := p.usable(); err != nil {
+		return nil, err
+	}
+	if err := checkPOP3Folder(folder); err != nil {
+		return nil, err
+	}
+	stop = context.AfterFunc(ctx, func() { p.raw.Close() })
+	if p.nums == nil {
+		if err := p.uidl(ctx, false); err != nil {
+			stop()
+			return nil, err
+		}
+	}
+	return stop, nil
+}
+
 // each runs verb (RETR or TOP) for msgs, keeping up to pop3Window commands
 // and pop3WindowBytes of LIST-estimated data in flight, and calls fn with
 // each multi-line answer.
@@ -702,19 +698,11 @@ func (p *POP3) each(ctx context.Context, folder formats.Folder, msgs []formats.M
 	if len(msgs) == 0 {
 		return nil
 	}
-	if err := p.usable(); err != nil {
+	stop, err := p.begin(ctx, folder)
+	if err != nil {
 		return err
 	}
-	if err := checkPOP3Folder(folder); err != nil {
-		return err
-	}
-	stop := context.AfterFunc(ctx, func() { p.raw.Close() })
 	defer stop()
-	if p.nums == nil {
-		if err := p.uidl(ctx, false); err != nil {
-			return err
-		}
-	}
 	jobs := p.jobs(msgs)
 	window := p.window()
 	cmdName, _, _ := strings.Cut(verb, " ")
@@ -750,7 +738,7 @@ func (p *POP3) each(ctx context.Context, folder formats.Folder, msgs []formats.M
 		}
 		if !ok {
 			if ferr == nil && hasCode(text, "IN-USE", "SYS/TEMP", "LOGIN-DELAY") {
-				ferr = &RetryableError{Err: fmt.Errorf("pop3: %s: %s refused for now: %s", p.cfg, what, text)}
+				ferr = &migrate.RetryableError{Err: fmt.Errorf("pop3: %s: %s refused for now: %s", p.cfg, what, text)}
 			}
 			continue // gone from the maildrop: not passed to fn
 		}
@@ -808,19 +796,11 @@ func (p *POP3) Delete(ctx context.Context, folder formats.Folder, msgs []formats
 	if len(msgs) == 0 {
 		return nil
 	}
-	if err := p.usable(); err != nil {
+	stop, err := p.begin(ctx, folder)
+	if err != nil {
 		return err
 	}
-	if err := checkPOP3Folder(folder); err != nil {
-		return err
-	}
-	stop := context.AfterFunc(ctx, func() { p.raw.Close() })
 	defer stop()
-	if p.nums == nil {
-		if err := p.uidl(ctx, false); err != nil {
-			return err
-		}
-	}
 	var nums []int
 	seen := map[int]bool{}
 	for _, m := range msgs {
@@ -898,7 +878,7 @@ func (p *POP3) Close() error {
 	p.conn.Close()
 	switch {
 	case err != nil && len(p.deleted) > 0:
-		return &RetryableError{Err: fmt.Errorf("pop3: %s: QUIT after marking %d messages for deletion: no answer (%w); they may or may not have been deleted", p.cfg, len(p.deleted), err)}
+		return &migrate.RetryableError{Err: fmt.Errorf("pop3: %s: QUIT after marking %d messages for deletion: no answer (%w); they may or may not have been deleted", p.cfg, len(p.deleted), err)}
 	case err != nil:
 		return nil // nothing to commit: the session is over either way
 	case !ok:

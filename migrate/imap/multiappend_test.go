@@ -1,4 +1,4 @@
-package migrate
+package imap
 
 import (
 	"bufio"
@@ -12,7 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailferry/mailferry/migrate"
 	"github.com/mailferry/mailferry/migrate/dovecottest"
+	"github.com/mailferry/mailferry/migrate/mailconn"
 )
 
 func TestParseAppendUIDs(t *testing.T) {
@@ -66,7 +68,7 @@ func TestWriteAppendItem(t *testing.T) {
 // given back by commit and by close after a broken connection.
 func TestAppenderSpoolBudget(t *testing.T) {
 	srv := dovecottest.Start(t, dovecottest.Options{Separator: '/'})
-	cfg := ServerConfig{Addr: srv.IMAPAddr(), User: "alice", Password: srv.Users["alice"], TLS: TLSNone, Timeout: 20 * time.Second}
+	cfg := mailconn.ServerConfig{Addr: srv.IMAPAddr(), User: "alice", Password: srv.Users["alice"], TLS: mailconn.TLSNone, Timeout: 20 * time.Second}
 	ctx := context.Background()
 	if n := spoolInFlight.Load(); n != 0 {
 		t.Fatalf("%d spooled bytes in flight before the test", n)
@@ -188,7 +190,7 @@ func TestAppenderAnswerNotARefusal(t *testing.T) {
 			client, server := net.Pipe()
 			defer server.Close()
 			a := &appender{conn: client, br: bufio.NewReader(client), bw: bufio.NewWriter(client),
-				cfg: ServerConfig{Addr: "test"}, timeout: 5 * time.Second}
+				cfg: mailconn.ServerConfig{Addr: "test"}, timeout: 5 * time.Second}
 			after := make(chan []string, 1)
 			go func() {
 				br := bufio.NewReader(server)
@@ -224,7 +226,7 @@ func TestAppenderAnswerNotARefusal(t *testing.T) {
 			if c.refusal {
 				a.close()
 			} else {
-				var re *RetryableError
+				var re *migrate.RetryableError
 				if !errors.As(err, &re) {
 					t.Errorf("commit: %v (%d outcomes), want a retryable error", err, len(outs))
 				}

@@ -1,4 +1,4 @@
-package migrate_test
+package pop3
 
 // The Source conformance suite (migrate/conformance) against the POP3
 // endpoint on real Dovecot: INBOX only, no flags, no dates, and a Deleter
@@ -17,6 +17,7 @@ import (
 	"github.com/mailferry/mailferry/migrate"
 	"github.com/mailferry/mailferry/migrate/conformance"
 	"github.com/mailferry/mailferry/migrate/dovecottest"
+	"github.com/mailferry/mailferry/migrate/mailconn"
 )
 
 func TestConformancePOP3Dovecot(t *testing.T) {
@@ -55,9 +56,9 @@ func openPOP3Conformance(t *testing.T, folders []conformance.Folder) conformance
 		srv.Seed(t, "alice", seed)
 	}
 	dial := func(t *testing.T) migrate.Source {
-		p, err := migrate.DialPOP3(context.Background(), migrate.ServerConfig{
+		p, err := DialPOP3(context.Background(), mailconn.ServerConfig{
 			Addr: srv.POP3Addr(), User: "alice", Password: srv.Users["alice"],
-			TLS: migrate.TLSNone, Timeout: 10 * time.Second})
+			TLS: mailconn.TLSNone, Timeout: 10 * time.Second})
 		if err != nil {
 			t.Fatalf("DialPOP3: %v", err)
 		}

@@ -1,4 +1,4 @@
-package migrate
+package imap
 
 // Our own APPEND path, the one place mailferry speaks IMAP without go-imap.
 //
@@ -35,6 +35,8 @@ import (
 	"time"
 
 	"github.com/mailferry/mailferry/formats"
+	"github.com/mailferry/mailferry/migrate"
+	"github.com/mailferry/mailferry/migrate/mailconn"
 )
 
 // Batch limits: a batch is closed at whichever comes first. At most
@@ -66,7 +68,7 @@ type appender struct {
 	conn    net.Conn
 	br      *bufio.Reader
 	bw      *bufio.Writer
-	cfg     ServerConfig
+	cfg     mailconn.ServerConfig
 	tagN    int
 	timeout time.Duration
 	binary  bool // the server has BINARY: literal8 for messages with NUL
@@ -97,20 +99,20 @@ type appendBatch struct {
 // appendOutcome is one queued message's fate, in queue order.
 type appendOutcome struct {
 	uid uint32
-	err error // a *MessageError when the server refused this message alone
+	err error // a *migrate.MessageError when the server refused this message alone
 }
 
 // dialAppender connects and logs in as the main connection did (auth):
 // LOGIN, or with cfg.Token AUTHENTICATE with the same mechanism and a token
 // of its own (a refused one is tried once more with a new token).
-func dialAppender(ctx context.Context, cfg ServerConfig, auth imapAuth) (*appender, error) {
+func dialAppender(ctx context.Context, cfg mailconn.ServerConfig, auth imapAuth) (*appender, error) {
 	if cfg.Token == nil {
 		return dialAppenderToken(cfg, auth, "")
 	}
-	return withToken(ctx, cfg, func(token string) (*appender, error) { return dialAppenderToken(cfg, auth, token) })
+	return mailconn.WithToken(ctx, cfg, func(token string) (*appender, error) { return dialAppenderToken(cfg, auth, token) })
 }
 
-func dialAppenderToken(cfg ServerConfig, auth imapAuth, token string) (*appender, error) {
+func dialAppenderToken(cfg mailconn.ServerConfig, auth imapAuth, token string) (*appender, error) {
 	timeout := cfg.Timeout
 	if timeout == 0 {
 		timeout = 60 * time.Second
@@ -118,21 +120,14 @@ func dialAppenderToken(cfg ServerConfig, auth imapAuth, token string) (*appender
 	d := &net.Dialer{Timeout: timeout}
 	var conn net.Conn
 	var err error
-	host, _, _ := net.SplitHostPort(cfg.Addr)
-	tc := cfg.TLSConfig.Clone()
-	if tc == nil {
-		tc = &tls.Config{}
-	}
-	if tc.ServerName == "" {
-		tc.ServerName = host
-	}
-	if cfg.TLS == TLSImplicit {
+	tc := cfg.TLSClientConfig("")
+	if cfg.TLS == mailconn.TLSImplicit {
 		conn, err = tls.DialWithDialer(d, "tcp", cfg.Addr, tc)
 	} else {
 		conn, err = d.Dial("tcp", cfg.Addr)
 	}
 	if err != nil {
-		return nil, classifyDialError(cfg, err)
+		return nil, mailconn.ClassifyDialError("imap", cfg, "", err)
 	}
 	a := &appender{conn: conn, br: bufio.NewReaderSize(conn, 16<<10), bw: bufio.NewWriterSize(conn, 64<<10), cfg: cfg, timeout: timeout}
 	if err := a.handshake(tc, auth, token); err != nil {
@@ -146,19 +141,19 @@ func (a *appender) handshake(tc *tls.Config, auth imapAuth, token string) error 
 	a.conn.SetDeadline(time.Now().Add(a.timeout))
 	defer a.conn.SetDeadline(time.Time{})
 	if _, err := a.readLine(); err != nil { // greeting
-		return &RetryableError{Err: fmt.Errorf("imap append: %s: greeting: %w", a.cfg.Addr, err)}
+		return &migrate.RetryableError{Err: fmt.Errorf("imap append: %s: greeting: %w", a.cfg.Addr, err)}
 	}
-	if a.cfg.TLS == TLSStartTLS {
+	if a.cfg.TLS == mailconn.TLSStartTLS {
 		if err := a.simple("STARTTLS"); err != nil {
 			var no *errNo
 			if asErrNo(err, &no) {
-				return fmt.Errorf("%w: %s: the server does not offer STARTTLS", ErrTLS, a.cfg.Addr)
+				return fmt.Errorf("%w: %s: the server does not offer STARTTLS", migrate.ErrTLS, a.cfg.Addr)
 			}
-			return &RetryableError{Err: fmt.Errorf("imap append: %s: starttls: %w", a.cfg.Addr, err)}
+			return &migrate.RetryableError{Err: fmt.Errorf("imap append: %s: starttls: %w", a.cfg.Addr, err)}
 		}
 		tconn := tls.Client(a.conn, tc)
 		if err := tconn.Handshake(); err != nil {
-			return fmt.Errorf("%w: %s: %v", ErrTLS, a.cfg.Addr, err)
+			return fmt.Errorf("%w: %s: %v", migrate.ErrTLS, a.cfg.Addr, err)
 		}
 		a.conn = tconn
 		a.br.Reset(tconn)
@@ -177,10 +172,10 @@ func (a *appender) handshake(tc *tls.Config, auth imapAuth, token string) error 
 	}
 	var no *errNo
 	if asErrNo(err, &no) {
-		return fmt.Errorf("%w: %s: login refused: %s", ErrAuth, a.cfg, no.text)
+		return fmt.Errorf("%w: %s: login refused: %s", migrate.ErrAuth, a.cfg, no.text)
 	}
 	if err != nil {
-		return &RetryableError{Err: fmt.Errorf("imap append: %s: login: %w", a.cfg.Addr, err)}
+		return &migrate.RetryableError{Err: fmt.Errorf("imap append: %s: login: %w", a.cfg.Addr, err)}
 	}
 	return nil
 }
@@ -192,19 +187,19 @@ func (a *appender) handshake(tc *tls.Config, auth imapAuth, token string) error 
 // connection.
 func (a *appender) authenticate(auth imapAuth, token string) error {
 	if auth.mech == "" {
-		return fmt.Errorf("%w: %s: no OAuth2 mechanism for the APPEND connection", ErrAuth, a.cfg)
+		return fmt.Errorf("%w: %s: no OAuth2 mechanism for the APPEND connection", migrate.ErrAuth, a.cfg)
 	}
-	cl := newOAuth2Client(auth.mech, a.cfg.User, token, a.cfg.Addr)
+	cl := mailconn.NewOAuth2Client(auth.mech, a.cfg.User, token, a.cfg.Addr)
 	_, ir, _ := cl.Start()
 	tag := a.nextTag()
 	a.bw.WriteString(tag + " AUTHENTICATE " + auth.mech)
 	sentIR := auth.saslIR
 	if sentIR {
-		a.bw.WriteString(" " + saslLine(ir))
+		a.bw.WriteString(" " + mailconn.SASLLine(ir))
 	}
 	a.bw.WriteString("\r\n")
 	fail := func(err error) error {
-		return &RetryableError{Err: fmt.Errorf("imap append: %s: authenticate: %s", a.cfg.Addr, redactToken(err.Error(), token))}
+		return &migrate.RetryableError{Err: fmt.Errorf("imap append: %s: authenticate: %s", a.cfg.Addr, mailconn.RedactToken(err.Error(), token))}
 	}
 	if err := a.bw.Flush(); err != nil {
 		return fail(err)
@@ -219,17 +214,17 @@ func (a *appender) authenticate(auth imapAuth, token string) error {
 			resp := ""
 			switch {
 			case !sentIR && rest == "":
-				resp, sentIR = saslLine(ir), true
+				resp, sentIR = mailconn.SASLLine(ir), true
 			case challenges > 0:
 				// A refusal was answered already: no more rounds.
 				a.bw.WriteString("*\r\n")
 				a.bw.Flush()
-				return refused(a.cfg, cl.refusal, token)
+				return mailconn.Refused(a.cfg, cl.Refusal(), token)
 			default:
 				challenges++
 				ch, _ := base64.StdEncoding.DecodeString(rest)
 				cl.Next(ch)
-				resp = saslLine(cl.abortResponse())
+				resp = mailconn.SASLLine(cl.AbortResponse())
 			}
 			a.bw.WriteString(resp + "\r\n")
 			if err := a.bw.Flush(); err != nil {
@@ -249,12 +244,11 @@ func (a *appender) authenticate(auth imapAuth, token string) error {
 		default:
 			return fail(fmt.Errorf("malformed answer to %s: %s", tag, clip(line)))
 		}
-		r := cl.refusal
+		r := cl.Refusal()
 		if r == nil {
-			r = &oauth2Refusal{mech: auth.mech}
+			r = mailconn.NewRefusal(auth.mech, "")
 		}
-		r.text = strings.TrimSpace(status + " " + text)
-		return refused(a.cfg, r, token)
+		return mailconn.Refused(a.cfg, r.WithText(strings.TrimSpace(status+" "+text)), token)
 	}
 }
 
@@ -487,7 +481,7 @@ func (a *appender) awaitOne() error {
 // is sent or read on it (the engine re-indexes the destination and resumes).
 func (a *appender) lost(err error) error {
 	if a.broken == nil {
-		a.broken = &RetryableError{Err: fmt.Errorf("imap append: %s: %w", a.cfg.Addr, err)}
+		a.broken = &migrate.RetryableError{Err: fmt.Errorf("imap append: %s: %w", a.cfg.Addr, err)}
 		a.conn.Close()
 	}
 	return a.broken
@@ -529,10 +523,10 @@ func (a *appender) commit() ([]appendOutcome, error) {
 			continue
 		}
 		if isQuota(d.err.Error()) {
-			return nil, fmt.Errorf("%w: %s: %s", ErrQuota, a.cfg, d.err)
+			return nil, fmt.Errorf("%w: %s: %s", migrate.ErrQuota, a.cfg, d.err)
 		}
 		if len(d.b.msgs) == 1 {
-			out = append(out, appendOutcome{err: &MessageError{Err: fmt.Errorf("destination refused the message: %s", d.err)}})
+			out = append(out, appendOutcome{err: &migrate.MessageError{Err: fmt.Errorf("destination refused the message: %s", d.err)}})
 			continue
 		}
 		// All or nothing: find the culprit one message at a time.
@@ -570,9 +564,9 @@ func (a *appender) appendOne(m spooled) (appendOutcome, error) {
 		return appendOutcome{}, nil
 	case asErrNo(err, &no):
 		if isQuota(no.text) {
-			return appendOutcome{}, fmt.Errorf("%w: %s: %s", ErrQuota, a.cfg, no.text)
+			return appendOutcome{}, fmt.Errorf("%w: %s: %s", migrate.ErrQuota, a.cfg, no.text)
 		}
-		return appendOutcome{err: &MessageError{Err: fmt.Errorf("destination refused the message: %s", no.text)}}, nil
+		return appendOutcome{err: &migrate.MessageError{Err: fmt.Errorf("destination refused the message: %s", no.text)}}, nil
 	}
 	return appendOutcome{}, a.lost(err)
 }

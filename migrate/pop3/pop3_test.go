@@ -1,4 +1,4 @@
-package migrate
+package pop3
 
 // Tests of the POP3 source. Most run against a real Dovecot (dovecottest);
 // the dot-reader tests and the fuzz target need no server. This file is in
@@ -20,7 +20,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/mailferry/mailferry/formats/corpus"
 	"io"
 	"math/big"
 	"math/rand"
@@ -35,17 +34,21 @@ import (
 	"testing/iotest"
 	"time"
 
+	"github.com/mailferry/mailferry/formats/corpus"
+
 	"github.com/mailferry/mailferry/formats"
+	"github.com/mailferry/mailferry/migrate"
 	"github.com/mailferry/mailferry/migrate/dovecottest"
+	"github.com/mailferry/mailferry/migrate/mailconn"
 )
 
 var pop3Inbox = formats.Folder{Path: []string{"INBOX"}, Name: "INBOX", Validity: 1}
 
-func pop3Config(srv *dovecottest.Server, user string) ServerConfig {
-	return ServerConfig{Addr: srv.POP3Addr(), User: user, Password: srv.Users[user], TLS: TLSNone, Timeout: 10 * time.Second}
+func pop3Config(srv *dovecottest.Server, user string) mailconn.ServerConfig {
+	return mailconn.ServerConfig{Addr: srv.POP3Addr(), User: user, Password: srv.Users[user], TLS: mailconn.TLSNone, Timeout: 10 * time.Second}
 }
 
-func dialPOP3(t *testing.T, cfg ServerConfig) *POP3 {
+func dialPOP3(t *testing.T, cfg mailconn.ServerConfig) *POP3 {
 	t.Helper()
 	p, err := DialPOP3(context.Background(), cfg)
 	if err != nil {
@@ -291,28 +294,28 @@ func TestPOP3WrongPassword(t *testing.T) {
 		t.Fatal("login with a wrong password succeeded")
 	}
 	t.Logf("%v (after %v)", err, time.Since(start).Round(time.Millisecond))
-	if !errors.Is(err, ErrAuth) || IsRetryable(err) {
-		t.Errorf("error %v: want ErrAuth, not retryable", err)
+	if !errors.Is(err, migrate.ErrAuth) || migrate.IsRetryable(err) {
+		t.Errorf("error %v: want migrate.ErrAuth, not retryable", err)
 	}
 	if msg := err.Error(); strings.Contains(msg, cfg.Password) || strings.Contains(msg, "\n") || !strings.Contains(msg, "alice@") {
 		t.Errorf("error %q: want one line naming the user and never the password", msg)
 	}
 	cfg.User = "nobody"
-	if _, err := DialPOP3(context.Background(), cfg); !errors.Is(err, ErrAuth) {
+	if _, err := DialPOP3(context.Background(), cfg); !errors.Is(err, migrate.ErrAuth) {
 		t.Errorf("unknown user: %v, want ErrAuth", err)
 	}
 	cfg.User = "alice\r\nQUIT"
-	if _, err := DialPOP3(context.Background(), cfg); !errors.Is(err, ErrUsage) {
+	if _, err := DialPOP3(context.Background(), cfg); !errors.Is(err, migrate.ErrUsage) {
 		t.Errorf("user name with CRLF: %v, want ErrUsage", err)
 	}
 }
 
-// This Dovecot has ssl = no, so CAPA has no STLS: TLSStartTLS must refuse,
-// and TLSImplicit must fail the handshake, both with ErrTLS and before
+// This Dovecot has ssl = no, so CAPA has no STLS: mailconn.TLSStartTLS must refuse,
+// and mailconn.TLSImplicit must fail the handshake, both with migrate.ErrTLS and before
 // anything is sent in the clear after the greeting.
 func TestPOP3TLSRefused(t *testing.T) {
 	srv := dovecottest.Start(t, dovecottest.Options{})
-	for _, mode := range []TLSMode{TLSStartTLS, TLSImplicit} {
+	for _, mode := range []mailconn.TLSMode{mailconn.TLSStartTLS, mailconn.TLSImplicit} {
 		cfg := pop3Config(srv, "alice")
 		cfg.TLS = mode
 		p, err := DialPOP3(context.Background(), cfg)
@@ -321,8 +324,8 @@ func TestPOP3TLSRefused(t *testing.T) {
 			t.Fatalf("%s: connected to a plaintext-only server", mode)
 		}
 		t.Logf("%s: %v", mode, err)
-		if !errors.Is(err, ErrTLS) || IsRetryable(err) || strings.Contains(err.Error(), cfg.Password) {
-			t.Errorf("%s: %v: want ErrTLS, not retryable, no password", mode, err)
+		if !errors.Is(err, migrate.ErrTLS) || migrate.IsRetryable(err) || strings.Contains(err.Error(), cfg.Password) {
+			t.Errorf("%s: %v: want migrate.ErrTLS, not retryable, no password", mode, err)
 		}
 	}
 }
@@ -403,7 +406,7 @@ func TestPOP3DroppedAfterDeleteDeletesNothing(t *testing.T) {
 	}
 	p.raw.Close() // the connection drops: no QUIT ever reaches the server
 	err := p.Close()
-	if !IsRetryable(err) || !strings.Contains(err.Error(), "may or may not") {
+	if !migrate.IsRetryable(err) || !strings.Contains(err.Error(), "may or may not") {
 		t.Errorf("Close after the drop: %v, want a retryable error saying the deletions are unconfirmed", err)
 	}
 	// Give Dovecot's pop3 process time to see the disconnect and end.
@@ -526,7 +529,7 @@ func (p *proxy) pipe(dst, src net.Conn, toServer bool) {
 }
 
 // A connection cut during RETR is an error, never a short message: whatever
-// fn does with the read error, Fetch returns a RetryableError, and the
+// fn does with the read error, Fetch returns a migrate.RetryableError, and the
 // session is dead afterwards (no QUIT).
 func TestPOP3CutMidRETR(t *testing.T) {
 	srv := dovecottest.Start(t, dovecottest.Options{})
@@ -564,7 +567,7 @@ func TestPOP3CutMidRETR(t *testing.T) {
 				return nil
 			})
 			t.Logf("Fetch: %v (fn called %d times, read %d bytes, read error %v)", err, called, len(got), readErr)
-			if !IsRetryable(err) {
+			if !migrate.IsRetryable(err) {
 				t.Fatalf("Fetch after a cut: %v, want a RetryableError", err)
 			}
 			if called == 1 && readErr == nil {
@@ -684,7 +687,7 @@ func TestPOP3FetchPartialReadsAndErrors(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Fetch with a cancelled context: %v", err)
 	}
-	if _, err := p.Folders(ctx); !IsRetryable(err) {
+	if _, err := p.Folders(ctx); !migrate.IsRetryable(err) {
 		t.Fatalf("a session cancelled mid-command was reused: %v", err)
 	}
 }
@@ -1061,7 +1064,7 @@ func tlsFront(t *testing.T, backend string, srvTLS *tls.Config, stls, inject boo
 
 // pop3s and STLS: a whole session through TLS gives the same bytes; a
 // certificate that is not trusted or not for the host, and plaintext
-// injected after +OK to STLS, end with ErrTLS before the login.
+// injected after +OK to STLS, end with migrate.ErrTLS before the login.
 func TestPOP3TLS(t *testing.T) {
 	srv := dovecottest.Start(t, dovecottest.Options{})
 	bodies := trickyMessages()[:3]
@@ -1073,16 +1076,16 @@ func TestPOP3TLS(t *testing.T) {
 
 	for _, tc := range []struct {
 		name, addr string
-		mode       TLSMode
+		mode       mailconn.TLSMode
 		conf       *tls.Config
 		wantTLSErr string // "" means the session must work
 	}{
-		{"pop3s", implicit, TLSImplicit, &tls.Config{RootCAs: pool}, ""},
-		{"STLS", stls, TLSStartTLS, &tls.Config{RootCAs: pool}, ""},
-		{"pop3s, system roots", implicit, TLSImplicit, nil, "certificate"},
-		{"STLS, system roots", stls, TLSStartTLS, nil, "certificate"},
-		{"STLS, wrong name", stls, TLSStartTLS, &tls.Config{RootCAs: pool, ServerName: "mail.example.org"}, "mail.example.org"},
-		{"STLS, injected plaintext", injected, TLSStartTLS, &tls.Config{RootCAs: pool}, "after +OK to STLS"},
+		{"pop3s", implicit, mailconn.TLSImplicit, &tls.Config{RootCAs: pool}, ""},
+		{"STLS", stls, mailconn.TLSStartTLS, &tls.Config{RootCAs: pool}, ""},
+		{"pop3s, system roots", implicit, mailconn.TLSImplicit, nil, "certificate"},
+		{"STLS, system roots", stls, mailconn.TLSStartTLS, nil, "certificate"},
+		{"STLS, wrong name", stls, mailconn.TLSStartTLS, &tls.Config{RootCAs: pool, ServerName: "mail.example.org"}, "mail.example.org"},
+		{"STLS, injected plaintext", injected, mailconn.TLSStartTLS, &tls.Config{RootCAs: pool}, "after +OK to STLS"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := pop3Config(srv, "alice")
@@ -1094,8 +1097,8 @@ func TestPOP3TLS(t *testing.T) {
 					t.Fatal("connected")
 				}
 				t.Logf("%v", err)
-				if !errors.Is(err, ErrTLS) || IsRetryable(err) || !strings.Contains(err.Error(), tc.wantTLSErr) {
-					t.Fatalf("%v: want ErrTLS mentioning %q", err, tc.wantTLSErr)
+				if !errors.Is(err, migrate.ErrTLS) || migrate.IsRetryable(err) || !strings.Contains(err.Error(), tc.wantTLSErr) {
+					t.Fatalf("%v: want migrate.ErrTLS mentioning %q", err, tc.wantTLSErr)
 				}
 				return
 			}
@@ -1193,21 +1196,21 @@ func TestPOP3FakeServers(t *testing.T) {
 			return "-ERR what?\r\n"
 		}
 	}
-	cfg := ServerConfig{User: "u", Password: "secret-pw", TLS: TLSNone, Timeout: 300 * time.Millisecond}
+	cfg := mailconn.ServerConfig{User: "u", Password: "secret-pw", TLS: mailconn.TLSNone, Timeout: 300 * time.Millisecond}
 
 	t.Run("no greeting", func(t *testing.T) {
 		cfg := cfg
 		cfg.Addr = fakePOP3(t, "", basic(nil))
 		start := time.Now()
 		_, err := DialPOP3(ctx, cfg)
-		if !IsRetryable(err) || time.Since(start) > 3*time.Second {
+		if !migrate.IsRetryable(err) || time.Since(start) > 3*time.Second {
 			t.Fatalf("silent server: %v after %v", err, time.Since(start))
 		}
 	})
 	t.Run("not POP3", func(t *testing.T) {
 		cfg := cfg
 		cfg.Addr = fakePOP3(t, "* OK IMAP4rev1 ready\r\n", basic(nil))
-		if _, err := DialPOP3(ctx, cfg); err == nil || IsRetryable(err) {
+		if _, err := DialPOP3(ctx, cfg); err == nil || migrate.IsRetryable(err) {
 			t.Fatalf("IMAP greeting: %v, want a fatal error", err)
 		}
 	})
@@ -1223,7 +1226,7 @@ func TestPOP3FakeServers(t *testing.T) {
 			_, readErr = io.ReadAll(body)
 			return nil
 		})
-		if !IsRetryable(err) || readErr == nil || time.Since(start) > 3*time.Second {
+		if !migrate.IsRetryable(err) || readErr == nil || time.Since(start) > 3*time.Second {
 			t.Fatalf("stalled RETR: %v (read error %v) after %v", err, readErr, time.Since(start))
 		}
 	})
@@ -1249,7 +1252,7 @@ func TestPOP3FakeServers(t *testing.T) {
 		cfg := cfg
 		cfg.Addr = fakePOP3(t, "+OK\r\n", basic(func(line string) (string, bool) { return "-ERR no UIDL here\r\n", line == "UIDL" }))
 		p := dialPOP3(t, cfg)
-		if _, _, err := p.List(ctx, pop3Inbox); err == nil || IsRetryable(err) {
+		if _, _, err := p.List(ctx, pop3Inbox); err == nil || migrate.IsRetryable(err) {
 			t.Fatalf("no UIDL: %v", err)
 		}
 		// The session stays in step after the refused UIDL (LIST was pipelined or not).
@@ -1285,7 +1288,7 @@ func TestPOP3FakeServers(t *testing.T) {
 				return "-ERR [" + code + "] try later\r\n", strings.HasPrefix(line, "PASS ")
 			}))
 			_, err := DialPOP3(ctx, cfg)
-			if !IsRetryable(err) || errors.Is(err, ErrAuth) {
+			if !migrate.IsRetryable(err) || errors.Is(err, migrate.ErrAuth) {
 				t.Fatalf("[%s]: %v, want retryable, not ErrAuth", code, err)
 			}
 		})
@@ -1296,7 +1299,7 @@ func TestPOP3FakeServers(t *testing.T) {
 			return "-ERR [AUTH] bad password " + strings.TrimPrefix(line, "PASS ") + "\r\n", strings.HasPrefix(line, "PASS ")
 		}))
 		_, err := DialPOP3(ctx, cfg)
-		if !errors.Is(err, ErrAuth) || strings.Contains(err.Error(), cfg.Password) {
+		if !errors.Is(err, migrate.ErrAuth) || strings.Contains(err.Error(), cfg.Password) {
 			t.Fatalf("%v", err)
 		}
 	})
@@ -1324,7 +1327,7 @@ func TestPOP3FakeServers(t *testing.T) {
 	})
 }
 
-// pop3s and STLS against Dovecot's own TLS (dovecottest Options.TLS), with
+// pop3s and STLS against Dovecot's own TLS (dovecottest migrate.Options.TLS), with
 // its CA trusted or not, and a certificate issued for another name.
 func TestPOP3DovecotTLS(t *testing.T) {
 	srv := dovecottest.Start(t, dovecottest.Options{TLS: true})
@@ -1335,16 +1338,16 @@ func TestPOP3DovecotTLS(t *testing.T) {
 		name  string
 		srv   *dovecottest.Server
 		addr  string
-		mode  TLSMode
+		mode  mailconn.TLSMode
 		roots bool
 		ok    bool
 	}{
-		{"pop3s", srv, srv.POP3SAddr(), TLSImplicit, true, true},
-		{"STLS", srv, srv.POP3Addr(), TLSStartTLS, true, true},
-		{"pop3s, CA not trusted", srv, srv.POP3SAddr(), TLSImplicit, false, false},
-		{"STLS, CA not trusted", srv, srv.POP3Addr(), TLSStartTLS, false, false},
-		{"pop3s, certificate for another name", other, other.POP3SAddr(), TLSImplicit, true, false},
-		{"STLS, certificate for another name", other, other.POP3Addr(), TLSStartTLS, true, false},
+		{"pop3s", srv, srv.POP3SAddr(), mailconn.TLSImplicit, true, true},
+		{"STLS", srv, srv.POP3Addr(), mailconn.TLSStartTLS, true, true},
+		{"pop3s, CA not trusted", srv, srv.POP3SAddr(), mailconn.TLSImplicit, false, false},
+		{"STLS, CA not trusted", srv, srv.POP3Addr(), mailconn.TLSStartTLS, false, false},
+		{"pop3s, certificate for another name", other, other.POP3SAddr(), mailconn.TLSImplicit, true, false},
+		{"STLS, certificate for another name", other, other.POP3Addr(), mailconn.TLSStartTLS, true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := pop3Config(tc.srv, "alice")
@@ -1359,8 +1362,8 @@ func TestPOP3DovecotTLS(t *testing.T) {
 					t.Fatal("connected")
 				}
 				t.Logf("%v", err)
-				if !errors.Is(err, ErrTLS) || IsRetryable(err) {
-					t.Fatalf("%v: want ErrTLS, not retryable", err)
+				if !errors.Is(err, migrate.ErrTLS) || migrate.IsRetryable(err) {
+					t.Fatalf("%v: want migrate.ErrTLS, not retryable", err)
 				}
 				return
 			}
@@ -1371,7 +1374,7 @@ func TestPOP3DovecotTLS(t *testing.T) {
 			if _, ok := p.conn.(*tls.Conn); !ok {
 				t.Fatal("the session is not over TLS")
 			}
-			if _, ok := p.caps["STLS"]; ok && tc.mode == TLSStartTLS {
+			if _, ok := p.caps["STLS"]; ok && tc.mode == mailconn.TLSStartTLS {
 				t.Error("CAPA after STLS still offers STLS: capabilities were not read again")
 			}
 			msgs := listPOP3(t, p)

@@ -1,4 +1,4 @@
-package migrate
+package pop3
 
 import (
 	"bufio"
@@ -9,6 +9,8 @@ import (
 	"net"
 	"strings"
 	"time"
+
+	"github.com/mailferry/mailferry/migrate/mailconn"
 )
 
 // pop3Wire is the net.Conn go-pop3 runs on (given to it through Opt.Dialer).
@@ -58,7 +60,7 @@ func (w *pop3Wire) Read(p []byte) (int, error) {
 	line, err := w.r.ReadSlice('\n')
 	switch {
 	case errors.Is(err, bufio.ErrBufferFull), err == nil && len(line) > len(p):
-		err = fmt.Errorf("%w: a response line longer than %d bytes", errPOP3Protocol, min(len(p), pop3BufSize))
+		err = fmt.Errorf("%w: a response line longer than %d bytes", mailconn.ErrProtocol, min(len(p), pop3BufSize))
 	case err == io.EOF:
 		err = io.ErrUnexpectedEOF // the library reads only when it expects a line
 	}
@@ -121,7 +123,7 @@ func (w *pop3Wire) reply(libErr error) (ok bool, text string, err error) {
 	case libErr != nil && strings.HasPrefix(line, "-ERR"):
 		return false, strings.TrimSpace(line[4:]), nil
 	}
-	return false, "", fmt.Errorf("%w: %q", errPOP3Protocol, printable(line, 80))
+	return false, "", fmt.Errorf("%w: %q", mailconn.ErrProtocol, mailconn.Printable(line, 80))
 }
 
 // readLine reads one line ourselves (a SASL continuation, which the
@@ -133,7 +135,7 @@ func (w *pop3Wire) readLine() (string, error) {
 	}
 	b, err := w.r.ReadSlice('\n')
 	if errors.Is(err, bufio.ErrBufferFull) {
-		err = fmt.Errorf("%w: a response line longer than %d bytes", errPOP3Protocol, pop3BufSize)
+		err = fmt.Errorf("%w: a response line longer than %d bytes", mailconn.ErrProtocol, pop3BufSize)
 	} else if err == io.EOF {
 		err = io.ErrUnexpectedEOF
 	}

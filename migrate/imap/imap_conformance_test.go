@@ -1,4 +1,4 @@
-package migrate_test
+package imap
 
 // The Source/Sink conformance suite (migrate/conformance) against the IMAP
 // endpoint: on real Dovecot with both hierarchy separators, and on the
@@ -16,6 +16,7 @@ import (
 	"github.com/mailferry/mailferry/migrate"
 	"github.com/mailferry/mailferry/migrate/conformance"
 	"github.com/mailferry/mailferry/migrate/dovecottest"
+	"github.com/mailferry/mailferry/migrate/mailconn"
 	"github.com/mailferry/mailferry/migrate/memserver"
 )
 
@@ -24,10 +25,10 @@ type imapAccount struct {
 	addr, user, password string
 }
 
-func (a imapAccount) dial(t *testing.T) *migrate.IMAP {
+func (a imapAccount) dial(t *testing.T) *IMAP {
 	t.Helper()
-	m, err := migrate.DialIMAP(context.Background(), migrate.ServerConfig{
-		Addr: a.addr, User: a.user, Password: a.password, TLS: migrate.TLSNone})
+	m, err := DialIMAP(context.Background(), mailconn.ServerConfig{
+		Addr: a.addr, User: a.user, Password: a.password, TLS: mailconn.TLSNone})
 	if err != nil {
 		t.Fatalf("DialIMAP: %v", err)
 	}

@@ -1,17 +1,18 @@
-package migrate_test
+package imap
 
 import (
 	"context"
-	"github.com/mailferry/mailferry/formats/corpus"
 	"io"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/mailferry/mailferry/formats/corpus"
+
 	"github.com/mailferry/mailferry/formats"
-	"github.com/mailferry/mailferry/migrate"
 	"github.com/mailferry/mailferry/migrate/dovecottest"
+	"github.com/mailferry/mailferry/migrate/mailconn"
 )
 
 func corpusBodies(t *testing.T) [][]byte {
@@ -54,7 +55,7 @@ func TestKeyFromStreamEqualsKeyFromHeaderFetch(t *testing.T) {
 	}
 	srv.Seed(t, "alice", seed)
 	ctx := context.Background()
-	m, err := migrate.DialIMAP(ctx, migrate.ServerConfig{Addr: srv.IMAPAddr(), User: "alice", Password: srv.Users["alice"], TLS: migrate.TLSNone})
+	m, err := DialIMAP(ctx, mailconn.ServerConfig{Addr: srv.IMAPAddr(), User: "alice", Password: srv.Users["alice"], TLS: mailconn.TLSNone})
 	if err != nil {
 		t.Fatal(err)
 	}

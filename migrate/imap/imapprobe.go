@@ -1,4 +1,4 @@
-package migrate
+package imap
 
 import (
 	"crypto/rand"
@@ -13,7 +13,7 @@ func (m *IMAP) DeleteMarksOnly() bool { return !m.caps.Has(imap.CapUIDPlus) }
 
 // Probe creates a top-level folder of a random name in the personal
 // namespace and returns its last component and a function that deletes it
-// (see Prober).
+// (see migrate.Prober).
 func (m *IMAP) Probe() (string, func(), error) {
 	var b [8]byte
 	rand.Read(b[:])

@@ -1,10 +1,9 @@
-package migrate
+package imap
 
 import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -20,54 +19,18 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 
 	"github.com/mailferry/mailferry/formats"
+	"github.com/mailferry/mailferry/migrate"
+	"github.com/mailferry/mailferry/migrate/mailconn"
 )
-
-// TLSMode says how a connection is protected.
-type TLSMode string
-
-// The three TLS modes of --src-tls and --dst-tls.
-const (
-	TLSImplicit TLSMode = "tls"      // TLS from the first byte (imaps, pop3s)
-	TLSStartTLS TLSMode = "starttls" // plaintext greeting, then STARTTLS/STLS before login
-	TLSNone     TLSMode = "none"     // plaintext all the way: only when asked for
-)
-
-// ServerConfig is what it takes to reach and log in to an IMAP or POP3 server.
-// Password is held only in memory and never formatted into any message.
-type ServerConfig struct {
-	Addr      string // host:port
-	User      string
-	Password  string
-	TLS       TLSMode
-	TLSConfig *tls.Config // verification on unless the user asked otherwise
-	Timeout   time.Duration
-
-	// Token, when set, logs in with OAuth2 instead of Password: IMAP
-	// AUTHENTICATE and POP3 AUTH with OAUTHBEARER or XOAUTH2 (oauth.go).
-	// It is called for every new connection, and once more when the server
-	// refuses the token (expired); the token is never logged.
-	Token TokenFunc
-	// OAuth2Mechanism forces MechXOAuth2 or MechOAuthBearer; empty picks
-	// what the server offers, OAUTHBEARER first.
-	OAuth2Mechanism string
-}
-
-// String names the server without any secret, for messages and reports.
-func (c ServerConfig) String() string {
-	if c.User == "" {
-		return c.Addr
-	}
-	return c.User + "@" + c.Addr
-}
 
 // fetchBatch is how many messages one UID FETCH of bodies asks for.
 const fetchBatch = 1000
 
-// IMAP is a connection to an IMAP server, usable as a Source and as a Sink.
+// IMAP is a connection to an IMAP server, usable as a migrate.Source and as a migrate.Sink.
 // It is not safe for concurrent use: the engine opens one per worker.
 type IMAP struct {
 	c        *imapclient.Client
-	cfg      ServerConfig
+	cfg      mailconn.ServerConfig
 	delim    rune
 	caps     imap.CapSet
 	selected string
@@ -93,36 +56,36 @@ type IMAP struct {
 }
 
 var (
-	_ Deleter   = (*IMAP)(nil)
-	_ Source    = (*IMAP)(nil)
-	_ Sink      = (*IMAP)(nil)
-	_ Committer = (*IMAP)(nil)
+	_ migrate.Deleter   = (*IMAP)(nil)
+	_ migrate.Source    = (*IMAP)(nil)
+	_ migrate.Sink      = (*IMAP)(nil)
+	_ migrate.Committer = (*IMAP)(nil)
 )
 
 // DialIMAP connects and logs in: LOGIN with cfg.Password, or with cfg.Token
 // AUTHENTICATE OAUTHBEARER or XOAUTH2 (a refused token is tried once more
 // with a new one, on a new connection). Authentication failures come back
-// wrapped in ErrAuth, TLS failures in ErrTLS; neither carries the password
+// wrapped in migrate.ErrAuth, TLS failures in migrate.ErrTLS; neither carries the password
 // or the token.
 //
 // When the server has NAMESPACE and its personal namespace has a prefix
 // ("INBOX." as Courier and Cyrus have), the prefix is hidden: Folders gives
 // "INBOX.Archive.2023" the Path {"Archive", "2023"} and Ensure of that path
 // creates "INBOX.Archive.2023".
-func DialIMAP(ctx context.Context, cfg ServerConfig) (*IMAP, error) {
+func DialIMAP(ctx context.Context, cfg mailconn.ServerConfig) (*IMAP, error) {
 	if cfg.Token == nil {
 		return dialIMAP(ctx, cfg, "")
 	}
-	return withToken(ctx, cfg, func(token string) (*IMAP, error) { return dialIMAP(ctx, cfg, token) })
+	return mailconn.WithToken(ctx, cfg, func(token string) (*IMAP, error) { return dialIMAP(ctx, cfg, token) })
 }
 
-func dialIMAP(ctx context.Context, cfg ServerConfig, token string) (*IMAP, error) {
+func dialIMAP(ctx context.Context, cfg mailconn.ServerConfig, token string) (*IMAP, error) {
 	timeout := cfg.Timeout
 	if timeout == 0 {
 		timeout = 30 * time.Second
 	}
 	opts := &imapclient.Options{
-		TLSConfig: cfg.TLSConfig,
+		TLSConfig: cfg.TLSClientConfig(""), // a copy for this connection, naming the host
 		Dialer:    &net.Dialer{Timeout: timeout},
 	}
 	var (
@@ -130,23 +93,23 @@ func dialIMAP(ctx context.Context, cfg ServerConfig, token string) (*IMAP, error
 		err error
 	)
 	switch cfg.TLS {
-	case TLSImplicit:
+	case mailconn.TLSImplicit:
 		c, err = dialTLS(ctx, cfg.Addr, opts)
-	case TLSStartTLS:
+	case mailconn.TLSStartTLS:
 		c, err = dialStartTLS(ctx, cfg.Addr, opts, timeout)
-	case TLSNone:
+	case mailconn.TLSNone:
 		c, err = imapclient.DialInsecure(cfg.Addr, opts)
 	default:
-		return nil, fmt.Errorf("%w: unknown TLS mode %q", ErrUsage, cfg.TLS)
+		return nil, fmt.Errorf("%w: unknown TLS mode %q", migrate.ErrUsage, cfg.TLS)
 	}
 	if err != nil {
-		return nil, classifyDialError(cfg, err)
+		return nil, mailconn.ClassifyDialError("imap", cfg, "", err)
 	}
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
 	if err := c.WaitGreeting(); err != nil {
 		c.Close()
-		return nil, classifyDialError(cfg, err)
+		return nil, mailconn.ClassifyDialError("imap", cfg, "", err)
 	}
 	var auth imapAuth
 	if token != "" {
@@ -161,9 +124,9 @@ func dialIMAP(ctx context.Context, cfg ServerConfig, token string) (*IMAP, error
 		c.Close()
 		var ie *imap.Error
 		if errors.As(err, &ie) {
-			return nil, fmt.Errorf("%w: %s: login refused: %s", ErrAuth, cfg, ie.Text)
+			return nil, fmt.Errorf("%w: %s: login refused: %s", migrate.ErrAuth, cfg, ie.Text)
 		}
-		return nil, &RetryableError{Err: fmt.Errorf("imap: %s: login: %w", cfg, err)}
+		return nil, &migrate.RetryableError{Err: fmt.Errorf("imap: %s: login: %w", cfg, err)}
 	}
 	m := &IMAP{c: c, cfg: cfg, caps: c.Caps(), existing: map[string]bool{}, auth: auth}
 	m.noBatch = !(m.caps.Has(imap.CapMultiAppend) && m.caps.Has(imap.CapLiteralPlus))
@@ -171,7 +134,7 @@ func dialIMAP(ctx context.Context, cfg ServerConfig, token string) (*IMAP, error
 	list, err := c.List("", "", nil).Collect()
 	if err != nil {
 		c.Close()
-		return nil, &RetryableError{Err: fmt.Errorf("imap: %s: list: %w", cfg, err)}
+		return nil, &migrate.RetryableError{Err: fmt.Errorf("imap: %s: list: %w", cfg, err)}
 	}
 	if len(list) > 0 {
 		m.delim = list[0].Delim
@@ -184,7 +147,7 @@ func dialIMAP(ctx context.Context, cfg ServerConfig, token string) (*IMAP, error
 			// A server that refuses NAMESPACE: no prefix to hide.
 		case err != nil:
 			c.Close()
-			return nil, &RetryableError{Err: fmt.Errorf("imap: %s: namespace: %w", cfg, err)}
+			return nil, &migrate.RetryableError{Err: fmt.Errorf("imap: %s: namespace: %w", cfg, err)}
 		default:
 			m.setNamespaces(ns)
 			if len(ns.Personal) > 0 {
@@ -264,9 +227,6 @@ func (m *IMAP) nameOf(path []string) string {
 // bounded by ctx as well as by the dialer's timeout.
 func dialTLS(ctx context.Context, addr string, opts *imapclient.Options) (*imapclient.Client, error) {
 	tc := opts.TLSConfig.Clone()
-	if tc == nil {
-		tc = &tls.Config{}
-	}
 	if tc.NextProtos == nil {
 		tc.NextProtos = []string{"imap"}
 	}
@@ -304,42 +264,15 @@ func dialStartTLS(ctx context.Context, addr string, opts *imapclient.Options, ti
 }
 
 func startTLS(conn net.Conn, addr string, opts *imapclient.Options) (*imapclient.Client, error) {
-	host, _, _ := net.SplitHostPort(addr)
-	tc := opts.TLSConfig.Clone()
-	if tc == nil {
-		tc = &tls.Config{}
-	}
-	if tc.ServerName == "" {
-		tc.ServerName = host
-	}
 	o := *opts
-	o.TLSConfig = tc
 	// NewStartTLS sends STARTTLS and upgrades; a server without STARTTLS
 	// answers NO or BAD, and we stop there rather than go on in plaintext.
 	c, err := imapclient.NewStartTLS(conn, &o)
 	var ie *imap.Error
 	if errors.As(err, &ie) {
-		return nil, errNoStartTLS
+		return nil, mailconn.ErrNoStartTLS
 	}
 	return c, err
-}
-
-var errNoStartTLS = errors.New("no STARTTLS")
-
-func classifyDialError(cfg ServerConfig, err error) error {
-	var certErr *tls.CertificateVerificationError
-	var hostErr x509.HostnameError
-	var authErr x509.UnknownAuthorityError
-	var recErr tls.RecordHeaderError
-	switch {
-	case errors.As(err, &authErr):
-		return fmt.Errorf("%w: %s: %v (a private CA can be trusted with --ca-file)", ErrTLS, cfg.Addr, strings.TrimPrefix(err.Error(), "tls: "))
-	case errors.As(err, &certErr), errors.As(err, &hostErr), errors.As(err, &recErr):
-		return fmt.Errorf("%w: %s: %v", ErrTLS, cfg.Addr, strings.TrimPrefix(err.Error(), "tls: "))
-	case errors.Is(err, errNoStartTLS):
-		return fmt.Errorf("%w: %s: the server does not offer STARTTLS; refusing to log in without TLS (use --src-tls/--dst-tls none only on a trusted network)", ErrTLS, cfg.Addr)
-	}
-	return &RetryableError{Err: fmt.Errorf("imap: %s: %w", cfg.Addr, err)}
 }
 
 // Close logs out and closes the connection. Messages queued and not
@@ -535,7 +468,7 @@ func (m *IMAP) Headers(ctx context.Context, folder formats.Folder, msgs []format
 // BINARY.PEEK[], which keeps a NUL byte that BODY[] cannot carry (Dovecot
 // serves a stored NUL as 0x80 in BODY[]; Cyrus sends a literal8 that
 // go-imap cannot read there). BINARY[] decodes: a base64 or
-// quoted-printable message, or any encoded part of a multipart one (Dovecot
+// quoted-mailconn.Printable message, or any encoded part of a multipart one (Dovecot
 // decodes those too), would come back decoded and with its header changed,
 // so those go as BODY[]. The choice is made per batch from a cheap
 // BODY.PEEK[HEADER.FIELDS (CONTENT-TRANSFER-ENCODING CONTENT-TYPE)], and a
@@ -575,7 +508,7 @@ func (m *IMAP) Fetch(ctx context.Context, folder formats.Folder, msgs []formats.
 		// error ends Fetch.
 		refused := func(err error) bool {
 			var ie *imap.Error
-			var re *RetryableError
+			var re *migrate.RetryableError
 			return fnErr == nil && errors.As(err, &ie) && !errors.As(err, &re)
 		}
 		if err := m.fetchSections(ctx, folder, raw, bin, deliver); err != nil {
@@ -759,7 +692,7 @@ func (m *IMAP) fetchBatch(ctx context.Context, batch []formats.Message, byUID ma
 				// would read the literal again at the same time (a data
 				// race): drop the whole connection instead.
 				m.c.Close()
-				return &RetryableError{Err: fmt.Errorf("imap: %s: message UID %d: connection ended after %d of %d bytes", m.cfg, uid, lr.n, lit.Size())}
+				return &migrate.RetryableError{Err: fmt.Errorf("imap: %s: message UID %d: connection ended after %d of %d bytes", m.cfg, uid, lr.n, lit.Size())}
 			}
 			if ferr != nil {
 				fc.Close() // the literal is intact: Close skips the rest
@@ -841,7 +774,7 @@ func (c *countingReader) Read(p []byte) (int, error) {
 func (m *IMAP) Ensure(ctx context.Context, path []string) (formats.Folder, error) {
 	name := m.nameOf(path)
 	if m.sharedName(name) {
-		return formats.Folder{}, usagef("%s: destination folder %q would be in another user's or a shared namespace; put it elsewhere with --prefix or --map", m.cfg, name)
+		return formats.Folder{}, migrate.Usagef("%s: destination folder %q would be in another user's or a shared namespace; put it elsewhere with --prefix or --map", m.cfg, name)
 	}
 	// CREATE, SUBSCRIBE and STATUS go out together: one round trip.
 	var create, subscribe *imapclient.Command
@@ -891,7 +824,7 @@ func (m *IMAP) Index(ctx context.Context, folder formats.Folder, known func(id s
 
 // Store APPENDs one message with its flags and internal date. Where the
 // server allows (MULTIAPPEND and LITERAL+), the message is queued and
-// Store returns ErrQueued, Commit gives its outcome: up to spoolMaxSize
+// Store returns migrate.ErrQueued, Commit gives its outcome: up to spoolMaxSize
 // into a MULTIAPPEND batch, a larger one streamed as an APPEND of its own.
 func (m *IMAP) Store(ctx context.Context, folder formats.Folder, msg formats.Message, size int64, body io.Reader) (string, error) {
 	if size < 0 {
@@ -919,17 +852,17 @@ func (m *IMAP) Store(ctx context.Context, folder formats.Folder, msg formats.Mes
 		if size <= spoolMaxSize {
 			b, err := readBody(body, size)
 			if err != nil {
-				return "", &RetryableError{Err: fmt.Errorf("imap: reading the source: %w", err)}
+				return "", &migrate.RetryableError{Err: fmt.Errorf("imap: reading the source: %w", err)}
 			}
 			if err := m.app.add(folder.Name, flags, msg.Date, b); err != nil {
 				return "", err
 			}
-			return "", ErrQueued
+			return "", migrate.ErrQueued
 		}
 		if err := m.app.addStream(folder.Name, flags, msg.Date, size, body); err != nil {
 			return "", err
 		}
-		return "", ErrQueued
+		return "", migrate.ErrQueued
 	}
 	m.selected = "" // a later List must re-select
 	stop := context.AfterFunc(ctx, func() { m.c.Close() })
@@ -947,7 +880,7 @@ func (m *IMAP) Store(ctx context.Context, folder formats.Folder, msg formats.Mes
 		// A short literal breaks the connection: close it so nothing half-sent is taken.
 		m.c.Close()
 		cmd.Close()
-		return "", &RetryableError{Err: fmt.Errorf("imap: %s: append to %s: %w", m.cfg, folder.Name, werr)}
+		return "", &migrate.RetryableError{Err: fmt.Errorf("imap: %s: append to %s: %w", m.cfg, folder.Name, werr)}
 	}
 	if err := cmd.Close(); err != nil {
 		return "", m.wrap("append to "+folder.Name, err)
@@ -957,9 +890,9 @@ func (m *IMAP) Store(ctx context.Context, folder formats.Folder, msg formats.Mes
 		var ie *imap.Error
 		if errors.As(err, &ie) && ie.Type == imap.StatusResponseTypeNo {
 			if ie.Code == imap.ResponseCodeOverQuota || quotaRefusal(ie.Text) {
-				return "", fmt.Errorf("%w: %s: %s", ErrQuota, m.cfg, ie.Text)
+				return "", fmt.Errorf("%w: %s: %s", migrate.ErrQuota, m.cfg, ie.Text)
 			}
-			return "", &MessageError{Err: fmt.Errorf("destination refused the message: %s", ie.Text)}
+			return "", &migrate.MessageError{Err: fmt.Errorf("destination refused the message: %s", ie.Text)}
 		}
 		return "", m.wrap("append to "+folder.Name, err)
 	}
@@ -1015,14 +948,14 @@ func spool(r io.Reader) (*os.File, int64, error) {
 	}
 	if err != nil {
 		f.Close()
-		return nil, 0, &RetryableError{Err: fmt.Errorf("imap: spool: %w", err)}
+		return nil, 0, &migrate.RetryableError{Err: fmt.Errorf("imap: spool: %w", err)}
 	}
 	return f, n, nil
 }
 
 // Commit waits until every queued message is appended or refused and
 // returns their outcomes in Store order.
-func (m *IMAP) Commit(ctx context.Context) ([]StoreResult, error) {
+func (m *IMAP) Commit(ctx context.Context) ([]migrate.StoreResult, error) {
 	if m.app == nil {
 		return nil, nil
 	}
@@ -1032,7 +965,7 @@ func (m *IMAP) Commit(ctx context.Context) ([]StoreResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	res := make([]StoreResult, len(outs))
+	res := make([]migrate.StoreResult, len(outs))
 	for i, o := range outs {
 		res[i].Err = o.err
 		if o.uid != 0 {
@@ -1048,9 +981,9 @@ func (m *IMAP) wrap(what string, err error) error {
 	var ie *imap.Error
 	if errors.As(err, &ie) {
 		if ie.Code == imap.ResponseCodeUnavailable || ie.Code == imap.ResponseCodeLimit {
-			return &RetryableError{Err: fmt.Errorf("imap: %s: %s: %w", m.cfg, what, err)}
+			return &migrate.RetryableError{Err: fmt.Errorf("imap: %s: %s: %w", m.cfg, what, err)}
 		}
 		return fmt.Errorf("imap: %s: %s: %w", m.cfg, what, err)
 	}
-	return &RetryableError{Err: fmt.Errorf("imap: %s: %s: %w", m.cfg, what, err)}
+	return &migrate.RetryableError{Err: fmt.Errorf("imap: %s: %s: %w", m.cfg, what, err)}
 }

@@ -1,4 +1,4 @@
-package migrate
+package pop3
 
 import (
 	"bytes"
@@ -12,12 +12,14 @@ import (
 	"time"
 
 	"github.com/mailferry/mailferry/formats"
+	"github.com/mailferry/mailferry/migrate"
+	"github.com/mailferry/mailferry/migrate/mailconn"
 )
 
 // hostilePOP3 serves a scripted POP3 session: extra answers first, then a
 // plain server with two messages ("a" and "b"). quits counts the QUIT
 // commands received.
-func hostilePOP3(t *testing.T, greeting string, extra func(line string) (string, bool)) (cfg ServerConfig, quits *atomic.Int32) {
+func hostilePOP3(t *testing.T, greeting string, extra func(line string) (string, bool)) (cfg mailconn.ServerConfig, quits *atomic.Int32) {
 	t.Helper()
 	quits = new(atomic.Int32)
 	addr := fakePOP3(t, greeting, func(line string) string {
@@ -47,7 +49,7 @@ func hostilePOP3(t *testing.T, greeting string, extra func(line string) (string,
 		}
 		return "-ERR what?\r\n"
 	})
-	return ServerConfig{Addr: addr, User: "u", Password: "secret-pw", TLS: TLSNone, Timeout: 300 * time.Millisecond}, quits
+	return mailconn.ServerConfig{Addr: addr, User: "u", Password: "secret-pw", TLS: mailconn.TLSNone, Timeout: 300 * time.Millisecond}, quits
 }
 
 // Every library call the POP3 source makes, answered by a hostile server
@@ -72,15 +74,15 @@ func TestPOP3HostileReplies(t *testing.T) {
 		extra          func(string) (string, bool)
 		want           error // nil: any error that is not a login
 	}{
-		{"greeting: empty line", "\r\n", nil, errPOP3Protocol},
-		{"greeting: +OK glued to its text", "+OKready\r\n", nil, errPOP3Protocol},
-		{"greeting: a line over 4096 bytes", long, nil, errPOP3Protocol},
-		{"USER: empty line", "+OK\r\n", on("USER", "\r\n"), errPOP3Protocol},
-		{"USER: SASL continuation", "+OK\r\n", on("USER", "+ \r\n"), errPOP3Protocol},
-		{"PASS: empty line", "+OK\r\n", on("PASS", "\r\n"), errPOP3Protocol},
-		{"PASS: +OK glued to its text", "+OK\r\n", on("PASS", "+OKwelcome\r\n"), errPOP3Protocol},
-		{"PASS: a line over 4096 bytes", "+OK\r\n", on("PASS", long), errPOP3Protocol},
-		{"PASS: bare -ERR", "+OK\r\n", on("PASS", "-ERR\r\n"), ErrAuth},
+		{"greeting: empty line", "\r\n", nil, mailconn.ErrProtocol},
+		{"greeting: +OK glued to its text", "+OKready\r\n", nil, mailconn.ErrProtocol},
+		{"greeting: a line over 4096 bytes", long, nil, mailconn.ErrProtocol},
+		{"USER: empty line", "+OK\r\n", on("USER", "\r\n"), mailconn.ErrProtocol},
+		{"USER: SASL continuation", "+OK\r\n", on("USER", "+ \r\n"), mailconn.ErrProtocol},
+		{"PASS: empty line", "+OK\r\n", on("PASS", "\r\n"), mailconn.ErrProtocol},
+		{"PASS: +OK glued to its text", "+OK\r\n", on("PASS", "+OKwelcome\r\n"), mailconn.ErrProtocol},
+		{"PASS: a line over 4096 bytes", "+OK\r\n", on("PASS", long), mailconn.ErrProtocol},
+		{"PASS: bare -ERR", "+OK\r\n", on("PASS", "-ERR\r\n"), migrate.ErrAuth},
 		{"AUTH PLAIN: SASL continuation", "+OK\r\n", func(line string) (string, bool) {
 			switch {
 			case line == "CAPA":
@@ -89,7 +91,7 @@ func TestPOP3HostileReplies(t *testing.T) {
 				return "+ \r\n", true
 			}
 			return "", false
-		}, errPOP3Protocol},
+		}, mailconn.ErrProtocol},
 		{"AUTH PLAIN: empty line", "+OK\r\n", func(line string) (string, bool) {
 			switch {
 			case line == "CAPA":
@@ -98,7 +100,7 @@ func TestPOP3HostileReplies(t *testing.T) {
 				return "\r\n", true
 			}
 			return "", false
-		}, errPOP3Protocol},
+		}, mailconn.ErrProtocol},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg, _ := hostilePOP3(t, tc.greeting, tc.extra)
@@ -156,7 +158,7 @@ func TestPOP3HostileReplies(t *testing.T) {
 			p := dialPOP3(t, cfg)
 			if err := tc.call(p); err == nil {
 				t.Fatal("accepted")
-			} else if IsRetryable(err) && !strings.Contains(tc.name, "cut") && !strings.Contains(err.Error(), errPOP3Protocol.Error()) {
+			} else if migrate.IsRetryable(err) && !strings.Contains(tc.name, "cut") && !strings.Contains(err.Error(), mailconn.ErrProtocol.Error()) {
 				t.Fatalf("%v: want a protocol error", err)
 			}
 			p.Close()
@@ -181,7 +183,7 @@ func TestPOP3HostileReplies(t *testing.T) {
 				p := dialPOP3(t, cfg)
 				calls := 0
 				err := run(p, func(formats.Message, io.Reader) error { calls++; return nil })
-				if !IsRetryable(err) || !errors.Is(err, errPOP3Protocol) || calls != 0 {
+				if !migrate.IsRetryable(err) || !errors.Is(err, mailconn.ErrProtocol) || calls != 0 {
 					t.Fatalf("%v after %d calls: want a retryable protocol error and no message", err, calls)
 				}
 				p.Close()
@@ -318,7 +320,7 @@ func TestPOP3FakeRETRBytes(t *testing.T) {
 	got := fetchPOP3(t, p, msgs)
 	for i, m := range msgs {
 		if hexSHA(got[m.ID]) != hexSHA(bodies[i]) {
-			t.Errorf("message %d: got %q, want %q", i+1, printable(string(got[m.ID]), 100), printable(string(bodies[i]), 100))
+			t.Errorf("message %d: got %q, want %q", i+1, mailconn.Printable(string(got[m.ID]), 100), mailconn.Printable(string(bodies[i]), 100))
 		}
 	}
 	i := 0

@@ -82,6 +82,11 @@ func TestWatchFollowsTheSource(t *testing.T) {
 		return []byte(fmt.Sprintf("Message-ID: <watch-%d@example.com>\r\nSubject: %d\r\n\r\nbody\r\n", n, n))
 	}
 	p.src.Seed(t, "alice", []dovecottest.SeedMessage{{Body: body(1)}})
+	// The destination's special-use folders are made on first access
+	// (auto = subscribe): make them now, not in two sessions at once (this
+	// Dovecot then panics on its list index lock, see dovecottest).
+	dc := p.dst.Client(t, "alice")
+	inboxFlags(t, dc)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var out, errb bytes.Buffer
@@ -89,7 +94,6 @@ func TestWatchFollowsTheSource(t *testing.T) {
 	go func() {
 		done <- run(ctx, p.args("--watch", "--interval", "200ms", "--sync-deletions"), strings.NewReader(""), &out, &errb)
 	}()
-	dc := p.dst.Client(t, "alice")
 	waitFor := func(what string, ok func([][]imap.Flag) bool) {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)

@@ -20,6 +20,8 @@ import (
 	"github.com/mailferry/mailferry/formats"
 	"github.com/mailferry/mailferry/migrate"
 	"github.com/mailferry/mailferry/migrate/dovecottest"
+	mfimap "github.com/mailferry/mailferry/migrate/imap"
+	"github.com/mailferry/mailferry/migrate/mailconn"
 )
 
 // cutoverPair is a source and a destination Dovecot with alice on both and
@@ -34,7 +36,7 @@ type cutoverPair struct {
 // refusingSink is the destination IMAP refusing every message for one
 // folder (as a quota or size limit would).
 type refusingSink struct {
-	*migrate.IMAP
+	*mfimap.IMAP
 	folder string
 }
 
@@ -68,9 +70,9 @@ func newCutoverPair(t *testing.T, srcOpts dovecottest.Options) *cutoverPair {
 	}
 }
 
-func dialer(s *dovecottest.Server) func(context.Context) (*migrate.IMAP, error) {
-	return func(ctx context.Context) (*migrate.IMAP, error) {
-		return migrate.DialIMAP(ctx, migrate.ServerConfig{Addr: s.IMAPAddr(), User: "alice", Password: s.Users["alice"], TLS: migrate.TLSNone})
+func dialer(s *dovecottest.Server) func(context.Context) (*mfimap.IMAP, error) {
+	return func(ctx context.Context) (*mfimap.IMAP, error) {
+		return mfimap.DialIMAP(ctx, mailconn.ServerConfig{Addr: s.IMAPAddr(), User: "alice", Password: s.Users["alice"], TLS: mailconn.TLSNone})
 	}
 }
 

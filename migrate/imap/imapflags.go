@@ -1,4 +1,4 @@
-package migrate
+package imap
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 
 	"github.com/mailferry/mailferry/formats"
+	"github.com/mailferry/mailferry/migrate"
 )
 
 // The IMAP side of the cutover (cutover.go): HIGHESTMODSEQ in the folder
@@ -16,8 +17,8 @@ import (
 // messages mailferry copied there.
 
 var (
-	_ FlagUpdater = (*IMAP)(nil)
-	_ DestDeleter = (*IMAP)(nil)
+	_ migrate.FlagUpdater = (*IMAP)(nil)
+	_ migrate.DestDeleter = (*IMAP)(nil)
 )
 
 // statusOptions is what Folders asks of STATUS (or LIST-STATUS): with
@@ -32,7 +33,7 @@ func (m *IMAP) statusOptions() *imap.StatusOptions {
 // -FLAGS.SILENT, one command per change and direction (UIDs grouped, at most
 // 1000 per command). Flags the folder's PERMANENTFLAGS do not allow are
 // left out: the server would not keep them.
-func (m *IMAP) UpdateFlags(ctx context.Context, folder formats.Folder, changes []FlagChange) error {
+func (m *IMAP) UpdateFlags(ctx context.Context, folder formats.Folder, changes []migrate.FlagChange) (err error) {
 	if len(changes) == 0 {
 		return nil
 	}
@@ -41,9 +42,13 @@ func (m *IMAP) UpdateFlags(ctx context.Context, folder formats.Folder, changes [
 	if err != nil {
 		return err
 	}
-	m.selected = "" // the next List re-selects read-only
 	stop := context.AfterFunc(ctx, func() { m.c.Close() })
 	defer stop()
+	defer func() {
+		if err == nil {
+			err = m.leaveReadWrite(folder.Name)
+		}
+	}()
 	allowed := permanent(sd.PermanentFlags)
 	for _, ch := range changes {
 		for _, op := range []struct {
@@ -63,6 +68,24 @@ func (m *IMAP) UpdateFlags(ctx context.Context, folder formats.Folder, changes [
 				return m.wrap("uid store flags in "+folder.Name, err)
 			}
 		}
+	}
+	return nil
+}
+
+// leaveReadWrite ends a read-write selection at once, as permanentFlags
+// does (imapquirks.go: mailutils loses messages APPENDed by a session that
+// has the folder selected read-write): UNSELECT, or an EXAMINE.
+func (m *IMAP) leaveReadWrite(folder string) error {
+	m.selected, m.seqUID = "", nil
+	if m.caps.Has(imap.CapUnselect) {
+		if err := m.c.Unselect().Wait(); err != nil {
+			return m.wrap("unselect "+folder, err)
+		}
+		return nil
+	}
+	_, err := m.c.Select(folder, &imap.SelectOptions{ReadOnly: true}).Wait()
+	if err != nil {
+		return m.wrap("examine "+folder, err)
 	}
 	return nil
 }

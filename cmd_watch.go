@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/mailferry/mailferry/formats"
 	"github.com/mailferry/mailferry/migrate"
 )
 
@@ -39,12 +41,13 @@ func watch(cmd *cobra.Command, env *environment, f *copyFlags, opts migrate.Opti
 	if err != nil && !errors.Is(err, errSomeFailed) {
 		wait = min(2*f.interval, maxWatchBackoff)
 	}
+	idle := &idler{open: openSource(src), none: src.scheme != "imap" && src.scheme != "imaps"}
+	defer idle.close()
 	for {
-		select {
-		case <-ctx.Done():
+		idle.wait(ctx, wait)
+		if ctx.Err() != nil {
 			fmt.Fprintln(env.stderr, "mailferry: watch stopped; the state is saved")
 			return nil
-		case <-time.After(wait):
 		}
 		rep, err := f.runJob(ctx, env, opts, src, dst, ui)
 		if ctx.Err() != nil {
@@ -100,3 +103,43 @@ type watchReporter struct {
 }
 
 func (w watchReporter) Warn(msg string) { w.log.Warn(msg) }
+
+// idler waits between passes: in IDLE on the source's INBOX where the
+// source is an IMAP server that has it (a change there ends the wait at
+// once), else for the whole interval. Its connection is its own, opened
+// again after a failure.
+type idler struct {
+	open func(context.Context) (migrate.Source, error)
+	src  migrate.Source
+	none bool // no IDLE here: just wait
+}
+
+var inbox = formats.Folder{Name: "INBOX", Path: []string{"INBOX"}}
+
+func (i *idler) wait(ctx context.Context, d time.Duration) {
+	start := time.Now()
+	if !i.none && i.src == nil {
+		if s, err := i.open(ctx); err == nil {
+			i.src = s
+		}
+	}
+	if w, ok := migrate.As[migrate.ChangeWaiter](i.src); ok && !i.none {
+		err := w.WaitChange(ctx, inbox, d)
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		i.none = errors.Is(err, migrate.ErrNoIdle)
+		i.close() // lost: a new connection next time
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(d - time.Since(start)):
+	}
+}
+
+func (i *idler) close() {
+	if i.src != nil {
+		i.src.Close()
+		i.src = nil
+	}
+}

@@ -179,3 +179,41 @@ func inboxFlags(t *testing.T, c *imapclient.Client) [][]imap.Flag {
 	}
 	return out
 }
+
+// With IDLE at the source, a delivery to INBOX reaches the destination at
+// once, not after --interval.
+func TestWatchIdleDeliversAtOnce(t *testing.T) {
+	p := newPair(t)
+	dc := p.dst.Client(t, "alice")
+	inboxFlags(t, dc) // the special-use folders, made before the watch (see above)
+	p.src.Seed(t, "alice", []dovecottest.SeedMessage{{Body: []byte("Message-ID: <idle-1@example.com>\r\n\r\none\r\n")}})
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errb bytes.Buffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, p.args("--watch", "--interval", "1m"), strings.NewReader(""), &out, &errb)
+	}()
+	defer func() {
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("watch stopped with exit %d\n%s", code, errb.String())
+		}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(inboxFlags(t, dc)) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the first pass did not end within 10 s\n%s", errb.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond) // the watch is in IDLE now
+	delivered := time.Now()
+	p.src.Seed(t, "alice", []dovecottest.SeedMessage{{Body: []byte("Message-ID: <idle-2@example.com>\r\n\r\ntwo\r\n")}})
+	for len(inboxFlags(t, dc)) != 2 {
+		if time.Since(delivered) > 5*time.Second {
+			t.Fatalf("a delivery took more than 5 s with --interval 1m: IDLE did not wake the watch\n%s", errb.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("delivered to the destination in %v", time.Since(delivered).Round(time.Millisecond))
+}

@@ -2,6 +2,8 @@ package migrate
 
 import (
 	"context"
+	"errors"
+	"time"
 
 	"github.com/mailferry/mailferry/formats"
 )
@@ -59,6 +61,17 @@ type DestDeleter interface {
 	// they were only marked \Deleted (no UIDPLUS).
 	DeleteDest(ctx context.Context, folder formats.Folder, ids []string) (marksOnly bool, err error)
 }
+
+// ChangeWaiter is a Source that can wait for a change in a folder (IMAP
+// IDLE): --watch starts its next pass at once instead of after --interval.
+type ChangeWaiter interface {
+	// WaitChange returns when the server reports a change in folder, after
+	// max, or when ctx ends; ErrNoIdle at once when the server cannot.
+	WaitChange(ctx context.Context, folder formats.Folder, max time.Duration) error
+}
+
+// ErrNoIdle says a ChangeWaiter's server cannot wait for changes.
+var ErrNoIdle = errors.New("the server has no IDLE")
 
 // As returns x, or the first value inside it (following Unwrap() Sink and
 // Unwrap() Source), that implements T.

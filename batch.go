@@ -311,11 +311,7 @@ func runBatch(cmd *cobra.Command, env *environment, f *copyFlags) error {
 
 	var failed []string
 	for _, a := range sum.Accounts {
-		sum.Totals.Found += a.Found
-		sum.Totals.Copied += a.Copied
-		sum.Totals.Skipped += a.Skipped
-		sum.Totals.Failed += a.Failed
-		sum.Totals.Bytes += a.Bytes
+		sum.Totals.Add(a.Counts)
 		switch a.Status {
 		case statusComplete:
 			sum.Complete++

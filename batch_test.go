@@ -204,8 +204,8 @@ func newBatchFixture(t *testing.T, wrongDst string) *batchFixture {
 	}
 	fx.csv = writeFile(t, filepath.Join(dir, "accounts.csv"), b.String())
 	// The environment must not lend a password to any row.
-	t.Setenv("MAILFERRY_SRC_PASSWORD", "")
-	t.Setenv("MAILFERRY_DST_PASSWORD", "")
+	setenv(t, "MAILFERRY_SRC_PASSWORD", "")
+	setenv(t, "MAILFERRY_DST_PASSWORD", "")
 	return fx
 }
 
@@ -431,8 +431,8 @@ func TestBatchTokenColumns(t *testing.T) {
 		fmt.Fprintf(&b, "imap://%s@%s,imap://%s@%s,%s-src,echo %s\n", u, src.IMAPAddr(), u, dst.IMAPAddr(), u, token)
 	}
 	csv := writeFile(t, filepath.Join(dir, "tokens.csv"), b.String())
-	t.Setenv("MAILFERRY_SRC_PASSWORD", "")
-	t.Setenv("MAILFERRY_DST_PASSWORD", "")
+	setenv(t, "MAILFERRY_SRC_PASSWORD", "")
+	setenv(t, "MAILFERRY_DST_PASSWORD", "")
 	report := filepath.Join(dir, "sum.json")
 	code, out, errOut := mailferry(t, "migrate", "--batch", csv, "--src-tls", "none", "--dst-tls", "none",
 		"--state-dir", t.TempDir(), "--progress", "never", "--accounts", "3", "--report", report)

@@ -71,7 +71,7 @@ func measured(b *testing.B, bin string, args ...string) (time.Duration, float64)
 	}
 	rssFile := filepath.Join(b.TempDir(), "rss")
 	cmd := exec.Command(gnuTime, append([]string{"-f", "%M", "-o", rssFile, bin}, args...)...)
-	cmd.Env = os.Environ()
+	cmd.Env = environFor(b)
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
 	d := time.Since(start)

@@ -189,7 +189,7 @@ func TestBinaryOfAnotherSizeFallsBackToBODY(t *testing.T) {
 		want[e.SHA256] = true
 	}
 	dir := filepath.Join(t.TempDir(), "archive")
-	t.Setenv("MAILFERRY_SRC_PASSWORD", "binary-pw")
+	setenv(t, "MAILFERRY_SRC_PASSWORD", "binary-pw")
 	if code, out, errOut := mailferry(t, "archive", "imap://carol@"+srv.Addr, dir,
 		"--src-tls", "none", "--state-dir", t.TempDir(), "--progress", "never"); code != 0 {
 		t.Fatalf("archive: exit %d\n%s\n%s", code, out, errOut)

@@ -15,8 +15,8 @@ func TestDryRunNamesPrefixedFoldersBehindWrappers(t *testing.T) {
 	src := dovecottest.Start(t, dovecottest.Options{Separator: '/'})
 	dst := dovecottest.Start(t, dovecottest.Options{Separator: '.', NamespacePrefix: "INBOX."})
 	src.Seed(t, "alice", plainMessages(4, "wrapped"))
-	t.Setenv("MAILFERRY_SRC_PASSWORD", src.Users["alice"])
-	t.Setenv("MAILFERRY_DST_PASSWORD", dst.Users["alice"])
+	setenv(t, "MAILFERRY_SRC_PASSWORD", src.Users["alice"])
+	setenv(t, "MAILFERRY_DST_PASSWORD", dst.Users["alice"])
 	for _, extra := range [][]string{nil, {"--max-message-size", "10MiB"}} {
 		report := filepath.Join(t.TempDir(), "report.json")
 		args := append([]string{"migrate", "imap://alice@" + src.IMAPAddr(), "imap://alice@" + dst.IMAPAddr(),

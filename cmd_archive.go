@@ -48,9 +48,9 @@ Run it again (every night, say) and it adds only what is new.`,
 			if err := resolveServer(env, src, &f.src, &f.tls); err != nil {
 				return f.reportEarlyError(src, dst, err)
 			}
-			runErr := execute(cmd, env, &f, opts, src, dst)
+			runErr := execute(cmd.Context(), env, &f, opts, src, dst)
 			var ns *notStarted
-			if h := dst.stores(true).lastHash(); h != "" && !opts.DryRun && !errors.As(runErr, &ns) {
+			if h := dst.stores(true).LastHash(); h != "" && !opts.DryRun && !errors.As(runErr, &ns) {
 				fmt.Fprintf(env.stdout, "manifest chain head: %s\n", h)
 			}
 			return runErr

@@ -61,12 +61,10 @@ func runDemo(ctx context.Context, env *environment, n int, progress string) erro
 	dstEP := &endpoint{scheme: "imap", server: mailconn.ServerConfig{Addr: dst.Addr, User: dst.User, Password: dst.Password, TLS: mailconn.TLSNone}}
 	f := &copyFlags{progress: progress, logLevel: "warn", stateDir: stateDir, dedup: "folder", jobs: 4}
 	opts := migrate.Options{Jobs: 4, Dedup: migrate.DedupFolder}
-	cmd := &cobra.Command{}
-	cmd.SetContext(ctx)
 
 	fmt.Fprintf(env.stdout, "Source %s and destination %s: two IMAP servers inside this process (loopback only).\n", src.Addr, dst.Addr)
 	fmt.Fprintf(env.stdout, "\n== First run: migrate %s -> %s\n", srcEP, dstEP)
-	if err := execute(cmd, env, f, opts, srcEP, dstEP); err != nil {
+	if err := execute(ctx, env, f, opts, srcEP, dstEP); err != nil {
 		return err
 	}
 	a, err := src.Dump()
@@ -86,5 +84,5 @@ func runDemo(ctx context.Context, env *environment, n int, progress string) erro
 	}
 	fmt.Fprintf(env.stdout, "\nChecked: %d folders, %d messages; SHA-256 of every message, its flags and internal date are the same on both servers.\n", len(a), total)
 	fmt.Fprintf(env.stdout, "\n== Second run: the same command again\n")
-	return execute(cmd, env, f, opts, srcEP, dstEP)
+	return execute(ctx, env, f, opts, srcEP, dstEP)
 }

@@ -270,20 +270,20 @@ func runMigrate(cmd *cobra.Command, env *environment, f *copyFlags, srcArg, dstA
 		if opts.DryRun {
 			return &usageError{fmt.Errorf("--watch and --dry-run cannot be combined")}
 		}
-		return watch(cmd, env, f, opts, src, dst)
+		return watch(cmd.Context(), env, f, opts, src, dst)
 	}
-	return execute(cmd, env, f, opts, src, dst)
+	return execute(cmd.Context(), env, f, opts, src, dst)
 }
 
 // execute runs the engine with a terminal reporter, prints the summary and
 // writes the report (on every exit). It is shared by migrate and archive. A
 // run that stopped before it copied anything prints no table: its error
 // (a *notStarted) says it all.
-func execute(cmd *cobra.Command, env *environment, f *copyFlags, opts migrate.Options, src, dst *endpoint) error {
+func execute(ctx context.Context, env *environment, f *copyFlags, opts migrate.Options, src, dst *endpoint) error {
 	level, _ := parseLevel(f.logLevel)
 	log := slog.New(slog.NewTextHandler(env.stderr, &slog.HandlerOptions{Level: level}))
 	ui := newTerminalReporter(env.stderr, f.progress, log)
-	rep, err := f.runJob(cmd.Context(), env, opts, src, dst, ui)
+	rep, err := f.runJob(ctx, env, opts, src, dst, ui)
 	ui.finish()
 	started := err == nil || len(rep.Folders) > 0 || rep.Totals != (migrate.Counts{})
 	if started {

@@ -8,8 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/spf13/cobra"
-
 	"github.com/mailferry/mailferry/formats"
 	"github.com/mailferry/mailferry/migrate"
 )
@@ -26,14 +24,13 @@ import (
 // maxWatchBackoff bounds the wait after failed passes.
 const maxWatchBackoff = 5 * time.Minute
 
-func watch(cmd *cobra.Command, env *environment, f *copyFlags, opts migrate.Options, src, dst *endpoint) error {
+func watch(ctx context.Context, env *environment, f *copyFlags, opts migrate.Options, src, dst *endpoint) error {
 	if f.interval <= 0 {
 		return &usageError{fmt.Errorf("--interval must be positive")}
 	}
-	ctx := cmd.Context()
-	err := execute(cmd, env, f, opts, src, dst)
-	if err != nil && watchFatal(err) {
-		return err
+	err := execute(ctx, env, f, opts, src, dst)
+	if err != nil && (watchFatal(err) || ctx.Err() != nil) {
+		return err // (interrupted in the first pass: as without --watch)
 	}
 	level, _ := parseLevel(f.logLevel)
 	ui := watchReporter{log: slog.New(slog.NewTextHandler(env.stderr, &slog.HandlerOptions{Level: level}))}

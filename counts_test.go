@@ -45,7 +45,7 @@ func summaryCopied(t *testing.T, stdout string) int {
 func interruptRun(t *testing.T, args []string, sig syscall.Signal, delay time.Duration) (int, string, string) {
 	t.Helper()
 	cmd := exec.Command(binary(t), args...)
-	cmd.Env = os.Environ()
+	cmd.Env = environFor(t)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Start(); err != nil {
@@ -132,7 +132,7 @@ func TestInterruptCountsWhatTheDestinationHolds(t *testing.T) {
 
 	// The same command again completes the copy, without a duplicate.
 	cmd := exec.Command(binary(t), p.args("--report", report)...)
-	cmd.Env = os.Environ()
+	cmd.Env = environFor(t)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("rerun: %v\n%s", err, b)
 	}
@@ -266,8 +266,8 @@ func TestReportPathCheckedBeforeAnyWork(t *testing.T) {
 	if err := os.WriteFile(file, []byte("x"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv("MAILFERRY_SRC_PASSWORD", "x")
-	t.Setenv("MAILFERRY_DST_PASSWORD", "x")
+	setenv(t, "MAILFERRY_SRC_PASSWORD", "x")
+	setenv(t, "MAILFERRY_DST_PASSWORD", "x")
 	for _, c := range []struct{ name, report string }{
 		{"a new DIR/", filepath.Join(dir, "reports") + "/"},
 		{"an existing directory", dir},
@@ -281,8 +281,8 @@ func TestReportPathCheckedBeforeAnyWork(t *testing.T) {
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				var out, errb bytes.Buffer
 				began := time.Now()
-				code := run(ctx, append(args, "--src-tls", "none", "--state-dir", filepath.Join(dir, "state"),
-					"--progress", "never", "--report", c.report), strings.NewReader(""), &out, &errb)
+				code := runEnv(ctx, append(args, "--src-tls", "none", "--state-dir", filepath.Join(dir, "state"),
+					"--progress", "never", "--report", c.report), getenvFor(t), strings.NewReader(""), &out, &errb)
 				cancel()
 				if code != 2 || len(stderrLines(errb.String())) != 1 || !strings.Contains(errb.String(), "--report") {
 					t.Errorf("%s --report %s: exit %d after %v, want 2 and one line naming --report\nstdout:\n%s\nstderr:\n%s",
@@ -303,7 +303,7 @@ func TestReportPathCheckedBeforeAnyWork(t *testing.T) {
 func TestFailedStartPrintsNoTable(t *testing.T) {
 	p := newPair(t)
 	p.src.Seed(t, "alice", testMessages(t, 5))
-	t.Setenv("MAILFERRY_SRC_PASSWORD", "not-the-password")
+	setenv(t, "MAILFERRY_SRC_PASSWORD", "not-the-password")
 	dir := t.TempDir()
 	report := filepath.Join(dir, "report.json")
 	cases := map[string][]string{
@@ -341,8 +341,8 @@ func TestRefusedAtStartFailsAtOnce(t *testing.T) {
 	closed := l.Addr().String()
 	l.Close() // nothing listens there now
 	dir := t.TempDir()
-	t.Setenv("MAILFERRY_SRC_PASSWORD", "x")
-	t.Setenv("MAILFERRY_DST_PASSWORD", "x")
+	setenv(t, "MAILFERRY_SRC_PASSWORD", "x")
+	setenv(t, "MAILFERRY_DST_PASSWORD", "x")
 	for _, args := range [][]string{
 		{"migrate", "imap://alice@" + closed, "maildir:" + filepath.Join(dir, "md")},
 		{"archive", "pop3://alice@" + closed, filepath.Join(dir, "archive")},
@@ -350,8 +350,8 @@ func TestRefusedAtStartFailsAtOnce(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		var out, errb bytes.Buffer
 		began := time.Now()
-		code := run(ctx, append(args, "--src-tls", "none", "--state-dir", filepath.Join(dir, "state"), "--progress", "never"),
-			strings.NewReader(""), &out, &errb)
+		code := runEnv(ctx, append(args, "--src-tls", "none", "--state-dir", filepath.Join(dir, "state"), "--progress", "never"),
+			getenvFor(t), strings.NewReader(""), &out, &errb)
 		took := time.Since(began)
 		cancel()
 		lines := stderrLines(errb.String())
@@ -376,9 +376,9 @@ func TestInterruptInProcessMaildir(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(2500*time.Millisecond, cancel)
 	var out, errb bytes.Buffer
-	code := run(ctx, []string{"migrate", "imap://alice@" + p.src.IMAPAddr(), "maildir:" + dir, "--src-tls", "none",
+	code := runEnv(ctx, []string{"migrate", "imap://alice@" + p.src.IMAPAddr(), "maildir:" + dir, "--src-tls", "none",
 		"--state-dir", p.state, "--progress", "never", "--jobs", "3", "--max-messages-per-second", "150", "--report", report},
-		strings.NewReader(""), &out, &errb)
+		getenvFor(t), strings.NewReader(""), &out, &errb)
 	cancel()
 	n := wantInterrupted(t, code, out.String(), errb.String())
 	files := messageFiles(t, dir)
@@ -412,8 +412,8 @@ func TestInterruptBatchSaysSo(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(2500*time.Millisecond, cancel)
 	var out, errb bytes.Buffer
-	code := run(ctx, []string{"migrate", "--batch", csv, "--src-tls", "none", "--state-dir", p.state,
-		"--progress", "never", "--max-messages-per-second", "150"}, strings.NewReader(""), &out, &errb)
+	code := runEnv(ctx, []string{"migrate", "--batch", csv, "--src-tls", "none", "--state-dir", p.state,
+		"--progress", "never", "--max-messages-per-second", "150"}, getenvFor(t), strings.NewReader(""), &out, &errb)
 	cancel()
 	n := wantInterrupted(t, code, out.String(), errb.String())
 	files := messageFiles(t, md)

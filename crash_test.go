@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"math/rand/v2"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"syscall"
@@ -19,7 +18,7 @@ func killRuns(t *testing.T, bin string, args []string, runs int) int {
 	kills := 0
 	for i := 0; i < runs; i++ {
 		cmd := exec.Command(bin, args...)
-		cmd.Env = os.Environ()
+		cmd.Env = environFor(t)
 		var errb bytes.Buffer
 		cmd.Stderr = &errb
 		if err := cmd.Start(); err != nil {
@@ -58,7 +57,9 @@ func TestArchiveSurvivesSIGKILL(t *testing.T) {
 				"--src-tls", "none", "--state-dir", p.state, "--progress", "never"}
 			bin := binary(t)
 			kills := killRuns(t, bin, args, 3)
-			out, err := exec.Command(bin, args...).CombinedOutput()
+			final := exec.Command(bin, args...)
+			final.Env = environFor(t)
+			out, err := final.CombinedOutput()
 			if err != nil {
 				t.Fatalf("final run: %v\n%s", err, out)
 			}

@@ -92,8 +92,8 @@ func newPair(t testing.TB) *pair {
 		dst:   dovecottest.Start(t, dovecottest.Options{Separator: '.', SpecialUse: true, SentName: "Sent Items"}),
 		state: t.TempDir(),
 	}
-	t.Setenv("MAILFERRY_SRC_PASSWORD", p.src.Users["alice"])
-	t.Setenv("MAILFERRY_DST_PASSWORD", p.dst.Users["alice"])
+	setenv(t, "MAILFERRY_SRC_PASSWORD", p.src.Users["alice"])
+	setenv(t, "MAILFERRY_DST_PASSWORD", p.dst.Users["alice"])
 	return p
 }
 
@@ -108,8 +108,59 @@ func (p *pair) args(extra ...string) []string {
 func mailferry(t testing.TB, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	code := run(context.Background(), args, strings.NewReader(""), &out, &errb)
+	code := runEnv(context.Background(), args, getenvFor(t), strings.NewReader(""), &out, &errb)
 	return code, out.String(), errb.String()
+}
+
+// testEnv holds each test's own environment variables (setenv), so that
+// tests need not change the process's with t.Setenv and may run in
+// parallel.
+var testEnv sync.Map // test name -> *sync.Map of variables
+
+// setenv sets an environment variable for the mailferry runs of t (and of
+// its subtests): in-process (mailferry, runEnv) and as a child process
+// (environFor).
+func setenv(t testing.TB, key, value string) {
+	m, _ := testEnv.LoadOrStore(t.Name(), &sync.Map{})
+	m.(*sync.Map).Store(key, value)
+	t.Cleanup(func() { m.(*sync.Map).Delete(key) })
+}
+
+// lookupTestEnv finds key set by setenv for t or one of its parent tests.
+func lookupTestEnv(t testing.TB, key string) (string, bool) {
+	for name := t.Name(); ; {
+		if m, ok := testEnv.Load(name); ok {
+			if v, ok := m.(*sync.Map).Load(key); ok {
+				return v.(string), true
+			}
+		}
+		i := strings.LastIndex(name, "/")
+		if i < 0 {
+			return "", false
+		}
+		name = name[:i]
+	}
+}
+
+// getenvFor is os.Getenv with t's own variables first.
+func getenvFor(t testing.TB) func(string) string {
+	return func(key string) string {
+		if v, ok := lookupTestEnv(t, key); ok {
+			return v
+		}
+		return os.Getenv(key)
+	}
+}
+
+// environFor is the environment of a mailferry child process run by t.
+func environFor(t testing.TB) []string {
+	env := os.Environ()
+	for _, key := range []string{"MAILFERRY_SRC_PASSWORD", "MAILFERRY_DST_PASSWORD"} {
+		if v, ok := lookupTestEnv(t, key); ok {
+			env = append(env, key+"="+v)
+		}
+	}
+	return env
 }
 
 func readReport(t testing.TB, path string) migrate.Report {
@@ -330,7 +381,7 @@ func TestMigrateSurvivesSIGKILL(t *testing.T) {
 	kills := 0
 	for i := 0; i < 3; i++ {
 		cmd := exec.Command(bin, p.args("--jobs", "2")...)
-		cmd.Env = os.Environ()
+		cmd.Env = environFor(t)
 		var errb bytes.Buffer
 		cmd.Stderr = &errb
 		if err := cmd.Start(); err != nil {
@@ -351,7 +402,7 @@ func TestMigrateSurvivesSIGKILL(t *testing.T) {
 	}
 	report := filepath.Join(t.TempDir(), "report.json")
 	cmd := exec.Command(bin, p.args("--report", report)...)
-	cmd.Env = os.Environ()
+	cmd.Env = environFor(t)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("final run: %v\n%s", err, out)
@@ -367,7 +418,7 @@ func TestMigrateSurvivesSIGKILL(t *testing.T) {
 func TestWrongPasswordExits1WithOneLine(t *testing.T) {
 	p := newPair(t)
 	secret := "not-the-password-" + fmt.Sprint(rand.Int())
-	t.Setenv("MAILFERRY_SRC_PASSWORD", secret)
+	setenv(t, "MAILFERRY_SRC_PASSWORD", secret)
 	code, out, errOut := mailferry(t, p.args()...)
 	if code != 1 {
 		t.Fatalf("exit %d, want 1\n%s\n%s", code, out, errOut)

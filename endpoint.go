@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/mailferry/mailferry/archive"
 	"github.com/mailferry/mailferry/migrate"
 	"github.com/mailferry/mailferry/migrate/imap"
 	"github.com/mailferry/mailferry/migrate/mailconn"
@@ -27,7 +28,7 @@ type endpoint struct {
 	scheme string // imap, imaps, pop3, pop3s, maildir, mbox
 	server mailconn.ServerConfig
 	path   string // maildir: and mbox:
-	local  *localStores
+	local  *archive.Stores
 }
 
 // String names the endpoint without secrets.
@@ -254,7 +255,7 @@ func openSource(ep *endpoint) func(context.Context) (migrate.Source, error) {
 		case "pop3", "pop3s":
 			return pop3.DialPOP3(ctx, ep.server)
 		}
-		return ep.stores(false).open(ctx)
+		return ep.stores(false).Open(ctx)
 	}
 }
 
@@ -266,14 +267,14 @@ func openSink(ep *endpoint) func(context.Context) (migrate.Sink, error) {
 		case "pop3", "pop3s":
 			return nil, &usageError{fmt.Errorf("%s cannot be a destination (imap, imaps, maildir and mbox can)", ep)}
 		}
-		return ep.stores(true).open(ctx)
+		return ep.stores(true).Open(ctx)
 	}
 }
 
 // stores returns the endpoint's local store opener, made once.
-func (e *endpoint) stores(create bool) *localStores {
+func (e *endpoint) stores(create bool) *archive.Stores {
 	if e.local == nil {
-		e.local = &localStores{ep: e, create: create}
+		e.local = &archive.Stores{Format: e.scheme, Path: e.path, Create: create}
 	}
 	return e.local
 }
@@ -365,3 +366,10 @@ func realPath(path string) string {
 		rest = filepath.Join(filepath.Base(dir), rest)
 	}
 }
+
+// The archive stores are the engine's Source and Sink as they are.
+var (
+	_ migrate.Source  = archive.Store(nil)
+	_ migrate.Sink    = archive.Store(nil)
+	_ migrate.Flusher = archive.Store(nil)
+)

@@ -35,7 +35,7 @@ func TestHostileFolderNamesStayInsideTheArchive(t *testing.T) {
 			}
 			parent := t.TempDir()
 			dir := filepath.Join(parent, "inner", "archive")
-			t.Setenv("MAILFERRY_SRC_PASSWORD", "hostile-pw")
+			setenv(t, "MAILFERRY_SRC_PASSWORD", "hostile-pw")
 			report := filepath.Join(t.TempDir(), "r.json")
 			code, out, errOut := mailferry(t, "archive", "imap://eve@"+srv.Addr, dir, "--format", format,
 				"--src-tls", "none", "--state-dir", t.TempDir(), "--progress", "never", "--report", report)

@@ -69,7 +69,13 @@ func main() {
 
 // run is the whole program, callable from tests.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	env := &environment{stdin: stdin, stdout: stdout, stderr: stderr, getenv: os.Getenv}
+	return runEnv(ctx, args, os.Getenv, stdin, stdout, stderr)
+}
+
+// runEnv is run with the environment variables getenv gives: tests pass
+// their own, so that they can run in parallel.
+func runEnv(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
+	env := &environment{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv}
 	root := newRootCommand(env)
 	root.SetArgs(args)
 	root.SetOut(stdout)

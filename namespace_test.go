@@ -52,8 +52,8 @@ func TestNamespacePrefixBothWays(t *testing.T) {
 	prefixed := dovecottest.Start(t, dovecottest.Options{Separator: '.', NamespacePrefix: "INBOX.", SpecialUse: true})
 	back := dovecottest.Start(t, dovecottest.Options{Separator: '/', SpecialUse: true})
 	// DefaultUsers: alice has the same password on all three.
-	t.Setenv("MAILFERRY_SRC_PASSWORD", plain.Users["alice"])
-	t.Setenv("MAILFERRY_DST_PASSWORD", plain.Users["alice"])
+	setenv(t, "MAILFERRY_SRC_PASSWORD", plain.Users["alice"])
+	setenv(t, "MAILFERRY_DST_PASSWORD", plain.Users["alice"])
 
 	msgs := testMessages(t, 0)
 	plain.Seed(t, "alice", msgs)

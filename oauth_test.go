@@ -35,8 +35,8 @@ func newOAuthPair(t *testing.T) *oauthPair {
 	}}
 	// No password anywhere for a side that uses a token: were one asked
 	// for, the run would stop with a usage error (no terminal here).
-	t.Setenv("MAILFERRY_SRC_PASSWORD", "")
-	t.Setenv("MAILFERRY_DST_PASSWORD", p.dst.Users["alice"])
+	setenv(t, "MAILFERRY_SRC_PASSWORD", "")
+	setenv(t, "MAILFERRY_DST_PASSWORD", p.dst.Users["alice"])
 	return p
 }
 

@@ -39,11 +39,9 @@ package main
 //     would then refuse messages the server would take.
 
 import (
-	"context"
 	"fmt"
 	"strings"
 
-	"github.com/mailferry/mailferry/formats"
 	"github.com/mailferry/mailferry/migrate"
 )
 
@@ -94,77 +92,6 @@ func (f *copyFlags) presetSource() func(migrate.Source) migrate.Source {
 	if f.preset != "gmail" {
 		return func(s migrate.Source) migrate.Source { return s }
 	}
-	include := map[string]bool{}
-	for _, name := range f.include {
-		include[name] = true
-	}
-	return func(s migrate.Source) migrate.Source {
-		g := &gmailSource{Source: s, include: include}
-		if d, ok := s.(migrate.Deleter); ok {
-			return &gmailDeleter{gmailSource: g, d: d}
-		}
-		return g
-	}
+	include := f.include
+	return func(s migrate.Source) migrate.Source { return migrate.GmailSource(s, include) }
 }
-
-// gmailSource lists a Gmail account's folders the way the gmail preset
-// wants them: special uses filled in from [Gmail]/ names where the server
-// gave none, and the Starred and Important views left out.
-type gmailSource struct {
-	migrate.Source
-	include map[string]bool // --include values: a view named exactly stays
-}
-
-type gmailDeleter struct {
-	*gmailSource
-	d migrate.Deleter
-}
-
-func (g *gmailDeleter) Delete(ctx context.Context, folder formats.Folder, msgs []formats.Message) error {
-	return g.d.Delete(ctx, folder, msgs)
-}
-
-// gmailNames are the English names of the [Gmail]/ tree and their use.
-var gmailNames = map[string]string{
-	"all mail":  `\All`,
-	"sent mail": `\Sent`,
-	"drafts":    `\Drafts`,
-	"spam":      `\Junk`,
-	"trash":     `\Trash`,
-	"bin":       `\Trash`, // Gmail in British English
-	"starred":   `\Flagged`,
-	"important": `\Important`,
-}
-
-// gmailUse is the special use of a [Gmail]/ or [Google Mail]/ folder by its
-// name, or "".
-func gmailUse(path []string) string {
-	if len(path) != 2 || (path[0] != "[Gmail]" && path[0] != "[Google Mail]") {
-		return ""
-	}
-	return gmailNames[strings.ToLower(path[1])]
-}
-
-func (g *gmailSource) Folders(ctx context.Context) ([]formats.Folder, error) {
-	fs, err := g.Source.Folders(ctx)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]formats.Folder, 0, len(fs))
-	for _, f := range fs {
-		byName := gmailUse(f.Path)
-		if isGmailView(f.SpecialUse) || isGmailView(byName) {
-			if !g.include[formats.DisplayName(f.Path)] {
-				continue
-			}
-		} else if f.SpecialUse == "" && byName != "" {
-			f.SpecialUse = byName
-		}
-		out = append(out, f)
-	}
-	return out, nil
-}
-
-// isGmailView reports whether a special use marks one of Gmail's views
-// (\Flagged: Starred; \Important: Important).
-func isGmailView(use string) bool { return use == `\Flagged` || use == `\Important` }

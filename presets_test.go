@@ -158,10 +158,10 @@ func TestPresetGmailFolders(t *testing.T) {
 	if s := (&copyFlags{}).presetSource()(src); s != migrate.Source(src) {
 		t.Error("no preset wrapped the source")
 	}
-	if _, ok := (&copyFlags{preset: "gmail"}).presetSource()(&listDeleter{}).(migrate.Deleter); !ok {
+	if _, ok := migrate.As[migrate.Deleter]((&copyFlags{preset: "gmail"}).presetSource()(&listDeleter{})); !ok {
 		t.Error("the gmail wrapper hid the source's Deleter")
 	}
-	if _, ok := (&copyFlags{preset: "gmail"}).presetSource()(src).(migrate.Deleter); ok {
+	if _, ok := migrate.As[migrate.Deleter]((&copyFlags{preset: "gmail"}).presetSource()(src)); ok {
 		t.Error("the gmail wrapper made a Deleter of a source that is none")
 	}
 }
@@ -205,8 +205,8 @@ func startGmail(t *testing.T) (src, dst *dovecottest.Server, names map[string]st
 		}
 	}
 	src.Seed(t, "alice", seed)
-	t.Setenv("MAILFERRY_SRC_PASSWORD", src.Users["alice"])
-	t.Setenv("MAILFERRY_DST_PASSWORD", dst.Users["alice"])
+	setenv(t, "MAILFERRY_SRC_PASSWORD", src.Users["alice"])
+	setenv(t, "MAILFERRY_DST_PASSWORD", dst.Users["alice"])
 	return src, dst, names
 }
 

@@ -17,8 +17,8 @@ func TestRefusedMessageExit3(t *testing.T) {
 	src := dovecottest.Start(t, dovecottest.Options{Separator: '/'})
 	dst := dovecottest.Start(t, dovecottest.Options{Separator: '.', MaxMailSize: 64 << 10})
 	p := &pair{src: src, dst: dst, state: t.TempDir()}
-	t.Setenv("MAILFERRY_SRC_PASSWORD", src.Users["alice"])
-	t.Setenv("MAILFERRY_DST_PASSWORD", dst.Users["alice"])
+	setenv(t, "MAILFERRY_SRC_PASSWORD", src.Users["alice"])
+	setenv(t, "MAILFERRY_DST_PASSWORD", dst.Users["alice"])
 	var seed []dovecottest.SeedMessage
 	for i := 0; i < 30; i++ {
 		size := 200
@@ -68,8 +68,8 @@ func TestFullQuotaStopsCleanly(t *testing.T) {
 	src := dovecottest.Start(t, dovecottest.Options{Separator: '/'})
 	dst := dovecottest.Start(t, dovecottest.Options{Separator: '/', QuotaBytes: 40 << 10})
 	p := &pair{src: src, dst: dst, state: t.TempDir()}
-	t.Setenv("MAILFERRY_SRC_PASSWORD", src.Users["alice"])
-	t.Setenv("MAILFERRY_DST_PASSWORD", dst.Users["alice"])
+	setenv(t, "MAILFERRY_SRC_PASSWORD", src.Users["alice"])
+	setenv(t, "MAILFERRY_DST_PASSWORD", dst.Users["alice"])
 	var seed []dovecottest.SeedMessage
 	for i := 0; i < 40; i++ {
 		body := fmt.Sprintf("Message-ID: <q%d@quota>\r\nSubject: %d\r\n\r\n%s\r\n", i, i, strings.Repeat("y", 2000))
@@ -126,8 +126,8 @@ func TestRefusedMessageThenCutNamedOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer proxy.Close()
-	t.Setenv("MAILFERRY_SRC_PASSWORD", src.Users["alice"])
-	t.Setenv("MAILFERRY_DST_PASSWORD", dst.Users["alice"])
+	setenv(t, "MAILFERRY_SRC_PASSWORD", src.Users["alice"])
+	setenv(t, "MAILFERRY_DST_PASSWORD", dst.Users["alice"])
 	report := filepath.Join(t.TempDir(), "r.json")
 	code, out, errOut := mailferry(t, "migrate", "imap://alice@"+proxy.Addr(), "imap://alice@"+dst.IMAPAddr(),
 		"--src-tls", "none", "--dst-tls", "none", "--state-dir", t.TempDir(), "--report", report, "--progress", "never")

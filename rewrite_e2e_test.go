@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"syscall"
@@ -67,8 +66,8 @@ func TestRewritingServerLostStateCopiesNothingAgain(t *testing.T) {
 	msgs := rewrittenByServers(3)
 	src.Seed(t, "alice", msgs)
 	dst := startRewritingDest(t)
-	t.Setenv("MAILFERRY_SRC_PASSWORD", src.Users["alice"])
-	t.Setenv("MAILFERRY_DST_PASSWORD", dst.Password)
+	setenv(t, "MAILFERRY_SRC_PASSWORD", src.Users["alice"])
+	setenv(t, "MAILFERRY_DST_PASSWORD", dst.Password)
 
 	report := filepath.Join(t.TempDir(), "r.json")
 	if code, out, errOut := mailferry(t, rewriteArgs(src, dst, t.TempDir(), "--report", report)...); code != 0 {
@@ -118,13 +117,13 @@ func TestRewritingServerSIGKILLAddsNoCopy(t *testing.T) {
 	msgs := rewrittenByServers(40)
 	src.Seed(t, "alice", msgs)
 	dst := startRewritingDest(t)
-	t.Setenv("MAILFERRY_SRC_PASSWORD", src.Users["alice"])
-	t.Setenv("MAILFERRY_DST_PASSWORD", dst.Password)
+	setenv(t, "MAILFERRY_SRC_PASSWORD", src.Users["alice"])
+	setenv(t, "MAILFERRY_DST_PASSWORD", dst.Password)
 	state := t.TempDir()
 	bin := binary(t)
 
 	cmd := exec.Command(bin, rewriteArgs(src, dst, state)...)
-	cmd.Env = os.Environ()
+	cmd.Env = environFor(t)
 	var errb bytes.Buffer
 	cmd.Stderr = &errb
 	if err := cmd.Start(); err != nil {
@@ -163,7 +162,9 @@ wait:
 	}
 	t.Logf("killed with %d of %d messages at the destination", atKill, len(msgs))
 	report := filepath.Join(t.TempDir(), "r.json")
-	out, err := exec.Command(bin, rewriteArgs(src, dst, state, "--report", report)...).CombinedOutput()
+	cmd = exec.Command(bin, rewriteArgs(src, dst, state, "--report", report)...)
+	cmd.Env = environFor(t)
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("rerun: %v\n%s", err, out)
 	}

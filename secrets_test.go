@@ -27,7 +27,7 @@ func TestSecretsStayOutAndFilesArePrivate(t *testing.T) {
 		t.Fatalf("archive: exit %d\n%s\n%s", code, out2, errOut2)
 	}
 	// A failing login at debug level, too.
-	t.Setenv("MAILFERRY_DST_PASSWORD", "wrong-"+p.dst.Users["alice"])
+	setenv(t, "MAILFERRY_DST_PASSWORD", "wrong-"+p.dst.Users["alice"])
 	_, out3, errOut3 := mailferry(t, p.args("--log-level", "debug")...)
 	for _, s := range secrets {
 		for name, text := range map[string]string{"stdout": out + out2 + out3, "stderr": errOut + errOut2 + errOut3} {

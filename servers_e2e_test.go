@@ -28,8 +28,8 @@ func dovecotURL(s *dovecottest.Server) string { return "imap://alice@" + s.IMAPA
 // returns exit code, output and the report.
 func migrateBetween(t *testing.T, src, dst, srcPW, dstPW, state string, extra ...string) (int, string, string, string) {
 	t.Helper()
-	t.Setenv("MAILFERRY_SRC_PASSWORD", srcPW)
-	t.Setenv("MAILFERRY_DST_PASSWORD", dstPW)
+	setenv(t, "MAILFERRY_SRC_PASSWORD", srcPW)
+	setenv(t, "MAILFERRY_DST_PASSWORD", dstPW)
 	report := filepath.Join(t.TempDir(), "report.json")
 	args := append([]string{"migrate", src, dst, "--src-tls", "none", "--dst-tls", "none",
 		"--state-dir", state, "--progress", "never", "--report", report}, extra...)

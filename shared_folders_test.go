@@ -74,8 +74,8 @@ func TestSharedFoldersNotCopiedNorDeleted(t *testing.T) {
 	if len(bobBefore["shared/alice/Team"]) != 4 {
 		t.Fatalf("bob does not see alice's Team: %v", bobBefore)
 	}
-	t.Setenv("MAILFERRY_SRC_PASSWORD", src.Users["bob"])
-	t.Setenv("MAILFERRY_DST_PASSWORD", dst.Users["bob"])
+	setenv(t, "MAILFERRY_SRC_PASSWORD", src.Users["bob"])
+	setenv(t, "MAILFERRY_DST_PASSWORD", dst.Users["bob"])
 	migrateBob := func(extra ...string) (int, string, string) {
 		args := append([]string{"migrate", "imap://bob@" + src.IMAPAddr(), "imap://bob@" + dst.IMAPAddr(),
 			"--src-tls", "none", "--dst-tls", "none", "--state-dir", t.TempDir(), "--progress", "never"}, extra...)
@@ -143,7 +143,7 @@ func TestSharedFoldersNotCopiedNorDeleted(t *testing.T) {
 // the NAMESPACE column.
 func TestFoldersMarksShared(t *testing.T) {
 	src, _ := sharedServer(t)
-	t.Setenv("MAILFERRY_SRC_PASSWORD", src.Users["bob"])
+	setenv(t, "MAILFERRY_SRC_PASSWORD", src.Users["bob"])
 	for _, withFlag := range []bool{false, true} {
 		args := []string{"folders", "imap://bob@" + src.IMAPAddr(), "--src-tls", "none"}
 		if withFlag {
@@ -189,8 +189,8 @@ func TestSharedFoldersNeverWrittenIntoOthersAtDestination(t *testing.T) {
 	dst.Seed(t, "alice", []dovecottest.SeedMessage{{Folder: "Team", Body: sharedTestMessage("alice", "dst Team", 1)}})
 	dst.Share(t, "alice", "Team", "bob", "lrwstipekxa")
 	dstAlice := dst.Snapshot(t, "alice")
-	t.Setenv("MAILFERRY_SRC_PASSWORD", src.Users["bob"])
-	t.Setenv("MAILFERRY_DST_PASSWORD", dst.Users["bob"])
+	setenv(t, "MAILFERRY_SRC_PASSWORD", src.Users["bob"])
+	setenv(t, "MAILFERRY_DST_PASSWORD", dst.Users["bob"])
 	args := func(extra ...string) []string {
 		return append([]string{"migrate", "imap://bob@" + src.IMAPAddr(), "imap://bob@" + dst.IMAPAddr(),
 			"--src-tls", "none", "--dst-tls", "none", "--state-dir", t.TempDir(), "--progress", "never", "--jobs", "1",
@@ -224,7 +224,7 @@ func TestSharedFoldersNeverWrittenIntoOthersAtDestination(t *testing.T) {
 // every message.
 func TestArchiveSharedFolders(t *testing.T) {
 	src, aliceBefore := sharedServer(t)
-	t.Setenv("MAILFERRY_SRC_PASSWORD", src.Users["bob"])
+	setenv(t, "MAILFERRY_SRC_PASSWORD", src.Users["bob"])
 	dir := filepath.Join(t.TempDir(), "archive")
 	archive := func(extra ...string) migrate.Report {
 		t.Helper()

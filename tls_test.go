@@ -53,8 +53,8 @@ func newTLSSetup(t *testing.T, srcOpts dovecottest.Options) *tlsSetup {
 		state:   t.TempDir(),
 		secrets: []string{srcPW, dstPW},
 	}
-	t.Setenv("MAILFERRY_SRC_PASSWORD", srcPW)
-	t.Setenv("MAILFERRY_DST_PASSWORD", dstPW)
+	setenv(t, "MAILFERRY_SRC_PASSWORD", srcPW)
+	setenv(t, "MAILFERRY_DST_PASSWORD", dstPW)
 	date := time.Date(2024, 2, 3, 4, 5, 6, 0, time.UTC)
 	for i, folder := range []string{"INBOX", "INBOX", "INBOX", "Work", "Work"} {
 		s.msgs = append(s.msgs, dovecottest.SeedMessage{

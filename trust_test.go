@@ -54,8 +54,8 @@ func TestSameMailboxIsRefused(t *testing.T) {
 	s := dovecottest.Start(t, dovecottest.Options{Separator: '/', TLS: true})
 	s.Seed(t, "alice", plainMessages(20, "same"))
 	before := s.Snapshot(t, "alice")
-	t.Setenv("MAILFERRY_SRC_PASSWORD", s.Users["alice"])
-	t.Setenv("MAILFERRY_DST_PASSWORD", s.Users["alice"])
+	setenv(t, "MAILFERRY_SRC_PASSWORD", s.Users["alice"])
+	setenv(t, "MAILFERRY_DST_PASSWORD", s.Users["alice"])
 	plain := "imap://alice@" + s.IMAPAddr()
 	implicit := "imaps://alice@" + net.JoinHostPort("localhost", strconv.Itoa(s.IMAPSPort))
 	cases := []struct{ name, src, dst string }{
@@ -185,11 +185,11 @@ func TestDeleteSourceKeyOnlyMatchPOP3IntoArchive(t *testing.T) {
 	src.Seed(t, "alice", append([]dovecottest.SeedMessage{{Body: a2}}, others...))
 	arc := filepath.Join(t.TempDir(), "arc")
 	state := t.TempDir()
-	t.Setenv("MAILFERRY_SRC_PASSWORD", first.Users["alice"])
+	setenv(t, "MAILFERRY_SRC_PASSWORD", first.Users["alice"])
 	if code, out, errOut := mailferry(t, "archive", "imap://alice@"+first.IMAPAddr(), arc, "--src-tls", "none", "--state-dir", state, "--progress", "never"); code != 0 {
 		t.Fatalf("first archive: exit %d\n%s\n%s", code, out, errOut)
 	}
-	t.Setenv("MAILFERRY_SRC_PASSWORD", src.Users["alice"])
+	setenv(t, "MAILFERRY_SRC_PASSWORD", src.Users["alice"])
 	code, out, errOut := mailferry(t, "archive", "pop3://alice@"+src.POP3Addr(), arc, "--src-tls", "none", "--state-dir", state, "--progress", "never", "--delete-source")
 	if code != 0 {
 		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, out, errOut)

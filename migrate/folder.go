@@ -396,7 +396,7 @@ func (t *transfer) failed(m formats.Message, header []byte, err error) {
 // flush makes what was stored durable, learns the fate of what was queued,
 // and only then records it in the state.
 func (t *transfer) flush(ctx context.Context) error {
-	if cm, ok := t.p.dst.(Committer); ok && len(t.queue) > 0 {
+	if cm, ok := As[Committer](t.p.dst); ok && len(t.queue) > 0 {
 		res, err := cm.Commit(ctx)
 		if err != nil {
 			for _, q := range t.queue {
@@ -421,7 +421,7 @@ func (t *transfer) flush(ctx context.Context) error {
 		}
 		t.queue = t.queue[:0]
 	}
-	if fl, ok := t.p.dst.(Flusher); ok {
+	if fl, ok := As[Flusher](t.p.dst); ok {
 		if err := fl.Flush(ctx); err != nil {
 			return err
 		}

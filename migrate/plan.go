@@ -87,38 +87,7 @@ func Plan(src, dst []formats.Folder, dstSep rune, opts PlanOptions) ([]PlannedFo
 	if err != nil {
 		return nil, err
 	}
-	srcHasUse := false
-	for _, f := range src {
-		if f.SpecialUse != "" {
-			srcHasUse = true
-		}
-	}
-	// Destination folder for each special use.
-	dstUse := map[string][]string{}
-	for _, f := range dst {
-		if f.SpecialUse != "" && !f.NoSelect && !f.Shared && dstUse[f.SpecialUse] == nil {
-			dstUse[f.SpecialUse] = f.Path
-		}
-	}
-	for _, f := range dst {
-		if use := useOfName(f.Path); use != "" && dstUse[use] == nil && !f.NoSelect && !f.Shared {
-			dstUse[use] = f.Path
-		}
-	}
-	// Special-use folders become mappings, so their subfolders follow.
-	var useMaps []Mapping
-	for _, f := range src {
-		if f.Shared { // someone else's Sent is not the user's
-			continue
-		}
-		use := f.SpecialUse
-		if use == "" && !srcHasUse {
-			use = useOfName(f.Path)
-		}
-		if to := dstUse[use]; to != nil && use != "" && !equalPath(to, f.Path) {
-			useMaps = append(useMaps, Mapping{Old: f.Path, New: to})
-		}
-	}
+	useMaps := specialUseMaps(src, dst)
 	maps := append(append([]Mapping(nil), opts.Maps...), useMaps...)
 	sort.SliceStable(maps, func(i, j int) bool { return len(maps[i].Old) > len(maps[j].Old) })
 	var prefix []string
@@ -169,6 +138,44 @@ func Plan(src, dst []formats.Folder, dstSep rune, opts PlanOptions) ([]PlannedFo
 	// INBOX and special-use folders first (they win under --dedup account).
 	sort.SliceStable(out, func(i, j int) bool { return rank(out[i].Source) < rank(out[j].Source) })
 	return out, nil
+}
+
+// specialUseMaps maps each special-use folder of the source (by attribute,
+// or by a well-known name where the source has no attributes at all) to the
+// destination's folder of the same use, so that its subfolders follow.
+func specialUseMaps(src, dst []formats.Folder) []Mapping {
+	srcHasUse := false
+	for _, f := range src {
+		if f.SpecialUse != "" {
+			srcHasUse = true
+		}
+	}
+	// Destination folder for each special use.
+	dstUse := map[string][]string{}
+	for _, f := range dst {
+		if f.SpecialUse != "" && !f.NoSelect && !f.Shared && dstUse[f.SpecialUse] == nil {
+			dstUse[f.SpecialUse] = f.Path
+		}
+	}
+	for _, f := range dst {
+		if use := useOfName(f.Path); use != "" && dstUse[use] == nil && !f.NoSelect && !f.Shared {
+			dstUse[use] = f.Path
+		}
+	}
+	var useMaps []Mapping
+	for _, f := range src {
+		if f.Shared { // someone else's Sent is not the user's
+			continue
+		}
+		use := f.SpecialUse
+		if use == "" && !srcHasUse {
+			use = useOfName(f.Path)
+		}
+		if to := dstUse[use]; to != nil && use != "" && !equalPath(to, f.Path) {
+			useMaps = append(useMaps, Mapping{Old: f.Path, New: to})
+		}
+	}
+	return useMaps
 }
 
 // LeftOut counts the selectable folders --include and --exclude select

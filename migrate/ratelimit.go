@@ -138,17 +138,12 @@ func (l *Limits) String() string {
 // LimitSource paces src's Fetch by l (shared by every source of the run).
 // A nil l returns src as it is. The wrapper keeps src's Deleter.
 //
-// Keep in mind when the engine grows another optional Source interface:
-// the wrapper must pass it on, or the engine will not see it.
+// The engine finds src's optional interfaces (Deleter, ...) through Unwrap.
 func LimitSource(src Source, l *Limits) Source {
 	if l == nil || src == nil {
 		return src
 	}
-	ls := &limitedSource{Source: src, l: l}
-	if d, ok := src.(Deleter); ok {
-		return &limitedDeleter{limitedSource: ls, d: d}
-	}
-	return ls
+	return &limitedSource{Source: src, l: l}
 }
 
 type limitedSource struct {
@@ -172,15 +167,6 @@ func (s *limitedSource) Fetch(ctx context.Context, folder formats.Folder, msgs [
 		}
 		return fn(m, body)
 	})
-}
-
-type limitedDeleter struct {
-	*limitedSource
-	d Deleter
-}
-
-func (s *limitedDeleter) Delete(ctx context.Context, folder formats.Folder, msgs []formats.Message) error {
-	return s.d.Delete(ctx, folder, msgs)
 }
 
 // pacedReader pays for every byte it reads, in reads of at most chunk bytes.
@@ -208,25 +194,13 @@ func (p *pacedReader) Read(b []byte) (int, error) {
 // size is known and larger than maxBytes: Store returns a *MessageError, so
 // the engine names the message in the report and goes on (exit 3). A message
 // of unknown size (POP3, size -1) is passed on: the destination judges it.
-// maxBytes <= 0 returns dst as it is. The wrapper keeps dst's Committer and
-// Flusher; an optional Sink interface the engine learns later must be passed
-// on here too, or the engine will not see it behind the wrapper.
+// maxBytes <= 0 returns dst as it is. The engine finds dst's optional
+// interfaces (Committer, Flusher, ...) through Unwrap.
 func LimitMessageSize(dst Sink, maxBytes int64) Sink {
 	if maxBytes <= 0 || dst == nil {
 		return dst
 	}
-	s := &sizeSink{Sink: dst, max: maxBytes}
-	c, isC := dst.(Committer)
-	f, isF := dst.(Flusher)
-	switch {
-	case isC && isF:
-		return &sizeSinkCF{sizeSink: s, c: c, f: f}
-	case isC:
-		return &sizeSinkC{sizeSink: s, c: c}
-	case isF:
-		return &sizeSinkF{sizeSink: s, f: f}
-	}
-	return s
+	return &sizeSink{Sink: dst, max: maxBytes}
 }
 
 type sizeSink struct {
@@ -243,26 +217,3 @@ func (s *sizeSink) Store(ctx context.Context, folder formats.Folder, m formats.M
 	}
 	return s.Sink.Store(ctx, folder, m, size, body)
 }
-
-type sizeSinkC struct {
-	*sizeSink
-	c Committer
-}
-
-func (s *sizeSinkC) Commit(ctx context.Context) ([]StoreResult, error) { return s.c.Commit(ctx) }
-
-type sizeSinkF struct {
-	*sizeSink
-	f Flusher
-}
-
-func (s *sizeSinkF) Flush(ctx context.Context) error { return s.f.Flush(ctx) }
-
-type sizeSinkCF struct {
-	*sizeSink
-	c Committer
-	f Flusher
-}
-
-func (s *sizeSinkCF) Commit(ctx context.Context) ([]StoreResult, error) { return s.c.Commit(ctx) }
-func (s *sizeSinkCF) Flush(ctx context.Context) error                   { return s.f.Flush(ctx) }

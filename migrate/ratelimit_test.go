@@ -180,10 +180,10 @@ func TestRateLimitSharedByWorkers(t *testing.T) {
 
 func TestLimitSourceKeepsDeleter(t *testing.T) {
 	lim := NewLimits(0, 10, nil)
-	if _, ok := LimitSource(&fakeSource{}, lim).(Deleter); ok {
+	if _, ok := As[Deleter](LimitSource(&fakeSource{}, lim)); ok {
 		t.Error("a source without Delete became a Deleter")
 	}
-	if _, ok := LimitSource(&fakeDeletingSource{}, lim).(Deleter); !ok {
+	if _, ok := As[Deleter](LimitSource(&fakeDeletingSource{}, lim)); !ok {
 		t.Error("the wrapper hid the source's Deleter")
 	}
 	if s := LimitSource(&fakeSource{}, nil); s == nil {
@@ -257,8 +257,8 @@ func TestLimitMessageSizeKeepsCommitterAndFlusher(t *testing.T) {
 		{&fakeCommitFlushSink{}, true, true},
 	} {
 		s := LimitMessageSize(tc.sink, 10)
-		_, c := s.(Committer)
-		_, f := s.(Flusher)
+		_, c := As[Committer](s)
+		_, f := As[Flusher](s)
 		if c != tc.committer || f != tc.flusher {
 			t.Errorf("%T: wrapper is Committer %v Flusher %v, want %v %v", tc.sink, c, f, tc.committer, tc.flusher)
 		}

@@ -56,7 +56,8 @@ type Counts struct {
 	DeletedAtDestination int `json:"deleted_at_destination"`
 }
 
-func (c *Counts) add(o Counts) {
+// Add adds o to c.
+func (c *Counts) Add(o Counts) {
 	c.Found += o.Found
 	c.Copied += o.Copied
 	c.Skipped += o.Skipped

@@ -167,7 +167,7 @@ func Run(ctx context.Context, job Job) (*Report, error) {
 		if n, ok := e.deleted[rep.Folders[i].Source]; ok {
 			rep.Folders[i].DeletedAtSource = n
 		}
-		rep.Totals.add(rep.Folders[i].Counts)
+		rep.Totals.Add(rep.Folders[i].Counts)
 	}
 	if err != nil {
 		rep.Error = err.Error()
@@ -405,7 +405,7 @@ func (e *engine) deleteSource(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		d, ok := src.(Deleter)
+		d, ok := As[Deleter](src)
 		if !ok {
 			src.Close()
 			return Usagef("--delete-source: this source cannot delete messages")

@@ -92,7 +92,7 @@ func TestWatchFollowsTheSource(t *testing.T) {
 	var out, errb bytes.Buffer
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, p.args("--watch", "--interval", "200ms", "--sync-deletions"), strings.NewReader(""), &out, &errb)
+		done <- runEnv(ctx, p.args("--watch", "--interval", "200ms", "--sync-deletions"), getenvFor(t), strings.NewReader(""), &out, &errb)
 	}()
 	waitFor := func(what string, ok func([][]imap.Flag) bool) {
 		t.Helper()
@@ -191,7 +191,7 @@ func TestWatchIdleDeliversAtOnce(t *testing.T) {
 	var out, errb bytes.Buffer
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, p.args("--watch", "--interval", "1m"), strings.NewReader(""), &out, &errb)
+		done <- runEnv(ctx, p.args("--watch", "--interval", "1m"), getenvFor(t), strings.NewReader(""), &out, &errb)
 	}()
 	defer func() {
 		cancel()

@@ -61,11 +61,15 @@ func (c countingSource) List(ctx context.Context, f formats.Folder) (uint32, []f
 
 func (c countingSource) Unwrap() migrate.Source { return c.Source }
 
-func newCutoverPair(t *testing.T, srcOpts dovecottest.Options) *cutoverPair {
+func newCutoverPair(t *testing.T, srcOpts dovecottest.Options, dstOpts ...dovecottest.Options) *cutoverPair {
 	t.Helper()
+	dst := dovecottest.Options{Separator: '.'}
+	if len(dstOpts) > 0 {
+		dst = dstOpts[0]
+	}
 	return &cutoverPair{
 		src:   dovecottest.Start(t, srcOpts),
-		dst:   dovecottest.Start(t, dovecottest.Options{Separator: '.'}),
+		dst:   dovecottest.Start(t, dst),
 		state: filepath.Join(t.TempDir(), "state.db"),
 	}
 }
@@ -396,5 +400,37 @@ func TestSyncDeletionsWaitsForTheMovedCopy(t *testing.T) {
 	snap := p.dst.Snapshot(t, "alice")
 	if len(snap["INBOX"]) != 1 || len(snap["Work"]) != 2 {
 		t.Errorf("destination INBOX %d, Work %d messages; want 1 and 2", len(snap["INBOX"]), len(snap["Work"]))
+	}
+}
+
+// A destination that does not announce UIDPLUS: flags still follow, and
+// --sync-deletions only marks what it removes \Deleted (a UID EXPUNGE
+// cannot be sent, and a plain EXPUNGE would remove what others marked), and
+// the report says so. (Dovecot still answers APPENDUID, so mailferry knows
+// its UIDs.)
+func TestCutoverDestinationWithoutUIDPLUSOnlyMarks(t *testing.T) {
+	p := newCutoverPair(t, dovecottest.Options{Separator: '/'},
+		dovecottest.Options{Separator: '.', IMAPCapability: dovecottest.WithoutCaps("UIDPLUS")})
+	p.src.Seed(t, "alice", []dovecottest.SeedMessage{{Body: cutoverMessage(0)}, {Body: cutoverMessage(1)}})
+	if rep := p.run(t, migrate.Options{SyncDeletions: true}); rep.Totals.Copied != 2 {
+		t.Fatalf("first run: %+v", rep.Totals)
+	}
+	storeFlags(t, p.src, "INBOX", 0, imap.StoreFlagsAdd, imap.FlagFlagged)
+	uidOp(t, p.src, "INBOX", func(c *imapclient.Client) {
+		var del imap.UIDSet
+		del.AddNum(findUID(t, c, 1))
+		c.Store(del, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close()
+		if err := c.UIDExpunge(del).Close(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	rep := p.run(t, migrate.Options{SyncDeletions: true})
+	if rep.Totals.FlagsUpdated != 1 || rep.Totals.DeletedAtDestination != 1 || !rep.DestMarkedOnly {
+		t.Errorf("second run: %+v, marked only %v; want 1 flags updated, 1 deleted, marked only", rep.Totals, rep.DestMarkedOnly)
+	}
+	got := flagsByBody(t, p.dst, "INBOX")
+	if len(got) != 2 || !slices.Equal(got[sha(cutoverMessage(0))], []string{`\Flagged`}) ||
+		!slices.Equal(got[sha(cutoverMessage(1))], []string{`\Deleted`}) {
+		t.Errorf("destination: %v, want message 0 \\Flagged and message 1 still there, marked \\Deleted", got)
 	}
 }

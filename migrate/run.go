@@ -34,7 +34,7 @@ type Options struct {
 	// SyncDeletions removes at the destination what mailferry copied there
 	// and the source no longer has (cutover.go).
 	SyncDeletions bool
-	StatePath     string // the bbolt file; "" (and any dry run): a state in memory, no resume
+	StatePath     string // the bbolt file (a dry run only reads it); "": a state in memory, no resume
 	// State, when set, is used instead of StatePath (tests).
 	State    State
 	Reporter Reporter

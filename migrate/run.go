@@ -194,6 +194,7 @@ func (e *engine) run(ctx context.Context, rep *Report) error {
 	if err != nil {
 		return err
 	}
+	plan = inboxChildren(plan, c.src, c.dst) // inboxchildren.go
 	e.dstFolders = dstFolders
 	e.warnLeftOut(srcFolders)
 	e.warnNoDestDeletes(c.dst)

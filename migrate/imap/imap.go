@@ -363,6 +363,14 @@ func (m *IMAP) Folders(ctx context.Context) ([]formats.Folder, error) {
 				continue
 			}
 			sd, err := m.startStatus(f.Name).Wait()
+			var ie *imap.Error
+			if errors.As(err, &ie) && ie.Type == imap.StatusResponseTypeNo {
+				// Listed, but it cannot be opened now (mailutils lists the
+				// temporary file of a folder being rewritten): no counts,
+				// so the engine looks at it afresh, and a source folder that
+				// really cannot be opened fails by name when it is listed.
+				continue
+			}
 			if err != nil {
 				return nil, m.wrap("status "+f.Name, err)
 			}
@@ -534,7 +542,7 @@ func (m *IMAP) Fetch(ctx context.Context, folder formats.Folder, msgs []formats.
 			}
 		}
 		sort.Slice(rest, func(i, j int) bool { return rest[i].UID < rest[j].UID })
-		if err := m.fetchSections(ctx, folder, rest, body, deliver); err != nil {
+		if err := m.fetchBodies(ctx, folder, rest, deliver, delivered, &fnErr); err != nil {
 			return err
 		}
 	}

@@ -216,6 +216,9 @@ func (p *POP3) open(ctx context.Context) error {
 		}
 		p.capa() // RFC 2595: capabilities may change after STLS
 	}
+	if err := p.utf8(); err != nil {
+		return err
+	}
 	return p.login()
 }
 

@@ -58,6 +58,7 @@ servername: localhost
 altnamespace: %[2]s
 unixhierarchysep: %[2]s
 munge8bit: yes
+mailbox_legacy_dirs: yes
 sasl_pwcheck_method: auxprop
 sasl_auxprop_plugin: sasldb
 sasl_sasldb_path: %[1]s/sasldb2

@@ -27,6 +27,9 @@ type copyFlags struct {
 	since, before    string
 	dedup            string
 	deleteSource     bool
+	syncDeletions    bool
+	watch            bool
+	interval         time.Duration
 	sharedFolders    bool
 	dryRun           bool
 	jobs             int
@@ -91,6 +94,9 @@ func (f *copyFlags) addBatch(cmd *cobra.Command) {
 	fl.StringVar(&f.batch, "batch", "", "migrate every account listed in FILE (CSV: source,destination,src_password_file,dst_password_file,src_token_cmd,dst_token_cmd)")
 	fl.IntVar(&f.accounts, "accounts", 2, "with --batch: accounts migrated at once")
 	fl.StringVar(&f.shard, "shard", "", "with --batch: K/N, this machine's share of the accounts (K from 1 to N)")
+	fl.BoolVar(&f.syncDeletions, "sync-deletions", false, "remove at the destination what mailferry copied there and the source no longer has (never anything else)")
+	fl.BoolVar(&f.watch, "watch", false, "after the pass, keep applying new mail, flag changes (and with --sync-deletions deletions) every --interval until SIGINT/SIGTERM")
+	fl.DurationVar(&f.interval, "interval", 30*time.Second, "with --watch: time between passes")
 }
 
 // options applies --preset, checks the flags and turns them into engine
@@ -139,6 +145,10 @@ func (f *copyFlags) options(env *environment) (migrate.Options, error) {
 		return o, err
 	}
 	o.Jobs, o.DryRun, o.DeleteSource = f.jobs, f.dryRun, f.deleteSource
+	if f.syncDeletions && f.deleteSource {
+		return o, &usageError{fmt.Errorf("--sync-deletions and --delete-source cannot be combined: what one deletes at the source the other would delete at the destination")}
+	}
+	o.SyncDeletions = f.syncDeletions
 	o.SharedFolders = f.sharedFolders
 	return o, nil
 }
@@ -213,6 +223,9 @@ messages.`,
 				if len(args) != 0 {
 					return &usageError{fmt.Errorf("%s: with --batch the accounts come from the file: give no SOURCE or DEST", cmd.Name())}
 				}
+				if f.watch {
+					return &usageError{fmt.Errorf("--watch keeps one account current: it does not go with --batch")}
+				}
 				return nil
 			}
 			for _, name := range []string{"accounts", "shard"} {
@@ -258,6 +271,12 @@ func runMigrate(cmd *cobra.Command, env *environment, f *copyFlags, srcArg, dstA
 	}
 	if err := resolveServer(env, dst, &f.dst, &f.tls); err != nil {
 		return f.reportEarlyError(src, dst, err)
+	}
+	if f.watch {
+		if opts.DryRun {
+			return &usageError{fmt.Errorf("--watch and --dry-run cannot be combined")}
+		}
+		return watch(cmd.Context(), env, f, opts, src, dst)
 	}
 	return execute(cmd.Context(), env, f, opts, src, dst)
 }
@@ -308,9 +327,9 @@ func (f *copyFlags) runJob(ctx context.Context, env *environment, opts migrate.O
 	if err != nil {
 		return &migrate.Report{Source: src.String(), Destination: dst.String()}, err
 	}
-	if !opts.DryRun {
-		opts.StatePath = migrate.StatePath(f.stateDirectory(env), src.String(), dst.String())
-	}
+	// A dry run reads the state (never writes it): flags follow and
+	// --sync-deletions need the ledger to say what they would change.
+	opts.StatePath = migrate.StatePath(f.stateDirectory(env), src.String(), dst.String())
 	openSrc, openDst := openSource(src), openSink(dst)
 	wrapSrc := f.presetSource()
 	limits := migrate.NewLimits(f.maxBytesPerSecond, f.maxMessagesPerSec, nil)

@@ -164,12 +164,25 @@ func printSummary(w io.Writer, rep *migrate.Report) {
 	if rep.DryRun {
 		copied = "WOULD COPY"
 	}
-	fmt.Fprintln(tw, "FOLDER\tDESTINATION\tFOUND\t"+copied+"\tSKIPPED\tFAILED\tBYTES")
-	for _, f := range rep.Folders {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\n", f.Source, f.Destination, f.Found, f.Copied, f.Skipped, f.Failed, humanBytes(f.Bytes))
-	}
 	t := rep.Totals
-	fmt.Fprintf(tw, "total\t\t%d\t%d\t%d\t%d\t%s\n", t.Found, t.Copied, t.Skipped, t.Failed, humanBytes(t.Bytes))
+	// The cutover's columns only when a run changed (or would change) flags
+	// or deleted at the destination.
+	cut := t.FlagsUpdated > 0 || t.DeletedAtDestination > 0
+	cols := func(c migrate.Counts) string {
+		if !cut {
+			return ""
+		}
+		return fmt.Sprintf("\t%d\t%d", c.FlagsUpdated, c.DeletedAtDestination)
+	}
+	head := ""
+	if cut {
+		head = "\tFLAGS UPDATED\tDELETED AT DEST"
+	}
+	fmt.Fprintln(tw, "FOLDER\tDESTINATION\tFOUND\t"+copied+"\tSKIPPED\tFAILED\tBYTES"+head)
+	for _, f := range rep.Folders {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s%s\n", f.Source, f.Destination, f.Found, f.Copied, f.Skipped, f.Failed, humanBytes(f.Bytes), cols(f.Counts))
+	}
+	fmt.Fprintf(tw, "total\t\t%d\t%d\t%d\t%d\t%s%s\n", t.Found, t.Copied, t.Skipped, t.Failed, humanBytes(t.Bytes), cols(t))
 	tw.Flush()
 	for _, f := range rep.Folders {
 		if f.Note != "" {
@@ -186,6 +199,34 @@ func printSummary(w io.Writer, rep *migrate.Report) {
 		fmt.Fprintf(w, "copied %s (%s) in %.1fs, %.0f msg/s\n", plural(t.Copied, "message"), humanBytes(t.Bytes), rep.DurationSeconds, rate)
 	}
 	printDeletions(w, rep)
+	printCutover(w, rep)
+}
+
+// printCutover says how many messages got new flags and what
+// --sync-deletions removed at the destination (or, in a dry run, would).
+func printCutover(w io.Writer, rep *migrate.Report) {
+	would := ""
+	if rep.DryRun {
+		would = "would "
+	}
+	if n := rep.Totals.FlagsUpdated; n > 0 {
+		verb := "updated"
+		if rep.DryRun {
+			verb = "update"
+		}
+		fmt.Fprintf(w, "%s%s the flags of %d messages at the destination\n", would, verb, n)
+	}
+	if n := rep.Totals.DeletedAtDestination; n > 0 {
+		verb := "deleted"
+		if rep.DryRun {
+			verb = "delete"
+		}
+		how := ""
+		if rep.DestMarkedOnly {
+			how = ` (only marked \Deleted: the destination has no UIDPLUS, so they stay until the folder is expunged)`
+		}
+		fmt.Fprintf(w, "%s%s %d messages at the destination that are gone from the source%s\n", would, verb, n, how)
+	}
 }
 
 // printDeletions says what --delete-source removed (or, in a dry run,

@@ -57,6 +57,10 @@ type Folder struct {
 	// Validity is the IMAP UIDVALIDITY or an equivalent token: when it
 	// changes, every ID recorded for this folder is void.
 	Validity uint32
+	// HighestModSeq is the IMAP HIGHESTMODSEQ (CONDSTORE, RFC 7162): it
+	// grows with every flag change or expunge; 0 when the endpoint cannot
+	// tell.
+	HighestModSeq uint64
 	// Shared is true for a folder in another user's or a shared namespace
 	// (RFC 2342), e.g. "shared/alice/Team" or "Public/Notices": someone
 	// else's mail, copied only when asked and never deleted from.

@@ -1,5 +1,13 @@
 package migrate
 
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/mailferry/mailferry/formats"
+)
+
 // Optional capabilities of a Source or Sink are small interfaces found with
 // As, which looks through wrappers (rate limits, size limits, presets) by
 // their Unwrap methods, so that a wrapper never hides what is inside it.
@@ -30,6 +38,40 @@ type Prober interface {
 	// and a function that deletes it.
 	Probe() (leaf string, remove func(), err error)
 }
+
+// FlagUpdater is a Sink that can change the flags of messages it holds
+// (IMAP): flags follow (cutover.go).
+type FlagUpdater interface {
+	// UpdateFlags adds and removes flags of messages in folder, each change
+	// for the IDs it names. Flags the folder cannot keep are left out.
+	UpdateFlags(ctx context.Context, folder formats.Folder, changes []FlagChange) error
+}
+
+// FlagChange is one group of messages that get the same flags added and
+// removed.
+type FlagChange struct {
+	Add, Remove []string
+	IDs         []string // the sink's IDs (IMAP UIDs in decimal)
+}
+
+// DestDeleter is a Sink that can remove messages it holds by ID
+// (--sync-deletions, IMAP only: archives never delete).
+type DestDeleter interface {
+	// DeleteDest removes exactly the messages ids of folder; marksOnly says
+	// they were only marked \Deleted (no UIDPLUS).
+	DeleteDest(ctx context.Context, folder formats.Folder, ids []string) (marksOnly bool, err error)
+}
+
+// ChangeWaiter is a Source that can wait for a change in a folder (IMAP
+// IDLE): --watch starts its next pass at once instead of after --interval.
+type ChangeWaiter interface {
+	// WaitChange returns when the server reports a change in folder, after
+	// max, or when ctx ends; ErrNoIdle at once when the server cannot.
+	WaitChange(ctx context.Context, folder formats.Folder, max time.Duration) error
+}
+
+// ErrNoIdle says a ChangeWaiter's server cannot wait for changes.
+var ErrNoIdle = errors.New("the server has no IDLE")
 
 // As returns x, or the first value inside it (following Unwrap() Sink and
 // Unwrap() Source), that implements T.

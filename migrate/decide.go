@@ -1,6 +1,12 @@
 package migrate
 
-import "github.com/mailferry/mailferry/formats"
+import (
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/mailferry/mailferry/formats"
+)
 
 // The decide step: which source messages of a folder are copied, which are
 // already at the destination, and which of those --delete-source may
@@ -135,4 +141,133 @@ func decideKeys(unknown []formats.Message, keys map[string]formats.Key, avail ma
 		d.copy = append(d.copy, m)
 		d.bytes += max(m.Size, 0)
 	}
+}
+
+// The cutover rules (flags follow and --sync-deletions, cutover.go), pure
+// like the rest of the decide step:
+//   - Flags follow: for a message at the destination that the ledger knows,
+//     the destination's flags become dst ∪ (src − base) − (base − src),
+//     where base is what mailferry last applied there: only what changed
+//     at the source since is changed, so a flag the user set or removed at
+//     the destination meanwhile wins. An unknown base counts as empty
+//     (flags are then only added). \Deleted and \Recent are never followed.
+//   - The destination copy is the UID mailferry stored the message as
+//     (APPENDUID, same destination UIDVALIDITY, still holding the same
+//     key), else a destination message with the same key that no other
+//     source message maps to.
+//   - --sync-deletions removes a destination message only when mailferry
+//     stored it (Copied, with its UID recorded), the destination still
+//     holds it under that UID with the same key, and the complete listing
+//     of the source folder (same UIDVALIDITY) lacks the source message.
+
+// flagPlan is the flags-follow outcome for one folder.
+type flagPlan struct {
+	changes []FlagChange // grouped by identical change, in source order
+	records []Record     // the new bases, to record once applied
+	updated int          // messages whose flags change at the destination
+}
+
+// decideFlags applies the flags-follow rule to msgs (the source listing)
+// except those in skip (copied in this pass). dst is the destination
+// folder's index (ID -> key) and dstValidity its UIDVALIDITY.
+func decideFlags(msgs []formats.Message, ledger *FolderState, dst map[string]formats.Key, dstValidity uint32,
+	skip map[string]bool, srcKey string) flagPlan {
+	var plan flagPlan
+	where := mapToDest(msgs, ledger, dst, dstValidity)
+	group := map[string]int{}
+	for _, m := range msgs {
+		k, ok := ledger.IDs[m.ID]
+		uid, mapped := where[m.ID]
+		if !ok || skip[m.ID] || !mapped {
+			continue
+		}
+		src := followFlags(m.Flags)
+		base, hasBase := ledger.Base[m.ID]
+		add, remove := flagDiff(src, base)
+		if len(add) == 0 && len(remove) == 0 && hasBase {
+			continue
+		}
+		plan.records = append(plan.records, Record{Side: SideSource, Folder: srcKey, ID: m.ID, Key: k,
+			Copied: ledger.Copied[m.ID], Dst: ledger.Dst[m.ID], Base: src, HasBase: true})
+		if len(add) == 0 && len(remove) == 0 {
+			continue
+		}
+		plan.updated++
+		g := strings.Join(add, "\x00") + "\x01" + strings.Join(remove, "\x00")
+		i, ok := group[g]
+		if !ok {
+			i = len(plan.changes)
+			group[g] = i
+			plan.changes = append(plan.changes, FlagChange{Add: add, Remove: remove})
+		}
+		plan.changes[i].IDs = append(plan.changes[i].IDs, uid)
+	}
+	return plan
+}
+
+// mapToDest finds the destination copy of each message the ledger knows:
+// the recorded UID where it still holds the key, else an unclaimed
+// destination message with the same key (lowest UID first).
+func mapToDest(msgs []formats.Message, ledger *FolderState, dst map[string]formats.Key, dstValidity uint32) map[string]string {
+	where := map[string]string{}
+	claimed := map[string]bool{}
+	for _, m := range msgs {
+		if id, ok := recordedDest(ledger, m.ID, dst, dstValidity); ok {
+			where[m.ID], claimed[id] = id, true
+		}
+	}
+	byKey := map[formats.Key][]string{}
+	for id, k := range dst {
+		if !claimed[id] {
+			byKey[k] = append(byKey[k], id)
+		}
+	}
+	for _, ids := range byKey {
+		sort.Slice(ids, func(i, j int) bool { return len(ids[i]) < len(ids[j]) || len(ids[i]) == len(ids[j]) && ids[i] < ids[j] })
+	}
+	for _, m := range msgs {
+		k, ok := ledger.IDs[m.ID]
+		if _, done := where[m.ID]; !ok || done || len(byKey[k]) == 0 {
+			continue
+		}
+		where[m.ID], byKey[k] = byKey[k][0], byKey[k][1:]
+	}
+	return where
+}
+
+// recordedDest is the UID mailferry recorded storing a message as, if the
+// destination folder (same UIDVALIDITY) still holds it with the same key.
+func recordedDest(ledger *FolderState, id string, dst map[string]formats.Key, dstValidity uint32) (string, bool) {
+	d, ok := ledger.Dst[id]
+	if !ok || d.UID == 0 || d.Validity != dstValidity {
+		return "", false
+	}
+	uid := strconv.FormatUint(uint64(d.UID), 10)
+	k, ok := dst[uid]
+	return uid, ok && k == ledger.IDs[id]
+}
+
+// decideDeletions returns the destination UIDs --sync-deletions removes:
+// messages mailferry stored, still there as stored, whose source message
+// the complete listing msgs lacks; and the ledger entries to forget once
+// they are gone.
+func decideDeletions(msgs []formats.Message, ledger *FolderState, dst map[string]formats.Key, dstValidity uint32) (uids []string, gone []string) {
+	listed := make(map[string]bool, len(msgs))
+	for _, m := range msgs {
+		listed[m.ID] = true
+	}
+	for id := range ledger.IDs {
+		if listed[id] || !ledger.Copied[id] {
+			continue
+		}
+		if uid, ok := recordedDest(ledger, id, dst, dstValidity); ok {
+			uids = append(uids, uid)
+			gone = append(gone, id)
+		}
+	}
+	sort.Slice(uids, func(i, j int) bool {
+		return len(uids[i]) < len(uids[j]) || len(uids[i]) == len(uids[j]) && uids[i] < uids[j]
+	})
+	sort.Strings(gone)
+	return uids, gone
 }

@@ -1,6 +1,7 @@
 package migrate
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 
@@ -125,5 +126,125 @@ func TestDecide(t *testing.T) {
 				t.Errorf("%d copied + %d skipped != %d messages", len(d.copy), d.skipped, len(msgs))
 			}
 		})
+	}
+}
+
+func TestDecideFlags(t *testing.T) {
+	k := func(b byte) formats.Key { return formats.Key{b} }
+	type entry struct {
+		key    formats.Key
+		base   []string // nil: unknown
+		dst    uint32   // recorded destination UID (0: none)
+		copied bool
+	}
+	cases := []struct {
+		name    string
+		src     map[string][]string // source ID -> current flags
+		ledger  map[string]entry
+		dest    map[string]formats.Key // destination index
+		skip    []string
+		want    []FlagChange
+		updated int
+		bases   map[string][]string // new bases recorded
+	}{
+		{name: "unchanged: nothing to do",
+			src: map[string][]string{"1": {`\Seen`}}, ledger: map[string]entry{"1": {k(1), []string{`\Seen`}, 7, true}},
+			dest: map[string]formats.Key{"7": k(1)}},
+		{name: "added and removed at the source follow",
+			src:    map[string][]string{"1": {`\Answered`, "$Label1"}},
+			ledger: map[string]entry{"1": {k(1), []string{`\Seen`}, 7, true}}, dest: map[string]formats.Key{"7": k(1)},
+			want: []FlagChange{{Add: []string{"$Label1", `\Answered`}, Remove: []string{`\Seen`}, IDs: []string{"7"}}}, updated: 1,
+			bases: map[string][]string{"1": {"$Label1", `\Answered`}}},
+		{name: "same change grouped; \\Deleted and \\Recent never follow",
+			src:    map[string][]string{"1": {`\Flagged`, `\Deleted`}, "2": {`\Flagged`, `\Recent`}},
+			ledger: map[string]entry{"1": {k(1), []string{}, 7, true}, "2": {k(2), []string{}, 8, true}},
+			dest:   map[string]formats.Key{"7": k(1), "8": k(2)},
+			want:   []FlagChange{{Add: []string{`\Flagged`}, IDs: []string{"7", "8"}}}, updated: 2,
+			bases: map[string][]string{"1": {`\Flagged`}, "2": {`\Flagged`}}},
+		{name: "unknown base: only added; the base is recorded even without a change",
+			src:    map[string][]string{"1": {`\Seen`}, "2": {}},
+			ledger: map[string]entry{"1": {key: k(1)}, "2": {key: k(2)}}, dest: map[string]formats.Key{"3": k(1), "4": k(2)},
+			want: []FlagChange{{Add: []string{`\Seen`}, IDs: []string{"3"}}}, updated: 1,
+			bases: map[string][]string{"1": {`\Seen`}, "2": {}}},
+		{name: "recorded UID gone or holding another key: found by key instead",
+			src:    map[string][]string{"1": {`\Seen`}},
+			ledger: map[string]entry{"1": {k(1), []string{}, 7, true}}, dest: map[string]formats.Key{"7": k(9), "12": k(1)},
+			want: []FlagChange{{Add: []string{`\Seen`}, IDs: []string{"12"}}}, updated: 1,
+			bases: map[string][]string{"1": {`\Seen`}}},
+		{name: "two source messages, one key: each its own destination copy",
+			src:    map[string][]string{"1": {`\Seen`}, "2": {`\Seen`}},
+			ledger: map[string]entry{"1": {key: k(1)}, "2": {k(1), []string{}, 5, true}}, dest: map[string]formats.Key{"5": k(1), "6": k(1)},
+			want: []FlagChange{{Add: []string{`\Seen`}, IDs: []string{"6", "5"}}}, updated: 2,
+			bases: map[string][]string{"1": {`\Seen`}, "2": {`\Seen`}}},
+		{name: "not at the destination, unknown, or copied now: left alone",
+			src:    map[string][]string{"1": {`\Seen`}, "2": {`\Seen`}, "3": {`\Seen`}},
+			ledger: map[string]entry{"1": {key: k(1)}, "3": {key: k(3)}}, dest: map[string]formats.Key{"9": k(3)}, skip: []string{"3"}},
+		{name: "keywords compare case-insensitively",
+			src:    map[string][]string{"1": {"$label1"}},
+			ledger: map[string]entry{"1": {k(1), []string{"$Label1"}, 7, true}}, dest: map[string]formats.Key{"7": k(1)}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ledger := newFolderState(1)
+			var msgs []formats.Message
+			for _, id := range []string{"1", "2", "3"} {
+				if f, ok := c.src[id]; ok {
+					msgs = append(msgs, formats.Message{ID: id, Flags: f})
+				}
+				if e, ok := c.ledger[id]; ok {
+					ledger.IDs[id] = e.key
+					if e.base != nil {
+						ledger.Base[id] = e.base
+					}
+					if e.dst != 0 {
+						ledger.Dst[id] = DstID{Validity: 3, UID: e.dst}
+					}
+					ledger.Copied[id] = e.copied
+				}
+			}
+			skip := map[string]bool{}
+			for _, id := range c.skip {
+				skip[id] = true
+			}
+			plan := decideFlags(msgs, ledger, c.dest, 3, skip, "src")
+			if fmt.Sprint(plan.changes) != fmt.Sprint(c.want) || plan.updated != c.updated {
+				t.Errorf("changes %v (%d updated), want %v (%d)", plan.changes, plan.updated, c.want, c.updated)
+			}
+			bases := map[string][]string{}
+			for _, r := range plan.records {
+				bases[r.ID] = r.Base
+				if !r.HasBase || r.Copied != ledger.Copied[r.ID] || r.Dst != ledger.Dst[r.ID] || r.Key != ledger.IDs[r.ID] {
+					t.Errorf("record %+v does not keep the ledger entry", r)
+				}
+			}
+			if fmt.Sprint(bases) != fmt.Sprint(c.bases) && !(len(bases) == 0 && len(c.bases) == 0) {
+				t.Errorf("bases %v, want %v", bases, c.bases)
+			}
+		})
+	}
+}
+
+func TestDecideDeletions(t *testing.T) {
+	k := func(b byte) formats.Key { return formats.Key{b} }
+	ledger := newFolderState(1)
+	add := func(id string, key formats.Key, copied bool, dst DstID) {
+		ledger.IDs[id], ledger.Copied[id] = key, copied
+		if dst.UID != 0 {
+			ledger.Dst[id] = dst
+		}
+	}
+	add("1", k(1), true, DstID{3, 11}) // still at the source
+	add("2", k(2), true, DstID{3, 12}) // expunged at the source: deleted
+	add("3", k(3), false, DstID{})     // matched, never copied: kept
+	add("4", k(4), true, DstID{})      // copied without APPENDUID: kept
+	add("5", k(5), true, DstID{2, 15}) // copied into an earlier UIDVALIDITY: kept
+	add("6", k(6), true, DstID{3, 16}) // its copy was removed at the destination already
+	add("7", k(7), true, DstID{3, 17}) // the UID now holds another message: kept
+	add("10", k(8), true, DstID{3, 9}) // expunged at the source: deleted
+	dest := map[string]formats.Key{"11": k(1), "12": k(2), "13": k(3), "14": k(4), "15": k(5), "17": k(99), "9": k(8), "20": k(20)}
+	msgs := []formats.Message{{ID: "1"}}
+	uids, gone := decideDeletions(msgs, ledger, dest, 3)
+	if !slices.Equal(uids, []string{"9", "12"}) || !slices.Equal(gone, []string{"10", "2"}) {
+		t.Errorf("deletes %v (ledger %v), want [9 12] ([10 2])", uids, gone)
 	}
 }

@@ -33,6 +33,9 @@ type folderPass struct {
 	d        decision
 	keys     map[string]formats.Key
 	heads    map[string]string // message ID -> Message-ID, where read
+	// deferMark: --sync-deletions owes deletions, so the source mark waits
+	// until they are done (cutover.go).
+	deferMark bool
 }
 
 // copyFolder is one pass over one folder: list, decide, copy, record.
@@ -63,13 +66,16 @@ func (e *engine) copyFolder(ctx context.Context, src Source, dst Sink, pf Planne
 		if e.opts.DeleteSource && !p.pf.Source.Shared {
 			p.fr.DeletedAtSource = len(p.d.deletable) + len(p.d.copy) // would be deleted
 		}
-		return p.fr, nil
+		return p.fr, p.cutover(ctx, nil)
 	}
 	if err := e.add(p.d.matched); err != nil {
 		return p.fr, err
 	}
 	t := &transfer{p: p, delivered: map[string]bool{}, lastFlush: time.Now()}
 	if err := t.run(ctx); err != nil {
+		return p.fr, err
+	}
+	if err := p.cutover(ctx, t); err != nil {
 		return p.fr, err
 	}
 	return p.fr, p.finish(t)
@@ -84,8 +90,11 @@ func (e *engine) unchanged(p *folderPass) (bool, error) {
 	if e.filtered() || e.opts.Dedup == DedupAccount || e.opts.DeleteSource || f.UIDNext == 0 {
 		return false, nil
 	}
-	v, next, _, err := e.state.Mark(SideSource, p.srcKey)
+	v, next, srcMsgs, err := e.state.Mark(SideSource, p.srcKey)
 	if err != nil || next != f.UIDNext || v != f.Validity {
+		return false, err
+	}
+	if ok, err := e.cutoverUnchanged(p, srcMsgs); err != nil || !ok {
 		return false, err
 	}
 	dstF, ok := e.listedDest(p.pf.Dest)
@@ -239,12 +248,12 @@ func (p *folderPass) finish(t *transfer) error {
 		}
 	}
 	if e.opts.DeleteSource {
-		e.queueDelete(p.name, f, append(p.d.deletable, t.copied...))
+		e.queueDelete(p.name, p.srcKey, f, append(p.d.deletable, t.copied...))
 	}
 	// Marks: the source folder is complete through the UIDNEXT seen before
 	// listing; the destination index through our own contiguous appends.
-	if p.fr.Failed == 0 && vanished == 0 && !e.filtered() && f.UIDNext != 0 && p.validity == f.Validity {
-		if err := e.mark(SideSource, p.srcKey, p.validity, f.UIDNext, 0); err != nil {
+	if p.fr.Failed == 0 && vanished == 0 && !e.filtered() && f.UIDNext != 0 && p.validity == f.Validity && !p.deferMark {
+		if err := e.mark(SideSource, p.srcKey, p.validity, f.UIDNext, p.syncedCount()); err != nil {
 			return err
 		}
 	}
@@ -361,7 +370,8 @@ func (t *transfer) one(ctx context.Context, m formats.Message, body io.Reader) e
 
 func (t *transfer) stored(m formats.Message, key formats.Key, id string) {
 	p := t.p
-	t.pending = append(t.pending, Record{Side: SideSource, Folder: p.srcKey, ID: m.ID, Key: key, Copied: true})
+	t.pending = append(t.pending, Record{Side: SideSource, Folder: p.srcKey, ID: m.ID, Key: key, Copied: true,
+		Dst: dstID(p.dstF, id), Base: m.Flags, HasBase: true})
 	if id != "" {
 		t.pending = append(t.pending, Record{Side: SideDest, Folder: p.dstF.Name, ID: id, Key: key})
 		t.dstIDs = append(t.dstIDs, id)

@@ -34,6 +34,7 @@ func (s *memState) Folder(side Side, name string) (*FolderState, error) {
 	defer s.mu.Unlock()
 	fs := *s.get(side, name)
 	fs.IDs, fs.Copied = maps.Clone(fs.IDs), maps.Clone(fs.Copied)
+	fs.Dst, fs.Base = maps.Clone(fs.Dst), maps.Clone(fs.Base)
 	return &fs, nil
 }
 
@@ -70,6 +71,14 @@ func (s *memState) Add(recs []Record) error {
 		} else {
 			delete(fs.Copied, r.ID)
 		}
+		delete(fs.Dst, r.ID)
+		if r.Dst.UID != 0 {
+			fs.Dst[r.ID] = r.Dst
+		}
+		delete(fs.Base, r.ID)
+		if r.HasBase {
+			fs.Base[r.ID] = followFlags(r.Base)
+		}
 	}
 	if len(recs) > 0 {
 		s.running = time.Now()
@@ -93,3 +102,29 @@ func (s *memState) Finish() error {
 }
 
 func (s *memState) Close() error { return nil }
+
+func (s *memState) Forget(recs []Record) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range recs {
+		fs := s.get(r.Side, r.Folder)
+		delete(fs.IDs, r.ID)
+		delete(fs.Copied, r.ID)
+		delete(fs.Dst, r.ID)
+		delete(fs.Base, r.ID)
+	}
+	return nil
+}
+
+func (s *memState) ModSeq(side Side, name string) (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.get(side, name).modSeq, nil
+}
+
+func (s *memState) SetModSeq(side Side, name string, modseq uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.get(side, name).modSeq = modseq
+	return nil
+}

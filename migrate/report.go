@@ -48,6 +48,12 @@ type Counts struct {
 	// DeletedAtSource counts what --delete-source removed (in a dry run:
 	// would remove).
 	DeletedAtSource int `json:"deleted_at_source"`
+	// FlagsUpdated counts messages whose flags were changed at the
+	// destination to follow the source (in a dry run: would be).
+	FlagsUpdated int `json:"flags_updated"`
+	// DeletedAtDestination counts what --sync-deletions removed at the
+	// destination (in a dry run: would remove).
+	DeletedAtDestination int `json:"deleted_at_destination"`
 }
 
 // Add adds o to c.
@@ -58,6 +64,8 @@ func (c *Counts) Add(o Counts) {
 	c.Failed += o.Failed
 	c.Bytes += o.Bytes
 	c.DeletedAtSource += o.DeletedAtSource
+	c.FlagsUpdated += o.FlagsUpdated
+	c.DeletedAtDestination += o.DeletedAtDestination
 }
 
 // FolderReport is one folder's line of the report.
@@ -99,6 +107,9 @@ type Report struct {
 	// MarkedOnly says the source could only mark deleted messages
 	// \Deleted (no UIDPLUS): they are still there until expunged.
 	MarkedOnly bool `json:"deleted_marked_only,omitempty"`
+	// DestMarkedOnly says the destination could only mark what
+	// --sync-deletions removes \Deleted (no UIDPLUS).
+	DestMarkedOnly bool `json:"destination_deleted_marked_only,omitempty"`
 	// Error is the error that stopped the run, if one did.
 	Error string `json:"error,omitempty"`
 }

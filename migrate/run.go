@@ -31,7 +31,10 @@ type Options struct {
 	DryRun        bool
 	Jobs          int
 	DeleteSource  bool
-	StatePath     string // the bbolt file; "" (and any dry run): a state in memory, no resume
+	// SyncDeletions removes at the destination what mailferry copied there
+	// and the source no longer has (cutover.go).
+	SyncDeletions bool
+	StatePath     string // the bbolt file (a dry run only reads it); "": a state in memory, no resume
 	// State, when set, is used instead of StatePath (tests).
 	State    State
 	Reporter Reporter
@@ -103,6 +106,9 @@ type engine struct {
 	deletes   map[string]*deleteSet // source folder display name -> messages safe to delete
 	deleted   map[string]int        // source folder display name -> messages deleted there
 	marksOnly bool                  // the source only marked them \Deleted (no UIDPLUS)
+	// dstDeletes is what --sync-deletions removes at the end (cutover.go).
+	dstDeletes   map[string]*destDeletes // by source ledger folder: a retried pass replaces its plan
+	dstMarksOnly bool                    // the destination only marked them \Deleted
 	// dstFolders is the destination's folder list as the run began.
 	dstFolders []formats.Folder
 }
@@ -111,11 +117,12 @@ type engine struct {
 type deleteSet struct {
 	folder formats.Folder
 	msgs   []formats.Message
+	srcKey string // the source ledger's folder (forgotten once deleted)
 }
 
 // queueDelete adds messages of a source folder that are durably at the
 // destination, as mailferry stored them, to what --delete-source removes.
-func (e *engine) queueDelete(name string, f formats.Folder, msgs []formats.Message) {
+func (e *engine) queueDelete(name, srcKey string, f formats.Folder, msgs []formats.Message) {
 	if len(msgs) == 0 || f.Shared { // never someone else's mail (namespace.go)
 		return
 	}
@@ -123,7 +130,7 @@ func (e *engine) queueDelete(name string, f formats.Folder, msgs []formats.Messa
 	defer e.mu.Unlock()
 	ds := e.deletes[name]
 	if ds == nil {
-		ds = &deleteSet{folder: f}
+		ds = &deleteSet{folder: f, srcKey: srcKey}
 		e.deletes[name] = ds
 	}
 	ds.msgs = append(ds.msgs, msgs...)
@@ -155,6 +162,7 @@ func Run(ctx context.Context, job Job) (*Report, error) {
 	rep.Failures = append(rep.Failures, e.failures...)
 	rep.Kept = append(rep.Kept, e.kept...)
 	rep.MarkedOnly = e.marksOnly && !opts.DryRun
+	rep.DestMarkedOnly = e.dstMarksOnly
 	for i := range rep.Folders {
 		if n, ok := e.deleted[rep.Folders[i].Source]; ok {
 			rep.Folders[i].DeletedAtSource = n
@@ -192,6 +200,7 @@ func (e *engine) run(ctx context.Context, rep *Report) error {
 	if err := e.checkSelection(srcFolders, plan); err != nil {
 		return err
 	}
+	e.warnNoDestDeletes(c.dst)
 	planned := 0
 	for _, pf := range plan {
 		planned += int(pf.Source.Messages)
@@ -218,6 +227,9 @@ func (e *engine) run(ctx context.Context, rep *Report) error {
 		}
 	}
 	if err != nil {
+		return err
+	}
+	if err := e.syncDeletions(ctx, rep); err != nil {
 		return err
 	}
 	if err := e.deleteSource(ctx); err != nil {
@@ -359,6 +371,12 @@ func (e *engine) openState(ctx context.Context) error {
 			return err
 		}
 		e.state = st
+	case e.opts.StatePath != "": // a dry run reads what earlier runs recorded (drystate.go)
+		st, err := openDryState(e.opts.StatePath)
+		if err != nil {
+			return err
+		}
+		e.state = st
 	default:
 		e.state = NewMemState()
 	}
@@ -413,7 +431,7 @@ func (e *engine) deleteSource(ctx context.Context) error {
 			return fmt.Errorf("--delete-source: %w", err)
 		}
 		e.deleted = done
-		return nil
+		return e.forgetDeleted()
 	})
 }
 

@@ -31,6 +31,12 @@ type State interface {
 	Reset(side Side, name string, validity uint32) error
 	// Add writes records in one durable transaction.
 	Add(recs []Record) error
+	// Forget removes the entries recs name (Side, Folder, ID).
+	Forget(recs []Record) error
+	// ModSeq and SetModSeq read and record the source HIGHESTMODSEQ
+	// through which a folder's flags were followed (cutover.go).
+	ModSeq(side Side, name string) (uint64, error)
+	SetModSeq(side Side, name string, modseq uint64) error
 	// Begin returns when an earlier run that did not end cleanly last
 	// stored something (zero if none), and marks this run as under way.
 	Begin() (time.Time, error)
@@ -80,10 +86,19 @@ type FolderState struct {
 	// Copied holds the IDs whose bytes mailferry itself stored durably at
 	// the destination (src side only).
 	Copied map[string]bool
+	// Dst holds, for messages mailferry stored, where (src side only, when
+	// the destination told: APPENDUID).
+	Dst map[string]DstID
+	// Base holds the flags last applied at the destination (src side only;
+	// absent: unknown). See cutover.go.
+	Base map[string][]string
+
+	modSeq uint64 // memState's ModSeq (boltState keeps it in the file)
 }
 
 func newFolderState(validity uint32) *FolderState {
-	return &FolderState{Validity: validity, IDs: map[string]formats.Key{}, Copied: map[string]bool{}}
+	return &FolderState{Validity: validity, IDs: map[string]formats.Key{}, Copied: map[string]bool{},
+		Dst: map[string]DstID{}, Base: map[string][]string{}}
 }
 
 // Record is one ledger entry: message ID in folder on side has key; Copied
@@ -94,6 +109,11 @@ type Record struct {
 	ID     string
 	Key    formats.Key
 	Copied bool
+	// Dst is where mailferry stored the message (zero: unknown); Base, when
+	// HasBase, the flags it last applied there (src side, cutover.go).
+	Dst     DstID
+	Base    []string
+	HasBase bool
 }
 
 // stateVersion changes whenever the layout or the identity key's normal
@@ -171,14 +191,9 @@ func (s *boltState) Folder(side Side, name string) (*FolderState, error) {
 		fs.UIDNext = getU32(b, "uidnext")
 		fs.Messages = getU32(b, "messages")
 		if ids := b.Bucket([]byte("ids")); ids != nil {
+			kw := loadKeywords(b).names
 			return ids.ForEach(func(k, v []byte) error {
-				var key formats.Key
-				copy(key[:], v)
-				fs.IDs[string(k)] = key
-				if len(v) > len(key) && v[len(key)] == 1 {
-					fs.Copied[string(k)] = true
-				}
-				return nil
+				return decodeEntry(fs, string(k), v, kw)
 			})
 		}
 		return nil
@@ -249,6 +264,7 @@ func (s *boltState) Add(recs []Record) error {
 		if err := touch(tx); err != nil {
 			return err
 		}
+		tables := map[*bolt.Bucket]*keywordTable{}
 		for _, r := range recs {
 			b, err := tx.Bucket([]byte(r.Side)).CreateBucketIfNotExists([]byte(r.Folder))
 			if err != nil {
@@ -258,11 +274,17 @@ func (s *boltState) Add(recs []Record) error {
 			if err != nil {
 				return err
 			}
-			v := append(r.Key[:len(r.Key):len(r.Key)], 0)
-			if r.Copied {
-				v[len(r.Key)] = 1
+			kw := tables[b]
+			if kw == nil {
+				kw = loadKeywords(b)
+				tables[b] = kw
 			}
-			if err := ids.Put([]byte(r.ID), v); err != nil {
+			if err := ids.Put([]byte(r.ID), encodeEntry(r, kw)); err != nil {
+				return err
+			}
+		}
+		for b, kw := range tables {
+			if err := kw.save(b); err != nil {
 				return err
 			}
 		}

@@ -22,7 +22,7 @@ func TestStates(t *testing.T) {
 			}
 			defer st.Close()
 			k1, k2 := formats.Key{1}, formats.Key{2}
-			if err := st.Add([]Record{{SideSource, "A", "1", k1, true}, {SideSource, "A", "2", k2, false}, {SideDest, "A", "9", k1, false}}); err != nil {
+			if err := st.Add([]Record{{Side: SideSource, Folder: "A", ID: "1", Key: k1, Copied: true}, {Side: SideSource, Folder: "A", ID: "2", Key: k2}, {Side: SideDest, Folder: "A", ID: "9", Key: k1}}); err != nil {
 				t.Fatal(err)
 			}
 			if err := st.SetMark(SideDest, "A", 7, 10, 1); err != nil {
@@ -66,7 +66,7 @@ func TestStateOfAnotherVersionStartsAfresh(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st.Add([]Record{{SideSource, "A", "1", formats.Key{1}, true}})
+	st.Add([]Record{{Side: SideSource, Folder: "A", ID: "1", Key: formats.Key{1}, Copied: true}})
 	st.Close()
 	db, err := bolt.Open(path, 0o600, nil)
 	if err != nil {

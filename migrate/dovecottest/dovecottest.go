@@ -150,6 +150,33 @@ type Options struct {
 	// separator), each with an ACL giving every user all rights, so that
 	// any user can Seed them and, unless a client refrains, expunge.
 	PublicFolders []string
+	// IMAPCapability, when set, replaces the capabilities IMAP announces
+	// after login (imap_capability): e.g. WithoutCaps("CONDSTORE",
+	// "QRESYNC") for a server whose clients must do without them. Dovecot
+	// still answers the commands; a client that reads CAPABILITY will not
+	// use them.
+	IMAPCapability string
+}
+
+// PostLoginCaps is what Dovecot 2.3.19 announces after login with this
+// harness's configuration.
+const PostLoginCaps = "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE SORT SORT=DISPLAY THREAD=REFERENCES THREAD=REFS THREAD=ORDEREDSUBJECT MULTIAPPEND URL-PARTIAL CATENATE UNSELECT CHILDREN NAMESPACE UIDPLUS LIST-EXTENDED I18NLEVEL=1 CONDSTORE QRESYNC ESEARCH ESORT SEARCHRES WITHIN CONTEXT=SEARCH LIST-STATUS BINARY MOVE SNIPPET=FUZZY PREVIEW=FUZZY PREVIEW STATUS=SIZE SAVEDATE LITERAL+ NOTIFY SPECIAL-USE"
+
+// WithoutCaps is PostLoginCaps without the named capabilities.
+func WithoutCaps(drop ...string) string {
+	var out []string
+	for _, c := range strings.Fields(PostLoginCaps) {
+		keep := true
+		for _, d := range drop {
+			if strings.EqualFold(c, d) {
+				keep = false
+			}
+		}
+		if keep {
+			out = append(out, c)
+		}
+	}
+	return strings.Join(out, " ")
 }
 
 // DefaultUsers returns the users an instance gets when Options.Users is nil.
@@ -255,7 +282,7 @@ func Start(t testing.TB, opts Options) *Server {
 	for attempt := 0; attempt < 3; attempt++ {
 		s, err := start(bin, sep, users, opts.SpecialUse, sentName, uid, gid, tlsNames, quotaOpts{opts.MaxMailSize, opts.QuotaBytes},
 			extraOpts{nsPrefix: opts.NamespacePrefix, oauth2URL: opts.OAuth2IntrospectionURL, specialUse: opts.SpecialUseFolders,
-				sharing: opts.Sharing, public: opts.PublicFolders})
+				sharing: opts.Sharing, public: opts.PublicFolders, capability: opts.IMAPCapability})
 		if err == nil {
 			t.Cleanup(s.Stop)
 			return s
@@ -384,6 +411,7 @@ type extraOpts struct {
 	specialUse          map[string]string // Options.SpecialUseFolders
 	sharing             bool
 	public              []string
+	capability          string // Options.IMAPCapability
 }
 
 func start(bin string, sep rune, users map[string]string, specialUse bool, sentName string, uid, gid int, tlsNames []string, quota quotaOpts, extra extraOpts) (s *Server, err error) {
@@ -582,6 +610,9 @@ func (s *Server) config(passwdPath string, specialUse bool, sentName string, uid
 	}
 	if s.extra.sharing {
 		s.sharingConfig(p)
+	}
+	if s.extra.capability != "" {
+		p("imap_capability = %s", s.extra.capability)
 	}
 	if s.quota.maxMail > 0 || s.quota.storage > 0 {
 		p("plugin {\n  quota = count:User quota\n  quota_vsizes = yes")

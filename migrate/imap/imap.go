@@ -53,6 +53,8 @@ type IMAP struct {
 	ns []nsEntry
 
 	quirks flagQuirks // imapquirks.go
+
+	changed chan struct{} // the server reported a change (imapidle.go)
 }
 
 var (
@@ -84,9 +86,11 @@ func dialIMAP(ctx context.Context, cfg mailconn.ServerConfig, token string) (*IM
 	if timeout == 0 {
 		timeout = 30 * time.Second
 	}
+	changed := make(chan struct{}, 1)
 	opts := &imapclient.Options{
-		TLSConfig: cfg.TLSClientConfig(""), // a copy for this connection, naming the host
-		Dialer:    &net.Dialer{Timeout: timeout},
+		TLSConfig:             cfg.TLSClientConfig(""), // a copy for this connection, naming the host
+		Dialer:                &net.Dialer{Timeout: timeout},
+		UnilateralDataHandler: changeHandler(changed), // imapidle.go
 	}
 	var (
 		c   *imapclient.Client
@@ -128,7 +132,7 @@ func dialIMAP(ctx context.Context, cfg mailconn.ServerConfig, token string) (*IM
 		}
 		return nil, &migrate.RetryableError{Err: fmt.Errorf("imap: %s: login: %w", cfg, err)}
 	}
-	m := &IMAP{c: c, cfg: cfg, caps: c.Caps(), existing: map[string]bool{}, auth: auth}
+	m := &IMAP{c: c, cfg: cfg, caps: c.Caps(), existing: map[string]bool{}, auth: auth, changed: changed}
 	m.noBatch = !(m.caps.Has(imap.CapMultiAppend) && m.caps.Has(imap.CapLiteralPlus))
 	// The separator: LIST "" "" answers with the hierarchy delimiter.
 	list, err := c.List("", "", nil).Collect()
@@ -303,7 +307,7 @@ func (m *IMAP) Folders(ctx context.Context) ([]formats.Folder, error) {
 			opts.ReturnSpecialUse = true
 		}
 		if m.caps.Has(imap.CapListStatus) {
-			opts.ReturnStatus = &imap.StatusOptions{NumMessages: true, UIDNext: true, UIDValidity: true}
+			opts.ReturnStatus = m.statusOptions()
 		}
 	}
 	list, err := m.c.List("", "*", opts).Collect()
@@ -390,6 +394,7 @@ func setStatus(f *formats.Folder, sd *imap.StatusData) {
 	}
 	f.UIDNext = uint32(sd.UIDNext)
 	f.Validity = sd.UIDValidity
+	f.HighestModSeq = sd.HighestModSeq
 }
 
 func (m *IMAP) sel(name string, readOnly bool) (*imap.SelectData, error) {

@@ -34,7 +34,7 @@ type pendingStatus struct {
 // selected folder: the next List or Store selects again.
 func (m *IMAP) startStatus(name string) *pendingStatus {
 	if isAtom(name) {
-		return &pendingStatus{m: m, status: m.c.Status(name, &imap.StatusOptions{NumMessages: true, UIDNext: true, UIDValidity: true})}
+		return &pendingStatus{m: m, status: m.c.Status(name, m.statusOptions())}
 	}
 	m.selected, m.seqUID = "", nil
 	return &pendingStatus{m: m, sel: m.c.Select(name, &imap.SelectOptions{ReadOnly: true}), name: name}
@@ -51,7 +51,7 @@ func (p *pendingStatus) Wait() (*imap.StatusData, error) {
 		return nil, err
 	}
 	n := sd.NumMessages
-	return &imap.StatusData{Mailbox: p.name, NumMessages: &n, UIDNext: sd.UIDNext, UIDValidity: sd.UIDValidity}, nil
+	return &imap.StatusData{Mailbox: p.name, NumMessages: &n, UIDNext: sd.UIDNext, UIDValidity: sd.UIDValidity, HighestModSeq: sd.HighestModSeq}, nil
 }
 
 // isAtom reports whether an IMAP client sends name as an atom (unquoted):

@@ -1,0 +1,254 @@
+package migrate
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+
+	"github.com/mailferry/mailferry/formats"
+)
+
+// The cutover: later passes carry flag changes, and with --sync-deletions
+// deletions, from the source to the destination (the rules are in
+// decide.go).
+//
+// Flags follow runs in every pass whose sink can change flags (IMAP): the
+// source flags come with the listing (one UID FETCH 1:* per folder), the
+// changes go out as UID STORE +FLAGS.SILENT / -FLAGS.SILENT grouped by
+// identical change, and the new bases are recorded. A source with
+// CONDSTORE shows its HIGHESTMODSEQ in the folder listing; it is recorded
+// once a pass has followed the flags, so a folder whose UIDNEXT and
+// HIGHESTMODSEQ did not move keeps the no-op shortcut. Without CONDSTORE a
+// folder is listed on every run.
+//
+// Deletions are decided per folder but carried out once every folder is
+// done, and only after a run in which nothing failed: a message moved from
+// folder A to folder B at the source is first copied into B, and only then
+// deleted from A at the destination.
+
+// destDeletes is what --sync-deletions removes from one destination folder.
+type destDeletes struct {
+	name   string         // the source folder's display name (its report row)
+	folder formats.Folder // the destination folder
+	uids   []string
+	gone   []Record // the source ledger entries to forget once deleted
+	// mark is the source mark to set once deleted (the no-op shortcut
+	// must not skip a folder whose deletions are still owed).
+	srcKey                  string
+	validity, next, srcMsgs uint32
+}
+
+// cutoverUnchanged adds the cutover's conditions to the no-op shortcut:
+// with --sync-deletions the source holds as many messages as when it was
+// last in step, and where flags follow the source's HIGHESTMODSEQ is the
+// one recorded.
+func (e *engine) cutoverUnchanged(p *folderPass, srcMessages uint32) (bool, error) {
+	f := p.pf.Source
+	if e.opts.SyncDeletions && srcMessages != f.Messages+1 {
+		return false, nil
+	}
+	if _, ok := As[FlagUpdater](p.dst); !ok {
+		return true, nil
+	}
+	if f.HighestModSeq == 0 {
+		return false, nil
+	}
+	ms, err := e.state.ModSeq(SideSource, p.srcKey)
+	return err == nil && ms == f.HighestModSeq, err
+}
+
+// syncedCount is the message count the source mark records: 1 + the
+// source folder's count when a pass with --sync-deletions left nothing
+// owed, 0 otherwise (then a later run with --sync-deletions never takes the
+// no-op shortcut before it has compared the folders once).
+func (p *folderPass) syncedCount() uint32 {
+	if !p.e.opts.SyncDeletions || p.deferMark {
+		return 0
+	}
+	return p.pf.Source.Messages + 1
+}
+
+// cutover follows the flags and plans the deletions of one pass; t is nil
+// in a dry run, which only counts.
+func (p *folderPass) cutover(ctx context.Context, t *transfer) error {
+	if p.ss == nil || p.ds == nil || p.dstF.Name == "" {
+		return nil
+	}
+	for _, r := range p.d.matched {
+		p.ss.IDs[r.ID] = r.Key
+	}
+	if err := p.followFlags(ctx, t == nil); err != nil {
+		return err
+	}
+	p.planDeletions()
+	return nil
+}
+
+// followFlags applies the flags-follow rule and records the new bases.
+func (p *folderPass) followFlags(ctx context.Context, dry bool) error {
+	fu, ok := As[FlagUpdater](p.dst)
+	if !ok {
+		return nil
+	}
+	skip := make(map[string]bool, len(p.d.copy))
+	for _, m := range p.d.copy {
+		skip[m.ID] = true
+	}
+	plan := decideFlags(p.msgs, p.ss, p.ds.IDs, p.dstF.Validity, skip, p.srcKey)
+	p.fr.FlagsUpdated = plan.updated
+	if dry {
+		return nil
+	}
+	if err := fu.UpdateFlags(ctx, p.dstF, plan.changes); err != nil {
+		return err
+	}
+	if err := p.e.add(plan.records); err != nil {
+		return err
+	}
+	if f := p.pf.Source; f.HighestModSeq != 0 && !p.e.filtered() && p.validity == f.Validity {
+		return p.e.state.SetModSeq(SideSource, p.srcKey, f.HighestModSeq)
+	}
+	return nil
+}
+
+// planDeletions decides what --sync-deletions removes from this pass's
+// destination folder and queues it for the end of the run. It needs the
+// complete listing of the source folder: no --since/--before, and the
+// UIDVALIDITY the run began with.
+func (p *folderPass) planDeletions() {
+	e, f := p.e, p.pf.Source
+	if !e.opts.SyncDeletions || e.filtered() || p.validity != f.Validity || p.ss.Validity != p.validity {
+		return
+	}
+	uids, gone := decideDeletions(p.msgs, p.ss, p.ds.IDs, p.dstF.Validity)
+	if len(uids) == 0 {
+		return
+	}
+	p.fr.DeletedAtDestination = len(uids) // a dry run's "would delete"; the run's end sets the real count
+	p.deferMark = true
+	dd := &destDeletes{name: p.name, folder: p.dstF, uids: uids, srcKey: p.srcKey,
+		validity: p.validity, next: f.UIDNext, srcMsgs: f.Messages}
+	for _, id := range gone {
+		dd.gone = append(dd.gone, Record{Side: SideSource, Folder: p.srcKey, ID: id})
+	}
+	e.mu.Lock()
+	if e.dstDeletes == nil {
+		e.dstDeletes = map[string]*destDeletes{}
+	}
+	e.dstDeletes[p.srcKey] = dd
+	e.mu.Unlock()
+}
+
+// syncDeletions removes at the destination what the passes queued, after
+// every folder is done and only if no message failed; it sets each
+// folder's count in rep.
+func (e *engine) syncDeletions(ctx context.Context, rep *Report) error {
+	if !e.opts.SyncDeletions || e.opts.DryRun || len(e.dstDeletes) == 0 {
+		return nil
+	}
+	for i := range rep.Folders {
+		rep.Folders[i].DeletedAtDestination = 0
+	}
+	if n := len(e.failures); n > 0 {
+		e.rep.Warn(fmt.Sprintf("--sync-deletions: %d messages failed to copy, so nothing is deleted at the destination in this run (a message moved between folders must arrive first)", n))
+		return nil
+	}
+	keys := slices.Sorted(maps.Keys(e.dstDeletes))
+	done := map[*destDeletes]bool{}
+	return e.retry(ctx, "deleting at the destination", func() error {
+		sink, err := e.job.OpenSink(ctx)
+		if err != nil {
+			return err
+		}
+		defer sink.Close()
+		dd, ok := As[DestDeleter](sink)
+		if !ok {
+			e.rep.Warn("--sync-deletions: this destination cannot delete messages: nothing deleted")
+			return nil
+		}
+		for _, k := range keys {
+			set := e.dstDeletes[k]
+			if done[set] {
+				continue
+			}
+			marksOnly, err := dd.DeleteDest(ctx, set.folder, set.uids)
+			if err != nil {
+				return err
+			}
+			done[set] = true
+			e.dstMarksOnly = e.dstMarksOnly || marksOnly
+			for i := range rep.Folders {
+				if rep.Folders[i].Source == set.name {
+					rep.Folders[i].DeletedAtDestination += len(set.uids)
+				}
+			}
+			if err := e.deletedAtDest(set, marksOnly); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// deletedAtDest brings the state in line with a destination folder from which
+// set.uids were removed (or only marked, then the index keeps them).
+func (e *engine) deletedAtDest(set *destDeletes, marksOnly bool) error {
+	if err := e.state.Forget(set.gone); err != nil {
+		return err
+	}
+	if !marksOnly {
+		var dst []Record
+		for _, uid := range set.uids {
+			dst = append(dst, Record{Side: SideDest, Folder: set.folder.Name, ID: uid})
+		}
+		if err := e.state.Forget(dst); err != nil {
+			return err
+		}
+		v, next, n, err := e.state.Mark(SideDest, set.folder.Name)
+		if err != nil {
+			return err
+		}
+		if v == set.folder.Validity && n >= uint32(len(set.uids)) {
+			if err := e.mark(SideDest, set.folder.Name, v, next, n-uint32(len(set.uids))); err != nil {
+				return err
+			}
+		}
+	}
+	if set.next == 0 {
+		return nil
+	}
+	return e.mark(SideSource, set.srcKey, set.validity, set.next, set.srcMsgs+1)
+}
+
+// dstID is a Record's destination ID from a sink's ID (a UID), in the
+// destination folder f.
+func dstID(f formats.Folder, id string) DstID {
+	u, err := strconv.ParseUint(id, 10, 32)
+	if err != nil || f.UIDNext == 0 {
+		return DstID{} // not an IMAP UID: a local store's name
+	}
+	return DstID{Validity: f.Validity, UID: uint32(u)}
+}
+
+// forgetDeleted drops from the source ledger what --delete-source removed:
+// a later --sync-deletions must never take it for "gone at the source" and
+// delete the only copy left, the destination's.
+func (e *engine) forgetDeleted() error {
+	var recs []Record
+	for _, set := range e.deletes {
+		for _, m := range set.msgs {
+			recs = append(recs, Record{Side: SideSource, Folder: set.srcKey, ID: m.ID})
+		}
+	}
+	return e.state.Forget(recs)
+}
+
+// warnNoDestDeletes says at the start when --sync-deletions can do nothing:
+// the destination cannot delete (an archive never does).
+func (e *engine) warnNoDestDeletes(dst Sink) {
+	if _, ok := As[DestDeleter](dst); e.opts.SyncDeletions && !ok {
+		e.rep.Warn("--sync-deletions: " + e.job.DestName + " cannot delete messages (archives never delete): nothing will be deleted there")
+	}
+}

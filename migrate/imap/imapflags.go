@@ -1,0 +1,150 @@
+package imap
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/emersion/go-imap/v2"
+
+	"github.com/mailferry/mailferry/formats"
+	"github.com/mailferry/mailferry/migrate"
+)
+
+// The IMAP side of the cutover (cutover.go): HIGHESTMODSEQ in the folder
+// listing, flag changes at the destination, and removing exactly the
+// messages mailferry copied there.
+
+var (
+	_ migrate.FlagUpdater = (*IMAP)(nil)
+	_ migrate.DestDeleter = (*IMAP)(nil)
+)
+
+// statusOptions is what Folders asks of STATUS (or LIST-STATUS): with
+// CONDSTORE also HIGHESTMODSEQ, so that a folder whose flags did not change
+// keeps the no-op shortcut.
+func (m *IMAP) statusOptions() *imap.StatusOptions {
+	return &imap.StatusOptions{NumMessages: true, UIDNext: true, UIDValidity: true,
+		HighestModSeq: m.caps.Has(imap.CapCondStore)}
+}
+
+// UpdateFlags applies changes with UID STORE +FLAGS.SILENT and
+// -FLAGS.SILENT, one command per change and direction (UIDs grouped, at most
+// 1000 per command). Flags the folder's PERMANENTFLAGS do not allow are
+// left out: the server would not keep them.
+func (m *IMAP) UpdateFlags(ctx context.Context, folder formats.Folder, changes []migrate.FlagChange) (err error) {
+	if len(changes) == 0 {
+		return nil
+	}
+	m.selected = "" // a fresh SELECT: its PERMANENTFLAGS
+	sd, err := m.sel(folder.Name, false)
+	if err != nil {
+		return err
+	}
+	stop := context.AfterFunc(ctx, func() { m.c.Close() })
+	defer stop()
+	defer func() {
+		if err == nil {
+			err = m.leaveReadWrite(folder.Name)
+		}
+	}()
+	allowed := permanent(sd.PermanentFlags)
+	for _, ch := range changes {
+		for _, op := range []struct {
+			op    imap.StoreFlagsOp
+			flags []string
+		}{{imap.StoreFlagsAdd, ch.Add}, {imap.StoreFlagsDel, ch.Remove}} {
+			var flags []imap.Flag
+			for _, f := range op.flags {
+				if allowed(f) {
+					flags = append(flags, imap.Flag(f))
+				}
+			}
+			if len(flags) == 0 {
+				continue
+			}
+			if err := m.storeUIDs(ch.IDs, &imap.StoreFlags{Op: op.op, Silent: true, Flags: flags}); err != nil {
+				return m.wrap("uid store flags in "+folder.Name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// leaveReadWrite ends a read-write selection at once, as permanentFlags
+// does (imapquirks.go: mailutils loses messages APPENDed by a session that
+// has the folder selected read-write): UNSELECT, or an EXAMINE.
+func (m *IMAP) leaveReadWrite(folder string) error {
+	m.selected, m.seqUID = "", nil
+	if m.caps.Has(imap.CapUnselect) {
+		if err := m.c.Unselect().Wait(); err != nil {
+			return m.wrap("unselect "+folder, err)
+		}
+		return nil
+	}
+	_, err := m.c.Select(folder, &imap.SelectOptions{ReadOnly: true}).Wait()
+	if err != nil {
+		return m.wrap("examine "+folder, err)
+	}
+	return nil
+}
+
+// storeUIDs runs one UID STORE per 1000 IDs.
+func (m *IMAP) storeUIDs(ids []string, store *imap.StoreFlags) error {
+	for start := 0; start < len(ids); start += 1000 {
+		var set imap.UIDSet
+		for _, id := range ids[start:min(start+1000, len(ids))] {
+			u, err := strconv.ParseUint(id, 10, 32)
+			if err != nil || u == 0 {
+				return fmt.Errorf("not a UID: %q", id)
+			}
+			set.AddNum(imap.UID(u))
+		}
+		if err := m.c.Store(set, store, nil).Close(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// permanent says which flags a folder keeps: those PERMANENTFLAGS lists,
+// any keyword when it lists \*, everything when the server sent none
+// (RFC 3501: then all flags are permanent).
+func permanent(perm []imap.Flag) func(string) bool {
+	if len(perm) == 0 {
+		return func(string) bool { return true }
+	}
+	ok := map[string]bool{}
+	anyKeyword := false
+	for _, f := range perm {
+		if f == imap.FlagWildcard {
+			anyKeyword = true
+		}
+		ok[strings.ToLower(string(f))] = true
+	}
+	return func(f string) bool {
+		return ok[strings.ToLower(f)] || anyKeyword && !strings.HasPrefix(f, `\`)
+	}
+}
+
+// DeleteDest removes the messages with these UIDs from a destination
+// folder: UID STORE +FLAGS.SILENT (\Deleted), then UID EXPUNGE of exactly
+// those UIDs. Without UIDPLUS it only marks them and says so (marksOnly): a
+// plain EXPUNGE would also remove what someone else marked.
+func (m *IMAP) DeleteDest(ctx context.Context, folder formats.Folder, ids []string) (marksOnly bool, err error) {
+	msgs := make([]formats.Message, 0, len(ids))
+	for _, id := range ids {
+		u, err := strconv.ParseUint(id, 10, 32)
+		if err != nil || u == 0 {
+			return false, fmt.Errorf("imap: %s: not a UID: %q", m.cfg, id)
+		}
+		msgs = append(msgs, formats.Message{ID: id, UID: uint32(u)})
+	}
+	stop := context.AfterFunc(ctx, func() { m.c.Close() })
+	defer stop()
+	if err := m.Delete(ctx, folder, msgs); err != nil {
+		return false, err
+	}
+	return !m.caps.Has(imap.CapUIDPlus), nil
+}

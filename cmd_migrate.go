@@ -38,9 +38,9 @@ type copyFlags struct {
 	progress         string
 	logLevel         string
 
-	// Issue 5: real providers and many accounts. The flags are declared
-	// here; their behaviour lives in oauth (endpoint.go, migrate/oauth.go),
-	// presets.go, migrate/ratelimit.go and batch.go.
+	// Providers and many accounts. The flags are declared here; their
+	// behaviour lives in endpoint.go and migrate/mailconn (OAuth2),
+	// presets.go and migrate/gmail.go, migrate/ratelimit.go and batch.go.
 	preset            string
 	maxBytesPerSecond int64
 	maxMessagesPerSec float64

@@ -40,7 +40,7 @@ var errSomeFailed = errors.New("some messages failed")
 // memoryLimit is the Go heap's soft limit unless GOMEMLIMIT says otherwise.
 // Bodies stream and the spool holds a few MB in flight, so the live heap is
 // small; the limit makes the collector return garbage before it doubles
-// the process (issue 6: peak RSS at most 40 MB whatever the message sizes).
+// the process (peak RSS is to stay under 40 MB whatever the message sizes).
 // It is soft: a larger live heap (a huge --dedup account index) still fits,
 // at the price of more collections.
 const memoryLimit = 28 << 20

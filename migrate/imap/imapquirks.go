@@ -13,7 +13,7 @@ import (
 	"github.com/mailferry/mailferry/migrate"
 )
 
-// Servers' dialects that the IMAP endpoint works around (issue 11), apart
+// Servers' dialects that the IMAP endpoint works around, apart
 // from the FETCH and LIST code in imap.go.
 
 // pendingStatus is a STATUS (MESSAGES UIDNEXT UIDVALIDITY) under way, or

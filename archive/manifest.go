@@ -273,11 +273,32 @@ func (w *Writer) Folders(ctx context.Context) ([]formats.Folder, error) {
 		if fs[i].NoSelect {
 			continue
 		}
+		if quick, err := w.whole(fs[i]); err != nil {
+			return nil, err
+		} else if quick {
+			continue
+		}
 		if fs[i], err = w.truth(ctx, fs[i], false); err != nil {
 			return nil, err
 		}
 	}
 	return fs, nil
+}
+
+// whole says, without reading the manifest, that f needs no closer look
+// in a listing: a Maildir folder's count of files is in the listing (a
+// lost file shows there, and Ensure looks at every message), and an mbox
+// file as long as its .len record has lost nothing past its end. A no-op
+// rerun then costs no manifest scan.
+func (w *Writer) whole(f formats.Folder) (bool, error) {
+	switch st := w.st.(type) {
+	case *Maildir:
+		return true, nil
+	case *Mbox:
+		_, agrees, err := st.readableSize(f)
+		return agrees, err
+	}
+	return false, nil
 }
 
 // List lists the store's messages, replacing Flags and Date with what the

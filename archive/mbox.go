@@ -327,6 +327,7 @@ func (s *Mbox) Folders(ctx context.Context) ([]formats.Folder, error) {
 // folderInfo fills Validity and Bytes (the file's readable length).
 func (s *Mbox) folderInfo(f formats.Folder, rel string, fi os.FileInfo) formats.Folder {
 	f.Validity = mboxValidity(fi)
+	f.Uncounted = true // counting means reading the whole file
 	f.Bytes = fi.Size()
 	if mf := s.open[rel]; mf != nil {
 		f.Bytes = mf.size

@@ -301,7 +301,7 @@ func (w *Writer) truth(ctx context.Context, f formats.Folder, full bool) (format
 		}
 	}
 	if ids != nil {
-		f.Messages = uint32(len(ids))
+		f.Messages, f.Uncounted = uint32(len(ids)), false
 	}
 	if lost > 0 {
 		v := f.Validity ^ (h.Sum32() | 1<<31)

@@ -54,6 +54,9 @@ type Folder struct {
 	Messages uint32
 	Bytes    int64
 	UIDNext  uint32
+	// Uncounted says a listing could not count the messages cheaply
+	// (an mbox file): Messages is not known, not zero.
+	Uncounted bool
 	// Validity is the IMAP UIDVALIDITY or an equivalent token: when it
 	// changes, every ID recorded for this folder is void.
 	Validity uint32

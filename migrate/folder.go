@@ -102,7 +102,7 @@ func (e *engine) unchanged(p *folderPass) (bool, error) {
 		return false, nil
 	}
 	v, next, n, err := e.state.Mark(SideDest, dstF.Name)
-	if err != nil || v != dstF.Validity || next != dstF.UIDNext || n != dstF.Messages {
+	if err != nil || v != dstF.Validity || next != dstF.UIDNext || n != dstF.Messages && !dstF.Uncounted {
 		return false, err
 	}
 	p.fr.Found, p.fr.Skipped = int(f.Messages), int(f.Messages)

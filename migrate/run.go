@@ -68,7 +68,13 @@ func (e *engine) notSameMailbox(ctx context.Context, src Source, dst Sink) error
 	}
 	leaf, remove, err := p.Probe()
 	if err != nil {
-		return err
+		if IsRetryable(err) {
+			return err
+		}
+		// The destination would not make the folder: the two cannot be
+		// told apart, and a match by key alone is never deleted anyway.
+		e.rep.Warn(fmt.Sprintf("%s and %s name the same user on the same host, and the destination refused the folder that would tell whether they are one mailbox: %v", e.job.SourceName, e.job.DestName, err))
+		return nil
 	}
 	defer remove()
 	folders, err := src.Folders(ctx)

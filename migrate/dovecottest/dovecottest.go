@@ -53,7 +53,6 @@
 package dovecottest
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"crypto/x509"
@@ -61,6 +60,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -76,6 +76,8 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/mailferry/mailferry/migrate/internal/testproc"
 )
 
 // MailUser is the unprivileged system user that owns the test mailboxes.
@@ -240,7 +242,7 @@ func Start(t testing.TB, opts Options) *Server {
 	if users == nil {
 		users = DefaultUsers()
 	}
-	users = copyUsers(users)
+	users = maps.Clone(users)
 	for u, p := range users {
 		if u == "" || strings.ContainsAny(u, ":/\n\r\t %\x00") || strings.ContainsAny(p, ":\n\r\x00") {
 			t.Fatalf("dovecottest: user %q or its password cannot go into a passwd-file", u)
@@ -328,14 +330,6 @@ func requireDovecot(t testing.TB) string {
 	return bin
 }
 
-func copyUsers(m map[string]string) map[string]string {
-	c := make(map[string]string, len(m))
-	for k, v := range m {
-		c[k] = v
-	}
-	return c
-}
-
 var mailUserMu sync.Mutex
 
 // ensureMailUser returns the uid and gid of MailUser, creating the user when
@@ -378,27 +372,6 @@ func ensureMailUser() (uid, gid int, err error) {
 	return 0, 0, fmt.Errorf("cannot create user %s: %v: %s", MailUser, err, bytes.TrimSpace(out))
 }
 
-// freePorts picks n distinct free TCP ports on 127.0.0.1. Another process may
-// take one before Dovecot binds it; Start then retries with new ports.
-func freePorts(n int) ([]int, error) {
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	var ports []int
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
-
 // start starts one instance; tlsNames non-nil turns TLS on with a server
 // certificate for those names.
 // quotaOpts are the quota plugin's limits; zero values leave it off.
@@ -415,7 +388,7 @@ type extraOpts struct {
 }
 
 func start(bin string, sep rune, users map[string]string, specialUse bool, sentName string, uid, gid int, tlsNames []string, quota quotaOpts, extra extraOpts) (s *Server, err error) {
-	dir, err := os.MkdirTemp(tempParent(), dirPrefix)
+	dir, err := os.MkdirTemp(testproc.TempParent(), dirPrefix)
 	if err != nil {
 		return nil, err
 	}
@@ -467,7 +440,7 @@ func start(bin string, sep rune, users map[string]string, specialUse bool, sentN
 	if tlsNames != nil {
 		nports = 4 // and imaps, pop3s
 	}
-	ports, err := freePorts(nports)
+	ports, err := testproc.FreePorts(nports)
 	if err != nil {
 		return nil, err
 	}
@@ -683,29 +656,13 @@ func (s *Server) waitReady(timeout time.Duration) error {
 			}
 			addr := net.JoinHostPort(s.Host, strconv.Itoa(probe.port))
 			if probe.tls && greetsTLS(addr, probe.prefix, s.probeConfig()) ||
-				!probe.tls && greets(addr, probe.prefix) {
+				!probe.tls && testproc.Greets(addr, probe.prefix) {
 				break
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
 	return nil
-}
-
-func greets(addr, prefix string) bool {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return false
-	}
-	defer c.Close()
-	return readsPrefix(c, prefix)
-}
-
-// readsPrefix reports whether the first line read from c starts with prefix.
-func readsPrefix(c net.Conn, prefix string) bool {
-	c.SetDeadline(time.Now().Add(3 * time.Second))
-	line, err := bufio.NewReader(c).ReadString('\n')
-	return err == nil && strings.HasPrefix(line, prefix)
 }
 
 // Stop kills the instance at once (its data is thrown away anyway) and
@@ -726,7 +683,7 @@ func (s *Server) stop() {
 	case <-s.done:
 	default:
 		syscall.Kill(pid, syscall.SIGSTOP)
-		children := childPIDs(pid)
+		children := testproc.Children(pid)
 		s.cmd.Process.Kill()
 		for _, c := range children {
 			syscall.Kill(c, syscall.SIGKILL)
@@ -737,52 +694,10 @@ func (s *Server) stop() {
 	os.RemoveAll(s.Dir)
 }
 
-// childPIDs lists the processes whose parent is pid.
-func childPIDs(pid int) []int {
-	ents, _ := os.ReadDir("/proc")
-	var kids []int
-	for _, e := range ents {
-		n, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if ppid, _, err := procStat(n); err == nil && ppid == pid {
-			kids = append(kids, n)
-		}
-	}
-	return kids
-}
-
-// procStat returns the parent and the state letter of a process.
-func procStat(pid int) (ppid int, state byte, err error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, 0, err
-	}
-	// "pid (comm) state ppid ...": comm may hold spaces and parentheses.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, 0, errors.New("bad stat")
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 2 || len(f[0]) != 1 {
-		return 0, 0, errors.New("bad stat")
-	}
-	ppid, err = strconv.Atoi(f[1])
-	return ppid, f[0][0], err
-}
-
-// alive reports whether pid exists and is not a zombie (an init that does
-// not reap, as in some containers, leaves zombies behind for good).
-func alive(pid int) bool {
-	_, state, err := procStat(pid)
-	return err == nil && state != 'Z' && state != 'X'
-}
-
 func waitGone(pids []int, timeout time.Duration) {
 	deadline := time.Now().Add(timeout)
 	for _, p := range pids {
-		for alive(p) && time.Now().Before(deadline) {
+		for testproc.Alive(p) && time.Now().Before(deadline) {
 			time.Sleep(5 * time.Millisecond)
 		}
 	}
@@ -793,16 +708,6 @@ func waitGone(pids []int, timeout time.Duration) {
 func isInstance(pid int, dir string) bool {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 	return err == nil && bytes.Contains(b, []byte(filepath.Join(dir, "dovecot.conf")))
-}
-
-// tempParent is where instance directories go: os.TempDir(), unless its path
-// is so long that Dovecot's UNIX sockets under DIR/run would pass the 108-byte
-// limit of a socket path.
-func tempParent() string {
-	if d := os.TempDir(); len(d) <= 40 {
-		return d
-	}
-	return "/tmp"
 }
 
 var reapOnce sync.Once
@@ -816,21 +721,21 @@ func reapStale() { reapOnce.Do(reapStaleNow) }
 // and only a process whose command line names that directory's config is
 // killed, with the processes it forked.
 func reapStaleNow() {
-	dirs, _ := filepath.Glob(filepath.Join(tempParent(), dirPrefix+"*"))
+	dirs, _ := filepath.Glob(filepath.Join(testproc.TempParent(), dirPrefix+"*"))
 	for _, d := range dirs {
 		b, err := os.ReadFile(filepath.Join(d, "owner.pid"))
 		if err != nil {
 			continue
 		}
 		owner, err := strconv.Atoi(strings.TrimSpace(string(b)))
-		if err != nil || owner == os.Getpid() || alive(owner) {
+		if err != nil || owner == os.Getpid() || testproc.Alive(owner) {
 			continue
 		}
 		if b, err := os.ReadFile(filepath.Join(d, "run", "master.pid")); err == nil {
 			m, err := strconv.Atoi(strings.TrimSpace(string(b)))
-			if err == nil && alive(m) && isInstance(m, d) {
+			if err == nil && testproc.Alive(m) && isInstance(m, d) {
 				syscall.Kill(m, syscall.SIGSTOP)
-				kids := childPIDs(m)
+				kids := testproc.Children(m)
 				for _, p := range append([]int{m}, kids...) {
 					syscall.Kill(p, syscall.SIGKILL)
 				}

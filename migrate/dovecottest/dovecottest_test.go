@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+
+	"github.com/mailferry/mailferry/migrate/internal/testproc"
 )
 
 func sum(b []byte) string {
@@ -312,7 +314,7 @@ func TestStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	master := s.cmd.Process.Pid
-	procs := append([]int{master}, childPIDs(master)...)
+	procs := append([]int{master}, testproc.Children(master)...)
 	if len(procs) < 3 {
 		t.Fatalf("only %d dovecot processes before Stop", len(procs))
 	}
@@ -321,7 +323,7 @@ func TestStop(t *testing.T) {
 	t.Logf("Stop took %v", time.Since(began).Round(time.Millisecond))
 	s.Stop()
 	for _, p := range procs {
-		if alive(p) {
+		if testproc.Alive(p) {
 			t.Errorf("process %d still alive after Stop", p)
 		}
 	}
@@ -358,12 +360,12 @@ func TestReapStale(t *testing.T) {
 	if dir == "" || master == 0 {
 		t.Fatalf("helper did not report its instance:\n%s", out)
 	}
-	if !alive(master) {
+	if !testproc.Alive(master) {
 		t.Fatalf("leaked master %d is not running", master)
 	}
 	reapStaleNow()
 	waitGone([]int{master}, 5*time.Second)
-	if alive(master) {
+	if testproc.Alive(master) {
 		t.Errorf("leaked master %d survived reaping", master)
 	}
 	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {

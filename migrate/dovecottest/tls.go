@@ -29,6 +29,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/mailferry/mailferry/migrate/internal/testproc"
 )
 
 // File names of the TLS material inside the instance directory.
@@ -247,5 +249,5 @@ func greetsTLS(addr, prefix string, cfg *tls.Config) bool {
 		return false
 	}
 	defer c.Close()
-	return readsPrefix(c, prefix)
+	return testproc.ReadsPrefix(c, prefix)
 }

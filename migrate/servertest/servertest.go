@@ -51,12 +51,11 @@
 package servertest
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -73,6 +72,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 
 	"github.com/mailferry/mailferry/migrate/dovecottest"
+	"github.com/mailferry/mailferry/migrate/internal/testproc"
 )
 
 // Kind names a server configuration.
@@ -182,7 +182,7 @@ func newInstance(t testing.TB, kind Kind, opts Options, sep rune, prefix string,
 	if users == nil {
 		users = DefaultUsers(kind)
 	}
-	users = copyUsers(users)
+	users = maps.Clone(users)
 	names := make([]string, 0, len(users))
 	for u, p := range users {
 		if u == "" || strings.ContainsAny(u, ":/\n\r\t %|\"\\\x00") || strings.ContainsAny(p, ":|\n\r\x00") {
@@ -194,7 +194,7 @@ func newInstance(t testing.TB, kind Kind, opts Options, sep rune, prefix string,
 		names = append(names, u)
 	}
 	sort.Strings(names)
-	dir, err := os.MkdirTemp(tempParent(), dirPrefix+string(kind)+"-")
+	dir, err := os.MkdirTemp(testproc.TempParent(), dirPrefix+string(kind)+"-")
 	if err != nil {
 		t.Fatalf("servertest: %v", err)
 	}
@@ -204,7 +204,7 @@ func newInstance(t testing.TB, kind Kind, opts Options, sep rune, prefix string,
 	if err := os.WriteFile(filepath.Join(dir, "owner.pid"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
 		t.Fatalf("servertest: %v", err)
 	}
-	ports, err := freePorts(nports)
+	ports, err := testproc.FreePorts(nports)
 	if err != nil {
 		t.Fatalf("servertest: %v", err)
 	}
@@ -284,7 +284,7 @@ func (s *Server) waitReady(timeout time.Duration) error {
 		time.Sleep(30 * time.Millisecond)
 	}
 	for _, p := range probes {
-		for !greets(net.JoinHostPort(s.Host, strconv.Itoa(p.port)), p.prefix) {
+		for !testproc.Greets(net.JoinHostPort(s.Host, strconv.Itoa(p.port)), p.prefix) {
 			select {
 			case <-s.done:
 				return fmt.Errorf("exited: %v", s.waitErr)
@@ -297,17 +297,6 @@ func (s *Server) waitReady(timeout time.Duration) error {
 		}
 	}
 	return nil
-}
-
-func greets(addr, prefix string) bool {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return false
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	line, err := bufio.NewReader(c).ReadString('\n')
-	return err == nil && strings.HasPrefix(line, prefix)
 }
 
 // Stop kills the daemons and every process they forked, then removes the
@@ -342,7 +331,7 @@ func killTree(root int, alive bool) {
 	}
 	seen := map[int]bool{root: true}
 	for frontier := []int{root}; len(frontier) > 0; {
-		kids := childPIDs(frontier)
+		kids := testproc.Children(frontier...)
 		frontier = nil
 		for _, k := range kids {
 			if !seen[k] {
@@ -358,59 +347,10 @@ func killTree(root int, alive bool) {
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for _, p := range pids {
-		for isAlive(p) && time.Now().Before(deadline) {
+		for testproc.Alive(p) && time.Now().Before(deadline) {
 			time.Sleep(5 * time.Millisecond)
 		}
 	}
-}
-
-// childPIDs lists the processes whose parent is one of parents.
-func childPIDs(parents []int) []int {
-	want := map[int]bool{}
-	for _, p := range parents {
-		want[p] = true
-	}
-	ents, _ := os.ReadDir("/proc")
-	var kids []int
-	for _, e := range ents {
-		n, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if ppid, _, err := procStat(n); err == nil && want[ppid] {
-			kids = append(kids, n)
-		}
-	}
-	return kids
-}
-
-func procStat(pid int) (ppid int, state byte, err error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, 0, err
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, 0, errors.New("bad stat")
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 2 || len(f[0]) != 1 {
-		return 0, 0, errors.New("bad stat")
-	}
-	ppid, err = strconv.Atoi(f[1])
-	return ppid, f[0][0], err
-}
-
-func isAlive(pid int) bool {
-	_, state, err := procStat(pid)
-	return err == nil && state != 'Z' && state != 'X'
-}
-
-func tempParent() string {
-	if d := os.TempDir(); len(d) <= 40 {
-		return d
-	}
-	return "/tmp"
 }
 
 var reapOnce sync.Once
@@ -421,53 +361,26 @@ var reapOnce sync.Once
 // killed, with the processes it forked.
 func reapStale() {
 	reapOnce.Do(func() {
-		dirs, _ := filepath.Glob(filepath.Join(tempParent(), dirPrefix+"*"))
+		dirs, _ := filepath.Glob(filepath.Join(testproc.TempParent(), dirPrefix+"*"))
 		for _, d := range dirs {
 			b, err := os.ReadFile(filepath.Join(d, "owner.pid"))
 			if err != nil {
 				continue
 			}
 			owner, err := strconv.Atoi(strings.TrimSpace(string(b)))
-			if err != nil || owner == os.Getpid() || isAlive(owner) {
+			if err != nil || owner == os.Getpid() || testproc.Alive(owner) {
 				continue
 			}
 			if b, err := os.ReadFile(filepath.Join(d, "daemon.pid")); err == nil {
 				pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
 				cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-				if err == nil && isAlive(pid) && bytes.Contains(cmdline, []byte(d)) {
+				if err == nil && testproc.Alive(pid) && bytes.Contains(cmdline, []byte(d)) {
 					killTree(pid, true)
 				}
 			}
 			os.RemoveAll(d)
 		}
 	})
-}
-
-func freePorts(n int) ([]int, error) {
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	var ports []int
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
-
-func copyUsers(m map[string]string) map[string]string {
-	c := make(map[string]string, len(m))
-	for k, v := range m {
-		c[k] = v
-	}
-	return c
 }
 
 // mailUser returns the uid and gid of dovecottest.MailUser, which owns the

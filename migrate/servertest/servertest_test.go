@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mailferry/mailferry/migrate/dovecottest"
+	"github.com/mailferry/mailferry/migrate/internal/testproc"
 )
 
 func hashOf(b []byte) string {
@@ -73,7 +74,7 @@ func TestServersStartSeedSnapshot(t *testing.T) {
 					t.Errorf("%q: served %q, want %q", m.folder, b, m.want)
 				}
 			}
-			if s.POP3Port != 0 && !greets(s.POP3Addr(), "+OK") {
+			if s.POP3Port != 0 && !testproc.Greets(s.POP3Addr(), "+OK") {
 				t.Errorf("no POP3 greeting at %s", s.POP3Addr())
 			}
 		})

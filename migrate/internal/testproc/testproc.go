@@ -1,0 +1,112 @@
+// Package testproc holds what the throwaway test servers (dovecottest,
+// servertest) need of the operating system: free ports, where their
+// directories go, and the processes a daemon left behind.
+package testproc
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// FreePorts picks n distinct free TCP ports on 127.0.0.1. Another process
+// may take one before the server binds it; the caller then retries with
+// new ports.
+func FreePorts(n int) ([]int, error) {
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	var ports []int
+	for i := 0; i < n; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+// TempParent is where instance directories go: os.TempDir(), unless its
+// path is so long that UNIX sockets under DIR/run would pass the 108-byte
+// limit of a socket path.
+func TempParent() string {
+	if d := os.TempDir(); len(d) <= 40 {
+		return d
+	}
+	return "/tmp"
+}
+
+// Greets reports whether a server at addr answers a connection with a
+// first line that starts with prefix.
+func Greets(addr, prefix string) bool {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	return ReadsPrefix(c, prefix)
+}
+
+// ReadsPrefix reports whether the first line read from c starts with prefix.
+func ReadsPrefix(c net.Conn, prefix string) bool {
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	return err == nil && strings.HasPrefix(line, prefix)
+}
+
+// Children lists the processes whose parent is one of parents.
+func Children(parents ...int) []int {
+	want := map[int]bool{}
+	for _, p := range parents {
+		want[p] = true
+	}
+	ents, _ := os.ReadDir("/proc")
+	var kids []int
+	for _, e := range ents {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if ppid, _, err := Stat(n); err == nil && want[ppid] {
+			kids = append(kids, n)
+		}
+	}
+	return kids
+}
+
+// Stat returns the parent and the state letter of a process.
+func Stat(pid int) (ppid int, state byte, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	// "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, 0, errors.New("bad stat")
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 2 || len(f[0]) != 1 {
+		return 0, 0, errors.New("bad stat")
+	}
+	ppid, err = strconv.Atoi(f[1])
+	return ppid, f[0][0], err
+}
+
+// Alive reports whether pid exists and is not a zombie (an init that does
+// not reap, as in some containers, leaves zombies behind for good).
+func Alive(pid int) bool {
+	_, state, err := Stat(pid)
+	return err == nil && state != 'Z' && state != 'X'
+}

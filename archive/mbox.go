@@ -920,11 +920,11 @@ func (s *Mbox) Store(ctx context.Context, folder formats.Folder, m formats.Messa
 	br := bufio.NewReaderSize(src, 64<<10)
 	head, _ := br.Peek(64 << 10) // for the Return-Path; errors resurface on reading
 	sender := returnPath(formats.HeaderBlock(head))
-	cr := &countReader{r: br}
+	cr := &formats.CountingReader{R: br}
 	off := mf.size
 	n, err := formats.WriteMboxMessage(io.NewOffsetWriter(mf.f, off), sender, m.Date, formats.MboxStatusLines(m.Flags), cr)
-	if err == nil && size >= 0 && cr.n != size {
-		err = fmt.Errorf("mbox: message is %d bytes, expected %d", cr.n, size)
+	if err == nil && size >= 0 && cr.N != size {
+		err = fmt.Errorf("mbox: message is %d bytes, expected %d", cr.N, size)
 	}
 	if err != nil {
 		if terr := mf.f.Truncate(off); terr != nil {
@@ -949,17 +949,6 @@ func returnPath(h []byte) string {
 		}
 	}
 	return strings.TrimSpace(v)
-}
-
-type countReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
 }
 
 // Flush makes every message stored since the last Flush durable: each

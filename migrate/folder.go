@@ -344,10 +344,10 @@ func (t *transfer) one(ctx context.Context, m formats.Message, body io.Reader) e
 	t.delivered[m.ID] = true
 	m.SourceFolder = p.name
 	var kw formats.KeyWriter
-	cr := &countingReader{r: body}
+	cr := &formats.CountingReader{R: body}
 	id, err := p.dst.Store(ctx, p.dstF, m, m.Size, io.TeeReader(cr, &kw))
 	if m.Size < 0 {
-		m.Size = cr.n // POP3 tells the size only by the end of the message
+		m.Size = cr.N // POP3 tells the size only by the end of the message
 	}
 	switch {
 	case errors.Is(err, ErrQueued):
@@ -432,16 +432,4 @@ func (t *transfer) flush(ctx context.Context) error {
 	t.tally.recorded(&t.p.fr)
 	t.pending, t.lastFlush = t.pending[:0], time.Now()
 	return nil
-}
-
-// countingReader counts the bytes read through it.
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
 }

@@ -226,13 +226,13 @@ func TestLimitMessageSizeRefusesBeforeSending(t *testing.T) {
 	inner := &fakeSink{}
 	dst := LimitMessageSize(inner, 1000)
 	ctx := context.Background()
-	body := &countingReader{r: strings.NewReader(strings.Repeat("x", 2000))}
+	body := &formats.CountingReader{R: strings.NewReader(strings.Repeat("x", 2000))}
 	_, err := dst.Store(ctx, formats.Folder{}, formats.Message{ID: "big", Size: 2000}, 2000, body)
 	if !IsMessageError(err) || !strings.Contains(err.Error(), "--max-message-size") {
 		t.Fatalf("an oversized message gave %v, want a *MessageError naming --max-message-size", err)
 	}
-	if body.n != 0 || len(inner.stored) != 0 {
-		t.Errorf("the oversized message was sent (%d bytes read, %v stored)", body.n, inner.stored)
+	if body.N != 0 || len(inner.stored) != 0 {
+		t.Errorf("the oversized message was sent (%d bytes read, %v stored)", body.N, inner.stored)
 	}
 	if _, err := dst.Store(ctx, formats.Folder{}, formats.Message{ID: "ok", Size: 1000}, 1000, strings.NewReader(strings.Repeat("y", 1000))); err != nil {
 		t.Fatal(err)

@@ -770,17 +770,6 @@ func (m *IMAP) stallTimeout() time.Duration {
 	return 60 * time.Second
 }
 
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
-}
-
 // Ensure creates the folder if needed and returns its STATUS. The name is
 // path joined with the separator, under the personal namespace prefix.
 func (m *IMAP) Ensure(ctx context.Context, path []string) (formats.Folder, error) {

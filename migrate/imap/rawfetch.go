@@ -172,11 +172,11 @@ func (m *IMAP) rawFetch(ctx context.Context, folder formats.Folder, msgs []forma
 		}
 		deliver := func(uid uint32, r io.Reader, n int64) error {
 			msg := byUID[uid]
-			lr := &countingReader{r: r}
+			lr := &formats.CountingReader{R: r}
 			ferr := fn(msg, literal{lr, n})
 			io.Copy(io.Discard, lr)
-			if lr.n != n {
-				return fail(fmt.Errorf("message UID %d: connection ended after %d of %d bytes", uid, lr.n, n))
+			if lr.N != n {
+				return fail(fmt.Errorf("message UID %d: connection ended after %d of %d bytes", uid, lr.N, n))
 			}
 			done[uid] = true
 			return ferr

@@ -60,3 +60,23 @@ func repoRoot() (string, error) {
 		dir = parent
 	}
 }
+
+// Files returns the names and bytes of every file in the corpus
+// subdirectory name, in name order, or skips the test saying why.
+func Files(t testing.TB, name string) (names []string, bodies [][]byte) {
+	t.Helper()
+	dir := Require(t, name)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, e.Name())
+		bodies = append(bodies, b)
+	}
+	return names, bodies
+}

@@ -24,8 +24,6 @@ import (
 	"math/big"
 	"math/rand"
 	"net"
-	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -746,34 +744,6 @@ func TestPOP3Throughput(t *testing.T) {
 	}
 }
 
-// pop3Corpus returns the dev corpus (name -> bytes) or nil.
-func pop3Corpus(t *testing.T) ([]string, [][]byte) {
-	t.Helper()
-	for _, name := range []string{"dev"} {
-		dir, err := corpus.Dir(name)
-		if err != nil {
-			t.Log(err)
-			continue
-		}
-		entries, err := os.ReadDir(dir)
-		if err != nil {
-			continue
-		}
-		var names []string
-		var out [][]byte
-		for _, e := range entries {
-			b, err := os.ReadFile(filepath.Join(dir, e.Name()))
-			if err != nil {
-				t.Fatal(err)
-			}
-			names = append(names, e.Name())
-			out = append(out, b)
-		}
-		return names, out
-	}
-	return nil, nil
-}
-
 // The whole corpus through POP3 against IMAP's BODY[]. Dovecot serves two
 // kinds of message differently over the two protocols, and only those may
 // differ, only in these exact ways:
@@ -781,10 +751,7 @@ func pop3Corpus(t *testing.T) ([]string, [][]byte) {
 //   - no line break at the very end: BODY[] serves the message as stored,
 //     RETR adds CRLF (a POP3 response cannot end mid-line).
 func TestPOP3CorpusMatchesIMAP(t *testing.T) {
-	names, bodies := pop3Corpus(t)
-	if bodies == nil {
-		t.Skip("the corpus (../../shared/corpus/dev) is absent")
-	}
+	names, bodies := corpus.Files(t, "dev") // skips, saying why, without the corpus
 	srv := dovecottest.Start(t, dovecottest.Options{})
 	seedInbox(t, srv, "alice", bodies)
 	snap := srv.Snapshot(t, "alice")["INBOX"]

@@ -6,9 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailferry/mailferry/formats/corpus"
-
 	"github.com/mailferry/mailferry/formats"
+	"github.com/mailferry/mailferry/formats/corpus"
 	"github.com/mailferry/mailferry/migrate/dovecottest"
 	"github.com/mailferry/mailferry/migrate/mailconn"
 )

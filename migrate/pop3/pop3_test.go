@@ -32,9 +32,8 @@ import (
 	"testing/iotest"
 	"time"
 
-	"github.com/mailferry/mailferry/formats/corpus"
-
 	"github.com/mailferry/mailferry/formats"
+	"github.com/mailferry/mailferry/formats/corpus"
 	"github.com/mailferry/mailferry/migrate"
 	"github.com/mailferry/mailferry/migrate/dovecottest"
 	"github.com/mailferry/mailferry/migrate/mailconn"

@@ -16,16 +16,10 @@ import (
 	"github.com/mailferry/mailferry/migrate/mailconn"
 )
 
-// hostilePOP3 serves a scripted POP3 session: extra answers first, then a
-// plain server with two messages ("a" and "b"). quits counts the QUIT
-// commands received.
-func hostilePOP3(t *testing.T, greeting string, extra func(line string) (string, bool)) (cfg mailconn.ServerConfig, quits *atomic.Int32) {
-	t.Helper()
-	quits = new(atomic.Int32)
-	addr := fakePOP3(t, greeting, func(line string) string {
-		if line == "QUIT" {
-			quits.Add(1)
-		}
+// scriptedPOP3 answers a POP3 session: extra's answers first, then a plain
+// server with two messages ("a" and "b").
+func scriptedPOP3(extra func(line string) (string, bool)) func(line string) string {
+	return func(line string) string {
 		if extra != nil {
 			if a, ok := extra(line); ok {
 				return a
@@ -48,6 +42,20 @@ func hostilePOP3(t *testing.T, greeting string, extra func(line string) (string,
 			return "+OK\r\n"
 		}
 		return "-ERR what?\r\n"
+	}
+}
+
+// hostilePOP3 serves scriptedPOP3(extra); quits counts the QUIT commands
+// received.
+func hostilePOP3(t *testing.T, greeting string, extra func(line string) (string, bool)) (cfg mailconn.ServerConfig, quits *atomic.Int32) {
+	t.Helper()
+	quits = new(atomic.Int32)
+	answer := scriptedPOP3(extra)
+	addr := fakePOP3(t, greeting, func(line string) string {
+		if line == "QUIT" {
+			quits.Add(1)
+		}
+		return answer(line)
 	})
 	return mailconn.ServerConfig{Addr: addr, User: "u", Password: "secret-pw", TLS: mailconn.TLSNone, Timeout: 300 * time.Millisecond}, quits
 }

@@ -1140,28 +1140,7 @@ func fakePOP3(t *testing.T, greeting string, answer func(line string) string) st
 // makes go-pop3 panic), duplicate UIDLs, SASL-only login, RFC 3206 codes.
 func TestPOP3FakeServers(t *testing.T) {
 	ctx := context.Background()
-	basic := func(extra func(line string) (string, bool)) func(string) string {
-		return func(line string) string {
-			if extra != nil {
-				if a, ok := extra(line); ok {
-					return a
-				}
-			}
-			switch {
-			case line == "CAPA":
-				return "+OK\r\nUSER\r\nUIDL\r\nTOP\r\n.\r\n"
-			case strings.HasPrefix(line, "USER "), strings.HasPrefix(line, "PASS "):
-				return "+OK\r\n"
-			case line == "UIDL":
-				return "+OK\r\n1 a\r\n2 b\r\n.\r\n"
-			case line == "LIST":
-				return "+OK\r\n1 10\r\n2 10\r\n.\r\n"
-			case line == "QUIT":
-				return "+OK bye\r\n"
-			}
-			return "-ERR what?\r\n"
-		}
-	}
+	basic := scriptedPOP3
 	cfg := mailconn.ServerConfig{User: "u", Password: "secret-pw", TLS: mailconn.TLSNone, Timeout: 300 * time.Millisecond}
 
 	t.Run("no greeting", func(t *testing.T) {

@@ -12,7 +12,8 @@ import (
 	"github.com/mailferry/mailferry/formats"
 )
 
-// rpOpen reopens an archive for a rerun, as the archive command does.
+// rpOpen opens (or creates) an archive and its manifest Writer, as the
+// archive command does.
 func rpOpen(t *testing.T, format, dir string) *Writer {
 	t.Helper()
 	var st Store

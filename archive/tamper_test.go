@@ -18,20 +18,7 @@ import (
 func tpArchive(t *testing.T, format string, n int) (string, []ManifestEntry) {
 	t.Helper()
 	dir := t.TempDir()
-	var st Store
-	var err error
-	if format == "mbox" {
-		st, err = OpenMbox(dir, MboxOptions{Create: true})
-	} else {
-		st, err = OpenMaildir(dir, MaildirOptions{Create: true})
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := NewWriter(dir, st)
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := rpOpen(t, format, dir)
 	mdStoreAll(t, w, mdVariedMessages(n), 4)
 	if err := w.Close(); err != nil {
 		t.Fatal(err)

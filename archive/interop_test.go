@@ -61,14 +61,7 @@ func ioBuildMboxArchive(t *testing.T) *ioArchive {
 	}
 	sort.Strings(names)
 	dir := t.TempDir()
-	st, err := OpenMbox(dir, MboxOptions{Create: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := NewWriter(dir, st)
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := rpOpen(t, "mbox", dir)
 	ctx := context.Background()
 	a := &ioArchive{dir: dir, source: map[string][]byte{}}
 	folders := make([]formats.Folder, len(ioFolders))
@@ -98,10 +91,7 @@ func ioBuildMboxArchive(t *testing.T) *ioArchive {
 	if err := w.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Close(); err != nil {
+	if err := w.Close(); err != nil { // closes the store too
 		t.Fatal(err)
 	}
 	_, a.entries = mfLines(t, dir)
@@ -303,14 +293,7 @@ func ioStatus(flags []string, src []byte) []byte {
 // file was changed by a mail program, not "file does not exist".
 func TestVerifyMboxRewrittenByDovecot(t *testing.T) {
 	dir := t.TempDir()
-	st, err := OpenMbox(dir, MboxOptions{Create: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := NewWriter(dir, st)
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := rpOpen(t, "mbox", dir)
 	ctx := context.Background()
 	f, err := w.Ensure(ctx, []string{"INBOX"})
 	if err != nil {
@@ -326,7 +309,6 @@ func TestVerifyMboxRewrittenByDovecot(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.Close()
-	st.Close()
 	p := filepath.Join(dir, "INBOX.mbox")
 	data, err := os.ReadFile(p)
 	if err != nil {

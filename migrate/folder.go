@@ -266,7 +266,7 @@ func (p *folderPass) finish(t *transfer) error {
 // named every message it stored.
 func (p *folderPass) markDest(t *transfer) error {
 	dstF, ds := p.dstF, p.ds
-	if len(t.dstIDs) == 0 || !t.allIDs || ds.Messages != dstF.Messages || ds.Validity != dstF.Validity {
+	if len(t.dstIDs) == 0 || len(t.dstIDs) != len(t.copied) || ds.Messages != dstF.Messages || ds.Validity != dstF.Validity {
 		return nil
 	}
 	count := dstF.Messages + uint32(len(t.dstIDs))
@@ -300,7 +300,6 @@ type transfer struct {
 	delivered map[string]bool
 	lastFlush time.Time
 	dstIDs    []string // the destination IDs of what was stored, in order
-	allIDs    bool     // every stored message got an ID
 	copied    []formats.Message
 	tally     *passTally // what the folder's counts are made of (counts.go)
 }
@@ -313,7 +312,6 @@ type queued struct {
 
 func (t *transfer) run(ctx context.Context) error {
 	p := t.p
-	t.allIDs = true
 	t.tally = &passTally{decided: true, planned: p.d.copy, stored: &t.copied}
 	p.fr.pass = t.tally
 	// Stopped (Ctrl-C), the pass ends between two messages and makes what
@@ -375,8 +373,6 @@ func (t *transfer) stored(m formats.Message, key formats.Key, id string) {
 	if id != "" {
 		t.pending = append(t.pending, Record{Side: SideDest, Folder: p.dstF.Name, ID: id, Key: key})
 		t.dstIDs = append(t.dstIDs, id)
-	} else {
-		t.allIDs = false
 	}
 	t.copied = append(t.copied, m) // counted once durable and recorded (t.tally)
 	p.e.rep.MessageCopied(p.name, max(m.Size, 0))

@@ -511,10 +511,7 @@ func (w *worker) folder(ctx context.Context, pf PlannedFolder) (FolderReport, er
 	})
 	fr := settle(passes)
 	if err == nil {
-		w.e.keepFailures(fr.failures)
-		w.e.mu.Lock()
-		w.e.kept = append(w.e.kept, fr.kept...)
-		w.e.mu.Unlock()
+		w.e.keep(fr.failures, fr.kept)
 		w.e.rep.FolderDone(fr)
 		return fr, nil
 	}
@@ -525,7 +522,7 @@ func (w *worker) folder(ctx context.Context, pf PlannedFolder) (FolderReport, er
 	sort.Slice(all, func(i, j int) bool {
 		return all[i].UID < all[j].UID || all[i].UID == all[j].UID && all[i].ID < all[j].ID
 	})
-	w.e.keepFailures(all)
+	w.e.keep(all, nil)
 	return fr, err
 }
 
@@ -664,10 +661,12 @@ func (e *engine) unclaim(k formats.Key, n int) {
 	e.mu.Unlock()
 }
 
-// keepFailures adds one folder's failed messages to the run's.
-func (e *engine) keepFailures(fs []Failure) {
+// keep adds one folder's failed messages, and those --delete-source left
+// at the source, to the run's.
+func (e *engine) keep(failed, kept []Failure) {
 	e.mu.Lock()
-	e.failures = append(e.failures, fs...)
+	e.failures = append(e.failures, failed...)
+	e.kept = append(e.kept, kept...)
 	e.mu.Unlock()
 }
 

@@ -278,13 +278,13 @@ func TestEndpointArguments(t *testing.T) {
 	}
 	var got []string
 	filepath.WalkDir(work, func(p string, d os.DirEntry, err error) error {
-		if err == nil && p != work && (d.IsDir() || strings.HasSuffix(p, ".mbox")) && !strings.Contains(p, string(os.PathSeparator)+"arc"+string(os.PathSeparator)+"x"+string(os.PathSeparator)) {
+		if err == nil && p != work && (d.IsDir() || strings.HasSuffix(p, ".mbox") || strings.HasSuffix(p, "inbox")) && !strings.Contains(p, string(os.PathSeparator)+"arc"+string(os.PathSeparator)+"x"+string(os.PathSeparator)) {
 			rel, _ := filepath.Rel(work, p)
 			got = append(got, rel)
 		}
 		return nil
 	})
-	if want := "arc arc/x arcm arcm/INBOX.mbox"; strings.Join(got, " ") != want {
+	if want := "arc arc/x arcm arcm/mail arcm/mail/inbox"; strings.Join(got, " ") != want {
 		t.Errorf("the working directory holds %q, want %q", strings.Join(got, " "), want)
 	}
 }

@@ -309,7 +309,7 @@ func TestVerifyMboxRewrittenByDovecot(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.Close()
-	p := filepath.Join(dir, "INBOX.mbox")
+	p := filepath.Join(dir, "mail", "inbox")
 	data, err := os.ReadFile(p)
 	if err != nil {
 		t.Fatal(err)

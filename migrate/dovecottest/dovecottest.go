@@ -158,6 +158,10 @@ type Options struct {
 	// still answers the commands; a client that reads CAPABILITY will not
 	// use them.
 	IMAPCapability string
+	// MailLocation, when set, replaces mail_location (e.g. "mbox:DIR" for
+	// a Dovecot serving an mbox tree made elsewhere; %u is the user). The
+	// tree must be readable and writable by MailUser.
+	MailLocation string
 }
 
 // PostLoginCaps is what Dovecot 2.3.19 announces after login with this
@@ -284,7 +288,8 @@ func Start(t testing.TB, opts Options) *Server {
 	for attempt := 0; attempt < 3; attempt++ {
 		s, err := start(bin, sep, users, opts.SpecialUse, sentName, uid, gid, tlsNames, quotaOpts{opts.MaxMailSize, opts.QuotaBytes},
 			extraOpts{nsPrefix: opts.NamespacePrefix, oauth2URL: opts.OAuth2IntrospectionURL, specialUse: opts.SpecialUseFolders,
-				sharing: opts.Sharing, public: opts.PublicFolders, capability: opts.IMAPCapability})
+				sharing: opts.Sharing, public: opts.PublicFolders, capability: opts.IMAPCapability,
+				mailLocation: opts.MailLocation})
 		if err == nil {
 			t.Cleanup(s.Stop)
 			return s
@@ -385,6 +390,7 @@ type extraOpts struct {
 	sharing             bool
 	public              []string
 	capability          string // Options.IMAPCapability
+	mailLocation        string // Options.MailLocation
 }
 
 func start(bin string, sep rune, users map[string]string, specialUse bool, sentName string, uid, gid int, tlsNames []string, quota quotaOpts, extra extraOpts) (s *Server, err error) {
@@ -554,7 +560,11 @@ func (s *Server) config(passwdPath string, specialUse bool, sentName string, uid
 	p("mail_max_userip_connections = 200")
 	// LAYOUT=fs: folders are plain subdirectories, so with '/' as separator
 	// a name may contain '.' (the default Maildir++ layout forbids it).
-	p("mail_location = maildir:%s/%%u:LAYOUT=fs", filepath.Join(s.Dir, "mail"))
+	if s.extra.mailLocation != "" {
+		p("mail_location = %s", s.extra.mailLocation)
+	} else {
+		p("mail_location = maildir:%s/%%u:LAYOUT=fs", filepath.Join(s.Dir, "mail"))
+	}
 	if s.extra.oauth2URL != "" {
 		// Tokens are checked by the oauth2 passdb alone.
 		p("passdb {\n  driver = passwd-file\n  mechanisms = plain login\n  args = scheme=PLAIN username_format=%%u %s\n}", passwdPath)

@@ -1,0 +1,217 @@
+package archive
+
+// Interop, the mbox half of issue 12: our mbox archive opened by Dovecot
+// (mail_location = mbox:ARCHIVE/mail, default settings), by mutt in batch
+// mode and by formail; and the mboxes Dovecot, Python, formail and getmail6
+// write, read back. (Python's mailbox and go-mbox reading our files are in
+// interop_test.go.)
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"io/fs"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mailferry/mailferry/formats"
+	"github.com/mailferry/mailferry/migrate/dovecottest"
+)
+
+// ioDovecotHidden are the headers Dovecot 2.3's mbox storage hides from
+// every message it serves (mbox_hide_headers in src/lib-storage/index/
+// mbox/mbox-storage.c): its own metadata and the flags it reads from them.
+var ioDovecotHidden = []string{"Content-Length", "Status", "X-IMAP", "X-IMAPbase", "X-Keywords", "X-Status", "X-UID"}
+
+// ioDovecotView is a message as Dovecot serves it from our mbox file:
+// the source bytes with our mboxrd escaping left in (Dovecot reads mboxo:
+// a line "From " shows as ">From ", ">From " as ">>From "), the line
+// ending we added to a message without one (mbox cannot end a message
+// elsewhere), the header lines named in ioDovecotHidden taken out of its
+// header block (with their continuation lines), every LF served as CRLF
+// (a CR already before it stays one), and a NUL byte served as 0x80 (as
+// from any Dovecot storage, see dovecottest).
+func ioDovecotView(src []byte) []byte {
+	b := ioEscape(src)
+	if !bytes.HasSuffix(b, []byte("\n")) {
+		if bytes.Contains(b, []byte("\r\n")) && !bytes.HasSuffix(b, []byte("\r")) {
+			b = append(b, '\r')
+		}
+		b = append(b, '\n')
+	}
+	h := formats.HeaderBlock(b)
+	var out []byte
+	hiding := false
+	for _, line := range bytes.SplitAfter(h, []byte("\n")) {
+		if len(line) > 0 && (line[0] == ' ' || line[0] == '\t') {
+			if !hiding {
+				out = append(out, line...)
+			}
+			continue
+		}
+		hiding = false
+		if i := bytes.IndexByte(line, ':'); i > 0 {
+			name := strings.TrimRight(string(line[:i]), " \t")
+			hiding = slices.ContainsFunc(ioDovecotHidden, func(h string) bool { return strings.EqualFold(h, name) })
+		}
+		if !hiding {
+			out = append(out, line...)
+		}
+	}
+	out = append(out, b[len(h):]...)
+	return bytes.ReplaceAll(ioCRLF(out), []byte{0}, []byte{0x80})
+}
+
+// ioDovecotFlags are the flags Dovecot shows for a message of our mbox:
+// the system flags of our status lines, together with those of the
+// message's own Status and X-Status headers (Dovecot reads every such line
+// of the header block). Not our keywords: Dovecot takes an X-Keywords word
+// only when the folder's X-IMAPbase line (which Dovecot writes itself, on
+// the first message) lists it, so that a delivered message cannot bring
+// keywords; an append-only archive cannot keep that line up to date.
+func ioDovecotFlags(e ManifestEntry, src []byte) []string {
+	var flags []string
+	if len(ioStatus(e.Flags, src)) > 0 { // no status lines before a leading blank
+		flags = append(flags, e.Flags...)
+	}
+	own := mboxFlags(formats.HeaderBlock(src))
+	flags = slices.DeleteFunc(append(flags, own...), func(f string) bool { return !strings.HasPrefix(f, "\\") })
+	flags = formats.CleanFlags(flags)
+	sort.Strings(flags)
+	return append([]string{}, flags...)
+}
+
+// ioEscape puts a '>' before every line matching ^>*From (mboxrd).
+func ioEscape(b []byte) []byte {
+	lines := bytes.SplitAfter(b, []byte("\n"))
+	for i, l := range lines {
+		if bytes.HasPrefix(bytes.TrimLeft(l, ">"), []byte("From ")) {
+			lines[i] = append([]byte{'>'}, l...)
+		}
+	}
+	return bytes.Join(lines, nil)
+}
+
+// ioCRLF turns every LF not preceded by CR into CRLF.
+func ioCRLF(b []byte) []byte {
+	out := make([]byte, 0, len(b)+len(b)/20)
+	for i, c := range b {
+		if c == '\n' && (i == 0 || b[i-1] != '\r') {
+			out = append(out, '\r')
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+func ioSHA(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// ioServeWithDovecot copies the mail of an mbox archive and starts a
+// Dovecot with mail_location = mbox:COPY and nothing else changed. The
+// folder files are read-only for Dovecot's mail user (as an archive served
+// by Dovecot should be: Dovecot otherwise writes X-IMAPbase, X-UID and
+// padding into them); the directories are its own, for its .imap indexes.
+func ioServeWithDovecot(t *testing.T, archive string) (*dovecottest.Server, string) {
+	t.Helper()
+	parent, err := os.MkdirTemp("", "mailferry-mbox-dovecot-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(parent) })
+	root := filepath.Join(parent, "mail")
+	if out, err := exec.Command("cp", "-a", filepath.Join(archive, mboxMailDir), root).CombinedOutput(); err != nil {
+		t.Fatalf("copying the archive's mail: %v: %s", err, out)
+	}
+	s := dovecottest.Start(t, dovecottest.Options{MailLocation: "mbox:" + root})
+	u, err := user.Lookup(dovecottest.MailUser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	os.Chmod(parent, 0o755)
+	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		switch {
+		case err != nil:
+			return err
+		case d.IsDir():
+			return os.Chown(p, uid, gid)
+		default:
+			return os.Chmod(p, 0o444)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, root
+}
+
+// Issue 12 item 5: Dovecot pointed at our mbox archive (default settings)
+// lists exactly the source's folders under their names (no MANIFEST.jsonl,
+// no length records, no ".mbox" suffix, no %2E for a '.'), and serves every
+// message with the source's bytes (modulo ioDovecotView: the headers Dovecot
+// documents it hides, CRLF, the line ending a message without one got),
+// its flags from our Status/X-Status lines (ioDovecotFlags: not keywords),
+// and its date from the From_ line.
+func TestInteropDovecotServesMboxArchive(t *testing.T) {
+	a := ioBuildMboxArchive(t)
+	s, _ := ioServeWithDovecot(t, a.dir)
+
+	var names []string
+	for _, d := range s.Folders(t, "alice") {
+		names = append(names, d.Mailbox)
+	}
+	sort.Strings(names)
+	want := []string{"Archive", "Archive/2023", "INBOX", "Lists", "Lists/go.nuts", "Privé"}
+	if !slices.Equal(names, want) {
+		t.Fatalf("Dovecot lists %q, want %q", names, want)
+	}
+
+	snap := s.Snapshot(t, "alice")
+	byFolder := map[string][]ManifestEntry{}
+	for _, es := range a.byFile() {
+		byFolder[formats.DisplayName(es[0].DestFolder)] = es
+	}
+	total := 0
+	for folder, es := range byFolder {
+		got := snap[folder]
+		if len(got) != len(es) {
+			t.Errorf("%s: Dovecot serves %d messages, the archive holds %d", folder, len(got), len(es))
+			for i, e := range es {
+				if got[i].Size != int64(len(ioDovecotView(a.source[e.SHA256]))) {
+					t.Logf("DEBUG first diff at %d: %s got %d want %d", i, e.ID, got[i].Size, len(ioDovecotView(a.source[e.SHA256])))
+					break
+				}
+			}
+			continue
+		}
+		for i, e := range es {
+			src := a.source[e.SHA256]
+			if g := got[i]; g.SHA256 != ioSHA(ioDovecotView(src)) {
+				t.Errorf("%s: message %d (source %s): Dovecot serves %d bytes that are not the source's (%d bytes) modulo its hidden headers and CRLF",
+					folder, i, e.ID, g.Size, len(src))
+			}
+			if wantFlags := ioDovecotFlags(e, src); !slices.Equal(got[i].Flags, wantFlags) {
+				t.Errorf("%s: message %d (source %s): flags %q, want %q", folder, i, e.ID, got[i].Flags, wantFlags)
+			}
+			if d, _ := time.Parse(time.RFC3339, e.Date); !got[i].Date.Equal(d) {
+				t.Errorf("%s: message %d: date %v, want %v", folder, i, got[i].Date, d)
+			}
+		}
+		total += len(got)
+	}
+	if total != len(a.entries) {
+		t.Errorf("Dovecot serves %d messages, the archive holds %d", total, len(a.entries))
+	}
+}

@@ -8,8 +8,10 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -330,6 +332,7 @@ func (f *copyFlags) runJob(ctx context.Context, env *environment, opts migrate.O
 	// A dry run reads the state (never writes it): flags follow and
 	// --sync-deletions need the ledger to say what they would change.
 	opts.StatePath = migrate.StatePath(f.stateDirectory(env), src.String(), dst.String())
+	warnings := collectWarnings(ui, src, dst)
 	openSrc, openDst := openSource(src), openSink(dst)
 	wrapSrc := f.presetSource()
 	limits := migrate.NewLimits(f.maxBytesPerSecond, f.maxMessagesPerSec, nil)
@@ -352,7 +355,34 @@ func (f *copyFlags) runJob(ctx context.Context, env *environment, opts migrate.O
 		MaybeSameAccount: maybeSame,
 		Options:          opts,
 	}
-	return migrate.Run(ctx, job)
+	rep, err := migrate.Run(ctx, job)
+	if rep != nil {
+		rep.Warnings = append(rep.Warnings, warnings()...)
+	}
+	return rep, err
+}
+
+// collectWarnings makes the local stores of src and dst say what they had
+// to guess as a warning line (through ui) and returns what they said.
+func collectWarnings(ui migrate.Reporter, eps ...*endpoint) func() []string {
+	var mu sync.Mutex
+	var said []string
+	for _, ep := range eps {
+		if ep.isServer() {
+			continue
+		}
+		ep.stores(ep == eps[len(eps)-1]).Warn = func(msg string) {
+			mu.Lock()
+			said = append(said, msg)
+			mu.Unlock()
+			ui.Warn(msg)
+		}
+	}
+	return func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(said)
+	}
 }
 
 // byteSize is a flag value in bytes: a plain number, or one with a unit

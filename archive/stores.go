@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+
+	"github.com/mailferry/mailferry/formats"
 )
 
 // Stores opens the Maildir or mbox store at one path, once per engine
@@ -19,11 +21,16 @@ type Stores struct {
 	Format string // "maildir" or "mbox"
 	Path   string
 	Create bool // a destination: make the root if missing
+	// Warn, if set, is called once with each warning a store meets while
+	// reading (an mbox file's ambiguous framing, a file that is not an
+	// mbox), as "mbox: FILE: ...", whichever worker met it.
+	Warn func(msg string)
 
 	mu   sync.Mutex
 	root *Writer // the first live Writer, others Share it
 	live int
 	last string // the chain head when the last Writer closed
+	said map[string]bool
 }
 
 // manifestDir is where the manifest lives, or "" for a store that has none
@@ -42,7 +49,28 @@ func (l *Stores) openStore() (Store, error) {
 	case "maildir":
 		return OpenMaildir(l.Path, MaildirOptions{Create: l.Create})
 	default:
-		return OpenMbox(l.Path, MboxOptions{Create: l.Create})
+		return OpenMbox(l.Path, MboxOptions{Create: l.Create, Warn: l.warnMbox})
+	}
+}
+
+// warnMbox passes an mbox store's warning on to Warn, once per run.
+func (l *Stores) warnMbox(file string, w formats.MboxWarning) {
+	if l.Warn == nil {
+		return
+	}
+	msg := "mbox: " + file + ": " + w.String()
+	if w.Index < 0 {
+		msg = "mbox: " + file + ": " + w.Reason
+	}
+	l.mu.Lock()
+	if l.said == nil {
+		l.said = map[string]bool{}
+	}
+	seen := l.said[msg]
+	l.said[msg] = true
+	l.mu.Unlock()
+	if !seen {
+		l.Warn(msg)
 	}
 }
 

@@ -112,6 +112,9 @@ type Report struct {
 	DestMarkedOnly bool `json:"destination_deleted_marked_only,omitempty"`
 	// Error is the error that stopped the run, if one did.
 	Error string `json:"error,omitempty"`
+	// Warnings are what a local source or destination had to guess (an
+	// ambiguous mbox file, a file that is not an mbox), each as printed.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // WriteFile writes the report as indented JSON, readable by its owner only.

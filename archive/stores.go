@@ -34,10 +34,11 @@ type Stores struct {
 }
 
 // manifestDir is where the manifest lives, or "" for a store that has none
-// (a single .mbox file).
+// (a single mbox file: one that exists, or a path ending in ".mbox").
 func (l *Stores) manifestDir() string {
-	if l.Format == "mbox" && strings.HasSuffix(l.Path, ".mbox") {
-		if st, err := os.Stat(l.Path); err != nil || !st.IsDir() {
+	if l.Format == "mbox" {
+		st, err := os.Stat(l.Path)
+		if err == nil && st.Mode().IsRegular() || err != nil && strings.HasSuffix(l.Path, ".mbox") {
 			return ""
 		}
 	}

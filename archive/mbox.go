@@ -113,6 +113,7 @@ type Mbox struct {
 	opts   MboxOptions
 
 	open     map[string]*mboxFile // files opened for appending, by relative path
+	kinds    map[string]foreignKind
 	warnings []string
 	warned   map[string]bool
 }
@@ -533,7 +534,8 @@ func (s *Mbox) Ensure(ctx context.Context, path []string) (formats.Folder, error
 // readView is an open folder file for reading: r covers the readable bytes.
 type readView struct {
 	rel   string
-	ours  bool // the file has a sidecar: written by this store
+	ours  bool        // the file has a sidecar: written by this store
+	kind  foreignKind // how another program's file is read (mboxforeign.go)
 	r     io.ReaderAt
 	limit int64
 	close func() error
@@ -552,7 +554,7 @@ func (s *Mbox) view(folder formats.Folder) (*readView, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &readView{rel: rel, ours: ours, r: mf.f, limit: mf.size, close: func() error { return nil }}, nil
+		return s.withKind(&readView{rel: rel, ours: ours, r: mf.f, limit: mf.size, close: func() error { return nil }}), nil
 	}
 	abs := s.abs(rel)
 	if err := s.recover(rel); err != nil {
@@ -581,7 +583,15 @@ func (s *Mbox) view(folder formats.Folder) (*readView, error) {
 		// A live writer's unconfirmed batch, or a read-only store.
 		limit = sc.length
 	}
-	return &readView{rel: rel, ours: ours, r: f, limit: limit, close: f.Close}, nil
+	return s.withKind(&readView{rel: rel, ours: ours, r: f, limit: limit, close: f.Close}), nil
+}
+
+// withKind fills v.kind for another program's file.
+func (s *Mbox) withKind(v *readView) *readView {
+	if !v.ours {
+		v.kind = s.foreignKind(v)
+	}
+	return v
 }
 
 // recover cuts back an interrupted append of a file this store does not
@@ -646,11 +656,7 @@ func (s *Mbox) cutBack(f *os.File, abs string, sc mboxSidecar) (int64, error) {
 // scan reads every message of a view in file order. fn gets the entry (its
 // Size final), and the header block when withHeader (not to be kept).
 func (s *Mbox) scan(ctx context.Context, v *readView, withHeader bool, fn func(e *formats.MboxEntry, header []byte) error) error {
-	mr := formats.NewMboxReader(io.NewSectionReader(v.r, 0, v.limit))
-	mr.OnWarning = func(w formats.MboxWarning) { s.warn(v.rel, w) }
-	// A file with our sidecar was written in mboxrd by this store: a
-	// Content-Length header in a message is just part of its bytes.
-	mr.IgnoreContentLength = v.ours
+	mr := s.reader(v, io.NewSectionReader(v.r, 0, v.limit), true)
 	var buf []byte
 	for {
 		if err := ctx.Err(); err != nil {
@@ -713,12 +719,16 @@ func (s *Mbox) List(ctx context.Context, folder formats.Folder) (uint32, []forma
 	}
 	var msgs []formats.Message
 	err = s.scan(ctx, v, true, func(e *formats.MboxEntry, h []byte) error {
+		size := e.Size()
+		if v.kind.meta {
+			size -= int64(len(h) - len(stripMeta(h)))
+		}
 		if e.Status != nil {
 			h = e.Status
 		}
 		msgs = append(msgs, formats.Message{
 			ID:    strconv.FormatInt(e.Offset, 10),
-			Size:  e.Size(),
+			Size:  size,
 			Date:  e.Date,
 			Flags: mboxFlags(h),
 		})
@@ -762,7 +772,7 @@ func (s *Mbox) at(v *readView, id string) (e *formats.MboxEntry, ok bool, err er
 	if err != nil || off < 0 || off >= v.limit || strconv.FormatInt(off, 10) != id {
 		return nil, false, nil
 	}
-	mr := formats.NewMboxReader(io.NewSectionReader(v.r, off, v.limit-off))
+	mr := s.reader(v, io.NewSectionReader(v.r, off, v.limit-off), false)
 	e, err = mr.Next()
 	if err == io.EOF || errors.Is(err, formats.ErrNotMbox) || (err == nil && e.Offset != 0) {
 		return nil, false, nil
@@ -798,6 +808,9 @@ func (s *Mbox) Headers(ctx context.Context, folder formats.Folder, msgs []format
 		if h, buf, err = mboxHeader(e.Body, buf); err != nil {
 			return fmt.Errorf("mbox: %s: %w", v.rel, err)
 		}
+		if v.kind.meta {
+			h = stripMeta(h)
+		}
 		if err := fn(msg, h); err != nil {
 			return err
 		}
@@ -825,7 +838,11 @@ func (s *Mbox) Fetch(ctx context.Context, folder formats.Folder, msgs []formats.
 		if !ok {
 			continue
 		}
-		if err := fn(msg, e.Body); err != nil {
+		body, err := v.body(e)
+		if err != nil {
+			return fmt.Errorf("mbox: %s: %w", v.rel, err)
+		}
+		if err := fn(msg, body); err != nil {
 			return err
 		}
 	}
@@ -843,11 +860,24 @@ func (s *Mbox) Open(folder formats.Folder, id string) (io.ReadCloser, string, er
 	if err == nil && !ok {
 		err = fmt.Errorf("mbox: %s: no message at offset %s: %w", v.rel, id, fs.ErrNotExist)
 	}
+	var body io.Reader
+	if err == nil {
+		body, err = v.body(e)
+	}
 	if err != nil {
 		v.close()
 		return nil, "", err
 	}
-	return mboxReadCloser{e.Body, v.close}, v.rel, nil
+	return mboxReadCloser{body, v.close}, v.rel, nil
+}
+
+// body is a message's bytes as the view gives them (an IMAP server's
+// metadata headers taken out, see mboxforeign.go).
+func (v *readView) body(e *formats.MboxEntry) (io.Reader, error) {
+	if !v.kind.meta {
+		return e.Body, nil
+	}
+	return metaStripped(e.Body)
 }
 
 type mboxReadCloser struct {
@@ -884,6 +914,9 @@ func (s *Mbox) Index(ctx context.Context, folder formats.Folder, known func(id s
 		id := strconv.FormatInt(e.Offset, 10)
 		if known(id) {
 			return nil
+		}
+		if v.kind.meta {
+			h = stripMeta(h)
 		}
 		return fn(id, formats.IdentityKey(h))
 	})

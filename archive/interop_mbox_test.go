@@ -8,8 +8,10 @@ package archive
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -213,5 +215,67 @@ func TestInteropDovecotServesMboxArchive(t *testing.T) {
 	}
 	if total != len(a.entries) {
 		t.Errorf("Dovecot serves %d messages, the archive holds %d", total, len(a.entries))
+	}
+}
+
+// ioReadFolder lists and fetches one folder of a store: bytes by message,
+// and the messages (ID, flags, date).
+func ioReadFolder(t *testing.T, s *Mbox, f formats.Folder) ([][]byte, []formats.Message) {
+	t.Helper()
+	ctx := context.Background()
+	_, list, err := s.List(ctx, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bodies [][]byte
+	err = s.Fetch(ctx, f, list, func(m formats.Message, body io.Reader) error {
+		b, err := io.ReadAll(body)
+		bodies = append(bodies, b)
+		if err == nil && int64(len(b)) != m.Size {
+			t.Errorf("message %s: List says %d bytes, Fetch gives %d", m.ID, m.Size, len(b))
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bodies, list
+}
+
+// Issue 12 item 12: another program's mbox file is read as that program
+// shows it: the state headers Dovecot keeps in an mbox it serves
+// (X-IMAPbase, X-UID, Status, X-Status, X-Keywords, Content-Length) are
+// taken out of the messages (their flags and keywords kept), an mboxo
+// ">From " line keeps its '>', and a last message not followed by a blank
+// line keeps its final newline.
+func TestMboxForeignFileReadAsItsWriterShowsIt(t *testing.T) {
+	dir := t.TempDir()
+	file := "From alice@example.com Mon Jan  1 00:00:00 2001\n" +
+		"X-IMAPbase: 1700000000 0000000003 Work\n" +
+		"Subject: one\nStatus: RO\nX-Status: A\nX-Keywords: Work\nX-UID: 1\nContent-Length: 25\n\n" +
+		"quoted:\n>From the start\n\n\n" +
+		"From bob@example.com Tue Jan  2 00:00:00 2001\n" +
+		"Subject: two\nX-UID: 2\nStatus: O\n\nno blank line after me\n"
+	path := filepath.Join(dir, "saved.mbox")
+	if err := os.WriteFile(path, []byte(file), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := OpenMbox(path, MboxOptions{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	bodies, list := ioReadFolder(t, s, formats.Folder{Path: []string{"INBOX"}})
+	want := []string{"Subject: one\n\nquoted:\n>From the start\n\n", "Subject: two\n\nno blank line after me\n"}
+	if len(bodies) != len(want) {
+		t.Fatalf("%d messages, want %d", len(bodies), len(want))
+	}
+	for i := range want {
+		if string(bodies[i]) != want[i] {
+			t.Errorf("message %d: %q, want %q", i, bodies[i], want[i])
+		}
+	}
+	if f := list[0].Flags; !slices.Equal(f, []string{formats.FlagSeen, formats.FlagAnswered, "Work"}) {
+		t.Errorf("flags %q", f)
 	}
 }

@@ -172,6 +172,8 @@ func (m *Maildir) Folders(ctx context.Context) ([]formats.Folder, error) {
 			found = m.walkNested(name, []string{m.component(name, name)}, found, 0)
 			if len(found) > n {
 				nested++
+			} else {
+				m.warnNoMaildir(name)
 			}
 		}
 	}
@@ -208,7 +210,7 @@ const maxNestedDepth = 32
 
 // walkNested adds the nested folder at rel (slash-separated, relative to
 // root) and those below it. A directory that is no Maildir and has none
-// below it is left out with a warning.
+// below it is left out with a warning (the topmost such one is named).
 func (m *Maildir) walkNested(rel string, p []string, found []maildirFolder, depth int) []maildirFolder {
 	abs := filepath.Join(m.root, filepath.FromSlash(rel))
 	n := len(found)
@@ -219,6 +221,7 @@ func (m *Maildir) walkNested(rel string, p []string, found []maildirFolder, dept
 	if err != nil || depth >= maxNestedDepth {
 		return found
 	}
+	var empty []string
 	for _, e := range ents {
 		c := e.Name()
 		if !e.IsDir() || c == "cur" || c == "new" || c == "tmp" {
@@ -231,12 +234,22 @@ func (m *Maildir) walkNested(rel string, p []string, found []maildirFolder, dept
 			}
 			continue
 		}
+		before := len(found)
 		found = m.walkNested(sub, append(slices.Clip(p), m.component(c, sub)), found, depth+1)
+		if len(found) == before {
+			empty = append(empty, sub)
+		}
 	}
-	if len(found) == n {
-		m.warn(fmt.Sprintf("%s: a directory with no Maildir in it: skipped", rel))
+	if len(found) > n { // else the caller names this directory
+		for _, e := range empty {
+			m.warnNoMaildir(e)
+		}
 	}
 	return found
+}
+
+func (m *Maildir) warnNoMaildir(rel string) {
+	m.warn(fmt.Sprintf("%s: a directory with no Maildir in it: skipped", rel))
 }
 
 // folderList turns the found directories into the folder list: counts

@@ -8,8 +8,10 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -330,6 +332,10 @@ func (f *copyFlags) runJob(ctx context.Context, env *environment, opts migrate.O
 	// A dry run reads the state (never writes it): flags follow and
 	// --sync-deletions need the ledger to say what they would change.
 	opts.StatePath = migrate.StatePath(f.stateDirectory(env), src.String(), dst.String())
+	warned := &storeWarnings{ui: ui}
+	if !src.isServer() {
+		src.stores(false).Warn = warned.add
+	}
 	openSrc, openDst := openSource(src), openSink(dst)
 	wrapSrc := f.presetSource()
 	limits := migrate.NewLimits(f.maxBytesPerSecond, f.maxMessagesPerSec, nil)
@@ -352,7 +358,36 @@ func (f *copyFlags) runJob(ctx context.Context, env *environment, opts migrate.O
 		MaybeSameAccount: maybeSame,
 		Options:          opts,
 	}
-	return migrate.Run(ctx, job)
+	rep, err := migrate.Run(ctx, job)
+	rep.Warnings = append(rep.Warnings, warned.list()...)
+	return rep, err
+}
+
+// storeWarnings passes a local source's warnings on to the terminal, each
+// once (every worker's store may say the same), and keeps them for the
+// report.
+type storeWarnings struct {
+	ui   migrate.Reporter
+	mu   sync.Mutex
+	seen []string
+}
+
+func (w *storeWarnings) add(msg string) {
+	w.mu.Lock()
+	dup := slices.Contains(w.seen, msg)
+	if !dup {
+		w.seen = append(w.seen, msg)
+	}
+	w.mu.Unlock()
+	if !dup {
+		w.ui.Warn(msg)
+	}
+}
+
+func (w *storeWarnings) list() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.seen)
 }
 
 // byteSize is a flag value in bytes: a plain number, or one with a unit

@@ -185,6 +185,7 @@ func imBuildArchive(t *testing.T, dir string) map[string][]imMsg {
 // else, and serves every message with its bytes, flags (keywords included)
 // and date.
 func TestInteropDovecotOpensMaildirArchive(t *testing.T) {
+	t.Parallel()
 	s := dovecottest.Start(t, dovecottest.Options{MailLocation: "maildir:~/Maildir"})
 	home := s.Home("alice")
 	want := imBuildArchive(t, filepath.Join(home, "Maildir"))
@@ -252,6 +253,7 @@ func imPython(t *testing.T) string {
 // bytes, date and flag letters: the system flags' and Dovecot's keyword
 // letters.
 func TestInteropPythonReadsMaildirArchive(t *testing.T) {
+	t.Parallel()
 	py := imPython(t)
 	dir := filepath.Join(t.TempDir(), "archive")
 	imBuildArchive(t, dir)
@@ -385,6 +387,7 @@ func imSeed(t *testing.T, s *dovecottest.Server, keywords, dates bool) map[strin
 // every folder's name decoded and every message's bytes, flags, keywords
 // (dovecot-keywords) and date, and no warning.
 func TestInteropImportDovecotMaildir(t *testing.T) {
+	t.Parallel()
 	for _, layout := range []string{"", ":LAYOUT=fs"} {
 		t.Run("maildir"+layout, func(t *testing.T) {
 			s := dovecottest.Start(t, dovecottest.Options{MailLocation: "maildir:~/Maildir" + layout})
@@ -406,6 +409,7 @@ func TestInteropImportDovecotMaildir(t *testing.T) {
 // file's mtime is when it was synced): the bytes are compared without the
 // X-TUID line, and keywords and dates are not compared.
 func TestInteropImportMbsyncMaildir(t *testing.T) {
+	t.Parallel()
 	mbsync, err := exec.LookPath("mbsync")
 	if err != nil {
 		if os.Getenv("CI") == "true" {
@@ -484,6 +488,7 @@ for m in spec:
 // itself reads it back, bytes, flags and date, and in the folder it put
 // it in.
 func TestInteropImportPythonMaildir(t *testing.T) {
+	t.Parallel()
 	py := imPython(t)
 	bodies, flags, dates := imSample(t)
 	folders := []string{"", "Privé", "Privé.Größe", "Work"}

@@ -332,7 +332,10 @@ func (f *copyFlags) runJob(ctx context.Context, env *environment, opts migrate.O
 	// A dry run reads the state (never writes it): flags follow and
 	// --sync-deletions need the ledger to say what they would change.
 	opts.StatePath = migrate.StatePath(f.stateDirectory(env), src.String(), dst.String())
-	warnings := collectWarnings(ui, src, dst)
+	warned := &storeWarnings{ui: ui}
+	if !src.isServer() {
+		src.stores(false).Warn = warned.add
+	}
 	openSrc, openDst := openSource(src), openSink(dst)
 	wrapSrc := f.presetSource()
 	limits := migrate.NewLimits(f.maxBytesPerSecond, f.maxMessagesPerSec, nil)
@@ -356,33 +359,35 @@ func (f *copyFlags) runJob(ctx context.Context, env *environment, opts migrate.O
 		Options:          opts,
 	}
 	rep, err := migrate.Run(ctx, job)
-	if rep != nil {
-		rep.Warnings = append(rep.Warnings, warnings()...)
-	}
+	rep.Warnings = append(rep.Warnings, warned.list()...)
 	return rep, err
 }
 
-// collectWarnings makes the local stores of src and dst say what they had
-// to guess as a warning line (through ui) and returns what they said.
-func collectWarnings(ui migrate.Reporter, eps ...*endpoint) func() []string {
-	var mu sync.Mutex
-	var said []string
-	for _, ep := range eps {
-		if ep.isServer() {
-			continue
-		}
-		ep.stores(ep == eps[len(eps)-1]).Warn = func(msg string) {
-			mu.Lock()
-			said = append(said, msg)
-			mu.Unlock()
-			ui.Warn(msg)
-		}
+// storeWarnings passes a local source's warnings on to the terminal, each
+// once (every worker's store may say the same), and keeps them for the
+// report.
+type storeWarnings struct {
+	ui   migrate.Reporter
+	mu   sync.Mutex
+	seen []string
+}
+
+func (w *storeWarnings) add(msg string) {
+	w.mu.Lock()
+	dup := slices.Contains(w.seen, msg)
+	if !dup {
+		w.seen = append(w.seen, msg)
 	}
-	return func() []string {
-		mu.Lock()
-		defer mu.Unlock()
-		return slices.Clone(said)
+	w.mu.Unlock()
+	if !dup {
+		w.ui.Warn(msg)
 	}
+}
+
+func (w *storeWarnings) list() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.seen)
 }
 
 // byteSize is a flag value in bytes: a plain number, or one with a unit

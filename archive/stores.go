@@ -21,16 +21,16 @@ type Stores struct {
 	Format string // "maildir" or "mbox"
 	Path   string
 	Create bool // a destination: make the root if missing
-	// Warn, if set, is called once with each warning a store meets while
-	// reading (an mbox file's ambiguous framing, a file that is not an
-	// mbox), as "mbox: FILE: ...", whichever worker met it.
+	// Warn, if set, receives what a store had to guess while reading a
+	// tree another program wrote (see MaildirOptions.Warn; an mbox file's
+	// ambiguous framing, a file that is not an mbox: "mbox: FILE: ..."),
+	// from every worker's store: the same warning may come more than once.
 	Warn func(msg string)
 
 	mu   sync.Mutex
 	root *Writer // the first live Writer, others Share it
 	live int
 	last string // the chain head when the last Writer closed
-	said map[string]bool
 }
 
 // manifestDir is where the manifest lives, or "" for a store that has none
@@ -48,13 +48,13 @@ func (l *Stores) manifestDir() string {
 func (l *Stores) openStore() (Store, error) {
 	switch l.Format {
 	case "maildir":
-		return OpenMaildir(l.Path, MaildirOptions{Create: l.Create})
+		return OpenMaildir(l.Path, MaildirOptions{Create: l.Create, Warn: l.Warn})
 	default:
 		return OpenMbox(l.Path, MboxOptions{Create: l.Create, Warn: l.warnMbox})
 	}
 }
 
-// warnMbox passes an mbox store's warning on to Warn, once per run.
+// warnMbox passes an mbox store's warning on to Warn.
 func (l *Stores) warnMbox(file string, w formats.MboxWarning) {
 	if l.Warn == nil {
 		return
@@ -63,16 +63,7 @@ func (l *Stores) warnMbox(file string, w formats.MboxWarning) {
 	if w.Index < 0 {
 		msg = "mbox: " + file + ": " + w.Reason
 	}
-	l.mu.Lock()
-	if l.said == nil {
-		l.said = map[string]bool{}
-	}
-	seen := l.said[msg]
-	l.said[msg] = true
-	l.mu.Unlock()
-	if !seen {
-		l.Warn(msg)
-	}
+	l.Warn(msg)
 }
 
 // Open returns a store for one worker: the manifest Writer over it where

@@ -110,11 +110,12 @@ type Report struct {
 	// DestMarkedOnly says the destination could only mark what
 	// --sync-deletions removes \Deleted (no UIDPLUS).
 	DestMarkedOnly bool `json:"destination_deleted_marked_only,omitempty"`
+	// Warnings are what a local source had to guess reading a tree another
+	// program wrote (a folder name in no known encoding, a mixed layout),
+	// each once, as printed ("mailferry: warning: ...").
+	Warnings []string `json:"warnings,omitempty"`
 	// Error is the error that stopped the run, if one did.
 	Error string `json:"error,omitempty"`
-	// Warnings are what a local source or destination had to guess (an
-	// ambiguous mbox file, a file that is not an mbox), each as printed.
-	Warnings []string `json:"warnings,omitempty"`
 }
 
 // WriteFile writes the report as indented JSON, readable by its owner only.

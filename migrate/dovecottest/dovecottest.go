@@ -60,6 +60,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
 	"net"
 	"os"
@@ -158,9 +159,10 @@ type Options struct {
 	// still answers the commands; a client that reads CAPABILITY will not
 	// use them.
 	IMAPCapability string
-	// MailLocation, when set, replaces mail_location (e.g. "mbox:DIR" for
-	// a Dovecot serving an mbox tree made elsewhere; %u is the user). The
-	// tree must be readable and writable by MailUser.
+	// MailLocation, when set, replaces the mail_location (default
+	// "maildir:DIR/mail/%u:LAYOUT=fs"), for a server pointed at a
+	// Maildir a test made: "maildir:~/Maildir" is Dovecot's default
+	// Maildir++ in Server.Home(user) + "/Maildir" (see GiveToMailUser).
 	MailLocation string
 }
 
@@ -222,6 +224,29 @@ func (s *Server) IMAPAddr() string { return net.JoinHostPort(s.Host, strconv.Ito
 
 // POP3Addr returns "127.0.0.1:port" of the plaintext POP3 listener.
 func (s *Server) POP3Addr() string { return net.JoinHostPort(s.Host, strconv.Itoa(s.POP3Port)) }
+
+// Home returns user's home directory (owned by MailUser; it may not exist
+// before the user's first login).
+func (s *Server) Home(user string) string { return filepath.Join(s.Dir, "home", user) }
+
+// GiveToMailUser makes path and everything below it MailUser's, so that
+// the server can read and change a Maildir a test put there.
+func (s *Server) GiveToMailUser(t testing.TB, path string) {
+	t.Helper()
+	uid, gid, err := ensureMailUser()
+	if err != nil {
+		t.Fatalf("dovecottest: %v", err)
+	}
+	err = filepath.WalkDir(path, func(p string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, uid, gid)
+	})
+	if err != nil {
+		t.Fatalf("dovecottest: %v", err)
+	}
+}
 
 // LogTail returns the last n lines of the instance's log.
 func (s *Server) LogTail(n int) string { return tailFile(s.logPath, n) }

@@ -1,7 +1,6 @@
 package archive
 
 import (
-	"encoding/base64"
 	"errors"
 	"io"
 	"io/fs"
@@ -9,7 +8,6 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
-	"unicode/utf16"
 	"unicode/utf8"
 
 	"github.com/mailferry/mailferry/formats"
@@ -196,7 +194,7 @@ func decodeMboxComponent(name string) string {
 		return ""
 	}
 	if s, ok := unpercent(name); ok {
-		if d, ok := decodeMUTF7(s); ok && encodeMboxComponent(d) == name {
+		if d, err := formats.DecodeMailboxUTF7(s); err == nil && encodeMboxComponent(d) == name {
 			return d
 		}
 	}
@@ -230,44 +228,6 @@ func unpercent(s string) (string, bool) {
 		}
 		b.WriteByte(v)
 		i += 2
-	}
-	return b.String(), true
-}
-
-var mutf7Enc = base64.NewEncoding("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,").WithPadding(base64.NoPadding)
-
-// decodeMUTF7 decodes IMAP's modified UTF-7 (RFC 3501 5.1.3); ok is false
-// for anything that is not printable ASCII with well-formed "&...-" runs.
-func decodeMUTF7(s string) (string, bool) {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x20 || c > 0x7e {
-			return "", false
-		}
-		if c != '&' {
-			b.WriteByte(c)
-			continue
-		}
-		j := strings.IndexByte(s[i+1:], '-')
-		if j < 0 {
-			return "", false
-		}
-		run := s[i+1 : i+1+j]
-		i += j + 1
-		if run == "" {
-			b.WriteByte('&')
-			continue
-		}
-		raw, err := mutf7Enc.DecodeString(run)
-		if err != nil || len(raw)%2 != 0 {
-			return "", false
-		}
-		u := make([]uint16, len(raw)/2)
-		for k := range u {
-			u[k] = uint16(raw[2*k])<<8 | uint16(raw[2*k+1])
-		}
-		b.WriteString(string(utf16.Decode(u)))
 	}
 	return b.String(), true
 }

@@ -24,7 +24,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-imap/v2"
+
 	"github.com/mailferry/mailferry/formats"
+	"github.com/mailferry/mailferry/formats/corpus"
 	"github.com/mailferry/mailferry/migrate/dovecottest"
 )
 
@@ -277,5 +280,119 @@ func TestMboxForeignFileReadAsItsWriterShowsIt(t *testing.T) {
 	}
 	if f := list[0].Flags; !slices.Equal(f, []string{formats.FlagSeen, formats.FlagAnswered, "Work"}) {
 		t.Errorf("flags %q", f)
+	}
+}
+
+// ioSample is every step-th message of the shared corpus, with flags and a
+// date each, spread over folders.
+type ioMessage struct {
+	name   string
+	body   []byte
+	flags  []string
+	date   time.Time
+	folder string
+}
+
+func ioSample(t *testing.T, step int, folders []string) []ioMessage {
+	t.Helper()
+	names, bodies := corpus.Files(t, "dev")
+	var out []ioMessage
+	for i := 0; i < len(names); i += step {
+		n := len(out)
+		out = append(out, ioMessage{name: names[i], body: bodies[i], flags: ioFlags(n),
+			date: time.Date(2021, 3, 1+n%28, n%24, n%60, 7, 0, time.UTC), folder: folders[n%len(folders)]})
+	}
+	return out
+}
+
+// Issue 12 items 8, 10 and 12, with the real program: an mbox tree that
+// Dovecot's mbox storage wrote (APPEND over IMAP into mail_location =
+// mbox:~/mail: inbox, nested folders, names in modified UTF-7, its .imap
+// index directories, X-IMAPbase/X-UID/Status/X-Status/X-Keywords headers)
+// reads back with every folder, and every message as Dovecot's own IMAP
+// serves it (its state headers hidden; modulo CRLF and NUL, which Dovecot
+// serves as CRLF and 0x80), its flags, keywords and date.
+func TestInteropReadDovecotMbox(t *testing.T) {
+	s := dovecottest.Start(t, dovecottest.Options{MailLocation: "mbox:~/mail"})
+	folders := []string{"INBOX", "Work", "Lists/go.nuts", "Privé"}
+	msgs := ioSample(t, 16, folders)
+	c := s.Client(t, "alice")
+	for _, f := range folders[1:] {
+		if err := c.Create(f, nil).Wait(); err != nil {
+			t.Fatalf("CREATE %s: %v", f, err)
+		}
+	}
+	for _, m := range msgs {
+		var flags []imap.Flag
+		for _, f := range m.flags {
+			flags = append(flags, imap.Flag(f))
+		}
+		cmd := c.Append(m.folder, int64(len(m.body)), &imap.AppendOptions{Flags: flags, Time: m.date})
+		_, werr := cmd.Write(m.body)
+		cerr := cmd.Close()
+		if _, err := cmd.Wait(); err != nil || werr != nil || cerr != nil {
+			t.Fatalf("APPEND %s: %v %v %v", m.name, err, werr, cerr)
+		}
+	}
+	snap := s.Snapshot(t, "alice") // Dovecot's own view, and its state headers written
+	raw, err := os.ReadFile(filepath.Join(s.Home("alice"), "mail", "inbox"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []string{"\nX-IMAPbase: ", "\nX-UID: ", "\nStatus: ", "\nX-Keywords: "} {
+		if !bytes.Contains(raw, []byte(h)) {
+			t.Fatalf("Dovecot wrote no %q into its inbox: nothing to hide", h[1:])
+		}
+	}
+
+	st, err := OpenMbox(filepath.Join(s.Home("alice"), "mail"), MboxOptions{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	got, err := st.Folders(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, f := range got {
+		if !f.NoSelect {
+			names = append(names, formats.DisplayName(f.Path))
+		}
+	}
+	if want := []string{"INBOX", "Lists/go.nuts", "Privé", "Work"}; !slices.Equal(names, want) {
+		t.Fatalf("folders %q, want %q", names, want)
+	}
+	total := 0
+	defer func() {
+		if total != len(msgs) {
+			t.Errorf("read %d messages, appended %d", total, len(msgs))
+		}
+	}()
+	for _, f := range got {
+		if f.NoSelect {
+			continue
+		}
+		name := formats.DisplayName(f.Path)
+		bodies, list := ioReadFolder(t, st, f)
+		served := snap[name]
+		if len(bodies) != len(served) {
+			t.Errorf("%s: read %d messages, Dovecot serves %d", name, len(bodies), len(served))
+			continue
+		}
+		total += len(bodies)
+		for i, b := range bodies {
+			if ioSHA(bytes.ReplaceAll(ioCRLF(b), []byte{0}, []byte{0x80})) != served[i].SHA256 {
+				t.Errorf("%s: message %d: read %d bytes that are not what Dovecot serves (%d bytes)", name, i, len(b), served[i].Size)
+			}
+			flags := slices.Clone(list[i].Flags)
+			sort.Strings(flags)
+			if !slices.Equal(flags, served[i].Flags) {
+				t.Errorf("%s: message %d: flags %q, Dovecot says %q", name, i, flags, served[i].Flags)
+			}
+			if !list[i].Date.Equal(served[i].Date) {
+				t.Errorf("%s: message %d: date %v, Dovecot says %v", name, i, list[i].Date, served[i].Date)
+			}
+		}
 	}
 }

@@ -10,7 +10,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -395,4 +398,185 @@ func TestInteropReadDovecotMbox(t *testing.T) {
 			}
 		}
 	}
+}
+
+// ioNeed returns the path of a program the test needs, or skips saying
+// why (fails under CI=true, where scripts/test installs it).
+func ioNeed(t *testing.T, prog, pkg string) string {
+	t.Helper()
+	p, err := exec.LookPath(prog)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s (Debian's %s) is not installed (CI=true: not skipping)", prog, pkg)
+		}
+		t.Skipf("skipping: %s (Debian's %s) is not installed", prog, pkg)
+	}
+	return p
+}
+
+// ioWriteSample writes the sample's messages to dir/NAME (for programs
+// that take files).
+func ioWriteSample(t *testing.T, dir string, msgs []ioMessage) {
+	t.Helper()
+	for i, m := range msgs {
+		if err := os.WriteFile(filepath.Join(dir, strconv.Itoa(i)), m.body, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// ioPythonWrite writes an mbox with Python's mailbox.mbox: for each
+// message file N in argv[2:] (with flags and a Unix date in the
+// environment), add it with its From_ line and flags; then print, as
+// JSON, what Python itself reads back: each message's bytes and flags.
+const ioPythonWrite = `
+import base64, json, mailbox, os, sys, time
+mb = mailbox.mbox(sys.argv[1])
+for path in sys.argv[2:]:
+    m = mailbox.mboxMessage(open(path, 'rb').read())
+    m.set_from('sender@example.com', time.gmtime(int(os.environ['DATE_' + os.path.basename(path)])))
+    m.set_flags(os.environ['FLAGS_' + os.path.basename(path)])
+    mb.add(m)
+mb.flush()
+mb.close()
+mb = mailbox.mbox(sys.argv[1], create=False)
+json.dump([{"flags": mb.get_message(k).get_flags(), "b64": base64.b64encode(mb.get_bytes(k)).decode()} for k in mb.iterkeys()], sys.stdout)
+`
+
+// ioMboxLetters are Python's (and mutt's) Status/X-Status letters.
+func ioMboxLetters(flags []string) string {
+	var b strings.Builder
+	for _, m := range []struct {
+		flag string
+		c    byte
+	}{{formats.FlagSeen, 'R'}, {formats.FlagAnswered, 'A'}, {formats.FlagFlagged, 'F'}, {formats.FlagDeleted, 'D'}} {
+		if slices.Contains(flags, m.flag) {
+			b.WriteByte(m.c)
+		}
+	}
+	return b.String()
+}
+
+// The reverse for Python (issue 12 "theirs, read by us"): an mbox that
+// Python's mailbox.mbox wrote reads back with every message as Python
+// itself reads it (its own Status/X-Status headers are part of the bytes,
+// as Python shows them), its flags and its From_ line's date.
+func TestInteropReadPythonMbox(t *testing.T) {
+	py := ioNeed(t, "python3", "python3")
+	msgs := ioSample(t, 32, []string{"INBOX"})
+	dir := t.TempDir()
+	ioWriteSample(t, dir, msgs)
+	path := filepath.Join(dir, "python.mbox")
+	args := []string{"-c", ioPythonWrite, path}
+	env := os.Environ()
+	for i, m := range msgs {
+		args = append(args, filepath.Join(dir, strconv.Itoa(i)))
+		env = append(env, fmt.Sprintf("DATE_%d=%d", i, m.date.Unix()), fmt.Sprintf("FLAGS_%d=%s", i, ioMboxLetters(m.flags)))
+	}
+	cmd := exec.Command(py, args...)
+	cmd.Env, cmd.Stderr = env, os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("python: %v", err)
+	}
+	var python []struct{ Flags, B64 string }
+	if err := json.Unmarshal(out, &python); err != nil {
+		t.Fatal(err)
+	}
+	st, err := OpenMbox(path, MboxOptions{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	bodies, list := ioReadFolder(t, st, formats.Folder{Path: []string{"INBOX"}})
+	if len(bodies) != len(msgs) || len(python) != len(msgs) {
+		t.Fatalf("read %d messages, Python reads %d, wrote %d", len(bodies), len(python), len(msgs))
+	}
+	for i, b := range bodies {
+		want, _ := base64.StdEncoding.DecodeString(python[i].B64)
+		if !bytes.Equal(b, want) {
+			t.Errorf("message %d (%s): %d bytes, Python reads %d", i, msgs[i].name, len(b), len(want))
+		}
+		if got := ioMboxLetters(list[i].Flags); ioSorted(got) != ioSorted(strings.Trim(python[i].Flags, "O")) {
+			t.Errorf("message %d: flags %q, Python says %q", i, list[i].Flags, python[i].Flags)
+		}
+		if !list[i].Date.Equal(msgs[i].date) {
+			t.Errorf("message %d: date %v, want %v", i, list[i].Date, msgs[i].date)
+		}
+	}
+}
+
+// The reverse for formail: an mbox formail made (each message piped
+// through formail, which adds a From_ line, escapes "From " lines as
+// ">From " and ends the message with a blank line) reads back with every
+// message as formail wrote it, framing taken away. (formail -s itself
+// merges two of these: it does not split before a message whose first
+// line starts with a byte-order mark.)
+func TestInteropReadFormailMbox(t *testing.T) {
+	formail := ioNeed(t, "formail", "procmail")
+	msgs := ioSample(t, 32, []string{"INBOX"})
+	path := filepath.Join(t.TempDir(), "formail.mbox")
+	var all []byte
+	var want [][]byte
+	for _, m := range msgs {
+		cmd := exec.Command(formail)
+		cmd.Stdin = bytes.NewReader(m.body)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("formail: %v", err)
+		}
+		all = append(all, out...)
+		_, msg, _ := bytes.Cut(out, []byte("\n"))
+		want = append(want, bytes.TrimSuffix(msg, []byte("\n")))
+	}
+	if err := os.WriteFile(path, all, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st, err := OpenMbox(path, MboxOptions{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	bodies, _ := ioReadFolder(t, st, formats.Folder{Path: []string{"INBOX"}})
+	if len(bodies) != len(msgs) {
+		t.Fatalf("read %d messages, formail wrote %d", len(bodies), len(msgs))
+	}
+	for i, b := range bodies {
+		if !bytes.Equal(b, want[i]) {
+			t.Errorf("message %d (%s): %d bytes, formail wrote %d", i, msgs[i].name, len(b), len(want[i]))
+		}
+	}
+}
+
+// ioFormailSplit returns the messages formail -s finds in an mbox file,
+// each without its From_ line and without the blank line before the next
+// one (what formail -s hands its command, framing taken away).
+func ioFormailSplit(t *testing.T, formail, path string) [][]byte {
+	t.Helper()
+	dir := t.TempDir()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cmd := exec.Command(formail, "-s", "sh", "-c", `cat > "$0/$FILENO"`, dir)
+	cmd.Stdin = f
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("formail -s: %v: %s", err, out)
+	}
+	ents, _ := os.ReadDir(dir)
+	sort.Slice(ents, func(i, j int) bool {
+		a, _ := strconv.Atoi(ents[i].Name())
+		b, _ := strconv.Atoi(ents[j].Name())
+		return a < b
+	})
+	var out [][]byte
+	for _, e := range ents {
+		b, _ := os.ReadFile(filepath.Join(dir, e.Name()))
+		if i := bytes.IndexByte(b, '\n'); bytes.HasPrefix(b, []byte("From ")) && i >= 0 {
+			b = b[i+1:]
+		}
+		out = append(out, bytes.TrimSuffix(b, []byte("\n")))
+	}
+	return out
 }

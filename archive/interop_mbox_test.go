@@ -20,6 +20,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -579,4 +580,97 @@ func ioFormailSplit(t *testing.T, formail, path string) [][]byte {
 		out = append(out, bytes.TrimSuffix(b, []byte("\n")))
 	}
 	return out
+}
+
+// ioFromLines matches lines that mbox writers escape.
+var ioFromLines = regexp.MustCompile(`(?m)^>*From `)
+
+// The reverse for getmail6: the mbox getmail6's Mboxrd destination writes
+// (retrieving over POP3 from Dovecot) reads back with every message getmail
+// retrieved, each exactly the bytes getmail wrote between its From_ line and
+// the blank line (getmail re-serialises messages with Python's email
+// package: its own Return-Path line on top, LF line endings, headers
+// refolded; so the message is checked against the source by its
+// Message-ID), the date getmail put on the From_ line and the flags of the
+// message's own Status headers. Without a ">>From " line nothing tells the
+// file from mboxo, and it is read as mboxo (as mutt and Python read it).
+func TestInteropReadGetmailMbox(t *testing.T) {
+	getmail := ioNeed(t, "getmail", "getmail6")
+	s := dovecottest.Start(t, dovecottest.Options{})
+	msgs := ioSample(t, 48, []string{"INBOX"})
+	var seed []dovecottest.SeedMessage
+	for _, m := range msgs {
+		seed = append(seed, dovecottest.SeedMessage{Body: m.body, Flags: m.flags, Date: m.date})
+	}
+	s.Seed(t, "alice", seed)
+	dir, err := os.MkdirTemp("", "mailferry-getmail-") // getmail's mail user must reach it
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	mbox := filepath.Join(dir, "mbox")
+	if err := os.WriteFile(mbox, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.GiveToMailUser(t, dir) // getmail delivers as that user (never as root), with a dot-lock beside mbox
+	rc := fmt.Sprintf("[retriever]\ntype = SimplePOP3Retriever\nserver = 127.0.0.1\nport = %d\nusername = alice\npassword = %s\n\n"+
+		"[destination]\ntype = Mboxrd\npath = %s\nuser = %s\n\n"+
+		"[options]\nread_all = true\ndelete = false\ndelivered_to = false\nreceived = false\nverbose = 1\n",
+		s.POP3Port, s.Users["alice"], mbox, dovecottest.MailUser)
+	if err := os.WriteFile(filepath.Join(dir, "getmailrc"), []byte(rc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now().Truncate(time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, getmail, "--rcfile", filepath.Join(dir, "getmailrc"), "--getmaildir", dir).CombinedOutput(); err != nil {
+		t.Fatalf("getmail: %v: %s", err, out)
+	}
+	ended := time.Now()
+
+	st, err := OpenMbox(mbox, MboxOptions{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	bodies, list := ioReadFolder(t, st, formats.Folder{Path: []string{"INBOX"}})
+	if len(bodies) != len(msgs) {
+		t.Fatalf("read %d messages, getmail retrieved %d", len(bodies), len(msgs))
+	}
+	raw, err := os.ReadFile(mbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(raw, []byte("\n>>From ")) {
+		t.Fatal("the sample now holds a >From line: this test's framing check reads mboxo")
+	}
+	var framed [][]byte // split independently: getmail writes a blank line before each From_ line
+	parts := bytes.Split(append([]byte("\n\n"), raw...), []byte("\n\nFrom "))[1:]
+	for i, part := range parts {
+		_, msg, _ := bytes.Cut(part, []byte("\n"))
+		if i == len(parts)-1 {
+			framed = append(framed, bytes.TrimSuffix(msg, []byte("\n")))
+		} else {
+			framed = append(framed, append(msg, '\n'))
+		}
+	}
+	if len(framed) != len(msgs) {
+		t.Fatalf("the file holds %d From_ lines after a blank line, getmail retrieved %d", len(framed), len(msgs))
+	}
+	for i, b := range bodies {
+		if !bytes.Equal(b, framed[i]) {
+			t.Errorf("message %d (%s): %d bytes, getmail wrote %d", i, msgs[i].name, len(b), len(framed[i]))
+		}
+		if !bytes.HasPrefix(b, []byte("Return-Path:")) {
+			t.Errorf("message %d: no Return-Path line on top", i)
+		}
+		if id := strings.TrimSpace(formats.HeaderValue(formats.HeaderBlock(msgs[i].body), "Message-ID")); !bytes.Contains(b, []byte(id)) {
+			t.Errorf("message %d (%s): not the message retrieved: no %q", i, msgs[i].name, id)
+		}
+		own := mboxFlags(formats.HeaderBlock(msgs[i].body))
+		if d := list[i].Date; d.Before(began) || d.After(ended) || !slices.Equal(list[i].Flags, own) {
+			t.Errorf("message %d: date %v (getmail ran %v to %v), flags %q, want %q", i, d, began, ended, list[i].Flags, own)
+		}
+	}
 }

@@ -674,3 +674,195 @@ func TestInteropReadGetmailMbox(t *testing.T) {
 		}
 	}
 }
+
+// ioOursAsMboxo is a message of our archive as a reader that takes no '>'
+// away (mutt, formail, Python, Dovecot) shows it, framing taken away: our
+// status lines (none before a leading blank), the message with our mboxrd
+// escapes left in, and the line ending we added to a message without one.
+func ioOursAsMboxo(e ManifestEntry, src []byte) []byte {
+	want := append(ioStatus(e.Flags, src), ioEscape(src)...)
+	if !bytes.HasSuffix(src, []byte("\n")) {
+		if bytes.Contains(src, []byte("\r\n")) && !bytes.HasSuffix(src, []byte("\r")) {
+			want = append(want, '\r')
+		}
+		want = append(want, '\n')
+	}
+	return want
+}
+
+// formail reads our mbox archive (issue 12 items 3 and 4): formail -s
+// splits each file into exactly the messages the manifest lists (it merged
+// a message that lacked a final newline with the next one before a blank
+// line preceded every From_ line), each our status lines and the source
+// bytes with our escapes (formail takes no '>' away), except that formail
+// inserts an LF where it takes a header to end without an LF-only blank
+// line (a CRLF message, a malformed header line).
+func TestInteropFormailReadsMboxArchive(t *testing.T) {
+	formail := ioNeed(t, "formail", "procmail")
+	a := ioBuildMboxArchiveOf(t, 8)
+	for file, es := range a.byFile() {
+		got := ioFormailSplit(t, formail, filepath.Join(a.dir, filepath.FromSlash(file)))
+		if len(got) != len(es) {
+			t.Errorf("%s: formail -s finds %d messages, the manifest lists %d", file, len(got), len(es))
+			continue
+		}
+		for i, e := range es {
+			if want := ioOursAsMboxo(e, a.source[e.SHA256]); !bytes.Equal(got[i], want) && !ioOneLFMore(got[i], want) {
+				t.Errorf("%s: message %d (source %s): formail gives %d bytes, want %d", file, i, e.ID, len(got[i]), len(want))
+			}
+		}
+	}
+}
+
+// ioOneLFMore reports whether got is want with one LF inserted.
+func ioOneLFMore(got, want []byte) bool {
+	if len(got) != len(want)+1 {
+		return false
+	}
+	i := 0
+	for i < len(want) && got[i] == want[i] {
+		i++
+	}
+	return got[i] == '\n' && bytes.Equal(got[i+1:], want[i:])
+}
+
+// ioMuttSep separates the messages mutt pipes in one go.
+const ioMuttSep = "\n<<mailferry-interop-separator>>\n"
+
+// ioMutt runs mutt in batch mode on an mbox file, under script(1) for the
+// terminal it wants: for each pattern (~A every message, ~R read, ...) the
+// messages it matches are piped into OUT/NAME (in mutt's order).
+func ioMutt(t *testing.T, mutt, file string, patterns map[string]string) map[string][][]byte {
+	t.Helper()
+	script := ioNeed(t, "script", "bsdutils")
+	dir := t.TempDir()
+	rc := "set folder=\"" + dir + "\"\nset pipe_split=no\nset pipe_decode=no\nset wait_key=no\nset read_only=yes\nset quit=yes\n" +
+		"set sort=mailbox\nset pipe_sep=\"" + strings.ReplaceAll(ioMuttSep, "\n", "\\n") + "\"\n"
+	if err := os.WriteFile(filepath.Join(dir, "muttrc"), []byte(rc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// One mutt per pattern: <tag-prefix> pipes the current message when
+	// nothing matched, and <tag-prefix-cond> then skips the rest.
+	for name, pat := range patterns {
+		push := fmt.Sprintf("push \"<tag-pattern>%s<enter><tag-prefix-cond><pipe-message>cat > %s<enter><end-cond><quit>\"", pat, filepath.Join(dir, name))
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		cmd := exec.CommandContext(ctx, script, "-qec", `"$MUTT" -n -F "$MUTTRC" -f "$MBOX" -e "$PUSH"`, "/dev/null")
+		cmd.Env = append(os.Environ(), "TERM=dumb", "HOME="+dir, "MUTT="+mutt, "MUTTRC="+filepath.Join(dir, "muttrc"), "MBOX="+file, "PUSH="+push)
+		out, err := cmd.CombinedOutput()
+		cancel()
+		if err != nil {
+			t.Fatalf("mutt: %v: %q", err, out)
+		}
+		if _, err := os.Stat(filepath.Join(dir, name)); err != nil && pat == "~A" {
+			t.Fatalf("mutt piped nothing; its screen: %q", out[max(0, len(out)-2000):])
+		}
+	}
+	got := map[string][][]byte{}
+	for name := range patterns {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			continue // no message matched
+		}
+		for _, m := range bytes.Split(bytes.TrimSuffix(b, []byte(ioMuttSep)), []byte(ioMuttSep)) {
+			if _, msg, ok := bytes.Cut(m, []byte("\n")); ok && bytes.HasPrefix(m, []byte("From ")) {
+				got[name] = append(got[name], msg) // without the From_ line
+			} else {
+				t.Errorf("mutt piped a message without its From_ line: %q", m[:min(len(m), 80)])
+			}
+		}
+	}
+	return got
+}
+
+// ioMuttView is a message of our archive as mutt pipes it (the From_ line
+// taken away): as ioOursAsMboxo, with the blank line that ends the header
+// block written as LF (mutt writes its own after the header it copied).
+func ioMuttView(e ManifestEntry, src []byte) []byte {
+	b := ioOursAsMboxo(e, src)
+	h := formats.HeaderBlock(b)
+	if rest, ok := bytes.CutPrefix(b[len(h):], []byte("\r\n")); ok && len(h) < len(b) {
+		return append(append(slices.Clone(h), '\n'), rest...)
+	}
+	return b
+}
+
+// ioPlainHeader reports whether src has a well-formed header block
+// (header fields and continuation lines, then a blank line) without Status
+// or X-Status lines of its own.
+func ioPlainHeader(src []byte) bool {
+	h := formats.HeaderBlock(src)
+	if len(h) == len(src) || len(mboxFlags(h)) > 0 || formats.HeaderValue(h, "Status") != "" {
+		return false
+	}
+	for i, l := range bytes.SplitAfter(h, []byte("\n")) {
+		l = bytes.TrimRight(l, "\r\n")
+		if len(l) > 0 && !(i > 0 && (l[0] == ' ' || l[0] == '\t')) && !regexp.MustCompile(`^[!-9;-~]+:`).Match(l) {
+			return false
+		}
+	}
+	return true
+}
+
+// es2bytes is each entry's message as mutt shows it.
+func es2bytes(es []ManifestEntry, a *ioArchive) [][]byte {
+	var out [][]byte
+	for _, e := range es {
+		out = append(out, ioMuttView(e, a.source[e.SHA256]))
+	}
+	return out
+}
+
+// mutt 2.2 reads our mbox archive in batch mode (issue 12 items 3 and 4):
+// every message the manifest lists, each our status lines and the source
+// bytes with our escapes (mutt takes no '>' away; ioMuttView), and read,
+// replied, flagged and deleted as our Status/X-Status lines say (mutt has
+// no pattern for a draft, and shows X-Keywords only as a header). Checked
+// on the messages with a well-formed header of their own without Status
+// lines: mutt rewrites a malformed header, and adds the flags of a
+// message's own Status lines to ours.
+func TestInteropMuttReadsMboxArchive(t *testing.T) {
+	mutt := ioNeed(t, "mutt", "mutt")
+	a := ioBuildMboxArchiveOf(t, 8)
+	letters := map[string]string{"read": formats.FlagSeen, "replied": formats.FlagAnswered, "flagged": formats.FlagFlagged, "deleted": formats.FlagDeleted}
+	for file, es := range a.byFile() {
+		got := ioMutt(t, mutt, filepath.Join(a.dir, filepath.FromSlash(file)),
+			map[string]string{"all": "~A", "read": "~R", "replied": "~Q", "flagged": "~F", "deleted": "~D"})
+		if len(got["all"]) != len(es) {
+			t.Errorf("%s: mutt reads %d messages, the manifest lists %d", file, len(got["all"]), len(es))
+			continue
+		}
+		count := func(list [][]byte, m []byte) int {
+			n := 0
+			for _, x := range list {
+				if bytes.Equal(x, m) {
+					n++
+				}
+			}
+			return n
+		}
+		checked := 0
+		defer func(file string, n int) {
+			if checked < n/3 {
+				t.Errorf("%s: only %d of %d messages checked", file, checked, n)
+			}
+		}(file, len(es))
+		for i, e := range es {
+			src := a.source[e.SHA256]
+			want := ioMuttView(e, src)
+			if !ioPlainHeader(src) {
+				continue // mutt rewrites a malformed header, or merges flags with its own Status lines
+			}
+			checked++
+			if count(got["all"], want) != count(es2bytes(es, a), want) {
+				t.Errorf("%s: message %d (source %s): mutt does not show it as we wrote it", file, i, e.ID)
+				continue
+			}
+			for name, flag := range letters {
+				has := slices.Contains(e.Flags, flag) && len(ioStatus(e.Flags, src)) > 0
+				if (count(got[name], want) > 0) != has {
+					t.Errorf("%s: message %d (source %s): mutt's %s is %v, want %v", file, i, e.ID, name, !has, has)
+				}
+			}
+		}
+	}
+}

@@ -240,12 +240,32 @@ func validStatusLines(b []byte) bool {
 	return true
 }
 
+// StatusLinesFit reports whether status lines can go before a message that
+// starts with msg: not before a continuation line (other readers would
+// join it to the last status line), nor before a first line that is not a
+// header field ("From " lines of a saved mbox, escaped as ">From ": other
+// readers would end the header block there, and formail inserts a blank
+// line). A message that starts with its blank line, or is empty, takes
+// them, and so does one whose first header field follows a byte-order mark
+// (formail splits before a From_ line only when a header field follows).
+func StatusLinesFit(msg []byte) bool {
+	line, _, _ := bytes.Cut(bytes.TrimPrefix(msg, utf8BOM), []byte("\n"))
+	line = bytes.TrimSuffix(line, []byte("\r"))
+	switch {
+	case len(line) == 0:
+		return true
+	case line[0] == ' ' || line[0] == '\t':
+		return false
+	}
+	return isHeaderLine(line)
+}
+
 // WriteMboxMessage writes one message in mboxrd framing at offset 0 of w
 // (an io.OffsetWriter places it in a file) and returns the bytes written:
 //
 //	From SENDER DATE mailferry:h=H,t=T LF
 //	STATUS (H bytes: status lines, see MboxStatusLines; may be nil, and
-//	        left out for a message whose first line starts with a blank)
+//	        left out where they do not fit, see StatusLinesFit)
 //	BODY, with ">" put in front of every line that matches ^>*From
 //	the line ending the body lacked (T bytes: none, LF, or CRLF)
 //	LF (the blank line every mbox reader expects before a From_ line)
@@ -260,9 +280,7 @@ func WriteMboxMessage(w io.WriterAt, from string, date time.Time, status []byte,
 	sw := &seqWriter{w: w}
 	bw := bufio.NewWriterSize(sw, mboxBufSize)
 	br := bufio.NewReaderSize(body, mboxBufSize)
-	if first, _ := br.Peek(1); len(first) == 1 && (first[0] == ' ' || first[0] == '\t') {
-		// The message starts with a continuation line: other readers
-		// would take it as part of the last status line. No status lines.
+	if first, _ := br.Peek(mboxBufSize); !StatusLinesFit(first) {
 		status = nil
 	}
 

@@ -866,3 +866,30 @@ func TestInteropMuttReadsMboxArchive(t *testing.T) {
 		}
 	}
 }
+
+// Issue 12 item 11, against mutt: a message whose Content-Length covers a
+// From_ line in its body is one message for mutt and for us (we read 3
+// before, mutt 2), and we say so in a warning.
+func TestInteropContentLengthReadAsMutt(t *testing.T) {
+	body := "quoted below:\n\nFrom bob@example.com Tue Feb  2 00:00:00 2021\nSubject: inner\n\nhi\n"
+	file := "From a@example.com Mon Jan  1 00:00:00 2001\nSubject: one\nMessage-ID: <one@example.com>\nContent-Length: " +
+		strconv.Itoa(len(body)) + "\n\n" + body + "\nFrom c@example.com Wed Mar  3 00:00:00 2021\nSubject: two\nMessage-ID: <two@example.com>\n\nbye\n\n"
+	path := filepath.Join(t.TempDir(), "saved")
+	if err := os.WriteFile(path, []byte(file), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var warned []string
+	st, err := OpenMbox(path, MboxOptions{ReadOnly: true, Warn: func(f string, w formats.MboxWarning) { warned = append(warned, w.Reason) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	bodies, _ := ioReadFolder(t, st, formats.Folder{Path: []string{"INBOX"}})
+	if len(bodies) != 2 || !bytes.HasSuffix(bodies[0], []byte(body)) || len(warned) != 1 {
+		t.Errorf("read %d messages (want 2, the first ending in its Content-Length body), warnings %q", len(bodies), warned)
+	}
+	mutt := ioNeed(t, "mutt", "mutt")
+	if got := ioMutt(t, mutt, path, map[string]string{"all": "~A"}); len(got["all"]) != 2 {
+		t.Errorf("mutt reads %d messages, want 2", len(got["all"]))
+	}
+}

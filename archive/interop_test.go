@@ -205,13 +205,7 @@ json.dump(out, sys.stdout)
 // and get_flags() shows the flags (R read, A answered, F flagged, D deleted,
 // T draft).
 func TestInteropPythonMailbox(t *testing.T) {
-	py, err := exec.LookPath("python3")
-	if err == nil {
-		err = exec.Command(py, "-c", "import mailbox").Run()
-	}
-	if err != nil {
-		t.Skipf("skipping: python3 with mailbox is not available: %v", err)
-	}
+	py := ioNeed(t, "python3", "python3")
 	a := ioBuildMboxArchive(t)
 	for file, es := range a.byFile() {
 		cmd := exec.Command(py, "-c", ioPythonScript, filepath.Join(a.dir, filepath.FromSlash(file)))

@@ -17,8 +17,8 @@ func newArchiveCommand(env *environment) *cobra.Command {
 		Use:   "archive SOURCE DIR",
 		Short: "Copy SOURCE into a local archive (Maildir or mbox) with an integrity manifest",
 		Long: `archive copies every folder and message of SOURCE into DIR, a Maildir++ tree
-(--format maildir, the default) or a directory of NAME.mbox files (--format mbox),
-and records each message in DIR/MANIFEST.jsonl: where it is, its size, the SHA-256
+(--format maildir, the default) or mbox files in DIR/mail, a Dovecot mbox root
+(--format mbox), and records each message in DIR/MANIFEST.jsonl: where it is, its size, the SHA-256
 of the exact bytes the source served, its flags, internal date and source folder.
 Each manifest line carries the hash of the line before it; the run ends by printing
 the chain's last hash, which you can keep elsewhere and give to 'mailferry verify

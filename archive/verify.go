@@ -420,7 +420,8 @@ func safeRelPath(p string) bool {
 }
 
 // detectFormat tells a Maildir archive from an mbox one: by the entries
-// (an offset, or a .mbox file) and, for an empty manifest, by the files.
+// (an offset, or a .mbox file) and, for an empty manifest, by the files
+// (an mbox tree, see mboxArchiveFiles).
 func detectFormat(dir string, entries []listed) string {
 	for _, le := range entries {
 		if le.e.Offset != nil || strings.HasSuffix(le.e.File, ".mbox") {
@@ -600,7 +601,7 @@ func hashProblem(r io.Reader, e *ManifestEntry) (*Problem, error) {
 }
 
 // verifyMbox checks each listed message through the store's Open (which
-// undoes the mbox escaping), then looks for .mbox files the manifest does
+// undoes the mbox escaping), then looks for mbox files the manifest does
 // not mention. Quick mode checks only that each file is long enough.
 func verifyMbox(ctx context.Context, dir string, entries []listed, opts VerifyOptions, rep *VerifyReport) error {
 	add := func(le listed, kind, format string, args ...any) {

@@ -41,8 +41,9 @@ type IMAP struct {
 	// app is the MULTIAPPEND connection (multiappend.go), dialled on the
 	// first Store when the server offers MULTIAPPEND and LITERAL+.
 	app     *appender
-	noBatch bool     // set when the server lacks what the appender needs
-	auth    imapAuth // how this connection logged in: the appender does the same
+	appDial chan appDialed // set by the first Ensure: app being dialled
+	noBatch bool           // set when the server lacks what the appender needs
+	auth    imapAuth       // how this connection logged in: the appender does the same
 
 	// nsPrefix is the personal namespace's prefix ("INBOX." on Courier and
 	// Cyrus; usually empty): Folder.Path leaves it out, Folder.Name and
@@ -288,6 +289,7 @@ func startTLS(conn net.Conn, addr string, opts *imapclient.Options) (*imapclient
 // Close logs out and closes the connection. Messages queued and not
 // committed are abandoned: the server has not been told to keep them.
 func (m *IMAP) Close() error {
+	m.dropAppenderDial()
 	if m.app != nil {
 		m.app.close()
 		m.app = nil
@@ -853,6 +855,9 @@ func (m *IMAP) Ensure(ctx context.Context, path []string) (formats.Folder, error
 	}
 	f := formats.Folder{Name: name, Path: m.pathOf(name, m.delim)}
 	setStatus(&f, sd)
+	if f.Messages == 0 {
+		m.startAppender() // an empty folder is about to be filled (multiappend.go)
+	}
 	return f, nil
 }
 
@@ -890,13 +895,8 @@ func (m *IMAP) Store(ctx context.Context, folder formats.Folder, msg formats.Mes
 		body, size = f, n
 	}
 	if !m.noBatch {
-		if m.app == nil {
-			app, err := dialAppender(ctx, m.cfg, m.auth)
-			if err != nil {
-				return "", err
-			}
-			app.binary = m.caps.Has(imap.CapBinary)
-			m.app = app
+		if err := m.appenderReady(ctx); err != nil {
+			return "", err
 		}
 		stop := context.AfterFunc(ctx, func() { m.app.conn.Close() })
 		defer stop()

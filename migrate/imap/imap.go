@@ -41,7 +41,7 @@ type IMAP struct {
 	// app is the MULTIAPPEND connection (multiappend.go), dialled on the
 	// first Store when the server offers MULTIAPPEND and LITERAL+.
 	app     *appender
-	appDial chan appDialed // set by the first Ensure: app being dialled
+	appDial chan appDialed // app being dialled in the background (startAppender)
 	noBatch bool           // set when the server lacks what the appender needs
 	auth    imapAuth       // how this connection logged in: the appender does the same
 

@@ -830,6 +830,9 @@ compress = NO
 			}})
 	}
 	if e.jobs["rtt"] {
+		if !e.jobs["imap"] { // the loopback run the delay-proxy rows compare with
+			tools = append(tools, mailferry(bpJobIMAP, 0))
+		}
 		tools = append(tools, mailferry(bpJobRTT, bpRTT), mailferry(bpJobRTT80, bpRTTSlow))
 	}
 	return tools

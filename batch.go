@@ -423,7 +423,7 @@ func (f *copyFlags) runAccount(ctx context.Context, env *environment, stderr io.
 func rowSecret(s *secretFlags, file, tokenCmd string) {
 	switch {
 	case file != "":
-		s.file, s.cmd, s.tokenCmd = file, "", ""
+		s.file, s.cmd, s.tokenCmd, s.rowGiven = file, "", "", true
 	case tokenCmd != "":
 		s.file, s.cmd, s.tokenCmd = "", "", tokenCmd
 	}

@@ -344,8 +344,20 @@ func TestPasswordSources(t *testing.T) {
 	if _, _, errOut = mailferry(t, args("--src-password-file", open)...); strings.Contains(errOut, "warning") {
 		t.Errorf("a private file gets a warning: %q", errOut)
 	}
-	code, _, errOut = mailferry(t, args("--src-password-cmd", `echo "gpg: decryption failed" >&2; echo "more detail" >&2; exit 3`)...)
-	if want := "mailferry: --src-password-cmd failed (exit status 3): gpg: decryption failed\n"; code != 1 || errOut != want {
+	code, _, errOut = mailferry(t, args("--src-password-cmd", `echo hunter2; echo "gpg: encrypted with 3072-bit RSA key, ID 0123" >&2; echo "gpg: decryption failed: No secret key" >&2; echo >&2; exit 3`)...)
+	if want := "mailferry: --src-password-cmd failed (exit status 3): gpg: decryption failed: No secret key\n"; code != 1 || errOut != want {
 		t.Errorf("failing command: exit %d\nstderr %q\nwant   %q", code, errOut, want)
+	}
+
+	// A file and a command both: refused, nothing done. A flag and the
+	// environment: the flag is used, and a note says so.
+	code, out, errOut = mailferry(t, args("--src-password-file", open, "--src-password-cmd", "echo x")...)
+	if want := "mailferry: --src-password-file and --src-password-cmd: give one of them\n"; code != 2 || errOut != want || out != "" {
+		t.Errorf("file and command: exit %d\nstderr %q\nwant   %q", code, errOut, want)
+	}
+	setenv(t, "MAILFERRY_SRC_PASSWORD", "from-env")
+	_, _, errOut = mailferry(t, args("--src-password-file", open)...)
+	if want := "mailferry: note: --src-password-file is used; MAILFERRY_SRC_PASSWORD is set too and ignored\n"; !strings.HasPrefix(errOut, want) {
+		t.Errorf("file and environment:\nstderr %q\nwant a line %q", errOut, want)
 	}
 }

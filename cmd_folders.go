@@ -83,8 +83,8 @@ namespaces (RFC 2342, e.g. shared/alice/Team) are listed only with
 	fl.StringVar(&sf.tlsMode, "src-tls", "", "TLS: tls | starttls | none (default from the scheme)")
 	fl.StringVar(&tf.caFile, "ca-file", "", "extra trusted CA certificates (PEM)")
 	fl.BoolVar(&tf.insecureSkip, "insecure-skip-verify", false, "accept any certificate (dangerous)")
-	fl.StringVar(&sf.file, "src-password-file", "", "read the password from FILE")
-	fl.StringVar(&sf.cmd, "src-password-cmd", "", "run CMD and use its first line as the password")
+	fl.StringVar(&sf.file, "src-password-file", "", "read the password from FILE (first line); used instead of MAILFERRY_SRC_PASSWORD")
+	fl.StringVar(&sf.cmd, "src-password-cmd", "", "run CMD and use its first line as the password (not with --src-password-file); used instead of MAILFERRY_SRC_PASSWORD")
 	fl.StringVar(&sf.tokenCmd, "src-oauth2-token-cmd", "", "run CMD for an OAuth2 access token (XOAUTH2/OAUTHBEARER)")
 	return cmd
 }

@@ -143,11 +143,24 @@ type secretFlags struct {
 	tokenCmd string // OAuth2 access token command
 	tlsMode  string
 	resolved string
+	rowGiven bool // a batch row gave the file: the environment is its documented fallback, no note
 }
 
 // password finds the password: file, command, environment, terminal prompt.
-// Errors never include the secret.
+// A file and a command both given is a usage error; a flag wins over the
+// environment variable, and a note says so. Errors never include the secret.
 func (s *secretFlags) password(env *environment, who string) (string, error) {
+	envName := "MAILFERRY_" + strings.ToUpper(s.side) + "_PASSWORD"
+	if s.file != "" && s.cmd != "" {
+		return "", &usageError{fmt.Errorf("--%s-password-file and --%s-password-cmd: give one of them", s.side, s.side)}
+	}
+	if (s.file != "" || s.cmd != "") && env.getenv(envName) != "" && !s.rowGiven {
+		flag := "--" + s.side + "-password-file"
+		if s.cmd != "" {
+			flag = "--" + s.side + "-password-cmd"
+		}
+		fmt.Fprintf(env.stderr, "mailferry: note: %s is used; %s is set too and ignored\n", flag, envName)
+	}
 	switch {
 	case s.file != "":
 		b, err := os.ReadFile(s.file)
@@ -165,10 +178,11 @@ func (s *secretFlags) password(env *environment, who string) (string, error) {
 	case s.cmd != "":
 		out, err := exec.Command("sh", "-c", s.cmd).Output()
 		if err != nil {
-			// The command's own words say why (gpg: decryption failed).
+			// The command's own last words say why (gpg: decryption
+			// failed); its standard output, the password, is never shown.
 			var ee *exec.ExitError
 			if errors.As(err, &ee) {
-				if why := strings.TrimSpace(firstLine(strings.TrimLeft(string(ee.Stderr), "\r\n"))); why != "" {
+				if why := lastLine(string(ee.Stderr)); why != "" {
 					return "", fmt.Errorf("--%s-password-cmd failed (%v): %s", s.side, err, why)
 				}
 			}
@@ -179,7 +193,6 @@ func (s *secretFlags) password(env *environment, who string) (string, error) {
 		}
 		return firstLine(string(out)), nil
 	}
-	envName := "MAILFERRY_" + strings.ToUpper(s.side) + "_PASSWORD"
 	if v := env.getenv(envName); v != "" {
 		return v, nil
 	}
@@ -220,6 +233,12 @@ func tokenCommand(side, cmdline string) mailconn.TokenFunc {
 		}
 		return tok, nil
 	}
+}
+
+// lastLine is the last line of s that is not blank, trimmed.
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimRight(s, " \t\r\n"), "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
 }
 
 func firstLine(s string) string {

@@ -29,8 +29,10 @@ rerun copies nothing. Nothing leaves this machine.`,
 			return runDemo(cmd.Context(), env, n, progress)
 		},
 	}
-	cmd.Flags().IntVar(&n, "messages", 300, "how many messages the demo source holds")
-	cmd.Flags().StringVar(&progress, "progress", "auto", "progress bar on stderr: auto | always | never")
+	cmd.Flags().IntVar(&n, "messages", 300, "`N` messages in the demo source")
+	cmd.Flags().StringVar(&progress, "progress", "auto", "progress bar on stderr, `WHEN` auto | always | never (auto: on a terminal)")
+	setHelp(cmd, `  mailferry demo
+  mailferry demo --messages 5000 --progress always`, exitHelpDemo)
 	return cmd
 }
 

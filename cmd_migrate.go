@@ -53,50 +53,62 @@ type copyFlags struct {
 	presetApplied bool
 }
 
+// add adds the flags of every copy into a destination (migrate and
+// archive): the source's, selection and the run's.
 func (f *copyFlags) add(cmd *cobra.Command) {
 	f.src.side, f.dst.side = "src", "dst"
 	f.cmd = cmd
 	fl := cmd.Flags()
-	fl.StringVar(&f.src.tlsMode, "src-tls", "", "source TLS: tls | starttls | none (default from the scheme)")
-	fl.StringVar(&f.dst.tlsMode, "dst-tls", "", "destination TLS: tls | starttls | none (default from the scheme)")
-	fl.StringVar(&f.tls.caFile, "ca-file", "", "extra trusted CA certificates (PEM)")
+	fl.StringVar(&f.src.tlsMode, "src-tls", "", "source TLS, `MODE` tls | starttls | none (default from the scheme: imaps:// and pop3s:// tls, imap:// and pop3:// starttls)")
+	fl.StringVar(&f.tls.caFile, "ca-file", "", "extra trusted CA certificates (PEM) in `FILE`")
 	fl.BoolVar(&f.tls.insecureSkip, "insecure-skip-verify", false, "accept any certificate (dangerous)")
-	fl.StringVar(&f.src.file, "src-password-file", "", "read the source password from FILE (first line); used instead of MAILFERRY_SRC_PASSWORD")
-	fl.StringVar(&f.dst.file, "dst-password-file", "", "read the destination password from FILE (first line); used instead of MAILFERRY_DST_PASSWORD")
-	fl.StringVar(&f.src.cmd, "src-password-cmd", "", "run CMD and use its first line as the source password (not with --src-password-file); used instead of MAILFERRY_SRC_PASSWORD")
-	fl.StringVar(&f.dst.cmd, "dst-password-cmd", "", "run CMD and use its first line as the destination password (not with --dst-password-file); used instead of MAILFERRY_DST_PASSWORD")
-	fl.StringArrayVar(&f.include, "include", nil, `copy only folders matching GLOB ("Archive/*"), repeatable`)
-	fl.StringArrayVar(&f.exclude, "exclude", nil, "skip folders matching GLOB, repeatable")
-	fl.StringArrayVar(&f.maps, "map", nil, "rename folder OLD (and its subfolders) to NEW: OLD=NEW, repeatable")
-	fl.StringVar(&f.prefix, "prefix", "", "put everything under FOLDER at the destination")
-	fl.StringVar(&f.since, "since", "", "only messages with internal date on or after YYYY-MM-DD")
-	fl.StringVar(&f.before, "before", "", "only messages with internal date before YYYY-MM-DD")
-	fl.StringVar(&f.dedup, "dedup", "folder", "what counts as already there: folder | account | off")
-	fl.BoolVar(&f.deleteSource, "delete-source", false, "remove from the source what was durably copied")
+	fl.StringVar(&f.src.file, "src-password-file", "", "read the source password from `FILE` (first line); used instead of MAILFERRY_SRC_PASSWORD")
+	fl.StringVar(&f.src.cmd, "src-password-cmd", "", "run `CMD` and use its first line as the source password (not with --src-password-file); used instead of MAILFERRY_SRC_PASSWORD")
+	fl.StringVar(&f.src.tokenCmd, "src-oauth2-token-cmd", "", "run `CMD` for an OAuth2 access token for the source (XOAUTH2/OAUTHBEARER); run again on reconnect or when refused")
+	fl.StringArrayVar(&f.include, "include", nil, "copy only folders matching `GLOB`, repeatable; * matches across levels (\"Archive/*\": every folder under Archive), case matters")
+	fl.StringArrayVar(&f.exclude, "exclude", nil, "skip folders matching `GLOB`, repeatable")
+	fl.StringArrayVar(&f.maps, "map", nil, "rename folder OLD (and its subfolders) to NEW: `OLD=NEW`, repeatable")
+	fl.StringVar(&f.prefix, "prefix", "", "put everything under `FOLDER` at the destination")
+	fl.StringVar(&f.since, "since", "", "only messages with internal date on or after `YYYY-MM-DD`")
+	fl.StringVar(&f.before, "before", "", "only messages with internal date before `YYYY-MM-DD`")
+	fl.StringVar(&f.dedup, "dedup", "folder", "what counts as already there, `MODE` folder | account | off")
+	fl.BoolVar(&f.deleteSource, "delete-source", false, "remove from the source what was durably copied with the same bytes (IMAP: UID EXPUNGE of exactly those; POP3: DELE)")
 	fl.BoolVar(&f.sharedFolders, "shared-folders", false, sharedFoldersUsage)
-	fl.BoolVar(&f.dryRun, "dry-run", false, "show what would be copied; change nothing anywhere")
-	fl.IntVar(&f.jobs, "jobs", 4, "folders copied in parallel")
-	fl.StringVar(&f.stateDir, "state-dir", "", "where resume state lives (default: the user's state directory)")
-	fl.StringVar(&f.report, "report", "", "write the JSON report to FILE (with --batch: the combined summary, each account's report beside it as FILE-N.json; or a DIR/)")
-	fl.StringVar(&f.progress, "progress", "auto", "progress bar on stderr: auto | always | never")
-	fl.StringVar(&f.logLevel, "log-level", "info", "debug | info | warn | error")
-	fl.StringVar(&f.src.tokenCmd, "src-oauth2-token-cmd", "", "run CMD for an OAuth2 access token for the source (XOAUTH2/OAUTHBEARER); run again on reconnect or when refused")
-	fl.StringVar(&f.dst.tokenCmd, "dst-oauth2-token-cmd", "", "run CMD for an OAuth2 access token for the destination")
-	fl.StringVar(&f.preset, "preset", "", "provider settings: gmail | office365 (see examples/presets.md); flags you give win")
-	fl.Var((*byteSize)(&f.maxBytesPerSecond), "max-bytes-per-second", "limit the copy rate of the run in bytes per second: 2000000, 2MB, 500KiB (0: no limit)")
-	fl.Float64Var(&f.maxMessagesPerSec, "max-messages-per-second", 0, "limit the copy rate of the run in messages per second, e.g. 5 or 0.5 (0: no limit)")
-	fl.Var((*byteSize)(&f.maxMessageSize), "max-message-size", "do not send messages larger than this (e.g. 150MiB): each is named in the report, exit 3 (0: no limit)")
+	fl.BoolVar(&f.dryRun, "dry-run", false, "show what would be copied (and deleted); change nothing anywhere")
+	fl.IntVar(&f.jobs, "jobs", 4, "`N` folders copied in parallel")
+	fl.StringVar(&f.stateDir, "state-dir", "", "where resume state lives (default $XDG_STATE_HOME/mailferry, or ~/.local/state/mailferry)")
+	fl.StringVar(&f.report, "report", "", "write the JSON report to `FILE`")
+	fl.StringVar(&f.progress, "progress", "auto", "progress bar on stderr, `WHEN` auto | always | never (auto: on a terminal)")
+	fl.StringVar(&f.logLevel, "log-level", "info", "what is said on stderr, `LEVEL` debug | info | warn | error")
+	fl.StringVar(&f.preset, "preset", "", "provider settings, `NAME` gmail | office365 (see examples/presets.md); flags you give win")
+	fl.Var((*byteSize)(&f.maxBytesPerSecond), "max-bytes-per-second", "limit the copy rate of the run to `RATE` bytes per second: 2000000, 2MB, 500KiB (0: no limit)")
+	fl.Float64Var(&f.maxMessagesPerSec, "max-messages-per-second", 0, "limit the copy rate of the run to `RATE` messages per second, e.g. 5 or 0.5 (0: no limit)")
+	fl.Var((*byteSize)(&f.maxMessageSize), "max-message-size", "do not send messages larger than `SIZE` (e.g. 150MiB): each is named in the report, exit 3 (0: no limit)")
 }
 
-// addBatch adds the flags of migrate alone: many accounts from a CSV file.
-func (f *copyFlags) addBatch(cmd *cobra.Command) {
+// describeStateDir puts the default --state-dir as computed here into the
+// flag's help: "(default $XDG_STATE_HOME/mailferry, or
+// ~/.local/state/mailferry; here /home/alice/.local/state/mailferry)".
+func (f *copyFlags) describeStateDir(cmd *cobra.Command, env *environment) {
+	fl := cmd.Flags().Lookup("state-dir")
+	fl.Usage = fmt.Sprintf("where resume state lives in `DIR` (default $XDG_STATE_HOME/mailferry, or ~/.local/state/mailferry without it; here %s)", f.stateDirectory(env))
+}
+
+// addMigrate adds the flags of migrate alone: a destination server's, many
+// accounts from a CSV file, and the cutover's.
+func (f *copyFlags) addMigrate(cmd *cobra.Command) {
 	fl := cmd.Flags()
-	fl.StringVar(&f.batch, "batch", "", "migrate every account listed in FILE (CSV: source,destination,src_password_file,dst_password_file,src_token_cmd,dst_token_cmd)")
-	fl.IntVar(&f.accounts, "accounts", 2, "with --batch: accounts migrated at once")
-	fl.StringVar(&f.shard, "shard", "", "with --batch: K/N, this machine's share of the accounts (K from 1 to N)")
+	fl.StringVar(&f.dst.tlsMode, "dst-tls", "", "destination TLS, `MODE` tls | starttls | none (default from the scheme)")
+	fl.StringVar(&f.dst.file, "dst-password-file", "", "read the destination password from `FILE` (first line); used instead of MAILFERRY_DST_PASSWORD")
+	fl.StringVar(&f.dst.cmd, "dst-password-cmd", "", "run `CMD` and use its first line as the destination password (not with --dst-password-file); used instead of MAILFERRY_DST_PASSWORD")
+	fl.StringVar(&f.dst.tokenCmd, "dst-oauth2-token-cmd", "", "run `CMD` for an OAuth2 access token for the destination")
+	fl.StringVar(&f.batch, "batch", "", "migrate every account listed in `FILE` (CSV, see above)")
+	fl.IntVar(&f.accounts, "accounts", 2, "with --batch: `N` accounts migrated at once")
+	fl.StringVar(&f.shard, "shard", "", "with --batch: `K/N`, this machine's share of the accounts (K from 1 to N)")
 	fl.BoolVar(&f.syncDeletions, "sync-deletions", false, "remove at the destination what mailferry copied there and the source no longer has (never anything else)")
 	fl.BoolVar(&f.watch, "watch", false, "after the pass, keep applying new mail, flag changes (and with --sync-deletions deletions) every --interval until SIGINT/SIGTERM")
-	fl.DurationVar(&f.interval, "interval", 30*time.Second, "with --watch: time between passes")
+	fl.DurationVar(&f.interval, "interval", 30*time.Second, "with --watch: `TIME` between passes")
+	fl.Lookup("report").Usage = "write the JSON report to `FILE` (with --batch: the combined summary, each account's report beside it as FILE-N.json; or a DIR/)"
 }
 
 // options applies --preset, checks the flags and turns them into engine
@@ -201,7 +213,8 @@ resumes where a stopped run ended. Nothing is deleted anywhere unless
 --delete-source is given, and then only what was durably copied.
 
 Endpoints: imap://user@host[:port] (STARTTLS), imaps://user@host[:port],
-pop3://user@host (STLS), pop3s://user@host, maildir:PATH, mbox:PATH.
+pop3://user@host[:port] (STLS), pop3s://user@host[:port], maildir:PATH,
+mbox:PATH (a directory of mbox files, or one FILE.mbox: then INBOX only).
 
 Many accounts: --batch FILE migrates every account of a CSV file instead of
 SOURCE and DEST, --accounts N at once, each with its own state and report; a
@@ -214,10 +227,6 @@ starting with # are comments. --shard K/N keeps rows i (0-based, data rows in
 file order) with i % N == K-1, so that N machines given K = 1..N cover every
 row exactly once. Exit status 3 when any account failed or had failed
 messages.`,
-		Example: `  mailferry migrate imaps://alice@old.example.com imaps://alice@new.example.com
-  mailferry migrate imaps://alice@gmail.com imaps://alice@example.com --preset gmail
-  mailferry migrate --batch accounts.csv --accounts 4 --report reports/
-  mailferry migrate --batch accounts.csv --shard 2/8 --report reports/`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if f.batch != "" {
 				if len(args) != 0 {
@@ -246,7 +255,18 @@ messages.`,
 		},
 	}
 	f.add(cmd)
-	f.addBatch(cmd)
+	f.addMigrate(cmd)
+	f.describeStateDir(cmd, env)
+	setHelp(cmd, `  mailferry migrate imaps://alice@old.example imaps://alice@new.example
+  mailferry migrate imaps://alice@old.example maildir:~/Maildir --dry-run
+  mailferry migrate imaps://alice@old.example mbox:one.mbox --include INBOX
+  mailferry migrate imaps://alice@old.example imaps://alice@new.example \
+      --include 'Archive/*' --exclude Archive/Spam --delete-source
+  mailferry migrate pop3s://alice@old.example imaps://alice@new.example
+  mailferry migrate imaps://alice@gmail.com imaps://alice@new.example \
+      --preset gmail
+  mailferry migrate --batch accounts.csv --accounts 4 --report reports/
+  mailferry migrate --batch accounts.csv --shard 2/8 --report reports/`, exitHelpCopy+exitHelpBatch)
 	return cmd
 }
 

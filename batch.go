@@ -277,6 +277,11 @@ func runBatch(cmd *cobra.Command, env *environment, f *copyFlags) error {
 	if err != nil {
 		return err
 	}
+	for _, row := range rows {
+		if err := f.checkSingleMbox(row.src, row.dst); err != nil {
+			return &usageError{fmt.Errorf("--batch %s:%d: %w", f.batch, row.line, err)}
+		}
+	}
 	// Checked once, before any account runs: a bad --ca-file is a usage
 	// error, and --insecure-skip-verify warns once for the whole batch.
 	if _, err := f.tls.config(env); err != nil {

@@ -361,3 +361,34 @@ func TestPasswordSources(t *testing.T) {
 		t.Errorf("file and environment:\nstderr %q\nwant a line %q", errOut, want)
 	}
 }
+
+// A single mbox file holds only INBOX: as the destination of a selection
+// that may hold more folders it is a usage error before any connection
+// (nothing listens at the source address), suggesting --include INBOX or
+// a directory; with --include INBOX, or from a POP3 server, the run goes on
+// (and fails to connect).
+func TestSingleMboxDestinationRefusedBeforeConnecting(t *testing.T) {
+	dir := t.TempDir()
+	one := filepath.Join(dir, "one.mbox")
+	setenv(t, "MAILFERRY_SRC_PASSWORD", "x")
+	run := func(src string, extra ...string) (int, string) {
+		args := append([]string{"migrate", src, "mbox:" + one, "--progress", "never", "--state-dir", dir}, extra...)
+		code, _, errOut := mailferry(t, args...)
+		return code, errOut
+	}
+	want := "mailferry: mbox:" + one + " is a single mbox file: it holds only INBOX, and imap://alice@127.0.0.1:1 may have other folders; add --include INBOX (without --prefix), or give a directory (mbox:DIR) for every folder\n"
+	for _, extra := range [][]string{nil, {"--include", "Archive/*"}, {"--include", "INBOX", "--include", "Sent"}, {"--include", "INBOX", "--prefix", "Old"}} {
+		if code, errOut := run("imap://alice@127.0.0.1:1", extra...); code != 2 || errOut != want {
+			t.Errorf("%q: exit %d\nstderr %q\nwant   %q", extra, code, errOut, want)
+		}
+	}
+	if code, errOut := run("imap://alice@127.0.0.1:1", "--include", "INBOX"); code != 1 || !strings.Contains(errOut, "connection refused") {
+		t.Errorf("--include INBOX: exit %d, %q; want the run to try to connect", code, errOut)
+	}
+	if code, errOut := run("pop3://alice@127.0.0.1:1"); code != 1 || !strings.Contains(errOut, "connection refused") {
+		t.Errorf("from POP3: exit %d, %q; want the run to try to connect", code, errOut)
+	}
+	if _, err := os.Stat(one); err == nil {
+		t.Errorf("%s was made", one)
+	}
+}

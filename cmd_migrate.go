@@ -283,6 +283,9 @@ func runMigrate(cmd *cobra.Command, env *environment, f *copyFlags, srcArg, dstA
 	if err != nil {
 		return err
 	}
+	if err := f.checkSingleMbox(src, dst); err != nil {
+		return err
+	}
 	if err := checkReportPath(f.report); err != nil {
 		return err
 	}
@@ -299,6 +302,27 @@ func runMigrate(cmd *cobra.Command, env *environment, f *copyFlags, srcArg, dstA
 		return watch(cmd.Context(), env, f, opts, src, dst)
 	}
 	return execute(cmd.Context(), env, f, opts, src, dst)
+}
+
+// checkSingleMbox refuses, before anything is opened, a single mbox file
+// (mbox:FILE.mbox, which holds only INBOX) as the destination of a
+// selection that is not known to be INBOX alone: a POP3 server or another
+// single mbox file as the source, or --include INBOX.
+func (f *copyFlags) checkSingleMbox(src, dst *endpoint) error {
+	if !dst.isSingleMbox() {
+		return nil
+	}
+	inboxOnly := strings.HasPrefix(src.scheme, "pop3") || src.isSingleMbox()
+	if !inboxOnly && len(f.include) > 0 {
+		inboxOnly = true
+		for _, g := range f.include {
+			inboxOnly = inboxOnly && strings.EqualFold(g, "INBOX")
+		}
+	}
+	if inboxOnly && f.prefix == "" {
+		return nil
+	}
+	return &usageError{fmt.Errorf("%s is a single mbox file: it holds only INBOX, and %s may have other folders; add --include INBOX (without --prefix), or give a directory (mbox:DIR) for every folder", dst, src)}
 }
 
 // execute runs the engine with a terminal reporter, prints the summary and

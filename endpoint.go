@@ -43,6 +43,16 @@ func (e *endpoint) String() string {
 
 func (e *endpoint) isServer() bool { return e.path == "" }
 
+// isSingleMbox says whether e is one mbox file (mbox:FILE.mbox that is not a
+// directory), which holds INBOX alone.
+func (e *endpoint) isSingleMbox() bool {
+	if e.scheme != "mbox" || !strings.HasSuffix(e.path, ".mbox") {
+		return false
+	}
+	st, err := os.Stat(e.path)
+	return err != nil || !st.IsDir()
+}
+
 var defaultPorts = map[string]string{"imap": "143", "imaps": "993", "pop3": "110", "pop3s": "995"}
 
 // parseEndpoint reads imap://user@host:port, imaps://, pop3://, pop3s://,

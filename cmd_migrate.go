@@ -102,7 +102,7 @@ func (f *copyFlags) addMigrate(cmd *cobra.Command) {
 	fl.StringVar(&f.dst.file, "dst-password-file", "", "read the destination password from `FILE` (first line); used instead of MAILFERRY_DST_PASSWORD")
 	fl.StringVar(&f.dst.cmd, "dst-password-cmd", "", "run `CMD` and use its first line as the destination password (not with --dst-password-file); used instead of MAILFERRY_DST_PASSWORD")
 	fl.StringVar(&f.dst.tokenCmd, "dst-oauth2-token-cmd", "", "run `CMD` for an OAuth2 access token for the destination")
-	fl.StringVar(&f.batch, "batch", "", "migrate every account listed in `FILE` (CSV, see above)")
+	fl.StringVar(&f.batch, "batch", "", "migrate every account listed in `FILE` (CSV, columns above)")
 	fl.IntVar(&f.accounts, "accounts", 2, "with --batch: `N` accounts migrated at once")
 	fl.StringVar(&f.shard, "shard", "", "with --batch: `K/N`, this machine's share of the accounts (K from 1 to N)")
 	fl.BoolVar(&f.syncDeletions, "sync-deletions", false, "remove at the destination what mailferry copied there and the source no longer has (never anything else)")
@@ -220,13 +220,13 @@ Many accounts: --batch FILE migrates every account of a CSV file instead of
 SOURCE and DEST, --accounts N at once, each with its own state and report; a
 failing account does not stop the others. The file has a header row and the
 columns source, destination (required), src_password_file, dst_password_file,
-src_token_cmd, dst_token_cmd (optional; a relative file name is taken from the
-file's directory; an empty cell falls back to the --src-*/--dst-* flags and
-MAILFERRY_SRC_PASSWORD/MAILFERRY_DST_PASSWORD; a batch never prompts). Lines
-starting with # are comments. --shard K/N keeps rows i (0-based, data rows in
-file order) with i % N == K-1, so that N machines given K = 1..N cover every
-row exactly once. Exit status 3 when any account failed or had failed
-messages.`,
+src_token_cmd, dst_token_cmd, src_tls, dst_tls, ca_file (optional, as the
+flags of those names: a relative file name is taken from the file's
+directory; an empty cell falls back to the --src-*/--dst-* and --ca-file
+flags and MAILFERRY_SRC_PASSWORD/MAILFERRY_DST_PASSWORD; a batch never
+prompts). Lines starting with # are comments. --shard K/N keeps rows i
+(0-based, data rows in file order) with i % N == K-1, so that N machines
+given K = 1..N cover every row exactly once.`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if f.batch != "" {
 				if len(args) != 0 {

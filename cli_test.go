@@ -392,3 +392,31 @@ func TestSingleMboxDestinationRefusedBeforeConnecting(t *testing.T) {
 		t.Errorf("%s was made", one)
 	}
 }
+
+// migrate into a local store writes a manifest, as archive does, and says
+// its chain head (which verify --last-hash accepts); a folder name a file
+// name cannot hold as it is gets the same kind of note from both.
+func TestLocalDestinationChainHeadAndEscapeNote(t *testing.T) {
+	src := t.TempDir()
+	mbox := "From a@b Mon Jan  2 10:00:00 2023\nMessage-ID: <n@cli>\nSubject: x\n\nhi\n"
+	writeFile(t, filepath.Join(src, "INBOX.mbox"), mbox)
+	writeFile(t, filepath.Join(src, "Notes 1.5.mbox"), mbox)
+	state := t.TempDir()
+	note := "note: Notes 1.5: a name part holds '.', which a local store's file name cannot: stored as \"Notes 1%2E5\"\n"
+	head := regexp.MustCompile(`(?m)^manifest chain head: ([0-9a-f]{64})$`)
+	for _, args := range [][]string{{"migrate", "mbox:" + src, "maildir:"}, {"archive", "mbox:" + src, ""}} {
+		dir := filepath.Join(t.TempDir(), "out")
+		code, out, errOut := mailferry(t, args[0], args[1], args[2]+dir, "--progress", "never", "--state-dir", state)
+		if code != 0 || !strings.Contains(out, note) {
+			t.Errorf("%s: exit %d, want the note %q\n%s%s", args[0], code, note, out, errOut)
+		}
+		m := head.FindStringSubmatch(out)
+		if m == nil {
+			t.Errorf("%s: no chain head:\n%s", args[0], out)
+			continue
+		}
+		if code, vout, verr := mailferry(t, "verify", dir, "--last-hash", m[1]); code != 0 {
+			t.Errorf("%s: verify --last-hash %s: exit %d\n%s%s", args[0], m[1], code, vout, verr)
+		}
+	}
+}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"os"
 
@@ -52,12 +51,7 @@ Run it again (every night, say) and it adds only what is new.`,
 			if err := resolveServer(env, src, &f.src, &f.tls); err != nil {
 				return f.reportEarlyError(src, dst, err)
 			}
-			runErr := execute(cmd.Context(), env, &f, opts, src, dst)
-			var ns *notStarted
-			if h := dst.stores(true).LastHash(); h != "" && !opts.DryRun && !errors.As(runErr, &ns) {
-				fmt.Fprintf(env.stdout, "manifest chain head: %s\n", h)
-			}
-			return runErr
+			return execute(cmd.Context(), env, &f, opts, src, dst)
 		},
 	}
 	f.add(cmd)

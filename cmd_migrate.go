@@ -8,12 +8,14 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/mailferry/mailferry/formats"
 	"github.com/mailferry/mailferry/migrate"
 )
 
@@ -336,8 +338,16 @@ func execute(ctx context.Context, env *environment, f *copyFlags, opts migrate.O
 	rep, err := f.runJob(ctx, env, opts, src, dst, ui)
 	ui.finish()
 	started := err == nil || len(rep.Folders) > 0 || rep.Totals != (migrate.Counts{})
+	if !dst.isServer() {
+		noteEscapedNames(rep)
+	}
 	if started {
 		printSummary(env.stdout, rep)
+		// A local destination keeps a manifest (archive and migrate alike):
+		// its chain head is what 'mailferry verify --last-hash' checks.
+		if h := dst.stores(true).LastHash(); h != "" && !dst.isServer() && !opts.DryRun {
+			fmt.Fprintf(env.stdout, "manifest chain head: %s\n", h)
+		}
 	}
 	if f.report != "" {
 		if werr := rep.WriteFile(f.report); werr != nil && err == nil {
@@ -359,6 +369,38 @@ func execute(ctx context.Context, env *environment, f *copyFlags, opts migrate.O
 		return errSomeFailed
 	}
 	return nil
+}
+
+// noteEscapedNames gives each folder whose name a local store had to
+// escape on disk ("Notes 1.5" is stored as "Notes 1%2E5": '.' is the
+// Maildir++ separator) the note migrate gives a name that holds a server's
+// separator.
+func noteEscapedNames(rep *migrate.Report) {
+	for i := range rep.Folders {
+		fr := &rep.Folders[i]
+		var held []string
+		for _, c := range strings.Split(fr.Destination, "/") {
+			if plain, err := formats.DecodeFSComponent(c); err == nil && plain != c {
+				held = append(held, escapedChars(plain)...)
+			}
+		}
+		if len(held) > 0 {
+			note := fmt.Sprintf("a name part holds %s, which a local store's file name cannot: stored as %q", strings.Join(slices.Compact(slices.Sorted(slices.Values(held))), " "), fr.Destination)
+			fr.Note = strings.TrimPrefix(fr.Note+"; "+note, "; ")
+		}
+	}
+}
+
+// escapedChars are the characters of one folder name part that
+// formats.EncodeFSComponent escapes, quoted: "'.'".
+func escapedChars(part string) []string {
+	var out []string
+	for i, r := range part {
+		if s := string(r); formats.EncodeFSComponent(s) != s || i == 0 && r == '-' {
+			out = append(out, strconv.QuoteRune(r))
+		}
+	}
+	return out
 }
 
 // runJob runs one migration from src to dst (both resolved) through the

@@ -164,13 +164,6 @@ func (s *secretFlags) password(env *environment, who string) (string, error) {
 	if s.file != "" && s.cmd != "" {
 		return "", &usageError{fmt.Errorf("--%s-password-file and --%s-password-cmd: give one of them", s.side, s.side)}
 	}
-	if (s.file != "" || s.cmd != "") && env.getenv(envName) != "" && !s.rowGiven {
-		flag := "--" + s.side + "-password-file"
-		if s.cmd != "" {
-			flag = "--" + s.side + "-password-cmd"
-		}
-		fmt.Fprintf(env.stderr, "mailferry: note: %s is used; %s is set too and ignored\n", flag, envName)
-	}
 	switch {
 	case s.file != "":
 		b, err := os.ReadFile(s.file)
@@ -184,6 +177,7 @@ func (s *secretFlags) password(env *environment, who string) (string, error) {
 			fmt.Fprintf(env.stderr, "mailferry: warning: --%s-password-file %s can be read by others (mode %04o): chmod 600 %s\n",
 				s.side, s.file, st.Mode().Perm(), s.file)
 		}
+		s.noteEnvIgnored(env, "file", envName)
 		return firstLine(string(b)), nil
 	case s.cmd != "":
 		out, err := exec.Command("sh", "-c", s.cmd).Output()
@@ -201,6 +195,7 @@ func (s *secretFlags) password(env *environment, who string) (string, error) {
 		if firstLine(string(out)) == "" {
 			return "", fmt.Errorf("--%s-password-cmd printed no password on its first line", s.side)
 		}
+		s.noteEnvIgnored(env, "cmd", envName)
 		return firstLine(string(out)), nil
 	}
 	if v := env.getenv(envName); v != "" {
@@ -217,6 +212,15 @@ func (s *secretFlags) password(env *environment, who string) (string, error) {
 		return "", err
 	}
 	return string(b), nil
+}
+
+// noteEnvIgnored says that the password of --SIDE-password-WHAT is used
+// while the environment variable is set too (not for a batch row's file:
+// there the variable is the documented fallback of other rows).
+func (s *secretFlags) noteEnvIgnored(env *environment, what, envName string) {
+	if env.getenv(envName) != "" && !s.rowGiven {
+		fmt.Fprintf(env.stderr, "mailferry: note: --%s-password-%s is used; %s is set too and ignored\n", s.side, what, envName)
+	}
 }
 
 // tokenCommand returns the token source of --SIDE-oauth2-token-cmd: every

@@ -345,8 +345,10 @@ func execute(ctx context.Context, env *environment, f *copyFlags, opts migrate.O
 		printSummary(env.stdout, rep)
 		// A local destination keeps a manifest (archive and migrate alike):
 		// its chain head is what 'mailferry verify --last-hash' checks.
-		if h := dst.stores(true).LastHash(); h != "" && !dst.isServer() && !opts.DryRun {
-			fmt.Fprintf(env.stdout, "manifest chain head: %s\n", h)
+		if !dst.isServer() && !opts.DryRun {
+			if h := dst.stores(true).LastHash(); h != "" {
+				fmt.Fprintf(env.stdout, "manifest chain head: %s\n", h)
+			}
 		}
 	}
 	if f.report != "" {

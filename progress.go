@@ -12,6 +12,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 
 	"github.com/mailferry/mailferry/migrate"
@@ -187,6 +188,9 @@ type progressLine struct {
 	base  int64     // messages counted before then (a rerun's skips)
 	last  time.Time // the last frame drawn
 	shown bool      // a frame is on the screen
+
+	pb      *progressbar.ProgressBar // renders the bar column (see bar)
+	pbWidth int
 }
 
 // The rate is shown once minRateTime has passed since the first message
@@ -285,7 +289,7 @@ func (p *progressLine) layout(s progressState, avail int, now time.Time) string 
 	for _, c := range shown {
 		switch {
 		case c.order == 1:
-			parts[1] = bar(s.done, s.total, c.width)
+			parts[1] = p.bar(s.done, s.total, c.width)
 		case c.order == 0:
 			parts[0] = fitText(c.text, c.width)
 		default:
@@ -333,19 +337,35 @@ func formatETA(d time.Duration) string {
 	return fmt.Sprintf("%ds", s)
 }
 
-// bar is "[=====>      ]", width columns wide.
-func bar(done, total int64, width int) string {
-	inner := width - 2
-	fill := 0
-	if total > 0 {
-		fill = int(min(done, total) * int64(inner) / total)
+// barTheme draws the bar in ASCII: "[=====>      ]".
+var barTheme = progressbar.Theme{Saucer: "=", SaucerHead: ">", SaucerPadding: " ", BarStart: "[", BarEnd: "]"}
+
+// bar is the bar of one frame, width columns wide, rendered by
+// schollz/progressbar (its saucer, head and padding arithmetic). Only the
+// bar is taken from its rendering: the rest of the line (which columns fit,
+// the rate and ETA once they mean something, redrawing in place without
+// wrapping) is progressLine's, because progressbar sizes its line once,
+// not to the terminal's width at each frame, and predicts from the first
+// second.
+func (p *progressLine) bar(done, total int64, width int) string {
+	if p.pb == nil || p.pbWidth != width || p.pb.GetMax64() != total {
+		p.pb = progressbar.NewOptions64(total,
+			progressbar.OptionSetWriter(io.Discard), // rendered here, written by draw
+			progressbar.OptionSetWidth(width-2),
+			progressbar.OptionSetTheme(barTheme),
+			progressbar.OptionSetElapsedTime(false),
+			progressbar.OptionSetPredictTime(false),
+			progressbar.OptionSetRenderBlankState(true),
+			progressbar.OptionThrottle(0))
+		p.pbWidth = width
 	}
-	head := ""
-	if fill > 0 && fill < inner {
-		fill--
-		head = ">"
+	p.pb.Set64(min(done, total))
+	r := p.pb.String()
+	i, j := strings.IndexByte(r, '['), strings.LastIndexByte(r, ']')
+	if i < 0 || j < i || textWidth(r[i:j+1]) != width {
+		return "" // (not rendered: the line goes without its bar)
 	}
-	return "[" + strings.Repeat("=", fill) + head + strings.Repeat(" ", inner-fill-len(head)) + "]"
+	return r[i : j+1]
 }
 
 // fitText is s padded or cut to exactly width columns; a cut name keeps its

@@ -423,7 +423,7 @@ func (f *copyFlags) runJob(ctx context.Context, env *environment, opts migrate.O
 	if !src.isServer() {
 		src.stores(false).Warn = warned.add
 	}
-	openSrc, openDst := openSource(src), openSink(dst)
+	openSrc, openDst := openSource(src), openSink(dst, opts.DryRun)
 	wrapSrc := f.presetSource()
 	limits := migrate.NewLimits(f.maxBytesPerSecond, f.maxMessagesPerSec, nil)
 	job := migrate.Job{

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/url"
 	"os"
@@ -343,13 +344,16 @@ func openSource(ep *endpoint) func(context.Context) (migrate.Source, error) {
 	}
 }
 
-func openSink(ep *endpoint) func(context.Context) (migrate.Sink, error) {
+func openSink(ep *endpoint, dryRun bool) func(context.Context) (migrate.Sink, error) {
 	return func(ctx context.Context) (migrate.Sink, error) {
 		switch ep.scheme {
 		case "imap", "imaps":
 			return imap.DialIMAP(ctx, ep.server)
 		case "pop3", "pop3s":
 			return nil, &usageError{fmt.Errorf("%s cannot be a destination (imap, imaps, maildir and mbox can)", ep)}
+		}
+		if _, err := os.Stat(ep.path); dryRun && errors.Is(err, fs.ErrNotExist) {
+			return migrate.AbsentSink{}, nil // a dry run creates nothing
 		}
 		return ep.stores(true).Open(ctx)
 	}

@@ -22,7 +22,8 @@ DIR/MANIFEST.jsonl: where it is, its size, the SHA-256 of the exact bytes the
 source served, its flags, internal date and source folder. Each manifest line
 carries the hash of the line before it; the run ends by printing the chain's
 last hash, which you can keep elsewhere and give to 'mailferry verify
---last-hash'. A Maildir archive also gets SHA256SUMS, checkable with sha256sum -c.
+--last-hash'. A Maildir archive also gets SHA256SUMS, checkable with
+sha256sum -c.
 
 Run it again (every night, say) and it adds only what is new.`,
 		Args: exactArgs(2),

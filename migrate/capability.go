@@ -70,6 +70,19 @@ type ChangeWaiter interface {
 	WaitChange(ctx context.Context, folder formats.Folder, max time.Duration) error
 }
 
+// ChangeLister is a Source that can list a folder it listed before by its
+// changes (IMAP CONDSTORE: CHANGEDSINCE), so that a folder where one flag
+// changed does not cost every message's flags (cutover.go).
+type ChangeLister interface {
+	// ListChanged is List, except that a message known gives flags for, and
+	// whose flags did not change since modseq under UIDVALIDITY validity,
+	// comes with those flags, Size -1 and no Date: partial names those.
+	ListChanged(ctx context.Context, folder formats.Folder, validity uint32, modseq uint64,
+		known func(uid uint32) ([]string, bool)) (uint32, []formats.Message, map[string]bool, error)
+	// Complete lists msgs (partial ones) whole: size, date and flags.
+	Complete(ctx context.Context, folder formats.Folder, msgs []formats.Message) ([]formats.Message, error)
+}
+
 // ErrNoIdle says a ChangeWaiter's server cannot wait for changes.
 var ErrNoIdle = errors.New("the server has no IDLE")
 

@@ -113,6 +113,92 @@ func (p *folderPass) followFlags(ctx context.Context, dry bool) error {
 	return nil
 }
 
+// listSource lists the source folder: by its changes since the recorded
+// HIGHESTMODSEQ where the source can (CONDSTORE CHANGEDSINCE) and the folder
+// was followed before, else whole. A message comes with its base as flags
+// (unchanged since the base was recorded) only while the destination holds
+// it; the others are listed whole.
+func (p *folderPass) listSource(ctx context.Context, ss *FolderState) (uint32, []formats.Message, error) {
+	e := p.e
+	cl, ok := As[ChangeLister](p.src)
+	if !ok || p.pf.Source.HighestModSeq == 0 || ss.Validity == 0 || e.filtered() || e.opts.Dedup == DedupAccount {
+		return p.src.List(ctx, p.pf.Source)
+	}
+	ms, err := e.state.ModSeq(SideSource, p.srcKey)
+	if err != nil || ms == 0 {
+		if err != nil {
+			return 0, nil, err
+		}
+		return p.src.List(ctx, p.pf.Source)
+	}
+	v, msgs, partial, err := cl.ListChanged(ctx, p.pf.Source, ss.Validity, ms, p.knownFlags(ss))
+	p.partial = partial
+	return v, msgs, err
+}
+
+// knownFlags gives the base of a source message that is at the
+// destination: the UID mailferry stored it as still holds its key, or (found
+// there by key) the destination folder holds the key.
+func (p *folderPass) knownFlags(ss *FolderState) func(uint32) ([]string, bool) {
+	held := make(map[formats.Key]bool, len(p.ds.IDs))
+	for _, k := range p.ds.IDs {
+		held[k] = true
+	}
+	return func(uid uint32) ([]string, bool) {
+		id := strconv.FormatUint(uint64(uid), 10)
+		base, ok := ss.Base[id]
+		if !ok {
+			return nil, false
+		}
+		if _, ok := recordedDest(ss, id, p.ds.IDs, p.dstF.Validity); ok {
+			return base, true
+		}
+		k, ok := ss.IDs[id]
+		return base, ok && ss.Dst[id].UID == 0 && held[k]
+	}
+}
+
+// completeCopies lists whole the partially listed messages the decide step
+// copies after all (the destination holds their key fewer times than the
+// source): their size, date and flags.
+func (p *folderPass) completeCopies(ctx context.Context) error {
+	var want []formats.Message
+	for _, m := range p.d.copy {
+		if p.partial[m.ID] {
+			want = append(want, m)
+		}
+	}
+	if len(want) == 0 {
+		return nil
+	}
+	cl, ok := As[ChangeLister](p.src)
+	if !ok {
+		return fmt.Errorf("partial listing from a source that cannot complete it")
+	}
+	got, err := cl.Complete(ctx, p.pf.Source, want)
+	if err != nil {
+		return err
+	}
+	byID := make(map[string]formats.Message, len(got))
+	for _, m := range got {
+		byID[m.ID] = m
+	}
+	p.d.bytes = 0
+	copies := p.d.copy[:0]
+	for _, m := range p.d.copy {
+		if p.partial[m.ID] {
+			var ok bool
+			if m, ok = byID[m.ID]; !ok {
+				continue // expunged meanwhile
+			}
+		}
+		copies = append(copies, m)
+		p.d.bytes += max(m.Size, 0)
+	}
+	p.d.copy = copies
+	return nil
+}
+
 // planDeletions decides what --sync-deletions removes from this pass's
 // destination folder and queues it for the end of the run. It needs the
 // complete listing of the source folder: no --since/--before, and the

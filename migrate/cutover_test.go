@@ -31,6 +31,7 @@ type cutoverPair struct {
 	state    string
 	lists    *atomic.Int32 // when set, the source's List calls are counted
 	refuse   string        // when set, the destination refuses every message for this folder
+	srcVia   string        // when set, the address the source is reached at (a proxy)
 }
 
 // refusingSink is the destination IMAP refusing every message for one
@@ -74,16 +75,20 @@ func newCutoverPair(t *testing.T, srcOpts dovecottest.Options, dstOpts ...doveco
 	}
 }
 
-func dialer(s *dovecottest.Server) func(context.Context) (*mfimap.IMAP, error) {
+func dialer(s *dovecottest.Server, via ...string) func(context.Context) (*mfimap.IMAP, error) {
+	addr := s.IMAPAddr()
+	if len(via) > 0 && via[0] != "" {
+		addr = via[0]
+	}
 	return func(ctx context.Context) (*mfimap.IMAP, error) {
-		return mfimap.DialIMAP(ctx, mailconn.ServerConfig{Addr: s.IMAPAddr(), User: "alice", Password: s.Users["alice"], TLS: mailconn.TLSNone})
+		return mfimap.DialIMAP(ctx, mailconn.ServerConfig{Addr: addr, User: "alice", Password: s.Users["alice"], TLS: mailconn.TLSNone})
 	}
 }
 
 // run is one pass; it fails the test on an error.
 func (p *cutoverPair) run(t *testing.T, opts migrate.Options) *migrate.Report {
 	t.Helper()
-	src, dst := dialer(p.src), dialer(p.dst)
+	src, dst := dialer(p.src, p.srcVia), dialer(p.dst)
 	opts.StatePath = p.state
 	job := migrate.Job{SourceName: "src", DestName: "dst", Options: opts,
 		OpenSource: func(ctx context.Context) (migrate.Source, error) {

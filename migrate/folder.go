@@ -36,6 +36,9 @@ type folderPass struct {
 	// deferMark: --sync-deletions owes deletions, so the source mark waits
 	// until they are done (cutover.go).
 	deferMark bool
+	// partial names the messages listed by their changes only (no size,
+	// no date: cutover.go).
+	partial map[string]bool
 }
 
 // copyFolder is one pass over one folder: list, decide, copy, record.
@@ -58,6 +61,9 @@ func (e *engine) copyFolder(ctx context.Context, src Source, dst Sink, pf Planne
 		return p.fr, err
 	}
 	if err := p.decide(ctx); err != nil {
+		return p.fr, err
+	}
+	if err := p.completeCopies(ctx); err != nil { // cutover.go
 		return p.fr, err
 	}
 	if e.opts.DryRun {
@@ -153,7 +159,7 @@ func (p *folderPass) list(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	validity, msgs, err := p.src.List(ctx, p.pf.Source)
+	validity, msgs, err := p.listSource(ctx, ss) // cutover.go
 	if err != nil {
 		return err
 	}

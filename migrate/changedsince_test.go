@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"sync"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/mailferry/mailferry/migrate"
 	"github.com/mailferry/mailferry/migrate/dovecottest"
+	"github.com/mailferry/mailferry/migrate/servertest"
 )
 
 // fetchCounter is a TCP proxy to an IMAP server that counts the FETCH
@@ -182,5 +184,42 @@ func TestChangedSinceCopiesAgainWithTheDate(t *testing.T) {
 	want := date.Format(time.RFC3339) + " [\\Seen]"
 	if len(got) != 2 || got[1] != want {
 		t.Errorf("the copies of message 1 at the destination: %q; want two, the one copied again %q", got, want)
+	}
+}
+
+// The same on Cyrus (CONDSTORE, its own mod-sequences) as the source: one
+// flag changed of 20 costs one FETCH answer, and a flag removal and an
+// expunge (--sync-deletions) follow.
+func TestFlagsFollowFromCyrus(t *testing.T) {
+	cy := servertest.StartCyrus(t, servertest.Options{})
+	p := &cutoverPair{src: cy.Server, dst: dovecottest.Start(t, dovecottest.Options{Separator: '.'}), state: filepath.Join(t.TempDir(), "state.db")}
+	var seed []dovecottest.SeedMessage
+	for i := range 20 {
+		seed = append(seed, dovecottest.SeedMessage{Body: cutoverMessage(i), Flags: []string{`\Seen`}})
+	}
+	p.src.Seed(t, "alice", seed)
+	fc := newFetchCounter(t, p.src.IMAPAddr())
+	p.srcVia = fc.ln.Addr().String()
+	opts := migrate.Options{SyncDeletions: true}
+	if rep := p.run(t, opts); rep.Totals.Copied != 20 {
+		t.Fatalf("first run: %+v", rep.Totals)
+	}
+	storeFlags(t, p.src, "INBOX", 7, imap.StoreFlagsAdd, imap.FlagFlagged)
+	fc.fetches.Store(0)
+	if rep := p.run(t, opts); fc.fetches.Load() != 1 || rep.Totals.FlagsUpdated != 1 {
+		t.Errorf("a pass after 1 of 20 messages changed flags: %d FETCH answers from Cyrus, %+v; want 1 and 1 flags updated", fc.fetches.Load(), rep.Totals)
+	}
+	storeFlags(t, p.src, "INBOX", 4, imap.StoreFlagsDel, imap.FlagSeen)
+	storeFlags(t, p.src, "INBOX", 5, imap.StoreFlagsAdd, imap.FlagDeleted)
+	uidOp(t, p.src, "INBOX", func(c *imapclient.Client) {
+		if err := c.Expunge().Close(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if rep := p.run(t, opts); rep.Totals.FlagsUpdated != 1 || rep.Totals.DeletedAtDestination != 1 {
+		t.Errorf("a pass after a flag removal and an expunge: %+v", rep.Totals)
+	}
+	if !sameMessages(p.src.Snapshot(t, "alice")["INBOX"], p.dst.Snapshot(t, "alice")["INBOX"]) {
+		t.Errorf("Cyrus's INBOX and the destination's differ (bytes or flags)")
 	}
 }

@@ -216,6 +216,9 @@ func printCutover(w io.Writer, rep *migrate.Report) {
 		}
 		fmt.Fprintf(w, "%s%s the flags of %d messages at the destination\n", would, verb, n)
 	}
+	if n := rep.Totals.MovedAtDestination; n > 0 {
+		fmt.Fprintf(w, "moved %d messages between folders at the destination, as they moved at the source\n", n)
+	}
 	if n := rep.Totals.DeletedAtDestination; n > 0 {
 		verb := "deleted"
 		if rep.DryRun {

@@ -62,6 +62,16 @@ type DestDeleter interface {
 	DeleteDest(ctx context.Context, folder formats.Folder, ids []string) (marksOnly bool, err error)
 }
 
+// DestMover is a Sink that can move messages it holds between its folders,
+// bytes untouched (IMAP UID MOVE, or UID COPY and UID EXPUNGE): a message
+// moved between source folders is moved at the destination (moves.go).
+type DestMover interface {
+	// MoveDest moves the messages ids of from into to and maps each ID it
+	// moved to its new ID ("" when the destination did not say); what it
+	// did not move stays where it was.
+	MoveDest(ctx context.Context, from, to formats.Folder, ids []string) (map[string]string, error)
+}
+
 // ChangeWaiter is a Source that can wait for a change in a folder (IMAP
 // IDLE): --watch starts its next pass at once instead of after --interval.
 type ChangeWaiter interface {

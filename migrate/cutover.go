@@ -259,9 +259,12 @@ func (e *engine) syncDeletions(ctx context.Context, rep *Report) error {
 			if done[set] {
 				continue
 			}
-			marksOnly, err := dd.DeleteDest(ctx, set.folder, set.uids)
-			if err != nil {
-				return err
+			set.uids = e.notMovedAway(set.folder.Name, set.uids) // moved, not deleted (moves.go)
+			marksOnly := false
+			if len(set.uids) > 0 {
+				if marksOnly, err = dd.DeleteDest(ctx, set.folder, set.uids); err != nil {
+					return err
+				}
 			}
 			done[set] = true
 			e.dstMarksOnly = e.dstMarksOnly || marksOnly

@@ -54,6 +54,10 @@ type Counts struct {
 	// DeletedAtDestination counts what --sync-deletions removed at the
 	// destination (in a dry run: would remove).
 	DeletedAtDestination int `json:"deleted_at_destination"`
+	// MovedAtDestination counts messages moved between destination folders
+	// because they moved between source folders (--sync-deletions); they
+	// count as skipped too.
+	MovedAtDestination int `json:"moved_at_destination"`
 }
 
 // Add adds o to c.
@@ -66,6 +70,7 @@ func (c *Counts) Add(o Counts) {
 	c.DeletedAtSource += o.DeletedAtSource
 	c.FlagsUpdated += o.FlagsUpdated
 	c.DeletedAtDestination += o.DeletedAtDestination
+	c.MovedAtDestination += o.MovedAtDestination
 }
 
 // FolderReport is one folder's line of the report.

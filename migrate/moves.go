@@ -145,9 +145,15 @@ func (e *engine) indexMoves() map[formats.Key][]*moveCand {
 }
 
 // goneAtSource keeps the candidates whose source message is no longer in
-// its source folder (a header FETCH of it answers nothing). A folder that
-// cannot be read keeps its candidates out: they are copied.
+// its source folder (a header FETCH of it answers nothing), asked on a
+// connection of its own (the pass's keeps its folder selected). A folder
+// that cannot be read keeps its candidates out: they are copied.
 func (p *folderPass) goneAtSource(ctx context.Context, cands map[string]*moveCand) (map[string]*moveCand, error) {
+	src, err := p.e.job.OpenSource(ctx)
+	if err != nil {
+		return nil, ctx.Err() // no moves: the messages are copied
+	}
+	defer src.Close()
 	byFolder := map[string][]string{} // source folder name -> message IDs to copy
 	for id, c := range cands {
 		byFolder[c.src.Name] = append(byFolder[c.src.Name], id)
@@ -162,7 +168,7 @@ func (p *folderPass) goneAtSource(ctx context.Context, cands map[string]*moveCan
 			msgs = append(msgs, formats.Message{ID: c.id, UID: uint32(u)})
 		}
 		present := map[string]bool{}
-		err := p.src.Headers(ctx, folder, msgs, func(m formats.Message, _ []byte) error {
+		err := src.Headers(ctx, folder, msgs, func(m formats.Message, _ []byte) error {
 			present[m.ID] = true
 			return nil
 		})

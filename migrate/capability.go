@@ -48,10 +48,15 @@ type FlagUpdater interface {
 }
 
 // FlagChange is one group of messages that get the same flags added and
-// removed.
-type FlagChange struct {
-	Add, Remove []string
-	IDs         []string // the sink's IDs (IMAP UIDs in decimal)
+// removed; IDs are the sink's (in formats, so that the archive stores,
+// which do not import migrate, can take it).
+type FlagChange = formats.FlagChange
+
+// GoneRecorder is a Sink that never deletes (an archive): for a message
+// mailferry put there whose source message is gone, it records that
+// instead (cutover.go).
+type GoneRecorder interface {
+	RecordGone(ctx context.Context, folder formats.Folder, ids []string) error
 }
 
 // DestDeleter is a Sink that can remove messages it holds by ID

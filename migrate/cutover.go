@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"sort"
 	"strconv"
 
 	"github.com/mailferry/mailferry/formats"
@@ -46,7 +47,7 @@ type destDeletes struct {
 // one recorded.
 func (e *engine) cutoverUnchanged(p *folderPass, srcMessages uint32) (bool, error) {
 	f := p.pf.Source
-	if e.opts.SyncDeletions && srcMessages != f.Messages+1 {
+	if p.countsGone() && srcMessages != f.Messages+1 {
 		return false, nil
 	}
 	if _, ok := As[FlagUpdater](p.dst); !ok {
@@ -64,10 +65,17 @@ func (e *engine) cutoverUnchanged(p *folderPass, srcMessages uint32) (bool, erro
 // owed, 0 otherwise (then a later run with --sync-deletions never takes the
 // no-op shortcut before it has compared the folders once).
 func (p *folderPass) syncedCount() uint32 {
-	if !p.e.opts.SyncDeletions || p.deferMark {
+	if !p.countsGone() || p.deferMark {
 		return 0
 	}
 	return p.pf.Source.Messages + 1
+}
+
+// countsGone says a message gone at the source matters to this pass:
+// --sync-deletions deletes it, an archive records it.
+func (p *folderPass) countsGone() bool {
+	_, rec := As[GoneRecorder](p.dst)
+	return p.e.opts.SyncDeletions || rec
 }
 
 // cutover follows the flags and plans the deletions of one pass; t is nil
@@ -83,7 +91,51 @@ func (p *folderPass) cutover(ctx context.Context, t *transfer) error {
 		return err
 	}
 	p.planDeletions()
-	return nil
+	return p.recordGone(ctx, t == nil)
+}
+
+// recordGone has an archive record the messages mailferry put there whose
+// source message the complete listing of the folder lacks (archives never
+// delete), and forgets them in the ledger, so that each is recorded once.
+func (p *folderPass) recordGone(ctx context.Context, dry bool) error {
+	gr, ok := As[GoneRecorder](p.dst)
+	e, f := p.e, p.pf.Source
+	if !ok || e.filtered() || p.validity != f.Validity || p.ss.Validity != p.validity {
+		return nil
+	}
+	listed := make(map[string]bool, len(p.msgs))
+	for _, m := range p.msgs {
+		listed[m.ID] = true
+	}
+	all := slices.Clone(p.msgs)
+	var gone []string
+	for id := range p.ss.IDs {
+		if !listed[id] && p.ss.Copied[id] {
+			gone = append(gone, id)
+			all = append(all, formats.Message{ID: id})
+		}
+	}
+	if len(gone) == 0 {
+		return nil
+	}
+	sort.Strings(gone)
+	where := mapToDest(all, p.ss, p.ds.IDs, p.dstF.Validity)
+	var ids []string
+	var forget []Record
+	for _, id := range gone {
+		if d, ok := where[id]; ok {
+			ids = append(ids, d)
+			forget = append(forget, Record{Side: SideSource, Folder: p.srcKey, ID: id})
+		}
+	}
+	p.fr.GoneAtSource = len(ids)
+	if dry || len(ids) == 0 {
+		return nil
+	}
+	if err := gr.RecordGone(ctx, p.dstF, ids); err != nil {
+		return err
+	}
+	return e.state.Forget(forget)
 }
 
 // followFlags applies the flags-follow rule and records the new bases.

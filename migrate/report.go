@@ -58,6 +58,9 @@ type Counts struct {
 	// because they moved between source folders (--sync-deletions); they
 	// count as skipped too.
 	MovedAtDestination int `json:"moved_at_destination"`
+	// GoneAtSource counts messages an archive keeps whose source message
+	// is gone, recorded as such in its manifest (in a dry run: would be).
+	GoneAtSource int `json:"gone_at_source"`
 }
 
 // Add adds o to c.
@@ -71,6 +74,7 @@ func (c *Counts) Add(o Counts) {
 	c.FlagsUpdated += o.FlagsUpdated
 	c.DeletedAtDestination += o.DeletedAtDestination
 	c.MovedAtDestination += o.MovedAtDestination
+	c.GoneAtSource += o.GoneAtSource
 }
 
 // FolderReport is one folder's line of the report.

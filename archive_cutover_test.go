@@ -16,7 +16,12 @@ import (
 
 	"github.com/mailferry/mailferry/archive"
 	"github.com/mailferry/mailferry/migrate/dovecottest"
+	"github.com/mailferry/mailferry/migrate/servertest"
 )
+
+// sourceServer is a source for the archive tests and its spelling of a
+// folder name.
+type sourceServer func(t *testing.T) (*dovecottest.Server, func(string) string)
 
 // The cutover into an archive: flags changed at the source after the first
 // run reach the archive (a Maildir file is renamed, keeping its unique
@@ -25,18 +30,29 @@ import (
 // stays, nothing already in the manifest is rewritten, verify passes and
 // counts the records, SHA256SUMS still checks with sha256sum, and the
 // archive read back gives the new flags. From Dovecot with and without
-// CONDSTORE.
+// CONDSTORE, and from Cyrus.
 func TestArchiveRecordsFlagsAndGone(t *testing.T) {
-	for _, c := range []struct {
-		format string
-		caps   string
-	}{{"maildir", ""}, {"mbox", ""}, {"maildir", dovecottest.WithoutCaps("CONDSTORE", "QRESYNC")}} {
-		name := c.format
-		if c.caps != "" {
-			name += " without condstore"
+	dovecot := func(caps string) sourceServer {
+		return func(t *testing.T) (*dovecottest.Server, func(string) string) {
+			return dovecottest.Start(t, dovecottest.Options{Separator: '/', IMAPCapability: caps}), func(f string) string { return f }
 		}
-		t.Run(name, func(t *testing.T) {
-			testArchiveRecords(t, c.format, c.caps)
+	}
+	cyrus := func(t *testing.T) (*dovecottest.Server, func(string) string) {
+		cy := servertest.StartCyrus(t, servertest.Options{})
+		return cy.Server, cy.Name
+	}
+	for _, c := range []struct {
+		name, format string
+		src          sourceServer
+	}{
+		{"maildir", "maildir", dovecot("")},
+		{"mbox", "mbox", dovecot("")},
+		{"maildir without condstore", "maildir", dovecot(dovecottest.WithoutCaps("CONDSTORE", "QRESYNC"))},
+		{"mbox from cyrus", "mbox", cyrus},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			src, name := c.src(t)
+			testArchiveRecords(t, c.format, src, name)
 		})
 	}
 }
@@ -45,11 +61,11 @@ func archiveMessage(n int) []byte {
 	return []byte(fmt.Sprintf("Message-ID: <archive-cutover-%d@example.com>\r\nSubject: %d\r\n\r\nbody %d\r\n", n, n, n))
 }
 
-func testArchiveRecords(t *testing.T, format, caps string) {
-	src := dovecottest.Start(t, dovecottest.Options{Separator: '/', IMAPCapability: caps})
+func testArchiveRecords(t *testing.T, format string, src *dovecottest.Server, name func(string) string) {
 	setenv(t, "MAILFERRY_SRC_PASSWORD", src.Users["alice"])
 	src.Seed(t, "alice", []dovecottest.SeedMessage{{Body: archiveMessage(0)}, {Body: archiveMessage(1)},
-		{Body: archiveMessage(2), Flags: []string{`\Seen`}}, {Body: archiveMessage(3)}, {Folder: "Work", Body: archiveMessage(4)}})
+		{Body: archiveMessage(2), Flags: []string{`\Seen`}}, {Body: archiveMessage(3)}})
+	src.Seed(t, "alice", []dovecottest.SeedMessage{{Folder: name("Work"), Body: archiveMessage(4)}})
 	dir := filepath.Join(t.TempDir(), "archive")
 	state := t.TempDir()
 	args := []string{"archive", "imap://alice@" + src.IMAPAddr(), dir, "--format", format,

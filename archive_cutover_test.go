@@ -121,11 +121,17 @@ func testArchiveRecords(t *testing.T, format string, src *dovecottest.Server, na
 		t.Errorf("records appended: %q, want three flags and one gone", kinds)
 	}
 	if format == "maildir" {
-		flagged := ""
+		flagged, labelled := "", ""
 		for _, e := range manifestEntries(t, dir) {
 			if e.Record == "flags" && slices.Contains(e.Flags, `\Flagged`) {
 				flagged = e.File
 			}
+			if e.Record == "flags" && slices.Contains(e.Flags, "$Label1") {
+				labelled = e.File
+			}
+		}
+		if !strings.HasSuffix(labelled, ":2,a") {
+			t.Errorf("the message given $Label1 is in %q, want the keyword's dovecot-keywords letter: :2,a", labelled)
 		}
 		if !strings.HasSuffix(flagged, ":2,F") {
 			t.Errorf("the flagged message's file is %q, want its unique name with the info suffix :2,F", flagged)

@@ -19,6 +19,10 @@ type Stores struct {
 	Format string // "maildir" or "mbox"
 	Path   string
 	Create bool // a destination: make the root if missing
+	// Warn, if set, receives what a store had to guess while reading a
+	// tree another program wrote (see MaildirOptions.Warn), from every
+	// worker's store: the same warning may come more than once.
+	Warn func(msg string)
 
 	mu   sync.Mutex
 	root *Writer // the first live Writer, others Share it
@@ -40,7 +44,7 @@ func (l *Stores) manifestDir() string {
 func (l *Stores) openStore() (Store, error) {
 	switch l.Format {
 	case "maildir":
-		return OpenMaildir(l.Path, MaildirOptions{Create: l.Create})
+		return OpenMaildir(l.Path, MaildirOptions{Create: l.Create, Warn: l.Warn})
 	default:
 		return OpenMbox(l.Path, MboxOptions{Create: l.Create})
 	}

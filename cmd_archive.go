@@ -94,6 +94,10 @@ catches a deliberate rewrite of all of these records together.`,
 			}
 			fmt.Fprintf(env.stdout, "%s archive %s: %s (%s) %s, chain head %s\n",
 				rep.Format, rep.Dir, plural(rep.Messages, "message"), humanBytes(rep.Bytes), mode, rep.LastHash)
+			if rep.FlagRecords > 0 || rep.GoneAtSource > 0 {
+				fmt.Fprintf(env.stdout, "records: %d flag changes, %s gone at the source (kept here)\n",
+					rep.FlagRecords, plural(rep.GoneAtSource, "message"))
+			}
 			if !rep.OK() {
 				return fmt.Errorf("verify: %s in %s", plural(len(rep.Problems), "problem"), rep.Dir)
 			}

@@ -28,6 +28,9 @@ func watch(ctx context.Context, env *environment, f *copyFlags, opts migrate.Opt
 	if f.interval <= 0 {
 		return &usageError{fmt.Errorf("--interval must be positive")}
 	}
+	idle := &idler{open: openSource(src), none: src.scheme != "imap" && src.scheme != "imaps"}
+	defer idle.close()
+	idle.wait(ctx, time.Millisecond) // INBOX selected before the first pass: what arrives during it wakes the first wait
 	err := execute(ctx, env, f, opts, src, dst)
 	if err != nil && (watchFatal(err) || ctx.Err() != nil) {
 		return err // (interrupted in the first pass: as without --watch)
@@ -38,8 +41,6 @@ func watch(ctx context.Context, env *environment, f *copyFlags, opts migrate.Opt
 	if err != nil && !errors.Is(err, errSomeFailed) {
 		wait = min(2*f.interval, maxWatchBackoff)
 	}
-	idle := &idler{open: openSource(src), none: src.scheme != "imap" && src.scheme != "imaps"}
-	defer idle.close()
 	for {
 		idle.wait(ctx, wait)
 		if ctx.Err() != nil {

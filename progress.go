@@ -477,6 +477,16 @@ func printCutover(w io.Writer, rep *migrate.Report) {
 		}
 		fmt.Fprintf(w, "%s%s the flags of %d messages at the destination\n", would, verb, n)
 	}
+	if n := rep.Totals.GoneAtSource; n > 0 {
+		verb := "recorded"
+		if rep.DryRun {
+			verb = "would record"
+		}
+		fmt.Fprintf(w, "%s %d messages as gone at the source in the archive's manifest (the archive keeps them)\n", verb, n)
+	}
+	if n := rep.Totals.MovedAtDestination; n > 0 {
+		fmt.Fprintf(w, "moved %d messages between folders at the destination, as they moved at the source\n", n)
+	}
 	if n := rep.Totals.DeletedAtDestination; n > 0 {
 		verb := "deleted"
 		if rep.DryRun {

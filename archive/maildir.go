@@ -715,3 +715,41 @@ func runParallel(n, workers int, fn func(i int) error) error {
 	wg.Wait()
 	return firstErr
 }
+
+// SetFlags renames a flushed message's file as a mail program does when
+// its flags change: the unique name stays, the info suffix gets the
+// letters of flags (keywords: their dovecot-keywords letters, the table
+// saved first), and the file moves to cur/, which is fsynced. It returns
+// the new file, relative to the root.
+func (m *Maildir) SetFlags(folder formats.Folder, id string, flags []string) (string, error) {
+	old, _, err := m.Locate(folder, id)
+	if err != nil {
+		return "", err
+	}
+	dir, err := m.dirOf(folder)
+	if err != nil {
+		return "", err
+	}
+	letters, err := m.keywordLetters(dir, flags)
+	if err != nil {
+		return "", err
+	}
+	if err := m.saveKeywords([]string{dir}); err != nil {
+		return "", err
+	}
+	sub := "cur/" + formats.FormatMaildirName(id, flags) + letters
+	file := filepath.ToSlash(filepath.Join(dir, sub))
+	if file == old {
+		return file, nil
+	}
+	if err := os.Rename(filepath.Join(m.root, old), filepath.Join(m.root, file)); err != nil {
+		return "", fmt.Errorf("maildir: %w", err)
+	}
+	if err := syncDir(filepath.Join(m.root, dir, "cur")); err != nil {
+		return "", fmt.Errorf("maildir: %w", err)
+	}
+	if m.files[dir] != nil {
+		m.files[dir][id] = sub
+	}
+	return file, nil
+}

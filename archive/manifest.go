@@ -111,7 +111,11 @@ type ManifestEntry struct {
 	// what had become of it ("message missing: cur/…").
 	Repairs uint64 `json:"repairs,omitempty"`
 	Repair  string `json:"repair,omitempty"`
-	Prev    string `json:"prev"` // SHA-256 of the previous line, hex
+	// Record, on a line that is not a message's entry, says what it records
+	// of the entry whose seq is Of: RecordFlags or RecordGone (records.go).
+	Record string `json:"record,omitempty"`
+	Of     uint64 `json:"of,omitempty"`
+	Prev   string `json:"prev"` // SHA-256 of the previous line, hex
 }
 
 // Locator is an optional Store capability: naming the file (and, for mbox,
@@ -311,16 +315,8 @@ func (w *Writer) List(ctx context.Context, folder formats.Folder) (uint32, []for
 	l := w.log
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.overlay == nil {
-		ov := map[string]entryMeta{}
-		err := l.scan(func(_ []byte, e *ManifestEntry) error {
-			ov[destKey(e.DestFolder, e.DestID)] = metaOf(e)
-			return nil
-		})
-		if err != nil {
-			return 0, nil, err
-		}
-		l.overlay = ov
+	if err := l.loadOverlay(); err != nil {
+		return 0, nil, err
 	}
 	for i := range msgs {
 		if meta, ok := l.overlay[destKey(folder.Path, msgs[i].ID)]; ok {
@@ -334,6 +330,27 @@ func (w *Writer) List(ctx context.Context, folder formats.Folder) (uint32, []for
 }
 
 // Headers delegates to the wrapped store.
+// loadOverlay reads the flags and dates the manifest has for each
+// message (its entry, or its last flags record) into l.overlay once.
+// Callers hold l.mu.
+func (l *manifestLog) loadOverlay() error {
+	if l.overlay != nil {
+		return nil
+	}
+	ov := map[string]entryMeta{}
+	err := l.scan(func(_ []byte, e *ManifestEntry) error {
+		if e.Record != RecordGone {
+			ov[destKey(e.DestFolder, e.DestID)] = metaOf(e)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	l.overlay = ov
+	return nil
+}
+
 func (w *Writer) Headers(ctx context.Context, folder formats.Folder, msgs []formats.Message,
 	fn func(m formats.Message, header []byte) error) error {
 	return w.st.Headers(ctx, folder, msgs, fn)
@@ -676,7 +693,7 @@ func (l *manifestLog) append(entries []ManifestEntry) error {
 		prev = lineHash(line)
 		buf.Write(line)
 		buf.WriteByte('\n')
-		if e.Offset == nil {
+		if e.Offset == nil && e.Record == "" {
 			sums.WriteString(sumsLine(e.SHA256, e.File))
 		}
 	}
@@ -691,7 +708,9 @@ func (l *manifestLog) append(entries []ManifestEntry) error {
 	l.seq, l.last = seq, prev
 	if l.overlay != nil {
 		for i := range entries {
-			l.overlay[destKey(entries[i].DestFolder, entries[i].DestID)] = metaOf(&entries[i])
+			if entries[i].Record != RecordGone {
+				l.overlay[destKey(entries[i].DestFolder, entries[i].DestID)] = metaOf(&entries[i])
+			}
 		}
 	}
 	if l.ledger != nil {

@@ -98,7 +98,14 @@ func nonEmptyJournal(dir string) bool {
 func (l *manifestLog) rebuildSums() error {
 	shaOf := map[uint64]string{}
 	sup := map[uint64]bool{}
+	fileOf := map[uint64]string{} // where a flags record says a message lives now
 	err := l.scan(func(_ []byte, e *ManifestEntry) error {
+		if e.Record != "" {
+			if e.Record == RecordFlags {
+				fileOf[e.Of] = e.File
+			}
+			return nil
+		}
 		shaOf[e.Seq] = e.SHA256
 		if e.Repairs != 0 && e.Repairs < e.Seq && shaOf[e.Repairs] == e.SHA256 {
 			sup[e.Repairs] = true
@@ -115,8 +122,12 @@ func (l *manifestLog) rebuildSums() error {
 	}
 	bw := bufio.NewWriter(sf)
 	err = l.scan(func(_ []byte, e *ManifestEntry) error {
-		if e.Offset == nil && !sup[e.Seq] {
-			bw.WriteString(sumsLine(e.SHA256, e.File))
+		if e.Offset == nil && !sup[e.Seq] && e.Record == "" {
+			file := e.File
+			if f, ok := fileOf[e.Seq]; ok {
+				file = f
+			}
+			bw.WriteString(sumsLine(e.SHA256, file))
 		}
 		return nil
 	})
@@ -185,6 +196,12 @@ type lostEntry struct {
 func folderKey(path []string) string { return destKey(path, "") }
 
 func (lg *ledger) add(e *ManifestEntry) {
+	if e.Record != "" { // records.go: a flags record moves a Maildir file
+		if old := lg.bySeq[e.Of]; old != nil && e.Record == RecordFlags {
+			old.file = e.File
+		}
+		return
+	}
 	le := &liveEntry{seq: e.Seq, file: e.File, offset: -1, size: e.Size, sha: e.SHA256, destID: e.DestID}
 	if e.Offset != nil {
 		le.offset = *e.Offset

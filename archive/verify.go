@@ -74,12 +74,16 @@ func (p Problem) String() string {
 
 // VerifyReport is what Verify found.
 type VerifyReport struct {
-	Dir      string    `json:"dir"`
-	Format   string    `json:"format"`   // "maildir" or "mbox"
-	Messages int       `json:"messages"` // manifest entries checked
-	Bytes    int64     `json:"bytes"`    // their recorded sizes, summed
-	LastHash string    `json:"last_hash"`
-	Problems []Problem `json:"problems"`
+	Dir      string `json:"dir"`
+	Format   string `json:"format"`   // "maildir" or "mbox"
+	Messages int    `json:"messages"` // manifest entries checked
+	Bytes    int64  `json:"bytes"`    // their recorded sizes, summed
+	LastHash string `json:"last_hash"`
+	// FlagRecords and GoneAtSource count the manifest's records of flags
+	// changed and of messages gone at the source (records.go).
+	FlagRecords  int       `json:"flag_records"`
+	GoneAtSource int       `json:"gone_at_source"`
+	Problems     []Problem `json:"problems"`
 	// Notes are hints that are not problems of the archive itself.
 	Notes []string `json:"notes,omitempty"`
 }
@@ -182,6 +186,7 @@ func readChain(f *os.File, wantHead string, rep *VerifyReport) ([]listed, *chain
 		prev    = zeroHash
 		lastSeq uint64
 		places  = map[string]int{} // place -> index in entries
+		bySeq   = map[uint64]int{} // seq -> index in entries
 		n       int
 		ch      = &chainInfo{}
 	)
@@ -228,6 +233,13 @@ func readChain(f *os.File, wantHead string, rep *VerifyReport) ([]listed, *chain
 		if !safeRelPath(e.File) {
 			why = append(why, fmt.Sprintf("file %q is not a path inside the archive", e.File))
 		}
+		if e.Record != "" && safeRelPath(e.File) {
+			if len(why) > 0 {
+				chain(n, "%s", strings.Join(why, "; "))
+			}
+			record(n, &e, entries, bySeq, places, rep)
+			continue
+		}
 		place := e.File
 		if e.Offset != nil {
 			place = fmt.Sprintf("%s@%d", e.File, *e.Offset)
@@ -245,7 +257,7 @@ func readChain(f *os.File, wantHead string, rep *VerifyReport) ([]listed, *chain
 			continue
 		}
 		if !dup {
-			places[place] = len(entries)
+			places[place], bySeq[e.Seq] = len(entries), len(entries)
 			entries = append(entries, listed{line: n, e: e})
 		}
 	}
@@ -255,6 +267,33 @@ func readChain(f *os.File, wantHead string, rep *VerifyReport) ([]listed, *chain
 		chain(max(n, 1), "the chain ends in %s, not the expected %s: lines were removed from or changed at the end", prev, wantHead)
 	}
 	return entries, ch, nil
+}
+
+// record applies a record line (records.go) to the entry it names: a flags
+// record moves it to the file it names (a Maildir rename) with its flags;
+// both kinds are counted.
+func record(n int, e *ManifestEntry, entries []listed, bySeq map[uint64]int, places map[string]int, rep *VerifyReport) {
+	i, ok := bySeq[e.Of]
+	if !ok || e.Of >= e.Seq {
+		rep.Problems = append(rep.Problems, Problem{File: ManifestFile, Line: n, Kind: ProblemChain,
+			Detail: fmt.Sprintf("a %s record for seq %d, which no earlier line lists", e.Record, e.Of)})
+		return
+	}
+	switch e.Record {
+	case RecordFlags:
+		rep.FlagRecords++
+		if e.Offset == nil && entries[i].e.Offset == nil && e.File != entries[i].e.File {
+			delete(places, entries[i].e.File)
+			places[e.File] = i
+			entries[i].e.File = e.File
+		}
+		entries[i].e.Flags = e.Flags
+	case RecordGone:
+		rep.GoneAtSource++
+	default:
+		rep.Problems = append(rep.Problems, Problem{File: ManifestFile, Line: n, Kind: ProblemChain,
+			Detail: fmt.Sprintf("unknown record %q", e.Record)})
+	}
 }
 
 // checkHead compares the manifest's end with MANIFEST.head.

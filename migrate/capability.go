@@ -48,10 +48,15 @@ type FlagUpdater interface {
 }
 
 // FlagChange is one group of messages that get the same flags added and
-// removed.
-type FlagChange struct {
-	Add, Remove []string
-	IDs         []string // the sink's IDs (IMAP UIDs in decimal)
+// removed; IDs are the sink's (in formats, so that the archive stores,
+// which do not import migrate, can take it).
+type FlagChange = formats.FlagChange
+
+// GoneRecorder is a Sink that never deletes (an archive): for a message
+// mailferry put there whose source message is gone, it records that
+// instead (cutover.go).
+type GoneRecorder interface {
+	RecordGone(ctx context.Context, folder formats.Folder, ids []string) error
 }
 
 // DestDeleter is a Sink that can remove messages it holds by ID
@@ -62,12 +67,35 @@ type DestDeleter interface {
 	DeleteDest(ctx context.Context, folder formats.Folder, ids []string) (marksOnly bool, err error)
 }
 
+// DestMover is a Sink that can move messages it holds between its folders,
+// bytes untouched (IMAP UID MOVE, or UID COPY and UID EXPUNGE): a message
+// moved between source folders is moved at the destination (moves.go).
+type DestMover interface {
+	// MoveDest moves the messages ids of from into to and maps each ID it
+	// moved to its new ID ("" when the destination did not say); what it
+	// did not move stays where it was.
+	MoveDest(ctx context.Context, from, to formats.Folder, ids []string) (map[string]string, error)
+}
+
 // ChangeWaiter is a Source that can wait for a change in a folder (IMAP
 // IDLE): --watch starts its next pass at once instead of after --interval.
 type ChangeWaiter interface {
 	// WaitChange returns when the server reports a change in folder, after
 	// max, or when ctx ends; ErrNoIdle at once when the server cannot.
 	WaitChange(ctx context.Context, folder formats.Folder, max time.Duration) error
+}
+
+// ChangeLister is a Source that can list a folder it listed before by its
+// changes (IMAP CONDSTORE: CHANGEDSINCE), so that a folder where one flag
+// changed does not cost every message's flags (cutover.go).
+type ChangeLister interface {
+	// ListChanged is List, except that a message known gives flags for, and
+	// whose flags did not change since modseq under UIDVALIDITY validity,
+	// comes with those flags, Size -1 and no Date: partial names those.
+	ListChanged(ctx context.Context, folder formats.Folder, validity uint32, modseq uint64,
+		known func(uid uint32) ([]string, bool)) (uint32, []formats.Message, map[string]bool, error)
+	// Complete lists msgs (partial ones) whole: size, date and flags.
+	Complete(ctx context.Context, folder formats.Folder, msgs []formats.Message) ([]formats.Message, error)
 }
 
 // ErrNoIdle says a ChangeWaiter's server cannot wait for changes.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"sort"
 	"strconv"
 
 	"github.com/mailferry/mailferry/formats"
@@ -46,7 +47,7 @@ type destDeletes struct {
 // one recorded.
 func (e *engine) cutoverUnchanged(p *folderPass, srcMessages uint32) (bool, error) {
 	f := p.pf.Source
-	if e.opts.SyncDeletions && srcMessages != f.Messages+1 {
+	if p.countsGone() && srcMessages != f.Messages+1 {
 		return false, nil
 	}
 	if _, ok := As[FlagUpdater](p.dst); !ok {
@@ -64,10 +65,17 @@ func (e *engine) cutoverUnchanged(p *folderPass, srcMessages uint32) (bool, erro
 // owed, 0 otherwise (then a later run with --sync-deletions never takes the
 // no-op shortcut before it has compared the folders once).
 func (p *folderPass) syncedCount() uint32 {
-	if !p.e.opts.SyncDeletions || p.deferMark {
+	if !p.countsGone() || p.deferMark {
 		return 0
 	}
 	return p.pf.Source.Messages + 1
+}
+
+// countsGone says a message gone at the source matters to this pass:
+// --sync-deletions deletes it, an archive records it.
+func (p *folderPass) countsGone() bool {
+	_, rec := As[GoneRecorder](p.dst)
+	return p.e.opts.SyncDeletions || rec
 }
 
 // cutover follows the flags and plans the deletions of one pass; t is nil
@@ -83,7 +91,51 @@ func (p *folderPass) cutover(ctx context.Context, t *transfer) error {
 		return err
 	}
 	p.planDeletions()
-	return nil
+	return p.recordGone(ctx, t == nil)
+}
+
+// recordGone has an archive record the messages mailferry put there whose
+// source message the complete listing of the folder lacks (archives never
+// delete), and forgets them in the ledger, so that each is recorded once.
+func (p *folderPass) recordGone(ctx context.Context, dry bool) error {
+	gr, ok := As[GoneRecorder](p.dst)
+	e, f := p.e, p.pf.Source
+	if !ok || e.filtered() || p.validity != f.Validity || p.ss.Validity != p.validity {
+		return nil
+	}
+	listed := make(map[string]bool, len(p.msgs))
+	for _, m := range p.msgs {
+		listed[m.ID] = true
+	}
+	all := slices.Clone(p.msgs)
+	var gone []string
+	for id := range p.ss.IDs {
+		if !listed[id] && p.ss.Copied[id] {
+			gone = append(gone, id)
+			all = append(all, formats.Message{ID: id})
+		}
+	}
+	if len(gone) == 0 {
+		return nil
+	}
+	sort.Strings(gone)
+	where := mapToDest(all, p.ss, p.ds.IDs, p.dstF.Validity)
+	var ids []string
+	var forget []Record
+	for _, id := range gone {
+		if d, ok := where[id]; ok {
+			ids = append(ids, d)
+			forget = append(forget, Record{Side: SideSource, Folder: p.srcKey, ID: id})
+		}
+	}
+	p.fr.GoneAtSource = len(ids)
+	if dry || len(ids) == 0 {
+		return nil
+	}
+	if err := gr.RecordGone(ctx, p.dstF, ids); err != nil {
+		return err
+	}
+	return e.state.Forget(forget)
 }
 
 // followFlags applies the flags-follow rule and records the new bases.
@@ -110,6 +162,92 @@ func (p *folderPass) followFlags(ctx context.Context, dry bool) error {
 	if f := p.pf.Source; f.HighestModSeq != 0 && !p.e.filtered() && p.validity == f.Validity {
 		return p.e.state.SetModSeq(SideSource, p.srcKey, f.HighestModSeq)
 	}
+	return nil
+}
+
+// listSource lists the source folder: by its changes since the recorded
+// HIGHESTMODSEQ where the source can (CONDSTORE CHANGEDSINCE) and the folder
+// was followed before, else whole. A message comes with its base as flags
+// (unchanged since the base was recorded) only while the destination holds
+// it; the others are listed whole.
+func (p *folderPass) listSource(ctx context.Context, ss *FolderState) (uint32, []formats.Message, error) {
+	e := p.e
+	cl, ok := As[ChangeLister](p.src)
+	if !ok || p.pf.Source.HighestModSeq == 0 || ss.Validity == 0 || e.filtered() || e.opts.Dedup == DedupAccount {
+		return p.src.List(ctx, p.pf.Source)
+	}
+	ms, err := e.state.ModSeq(SideSource, p.srcKey)
+	if err != nil || ms == 0 {
+		if err != nil {
+			return 0, nil, err
+		}
+		return p.src.List(ctx, p.pf.Source)
+	}
+	v, msgs, partial, err := cl.ListChanged(ctx, p.pf.Source, ss.Validity, ms, p.knownFlags(ss))
+	p.partial = partial
+	return v, msgs, err
+}
+
+// knownFlags gives the base of a source message that is at the
+// destination: the UID mailferry stored it as still holds its key, or (found
+// there by key) the destination folder holds the key.
+func (p *folderPass) knownFlags(ss *FolderState) func(uint32) ([]string, bool) {
+	held := make(map[formats.Key]bool, len(p.ds.IDs))
+	for _, k := range p.ds.IDs {
+		held[k] = true
+	}
+	return func(uid uint32) ([]string, bool) {
+		id := strconv.FormatUint(uint64(uid), 10)
+		base, ok := ss.Base[id]
+		if !ok {
+			return nil, false
+		}
+		if _, ok := recordedDest(ss, id, p.ds.IDs, p.dstF.Validity); ok {
+			return base, true
+		}
+		k, ok := ss.IDs[id]
+		return base, ok && ss.Dst[id].UID == 0 && held[k]
+	}
+}
+
+// completeCopies lists whole the partially listed messages the decide step
+// copies after all (the destination holds their key fewer times than the
+// source): their size, date and flags.
+func (p *folderPass) completeCopies(ctx context.Context) error {
+	var want []formats.Message
+	for _, m := range p.d.copy {
+		if p.partial[m.ID] {
+			want = append(want, m)
+		}
+	}
+	if len(want) == 0 {
+		return nil
+	}
+	cl, ok := As[ChangeLister](p.src)
+	if !ok {
+		return fmt.Errorf("partial listing from a source that cannot complete it")
+	}
+	got, err := cl.Complete(ctx, p.pf.Source, want)
+	if err != nil {
+		return err
+	}
+	byID := make(map[string]formats.Message, len(got))
+	for _, m := range got {
+		byID[m.ID] = m
+	}
+	p.d.bytes = 0
+	copies := p.d.copy[:0]
+	for _, m := range p.d.copy {
+		if p.partial[m.ID] {
+			var ok bool
+			if m, ok = byID[m.ID]; !ok {
+				continue // expunged meanwhile
+			}
+		}
+		copies = append(copies, m)
+		p.d.bytes += max(m.Size, 0)
+	}
+	p.d.copy = copies
 	return nil
 }
 
@@ -173,9 +311,12 @@ func (e *engine) syncDeletions(ctx context.Context, rep *Report) error {
 			if done[set] {
 				continue
 			}
-			marksOnly, err := dd.DeleteDest(ctx, set.folder, set.uids)
-			if err != nil {
-				return err
+			set.uids = e.notMovedAway(set.folder.Name, set.uids) // moved, not deleted (moves.go)
+			marksOnly := false
+			if len(set.uids) > 0 {
+				if marksOnly, err = dd.DeleteDest(ctx, set.folder, set.uids); err != nil {
+					return err
+				}
 			}
 			done[set] = true
 			e.dstMarksOnly = e.dstMarksOnly || marksOnly

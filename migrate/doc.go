@@ -4,8 +4,9 @@
 // A run goes in phases (run.go): connect and list both sides, plan the
 // folders (plan.go: selection, mapping, special use), then one pass per
 // folder over --jobs workers (folder.go: the no-op check, index the
-// destination, list the source, decide, transfer and record), then
-// --delete-source. The rules of what is copied, skipped or deletable are
+// destination, list the source, decide, transfer and record, and the
+// cutover: flags follow, deletions planned, moves made, cutover.go and
+// moves.go), then --sync-deletions' deletions and --delete-source. The rules of what is copied, skipped or deletable are
 // one pure, table-tested step (decide.go). The State (state.go, memstate.go)
 // is the resume and dedup ledger, a cache of the truth that a rerun checks
 // against the destination. Errors are classified in errors.go; the report

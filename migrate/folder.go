@@ -36,6 +36,9 @@ type folderPass struct {
 	// deferMark: --sync-deletions owes deletions, so the source mark waits
 	// until they are done (cutover.go).
 	deferMark bool
+	// partial names the messages listed by their changes only (no size,
+	// no date: cutover.go).
+	partial map[string]bool
 }
 
 // copyFolder is one pass over one folder: list, decide, copy, record.
@@ -43,7 +46,7 @@ func (e *engine) copyFolder(ctx context.Context, src Source, dst Sink, pf Planne
 	p := &folderPass{e: e, src: src, dst: dst, pf: pf, name: formats.DisplayName(pf.Source.Path)}
 	p.fr = FolderReport{Source: p.name, Note: pf.Note}
 	p.fr.Destination, _ = formats.JoinFolder(pf.Dest, dst.Separator())
-	p.srcKey = pf.Source.Name + "\x00" + formats.DisplayName(pf.Dest)
+	p.srcKey = ledgerKey(pf)
 
 	if ok, err := e.unchanged(p); err != nil || ok {
 		return p.fr, err
@@ -58,6 +61,12 @@ func (e *engine) copyFolder(ctx context.Context, src Source, dst Sink, pf Planne
 		return p.fr, err
 	}
 	if err := p.decide(ctx); err != nil {
+		return p.fr, err
+	}
+	if err := p.moveInstead(ctx); err != nil { // moves.go
+		return p.fr, err
+	}
+	if err := p.completeCopies(ctx); err != nil { // cutover.go
 		return p.fr, err
 	}
 	if e.opts.DryRun {
@@ -79,6 +88,12 @@ func (e *engine) copyFolder(ctx context.Context, src Source, dst Sink, pf Planne
 		return p.fr, err
 	}
 	return p.fr, p.finish(t)
+}
+
+// ledgerKey names a planned folder's source ledger: the source folder and
+// its destination.
+func ledgerKey(pf PlannedFolder) string {
+	return pf.Source.Name + "\x00" + formats.DisplayName(pf.Dest)
 }
 
 // unchanged is the no-op rerun: the source folder is complete through the
@@ -153,7 +168,7 @@ func (p *folderPass) list(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	validity, msgs, err := p.src.List(ctx, p.pf.Source)
+	validity, msgs, err := p.listSource(ctx, ss) // cutover.go
 	if err != nil {
 		return err
 	}

@@ -54,6 +54,13 @@ type Counts struct {
 	// DeletedAtDestination counts what --sync-deletions removed at the
 	// destination (in a dry run: would remove).
 	DeletedAtDestination int `json:"deleted_at_destination"`
+	// MovedAtDestination counts messages moved between destination folders
+	// because they moved between source folders (--sync-deletions); they
+	// count as skipped too.
+	MovedAtDestination int `json:"moved_at_destination"`
+	// GoneAtSource counts messages an archive keeps whose source message
+	// is gone, recorded as such in its manifest (in a dry run: would be).
+	GoneAtSource int `json:"gone_at_source"`
 }
 
 // Add adds o to c.
@@ -66,6 +73,8 @@ func (c *Counts) Add(o Counts) {
 	c.DeletedAtSource += o.DeletedAtSource
 	c.FlagsUpdated += o.FlagsUpdated
 	c.DeletedAtDestination += o.DeletedAtDestination
+	c.MovedAtDestination += o.MovedAtDestination
+	c.GoneAtSource += o.GoneAtSource
 }
 
 // FolderReport is one folder's line of the report.

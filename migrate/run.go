@@ -117,6 +117,12 @@ type engine struct {
 	dstMarksOnly bool                    // the destination only marked them \Deleted
 	// dstFolders is the destination's folder list as the run began.
 	dstFolders []formats.Folder
+	// plan is the run's folders; the moves' index of what mailferry stored
+	// (moves.go), its claims, and the destination UIDs moved away by folder.
+	plan        []PlannedFolder
+	moveIdx     map[formats.Key][]*moveCand
+	moveClaimed map[*moveCand]bool
+	movedAway   map[string]map[string]bool
 }
 
 // deleteSet is what --delete-source removes from one source folder.
@@ -209,7 +215,7 @@ func (e *engine) run(ctx context.Context, rep *Report) error {
 		return err
 	}
 	plan = inboxChildren(plan, c.src, c.dst) // inboxchildren.go
-	e.dstFolders = dstFolders
+	e.dstFolders, e.plan = dstFolders, plan
 	e.warnLeftOut(srcFolders)
 	if err := e.checkSelection(srcFolders, plan); err != nil {
 		return err

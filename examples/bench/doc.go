@@ -35,7 +35,8 @@
 //
 //	MAILFERRY_BENCH_SCALE    scale the message counts and bytes (default 1; 0.1 for a quick run)
 //	MAILFERRY_BENCH_ROUNDS   rounds per job (default 3; 0 runs only the profile runs)
-//	MAILFERRY_BENCH_JOBS     comma list of imap,maildir,pop3,rtt (default all); rtt runs
+//	MAILFERRY_BENCH_JOBS     comma list of imap,maildir,pop3,rtt (the default; delta and watch,
+//	                         the cutover, only when named); rtt runs
 //	                         IMAP->IMAP (both sets) and POP3->Maildir (SMALL's INBOX)
 //	                         through a delay proxy adding 20 ms and 80 ms round trips,
 //	                         each compared with its own loopback run

@@ -123,6 +123,9 @@ type bpEnv struct {
 	order   []bpKey // rows in the order first measured
 	seq     int
 	floorMB float64 // the lowest peak RSS the measurement can show
+	// watchLine is the watch job's result (delta_test.go), printed after
+	// the table.
+	watchLine string
 }
 
 // BenchmarkPeers runs the whole comparison once, whatever b.N is.
@@ -140,16 +143,16 @@ func BenchmarkPeers(b *testing.B) {
 	if e.scale <= 0 || e.scale > 1 || e.rounds < 0 {
 		b.Fatalf("MAILFERRY_BENCH_SCALE must be in (0, 1] and MAILFERRY_BENCH_ROUNDS >= 0")
 	}
-	jobs := os.Getenv("MAILFERRY_BENCH_JOBS")
+	jobs := os.Getenv("MAILFERRY_BENCH_JOBS") // delta and watch only when named
 	if jobs == "" {
 		jobs = "imap,maildir,pop3,rtt"
 	}
 	for _, j := range strings.Split(jobs, ",") {
 		switch j = strings.TrimSpace(j); j {
-		case "imap", "maildir", "pop3", "rtt":
+		case "imap", "maildir", "pop3", "rtt", "delta", "watch":
 			e.jobs[j] = true
 		default:
-			b.Fatalf("MAILFERRY_BENCH_JOBS: unknown job %q (want imap, maildir, pop3, rtt)", j)
+			b.Fatalf("MAILFERRY_BENCH_JOBS: unknown job %q (want imap, maildir, pop3, rtt, delta, watch)", j)
 		}
 	}
 	root, err := os.MkdirTemp("", "mailferry-bench-")
@@ -197,6 +200,12 @@ func BenchmarkPeers(b *testing.B) {
 			tools = slices.DeleteFunc(tools, func(t bpTool) bool { return t.name != bpMailferry })
 		}
 		e.runJob(bpJobPOP3, small, tools)
+	}
+	if e.jobs["delta"] {
+		e.runDelta(small) // delta_test.go
+	}
+	if e.jobs["watch"] {
+		e.runWatch(small)
 	}
 	e.printTable()
 
@@ -1326,7 +1335,8 @@ func (e *bpEnv) printTable() {
 	rows := map[bpKey]*bpRow{}
 	keys := slices.Clone(e.order)
 	jobRank := map[string]int{bpJobIMAP: 0, bpJobMaildir: 1, bpJobPOP3: 2, bpNoop + bpJobIMAP: 3,
-		bpNoop + bpJobMaildir: 4, bpNoop + bpJobPOP3: 5, bpJobRTT: 6, bpJobRTT80: 7, bpJobPOP3RTT: 8, bpJobPOP3R80: 9}
+		bpNoop + bpJobMaildir: 4, bpNoop + bpJobPOP3: 5, bpJobRTT: 6, bpJobRTT80: 7, bpJobPOP3RTT: 8, bpJobPOP3R80: 9,
+		bpJobDeltaNoop: 10, bpJobDelta0: 11, bpJobDelta: 12}
 	toolRank := map[string]int{bpMailferry: 0, bpInterimap: 1, bpDsync: 2, bpGetmail: 3, bpMbsync: 4}
 	sort.SliceStable(keys, func(i, j int) bool {
 		a, b := keys[i], keys[j]
@@ -1379,6 +1389,14 @@ func (e *bpEnv) printTable() {
 			target("no slower than interimap", r.ratio >= 1, haveRatio)
 		case bpRTTBase[k.job] != "":
 			target(">= 0.8x loopback", r.ratio >= 0.8, haveRatio)
+		case k.job == bpJobDelta && k.tool == bpInterimap:
+			target("no slower than interimap", r.ratio >= 1, haveRatio)
+		case k.job == bpJobDelta0 && k.tool == bpMailferry:
+			noop := rows[bpKey{bpJobDeltaNoop, k.set, bpMailferry}]
+			if noop != nil && noop.hasMedian && r.hasMedian {
+				r.ratio = noop.median / r.median
+			}
+			target("<= 1.1x the no-op rerun", r.ratio >= 1/1.1, noop != nil && noop.hasMedian && r.hasMedian)
 		}
 		if k.tool == bpMailferry && k.set == "MIXED" {
 			target("peak RSS <= 40 MB", r.rssMB <= 40, r.hasMedian)
@@ -1436,6 +1454,9 @@ func (e *bpEnv) printTable() {
 		for _, s := range notMet {
 			fmt.Println("  " + s)
 		}
+	}
+	if e.watchLine != "" {
+		fmt.Printf("\n%s\n", e.watchLine)
 	}
 	load, _ := os.ReadFile("/proc/loadavg")
 	fmt.Printf("load at the end: %s\n", load)

@@ -210,6 +210,7 @@ type Server struct {
 	caCert            *x509.Certificate // the CA in CAFile
 	tlsNames          []string          // what the server certificate is issued for
 
+	bin      string // the dovecot binary
 	cmd      *exec.Cmd
 	done     chan struct{} // closed when the master has been waited for
 	waitErr  error
@@ -482,7 +483,6 @@ func start(bin string, sep rune, users map[string]string, specialUse bool, sentN
 		POP3Port:  ports[1],
 		Separator: sep,
 		Users:     users,
-		done:      make(chan struct{}),
 		logPath:   filepath.Join(dir, "dovecot.log"),
 	}
 	if tlsNames != nil {
@@ -509,34 +509,9 @@ func start(bin string, sep rune, users map[string]string, specialUse bool, sentN
 		return nil, err
 	}
 
-	out, err := os.Create(filepath.Join(dir, "dovecot.out"))
-	if err != nil {
-		return nil, err
-	}
-	defer out.Close()
-	devnull, err := os.Open(os.DevNull)
-	if err != nil {
-		return nil, err
-	}
-	defer devnull.Close()
-	// -F keeps the master in the foreground as our child, so stopping it is
-	// a signal and a Wait. Files, not pipes, for its output: a pipe would
-	// make the harness wait for every process that inherited it.
-	cmd := exec.Command(bin, "-F", "-c", confPath)
-	cmd.Dir = dir
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, out, out
-	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+	s.bin = bin
 	began := time.Now()
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting %s: %w", bin, err)
-	}
-	s.cmd = cmd
-	go func() {
-		s.waitErr = cmd.Wait()
-		close(s.done)
-	}()
-
-	if err := s.waitReady(15 * time.Second); err != nil {
+	if err := s.launch(); err != nil {
 		log := tailFile(s.logPath, 30) + tailFile(filepath.Join(dir, "dovecot.out"), 30)
 		s.Stop()
 		if strings.Contains(log, "Address already in use") {
@@ -710,6 +685,58 @@ func (s *Server) Stop() { s.stopOnce.Do(s.stop) }
 // takes 1 s, and 6 s with a client logged in. Instead the master is frozen
 // (so it cannot fork more), its children are listed, and all are killed.
 func (s *Server) stop() {
+	s.kill()
+	os.RemoveAll(s.Dir)
+}
+
+// Restart kills the instance as Stop does but keeps its directory, then
+// starts it again with the same configuration, on the same ports, with the
+// same mail: a server restart as its clients see it (their connections
+// drop, and for a while nothing answers). It fails the test if the
+// instance does not come back.
+func (s *Server) Restart(t testing.TB, down time.Duration) {
+	t.Helper()
+	s.kill()
+	time.Sleep(down)
+	if err := s.launch(); err != nil {
+		t.Fatalf("dovecottest: restart: %v", err)
+	}
+}
+
+// launch starts the master on the instance's configuration and waits for
+// its greetings.
+func (s *Server) launch() error {
+	out, err := os.OpenFile(filepath.Join(s.Dir, "dovecot.out"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		return err
+	}
+	defer devnull.Close()
+	// -F keeps the master in the foreground as our child, so stopping it is
+	// a signal and a Wait. Files, not pipes, for its output: a pipe would
+	// make the harness wait for every process that inherited it.
+	cmd := exec.Command(s.bin, "-F", "-c", filepath.Join(s.Dir, "dovecot.conf"))
+	cmd.Dir = s.Dir
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, out, out
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting %s: %w", s.bin, err)
+	}
+	s.cmd, s.done, s.waitErr = cmd, make(chan struct{}), nil
+	done := s.done
+	go func() {
+		s.waitErr = cmd.Wait()
+		close(done)
+	}()
+	return s.waitReady(15 * time.Second)
+}
+
+// kill kills the master and its processes and waits until they are gone.
+func (s *Server) kill() {
 	if s.cmd == nil || s.cmd.Process == nil {
 		return
 	}
@@ -726,7 +753,6 @@ func (s *Server) stop() {
 		<-s.done
 		waitGone(children, 10*time.Second)
 	}
-	os.RemoveAll(s.Dir)
 }
 
 func waitGone(pids []int, timeout time.Duration) {

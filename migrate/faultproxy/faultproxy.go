@@ -211,6 +211,23 @@ func (p *Proxy) Close() error {
 	return err
 }
 
+// CutActive closes every connection open now, both sides, as a network
+// failure would; the proxy goes on accepting new ones. It returns how many
+// it cut.
+func (p *Proxy) CutActive() int {
+	p.mu.Lock()
+	active := make([]*conn, 0, len(p.active))
+	for c := range p.active {
+		active = append(active, c)
+	}
+	p.cuts += len(active)
+	p.mu.Unlock()
+	for _, c := range active {
+		c.kill()
+	}
+	return len(active)
+}
+
 func (p *Proxy) accept() {
 	defer p.wg.Done()
 	for {

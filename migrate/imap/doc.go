@@ -11,5 +11,8 @@
 // a STATUS reply, PERMANENTFLAGS without keywords, over-quota answers
 // without a code, a CREATE refused for a folder that exists) is handled in
 // imapquirks.go; OAuth2 login in oauth.go (the mechanisms themselves are in
-// package mailconn, shared with POP3).
+// package mailconn, shared with POP3). The cutover's side: flag changes,
+// deletions and moves at the destination (imapflags.go), a changed folder
+// listed by its CONDSTORE changes (imapchanged.go), IDLE for --watch
+// (imapidle.go).
 package imap

@@ -444,6 +444,19 @@ func (m *IMAP) List(ctx context.Context, folder formats.Folder) (uint32, []forma
 	}
 	m.seqUID = make(map[uint32]uint32, sd.NumMessages)
 	var msgs []formats.Message
+	err = eachListed(fc, func(seq uint32, buf *imapclient.FetchMessageBuffer) {
+		m.seqUID[seq] = uint32(buf.UID)
+		msgs = append(msgs, listed(buf))
+	})
+	if err != nil {
+		return 0, nil, m.wrap("fetch list", err)
+	}
+	sort.Slice(msgs, func(i, j int) bool { return msgs[i].UID < msgs[j].UID })
+	return sd.UIDValidity, msgs, nil
+}
+
+// eachListed calls fn with each answer of a listing FETCH that has a UID.
+func eachListed(fc *imapclient.FetchCommand, fn func(seq uint32, buf *imapclient.FetchMessageBuffer)) error {
 	for {
 		md := fc.Next()
 		if md == nil {
@@ -452,26 +465,29 @@ func (m *IMAP) List(ctx context.Context, folder formats.Folder) (uint32, []forma
 		buf, err := md.Collect()
 		if err != nil {
 			fc.Close()
-			return 0, nil, m.wrap("fetch list", err)
+			return err
 		}
-		if buf.UID == 0 {
-			continue
+		if buf.UID != 0 {
+			fn(md.SeqNum, buf)
 		}
-		flags := make([]string, len(buf.Flags))
-		for i, f := range buf.Flags {
-			flags[i] = string(f)
-		}
-		m.seqUID[md.SeqNum] = uint32(buf.UID)
-		msgs = append(msgs, formats.Message{
-			ID: strconv.FormatUint(uint64(buf.UID), 10), UID: uint32(buf.UID),
-			Size: buf.RFC822Size, Flags: formats.CleanFlags(flags), Date: buf.InternalDate,
-		})
 	}
-	if err := fc.Close(); err != nil {
-		return 0, nil, m.wrap("fetch list", err)
+	return fc.Close()
+}
+
+// listed is a listing's message.
+func listed(buf *imapclient.FetchMessageBuffer) formats.Message {
+	return formats.Message{
+		ID: strconv.FormatUint(uint64(buf.UID), 10), UID: uint32(buf.UID),
+		Size: buf.RFC822Size, Flags: cleanFlags(buf.Flags), Date: buf.InternalDate,
 	}
-	sort.Slice(msgs, func(i, j int) bool { return msgs[i].UID < msgs[j].UID })
-	return sd.UIDValidity, msgs, nil
+}
+
+func cleanFlags(fl []imap.Flag) []string {
+	flags := make([]string, len(fl))
+	for i, f := range fl {
+		flags[i] = string(f)
+	}
+	return formats.CleanFlags(flags)
 }
 
 // Headers fetches BODY.PEEK[HEADER] of msgs.

@@ -13,12 +13,13 @@ import (
 )
 
 // The IMAP side of the cutover (cutover.go): HIGHESTMODSEQ in the folder
-// listing, flag changes at the destination, and removing exactly the
-// messages mailferry copied there.
+// listing, flag changes at the destination, removing exactly the messages
+// mailferry copied there, and moving them between folders.
 
 var (
 	_ migrate.FlagUpdater = (*IMAP)(nil)
 	_ migrate.DestDeleter = (*IMAP)(nil)
+	_ migrate.DestMover   = (*IMAP)(nil)
 )
 
 // statusOptions is what Folders asks of STATUS (or LIST-STATUS): with
@@ -147,4 +148,94 @@ func (m *IMAP) DeleteDest(ctx context.Context, folder formats.Folder, ids []stri
 		return false, err
 	}
 	return !m.caps.Has(imap.CapUIDPlus), nil
+}
+
+// MoveDest moves the messages with these UIDs from one folder into another:
+// UID MOVE (RFC 6851) where the server has it, else UID COPY and then
+// UID STORE \Deleted and UID EXPUNGE of exactly the copied UIDs. Both need
+// UIDPLUS: its COPYUID answer says which messages moved and their new UIDs
+// (without it nothing is moved, and the engine copies instead). A server
+// that moved without a COPYUID gets every UID mapped to "" (moved, new UID
+// unknown).
+func (m *IMAP) MoveDest(ctx context.Context, from, to formats.Folder, ids []string) (map[string]string, error) {
+	if len(ids) == 0 || !m.caps.Has(imap.CapUIDPlus) || from.Shared || to.Shared || m.sharedName(from.Name) || m.sharedName(to.Name) {
+		return nil, nil
+	}
+	var set imap.UIDSet
+	for _, id := range ids {
+		u, err := strconv.ParseUint(id, 10, 32)
+		if err != nil || u == 0 {
+			return nil, fmt.Errorf("imap: %s: not a UID: %q", m.cfg, id)
+		}
+		set.AddNum(imap.UID(u))
+	}
+	m.selected = ""
+	if _, err := m.sel(from.Name, false); err != nil {
+		return nil, err
+	}
+	stop := context.AfterFunc(ctx, func() { m.c.Close() })
+	defer stop()
+	src, dst, err := m.moveOrCopy(set, to.Name)
+	if err != nil {
+		return nil, m.wrap("uid move from "+from.Name+" to "+to.Name, err)
+	}
+	if err := m.leaveReadWrite(from.Name); err != nil {
+		return nil, err
+	}
+	return movedUIDs(ids, src, dst), nil
+}
+
+// moveOrCopy is UID MOVE, or UID COPY and the expunge of what was copied;
+// it returns COPYUID's source and destination UIDs (nil without one).
+func (m *IMAP) moveOrCopy(set imap.UIDSet, to string) (src, dst []imap.UID, err error) {
+	if m.caps.Has(imap.CapMove) {
+		data, err := m.c.Move(set, to).Wait()
+		if err != nil {
+			return nil, nil, err
+		}
+		src, dst = uidsOf(data.SourceUIDs), uidsOf(data.DestUIDs)
+		return src, dst, nil
+	}
+	data, err := m.c.Copy(set, to).Wait()
+	if err != nil {
+		return nil, nil, err
+	}
+	src, dst = uidsOf(data.SourceUIDs), uidsOf(data.DestUIDs)
+	if len(src) == 0 {
+		return nil, nil, fmt.Errorf("UID COPY answered no COPYUID: the originals are left in place")
+	}
+	var copied imap.UIDSet
+	copied.AddNum(src...)
+	if err := m.c.Store(copied, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close(); err != nil {
+		return nil, nil, err
+	}
+	if err := m.c.UIDExpunge(copied).Close(); err != nil {
+		return nil, nil, err
+	}
+	return src, dst, nil
+}
+
+func uidsOf(s imap.NumSet) []imap.UID {
+	set, ok := s.(imap.UIDSet)
+	if !ok {
+		return nil
+	}
+	uids, _ := set.Nums()
+	return uids
+}
+
+// movedUIDs maps each moved ID to its new UID from COPYUID's two lists (in
+// the same order); without them, every ID to "".
+func movedUIDs(ids []string, src, dst []imap.UID) map[string]string {
+	out := map[string]string{}
+	if len(src) == 0 || len(src) != len(dst) {
+		for _, id := range ids {
+			out[id] = ""
+		}
+		return out
+	}
+	for i, u := range src {
+		out[strconv.FormatUint(uint64(u), 10)] = strconv.FormatUint(uint64(dst[i]), 10)
+	}
+	return out
 }

@@ -44,15 +44,19 @@ func changeHandler(changed chan struct{}) *imapclient.UnilateralDataHandler {
 // reports a change in it, max has passed, or ctx ends. Without IDLE it
 // returns migrate.ErrNoIdle at once. A lost connection is returned as it is
 // (retryable): the caller opens a new one.
+//
+// The folder stays selected from one wait to the next, so that a change
+// made between them (while --watch runs a pass) is reported as soon as the
+// next IDLE begins and ends that wait at once; a fresh SELECT would take it
+// for the starting point.
 func (m *IMAP) WaitChange(ctx context.Context, folder formats.Folder, max time.Duration) error {
 	if !m.caps.Has(imap.CapIdle) {
 		return migrate.ErrNoIdle
 	}
-	m.selected = ""
 	if _, err := m.sel(folder.Name, true); err != nil {
 		return err
 	}
-	select { // what the SELECT itself reported is no change
+	select { // what the SELECT, or the end of the last IDLE, reported
 	case <-m.changed:
 	default:
 	}

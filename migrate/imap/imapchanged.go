@@ -1,0 +1,165 @@
+package imap
+
+import (
+	"context"
+	"sort"
+	"strconv"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/mailferry/mailferry/formats"
+	"github.com/mailferry/mailferry/migrate"
+)
+
+// The delta listing of a folder listed before (migrate.ChangeLister): with
+// CONDSTORE, a folder whose HIGHESTMODSEQ moved costs one UID SEARCH ALL
+// (the UIDs, as ranges where the server has ESEARCH), one
+// UID FETCH 1:n (UID FLAGS) (CHANGEDSINCE modseq) that answers only for the
+// messages whose flags changed, and a full listing line only for the
+// messages the engine does not know, instead of FLAGS, INTERNALDATE and
+// RFC822.SIZE of every message.
+
+var _ migrate.ChangeLister = (*IMAP)(nil)
+
+// ListChanged lists a folder as List does, except that the messages known
+// gives flags for, and whose flags did not change since modseq, come with
+// those flags, Size -1 and no Date (partial names them). Without CONDSTORE,
+// or under another UIDVALIDITY than validity, it is List.
+func (m *IMAP) ListChanged(ctx context.Context, folder formats.Folder, validity uint32, modseq uint64,
+	known func(uid uint32) ([]string, bool)) (uint32, []formats.Message, map[string]bool, error) {
+	if !m.caps.Has(imap.CapCondStore) || modseq == 0 || validity == 0 {
+		v, msgs, err := m.List(ctx, folder)
+		return v, msgs, nil, err
+	}
+	m.selected = "" // a fresh SELECT: UIDVALIDITY and EXISTS
+	sd, err := m.sel(folder.Name, true)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	if sd.UIDValidity != validity {
+		v, msgs, err := m.List(ctx, folder)
+		return v, msgs, nil, err
+	}
+	if sd.NumMessages == 0 {
+		return validity, nil, nil, nil
+	}
+	stop := context.AfterFunc(ctx, func() { m.c.Close() })
+	defer stop()
+	uids, err := m.allUIDs()
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	msgs, partial, unknown := knownMessages(uids, known)
+	if len(partial) > 0 {
+		if err := m.changedFlags(msgs, modseq); err != nil {
+			return 0, nil, nil, err
+		}
+	}
+	if len(unknown) > 0 {
+		full, err := m.listUIDs(unknown)
+		if err != nil {
+			return 0, nil, nil, err
+		}
+		msgs = append(msgs, full...)
+		sort.Slice(msgs, func(i, j int) bool { return msgs[i].UID < msgs[j].UID })
+	}
+	return validity, msgs, partial, nil
+}
+
+// Complete fills in Size, Date and Flags of messages ListChanged left
+// partial (the engine copies one of them again).
+func (m *IMAP) Complete(ctx context.Context, folder formats.Folder, msgs []formats.Message) ([]formats.Message, error) {
+	if _, err := m.sel(folder.Name, true); err != nil {
+		return nil, err
+	}
+	stop := context.AfterFunc(ctx, func() { m.c.Close() })
+	defer stop()
+	uids := make([]uint32, len(msgs))
+	for i, msg := range msgs {
+		uids[i] = msg.UID
+	}
+	return m.listUIDs(uids)
+}
+
+// allUIDs is the selected folder's UIDs in ascending order (UID SEARCH
+// ALL, RETURN (ALL) with ESEARCH); it also maps sequence numbers to them.
+func (m *IMAP) allUIDs() ([]uint32, error) {
+	var opts *imap.SearchOptions
+	if m.caps.Has(imap.CapESearch) {
+		opts = &imap.SearchOptions{ReturnAll: true}
+	}
+	data, err := m.c.UIDSearch(&imap.SearchCriteria{}, opts).Wait()
+	if err != nil {
+		return nil, m.wrap("uid search all", err)
+	}
+	all := data.AllUIDs()
+	uids := make([]uint32, len(all))
+	for i, u := range all {
+		uids[i] = uint32(u)
+	}
+	sort.Slice(uids, func(i, j int) bool { return uids[i] < uids[j] })
+	m.seqUID = make(map[uint32]uint32, len(uids))
+	for i, u := range uids {
+		m.seqUID[uint32(i+1)] = u
+	}
+	return uids, nil
+}
+
+// knownMessages splits uids into the messages known gives flags for
+// (partial) and the UIDs to list whole.
+func knownMessages(uids []uint32, known func(uint32) ([]string, bool)) (msgs []formats.Message, partial map[string]bool, unknown []uint32) {
+	partial = map[string]bool{}
+	for _, u := range uids {
+		flags, ok := known(u)
+		if !ok {
+			unknown = append(unknown, u)
+			continue
+		}
+		id := strconv.FormatUint(uint64(u), 10)
+		msgs = append(msgs, formats.Message{ID: id, UID: u, Size: -1, Flags: flags})
+		partial[id] = true
+	}
+	return msgs, partial, unknown
+}
+
+// changedFlags sets the flags of the messages of msgs (sorted by UID)
+// whose flags changed since modseq: UID FETCH 1:last (UID FLAGS)
+// (CHANGEDSINCE modseq).
+func (m *IMAP) changedFlags(msgs []formats.Message, modseq uint64) error {
+	at := make(map[uint32]int, len(msgs))
+	for i, msg := range msgs {
+		at[msg.UID] = i
+	}
+	var set imap.UIDSet
+	set.AddRange(1, imap.UID(msgs[len(msgs)-1].UID))
+	fc := m.c.Fetch(set, &imap.FetchOptions{UID: true, Flags: true, ChangedSince: modseq})
+	err := eachListed(fc, func(_ uint32, buf *imapclient.FetchMessageBuffer) {
+		if i, ok := at[uint32(buf.UID)]; ok {
+			msgs[i].Flags = cleanFlags(buf.Flags)
+		}
+	})
+	if err != nil {
+		return m.wrap("fetch changed flags", err)
+	}
+	return nil
+}
+
+// listUIDs lists UID, FLAGS, INTERNALDATE and RFC822.SIZE of these
+// messages of the selected folder.
+func (m *IMAP) listUIDs(uids []uint32) ([]formats.Message, error) {
+	var set imap.UIDSet
+	for _, u := range uids {
+		set.AddNum(imap.UID(u))
+	}
+	var msgs []formats.Message
+	fc := m.c.Fetch(set, &imap.FetchOptions{UID: true, Flags: true, InternalDate: true, RFC822Size: true})
+	err := eachListed(fc, func(_ uint32, buf *imapclient.FetchMessageBuffer) {
+		msgs = append(msgs, listed(buf))
+	})
+	if err != nil {
+		return nil, m.wrap("fetch list", err)
+	}
+	sort.Slice(msgs, func(i, j int) bool { return msgs[i].UID < msgs[j].UID })
+	return msgs, nil
+}

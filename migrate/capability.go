@@ -39,6 +39,13 @@ type Prober interface {
 	Probe() (leaf string, remove func(), err error)
 }
 
+// ProbeSeer is a Source that can tell whether a folder whose name ends
+// with leaf exists without listing every folder (IMAP: one LIST pattern).
+// The same-mailbox probe uses it where the source has it.
+type ProbeSeer interface {
+	HasFolderEnding(leaf string) (bool, error)
+}
+
 // FlagUpdater is a Sink that can change the flags of messages it holds
 // (IMAP): flags follow (cutover.go).
 type FlagUpdater interface {

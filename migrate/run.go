@@ -77,13 +77,21 @@ func (e *engine) notSameMailbox(ctx context.Context, src Source, dst Sink) error
 		return nil
 	}
 	defer remove()
+	same := Usagef("%s and %s are the same mailbox: refusing to copy it onto itself", e.job.SourceName, e.job.DestName)
+	if ps, ok := As[ProbeSeer](src); ok {
+		found, err := ps.HasFolderEnding(leaf)
+		if err != nil || !found {
+			return err
+		}
+		return same
+	}
 	folders, err := src.Folders(ctx)
 	if err != nil {
 		return err
 	}
 	for _, f := range folders {
 		if len(f.Path) > 0 && f.Path[len(f.Path)-1] == leaf {
-			return Usagef("%s and %s are the same mailbox: refusing to copy it onto itself", e.job.SourceName, e.job.DestName)
+			return same
 		}
 	}
 	return nil

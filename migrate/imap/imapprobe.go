@@ -3,6 +3,7 @@ package imap
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"strings"
 
 	"github.com/emersion/go-imap/v2"
 )
@@ -23,4 +24,20 @@ func (m *IMAP) Probe() (string, func(), error) {
 		return "", nil, m.wrap("create "+name, err)
 	}
 	return leaf, func() { m.c.Delete(name).Wait() }, nil
+}
+
+// HasFolderEnding reports whether any folder's name ends with leaf (see
+// migrate.ProbeSeer): one LIST with a pattern, no STATUS, whatever the
+// number of folders.
+func (m *IMAP) HasFolderEnding(leaf string) (bool, error) {
+	list, err := m.c.List("", "*"+leaf, nil).Collect()
+	if err != nil {
+		return false, m.wrap("list *"+leaf, err)
+	}
+	for _, l := range list {
+		if strings.HasSuffix(l.Mailbox, leaf) {
+			return true, nil
+		}
+	}
+	return false, nil
 }

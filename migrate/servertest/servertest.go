@@ -161,16 +161,11 @@ func skipf(t testing.TB, format string, args ...any) {
 	t.Skipf("servertest: skipping: "+format+" (install with scripts/install-servers as root)", args...)
 }
 
-// need skips the test unless every path exists and we are root.
-func need(t testing.TB, what string, paths ...string) {
+// need skips the test unless kind can start here (Available).
+func need(t testing.TB, kind Kind) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		skipf(t, "%s test instances need root; uid is %d", what, os.Geteuid())
-	}
-	for _, p := range paths {
-		if _, err := os.Stat(p); err != nil {
-			skipf(t, "%s is not installed (%s is missing)", what, p)
-		}
+	if err := Available(kind); err != nil {
+		skipf(t, "%v", err)
 	}
 }
 

@@ -216,14 +216,12 @@ func checkSteps(t *testing.T, what string, steps []step, copied []int) {
 			t.Fatalf("%s, %s: exit %d %s\n%s", what, st.name, st.code, st.err, st.out)
 		}
 		r := readReport(t, st.report)
-		want := copied[i]
-		ok := r.Totals.Copied == want
-		if want < 0 {
-			ok = r.Totals.Copied < -want
+		ok, want := r.Totals.Copied == copied[i], fmt.Sprint(copied[i])
+		if copied[i] < 0 {
+			ok, want = r.Totals.Copied < -copied[i], fmt.Sprint("fewer than ", -copied[i])
 		}
 		if !ok || r.Totals.Failed != 0 {
-			t.Errorf("%s, %s: copied %d, failed %d; want %d, 0 (below 0: fewer than its opposite)\n%s",
-				what, st.name, r.Totals.Copied, r.Totals.Failed, want, st.out)
+			t.Errorf("%s, %s: copied %d, failed %d; want %s, 0\n%s", what, st.name, r.Totals.Copied, r.Totals.Failed, want, st.out)
 		}
 	}
 }

@@ -175,7 +175,11 @@ func holds(t *testing.T, what string, dst *servertest.Server, login string, from
 	// source, gets them replaced when stored there again: both sides are
 	// compared without them.)
 	want := entries(from, func(b []byte) []byte { return strip(serverChange(dst.Kind, b)) })
-	got := entries(contentOf(t, dst, login, folders), strip)
+	at := contentOf(t, dst, login, folders)
+	if dst.Kind == servertest.Mailutils {
+		checkMailutilsHeaders(t, what, at)
+	}
+	got := entries(at, strip)
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("%s: %s holds\n%v\nwant\n%v", what, dst.Kind, got, want)
 	}
@@ -188,6 +192,31 @@ type step struct {
 	out    string
 	report string // the --report file
 	err    string // why the run could not be carried out as designed
+}
+
+// checkMailutilsHeaders checks the headers mailutils added to what it
+// serves: X-IMAPbase on a folder's first message, X-UID on each, Status on
+// each with a flag, and "Status: O" on one without a flag once a session
+// has had the folder selected read-write (the message is no longer
+// \Recent).
+func checkMailutilsHeaders(t *testing.T, what string, c map[string][]stored) {
+	t.Helper()
+	for folder, ms := range c {
+		for i, m := range ms {
+			_, names := servertest.StripMailutilsHeaders(m.raw)
+			want := []string{"X-UID"}
+			if i == 0 {
+				want = []string{"X-IMAPbase", "X-UID"}
+			}
+			header, _, _ := bytes.Cut(m.raw, []byte("\r\n\r\n"))
+			if m.flags != "" || bytes.Contains(header, []byte("\r\nStatus: O\r\n")) || bytes.HasSuffix(header, []byte("\r\nStatus: O")) {
+				want = append(want, "Status")
+			}
+			if fmt.Sprint(names) != fmt.Sprint(want) {
+				t.Errorf("%s: mailutils %s message %d: added headers %v, want %v\n%q", what, folder, i, names, want, header)
+			}
+		}
+	}
 }
 
 // runBinary runs the mailferry binary bin with the passwords in its

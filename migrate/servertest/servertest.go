@@ -44,7 +44,9 @@
 //     ("alice@example.test"). No POP3 listener. mailutils keeps its IMAP
 //     state in headers it adds to every stored message and serves in BODY[]
 //     (StripMailutilsHeaders): X-IMAPbase on a folder's first message,
-//     X-UID on each, Status on each with a flag; a message without a final
+//     X-UID on each, Status on each with a flag ("Status: O" on one
+//     without a flag, once a session had the folder selected read-write:
+//     no longer \Recent); a message without a final
 //     CRLF gets one. A folder holding messages is an mbox file, so it
 //     cannot get subfolders (CREATE "Work/Sub" then answers NO Cannot
 //     create mailbox). PERMANENTFLAGS has no \*: keywords are refused.

@@ -370,6 +370,7 @@ func TestCompatibilityMatrix(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: starts six servers and runs 45 legs")
 	}
+	began := time.Now()
 	nodes := map[servertest.Kind]*servertest.Server{}
 	var missing []string
 	for _, kind := range matrixKinds {
@@ -386,6 +387,8 @@ func TestCompatibilityMatrix(t *testing.T) {
 		done: map[string]bool{}}
 	jobs := matrixLegs(t, nodes, res)
 	bin := binary(t)
+	t.Logf("%d servers started and seeded in %v", len(nodes), time.Since(began).Round(time.Millisecond))
+	began = time.Now()
 	steps := make([][]step, len(jobs))
 	tmp := make([]string, len(jobs))
 	sem := make(chan struct{}, matrixParallel)
@@ -401,6 +404,7 @@ func TestCompatibilityMatrix(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	t.Logf("%d legs ran the binary in %v, %d at a time", len(jobs), time.Since(began).Round(time.Millisecond), matrixParallel)
 	t.Run("legs", func(t *testing.T) {
 		for i, j := range jobs {
 			t.Run(j.name, func(t *testing.T) {

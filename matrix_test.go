@@ -14,7 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailferry/mailferry/archive"
 	"github.com/mailferry/mailferry/migrate/dovecottest"
+	"github.com/mailferry/mailferry/migrate/faultproxy"
 	"github.com/mailferry/mailferry/migrate/servertest"
 )
 
@@ -26,7 +28,8 @@ import (
 // once on the six instances (matrixParallel); then subtests check what
 // each leg left. Every leg into a server first runs the mailferry binary
 // until the destination has stored a message but not yet answered (a
-// proxy holds the answer), kills it with SIGKILL and runs it again; then
+// proxy holds the answer), kills it with SIGKILL and runs it again (an
+// archive run is killed once its manifest lists a message); then
 // it checks each message's bytes (where a server changes them, exactly
 // that change: serverChange), flags, internal date and folder name, and
 // that a rerun and a rerun with a fresh state directory copy 0. A small
@@ -221,11 +224,15 @@ func checkMailutilsHeaders(t *testing.T, what string, c map[string][]stored) {
 }
 
 // runBinary runs the mailferry binary bin with the passwords in its
-// environment and a --report file. It touches no *testing.T, so that the
+// environment and a --report file in reportDir (none if ""). It touches no *testing.T, so that the
 // matrix runs many at once (matrixJobs).
 func runBinary(bin, name, reportDir, srcPW, dstPW string, args ...string) step {
-	st := step{name: name, report: filepath.Join(reportDir, strings.ReplaceAll(name, " ", "-")+".json")}
-	cmd := exec.Command(bin, append(args, "--report", st.report)...)
+	st := step{name: name}
+	if reportDir != "" {
+		st.report = filepath.Join(reportDir, strings.ReplaceAll(name, " ", "-")+".json")
+		args = append(args, "--report", st.report)
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "MAILFERRY_SRC_PASSWORD="+srcPW, "MAILFERRY_DST_PASSWORD="+dstPW)
 	out, err := cmd.CombinedOutput()
 	st.out = string(out)
@@ -238,7 +245,8 @@ func runBinary(bin, name, reportDir, srcPW, dstPW string, args ...string) step {
 }
 
 // checkSteps checks that each run exited 0 and copied what it should (an
-// entry of copied below 0 means "fewer than -copied").
+// entry -n of copied means "some but not all of n": the rerun after a kill
+// in the middle of a copy).
 func checkSteps(t *testing.T, what string, steps []step, copied []int) {
 	t.Helper()
 	for i, st := range steps {
@@ -248,7 +256,7 @@ func checkSteps(t *testing.T, what string, steps []step, copied []int) {
 		r := readReport(t, st.report)
 		ok, want := r.Totals.Copied == copied[i], fmt.Sprint(copied[i])
 		if copied[i] < 0 {
-			ok, want = r.Totals.Copied < -copied[i], fmt.Sprint("fewer than ", -copied[i])
+			ok, want = r.Totals.Copied >= 1 && r.Totals.Copied < -copied[i], fmt.Sprint("1 to ", -copied[i]-1)
 		}
 		if !ok || r.Totals.Failed != 0 {
 			t.Errorf("%s, %s: copied %d, failed %d; want %s, 0\n%s", what, st.name, r.Totals.Copied, r.Totals.Failed, want, st.out)
@@ -302,7 +310,8 @@ func (l leg) exec(bin, tmp string) []step {
 }
 
 // check: the rerun after the kill copied what had not landed (at least
-// one message had: its APPEND was answered OK), the reruns copied 0, and
+// one message had: its APPEND was answered OK; at least one had not: the
+// kill came in the first folder), the reruns copied 0, and
 // the destination holds each message exactly once, as the source served
 // it but for the destination's own change.
 func (l leg) check(t *testing.T, steps []step) {
@@ -477,9 +486,11 @@ func matrixLegs(t *testing.T, nodes map[servertest.Kind]*servertest.Server, res 
 	return jobs
 }
 
-// archiveJob archives the source user of s in format (a rerun and a
-// fresh-state rerun copy 0; the manifest lists exactly the bytes the
-// source serves), then restores it into a user of its own on s (a leg).
+// archiveJob archives the source user of s in format: a first run killed
+// with SIGKILL once the archive holds a message (killArchive), a rerun to
+// the end, a rerun and a fresh-state rerun copying 0; the archive verifies
+// and its manifest lists exactly the bytes the source serves, each once.
+// Then it restores the archive into a user of its own on s (a leg).
 func archiveJob(s *servertest.Server, format string, atSrc map[string][]stored) matrixJob {
 	msgs := setFor(s.Kind)
 	restore := leg{what: "restore from " + format, dst: s, login: matrixLogin(s.Kind, "restore"+format),
@@ -487,16 +498,33 @@ func archiveJob(s *servertest.Server, format string, atSrc map[string][]stored) 
 	exec := func(bin, tmp string) []step {
 		dir := filepath.Join(tmp, "archive")
 		restore.src = format + ":" + dir
-		var steps []step
-		for i, name := range []string{"archive", "archive rerun", "archive fresh-state rerun"} {
-			steps = append(steps, runBinary(bin, name, tmp, s.Users[s.User], "", "archive", loginURL(s.User, s.IMAPAddr()), dir,
-				"--format", format, "--src-tls", "none", "--state-dir", filepath.Join(tmp, []string{"s", "s", "fresh"}[i]),
-				"--progress", "never"))
+		// The source behind a slow link, so that the kill comes between
+		// two folders (one folder at a time).
+		slow, err := faultproxy.New(s.IMAPAddr(), faultproxy.Faults{Latency: 20 * time.Millisecond})
+		if err != nil {
+			return []step{{name: "run killed mid-copy", err: err.Error()}}
 		}
-		return append(steps, restore.exec(bin, filepath.Join(tmp, "restore"))...)
+		defer slow.Close()
+		pw := s.Users[s.User]
+		args := func(state string) []string {
+			return []string{"archive", loginURL(s.User, slow.Addr()), dir, "--format", format, "--src-tls", "none",
+				"--state-dir", filepath.Join(tmp, state), "--progress", "never"}
+		}
+		if st := killArchive(bin, dir, pw, append(args("s"), "--jobs", "1")); st.err != "" {
+			return []step{st}
+		}
+		var steps []step
+		for i, name := range []string{"archive after SIGKILL", "archive rerun", "archive fresh-state rerun"} {
+			steps = append(steps, runBinary(bin, name, tmp, pw, "", args([]string{"s", "s", "fresh"}[i])...))
+		}
+		verify := runBinary(bin, "verify", "", "", "", "verify", dir)
+		return append(append(steps, verify), restore.exec(bin, filepath.Join(tmp, "restore"))...)
 	}
 	check := func(t *testing.T, steps []step) {
-		checkSteps(t, "archive", steps[:3], []int{len(msgs), 0, 0})
+		checkSteps(t, "archive", steps[:3], []int{-len(msgs), 0, 0})
+		if v := steps[3]; v.code != 0 || v.err != "" {
+			t.Errorf("verify after the kill and the reruns: exit %d %s\n%s", v.code, v.err, v.out)
+		}
 		var want []string
 		for _, ms := range atSrc {
 			for _, m := range ms {
@@ -510,9 +538,46 @@ func archiveJob(s *servertest.Server, format string, atSrc map[string][]stored) 
 		if fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Errorf("%s archive of %s holds\n%v\nwant\n%v", format, s.Kind, got, want)
 		}
-		restore.check(t, steps[3:])
+		restore.check(t, steps[4:])
 	}
 	return matrixJob{string(s.Kind) + "->" + format + "->" + string(s.Kind), exec, check}
+}
+
+// killArchive starts an archive run and kills it with SIGKILL as soon as
+// the archive's manifest lists a message.
+func killArchive(bin, dir, srcPW string, args []string) step {
+	st := step{name: "run killed mid-copy"}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), "MAILFERRY_SRC_PASSWORD="+srcPW)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		st.err = err.Error()
+		return st
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(60 * time.Second)
+	for {
+		select {
+		case err := <-done:
+			st.err = fmt.Sprintf("the run ended (%v) before the kill\n%s", err, out.String())
+			return st
+		case <-deadline:
+			cmd.Process.Signal(syscall.SIGKILL)
+			<-done
+			st.err = "the archive listed no message within 60 s\n" + out.String()
+			return st
+		case <-tick.C:
+			if b, err := os.ReadFile(filepath.Join(dir, archive.ManifestFile)); err == nil && bytes.Count(b, []byte("\n")) > 0 {
+				cmd.Process.Signal(syscall.SIGKILL)
+				<-done
+				return st
+			}
+		}
+	}
 }
 
 // pop3Job archives the "pop" user's INBOX over POP3: the archive holds

@@ -189,15 +189,6 @@ func holds(t *testing.T, what string, dst *servertest.Server, login string, from
 	}
 }
 
-// step is one run of the mailferry binary in a leg.
-type step struct {
-	name   string
-	code   int
-	out    string
-	report string // the --report file
-	err    string // why the run could not be carried out as designed
-}
-
 // checkMailutilsHeaders checks the headers mailutils added to what it
 // serves: X-IMAPbase on a folder's first message, X-UID on each, Status on
 // each with a flag, and "Status: O" on one without a flag once a session
@@ -223,9 +214,18 @@ func checkMailutilsHeaders(t *testing.T, what string, c map[string][]stored) {
 	}
 }
 
+// step is one run of the mailferry binary in a leg.
+type step struct {
+	name   string
+	code   int
+	out    string
+	report string // the --report file
+	err    string // why the run could not be carried out as designed
+}
+
 // runBinary runs the mailferry binary bin with the passwords in its
-// environment and a --report file in reportDir (none if ""). It touches no *testing.T, so that the
-// matrix runs many at once (matrixJobs).
+// environment and a --report file in reportDir (none if ""). It touches
+// no *testing.T, so that the matrix runs many at once (matrixParallel).
 func runBinary(bin, name, reportDir, srcPW, dstPW string, args ...string) step {
 	st := step{name: name}
 	if reportDir != "" {
@@ -285,7 +285,7 @@ func (l leg) exec(bin, tmp string) []step {
 		err = os.MkdirAll(tmp, 0o700)
 	}
 	if err != nil {
-		return []step{{name: "kill", err: err.Error()}}
+		return []step{{name: "run killed mid-copy", err: err.Error()}}
 	}
 	defer hold.close()
 	dstPW := l.dst.Users[l.login]
@@ -311,9 +311,9 @@ func (l leg) exec(bin, tmp string) []step {
 
 // check: the rerun after the kill copied what had not landed (at least
 // one message had: its APPEND was answered OK; at least one had not: the
-// kill came in the first folder), the reruns copied 0, and
-// the destination holds each message exactly once, as the source served
-// it but for the destination's own change.
+// kill came in the first folder), the reruns copied 0, and the
+// destination holds each message exactly once, as the source served it
+// but for the destination's own change.
 func (l leg) check(t *testing.T, steps []step) {
 	t.Helper()
 	checkSteps(t, l.what, steps, []int{-l.messages, 0, 0})

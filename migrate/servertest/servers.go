@@ -25,7 +25,7 @@ func startCyrus(t testing.TB, opts Options, alt bool) *Server {
 	t.Helper()
 	root := InstallDir()
 	bin := filepath.Join(root, "usr/lib/cyrus/bin")
-	need(t, "Cyrus IMAP", filepath.Join(bin, "master"), filepath.Join(bin, "imapd"), filepath.Join(bin, "pop3d"))
+	need(t, Cyrus)
 	saslpasswd, err := exec.LookPath("saslpasswd2")
 	if err != nil {
 		saslpasswd = "/usr/sbin/saslpasswd2"
@@ -110,10 +110,7 @@ DAEMON {
 func StartCourier(t testing.TB, opts Options) *Server {
 	t.Helper()
 	root := InstallDir()
-	need(t, "Courier", filepath.Join(root, "usr/bin/imapd"), filepath.Join(root, "usr/sbin/couriertcpd"),
-		filepath.Join(root, "usr/lib/courier/courier-authlib/authdaemond"),
-		filepath.Join(root, "usr/lib/courier-authlib/libauthuserdb.so"),
-		"/etc/courier", "/run/courier", "/usr/lib/courier", "/usr/lib/courier-authlib")
+	need(t, Courier)
 	unshare, err := exec.LookPath("unshare")
 	if err != nil {
 		skipf(t, "Courier needs unshare (util-linux) for its private mount namespace")
@@ -189,7 +186,7 @@ wait # (the shell stays, its command line naming the instance: see reapStale)
 func StartMailutils(t testing.TB, opts Options) *Server {
 	t.Helper()
 	bin := "/usr/sbin/imap4d"
-	need(t, "GNU mailutils imap4d", bin)
+	need(t, Mailutils)
 	if opts.QuotaKB > 0 {
 		t.Fatalf("servertest: mailutils has no quota here")
 	}

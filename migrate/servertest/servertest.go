@@ -44,7 +44,9 @@
 //     ("alice@example.test"). No POP3 listener. mailutils keeps its IMAP
 //     state in headers it adds to every stored message and serves in BODY[]
 //     (StripMailutilsHeaders): X-IMAPbase on a folder's first message,
-//     X-UID on each, Status on each with a flag; a message without a final
+//     X-UID on each, Status on each with a flag ("Status: O" on one
+//     without a flag, once a session had the folder selected read-write:
+//     no longer \Recent); a message without a final
 //     CRLF gets one. A folder holding messages is an mbox file, so it
 //     cannot get subfolders (CREATE "Work/Sub" then answers NO Cannot
 //     create mailbox). PERMANENTFLAGS has no \*: keywords are refused.
@@ -161,16 +163,11 @@ func skipf(t testing.TB, format string, args ...any) {
 	t.Skipf("servertest: skipping: "+format+" (install with scripts/install-servers as root)", args...)
 }
 
-// need skips the test unless every path exists and we are root.
-func need(t testing.TB, what string, paths ...string) {
+// need skips the test unless kind can start here (Available).
+func need(t testing.TB, kind Kind) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		skipf(t, "%s test instances need root; uid is %d", what, os.Geteuid())
-	}
-	for _, p := range paths {
-		if _, err := os.Stat(p); err != nil {
-			skipf(t, "%s is not installed (%s is missing)", what, p)
-		}
+	if err := Available(kind); err != nil {
+		skipf(t, "%v", err)
 	}
 }
 

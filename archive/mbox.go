@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/mailferry/mailferry/formats"
@@ -478,6 +479,9 @@ func mboxValidity(fi os.FileInfo) uint32 {
 
 // Ensure creates the folder's directories (0700) and file (0600) if they do
 // not exist, with a sidecar recording length 0; what it creates is fsynced.
+// mboxEnsureMu serialises Ensure over all mbox stores (see Ensure).
+var mboxEnsureMu sync.Mutex
+
 func (s *Mbox) Ensure(ctx context.Context, path []string) (formats.Folder, error) {
 	if err := ctx.Err(); err != nil {
 		return formats.Folder{}, err
@@ -486,6 +490,13 @@ func (s *Mbox) Ensure(ctx context.Context, path []string) (formats.Folder, error
 		return formats.Folder{}, errors.New("mbox: store is read-only")
 	}
 	path = canonicalPath(path)
+	// Where a folder's file goes depends on what exists (a file and a
+	// directory of one name clash: resolve), so the naming and the
+	// creating happen under one lock for every store of the process:
+	// workers ensure Work and Work/Sub at the same time, each with its own
+	// store over the same tree.
+	mboxEnsureMu.Lock()
+	defer mboxEnsureMu.Unlock()
 	f := formats.Folder{Path: path, Name: "INBOX"}
 	if s.single && !formats.IsInbox(path) {
 		return formats.Folder{}, fmt.Errorf("mbox: %s holds only INBOX, not %q", s.root, formats.DisplayName(path))

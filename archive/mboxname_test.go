@@ -78,3 +78,46 @@ func TestMboxEarlierArchiveAppendedInPlace(t *testing.T) {
 		t.Error("a mail/ directory was made in an earlier version's archive")
 	}
 }
+
+// Two stores over one tree (two workers) ensure Work and Work/Sub at the
+// same time: whichever comes second gets ".mbox", and neither fails (it
+// did: "open …/Work/Sub: not a directory", when Work/Sub chose the
+// directory Work just as Work was made a file).
+func TestMboxEnsureParentAndChildAtOnce(t *testing.T) {
+	for i := 0; i < 40; i++ {
+		root := t.TempDir()
+		var stores [2]*Mbox
+		for j := range stores {
+			s, err := OpenMbox(root, MboxOptions{Create: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			stores[j] = s
+		}
+		paths := [][]string{{"Work"}, {"Work", "Sub"}}
+		errs := make(chan error, 2)
+		for j := range stores {
+			go func() {
+				_, err := stores[j].Ensure(context.Background(), paths[j])
+				errs <- err
+			}()
+		}
+		for range stores {
+			if err := <-errs; err != nil {
+				t.Fatalf("round %d: %v", i, err)
+			}
+		}
+		got, err := stores[0].Folders(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, f := range got {
+			names = append(names, formats.DisplayName(f.Path))
+		}
+		if !slices.Contains(names, "Work") || !slices.Contains(names, "Work/Sub") {
+			t.Fatalf("round %d: folders %v, want Work and Work/Sub", i, names)
+		}
+	}
+}

@@ -235,7 +235,8 @@ func (fx *batchFixture) checkAccount(t *testing.T, u string) {
 	want := keys(append(append([]dovecottest.MessageState(nil), src["INBOX"]...), src["Archive/2024"]...))
 	got := keys(append(append([]dovecottest.MessageState(nil), dst["INBOX"]...), dst["Archive.2024"]...))
 	if len(want) != fx.seeded[u] || strings.Join(got, "\n") != strings.Join(want, "\n") || total(dst) != fx.seeded[u] {
-		t.Errorf("%s: destination holds %d messages (%d in all), source %d: %s", u, len(got), total(dst), len(want), firstDiff(want, got))
+		t.Errorf("%s: destination holds %d messages (%d in all), source %d: %s\nsource folders %v, destination folders %v\n%s",
+			u, len(got), total(dst), len(want), firstDiff(want, got), keysOf(src), keysOf(dst), fx.dst.LogTail(20))
 	}
 }
 

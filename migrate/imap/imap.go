@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -40,10 +41,12 @@ type IMAP struct {
 
 	// app is the MULTIAPPEND connection (multiappend.go), dialled on the
 	// first Store when the server offers MULTIAPPEND and LITERAL+.
-	app     *appender
-	appDial chan appDialed // app being dialled in the background (startAppender)
-	noBatch bool           // set when the server lacks what the appender needs
-	auth    imapAuth       // how this connection logged in: the appender does the same
+	app *appender
+	// fetchActivity is when a FETCH last received something (UnixNano):
+	// the stall watchdogs of FETCHes in flight together share it.
+	fetchActivity atomic.Int64
+	noBatch       bool     // set when the server lacks what the appender needs
+	auth          imapAuth // how this connection logged in: the appender does the same
 
 	// nsPrefix is the personal namespace's prefix ("INBOX." on Courier and
 	// Cyrus; usually empty): Folder.Path leaves it out, Folder.Name and
@@ -289,7 +292,6 @@ func startTLS(conn net.Conn, addr string, opts *imapclient.Options) (*imapclient
 // Close logs out and closes the connection. Messages queued and not
 // committed are abandoned: the server has not been told to keep them.
 func (m *IMAP) Close() error {
-	m.dropAppenderDial()
 	if m.app != nil {
 		m.app.close()
 		m.app = nil
@@ -720,7 +722,17 @@ func (m *IMAP) fetchBatch(ctx context.Context, batch []formats.Message, byUID ma
 	// A server that goes silent mid-FETCH would hold us for go-imap's fixed
 	// 5 minutes per literal: this watchdog drops the connection after
 	// stallTimeout without a byte, and the engine reconnects and resumes.
-	idle := time.AfterFunc(m.stallTimeout(), func() { m.c.Close() })
+	// Two FETCHes may be in flight (the header look-ahead: see Fetch), and
+	// the second hears nothing while the first streams: a byte for either
+	// counts (m.fetchActivity) before the connection is taken for stalled.
+	var idle *time.Timer
+	idle = time.AfterFunc(m.stallTimeout(), func() {
+		if quiet := time.Since(time.Unix(0, m.fetchActivity.Load())); quiet < m.stallTimeout() {
+			idle.Reset(m.stallTimeout() - quiet)
+			return
+		}
+		m.c.Close()
+	})
 	defer idle.Stop()
 	opts := &imap.FetchOptions{UID: true}
 	if item.binary {
@@ -735,6 +747,7 @@ func (m *IMAP) fetchBatch(ctx context.Context, batch []formats.Message, byUID ma
 			break
 		}
 		idle.Reset(m.stallTimeout())
+		m.fetchActivity.Store(time.Now().UnixNano())
 		uid := uint32(0)
 		for {
 			data := md.Next()
@@ -764,7 +777,7 @@ func (m *IMAP) fetchBatch(ctx context.Context, batch []formats.Message, byUID ma
 				got[uid] = true // the caller fetches it some other way
 				continue
 			}
-			lr := &literalReader{r: lit, idle: idle, timeout: m.stallTimeout()}
+			lr := &literalReader{r: lit, idle: idle, timeout: m.stallTimeout(), activity: &m.fetchActivity}
 			ferr := fn(msg, literal{lr, lit.Size()})
 			io.Copy(io.Discard, lr) // the rest, if fn stopped early
 			if lr.err != nil || lr.n != lit.Size() {
@@ -802,12 +815,13 @@ func (l literal) Size() int64 { return l.size }
 // fed, and after the first error (other than the literal's own end) never
 // reads again.
 type literalReader struct {
-	r       io.Reader
-	n       int64
-	eof     bool
-	err     error
-	idle    *time.Timer
-	timeout time.Duration
+	r        io.Reader
+	n        int64
+	eof      bool
+	err      error
+	idle     *time.Timer
+	timeout  time.Duration
+	activity *atomic.Int64 // when a byte last came (IMAP.fetchActivity)
 }
 
 func (l *literalReader) Read(p []byte) (int, error) {
@@ -821,6 +835,7 @@ func (l *literalReader) Read(p []byte) (int, error) {
 	l.n += int64(n)
 	if n > 0 {
 		l.idle.Reset(l.timeout)
+		l.activity.Store(time.Now().UnixNano())
 	}
 	switch {
 	case err == io.EOF:
@@ -871,9 +886,6 @@ func (m *IMAP) Ensure(ctx context.Context, path []string) (formats.Folder, error
 	}
 	f := formats.Folder{Name: name, Path: m.pathOf(name, m.delim)}
 	setStatus(&f, sd)
-	if f.Messages == 0 {
-		m.startAppender() // an empty folder is about to be filled (multiappend.go)
-	}
 	return f, nil
 }
 

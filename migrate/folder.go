@@ -199,7 +199,7 @@ func (p *folderPass) decide(ctx context.Context) error {
 	if len(want) > 0 {
 		err := p.src.Headers(ctx, p.pf.Source, want, func(m formats.Message, h []byte) error {
 			if _, ok := keys[m.ID]; !ok {
-				keys[m.ID] = formats.IdentityKey(h)
+				keys[m.ID] = ledgerKey(formats.IdentityKey(h))
 			}
 			p.heads[m.ID] = formats.HeaderValue(h, "Message-ID")
 			return nil
@@ -349,7 +349,7 @@ func (t *transfer) one(ctx context.Context, m formats.Message, body io.Reader) e
 	}
 	switch {
 	case errors.Is(err, ErrQueued):
-		t.queue = append(t.queue, queued{m, kw.Key(), append([]byte(nil), kw.Header()...)})
+		t.queue = append(t.queue, queued{m, ledgerKey(kw.Key()), append([]byte(nil), kw.Header()...)})
 	case IsMessageError(err):
 		// Read on so that the failure can name the Message-ID.
 		io.Copy(&kw, io.LimitReader(body, formats.MaxHeaderBytes))
@@ -358,7 +358,7 @@ func (t *transfer) one(ctx context.Context, m formats.Message, body io.Reader) e
 		t.tally.lost(m) // it may have arrived
 		return err
 	default:
-		t.stored(m, kw.Key(), id)
+		t.stored(m, ledgerKey(kw.Key()), id)
 	}
 	if len(t.pending)+len(t.queue) >= flushEvery || time.Since(t.lastFlush) > flushInterval {
 		return t.flush(ctx)
@@ -371,7 +371,7 @@ func (t *transfer) stored(m formats.Message, key formats.Key, id string) {
 	t.pending = append(t.pending, Record{Side: SideSource, Folder: p.srcKey, ID: m.ID, Key: key, Copied: true,
 		Dst: dstID(p.dstF, id), Base: m.Flags, HasBase: true})
 	if id != "" {
-		t.pending = append(t.pending, Record{Side: SideDest, Folder: p.dstF.Name, ID: id, Key: key})
+		t.pending = append(t.pending, Record{Side: SideDest, Folder: p.dstF.Name, ID: indexID(id), Key: key})
 		t.dstIDs = append(t.dstIDs, id)
 	}
 	t.copied = append(t.copied, m) // counted once durable and recorded (t.tally)

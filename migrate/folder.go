@@ -71,7 +71,8 @@ func (e *engine) copyFolder(ctx context.Context, src Source, dst Sink, pf Planne
 	if err := e.add(p.d.matched); err != nil {
 		return p.fr, err
 	}
-	t := &transfer{p: p, delivered: map[string]bool{}, lastFlush: time.Now()}
+	t := &transfer{p: p, delivered: map[string]bool{}, lastFlush: time.Now(),
+		dst: dstRun{next: p.dstF.UIDNext, contiguous: true}}
 	if err := t.run(ctx); err != nil {
 		return p.fr, err
 	}
@@ -266,28 +267,39 @@ func (p *folderPass) finish(t *transfer) error {
 // named every message it stored.
 func (p *folderPass) markDest(t *transfer) error {
 	dstF, ds := p.dstF, p.ds
-	if len(t.dstIDs) == 0 || len(t.dstIDs) != len(t.copied) || ds.Messages != dstF.Messages || ds.Validity != dstF.Validity {
+	if t.dst.n == 0 || t.dst.n != len(t.copied) || ds.Messages != dstF.Messages || ds.Validity != dstF.Validity {
 		return nil
 	}
-	count := dstF.Messages + uint32(len(t.dstIDs))
+	count := dstF.Messages + uint32(t.dst.n)
 	if dstF.UIDNext == 0 {
 		if ds.UIDNext != 0 {
 			return nil
 		}
 		return p.e.mark(SideDest, dstF.Name, dstF.Validity, 0, count)
 	}
-	if ds.UIDNext != dstF.UIDNext {
+	if ds.UIDNext != dstF.UIDNext || !t.dst.contiguous {
 		return nil
 	}
-	next := dstF.UIDNext
-	for _, id := range t.dstIDs {
-		u, err := strconv.ParseUint(id, 10, 32)
-		if err != nil || uint32(u) != next {
-			return nil
-		}
-		next++
+	return p.e.mark(SideDest, dstF.Name, dstF.Validity, t.dst.next, count)
+}
+
+// dstRun follows the destination IDs of what a transfer stored, in order,
+// without keeping them: how many, and whether they are the UIDs that
+// continue the destination folder's UIDNEXT without a gap.
+type dstRun struct {
+	n          int
+	next       uint32 // the UID that continues the run
+	contiguous bool
+}
+
+func (r *dstRun) add(id string) {
+	r.n++
+	u, err := strconv.ParseUint(id, 10, 32)
+	if err != nil || uint32(u) != r.next {
+		r.contiguous = false
+		return
 	}
-	return p.e.mark(SideDest, dstF.Name, dstF.Validity, next, count)
+	r.next++
 }
 
 // transfer is the store, queue, commit, flush and record pipeline of one
@@ -299,7 +311,7 @@ type transfer struct {
 	queue     []queued // stored as ErrQueued, waiting for Commit
 	delivered map[string]bool
 	lastFlush time.Time
-	dstIDs    []string // the destination IDs of what was stored, in order
+	dst       dstRun // the destination IDs of what was stored
 	copied    []formats.Message
 	tally     *passTally // what the folder's counts are made of (counts.go)
 }
@@ -372,7 +384,7 @@ func (t *transfer) stored(m formats.Message, key formats.Key, id string) {
 		Dst: dstID(p.dstF, id), Base: m.Flags, HasBase: true})
 	if id != "" {
 		t.pending = append(t.pending, Record{Side: SideDest, Folder: p.dstF.Name, ID: indexID(id), Key: key})
-		t.dstIDs = append(t.dstIDs, id)
+		t.dst.add(id)
 	}
 	t.copied = append(t.copied, m) // counted once durable and recorded (t.tally)
 	p.e.rep.MessageCopied(p.name, max(m.Size, 0))

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -35,8 +36,8 @@ type IMAP struct {
 	caps     imap.CapSet
 	selected string
 	readOnly bool
-	seqUID   map[uint32]uint32 // sequence number -> UID of the selected folder's last listing
-	existing map[string]bool   // folder names known to exist (sink side)
+	seqUID   seqUIDs         // sequence number -> UID of the selected folder's last listing
+	existing map[string]bool // folder names known to exist (sink side)
 
 	// app is the MULTIAPPEND connection (multiappend.go), dialled on the
 	// first Store when the server offers MULTIAPPEND and LITERAL+.
@@ -426,8 +427,9 @@ func (m *IMAP) List(ctx context.Context, folder formats.Folder) (uint32, []forma
 	set := imap.SeqSet{}
 	set.AddRange(1, 0) // 1:*
 	fc := m.c.Fetch(set, &imap.FetchOptions{UID: true, Flags: true, InternalDate: true, RFC822Size: true})
-	m.seqUID = make(map[uint32]uint32, sd.NumMessages)
-	var msgs []formats.Message
+	m.seqUID = make(seqUIDs, sd.NumMessages+1)
+	msgs := make([]formats.Message, 0, sd.NumMessages)
+	shared := map[string][]string{} // one slice per set of flags, not per message
 	for {
 		md := fc.Next()
 		if md == nil {
@@ -445,10 +447,10 @@ func (m *IMAP) List(ctx context.Context, folder formats.Folder) (uint32, []forma
 		for i, f := range buf.Flags {
 			flags[i] = string(f)
 		}
-		m.seqUID[md.SeqNum] = uint32(buf.UID)
+		m.seqUID.set(md.SeqNum, uint32(buf.UID))
 		msgs = append(msgs, formats.Message{
 			ID: strconv.FormatUint(uint64(buf.UID), 10), UID: uint32(buf.UID),
-			Size: buf.RFC822Size, Flags: formats.CleanFlags(flags), Date: buf.InternalDate,
+			Size: buf.RFC822Size, Flags: sharedFlags(shared, flags), Date: buf.InternalDate,
 		})
 	}
 	if err := fc.Close(); err != nil {
@@ -456,6 +458,36 @@ func (m *IMAP) List(ctx context.Context, folder formats.Folder) (uint32, []forma
 	}
 	sort.Slice(msgs, func(i, j int) bool { return msgs[i].UID < msgs[j].UID })
 	return sd.UIDValidity, msgs, nil
+}
+
+// seqUIDs maps the sequence numbers of a listing to UIDs (0: unknown).
+type seqUIDs []uint32
+
+func (s seqUIDs) get(seq uint32) uint32 {
+	if int(seq) < len(s) {
+		return s[seq]
+	}
+	return 0
+}
+
+func (s *seqUIDs) set(seq, uid uint32) {
+	for int(seq) >= len(*s) {
+		*s = append(*s, 0)
+	}
+	(*s)[seq] = uid
+}
+
+// sharedFlags is formats.CleanFlags(flags), the same slice for the same
+// flags (a listing of 300,000 messages holds a few dozen sets). Nothing
+// changes a Message's Flags in place.
+func sharedFlags(shared map[string][]string, flags []string) []string {
+	k := strings.Join(flags, "\x00")
+	if f, ok := shared[k]; ok {
+		return f
+	}
+	f := slices.Clip(formats.CleanFlags(flags))
+	shared[k] = f
+	return f
 }
 
 // Headers fetches BODY.PEEK[HEADER] of msgs.
@@ -685,7 +717,7 @@ func (m *IMAP) fetchBatch(ctx context.Context, batch []formats.Message, byUID ma
 				continue
 			}
 			if uid == 0 {
-				uid = m.seqUID[md.SeqNum]
+				uid = m.seqUID.get(md.SeqNum)
 			}
 			msg, ok := byUID[uid]
 			if !ok || got[uid] || lit == nil {

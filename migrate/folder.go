@@ -54,6 +54,12 @@ func (e *engine) copyFolder(ctx context.Context, src Source, dst Sink, pf Planne
 		}
 		return p.fr, err
 	}
+	if err := p.loadLedger(); err != nil {
+		return p.fr, err
+	}
+	if rl, ok := p.windowed(); ok && len(p.ss.IDs) == 0 {
+		return p.fr, p.copyWindows(ctx, rl) // window.go
+	}
 	if err := p.list(ctx); err != nil {
 		return p.fr, err
 	}
@@ -147,13 +153,17 @@ func (p *folderPass) destination(ctx context.Context) error {
 	return err
 }
 
-// list reads the source folder and its ledger; a changed UIDVALIDITY starts
-// the ledger afresh (the destination's index still prevents duplicates).
-func (p *folderPass) list(ctx context.Context) error {
+// loadLedger reads the source folder's ledger.
+func (p *folderPass) loadLedger() error {
 	ss, err := p.e.folderState(SideSource, p.srcKey)
-	if err != nil {
-		return err
-	}
+	p.ss = ss
+	return err
+}
+
+// list reads the source folder; a changed UIDVALIDITY starts the ledger
+// afresh (the destination's index still prevents duplicates).
+func (p *folderPass) list(ctx context.Context) error {
+	ss := p.ss
 	validity, msgs, err := p.src.List(ctx, p.pf.Source)
 	if err != nil {
 		return err
@@ -232,13 +242,28 @@ func (p *folderPass) keepAtSource(msgs []formats.Message) {
 // finish records what the pass left true: the messages --delete-source may
 // remove, and the marks that let the next run skip the folder.
 func (p *folderPass) finish(t *transfer) error {
-	e, f := p.e, p.pf.Source
-	vanished := 0
-	for _, m := range p.d.copy {
+	if p.e.opts.DeleteSource {
+		p.e.queueDelete(p.name, p.srcKey, p.pf.Source, append(p.d.deletable, t.copied...))
+	}
+	return p.conclude(t.vanished(), len(t.copied), t.dst)
+}
+
+// vanished counts the messages the transfer was to copy that the source
+// did not deliver.
+func (t *transfer) vanished() int {
+	n := 0
+	for _, m := range t.p.d.copy {
 		if !t.delivered[m.ID] {
-			vanished++
+			n++
 		}
 	}
+	return n
+}
+
+// conclude notes what a pass could not copy and sets the marks: stored is
+// how many messages it stored, run their destination IDs.
+func (p *folderPass) conclude(vanished, stored int, run dstRun) error {
+	e, f := p.e, p.pf.Source
 	if vanished > 0 {
 		p.fr.Skipped += vanished
 		p.fr.Note = joinNote(p.fr.Note, fmt.Sprintf("%d messages vanished from the source during the run", vanished))
@@ -248,9 +273,6 @@ func (p *folderPass) finish(t *transfer) error {
 			p.fr.Note = joinNote(p.fr.Note, "the destination folder cannot keep the flags "+strings.Join(d, " ")+": messages copied without them")
 		}
 	}
-	if e.opts.DeleteSource {
-		e.queueDelete(p.name, p.srcKey, f, append(p.d.deletable, t.copied...))
-	}
 	// Marks: the source folder is complete through the UIDNEXT seen before
 	// listing; the destination index through our own contiguous appends.
 	if p.fr.Failed == 0 && vanished == 0 && !e.filtered() && f.UIDNext != 0 && p.validity == f.Validity && !p.deferMark {
@@ -258,29 +280,29 @@ func (p *folderPass) finish(t *transfer) error {
 			return err
 		}
 	}
-	return p.markDest(t)
+	return p.markDest(stored, run)
 }
 
 // markDest moves the destination folder's mark past what this pass stored,
 // when the new UIDNEXT and count are certain: IMAP UIDs that continue the
 // indexed UIDNEXT without a gap, or a sink without UIDs (local stores) that
 // named every message it stored.
-func (p *folderPass) markDest(t *transfer) error {
+func (p *folderPass) markDest(stored int, run dstRun) error {
 	dstF, ds := p.dstF, p.ds
-	if t.dst.n == 0 || t.dst.n != len(t.copied) || ds.Messages != dstF.Messages || ds.Validity != dstF.Validity {
+	if run.n == 0 || run.n != stored || ds.Messages != dstF.Messages || ds.Validity != dstF.Validity {
 		return nil
 	}
-	count := dstF.Messages + uint32(t.dst.n)
+	count := dstF.Messages + uint32(run.n)
 	if dstF.UIDNext == 0 {
 		if ds.UIDNext != 0 {
 			return nil
 		}
 		return p.e.mark(SideDest, dstF.Name, dstF.Validity, 0, count)
 	}
-	if ds.UIDNext != dstF.UIDNext || !t.dst.contiguous {
+	if ds.UIDNext != dstF.UIDNext || !run.contiguous {
 		return nil
 	}
-	return p.e.mark(SideDest, dstF.Name, dstF.Validity, t.dst.next, count)
+	return p.e.mark(SideDest, dstF.Name, dstF.Validity, run.next, count)
 }
 
 // dstRun follows the destination IDs of what a transfer stored, in order,

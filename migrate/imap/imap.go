@@ -414,6 +414,21 @@ func (m *IMAP) sel(name string, readOnly bool) (*imap.SelectData, error) {
 // List selects the folder read-only and lists UID, FLAGS, INTERNALDATE and
 // RFC822.SIZE of every message.
 func (m *IMAP) List(ctx context.Context, folder formats.Folder) (uint32, []formats.Message, error) {
+	set := imap.SeqSet{}
+	set.AddRange(1, 0) // 1:*
+	return m.list(ctx, folder, set, 0)
+}
+
+// ListUIDs is List of the messages whose UIDs lie in [first, last]: a
+// large folder listed in parts (migrate.RangeLister).
+func (m *IMAP) ListUIDs(ctx context.Context, folder formats.Folder, first, last uint32) (uint32, []formats.Message, error) {
+	set := imap.UIDSet{}
+	set.AddRange(imap.UID(first), imap.UID(last))
+	return m.list(ctx, folder, set, int(last-first+1))
+}
+
+// list lists set of the folder, expecting at most most messages (0: all).
+func (m *IMAP) list(ctx context.Context, folder formats.Folder, set imap.NumSet, most int) (uint32, []formats.Message, error) {
 	m.selected = "" // always re-select: we need fresh UIDVALIDITY and EXISTS
 	sd, err := m.sel(folder.Name, true)
 	if err != nil {
@@ -424,11 +439,13 @@ func (m *IMAP) List(ctx context.Context, folder formats.Folder) (uint32, []forma
 	}
 	stop := context.AfterFunc(ctx, func() { m.c.Close() })
 	defer stop()
-	set := imap.SeqSet{}
-	set.AddRange(1, 0) // 1:*
 	fc := m.c.Fetch(set, &imap.FetchOptions{UID: true, Flags: true, InternalDate: true, RFC822Size: true})
 	m.seqUID = make(seqUIDs, sd.NumMessages+1)
-	msgs := make([]formats.Message, 0, sd.NumMessages)
+	n := int(sd.NumMessages)
+	if most > 0 {
+		n = min(n, most)
+	}
+	msgs := make([]formats.Message, 0, n)
 	shared := map[string][]string{} // one slice per set of flags, not per message
 	for {
 		md := fc.Next()

@@ -9,7 +9,7 @@ import (
 // A first copy of a large folder goes in windows of UIDs: each window is
 // listed, decided, transferred and recorded before the next one is listed,
 // so that what a pass holds is one window's messages whatever the size of
-// the folder (a 300,000-message INBOX costs what 5,000 do). What was
+// the folder (a 300,000-message INBOX costs what 2,000 do). What was
 // copied lives in the state, not in memory; the pass keeps only counts.
 //
 // Only a pass with nothing to compare goes in windows: the source ledger
@@ -20,7 +20,7 @@ import (
 
 // windowSize is how many UIDs one window spans, so at most how many
 // messages it lists.
-var windowSize uint32 = 5000
+var windowSize uint32 = 2000
 
 // windowed returns the source's RangeLister when this pass may copy its
 // folder in windows (see above; the source ledger is checked by the caller).

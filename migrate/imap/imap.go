@@ -36,7 +36,10 @@ type IMAP struct {
 	caps     imap.CapSet
 	selected string
 	readOnly bool
-	seqUID   seqUIDs         // sequence number -> UID of the selected folder's last listing
+	seqUID   seqUIDs // sequence number -> UID of the selected folder's last listing
+	// listed is the SELECT that the selected folder's listing began with
+	// (nil: none since the last SELECT): later windows reuse it.
+	listed   *imap.SelectData
 	existing map[string]bool // folder names known to exist (sink side)
 
 	// app is the MULTIAPPEND connection (multiappend.go), dialled on the
@@ -407,7 +410,7 @@ func (m *IMAP) sel(name string, readOnly bool) (*imap.SelectData, error) {
 		m.selected = ""
 		return nil, m.wrap("select "+name, err)
 	}
-	m.selected, m.readOnly, m.seqUID = name, readOnly, nil
+	m.selected, m.readOnly, m.seqUID, m.listed = name, readOnly, nil, nil
 	return sd, nil
 }
 
@@ -429,10 +432,17 @@ func (m *IMAP) ListUIDs(ctx context.Context, folder formats.Folder, first, last 
 
 // list lists set of the folder, expecting at most most messages (0: all).
 func (m *IMAP) list(ctx context.Context, folder formats.Folder, set imap.NumSet, most int) (uint32, []formats.Message, error) {
-	m.selected = "" // always re-select: we need fresh UIDVALIDITY and EXISTS
-	sd, err := m.sel(folder.Name, true)
-	if err != nil {
-		return 0, nil, err
+	sd := m.listed
+	if most == 0 || sd == nil || m.selected != folder.Name || !m.readOnly {
+		// Re-select for a fresh UIDVALIDITY and EXISTS, except for the
+		// next window of a folder still selected: a SELECT makes Dovecot
+		// read a Maildir's whole directory (300,000 names for each window).
+		m.selected = ""
+		var err error
+		if sd, err = m.sel(folder.Name, true); err != nil {
+			return 0, nil, err
+		}
+		m.listed = sd
 	}
 	if sd.NumMessages == 0 {
 		return sd.UIDValidity, nil, nil
@@ -440,7 +450,9 @@ func (m *IMAP) list(ctx context.Context, folder formats.Folder, set imap.NumSet,
 	stop := context.AfterFunc(ctx, func() { m.c.Close() })
 	defer stop()
 	fc := m.c.Fetch(set, &imap.FetchOptions{UID: true, Flags: true, InternalDate: true, RFC822Size: true})
-	m.seqUID = make(seqUIDs, sd.NumMessages+1)
+	if m.seqUID == nil {
+		m.seqUID = make(seqUIDs, sd.NumMessages+1)
+	}
 	n := int(sd.NumMessages)
 	if most > 0 {
 		n = min(n, most)

@@ -205,16 +205,16 @@ func TestArchiveMboxAppendedByHand(t *testing.T) {
 	if code, out, errOut := mailferry(t, args...); code != 0 {
 		t.Fatalf("archive: exit %d\n%s\n%s", code, out, errOut)
 	}
-	mbox := filepath.Join(dir, "INBOX.mbox")
+	mbox := filepath.Join(dir, "mail", "inbox")
 	f, err := os.OpenFile(mbox, os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.WriteString("From someone@example.org Thu Jan  1 00:00:00 2015\nSubject: added by hand\n\nhello\n\n")
 	f.Close()
-	lenBefore, _ := os.ReadFile(mbox + ".len")
-	if code, out, _ := mailferry(t, "verify", dir); code == 0 || !strings.Contains(out, "INBOX.mbox") {
-		t.Errorf("verify: exit %d, INBOX.mbox not named:\n%s", code, out)
+	lenBefore, _ := os.ReadFile(filepath.Join(dir, "mail", ".inbox.len.lock"))
+	if code, out, _ := mailferry(t, "verify", dir); code == 0 || !strings.Contains(out, "mail/inbox") {
+		t.Errorf("verify: exit %d, mail/inbox not named:\n%s", code, out)
 	}
 	var inbox []dovecottest.SeedMessage
 	for _, m := range msgs[12:] {
@@ -223,13 +223,13 @@ func TestArchiveMboxAppendedByHand(t *testing.T) {
 	}
 	p.src.Seed(t, "alice", inbox)
 	code, out, errOut := mailferry(t, args...)
-	if code == 0 || !strings.Contains(out+errOut, "INBOX.mbox") {
-		t.Errorf("archive rerun: exit %d, INBOX.mbox not named\n%s\n%s", code, out, errOut)
+	if code == 0 || !strings.Contains(out+errOut, "mail/inbox") {
+		t.Errorf("archive rerun: exit %d, mail/inbox not named\n%s\n%s", code, out, errOut)
 	}
-	if lenAfter, _ := os.ReadFile(mbox + ".len"); string(lenAfter) != string(lenBefore) {
+	if lenAfter, _ := os.ReadFile(filepath.Join(dir, "mail", ".inbox.len.lock")); string(lenAfter) != string(lenBefore) {
 		t.Errorf("the rerun made the hand-appended bytes part of the recorded length: %q -> %q", lenBefore, lenAfter)
 	}
-	if code, out, _ := mailferry(t, "verify", dir); code == 0 || !strings.Contains(out, "INBOX.mbox") {
-		t.Errorf("verify after the rerun: exit %d, INBOX.mbox not named:\n%s", code, out)
+	if code, out, _ := mailferry(t, "verify", dir); code == 0 || !strings.Contains(out, "mail/inbox") {
+		t.Errorf("verify after the rerun: exit %d, mail/inbox not named:\n%s", code, out)
 	}
 }

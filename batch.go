@@ -4,7 +4,8 @@ package main
 // path as one migrate (parseEndpoint, resolveServer with the row's secrets,
 // copyFlags.runJob), each with its own state file (keyed by the endpoint
 // pair) and its own report, --accounts N at a time. An account that fails
-// does not stop the others; the exit status is 3 when any failed.
+// does not stop the others; the exit status is 3 when any did not complete,
+// 1 when none did. Each failure is said once, in the list at the end.
 
 import (
 	"bytes"
@@ -31,7 +32,7 @@ import (
 // batchColumns are the columns of a batch file, in the order the examples
 // use; the header row may give them in any order. source and destination
 // are required.
-var batchColumns = []string{"source", "destination", "src_password_file", "dst_password_file", "src_token_cmd", "dst_token_cmd"}
+var batchColumns = []string{"source", "destination", "src_password_file", "dst_password_file", "src_token_cmd", "dst_token_cmd", "src_tls", "dst_tls", "ca_file"}
 
 // batchRow is one account of a batch file.
 type batchRow struct {
@@ -40,6 +41,8 @@ type batchRow struct {
 	source, destination              string
 	srcPasswordFile, dstPasswordFile string // resolved against the file's directory
 	srcTokenCmd, dstTokenCmd         string
+	srcTLS, dstTLS                   string    // as --src-tls and --dst-tls: tls | starttls | none
+	caFile                           string    // as --ca-file, resolved against the file's directory
 	src, dst                         *endpoint // parsed, checked before anything runs
 }
 
@@ -120,6 +123,8 @@ func readBatch(path string) ([]batchRow, error) {
 			source: cell(rec, "source"), destination: cell(rec, "destination"),
 			srcPasswordFile: file(cell(rec, "src_password_file")), dstPasswordFile: file(cell(rec, "dst_password_file")),
 			srcTokenCmd: cell(rec, "src_token_cmd"), dstTokenCmd: cell(rec, "dst_token_cmd"),
+			srcTLS: strings.ToLower(cell(rec, "src_tls")), dstTLS: strings.ToLower(cell(rec, "dst_tls")),
+			caFile: file(cell(rec, "ca_file")),
 		}
 		if row.source == "" || row.destination == "" {
 			return nil, bad(line, "source and destination are required")
@@ -138,6 +143,9 @@ func readBatch(path string) ([]batchRow, error) {
 		}
 		if !row.dst.isServer() && row.dstTokenCmd != "" {
 			return nil, bad(line, "dst_token_cmd for %s, which is not a server", row.destination)
+		}
+		if err := row.checkTLS(); err != nil {
+			return nil, bad(line, "%v", err)
 		}
 		// One state file per pair: two runs of the same pair at once would
 		// contend for it (and copy the same messages).
@@ -159,6 +167,32 @@ func readBatch(path string) ([]batchRow, error) {
 		return nil, &usageError{fmt.Errorf("--batch %s: no accounts after the header row", path)}
 	}
 	return rows, nil
+}
+
+// checkTLS checks a row's src_tls, dst_tls and ca_file as the flags are
+// checked: a mode for a server, a CA file with a PEM certificate in it.
+func (row *batchRow) checkTLS() error {
+	for _, c := range []struct {
+		col, mode string
+		ep        *endpoint
+	}{{"src_tls", row.srcTLS, row.src}, {"dst_tls", row.dstTLS, row.dst}} {
+		switch c.mode {
+		case "":
+			continue
+		case "tls", "starttls", "none":
+		default:
+			return fmt.Errorf("%s must be tls, starttls or none, not %q", c.col, c.mode)
+		}
+		if !c.ep.isServer() {
+			return fmt.Errorf("%s for %s, which is not a server", c.col, c.ep)
+		}
+	}
+	if row.caFile != "" {
+		if _, err := (&tlsFlags{caFile: row.caFile}).config(nil); err != nil {
+			return fmt.Errorf("ca_file: %v", err)
+		}
+	}
+	return nil
 }
 
 // parseShard reads K/N (1 <= K <= N).
@@ -188,6 +222,7 @@ const (
 	statusComplete = "complete" // everything selected is at the destination
 	statusPartial  = "partial"  // finished, but some messages failed (named in its report)
 	statusFailed   = "failed"   // stopped by an error (authentication, connection, ...)
+	statusChecked  = "checked"  // a dry run went through: what it would copy is counted
 )
 
 // accountResult is one account's line of the combined summary.
@@ -213,6 +248,7 @@ type batchSummary struct {
 	Accounts        []accountResult `json:"accounts"`
 	Totals          migrate.Counts  `json:"totals"`
 	Complete        int             `json:"complete"`
+	Checked         int             `json:"checked,omitempty"` // dry run: accounts that went through
 	Partial         int             `json:"partial"`
 	Failed          int             `json:"failed"`
 }
@@ -277,6 +313,11 @@ func runBatch(cmd *cobra.Command, env *environment, f *copyFlags) error {
 	if err != nil {
 		return err
 	}
+	for _, row := range rows {
+		if err := f.checkSingleMbox(row.src, row.dst); err != nil {
+			return &usageError{fmt.Errorf("--batch %s:%d: %w", f.batch, row.line, err)}
+		}
+	}
 	// Checked once, before any account runs: a bad --ca-file is a usage
 	// error, and --insecure-skip-verify warns once for the whole batch.
 	if _, err := f.tls.config(env); err != nil {
@@ -315,6 +356,8 @@ func runBatch(cmd *cobra.Command, env *environment, f *copyFlags) error {
 		switch a.Status {
 		case statusComplete:
 			sum.Complete++
+		case statusChecked:
+			sum.Checked++
 		case statusPartial:
 			sum.Partial++
 			failed = append(failed, fmt.Sprintf("account %d (%s): %s failed", a.Account, a.Source, plural(a.Failed, "message")))
@@ -333,17 +376,20 @@ func runBatch(cmd *cobra.Command, env *environment, f *copyFlags) error {
 	if ctx.Err() != nil { // stopped: a rerun resumes every account safely
 		return fmt.Errorf("%w: %d copied so far; run the same command again to resume", migrate.ErrInterrupted, sum.Totals.Copied)
 	}
-	if len(failed) > 0 {
-		fmt.Fprintf(env.stderr, "mailferry: %d of %d accounts did not complete:\n", len(failed), len(rows))
-		for _, s := range failed {
-			fmt.Fprintf(env.stderr, "  %s\n", oneLine(s))
-		}
-		if werr != nil {
-			fmt.Fprintf(env.stderr, "mailferry: %s\n", oneLine(werr.Error()))
-		}
-		return errSomeFailed
+	if len(failed) == 0 {
+		return werr
 	}
-	return werr
+	fmt.Fprintf(env.stderr, "mailferry: %d of %d accounts did not complete:\n", len(failed), len(rows))
+	for _, s := range failed {
+		fmt.Fprintf(env.stderr, "  %s\n", oneLine(s))
+	}
+	if werr != nil {
+		fmt.Fprintf(env.stderr, "mailferry: %s\n", oneLine(werr.Error()))
+	}
+	if sum.Failed == len(rows) { // nothing went through: an error, not failed messages
+		return fmt.Errorf("batch: every account failed; each is named above")
+	}
+	return errSomeFailed
 }
 
 // runAccount migrates one account and never returns an error: the outcome
@@ -361,6 +407,15 @@ func (f *copyFlags) runAccount(ctx context.Context, env *environment, stderr io.
 	srcSecret, dstSecret, tf := f.src, f.dst, f.tls
 	rowSecret(&srcSecret, row.srcPasswordFile, row.srcTokenCmd)
 	rowSecret(&dstSecret, row.dstPasswordFile, row.dstTokenCmd)
+	if row.srcTLS != "" {
+		srcSecret.tlsMode = row.srcTLS
+	}
+	if row.dstTLS != "" {
+		dstSecret.tlsMode = row.dstTLS
+	}
+	if row.caFile != "" {
+		tf.caFile = row.caFile
+	}
 	// The command line's token command is for the rows' servers: a local
 	// store needs no secret.
 	if !src.isServer() {
@@ -401,6 +456,8 @@ func (f *copyFlags) runAccount(ctx context.Context, env *environment, stderr io.
 		res.Status, res.Error = statusFailed, oneLine(err.Error())
 	case rep.Totals.Failed > 0:
 		res.Status = statusPartial
+	case opts.DryRun:
+		res.Status = statusChecked
 	default:
 		res.Status = statusComplete
 	}
@@ -410,9 +467,13 @@ func (f *copyFlags) runAccount(ctx context.Context, env *environment, stderr io.
 			res.Report = ""
 		}
 	}
+	// The error itself is said once, in the list at the end of the batch.
 	end := fmt.Sprintf("%s: copied %d, skipped %d, failed %d in %.1fs", res.Status, res.Copied, res.Skipped, res.Failed, res.DurationSeconds)
-	if res.Error != "" {
-		end = fmt.Sprintf("%s: %s", res.Status, res.Error)
+	switch {
+	case res.Error != "":
+		end = res.Status + " (why: at the end)"
+	case opts.DryRun:
+		end = fmt.Sprintf("%s: would copy %d, skip %d", res.Status, res.Copied, res.Skipped)
 	}
 	fmt.Fprintf(stderr, "mailferry: account %d/%d: %s -> %s: %s\n", row.account, of, res.Source, res.Destination, end)
 	return res
@@ -423,7 +484,7 @@ func (f *copyFlags) runAccount(ctx context.Context, env *environment, stderr io.
 func rowSecret(s *secretFlags, file, tokenCmd string) {
 	switch {
 	case file != "":
-		s.file, s.cmd, s.tokenCmd = file, "", ""
+		s.file, s.cmd, s.tokenCmd, s.rowGiven = file, "", "", true
 	case tokenCmd != "":
 		s.file, s.cmd, s.tokenCmd = "", "", tokenCmd
 	}
@@ -432,17 +493,16 @@ func rowSecret(s *secretFlags, file, tokenCmd string) {
 // printBatchSummary writes one line per account and the totals.
 func printBatchSummary(w io.Writer, sum *batchSummary) {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ACCOUNT\tSOURCE\tDESTINATION\tSTATUS\tCOPIED\tFAILED")
+	copied, done, n := "COPIED", "complete", sum.Complete
+	if sum.DryRun {
+		copied, done, n = "WOULD COPY", "checked", sum.Checked
+	}
+	fmt.Fprintln(tw, "ACCOUNT\tSOURCE\tDESTINATION\tSTATUS\t"+copied+"\tFAILED")
 	for _, a := range sum.Accounts {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%d\n", a.Account, a.Source, a.Destination, a.Status, a.Copied, a.Failed)
 	}
-	fmt.Fprintf(tw, "total\t\t\t%d/%d complete\t%d\t%d\n", sum.Complete, len(sum.Accounts), sum.Totals.Copied, sum.Totals.Failed)
+	fmt.Fprintf(tw, "total\t\t\t%d/%d %s\t%d\t%d\n", n, len(sum.Accounts), done, sum.Totals.Copied, sum.Totals.Failed)
 	tw.Flush()
-	for _, a := range sum.Accounts {
-		if a.Error != "" {
-			fmt.Fprintf(w, "account %d: %s\n", a.Account, a.Error)
-		}
-	}
 	if sum.DryRun {
 		fmt.Fprintf(w, "would copy %s (%s) for %s\n", plural(sum.Totals.Copied, "message"), humanBytes(sum.Totals.Bytes), plural(len(sum.Accounts), "account"))
 		return

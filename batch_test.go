@@ -454,3 +454,59 @@ func TestBatchTokenColumns(t *testing.T) {
 		t.Error("a token appears in the output")
 	}
 }
+
+// The CSV has src_tls, dst_tls and ca_file columns, as the flags of those
+// names: a row reaches a TLS source whose CA only ca_file names, and a
+// plaintext destination (dst_tls none), with no TLS flag on the command
+// line. A bad mode or CA file is a usage error naming the line.
+func TestBatchTLSColumns(t *testing.T) {
+	s := newTLSSetup(t, dovecottest.Options{TLS: true})
+	dir := t.TempDir()
+	for name, content := range map[string]string{
+		"bad mode":        "source,destination,src_tls\nimap://a@h,maildir:/x,ssl\n",
+		"tls for a store": "source,destination,dst_tls\nimap://a@h,maildir:/x,none\n",
+		"no such CA":      "source,destination,ca_file\nimap://a@h,maildir:/x,nothere.pem\n",
+	} {
+		_, err := readBatch(writeFile(t, filepath.Join(dir, "bad.csv"), content))
+		if exitCode(err) != exitUsage || !strings.Contains(fmt.Sprint(err), "bad.csv:2: ") {
+			t.Errorf("%s: %v (exit %d), want a usage error naming line 2", name, err, exitCode(err))
+		}
+	}
+	csv := writeFile(t, filepath.Join(dir, "accounts.csv"), "source,destination,src_tls,dst_tls,ca_file\n"+
+		s.imapsURL("")+",imap://alice@"+s.dst.IMAPAddr()+",tls,none,"+s.src.CAFile+"\n")
+	code, out, errOut := mailferry(t, "migrate", "--batch", csv, "--state-dir", s.state, "--progress", "never")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	s.wantCopied(t)
+}
+
+// Each failed account is named once (in the list at the end, with why);
+// when every account failed the exit status is 1, not 3; a dry run says
+// what it checked and would copy, never "complete".
+func TestBatchFailuresOnceAndDryRun(t *testing.T) {
+	dir := t.TempDir()
+	setenv(t, "MAILFERRY_SRC_PASSWORD", "x")
+	src := smallMaildir(t, 1)
+	refused := func(n int) string {
+		return fmt.Sprintf("imap://u%d@127.0.0.1:1,maildir:%s\n", n, filepath.Join(dir, fmt.Sprint("dst", n)))
+	}
+	run := func(name, rows string, extra ...string) (int, string, string) {
+		csv := writeFile(t, filepath.Join(dir, name+".csv"), "source,destination\n"+rows)
+		return mailferry(t, append([]string{"migrate", "--batch", csv, "--state-dir", filepath.Join(dir, "state"), "--progress", "never"}, extra...)...)
+	}
+	code, out, errOut := run("allfail", refused(1)+refused(2))
+	if code != exitError || strings.Count(out+errOut, "connection refused") != 2 ||
+		!strings.HasSuffix(errOut, "mailferry: batch: every account failed; each is named above\n") {
+		t.Errorf("every account failed: exit %d, want 1, each failure once\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	code, out, errOut = run("onefails", refused(1)+"maildir:"+src+",maildir:"+filepath.Join(dir, "ok")+"\n")
+	if code != exitFailures || strings.Count(out+errOut, "connection refused") != 1 || !strings.Contains(out, "1/2 complete") {
+		t.Errorf("one account failed: exit %d, want 3, the failure once\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	code, out, errOut = run("dry", "maildir:"+src+",maildir:"+filepath.Join(dir, "dry")+"\n", "--dry-run")
+	if code != 0 || strings.Contains(out+errOut, "complete") || !strings.Contains(out, "1/1 checked") ||
+		!strings.Contains(out, "WOULD COPY") || !strings.Contains(errOut, ": checked: would copy 1, skip 0\n") {
+		t.Errorf("dry run: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+}

@@ -278,13 +278,13 @@ func TestEndpointArguments(t *testing.T) {
 	}
 	var got []string
 	filepath.WalkDir(work, func(p string, d os.DirEntry, err error) error {
-		if err == nil && p != work && (d.IsDir() || strings.HasSuffix(p, ".mbox")) && !strings.Contains(p, string(os.PathSeparator)+"arc"+string(os.PathSeparator)+"x"+string(os.PathSeparator)) {
+		if err == nil && p != work && (d.IsDir() || strings.HasSuffix(p, ".mbox") || strings.HasSuffix(p, "inbox")) && !strings.Contains(p, string(os.PathSeparator)+"arc"+string(os.PathSeparator)+"x"+string(os.PathSeparator)) {
 			rel, _ := filepath.Rel(work, p)
 			got = append(got, rel)
 		}
 		return nil
 	})
-	if want := "arc arc/x arcm arcm/INBOX.mbox"; strings.Join(got, " ") != want {
+	if want := "arc arc/x arcm arcm/mail arcm/mail/inbox"; strings.Join(got, " ") != want {
 		t.Errorf("the working directory holds %q, want %q", strings.Join(got, " "), want)
 	}
 }
@@ -344,8 +344,79 @@ func TestPasswordSources(t *testing.T) {
 	if _, _, errOut = mailferry(t, args("--src-password-file", open)...); strings.Contains(errOut, "warning") {
 		t.Errorf("a private file gets a warning: %q", errOut)
 	}
-	code, _, errOut = mailferry(t, args("--src-password-cmd", `echo "gpg: decryption failed" >&2; echo "more detail" >&2; exit 3`)...)
-	if want := "mailferry: --src-password-cmd failed (exit status 3): gpg: decryption failed\n"; code != 1 || errOut != want {
+	code, _, errOut = mailferry(t, args("--src-password-cmd", `echo hunter2; echo "gpg: encrypted with 3072-bit RSA key, ID 0123" >&2; echo "gpg: decryption failed: No secret key" >&2; echo >&2; exit 3`)...)
+	if want := "mailferry: --src-password-cmd failed (exit status 3): gpg: decryption failed: No secret key\n"; code != 1 || errOut != want {
 		t.Errorf("failing command: exit %d\nstderr %q\nwant   %q", code, errOut, want)
+	}
+
+	// A file and a command both: refused, nothing done. A flag and the
+	// environment: the flag is used, and a note says so.
+	code, out, errOut = mailferry(t, args("--src-password-file", open, "--src-password-cmd", "echo x")...)
+	if want := "mailferry: --src-password-file and --src-password-cmd: give one of them\n"; code != 2 || errOut != want || out != "" {
+		t.Errorf("file and command: exit %d\nstderr %q\nwant   %q", code, errOut, want)
+	}
+	setenv(t, "MAILFERRY_SRC_PASSWORD", "from-env")
+	_, _, errOut = mailferry(t, args("--src-password-file", open)...)
+	if want := "mailferry: note: --src-password-file is used; MAILFERRY_SRC_PASSWORD is set too and ignored\n"; !strings.HasPrefix(errOut, want) {
+		t.Errorf("file and environment:\nstderr %q\nwant a line %q", errOut, want)
+	}
+}
+
+// A single mbox file holds only INBOX: as the destination of a selection
+// that may hold more folders it is a usage error before any connection
+// (nothing listens at the source address), suggesting --include INBOX or
+// a directory; with --include INBOX, or from a POP3 server, the run goes on
+// (and fails to connect).
+func TestSingleMboxDestinationRefusedBeforeConnecting(t *testing.T) {
+	dir := t.TempDir()
+	one := filepath.Join(dir, "one.mbox")
+	setenv(t, "MAILFERRY_SRC_PASSWORD", "x")
+	run := func(src string, extra ...string) (int, string) {
+		args := append([]string{"migrate", src, "mbox:" + one, "--progress", "never", "--state-dir", dir}, extra...)
+		code, _, errOut := mailferry(t, args...)
+		return code, errOut
+	}
+	want := "mailferry: mbox:" + one + " is a single mbox file: it holds only INBOX, and imap://alice@127.0.0.1:1 may have other folders; add --include INBOX (without --prefix), or give a directory (mbox:DIR) for every folder\n"
+	for _, extra := range [][]string{nil, {"--include", "Archive/*"}, {"--include", "INBOX", "--include", "Sent"}, {"--include", "INBOX", "--prefix", "Old"}} {
+		if code, errOut := run("imap://alice@127.0.0.1:1", extra...); code != 2 || errOut != want {
+			t.Errorf("%q: exit %d\nstderr %q\nwant   %q", extra, code, errOut, want)
+		}
+	}
+	if code, errOut := run("imap://alice@127.0.0.1:1", "--include", "INBOX"); code != 1 || !strings.Contains(errOut, "connection refused") {
+		t.Errorf("--include INBOX: exit %d, %q; want the run to try to connect", code, errOut)
+	}
+	if code, errOut := run("pop3://alice@127.0.0.1:1"); code != 1 || !strings.Contains(errOut, "connection refused") {
+		t.Errorf("from POP3: exit %d, %q; want the run to try to connect", code, errOut)
+	}
+	if _, err := os.Stat(one); err == nil {
+		t.Errorf("%s was made", one)
+	}
+}
+
+// migrate into a local store writes a manifest, as archive does, and says
+// its chain head (which verify --last-hash accepts); a folder name a file
+// name cannot hold as it is gets the same kind of note from both.
+func TestLocalDestinationChainHeadAndEscapeNote(t *testing.T) {
+	src := t.TempDir()
+	mbox := "From a@b Mon Jan  2 10:00:00 2023\nMessage-ID: <n@cli>\nSubject: x\n\nhi\n"
+	writeFile(t, filepath.Join(src, "INBOX.mbox"), mbox)
+	writeFile(t, filepath.Join(src, "Notes 1.5.mbox"), mbox)
+	state := t.TempDir()
+	note := "note: Notes 1.5: a name part holds '.', which a local store's file name cannot: stored as \"Notes 1%2E5\"\n"
+	head := regexp.MustCompile(`(?m)^manifest chain head: ([0-9a-f]{64})$`)
+	for _, args := range [][]string{{"migrate", "mbox:" + src, "maildir:"}, {"archive", "mbox:" + src, ""}} {
+		dir := filepath.Join(t.TempDir(), "out")
+		code, out, errOut := mailferry(t, args[0], args[1], args[2]+dir, "--progress", "never", "--state-dir", state)
+		if code != 0 || !strings.Contains(out, note) {
+			t.Errorf("%s: exit %d, want the note %q\n%s%s", args[0], code, note, out, errOut)
+		}
+		m := head.FindStringSubmatch(out)
+		if m == nil {
+			t.Errorf("%s: no chain head:\n%s", args[0], out)
+			continue
+		}
+		if code, vout, verr := mailferry(t, "verify", dir, "--last-hash", m[1]); code != 0 {
+			t.Errorf("%s: verify --last-hash %s: exit %d\n%s%s", args[0], m[1], code, vout, verr)
+		}
 	}
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"os"
 
@@ -15,14 +14,16 @@ func newArchiveCommand(env *environment) *cobra.Command {
 	var format string
 	cmd := &cobra.Command{
 		Use:   "archive SOURCE DIR",
-		Short: "Copy SOURCE into a local archive (Maildir or mbox) with an integrity manifest",
-		Long: `archive copies every folder and message of SOURCE into DIR, a Maildir++ tree
-(--format maildir, the default) or a directory of NAME.mbox files (--format mbox),
-and records each message in DIR/MANIFEST.jsonl: where it is, its size, the SHA-256
-of the exact bytes the source served, its flags, internal date and source folder.
-Each manifest line carries the hash of the line before it; the run ends by printing
-the chain's last hash, which you can keep elsewhere and give to 'mailferry verify
---last-hash'. A Maildir archive also gets SHA256SUMS, checkable with sha256sum -c.
+		Short: "Copy SOURCE into a local Maildir or mbox archive with a manifest",
+		Long: `archive copies every folder and message of SOURCE into DIR, a Maildir++
+tree (--format maildir, the default) or mbox files in DIR/mail, laid out as a
+Dovecot mbox root (--format mbox), and records each message in
+DIR/MANIFEST.jsonl: where it is, its size, the SHA-256 of the exact bytes the
+source served, its flags, internal date and source folder. Each manifest line
+carries the hash of the line before it; the run ends by printing the chain's
+last hash, which you can keep elsewhere and give to 'mailferry verify
+--last-hash'. A Maildir archive also gets SHA256SUMS, checkable with
+sha256sum -c.
 
 Run it again (every night, say) and it adds only what is new.`,
 		Args: exactArgs(2),
@@ -51,16 +52,16 @@ Run it again (every night, say) and it adds only what is new.`,
 			if err := resolveServer(env, src, &f.src, &f.tls); err != nil {
 				return f.reportEarlyError(src, dst, err)
 			}
-			runErr := execute(cmd.Context(), env, &f, opts, src, dst)
-			var ns *notStarted
-			if h := dst.stores(true).LastHash(); h != "" && !opts.DryRun && !errors.As(runErr, &ns) {
-				fmt.Fprintf(env.stdout, "manifest chain head: %s\n", h)
-			}
-			return runErr
+			return execute(cmd.Context(), env, &f, opts, src, dst)
 		},
 	}
 	f.add(cmd)
-	cmd.Flags().StringVar(&format, "format", "maildir", "archive format: maildir | mbox")
+	f.describeStateDir(cmd, env)
+	cmd.Flags().StringVar(&format, "format", "maildir", "archive `FORMAT` maildir | mbox")
+	setHelp(cmd, `  mailferry archive imaps://alice@mail.example ~/mail-archive
+  mailferry archive imaps://alice@mail.example ~/mail-archive --format mbox
+  mailferry archive pop3s://alice@mail.example mbox:~/pop --delete-source
+  mailferry archive maildir:~/Maildir ~/mail-archive --since 2024-01-01`, exitHelpCopy)
 	return cmd
 }
 
@@ -72,12 +73,9 @@ func newVerifyCommand(env *environment) *cobra.Command {
 		Long: `verify reads DIR/MANIFEST.jsonl, checks its hash chain against MANIFEST.head,
 SHA256SUMS and the .len record of each mbox file, and re-hashes every message it
 lists (--quick: checks only that each is there with its size). It names every
-missing, altered or unlisted message, every stray file (in tmp/, cur/, new/ or beside
-the mbox files) and every damaged manifest line. --last-hash also catches a
-deliberate rewrite of all of these records together.
-
-Exit status: 0 the archive is whole; 1 something is wrong (each problem is printed),
-or the archive could not be read; 2 usage error.`,
+missing, altered or unlisted message, every stray file (in tmp/, cur/, new/ or
+beside the mbox files) and every damaged manifest line. --last-hash also
+catches a deliberate rewrite of all of these records together.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			rep, err := archive.Verify(cmd.Context(), expandHome(args[0]), opts)
@@ -104,6 +102,9 @@ or the archive could not be read; 2 usage error.`,
 		},
 	}
 	cmd.Flags().BoolVar(&opts.Quick, "quick", false, "check presence and sizes only, do not re-hash")
-	cmd.Flags().StringVar(&opts.LastHash, "last-hash", "", "the chain head printed by the archive run, to catch a consistently rewritten archive")
+	cmd.Flags().StringVar(&opts.LastHash, "last-hash", "", "the chain head printed by the archive run (`HASH`), to catch a consistently rewritten archive")
+	setHelp(cmd, `  mailferry verify ~/mail-archive
+  mailferry verify ~/mail-archive --quick
+  mailferry verify ~/mail-archive --last-hash HASH   # the head archive printed`, exitHelpVerify)
 	return cmd
 }

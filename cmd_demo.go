@@ -29,8 +29,10 @@ rerun copies nothing. Nothing leaves this machine.`,
 			return runDemo(cmd.Context(), env, n, progress)
 		},
 	}
-	cmd.Flags().IntVar(&n, "messages", 300, "how many messages the demo source holds")
-	cmd.Flags().StringVar(&progress, "progress", "auto", "progress bar on stderr: auto | always | never")
+	cmd.Flags().IntVar(&n, "messages", 300, "`N` messages in the demo source")
+	cmd.Flags().StringVar(&progress, "progress", "auto", "progress bar on stderr, `WHEN` auto | always | never (auto: on a terminal)")
+	setHelp(cmd, `  mailferry demo
+  mailferry demo --messages 5000 --progress always`, exitHelpDemo)
 	return cmd
 }
 
@@ -62,8 +64,9 @@ func runDemo(ctx context.Context, env *environment, n int, progress string) erro
 	f := &copyFlags{progress: progress, logLevel: "warn", stateDir: stateDir, dedup: "folder", jobs: 4}
 	opts := migrate.Options{Jobs: 4, Dedup: migrate.DedupFolder}
 
-	fmt.Fprintf(env.stdout, "Source %s and destination %s: two IMAP servers inside this process (loopback only).\n", src.Addr, dst.Addr)
-	fmt.Fprintf(env.stdout, "\n== First run: migrate %s -> %s\n", srcEP, dstEP)
+	// Every line fits a terminal of 60 columns.
+	fmt.Fprintf(env.stdout, "Two IMAP servers inside this process, on the loopback only:\n  source       %s\n  destination  %s\n", srcEP, dstEP)
+	fmt.Fprintf(env.stdout, "\n== First run: mailferry migrate SOURCE DESTINATION\n")
 	if err := execute(ctx, env, f, opts, srcEP, dstEP); err != nil {
 		return err
 	}
@@ -82,7 +85,7 @@ func runDemo(ctx context.Context, env *environment, n int, progress string) erro
 	for _, msgs := range a {
 		total += len(msgs)
 	}
-	fmt.Fprintf(env.stdout, "\nChecked: %d folders, %d messages; SHA-256 of every message, its flags and internal date are the same on both servers.\n", len(a), total)
+	fmt.Fprintf(env.stdout, "\nChecked: %d folders, %d messages; every message has the\nsame SHA-256, flags and internal date on both servers.\n", len(a), total)
 	fmt.Fprintf(env.stdout, "\n== Second run: the same command again\n")
 	return execute(ctx, env, f, opts, srcEP, dstEP)
 }

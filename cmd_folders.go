@@ -18,8 +18,11 @@ func newFoldersCommand(env *environment) *cobra.Command {
 		Use:   "folders SOURCE",
 		Short: "List folders: name, special use, messages, bytes",
 		Long: `folders lists the folders of SOURCE with their special use, message count and
-size: the folders migrate and archive copy. Folders in other users' and shared
-namespaces (RFC 2342, e.g. shared/alice/Team) are listed only with
+size: the folders migrate and archive copy. SOURCE is any endpoint: an IMAP
+server (imap://, imaps://), a POP3 server (pop3://, pop3s://: it has only
+INBOX), a Maildir++ tree (maildir:PATH) or mbox files (mbox:DIR, a directory
+of NAME.mbox files, or mbox:FILE.mbox, one folder). Folders in other users' and
+shared namespaces (RFC 2342, e.g. shared/alice/Team) are listed only with
 --shared-folders, marked "shared" in the NAMESPACE column.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -80,11 +83,17 @@ namespaces (RFC 2342, e.g. shared/alice/Team) are listed only with
 	}
 	fl := cmd.Flags()
 	fl.BoolVar(&shared, "shared-folders", false, "also list folders from other users' and shared namespaces (RFC 2342), marked shared")
-	fl.StringVar(&sf.tlsMode, "src-tls", "", "TLS: tls | starttls | none (default from the scheme)")
-	fl.StringVar(&tf.caFile, "ca-file", "", "extra trusted CA certificates (PEM)")
+	fl.StringVar(&sf.tlsMode, "src-tls", "", "TLS, `MODE` tls | starttls | none (default from the scheme)")
+	fl.StringVar(&tf.caFile, "ca-file", "", "extra trusted CA certificates (PEM) in `FILE`")
 	fl.BoolVar(&tf.insecureSkip, "insecure-skip-verify", false, "accept any certificate (dangerous)")
-	fl.StringVar(&sf.file, "src-password-file", "", "read the password from FILE")
-	fl.StringVar(&sf.cmd, "src-password-cmd", "", "run CMD and use its first line as the password")
-	fl.StringVar(&sf.tokenCmd, "src-oauth2-token-cmd", "", "run CMD for an OAuth2 access token (XOAUTH2/OAUTHBEARER)")
+	fl.StringVar(&sf.file, "src-password-file", "", "read the password from `FILE` (first line); used instead of MAILFERRY_SRC_PASSWORD")
+	fl.StringVar(&sf.cmd, "src-password-cmd", "", "run `CMD` and use its first line as the password (not with --src-password-file); used instead of MAILFERRY_SRC_PASSWORD")
+	fl.StringVar(&sf.tokenCmd, "src-oauth2-token-cmd", "", "run `CMD` for an OAuth2 access token (XOAUTH2/OAUTHBEARER)")
+	setHelp(cmd, `  mailferry folders imaps://alice@mail.example
+  mailferry folders imaps://alice@mail.example --shared-folders
+  mailferry folders pop3s://alice@mail.example
+  mailferry folders maildir:~/Maildir
+  mailferry folders mbox:~/mail
+  mailferry folders mbox:~/saved.mbox`, exitHelpFolders)
 	return cmd
 }

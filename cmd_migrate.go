@@ -8,12 +8,15 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/mailferry/mailferry/formats"
 	"github.com/mailferry/mailferry/migrate"
 )
 
@@ -53,50 +56,62 @@ type copyFlags struct {
 	presetApplied bool
 }
 
+// add adds the flags of every copy into a destination (migrate and
+// archive): the source's, selection and the run's.
 func (f *copyFlags) add(cmd *cobra.Command) {
 	f.src.side, f.dst.side = "src", "dst"
 	f.cmd = cmd
 	fl := cmd.Flags()
-	fl.StringVar(&f.src.tlsMode, "src-tls", "", "source TLS: tls | starttls | none (default from the scheme)")
-	fl.StringVar(&f.dst.tlsMode, "dst-tls", "", "destination TLS: tls | starttls | none (default from the scheme)")
-	fl.StringVar(&f.tls.caFile, "ca-file", "", "extra trusted CA certificates (PEM)")
+	fl.StringVar(&f.src.tlsMode, "src-tls", "", "source TLS, `MODE` tls | starttls | none (default from the scheme: imaps:// and pop3s:// tls, imap:// and pop3:// starttls)")
+	fl.StringVar(&f.tls.caFile, "ca-file", "", "extra trusted CA certificates (PEM) in `FILE`")
 	fl.BoolVar(&f.tls.insecureSkip, "insecure-skip-verify", false, "accept any certificate (dangerous)")
-	fl.StringVar(&f.src.file, "src-password-file", "", "read the source password from FILE (first line)")
-	fl.StringVar(&f.dst.file, "dst-password-file", "", "read the destination password from FILE (first line)")
-	fl.StringVar(&f.src.cmd, "src-password-cmd", "", "run CMD and use its first line as the source password")
-	fl.StringVar(&f.dst.cmd, "dst-password-cmd", "", "run CMD and use its first line as the destination password")
-	fl.StringArrayVar(&f.include, "include", nil, `copy only folders matching GLOB ("Archive/*"), repeatable`)
-	fl.StringArrayVar(&f.exclude, "exclude", nil, "skip folders matching GLOB, repeatable")
-	fl.StringArrayVar(&f.maps, "map", nil, "rename folder OLD (and its subfolders) to NEW: OLD=NEW, repeatable")
-	fl.StringVar(&f.prefix, "prefix", "", "put everything under FOLDER at the destination")
-	fl.StringVar(&f.since, "since", "", "only messages with internal date on or after YYYY-MM-DD")
-	fl.StringVar(&f.before, "before", "", "only messages with internal date before YYYY-MM-DD")
-	fl.StringVar(&f.dedup, "dedup", "folder", "what counts as already there: folder | account | off")
-	fl.BoolVar(&f.deleteSource, "delete-source", false, "remove from the source what was durably copied")
+	fl.StringVar(&f.src.file, "src-password-file", "", "read the source password from `FILE` (first line); used instead of MAILFERRY_SRC_PASSWORD")
+	fl.StringVar(&f.src.cmd, "src-password-cmd", "", "run `CMD` and use its first line as the source password (not with --src-password-file); used instead of MAILFERRY_SRC_PASSWORD")
+	fl.StringVar(&f.src.tokenCmd, "src-oauth2-token-cmd", "", "run `CMD` for an OAuth2 access token for the source (XOAUTH2/OAUTHBEARER); run again on reconnect or when refused")
+	fl.StringArrayVar(&f.include, "include", nil, "copy only folders matching `GLOB`, repeatable; * matches across levels (\"Archive/*\": every folder under Archive), case matters")
+	fl.StringArrayVar(&f.exclude, "exclude", nil, "skip folders matching `GLOB`, repeatable")
+	fl.StringArrayVar(&f.maps, "map", nil, "rename folder OLD (and its subfolders) to NEW: `OLD=NEW`, repeatable")
+	fl.StringVar(&f.prefix, "prefix", "", "put everything under `FOLDER` at the destination")
+	fl.StringVar(&f.since, "since", "", "only messages with internal date on or after `YYYY-MM-DD`")
+	fl.StringVar(&f.before, "before", "", "only messages with internal date before `YYYY-MM-DD`")
+	fl.StringVar(&f.dedup, "dedup", "folder", "what counts as already there, `MODE` folder | account | off")
+	fl.BoolVar(&f.deleteSource, "delete-source", false, "remove from the source what was durably copied with the same bytes (IMAP: UID EXPUNGE of exactly those; POP3: DELE)")
 	fl.BoolVar(&f.sharedFolders, "shared-folders", false, sharedFoldersUsage)
-	fl.BoolVar(&f.dryRun, "dry-run", false, "show what would be copied; change nothing anywhere")
-	fl.IntVar(&f.jobs, "jobs", 4, "folders copied in parallel")
-	fl.StringVar(&f.stateDir, "state-dir", "", "where resume state lives (default: the user's state directory)")
-	fl.StringVar(&f.report, "report", "", "write the JSON report to FILE (with --batch: the combined summary, each account's report beside it as FILE-N.json; or a DIR/)")
-	fl.StringVar(&f.progress, "progress", "auto", "progress bar on stderr: auto | always | never")
-	fl.StringVar(&f.logLevel, "log-level", "info", "debug | info | warn | error")
-	fl.StringVar(&f.src.tokenCmd, "src-oauth2-token-cmd", "", "run CMD for an OAuth2 access token for the source (XOAUTH2/OAUTHBEARER); run again on reconnect or when refused")
-	fl.StringVar(&f.dst.tokenCmd, "dst-oauth2-token-cmd", "", "run CMD for an OAuth2 access token for the destination")
-	fl.StringVar(&f.preset, "preset", "", "provider settings: gmail | office365 (see examples/presets.md); flags you give win")
-	fl.Var((*byteSize)(&f.maxBytesPerSecond), "max-bytes-per-second", "limit the copy rate of the run in bytes per second: 2000000, 2MB, 500KiB (0: no limit)")
-	fl.Float64Var(&f.maxMessagesPerSec, "max-messages-per-second", 0, "limit the copy rate of the run in messages per second, e.g. 5 or 0.5 (0: no limit)")
-	fl.Var((*byteSize)(&f.maxMessageSize), "max-message-size", "do not send messages larger than this (e.g. 150MiB): each is named in the report, exit 3 (0: no limit)")
+	fl.BoolVar(&f.dryRun, "dry-run", false, "show what would be copied (and deleted); change nothing anywhere")
+	fl.IntVar(&f.jobs, "jobs", 4, "`N` folders copied in parallel")
+	fl.StringVar(&f.stateDir, "state-dir", "", "where resume state lives (default $XDG_STATE_HOME/mailferry, or ~/.local/state/mailferry)")
+	fl.StringVar(&f.report, "report", "", "write the JSON report to `FILE`")
+	fl.StringVar(&f.progress, "progress", "auto", "progress bar on stderr, `WHEN` auto | always | never (auto: on a terminal)")
+	fl.StringVar(&f.logLevel, "log-level", "info", "what is said on stderr, `LEVEL` debug | info | warn | error")
+	fl.StringVar(&f.preset, "preset", "", "provider settings, `NAME` gmail | office365 (see examples/presets.md); flags you give win")
+	fl.Var((*byteSize)(&f.maxBytesPerSecond), "max-bytes-per-second", "limit the copy rate of the run to `RATE` bytes per second: 2000000, 2MB, 500KiB (0: no limit)")
+	fl.Float64Var(&f.maxMessagesPerSec, "max-messages-per-second", 0, "limit the copy rate of the run to `RATE` messages per second, e.g. 5 or 0.5 (0: no limit)")
+	fl.Var((*byteSize)(&f.maxMessageSize), "max-message-size", "do not send messages larger than `SIZE` (e.g. 150MiB): each is named in the report, exit 3 (0: no limit)")
 }
 
-// addBatch adds the flags of migrate alone: many accounts from a CSV file.
-func (f *copyFlags) addBatch(cmd *cobra.Command) {
+// describeStateDir puts the default --state-dir as computed here into the
+// flag's help: "(default $XDG_STATE_HOME/mailferry, or
+// ~/.local/state/mailferry; here /home/alice/.local/state/mailferry)".
+func (f *copyFlags) describeStateDir(cmd *cobra.Command, env *environment) {
+	fl := cmd.Flags().Lookup("state-dir")
+	fl.Usage = fmt.Sprintf("where resume state lives in `DIR` (default $XDG_STATE_HOME/mailferry, or ~/.local/state/mailferry without it; here %s)", f.stateDirectory(env))
+}
+
+// addMigrate adds the flags of migrate alone: a destination server's, many
+// accounts from a CSV file, and the cutover's.
+func (f *copyFlags) addMigrate(cmd *cobra.Command) {
 	fl := cmd.Flags()
-	fl.StringVar(&f.batch, "batch", "", "migrate every account listed in FILE (CSV: source,destination,src_password_file,dst_password_file,src_token_cmd,dst_token_cmd)")
-	fl.IntVar(&f.accounts, "accounts", 2, "with --batch: accounts migrated at once")
-	fl.StringVar(&f.shard, "shard", "", "with --batch: K/N, this machine's share of the accounts (K from 1 to N)")
+	fl.StringVar(&f.dst.tlsMode, "dst-tls", "", "destination TLS, `MODE` tls | starttls | none (default from the scheme)")
+	fl.StringVar(&f.dst.file, "dst-password-file", "", "read the destination password from `FILE` (first line); used instead of MAILFERRY_DST_PASSWORD")
+	fl.StringVar(&f.dst.cmd, "dst-password-cmd", "", "run `CMD` and use its first line as the destination password (not with --dst-password-file); used instead of MAILFERRY_DST_PASSWORD")
+	fl.StringVar(&f.dst.tokenCmd, "dst-oauth2-token-cmd", "", "run `CMD` for an OAuth2 access token for the destination")
+	fl.StringVar(&f.batch, "batch", "", "migrate every account listed in `FILE` (CSV, columns above)")
+	fl.IntVar(&f.accounts, "accounts", 2, "with --batch: `N` accounts migrated at once")
+	fl.StringVar(&f.shard, "shard", "", "with --batch: `K/N`, this machine's share of the accounts (K from 1 to N)")
 	fl.BoolVar(&f.syncDeletions, "sync-deletions", false, "remove at the destination what mailferry copied there and the source no longer has (never anything else)")
 	fl.BoolVar(&f.watch, "watch", false, "after the pass, keep applying new mail, flag changes (and with --sync-deletions deletions) every --interval until SIGINT/SIGTERM")
-	fl.DurationVar(&f.interval, "interval", 30*time.Second, "with --watch: time between passes")
+	fl.DurationVar(&f.interval, "interval", 30*time.Second, "with --watch: `TIME` between passes")
+	fl.Lookup("report").Usage = "write the JSON report to `FILE` (with --batch: the combined summary, each account's report beside it as FILE-N.json; or a DIR/)"
 }
 
 // options applies --preset, checks the flags and turns them into engine
@@ -201,23 +216,20 @@ resumes where a stopped run ended. Nothing is deleted anywhere unless
 --delete-source is given, and then only what was durably copied.
 
 Endpoints: imap://user@host[:port] (STARTTLS), imaps://user@host[:port],
-pop3://user@host (STLS), pop3s://user@host, maildir:PATH, mbox:PATH.
+pop3://user@host[:port] (STLS), pop3s://user@host[:port], maildir:PATH,
+mbox:PATH (a directory of mbox files, or one FILE.mbox: then INBOX only).
 
 Many accounts: --batch FILE migrates every account of a CSV file instead of
 SOURCE and DEST, --accounts N at once, each with its own state and report; a
 failing account does not stop the others. The file has a header row and the
 columns source, destination (required), src_password_file, dst_password_file,
-src_token_cmd, dst_token_cmd (optional; a relative file name is taken from the
-file's directory; an empty cell falls back to the --src-*/--dst-* flags and
-MAILFERRY_SRC_PASSWORD/MAILFERRY_DST_PASSWORD; a batch never prompts). Lines
-starting with # are comments. --shard K/N keeps rows i (0-based, data rows in
-file order) with i % N == K-1, so that N machines given K = 1..N cover every
-row exactly once. Exit status 3 when any account failed or had failed
-messages.`,
-		Example: `  mailferry migrate imaps://alice@old.example.com imaps://alice@new.example.com
-  mailferry migrate imaps://alice@gmail.com imaps://alice@example.com --preset gmail
-  mailferry migrate --batch accounts.csv --accounts 4 --report reports/
-  mailferry migrate --batch accounts.csv --shard 2/8 --report reports/`,
+src_token_cmd, dst_token_cmd, src_tls, dst_tls, ca_file (optional, as the
+flags of those names: a relative file name is taken from the file's
+directory; an empty cell falls back to the --src-*/--dst-* and --ca-file
+flags and MAILFERRY_SRC_PASSWORD/MAILFERRY_DST_PASSWORD; a batch never
+prompts). Lines starting with # are comments. --shard K/N keeps rows i
+(0-based, data rows in file order) with i % N == K-1, so that N machines
+given K = 1..N cover every row exactly once.`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if f.batch != "" {
 				if len(args) != 0 {
@@ -246,7 +258,18 @@ messages.`,
 		},
 	}
 	f.add(cmd)
-	f.addBatch(cmd)
+	f.addMigrate(cmd)
+	f.describeStateDir(cmd, env)
+	setHelp(cmd, `  mailferry migrate imaps://alice@old.example imaps://alice@new.example
+  mailferry migrate imaps://alice@old.example maildir:~/Maildir --dry-run
+  mailferry migrate imaps://alice@old.example mbox:one.mbox --include INBOX
+  mailferry migrate imaps://alice@old.example imaps://alice@new.example \
+      --include 'Archive/*' --exclude Archive/Spam --delete-source
+  mailferry migrate pop3s://alice@old.example imaps://alice@new.example
+  mailferry migrate imaps://alice@gmail.com imaps://alice@new.example \
+      --preset gmail
+  mailferry migrate --batch accounts.csv --accounts 4 --report reports/
+  mailferry migrate --batch accounts.csv --shard 2/8 --report reports/`, exitHelpCopy+exitHelpBatch)
 	return cmd
 }
 
@@ -261,6 +284,9 @@ func runMigrate(cmd *cobra.Command, env *environment, f *copyFlags, srcArg, dstA
 	}
 	opts, err := f.options(env)
 	if err != nil {
+		return err
+	}
+	if err := f.checkSingleMbox(src, dst); err != nil {
 		return err
 	}
 	if err := checkReportPath(f.report); err != nil {
@@ -281,6 +307,27 @@ func runMigrate(cmd *cobra.Command, env *environment, f *copyFlags, srcArg, dstA
 	return execute(cmd.Context(), env, f, opts, src, dst)
 }
 
+// checkSingleMbox refuses, before anything is opened, a single mbox file
+// (mbox:FILE.mbox, which holds only INBOX) as the destination of a
+// selection that is not known to be INBOX alone: a POP3 server or another
+// single mbox file as the source, or --include INBOX.
+func (f *copyFlags) checkSingleMbox(src, dst *endpoint) error {
+	if !dst.isSingleMbox() {
+		return nil
+	}
+	inboxOnly := strings.HasPrefix(src.scheme, "pop3") || src.isSingleMbox()
+	if !inboxOnly && len(f.include) > 0 {
+		inboxOnly = true
+		for _, g := range f.include {
+			inboxOnly = inboxOnly && strings.EqualFold(g, "INBOX")
+		}
+	}
+	if inboxOnly && f.prefix == "" {
+		return nil
+	}
+	return &usageError{fmt.Errorf("%s is a single mbox file: it holds only INBOX, and %s may have other folders; add --include INBOX (without --prefix), or give a directory (mbox:DIR) for every folder", dst, src)}
+}
+
 // execute runs the engine with a terminal reporter, prints the summary and
 // writes the report (on every exit). It is shared by migrate and archive. A
 // run that stopped before it copied anything prints no table: its error
@@ -292,8 +339,18 @@ func execute(ctx context.Context, env *environment, f *copyFlags, opts migrate.O
 	rep, err := f.runJob(ctx, env, opts, src, dst, ui)
 	ui.finish()
 	started := err == nil || len(rep.Folders) > 0 || rep.Totals != (migrate.Counts{})
+	if !dst.isServer() {
+		noteEscapedNames(rep)
+	}
 	if started {
 		printSummary(env.stdout, rep)
+		// A local destination keeps a manifest (archive and migrate alike):
+		// its chain head is what 'mailferry verify --last-hash' checks.
+		if !dst.isServer() && !opts.DryRun {
+			if h := dst.stores(true).LastHash(); h != "" {
+				fmt.Fprintf(env.stdout, "manifest chain head: %s\n", h)
+			}
+		}
 	}
 	if f.report != "" {
 		if werr := rep.WriteFile(f.report); werr != nil && err == nil {
@@ -317,6 +374,38 @@ func execute(ctx context.Context, env *environment, f *copyFlags, opts migrate.O
 	return nil
 }
 
+// noteEscapedNames gives each folder whose name a local store had to
+// escape on disk ("Notes 1.5" is stored as "Notes 1%2E5": '.' is the
+// Maildir++ separator) the note migrate gives a name that holds a server's
+// separator.
+func noteEscapedNames(rep *migrate.Report) {
+	for i := range rep.Folders {
+		fr := &rep.Folders[i]
+		var held []string
+		for _, c := range strings.Split(fr.Destination, "/") {
+			if plain, err := formats.DecodeFSComponent(c); err == nil && plain != c {
+				held = append(held, escapedChars(plain)...)
+			}
+		}
+		if len(held) > 0 {
+			note := fmt.Sprintf("a name part holds %s, which a local store's file name cannot: stored as %q", strings.Join(slices.Compact(slices.Sorted(slices.Values(held))), " "), fr.Destination)
+			fr.Note = strings.TrimPrefix(fr.Note+"; "+note, "; ")
+		}
+	}
+}
+
+// escapedChars are the characters of one folder name part that
+// formats.EncodeFSComponent escapes, quoted: "'.'".
+func escapedChars(part string) []string {
+	var out []string
+	for i, r := range part {
+		if s := string(r); formats.EncodeFSComponent(s) != s || i == 0 && r == '-' {
+			out = append(out, strconv.QuoteRune(r))
+		}
+	}
+	return out
+}
+
 // runJob runs one migration from src to dst (both resolved) through the
 // engine: the one code path of migrate, archive and every account of a
 // batch. The endpoints are wrapped for --preset, the rate limits (one
@@ -330,7 +419,11 @@ func (f *copyFlags) runJob(ctx context.Context, env *environment, opts migrate.O
 	// A dry run reads the state (never writes it): flags follow and
 	// --sync-deletions need the ledger to say what they would change.
 	opts.StatePath = migrate.StatePath(f.stateDirectory(env), src.String(), dst.String())
-	openSrc, openDst := openSource(src), openSink(dst)
+	warned := &storeWarnings{ui: ui}
+	if !src.isServer() {
+		src.stores(false).Warn = warned.add
+	}
+	openSrc, openDst := openSource(src), openSink(dst, opts.DryRun)
 	wrapSrc := f.presetSource()
 	limits := migrate.NewLimits(f.maxBytesPerSecond, f.maxMessagesPerSec, nil)
 	job := migrate.Job{
@@ -352,7 +445,36 @@ func (f *copyFlags) runJob(ctx context.Context, env *environment, opts migrate.O
 		MaybeSameAccount: maybeSame,
 		Options:          opts,
 	}
-	return migrate.Run(ctx, job)
+	rep, err := migrate.Run(ctx, job)
+	rep.Warnings = append(rep.Warnings, warned.list()...)
+	return rep, err
+}
+
+// storeWarnings passes a local source's warnings on to the terminal, each
+// once (every worker's store may say the same), and keeps them for the
+// report.
+type storeWarnings struct {
+	ui   migrate.Reporter
+	mu   sync.Mutex
+	seen []string
+}
+
+func (w *storeWarnings) add(msg string) {
+	w.mu.Lock()
+	dup := slices.Contains(w.seen, msg)
+	if !dup {
+		w.seen = append(w.seen, msg)
+	}
+	w.mu.Unlock()
+	if !dup {
+		w.ui.Warn(msg)
+	}
+}
+
+func (w *storeWarnings) list() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.seen)
 }
 
 // byteSize is a flag value in bytes: a plain number, or one with a unit

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/url"
 	"os"
@@ -42,6 +43,16 @@ func (e *endpoint) String() string {
 }
 
 func (e *endpoint) isServer() bool { return e.path == "" }
+
+// isSingleMbox says whether e is one mbox file (mbox:FILE.mbox that is not a
+// directory), which holds INBOX alone.
+func (e *endpoint) isSingleMbox() bool {
+	if e.scheme != "mbox" || !strings.HasSuffix(e.path, ".mbox") {
+		return false
+	}
+	st, err := os.Stat(e.path)
+	return err != nil || !st.IsDir()
+}
 
 var defaultPorts = map[string]string{"imap": "143", "imaps": "993", "pop3": "110", "pop3s": "995"}
 
@@ -143,11 +154,17 @@ type secretFlags struct {
 	tokenCmd string // OAuth2 access token command
 	tlsMode  string
 	resolved string
+	rowGiven bool // a batch row gave the file: the environment is its documented fallback, no note
 }
 
 // password finds the password: file, command, environment, terminal prompt.
-// Errors never include the secret.
+// A file and a command both given is a usage error; a flag wins over the
+// environment variable, and a note says so. Errors never include the secret.
 func (s *secretFlags) password(env *environment, who string) (string, error) {
+	envName := "MAILFERRY_" + strings.ToUpper(s.side) + "_PASSWORD"
+	if s.file != "" && s.cmd != "" {
+		return "", &usageError{fmt.Errorf("--%s-password-file and --%s-password-cmd: give one of them", s.side, s.side)}
+	}
 	switch {
 	case s.file != "":
 		b, err := os.ReadFile(s.file)
@@ -161,14 +178,16 @@ func (s *secretFlags) password(env *environment, who string) (string, error) {
 			fmt.Fprintf(env.stderr, "mailferry: warning: --%s-password-file %s can be read by others (mode %04o): chmod 600 %s\n",
 				s.side, s.file, st.Mode().Perm(), s.file)
 		}
+		s.noteEnvIgnored(env, "file", envName)
 		return firstLine(string(b)), nil
 	case s.cmd != "":
 		out, err := exec.Command("sh", "-c", s.cmd).Output()
 		if err != nil {
-			// The command's own words say why (gpg: decryption failed).
+			// The command's own last words say why (gpg: decryption
+			// failed); its standard output, the password, is never shown.
 			var ee *exec.ExitError
 			if errors.As(err, &ee) {
-				if why := strings.TrimSpace(firstLine(strings.TrimLeft(string(ee.Stderr), "\r\n"))); why != "" {
+				if why := lastLine(string(ee.Stderr)); why != "" {
 					return "", fmt.Errorf("--%s-password-cmd failed (%v): %s", s.side, err, why)
 				}
 			}
@@ -177,9 +196,9 @@ func (s *secretFlags) password(env *environment, who string) (string, error) {
 		if firstLine(string(out)) == "" {
 			return "", fmt.Errorf("--%s-password-cmd printed no password on its first line", s.side)
 		}
+		s.noteEnvIgnored(env, "cmd", envName)
 		return firstLine(string(out)), nil
 	}
-	envName := "MAILFERRY_" + strings.ToUpper(s.side) + "_PASSWORD"
 	if v := env.getenv(envName); v != "" {
 		return v, nil
 	}
@@ -194,6 +213,15 @@ func (s *secretFlags) password(env *environment, who string) (string, error) {
 		return "", err
 	}
 	return string(b), nil
+}
+
+// noteEnvIgnored says that the password of --SIDE-password-WHAT is used
+// while the environment variable is set too (not for a batch row's file:
+// there the variable is the documented fallback of other rows).
+func (s *secretFlags) noteEnvIgnored(env *environment, what, envName string) {
+	if env.getenv(envName) != "" && !s.rowGiven {
+		fmt.Fprintf(env.stderr, "mailferry: note: --%s-password-%s is used; %s is set too and ignored\n", s.side, what, envName)
+	}
 }
 
 // tokenCommand returns the token source of --SIDE-oauth2-token-cmd: every
@@ -220,6 +248,12 @@ func tokenCommand(side, cmdline string) mailconn.TokenFunc {
 		}
 		return tok, nil
 	}
+}
+
+// lastLine is the last line of s that is not blank, trimmed.
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimRight(s, " \t\r\n"), "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
 }
 
 func firstLine(s string) string {
@@ -310,13 +344,16 @@ func openSource(ep *endpoint) func(context.Context) (migrate.Source, error) {
 	}
 }
 
-func openSink(ep *endpoint) func(context.Context) (migrate.Sink, error) {
+func openSink(ep *endpoint, dryRun bool) func(context.Context) (migrate.Sink, error) {
 	return func(ctx context.Context) (migrate.Sink, error) {
 		switch ep.scheme {
 		case "imap", "imaps":
 			return imap.DialIMAP(ctx, ep.server)
 		case "pop3", "pop3s":
 			return nil, &usageError{fmt.Errorf("%s cannot be a destination (imap, imaps, maildir and mbox can)", ep)}
+		}
+		if _, err := os.Stat(ep.path); dryRun && errors.Is(err, fs.ErrNotExist) {
+			return migrate.AbsentSink{}, nil // a dry run creates nothing
 		}
 		return ep.stores(true).Open(ctx)
 	}

@@ -142,15 +142,21 @@ func newRootCommand(env *environment) *cobra.Command {
 		Long: `mailferry copies every folder and message from one mail account or archive to
 another, keeping folders, flags and dates, and never copying a message twice.
 
-Exit status: 0 everything selected is at the destination; 1 stopped by an error
-(a rerun resumes safely); 2 usage error, nothing was done; 3 finished, but some
-messages failed (each is named in the report); 130 interrupted (Ctrl-C or
-SIGTERM: what was stored is recorded, run the same command again to resume).`,
+Endpoints: imap://user@host[:port] (STARTTLS), imaps://user@host[:port],
+pop3://user@host[:port] (STLS), pop3s://user@host[:port], maildir:PATH and
+mbox:PATH (a directory of mbox files, or one FILE.mbox). Any can be a SOURCE;
+imap, imaps, maildir and mbox can be a DEST.`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		Version:       versionLine(),
 	}
 	root.SetVersionTemplate("{{.Version}}\n")
+	root.SetUsageTemplate(usageTemplate)
+	setHelp(root, `  mailferry demo
+  mailferry folders imaps://alice@old.example
+  mailferry migrate imaps://alice@old.example imaps://alice@new.example
+  mailferry archive imaps://alice@mail.example ~/mail-archive
+  mailferry verify ~/mail-archive`, exitHelpRoot)
 	root.SetFlagErrorFunc(flagError)
 	root.AddCommand(
 		newMigrateCommand(env),
@@ -164,15 +170,19 @@ SIGTERM: what was stored is recorded, run the same command again to resume).`,
 }
 
 func newVersionCommand(env *environment) *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "version",
 		Short: "Print the version",
+		Long:  "version prints the module version, the commit the binary was built from\nand the Go version.",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			fmt.Fprintln(env.stdout, versionLine())
 			return nil
 		},
 	}
+	setHelp(cmd, `  mailferry version
+  mailferry --version`, exitHelpVersion)
+	return cmd
 }
 
 // versionLine is what version and --version print: the version given at

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -40,6 +41,43 @@ func TestDryRunChangesNothing(t *testing.T) {
 	code, _, _ = mailferry(t, p.args("--report", report)...)
 	if r := readReport(t, report); code != 0 || r.Totals.Copied != 20 {
 		t.Errorf("real run after dry run: exit %d, copied %d", code, r.Totals.Copied)
+	}
+}
+
+// A dry run into a local destination that does not exist yet creates
+// nothing there (it used to make the directory, cur/new/tmp and the
+// manifest), for migrate and archive, Maildir and mbox, and says what a
+// real run would copy.
+func TestDryRunCreatesNoLocalDestination(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "src")
+	for _, d := range []string{"cur", "new", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(src, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	msg := "From: a@example.com\r\nSubject: x\r\nMessage-ID: <dry@x>\r\n\r\nhi\r\n"
+	if err := os.WriteFile(filepath.Join(src, "cur", "1.host:2,S"), []byte(msg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, c := range []struct{ name, cmd, dst string }{
+		{"migrate maildir", "migrate", "maildir:" + filepath.Join(dir, "md")},
+		{"migrate mbox", "migrate", "mbox:" + filepath.Join(dir, "mb")},
+		{"migrate one mbox", "migrate", "mbox:" + filepath.Join(dir, "one.mbox")},
+		{"archive", "archive", filepath.Join(dir, "arc")},
+	} {
+		report := filepath.Join(t.TempDir(), "r.json")
+		code, out, errOut := mailferry(t, c.cmd, "maildir:"+src, c.dst, "--include", "INBOX", "--dry-run",
+			"--state-dir", t.TempDir(), "--progress", "never", "--report", report)
+		if code != 0 {
+			t.Fatalf("%s: exit %d\n%s\n%s", c.name, code, out, errOut)
+		}
+		if r := readReport(t, report); r.Totals.Copied != 1 {
+			t.Errorf("%s: would copy %d, want 1", c.name, r.Totals.Copied)
+		}
+		if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+			t.Errorf("%s: the dry run created %v", c.name, ents)
+		}
 	}
 }
 

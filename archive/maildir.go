@@ -18,21 +18,25 @@ import (
 	"github.com/mailferry/mailferry/formats"
 )
 
-// Maildir++ layout, as this store reads and writes it:
+// Maildir++ layout, as this store writes it (maildir_layout.go says what
+// else it reads):
 //
 //	ROOT/{cur,new,tmp}/            INBOX
 //	ROOT/.A/{cur,new,tmp}/         folder [A], with an empty ROOT/.A/maildirfolder
 //	ROOT/.A.B/{cur,new,tmp}/       folder [A B]; [A] itself may not exist (then it
 //	                               is listed as a NoSelect tree node)
 //
-// Each path component is encoded with formats.EncodeFSComponent, which never
-// yields '.', '/', NUL or a leading '-', so a component holds no separator
-// and a hostile server name cannot leave ROOT. A Folder's Name is the
-// store's own spelling: "INBOX", or the directory name without its leading
-// dot ("A.B").
+// Each path component is encoded with formats.EncodeMaildirComponent:
+// modified UTF-7, as Dovecot, Courier and mbsync expect (".Priv&AOk-"),
+// over the escapes of formats.EncodeFSComponent, so a component never
+// holds '.', '/', NUL or a leading '-' and a hostile server name cannot
+// leave ROOT. A Folder's Name is the store's own spelling: "INBOX", or the
+// directory name without its leading dot ("A.B").
 //
 // Messages are written to tmp/, made durable by Flush and then renamed to
-// cur/UNIQUE:2,FLAGS; the file's mtime is the message's internal date. A
+// cur/UNIQUE:2,FLAGS; the file's mtime is the message's internal date.
+// Keywords get Dovecot's letters 'a'-'z' after the system flags' letters,
+// with a dovecot-keywords file in the folder (maildir_keywords.go). A
 // message's ID is its unique name (formats.ParseMaildirName). Files are
 // 0600 and directories 0700.
 
@@ -46,6 +50,11 @@ type MaildirOptions struct {
 	Host string
 	// SyncWorkers is how many fsyncs Flush runs at once; default 16.
 	SyncWorkers int
+	// Warn, if set, receives each warning about what had to be guessed
+	// while reading the tree (a folder name in no known encoding, a mixed
+	// layout, a keyword letter dovecot-keywords does not name), once.
+	// Warnings are also kept; see Warnings.
+	Warn func(msg string)
 }
 
 // tmpMaxAge is how old a file in tmp/ must be before Ensure removes it as
@@ -69,6 +78,10 @@ type Maildir struct {
 	// pending holds messages written to tmp/ and not yet flushed.
 	pending []pendingFile
 	buf     []byte // copy buffer for Store
+
+	inboxDir string                   // where INBOX lives, relative to root (maildir_layout.go)
+	keywords map[string]*keywordTable // per folder directory, loaded on first use
+	warnings []string                 // each once, in order
 }
 
 // pendingFile is a message in tmp/ waiting for Flush.
@@ -94,7 +107,8 @@ func OpenMaildir(root string, opts MaildirOptions) (*Maildir, error) {
 	if opts.SyncWorkers <= 0 {
 		opts.SyncWorkers = 16
 	}
-	m := &Maildir{root: abs, host: opts.Host, pid: os.Getpid(), opts: opts, files: map[string]map[string]string{}}
+	m := &Maildir{root: abs, host: opts.Host, pid: os.Getpid(), opts: opts, files: map[string]map[string]string{},
+		keywords: map[string]*keywordTable{}}
 	fi, err := os.Stat(abs)
 	switch {
 	case err == nil && !fi.IsDir():
@@ -109,6 +123,7 @@ func OpenMaildir(root string, opts MaildirOptions) (*Maildir, error) {
 	case err != nil:
 		return nil, fmt.Errorf("maildir: %w", err)
 	}
+	m.inboxDir = inboxDirOf(abs)
 	if opts.Create {
 		// Make the root a Maildir (INBOX) even if it existed empty.
 		if _, err := m.Ensure(context.Background(), []string{"INBOX"}); err != nil {
@@ -118,6 +133,20 @@ func OpenMaildir(root string, opts MaildirOptions) (*Maildir, error) {
 	return m, nil
 }
 
+// Warnings returns every warning met so far, each once, in order.
+func (m *Maildir) Warnings() []string { return slices.Clone(m.warnings) }
+
+func (m *Maildir) warn(msg string) {
+	msg = "Maildir " + m.root + ": " + msg
+	if slices.Contains(m.warnings, msg) {
+		return
+	}
+	m.warnings = append(m.warnings, msg)
+	if m.opts.Warn != nil {
+		m.opts.Warn(msg)
+	}
+}
+
 // Root returns the absolute path of the tree.
 func (m *Maildir) Root() string { return m.root }
 
@@ -125,102 +154,6 @@ func (m *Maildir) Root() string { return m.root }
 // engine needs to know about: each is encoded for the file system (see the
 // layout comment), so any character may appear in a component.
 func (m *Maildir) Separator() rune { return '/' }
-
-// folderDir returns the directory of a path relative to root ("" for INBOX)
-// and the folder's Name.
-func folderDir(path []string) (dir, name string, err error) {
-	if len(path) == 0 {
-		return "", "", errors.New("maildir: empty folder path")
-	}
-	if formats.IsInbox(path) {
-		return "", "INBOX", nil
-	}
-	enc := make([]string, len(path))
-	for i, c := range path {
-		if i == 0 && strings.EqualFold(c, "INBOX") {
-			c = "INBOX"
-		}
-		enc[i] = formats.EncodeFSComponent(c)
-	}
-	name = strings.Join(enc, ".")
-	return "." + name, name, nil
-}
-
-// dirOf resolves a folder to its directory relative to root: by Name when
-// set (the store's own spelling, as Folders and Ensure return it), else by
-// Path. A Name that could leave root is refused.
-func (m *Maildir) dirOf(f formats.Folder) (string, error) {
-	switch {
-	case f.Name == "INBOX":
-		return "", nil
-	case f.Name == "":
-		dir, _, err := folderDir(f.Path)
-		return dir, err
-	case f.Name == "." || strings.ContainsAny(f.Name, "/\x00"):
-		return "", fmt.Errorf("maildir: bad folder name %q", f.Name)
-	}
-	return "." + f.Name, nil
-}
-
-// Folders lists INBOX and every .X directory, parents before children, with
-// Messages and Bytes filled. A parent that exists only through its children
-// (.A.B without .A) is listed with NoSelect. A directory whose name is not
-// a canonical encoding (made by another program) keeps its raw components.
-func (m *Maildir) Folders(ctx context.Context) ([]formats.Folder, error) {
-	ents, err := os.ReadDir(m.root)
-	if err != nil {
-		return nil, fmt.Errorf("maildir: %w", err)
-	}
-	byKey := map[string]*formats.Folder{}
-	var out []*formats.Folder
-	add := func(f formats.Folder) {
-		k := strings.Join(f.Path, "\x00")
-		if old, ok := byKey[k]; ok {
-			if old.NoSelect && !f.NoSelect {
-				*old = f
-			}
-			return
-		}
-		p := &f
-		byKey[k] = p
-		out = append(out, p)
-	}
-	inbox, err := m.folderInfo("", formats.Folder{Path: []string{"INBOX"}, Name: "INBOX"})
-	if err != nil {
-		return nil, err
-	}
-	add(inbox)
-	for _, e := range ents {
-		name := e.Name()
-		if len(name) < 2 || name[0] != '.' || name == ".." || !e.IsDir() {
-			continue
-		}
-		comps := strings.Split(name[1:], ".")
-		for i, c := range comps {
-			if d, err := formats.DecodeFSComponent(c); err == nil {
-				comps[i] = d
-			}
-		}
-		if strings.EqualFold(comps[0], "INBOX") {
-			comps[0] = "INBOX"
-		}
-		f, err := m.folderInfo(name, formats.Folder{Path: comps, Name: name[1:]})
-		if err != nil {
-			return nil, err
-		}
-		add(f)
-		for i := 1; i < len(comps); i++ {
-			_, pname, _ := folderDir(comps[:i])
-			add(formats.Folder{Path: slices.Clone(comps[:i]), Name: pname, NoSelect: true, Validity: 1})
-		}
-	}
-	slices.SortFunc(out, func(a, b *formats.Folder) int { return formats.ComparePaths(a.Path, b.Path) })
-	res := make([]formats.Folder, len(out))
-	for i, f := range out {
-		res[i] = *f
-	}
-	return res, nil
-}
 
 // folderInfo fills Validity, Messages and Bytes of f, stored in dir.
 func (m *Maildir) folderInfo(dir string, f formats.Folder) (formats.Folder, error) {
@@ -318,7 +251,11 @@ func (m *Maildir) List(ctx context.Context, folder formats.Folder) (uint32, []fo
 	}
 	msgs := make([]formats.Message, len(files))
 	for i, sf := range files {
-		msgs[i] = formats.Message{ID: sf.unique, Size: sf.size, Flags: sf.flags, Date: sf.mtime}
+		flags, err := m.withKeywords(dir, sf.sub[len("cur/"):], sf.flags)
+		if err != nil {
+			return 0, nil, err
+		}
+		msgs[i] = formats.Message{ID: sf.unique, Size: sf.size, Flags: flags, Date: sf.mtime}
 	}
 	return 1, msgs, nil
 }
@@ -477,7 +414,7 @@ func (m *Maildir) Locate(folder formats.Folder, id string) (file string, offset 
 // also removes files older than 36 hours from tmp/ (leftovers of a crash).
 // Parents are not created: in Maildir++ they exist implicitly.
 func (m *Maildir) Ensure(ctx context.Context, path []string) (formats.Folder, error) {
-	dir, name, err := folderDir(path)
+	dir, name, err := m.resolve(path)
 	if err != nil {
 		return formats.Folder{}, err
 	}
@@ -506,7 +443,7 @@ func (m *Maildir) Ensure(ctx context.Context, path []string) (formats.Folder, er
 			return formats.Folder{}, err
 		}
 	}
-	if dir != "" {
+	if name != "INBOX" {
 		f, err := os.OpenFile(filepath.Join(abs, "maildirfolder"), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 		switch {
 		case err == nil:
@@ -636,11 +573,16 @@ func (m *Maildir) Store(ctx context.Context, folder formats.Folder, msg formats.
 	// The internal date becomes the file's mtime only in Flush: a file in
 	// tmp/ with an old mtime would look like a crashed delivery to the
 	// clean-up in Ensure (possibly another worker's) and be removed.
+	letters, err := m.keywordLetters(dir, msg.Flags)
+	if err != nil {
+		os.Remove(tmpPath)
+		return "", err
+	}
 	unique := formats.NewUniqueName(now, m.pid, rnd, m.host, n)
 	m.pending = append(m.pending, pendingFile{
 		dir:    dir,
 		tmp:    tmp,
-		final:  formats.FormatMaildirName(unique, msg.Flags),
+		final:  formats.FormatMaildirName(unique, msg.Flags) + letters,
 		unique: unique,
 		date:   msg.Date,
 	})
@@ -650,7 +592,9 @@ func (m *Maildir) Store(ctx context.Context, folder formats.Folder, msg formats.
 // Flush makes every message stored since the last Flush durable and
 // visible: it fsyncs their files (in parallel), renames each into cur/,
 // then fsyncs each cur/ directory it touched, once. When it returns nil
-// every one of them survives a crash. On an fsync error nothing is renamed
+// every one of them survives a crash. The dovecot-keywords files of the
+// folders whose keywords they brought are saved before any rename. On an
+// fsync error nothing is renamed
 // and the batch is removed; on a rename error the other messages are still
 // renamed and synced, and the error is returned.
 func (m *Maildir) Flush(ctx context.Context) error {
@@ -673,6 +617,14 @@ func (m *Maildir) Flush(ctx context.Context) error {
 		if err != nil {
 			err = fmt.Errorf("maildir: fsync: %w", err)
 		}
+	}
+	if err == nil {
+		dirs := make([]string, len(batch))
+		for i, p := range batch {
+			dirs[i] = p.dir
+		}
+		slices.Sort(dirs)
+		err = m.saveKeywords(slices.Compact(dirs))
 	}
 	if err != nil {
 		for _, p := range batch {

@@ -156,8 +156,8 @@ func TestManifestChain(t *testing.T) {
 	}
 }
 
-// Writer.List gives back what Maildir names cannot hold: keywords, and the
-// date's time zone.
+// Writer.List gives back what Maildir names cannot hold: the date's time
+// zone (and keywords, which the names now hold too).
 func TestManifestListOverlay(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -186,10 +186,11 @@ func TestManifestListOverlay(t *testing.T) {
 	if !slices.Equal(list[0].Flags, flags) || list[0].Date.String() != date.String() {
 		t.Errorf("Writer.List: flags %q date %v; want %q %v", list[0].Flags, list[0].Date, flags, date)
 	}
-	// The plain store keeps \Seen and the instant only.
+	// The plain store keeps the flags (keywords as Dovecot's letters) and
+	// the instant only.
 	st, _ := OpenMaildir(dir, MaildirOptions{})
 	_, plain, _ := st.List(ctx, work)
-	if !slices.Equal(plain[0].Flags, []string{formats.FlagSeen}) || !plain[0].Date.Equal(date) {
+	if !slices.Equal(plain[0].Flags, flags) || !plain[0].Date.Equal(date) {
 		t.Errorf("Maildir.List: flags %q date %v", plain[0].Flags, plain[0].Date)
 	}
 	// Stored after the overlay was loaded: seen too.

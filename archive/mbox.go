@@ -20,21 +20,28 @@ import (
 	"github.com/mailferry/mailferry/formats"
 )
 
-// mbox layout, as this store reads and writes it:
+// mbox layout, as this store reads and writes it (mboxname.go has the
+// details and the reasons):
 //
-//	ROOT/INBOX.mbox           INBOX
-//	ROOT/A.mbox               folder [A]
-//	ROOT/A/B.mbox             folder [A B]; [A] itself may not exist (then
+//	ROOT/MANIFEST.jsonl       the manifest (manifest.go)
+//	ROOT/mail/inbox           INBOX
+//	ROOT/mail/A               folder [A]
+//	ROOT/mail/A/B             folder [A B]; [A] itself may not exist (then
 //	                          it is listed as a NoSelect tree node)
-//	ROOT/A/B.mbox.len         the known-good length of A/B.mbox (ours only)
+//	ROOT/mail/A/.B.len.lock   the known-good length of A/B (ours only)
 //
-// or, when the path given to OpenMbox ends in ".mbox" and is not a
-// directory, that one file is the store's only folder, INBOX.
+// ROOT/mail is a Dovecot mbox root as Dovecot lays one out (names in
+// modified UTF-7), so "mail_location = mbox:ROOT/mail" serves the archive.
+// An archive of an earlier version (ROOT/INBOX.mbox, ROOT/A/B.mbox and
+// NAME.mbox.len beside each) is read and appended to in its own layout;
+// anyone else's directory of mbox files is read with every file that
+// starts like an mbox as a folder. When the path given to OpenMbox is a
+// regular file (any name), that one file is the store's only folder,
+// INBOX.
 //
-// Each component is encoded with formats.EncodeFSComponent, which never
-// yields '.', '/', NUL or a leading '-': a hostile server name cannot leave
-// ROOT, and no folder's file or directory can be mistaken for another's
-// (".mbox" and ".mbox.len" names hold a '.', encoded names never do).
+// Each component is encoded (encodeMboxComponent) so that a hostile server
+// name cannot leave ROOT and no folder's file or directory can be mistaken
+// for another's or for a length record.
 //
 // Messages are framed in mboxrd by formats.WriteMboxMessage, which adds
 // nothing to a message's bytes that the reader does not take away again:
@@ -56,7 +63,7 @@ import (
 //
 // Durability (the design's "the length that is known good is recorded, and
 // an interrupted append is cut back on the next open"): the sidecar
-// NAME.mbox.len holds one line, "mailferry-mbox v1 length=N pending=P".
+// (.NAME.len.lock, or an earlier version's NAME.mbox.len) holds one line, "mailferry-mbox v1 length=N pending=P".
 // Before the first append of a batch it is rewritten with pending=1 (and
 // made durable); Flush fsyncs the mbox and then records the new length with
 // pending=0. Whoever next opens the file, finding pending=1 and a file
@@ -71,9 +78,9 @@ import (
 
 // MboxOptions tunes OpenMbox.
 type MboxOptions struct {
-	// Create makes the root directory (or, for a single ".mbox" file, its
-	// parent directory) if it does not exist. Without it a missing root is
-	// an error.
+	// Create makes the root directory (or, for a path ending in ".mbox",
+	// that single file's parent directory) if it does not exist. Without
+	// it a missing root is an error.
 	Create bool
 	// ReadOnly never changes anything on disk: Ensure and Store fail, and
 	// an interrupted append found on reading is skipped, not cut back.
@@ -100,10 +107,13 @@ const (
 // its own folders (a folder written by one is locked against the others).
 type Mbox struct {
 	root   string // absolute: the directory, or the single file
+	tree   string // absolute: the directory holding the folder files
+	legacy bool   // an earlier version's archive: new folders are NAME.mbox
 	single bool
 	opts   MboxOptions
 
 	open     map[string]*mboxFile // files opened for appending, by relative path
+	kinds    map[string]foreignKind
 	warnings []string
 	warned   map[string]bool
 }
@@ -122,9 +132,9 @@ type mboxFile struct {
 
 var _ Store = (*Mbox)(nil)
 
-// OpenMbox opens the mbox store at path: a directory with one NAME.mbox per
-// folder, or, when path ends in ".mbox" and is not a directory, that single
-// file as INBOX. See MboxOptions.
+// OpenMbox opens the mbox store at path: a directory of mbox files (see the
+// layout above), or, when path is a regular file (or, to be made, ends in
+// ".mbox"), that single file as INBOX. See MboxOptions.
 func OpenMbox(path string, opts MboxOptions) (*Mbox, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
@@ -134,10 +144,10 @@ func OpenMbox(path string, opts MboxOptions) (*Mbox, error) {
 	fi, err := os.Stat(abs)
 	switch {
 	case err == nil && fi.IsDir():
-	case err == nil && strings.HasSuffix(abs, mboxSuffix) && fi.Mode().IsRegular():
+	case err == nil && fi.Mode().IsRegular():
 		s.single = true
 	case err == nil:
-		return nil, fmt.Errorf("mbox: %s is neither a directory nor a .mbox file", path)
+		return nil, fmt.Errorf("mbox: %s is neither a directory nor a file", path)
 	case errors.Is(err, fs.ErrNotExist) && opts.Create && !opts.ReadOnly:
 		s.single = strings.HasSuffix(abs, mboxSuffix)
 		dir := abs
@@ -149,6 +159,9 @@ func OpenMbox(path string, opts MboxOptions) (*Mbox, error) {
 		}
 	case err != nil:
 		return nil, fmt.Errorf("mbox: %w", err)
+	}
+	if !s.single {
+		s.tree, s.legacy = mboxLayout(abs)
 	}
 	return s, nil
 }
@@ -203,9 +216,10 @@ func mboxName(path []string) (string, error) {
 }
 
 // fileOf resolves a folder to its file relative to the root: by Name when
-// set (the store's own spelling, as Folders and Ensure return it; it may
-// name a file another program made), else by Path. A Name that could leave
-// the root is refused. For a single-file store only INBOX exists.
+// set (the store's own spelling, as Folders and Ensure return it: the file
+// relative to the tree, or "INBOX"; it may name a file another program
+// made), else by Path. A Name that could leave the tree is refused. For a
+// single-file store only INBOX exists.
 func (s *Mbox) fileOf(f formats.Folder) (string, error) {
 	if s.single {
 		if f.Name == "INBOX" || (f.Name == "" && formats.IsInbox(f.Path)) {
@@ -213,19 +227,116 @@ func (s *Mbox) fileOf(f formats.Folder) (string, error) {
 		}
 		return "", fmt.Errorf("mbox: %s holds only INBOX, not %q", s.root, folderLabel(f))
 	}
-	name := f.Name
-	if name == "" {
-		var err error
-		if name, err = mboxName(f.Path); err != nil {
-			return "", err
-		}
+	name, err := s.treeFile(f)
+	if err != nil {
+		return "", err
 	}
 	if !filepath.IsLocal(filepath.FromSlash(name)) || strings.ContainsRune(name, 0) || strings.HasSuffix(name, "/") ||
 		filepath.ToSlash(filepath.Clean(filepath.FromSlash(name))) != name {
 		return "", fmt.Errorf("mbox: bad folder name %q", name)
 	}
-	return name + mboxSuffix, nil
+	if s.tree == s.root {
+		return name, nil
+	}
+	return mboxMailDir + "/" + name, nil
 }
+
+// treeFile is the folder's file relative to the tree (see fileOf).
+func (s *Mbox) treeFile(f formats.Folder) (string, error) {
+	switch {
+	case f.Name == "INBOX" || f.Name == "" && formats.IsInbox(f.Path):
+		return s.inboxFile(), nil
+	case f.Name != "":
+		for _, c := range []string{f.Name, f.Name + mboxSuffix} {
+			if s.isFile(c) {
+				return c, nil
+			}
+		}
+		if s.legacy && !strings.HasSuffix(f.Name, mboxSuffix) {
+			return f.Name + mboxSuffix, nil
+		}
+		return f.Name, nil
+	case len(f.Path) == 0:
+		return "", errors.New("mbox: empty folder path")
+	case s.legacy:
+		name, err := mboxName(f.Path)
+		if err == nil && !s.isFile(name+mboxSuffix) {
+			if alt := s.resolve(f.Path); s.isFile(alt) {
+				return alt, nil
+			}
+		}
+		return name + mboxSuffix, err
+	}
+	return s.resolve(f.Path), nil
+}
+
+// inboxFile is INBOX's file: the one that exists, else Dovecot's "inbox"
+// (an earlier version's archive: INBOX.mbox).
+func (s *Mbox) inboxFile() string {
+	for _, c := range []string{mboxInboxFile, "INBOX", "INBOX" + mboxSuffix, "Inbox"} {
+		if s.isFile(c) {
+			return c
+		}
+	}
+	if s.legacy {
+		return "INBOX" + mboxSuffix
+	}
+	return mboxInboxFile
+}
+
+// resolve finds the file of a folder path (not INBOX) in the tree, each
+// component spelled as this version or an earlier one writes it, with or
+// without ".mbox"; what does not exist yet is spelled as this version
+// writes it, with ".mbox" added where a file and a directory would clash.
+func (s *Mbox) resolve(path []string) string {
+	path = canonicalPath(path)
+	dir := ""
+	for i, c := range path {
+		last := i == len(path)-1
+		names := []string{encodeMboxComponent(c)}
+		if old := formats.EncodeFSComponent(c); old != names[0] {
+			names = append(names, old)
+		}
+		if i == 0 && c == "INBOX" {
+			names = []string{"INBOX"}
+		}
+		p := ""
+	find:
+		for _, n := range names {
+			for _, cand := range []string{n, n + mboxSuffix} {
+				cand = pathJoin(dir, cand)
+				if last && s.isFile(cand) || !last && s.isDir(cand) {
+					p = cand
+					break find
+				}
+			}
+		}
+		if p == "" {
+			p = pathJoin(dir, names[0])
+			if s.exists(p) { // a file where a directory goes, or the reverse
+				p += mboxSuffix
+			}
+		}
+		dir = p
+	}
+	return dir
+}
+
+func pathJoin(dir, name string) string {
+	if dir == "" {
+		return name
+	}
+	return dir + "/" + name
+}
+
+func (s *Mbox) stat(rel string) (fs.FileInfo, bool) {
+	fi, err := os.Lstat(filepath.Join(s.tree, filepath.FromSlash(rel)))
+	return fi, err == nil
+}
+
+func (s *Mbox) isFile(rel string) bool { fi, ok := s.stat(rel); return ok && fi.Mode().IsRegular() }
+func (s *Mbox) isDir(rel string) bool  { fi, ok := s.stat(rel); return ok && fi.IsDir() }
+func (s *Mbox) exists(rel string) bool { _, ok := s.stat(rel); return ok }
 
 func folderLabel(f formats.Folder) string {
 	if len(f.Path) > 0 {
@@ -241,11 +352,14 @@ func (s *Mbox) abs(rel string) string {
 	return filepath.Join(s.root, filepath.FromSlash(rel))
 }
 
-// Folders lists the folders: every NAME.mbox file, parents before children
-// (INBOX first), with Validity and Bytes filled. A directory that holds
-// folders but has no NAME.mbox of its own is listed with NoSelect. A name
-// that is not a canonical encoding (made by another program) keeps its raw
-// spelling as the component. Hidden entries and symbolic links are skipped.
+// Folders lists the folders: every file of the tree that starts like an
+// mbox (see the layout), parents before children (INBOX first), with
+// Validity and Bytes filled. A directory that holds folders but has no file
+// of its own is listed with NoSelect. A name that is not a canonical
+// encoding (made by another program) keeps its raw spelling as the
+// component. Hidden entries, "*.lock" files and symbolic links are skipped;
+// any other file that is not an mbox is skipped with a warning, and so is a
+// second file for the same folder.
 func (s *Mbox) Folders(ctx context.Context) ([]formats.Folder, error) {
 	if s.single {
 		fi, err := os.Stat(s.root)
@@ -262,8 +376,11 @@ func (s *Mbox) Folders(ctx context.Context) ([]formats.Folder, error) {
 	add := func(f formats.Folder) {
 		k := strings.Join(f.Path, "\x00")
 		if old, ok := byKey[k]; ok {
-			if old.NoSelect && !f.NoSelect {
+			switch {
+			case old.NoSelect && !f.NoSelect:
 				*old = f
+			case !f.NoSelect:
+				s.warn(f.Name, formats.MboxWarning{Index: -1, Reason: fmt.Sprintf("also folder %q, which %s holds; left out", formats.DisplayName(f.Path), old.Name)})
 			}
 			return
 		}
@@ -271,42 +388,50 @@ func (s *Mbox) Folders(ctx context.Context) ([]formats.Folder, error) {
 		byKey[k] = p
 		out = append(out, p)
 	}
-	err := filepath.WalkDir(s.root, func(p string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir(s.tree, func(p string, d fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) && p == s.tree {
+			return filepath.SkipDir // a fresh archive: no folder yet
+		}
 		if err != nil {
 			return err
 		}
 		if cerr := ctx.Err(); cerr != nil {
 			return cerr
 		}
-		if p == s.root {
+		if p == s.tree {
 			return nil
 		}
-		if strings.HasPrefix(d.Name(), ".") {
+		if mboxTreeSkip(d.Name(), filepath.Dir(p) == s.tree, s.tree == s.root) {
 			if d.IsDir() {
 				return filepath.SkipDir
 			}
 			return nil
 		}
-		if !d.Type().IsRegular() || !strings.HasSuffix(d.Name(), mboxSuffix) {
+		if !d.Type().IsRegular() {
 			return nil
 		}
-		rel, err := filepath.Rel(s.root, p)
+		trel, err := filepath.Rel(s.tree, p)
 		if err != nil {
 			return err
 		}
-		name := strings.TrimSuffix(filepath.ToSlash(rel), mboxSuffix)
-		comps := strings.Split(name, "/")
-		for i, c := range comps {
-			if dc, err := formats.DecodeFSComponent(c); err == nil {
-				comps[i] = dc
-			}
-		}
-		comps = canonicalPath(comps)
+		name := filepath.ToSlash(trel)
 		fi, err := d.Info()
 		if err != nil {
 			return err
 		}
-		add(s.folderInfo(formats.Folder{Path: comps, Name: name}, name+mboxSuffix, fi))
+		if fi.Size() > 0 && !looksLikeMbox(p) {
+			s.warn(name, formats.MboxWarning{Index: -1, Reason: "not an mbox file (no From_ line at its start); skipped"})
+			return nil
+		}
+		comps := folderOfFile(name)
+		if formats.IsInbox(comps) {
+			name = "INBOX"
+		}
+		rel, err := s.fileOf(formats.Folder{Name: name})
+		if err != nil {
+			return err
+		}
+		add(s.folderInfo(formats.Folder{Path: comps, Name: name}, rel, fi))
 		parts := strings.Split(name, "/")
 		for i := 1; i < len(comps); i++ {
 			add(formats.Folder{Path: slices.Clone(comps[:i]), Name: strings.Join(parts[:i], "/"), NoSelect: true, Validity: 1})
@@ -361,15 +486,13 @@ func (s *Mbox) Ensure(ctx context.Context, path []string) (formats.Folder, error
 		return formats.Folder{}, errors.New("mbox: store is read-only")
 	}
 	path = canonicalPath(path)
-	f := formats.Folder{Path: path}
-	if s.single {
-		if !formats.IsInbox(path) {
-			return formats.Folder{}, fmt.Errorf("mbox: %s holds only INBOX, not %q", s.root, formats.DisplayName(path))
-		}
-		f.Name = "INBOX"
-	} else {
+	f := formats.Folder{Path: path, Name: "INBOX"}
+	if s.single && !formats.IsInbox(path) {
+		return formats.Folder{}, fmt.Errorf("mbox: %s holds only INBOX, not %q", s.root, formats.DisplayName(path))
+	}
+	if !s.single && !formats.IsInbox(path) {
 		var err error
-		if f.Name, err = mboxName(path); err != nil {
+		if f.Name, err = s.treeFile(formats.Folder{Path: path}); err != nil {
 			return formats.Folder{}, err
 		}
 	}
@@ -411,7 +534,8 @@ func (s *Mbox) Ensure(ctx context.Context, path []string) (formats.Folder, error
 // readView is an open folder file for reading: r covers the readable bytes.
 type readView struct {
 	rel   string
-	ours  bool // the file has a sidecar: written by this store
+	ours  bool        // the file has a sidecar: written by this store
+	kind  foreignKind // how another program's file is read (mboxforeign.go)
 	r     io.ReaderAt
 	limit int64
 	close func() error
@@ -430,7 +554,7 @@ func (s *Mbox) view(folder formats.Folder) (*readView, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &readView{rel: rel, ours: ours, r: mf.f, limit: mf.size, close: func() error { return nil }}, nil
+		return s.withKind(&readView{rel: rel, ours: ours, r: mf.f, limit: mf.size, close: func() error { return nil }}), nil
 	}
 	abs := s.abs(rel)
 	if err := s.recover(rel); err != nil {
@@ -459,7 +583,15 @@ func (s *Mbox) view(folder formats.Folder) (*readView, error) {
 		// A live writer's unconfirmed batch, or a read-only store.
 		limit = sc.length
 	}
-	return &readView{rel: rel, ours: ours, r: f, limit: limit, close: f.Close}, nil
+	return s.withKind(&readView{rel: rel, ours: ours, r: f, limit: limit, close: f.Close}), nil
+}
+
+// withKind fills v.kind for another program's file.
+func (s *Mbox) withKind(v *readView) *readView {
+	if !v.ours {
+		v.kind = s.foreignKind(v)
+	}
+	return v
 }
 
 // recover cuts back an interrupted append of a file this store does not
@@ -524,11 +656,7 @@ func (s *Mbox) cutBack(f *os.File, abs string, sc mboxSidecar) (int64, error) {
 // scan reads every message of a view in file order. fn gets the entry (its
 // Size final), and the header block when withHeader (not to be kept).
 func (s *Mbox) scan(ctx context.Context, v *readView, withHeader bool, fn func(e *formats.MboxEntry, header []byte) error) error {
-	mr := formats.NewMboxReader(io.NewSectionReader(v.r, 0, v.limit))
-	mr.OnWarning = func(w formats.MboxWarning) { s.warn(v.rel, w) }
-	// A file with our sidecar was written in mboxrd by this store: a
-	// Content-Length header in a message is just part of its bytes.
-	mr.IgnoreContentLength = v.ours
+	mr := s.reader(v, io.NewSectionReader(v.r, 0, v.limit), true)
 	var buf []byte
 	for {
 		if err := ctx.Err(); err != nil {
@@ -591,12 +719,16 @@ func (s *Mbox) List(ctx context.Context, folder formats.Folder) (uint32, []forma
 	}
 	var msgs []formats.Message
 	err = s.scan(ctx, v, true, func(e *formats.MboxEntry, h []byte) error {
+		size := e.Size()
+		if v.kind.meta {
+			size -= int64(len(h) - len(stripMeta(h)))
+		}
 		if e.Status != nil {
 			h = e.Status
 		}
 		msgs = append(msgs, formats.Message{
 			ID:    strconv.FormatInt(e.Offset, 10),
-			Size:  e.Size(),
+			Size:  size,
 			Date:  e.Date,
 			Flags: mboxFlags(h),
 		})
@@ -640,7 +772,7 @@ func (s *Mbox) at(v *readView, id string) (e *formats.MboxEntry, ok bool, err er
 	if err != nil || off < 0 || off >= v.limit || strconv.FormatInt(off, 10) != id {
 		return nil, false, nil
 	}
-	mr := formats.NewMboxReader(io.NewSectionReader(v.r, off, v.limit-off))
+	mr := s.reader(v, io.NewSectionReader(v.r, off, v.limit-off), false)
 	e, err = mr.Next()
 	if err == io.EOF || errors.Is(err, formats.ErrNotMbox) || (err == nil && e.Offset != 0) {
 		return nil, false, nil
@@ -676,6 +808,9 @@ func (s *Mbox) Headers(ctx context.Context, folder formats.Folder, msgs []format
 		if h, buf, err = mboxHeader(e.Body, buf); err != nil {
 			return fmt.Errorf("mbox: %s: %w", v.rel, err)
 		}
+		if v.kind.meta {
+			h = stripMeta(h)
+		}
 		if err := fn(msg, h); err != nil {
 			return err
 		}
@@ -703,7 +838,11 @@ func (s *Mbox) Fetch(ctx context.Context, folder formats.Folder, msgs []formats.
 		if !ok {
 			continue
 		}
-		if err := fn(msg, e.Body); err != nil {
+		body, err := v.body(e)
+		if err != nil {
+			return fmt.Errorf("mbox: %s: %w", v.rel, err)
+		}
+		if err := fn(msg, body); err != nil {
 			return err
 		}
 	}
@@ -721,11 +860,24 @@ func (s *Mbox) Open(folder formats.Folder, id string) (io.ReadCloser, string, er
 	if err == nil && !ok {
 		err = fmt.Errorf("mbox: %s: no message at offset %s: %w", v.rel, id, fs.ErrNotExist)
 	}
+	var body io.Reader
+	if err == nil {
+		body, err = v.body(e)
+	}
 	if err != nil {
 		v.close()
 		return nil, "", err
 	}
-	return mboxReadCloser{e.Body, v.close}, v.rel, nil
+	return mboxReadCloser{body, v.close}, v.rel, nil
+}
+
+// body is a message's bytes as the view gives them (an IMAP server's
+// metadata headers taken out, see mboxforeign.go).
+func (v *readView) body(e *formats.MboxEntry) (io.Reader, error) {
+	if !v.kind.meta {
+		return e.Body, nil
+	}
+	return metaStripped(e.Body)
 }
 
 type mboxReadCloser struct {
@@ -762,6 +914,9 @@ func (s *Mbox) Index(ctx context.Context, folder formats.Folder, known func(id s
 		id := strconv.FormatInt(e.Offset, 10)
 		if known(id) {
 			return nil
+		}
+		if v.kind.meta {
+			h = stripMeta(h)
 		}
 		return fn(id, formats.IdentityKey(h))
 	})
@@ -1014,7 +1169,8 @@ const mboxSidecarMagic = "mailferry-mbox v1"
 // readMboxSidecar reads the sidecar of the mbox file abs; ok is false when
 // there is none (a file another program made).
 func readMboxSidecar(abs string) (sc mboxSidecar, ok bool, err error) {
-	b, err := os.ReadFile(abs + mboxLenSuffix)
+	path := mboxSidecarPath(abs)
+	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return sc, false, nil
 	}
@@ -1025,7 +1181,7 @@ func readMboxSidecar(abs string) (sc mboxSidecar, ok bool, err error) {
 	line := strings.TrimSuffix(string(b), "\n")
 	if _, err := fmt.Sscanf(line, mboxSidecarMagic+" length=%d pending=%d", &sc.length, &pending); err != nil ||
 		sc.length < 0 || pending < 0 || pending > 1 || line != formatMboxSidecar(mboxSidecar{sc.length, pending == 1}) {
-		return sc, false, fmt.Errorf("mbox: %s%s: unreadable length record %q", abs, mboxLenSuffix, b)
+		return sc, false, fmt.Errorf("mbox: %s: unreadable length record %q", path, b)
 	}
 	sc.pending = pending == 1
 	return sc, true, nil
@@ -1042,8 +1198,9 @@ func formatMboxSidecar(sc mboxSidecar) string {
 // writeMboxSidecar replaces the sidecar of abs durably: a hidden temporary
 // file, fsync, rename, fsync of the directory.
 func writeMboxSidecar(abs string, sc mboxSidecar) error {
-	dir, base := filepath.Split(abs)
-	tmp := filepath.Join(dir, "."+base+mboxLenSuffix+".tmp")
+	path := mboxSidecarPath(abs)
+	dir, base := filepath.Split(path)
+	tmp := filepath.Join(dir, ".tmp."+base+".lock") // hidden from Dovecot too
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
@@ -1056,7 +1213,7 @@ func writeMboxSidecar(abs string, sc mboxSidecar) error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp, abs+mboxLenSuffix)
+		err = os.Rename(tmp, path)
 	}
 	if err != nil {
 		os.Remove(tmp)

@@ -129,7 +129,7 @@ func TestMboxRoundTrip(t *testing.T) {
 	ids := storeAll(t, s, msgs)
 	// Locate works before Flush.
 	f0, _ := s.Ensure(ctx, msgs[0].folder)
-	if file, off, err := s.Locate(f0, ids[0]); err != nil || file != "INBOX.mbox" || strconv.FormatInt(off, 10) != ids[0] {
+	if file, off, err := s.Locate(f0, ids[0]); err != nil || file != "mail/inbox" || strconv.FormatInt(off, 10) != ids[0] {
 		t.Errorf("Locate: %q %d %v", file, off, err)
 	}
 	if err := s.Flush(ctx); err != nil {
@@ -152,17 +152,19 @@ func TestMboxRoundTrip(t *testing.T) {
 	for _, f := range folders {
 		names = append(names, fmt.Sprintf("%s=%s%v", formats.DisplayName(f.Path), f.Name, map[bool]string{true: "(noselect)"}[f.NoSelect]))
 	}
-	want := "INBOX=INBOX Archive=Archive Archive/2023=Archive/2023 Lists=Lists(noselect) Lists/go-nuts=Lists/go-nuts"
+	// Archive holds messages and a subfolder: its directory (made second)
+	// is Archive.mbox, which mbox needs and Dovecot shows as it is.
+	want := "INBOX=INBOX Archive=Archive Archive/2023=Archive.mbox/2023 Lists=Lists(noselect) Lists/go-nuts=Lists/go-nuts"
 	if strings.Join(names, " ") != want {
 		t.Errorf("Folders:\n got %s\nwant %s", strings.Join(names, " "), want)
 	}
-	for _, rel := range []string{"INBOX.mbox", "Archive.mbox", "Archive/2023.mbox", "Lists/go-nuts.mbox"} {
+	for _, rel := range []string{"mail/inbox", "mail/Archive", "mail/Archive.mbox/2023", "mail/Lists/go-nuts"} {
 		fi, err := os.Stat(filepath.Join(root, rel))
 		if err != nil || fi.Mode().Perm() != 0o600 {
 			t.Errorf("%s: %v %v", rel, fi.Mode(), err)
 		}
 	}
-	if fi, _ := os.Stat(filepath.Join(root, "Lists")); fi.Mode().Perm() != 0o700 {
+	if fi, _ := os.Stat(filepath.Join(root, "mail", "Lists")); fi.Mode().Perm() != 0o700 {
 		t.Errorf("Lists/ mode %v", fi.Mode())
 	}
 
@@ -266,7 +268,7 @@ func TestMboxRoundTrip(t *testing.T) {
 		}
 	}
 	// The From_ line carries the Return-Path.
-	raw, _ := os.ReadFile(filepath.Join(root, "INBOX.mbox"))
+	raw, _ := os.ReadFile(filepath.Join(root, "mail", "inbox"))
 	if !bytes.HasPrefix(raw, []byte("From bounce+0@example.com ")) {
 		t.Errorf("first From_ line: %q", raw[:60])
 	}
@@ -338,19 +340,19 @@ func TestMboxCrashRecovery(t *testing.T) {
 	if err := s.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(root, "INBOX.mbox")
+	path := filepath.Join(root, "mail", "inbox")
 	fi, _ := os.Stat(path)
 	good := fi.Size()
-	if sc, _ := os.ReadFile(path + ".len"); string(sc) != fmt.Sprintf("mailferry-mbox v1 length=%d pending=0\n", good) {
+	if sc, _ := os.ReadFile(mboxSidecarPath(path)); string(sc) != fmt.Sprintf("mailferry-mbox v1 length=%d pending=0\n", good) {
 		t.Errorf("sidecar %q", sc)
 	}
 	// A whole message stored but not flushed, then half of another one
 	// written when the process dies.
 	store(t, s, inbox, "Subject: four\n\nnever flushed\n")
-	if sc, _ := os.ReadFile(path + ".len"); string(sc) != fmt.Sprintf("mailferry-mbox v1 length=%d pending=1\n", good) {
+	if sc, _ := os.ReadFile(mboxSidecarPath(path)); string(sc) != fmt.Sprintf("mailferry-mbox v1 length=%d pending=1\n", good) {
 		t.Errorf("sidecar during a batch %q", sc)
 	}
-	mf := s.open["INBOX.mbox"]
+	mf := s.open["mail/inbox"]
 	if _, err := mf.f.WriteAt([]byte("From MAILER-DAEMON Thu Jan  1 00:00:00 1970\nSubject: fi"), mf.size); err != nil {
 		t.Fatal(err)
 	}
@@ -370,7 +372,7 @@ func TestMboxCrashRecovery(t *testing.T) {
 	if fi, _ := os.Stat(path); fi.Size() != good {
 		t.Errorf("file is %d bytes, want it cut back to %d", fi.Size(), good)
 	}
-	if sc, _ := os.ReadFile(path + ".len"); string(sc) != fmt.Sprintf("mailferry-mbox v1 length=%d pending=0\n", good) {
+	if sc, _ := os.ReadFile(mboxSidecarPath(path)); string(sc) != fmt.Sprintf("mailferry-mbox v1 length=%d pending=0\n", good) {
 		t.Errorf("sidecar after recovery %q", sc)
 	}
 	// Appending goes on from the good length.
@@ -438,7 +440,7 @@ func TestMboxForeignFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	fh, _ := os.OpenFile(filepath.Join(root, "INBOX.mbox"), os.O_WRONLY|os.O_APPEND, 0)
+	fh, _ := os.OpenFile(filepath.Join(root, "mail", "inbox"), os.O_WRONLY|os.O_APPEND, 0)
 	fh.WriteString("From mutt@example.com Mon Jan  1 00:00:00 2001\nSubject: theirs\n\n")
 	fh.Close()
 	s, _ = OpenMbox(root, MboxOptions{})
@@ -554,7 +556,7 @@ func TestMboxHostileNames(t *testing.T) {
 		}
 		n := d.Name()
 		if n == "." || n == ".." || strings.ContainsRune(n, 0) || strings.HasPrefix(n, "-") ||
-			(strings.HasPrefix(n, ".") && !strings.HasSuffix(n, ".tmp")) {
+			(strings.HasPrefix(n, ".") && !strings.HasSuffix(n, ".tmp") && !strings.HasSuffix(n, mboxHiddenLen)) {
 			t.Errorf("bad name %q", p)
 		}
 		if d.Type()&fs.ModeSymlink != 0 {
@@ -602,7 +604,7 @@ func TestMboxLockContention(t *testing.T) {
 	store(t, a, inbox, "Subject: a2 (not yet flushed)\n\n")
 	f, _ := b.Ensure(ctx, inbox)
 	_, err := b.Store(ctx, f, formats.Message{}, -1, strings.NewReader("Subject: b\n\n"))
-	if !errors.Is(err, ErrMboxLocked) || !strings.Contains(err.Error(), "INBOX.mbox") {
+	if !errors.Is(err, ErrMboxLocked) || !strings.Contains(err.Error(), "mail/inbox") {
 		t.Errorf("Store while another holds the lock: %v", err)
 	}
 	// A reader sees only what a live writer has confirmed, and cuts nothing.

@@ -445,8 +445,8 @@ func (s *Mbox) readableSize(f formats.Folder) (size int64, agrees bool, err erro
 	return size, agrees, nil
 }
 
-// checkRecordedEnd compares a folder's file with the length its .len
-// records (when no append of this store is under way): bytes past it that
+// checkRecordedEnd compares a folder's file with the length its length
+// record holds (when no append of this store is under way): bytes past it that
 // no pending append explains were written by someone else, and are
 // refused; a file shorter than recorded is accepted as it is (its .len
 // rewritten under the file's lock), so that the lost messages can be
@@ -469,8 +469,8 @@ func (s *Mbox) checkRecordedEnd(f formats.Folder) error {
 	case fi.Size() > sc.length:
 		return fmt.Errorf("mbox: %s holds %d bytes past its recorded end (offset %d) that mailferry did not write; "+
 			"not appending to it, so that they never count as archived: run verify, then cut them off "+
-			"(truncate -s %d) or remove %s%s to take them as they are",
-			rel, fi.Size()-sc.length, sc.length, sc.length, rel, mboxLenSuffix)
+			"(truncate -s %d) or remove %s to take them as they are",
+			rel, fi.Size()-sc.length, sc.length, sc.length, mboxSidecarRel(s.root, rel))
 	case fi.Size() < sc.length:
 		fh, err := os.OpenFile(abs, os.O_RDWR, 0)
 		if err != nil {

@@ -175,8 +175,8 @@ func TestArchiveRepairMboxMessageCutOff(t *testing.T) {
 func TestArchiveMboxUnrecordedBytes(t *testing.T) {
 	ctx := context.Background()
 	dir, _ := tpArchive(t, "mbox", 12)
-	p := filepath.Join(dir, "INBOX.mbox")
-	lenBefore, _ := os.ReadFile(p + mboxLenSuffix)
+	p := filepath.Join(dir, "mail", "inbox")
+	lenBefore, _ := os.ReadFile(mboxSidecarPath(p))
 	fh, _ := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
 	fh.WriteString("From someone@example.org Thu Jan  1 00:00:00 2015\nSubject: added by hand\n\nhello\n\n")
 	fh.Close()
@@ -192,10 +192,10 @@ func TestArchiveMboxUnrecordedBytes(t *testing.T) {
 		w.Flush(ctx)
 	}
 	w.Close()
-	if err == nil || !strings.Contains(err.Error(), "INBOX.mbox") {
-		t.Errorf("the rerun's Ensure: %v; want a refusal naming INBOX.mbox", err)
+	if err == nil || !strings.Contains(err.Error(), "mail/inbox") {
+		t.Errorf("the rerun's Ensure: %v; want a refusal naming mail/inbox", err)
 	}
-	if lenAfter, _ := os.ReadFile(p + mboxLenSuffix); !bytes.Equal(lenBefore, lenAfter) {
+	if lenAfter, _ := os.ReadFile(mboxSidecarPath(p)); !bytes.Equal(lenBefore, lenAfter) {
 		t.Errorf("the rerun moved the recorded end over the unrecorded bytes: %q -> %q", lenBefore, lenAfter)
 	}
 	if rep := vfVerify(t, dir, VerifyOptions{}); rep.OK() {

@@ -19,8 +19,9 @@ import (
 // Ensure returned. It resolves one by its Name (the store's own spelling)
 // when that is set, else by its Path, so formats.Folder{Path: p} works too
 // (Verify relies on that). Every path component is encoded with
-// formats.EncodeFSComponent before it touches the file system: no folder
-// name, however hostile, reaches outside the store's root.
+// formats.EncodeFSComponent (Maildir: under modified UTF-7, see
+// formats.EncodeMaildirComponent) before it touches the file system: no
+// folder name, however hostile, reaches outside the store's root.
 //
 // Durability: Store writes a message that is neither durable nor visible
 // to readers until Flush returns nil; Close drops what was never flushed.

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+
+	"github.com/mailferry/mailferry/formats"
 )
 
 // Stores opens the Maildir or mbox store at one path, once per engine
@@ -19,6 +21,11 @@ type Stores struct {
 	Format string // "maildir" or "mbox"
 	Path   string
 	Create bool // a destination: make the root if missing
+	// Warn, if set, receives what a store had to guess while reading a
+	// tree another program wrote (see MaildirOptions.Warn; an mbox file's
+	// ambiguous framing, a file that is not an mbox: "mbox: FILE: ..."),
+	// from every worker's store: the same warning may come more than once.
+	Warn func(msg string)
 
 	mu   sync.Mutex
 	root *Writer // the first live Writer, others Share it
@@ -27,10 +34,11 @@ type Stores struct {
 }
 
 // manifestDir is where the manifest lives, or "" for a store that has none
-// (a single .mbox file).
+// (a single mbox file: one that exists, or a path ending in ".mbox").
 func (l *Stores) manifestDir() string {
-	if l.Format == "mbox" && strings.HasSuffix(l.Path, ".mbox") {
-		if st, err := os.Stat(l.Path); err != nil || !st.IsDir() {
+	if l.Format == "mbox" {
+		st, err := os.Stat(l.Path)
+		if err == nil && st.Mode().IsRegular() || err != nil && strings.HasSuffix(l.Path, ".mbox") {
 			return ""
 		}
 	}
@@ -40,10 +48,22 @@ func (l *Stores) manifestDir() string {
 func (l *Stores) openStore() (Store, error) {
 	switch l.Format {
 	case "maildir":
-		return OpenMaildir(l.Path, MaildirOptions{Create: l.Create})
+		return OpenMaildir(l.Path, MaildirOptions{Create: l.Create, Warn: l.Warn})
 	default:
-		return OpenMbox(l.Path, MboxOptions{Create: l.Create})
+		return OpenMbox(l.Path, MboxOptions{Create: l.Create, Warn: l.warnMbox})
 	}
+}
+
+// warnMbox passes an mbox store's warning on to Warn.
+func (l *Stores) warnMbox(file string, w formats.MboxWarning) {
+	if l.Warn == nil {
+		return
+	}
+	msg := "mbox: " + file + ": " + w.String()
+	if w.Index < 0 {
+		msg = "mbox: " + file + ": " + w.Reason
+	}
+	l.Warn(msg)
 }
 
 // Open returns a store for one worker: the manifest Writer over it where

@@ -119,10 +119,10 @@ var tamperTable = []tamperCase{
 			os.WriteFile(filepath.Join(dir, "cur", "1700000000.added.host:2,S"), []byte("Subject: added\n\nx\n"), 0o600)
 			return []string{"cur/1700000000.added.host:2,S"}
 		}
-		f, _ := os.OpenFile(filepath.Join(dir, "INBOX.mbox"), os.O_WRONLY|os.O_APPEND, 0)
+		f, _ := os.OpenFile(filepath.Join(dir, "mail", "inbox"), os.O_WRONLY|os.O_APPEND, 0)
 		f.WriteString("From someone@example.org Thu Jan  1 00:00:00 2015\nSubject: added by hand\n\nhello\n\n")
 		f.Close()
-		return []string{"INBOX.mbox"}
+		return []string{"mail/inbox"}
 	}},
 	{"two messages swapped", "both", func(t *testing.T, format, dir string, e []ManifestEntry) []string {
 		a, b := tpSameFile(e)
@@ -221,8 +221,8 @@ var tamperTable = []tamperCase{
 			os.WriteFile(filepath.Join(dir, "cur", "sub", "x"), []byte("x"), 0o600)
 			return []string{"cur/sub"}
 		}
-		os.WriteFile(filepath.Join(dir, "Archive", "notes.txt"), []byte("x"), 0o600)
-		return []string{"Archive/notes.txt"}
+		os.WriteFile(filepath.Join(dir, "mail", "Archive", "notes.txt"), []byte("x"), 0o600)
+		return []string{"mail/Archive/notes.txt"}
 	}},
 	{"a SHA256SUMS line edited", "maildir", func(t *testing.T, format, dir string, e []ManifestEntry) []string {
 		p := filepath.Join(dir, SumsFile)
@@ -232,14 +232,14 @@ var tamperTable = []tamperCase{
 		return []string{SumsFile}
 	}},
 	{"an mbox .len record changed", "mbox", func(t *testing.T, format, dir string, e []ManifestEntry) []string {
-		p := filepath.Join(dir, "INBOX.mbox.len")
-		fi, _ := os.Stat(filepath.Join(dir, "INBOX.mbox"))
+		p := filepath.Join(dir, "mail", ".inbox.len.lock")
+		fi, _ := os.Stat(filepath.Join(dir, "mail", "inbox"))
 		os.WriteFile(p, []byte(fmt.Sprintf("%s length=%d pending=0\n", mboxSidecarMagic, fi.Size()+100)), 0o600)
-		return []string{"INBOX.mbox"}
+		return []string{"mail/inbox"}
 	}},
 	{"an mbox .len record deleted", "mbox", func(t *testing.T, format, dir string, e []ManifestEntry) []string {
-		os.Remove(filepath.Join(dir, "INBOX.mbox.len"))
-		return []string{"INBOX.mbox.len"}
+		os.Remove(filepath.Join(dir, "mail", ".inbox.len.lock"))
+		return []string{"mail/.inbox.len.lock"}
 	}},
 }
 

@@ -420,7 +420,8 @@ func safeRelPath(p string) bool {
 }
 
 // detectFormat tells a Maildir archive from an mbox one: by the entries
-// (an offset, or a .mbox file) and, for an empty manifest, by the files.
+// (an offset, or a .mbox file) and, for an empty manifest, by the files
+// (an mbox tree, see mboxArchiveFiles).
 func detectFormat(dir string, entries []listed) string {
 	for _, le := range entries {
 		if le.e.Offset != nil || strings.HasSuffix(le.e.File, ".mbox") {
@@ -600,7 +601,7 @@ func hashProblem(r io.Reader, e *ManifestEntry) (*Problem, error) {
 }
 
 // verifyMbox checks each listed message through the store's Open (which
-// undoes the mbox escaping), then looks for .mbox files the manifest does
+// undoes the mbox escaping), then looks for mbox files the manifest does
 // not mention. Quick mode checks only that each file is long enough.
 func verifyMbox(ctx context.Context, dir string, entries []listed, opts VerifyOptions, rep *VerifyReport) error {
 	add := func(le listed, kind, format string, args ...any) {
@@ -677,7 +678,7 @@ func verifyMbox(ctx context.Context, dir string, entries []listed, opts VerifyOp
 	// (An archive where no file has one was written through another store.)
 	ownLayout := false
 	for _, file := range mboxFiles(dir) {
-		if _, err := os.Stat(filepath.Join(dir, filepath.FromSlash(file)) + mboxLenSuffix); err == nil {
+		if _, err := os.Stat(mboxSidecarPath(filepath.Join(dir, filepath.FromSlash(file)))); err == nil {
 			ownLayout = opts.OpenStore == nil
 		}
 	}
@@ -702,19 +703,20 @@ func verifyMbox(ctx context.Context, dir string, entries []listed, opts VerifyOp
 		}
 		end := fi.Size() // where the recorded bytes end
 		sc, ok, err := readMboxSidecar(abs)
+		lenFile := mboxSidecarRel(dir, file)
 		switch {
 		case err != nil:
-			rep.Problems = append(rep.Problems, Problem{File: file + mboxLenSuffix, Kind: ProblemLength,
+			rep.Problems = append(rep.Problems, Problem{File: lenFile, Kind: ProblemLength,
 				Detail: "the length record cannot be read"})
 		case !ok && isListed[file] && ownLayout:
-			rep.Problems = append(rep.Problems, Problem{File: file + mboxLenSuffix, Kind: ProblemMissing,
+			rep.Problems = append(rep.Problems, Problem{File: lenFile, Kind: ProblemMissing,
 				Detail: "the length record of " + file + " is missing"})
 		case ok && sc.pending:
 			rep.Notes = append(rep.Notes, file+": an append was interrupted; the next archive run cuts it back")
 			end = min(end, sc.length)
 		case ok && fi.Size() < sc.length:
 			rep.Problems = append(rep.Problems, Problem{File: file, Kind: ProblemLength,
-				Detail: fmt.Sprintf("%d bytes, its %s records %d: the file was cut short", fi.Size(), mboxLenSuffix, sc.length)})
+				Detail: fmt.Sprintf("%d bytes, its length record records %d: the file was cut short", fi.Size(), sc.length)})
 		case ok && fi.Size() > sc.length:
 			rep.Problems = append(rep.Problems, Problem{File: file, Kind: ProblemUnlisted,
 				Detail: fmt.Sprintf("%d bytes past its recorded end (offset %d) that mailferry did not write "+
@@ -749,20 +751,25 @@ func verifyMbox(ctx context.Context, dir string, entries []listed, opts VerifyOp
 		return nil
 	}
 	// Anything else beside the mbox files.
+	isFolderFile := map[string]bool{}
+	for _, f := range mboxArchiveFiles(dir) {
+		isFolderFile[f] = true
+	}
 	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || p == dir {
 			return nil
 		}
 		rel, _ := filepath.Rel(dir, p)
 		rel = filepath.ToSlash(rel)
+		target, isLen := mboxSidecarTarget(rel)
 		switch {
 		case d.IsDir():
 			return nil
 		case !d.Type().IsRegular():
 			rep.Problems = append(rep.Problems, Problem{File: rel, Kind: ProblemStray, Detail: "not a regular file"})
-		case strings.HasSuffix(rel, mboxSuffix):
-		case strings.HasSuffix(rel, mboxSuffix+mboxLenSuffix):
-			if _, err := os.Stat(strings.TrimSuffix(p, mboxLenSuffix)); err != nil {
+		case isFolderFile[rel]:
+		case isLen:
+			if _, err := os.Stat(filepath.Join(dir, filepath.FromSlash(target))); err != nil {
 				rep.Problems = append(rep.Problems, Problem{File: rel, Kind: ProblemStray,
 					Detail: "a length record without its mbox file"})
 			}
@@ -811,19 +818,9 @@ func mailProgramFile(name string) bool {
 	return strings.HasPrefix(name, "dovecot") || name == "subscriptions" || strings.HasPrefix(name, "courier")
 }
 
-// mboxFiles lists the .mbox files under dir, slash-separated and relative.
-func mboxFiles(dir string) []string {
-	var out []string
-	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && d.Type().IsRegular() && strings.HasSuffix(p, ".mbox") {
-			if rel, err := filepath.Rel(dir, p); err == nil {
-				out = append(out, filepath.ToSlash(rel))
-			}
-		}
-		return nil
-	})
-	return out
-}
+// mboxFiles lists the folder files of the mbox archive in dir,
+// slash-separated and relative (see mboxname.go).
+func mboxFiles(dir string) []string { return mboxArchiveFiles(dir) }
 
 // defaultOpener returns how to open an archive of the given format for
 // Verify, or nil when this build has no store for it.

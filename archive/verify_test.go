@@ -438,7 +438,7 @@ func TestVerifyMboxArchive(t *testing.T) {
 	}
 	data[*e.Offset+int64(i)+1] ^= 0x04
 	os.WriteFile(p, data, 0o600)
-	os.WriteFile(filepath.Join(dir, "Added.mbox"), []byte("From x@y Thu Jan  1 00:00:00 1970\nSubject: x\n\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "mail", "Added"), []byte("From x@y Thu Jan  1 00:00:00 1970\nSubject: x\n\n"), 0o600)
 	rep = vfVerify(t, dir, VerifyOptions{})
-	vfExpect(t, rep, fmt.Sprintf("altered %s 18", e.File), "unlisted Added.mbox")
+	vfExpect(t, rep, fmt.Sprintf("altered %s 18", e.File), "unlisted mail/Added")
 }

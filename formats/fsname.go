@@ -116,3 +116,39 @@ func unhexUpper(c byte) (byte, bool) {
 	}
 	return 0, false
 }
+
+// Maildir++ folder components
+//
+// A Maildir++ tree names its folder directories as Dovecot (default
+// settings, no ":UTF-8"), Courier and mbsync do: in IMAP's modified UTF-7
+// (RFC 3501 5.1.3), so "Privé" is ".Priv&AOk-". What modified UTF-7 does
+// not make safe is escaped first, by the rules above: EncodeMaildirComponent
+// is EncodeMailboxUTF7(EncodeFSComponent(c)). So
+//
+//   - a '&' is written "&-", which every one of those programs reads back
+//     as '&': lossless;
+//   - a '.' (the Maildir++ hierarchy separator) is written "%2E", a '%'
+//     "%25", a '/' "%2F", a leading '-' "%2D" and a control character as
+//     its %XX bytes. Dovecot with default settings shows these escapes as
+//     they are ("go%2Enuts"): with its hierarchy separator '.' a folder name
+//     cannot hold a '.', so no spelling exists that default Dovecot reads
+//     back as the same name. Dovecot with its listescape plugin and
+//     listescape_char = "%%" (hierarchy separator '/') decodes them;
+//   - the result is printable ASCII only, never starts with '.' or '-', and
+//     holds no '.' or '/'.
+
+// EncodeMaildirComponent returns the on-disk name of one Maildir++ folder
+// component; see above.
+func EncodeMaildirComponent(c string) string {
+	return EncodeMailboxUTF7(EncodeFSComponent(c))
+}
+
+// DecodeMaildirComponent is the inverse of EncodeMaildirComponent; it fails
+// for any name EncodeMaildirComponent cannot produce.
+func DecodeMaildirComponent(s string) (string, error) {
+	u, err := DecodeMailboxUTF7(s)
+	if err != nil {
+		return "", err
+	}
+	return DecodeFSComponent(u)
+}

@@ -18,11 +18,12 @@ import (
 //	D \Draft   F \Flagged   P $Forwarded (passed)   R \Answered (replied)
 //	S \Seen    T \Deleted (trashed)
 //
-// Any other flag (a keyword such as $Junk or $Label1) has no letter that
-// every Maildir reader agrees on (Dovecot's lowercase letters depend on a
-// per-folder dovecot-keywords file), so it is not written into the name:
-// FormatMaildirName drops it and ParseMaildirName ignores lowercase letters.
-// The archive keeps the full flag list in its manifest instead.
+// Any other flag (a keyword such as $Junk or $Label1) has no fixed letter:
+// Dovecot's convention gives keywords the lowercase letters 'a' to 'z', 'a'+N
+// standing for line "N keyword" of a dovecot-keywords file in the folder's
+// directory. So FormatMaildirName drops keywords and ParseMaildirName
+// ignores lowercase letters; the Maildir store maps them through that file
+// (archive/maildir_keywords.go), reading them with MaildirKeywordLetters.
 
 // maildirLetters maps each info letter, in the ASCII order it is written, to
 // the flag it stands for.
@@ -129,6 +130,22 @@ func FormatMaildirName(unique string, flags []string) string {
 	for i, l := range maildirLetters {
 		if have[i] {
 			b.WriteByte(l.letter)
+		}
+	}
+	return b.String()
+}
+
+// MaildirKeywordLetters returns the lowercase letters ('a'-'z', Dovecot's
+// keyword letters) of a file name's ":2," info, in the order they appear.
+func MaildirKeywordLetters(name string) string {
+	_, info, ok := strings.Cut(name, ":2,")
+	if !ok {
+		return ""
+	}
+	var b strings.Builder
+	for i := 0; i < len(info); i++ {
+		if c := info[i]; c >= 'a' && c <= 'z' {
+			b.WriteByte(c)
 		}
 	}
 	return b.String()

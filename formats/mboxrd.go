@@ -240,12 +240,32 @@ func validStatusLines(b []byte) bool {
 	return true
 }
 
+// StatusLinesFit reports whether status lines can go before a message that
+// starts with msg: not before a continuation line (other readers would
+// join it to the last status line), nor before a first line that is not a
+// header field ("From " lines of a saved mbox, escaped as ">From ": other
+// readers would end the header block there, and formail inserts a blank
+// line). A message that starts with its blank line, or is empty, takes
+// them, and so does one whose first header field follows a byte-order mark
+// (formail splits before a From_ line only when a header field follows).
+func StatusLinesFit(msg []byte) bool {
+	line, _, _ := bytes.Cut(bytes.TrimPrefix(msg, utf8BOM), []byte("\n"))
+	line = bytes.TrimSuffix(line, []byte("\r"))
+	switch {
+	case len(line) == 0:
+		return true
+	case line[0] == ' ' || line[0] == '\t':
+		return false
+	}
+	return isHeaderLine(line)
+}
+
 // WriteMboxMessage writes one message in mboxrd framing at offset 0 of w
 // (an io.OffsetWriter places it in a file) and returns the bytes written:
 //
 //	From SENDER DATE mailferry:h=H,t=T LF
 //	STATUS (H bytes: status lines, see MboxStatusLines; may be nil, and
-//	        left out for a message whose first line starts with a blank)
+//	        left out where they do not fit, see StatusLinesFit)
 //	BODY, with ">" put in front of every line that matches ^>*From
 //	the line ending the body lacked (T bytes: none, LF, or CRLF)
 //	LF (the blank line every mbox reader expects before a From_ line)
@@ -260,9 +280,7 @@ func WriteMboxMessage(w io.WriterAt, from string, date time.Time, status []byte,
 	sw := &seqWriter{w: w}
 	bw := bufio.NewWriterSize(sw, mboxBufSize)
 	br := bufio.NewReaderSize(body, mboxBufSize)
-	if first, _ := br.Peek(1); len(first) == 1 && (first[0] == ' ' || first[0] == '\t') {
-		// The message starts with a continuation line: other readers
-		// would take it as part of the last status line. No status lines.
+	if first, _ := br.Peek(mboxBufSize); !StatusLinesFit(first) {
 		status = nil
 	}
 
@@ -436,16 +454,34 @@ func (e *MboxEntry) End() int64 { return e.body.end }
 // It reads mboxrd exactly and tolerates mboxo and CRLF files, a byte-order
 // mark or blank lines before the first From_ line, and From_ lines without
 // a date.
+//
+// ContentLength: a message whose header has a Content-Length that ends its
+// body exactly where a From_ line (after at most one blank line) or the end
+// of the input follows, within the read buffer, keeps a From_ line that lies
+// inside that body (as mutt and Dovecot read it), with a warning. Any other
+// Content-Length is only checked against the framing (a warning when they
+// disagree).
 type MboxReader struct {
 	// Warnings collects everything that had to be guessed, in file order.
 	Warnings []MboxWarning
 	// OnWarning, if set, is called with each warning as it is found (it is
 	// also appended to Warnings).
 	OnWarning func(MboxWarning)
-	// IgnoreContentLength turns off the check of Content-Length headers
-	// against the From_ framing: for files known to be written by
+	// IgnoreContentLength turns off the use of Content-Length headers
+	// (see ContentLength): for files known to be written by
 	// WriteMboxrdMessage, whose framing needs no second opinion.
 	IgnoreContentLength bool
+	// Mboxo reads another program's file as mutt, Python and Dovecot do:
+	// a line ">From " keeps its '>' (an mboxo writer escaped "From " but
+	// not ">From ", so no '>' can be taken away without guessing). Without
+	// it one '>' is taken from every line matching ^>+From (mboxrd).
+	Mboxo bool
+	// BlankLineOnly takes the newline before a From_ line (or the end of
+	// the input) away only where it makes a blank line: another program's
+	// file whose last message is not followed by a blank line keeps that
+	// message's last newline. Without it one newline is always taken away
+	// (this package's framing, which always adds it).
+	BlankLineOnly bool
 
 	br      *bufio.Reader
 	off     int64 // offset of the next unread byte of br
@@ -549,6 +585,9 @@ func (r *MboxReader) Next() (*MboxEntry, error) {
 	// eol points into the read buffer: keep a copy.
 	e.body = &mboxBody{r: r, e: e, term: append([]byte(nil), eol...), lineStart: true}
 	e.body.hold = len(eol)
+	if r.BlankLineOnly {
+		e.body.hold += 2 // to see whether the newline ends a blank line
+	}
 	e.Body = e.body
 	r.discard(len(line))
 	if added.ok && len(eol) == 1 {
@@ -828,11 +867,14 @@ func (b *mboxBody) emit(p []byte) {
 // content (CRLF for a CRLF From_ line, else LF) and runs the end checks.
 func (b *mboxBody) stripTerm() {
 	tail := b.buf[b.pos:]
+	blank := func(n int) bool { // the n-byte newline ends a blank line
+		return !b.r.BlankLineOnly || len(tail) == n || len(tail) > n && tail[len(tail)-n-1] == '\n'
+	}
 	switch {
-	case len(b.term) == 2 && bytes.HasSuffix(tail, b.term):
+	case len(b.term) == 2 && bytes.HasSuffix(tail, b.term) && blank(2):
 		b.buf = b.buf[:len(b.buf)-2]
 		b.total -= 2
-	case bytes.HasSuffix(tail, []byte("\n")):
+	case bytes.HasSuffix(tail, []byte("\n")) && blank(1):
 		b.buf = b.buf[:len(b.buf)-1]
 		b.total--
 	}
@@ -894,6 +936,60 @@ func (b *mboxBody) checkContentLength() {
 	b.r.warn(b.e.Index, b.e.Offset, "Content-Length %d disagrees with the From_ framing (body is %d bytes); the From_ framing was used", declared, actual)
 }
 
+// insideContentLength reports whether the read position (the start of a
+// line) lies inside the body the message's Content-Length gives, and that
+// body ends, within the read buffer, where a From_ line (after at most one
+// blank line) or the end of the input follows.
+func (b *mboxBody) insideContentLength() bool {
+	r := b.r
+	if r.IgnoreContentLength || b.headDone && len(HeaderBlock(b.head)) == len(b.head) {
+		return false
+	}
+	hb := HeaderBlock(b.head)
+	if len(hb) == len(b.head) {
+		return false // still in the header
+	}
+	vals := parseHeaderFields(hb, "content-length")
+	if vals[0] == nil {
+		return false
+	}
+	declared, err := strconv.ParseInt(string(vals[0]), 10, 64)
+	if err != nil || declared < 0 {
+		return false
+	}
+	bodyStart := int64(len(hb))
+	switch rest := b.head[len(hb):]; {
+	case bytes.HasPrefix(rest, []byte("\r\n")):
+		bodyStart += 2
+	case bytes.HasPrefix(rest, []byte("\n")):
+		bodyStart++
+	}
+	ahead := bodyStart + declared - b.total // bytes from here to the body's end
+	if ahead <= 0 || ahead > mboxBufSize-512 {
+		return false
+	}
+	buf, err := r.br.Peek(int(ahead) + 512)
+	if err != nil && err != io.EOF && err != bufio.ErrBufferFull {
+		return false
+	}
+	if int64(len(buf)) < ahead {
+		return false
+	}
+	after := buf[ahead:]
+	for _, nl := range []string{"", "\n", "\r\n"} {
+		if rest, ok := bytes.CutPrefix(after, []byte(nl)); ok {
+			if len(rest) == 0 && err == io.EOF {
+				return true
+			}
+			line, _, _ := bytes.Cut(rest, []byte("\n"))
+			if _, _, kind, _ := parseFromLine(bytes.TrimSuffix(line, []byte("\r"))); kind == fromLineDated || kind == fromLineNoDate {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // fill produces the next piece of content, or sets done.
 func (b *mboxBody) fill() error {
 	r := b.r
@@ -935,7 +1031,7 @@ func (b *mboxBody) fill() error {
 				return nil
 			}
 		}
-		if isFrom && run > 0 {
+		if isFrom && run > 0 && !r.Mboxo {
 			run-- // mboxrd: one '>' was added by the writer
 		}
 		for run > 0 {
@@ -989,6 +1085,10 @@ func (b *mboxBody) fromLine() (sep bool, err error) {
 	}
 	nextText, _ := splitEOL(next)
 	headerNext := isHeaderLine(nextText)
+	if kind != notFromLine && b.insideContentLength() {
+		r.warn(b.e.Index, r.off, "From_ line %q lies inside the body its Content-Length gives, which ends at a From_ line: kept in the body (as mutt and Dovecot read it)", clip(text))
+		return false, nil
+	}
 	switch kind {
 	case fromLineDated, fromLineNoDate:
 		return true, nil

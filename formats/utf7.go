@@ -2,8 +2,10 @@ package formats
 
 import (
 	"encoding/base64"
+	"errors"
 	"strings"
 	"unicode/utf16"
+	"unicode/utf8"
 )
 
 // mutf7 is the modified base64 alphabet of RFC 3501 section 5.1.3.
@@ -43,4 +45,55 @@ func EncodeMailboxUTF7(s string) string {
 	}
 	flush()
 	return b.String()
+}
+
+// errMailboxUTF7 is returned for a name that is not canonical modified UTF-7.
+var errMailboxUTF7 = errors.New("formats: not a canonical modified UTF-7 mailbox name")
+
+// DecodeMailboxUTF7 is the inverse of EncodeMailboxUTF7. It accepts only
+// what EncodeMailboxUTF7 produces (printable ASCII outside "&...-" runs, no
+// run encoding printable ASCII, no two runs side by side, valid UTF-16), so
+// a name made by another rule, such as raw UTF-8 or a stray "&", is refused
+// rather than misread.
+func DecodeMailboxUTF7(s string) (string, error) {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c > 0x7e {
+			return "", errMailboxUTF7
+		}
+		if c != '&' {
+			b.WriteByte(c)
+			continue
+		}
+		end := strings.IndexByte(s[i+1:], '-')
+		if end < 0 {
+			return "", errMailboxUTF7
+		}
+		run := s[i+1 : i+1+end]
+		i += end + 1
+		if run == "" {
+			b.WriteByte('&')
+			continue
+		}
+		raw, err := mutf7.DecodeString(run)
+		if err != nil || len(raw)%2 != 0 {
+			return "", errMailboxUTF7
+		}
+		u := make([]uint16, len(raw)/2)
+		for j := range u {
+			u[j] = uint16(raw[2*j])<<8 | uint16(raw[2*j+1])
+		}
+		for _, r := range utf16.Decode(u) {
+			if r == utf8.RuneError {
+				return "", errMailboxUTF7
+			}
+			b.WriteRune(r)
+		}
+	}
+	out := b.String()
+	if EncodeMailboxUTF7(out) != s {
+		return "", errMailboxUTF7
+	}
+	return out, nil
 }

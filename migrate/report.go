@@ -110,6 +110,10 @@ type Report struct {
 	// DestMarkedOnly says the destination could only mark what
 	// --sync-deletions removes \Deleted (no UIDPLUS).
 	DestMarkedOnly bool `json:"destination_deleted_marked_only,omitempty"`
+	// Warnings are what a local source had to guess reading a tree another
+	// program wrote (a folder name in no known encoding, a mixed layout),
+	// each once, as printed ("mailferry: warning: ...").
+	Warnings []string `json:"warnings,omitempty"`
 	// Error is the error that stopped the run, if one did.
 	Error string `json:"error,omitempty"`
 }

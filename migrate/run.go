@@ -191,6 +191,14 @@ func (e *engine) run(ctx context.Context, rep *Report) error {
 	if err != nil {
 		return err
 	}
+	jobs := e.opts.Jobs
+	if e.opts.Dedup == DedupAccount {
+		// One folder at a time, in plan order, so that the first folder met
+		// (INBOX and special-use folders first) keeps the copy.
+		jobs = 1
+	}
+	pre := e.predial(ctx, min(jobs, len(srcFolders))-1) // predial.go
+	defer pre.close()
 	if e.job.MaybeSameAccount && !e.opts.DryRun {
 		if err := e.notSameMailbox(ctx, c.src, c.dst); err != nil {
 			return err
@@ -217,16 +225,12 @@ func (e *engine) run(ctx context.Context, rep *Report) error {
 	}
 	defer e.state.Close()
 
-	jobs := e.opts.Jobs
 	if e.opts.Dedup == DedupAccount {
-		// One folder at a time, in plan order, so that the first folder met
-		// (INBOX and special-use folders first) keeps the copy.
-		jobs = 1
 		if err := e.indexAccount(ctx, c, dstFolders); err != nil {
 			return err
 		}
 	}
-	results, err := e.copyFolders(ctx, plan, jobs, c)
+	results, err := e.copyFolders(ctx, plan, jobs, c, pre)
 	for _, fr := range results {
 		if fr.Source != "" {
 			rep.Folders = append(rep.Folders, fr)
@@ -328,7 +332,7 @@ func (e *engine) indexAccount(ctx context.Context, c *conns, dstFolders []format
 // copyFolders feeds the planned folders to jobs workers, each with its own
 // pair of connections (the first takes over c's), and returns each folder's
 // report in plan order (empty for a folder not reached).
-func (e *engine) copyFolders(ctx context.Context, plan []PlannedFolder, jobs int, c *conns) ([]FolderReport, error) {
+func (e *engine) copyFolders(ctx context.Context, plan []PlannedFolder, jobs int, c *conns, pre *predialed) ([]FolderReport, error) {
 	results := make([]FolderReport, len(plan))
 	work := make(chan int)
 	g, gctx := errgroup.WithContext(ctx)
@@ -343,11 +347,11 @@ func (e *engine) copyFolders(ctx context.Context, plan []PlannedFolder, jobs int
 		}
 		return nil
 	})
-	for w := 0; w < jobs; w++ {
-		wk := &worker{e: e}
-		if w == 0 {
-			wk.src, wk.dst = c.src, c.dst
-			c.src, c.dst = nil, nil // the worker closes them
+	for w := 0; w < min(jobs, len(plan)); w++ {
+		wk := &worker{e: e, src: c.src, dst: c.dst}
+		c.src, c.dst = nil, nil // the first worker takes them over and closes them
+		if w > 0 {
+			wk = pre.take(e) // predial.go
 		}
 		g.Go(func() error {
 			defer wk.close()
@@ -459,26 +463,33 @@ func (w *worker) close() {
 	w.src, w.dst = nil, nil
 }
 
+// connect opens whichever side is not open, both at once (each login
+// costs round trips).
 func (w *worker) connect(ctx context.Context) error {
+	var g errgroup.Group
 	if w.src == nil {
-		s, err := w.e.job.OpenSource(ctx)
-		if err != nil {
-			return err // (a typed nil must not land in w.src)
-		}
-		w.src = s
+		g.Go(func() error {
+			s, err := w.e.job.OpenSource(ctx)
+			if err != nil {
+				return err // (a typed nil must not land in w.src)
+			}
+			w.src = s
+			return nil
+		})
 	}
 	if w.dst == nil {
-		d, err := w.e.job.OpenSink(ctx)
-		if err != nil {
+		g.Go(func() error {
+			d, err := w.e.job.OpenSink(ctx)
+			if err != nil {
+				return err
+			}
+			w.dst = d
+			// A fresh IMAP sink knows no folders: let it learn which exist.
+			_, err = d.Folders(ctx)
 			return err
-		}
-		w.dst = d
-		// A fresh IMAP sink knows no folders: let it learn which exist.
-		if _, err = w.dst.Folders(ctx); err != nil {
-			return err
-		}
+		})
 	}
-	return nil
+	return g.Wait()
 }
 
 // folder copies one folder, reconnecting and resuming after connection

@@ -60,6 +60,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
 	"net"
 	"os"
@@ -158,6 +159,11 @@ type Options struct {
 	// still answers the commands; a client that reads CAPABILITY will not
 	// use them.
 	IMAPCapability string
+	// MailLocation, when set, replaces the mail_location (default
+	// "maildir:DIR/mail/%u:LAYOUT=fs"), for a server pointed at a
+	// Maildir a test made: "maildir:~/Maildir" is Dovecot's default
+	// Maildir++ in Server.Home(user) + "/Maildir" (see GiveToMailUser).
+	MailLocation string
 }
 
 // PostLoginCaps is what Dovecot 2.3.19 announces after login with this
@@ -218,6 +224,29 @@ func (s *Server) IMAPAddr() string { return net.JoinHostPort(s.Host, strconv.Ito
 
 // POP3Addr returns "127.0.0.1:port" of the plaintext POP3 listener.
 func (s *Server) POP3Addr() string { return net.JoinHostPort(s.Host, strconv.Itoa(s.POP3Port)) }
+
+// Home returns user's home directory (owned by MailUser; it may not exist
+// before the user's first login).
+func (s *Server) Home(user string) string { return filepath.Join(s.Dir, "home", user) }
+
+// GiveToMailUser makes path and everything below it MailUser's, so that
+// the server can read and change a Maildir a test put there.
+func (s *Server) GiveToMailUser(t testing.TB, path string) {
+	t.Helper()
+	uid, gid, err := ensureMailUser()
+	if err != nil {
+		t.Fatalf("dovecottest: %v", err)
+	}
+	err = filepath.WalkDir(path, func(p string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, uid, gid)
+	})
+	if err != nil {
+		t.Fatalf("dovecottest: %v", err)
+	}
+}
 
 // LogTail returns the last n lines of the instance's log.
 func (s *Server) LogTail(n int) string { return tailFile(s.logPath, n) }
@@ -284,7 +313,8 @@ func Start(t testing.TB, opts Options) *Server {
 	for attempt := 0; attempt < 3; attempt++ {
 		s, err := start(bin, sep, users, opts.SpecialUse, sentName, uid, gid, tlsNames, quotaOpts{opts.MaxMailSize, opts.QuotaBytes},
 			extraOpts{nsPrefix: opts.NamespacePrefix, oauth2URL: opts.OAuth2IntrospectionURL, specialUse: opts.SpecialUseFolders,
-				sharing: opts.Sharing, public: opts.PublicFolders, capability: opts.IMAPCapability})
+				sharing: opts.Sharing, public: opts.PublicFolders, capability: opts.IMAPCapability,
+				mailLocation: opts.MailLocation})
 		if err == nil {
 			t.Cleanup(s.Stop)
 			return s
@@ -385,6 +415,7 @@ type extraOpts struct {
 	sharing             bool
 	public              []string
 	capability          string // Options.IMAPCapability
+	mailLocation        string // Options.MailLocation
 }
 
 func start(bin string, sep rune, users map[string]string, specialUse bool, sentName string, uid, gid int, tlsNames []string, quota quotaOpts, extra extraOpts) (s *Server, err error) {
@@ -554,7 +585,11 @@ func (s *Server) config(passwdPath string, specialUse bool, sentName string, uid
 	p("mail_max_userip_connections = 200")
 	// LAYOUT=fs: folders are plain subdirectories, so with '/' as separator
 	// a name may contain '.' (the default Maildir++ layout forbids it).
-	p("mail_location = maildir:%s/%%u:LAYOUT=fs", filepath.Join(s.Dir, "mail"))
+	if s.extra.mailLocation != "" {
+		p("mail_location = %s", s.extra.mailLocation)
+	} else {
+		p("mail_location = maildir:%s/%%u:LAYOUT=fs", filepath.Join(s.Dir, "mail"))
+	}
 	if s.extra.oauth2URL != "" {
 		// Tokens are checked by the oauth2 passdb alone.
 		p("passdb {\n  driver = passwd-file\n  mechanisms = plain login\n  args = scheme=PLAIN username_format=%%u %s\n}", passwdPath)

@@ -323,23 +323,32 @@ type chunk struct {
 	due time.Time
 }
 
-const maxChunk = 32 << 10
+const (
+	maxChunk  = 32 << 10
+	maxQueued = 1 << 16 // chunks in flight per direction
+)
 
 // pump forwards one direction: a reader stamps each chunk with the time it
 // may leave, the writer applies latency, stall, throttle and cut.
 func (c *conn) pump(dst, src net.Conn, dir Dir) {
-	ch := make(chan chunk, 64)
+	// The queue between reader and writer is what is "on the wire": with
+	// Latency it must hold a round trip's worth of data however small the
+	// reads are (a server writing one small message per write would
+	// otherwise be held to queue length x read size per Latency, far below
+	// what a real link with TCP window scaling carries). Each chunk is
+	// copied to its own size, so the memory is the bytes in flight.
+	ch := make(chan chunk, maxQueued)
 	var rerr error
 	readerDone := make(chan struct{})
 	go func() {
 		defer close(readerDone)
 		defer close(ch)
+		buf := make([]byte, maxChunk)
 		for {
-			buf := make([]byte, maxChunk)
 			n, err := src.Read(buf)
 			if n > 0 {
 				select {
-				case ch <- chunk{buf[:n], time.Now().Add(c.p.f.Latency)}:
+				case ch <- chunk{bytes.Clone(buf[:n]), time.Now().Add(c.p.f.Latency)}:
 				case <-c.done:
 					return
 				}

@@ -45,8 +45,9 @@ type IMAP struct {
 	// app is the MULTIAPPEND connection (multiappend.go), dialled on the
 	// first Store when the server offers MULTIAPPEND and LITERAL+.
 	app     *appender
-	noBatch bool     // set when the server lacks what the appender needs
-	auth    imapAuth // how this connection logged in: the appender does the same
+	appDial chan appDialed // app being dialled in the background (startAppender)
+	noBatch bool           // set when the server lacks what the appender needs
+	auth    imapAuth       // how this connection logged in: the appender does the same
 
 	// nsPrefix is the personal namespace's prefix ("INBOX." on Courier and
 	// Cyrus; usually empty): Folder.Path leaves it out, Folder.Name and
@@ -139,7 +140,13 @@ func dialIMAP(ctx context.Context, cfg mailconn.ServerConfig, token string) (*IM
 	m := &IMAP{c: c, cfg: cfg, caps: c.Caps(), existing: map[string]bool{}, auth: auth, changed: changed}
 	m.noBatch = !(m.caps.Has(imap.CapMultiAppend) && m.caps.Has(imap.CapLiteralPlus))
 	// The separator: LIST "" "" answers with the hierarchy delimiter.
-	list, err := c.List("", "", nil).Collect()
+	// NAMESPACE goes out with it, without waiting (one round trip for both).
+	listCmd := c.List("", "", nil)
+	var nsCmd *imapclient.NamespaceCommand
+	if m.caps.Has(imap.CapNamespace) {
+		nsCmd = c.Namespace()
+	}
+	list, err := listCmd.Collect()
 	if err != nil {
 		c.Close()
 		return nil, &migrate.RetryableError{Err: fmt.Errorf("imap: %s: list: %w", cfg, err)}
@@ -147,8 +154,8 @@ func dialIMAP(ctx context.Context, cfg mailconn.ServerConfig, token string) (*IM
 	if len(list) > 0 {
 		m.delim = list[0].Delim
 	}
-	if m.caps.Has(imap.CapNamespace) {
-		ns, err := c.Namespace().Wait()
+	if nsCmd != nil {
+		ns, err := nsCmd.Wait()
 		var ie *imap.Error
 		switch {
 		case errors.As(err, &ie):
@@ -286,6 +293,7 @@ func startTLS(conn net.Conn, addr string, opts *imapclient.Options) (*imapclient
 // Close logs out and closes the connection. Messages queued and not
 // committed are abandoned: the server has not been told to keep them.
 func (m *IMAP) Close() error {
+	m.dropAppenderDial()
 	if m.app != nil {
 		m.app.close()
 		m.app = nil
@@ -432,24 +440,34 @@ func (m *IMAP) ListUIDs(ctx context.Context, folder formats.Folder, first, last 
 
 // list lists set of the folder, expecting at most most messages (0: all).
 func (m *IMAP) list(ctx context.Context, folder formats.Folder, set imap.NumSet, most int) (uint32, []formats.Message, error) {
-	sd := m.listed
-	if most == 0 || sd == nil || m.selected != folder.Name || !m.readOnly {
-		// Re-select for a fresh UIDVALIDITY and EXISTS, except for the
-		// next window of a folder still selected: a SELECT makes Dovecot
-		// read a Maildir's whole directory (300,000 names for each window).
-		m.selected = ""
-		var err error
-		if sd, err = m.sel(folder.Name, true); err != nil {
-			return 0, nil, err
-		}
-		m.listed = sd
-	}
-	if sd.NumMessages == 0 {
-		return sd.UIDValidity, nil, nil
-	}
 	stop := context.AfterFunc(ctx, func() { m.c.Close() })
 	defer stop()
-	fc := m.c.Fetch(set, &imap.FetchOptions{UID: true, Flags: true, InternalDate: true, RFC822Size: true})
+	opts := &imap.FetchOptions{UID: true, Flags: true, InternalDate: true, RFC822Size: true}
+	sd := m.listed
+	var fc *imapclient.FetchCommand
+	if most == 0 || sd == nil || m.selected != folder.Name || !m.readOnly {
+		// Re-select (fresh UIDVALIDITY and EXISTS), with the FETCH sent
+		// right behind the EXAMINE: one round trip for both. If the EXAMINE
+		// fails, or the folder is empty (some servers answer BAD to 1:*
+		// then), the FETCH's answer is read and ignored. The next window of
+		// a folder still selected is not re-selected: a SELECT makes
+		// Dovecot read a Maildir's whole directory (300,000 names a window).
+		m.selected = ""
+		selCmd := m.c.Select(folder.Name, &imap.SelectOptions{ReadOnly: true})
+		fc = m.c.Fetch(set, opts)
+		var err error
+		if sd, err = selCmd.Wait(); err != nil {
+			fc.Close()
+			return 0, nil, m.wrap("select "+folder.Name, err)
+		}
+		m.selected, m.readOnly, m.seqUID, m.listed = folder.Name, true, nil, sd
+	} else {
+		fc = m.c.Fetch(set, opts)
+	}
+	if sd.NumMessages == 0 {
+		fc.Close()
+		return sd.UIDValidity, nil, nil
+	}
 	if m.seqUID == nil {
 		m.seqUID = make(seqUIDs, sd.NumMessages+1)
 	}
@@ -565,12 +583,32 @@ func (m *IMAP) Fetch(ctx context.Context, folder formats.Folder, msgs []formats.
 	if !m.caps.Has(imap.CapBinary) {
 		return m.fetchSections(ctx, folder, msgs, body, deliver)
 	}
-	for start := 0; start < len(msgs); start += fetchBatch {
-		chunk := msgs[start:min(start+fetchBatch, len(msgs))]
-		raw, rest, err := m.splitRaw(ctx, folder, chunk)
-		if err != nil {
-			return err
+	if len(msgs) == 0 {
+		return nil
+	}
+	// Selected once here, so that the look-ahead below only reads m.selected.
+	if _, err := m.sel(folder.Name, true); err != nil {
+		return err
+	}
+	// The header look-ahead for the next batch runs in its own goroutine
+	// (go-imap routes each FETCH response to its command by UID), so that
+	// its round trip overlaps this batch's BINARY FETCH.
+	next := m.startSplit(ctx, folder, msgs[:min(fetchBatch, len(msgs))])
+	defer func() {
+		if next != nil {
+			<-next // never leave it reading on a connection the caller reuses
 		}
+	}()
+	for start := 0; start < len(msgs); start += fetchBatch {
+		res := <-next
+		next = nil
+		if res.err != nil {
+			return res.err
+		}
+		if end := start + fetchBatch; end < len(msgs) {
+			next = m.startSplit(ctx, folder, msgs[end:min(end+fetchBatch, len(msgs))])
+		}
+		raw, rest := res.raw, res.rest
 		// A literal of another size than RFC822.SIZE was decoded after
 		// all: it is skipped, and that message goes as BODY[] below.
 		bin := fetchItem{binary: true, accept: func(msg formats.Message, size int64) bool { return size == msg.Size }}
@@ -608,6 +646,23 @@ func (m *IMAP) Fetch(ctx context.Context, folder formats.Folder, msgs []formats.
 		}
 	}
 	return nil
+}
+
+// splitResult is what splitRaw found for one batch.
+type splitResult struct {
+	raw, rest []formats.Message
+	err       error
+}
+
+// startSplit runs splitRaw for msgs in a goroutine; the channel delivers
+// its result once.
+func (m *IMAP) startSplit(ctx context.Context, folder formats.Folder, msgs []formats.Message) chan splitResult {
+	ch := make(chan splitResult, 1)
+	go func() {
+		raw, rest, err := m.splitRaw(ctx, folder, msgs)
+		ch <- splitResult{raw, rest, err}
+	}()
+	return ch
 }
 
 // splitRaw sorts msgs into those whose BINARY[] is their stored bytes (a
@@ -863,6 +918,9 @@ func (m *IMAP) Ensure(ctx context.Context, path []string) (formats.Folder, error
 	}
 	f := formats.Folder{Name: name, Path: m.pathOf(name, m.delim)}
 	setStatus(&f, sd)
+	if f.Messages == 0 {
+		m.startAppender() // an empty folder is about to be filled (multiappend.go)
+	}
 	return f, nil
 }
 
@@ -900,13 +958,8 @@ func (m *IMAP) Store(ctx context.Context, folder formats.Folder, msg formats.Mes
 		body, size = f, n
 	}
 	if !m.noBatch {
-		if m.app == nil {
-			app, err := dialAppender(ctx, m.cfg, m.auth)
-			if err != nil {
-				return "", err
-			}
-			app.binary = m.caps.Has(imap.CapBinary)
-			m.app = app
+		if err := m.appenderReady(ctx); err != nil {
+			return "", err
 		}
 		stop := context.AfterFunc(ctx, func() { m.app.conn.Close() })
 		defer stop()

@@ -34,6 +34,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/emersion/go-imap/v2"
+
 	"github.com/mailferry/mailferry/formats"
 	"github.com/mailferry/mailferry/migrate"
 	"github.com/mailferry/mailferry/migrate/mailconn"
@@ -62,6 +64,71 @@ const (
 // spoolInFlight counts the spooled bytes sent and not yet answered, over
 // every appender of the process.
 var spoolInFlight atomic.Int64
+
+// appDialed is the outcome of dialling an appender in the background.
+type appDialed struct {
+	app *appender
+	err error
+}
+
+// startAppender starts dialling the MULTIAPPEND connection in the
+// background, once: Ensure calls it for an empty destination folder, so
+// that the greeting and login (two round trips or more) overlap the
+// folder's listing at the source instead of delaying its first APPEND. A
+// folder that already holds mail may get nothing (a rerun): there the
+// connection waits for the first Store, as it would without this.
+func (m *IMAP) startAppender() {
+	if m.noBatch || m.app != nil || m.appDial != nil {
+		return
+	}
+	ch := make(chan appDialed, 1)
+	m.appDial = ch
+	go func() {
+		app, err := dialAppender(context.Background(), m.cfg, m.auth)
+		ch <- appDialed{app, err}
+	}()
+}
+
+// appenderReady makes sure m.app is connected: it takes the background
+// dial's outcome, or dials now. A failed dial is not kept: the next Store
+// dials again.
+func (m *IMAP) appenderReady(ctx context.Context) error {
+	if m.app != nil {
+		return nil
+	}
+	var d appDialed
+	if m.appDial != nil {
+		select {
+		case d = <-m.appDial:
+			m.appDial = nil
+		case <-ctx.Done():
+			m.dropAppenderDial()
+			return ctx.Err()
+		}
+	} else {
+		d.app, d.err = dialAppender(ctx, m.cfg, m.auth)
+	}
+	if d.err != nil {
+		return d.err
+	}
+	d.app.binary = m.caps.Has(imap.CapBinary)
+	m.app = d.app
+	return nil
+}
+
+// dropAppenderDial forgets a background dial; its connection, if it
+// comes, is closed without waiting for it here.
+func (m *IMAP) dropAppenderDial() {
+	if m.appDial == nil {
+		return
+	}
+	go func(ch chan appDialed) {
+		if d := <-ch; d.app != nil {
+			d.app.close()
+		}
+	}(m.appDial)
+	m.appDial = nil
+}
 
 // appender is one raw IMAP connection used only for APPEND.
 type appender struct {

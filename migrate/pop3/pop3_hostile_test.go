@@ -47,6 +47,16 @@ func scriptedPOP3(extra func(line string) (string, bool)) func(line string) stri
 
 // hostilePOP3 serves scriptedPOP3(extra); quits counts the QUIT commands
 // received.
+// withPipelining adds PIPELINING to CAPA when pipe is set.
+func withPipelining(pipe bool, extra func(string) (string, bool)) func(string) (string, bool) {
+	return func(line string) (string, bool) {
+		if pipe && line == "CAPA" {
+			return "+OK\r\nUSER\r\nUIDL\r\nTOP\r\nPIPELINING\r\n.\r\n", true
+		}
+		return extra(line)
+	}
+}
+
 func hostilePOP3(t *testing.T, greeting string, extra func(line string) (string, bool)) (cfg mailconn.ServerConfig, quits *atomic.Int32) {
 	t.Helper()
 	quits = new(atomic.Int32)
@@ -161,20 +171,43 @@ func TestPOP3HostileReplies(t *testing.T) {
 		{"LIST: size not a number", on("LIST", "+OK\r\n1 ten\r\n.\r\n"), pop3List},
 		{"LIST: empty status line", on("LIST", "\r\n1 10\r\n.\r\n"), pop3List},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			cfg, quits := hostilePOP3(t, "+OK\r\n", tc.extra)
-			p := dialPOP3(t, cfg)
-			if err := tc.call(p); err == nil {
-				t.Fatal("accepted")
-			} else if migrate.IsRetryable(err) && !strings.Contains(tc.name, "cut") && !strings.Contains(err.Error(), mailconn.ErrProtocol.Error()) {
-				t.Fatalf("%v: want a protocol error", err)
-			}
-			p.Close()
-			if quits.Load() != 0 {
-				t.Fatal("QUIT sent on a connection out of step")
-			}
-		})
+		// Each with and without PIPELINING (then UIDL and LIST go out together).
+		for _, pipe := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s, pipelining %v", tc.name, pipe), func(t *testing.T) {
+				cfg, quits := hostilePOP3(t, "+OK\r\n", withPipelining(pipe, tc.extra))
+				p := dialPOP3(t, cfg)
+				if p.pipelining != pipe {
+					t.Fatalf("pipelining %v, want %v", p.pipelining, pipe)
+				}
+				if err := tc.call(p); err == nil {
+					t.Fatal("accepted")
+				} else if migrate.IsRetryable(err) && !strings.Contains(tc.name, "cut") && !strings.Contains(err.Error(), mailconn.ErrProtocol.Error()) {
+					t.Fatalf("%v: want a protocol error", err)
+				}
+				p.Close()
+				if quits.Load() != 0 {
+					t.Fatal("QUIT sent on a connection out of step")
+				}
+			})
+		}
 	}
+
+	// UIDL refused (a plain -ERR, the session usable) while LIST went out
+	// with it: LIST's answer is read too, so the next command is in step.
+	t.Run("UIDL refused, pipelined", func(t *testing.T) {
+		cfg, quits := hostilePOP3(t, "+OK\r\n", withPipelining(true, on("UIDL", "-ERR not today\r\n")))
+		p := dialPOP3(t, cfg)
+		if _, _, err := p.List(ctx, pop3Inbox); err == nil || !strings.Contains(err.Error(), "UIDL refused: not today") {
+			t.Fatalf("%v: want UIDL refused", err)
+		}
+		if _, err := p.Folders(ctx); err != nil {
+			t.Fatalf("the next command: %v (out of step?)", err)
+		}
+		p.Close()
+		if quits.Load() != 1 {
+			t.Fatal("no QUIT on a session in step")
+		}
+	})
 
 	// RETR and TOP status lines (Send, then ReadOne).
 	for _, verb := range []string{"RETR", "TOP"} {

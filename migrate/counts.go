@@ -19,6 +19,10 @@ type passTally struct {
 	stored    *[]formats.Message
 	nRecorded int
 	unknown   []formats.Message // sent, fate unknown (connection lost before the answer)
+	// bulkCopied and bulkBytes count what earlier windows of the same pass
+	// recorded (window.go), not listed one by one.
+	bulkCopied int
+	bulkBytes  int64
 }
 
 func (t *passTally) counted() []formats.Message { return (*t.stored)[:t.nRecorded] }
@@ -67,11 +71,13 @@ func settle(passes []FolderReport) FolderReport {
 		return fr
 	}
 	copied := map[string]int64{}
+	bulk, bulkBytes := 0, int64(0)
 	for _, p := range passes {
 		if p.pass != nil {
 			for _, m := range p.pass.counted() {
 				copied[m.ID] = max(m.Size, 0)
 			}
+			bulk, bulkBytes = bulk+p.pass.bulkCopied, bulkBytes+p.pass.bulkBytes
 		}
 	}
 	planned := make(map[string]bool, len(fr.pass.planned))
@@ -79,10 +85,12 @@ func settle(passes []FolderReport) FolderReport {
 		planned[m.ID] = true
 	}
 	found := map[string]bool{} // sent earlier, handled by the base pass
+	foundBulk := 0             // recorded by earlier windowed passes: handled too
 	for _, p := range passes[:b] {
 		if p.pass == nil {
 			continue
 		}
+		foundBulk += p.pass.bulkCopied
 		for _, ms := range [][]formats.Message{*p.pass.stored, p.pass.unknown} {
 			for _, m := range ms {
 				if !planned[m.ID] {
@@ -92,8 +100,8 @@ func settle(passes []FolderReport) FolderReport {
 			}
 		}
 	}
-	fr.Skipped = max(fr.Skipped-len(found), 0)
-	fr.Copied, fr.Bytes = len(copied), 0
+	fr.Skipped = max(fr.Skipped-len(found)-foundBulk, 0)
+	fr.Copied, fr.Bytes = len(copied)+bulk, bulkBytes
 	for _, n := range copied {
 		fr.Bytes += n
 	}

@@ -1,6 +1,7 @@
 package migrate
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/mailferry/mailferry/formats"
@@ -42,5 +43,29 @@ func TestSettleCountsEarlierPassesAsCopied(t *testing.T) {
 	dry := FolderReport{Source: "INBOX", Counts: Counts{Found: 3, Copied: 3}}
 	if fr = settle([]FolderReport{dry}); fr.Copied != 3 {
 		t.Errorf("dry run: copied %d, want 3", fr.Copied)
+	}
+}
+
+// settle: a pass copied in windows counts what its earlier windows recorded
+// in bulk; when a later pass finds those handled, they are copied, not
+// skipped.
+func TestSettleCountsWindowsInBulk(t *testing.T) {
+	p1 := FolderReport{Source: "INBOX", Counts: Counts{Found: 120}}
+	p1stored := msgs("w1", "w2", "w3")
+	p1.pass = &passTally{decided: true, planned: msgs("w1", "w2", "w3", "w4"), stored: &p1stored, nRecorded: 2,
+		bulkCopied: 100, bulkBytes: 1000}
+	if fr := settle([]FolderReport{p1}); fr.Copied != 102 || fr.Bytes != 1020 {
+		t.Errorf("one windowed pass: got %+v, want copied 102, 1020 bytes", fr.Counts)
+	}
+	// The next pass lists the whole folder: the 102 recorded and w3 (stored,
+	// not recorded) are there, w4 and 30 more are copied now.
+	p2 := FolderReport{Source: "INBOX", Counts: Counts{Found: 136, Skipped: 103 + 2}}
+	p2stored := msgs("w4")
+	for i := range 30 {
+		p2stored = append(p2stored, formats.Message{ID: fmt.Sprint("n", i), Size: 10})
+	}
+	p2.pass = &passTally{decided: true, planned: p2stored, stored: &p2stored, nRecorded: 31}
+	if fr := settle([]FolderReport{p1, p2}); fr.Copied != 134 || fr.Skipped != 2 || fr.Found != 136 {
+		t.Errorf("after a second pass: got %+v, want found 136, copied 134, skipped 2", fr.Counts)
 	}
 }

@@ -132,6 +132,10 @@ func (p *folderPass) recordGone(ctx context.Context, dry bool) error {
 	if dry || len(ids) == 0 {
 		return nil
 	}
+	ids, err := sinkIDs(ctx, p.dst, p.dstF, ids) // ledger.go
+	if err != nil {
+		return err
+	}
 	if err := gr.RecordGone(ctx, p.dstF, ids); err != nil {
 		return err
 	}
@@ -152,6 +156,18 @@ func (p *folderPass) followFlags(ctx context.Context, dry bool) error {
 	p.fr.FlagsUpdated = plan.updated
 	if dry {
 		return nil
+	}
+	var all []string
+	for _, c := range plan.changes {
+		all = append(all, c.IDs...)
+	}
+	named, err := sinkIDs(ctx, p.dst, p.dstF, all) // ledger.go: one read of the index
+	if err != nil {
+		return err
+	}
+	for i := range plan.changes {
+		n := len(plan.changes[i].IDs)
+		plan.changes[i].IDs, named = named[:n:n], named[n:]
 	}
 	if err := fu.UpdateFlags(ctx, p.dstF, plan.changes); err != nil {
 		return err

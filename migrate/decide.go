@@ -61,6 +61,9 @@ func decideLedger(msgs []formats.Message, ledger *FolderState, avail map[formats
 	dedup Dedup, acct accountView, d *decision) (unknown []formats.Message, keys map[string]formats.Key, occ map[formats.Key]int) {
 	keys = map[string]formats.Key{}
 	occ = map[formats.Key]int{} // --dedup account: occurrences of a key in this folder
+	if len(ledger.IDs) == 0 {
+		return msgs, keys, occ // all unknown: no copy of a long listing
+	}
 	for _, m := range msgs {
 		k, ok := ledger.IDs[m.ID]
 		if !ok {
@@ -115,7 +118,10 @@ func needKeys(dedup Dedup, avail map[formats.Key]int) bool {
 func decideKeys(unknown []formats.Message, keys map[string]formats.Key, avail map[formats.Key]int,
 	occ map[formats.Key]int, dedup Dedup, acct accountView, srcKey string, d *decision) {
 	d.claims = map[string]int{}
-	for _, m := range unknown {
+	// d.copy is unknown itself until a message is left out (a first
+	// run copies a whole folder: no second list of it).
+	aliased := true
+	for i, m := range unknown {
 		if k, ok := keys[m.ID]; ok {
 			dup := false
 			switch dedup {
@@ -132,14 +138,22 @@ func decideKeys(unknown []formats.Message, keys map[string]formats.Key, avail ma
 				}
 			}
 			if dup {
+				if aliased {
+					d.copy, aliased = append(make([]formats.Message, 0, len(unknown)-1), unknown[:i]...), false
+				}
 				d.skipped++
 				d.keyOnly = append(d.keyOnly, m)
 				d.matched = append(d.matched, Record{Side: SideSource, Folder: srcKey, ID: m.ID, Key: k})
 				continue
 			}
 		}
-		d.copy = append(d.copy, m)
+		if !aliased {
+			d.copy = append(d.copy, m)
+		}
 		d.bytes += max(m.Size, 0)
+	}
+	if aliased {
+		d.copy = unknown[:len(unknown):len(unknown)]
 	}
 }
 

@@ -42,6 +42,13 @@ type Source interface {
 	Close() error
 }
 
+// RangeLister is a Source that can list part of a folder (IMAP): the
+// messages whose UIDs lie in [first, last], as List would give them. The
+// engine copies a large folder in such windows (window.go).
+type RangeLister interface {
+	ListUIDs(ctx context.Context, folder formats.Folder, first, last uint32) (validity uint32, msgs []formats.Message, err error)
+}
+
 // Sink is where messages go: an IMAP server, a Maildir tree or an mbox
 // directory. A Sink is used by one goroutine at a time.
 type Sink interface {

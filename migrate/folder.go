@@ -46,7 +46,7 @@ func (e *engine) copyFolder(ctx context.Context, src Source, dst Sink, pf Planne
 	p := &folderPass{e: e, src: src, dst: dst, pf: pf, name: formats.DisplayName(pf.Source.Path)}
 	p.fr = FolderReport{Source: p.name, Note: pf.Note}
 	p.fr.Destination, _ = formats.JoinFolder(pf.Dest, dst.Separator())
-	p.srcKey = ledgerKey(pf)
+	p.srcKey = ledgerFolder(pf)
 
 	if ok, err := e.unchanged(p); err != nil || ok {
 		return p.fr, err
@@ -56,6 +56,12 @@ func (e *engine) copyFolder(ctx context.Context, src Source, dst Sink, pf Planne
 			return p.refused(ctx, err) // folderrefused.go
 		}
 		return p.fr, err
+	}
+	if err := p.loadLedger(); err != nil {
+		return p.fr, err
+	}
+	if rl, ok := p.windowed(); ok && len(p.ss.IDs) == 0 {
+		return p.fr, p.copyWindows(ctx, rl) // window.go
 	}
 	if err := p.list(ctx); err != nil {
 		return p.fr, err
@@ -80,7 +86,8 @@ func (e *engine) copyFolder(ctx context.Context, src Source, dst Sink, pf Planne
 	if err := e.add(p.d.matched); err != nil {
 		return p.fr, err
 	}
-	t := &transfer{p: p, delivered: map[string]bool{}, lastFlush: time.Now()}
+	t := &transfer{p: p, delivered: map[string]bool{}, lastFlush: time.Now(),
+		dst: dstRun{next: p.dstF.UIDNext, contiguous: true}}
 	if err := t.run(ctx); err != nil {
 		return p.fr, err
 	}
@@ -90,9 +97,9 @@ func (e *engine) copyFolder(ctx context.Context, src Source, dst Sink, pf Planne
 	return p.fr, p.finish(t)
 }
 
-// ledgerKey names a planned folder's source ledger: the source folder and
+// ledgerFolder names a planned folder's source ledger: the source folder and
 // its destination.
-func ledgerKey(pf PlannedFolder) string {
+func ledgerFolder(pf PlannedFolder) string {
 	return pf.Source.Name + "\x00" + formats.DisplayName(pf.Dest)
 }
 
@@ -161,13 +168,18 @@ func (p *folderPass) destination(ctx context.Context) error {
 	return err
 }
 
-// list reads the source folder and its ledger; a changed UIDVALIDITY starts
-// the ledger afresh (the destination's index still prevents duplicates).
-func (p *folderPass) list(ctx context.Context) error {
+// loadLedger reads the source folder's ledger.
+func (p *folderPass) loadLedger() error {
 	ss, err := p.e.folderState(SideSource, p.srcKey)
-	if err != nil {
-		return err
-	}
+	p.ss = ss
+	return err
+}
+
+// list reads the source folder (only what changed, where the source can
+// tell: cutover.go); a changed UIDVALIDITY starts the ledger afresh (the
+// destination's index still prevents duplicates).
+func (p *folderPass) list(ctx context.Context) error {
+	ss := p.ss
 	validity, msgs, err := p.listSource(ctx, ss) // cutover.go
 	if err != nil {
 		return err
@@ -214,7 +226,7 @@ func (p *folderPass) decide(ctx context.Context) error {
 	if len(want) > 0 {
 		err := p.src.Headers(ctx, p.pf.Source, want, func(m formats.Message, h []byte) error {
 			if _, ok := keys[m.ID]; !ok {
-				keys[m.ID] = formats.IdentityKey(h)
+				keys[m.ID] = ledgerKey(formats.IdentityKey(h))
 			}
 			p.heads[m.ID] = formats.HeaderValue(h, "Message-ID")
 			return nil
@@ -246,13 +258,28 @@ func (p *folderPass) keepAtSource(msgs []formats.Message) {
 // finish records what the pass left true: the messages --delete-source may
 // remove, and the marks that let the next run skip the folder.
 func (p *folderPass) finish(t *transfer) error {
-	e, f := p.e, p.pf.Source
-	vanished := 0
-	for _, m := range p.d.copy {
+	if p.e.opts.DeleteSource {
+		p.e.queueDelete(p.name, p.srcKey, p.pf.Source, append(p.d.deletable, t.copied...))
+	}
+	return p.conclude(t.vanished(), len(t.copied), t.dst)
+}
+
+// vanished counts the messages the transfer was to copy that the source
+// did not deliver.
+func (t *transfer) vanished() int {
+	n := 0
+	for _, m := range t.p.d.copy {
 		if !t.delivered[m.ID] {
-			vanished++
+			n++
 		}
 	}
+	return n
+}
+
+// conclude notes what a pass could not copy and sets the marks: stored is
+// how many messages it stored, run their destination IDs.
+func (p *folderPass) conclude(vanished, stored int, run dstRun) error {
+	e, f := p.e, p.pf.Source
 	if vanished > 0 {
 		p.fr.Skipped += vanished
 		p.fr.Note = joinNote(p.fr.Note, fmt.Sprintf("%d messages vanished from the source during the run", vanished))
@@ -262,9 +289,6 @@ func (p *folderPass) finish(t *transfer) error {
 			p.fr.Note = joinNote(p.fr.Note, "the destination folder cannot keep the flags "+strings.Join(d, " ")+": messages copied without them")
 		}
 	}
-	if e.opts.DeleteSource {
-		e.queueDelete(p.name, p.srcKey, f, append(p.d.deletable, t.copied...))
-	}
 	// Marks: the source folder is complete through the UIDNEXT seen before
 	// listing; the destination index through our own contiguous appends.
 	if p.fr.Failed == 0 && vanished == 0 && !e.filtered() && f.UIDNext != 0 && p.validity == f.Validity && !p.deferMark {
@@ -272,37 +296,48 @@ func (p *folderPass) finish(t *transfer) error {
 			return err
 		}
 	}
-	return p.markDest(t)
+	return p.markDest(stored, run)
 }
 
 // markDest moves the destination folder's mark past what this pass stored,
 // when the new UIDNEXT and count are certain: IMAP UIDs that continue the
 // indexed UIDNEXT without a gap, or a sink without UIDs (local stores) that
 // named every message it stored.
-func (p *folderPass) markDest(t *transfer) error {
+func (p *folderPass) markDest(stored int, run dstRun) error {
 	dstF, ds := p.dstF, p.ds
-	if len(t.dstIDs) == 0 || len(t.dstIDs) != len(t.copied) || ds.Messages != dstF.Messages || ds.Validity != dstF.Validity {
+	if run.n == 0 || run.n != stored || ds.Messages != dstF.Messages || ds.Validity != dstF.Validity {
 		return nil
 	}
-	count := dstF.Messages + uint32(len(t.dstIDs))
+	count := dstF.Messages + uint32(run.n)
 	if dstF.UIDNext == 0 {
 		if ds.UIDNext != 0 {
 			return nil
 		}
 		return p.e.mark(SideDest, dstF.Name, dstF.Validity, 0, count)
 	}
-	if ds.UIDNext != dstF.UIDNext {
+	if ds.UIDNext != dstF.UIDNext || !run.contiguous {
 		return nil
 	}
-	next := dstF.UIDNext
-	for _, id := range t.dstIDs {
-		u, err := strconv.ParseUint(id, 10, 32)
-		if err != nil || uint32(u) != next {
-			return nil
-		}
-		next++
+	return p.e.mark(SideDest, dstF.Name, dstF.Validity, run.next, count)
+}
+
+// dstRun follows the destination IDs of what a transfer stored, in order,
+// without keeping them: how many, and whether they are the UIDs that
+// continue the destination folder's UIDNEXT without a gap.
+type dstRun struct {
+	n          int
+	next       uint32 // the UID that continues the run
+	contiguous bool
+}
+
+func (r *dstRun) add(id string) {
+	r.n++
+	u, err := strconv.ParseUint(id, 10, 32)
+	if err != nil || uint32(u) != r.next {
+		r.contiguous = false
+		return
 	}
-	return p.e.mark(SideDest, dstF.Name, dstF.Validity, next, count)
+	r.next++
 }
 
 // transfer is the store, queue, commit, flush and record pipeline of one
@@ -314,7 +349,7 @@ type transfer struct {
 	queue     []queued // stored as ErrQueued, waiting for Commit
 	delivered map[string]bool
 	lastFlush time.Time
-	dstIDs    []string // the destination IDs of what was stored, in order
+	dst       dstRun // the destination IDs of what was stored
 	copied    []formats.Message
 	tally     *passTally // what the folder's counts are made of (counts.go)
 }
@@ -364,7 +399,7 @@ func (t *transfer) one(ctx context.Context, m formats.Message, body io.Reader) e
 	}
 	switch {
 	case errors.Is(err, ErrQueued):
-		t.queue = append(t.queue, queued{m, kw.Key(), append([]byte(nil), kw.Header()...)})
+		t.queue = append(t.queue, queued{m, ledgerKey(kw.Key()), append([]byte(nil), kw.Header()...)})
 	case IsMessageError(err):
 		// Read on so that the failure can name the Message-ID.
 		io.Copy(&kw, io.LimitReader(body, formats.MaxHeaderBytes))
@@ -373,7 +408,7 @@ func (t *transfer) one(ctx context.Context, m formats.Message, body io.Reader) e
 		t.tally.lost(m) // it may have arrived
 		return err
 	default:
-		t.stored(m, kw.Key(), id)
+		t.stored(m, ledgerKey(kw.Key()), id)
 	}
 	if len(t.pending)+len(t.queue) >= flushEvery || time.Since(t.lastFlush) > flushInterval {
 		return t.flush(ctx)
@@ -386,8 +421,8 @@ func (t *transfer) stored(m formats.Message, key formats.Key, id string) {
 	t.pending = append(t.pending, Record{Side: SideSource, Folder: p.srcKey, ID: m.ID, Key: key, Copied: true,
 		Dst: dstID(p.dstF, id), Base: m.Flags, HasBase: true})
 	if id != "" {
-		t.pending = append(t.pending, Record{Side: SideDest, Folder: p.dstF.Name, ID: id, Key: key})
-		t.dstIDs = append(t.dstIDs, id)
+		t.pending = append(t.pending, Record{Side: SideDest, Folder: p.dstF.Name, ID: indexID(id), Key: key})
+		t.dst.add(id)
 	}
 	t.copied = append(t.copied, m) // counted once durable and recorded (t.tally)
 	p.e.rep.MessageCopied(p.name, max(m.Size, 0))

@@ -1,9 +1,12 @@
 package migrate
 
 import (
+	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"sort"
+	"strconv"
 	"strings"
 
 	bolt "go.etcd.io/bbolt"
@@ -11,25 +14,108 @@ import (
 	"github.com/mailferry/mailferry/formats"
 )
 
-// The ledger entry of one message, as the state keeps it on disk (an "ids"
-// value, state.go):
+// The ledger of a folder, as the state keeps it on disk: its "log" bucket
+// (state.go) holds, under 8-byte big-endian sequence numbers, runs of
+// entries appended by Add and Forget; reading the runs in order, a later
+// entry for an ID replaces an earlier one and a forget entry removes it.
+// One entry:
 //
-//	32 bytes  identity key
-//	1 byte    bits: 1 Copied, 2 base flags known, 4 destination UID known
-//	[bits&4]  uvarint destination UIDVALIDITY, uvarint destination UID
+//	1 byte    bits: 1 Copied, 2 base flags known, 4 destination UID known,
+//	          8 forget (nothing follows the ID), 16 the ID is a number,
+//	          32 the destination UIDVALIDITY is the run's previous one
+//	ID        bits&16: varint of the difference from the run's previous
+//	          numeric ID (from 0 for the first); else uvarint length and bytes
+//	16 bytes  identity key (its first 16 bytes: ledgerKey)
+//	[bits&4]  [not bits&32] uvarint destination UIDVALIDITY; uvarint
+//	          destination UID
 //	[bits&2]  1 byte system flags (\Seen 1, \Answered 2, \Flagged 4,
 //	          \Draft 8), uvarint n, n uvarint indexes into the folder's
 //	          keyword table (its "keywords" value: names joined by NUL)
 //
-// An entry of the first layout (33 bytes: key and a Copied byte of 0 or 1)
-// reads the same: no base, no destination UID. So files written before flags
-// follow keep their ledger; their messages start with an empty base (flags
-// are then only added, never removed, until the base is recorded).
+// A message costs about 25 bytes on the source side and 20 on the
+// destination side, plus a share of its run's and page's overhead
+// (TestStateBytesPerMessage holds it to 64 bytes for both).
 const (
 	entryCopied = 1 << 0
 	entryBase   = 1 << 1
 	entryDst    = 1 << 2
+	entryForget = 1 << 3
+	entryNumber = 1 << 4
+	entrySameV  = 1 << 5
 )
+
+// runCoder carries what an entry is written relative to, within one run.
+type runCoder struct {
+	id       uint64
+	validity uint32
+}
+
+// keyBytes is how much of an identity key the ledger keeps and compares.
+const keyBytes = 16
+
+// ledgerKey is an identity key as the engine compares it with the ledger:
+// its first 128 bits (a chance collision among a billion messages is about
+// 1 in 10^21), the rest zero.
+func ledgerKey(k formats.Key) formats.Key {
+	clear(k[keyBytes:])
+	return k
+}
+
+// indexID is how the destination index keeps a destination message's ID:
+// as it is when it is a number (an IMAP UID, an mbox offset), else (a
+// Maildir unique name of 40 to 60 bytes) as a 12-byte hash, which is all
+// the index needs to recognise it.
+// hashedIDPrefix starts an ID that indexID hashed (never a UID or offset).
+const hashedIDPrefix = "\xff#"
+
+func indexID(id string) string {
+	if _, ok := idNumber(id); ok {
+		return id
+	}
+	sum := sha256.Sum256([]byte(id))
+	return hashedIDPrefix + string(sum[:12])
+}
+
+// sinkIDs gives back the names the sink knows for IDs the destination
+// index keeps hashed (indexID): the sink's index of the folder is read once,
+// only when some of ids are hashed, and holds on to just the names asked
+// for. IDs not found stay as they are.
+func sinkIDs(ctx context.Context, dst Sink, folder formats.Folder, ids []string) ([]string, error) {
+	want := map[string]string{}
+	for _, id := range ids {
+		if strings.HasPrefix(id, hashedIDPrefix) {
+			want[id] = ""
+		}
+	}
+	if len(want) == 0 {
+		return ids, nil
+	}
+	err := dst.Index(ctx, folder, func(id string) bool {
+		if h := indexID(id); h != id {
+			if _, ok := want[h]; ok {
+				want[h] = id
+			}
+		}
+		return true // known: no header is read
+	}, func(string, formats.Key) error { return nil })
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = id
+		if name := want[id]; name != "" {
+			out[i] = name
+		}
+	}
+	return out, nil
+}
+
+// idNumber is id as a number, when it is one written the canonical way.
+func idNumber(id string) (uint64, bool) {
+	n, err := strconv.ParseUint(id, 10, 64)
+	return n, err == nil && strconv.FormatUint(n, 10) == id
+}
 
 // DstID is where mailferry stored a message: the destination folder's
 // UIDVALIDITY and the UID APPENDUID gave.
@@ -114,96 +200,173 @@ func (t *keywordTable) save(b *bolt.Bucket) error {
 	return b.Put([]byte("keywords"), []byte(strings.Join(t.names, "\x00")))
 }
 
-// encodeEntry is r's "ids" value.
-func encodeEntry(r Record, kw *keywordTable) []byte {
-	v := make([]byte, 0, len(r.Key)+16)
-	v = append(v, r.Key[:]...)
+// appendEntry appends r's entry (a forget entry when forget) to v, a run
+// that c has seen so far.
+func appendEntry(v []byte, c *runCoder, r Record, kw *keywordTable, forget bool) []byte {
 	bits := byte(0)
-	if r.Copied {
-		bits |= entryCopied
+	switch {
+	case forget:
+		bits |= entryForget
+	default:
+		if r.Copied {
+			bits |= entryCopied
+		}
+		if r.HasBase {
+			bits |= entryBase
+		}
+		if r.Dst.UID != 0 {
+			bits |= entryDst
+			if r.Dst.Validity == c.validity {
+				bits |= entrySameV
+			}
+		}
 	}
-	if r.HasBase {
-		bits |= entryBase
-	}
-	if r.Dst.UID != 0 {
-		bits |= entryDst
+	n, num := idNumber(r.ID)
+	if num {
+		bits |= entryNumber
 	}
 	v = append(v, bits)
+	if num {
+		v = binary.AppendVarint(v, int64(n-c.id))
+		c.id = n
+	} else {
+		v = binary.AppendUvarint(v, uint64(len(r.ID)))
+		v = append(v, r.ID...)
+	}
+	if forget {
+		return v
+	}
+	v = append(v, r.Key[:keyBytes]...)
 	if r.Dst.UID != 0 {
-		v = binary.AppendUvarint(v, uint64(r.Dst.Validity))
+		if bits&entrySameV == 0 {
+			v = binary.AppendUvarint(v, uint64(r.Dst.Validity))
+			c.validity = r.Dst.Validity
+		}
 		v = binary.AppendUvarint(v, uint64(r.Dst.UID))
 	}
 	if r.HasBase {
-		var sys byte
-		var kws []uint64
-		for _, f := range followFlags(r.Base) {
-			bit := -1
-			for i, s := range sysFlags {
-				if f == s {
-					bit = i
-				}
-			}
-			if bit >= 0 {
-				sys |= 1 << bit
-			} else {
-				kws = append(kws, uint64(kw.id(f)))
+		v = appendBase(v, r.Base, kw)
+	}
+	return v
+}
+
+func appendBase(v []byte, flags []string, kw *keywordTable) []byte {
+	var sys byte
+	var kws []uint64
+	for _, f := range followFlags(flags) {
+		bit := -1
+		for i, s := range sysFlags {
+			if f == s {
+				bit = i
 			}
 		}
-		v = append(v, sys)
-		v = binary.AppendUvarint(v, uint64(len(kws)))
-		for _, k := range kws {
-			v = binary.AppendUvarint(v, k)
+		if bit >= 0 {
+			sys |= 1 << bit
+		} else {
+			kws = append(kws, uint64(kw.id(f)))
 		}
+	}
+	v = append(v, sys)
+	v = binary.AppendUvarint(v, uint64(len(kws)))
+	for _, k := range kws {
+		v = binary.AppendUvarint(v, k)
 	}
 	return v
 }
 
 var errEntry = errors.New("state: a damaged ledger entry")
 
-// decodeEntry reads an "ids" value into fs under id.
-func decodeEntry(fs *FolderState, id string, v []byte, kw []string) error {
-	var key formats.Key
-	if len(v) < len(key) {
-		return errEntry
+// entryReader reads the entries of one run.
+type entryReader struct {
+	v   []byte
+	bad bool
+	runCoder
+}
+
+func (r *entryReader) uvarint() uint64 {
+	x, n := binary.Uvarint(r.v)
+	if n <= 0 {
+		r.bad, r.v = true, nil
+		return 0
 	}
-	copy(key[:], v)
-	fs.IDs[id] = key
-	v = v[len(key):]
-	if len(v) == 0 {
+	r.v = r.v[n:]
+	return x
+}
+
+func (r *entryReader) varint() int64 {
+	x, n := binary.Varint(r.v)
+	if n <= 0 {
+		r.bad, r.v = true, nil
+		return 0
+	}
+	r.v = r.v[n:]
+	return x
+}
+
+func (r *entryReader) bytes(n uint64) []byte {
+	if uint64(len(r.v)) < n {
+		r.bad, r.v = true, nil
 		return nil
 	}
-	bits := v[0]
-	v = v[1:]
+	b := r.v[:n]
+	r.v = r.v[n:]
+	return b
+}
+
+// decodeRun applies the entries of one run to fs.
+func decodeRun(fs *FolderState, v []byte, kw []string) error {
+	r := &entryReader{v: v}
+	for len(r.v) > 0 && !r.bad {
+		bits := r.bytes(1)[0]
+		var id string
+		if bits&entryNumber != 0 {
+			r.id += uint64(r.varint())
+			id = strconv.FormatUint(r.id, 10)
+		} else {
+			id = string(r.bytes(r.uvarint()))
+		}
+		if bits&entryForget != 0 {
+			fs.forget(id)
+			continue
+		}
+		if err := decodeEntry(fs, id, bits, r, kw); err != nil {
+			return err
+		}
+	}
+	if r.bad {
+		return errEntry
+	}
+	return nil
+}
+
+// decodeEntry reads the rest of one entry into fs under id.
+func decodeEntry(fs *FolderState, id string, bits byte, r *entryReader, kw []string) error {
+	var key formats.Key
+	copy(key[:], r.bytes(keyBytes))
+	fs.forget(id)
+	fs.IDs[id] = key
 	if bits&entryCopied != 0 {
 		fs.Copied[id] = true
 	}
-	next := func() uint64 {
-		x, n := binary.Uvarint(v)
-		if n <= 0 {
-			v = nil
-			return 0
-		}
-		v = v[n:]
-		return x
-	}
 	if bits&entryDst != 0 {
-		validity, uid := next(), next()
-		fs.Dst[id] = DstID{Validity: uint32(validity), UID: uint32(uid)}
+		if bits&entrySameV == 0 {
+			r.validity = uint32(r.uvarint())
+		}
+		fs.Dst[id] = DstID{Validity: r.validity, UID: uint32(r.uvarint())}
 	}
 	if bits&entryBase != 0 {
-		if len(v) == 0 {
+		sys := r.bytes(1)
+		if len(sys) == 0 {
 			return errEntry
 		}
-		sys := v[0]
-		v = v[1:]
 		base := []string{}
 		for i, s := range sysFlags {
-			if sys&(1<<i) != 0 {
+			if sys[0]&(1<<i) != 0 {
 				base = append(base, s)
 			}
 		}
-		for n := next(); n > 0; n-- {
-			i := next()
+		for n := r.uvarint(); n > 0 && !r.bad; n-- {
+			i := r.uvarint()
 			if i >= uint64(len(kw)) {
 				return errEntry
 			}
@@ -242,23 +405,12 @@ func (s *boltState) SetModSeq(side Side, name string, modseq uint64) error {
 }
 
 // Forget removes the entries of recs (Side, Folder and ID) in one
-// transaction.
+// transaction: it appends forget entries to their folders' logs.
 func (s *boltState) Forget(recs []Record) error {
 	if len(recs) == 0 {
 		return nil
 	}
 	return s.update(func(tx *bolt.Tx) error {
-		for _, r := range recs {
-			b := tx.Bucket([]byte(r.Side)).Bucket([]byte(r.Folder))
-			if b == nil {
-				continue
-			}
-			if ids := b.Bucket([]byte("ids")); ids != nil {
-				if err := ids.Delete([]byte(r.ID)); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
+		return appendRuns(tx, recs, true)
 	})
 }

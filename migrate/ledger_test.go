@@ -1,19 +1,19 @@
 package migrate
 
 import (
+	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
-
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/mailferry/mailferry/formats"
 )
 
 // The ledger keeps, per source message, the flags last applied and where
-// mailferry stored it, in both States, small on disk, and reads entries of
-// the first layout (key + Copied byte) as having neither.
+// mailferry stored it, in both States, and forgets what Forget names.
 func TestLedgerBaseAndDest(t *testing.T) {
 	for _, kind := range []string{"mem", "bolt"} {
 		t.Run(kind, func(t *testing.T) {
@@ -65,31 +65,59 @@ func TestLedgerBaseAndDest(t *testing.T) {
 			if kind != "bolt" {
 				return
 			}
+			// What is on disk reads back the same after a reopen, with an ID
+			// that is not a number (a POP3 UIDL) kept as it is.
+			st.Add([]Record{{Side: SideSource, Folder: "A", ID: "UIDL-0042", Key: formats.Key{4}, Copied: true}})
 			st.Close()
-			db, err := bolt.Open(path, 0o600, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			db.Update(func(tx *bolt.Tx) error {
-				b := tx.Bucket([]byte(SideSource)).Bucket([]byte("A"))
-				v := b.Bucket([]byte("ids")).Get([]byte("2"))
-				if len(v) > 36 {
-					t.Errorf("an entry with one keyword takes %d bytes", len(v))
-				}
-				old := append(make([]byte, 32), 1) // the first layout: key, Copied
-				old[0] = 4
-				return b.Bucket([]byte("ids")).Put([]byte("4"), old)
-			})
-			db.Close()
 			st, err = OpenState(path)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer st.Close()
 			fs, _ = st.Folder(SideSource, "A")
-			if !fs.Copied["4"] || fs.IDs["4"] != (formats.Key{4}) || len(fs.Dst) != 0 || len(fs.Base) != 1 {
-				t.Errorf("an entry of the first layout reads as copied %v dst %v base %v", fs.Copied["4"], fs.Dst, fs.Base)
+			if len(fs.IDs) != 3 || !fs.Copied["UIDL-0042"] || fs.IDs["UIDL-0042"] != (formats.Key{4}) || fs.IDs["2"] != (formats.Key{2}) {
+				t.Errorf("after a reopen: %v copied %v", fs.IDs, fs.Copied)
 			}
 		})
+	}
+}
+
+// TestStateBytesPerMessage: a run that copied 20,000 messages (source and
+// destination entries, recorded in batches as the transfer does) leaves a
+// state file of at most 64 bytes per message.
+func TestStateBytesPerMessage(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "s.db")
+	st, err := OpenState(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n, batch = 20000, 1000
+	for lo := 1; lo <= n; lo += batch {
+		var recs []Record
+		for uid := lo; uid < lo+batch; uid++ {
+			key := ledgerKey(formats.IdentityKey([]byte(fmt.Sprintf("Message-ID: <%d@example.org>\r\n\r\n", uid))))
+			id := strconv.Itoa(uid)
+			recs = append(recs,
+				Record{Side: SideSource, Folder: "INBOX\x00INBOX", ID: id, Key: key, Copied: true,
+					Dst: DstID{Validity: 1733356800, UID: uint32(uid)}, Base: []string{`\Seen`}, HasBase: true},
+				Record{Side: SideDest, Folder: "INBOX", ID: id, Key: key})
+		}
+		if err := st.Add(recs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if fs, _ := st.Folder(SideSource, "INBOX\x00INBOX"); len(fs.IDs) != n || len(fs.Base) != n || fs.Dst["20000"].UID != 20000 {
+		t.Fatalf("read back %d IDs, %d bases, dst %v", len(fs.IDs), len(fs.Base), fs.Dst["20000"])
+	}
+	st.Close()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	per := float64(fi.Size()) / n
+	t.Logf("state: %d bytes for %d messages, %.1f bytes per message", fi.Size(), n, per)
+	if per > 64 {
+		t.Errorf("the state takes %.1f bytes per message, want at most 64", per)
 	}
 }

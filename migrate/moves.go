@@ -81,7 +81,7 @@ func (p *folderPass) copyKeys(ctx context.Context) error {
 		return nil
 	}
 	return p.src.Headers(ctx, p.pf.Source, want, func(m formats.Message, h []byte) error {
-		p.keys[m.ID] = formats.IdentityKey(h)
+		p.keys[m.ID] = ledgerKey(formats.IdentityKey(h))
 		return nil
 	})
 }
@@ -127,7 +127,7 @@ func (e *engine) unclaimMoves(cands map[string]*moveCand) {
 func (e *engine) indexMoves() map[formats.Key][]*moveCand {
 	idx := map[formats.Key][]*moveCand{}
 	for _, pf := range e.plan {
-		key := ledgerKey(pf)
+		key := ledgerFolder(pf)
 		ss, err := e.state.Folder(SideSource, key)
 		if err != nil {
 			continue // a ledger that cannot be read offers no moves

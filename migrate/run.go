@@ -596,7 +596,8 @@ func (e *engine) indexDest(ctx context.Context, dst Sink, f formats.Folder) (*Fo
 			break
 		}
 		var recs []Record
-		err = dst.Index(ctx, f, func(id string) bool { _, ok := ds.IDs[id]; return ok }, func(id string, key formats.Key) error {
+		err = dst.Index(ctx, f, func(id string) bool { _, ok := ds.IDs[indexID(id)]; return ok }, func(id string, key formats.Key) error {
+			id, key = indexID(id), ledgerKey(key)
 			ds.IDs[id] = key
 			recs = append(recs, Record{Side: SideDest, Folder: f.Name, ID: id, Key: key})
 			return nil

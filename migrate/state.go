@@ -49,10 +49,12 @@ type State interface {
 //
 // Layout: two top buckets, "src" and "dst"; under each, one bucket per folder
 // name holding "validity", "uidnext" and "messages" (big-endian uint32) and
-// a bucket "ids" mapping a message ID to its 32-byte identity key, followed
-// by one byte: 1 when mailferry itself stored that message's exact bytes at
-// the destination (the only messages --delete-source may remove), 0 when it
-// was matched there by key.
+// a bucket "log" of ledger entries (ledger.go): per message ID its identity
+// key, whether mailferry itself stored that message's exact bytes at the
+// destination (the only messages --delete-source may remove) or matched it
+// there by key, and where it stored it and with which flags. The log is
+// only appended to (pages filled whole), one run of entries per folder and
+// transaction, so a message costs well under 64 bytes on disk.
 //   - src folder: the source messages handled (copied durably, or matched at
 //     the destination), and the UIDNEXT through which the folder was complete.
 //   - dst folder: the destination messages indexed, the UIDNEXT through
@@ -61,7 +63,8 @@ type State interface {
 //
 // A "meta" bucket holds the layout's version: a file of another version (or
 // one whose identity keys were computed by another normal form) is emptied
-// on open, which costs one re-index of the destination and nothing else.
+// on open, which costs one re-index of the destination and nothing else:
+// that is the whole upgrade path from an older mailferry.
 type boltState struct {
 	db *bolt.DB
 }
@@ -96,6 +99,14 @@ type FolderState struct {
 	modSeq uint64 // memState's ModSeq (boltState keeps it in the file)
 }
 
+// forget removes id from every map.
+func (fs *FolderState) forget(id string) {
+	delete(fs.IDs, id)
+	delete(fs.Copied, id)
+	delete(fs.Dst, id)
+	delete(fs.Base, id)
+}
+
 func newFolderState(validity uint32) *FolderState {
 	return &FolderState{Validity: validity, IDs: map[string]formats.Key{}, Copied: map[string]bool{},
 		Dst: map[string]DstID{}, Base: map[string][]string{}}
@@ -118,13 +129,19 @@ type Record struct {
 
 // stateVersion changes whenever the layout or the identity key's normal
 // form (formats.KeyVersion) changes.
-var stateVersion = []byte{2, byte(formats.KeyVersion)}
+// Version 3: the append-only "log" of compact entries replaced the "ids"
+// bucket of one 32-byte key per message.
+var stateVersion = []byte{3, byte(formats.KeyVersion)}
 
 // StatePath is the state file for a pair of endpoints (named without secrets).
 func StatePath(dir, source, dest string) string {
 	sum := sha256.Sum256([]byte(source + "\x00" + dest))
 	return filepath.Join(dir, "mailferry-"+hex.EncodeToString(sum[:8])+".db")
 }
+
+// stateAllocSize is how far ahead of its data the file grows (bbolt's
+// default, 16 MB, would be most of the file of a 200,000-message account).
+const stateAllocSize = 128 << 10
 
 // OpenState opens or creates the state file, readable by its owner only.
 func OpenState(path string) (State, error) {
@@ -135,6 +152,7 @@ func OpenState(path string) (State, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state: open %s: %w (is another mailferry running on the same pair?)", path, err)
 	}
+	db.AllocSize = stateAllocSize
 	ready := false // a state file from an earlier run needs no write here
 	db.View(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(metaBucket)
@@ -190,10 +208,10 @@ func (s *boltState) Folder(side Side, name string) (*FolderState, error) {
 		fs.Validity = getU32(b, "validity")
 		fs.UIDNext = getU32(b, "uidnext")
 		fs.Messages = getU32(b, "messages")
-		if ids := b.Bucket([]byte("ids")); ids != nil {
+		if log := b.Bucket(logBucket); log != nil {
 			kw := loadKeywords(b).names
-			return ids.ForEach(func(k, v []byte) error {
-				return decodeEntry(fs, string(k), v, kw)
+			return log.ForEach(func(_, v []byte) error {
+				return decodeRun(fs, v, kw)
 			})
 		}
 		return nil
@@ -264,32 +282,85 @@ func (s *boltState) Add(recs []Record) error {
 		if err := touch(tx); err != nil {
 			return err
 		}
-		tables := map[*bolt.Bucket]*keywordTable{}
-		for _, r := range recs {
-			b, err := tx.Bucket([]byte(r.Side)).CreateBucketIfNotExists([]byte(r.Folder))
-			if err != nil {
-				return err
-			}
-			ids, err := b.CreateBucketIfNotExists([]byte("ids"))
-			if err != nil {
-				return err
-			}
-			kw := tables[b]
-			if kw == nil {
-				kw = loadKeywords(b)
-				tables[b] = kw
-			}
-			if err := ids.Put([]byte(r.ID), encodeEntry(r, kw)); err != nil {
-				return err
-			}
-		}
-		for b, kw := range tables {
-			if err := kw.save(b); err != nil {
-				return err
-			}
-		}
-		return nil
+		return appendRuns(tx, recs, false)
 	})
+}
+
+var logBucket = []byte("log")
+
+// appendRuns appends one run of entries per folder that recs name (forget
+// entries when forget, which creates no folder).
+func appendRuns(tx *bolt.Tx, recs []Record, forget bool) error {
+	type run struct {
+		b   *bolt.Bucket
+		kw  *keywordTable
+		buf []byte
+		c   runCoder
+	}
+	var runs []*run
+	byFolder := map[[2]string]*run{}
+	for _, r := range recs {
+		f := [2]string{string(r.Side), r.Folder}
+		cur := byFolder[f]
+		if cur == nil {
+			top := tx.Bucket([]byte(r.Side))
+			b := top.Bucket([]byte(r.Folder))
+			if b == nil && !forget {
+				var err error
+				if b, err = top.CreateBucket([]byte(r.Folder)); err != nil {
+					return err
+				}
+			}
+			cur = &run{b: b}
+			if b != nil {
+				cur.kw = loadKeywords(b)
+			}
+			byFolder[f] = cur
+			runs = append(runs, cur)
+		}
+		if cur.b == nil {
+			continue
+		}
+		cur.buf = appendEntry(cur.buf, &cur.c, r, cur.kw, forget)
+		if len(cur.buf) >= maxRun {
+			if err := appendRun(cur.b, cur.buf); err != nil {
+				return err
+			}
+			cur.buf, cur.c = nil, runCoder{} // bbolt keeps the value until the commit
+		}
+	}
+	for _, r := range runs {
+		if len(r.buf) > 0 {
+			if err := appendRun(r.b, r.buf); err != nil {
+				return err
+			}
+		}
+		if r.kw != nil {
+			if err := r.kw.save(r.b); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// maxRun bounds a run of entries (it ends after the entry that reaches it):
+// four runs fill a 4 KB page, so appending rewrites one page, never a long
+// value.
+const maxRun = 900
+
+// appendRun adds one run to a folder's log, under the next sequence number.
+func appendRun(b *bolt.Bucket, run []byte) error {
+	log, err := b.CreateBucketIfNotExists(logBucket)
+	if err != nil {
+		return err
+	}
+	log.FillPercent = 1 // only ever appended to
+	seq, err := log.NextSequence()
+	if err != nil {
+		return err
+	}
+	return log.Put(binary.BigEndian.AppendUint64(nil, seq), run)
 }
 
 func (s *boltState) update(fn func(tx *bolt.Tx) error) error {

@@ -33,13 +33,19 @@
 //
 // Environment:
 //
-//	MAILFERRY_BENCH_SCALE    scale the message counts and bytes (default 1; 0.1 for a quick run)
+//	MAILFERRY_BENCH_SCALE    scale the message counts and bytes (default 1; 0.1 for a quick run),
+//	                         up to 50, or a named size of SMALL: 20k, 200k, 1M (scale 1, 10,
+//	                         50: 1,000,000 messages of ~1 KB, INBOX 297,700); above 1 the
+//	                         MIXED set is left out
 //	MAILFERRY_BENCH_ROUNDS   rounds per job (default 3; 0 runs only the profile runs)
-//	MAILFERRY_BENCH_JOBS     comma list of imap,maildir,pop3,rtt (the default; delta and watch,
-//	                         the cutover, only when named); rtt runs
+//	MAILFERRY_BENCH_JOBS     comma list of imap,maildir,mbox,pop3,rtt (the default; delta and
+//	                         watch, the cutover, only when named); rtt runs
 //	                         IMAP->IMAP (both sets) and POP3->Maildir (SMALL's INBOX)
 //	                         through a delay proxy adding 20 ms and 80 ms round trips,
-//	                         each compared with its own loopback run
+//	                         each compared with its own loopback run; mbox is mailferry
+//	                         alone: `archive --format mbox`
+//	MAILFERRY_BENCH_TOOLS    comma list of the tools to run (default all: mailferry,
+//	                         interimap,mbsync,dsync,getmail6)
 //	MAILFERRY_BENCH_ARGS     extra flags for mailferry's IMAP->IMAP runs ("--jobs 2")
 //	MAILFERRY_BENCH_PROFILE  a directory: after the rounds, run each mailferry job once
 //	                         more under pprof and write JOB-SET.cpu.pprof there, with

@@ -54,6 +54,7 @@ const (
 	bpJobMaildir = "IMAP->Maildir"
 	bpJobPOP3    = "POP3->Maildir"
 	bpJobRTT     = "IMAP->IMAP +20ms RTT"
+	bpJobMbox    = "IMAP->mbox"
 	bpJobRTT80   = "IMAP->IMAP +80ms RTT"
 	bpJobPOP3RTT = "POP3->Maildir +20ms RTT"
 	bpJobPOP3R80 = "POP3->Maildir +80ms RTT"
@@ -103,6 +104,7 @@ type bpSample struct {
 	cpu    float64 // user+system seconds of the process (and its children)
 	srvCPU float64 // user+system seconds the Dovecot servers spent meanwhile
 	srcCPU float64 // of which the source server (r.servers[0])
+	state  int64   // bytes of mailferry's state directory after the run
 	err    error   // a failed run: not counted in the median
 	nudges int     // SIGCHLDs re-sent (bpRun.nudge)
 }
@@ -122,7 +124,8 @@ type bpEnv struct {
 	results map[bpKey][]bpSample
 	order   []bpKey // rows in the order first measured
 	seq     int
-	floorMB float64 // the lowest peak RSS the measurement can show
+	floorMB float64         // the lowest peak RSS the measurement can show
+	tools   map[string]bool // MAILFERRY_BENCH_TOOLS (nil: every tool)
 	// watchLine is the watch job's result (delta_test.go), printed after
 	// the table.
 	watchLine string
@@ -135,24 +138,25 @@ func BenchmarkPeers(b *testing.B) {
 	}
 	e := &bpEnv{
 		b:       b,
-		scale:   bpEnvFloat(b, "MAILFERRY_BENCH_SCALE", 1),
+		scale:   bpScale(b),
 		rounds:  int(bpEnvFloat(b, "MAILFERRY_BENCH_ROUNDS", 3)),
 		jobs:    map[string]bool{},
 		results: map[bpKey][]bpSample{},
 	}
-	if e.scale <= 0 || e.scale > 1 || e.rounds < 0 {
-		b.Fatalf("MAILFERRY_BENCH_SCALE must be in (0, 1] and MAILFERRY_BENCH_ROUNDS >= 0")
+	if e.scale <= 0 || e.scale > bpMaxScale || e.rounds < 0 {
+		b.Fatalf("MAILFERRY_BENCH_SCALE must be in (0, %d] or a set's name (20k, 200k, 1M) and MAILFERRY_BENCH_ROUNDS >= 0", bpMaxScale)
 	}
+	e.tools = bpToolFilter(b)
 	jobs := os.Getenv("MAILFERRY_BENCH_JOBS") // delta and watch only when named
 	if jobs == "" {
-		jobs = "imap,maildir,pop3,rtt"
+		jobs = "imap,maildir,pop3,rtt,mbox"
 	}
 	for _, j := range strings.Split(jobs, ",") {
 		switch j = strings.TrimSpace(j); j {
-		case "imap", "maildir", "pop3", "rtt", "delta", "watch":
+		case "imap", "maildir", "pop3", "rtt", "mbox", "delta", "watch":
 			e.jobs[j] = true
 		default:
-			b.Fatalf("MAILFERRY_BENCH_JOBS: unknown job %q (want imap, maildir, pop3, rtt, delta, watch)", j)
+			b.Fatalf("MAILFERRY_BENCH_JOBS: unknown job %q (want imap, maildir, pop3, rtt, mbox, delta, watch)", j)
 		}
 	}
 	root, err := os.MkdirTemp("", "mailferry-bench-")
@@ -172,7 +176,8 @@ func BenchmarkPeers(b *testing.B) {
 
 	small := e.planSmall()
 	mixed := e.planMixed()
-	needMixed := e.jobs["imap"] || e.jobs["maildir"] || e.jobs["rtt"]
+	// Above scale 1 only SMALL grows (MIXED would be 4 GB at 200k).
+	needMixed := (e.jobs["imap"] || e.jobs["maildir"] || e.jobs["rtt"]) && e.scale <= 1
 	e.seed(small)
 	if needMixed {
 		e.seed(mixed)
@@ -192,6 +197,9 @@ func BenchmarkPeers(b *testing.B) {
 	for _, set := range []*bpSet{small, mixed} {
 		if set.src != nil && e.jobs["maildir"] {
 			e.runJob(bpJobMaildir, set, e.maildirTools(set))
+		}
+		if set.src != nil && e.jobs["mbox"] {
+			e.runJob(bpJobMbox, set, e.mboxTools(set))
 		}
 	}
 	if e.jobs["pop3"] || e.jobs["rtt"] {
@@ -315,7 +323,44 @@ func bpVersions() string {
 		run("interimap", "--version"), run("mbsync", "--version"), run("getmail", "--version"), run("dovecot", "--version"))
 }
 
-func (e *bpEnv) have(tool string) bool { return tool == bpMailferry || e.peers[tool] == "" }
+func (e *bpEnv) have(tool string) bool {
+	return (e.tools == nil || e.tools[tool]) && (tool == bpMailferry || e.peers[tool] == "")
+}
+
+// bpMaxScale is the largest scale: 50 times SMALL is the 1M set, 1,000,000
+// messages of about 1 KB whose INBOX holds 297,700.
+const bpMaxScale = 50
+
+// bpScale reads MAILFERRY_BENCH_SCALE: a factor, or a named size of SMALL.
+func bpScale(b *testing.B) float64 {
+	switch os.Getenv("MAILFERRY_BENCH_SCALE") {
+	case "20k":
+		return 1
+	case "200k":
+		return 10
+	case "1M", "1m", "1000000":
+		return bpMaxScale
+	}
+	return bpEnvFloat(b, "MAILFERRY_BENCH_SCALE", 1)
+}
+
+// bpToolFilter reads MAILFERRY_BENCH_TOOLS, a comma list of the tools to run.
+func bpToolFilter(b *testing.B) map[string]bool {
+	v := os.Getenv("MAILFERRY_BENCH_TOOLS")
+	if v == "" {
+		return nil
+	}
+	m := map[string]bool{}
+	for _, t := range strings.Split(v, ",") {
+		switch t = strings.TrimSpace(t); t {
+		case bpMailferry, bpInterimap, bpMbsync, bpDsync, bpGetmail:
+			m[t] = true
+		default:
+			b.Fatalf("MAILFERRY_BENCH_TOOLS: unknown tool %q", t)
+		}
+	}
+	return m
+}
 
 // ---------------------------------------------------------------- the sets
 
@@ -698,6 +743,8 @@ type bpRun struct {
 	// a zombie for a while (getmail6's lost-signal race, see pop3Tools).
 	nudge   bool
 	timeout time.Duration // set by timed
+	// stateDir is mailferry's --state-dir: its size is measured after each run.
+	stateDir string
 }
 
 func (e *bpEnv) dir(what string) string {
@@ -791,8 +838,9 @@ func (e *bpEnv) imapTools(set *bpSet) []bpTool {
 			dst := e.newDst()
 			r := &bpRun{servers: []*dovecottest.Server{set.src, dst}, cleanup: []func(){e.stopKeeping(dst)}, check: e.checkIMAP(dst, set)}
 			srcAddr, dstAddr := e.bpProxied(r, set.src.IMAPAddr(), latency), e.bpProxied(r, dst.IMAPAddr(), latency)
+			r.stateDir = e.dir("mailferry-state")
 			r.argv = []string{e.bin, "migrate", "imap://alice@" + srcAddr, "imap://alice@" + dstAddr,
-				"--src-tls", "none", "--dst-tls", "none", "--state-dir", e.dir("mailferry-state"), "--progress", "never"}
+				"--src-tls", "none", "--dst-tls", "none", "--state-dir", r.stateDir, "--progress", "never"}
 			r.argv = append(r.argv, strings.Fields(os.Getenv("MAILFERRY_BENCH_ARGS"))...)
 			r.env = []string{"MAILFERRY_SRC_PASSWORD=" + pw, "MAILFERRY_DST_PASSWORD=" + dst.Users["alice"]}
 			return r
@@ -857,11 +905,53 @@ func bpMbsyncAccount(name string, s *dovecottest.Server, pw string) string {
 // messages.
 func (e *bpEnv) mailferryArchive(set *bpSet, src, what string, want int) *bpRun {
 	out := filepath.Join(e.dir(what), "archive")
-	return &bpRun{
+	state := e.dir("mailferry-state")
+	return &bpRun{stateDir: state,
 		argv: []string{e.bin, "archive", src, out,
-			"--src-tls", "none", "--state-dir", e.dir("mailferry-state"), "--progress", "never"},
+			"--src-tls", "none", "--state-dir", state, "--progress", "never"},
 		env:   []string{"MAILFERRY_SRC_PASSWORD=" + set.src.Users["alice"]},
 		check: bpCheckMaildir(out, want), servers: []*dovecottest.Server{set.src}}
+}
+
+// mboxTools is mailferry alone (the peers write no mbox): `archive
+// --format mbox` into a fresh directory.
+func (e *bpEnv) mboxTools(set *bpSet) []bpTool {
+	return []bpTool{{name: bpMailferry, job: bpJobMbox, noop: true, setup: func() *bpRun {
+		r := e.mailferryArchive(set, "imap://alice@"+set.src.IMAPAddr(), "mailferry-mbox", set.total())
+		r.argv = append(r.argv, "--format", "mbox")
+		r.check = bpCheckMbox(r.argv[3], set.total())
+		return r
+	}}}
+}
+
+// bpCheckMbox counts the From_ lines of the .mbox files under dir (mboxrd:
+// a body line that starts with "From " is written as ">From ").
+func bpCheckMbox(dir string, want int) func() error {
+	return func() error {
+		n := 0
+		err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || !strings.HasSuffix(p, ".mbox") || !d.Type().IsRegular() {
+				return err
+			}
+			f, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			sc := bufio.NewScanner(f)
+			sc.Buffer(make([]byte, 64<<10), 8<<20)
+			for sc.Scan() {
+				if bytes.HasPrefix(sc.Bytes(), []byte("From ")) {
+					n++
+				}
+			}
+			return sc.Err()
+		})
+		if err == nil && n != want {
+			err = fmt.Errorf("%d messages in the mbox files, want %d", n, want)
+		}
+		return err
+	}
 }
 
 func (e *bpEnv) maildirTools(set *bpSet) []bpTool {
@@ -994,6 +1084,7 @@ func (e *bpEnv) timed(key bpKey, r *bpRun, set *bpSet, round int) {
 	// Generous (mbsync takes about a minute for SMALL here), but bounded.
 	r.timeout = max(2*time.Minute, time.Duration(float64(15*time.Minute)*e.scale))
 	s := bpExec(r, logPath)
+	s.state = bpDirBytes(r.stateDir)
 	if s.err == nil {
 		if err := r.check(); err != nil {
 			s.err = fmt.Errorf("check: %w", err)
@@ -1009,13 +1100,30 @@ func (e *bpEnv) timed(key bpKey, r *bpRun, set *bpSet, round int) {
 			e.b.Errorf("%s %s: mailferry failed: %v", key.job, key.set, s.err)
 		}
 	} else {
-		e.logf("round %d %-24s %-5s %-9s %7.2f s %8.0f msg/s  rss %6.1f MB  cpu %6.2f s  server cpu %6.2f s (source %.2f s)",
-			round+1, key.job, key.set, key.tool, s.secs, float64(n)/s.secs, float64(s.rssKB)/1024, s.cpu, s.srvCPU, s.srcCPU)
+		e.logf("round %d %-24s %-5s %-9s %7.2f s %8.0f msg/s  rss %6.1f MB  cpu %6.2f s  server cpu %6.2f s (source %.2f s)  state %.1f B/msg",
+			round+1, key.job, key.set, key.tool, s.secs, float64(n)/s.secs, float64(s.rssKB)/1024, s.cpu, s.srvCPU, s.srcCPU, float64(s.state)/float64(n))
 	}
 	if s.nudges > 0 {
 		e.logf("round %d %s %s %s: re-sent %d lost SIGCHLD (getmail6's fork race)", round+1, key.job, key.set, key.tool, s.nudges)
 	}
 	e.results[key] = append(e.results[key], s)
+}
+
+// bpDirBytes is the size of the files in dir (0 for "").
+func bpDirBytes(dir string) int64 {
+	var n int64
+	if dir == "" {
+		return 0
+	}
+	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if fi, err := d.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	return n
 }
 
 func bpTail(path string, n int) string {
@@ -1254,6 +1362,7 @@ type bpRow struct {
 	hasMedian        bool
 	median, cpu, srv float64 // medians of the successful runs
 	rssMB            float64 // the largest of the successful runs
+	state            int64   // the largest state directory after a run, bytes
 	all              []string
 	errs             []string
 	ratio            float64 // mailferry's throughput / this row's (+RTT rows: its own / loopback's)
@@ -1287,6 +1396,7 @@ func (e *bpEnv) row(key bpKey, n int) *bpRow {
 		cpu = append(cpu, s.cpu)
 		srv = append(srv, s.srvCPU)
 		r.rssMB = max(r.rssMB, float64(s.rssKB)/1024)
+		r.state = max(r.state, s.state)
 		r.all = append(r.all, fmt.Sprintf("%.2f", s.secs))
 	}
 	if r.ok > 0 {
@@ -1334,9 +1444,9 @@ func (e *bpEnv) printHeader(small, mixed *bpSet, haveMixed bool) {
 func (e *bpEnv) printTable() {
 	rows := map[bpKey]*bpRow{}
 	keys := slices.Clone(e.order)
-	jobRank := map[string]int{bpJobIMAP: 0, bpJobMaildir: 1, bpJobPOP3: 2, bpNoop + bpJobIMAP: 3,
-		bpNoop + bpJobMaildir: 4, bpNoop + bpJobPOP3: 5, bpJobRTT: 6, bpJobRTT80: 7, bpJobPOP3RTT: 8, bpJobPOP3R80: 9,
-		bpJobDeltaNoop: 10, bpJobDelta0: 11, bpJobDelta: 12}
+	jobRank := map[string]int{bpJobIMAP: 0, bpJobMaildir: 1, bpJobMbox: 2, bpJobPOP3: 3, bpNoop + bpJobIMAP: 4,
+		bpNoop + bpJobMaildir: 5, bpNoop + bpJobMbox: 6, bpNoop + bpJobPOP3: 7, bpJobRTT: 8, bpJobRTT80: 9,
+		bpJobPOP3RTT: 10, bpJobPOP3R80: 11, bpJobDeltaNoop: 12, bpJobDelta0: 13, bpJobDelta: 14}
 	toolRank := map[string]int{bpMailferry: 0, bpInterimap: 1, bpDsync: 2, bpGetmail: 3, bpMbsync: 4}
 	sort.SliceStable(keys, func(i, j int) bool {
 		a, b := keys[i], keys[j]
@@ -1405,7 +1515,7 @@ func (e *bpEnv) printTable() {
 
 	fmt.Printf("\nmedians of %d rounds (ratio = mailferry's throughput / the row's; for the +RTT rows, through a delay proxy: its throughput / loopback's)\n\n", e.rounds)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "JOB\tSET\tTOOL\tMEDIAN s\tMSG/S\tRATIO\tPEAK RSS MB\tCPU s\tSERVER CPU s\tTARGET\tRESULT\tRUNS s")
+	fmt.Fprintln(tw, "JOB\tSET\tTOOL\tMEDIAN s\tMSG/S\tRATIO\tPEAK RSS MB\tSTATE B/MSG\tCPU s\tSERVER CPU s\tTARGET\tRESULT\tRUNS s")
 	for _, k := range keys {
 		r := rows[k]
 		med, rate, ratio := "-", "-", ""
@@ -1423,8 +1533,12 @@ func (e *bpEnv) printTable() {
 		if r.rssMB <= e.floorMB+0.2 {
 			rss = fmt.Sprintf("<=%.1f", r.rssMB)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t%.2f\t%s\t%s\t%s\n", k.job, k.set, k.tool, med, rate, ratio,
-			rss, r.cpu, r.srv, strings.Join(r.targets, "; "), strings.Join(r.results, "; "), strings.Join(r.all, " "))
+		state := "-"
+		if r.state > 0 {
+			state = fmt.Sprintf("%.1f", float64(r.state)/float64(r.messages))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t%.2f\t%s\t%s\t%s\n", k.job, k.set, k.tool, med, rate, ratio,
+			rss, state, r.cpu, r.srv, strings.Join(r.targets, "; "), strings.Join(r.results, "; "), strings.Join(r.all, " "))
 	}
 	tw.Flush()
 	for _, k := range keys {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -36,8 +37,11 @@ type IMAP struct {
 	caps     imap.CapSet
 	selected string
 	readOnly bool
-	seqUID   map[uint32]uint32 // sequence number -> UID of the selected folder's last listing
-	existing map[string]bool   // folder names known to exist (sink side)
+	seqUID   seqUIDs // sequence number -> UID of the selected folder's last listing
+	// listed is the SELECT that the selected folder's listing began with
+	// (nil: none since the last SELECT): later windows reuse it.
+	listed   *imap.SelectData
+	existing map[string]bool // folder names known to exist (sink side)
 
 	// app is the MULTIAPPEND connection (multiappend.go), dialled on the
 	// first Store when the server offers MULTIAPPEND and LITERAL+.
@@ -416,39 +420,70 @@ func (m *IMAP) sel(name string, readOnly bool) (*imap.SelectData, error) {
 		m.selected = ""
 		return nil, m.wrap("select "+name, err)
 	}
-	m.selected, m.readOnly, m.seqUID = name, readOnly, nil
+	m.selected, m.readOnly, m.seqUID, m.listed = name, readOnly, nil, nil
 	return sd, nil
 }
 
 // List selects the folder read-only and lists UID, FLAGS, INTERNALDATE and
 // RFC822.SIZE of every message.
 func (m *IMAP) List(ctx context.Context, folder formats.Folder) (uint32, []formats.Message, error) {
-	stop := context.AfterFunc(ctx, func() { m.c.Close() })
-	defer stop()
-	// Always re-select (fresh UIDVALIDITY and EXISTS), with the FETCH sent
-	// right behind the EXAMINE: one round trip for both. If the EXAMINE
-	// fails, or the folder is empty (some servers answer BAD to 1:* then),
-	// the FETCH's answer is read and ignored.
-	m.selected = ""
-	selCmd := m.c.Select(folder.Name, &imap.SelectOptions{ReadOnly: true})
 	set := imap.SeqSet{}
 	set.AddRange(1, 0) // 1:*
-	fc := m.c.Fetch(set, &imap.FetchOptions{UID: true, Flags: true, InternalDate: true, RFC822Size: true})
-	sd, err := selCmd.Wait()
-	if err != nil {
-		fc.Close()
-		return 0, nil, m.wrap("select "+folder.Name, err)
+	return m.list(ctx, folder, set, 0)
+}
+
+// ListUIDs is List of the messages whose UIDs lie in [first, last]: a
+// large folder listed in parts (migrate.RangeLister).
+func (m *IMAP) ListUIDs(ctx context.Context, folder formats.Folder, first, last uint32) (uint32, []formats.Message, error) {
+	set := imap.UIDSet{}
+	set.AddRange(imap.UID(first), imap.UID(last))
+	return m.list(ctx, folder, set, int(last-first+1))
+}
+
+// list lists set of the folder, expecting at most most messages (0: all).
+func (m *IMAP) list(ctx context.Context, folder formats.Folder, set imap.NumSet, most int) (uint32, []formats.Message, error) {
+	stop := context.AfterFunc(ctx, func() { m.c.Close() })
+	defer stop()
+	opts := &imap.FetchOptions{UID: true, Flags: true, InternalDate: true, RFC822Size: true}
+	sd := m.listed
+	var fc *imapclient.FetchCommand
+	if most == 0 || sd == nil || m.selected != folder.Name || !m.readOnly {
+		// Re-select (fresh UIDVALIDITY and EXISTS), with the FETCH sent
+		// right behind the EXAMINE: one round trip for both. If the EXAMINE
+		// fails, or the folder is empty (some servers answer BAD to 1:*
+		// then), the FETCH's answer is read and ignored. The next window of
+		// a folder still selected is not re-selected: a SELECT makes
+		// Dovecot read a Maildir's whole directory (300,000 names a window).
+		m.selected = ""
+		selCmd := m.c.Select(folder.Name, &imap.SelectOptions{ReadOnly: true})
+		fc = m.c.Fetch(set, opts)
+		var err error
+		if sd, err = selCmd.Wait(); err != nil {
+			fc.Close()
+			return 0, nil, m.wrap("select "+folder.Name, err)
+		}
+		m.selected, m.readOnly, m.seqUID, m.listed = folder.Name, true, nil, sd
+	} else {
+		fc = m.c.Fetch(set, opts)
 	}
-	m.selected, m.readOnly, m.seqUID = folder.Name, true, nil
 	if sd.NumMessages == 0 {
 		fc.Close()
 		return sd.UIDValidity, nil, nil
 	}
-	m.seqUID = make(map[uint32]uint32, sd.NumMessages)
-	var msgs []formats.Message
-	err = eachListed(fc, func(seq uint32, buf *imapclient.FetchMessageBuffer) {
-		m.seqUID[seq] = uint32(buf.UID)
-		msgs = append(msgs, listed(buf))
+	if m.seqUID == nil {
+		m.seqUID = make(seqUIDs, sd.NumMessages+1)
+	}
+	n := int(sd.NumMessages)
+	if most > 0 {
+		n = min(n, most)
+	}
+	msgs := make([]formats.Message, 0, n)
+	shared := map[string][]string{} // one slice per set of flags, not per message
+	err := eachListed(fc, func(seq uint32, buf *imapclient.FetchMessageBuffer) {
+		m.seqUID.set(seq, uint32(buf.UID))
+		msg := listed(buf)
+		msg.Flags = sharedFlags(shared, msg.Flags)
+		msgs = append(msgs, msg)
 	})
 	if err != nil {
 		return 0, nil, m.wrap("fetch list", err)
@@ -490,6 +525,36 @@ func cleanFlags(fl []imap.Flag) []string {
 		flags[i] = string(f)
 	}
 	return formats.CleanFlags(flags)
+}
+
+// seqUIDs maps the sequence numbers of a listing to UIDs (0: unknown).
+type seqUIDs []uint32
+
+func (s seqUIDs) get(seq uint32) uint32 {
+	if int(seq) < len(s) {
+		return s[seq]
+	}
+	return 0
+}
+
+func (s *seqUIDs) set(seq, uid uint32) {
+	for int(seq) >= len(*s) {
+		*s = append(*s, 0)
+	}
+	(*s)[seq] = uid
+}
+
+// sharedFlags is formats.CleanFlags(flags), the same slice for the same
+// flags (a listing of 300,000 messages holds a few dozen sets). Nothing
+// changes a Message's Flags in place.
+func sharedFlags(shared map[string][]string, flags []string) []string {
+	k := strings.Join(flags, "\x00")
+	if f, ok := shared[k]; ok {
+		return f
+	}
+	f := slices.Clip(formats.CleanFlags(flags))
+	shared[k] = f
+	return f
 }
 
 // Headers fetches BODY.PEEK[HEADER] of msgs.
@@ -767,7 +832,7 @@ func (m *IMAP) fetchBatch(ctx context.Context, batch []formats.Message, byUID ma
 				continue
 			}
 			if uid == 0 {
-				uid = m.seqUID[md.SeqNum]
+				uid = m.seqUID.get(md.SeqNum)
 			}
 			msg, ok := byUID[uid]
 			if !ok || got[uid] || lit == nil {

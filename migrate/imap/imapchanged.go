@@ -99,9 +99,9 @@ func (m *IMAP) allUIDs() ([]uint32, error) {
 		uids[i] = uint32(u)
 	}
 	sort.Slice(uids, func(i, j int) bool { return uids[i] < uids[j] })
-	m.seqUID = make(map[uint32]uint32, len(uids))
+	m.seqUID = make(seqUIDs, len(uids)+1)
 	for i, u := range uids {
-		m.seqUID[uint32(i+1)] = u
+		m.seqUID.set(uint32(i+1), u)
 	}
 	return uids, nil
 }

@@ -219,7 +219,7 @@ func (m *IMAP) rawFetch(ctx context.Context, folder formats.Folder, msgs []forma
 		if held != nil {
 			uid := uidOf(text)
 			if uid == 0 {
-				uid = m.seqUID[uint32(seq)]
+				uid = m.seqUID.get(uint32(seq))
 			}
 			if _, wanted := byUID[uid]; wanted && !done[uid] {
 				if err := deliver(uid, bytes.NewReader(held), int64(len(held))); err != nil {

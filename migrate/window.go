@@ -1,0 +1,107 @@
+package migrate
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// A first copy of a large folder goes in windows of UIDs: each window is
+// listed, decided, transferred and recorded before the next one is listed,
+// so that what a pass holds is one window's messages whatever the size of
+// the folder (a 300,000-message INBOX costs what 2,000 do). What was
+// copied lives in the state, not in memory; the pass keeps only counts.
+//
+// Only a pass with nothing to compare goes in windows: the source ledger
+// of the folder is empty and so is the destination folder, so that every
+// message listed is copied and no flag has to follow. Any other pass (a
+// rerun, a resumed copy, --since/--before, --dedup account,
+// --delete-source, --sync-deletions, a dry run) lists the whole folder.
+
+// windowSize is how many UIDs one window spans, so at most how many
+// messages it lists.
+var windowSize uint32 = 2000
+
+// windowed returns the source's RangeLister when this pass may copy its
+// folder in windows (see above; the source ledger is checked by the caller).
+func (p *folderPass) windowed() (RangeLister, bool) {
+	e, f := p.e, p.pf.Source
+	rl, ok := As[RangeLister](p.src)
+	if !ok || f.Messages <= windowSize || f.UIDNext == 0 || len(p.ds.IDs) > 0 ||
+		e.opts.DryRun || e.opts.DeleteSource || e.opts.SyncDeletions || e.opts.Dedup == DedupAccount || e.filtered() {
+		return nil, false
+	}
+	return rl, true
+}
+
+// errValidityMoved ends a windowed pass whose source folder changed its
+// UIDVALIDITY between two windows; the next pass lists the whole folder.
+var errValidityMoved = &RetryableError{Err: errors.New("the source folder's UIDVALIDITY changed during the copy")}
+
+// copyWindows is the pass over a folder in windows, up to the UIDNEXT the
+// folder showed when the run began (what arrived since is the next run's,
+// as in a whole pass).
+func (p *folderPass) copyWindows(ctx context.Context, rl RangeLister) error {
+	e, f := p.e, p.pf.Source
+	if p.ss.Validity != f.Validity {
+		if err := e.reset(SideSource, p.srcKey, f.Validity); err != nil {
+			return err
+		}
+		p.ss = newFolderState(f.Validity)
+	}
+	p.validity = f.Validity
+	var w windowSums
+	w.dst = dstRun{next: p.dstF.UIDNext, contiguous: true}
+	var last *transfer
+	for first := uint64(1); first < uint64(f.UIDNext); first += uint64(windowSize) {
+		end := min(first+uint64(windowSize)-1, uint64(f.UIDNext)-1)
+		validity, msgs, err := rl.ListUIDs(ctx, f, uint32(first), uint32(end))
+		if err != nil {
+			return err
+		}
+		if validity != f.Validity {
+			return errValidityMoved
+		}
+		p.fr.Found += len(msgs)
+		if len(msgs) == 0 {
+			continue
+		}
+		p.msgs, p.d = msgs, decision{}
+		if err := p.decide(ctx); err != nil {
+			return err
+		}
+		last = &transfer{p: p, delivered: map[string]bool{}, lastFlush: time.Now(), dst: w.dst}
+		err = last.run(ctx)
+		w.add(last)
+		if err != nil {
+			return err
+		}
+	}
+	p.msgs, p.d = nil, decision{} // nothing for the cutover to compare
+	if err := p.cutover(ctx, last); err != nil {
+		return err
+	}
+	return p.conclude(w.vanished, w.stored, w.dst)
+}
+
+// windowSums is what the windows of a pass add up to.
+type windowSums struct {
+	stored, vanished int
+	dst              dstRun
+	// copied and bytes are the recorded messages of the windows before the
+	// last one, which the last window's tally counts in bulk (counts.go).
+	copied int
+	bytes  int64
+}
+
+// add takes in a window's transfer (run to its end or not).
+func (w *windowSums) add(t *transfer) {
+	t.tally.bulkCopied, t.tally.bulkBytes = w.copied, w.bytes
+	for _, m := range t.tally.counted() {
+		w.copied++
+		w.bytes += max(m.Size, 0)
+	}
+	w.stored += len(t.copied)
+	w.vanished += t.vanished()
+	w.dst = t.dst
+}

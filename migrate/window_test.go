@@ -1,0 +1,133 @@
+package migrate_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mailferry/mailferry/formats"
+	"github.com/mailferry/mailferry/migrate"
+	mfimap "github.com/mailferry/mailferry/migrate/imap"
+	"github.com/mailferry/mailferry/migrate/mailconn"
+	"github.com/mailferry/mailferry/migrate/memserver"
+)
+
+// batchWatcher is the source IMAP, noting the largest listing and the
+// largest batch fetched at once, per folder.
+type batchWatcher struct {
+	*mfimap.IMAP
+	mu              sync.Mutex
+	listed, fetched map[string]int
+}
+
+func (b *batchWatcher) note(m map[string]int, f formats.Folder, n int) {
+	b.mu.Lock()
+	m[f.Name] = max(m[f.Name], n)
+	b.mu.Unlock()
+}
+
+func (b *batchWatcher) List(ctx context.Context, f formats.Folder) (uint32, []formats.Message, error) {
+	v, msgs, err := b.IMAP.List(ctx, f)
+	b.note(b.listed, f, len(msgs))
+	return v, msgs, err
+}
+
+func (b *batchWatcher) ListUIDs(ctx context.Context, f formats.Folder, first, last uint32) (uint32, []formats.Message, error) {
+	v, msgs, err := b.IMAP.ListUIDs(ctx, f, first, last)
+	b.note(b.listed, f, len(msgs))
+	return v, msgs, err
+}
+
+func (b *batchWatcher) Fetch(ctx context.Context, f formats.Folder, msgs []formats.Message, fn func(formats.Message, io.Reader) error) error {
+	b.note(b.fetched, f, len(msgs))
+	return b.IMAP.Fetch(ctx, f, msgs, fn)
+}
+
+// TestLargeFolderCopiedInWindows: a first copy of a folder larger than a
+// window lists and fetches it a window at a time (no batch above the
+// window's size), the destination holds the same bytes, flags and dates,
+// the counts are the folder's, and a rerun (same state, then none) copies
+// nothing.
+func TestLargeFolderCopiedInWindows(t *testing.T) {
+	defer migrate.SetWindowSize(40)()
+	src, err := memserver.Start("alice", "pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	dst, err := memserver.Start("alice", "pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close()
+	var msgs []memserver.Message
+	base := time.Date(2024, 3, 1, 9, 0, 0, 0, time.UTC)
+	for i := range 230 {
+		folder, flags := "INBOX", []string{`\Seen`}
+		if i%7 == 0 {
+			flags = []string{`\Flagged`, "$Work"}
+		}
+		if i >= 200 {
+			folder = "Small"
+		}
+		msgs = append(msgs, memserver.Message{Folder: folder, Flags: flags, Date: base.Add(time.Duration(i) * time.Hour),
+			Body: []byte(fmt.Sprintf("Message-ID: <w%d@example.org>\r\nFrom: a@example.org\r\nSubject: window %d\r\n\r\nbody %d\r\n", i, i, i))})
+	}
+	if err := src.Add(msgs); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(t.TempDir(), "state.db")
+	run := func() (*migrate.Report, *batchWatcher) {
+		w := &batchWatcher{listed: map[string]int{}, fetched: map[string]int{}}
+		dial := func(s *memserver.Server) (*mfimap.IMAP, error) {
+			return mfimap.DialIMAP(context.Background(), mailconn.ServerConfig{Addr: s.Addr, User: "alice", Password: "pw", TLS: mailconn.TLSNone})
+		}
+		job := migrate.Job{SourceName: "src", DestName: "dst", Options: migrate.Options{StatePath: state},
+			OpenSource: func(context.Context) (migrate.Source, error) {
+				m, err := dial(src)
+				w.IMAP = m
+				return w, err
+			},
+			OpenSink: func(context.Context) (migrate.Sink, error) { return dial(dst) },
+		}
+		rep, err := migrate.Run(context.Background(), job)
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+		return rep, w
+	}
+	rep, w := run()
+	if w.listed["INBOX"] > 40 || w.fetched["INBOX"] > 40 || w.listed["INBOX"] == 0 {
+		t.Errorf("INBOX (200 messages) listed at most %d at once and fetched %d, want at most the window's 40", w.listed["INBOX"], w.fetched["INBOX"])
+	}
+	for _, f := range rep.Folders {
+		want := map[string]int{"INBOX": 200, "Small": 30}[f.Source]
+		if f.Found != want || f.Copied != want || f.Skipped != 0 || f.Failed != 0 {
+			t.Errorf("%s: found %d copied %d skipped %d failed %d, want %d found and copied", f.Source, f.Found, f.Copied, f.Skipped, f.Failed, want)
+		}
+	}
+	a, err := src.Dump()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := dst.Dump()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(a, b) {
+		t.Fatalf("the destination differs from the source (SHA-256, flags, dates)")
+	}
+	if rep, _ := run(); rep.Totals.Copied != 0 || rep.Totals.Skipped != 230 {
+		t.Errorf("rerun: copied %d, skipped %d, want 0 and 230", rep.Totals.Copied, rep.Totals.Skipped)
+	}
+	os.Remove(state)
+	if rep, _ := run(); rep.Totals.Copied != 0 || rep.Totals.Skipped != 230 {
+		t.Errorf("rerun without state: copied %d, skipped %d, want 0 and 230", rep.Totals.Copied, rep.Totals.Skipped)
+	}
+}

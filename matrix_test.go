@@ -580,10 +580,11 @@ func killArchive(bin, dir, srcPW string, args []string) step {
 	}
 }
 
-// pop3Job archives the "pop" user's INBOX over POP3: the archive holds
-// every message as IMAP serves it, but for what POP3 itself changes (a
-// final CRLF where the message had none, noted for the table); a rerun and
-// a fresh-state rerun copy 0.
+// pop3Job archives the "pop" user's INBOX over POP3: a first run killed
+// with SIGKILL once the archive holds a message, then a run to the end; the
+// archive holds every message once, as IMAP serves it but for what POP3
+// itself changes (a final CRLF where the message had none, noted for the
+// table); a rerun and a fresh-state rerun copy 0, and it verifies.
 func pop3Job(t *testing.T, s *servertest.Server, res *matrixResults) matrixJob {
 	login := matrixLogin(s.Kind, "pop")
 	var inbox []dovecottest.SeedMessage
@@ -603,16 +604,33 @@ func pop3Job(t *testing.T, s *servertest.Server, res *matrixResults) matrixJob {
 		served = append(served, b)
 	}
 	exec := func(bin, tmp string) []step {
-		var steps []step
-		for i, name := range []string{"archive", "rerun", "fresh-state rerun"} {
-			steps = append(steps, runBinary(bin, name, tmp, s.Users[login], "", "archive",
-				"pop3://"+url.User(login).String()+"@"+s.POP3Addr(), filepath.Join(tmp, "archive"), "--src-tls", "none",
-				"--state-dir", filepath.Join(tmp, []string{"s", "s", "fresh"}[i]), "--progress", "never"))
+		// The server behind a slow link (a few hundred bytes a second), so
+		// that the first run has flushed a message (every 2 s) and is
+		// still reading the next when it is killed.
+		slow, err := faultproxy.New(s.POP3Addr(), faultproxy.Faults{BytesPerSecond: 300})
+		if err != nil {
+			return []step{{name: "run killed mid-copy", err: err.Error()}}
 		}
-		return steps
+		defer slow.Close()
+		dir := filepath.Join(tmp, "archive")
+		args := func(state string) []string {
+			return []string{"archive", "pop3://" + url.User(login).String() + "@" + slow.Addr(), dir, "--src-tls", "none",
+				"--state-dir", filepath.Join(tmp, state), "--progress", "never"}
+		}
+		if st := killArchive(bin, dir, s.Users[login], args("s")); st.err != "" {
+			return []step{st}
+		}
+		var steps []step
+		for i, name := range []string{"archive after SIGKILL", "rerun", "fresh-state rerun"} {
+			steps = append(steps, runBinary(bin, name, tmp, s.Users[login], "", args([]string{"s", "s", "fresh"}[i])...))
+		}
+		return append(steps, runBinary(bin, "verify", "", "", "", "verify", dir))
 	}
 	check := func(t *testing.T, steps []step) {
-		checkSteps(t, "POP3 archive", steps, []int{len(inbox), 0, 0})
+		checkSteps(t, "POP3 archive", steps[:3], []int{-len(inbox), 0, 0})
+		if v := steps[3]; v.code != 0 || v.err != "" {
+			t.Errorf("verify after the kill and the reruns: exit %d %s\n%s", v.code, v.err, v.out)
+		}
 		dir := filepath.Join(filepath.Dir(steps[0].report), "archive")
 		if got, want := sortedSHA(archivedBodies(t, dir)), sortedSHA(served); fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Errorf("POP3 archive of %s holds\n%v\nwant what IMAP serves\n%v", s.Kind, got, want)

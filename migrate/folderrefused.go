@@ -30,6 +30,9 @@ func (p *folderPass) refused(ctx context.Context, cause error) (FolderReport, er
 	var fe *FolderRefusedError
 	errors.As(cause, &fe)
 	p.fr.Destination = fe.Folder
+	if err := p.loadLedger(); err != nil {
+		return p.fr, err
+	}
 	if err := p.list(ctx); err != nil {
 		return p.fr, err
 	}

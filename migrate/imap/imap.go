@@ -142,38 +142,49 @@ func dialIMAP(ctx context.Context, cfg mailconn.ServerConfig, token string) (*IM
 	}
 	m := &IMAP{c: c, cfg: cfg, caps: c.Caps(), existing: map[string]bool{}, auth: auth, changed: changed}
 	m.noBatch = !(m.caps.Has(imap.CapMultiAppend) && m.caps.Has(imap.CapLiteralPlus))
-	// The separator: LIST "" "" answers with the hierarchy delimiter.
-	// NAMESPACE goes out with it, without waiting (one round trip for both).
-	listCmd := c.List("", "", nil)
+	if err := m.discover(); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return m, nil
+}
+
+// discover learns the hierarchy separator (LIST "" "") and the namespaces;
+// NAMESPACE goes out with the LIST, without waiting: one round trip for
+// both.
+func (m *IMAP) discover() error {
+	listCmd := m.c.List("", "", nil)
 	var nsCmd *imapclient.NamespaceCommand
 	if m.caps.Has(imap.CapNamespace) {
-		nsCmd = c.Namespace()
+		nsCmd = m.c.Namespace()
 	}
 	list, err := listCmd.Collect()
 	if err != nil {
-		c.Close()
-		return nil, &migrate.RetryableError{Err: fmt.Errorf("imap: %s: list: %w", cfg, err)}
+		if nsCmd != nil {
+			nsCmd.Wait()
+		}
+		return &migrate.RetryableError{Err: fmt.Errorf("imap: %s: list: %w", m.cfg, err)}
 	}
 	if len(list) > 0 {
 		m.delim = list[0].Delim
 	}
-	if nsCmd != nil {
-		ns, err := nsCmd.Wait()
-		var ie *imap.Error
-		switch {
-		case errors.As(err, &ie):
-			// A server that refuses NAMESPACE: no prefix to hide.
-		case err != nil:
-			c.Close()
-			return nil, &migrate.RetryableError{Err: fmt.Errorf("imap: %s: namespace: %w", cfg, err)}
-		default:
-			m.setNamespaces(ns)
-			if len(ns.Personal) > 0 {
-				m.nsPrefix = personalPrefix(ns.Personal[0].Prefix, ns.Personal[0].Delim)
-			}
+	if nsCmd == nil {
+		return nil
+	}
+	ns, err := nsCmd.Wait()
+	var ie *imap.Error
+	switch {
+	case errors.As(err, &ie):
+		// A server that refuses NAMESPACE: no prefix to hide.
+	case err != nil:
+		return &migrate.RetryableError{Err: fmt.Errorf("imap: %s: namespace: %w", m.cfg, err)}
+	default:
+		m.setNamespaces(ns)
+		if len(ns.Personal) > 0 {
+			m.nsPrefix = personalPrefix(ns.Personal[0].Prefix, ns.Personal[0].Delim)
 		}
 	}
-	return m, nil
+	return nil
 }
 
 // personalPrefix is the part of a personal namespace's prefix to hide: a
@@ -370,25 +381,9 @@ func (m *IMAP) Folders(ctx context.Context) ([]formats.Folder, error) {
 			}
 		}
 	}
-	// STATUS where LIST-STATUS was not available.
 	if opts == nil || opts.ReturnStatus == nil {
-		for _, f := range out {
-			if f.NoSelect {
-				continue
-			}
-			sd, err := m.startStatus(f.Name).Wait()
-			var ie *imap.Error
-			if errors.As(err, &ie) && ie.Type == imap.StatusResponseTypeNo {
-				// Listed, but it cannot be opened now (mailutils lists the
-				// temporary file of a folder being rewritten): no counts,
-				// so the engine looks at it afresh, and a source folder that
-				// really cannot be opened fails by name when it is listed.
-				continue
-			}
-			if err != nil {
-				return nil, m.wrap("status "+f.Name, err)
-			}
-			setStatus(f, sd)
+		if err := m.statusEach(out); err != nil {
+			return nil, err
 		}
 	}
 	sort.SliceStable(out, func(i, j int) bool { return formats.ComparePaths(out[i].Path, out[j].Path) < 0 })
@@ -400,6 +395,30 @@ func (m *IMAP) Folders(ctx context.Context) ([]formats.Folder, error) {
 		}
 	}
 	return res, nil
+}
+
+// statusEach asks STATUS of every selectable folder, where LIST-STATUS was
+// not available.
+func (m *IMAP) statusEach(out []*formats.Folder) error {
+	for _, f := range out {
+		if f.NoSelect {
+			continue
+		}
+		sd, err := m.startStatus(f.Name).Wait()
+		var ie *imap.Error
+		if errors.As(err, &ie) && ie.Type == imap.StatusResponseTypeNo {
+			// Listed, but it cannot be opened now (mailutils lists the
+			// temporary file of a folder being rewritten): no counts, so
+			// the engine looks at it afresh, and a source folder that
+			// really cannot be opened fails by name when it is listed.
+			continue
+		}
+		if err != nil {
+			return m.wrap("status "+f.Name, err)
+		}
+		setStatus(f, sd)
+	}
+	return nil
 }
 
 func setStatus(f *formats.Folder, sd *imap.StatusData) {
@@ -629,31 +648,8 @@ func (m *IMAP) Fetch(ctx context.Context, folder formats.Folder, msgs []formats.
 			next = m.startSplit(ctx, folder, msgs[end:min(end+fetchBatch, len(msgs))])
 		}
 		raw, rest := res.raw, res.rest
-		// A literal of another size than RFC822.SIZE was decoded after
-		// all: it is skipped, and that message goes as BODY[] below.
-		bin := fetchItem{binary: true, accept: func(msg formats.Message, size int64) bool { return size == msg.Size }}
-		// A tagged NO (Dovecot: NO [UNKNOWN-CTE] for a message with a
-		// second, unknown encoding field) ends the BINARY FETCH but not the
-		// session: the messages it did not send are asked for one by one,
-		// and the one refused goes as BODY[]. A lost connection or fn's own
-		// error ends Fetch.
-		refused := func(err error) bool {
-			var ie *imap.Error
-			var re *migrate.RetryableError
-			return fnErr == nil && errors.As(err, &ie) && !errors.As(err, &re)
-		}
-		if err := m.fetchSections(ctx, folder, raw, bin, deliver); err != nil {
-			if !refused(err) {
-				return err
-			}
-			for _, msg := range raw {
-				if delivered[msg.UID] {
-					continue
-				}
-				if err := m.fetchSections(ctx, folder, []formats.Message{msg}, bin, deliver); err != nil && !refused(err) {
-					return err
-				}
-			}
+		if err := m.fetchBinary(ctx, folder, raw, deliver, delivered, &fnErr); err != nil {
+			return err
 		}
 		for _, msg := range raw {
 			if !delivered[msg.UID] {
@@ -662,6 +658,36 @@ func (m *IMAP) Fetch(ctx context.Context, folder formats.Folder, msgs []formats.
 		}
 		sort.Slice(rest, func(i, j int) bool { return rest[i].UID < rest[j].UID })
 		if err := m.fetchBodies(ctx, folder, rest, deliver, delivered, &fnErr); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fetchBinary fetches raw as BINARY.PEEK[] (see Fetch). A literal of
+// another size than RFC822.SIZE was decoded after all: it is skipped, and
+// the caller fetches that message as BODY[]. A tagged NO (Dovecot: NO
+// [UNKNOWN-CTE] for a message with a second, unknown encoding field) ends
+// the BINARY FETCH but not the session: the messages it did not send are
+// asked for one by one, and the one refused is left to BODY[] too. A lost
+// connection or fn's own error (*fnErr) ends it.
+func (m *IMAP) fetchBinary(ctx context.Context, folder formats.Folder, raw []formats.Message,
+	deliver func(formats.Message, imap.LiteralReader) error, delivered map[uint32]bool, fnErr *error) error {
+	bin := fetchItem{binary: true, accept: func(msg formats.Message, size int64) bool { return size == msg.Size }}
+	refused := func(err error) bool {
+		var ie *imap.Error
+		var re *migrate.RetryableError
+		return *fnErr == nil && errors.As(err, &ie) && !errors.As(err, &re)
+	}
+	err := m.fetchSections(ctx, folder, raw, bin, deliver)
+	if err == nil || !refused(err) {
+		return err
+	}
+	for _, msg := range raw {
+		if delivered[msg.UID] {
+			continue
+		}
+		if err := m.fetchSections(ctx, folder, []formats.Message{msg}, bin, deliver); err != nil && !refused(err) {
 			return err
 		}
 	}
@@ -787,17 +813,7 @@ func (m *IMAP) fetchBatch(ctx context.Context, batch []formats.Message, byUID ma
 	// A server that goes silent mid-FETCH would hold us for go-imap's fixed
 	// 5 minutes per literal: this watchdog drops the connection after
 	// stallTimeout without a byte, and the engine reconnects and resumes.
-	// Two FETCHes may be in flight (the header look-ahead: see Fetch), and
-	// the second hears nothing while the first streams: a byte for either
-	// counts (m.fetchActivity) before the connection is taken for stalled.
-	var idle *time.Timer
-	idle = time.AfterFunc(m.stallTimeout(), func() {
-		if quiet := time.Since(time.Unix(0, m.fetchActivity.Load())); quiet < m.stallTimeout() {
-			idle.Reset(m.stallTimeout() - quiet)
-			return
-		}
-		m.c.Close()
-	})
+	idle := m.stallWatchdog()
 	defer idle.Stop()
 	opts := &imap.FetchOptions{UID: true}
 	if item.binary {
@@ -875,6 +891,22 @@ type literal struct {
 }
 
 func (l literal) Size() int64 { return l.size }
+
+// stallWatchdog drops the connection after stallTimeout without a byte.
+// Two FETCHes may be in flight (the header look-ahead: see Fetch), and the
+// second hears nothing while the first streams: a byte for either counts
+// (m.fetchActivity) before the connection is taken for stalled.
+func (m *IMAP) stallWatchdog() *time.Timer {
+	var idle *time.Timer
+	idle = time.AfterFunc(m.stallTimeout(), func() {
+		if quiet := time.Since(time.Unix(0, m.fetchActivity.Load())); quiet < m.stallTimeout() {
+			idle.Reset(m.stallTimeout() - quiet)
+			return
+		}
+		m.c.Close()
+	})
+	return idle
+}
 
 // literalReader reads a FETCH literal: it counts bytes, keeps the watchdog
 // fed, and after the first error (other than the literal's own end) never

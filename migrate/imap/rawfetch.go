@@ -102,42 +102,30 @@ func (m *IMAP) rawFetch(ctx context.Context, folder formats.Folder, msgs []forma
 	defer a.conn.Close()
 	stop := context.AfterFunc(ctx, func() { a.conn.Close() })
 	defer stop()
-	fail := func(err error) error {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return &migrate.RetryableError{Err: fmt.Errorf("imap: %s: fetch: %w", m.cfg, err)}
-	}
+	r := &rawFetcher{m: m, a: a, ctx: ctx, fn: fn, byUID: make(map[uint32]formats.Message, len(msgs)), done: map[uint32]bool{}}
+	r.rd = &deadlineReader{a: a, r: a.br}
 	a.conn.SetDeadline(time.Now().Add(a.timeout))
 	if err := a.simple("EXAMINE " + quoteIMAP(formats.EncodeMailboxUTF7(folder.Name))); err != nil {
 		var no *errNo
 		if asErrNo(err, &no) {
 			return fmt.Errorf("imap: %s: examine %q: %s", m.cfg, folder.Name, no.text)
 		}
-		return fail(err)
+		return r.fail(err)
 	}
-	byUID := make(map[uint32]formats.Message, len(msgs))
 	var set imap.UIDSet
 	for _, msg := range msgs {
-		byUID[msg.UID] = msg
+		r.byUID[msg.UID] = msg
 		set.AddNum(imap.UID(msg.UID))
 	}
 	tag := a.nextTag()
 	a.bw.WriteString(tag + " UID FETCH " + set.String() + " (UID BODY.PEEK[])\r\n")
 	if err := a.bw.Flush(); err != nil {
-		return fail(err)
+		return r.fail(err)
 	}
-	rd := &deadlineReader{a: a, r: a.br}
-	readLine := func() (string, error) {
-		a.conn.SetReadDeadline(time.Now().Add(a.timeout))
-		line, err := a.br.ReadString('\n')
-		return strings.TrimRight(line, "\r\n"), err
-	}
-	done := map[uint32]bool{}
 	for {
-		line, err := readLine()
+		line, err := r.readLine()
 		if err != nil {
-			return fail(err)
+			return r.fail(err)
 		}
 		if rest, ok := strings.CutPrefix(line, tag+" "); ok {
 			status, text, _ := strings.Cut(rest, " ")
@@ -147,87 +135,126 @@ func (m *IMAP) rawFetch(ctx context.Context, folder formats.Folder, msgs []forma
 			case "NO", "BAD":
 				return fmt.Errorf("imap: %s: fetch: %s %s", m.cfg, status, strings.TrimSpace(text))
 			}
-			return fail(fmt.Errorf("malformed answer to %s: %s", tag, clip(line)))
+			return r.fail(fmt.Errorf("malformed answer to %s: %s", tag, clip(line)))
 		}
-		fs := fetchStart.FindStringSubmatch(line)
-		if fs == nil {
-			if untagged, ok := strings.CutPrefix(line, "* "); ok {
-				if st, _, _ := strings.Cut(untagged, " "); strings.EqualFold(st, "BYE") {
-					return fail(fmt.Errorf("server closed the connection: %s", clip(line)))
-				}
-			}
-			// Other untagged data: skip it with its literals.
-			if err := skipLiterals(line, readLine, rd); err != nil {
-				return fail(err)
-			}
-			continue
-		}
-		seq, _ := strconv.ParseUint(fs[1], 10, 32)
-		uidOf := func(text string) uint32 {
-			if u := uidItem.FindStringSubmatch(text); u != nil {
-				v, _ := strconv.ParseUint(u[1], 10, 32)
-				return uint32(v)
-			}
-			return 0
-		}
-		deliver := func(uid uint32, r io.Reader, n int64) error {
-			msg := byUID[uid]
-			lr := &formats.CountingReader{R: r}
-			ferr := fn(msg, literal{lr, n})
-			io.Copy(io.Discard, lr)
-			if lr.N != n {
-				return fail(fmt.Errorf("message UID %d: connection ended after %d of %d bytes", uid, lr.N, n))
-			}
-			done[uid] = true
-			return ferr
-		}
-		text := line    // the response's text outside its literals
-		var held []byte // BODY[] that came before its UID
-		for {
-			lm := literalAtEnd.FindStringSubmatchIndex(line)
-			if lm == nil {
-				break
-			}
-			n, err := strconv.ParseInt(line[lm[2]:lm[3]], 10, 64)
-			if err != nil {
-				return fail(fmt.Errorf("bad literal in %s", clip(line)))
-			}
-			lit := io.LimitReader(rd, n)
-			uid := uidOf(text)
-			_, wanted := byUID[uid]
-			switch {
-			case !bodyItemEnd.MatchString(line[:lm[0]]):
-			case uid == 0:
-				// The UID follows the literal (RFC 3501 allows any order):
-				// keep the body until the response names it.
-				if held, err = io.ReadAll(lit); err != nil || int64(len(held)) != n {
-					return fail(fmt.Errorf("connection ended inside a literal"))
-				}
-			case wanted && !done[uid]:
-				if err := deliver(uid, lit, n); err != nil {
-					return err
-				}
-			}
-			if _, err := io.Copy(io.Discard, lit); err != nil { // what was not read above
-				return fail(err)
-			}
-			if line, err = readLine(); err != nil {
-				return fail(err)
-			}
-			text += " " + line
-		}
-		if held != nil {
-			uid := uidOf(text)
-			if uid == 0 {
-				uid = m.seqUID.get(uint32(seq))
-			}
-			if _, wanted := byUID[uid]; wanted && !done[uid] {
-				if err := deliver(uid, bytes.NewReader(held), int64(len(held))); err != nil {
-					return err
-				}
-			}
+		if err := r.untagged(line); err != nil {
+			return err
 		}
 	}
+}
+
+// rawFetcher reads the answer to rawFetch's UID FETCH on its own connection.
+type rawFetcher struct {
+	m     *IMAP
+	a     *appender
+	ctx   context.Context
+	fn    func(formats.Message, imap.LiteralReader) error
+	rd    *deadlineReader
+	byUID map[uint32]formats.Message
+	done  map[uint32]bool
+}
+
+func (r *rawFetcher) fail(err error) error {
+	if r.ctx.Err() != nil {
+		return r.ctx.Err()
+	}
+	return &migrate.RetryableError{Err: fmt.Errorf("imap: %s: fetch: %w", r.m.cfg, err)}
+}
+
+func (r *rawFetcher) readLine() (string, error) {
+	r.a.conn.SetReadDeadline(time.Now().Add(r.a.timeout))
+	line, err := r.a.br.ReadString('\n')
+	return strings.TrimRight(line, "\r\n"), err
+}
+
+// untagged handles one untagged response: a FETCH (its BODY[] literal
+// delivered), a BYE, or other data skipped with its literals.
+func (r *rawFetcher) untagged(line string) error {
+	fs := fetchStart.FindStringSubmatch(line)
+	if fs == nil {
+		if untagged, ok := strings.CutPrefix(line, "* "); ok {
+			if st, _, _ := strings.Cut(untagged, " "); strings.EqualFold(st, "BYE") {
+				return r.fail(fmt.Errorf("server closed the connection: %s", clip(line)))
+			}
+		}
+		if err := skipLiterals(line, r.readLine, r.rd); err != nil {
+			return r.fail(err)
+		}
+		return nil
+	}
+	seq, _ := strconv.ParseUint(fs[1], 10, 32)
+	text, held, err := r.literals(line)
+	if err != nil || held == nil {
+		return err
+	}
+	uid := rawUID(text)
+	if uid == 0 {
+		uid = r.m.seqUID.get(uint32(seq))
+	}
+	if _, wanted := r.byUID[uid]; wanted && !r.done[uid] {
+		return r.deliver(uid, bytes.NewReader(held), int64(len(held)))
+	}
+	return nil
+}
+
+// literals reads a FETCH response's literals, delivering a wanted BODY[]
+// whose UID came before it, and returns the response's text outside its
+// literals and a BODY[] that came before its UID (held).
+func (r *rawFetcher) literals(line string) (text string, held []byte, err error) {
+	text = line
+	for {
+		lm := literalAtEnd.FindStringSubmatchIndex(line)
+		if lm == nil {
+			return text, held, nil
+		}
+		n, err := strconv.ParseInt(line[lm[2]:lm[3]], 10, 64)
+		if err != nil {
+			return "", nil, r.fail(fmt.Errorf("bad literal in %s", clip(line)))
+		}
+		lit := io.LimitReader(r.rd, n)
+		uid := rawUID(text)
+		_, wanted := r.byUID[uid]
+		switch {
+		case !bodyItemEnd.MatchString(line[:lm[0]]):
+		case uid == 0:
+			// The UID follows the literal (RFC 3501 allows any order):
+			// keep the body until the response names it.
+			if held, err = io.ReadAll(lit); err != nil || int64(len(held)) != n {
+				return "", nil, r.fail(fmt.Errorf("connection ended inside a literal"))
+			}
+		case wanted && !r.done[uid]:
+			if err := r.deliver(uid, lit, n); err != nil {
+				return "", nil, err
+			}
+		}
+		if _, err := io.Copy(io.Discard, lit); err != nil { // what was not read above
+			return "", nil, r.fail(err)
+		}
+		if line, err = r.readLine(); err != nil {
+			return "", nil, r.fail(err)
+		}
+		text += " " + line
+	}
+}
+
+func (r *rawFetcher) deliver(uid uint32, body io.Reader, n int64) error {
+	lr := &formats.CountingReader{R: body}
+	ferr := r.fn(r.byUID[uid], literal{lr, n})
+	io.Copy(io.Discard, lr)
+	if lr.N != n {
+		return r.fail(fmt.Errorf("message UID %d: connection ended after %d of %d bytes", uid, lr.N, n))
+	}
+	r.done[uid] = true
+	return ferr
+}
+
+// rawUID is the UID a FETCH response's text names, or 0.
+func rawUID(text string) uint32 {
+	if u := uidItem.FindStringSubmatch(text); u != nil {
+		v, _ := strconv.ParseUint(u[1], 10, 32)
+		return uint32(v)
+	}
+	return 0
 }
 
 // skipLiterals reads past the literals of an untagged response that line

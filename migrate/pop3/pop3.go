@@ -537,6 +537,26 @@ func (p *POP3) List(ctx context.Context, folder formats.Folder) (uint32, []forma
 	return 1, msgs, nil
 }
 
+// listSizes parses a LIST answer's lines ("n size") into sizes by number.
+func listSizes(lines []string) (map[int]int64, error) {
+	sizes := make(map[int]int64, len(lines))
+	for _, line := range lines {
+		f := strings.Fields(line)
+		var err1, err2 error = mailconn.ErrProtocol, nil
+		var n int
+		var s int64
+		if len(f) >= 2 {
+			n, err1 = strconv.Atoi(f[0])
+			s, err2 = strconv.ParseInt(f[1], 10, 64)
+		}
+		if err1 != nil || err2 != nil {
+			return nil, fmt.Errorf("%w: LIST line %q", mailconn.ErrProtocol, mailconn.Printable(line, 80))
+		}
+		sizes[n] = s
+	}
+	return sizes, nil
+}
+
 func sortByNum(msgs []formats.Message, nums map[string]int) {
 	slices.SortFunc(msgs, func(a, b formats.Message) int { return nums[a.ID] - nums[b.ID] })
 }
@@ -600,20 +620,8 @@ func (p *POP3) uidl(ctx context.Context, withSizes bool) error {
 		if !ok {
 			return fmt.Errorf("pop3: %s: LIST refused: %s", p.cfg, text)
 		}
-		sizes = map[int]int64{}
-		for _, line := range lines {
-			f := strings.Fields(line)
-			var err1, err2 error = mailconn.ErrProtocol, nil
-			var n int
-			var s int64
-			if len(f) >= 2 {
-				n, err1 = strconv.Atoi(f[0])
-				s, err2 = strconv.ParseInt(f[1], 10, 64)
-			}
-			if err1 != nil || err2 != nil {
-				return p.fail(ctx, "LIST", fmt.Errorf("%w: LIST line %q", mailconn.ErrProtocol, mailconn.Printable(line, 80)))
-			}
-			sizes[n] = s
+		if sizes, err = listSizes(lines); err != nil {
+			return p.fail(ctx, "LIST", err)
 		}
 	}
 	if dup != nil {

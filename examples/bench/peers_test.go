@@ -851,28 +851,7 @@ func (e *bpEnv) imapTools(set *bpSet) []bpTool {
 		tools = append(tools, mailferry(bpJobIMAP, 0),
 			bpTool{name: bpInterimap, job: bpJobIMAP, noop: true, setup: func() *bpRun {
 				dst := e.newDst()
-				d := e.dir("interimap")
-				conf := filepath.Join(d, "interimap.conf")
-				e.writeSecret(conf, fmt.Sprintf(`database = %s
-
-[local]
-type = imap
-host = 127.0.0.1
-port = %d
-STARTTLS = NO
-username = alice
-password = %s
-
-[remote]
-type = imap
-host = 127.0.0.1
-port = %d
-STARTTLS = NO
-username = alice
-password = %s
-compress = NO
-`, filepath.Join(d, "interimap.db"), dst.IMAPPort, dst.Users["alice"], set.src.IMAPPort, pw))
-				return &bpRun{argv: []string{"interimap", "--config=" + conf},
+				return &bpRun{argv: e.interimapArgv(set.src, dst),
 					check: e.checkIMAP(dst, set), servers: []*dovecottest.Server{set.src, dst}, cleanup: []func(){e.stopKeeping(dst)}}
 			}},
 			bpTool{name: bpMbsync, job: bpJobIMAP, noop: true, setup: func() *bpRun {

@@ -20,6 +20,29 @@ import (
 // FETCH responses (written as they are), then OK.
 func fakeFetchServer(t *testing.T, responses string) string {
 	t.Helper()
+	return fakeIMAP(t, "IMAP4rev1 BINARY LITERAL+", func(br *bufio.Reader, tag, rest string) (string, bool) {
+		switch {
+		case strings.HasPrefix(rest, "LOGIN"):
+			// Two non-synchronising literals: skip them.
+			for _, n := range []int{len("carol"), len("pw")} {
+				io.CopyN(io.Discard, br, int64(n))
+				br.ReadString('\n')
+			}
+			return tag + " OK logged in\r\n", false
+		case strings.HasPrefix(rest, "EXAMINE"):
+			return "* 3 EXISTS\r\n" + tag + " OK [READ-ONLY] done\r\n", false
+		case strings.HasPrefix(rest, "UID FETCH"):
+			return responses + tag + " OK done\r\n", false
+		}
+		return tag + " BAD what\r\n", false
+	})
+}
+
+// fakeIMAP serves one connection on 127.0.0.1: the greeting with caps, then
+// each command line (tag, and the rest after it) answered by answer, until
+// it says done or the client goes.
+func fakeIMAP(t *testing.T, caps string, answer func(br *bufio.Reader, tag, rest string) (reply string, done bool)) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -32,27 +55,17 @@ func fakeFetchServer(t *testing.T, responses string) string {
 		}
 		defer c.Close()
 		br := bufio.NewReader(c)
-		io.WriteString(c, "* OK [CAPABILITY IMAP4rev1 BINARY LITERAL+] fake\r\n")
+		io.WriteString(c, "* OK [CAPABILITY "+caps+"] fake\r\n")
 		for {
 			line, err := br.ReadString('\n')
 			if err != nil {
 				return
 			}
 			tag, rest, _ := strings.Cut(strings.TrimRight(line, "\r\n"), " ")
-			switch {
-			case strings.HasPrefix(rest, "LOGIN"):
-				// Two non-synchronising literals: skip them.
-				for _, n := range []int{len("carol"), len("pw")} {
-					io.CopyN(io.Discard, br, int64(n))
-					br.ReadString('\n')
-				}
-				io.WriteString(c, tag+" OK logged in\r\n")
-			case strings.HasPrefix(rest, "EXAMINE"):
-				io.WriteString(c, "* 3 EXISTS\r\n"+tag+" OK [READ-ONLY] done\r\n")
-			case strings.HasPrefix(rest, "UID FETCH"):
-				io.WriteString(c, responses+tag+" OK done\r\n")
-			default:
-				io.WriteString(c, tag+" BAD what\r\n")
+			reply, done := answer(br, tag, rest)
+			io.WriteString(c, reply)
+			if done {
+				return
 			}
 		}
 	}()

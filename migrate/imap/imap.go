@@ -500,9 +500,7 @@ func (m *IMAP) list(ctx context.Context, folder formats.Folder, set imap.NumSet,
 	shared := map[string][]string{} // one slice per set of flags, not per message
 	err := eachListed(fc, func(seq uint32, buf *imapclient.FetchMessageBuffer) {
 		m.seqUID.set(seq, uint32(buf.UID))
-		msg := listed(buf)
-		msg.Flags = sharedFlags(shared, msg.Flags)
-		msgs = append(msgs, msg)
+		msgs = append(msgs, listed(buf, sharedFlags(shared, flagStrings(buf.Flags))))
 	})
 	if err != nil {
 		return 0, nil, m.wrap("fetch list", err)
@@ -530,20 +528,22 @@ func eachListed(fc *imapclient.FetchCommand, fn func(seq uint32, buf *imapclient
 	return fc.Close()
 }
 
-// listed is a listing's message.
-func listed(buf *imapclient.FetchMessageBuffer) formats.Message {
+// listed is a listing's message, with its flags cleaned by the caller.
+func listed(buf *imapclient.FetchMessageBuffer, flags []string) formats.Message {
 	return formats.Message{
 		ID: strconv.FormatUint(uint64(buf.UID), 10), UID: uint32(buf.UID),
-		Size: buf.RFC822Size, Flags: cleanFlags(buf.Flags), Date: buf.InternalDate,
+		Size: buf.RFC822Size, Flags: flags, Date: buf.InternalDate,
 	}
 }
 
-func cleanFlags(fl []imap.Flag) []string {
+func cleanFlags(fl []imap.Flag) []string { return formats.CleanFlags(flagStrings(fl)) }
+
+func flagStrings(fl []imap.Flag) []string {
 	flags := make([]string, len(fl))
 	for i, f := range fl {
 		flags[i] = string(f)
 	}
-	return formats.CleanFlags(flags)
+	return flags
 }
 
 // seqUIDs maps the sequence numbers of a listing to UIDs (0: unknown).

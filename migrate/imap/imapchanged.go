@@ -155,7 +155,7 @@ func (m *IMAP) listUIDs(uids []uint32) ([]formats.Message, error) {
 	var msgs []formats.Message
 	fc := m.c.Fetch(set, &imap.FetchOptions{UID: true, Flags: true, InternalDate: true, RFC822Size: true})
 	err := eachListed(fc, func(_ uint32, buf *imapclient.FetchMessageBuffer) {
-		msgs = append(msgs, listed(buf))
+		msgs = append(msgs, listed(buf, cleanFlags(buf.Flags)))
 	})
 	if err != nil {
 		return nil, m.wrap("fetch list", err)

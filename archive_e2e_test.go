@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -231,5 +233,39 @@ func TestArchiveMboxAppendedByHand(t *testing.T) {
 	}
 	if code, out, _ := mailferry(t, "verify", dir); code == 0 || !strings.Contains(out, "mail/inbox") {
 		t.Errorf("verify after the rerun: exit %d, mail/inbox not named:\n%s", code, out)
+	}
+}
+
+// Issue 12, keywords in an mbox archive served by Dovecot: Dovecot shows a
+// message's X-Keywords only when the file's first message declares them in
+// an X-IMAPbase line. The first message of the folder carries no keyword,
+// later ones do: the pass declares, before it writes the first message,
+// every keyword of the messages it is about to copy.
+func TestArchiveMboxDeclaresKeywordsOfTheWholePass(t *testing.T) {
+	p := newPair(t)
+	msgs := testMessages(t, 3)
+	for i := range msgs {
+		msgs[i].Folder, msgs[i].Flags = "INBOX", nil
+	}
+	msgs[1].Flags = []string{"$Label1"}
+	msgs[2].Flags = []string{`\Seen`, "Work"}
+	p.src.Seed(t, "alice", msgs)
+	dir := filepath.Join(t.TempDir(), "archive")
+	if code, out, errOut := mailferry(t, "archive", "imap://alice@"+p.src.IMAPAddr(), dir, "--format", "mbox",
+		"--src-tls", "none", "--state-dir", p.state, "--progress", "never"); code != 0 {
+		t.Fatalf("archive: exit %d\n%s\n%s", code, out, errOut)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "mail", "inbox"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, _ := bytes.Cut(b, []byte("\n"))
+	line, _, _ := bytes.Cut(rest, []byte("\n"))
+	words := strings.Fields(string(line))
+	if len(words) != 5 || words[0] != "X-IMAPbase:" || !slices.Contains(words, "$Label1") || !slices.Contains(words, "Work") {
+		t.Errorf("the first message's line after From_ is %q, want an X-IMAPbase line declaring $Label1 and Work", line)
+	}
+	if code, out, _ := mailferry(t, "verify", dir); code != 0 {
+		t.Errorf("verify: exit %d\n%s", code, out)
 	}
 }

@@ -121,16 +121,34 @@ func TestSharedFoldersNotCopiedNorDeleted(t *testing.T) {
 
 	// With the flag: they are copied, under their namespace prefix, and
 	// still not deleted from.
-	code, out, errOut = migrateBob("--delete-source", "--shared-folders")
+	report = filepath.Join(t.TempDir(), "shared.json")
+	code, out, errOut = migrateBob("--delete-source", "--shared-folders", "--report", report)
 	if code != 0 {
 		t.Fatalf("--shared-folders: exit %d\n%s\n%s", code, out, errOut)
 	}
 	sameHashes(t, aliceBefore, src.Snapshot(t, "alice"))
 	got = dst.Snapshot(t, "bob")
+	short := false
 	for name, want := range map[string]string{"shared/alice/Team": "Team", "Public/Notices": "Public/Notices"} {
 		if a, b := keys(got[name]), keys(aliceBefore[want]); strings.Join(a, "\n") != strings.Join(b, "\n") {
 			t.Errorf("--shared-folders: destination %q has %d messages, alice's %q %d: %s", name, len(a), want, len(b), firstDiff(b, a))
+			short = true
 		}
+	}
+	if short {
+		// What each side held, what the run said, and what the servers
+		// logged: enough to tell a listing from a store.
+		for _, f := range readReport(t, report).Folders {
+			t.Logf("report: %q -> %q: found %d, copied %d, skipped %d, failed %d, note %q",
+				f.Source, f.Destination, f.Found, f.Copied, f.Skipped, f.Failed, f.Note)
+		}
+		for name, msgs := range src.Snapshot(t, "bob") {
+			t.Logf("source as bob now: %q: %d messages", name, len(msgs))
+		}
+		for name, msgs := range got {
+			t.Logf("destination: %q: %d messages", name, len(msgs))
+		}
+		t.Logf("mailferry:\n%s\n%s\nsource log:\n%s\ndestination log:\n%s", out, errOut, src.LogTail(40), dst.LogTail(40))
 	}
 	if len(got["INBOX"]) != 4 || len(got["Work"]) != 1 {
 		t.Errorf("--shared-folders: bob's own folders changed at the destination: INBOX %d, Work %d", len(got["INBOX"]), len(got["Work"]))

@@ -79,20 +79,33 @@ func ioDovecotView(src []byte) []byte {
 	return bytes.ReplaceAll(ioCRLF(out), []byte{0}, []byte{0x80})
 }
 
-// ioDovecotFlags are the flags Dovecot shows for a message of our mbox:
-// the system flags of our status lines, together with those of the
-// message's own Status and X-Status headers (Dovecot reads every such line
-// of the header block). Not our keywords: Dovecot takes an X-Keywords word
-// only when the folder's X-IMAPbase line (which Dovecot writes itself, on
-// the first message) lists it, so that a delivered message cannot bring
-// keywords; an append-only archive cannot keep that line up to date.
-func ioDovecotFlags(e ManifestEntry, src []byte) []string {
+// dovecotFlags are the flags Dovecot shows for a message of our mbox: the
+// system flags of our status lines, together with those of the message's
+// own Status and X-Status headers (Dovecot reads every such line of the
+// header block), and the keywords of the first X-Keywords line of the
+// header block (ours, where we wrote one) whose words the file's
+// X-IMAPbase line all declares (Dovecot ignores a line with one undeclared
+// word, so that a delivered message cannot bring keywords).
+func (a *ioArchive) dovecotFlags(e ManifestEntry, src []byte) []string {
 	var flags []string
-	if len(ioStatus(e.Flags, src)) > 0 { // no status lines before a leading blank
+	h := formats.HeaderBlock(src)
+	if st := ioStatus(e.Flags, src); len(st) > 0 { // no status lines before a leading blank
 		flags = append(flags, e.Flags...)
+		h = append(st, h...)
 	}
-	own := mboxFlags(formats.HeaderBlock(src))
-	flags = slices.DeleteFunc(append(flags, own...), func(f string) bool { return !strings.HasPrefix(f, "\\") })
+	flags = slices.DeleteFunc(append(flags, mboxFlags(formats.HeaderBlock(src))...), func(f string) bool { return !strings.HasPrefix(f, "\\") })
+	declared := strings.Fields(formats.HeaderValue(a.base[e.File], "X-IMAPbase"))
+	for _, line := range bytes.Split(h, []byte("\n")) {
+		name, value, ok := bytes.Cut(line, []byte(":"))
+		if !ok || !strings.EqualFold(string(name), "X-Keywords") {
+			continue
+		}
+		words := strings.Fields(string(value))
+		if len(words) > 0 && !slices.ContainsFunc(words, func(w string) bool { return len(declared) < 2 || !slices.Contains(declared[2:], w) }) {
+			flags = append(flags, words...)
+			break
+		}
+	}
 	flags = formats.CleanFlags(flags)
 	sort.Strings(flags)
 	return append([]string{}, flags...)
@@ -171,8 +184,9 @@ func ioServeWithDovecot(t *testing.T, archive string) (*dovecottest.Server, stri
 // no length records, no ".mbox" suffix, no %2E for a '.'), and serves every
 // message with the source's bytes (modulo ioDovecotView: the headers Dovecot
 // documents it hides, CRLF, the line ending a message without one got),
-// its flags from our Status/X-Status lines (ioDovecotFlags: not keywords),
-// and its date from the From_ line.
+// its flags from our status lines (dovecotFlags), keywords included: the
+// first message of each file declares them in an X-IMAPbase line, and its
+// date from the From_ line.
 func TestInteropDovecotServesMboxArchive(t *testing.T) {
 	a := ioBuildMboxArchive(t)
 	s, _ := ioServeWithDovecot(t, a.dir)
@@ -192,9 +206,16 @@ func TestInteropDovecotServesMboxArchive(t *testing.T) {
 	for _, es := range a.byFile() {
 		byFolder[formats.DisplayName(es[0].DestFolder)] = es
 	}
-	total := 0
+	total, keywords := 0, map[string]int{}
 	for folder, es := range byFolder {
 		got := snap[folder]
+		for _, m := range got {
+			for _, f := range m.Flags {
+				if !strings.HasPrefix(f, "\\") {
+					keywords[f]++
+				}
+			}
+		}
 		if len(got) != len(es) {
 			t.Errorf("%s: Dovecot serves %d messages, the archive holds %d", folder, len(got), len(es))
 			for i, e := range es {
@@ -211,7 +232,7 @@ func TestInteropDovecotServesMboxArchive(t *testing.T) {
 				t.Errorf("%s: message %d (source %s): Dovecot serves %d bytes that are not the source's (%d bytes) modulo its hidden headers and CRLF",
 					folder, i, e.ID, g.Size, len(src))
 			}
-			if wantFlags := ioDovecotFlags(e, src); !slices.Equal(got[i].Flags, wantFlags) {
+			if wantFlags := a.dovecotFlags(e, src); !slices.Equal(got[i].Flags, wantFlags) {
 				t.Errorf("%s: message %d (source %s): flags %q, want %q", folder, i, e.ID, got[i].Flags, wantFlags)
 			}
 			if d, _ := time.Parse(time.RFC3339, e.Date); !got[i].Date.Equal(d) {
@@ -222,6 +243,11 @@ func TestInteropDovecotServesMboxArchive(t *testing.T) {
 	}
 	if total != len(a.entries) {
 		t.Errorf("Dovecot serves %d messages, the archive holds %d", total, len(a.entries))
+	}
+	for _, k := range ioKeywords {
+		if keywords[k] == 0 {
+			t.Errorf("Dovecot shows keyword %s on no message (X-IMAPbase lines: %q)", k, a.base)
+		}
 	}
 }
 
@@ -692,12 +718,12 @@ func TestInteropReadGetmailMbox(t *testing.T) {
 	}
 }
 
-// ioOursAsMboxo is a message of our archive as a reader that takes no '>'
+// oursAsMboxo is a message of our archive as a reader that takes no '>'
 // away (mutt, formail, Python, Dovecot) shows it, framing taken away: our
 // status lines (none before a leading blank), the message with our mboxrd
 // escapes left in, and the line ending we added to a message without one.
-func ioOursAsMboxo(e ManifestEntry, src []byte) []byte {
-	want := append(ioStatus(e.Flags, src), ioEscape(src)...)
+func (a *ioArchive) oursAsMboxo(e ManifestEntry, src []byte) []byte {
+	want := append(a.added(e, src), ioEscape(src)...)
 	if !bytes.HasSuffix(src, []byte("\n")) {
 		if bytes.Contains(src, []byte("\r\n")) && !bytes.HasSuffix(src, []byte("\r")) {
 			want = append(want, '\r')
@@ -724,7 +750,7 @@ func TestInteropFormailReadsMboxArchive(t *testing.T) {
 			continue
 		}
 		for i, e := range es {
-			if want := ioOursAsMboxo(e, a.source[e.SHA256]); !bytes.Equal(got[i], want) && !ioOneLFMore(got[i], want) {
+			if want := a.oursAsMboxo(e, a.source[e.SHA256]); !bytes.Equal(got[i], want) && !ioOneLFMore(got[i], want) {
 				t.Errorf("%s: message %d (source %s): formail gives %d bytes, want %d", file, i, e.ID, len(got[i]), len(want))
 			}
 		}
@@ -791,11 +817,11 @@ func ioMutt(t *testing.T, mutt, file string, patterns map[string]string) map[str
 	return got
 }
 
-// ioMuttView is a message of our archive as mutt pipes it (the From_ line
-// taken away): as ioOursAsMboxo, with the blank line that ends the header
+// muttView is a message of our archive as mutt pipes it (the From_ line
+// taken away): as oursAsMboxo, with the blank line that ends the header
 // block written as LF (mutt writes its own after the header it copied).
-func ioMuttView(e ManifestEntry, src []byte) []byte {
-	b := ioOursAsMboxo(e, src)
+func (a *ioArchive) muttView(e ManifestEntry, src []byte) []byte {
+	b := a.oursAsMboxo(e, src)
 	h := formats.HeaderBlock(b)
 	if rest, ok := bytes.CutPrefix(b[len(h):], []byte("\r\n")); ok && len(h) < len(b) {
 		return append(append(slices.Clone(h), '\n'), rest...)
@@ -824,14 +850,14 @@ func ioPlainHeader(src []byte) bool {
 func es2bytes(es []ManifestEntry, a *ioArchive) [][]byte {
 	var out [][]byte
 	for _, e := range es {
-		out = append(out, ioMuttView(e, a.source[e.SHA256]))
+		out = append(out, a.muttView(e, a.source[e.SHA256]))
 	}
 	return out
 }
 
 // mutt 2.2 reads our mbox archive in batch mode (issue 12 items 3 and 4):
 // every message the manifest lists, each our status lines and the source
-// bytes with our escapes (mutt takes no '>' away; ioMuttView), and read,
+// bytes with our escapes (mutt takes no '>' away; muttView), and read,
 // replied, flagged and deleted as our Status/X-Status lines say (mutt has
 // no pattern for a draft, and shows X-Keywords only as a header). Checked
 // on the messages with a well-formed header of their own without Status
@@ -865,7 +891,7 @@ func TestInteropMuttReadsMboxArchive(t *testing.T) {
 		}(file, len(es))
 		for i, e := range es {
 			src := a.source[e.SHA256]
-			want := ioMuttView(e, src)
+			want := a.muttView(e, src)
 			if !ioPlainHeader(src) {
 				continue // mutt rewrites a malformed header, or merges flags with its own Status lines
 			}

@@ -35,7 +35,14 @@ type ioArchive struct {
 	dir     string
 	entries []ManifestEntry
 	source  map[string][]byte // SHA-256 hex -> source bytes
+	// base is the X-IMAPbase line on the first message of each file, as
+	// written (its UIDVALIDITY is the time of writing), by file.
+	base map[string][]byte
 }
+
+// ioKeywords are the keywords of ioFlags: declared for every folder, as a
+// pass declares those of the messages it is about to copy.
+var ioKeywords = []string{"Work", "$Label1", "$Forwarded"}
 
 // ioFolders spread the corpus: nested, non-ASCII, a dot in a name.
 var ioFolders = [][]string{{"INBOX"}, {"Privé"}, {"Lists", "go.nuts"}, {"Archive", "2023"}}
@@ -76,6 +83,7 @@ func ioBuildMboxArchiveOf(t *testing.T, step int) *ioArchive {
 		if folders[i], err = w.Ensure(ctx, p); err != nil {
 			t.Fatal(err)
 		}
+		w.DeclareKeywords(folders[i], ioKeywords)
 	}
 	for i, name := range names {
 		b, err := os.ReadFile(name)
@@ -109,7 +117,28 @@ func ioBuildMboxArchiveOf(t *testing.T, step int) *ioArchive {
 	if !rep.OK() {
 		t.Fatalf("verify of the fresh archive: %v", rep.Problems)
 	}
+	a.base = map[string][]byte{}
+	for file := range a.byFile() {
+		b, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(file)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, rest, _ := bytes.Cut(b, []byte("\n"))
+		if line, _, _ := bytes.Cut(rest, []byte("\n")); bytes.HasPrefix(line, []byte("X-IMAPbase: ")) {
+			a.base[file] = append(line, '\n')
+		}
+	}
 	return a
+}
+
+// added is what we wrote before e's message (src): its status lines
+// (ioStatus), after the X-IMAPbase line on the first message of a file.
+func (a *ioArchive) added(e ManifestEntry, src []byte) []byte {
+	st := ioStatus(e.Flags, src)
+	if len(st) == 0 || *e.Offset != 0 {
+		return st
+	}
+	return append(slices.Clip(a.base[e.File]), st...)
 }
 
 // byFile groups the manifest entries by .mbox file, in offset order.
@@ -175,7 +204,7 @@ func TestInteropGoMboxFramesManifest(t *testing.T) {
 			continue
 		}
 		for i, e := range es {
-			want := append(ioStatus(e.Flags, a.source[e.SHA256]), a.source[e.SHA256]...)
+			want := append(a.added(e, a.source[e.SHA256]), a.source[e.SHA256]...)
 			if !bytes.Equal(ioCanon(got[i]), ioCanon(want)) {
 				t.Errorf("%s: message %d (offset %d, source %s) differs as go-mbox reads it", file, i, *e.Offset, e.ID)
 			}
@@ -229,7 +258,7 @@ func TestInteropPythonMailbox(t *testing.T) {
 		for i, e := range es {
 			b, _ := base64.StdEncoding.DecodeString(got[i].B64)
 			src := a.source[e.SHA256]
-			want := append(ioStatus(e.Flags, src), src...)
+			want := append(a.added(e, src), src...)
 			if !bytes.HasSuffix(src, []byte("\n")) {
 				if bytes.Contains(src, []byte("\r\n")) && !bytes.HasSuffix(src, []byte("\r")) {
 					want = append(want, '\r')

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/mailferry/mailferry/formats"
 )
@@ -49,7 +50,9 @@ import (
 // what Fetch gives back is exactly what Store was given. For other mail
 // programs it adds, and records on the From_ line ("mailferry:h=H,t=T")
 // that it added: the flags as Status / X-Status / X-Keywords lines right
-// after the From_ line (H bytes: mutt, Dovecot and Python show the flags),
+// after the From_ line (H bytes: mutt, Dovecot and Python show the flags;
+// on a file's first message Dovecot's X-IMAPbase line comes first, see
+// DeclareKeywords),
 // and, after a message that does not end in a newline, that line ending
 // (T bytes), so that a blank line precedes every From_ line. The reader
 // takes exactly those bytes away (formats.MboxEntry.Status, Added); the
@@ -117,6 +120,9 @@ type Mbox struct {
 	kinds    map[string]foreignKind
 	warnings []string
 	warned   map[string]bool
+
+	declMu   sync.Mutex
+	declared map[string][]string // keywords to declare, by folder path (DeclareKeywords)
 }
 
 // mboxFile is a folder file opened for appending, locked.
@@ -1088,7 +1094,11 @@ func (s *Mbox) Store(ctx context.Context, folder formats.Folder, m formats.Messa
 	sender := returnPath(formats.HeaderBlock(head))
 	cr := &formats.CountingReader{R: br}
 	off := mf.size
-	n, err := formats.WriteMboxMessage(io.NewOffsetWriter(mf.f, off), sender, m.Date, formats.MboxStatusLines(m.Flags), cr)
+	status := formats.MboxStatusLines(m.Flags)
+	if off == 0 {
+		status = append(s.baseLine(folder, m.Flags), status...)
+	}
+	n, err := formats.WriteMboxMessage(io.NewOffsetWriter(mf.f, off), sender, m.Date, status, cr)
 	if err == nil && size >= 0 && cr.N != size {
 		err = fmt.Errorf("mbox: message is %d bytes, expected %d", cr.N, size)
 	}
@@ -1103,6 +1113,32 @@ func (s *Mbox) Store(ctx context.Context, folder formats.Folder, m formats.Messa
 	}
 	mf.size = off + n
 	return strconv.FormatInt(off, 10), nil
+}
+
+// DeclareKeywords names keywords that messages about to be stored into
+// folder carry. The first message of a folder's file gets, among its status
+// lines, the X-IMAPbase line that declares them (with its own): Dovecot
+// shows a message's X-Keywords only when that line lists them. An
+// append-only file cannot declare later: a keyword first stored into a file
+// that already has messages is in the manifest and X-Keywords (mutt,
+// Python), not in what Dovecot shows.
+func (s *Mbox) DeclareKeywords(folder formats.Folder, keywords []string) {
+	s.declMu.Lock()
+	defer s.declMu.Unlock()
+	if s.declared == nil {
+		s.declared = map[string][]string{}
+	}
+	k := strings.Join(folder.Path, "\x00")
+	s.declared[k] = append(s.declared[k], keywords...)
+}
+
+// baseLine is the X-IMAPbase line for the first message of folder's file,
+// whose flags are flags: the keywords declared for the folder and its own.
+func (s *Mbox) baseLine(folder formats.Folder, flags []string) []byte {
+	s.declMu.Lock()
+	kw := append(slices.Clone(s.declared[strings.Join(folder.Path, "\x00")]), flags...)
+	s.declMu.Unlock()
+	return formats.MboxBaseLine(uint32(time.Now().Unix()), kw)
 }
 
 // returnPath returns the address of the Return-Path header, or "" (the

@@ -157,3 +157,17 @@ func changedFlags(flags, add, remove []string) []string {
 	slices.SortFunc(out, func(a, b string) int { return strings.Compare(strings.ToLower(a), strings.ToLower(b)) })
 	return out
 }
+
+// keywordDeclarer is a Store whose files declare the keywords their
+// messages carry (mbox: Dovecot's X-IMAPbase line).
+type keywordDeclarer interface {
+	DeclareKeywords(folder formats.Folder, keywords []string)
+}
+
+// DeclareKeywords tells a store that declares keywords (mbox) those of the
+// messages about to be stored into folder.
+func (w *Writer) DeclareKeywords(folder formats.Folder, keywords []string) {
+	if d, ok := w.st.(keywordDeclarer); ok {
+		d.DeclareKeywords(folder, keywords)
+	}
+}

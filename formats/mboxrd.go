@@ -203,6 +203,28 @@ func MboxStatusLines(flags []string) []byte {
 	return []byte(b.String())
 }
 
+// MboxBaseLine renders the X-IMAPbase line that Dovecot keeps on the first
+// message of an mbox file: "X-IMAPbase: V 0000000000 K1 K2", the file's
+// UIDVALIDITY (never 0), the last UID given out (ten digits, as Dovecot
+// writes it; 0: none yet) and the keywords its messages may carry. Dovecot
+// takes a word of a message's X-Keywords line only when this line declares
+// it (a delivered message cannot bring keywords of its own). Keywords that
+// MboxStatusLines would leave out are left out here too. Ends in LF.
+func MboxBaseLine(validity uint32, keywords []string) []byte {
+	var b strings.Builder
+	fmt.Fprintf(&b, "X-IMAPbase: %d 0000000000", max(validity, 1))
+	var seen []string
+	for _, k := range keywords {
+		if strings.HasPrefix(k, "\\") || !validKeyword(k) || slices.Contains(seen, k) {
+			continue
+		}
+		seen = append(seen, k)
+		b.WriteString(" " + k)
+	}
+	b.WriteString("\n")
+	return []byte(b.String())
+}
+
 func validKeyword(k string) bool {
 	if k == "" || len(k) > 256 {
 		return false
@@ -216,11 +238,12 @@ func validKeyword(k string) bool {
 }
 
 // statusNames are the header names allowed in status lines.
-var statusNames = map[string]bool{"status": true, "x-status": true, "x-keywords": true}
+var statusNames = map[string]bool{"status": true, "x-status": true, "x-keywords": true, "x-imapbase": true}
 
 // validStatusLines reports whether b is status lines as MboxStatusLines
-// writes them: complete LF-ended lines, each "Status:", "X-Status:" or
-// "X-Keywords:" with a value of printable ASCII.
+// (and MboxBaseLine) write them: complete LF-ended lines, each "Status:",
+// "X-Status:", "X-Keywords:" or "X-IMAPbase:" with a value of printable
+// ASCII.
 func validStatusLines(b []byte) bool {
 	if len(b) == 0 || b[len(b)-1] != '\n' || len(b) > maxMboxStatus {
 		return false

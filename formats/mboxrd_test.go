@@ -724,3 +724,30 @@ func TestMboxReaderForeignFraming(t *testing.T) {
 		t.Errorf("CRLF: got %q, want %q", got, want)
 	}
 }
+
+// The X-IMAPbase line (Dovecot's keyword declaration on a file's first
+// message) is one of the status lines: written before them, taken away on
+// reading like them, and invalid keywords are left out as they are from
+// X-Keywords.
+func TestMboxBaseLineIsAStatusLine(t *testing.T) {
+	base := MboxBaseLine(1700000000, []string{"Work", `\Seen`, "$Label1", "Work", "bad kw"})
+	if want := "X-IMAPbase: 1700000000 0000000000 Work $Label1\n"; string(base) != want {
+		t.Fatalf("base line %q, want %q", base, want)
+	}
+	if got := string(MboxBaseLine(0, nil)); got != "X-IMAPbase: 1 0000000000\n" {
+		t.Errorf("UIDVALIDITY 0 (Dovecot takes it for broken): %q", got)
+	}
+	st := append(base, MboxStatusLines([]string{"Work"})...)
+	var buf memWriterAt
+	body := "Subject: x\n\nbody\n"
+	if _, err := WriteMboxMessage(&buf, "x@y", time.Now(), st, strings.NewReader(body)); err != nil {
+		t.Fatal(err)
+	}
+	e, err := NewMboxReader(bytes.NewReader(buf)).Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := io.ReadAll(e.Body); string(b) != body || string(e.Status) != string(st) {
+		t.Errorf("read back %q with status %q, want %q and %q", b, e.Status, body, st)
+	}
+}

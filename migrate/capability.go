@@ -54,6 +54,14 @@ type FlagUpdater interface {
 	UpdateFlags(ctx context.Context, folder formats.Folder, changes []FlagChange) error
 }
 
+// KeywordDeclarer is a Sink whose folders declare, before the first
+// message, the keywords their messages carry (an mbox archive: Dovecot's
+// X-IMAPbase line). A pass tells it the keywords of what it is about to
+// copy.
+type KeywordDeclarer interface {
+	DeclareKeywords(folder formats.Folder, keywords []string)
+}
+
 // FlagChange is one group of messages that get the same flags added and
 // removed; IDs are the sink's (in formats, so that the archive stores,
 // which do not import migrate, can take it).

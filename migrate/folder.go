@@ -371,6 +371,9 @@ func (t *transfer) run(ctx context.Context) error {
 	defer stopSrc()
 	dstCtx, stopDst := outlive(ctx, storeGrace)
 	defer stopDst()
+	if kd, ok := As[KeywordDeclarer](p.dst); ok {
+		kd.DeclareKeywords(p.dstF, keywordsOf(p.d.copy))
+	}
 	p.e.rep.FolderPlanned(p.name, len(p.d.copy), p.d.bytes)
 	p.e.rep.FolderStarted(p.name)
 	ferr := p.src.Fetch(srcCtx, p.pf.Source, p.d.copy, func(m formats.Message, body io.Reader) error {
@@ -384,6 +387,21 @@ func (t *transfer) run(ctx context.Context) error {
 		ferr = err
 	}
 	return ferr
+}
+
+// keywordsOf is every keyword (a flag without a backslash) of msgs, once.
+func keywordsOf(msgs []formats.Message) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, m := range msgs {
+		for _, f := range m.Flags {
+			if !strings.HasPrefix(f, "\\") && !seen[f] {
+				seen[f] = true
+				out = append(out, f)
+			}
+		}
+	}
+	return out
 }
 
 // one stores one message and flushes when a batch is full or old.

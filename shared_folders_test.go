@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/emersion/go-imap/v2"
 	"github.com/mailferry/mailferry/migrate"
 	"github.com/mailferry/mailferry/migrate/dovecottest"
 )
@@ -96,7 +97,8 @@ func TestSharedFoldersNotCopiedNorDeleted(t *testing.T) {
 
 	// Without the flag: bob's own folders are copied and deleted, alice's
 	// and the public folder are neither, and the run says so once.
-	code, out, errOut := migrateBob("--delete-source", "--report", filepath.Join(t.TempDir(), "r.json"))
+	report = filepath.Join(t.TempDir(), "r.json")
+	code, out, errOut := migrateBob("--delete-source", "--report", report)
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
 	}
@@ -109,6 +111,7 @@ func TestSharedFoldersNotCopiedNorDeleted(t *testing.T) {
 	}
 	if len(keys(got["INBOX"])) != 4 || len(got["Work"]) != 1 {
 		t.Errorf("bob's own folders: INBOX %d of 4, Work %d of 1 at the destination", len(got["INBOX"]), len(got["Work"]))
+		explainShort(t, report, out, errOut, src, dst, got)
 	}
 	bobAfter := src.Snapshot(t, "bob")
 	if len(bobAfter["INBOX"]) != 0 || len(bobAfter["Work"]) != 0 {
@@ -136,23 +139,41 @@ func TestSharedFoldersNotCopiedNorDeleted(t *testing.T) {
 		}
 	}
 	if short {
-		// What each side held, what the run said, and what the servers
-		// logged: enough to tell a listing from a store.
-		for _, f := range readReport(t, report).Folders {
-			t.Logf("report: %q -> %q: found %d, copied %d, skipped %d, failed %d, note %q",
-				f.Source, f.Destination, f.Found, f.Copied, f.Skipped, f.Failed, f.Note)
-		}
-		for name, msgs := range src.Snapshot(t, "bob") {
-			t.Logf("source as bob now: %q: %d messages", name, len(msgs))
-		}
-		for name, msgs := range got {
-			t.Logf("destination: %q: %d messages", name, len(msgs))
-		}
-		t.Logf("mailferry:\n%s\n%s\nsource log:\n%s\ndestination log:\n%s", out, errOut, src.LogTail(40), dst.LogTail(40))
+		explainShort(t, report, out, errOut, src, dst, got)
 	}
 	if len(got["INBOX"]) != 4 || len(got["Work"]) != 1 {
 		t.Errorf("--shared-folders: bob's own folders changed at the destination: INBOX %d, Work %d", len(got["INBOX"]), len(got["Work"]))
 	}
+}
+
+// explainShort logs, for a destination that came up short, what each side
+// held, what the run said and what the servers logged: enough to tell a
+// listing from a store.
+func explainShort(t *testing.T, report, out, errOut string, src, dst *dovecottest.Server, got dovecottest.Snapshot) {
+	t.Helper()
+	for _, f := range readReport(t, report).Folders {
+		t.Logf("report: %q -> %q: found %d, copied %d, skipped %d, failed %d, note %q",
+			f.Source, f.Destination, f.Found, f.Copied, f.Skipped, f.Failed, f.Note)
+	}
+	for name, msgs := range src.Snapshot(t, "bob") {
+		t.Logf("source as bob now: %q: %d messages", name, len(msgs))
+	}
+	for name, msgs := range got {
+		t.Logf("destination: %q: %d messages", name, len(msgs))
+	}
+	c := dst.Client(t, "bob")
+	for _, f := range readReport(t, report).Folders {
+		if _, listed := got[f.Destination]; listed {
+			continue
+		}
+		sd, err := c.Select(f.Destination, &imap.SelectOptions{ReadOnly: true}).Wait()
+		if err != nil {
+			t.Logf("destination: %q not listed; SELECT: %v", f.Destination, err)
+		} else {
+			t.Logf("destination: %q not listed; SELECT finds %d messages", f.Destination, sd.NumMessages)
+		}
+	}
+	t.Logf("mailferry:\n%s\n%s\nsource log:\n%s\ndestination log:\n%s", out, errOut, src.LogTail(40), dst.LogTail(60))
 }
 
 // TestFoldersMarksShared: the folders command shows what migrate copies:

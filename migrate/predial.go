@@ -57,6 +57,13 @@ func (p *predialed) take(e *engine) *worker {
 	return p.workers[p.taken-1]
 }
 
+// wait returns once every pre-dialled pair is open (or failed).
+func (p *predialed) wait() {
+	if p != nil {
+		p.wg.Wait()
+	}
+}
+
 // close closes the connections of every worker not taken.
 func (p *predialed) close() {
 	if p == nil {

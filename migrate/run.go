@@ -244,6 +244,7 @@ func (e *engine) run(ctx context.Context, rep *Report) error {
 			return err
 		}
 	}
+	e.createFirst(ctx, c.dst, plan, jobs, pre) // createfirst.go
 	results, err := e.copyFolders(ctx, plan, jobs, c, pre)
 	for _, fr := range results {
 		if fr.Source != "" {

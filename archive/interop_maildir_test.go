@@ -1,10 +1,11 @@
 package archive
 
 // Interop, the Maildir half of issue 12: our Maildir archive opened by
-// Dovecot (default Maildir++ settings, no :UTF-8) and Python's
-// mailbox.Maildir; and Maildirs written by Dovecot (Maildir++ and
-// LAYOUT=fs), mbsync (SubFolders Verbatim and Maildir++) and Python read
-// back by our store with every message's bytes, flags, keywords and date.
+// Dovecot (default Maildir++ settings, no :UTF-8), Python's mailbox.Maildir
+// and mutt (interop_mutt_maildir_test.go); and Maildirs written by Dovecot
+// (Maildir++ and LAYOUT=fs), mbsync (SubFolders Verbatim and Maildir++) and
+// Python read back by our store with every message's bytes, flags,
+// keywords and date.
 
 import (
 	"bytes"

@@ -217,3 +217,54 @@ func TestWatchIdleDeliversAtOnce(t *testing.T) {
 	}
 	t.Logf("delivered to the destination in %v", time.Since(delivered).Round(time.Millisecond))
 }
+
+// A rerun with a state made afresh (the state directory lost, or another
+// machine) knows no flags it set: a copy that already has the source's
+// flags is no change and is not counted; one that lacks a source flag gets
+// it (and only that is counted); a flag set at the destination is kept.
+func TestFreshStateRerunCountsOnlyRealFlagChanges(t *testing.T) {
+	p := newPair(t)
+	body := func(n int) []byte {
+		return []byte(fmt.Sprintf("Message-ID: <fresh-%d@example.com>\r\nSubject: %d\r\n\r\nbody\r\n", n, n))
+	}
+	p.src.Seed(t, "alice", []dovecottest.SeedMessage{{Body: body(1), Flags: []string{`\Seen`, "$Label1"}},
+		{Body: body(2), Flags: []string{`\Seen`}}, {Body: body(3)}})
+	if code, out, errOut := mailferry(t, p.args()...); code != 0 {
+		t.Fatalf("first run: exit %d\n%s\n%s", code, out, errOut)
+	}
+	c := p.src.Client(t, "alice")
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	var third imap.UIDSet
+	third.AddNum(3)
+	if err := c.Store(third, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagAnswered}}, nil).Close(); err != nil {
+		t.Fatal(err)
+	}
+	dc := p.dst.Client(t, "alice")
+	if _, err := dc.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	var second imap.UIDSet
+	second.AddNum(2)
+	if err := dc.Store(second, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagFlagged}}, nil).Close(); err != nil {
+		t.Fatal(err)
+	}
+	report := filepath.Join(t.TempDir(), "report.json")
+	code, out, errOut := mailferry(t, "migrate", "imap://alice@"+p.src.IMAPAddr(), "imap://alice@"+p.dst.IMAPAddr(),
+		"--src-tls", "none", "--dst-tls", "none", "--state-dir", t.TempDir(), "--progress", "never", "--report", report)
+	if code != 0 {
+		t.Fatalf("rerun: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if r := readReport(t, report); r.Totals.FlagsUpdated != 1 || r.Totals.Copied != 0 {
+		t.Errorf("rerun with a fresh state: %d flags updated, %d copied; want 1 (the \\Answered) and 0\n%s", r.Totals.FlagsUpdated, r.Totals.Copied, out)
+	}
+	want := []string{`$Label1 \Seen`, `\Flagged \Seen`, `\Answered`}
+	for i, m := range p.dst.Snapshot(t, "alice")["INBOX"] {
+		flags := slices.Clone(m.Flags)
+		slices.Sort(flags)
+		if i < len(want) && strings.Join(flags, " ") != want[i] {
+			t.Errorf("destination message %d has flags %q, want %q", i+1, flags, want[i])
+		}
+	}
+}

@@ -171,3 +171,29 @@ func (w *Writer) DeclareKeywords(folder formats.Folder, keywords []string) {
 		d.DeclareKeywords(folder, keywords)
 	}
 }
+
+// DestFlags returns the flags the manifest holds for the messages of
+// folder at ids (destination IDs): what the archive shows for them. A
+// message the manifest does not list is left out.
+func (w *Writer) DestFlags(ctx context.Context, folder formats.Folder, ids []string) (map[string][]string, error) {
+	l := w.log
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.loadLedger(); err != nil {
+		return nil, err
+	}
+	if err := l.loadOverlay(); err != nil {
+		return nil, err
+	}
+	want := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		want[id] = true
+	}
+	out := make(map[string][]string, len(ids))
+	for _, x := range l.ledger.byFolder[folderKey(folder.Path)] {
+		if want[x.destID] && !x.superseded {
+			out[x.destID] = l.overlay[destKey(folder.Path, x.destID)].flags
+		}
+	}
+	return out, ctx.Err()
+}

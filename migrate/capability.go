@@ -54,6 +54,14 @@ type FlagUpdater interface {
 	UpdateFlags(ctx context.Context, folder formats.Folder, changes []FlagChange) error
 }
 
+// FlagReader is a Sink that can tell the current flags of messages it
+// holds (IMAP: one UID FETCH FLAGS; an archive: its manifest), by ID. Flags
+// follow uses it for messages with no recorded base, so that a copy that
+// already has the source's flags is not counted as changed (decide.go).
+type FlagReader interface {
+	DestFlags(ctx context.Context, folder formats.Folder, ids []string) (map[string][]string, error)
+}
+
 // KeywordDeclarer is a Sink whose folders declare, before the first
 // message, the keywords their messages carry (an mbox archive: Dovecot's
 // X-IMAPbase line). A pass tells it the keywords of what it is about to

@@ -152,7 +152,16 @@ func (p *folderPass) followFlags(ctx context.Context, dry bool) error {
 	for _, m := range p.d.copy {
 		skip[m.ID] = true
 	}
-	plan := decideFlags(p.msgs, p.ss, p.ds.IDs, p.dstF.Validity, skip, p.srcKey)
+	plan := decideFlags(p.msgs, p.ss, p.ds.IDs, p.dstF.Validity, skip, p.srcKey, nil)
+	if len(plan.baseless) > 0 {
+		have, err := p.destFlags(ctx, plan.baseless)
+		if err != nil {
+			return err
+		}
+		if have != nil {
+			plan = decideFlags(p.msgs, p.ss, p.ds.IDs, p.dstF.Validity, skip, p.srcKey, have)
+		}
+	}
 	p.fr.FlagsUpdated = plan.updated
 	if dry {
 		return nil
@@ -179,6 +188,30 @@ func (p *folderPass) followFlags(ctx context.Context, dry bool) error {
 		return p.e.state.SetModSeq(SideSource, p.srcKey, f.HighestModSeq)
 	}
 	return nil
+}
+
+// destFlags reads the destination's flags of the messages at ids (the
+// destination index's IDs), or nil where the sink cannot tell them.
+func (p *folderPass) destFlags(ctx context.Context, ids []string) (map[string][]string, error) {
+	fr, ok := As[FlagReader](p.dst)
+	if !ok {
+		return nil, nil
+	}
+	named, err := sinkIDs(ctx, p.dst, p.dstF, ids) // ledger.go
+	if err != nil {
+		return nil, err
+	}
+	flags, err := fr.DestFlags(ctx, p.dstF, named)
+	if err != nil {
+		return nil, err
+	}
+	have := make(map[string][]string, len(ids))
+	for i, id := range ids {
+		if f, ok := flags[named[i]]; ok {
+			have[id] = f
+		}
+	}
+	return have, nil
 }
 
 // listSource lists the source folder: by its changes since the recorded

@@ -179,13 +179,20 @@ type flagPlan struct {
 	changes []FlagChange // grouped by identical change, in source order
 	records []Record     // the new bases, to record once applied
 	updated int          // messages whose flags change at the destination
+	// baseless are the destination IDs of messages with no recorded base
+	// whose destination flags were not given (have): only added to.
+	baseless []string
 }
 
 // decideFlags applies the flags-follow rule to msgs (the source listing)
 // except those in skip (copied in this pass). dst is the destination
-// folder's index (ID -> key) and dstValidity its UIDVALIDITY.
+// folder's index (ID -> key) and dstValidity its UIDVALIDITY. A message
+// with no recorded base (a state made afresh, a match mailferry did not
+// store) gets the source flags its destination copy lacks, by have (the
+// destination's flags by ID, where known): a copy that has them all is no
+// change.
 func decideFlags(msgs []formats.Message, ledger *FolderState, dst map[string]formats.Key, dstValidity uint32,
-	skip map[string]bool, srcKey string) flagPlan {
+	skip map[string]bool, srcKey string, have map[string][]string) flagPlan {
 	var plan flagPlan
 	where := mapToDest(msgs, ledger, dst, dstValidity)
 	group := map[string]int{}
@@ -197,7 +204,17 @@ func decideFlags(msgs []formats.Message, ledger *FolderState, dst map[string]for
 		}
 		src := followFlags(m.Flags)
 		base, hasBase := ledger.Base[m.ID]
+		if !hasBase {
+			if cur, known := have[uid]; known {
+				base = followFlags(cur) // only added to: nothing is removed without a base
+			} else {
+				plan.baseless = append(plan.baseless, uid)
+			}
+		}
 		add, remove := flagDiff(src, base)
+		if !hasBase {
+			remove = nil
+		}
 		if len(add) == 0 && len(remove) == 0 && hasBase {
 			continue
 		}

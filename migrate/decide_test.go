@@ -146,6 +146,7 @@ func TestDecideFlags(t *testing.T) {
 		want    []FlagChange
 		updated int
 		bases   map[string][]string // new bases recorded
+		have    map[string][]string // the destination's flags, by destination ID
 	}{
 		{name: "unchanged: nothing to do",
 			src: map[string][]string{"1": {`\Seen`}}, ledger: map[string]entry{"1": {k(1), []string{`\Seen`}, 7, true}},
@@ -166,6 +167,12 @@ func TestDecideFlags(t *testing.T) {
 			ledger: map[string]entry{"1": {key: k(1)}, "2": {key: k(2)}}, dest: map[string]formats.Key{"3": k(1), "4": k(2)},
 			want: []FlagChange{{Add: []string{`\Seen`}, IDs: []string{"3"}}}, updated: 1,
 			bases: map[string][]string{"1": {`\Seen`}, "2": {}}},
+		{name: "unknown base, the copy's flags known: only what it lacks is added, and counted",
+			src:    map[string][]string{"1": {`\Seen`, "$Label1"}, "2": {`\Seen`}},
+			ledger: map[string]entry{"1": {key: k(1)}, "2": {key: k(2)}}, dest: map[string]formats.Key{"3": k(1), "4": k(2)},
+			have: map[string][]string{"3": {`\Seen`, `\Flagged`}, "4": {`\Seen`}},
+			want: []FlagChange{{Add: []string{"$Label1"}, IDs: []string{"3"}}}, updated: 1,
+			bases: map[string][]string{"1": {"$Label1", `\Seen`}, "2": {`\Seen`}}},
 		{name: "recorded UID gone or holding another key: found by key instead",
 			src:    map[string][]string{"1": {`\Seen`}},
 			ledger: map[string]entry{"1": {k(1), []string{}, 7, true}}, dest: map[string]formats.Key{"7": k(9), "12": k(1)},
@@ -206,7 +213,7 @@ func TestDecideFlags(t *testing.T) {
 			for _, id := range c.skip {
 				skip[id] = true
 			}
-			plan := decideFlags(msgs, ledger, c.dest, 3, skip, "src")
+			plan := decideFlags(msgs, ledger, c.dest, 3, skip, "src", c.have)
 			if fmt.Sprint(plan.changes) != fmt.Sprint(c.want) || plan.updated != c.updated {
 				t.Errorf("changes %v (%d updated), want %v (%d)", plan.changes, plan.updated, c.want, c.updated)
 			}

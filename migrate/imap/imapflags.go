@@ -239,3 +239,34 @@ func movedUIDs(ids []string, src, dst []imap.UID) map[string]string {
 	}
 	return out
 }
+
+var _ migrate.FlagReader = (*IMAP)(nil)
+
+// DestFlags fetches the flags of the messages at ids (UIDs) of folder:
+// one UID FETCH (FLAGS) per thousand (migrate.FlagReader).
+func (m *IMAP) DestFlags(ctx context.Context, folder formats.Folder, ids []string) (map[string][]string, error) {
+	if _, err := m.sel(folder.Name, true); err != nil {
+		return nil, err
+	}
+	stop := context.AfterFunc(ctx, func() { m.c.Close() })
+	defer stop()
+	out := make(map[string][]string, len(ids))
+	for start := 0; start < len(ids); start += 1000 {
+		var set imap.UIDSet
+		for _, id := range ids[start:min(start+1000, len(ids))] {
+			u, err := strconv.ParseUint(id, 10, 32)
+			if err != nil || u == 0 {
+				return nil, fmt.Errorf("not a UID: %q", id)
+			}
+			set.AddNum(imap.UID(u))
+		}
+		msgs, err := m.c.Fetch(set, &imap.FetchOptions{UID: true, Flags: true}).Collect()
+		if err != nil {
+			return nil, m.wrap("uid fetch flags in "+folder.Name, err)
+		}
+		for _, msg := range msgs {
+			out[strconv.FormatUint(uint64(msg.UID), 10)] = flagStrings(msg.Flags)
+		}
+	}
+	return out, nil
+}

@@ -27,7 +27,7 @@ type creationLog struct {
 
 func (c *creationLog) Unwrap() migrate.Sink { return c.IMAP }
 
-func (c *creationLog) EnsureAll(ctx context.Context, paths [][]string) ([]string, error) {
+func (c *creationLog) EnsureAll(ctx context.Context, paths [][]string) error {
 	c.mu.Lock()
 	for _, p := range paths {
 		c.created[strings.Join(p, "/")] = true

@@ -1168,32 +1168,26 @@ func (m *IMAP) wrap(what string, err error) error {
 var _ migrate.FolderPreparer = (*IMAP)(nil)
 
 // EnsureAll creates the folders at paths that this connection does not know
-// to exist, sending every CREATE and SUBSCRIBE at once, then a LIST of each
-// new folder (one round trip for all), on this one connection
-// (migrate.FolderPreparer: why). It returns the folders it made that LIST
-// then did not show. A folder the server refuses, or one in someone else's
-// namespace, is left for Ensure to report by name.
-func (m *IMAP) EnsureAll(ctx context.Context, paths [][]string) ([]string, error) {
+// to exist, sending every CREATE and SUBSCRIBE at once (one round trip for
+// all) on this one connection (migrate.FolderPreparer: why). A folder the
+// server refuses, or one in someone else's namespace, is left for Ensure to
+// report by name.
+func (m *IMAP) EnsureAll(ctx context.Context, paths [][]string) error {
 	stop := context.AfterFunc(ctx, func() { m.c.Close() })
 	defer stop()
 	type pending struct {
 		name              string
 		create, subscribe *imapclient.Command
-		list              *imapclient.ListCommand
 	}
-	var sent []*pending
+	var sent []pending
 	for _, p := range paths {
 		name := m.nameOf(p)
 		if m.existing[name] || name == "INBOX" || m.sharedName(name) {
 			continue
 		}
-		sent = append(sent, &pending{name: name, create: m.c.Create(name, nil), subscribe: m.c.Subscribe(name)})
-	}
-	for _, p := range sent {
-		p.list = m.c.List("", p.name, nil)
+		sent = append(sent, pending{name, m.c.Create(name, nil), m.c.Subscribe(name)})
 	}
 	var lost error
-	var unlisted []string
 	for _, p := range sent {
 		err := p.create.Wait()
 		var ie *imap.Error
@@ -1205,15 +1199,5 @@ func (m *IMAP) EnsureAll(ctx context.Context, paths [][]string) ([]string, error
 		}
 		p.subscribe.Wait() // best effort, as in Ensure
 	}
-	for _, p := range sent {
-		l, err := p.list.Collect()
-		var ie *imap.Error
-		if err != nil && !errors.As(err, &ie) && lost == nil {
-			lost = m.wrap("list "+p.name, err)
-		}
-		if err == nil && m.existing[p.name] && len(l) == 0 {
-			unlisted = append(unlisted, p.name)
-		}
-	}
-	return unlisted, lost
+	return lost
 }

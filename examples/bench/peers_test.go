@@ -171,7 +171,10 @@ func BenchmarkPeers(b *testing.B) {
 
 	bpForgetDeletedInodes(e)
 	e.peers = bpEnsurePeers(b)
-	e.bin = bpBuild(b, filepath.Join(root, "mailferry"))
+	e.bin = os.Getenv("MAILFERRY_BENCH_BIN") // another build, for an A/B comparison
+	if e.bin == "" {
+		e.bin = bpBuild(b, filepath.Join(root, "mailferry"))
+	}
 	e.floorMB = bpRSSFloor()
 
 	small := e.planSmall()

@@ -51,16 +51,7 @@ func (c *creationLog) Ensure(ctx context.Context, path []string) (formats.Folder
 // the folder may then be missing from its LIST: createfirst.go), and the
 // copy is whole.
 func TestNewFoldersCreatedBeforeTheWorkers(t *testing.T) {
-	src, err := memserver.Start("alice", "pw")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	dst, err := memserver.Start("alice", "pw")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dst.Close()
+	src, dst := memPair(t)
 	var msgs []memserver.Message
 	for i := range 24 {
 		msgs = append(msgs, memserver.Message{Folder: fmt.Sprintf("P%02d/Notes", i%12),

@@ -49,6 +49,20 @@ func (b *batchWatcher) Fetch(ctx context.Context, f formats.Folder, msgs []forma
 	return b.IMAP.Fetch(ctx, f, msgs, fn)
 }
 
+// memPair starts two in-memory IMAP servers with alice (password "pw"),
+// closed when the test ends.
+func memPair(t *testing.T) (src, dst *memserver.Server) {
+	t.Helper()
+	for _, s := range []**memserver.Server{&src, &dst} {
+		var err error
+		if *s, err = memserver.Start("alice", "pw"); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { (*s).Close() })
+	}
+	return src, dst
+}
+
 // TestLargeFolderCopiedInWindows: a first copy of a folder larger than a
 // window lists and fetches it a window at a time (no batch above the
 // window's size), the destination holds the same bytes, flags and dates,
@@ -56,16 +70,7 @@ func (b *batchWatcher) Fetch(ctx context.Context, f formats.Folder, msgs []forma
 // nothing.
 func TestLargeFolderCopiedInWindows(t *testing.T) {
 	defer migrate.SetWindowSize(40)()
-	src, err := memserver.Start("alice", "pw")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	dst, err := memserver.Start("alice", "pw")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dst.Close()
+	src, dst := memPair(t)
 	var msgs []memserver.Message
 	base := time.Date(2024, 3, 1, 9, 0, 0, 0, time.UTC)
 	for i := range 230 {

@@ -38,7 +38,10 @@ var compatServer = map[servertest.Kind]string{
 // compatNotes is each server's dialect beyond the bytes it stores, each
 // fact checked by a test of its own (servers2_test.go, issue11_test.go).
 var compatNotes = map[servertest.Kind]string{
-	dovecotKind: "Serves a stored NUL byte as 0x80 in `BODY[]`: mailferry reads single-part messages with `BINARY[]`, which keeps the NUL.",
+	dovecotKind: "Serves a stored NUL byte as 0x80 in `BODY[]`: mailferry reads single-part messages with `BINARY[]`, which keeps the NUL. " +
+		"A folder created while another session of the same user lists folders can be left out of its folder index (SELECT opens it, LIST does not show it), " +
+		"and two CREATEs at once can crash a session: mailferry creates a run's new folders on one connection before the workers start (`migrate/createfirst.go`); " +
+		"a mail client listing at that moment can still cause it (the folder index is a cache: removing the user's `dovecot.list.index*` files makes Dovecot rebuild it).",
 	servertest.Cyrus: "Sends `BODY[]` of a message holding NUL as a literal8, which mailferry reads on a connection of its own. " +
 		"Refuses `%` in folder names (that folder fails alone, exit 3). " +
 		"Says `NO Over quota` without `[OVERQUOTA]` (recognised: the run stops, exit 1).",

@@ -63,6 +63,7 @@ func (e *bpEnv) deltaRound(set *bpSet, tool string, round int) {
 	} else {
 		argv = []string{e.bin, "migrate", "imap://alice@" + src.IMAPAddr(), "imap://alice@" + dst.IMAPAddr(),
 			"--src-tls", "none", "--dst-tls", "none", "--state-dir", e.dir("mailferry-state"), "--progress", "never", "--sync-deletions"}
+		argv = append(argv, strings.Fields(os.Getenv("MAILFERRY_BENCH_ARGS"))...)
 		env = []string{"MAILFERRY_SRC_PASSWORD=" + src.Users["alice"], "MAILFERRY_DST_PASSWORD=" + dst.Users["alice"]}
 	}
 	run := func(argv []string) *bpRun {

@@ -906,13 +906,17 @@ func (e *bpEnv) mboxTools(set *bpSet) []bpTool {
 	}}}
 }
 
-// bpCheckMbox counts the From_ lines of the .mbox files under dir (mboxrd:
-// a body line that starts with "From " is written as ">From ").
+// bpCheckMbox counts the From_ lines of the folder files of the mbox
+// archive in dir: every file under dir/mail but the hidden length records
+// (and, in an archive of an earlier layout, the .mbox files). mboxrd: a
+// body line that starts with "From " is written as ">From ".
 func bpCheckMbox(dir string, want int) func() error {
 	return func() error {
 		n := 0
+		mail := filepath.Join(dir, "mail") + string(filepath.Separator)
 		err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-			if err != nil || !strings.HasSuffix(p, ".mbox") || !d.Type().IsRegular() {
+			folderFile := strings.HasPrefix(p, mail) && !strings.HasPrefix(d.Name(), ".") || strings.HasSuffix(p, ".mbox")
+			if err != nil || !folderFile || !d.Type().IsRegular() {
 				return err
 			}
 			f, err := os.Open(p)

@@ -90,7 +90,9 @@ func (p *folderPass) cutover(ctx context.Context, t *transfer) error {
 	if err := p.followFlags(ctx, t == nil); err != nil {
 		return err
 	}
-	p.planDeletions()
+	if err := p.planDeletions(ctx, t == nil); err != nil {
+		return err
+	}
 	return p.recordGone(ctx, t == nil)
 }
 
@@ -303,15 +305,17 @@ func (p *folderPass) completeCopies(ctx context.Context) error {
 // planDeletions decides what --sync-deletions removes from this pass's
 // destination folder and queues it for the end of the run. It needs the
 // complete listing of the source folder: no --since/--before, and the
-// UIDVALIDITY the run began with.
-func (p *folderPass) planDeletions() {
+// UIDVALIDITY the run began with. In a run where no source folder has new
+// mail (e.deleteInPass) nothing can be a move, so the pass deletes at once,
+// on its own connection, while the folder is fresh (deleteNow).
+func (p *folderPass) planDeletions(ctx context.Context, dry bool) error {
 	e, f := p.e, p.pf.Source
 	if !e.opts.SyncDeletions || e.filtered() || p.validity != f.Validity || p.ss.Validity != p.validity {
-		return
+		return nil
 	}
 	uids, gone := decideDeletions(p.msgs, p.ss, p.ds.IDs, p.dstF.Validity)
 	if len(uids) == 0 {
-		return
+		return nil
 	}
 	p.fr.DeletedAtDestination = len(uids) // a dry run's "would delete"; the run's end sets the real count
 	p.deferMark = true
@@ -320,12 +324,46 @@ func (p *folderPass) planDeletions() {
 	for _, id := range gone {
 		dd.gone = append(dd.gone, Record{Side: SideSource, Folder: p.srcKey, ID: id})
 	}
+	if dl, ok := As[DestDeleter](p.dst); ok && e.deleteInPass && !dry {
+		return p.deleteNow(ctx, dl, dd)
+	}
 	e.mu.Lock()
 	if e.dstDeletes == nil {
 		e.dstDeletes = map[string]*destDeletes{}
 	}
 	e.dstDeletes[p.srcKey] = dd
 	e.mu.Unlock()
+	return nil
+}
+
+// deleteNow removes dd at the destination from the pass itself (a run with
+// no new mail: nothing is a move) and brings the state in line.
+func (p *folderPass) deleteNow(ctx context.Context, dl DestDeleter, dd *destDeletes) error {
+	marksOnly, err := dl.DeleteDest(ctx, dd.folder, dd.uids)
+	if err != nil {
+		return err
+	}
+	p.e.mu.Lock()
+	p.e.dstMarksOnly = p.e.dstMarksOnly || marksOnly
+	p.e.mu.Unlock()
+	return p.e.deletedAtDest(dd, marksOnly)
+}
+
+// noNewMail reports whether no planned source folder has mail the state
+// has not seen (its UIDNEXT is the one recorded, or unknown): then no pass
+// copies a message that could be a move, and deletions need not wait for
+// the end of the run.
+func (e *engine) noNewMail(plan []PlannedFolder) (bool, error) {
+	for _, pf := range plan {
+		v, next, _, err := e.state.Mark(SideSource, ledgerFolder(pf))
+		if err != nil {
+			return false, err
+		}
+		if pf.Source.UIDNext == 0 || next != pf.Source.UIDNext || v != pf.Source.Validity {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // syncDeletions removes at the destination what the passes queued, after

@@ -255,3 +255,36 @@ func TestDecideDeletions(t *testing.T) {
 		t.Errorf("deletes %v (ledger %v), want [9 12] ([10 2])", uids, gone)
 	}
 }
+
+// noNewMail decides whether --sync-deletions may delete in each folder's
+// pass: only when no planned source folder has a UIDNEXT (or UIDVALIDITY)
+// the state has not seen, so that no pass copies a message that could be a
+// move from another folder.
+func TestNoNewMailDecidesDeletionsInThePass(t *testing.T) {
+	folder := func(name string, validity, next uint32) PlannedFolder {
+		return PlannedFolder{Source: formats.Folder{Name: name, Path: []string{name}, Validity: validity, UIDNext: next},
+			Dest: []string{name}}
+	}
+	e := &engine{state: NewMemState()}
+	a, b := folder("A", 7, 10), folder("B", 7, 20)
+	for _, pf := range []PlannedFolder{a, b} {
+		if err := e.state.SetMark(SideSource, ledgerFolder(pf), pf.Source.Validity, pf.Source.UIDNext, 5); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		name string
+		plan []PlannedFolder
+		want bool
+	}{
+		{"every folder as recorded", []PlannedFolder{a, b}, true},
+		{"new mail in B", []PlannedFolder{a, folder("B", 7, 21)}, false},
+		{"B's UIDVALIDITY changed", []PlannedFolder{a, folder("B", 8, 20)}, false},
+		{"a folder never seen", []PlannedFolder{a, folder("C", 7, 3)}, false},
+		{"a server without UIDNEXT", []PlannedFolder{a, folder("B", 7, 0)}, false},
+	} {
+		if got, err := e.noNewMail(c.plan); err != nil || got != c.want {
+			t.Errorf("%s: %v %v, want %v", c.name, got, err, c.want)
+		}
+	}
+}

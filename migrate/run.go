@@ -123,6 +123,7 @@ type engine struct {
 	// dstDeletes is what --sync-deletions removes at the end (cutover.go).
 	dstDeletes   map[string]*destDeletes // by source ledger folder: a retried pass replaces its plan
 	dstMarksOnly bool                    // the destination only marked them \Deleted
+	deleteInPass bool                    // no new mail anywhere: each pass deletes at once (cutover.go)
 	// dstFolders is the destination's folder list as the run began.
 	dstFolders []formats.Folder
 	// plan is the run's folders; the moves' index of what mailferry stored
@@ -241,6 +242,11 @@ func (e *engine) run(ctx context.Context, rep *Report) error {
 
 	if e.opts.Dedup == DedupAccount {
 		if err := e.indexAccount(ctx, c, dstFolders); err != nil {
+			return err
+		}
+	}
+	if e.opts.SyncDeletions && !e.opts.DryRun {
+		if e.deleteInPass, err = e.noNewMail(plan); err != nil {
 			return err
 		}
 	}

@@ -303,7 +303,8 @@ func (p *folderPass) completeCopies(ctx context.Context) error {
 }
 
 // planDeletions decides what --sync-deletions removes from this pass's
-// destination folder and queues it for the end of the run. It needs the
+// destination folder and, in a run with new mail, queues it for the end of
+// the run. It needs the
 // complete listing of the source folder: no --since/--before, and the
 // UIDVALIDITY the run began with. In a run where no source folder has new
 // mail (e.deleteInPass) nothing can be a move, so the pass deletes at once,
@@ -350,9 +351,10 @@ func (p *folderPass) deleteNow(ctx context.Context, dl DestDeleter, dd *destDele
 }
 
 // noNewMail reports whether no planned source folder has mail the state
-// has not seen (its UIDNEXT is the one recorded, or unknown): then no pass
-// copies a message that could be a move, and deletions need not wait for
-// the end of the run.
+// has not seen (each has the UIDVALIDITY and UIDNEXT recorded; a folder
+// without a recorded mark, or a server that gives no UIDNEXT, counts as
+// new mail): then no pass copies a message that could be a move, and
+// deletions need not wait for the end of the run.
 func (e *engine) noNewMail(plan []PlannedFolder) (bool, error) {
 	for _, pf := range plan {
 		v, next, _, err := e.state.Mark(SideSource, ledgerFolder(pf))

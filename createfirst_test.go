@@ -7,7 +7,7 @@ package main
 // CI). The run creates the folders first, on one connection
 // (migrate/createfirst.go). The crash depends on timing (an experiment of
 // four sessions each creating a folder at once crashed 24 times in 60
-// rounds; mailferry's staggered workers did not crash it in 27 runs of this
+// rounds; mailferry's staggered workers did not crash it in 10 runs of this
 // test before the fix), so this is a guard on real Dovecot: it fails when a
 // session crashes or LIST misses a folder. The mechanism is pinned by
 // migrate's TestNewFoldersCreatedBeforeTheWorkers.

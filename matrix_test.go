@@ -321,19 +321,30 @@ func (l leg) check(t *testing.T, steps []step) {
 }
 
 // killMidCopy starts the binary and kills it with SIGKILL as soon as the
+// startChild starts the mailferry binary with args and env added to this
+// process's environment, its output collected in out; done receives its
+// exit once it ends.
+func startChild(bin string, args []string, env ...string) (cmd *exec.Cmd, out *bytes.Buffer, done chan error, err error) {
+	cmd = exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	out = &bytes.Buffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		return nil, nil, nil, err
+	}
+	done = make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	return cmd, out, done, nil
+}
+
 // proxy holds the answer to its first APPEND.
 func killMidCopy(bin string, hold *appendHold, srcPW, dstPW string, args []string) step {
 	st := step{name: "run killed mid-copy"}
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), "MAILFERRY_SRC_PASSWORD="+srcPW, "MAILFERRY_DST_PASSWORD="+dstPW)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
+	cmd, out, done, err := startChild(bin, args, "MAILFERRY_SRC_PASSWORD="+srcPW, "MAILFERRY_DST_PASSWORD="+dstPW)
+	if err != nil {
 		st.err = err.Error()
 		return st
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
 	select {
 	case <-hold.held:
 		cmd.Process.Signal(syscall.SIGKILL)
@@ -547,16 +558,11 @@ func archiveJob(s *servertest.Server, format string, atSrc map[string][]stored) 
 // the archive's manifest lists a message.
 func killArchive(bin, dir, srcPW string, args []string) step {
 	st := step{name: "run killed mid-copy"}
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), "MAILFERRY_SRC_PASSWORD="+srcPW)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
+	cmd, out, done, err := startChild(bin, args, "MAILFERRY_SRC_PASSWORD="+srcPW)
+	if err != nil {
 		st.err = err.Error()
 		return st
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
 	tick := time.NewTicker(2 * time.Millisecond)
 	defer tick.Stop()
 	deadline := time.After(60 * time.Second)

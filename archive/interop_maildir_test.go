@@ -14,7 +14,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -315,38 +314,14 @@ func imSortLetters(s string) string {
 // the store's warnings.
 func imReadStore(t *testing.T, root string, keepDates bool, view func([]byte) []byte) (map[string][]imMsg, []string) {
 	t.Helper()
-	ctx := context.Background()
-	st, err := OpenMaildir(root, MaildirOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	folders, err := st.Folders(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	got := map[string][]imMsg{}
-	for _, f := range folders {
-		if f.NoSelect {
-			continue
+	_, _, warnings := eachStored(t, root, func(folder string, m formats.Message, b []byte) {
+		if !keepDates {
+			m.Date = time.Time{}
 		}
-		_, msgs, err := st.List(ctx, f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		err = st.Fetch(ctx, f, msgs, func(m formats.Message, r io.Reader) error {
-			b, err := io.ReadAll(r)
-			if !keepDates {
-				m.Date = time.Time{}
-			}
-			got[formats.DisplayName(f.Path)] = append(got[formats.DisplayName(f.Path)], imKey(view(b), m.Flags, m.Date))
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	return got, st.Warnings()
+		got[folder] = append(got[folder], imKey(view(b), m.Flags, m.Date))
+	})
+	return got, warnings
 }
 
 // imSeed puts the sample into a Dovecot account over IMAP (so Dovecot

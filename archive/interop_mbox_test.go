@@ -57,24 +57,7 @@ func ioDovecotView(src []byte) []byte {
 		b = append(b, '\n')
 	}
 	h := formats.HeaderBlock(b)
-	var out []byte
-	hiding := false
-	for _, line := range bytes.SplitAfter(h, []byte("\n")) {
-		if len(line) > 0 && (line[0] == ' ' || line[0] == '\t') {
-			if !hiding {
-				out = append(out, line...)
-			}
-			continue
-		}
-		hiding = false
-		if i := bytes.IndexByte(line, ':'); i > 0 {
-			name := strings.TrimRight(string(line[:i]), " \t")
-			hiding = slices.ContainsFunc(ioDovecotHidden, func(h string) bool { return strings.EqualFold(h, name) })
-		}
-		if !hiding {
-			out = append(out, line...)
-		}
-	}
+	out := stripHeaders(h, ioDovecotHidden)
 	out = append(out, b[len(h):]...)
 	return bytes.ReplaceAll(ioCRLF(out), []byte{0}, []byte{0x80})
 }

@@ -1,7 +1,6 @@
 package archive
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"os"
@@ -33,8 +32,28 @@ func lyWrite(t *testing.T, root, dir, name, body string) {
 // of its messages, and the store's warnings.
 func lyRead(t *testing.T, root string) (map[string][]string, []string) {
 	t.Helper()
+	out := map[string][]string{}
+	folders, warned, warnings := eachStored(t, root, func(folder string, _ formats.Message, b []byte) {
+		out[folder] = append(out[folder], string(b))
+	})
+	for _, f := range folders {
+		if _, ok := out[f]; !ok {
+			out[f] = nil // an empty folder is read too
+		}
+	}
+	if !slices.Equal(warned, warnings) {
+		t.Errorf("Warn got %q, Warnings() %q", warned, warnings)
+	}
+	return out, warned
+}
+
+// eachStored opens the Maildir store at root and calls fn with every
+// message of every selectable folder (by display name) and its bytes. It
+// returns those folders, what the store passed to its Warn callback, and
+// its Warnings().
+func eachStored(t *testing.T, root string, fn func(folder string, m formats.Message, b []byte)) (names, warned, warnings []string) {
+	t.Helper()
 	ctx := context.Background()
-	var warned []string
 	st, err := OpenMaildir(root, MaildirOptions{Warn: func(m string) { warned = append(warned, m) }})
 	if err != nil {
 		t.Fatal(err)
@@ -44,31 +63,25 @@ func lyRead(t *testing.T, root string) (map[string][]string, []string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[string][]string{}
 	for _, f := range folders {
 		if f.NoSelect {
 			continue
 		}
+		names = append(names, formats.DisplayName(f.Path))
 		_, msgs, err := st.List(ctx, f)
 		if err != nil {
 			t.Fatal(err)
 		}
-		var bodies []string
 		err = st.Fetch(ctx, f, msgs, func(m formats.Message, r io.Reader) error {
-			var b bytes.Buffer
-			b.ReadFrom(r)
-			bodies = append(bodies, b.String())
-			return nil
+			b, err := io.ReadAll(r)
+			fn(formats.DisplayName(f.Path), m, b)
+			return err
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		out[formats.DisplayName(f.Path)] = bodies
 	}
-	if !slices.Equal(warned, st.Warnings()) {
-		t.Errorf("Warn got %q, Warnings() %q", warned, st.Warnings())
-	}
-	return out, warned
+	return names, warned, st.Warnings()
 }
 
 // Issue 12 item 1: our archive writes folder names in modified UTF-7 (as

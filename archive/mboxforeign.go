@@ -3,6 +3,7 @@ package archive
 import (
 	"bytes"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -83,7 +84,11 @@ func afterFirstLine(b []byte) []byte {
 
 // stripMeta returns the header block h without the mboxMetaHeaders fields
 // (with their continuation lines).
-func stripMeta(h []byte) []byte {
+func stripMeta(h []byte) []byte { return stripHeaders(h, mboxMetaHeaders) }
+
+// stripHeaders returns the header block h without the fields named in
+// names (any case), with their continuation lines.
+func stripHeaders(h []byte, names []string) []byte {
 	out := make([]byte, 0, len(h))
 	hiding := false
 	for _, line := range bytes.SplitAfter(h, []byte("\n")) {
@@ -95,10 +100,8 @@ func stripMeta(h []byte) []byte {
 		}
 		hiding = false
 		if i := bytes.IndexByte(line, ':'); i > 0 {
-			name := strings.ToLower(strings.TrimRight(string(line[:i]), " \t"))
-			for _, m := range mboxMetaHeaders {
-				hiding = hiding || name == m
-			}
+			name := strings.TrimRight(string(line[:i]), " \t")
+			hiding = slices.ContainsFunc(names, func(n string) bool { return strings.EqualFold(n, name) })
 		}
 		if !hiding {
 			out = append(out, line...)

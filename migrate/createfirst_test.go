@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -91,15 +90,7 @@ func TestNewFoldersCreatedBeforeTheWorkers(t *testing.T) {
 	if len(late) > 0 {
 		t.Errorf("folders a worker's pass found missing: %q", late)
 	}
-	a, err := src.Dump()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := dst.Dump()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(a, b) {
+	if !memSame(t, src, dst) {
 		t.Errorf("the destination differs from the source (SHA-256, flags, dates)")
 	}
 }

@@ -63,6 +63,21 @@ func memPair(t *testing.T) (src, dst *memserver.Server) {
 	return src, dst
 }
 
+// memSame reports whether two in-memory servers hold the same messages
+// (SHA-256, flags, dates) in the same folders.
+func memSame(t *testing.T, src, dst *memserver.Server) bool {
+	t.Helper()
+	a, err := src.Dump()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := dst.Dump()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reflect.DeepEqual(a, b)
+}
+
 // TestLargeFolderCopiedInWindows: a first copy of a folder larger than a
 // window lists and fetches it a window at a time (no batch above the
 // window's size), the destination holds the same bytes, flags and dates,
@@ -117,15 +132,7 @@ func TestLargeFolderCopiedInWindows(t *testing.T) {
 			t.Errorf("%s: found %d copied %d skipped %d failed %d, want %d found and copied", f.Source, f.Found, f.Copied, f.Skipped, f.Failed, want)
 		}
 	}
-	a, err := src.Dump()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := dst.Dump()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(a, b) {
+	if !memSame(t, src, dst) {
 		t.Fatalf("the destination differs from the source (SHA-256, flags, dates)")
 	}
 	if rep, _ := run(); rep.Totals.Copied != 0 || rep.Totals.Skipped != 230 {

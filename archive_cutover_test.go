@@ -32,6 +32,7 @@ type sourceServer func(t *testing.T) (*dovecottest.Server, func(string) string)
 // archive read back gives the new flags. From Dovecot with and without
 // CONDSTORE, and from Cyrus.
 func TestArchiveRecordsFlagsAndGone(t *testing.T) {
+	t.Parallel()
 	dovecot := func(caps string) sourceServer {
 		return func(t *testing.T) (*dovecottest.Server, func(string) string) {
 			return dovecottest.Start(t, dovecottest.Options{Separator: '/', IMAPCapability: caps}), func(f string) string { return f }

@@ -62,6 +62,7 @@ func TestRoundTripThroughMaildir(t *testing.T) { roundTrip(t, "maildir") }
 func TestRoundTripThroughMbox(t *testing.T)    { roundTrip(t, "mbox") }
 
 func TestVerifyFindsDamage(t *testing.T) {
+	t.Parallel()
 	p := newPair(t)
 	p.src.Seed(t, "alice", testMessages(t, 30))
 	dir := filepath.Join(t.TempDir(), "archive")
@@ -173,6 +174,7 @@ func manifestEntries(t *testing.T, dir string) []archive.ManifestEntry {
 // A message file deleted from a Maildir archive is copied again by the
 // next run (issue 9, item 4).
 func TestArchiveRepairsDeletedMaildirFile(t *testing.T) {
+	t.Parallel()
 	archiveRepair(t, "maildir", func(dir string, e []archive.ManifestEntry) archive.ManifestEntry {
 		if err := os.Remove(filepath.Join(dir, e[4].File)); err != nil {
 			t.Fatal(err)
@@ -184,6 +186,7 @@ func TestArchiveRepairsDeletedMaildirFile(t *testing.T) {
 // An mbox archive file cut short inside its last message: the message is
 // copied again by the next run.
 func TestArchiveRepairsTruncatedMbox(t *testing.T) {
+	t.Parallel()
 	archiveRepair(t, "mbox", func(dir string, e []archive.ManifestEntry) archive.ManifestEntry {
 		m := e[len(e)-1]
 		if err := os.Truncate(filepath.Join(dir, m.File), *m.Offset+m.Size/2); err != nil {
@@ -198,6 +201,7 @@ func TestArchiveRepairsTruncatedMbox(t *testing.T) {
 // that file instead of making those bytes part of its recorded length
 // (issue 9, item 5).
 func TestArchiveMboxAppendedByHand(t *testing.T) {
+	t.Parallel()
 	p := newPair(t)
 	msgs := testMessages(t, 14)
 	p.src.Seed(t, "alice", msgs[:12])
@@ -242,6 +246,7 @@ func TestArchiveMboxAppendedByHand(t *testing.T) {
 // later ones do: the pass declares, before it writes the first message,
 // every keyword of the messages it is about to copy.
 func TestArchiveMboxDeclaresKeywordsOfTheWholePass(t *testing.T) {
+	t.Parallel()
 	p := newPair(t)
 	msgs := testMessages(t, 3)
 	for i := range msgs {

@@ -23,6 +23,7 @@ func writeFile(t *testing.T, path, content string) string {
 }
 
 func TestBatchFileParsing(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	good := writeFile(t, filepath.Join(dir, "a.csv"), "\xef\xbb\xbf"+
 		"source,destination,src_password_file,dst_password_file,src_token_cmd,dst_token_cmd\n"+
@@ -78,6 +79,7 @@ func TestBatchFileParsing(t *testing.T) {
 }
 
 func TestBatchShardsCoverEveryRowOnce(t *testing.T) {
+	t.Parallel()
 	for _, bad := range []string{"0/2", "3/2", "1", "a/b", "1/0", "-1/2"} {
 		if _, _, err := parseShard(bad); exitCode(err) != exitUsage {
 			t.Errorf("--shard %s: %v, want a usage error", bad, err)
@@ -112,6 +114,7 @@ func TestBatchShardsCoverEveryRowOnce(t *testing.T) {
 }
 
 func TestBatchCommandLineUsage(t *testing.T) {
+	t.Parallel()
 	csv := writeFile(t, filepath.Join(t.TempDir(), "a.csv"), "source,destination\nimap://a@127.0.0.1:1,maildir:/nonexistent/x\n")
 	for _, args := range [][]string{
 		{"migrate", "--batch", csv, "imap://a@h", "imap://a@g"}, // SOURCE DEST with --batch
@@ -131,6 +134,7 @@ func TestBatchCommandLineUsage(t *testing.T) {
 }
 
 func TestBatchReportNames(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	sum, acc, err := batchReports(filepath.Join(dir, "run.json"), "")
 	if err != nil || sum != filepath.Join(dir, "run.json") || acc(7) != filepath.Join(dir, "run-7.json") {
@@ -241,6 +245,7 @@ func (fx *batchFixture) checkAccount(t *testing.T, u string) {
 }
 
 func TestBatch20AccountsOneWrongPassword(t *testing.T) {
+	t.Parallel()
 	fx := newBatchFixture(t, "user07")
 	reports := t.TempDir()
 	code, out, errOut := mailferry(t, fx.args("--accounts", "4", "--report", reports+"/")...)
@@ -314,6 +319,7 @@ func TestBatch20AccountsOneWrongPassword(t *testing.T) {
 }
 
 func TestBatchTwoShardsCoverEveryAccountOnce(t *testing.T) {
+	t.Parallel()
 	fx := newBatchFixture(t, "")
 	reports := t.TempDir()
 	seen := map[int]string{}
@@ -366,6 +372,7 @@ func TestBatchTwoShardsCoverEveryAccountOnce(t *testing.T) {
 }
 
 func TestBatchExampleFileParses(t *testing.T) {
+	t.Parallel()
 	rows, err := readBatch(filepath.Join("examples", "accounts.csv"))
 	if err != nil {
 		t.Fatal(err)
@@ -386,6 +393,7 @@ func TestBatchExampleFileParses(t *testing.T) {
 // batch exits 3 and names it. The row gives no password files, so the
 // environment's passwords are used (newPair sets them).
 func TestBatchAccountWithFailedMessagesIsPartial(t *testing.T) {
+	t.Parallel()
 	p := newPair(t)
 	msg := func(n int) []byte {
 		return []byte(fmt.Sprintf("From: ann@example.com\r\nSubject: %d\r\nMessage-ID: <m%d@batch.example>\r\n\r\nhello\r\n", n, n))
@@ -415,6 +423,7 @@ func TestBatchAccountWithFailedMessagesIsPartial(t *testing.T) {
 // The token columns log in with OAuth2: each row's command gives that
 // account's token, and a row whose token is refused fails alone.
 func TestBatchTokenColumns(t *testing.T) {
+	t.Parallel()
 	o := dovecottest.StartOAuth2(t)
 	users := map[string]string{"ann": "ann-pw-1", "ben": "ben-pw-2", "cat": "cat-pw-3"}
 	src := dovecottest.Start(t, dovecottest.Options{Separator: '/', Users: users, OAuth2IntrospectionURL: o.URL})
@@ -461,6 +470,7 @@ func TestBatchTokenColumns(t *testing.T) {
 // plaintext destination (dst_tls none), with no TLS flag on the command
 // line. A bad mode or CA file is a usage error naming the line.
 func TestBatchTLSColumns(t *testing.T) {
+	t.Parallel()
 	s := newTLSSetup(t, dovecottest.Options{TLS: true})
 	dir := t.TempDir()
 	for name, content := range map[string]string{
@@ -486,6 +496,7 @@ func TestBatchTLSColumns(t *testing.T) {
 // when every account failed the exit status is 1, not 3; a dry run says
 // what it checked and would copy, never "complete".
 func TestBatchFailuresOnceAndDryRun(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	setenv(t, "MAILFERRY_SRC_PASSWORD", "x")
 	src := smallMaildir(t, 1)

@@ -81,6 +81,7 @@ func binaryOf(t *testing.T, s *dovecottest.Server, user string) map[string][]byt
 // Dovecot's BODY[] 0x80; every other message still arrives as BODY[] serves
 // it, byte for byte (BINARY[] would have decoded it).
 func TestNULBytesSurviveIMAPSource(t *testing.T) {
+	t.Parallel()
 	p := newPair(t)
 	var raw [][]byte
 	for _, m := range nulMessages {
@@ -164,6 +165,7 @@ func TestNULBytesSurviveIMAPSource(t *testing.T) {
 // in-memory server answers BINARY[] of a text part in a charset it does not
 // know (iso-8859-1) with an empty literal.
 func TestBinaryOfAnotherSizeFallsBackToBODY(t *testing.T) {
+	t.Parallel()
 	srv, err := memserver.Start("carol", "binary-pw")
 	if err != nil {
 		t.Fatal(err)

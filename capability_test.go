@@ -12,6 +12,7 @@ import (
 // wrapped by --max-message-size (the wrapper used to hide the capability,
 // and the report said "Archive.2023" for "INBOX.Archive.2023").
 func TestDryRunNamesPrefixedFoldersBehindWrappers(t *testing.T) {
+	t.Parallel()
 	src := dovecottest.Start(t, dovecottest.Options{Separator: '/'})
 	dst := dovecottest.Start(t, dovecottest.Options{Separator: '.', NamespacePrefix: "INBOX."})
 	src.Seed(t, "alice", plainMessages(4, "wrapped"))

@@ -42,6 +42,7 @@ func smallMaildir(t *testing.T, n int, folders ...string) string {
 // Warnings speak as everything else does: "mailferry: warning: …", naming
 // the folder and the message; never slog's "time=… level=WARN msg=…".
 func TestWarningsInOneVoice(t *testing.T) {
+	t.Parallel()
 	src := smallMaildir(t, 1)
 	for _, level := range []string{"info", "debug"} {
 		dst := filepath.Join(t.TempDir(), "dst")
@@ -79,6 +80,7 @@ func noTrailingBlanks(t *testing.T, what, s string) {
 // trailing blanks, and a dry run gives no time or rate and heads its column
 // WOULD COPY.
 func TestSummaryGrammarAndLayout(t *testing.T) {
+	t.Parallel()
 	rep := &migrate.Report{DurationSeconds: 2, Folders: []migrate.FolderReport{
 		{Source: "INBOX", Destination: "INBOX", Counts: migrate.Counts{Found: 1, Copied: 1, Bytes: 100}},
 	}}
@@ -126,6 +128,7 @@ func TestSummaryGrammarAndLayout(t *testing.T) {
 
 // verify counts its problems in good English.
 func TestVerifyOneProblem(t *testing.T) {
+	t.Parallel()
 	src := smallMaildir(t, 2)
 	dir := filepath.Join(t.TempDir(), "arc")
 	if code, out, errOut := mailferry(t, "archive", "maildir:"+src, dir, "--progress", "never", "--state-dir", t.TempDir()); code != 0 {
@@ -148,6 +151,7 @@ func TestVerifyOneProblem(t *testing.T) {
 
 // The batch table pads no line either, and counts in good English.
 func TestBatchSummaryLayout(t *testing.T) {
+	t.Parallel()
 	sum := &batchSummary{DurationSeconds: 1, Complete: 1, Totals: migrate.Counts{Copied: 1},
 		Accounts: []accountResult{{Account: 1, Source: "imap://a@h", Destination: "imap://a@k", Status: "complete", Counts: migrate.Counts{Copied: 1}}}}
 	var b strings.Builder
@@ -167,6 +171,7 @@ func TestBatchSummaryLayout(t *testing.T) {
 // Argument errors: one "mailferry: " prefix, the command's own words, one
 // line, a suggestion for a mistyped command or flag; exit 2.
 func TestArgumentErrors(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		args []string
 		want string
@@ -189,6 +194,7 @@ func TestArgumentErrors(t *testing.T) {
 // version and --version print the same line: the module version and the
 // commit the binary was built from.
 func TestVersion(t *testing.T) {
+	t.Parallel()
 	bi := &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Path: "github.com/mailferry/mailferry", Version: "v1.4.0"},
 		Settings: []debug.BuildSetting{{Key: "vcs.revision", Value: "0123abcd"}, {Key: "vcs.time", Value: "2026-12-01T10:00:00Z"}, {Key: "vcs.modified", Value: "true"}}}
 	if got, want := formatVersion("dev", bi), "mailferry v1.4.0, commit 0123abcd (2026-12-01T10:00:00Z) with uncommitted changes, built with go1.26.8"; got != want {
@@ -248,6 +254,7 @@ func TestVersion(t *testing.T) {
 // An archive DIR that looks like an endpoint is read as one or refused,
 // never made into a directory named "imap:" or "maildir:"; a path in a
 // server URL, a port out of range and an empty date range are usage errors.
+// Not parallel: t.Chdir changes the whole process's directory.
 func TestEndpointArguments(t *testing.T) {
 	src := "maildir:" + smallMaildir(t, 1)
 	work := t.TempDir()
@@ -292,6 +299,7 @@ func TestEndpointArguments(t *testing.T) {
 // An --include that matches no folder is named in a warning; a selection
 // that selects nothing at all is a usage error (exit 2), copying nothing.
 func TestIncludeMatchingNothing(t *testing.T) {
+	t.Parallel()
 	src := "maildir:" + smallMaildir(t, 1, ".Archive", ".Archive.2023")
 	dst := filepath.Join(t.TempDir(), "dst")
 	state := t.TempDir()
@@ -318,6 +326,7 @@ func TestIncludeMatchingNothing(t *testing.T) {
 // others can read gets a warning, a failing command's first line of
 // standard error is shown.
 func TestPasswordSources(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	server := "imap://alice@127.0.0.1:1" // nothing listens: only the password is at stake
 	args := func(extra ...string) []string {
@@ -368,6 +377,7 @@ func TestPasswordSources(t *testing.T) {
 // a directory; with --include INBOX, or from a POP3 server, the run goes on
 // (and fails to connect).
 func TestSingleMboxDestinationRefusedBeforeConnecting(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	one := filepath.Join(dir, "one.mbox")
 	setenv(t, "MAILFERRY_SRC_PASSWORD", "x")
@@ -397,6 +407,7 @@ func TestSingleMboxDestinationRefusedBeforeConnecting(t *testing.T) {
 // its chain head (which verify --last-hash accepts); a folder name a file
 // name cannot hold as it is gets the same kind of note from both.
 func TestLocalDestinationChainHeadAndEscapeNote(t *testing.T) {
+	t.Parallel()
 	src := t.TempDir()
 	mbox := "From a@b Mon Jan  2 10:00:00 2023\nMessage-ID: <n@cli>\nSubject: x\n\nhi\n"
 	writeFile(t, filepath.Join(src, "INBOX.mbox"), mbox)

@@ -13,7 +13,6 @@ import (
 	"context"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -44,8 +43,7 @@ func summaryCopied(t *testing.T, stdout string) int {
 // exit code, stdout and stderr. The run must still be copying at delay.
 func interruptRun(t *testing.T, args []string, sig syscall.Signal, delay time.Duration) (int, string, string) {
 	t.Helper()
-	cmd := exec.Command(binary(t), args...)
-	cmd.Env = environFor(t)
+	cmd := mailferryCmd(t, binary(t), args...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Start(); err != nil {
@@ -92,6 +90,7 @@ func wantInterrupted(t *testing.T, code int, stdout, stderr string) int {
 // holds, nothing is "skipped" on a fresh destination, and a rerun completes
 // without a duplicate.
 func TestInterruptCountsWhatTheDestinationHolds(t *testing.T) {
+	t.Parallel()
 	p := newPair(t)
 	msgs := testMessages(t, 0)
 	p.src.Seed(t, "alice", msgs)
@@ -131,8 +130,7 @@ func TestInterruptCountsWhatTheDestinationHolds(t *testing.T) {
 	t.Logf("interrupted with %d of %d messages at the destination", held, len(msgs))
 
 	// The same command again completes the copy, without a duplicate.
-	cmd := exec.Command(binary(t), p.args("--report", report)...)
-	cmd.Env = environFor(t)
+	cmd := mailferryCmd(t, binary(t), p.args("--report", report)...)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("rerun: %v\n%s", err, b)
 	}
@@ -166,6 +164,7 @@ func messageFiles(t *testing.T, dir string) int {
 // SIGTERM in the middle of a POP3 -> Maildir archive: the printed count
 // equals the message files on disk and the manifest's lines.
 func TestInterruptPOP3ArchiveCountsFiles(t *testing.T) {
+	t.Parallel()
 	p := newPair(t)
 	msgs := testMessages(t, 0)
 	for i := range msgs {
@@ -205,6 +204,7 @@ func TestInterruptPOP3ArchiveCountsFiles(t *testing.T) {
 // lost: the run resumes and finds them there. They were copied by this run:
 // the summary says copied = what the fresh destination holds, skipped 0.
 func TestCutCountsCopiedNotSkipped(t *testing.T) {
+	t.Parallel()
 	msgs := faultSmallCorpus(t)
 	src, before := faultSource(t, msgs)
 	for _, c := range []struct {
@@ -259,6 +259,7 @@ func countingListener(t *testing.T) (string, *atomic.Int32) {
 // A report path that cannot be written fails at once, exit 2, one line,
 // before any connection.
 func TestReportPathCheckedBeforeAnyWork(t *testing.T) {
+	t.Parallel()
 	srcAddr, srcConns := countingListener(t)
 	dstAddr, dstConns := countingListener(t)
 	dir := t.TempDir()
@@ -301,6 +302,7 @@ func TestReportPathCheckedBeforeAnyWork(t *testing.T) {
 // A run that fails to start (wrong password, TLS refused) prints no table,
 // no "copied 0 messages" and no chain head, and still writes its report.
 func TestFailedStartPrintsNoTable(t *testing.T) {
+	t.Parallel()
 	p := newPair(t)
 	p.src.Seed(t, "alice", testMessages(t, 5))
 	setenv(t, "MAILFERRY_SRC_PASSWORD", "not-the-password")
@@ -333,6 +335,7 @@ func TestFailedStartPrintsNoTable(t *testing.T) {
 
 // A server that refuses the connection at start: exit 1 at once with one
 // line (no retries with backoff).
+// Not parallel: it times the refusal (within 2 s), alone on the machine.
 func TestRefusedAtStartFailsAtOnce(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -368,6 +371,7 @@ func TestRefusedAtStartFailsAtOnce(t *testing.T) {
 // The same stop in-process (so that -race sees the engine's stop): IMAP ->
 // Maildir, the context canceled mid-copy; the count equals the files on disk.
 func TestInterruptInProcessMaildir(t *testing.T) {
+	t.Parallel()
 	p := newPair(t)
 	msgs := testMessages(t, 0)
 	p.src.Seed(t, "alice", msgs)
@@ -396,6 +400,7 @@ func TestInterruptInProcessMaildir(t *testing.T) {
 
 // A batch stopped mid-run says so too, with the accounts' true total.
 func TestInterruptBatchSaysSo(t *testing.T) {
+	t.Parallel()
 	p := newPair(t)
 	msgs := testMessages(t, 0)
 	p.src.Seed(t, "alice", msgs)

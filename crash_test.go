@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"math/rand/v2"
-	"os/exec"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -17,8 +16,7 @@ func killRuns(t *testing.T, bin string, args []string, runs int) int {
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 	kills := 0
 	for i := 0; i < runs; i++ {
-		cmd := exec.Command(bin, args...)
-		cmd.Env = environFor(t)
+		cmd := mailferryCmd(t, bin, args...)
 		var errb bytes.Buffer
 		cmd.Stderr = &errb
 		if err := cmd.Start(); err != nil {
@@ -43,6 +41,7 @@ func killRuns(t *testing.T, bin string, args []string, runs int) int {
 // writes and mbox appends), then run to the end, holds every message once,
 // with no partial message, and verifies.
 func TestArchiveSurvivesSIGKILL(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("-short: the kill test runs the corpus several times")
 	}
@@ -57,13 +56,12 @@ func TestArchiveSurvivesSIGKILL(t *testing.T) {
 				"--src-tls", "none", "--state-dir", p.state, "--progress", "never"}
 			bin := binary(t)
 			kills := killRuns(t, bin, args, 3)
-			final := exec.Command(bin, args...)
-			final.Env = environFor(t)
+			final := mailferryCmd(t, bin, args...)
 			out, err := final.CombinedOutput()
 			if err != nil {
 				t.Fatalf("final run: %v\n%s", err, out)
 			}
-			if out, err := exec.Command(bin, "verify", dir).CombinedOutput(); err != nil {
+			if out, err := mailferryCmd(t, bin, "verify", dir).CombinedOutput(); err != nil {
 				t.Fatalf("verify after %d kills: %v\n%s", kills, err, out)
 			}
 			// Every source message is in the archive exactly once.

@@ -21,6 +21,7 @@ import (
 )
 
 func TestDovecotFoldersCreatedFirst(t *testing.T) {
+	t.Parallel()
 	src := dovecottest.Start(t, dovecottest.Options{})
 	var msgs []dovecottest.SeedMessage
 	var names []string

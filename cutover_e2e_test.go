@@ -20,6 +20,7 @@ import (
 // what would go, the summary and the report count flags updated and
 // deletions at the destination, and --delete-source cannot be combined.
 func TestCLISyncDeletionsAndFlags(t *testing.T) {
+	t.Parallel()
 	p := newPair(t)
 	body := func(n int) []byte {
 		return []byte(fmt.Sprintf("Message-ID: <cli-cutover-%d@example.com>\r\nSubject: %d\r\n\r\nbody\r\n", n, n))
@@ -77,6 +78,7 @@ func TestCLISyncDeletionsAndFlags(t *testing.T) {
 // deletions as they happen, and stops cleanly on cancellation (what
 // SIGINT/SIGTERM do in main) with exit status 0.
 func TestWatchFollowsTheSource(t *testing.T) {
+	t.Parallel()
 	p := newPair(t)
 	body := func(n int) []byte {
 		return []byte(fmt.Sprintf("Message-ID: <watch-%d@example.com>\r\nSubject: %d\r\n\r\nbody\r\n", n, n))
@@ -182,6 +184,7 @@ func inboxFlags(t *testing.T, c *imapclient.Client) [][]imap.Flag {
 
 // With IDLE at the source, a delivery to INBOX reaches the destination at
 // once, not after --interval.
+// Not parallel: it times the delivery (within 5 s), alone on the machine.
 func TestWatchIdleDeliversAtOnce(t *testing.T) {
 	p := newPair(t)
 	dc := p.dst.Client(t, "alice")
@@ -223,6 +226,7 @@ func TestWatchIdleDeliversAtOnce(t *testing.T) {
 // flags is no change and is not counted; one that lacks a source flag gets
 // it (and only that is counted); a flag set at the destination is kept.
 func TestFreshStateRerunCountsOnlyRealFlagChanges(t *testing.T) {
+	t.Parallel()
 	p := newPair(t)
 	body := func(n int) []byte {
 		return []byte(fmt.Sprintf("Message-ID: <fresh-%d@example.com>\r\nSubject: %d\r\n\r\nbody\r\n", n, n))

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -104,12 +105,56 @@ func (p *pair) args(extra ...string) []string {
 	return append(a, extra...)
 }
 
+// runBound is how long one mailferry run of a test may last. A run still
+// going then is a hang: the test fails naming it, with every goroutine's
+// stack, instead of the whole package meeting go test's -timeout with no
+// test named.
+const runBound = 3 * time.Minute
+
 // mailferry runs the command in-process and returns exit code and output.
+// Past runBound it prints every goroutine's stack to stderr (seen even if the
+// run never returns), fails t and cancels the run.
 func mailferry(t testing.TB, args ...string) (int, string, string) {
 	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	hang := time.AfterFunc(runBound, func() {
+		buf := make([]byte, 8<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		fmt.Fprintf(os.Stderr, "%s: mailferry %q still running after %v; every goroutine:\n%s\n", t.Name(), args, runBound, buf)
+		t.Errorf("mailferry %q still running after %v: a hang (goroutines on stderr); cancelling it", args, runBound)
+		cancel()
+	})
+	defer hang.Stop()
 	var out, errb bytes.Buffer
-	code := runEnv(context.Background(), args, getenvFor(t), strings.NewReader(""), &out, &errb)
+	code := runEnv(ctx, args, getenvFor(t), strings.NewReader(""), &out, &errb)
 	return code, out.String(), errb.String()
+}
+
+// mailferryCmd is the built binary (bin) run as a child with t's
+// environment, bounded by runBound (boundedCmd).
+func mailferryCmd(t testing.TB, bin string, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd, cancel := boundedCmd(t.Name(), bin, args...)
+	t.Cleanup(cancel)
+	cmd.Env = environFor(t)
+	return cmd
+}
+
+// boundedCmd is bin run with args as a child that gets SIGQUIT once it has
+// run runBound, which makes a Go program print every goroutine's stack to
+// its stderr and exit, and SIGKILL 10 s later: a hung child ends its test
+// with its stacks in the output, not the whole suite. who names the test
+// on stderr; cancel releases the timer once the child is done.
+func boundedCmd(who, bin string, args ...string) (*exec.Cmd, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(context.Background(), runBound)
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Cancel = func() error {
+		fmt.Fprintf(os.Stderr, "%s: mailferry %q still running after %v: SIGQUIT (its goroutines follow in its output)\n", who, args, runBound)
+		return cmd.Process.Signal(syscall.SIGQUIT)
+	}
+	cmd.WaitDelay = 10 * time.Second
+	return cmd, cancel
 }
 
 // testEnv holds each test's own environment variables (setenv), so that
@@ -260,6 +305,7 @@ func total(s dovecottest.Snapshot) int {
 }
 
 func TestMigrateCorpusKeepsBytesFlagsDates(t *testing.T) {
+	t.Parallel()
 	p := newPair(t)
 	msgs := testMessages(t, 0)
 	p.src.Seed(t, "alice", msgs)
@@ -369,6 +415,7 @@ func binary(t testing.TB) string {
 }
 
 func TestMigrateSurvivesSIGKILL(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("-short: the kill test runs the corpus four times")
 	}
@@ -380,8 +427,7 @@ func TestMigrateSurvivesSIGKILL(t *testing.T) {
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
 	kills := 0
 	for i := 0; i < 3; i++ {
-		cmd := exec.Command(bin, p.args("--jobs", "2")...)
-		cmd.Env = environFor(t)
+		cmd := mailferryCmd(t, bin, p.args("--jobs", "2")...)
 		var errb bytes.Buffer
 		cmd.Stderr = &errb
 		if err := cmd.Start(); err != nil {
@@ -401,8 +447,7 @@ func TestMigrateSurvivesSIGKILL(t *testing.T) {
 		}
 	}
 	report := filepath.Join(t.TempDir(), "report.json")
-	cmd := exec.Command(bin, p.args("--report", report)...)
-	cmd.Env = environFor(t)
+	cmd := mailferryCmd(t, bin, p.args("--report", report)...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("final run: %v\n%s", err, out)
@@ -416,6 +461,7 @@ func TestMigrateSurvivesSIGKILL(t *testing.T) {
 }
 
 func TestWrongPasswordExits1WithOneLine(t *testing.T) {
+	t.Parallel()
 	p := newPair(t)
 	secret := "not-the-password-" + fmt.Sprint(rand.Int())
 	setenv(t, "MAILFERRY_SRC_PASSWORD", secret)
@@ -435,6 +481,7 @@ func TestWrongPasswordExits1WithOneLine(t *testing.T) {
 }
 
 func TestPlaintextLoginRefusedWithoutTLSNone(t *testing.T) {
+	t.Parallel()
 	p := newPair(t)
 	args := []string{"migrate", "imap://alice@" + p.src.IMAPAddr(), "imap://alice@" + p.dst.IMAPAddr(),
 		"--dst-tls", "none", "--state-dir", p.state, "--progress", "never"}
@@ -448,6 +495,7 @@ func TestPlaintextLoginRefusedWithoutTLSNone(t *testing.T) {
 }
 
 func TestDedupAccountKeepsOneCopy(t *testing.T) {
+	t.Parallel()
 	p := newPair(t)
 	msgs := testMessages(t, 40)
 	// The same 40 messages filed in two folders.
@@ -470,6 +518,7 @@ func TestDedupAccountKeepsOneCopy(t *testing.T) {
 }
 
 func TestChangedUIDValidityCopiesNothingAgain(t *testing.T) {
+	t.Parallel()
 	p := newPair(t)
 	msgs := testMessages(t, 30)
 	for i := range msgs {

@@ -252,6 +252,7 @@ func faultOnce(t *testing.T, src *dovecottest.Server, before dovecottest.Snapsho
 // answer of the folder listing. A reconnect must absorb it, as it does for
 // a cut inside a folder.
 func TestFaultCutDuringStartup(t *testing.T) {
+	t.Parallel()
 	msgs := faultSmallCorpus(t)
 	src, before := faultSource(t, msgs)
 	cases := []struct {
@@ -297,6 +298,7 @@ func faultStartupCase(t *testing.T, src *dovecottest.Server, before dovecottest.
 // times: the messages are at the destination, the engine does not know it.
 // The resumed folder must find them there and not copy them again.
 func TestFaultAppendAnswerLost(t *testing.T) {
+	t.Parallel()
 	msgs := faultSmallCorpus(t)
 	src, before := faultSource(t, msgs)
 	dstF := faultproxy.Faults{CutAfterBytes: faultproxy.Cut{
@@ -319,6 +321,7 @@ func TestFaultAppendAnswerLost(t *testing.T) {
 // resumed. Under -race this shows a data race in the abandoned FETCH (see
 // the report of the fault tests).
 func TestFaultSourceCutMidLiteral(t *testing.T) {
+	t.Parallel()
 	var msg dovecottest.SeedMessage
 	for _, m := range testMessages(t, 0) {
 		if len(m.Body) > 100<<10 && len(m.Body) <= 512<<10 {
@@ -348,6 +351,7 @@ func TestFaultSourceCutMidLiteral(t *testing.T) {
 // simply wait and go on, with nothing lost or doubled. (A connection that
 // stops for good is TestFaultBlackholedConnection.)
 func TestFaultStallShorterThanTimeouts(t *testing.T) {
+	t.Parallel()
 	msgs := faultSmallCorpus(t)
 	src, before := faultSource(t, msgs)
 	n := faultBytes(msgs)
@@ -375,6 +379,7 @@ func TestFaultStallShorterThanTimeouts(t *testing.T) {
 // the rest of a literal. Too slow for CI either way: it runs only with
 // MAILFERRY_SLOW_FAULTS=1.
 func TestFaultBlackholedConnection(t *testing.T) {
+	t.Parallel()
 	if os.Getenv("MAILFERRY_SLOW_FAULTS") == "" {
 		t.Skip("a connection that stops answering is noticed only by go-imap's own timeouts (30 s for a response, " +
 			"5 min inside a FETCH literal) and the appender's 60 s: too slow for CI; MAILFERRY_SLOW_FAULTS=1 runs it")
@@ -395,6 +400,7 @@ func TestFaultBlackholedConnection(t *testing.T) {
 // failed run is followed by a clean rerun, and then the destination must
 // hold exactly what the source held.
 func TestFaultDeleteSource(t *testing.T) {
+	t.Parallel()
 	msgs := faultSmallCorpus(t)
 	type variant struct {
 		name     string
@@ -445,6 +451,7 @@ func TestFaultDeleteSource(t *testing.T) {
 // Seeds 1-20; MAILFERRY_FAULT_SEED=N runs N to N+19 instead, and
 // -run 'CutsMigration/seed=N$' (with MAILFERRY_FAULT_SEED=N past 20) just N.
 func TestFaultCutsMigrationIsExact(t *testing.T) {
+	t.Parallel()
 	began := time.Now()
 	msgs := faultCorpus(t)
 	src, before := faultSource(t, msgs)
@@ -556,6 +563,7 @@ func TestFaultCutsMigrationIsExact(t *testing.T) {
 // answer to an APPEND, and the source says BYE in the middle of a FETCH;
 // the run reconnects, resumes and ends equal to the source.
 func TestFaultServerSaysBYE(t *testing.T) {
+	t.Parallel()
 	msgs := faultSmallCorpus(t)
 	src, before := faultSource(t, msgs)
 	bye := []byte("* BYE Server shutting down.\r\n")

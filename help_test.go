@@ -16,6 +16,7 @@ var update = flag.Bool("update", false, "rewrite testdata/help/*.golden from the
 // has examples and exit codes, fits 80 columns, and offers only the flags
 // that command takes.
 func TestHelpGolden(t *testing.T) {
+	t.Parallel()
 	commands := []string{"", "migrate", "archive", "verify", "folders", "demo", "version"}
 	for _, c := range commands {
 		name := c
@@ -64,6 +65,7 @@ func TestHelpGolden(t *testing.T) {
 // directory (no --dst-* flags, no --batch); folders names every kind of
 // source; --state-dir names the default path as computed here.
 func TestHelpFitsTheCommand(t *testing.T) {
+	t.Parallel()
 	setenv(t, "XDG_STATE_HOME", "/srv/xdg-state")
 	_, archive, _ := mailferry(t, "archive", "--help")
 	if m := regexp.MustCompile(`--dst-[a-z0-9-]+|--batch|--accounts|--shard`).FindAllString(archive, -1); len(m) > 0 {

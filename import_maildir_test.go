@@ -18,6 +18,7 @@ import (
 // second time), and each ambiguity is a "mailferry: warning:" line and in
 // the report.
 func TestImportForeignMaildirWarnsAndDecodes(t *testing.T) {
+	t.Parallel()
 	src := smallMaildir(t, 1, ".Priv&AOk-.Gr&APYA3w-e", ".A&B", "Other")
 	dst := dovecottest.Start(t, dovecottest.Options{})
 	setenv(t, "MAILFERRY_DST_PASSWORD", dst.Users["alice"])

@@ -23,6 +23,7 @@ func simpleMessage(i int, subject string) []byte {
 // (`* STATUS My Folder (MESSAGES 1)`); a folder with a space must not
 // abort the run, in either direction.
 func TestMailutilsFolderWithSpace(t *testing.T) {
+	t.Parallel()
 	mu := servertest.StartMailutils(t, servertest.Options{})
 	dc := dovecottest.Start(t, dovecottest.Options{Separator: '/'})
 	date := time.Date(2023, 4, 5, 6, 7, 8, 0, time.UTC)
@@ -60,6 +61,7 @@ func TestMailutilsFolderWithSpace(t *testing.T) {
 // copied, byte for byte, with the flags the folder can keep, and the report
 // must say which were dropped.
 func TestMailutilsKeywordsDroppedNotFatal(t *testing.T) {
+	t.Parallel()
 	mu := servertest.StartMailutils(t, servertest.Options{})
 	dc := dovecottest.Start(t, dovecottest.Options{Separator: '/'})
 	date := time.Date(2023, 4, 5, 6, 7, 8, 0, time.UTC)
@@ -110,6 +112,7 @@ func TestMailutilsKeywordsDroppedNotFatal(t *testing.T) {
 // destination must stop the run at once with one line and exit 1, not
 // send every remaining message to fail.
 func TestOverQuotaWithoutCodeStopsRun(t *testing.T) {
+	t.Parallel()
 	for _, kind := range []servertest.Kind{servertest.Cyrus, servertest.Courier} {
 		t.Run(string(kind), func(t *testing.T) {
 			dst := servertest.Start(t, kind, servertest.Options{QuotaKB: 8})
@@ -142,6 +145,7 @@ func TestOverQuotaWithoutCodeStopsRun(t *testing.T) {
 // destination folder one failed and the run exited 1. Two connections
 // ensure the same folder, one after the other: both must succeed.
 func TestCourierEnsureExistingFolder(t *testing.T) {
+	t.Parallel()
 	co := servertest.StartCourier(t, servertest.Options{})
 	ctx := context.Background()
 	cfg := mailconn.ServerConfig{Addr: co.IMAPAddr(), User: co.User, Password: co.Users[co.User], TLS: mailconn.TLSNone}
@@ -168,6 +172,7 @@ func TestCourierEnsureExistingFolder(t *testing.T) {
 // Issue 11 item 6: Cyrus refuses '%' in a folder name. That folder must
 // fail alone, named in the report, exit 3; every other folder is copied.
 func TestRefusedDestinationFolderFailsAlone(t *testing.T) {
+	t.Parallel()
 	cy := servertest.StartCyrus(t, servertest.Options{})
 	dc := dovecottest.Start(t, dovecottest.Options{Separator: '/'})
 	date := time.Date(2023, 4, 5, 6, 7, 8, 0, time.UTC)
@@ -210,6 +215,7 @@ func TestRefusedDestinationFolderFailsAlone(t *testing.T) {
 // someone else marked). The messages stay, marked; the summary and the
 // report say so.
 func TestMailutilsDeleteSourceOnlyMarks(t *testing.T) {
+	t.Parallel()
 	mu := servertest.StartMailutils(t, servertest.Options{})
 	dc := dovecottest.Start(t, dovecottest.Options{Separator: '/'})
 	date := time.Date(2023, 4, 5, 6, 7, 8, 0, time.UTC)

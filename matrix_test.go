@@ -232,7 +232,8 @@ func runBinary(bin, name, reportDir, srcPW, dstPW string, args ...string) step {
 		st.report = filepath.Join(reportDir, strings.ReplaceAll(name, " ", "-")+".json")
 		args = append(args, "--report", st.report)
 	}
-	cmd := exec.Command(bin, args...)
+	cmd, cancel := boundedCmd(name, bin, args...)
+	defer cancel()
 	cmd.Env = append(os.Environ(), "MAILFERRY_SRC_PASSWORD="+srcPW, "MAILFERRY_DST_PASSWORD="+dstPW)
 	out, err := cmd.CombinedOutput()
 	st.out = string(out)
@@ -320,23 +321,24 @@ func (l leg) check(t *testing.T, steps []step) {
 	holds(t, l.what, l.dst, l.login, l.from, l.folders)
 }
 
-// killMidCopy starts the binary and kills it with SIGKILL as soon as the
 // startChild starts the mailferry binary with args and env added to this
 // process's environment, its output collected in out; done receives its
 // exit once it ends.
 func startChild(bin string, args []string, env ...string) (cmd *exec.Cmd, out *bytes.Buffer, done chan error, err error) {
-	cmd = exec.Command(bin, args...)
+	cmd, cancel := boundedCmd(strings.Join(args, " "), bin, args...)
 	cmd.Env = append(os.Environ(), env...)
 	out = &bytes.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
+		cancel()
 		return nil, nil, nil, err
 	}
 	done = make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	go func() { done <- cmd.Wait(); cancel() }()
 	return cmd, out, done, nil
 }
 
+// killMidCopy starts the binary and kills it with SIGKILL as soon as the
 // proxy holds the answer to its first APPEND.
 func killMidCopy(bin string, hold *appendHold, srcPW, dstPW string, args []string) step {
 	st := step{name: "run killed mid-copy"}
@@ -388,6 +390,7 @@ type matrixJob struct {
 const matrixParallel = 8
 
 func TestCompatibilityMatrix(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("-short: starts six servers and runs 45 legs")
 	}

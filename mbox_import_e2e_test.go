@@ -44,6 +44,7 @@ func mbxArchived(t *testing.T, dir string) map[string][]string {
 // not an mbox and an ambiguous From line are each a "mailferry: warning:"
 // line and in the report's warnings.
 func TestImportMboxDirectoryWithoutSuffix(t *testing.T) {
+	t.Parallel()
 	work := t.TempDir()
 	src := filepath.Join(work, "Mail")
 	msg := func(n string) string {

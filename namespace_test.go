@@ -48,6 +48,7 @@ func reportDest(rep migrate.Report) map[string]string {
 }
 
 func TestNamespacePrefixBothWays(t *testing.T) {
+	t.Parallel()
 	plain := dovecottest.Start(t, dovecottest.Options{Separator: '/', SpecialUse: true})
 	prefixed := dovecottest.Start(t, dovecottest.Options{Separator: '.', NamespacePrefix: "INBOX.", SpecialUse: true})
 	back := dovecottest.Start(t, dovecottest.Options{Separator: '/', SpecialUse: true})

@@ -55,6 +55,7 @@ func oneLineNaming(t *testing.T, errOut string, words ...string) {
 }
 
 func TestOAuth2SourceMigrates(t *testing.T) {
+	t.Parallel()
 	p := newOAuthPair(t)
 	const token = "ya29.A0AfH6SMBx-test-token"
 	p.o.Grant(token, "alice")
@@ -90,6 +91,7 @@ func TestOAuth2SourceMigrates(t *testing.T) {
 }
 
 func TestOAuth2WrongTokenExits1(t *testing.T) {
+	t.Parallel()
 	p := newOAuthPair(t)
 	p.o.Grant("the-right-token", "alice")
 	p.src.Seed(t, "alice", testMessages(t, 5))
@@ -117,6 +119,7 @@ func TestOAuth2WrongTokenExits1(t *testing.T) {
 }
 
 func TestOAuth2TokenCommandFails(t *testing.T) {
+	t.Parallel()
 	p := newOAuthPair(t)
 	for _, tc := range []struct{ cmd, says string }{
 		{"echo partial-secret-output; echo oops >&2; exit 3", "--src-oauth2-token-cmd failed: exit status 3"},
@@ -200,6 +203,7 @@ func startCutProxy(t *testing.T, target string, cutAfter int64) *cutProxy {
 // refuses (the introspection endpoint calls the first one expired) is
 // replaced by a fresh one: the command prints tok-N for its Nth run.
 func TestOAuth2TokenRunAgainOnReconnect(t *testing.T) {
+	t.Parallel()
 	p := newOAuthPair(t)
 	dir := t.TempDir()
 	cmd := func(prefix string) string {
@@ -262,6 +266,7 @@ func TestOAuth2TokenRunAgainOnReconnect(t *testing.T) {
 // A connection lost in the middle of a run: the engine reconnects, and the
 // new connection logs in with a token from a new run of the command.
 func TestOAuth2TokenRunAgainAfterLostConnection(t *testing.T) {
+	t.Parallel()
 	p := newOAuthPair(t)
 	dir := t.TempDir()
 	runs := filepath.Join(dir, "runs")

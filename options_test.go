@@ -23,6 +23,7 @@ func seedDated(t *testing.T, s *dovecottest.Server, n int) {
 }
 
 func TestDryRunChangesNothing(t *testing.T) {
+	t.Parallel()
 	p := newPair(t)
 	seedDated(t, p.src, 20)
 	srcBefore, dstBefore := p.src.Snapshot(t, "alice"), p.dst.Snapshot(t, "alice")
@@ -49,6 +50,7 @@ func TestDryRunChangesNothing(t *testing.T) {
 // manifest), for migrate and archive, Maildir and mbox, and says what a
 // real run would copy.
 func TestDryRunCreatesNoLocalDestination(t *testing.T) {
+	t.Parallel()
 	src := filepath.Join(t.TempDir(), "src")
 	for _, d := range []string{"cur", "new", "tmp"} {
 		if err := os.MkdirAll(filepath.Join(src, d), 0o700); err != nil {
@@ -82,6 +84,7 @@ func TestDryRunCreatesNoLocalDestination(t *testing.T) {
 }
 
 func TestSinceBeforeSelectByInternalDate(t *testing.T) {
+	t.Parallel()
 	p := newPair(t)
 	seedDated(t, p.src, 20) // 2024-01-01 .. 2024-01-20
 	report := filepath.Join(t.TempDir(), "r.json")
@@ -99,6 +102,7 @@ func TestSinceBeforeSelectByInternalDate(t *testing.T) {
 }
 
 func TestDeleteSourceRemovesOnlyWhatWasCopied(t *testing.T) {
+	t.Parallel()
 	p := newPair(t)
 	seedDated(t, p.src, 12)
 	before := p.src.Snapshot(t, "alice")
@@ -129,6 +133,7 @@ func TestDeleteSourceRemovesOnlyWhatWasCopied(t *testing.T) {
 }
 
 func TestUsageErrorsExit2(t *testing.T) {
+	t.Parallel()
 	for _, args := range [][]string{
 		{"migrate", "imap://a@h"},
 		{"migrate", "ftp://a@h", "imap://b@h"},
@@ -150,6 +155,7 @@ func TestUsageErrorsExit2(t *testing.T) {
 // A run with another --prefix copies into the new place: what was handled
 // is recorded per source folder and destination, not per source folder.
 func TestChangedPrefixCopiesIntoTheNewPlace(t *testing.T) {
+	t.Parallel()
 	p := newPair(t)
 	seedDated(t, p.src, 10)
 	for _, prefix := range []string{"One", "Two"} {
@@ -164,6 +170,7 @@ func TestChangedPrefixCopiesIntoTheNewPlace(t *testing.T) {
 }
 
 func TestFoldersCommandListsFoldersWithCounts(t *testing.T) {
+	t.Parallel()
 	p := newPair(t)
 	p.src.Seed(t, "alice", testMessages(t, 14))
 	code, out, errOut := mailferry(t, "folders", "imap://alice@"+p.src.IMAPAddr(), "--src-tls", "none")

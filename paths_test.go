@@ -16,6 +16,7 @@ import (
 // into IMAP (the size is unknown until the end: the sink spools), POP3
 // into mbox, and local to local (Maildir -> mbox -> Maildir).
 func TestCorpusThroughEveryOtherPath(t *testing.T) {
+	t.Parallel()
 	p := newPair(t)
 	msgs := testMessages(t, 0)
 	for i := range msgs {
@@ -77,6 +78,7 @@ func sorted(s []string) []string { sort.Strings(s); return s }
 // mbox and POP3 -> IMAP byte for byte. (Its memory is measured by
 // BenchmarkLargeMessage, not asserted here.)
 func TestFiftyMegabyteMessageEveryPath(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("-short: moves 50 MB through four paths")
 	}

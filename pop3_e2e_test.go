@@ -105,6 +105,7 @@ func sumsOf(bodies [][]byte, fix func([]byte) []byte) []string {
 }
 
 func TestPOP3ArchiveMatchesIMAPBytes(t *testing.T) {
+	t.Parallel()
 	p := newPair(t)
 	msgs := append(dotAndLongLines(), testMessages(t, 0)...)
 	for i := range msgs {

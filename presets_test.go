@@ -36,6 +36,7 @@ func presetFlags(t *testing.T, args ...string) (*copyFlags, string, error) {
 }
 
 func TestPresetDefaultsOnlyWhatTheUserDidNotSet(t *testing.T) {
+	t.Parallel()
 	f, say, err := presetFlags(t, "--preset", "office365")
 	if err != nil {
 		t.Fatal(err)
@@ -79,6 +80,7 @@ func TestPresetDefaultsOnlyWhatTheUserDidNotSet(t *testing.T) {
 }
 
 func TestRateFlagsTakeUnits(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]int64{
 		"500000": 500000, "200KB": 200000, "2MB": 2000000, "2m": 2000000, "150MiB": 150 << 20,
 		"1.5KiB": 1536, "36 MB": 36000000, "0": 0,
@@ -115,6 +117,7 @@ type listDeleter struct{ listSource }
 func (s *listDeleter) Delete(context.Context, formats.Folder, []formats.Message) error { return nil }
 
 func TestPresetGmailFolders(t *testing.T) {
+	t.Parallel()
 	folder := func(name, use string) formats.Folder {
 		return formats.Folder{Name: name, Path: strings.Split(name, "/"), SpecialUse: use}
 	}
@@ -234,6 +237,7 @@ func contents(t *testing.T, snap dovecottest.Snapshot, names map[string]string) 
 }
 
 func TestPresetGmailLayout(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name  string
 		extra []string
@@ -310,6 +314,7 @@ func TestPresetGmailLayout(t *testing.T) {
 }
 
 func TestPresetOffice365RefusesOversizedBeforeSending(t *testing.T) {
+	t.Parallel()
 	p := newPair(t)
 	big := append(gmailMessage(2)[:0:0], gmailMessage(2)...)
 	big = append(big, bytes.Repeat([]byte("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\r\n"), 400)...) // ~26 KB
@@ -349,6 +354,7 @@ func TestPresetOffice365RefusesOversizedBeforeSending(t *testing.T) {
 // test cannot flake on a slow machine; the exact pacing is measured with a
 // fake clock in migrate/ratelimit_test.go.
 func TestRateLimitFlagsPaceARealMigration(t *testing.T) {
+	t.Parallel()
 	p := newPair(t)
 	var seed []dovecottest.SeedMessage
 	for n := 1; n <= 11; n++ {

@@ -131,6 +131,7 @@ func (t *fakeTerm) screen() []string {
 // not shown in the first frames, and the "^C" a terminal echoes for Ctrl-C
 // goes with the line.
 func TestProgressLineFitsTheTerminal(t *testing.T) {
+	t.Parallel()
 	for _, width := range []int{40, 60, 80, 200} {
 		t.Run(fmt.Sprint(width), func(t *testing.T) {
 			t.Parallel()
@@ -193,6 +194,7 @@ func TestProgressLineFitsTheTerminal(t *testing.T) {
 // The rate and ETA appear once they mean something (3 s and 20 messages
 // after the first), and the columns of least use go first.
 func TestProgressLineLayout(t *testing.T) {
+	t.Parallel()
 	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	p := newProgressLine(nil, nil, nil)
 	p.first = start

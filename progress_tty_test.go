@@ -71,6 +71,7 @@ var progressRemnant = regexp.MustCompile(`\d+/\d{3,}|ETA \d|\[[= >]{4,}\]`)
 // 200 columns nothing wraps at all (narrower, the summary table's rows
 // wrap, as a table does).
 func TestProgressOnARealTerminal(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds a binary and runs the demo in tmux")
 	}
@@ -106,10 +107,10 @@ func TestProgressOnARealTerminal(t *testing.T) {
 // Ctrl-C during a run on a real terminal: the summary that follows starts
 // on a clean line, with no "^C" or "C" before its header.
 func TestProgressCtrlCOnARealTerminal(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds a binary and runs the demo in tmux")
 	}
-	t.Parallel()
 	s := newTmux(t, 80, binary(t)+" demo --messages 4000")
 	if !s.waitFor(regexp.MustCompile(`[1-9]\d*/4000`), 90*time.Second) {
 		t.Fatalf("no progress line:\n%s", strings.Join(s.capture(false), "\n"))

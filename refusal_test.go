@@ -14,6 +14,7 @@ import (
 // A message the destination refuses (too big) is named in the report, the
 // rest is copied, and the exit status is 3; a rerun copies nothing more.
 func TestRefusedMessageExit3(t *testing.T) {
+	t.Parallel()
 	src := dovecottest.Start(t, dovecottest.Options{Separator: '/'})
 	dst := dovecottest.Start(t, dovecottest.Options{Separator: '.', MaxMailSize: 64 << 10})
 	p := &pair{src: src, dst: dst, state: t.TempDir()}
@@ -65,6 +66,7 @@ func TestRefusedMessageExit3(t *testing.T) {
 // at the destination is there once. (A MULTIAPPEND batch is all or
 // nothing, so the stop may come before any message of the batch landed.)
 func TestFullQuotaStopsCleanly(t *testing.T) {
+	t.Parallel()
 	src := dovecottest.Start(t, dovecottest.Options{Separator: '/'})
 	dst := dovecottest.Start(t, dovecottest.Options{Separator: '/', QuotaBytes: 40 << 10})
 	p := &pair{src: src, dst: dst, state: t.TempDir()}
@@ -106,6 +108,7 @@ func TestFullQuotaStopsCleanly(t *testing.T) {
 // its connection, the next pass tries it again: the report names it once
 // (the last pass's verdict), not once per pass, and exits 3.
 func TestRefusedMessageThenCutNamedOnce(t *testing.T) {
+	t.Parallel()
 	src := dovecottest.Start(t, dovecottest.Options{Separator: '/'})
 	dst := dovecottest.Start(t, dovecottest.Options{Separator: '.', MaxMailSize: 64 << 10})
 	const n = 1200 // the state is written every 1000 messages: the refusal is met before the cut

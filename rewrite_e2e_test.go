@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"fmt"
-	"os/exec"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -62,6 +61,7 @@ func rewriteArgs(src *dovecottest.Server, dst *memserver.Server, state string, e
 // bytes into X, Courier adds a final CRLF, headers get refolded) is
 // recognised on a rerun with a lost state: nothing is copied again.
 func TestRewritingServerLostStateCopiesNothingAgain(t *testing.T) {
+	t.Parallel()
 	src := dovecottest.Start(t, dovecottest.Options{})
 	msgs := rewrittenByServers(3)
 	src.Seed(t, "alice", msgs)
@@ -110,6 +110,7 @@ func TestRewritingServerLostStateCopiesNothingAgain(t *testing.T) {
 // messages, but before the state recorded them, is resumed without a
 // second copy of any of them.
 func TestRewritingServerSIGKILLAddsNoCopy(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("-short: the kill test runs the binary twice")
 	}
@@ -122,8 +123,7 @@ func TestRewritingServerSIGKILLAddsNoCopy(t *testing.T) {
 	state := t.TempDir()
 	bin := binary(t)
 
-	cmd := exec.Command(bin, rewriteArgs(src, dst, state)...)
-	cmd.Env = environFor(t)
+	cmd := mailferryCmd(t, bin, rewriteArgs(src, dst, state)...)
 	var errb bytes.Buffer
 	cmd.Stderr = &errb
 	if err := cmd.Start(); err != nil {
@@ -162,8 +162,7 @@ wait:
 	}
 	t.Logf("killed with %d of %d messages at the destination", atKill, len(msgs))
 	report := filepath.Join(t.TempDir(), "r.json")
-	cmd = exec.Command(bin, rewriteArgs(src, dst, state, "--report", report)...)
-	cmd.Env = environFor(t)
+	cmd = mailferryCmd(t, bin, rewriteArgs(src, dst, state, "--report", report)...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("rerun: %v\n%s", err, out)

@@ -11,6 +11,7 @@ import (
 // No password appears in stdout, stderr (at debug level), the report, the
 // state or the archive; state, reports and archives are the owner's only.
 func TestSecretsStayOutAndFilesArePrivate(t *testing.T) {
+	t.Parallel()
 	p := newPair(t)
 	p.src.Seed(t, "alice", testMessages(t, 30))
 	secrets := [][]byte{[]byte(p.src.Users["alice"]), []byte(p.dst.Users["alice"])}

@@ -49,6 +49,7 @@ func sortedSHA(bodies [][]byte) []string {
 // multipart, must come from Cyrus to Dovecot and to a Maildir archive with
 // the bytes Cyrus stored.
 func TestCyrusNULMessagesCopied(t *testing.T) {
+	t.Parallel()
 	cy := servertest.StartCyrus(t, servertest.Options{})
 	var bodies [][]byte
 	for _, m := range nulMessages {
@@ -56,7 +57,7 @@ func TestCyrusNULMessagesCopied(t *testing.T) {
 	}
 	plain := []byte("Message-ID: <plain@binary.test>\r\nSubject: plain\r\n\r\nplain\r\n")
 	bodies = append(bodies, plain)
-	t.Setenv("MAILFERRY_DST_PASSWORD", cy.Users[cy.User])
+	setenv(t, "MAILFERRY_DST_PASSWORD", cy.Users[cy.User])
 	code, out, errOut := mailferry(t, "migrate", "maildir:"+writeMaildir(t, bodies), serverURL(cy),
 		"--dst-tls", "none", "--state-dir", t.TempDir(), "--progress", "never")
 	if code != 0 {
@@ -78,7 +79,7 @@ func TestCyrusNULMessagesCopied(t *testing.T) {
 	want := sortedSHA(stored)
 
 	dir := filepath.Join(t.TempDir(), "archive")
-	t.Setenv("MAILFERRY_SRC_PASSWORD", cy.Users[cy.User])
+	setenv(t, "MAILFERRY_SRC_PASSWORD", cy.Users[cy.User])
 	code, out, errOut = mailferry(t, "archive", serverURL(cy), dir, "--src-tls", "none",
 		"--state-dir", t.TempDir(), "--progress", "never")
 	if code != 0 {
@@ -119,6 +120,7 @@ func TestCyrusNULMessagesCopied(t *testing.T) {
 // its header by a "Cannot display Unicode content" wrapper. mailferry must
 // send UTF8 where offered: the archived bytes are the stored ones.
 func TestCourierPOP3EightBitHeaders(t *testing.T) {
+	t.Parallel()
 	co := servertest.StartCourier(t, servertest.Options{})
 	msgs := [][]byte{
 		[]byte("From: J\xc3\xbcrgen <j@example.com>\r\nTo: alice@example.com\r\nSubject: Gr\xc3\xbc\xc3\x9fe aus K\xc3\xb6ln\r\nMessage-ID: <u8-1@example.com>\r\nDate: Mon, 2 Jan 2023 03:04:05 +0000\r\n\r\nHallo \xc3\xa4\r\n"),
@@ -128,7 +130,7 @@ func TestCourierPOP3EightBitHeaders(t *testing.T) {
 	co.WriteMaildir(t, co.User, msgs)
 	want := sortedSHA(msgs)
 	dir := filepath.Join(t.TempDir(), "archive")
-	t.Setenv("MAILFERRY_SRC_PASSWORD", co.Users[co.User])
+	setenv(t, "MAILFERRY_SRC_PASSWORD", co.Users[co.User])
 	code, out, errOut := mailferry(t, "archive", "pop3://"+co.User+"@"+co.POP3Addr(), dir, "--src-tls", "none",
 		"--state-dir", t.TempDir(), "--progress", "never")
 	if code != 0 {
@@ -149,6 +151,7 @@ func TestCourierPOP3EightBitHeaders(t *testing.T) {
 // wrapper (--max-message-size) a --dry-run did not see the destination's
 // naming either. On Cyrus and Courier every name carries the prefix.
 func TestPrefixedDestinationNamesOnRerun(t *testing.T) {
+	t.Parallel()
 	for _, kind := range []servertest.Kind{servertest.Cyrus, servertest.Courier} {
 		t.Run(string(kind), func(t *testing.T) {
 			dst := servertest.Start(t, kind, servertest.Options{})
@@ -210,6 +213,7 @@ func snapshotSHAs(snap dovecottest.Snapshot) map[string][]string {
 // the report's note says so, so that two source folders never merge. From
 // such a server, INBOX.X is the folder X and INBOX.INBOX.X is INBOX/X.
 func TestInboxChildrenMapping(t *testing.T) {
+	t.Parallel()
 	date := time.Date(2023, 4, 5, 6, 7, 8, 0, time.UTC)
 	msg := func(i int) []byte { return simpleMessage(30+i, fmt.Sprintf("inbox child %d", i)) }
 	for _, kind := range []servertest.Kind{servertest.Cyrus, servertest.Courier} {

@@ -69,6 +69,7 @@ func sameHashes(t *testing.T, before, after dovecottest.Snapshot) {
 }
 
 func TestSharedFoldersNotCopiedNorDeleted(t *testing.T) {
+	t.Parallel()
 	src, aliceBefore := sharedServer(t)
 	dst := dovecottest.Start(t, dovecottest.Options{})
 	bobBefore := src.Snapshot(t, "bob")
@@ -181,6 +182,7 @@ func explainShort(t *testing.T, report, out, errOut string, src, dst *dovecottes
 // saying how many others there are; with it those too, marked "shared" in
 // the NAMESPACE column.
 func TestFoldersMarksShared(t *testing.T) {
+	t.Parallel()
 	src, _ := sharedServer(t)
 	setenv(t, "MAILFERRY_SRC_PASSWORD", src.Users["bob"])
 	for _, withFlag := range []bool{false, true} {
@@ -223,6 +225,7 @@ func TestFoldersMarksShared(t *testing.T) {
 // --prefix) and alice's mail at the destination stays as it was; with
 // --map the folders go to bob's own namespace.
 func TestSharedFoldersNeverWrittenIntoOthersAtDestination(t *testing.T) {
+	t.Parallel()
 	src, _ := sharedServer(t)
 	dst := dovecottest.Start(t, dovecottest.Options{Sharing: true})
 	dst.Seed(t, "alice", []dovecottest.SeedMessage{{Folder: "Team", Body: sharedTestMessage("alice", "dst Team", 1)}})
@@ -262,6 +265,7 @@ func TestSharedFoldersNeverWrittenIntoOthersAtDestination(t *testing.T) {
 // Team too (under shared/alice/Team), verify passes, and alice still has
 // every message.
 func TestArchiveSharedFolders(t *testing.T) {
+	t.Parallel()
 	src, aliceBefore := sharedServer(t)
 	setenv(t, "MAILFERRY_SRC_PASSWORD", src.Users["bob"])
 	dir := filepath.Join(t.TempDir(), "archive")

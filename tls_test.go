@@ -185,6 +185,7 @@ func wantFast(t *testing.T, began time.Time) {
 // TestTLSImplicitWithCAFile: imaps:// with --ca-file naming the source's CA
 // copies everything; a rerun copies nothing again.
 func TestTLSImplicitWithCAFile(t *testing.T) {
+	t.Parallel()
 	s := newTLSSetup(t, dovecottest.Options{TLS: true})
 	code, out, errOut := s.migrate(t, s.imapsURL(""), "--ca-file", s.src.CAFile)
 	if code != 0 {
@@ -209,6 +210,7 @@ func TestTLSImplicitWithCAFile(t *testing.T) {
 // on the plaintext port with --ca-file copies everything, also when the
 // host is given by name (the certificate names localhost).
 func TestTLSStartTLSWithCAFile(t *testing.T) {
+	t.Parallel()
 	s := newTLSSetup(t, dovecottest.Options{TLS: true})
 	code, out, errOut := s.migrate(t, s.imapURL(""), "--ca-file", s.src.CAFile)
 	if code != 0 {
@@ -231,6 +233,7 @@ func TestTLSStartTLSWithCAFile(t *testing.T) {
 // --ca-file of another CA, the source's certificate is refused: exit 1, one
 // line naming the certificate and the unknown authority, nothing copied.
 func TestTLSUnknownCA(t *testing.T) {
+	t.Parallel()
 	s := newTLSSetup(t, dovecottest.Options{TLS: true})
 	other := dovecottest.WriteOtherCA(t)
 	for _, tc := range []struct {
@@ -260,6 +263,7 @@ func TestTLSUnknownCA(t *testing.T) {
 // connects as 127.0.0.1 or localhost: exit 1, one line naming the
 // certificate and the host name asked for, nothing copied.
 func TestTLSWrongHostName(t *testing.T) {
+	t.Parallel()
 	const certHost = "mail.example.invalid"
 	s := newTLSSetup(t, dovecottest.Options{TLS: true, TLSHost: certHost})
 	for _, tc := range []struct {
@@ -288,6 +292,7 @@ func TestTLSWrongHostName(t *testing.T) {
 // accepts the unknown CA (exit 0, everything copied) and says so on stderr
 // on every run, not only the first.
 func TestTLSInsecureSkipVerify(t *testing.T) {
+	t.Parallel()
 	s := newTLSSetup(t, dovecottest.Options{TLS: true})
 	for run := 1; run <= 2; run++ {
 		code, out, errOut := s.migrate(t, s.imapsURL(""), "--insecure-skip-verify")
@@ -313,6 +318,7 @@ func TestTLSInsecureSkipVerify(t *testing.T) {
 // TestTLSImplicitOnPlaintextPort: imaps:// pointed at the plaintext port
 // fails the handshake: exit 1, one line that says TLS failed, quickly.
 func TestTLSImplicitOnPlaintextPort(t *testing.T) {
+	t.Parallel()
 	s := newTLSSetup(t, dovecottest.Options{TLS: true})
 	began := time.Now()
 	code, out, errOut := s.migrate(t, "imaps://alice@"+s.src.IMAPAddr(), "--ca-file", s.src.CAFile)
@@ -330,6 +336,7 @@ func TestTLSImplicitOnPlaintextPort(t *testing.T) {
 // one line saying STARTTLS is not offered, and the destination's password
 // never sent (nothing copied).
 func TestTLSDestinationWithoutSTARTTLSRefused(t *testing.T) {
+	t.Parallel()
 	s := newTLSSetup(t, dovecottest.Options{TLS: true})
 	args := []string{"migrate", s.imapsURL(""), "imap://alice@" + s.dst.IMAPAddr(),
 		"--ca-file", s.src.CAFile, "--state-dir", s.state, "--progress", "never"}
@@ -428,6 +435,7 @@ func (s *stallServer) close() {
 // context is cancelled (Ctrl-C, which main turns into a cancelled context),
 // for implicit TLS and for STARTTLS alike.
 func TestTLSHandshakeStallIsBounded(t *testing.T) {
+	t.Parallel()
 	const (
 		timeout = time.Second
 		grace   = 4 * time.Second // how long past timeout counts as hanging
@@ -504,6 +512,7 @@ func TestTLSHandshakeStallIsBounded(t *testing.T) {
 // naming the cause, without the password. (TestTLSPOP3CLI runs the
 // command; this pins the errors of each case.)
 func TestTLSPOP3Dial(t *testing.T) {
+	t.Parallel()
 	s := newTLSSetup(t, dovecottest.Options{TLS: true})
 	named := dovecottest.Start(t, dovecottest.Options{TLS: true, TLSHost: "mail.example.invalid", Users: s.src.Users})
 	plain := dovecottest.Start(t, dovecottest.Options{Users: s.src.Users})
@@ -584,6 +593,7 @@ func TestTLSPOP3Dial(t *testing.T) {
 // TLS Dovecot, and pop3:// on a Dovecot without STLS. Skipped, saying so,
 // on a build whose CLI does not open POP3 sources (endpoint.go openSource).
 func TestTLSPOP3CLI(t *testing.T) {
+	t.Parallel()
 	s := newTLSSetup(t, dovecottest.Options{TLS: true})
 	plain := dovecottest.Start(t, dovecottest.Options{Users: s.src.Users})
 	code, out, errOut := s.migrate(t, "pop3s://alice@"+s.src.POP3SAddr(), "--ca-file", s.src.CAFile)

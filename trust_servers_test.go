@@ -7,7 +7,6 @@ package main
 
 import (
 	"bytes"
-	"os/exec"
 	"sort"
 	"strings"
 	"testing"
@@ -18,6 +17,7 @@ import (
 )
 
 func TestRewritingServersKillAndFreshStateAddNoCopy(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("-short: the kill test runs the binary several times")
 	}
@@ -43,8 +43,7 @@ func TestRewritingServersKillAndFreshStateAddNoCopy(t *testing.T) {
 				"--state-dir", state, "--progress", "never"}
 			bin := binary(t)
 			kills := killRuns(t, bin, args, 2)
-			final := exec.Command(bin, args...)
-			final.Env = environFor(t)
+			final := mailferryCmd(t, bin, args...)
 			if out, err := final.CombinedOutput(); err != nil {
 				t.Fatalf("final run after %d kills: %v\n%s", kills, err, out)
 			}
@@ -72,6 +71,7 @@ func TestRewritingServersKillAndFreshStateAddNoCopy(t *testing.T) {
 // --delete-source must not copy it as bob's own, and must never delete
 // from it, with or without --shared-folders.
 func TestCyrusSharedFolderNeverDeleted(t *testing.T) {
+	t.Parallel()
 	cy := servertest.StartCyrus(t, servertest.Options{})
 	alice := cy.Client(t, "alice")
 	if err := alice.Create("INBOX.Team", nil).Wait(); err != nil {

@@ -51,6 +51,7 @@ func hashCount(s dovecottest.Snapshot) map[string]int {
 // second name for the host, is refused with exit 2 before anything happens
 // (it used to "skip" every message as already there and then expunge it).
 func TestSameMailboxIsRefused(t *testing.T) {
+	t.Parallel()
 	s := dovecottest.Start(t, dovecottest.Options{Separator: '/', TLS: true})
 	s.Seed(t, "alice", plainMessages(20, "same"))
 	before := s.Snapshot(t, "alice")
@@ -90,6 +91,7 @@ func TestSameMailboxIsRefused(t *testing.T) {
 // inside the other, is a usage error (it was refused only by the accident of
 // a lock).
 func TestSameLocalStoreIsRefused(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	md := filepath.Join(dir, "mail")
 	for _, sub := range []string{"cur", "new", "tmp"} {
@@ -137,6 +139,7 @@ func collidingPair() (a, a2 []byte) {
 // stay at the source; the messages mailferry copied are deleted, and the
 // report counts and names both kinds.
 func TestDeleteSourceNeverDeletesAKeyOnlyMatch(t *testing.T) {
+	t.Parallel()
 	p := newPair(t)
 	a, a2 := collidingPair()
 	p.dst.Seed(t, "alice", []dovecottest.SeedMessage{{Body: a}})
@@ -174,6 +177,7 @@ func TestDeleteSourceNeverDeletesAKeyOnlyMatch(t *testing.T) {
 // TestDeleteSourceKeyOnlyMatchPOP3IntoArchive: the same over POP3 into an
 // archive that already holds A from another source.
 func TestDeleteSourceKeyOnlyMatchPOP3IntoArchive(t *testing.T) {
+	t.Parallel()
 	first := dovecottest.Start(t, dovecottest.Options{Separator: '/'})
 	src := dovecottest.Start(t, dovecottest.Options{Separator: '/'})
 	a, a2 := collidingPair()
@@ -204,6 +208,7 @@ func TestDeleteSourceKeyOnlyMatchPOP3IntoArchive(t *testing.T) {
 // the destination after a run are copied again by a rerun with the same
 // state (they used to be "skipped" for ever).
 func TestRerunHealsDestinationLosses(t *testing.T) {
+	t.Parallel()
 	p := newPair(t)
 	msgs := plainMessages(20, "heal")
 	for i := range msgs {

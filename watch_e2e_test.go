@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -52,6 +51,7 @@ func waitInbox(t *testing.T, dc func() *imapclient.Client, n int, limit time.Dur
 // mail): deliveries after each arrive at the destination, and a flag change
 // after the restart too.
 func TestWatchSurvivesCutAndRestart(t *testing.T) {
+	t.Parallel()
 	p := newPair(t)
 	proxy, err := faultproxy.New(p.src.IMAPAddr(), faultproxy.Faults{})
 	if err != nil {
@@ -143,12 +143,12 @@ func hasFlag(flags []imap.Flag, f imap.Flag) bool {
 // line that says the state is saved, and the next run (no --watch) finds
 // nothing to copy and costs no FETCH: the no-op rerun.
 func TestWatchStopsOnSIGTERMWithTheStateSaved(t *testing.T) {
+	t.Parallel()
 	p := newPair(t)
 	dc := p.dst.Client(t, "alice")
 	inboxFlags(t, dc) // the special-use folders, made before the watch
 	p.src.Seed(t, "alice", []dovecottest.SeedMessage{watchMessage(1)})
-	cmd := exec.Command(binary(t), p.args("--watch", "--interval", "200ms")...)
-	cmd.Env = environFor(t)
+	cmd := mailferryCmd(t, binary(t), p.args("--watch", "--interval", "200ms")...)
 	var out, errb syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Start(); err != nil {

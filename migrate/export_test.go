@@ -7,3 +7,6 @@ func SetWindowSize(n uint32) (restore func()) {
 	windowSize = n
 	return func() { windowSize = old }
 }
+
+// DistinctListings is distinctListings (run.go) for the tests.
+var DistinctListings = distinctListings

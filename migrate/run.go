@@ -61,9 +61,13 @@ type Job struct {
 // folder made at the destination must not show at the source. (Every
 // message would be "already there", and --delete-source would then remove
 // the only copy.)
-func (e *engine) notSameMailbox(ctx context.Context, src Source, dst Sink) error {
+//
+// The probe writes at the destination (a CREATE and a DELETE, and on
+// Dovecot a rebuild of its folder index), so it is left out where the two
+// listings already prove two mailboxes (distinctListings).
+func (e *engine) notSameMailbox(ctx context.Context, src Source, dst Sink, srcFolders, dstFolders []formats.Folder) error {
 	p, ok := As[Prober](dst)
-	if !ok {
+	if !ok || distinctListings(srcFolders, dstFolders) {
 		return nil
 	}
 	leaf, remove, err := p.Probe()
@@ -95,6 +99,27 @@ func (e *engine) notSameMailbox(ctx context.Context, src Source, dst Sink) error
 		}
 	}
 	return nil
+}
+
+// distinctListings says whether two folder listings cannot be of one
+// mailbox: a folder of the same name has a different UIDVALIDITY in each.
+// One mailbox listed twice shows every folder with one UIDVALIDITY; only a
+// folder deleted and made again between the two listings, milliseconds
+// apart, would differ. Typical of every run after the first, when the
+// destination's folders are the ones mailferry created.
+func distinctListings(src, dst []formats.Folder) bool {
+	validity := make(map[string]uint32, len(src))
+	for _, f := range src {
+		if f.Validity != 0 {
+			validity[f.Name] = f.Validity
+		}
+	}
+	for _, f := range dst {
+		if v, ok := validity[f.Name]; ok && f.Validity != 0 && f.Validity != v {
+			return true
+		}
+	}
+	return false
 }
 
 // flushEvery bounds how many messages are stored before the sink is flushed
@@ -215,7 +240,7 @@ func (e *engine) run(ctx context.Context, rep *Report) error {
 	pre := e.predial(ctx, min(jobs, len(srcFolders))-1) // predial.go
 	defer pre.close()
 	if e.job.MaybeSameAccount && !e.opts.DryRun {
-		if err := e.notSameMailbox(ctx, c.src, c.dst); err != nil {
+		if err := e.notSameMailbox(ctx, c.src, c.dst, srcFolders, dstFolders); err != nil {
 			return err
 		}
 	}

@@ -77,7 +77,13 @@ func (m *IMAP) WaitChange(ctx context.Context, folder formats.Folder, max time.D
 	case <-ctx.Done():
 	}
 	if ctx.Err() != nil {
-		return ctx.Err() // the connection is being closed: no DONE
+		// No DONE (the server may not answer): the connection is closed
+		// here, not left to the AfterFunc above. Go closes Done before it
+		// runs a context's AfterFuncs, so the deferred stop can win and
+		// the AfterFunc never run; the IDLE would then hold the
+		// connection, and Close's LOGOUT wait for it forever.
+		m.c.Close()
+		return ctx.Err()
 	}
 	if err := idle.Close(); err != nil {
 		return m.wrap("idle", err)

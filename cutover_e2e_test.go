@@ -107,7 +107,7 @@ func TestWatchFollowsTheSource(t *testing.T) {
 			}
 			if time.Now().After(deadline) {
 				cancel()
-				<-done
+				awaitExit(t, done)
 				t.Fatalf("watch: %s did not happen within 10 s\n%s\n%s", what, out.String(), errb.String())
 			}
 			time.Sleep(50 * time.Millisecond)
@@ -148,7 +148,7 @@ func TestWatchFollowsTheSource(t *testing.T) {
 	default:
 	}
 	cancel()
-	if code := <-done; code != 0 {
+	if code := awaitExit(t, done); code != 0 {
 		t.Errorf("watch stopped with exit %d\n%s", code, errb.String())
 	}
 	for _, want := range []string{"1 copied", "1 flags updated", "1 deleted at the destination"} {
@@ -198,7 +198,7 @@ func TestWatchIdleDeliversAtOnce(t *testing.T) {
 	}()
 	defer func() {
 		cancel()
-		if code := <-done; code != 0 {
+		if code := awaitExit(t, done); code != 0 {
 			t.Errorf("watch stopped with exit %d\n%s", code, errb.String())
 		}
 	}()

@@ -131,6 +131,23 @@ func mailferry(t testing.TB, args ...string) (int, string, string) {
 	return code, out.String(), errb.String()
 }
 
+// awaitExit waits for an in-process run that was told to stop (its
+// context cancelled) and returns its exit code. One that has not returned
+// 30 s later is a hang: every goroutine's stack goes to stderr and t fails.
+func awaitExit(t testing.TB, done <-chan int) int {
+	t.Helper()
+	select {
+	case code := <-done:
+		return code
+	case <-time.After(30 * time.Second):
+		buf := make([]byte, 8<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		fmt.Fprintf(os.Stderr, "%s: the run did not stop 30 s after its cancel; every goroutine:\n%s\n", t.Name(), buf)
+		t.Fatal("the run did not stop 30 s after its cancel: a hang (goroutines on stderr)")
+		return -1
+	}
+}
+
 // mailferryCmd is the built binary (bin) run as a child with t's
 // environment, bounded by runBound (boundedCmd).
 func mailferryCmd(t testing.TB, bin string, args ...string) *exec.Cmd {

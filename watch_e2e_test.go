@@ -120,7 +120,7 @@ func TestWatchSurvivesCutAndRestart(t *testing.T) {
 	}
 	cancel()
 	if !ended() {
-		code = <-done
+		code = awaitExit(t, done)
 	}
 	if code != 0 {
 		t.Errorf("the watch stopped with exit %d, want 0\n%s", code, logs())

@@ -13,12 +13,12 @@ import (
 )
 
 // The delta listing of a folder listed before (migrate.ChangeLister): with
-// CONDSTORE, a folder whose HIGHESTMODSEQ moved costs one UID SEARCH ALL
-// (the UIDs, as ranges where the server has ESEARCH), one
-// UID FETCH 1:n (UID FLAGS) (CHANGEDSINCE modseq) that answers only for the
-// messages whose flags changed, and a full listing line only for the
-// messages the engine does not know, instead of FLAGS, INTERNALDATE and
-// RFC822.SIZE of every message.
+// CONDSTORE, a folder whose HIGHESTMODSEQ moved costs one round trip: the
+// EXAMINE, a UID SEARCH ALL (the UIDs, as ranges where the server has
+// ESEARCH) and a UID FETCH 1:* (UID FLAGS) (CHANGEDSINCE modseq), which
+// answers only for the messages whose flags changed, sent together; then a
+// full listing line only for the messages the engine does not know,
+// instead of FLAGS, INTERNALDATE and RFC822.SIZE of every message.
 
 var _ migrate.ChangeLister = (*IMAP)(nil)
 
@@ -32,28 +32,46 @@ func (m *IMAP) ListChanged(ctx context.Context, folder formats.Folder, validity 
 		v, msgs, err := m.List(ctx, folder)
 		return v, msgs, nil, err
 	}
-	m.selected = "" // a fresh SELECT: UIDVALIDITY and EXISTS
-	sd, err := m.sel(folder.Name, true)
+	stop := context.AfterFunc(ctx, func() { m.c.Close() })
+	defer stop()
+	// All three at once. If the EXAMINE fails, the UIDVALIDITY is not the
+	// one recorded or the folder is empty (some servers answer BAD to 1:*
+	// then), the other two answers are read and dropped.
+	m.selected = "" // a fresh EXAMINE: UIDVALIDITY and EXISTS
+	selCmd := m.c.Select(folder.Name, &imap.SelectOptions{ReadOnly: true})
+	search := m.searchAll()
+	var all imap.UIDSet
+	all.AddRange(1, 0) // 1:*
+	fc := m.c.Fetch(all, &imap.FetchOptions{UID: true, Flags: true, ChangedSince: modseq})
+	sd, err := selCmd.Wait()
 	if err != nil {
-		return 0, nil, nil, err
+		search.Wait()
+		fc.Close()
+		return 0, nil, nil, m.wrap("select "+folder.Name, err)
 	}
-	if sd.UIDValidity != validity {
+	m.selected, m.readOnly, m.seqUID, m.listed = folder.Name, true, nil, nil
+	if sd.UIDValidity != validity || sd.NumMessages == 0 {
+		search.Wait()
+		fc.Close()
+		if sd.NumMessages == 0 && sd.UIDValidity == validity {
+			return validity, nil, nil, nil
+		}
 		v, msgs, err := m.List(ctx, folder)
 		return v, msgs, nil, err
 	}
-	if sd.NumMessages == 0 {
-		return validity, nil, nil, nil
-	}
-	stop := context.AfterFunc(ctx, func() { m.c.Close() })
-	defer stop()
-	uids, err := m.allUIDs()
+	uids, err := m.allUIDs(search)
 	if err != nil {
+		fc.Close()
 		return 0, nil, nil, err
 	}
+	changed, err := changedFlags(fc)
+	if err != nil {
+		return 0, nil, nil, m.wrap("fetch changed flags", err)
+	}
 	msgs, partial, unknown := knownMessages(uids, known)
-	if len(partial) > 0 {
-		if err := m.changedFlags(msgs, modseq); err != nil {
-			return 0, nil, nil, err
+	for i := range msgs {
+		if f, ok := changed[msgs[i].UID]; ok {
+			msgs[i].Flags = f
 		}
 	}
 	if len(unknown) > 0 {
@@ -82,14 +100,20 @@ func (m *IMAP) Complete(ctx context.Context, folder formats.Folder, msgs []forma
 	return m.listUIDs(uids)
 }
 
-// allUIDs is the selected folder's UIDs in ascending order (UID SEARCH
-// ALL, RETURN (ALL) with ESEARCH); it also maps sequence numbers to them.
-func (m *IMAP) allUIDs() ([]uint32, error) {
+// searchAll sends UID SEARCH ALL, RETURN (ALL) where the server has
+// ESEARCH, for the selected folder.
+func (m *IMAP) searchAll() *imapclient.SearchCommand {
 	var opts *imap.SearchOptions
 	if m.caps.Has(imap.CapESearch) {
 		opts = &imap.SearchOptions{ReturnAll: true}
 	}
-	data, err := m.c.UIDSearch(&imap.SearchCriteria{}, opts).Wait()
+	return m.c.UIDSearch(&imap.SearchCriteria{}, opts)
+}
+
+// allUIDs is the answer of searchAll: the selected folder's UIDs in
+// ascending order; it also maps sequence numbers to them.
+func (m *IMAP) allUIDs(search *imapclient.SearchCommand) ([]uint32, error) {
+	data, err := search.Wait()
 	if err != nil {
 		return nil, m.wrap("uid search all", err)
 	}
@@ -104,6 +128,16 @@ func (m *IMAP) allUIDs() ([]uint32, error) {
 		m.seqUID.set(uint32(i+1), u)
 	}
 	return uids, nil
+}
+
+// changedFlags reads the answer of a UID FETCH (UID FLAGS) (CHANGEDSINCE):
+// the flags of each message whose flags changed, by UID.
+func changedFlags(fc *imapclient.FetchCommand) (map[uint32][]string, error) {
+	changed := map[uint32][]string{}
+	err := eachListed(fc, func(_ uint32, buf *imapclient.FetchMessageBuffer) {
+		changed[uint32(buf.UID)] = cleanFlags(buf.Flags)
+	})
+	return changed, err
 }
 
 // knownMessages splits uids into the messages known gives flags for
@@ -121,28 +155,6 @@ func knownMessages(uids []uint32, known func(uint32) ([]string, bool)) (msgs []f
 		partial[id] = true
 	}
 	return msgs, partial, unknown
-}
-
-// changedFlags sets the flags of the messages of msgs (sorted by UID)
-// whose flags changed since modseq: UID FETCH 1:last (UID FLAGS)
-// (CHANGEDSINCE modseq).
-func (m *IMAP) changedFlags(msgs []formats.Message, modseq uint64) error {
-	at := make(map[uint32]int, len(msgs))
-	for i, msg := range msgs {
-		at[msg.UID] = i
-	}
-	var set imap.UIDSet
-	set.AddRange(1, imap.UID(msgs[len(msgs)-1].UID))
-	fc := m.c.Fetch(set, &imap.FetchOptions{UID: true, Flags: true, ChangedSince: modseq})
-	err := eachListed(fc, func(_ uint32, buf *imapclient.FetchMessageBuffer) {
-		if i, ok := at[uint32(buf.UID)]; ok {
-			msgs[i].Flags = cleanFlags(buf.Flags)
-		}
-	})
-	if err != nil {
-		return m.wrap("fetch changed flags", err)
-	}
-	return nil
 }
 
 // listUIDs lists UID, FLAGS, INTERNALDATE and RFC822.SIZE of these

@@ -34,25 +34,37 @@ func (m *IMAP) ListChanged(ctx context.Context, folder formats.Folder, validity 
 	}
 	stop := context.AfterFunc(ctx, func() { m.c.Close() })
 	defer stop()
-	// All three at once. If the EXAMINE fails, the UIDVALIDITY is not the
-	// one recorded or the folder is empty (some servers answer BAD to 1:*
-	// then), the other two answers are read and dropped.
+	// All three at once. The FETCH's answers are read as they come, by a
+	// goroutine of their own: Dovecot runs a SEARCH and a FETCH side by
+	// side and may answer the FETCH first, and the client cannot read on
+	// while an answer waits to be taken. If the EXAMINE fails, the
+	// UIDVALIDITY is not the one recorded or the folder is empty (some
+	// servers answer BAD to 1:* then), the other answers are dropped.
 	m.selected = "" // a fresh EXAMINE: UIDVALIDITY and EXISTS
 	selCmd := m.c.Select(folder.Name, &imap.SelectOptions{ReadOnly: true})
 	search := m.searchAll()
 	var all imap.UIDSet
 	all.AddRange(1, 0) // 1:*
 	fc := m.c.Fetch(all, &imap.FetchOptions{UID: true, Flags: true, ChangedSince: modseq})
+	type flagsRead struct {
+		changed map[uint32][]string
+		err     error
+	}
+	read := make(chan flagsRead, 1)
+	go func() {
+		changed, err := changedFlags(fc)
+		read <- flagsRead{changed, err}
+	}()
 	sd, err := selCmd.Wait()
 	if err != nil {
 		search.Wait()
-		fc.Close()
+		<-read
 		return 0, nil, nil, m.wrap("select "+folder.Name, err)
 	}
 	m.selected, m.readOnly, m.seqUID, m.listed = folder.Name, true, nil, nil
 	if sd.UIDValidity != validity || sd.NumMessages == 0 {
 		search.Wait()
-		fc.Close()
+		<-read
 		if sd.NumMessages == 0 && sd.UIDValidity == validity {
 			return validity, nil, nil, nil
 		}
@@ -60,14 +72,14 @@ func (m *IMAP) ListChanged(ctx context.Context, folder formats.Folder, validity 
 		return v, msgs, nil, err
 	}
 	uids, err := m.allUIDs(search)
+	fr := <-read
 	if err != nil {
-		fc.Close()
 		return 0, nil, nil, err
 	}
-	changed, err := changedFlags(fc)
-	if err != nil {
-		return 0, nil, nil, m.wrap("fetch changed flags", err)
+	if fr.err != nil {
+		return 0, nil, nil, m.wrap("fetch changed flags", fr.err)
 	}
+	changed := fr.changed
 	msgs, partial, unknown := knownMessages(uids, known)
 	for i := range msgs {
 		if f, ok := changed[msgs[i].UID]; ok {

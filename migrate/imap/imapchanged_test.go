@@ -1,0 +1,86 @@
+package imap
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+
+	"github.com/mailferry/mailferry/formats"
+	"github.com/mailferry/mailferry/migrate/dovecottest"
+	"github.com/mailferry/mailferry/migrate/mailconn"
+)
+
+// The delta listing of a large folder on Dovecot: the EXAMINE, the
+// UID SEARCH ALL and the UID FETCH CHANGEDSINCE go out together, and
+// Dovecot runs the SEARCH and the FETCH side by side, so the FETCH's
+// answers can come before the SEARCH's end. A first version read them only
+// after the SEARCH had ended: once more FETCH answers came than the
+// client buffers, its reader waited for someone to take one, and the
+// listing waited for the SEARCH, forever (the delta benchmark hung on a
+// folder whose 368 messages had all changed). Every message must come
+// back, the re-flagged half with their new flags.
+func TestListChangedLargeFolderOnDovecot(t *testing.T) {
+	srv := dovecottest.Start(t, dovecottest.Options{Separator: '/'})
+	const n = 3000
+	msgs := make([]dovecottest.SeedMessage, n)
+	for i := range msgs {
+		msgs[i] = dovecottest.SeedMessage{Body: []byte(fmt.Sprintf("Message-ID: <large-%d@example.com>\r\nSubject: %d\r\n\r\nbody %d\r\n", i, i, i))}
+	}
+	srv.Seed(t, "alice", msgs)
+	c := srv.Client(t, "alice")
+	sd, err := c.Select("INBOX", &imap.SelectOptions{CondStore: true}).Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	validity, modseq := sd.UIDValidity, sd.HighestModSeq
+	if modseq == 0 {
+		t.Fatal("Dovecot sent no HIGHESTMODSEQ: the test needs CONDSTORE")
+	}
+	var flagged imap.UIDSet
+	for u := 1; u <= n; u += 2 {
+		flagged.AddNum(imap.UID(u))
+	}
+	if err := c.Store(flagged, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagFlagged}}, nil).Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	for round := range 5 {
+		m, err := DialIMAP(context.Background(), mailconn.ServerConfig{Addr: srv.IMAPAddr(), User: "alice", Password: srv.Users["alice"], TLS: mailconn.TLSNone})
+		if err != nil {
+			t.Fatal(err)
+		}
+		type result struct {
+			msgs []formats.Message
+			err  error
+		}
+		done := make(chan result, 1)
+		go func() {
+			known := func(uint32) ([]string, bool) { return nil, true }
+			_, got, _, err := m.ListChanged(context.Background(), formats.Folder{Name: "INBOX", Path: []string{"INBOX"}}, validity, modseq, known)
+			done <- result{got, err}
+		}()
+		var r result
+		select {
+		case r = <-done:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("round %d: the delta listing of %d messages did not end in 30 s", round, n)
+		}
+		m.Close()
+		if r.err != nil {
+			t.Fatalf("round %d: %v", round, r.err)
+		}
+		if len(r.msgs) != n {
+			t.Fatalf("round %d: %d messages listed, want %d", round, len(r.msgs), n)
+		}
+		for _, msg := range r.msgs {
+			want := msg.UID%2 == 1
+			if got := slices.Contains(msg.Flags, `\Flagged`); got != want {
+				t.Fatalf("round %d: UID %d flagged %v, want %v (flags %q)", round, msg.UID, got, want, msg.Flags)
+			}
+		}
+	}
+}

@@ -167,6 +167,9 @@ func boundedCmd(who, bin string, args ...string) (*exec.Cmd, context.CancelFunc)
 	ctx, cancel := context.WithTimeout(context.Background(), runBound)
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Cancel = func() error {
+		if ctx.Err() != context.DeadlineExceeded {
+			return cmd.Process.Kill() // its test ended and left it running
+		}
 		fmt.Fprintf(os.Stderr, "%s: mailferry %q still running after %v: SIGQUIT (its goroutines follow in its output)\n", who, args, runBound)
 		return cmd.Process.Signal(syscall.SIGQUIT)
 	}

@@ -119,9 +119,7 @@ func mailferry(t testing.TB, args ...string) (int, string, string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	hang := time.AfterFunc(runBound, func() {
-		buf := make([]byte, 8<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		fmt.Fprintf(os.Stderr, "%s: mailferry %q still running after %v; every goroutine:\n%s\n", t.Name(), args, runBound, buf)
+		dumpGoroutines(fmt.Sprintf("%s: mailferry %q still running after %v", t.Name(), args, runBound))
 		t.Errorf("mailferry %q still running after %v: a hang (goroutines on stderr); cancelling it", args, runBound)
 		cancel()
 	})
@@ -129,6 +127,14 @@ func mailferry(t testing.TB, args ...string) (int, string, string) {
 	var out, errb bytes.Buffer
 	code := runEnv(ctx, args, getenvFor(t), strings.NewReader(""), &out, &errb)
 	return code, out.String(), errb.String()
+}
+
+// dumpGoroutines writes why and every goroutine's stack to stderr: a hung
+// test's evidence, seen even if the test never returns.
+func dumpGoroutines(why string) {
+	buf := make([]byte, 8<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	fmt.Fprintf(os.Stderr, "%s; every goroutine:\n%s\n", why, buf)
 }
 
 // awaitExit waits for an in-process run that was told to stop (its
@@ -140,9 +146,7 @@ func awaitExit(t testing.TB, done <-chan int) int {
 	case code := <-done:
 		return code
 	case <-time.After(30 * time.Second):
-		buf := make([]byte, 8<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		fmt.Fprintf(os.Stderr, "%s: the run did not stop 30 s after its cancel; every goroutine:\n%s\n", t.Name(), buf)
+		dumpGoroutines(t.Name() + ": the run did not stop 30 s after its cancel")
 		t.Fatal("the run did not stop 30 s after its cancel: a hang (goroutines on stderr)")
 		return -1
 	}

@@ -11,7 +11,6 @@ import (
 	"github.com/mailferry/mailferry/formats"
 	"github.com/mailferry/mailferry/migrate"
 	mfimap "github.com/mailferry/mailferry/migrate/imap"
-	"github.com/mailferry/mailferry/migrate/mailconn"
 	"github.com/mailferry/mailferry/migrate/memserver"
 )
 
@@ -61,14 +60,11 @@ func TestNewFoldersCreatedBeforeTheWorkers(t *testing.T) {
 	}
 	var mu sync.Mutex
 	created, late := map[string]bool{}, []string{}
-	dial := func(s *memserver.Server) (*mfimap.IMAP, error) {
-		return mfimap.DialIMAP(context.Background(), mailconn.ServerConfig{Addr: s.Addr, User: "alice", Password: "pw", TLS: mailconn.TLSNone})
-	}
 	job := migrate.Job{SourceName: "src", DestName: "dst",
 		Options:    migrate.Options{StatePath: filepath.Join(t.TempDir(), "state.db"), Jobs: 4},
-		OpenSource: func(context.Context) (migrate.Source, error) { return dial(src) },
+		OpenSource: func(context.Context) (migrate.Source, error) { return dialMem(src) },
 		OpenSink: func(context.Context) (migrate.Sink, error) {
-			m, err := dial(dst)
+			m, err := dialMem(dst)
 			if err != nil {
 				return nil, err
 			}

@@ -9,7 +9,6 @@ import (
 	"github.com/mailferry/mailferry/formats"
 	"github.com/mailferry/mailferry/migrate"
 	mfimap "github.com/mailferry/mailferry/migrate/imap"
-	"github.com/mailferry/mailferry/migrate/mailconn"
 	"github.com/mailferry/mailferry/migrate/memserver"
 )
 
@@ -49,15 +48,12 @@ func TestSameAccountProbedOnlyWhenTheListingsAgree(t *testing.T) {
 		t.Fatal(err)
 	}
 	var probes atomic.Int32
-	dial := func(s *memserver.Server) (*mfimap.IMAP, error) {
-		return mfimap.DialIMAP(context.Background(), mailconn.ServerConfig{Addr: s.Addr, User: "alice", Password: "pw", TLS: mailconn.TLSNone})
-	}
 	state := filepath.Join(t.TempDir(), "state.db")
 	job := migrate.Job{SourceName: "src", DestName: "dst", MaybeSameAccount: true,
 		Options:    migrate.Options{StatePath: state},
-		OpenSource: func(context.Context) (migrate.Source, error) { return dial(src) },
+		OpenSource: func(context.Context) (migrate.Source, error) { return dialMem(src) },
 		OpenSink: func(context.Context) (migrate.Sink, error) {
-			m, err := dial(dst)
+			m, err := dialMem(dst)
 			if err != nil {
 				return nil, err
 			}

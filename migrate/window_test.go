@@ -63,6 +63,11 @@ func memPair(t *testing.T) (src, dst *memserver.Server) {
 	return src, dst
 }
 
+// dialMem logs in to an in-memory server of memPair.
+func dialMem(s *memserver.Server) (*mfimap.IMAP, error) {
+	return mfimap.DialIMAP(context.Background(), mailconn.ServerConfig{Addr: s.Addr, User: "alice", Password: "pw", TLS: mailconn.TLSNone})
+}
+
 // memSame reports whether two in-memory servers hold the same messages
 // (SHA-256, flags, dates) in the same folders.
 func memSame(t *testing.T, src, dst *memserver.Server) bool {
@@ -105,16 +110,13 @@ func TestLargeFolderCopiedInWindows(t *testing.T) {
 	state := filepath.Join(t.TempDir(), "state.db")
 	run := func() (*migrate.Report, *batchWatcher) {
 		w := &batchWatcher{listed: map[string]int{}, fetched: map[string]int{}}
-		dial := func(s *memserver.Server) (*mfimap.IMAP, error) {
-			return mfimap.DialIMAP(context.Background(), mailconn.ServerConfig{Addr: s.Addr, User: "alice", Password: "pw", TLS: mailconn.TLSNone})
-		}
 		job := migrate.Job{SourceName: "src", DestName: "dst", Options: migrate.Options{StatePath: state},
 			OpenSource: func(context.Context) (migrate.Source, error) {
-				m, err := dial(src)
+				m, err := dialMem(src)
 				w.IMAP = m
 				return w, err
 			},
-			OpenSink: func(context.Context) (migrate.Sink, error) { return dial(dst) },
+			OpenSink: func(context.Context) (migrate.Sink, error) { return dialMem(dst) },
 		}
 		rep, err := migrate.Run(context.Background(), job)
 		if err != nil {

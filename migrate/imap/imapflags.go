@@ -93,20 +93,34 @@ func (m *IMAP) leaveReadWrite(folder string) error {
 
 // storeUIDs runs one UID STORE per 1000 IDs.
 func (m *IMAP) storeUIDs(ids []string, store *imap.StoreFlags) error {
-	for start := 0; start < len(ids); start += 1000 {
-		var set imap.UIDSet
-		for _, id := range ids[start:min(start+1000, len(ids))] {
-			u, err := strconv.ParseUint(id, 10, 32)
-			if err != nil || u == 0 {
-				return fmt.Errorf("not a UID: %q", id)
-			}
-			set.AddNum(imap.UID(u))
-		}
+	sets, err := uidChunks(ids)
+	if err != nil {
+		return err
+	}
+	for _, set := range sets {
 		if err := m.c.Store(set, store, nil).Close(); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// uidChunks parses ids (UIDs in decimal) into sets of at most 1000, one
+// command each.
+func uidChunks(ids []string) ([]imap.UIDSet, error) {
+	var sets []imap.UIDSet
+	for start := 0; start < len(ids); start += 1000 {
+		var set imap.UIDSet
+		for _, id := range ids[start:min(start+1000, len(ids))] {
+			u, err := strconv.ParseUint(id, 10, 32)
+			if err != nil || u == 0 {
+				return nil, fmt.Errorf("not a UID: %q", id)
+			}
+			set.AddNum(imap.UID(u))
+		}
+		sets = append(sets, set)
+	}
+	return sets, nil
 }
 
 // permanent says which flags a folder keeps: those PERMANENTFLAGS lists,
@@ -250,16 +264,12 @@ func (m *IMAP) DestFlags(ctx context.Context, folder formats.Folder, ids []strin
 	}
 	stop := context.AfterFunc(ctx, func() { m.c.Close() })
 	defer stop()
+	sets, err := uidChunks(ids)
+	if err != nil {
+		return nil, err
+	}
 	out := make(map[string][]string, len(ids))
-	for start := 0; start < len(ids); start += 1000 {
-		var set imap.UIDSet
-		for _, id := range ids[start:min(start+1000, len(ids))] {
-			u, err := strconv.ParseUint(id, 10, 32)
-			if err != nil || u == 0 {
-				return nil, fmt.Errorf("not a UID: %q", id)
-			}
-			set.AddNum(imap.UID(u))
-		}
+	for _, set := range sets {
 		msgs, err := m.c.Fetch(set, &imap.FetchOptions{UID: true, Flags: true}).Collect()
 		if err != nil {
 			return nil, m.wrap("uid fetch flags in "+folder.Name, err)

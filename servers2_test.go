@@ -290,3 +290,36 @@ func TestInboxChildrenMapping(t *testing.T) {
 		})
 	}
 }
+
+// Courier refuses an APPEND into the folder the session has EXAMINEd, and
+// a pass EXAMINEs its destination folder to index it when the state does
+// not know what that folder holds (a first run into a mailbox that already
+// has mail). The first APPEND was refused ("NO Current box is selected
+// READ-ONLY."), and the folder's pass failed and was tried again on a new
+// connection: a warning and a wait for every such folder. All must arrive
+// at once, byte for byte, next to the message that was there.
+func TestCourierDestinationWithMailAlready(t *testing.T) {
+	t.Parallel()
+	co := servertest.StartCourier(t, servertest.Options{})
+	there := []byte("From: x@example.com\r\nMessage-ID: <there@example.com>\r\nSubject: there\r\n\r\nalready there\r\n")
+	co.Seed(t, co.User, []dovecottest.SeedMessage{{Body: there}})
+	dc := dovecottest.Start(t, dovecottest.Options{Separator: '/'})
+	var seed []dovecottest.SeedMessage
+	bodies := [][]byte{there}
+	for i := range 5 {
+		b := []byte(fmt.Sprintf("From: a@example.com\r\nMessage-ID: <new-%d@example.com>\r\nSubject: new %d\r\n\r\nnew %d\r\n", i, i, i))
+		seed = append(seed, dovecottest.SeedMessage{Body: b})
+		bodies = append(bodies, b)
+	}
+	dc.Seed(t, "alice", seed)
+	code, out, errOut, _ := migrateBetween(t, dovecotURL(dc), serverURL(co), dc.Users["alice"], co.Users[co.User], t.TempDir())
+	if code != 0 {
+		t.Fatalf("migrate into a Courier INBOX holding mail: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if strings.Contains(errOut, "warning") {
+		t.Errorf("the run warned:\n%s", errOut)
+	}
+	if got, want := sortedSHA(co.Bodies(t, co.User, "INBOX")), sortedSHA(bodies); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("Courier's INBOX holds\n%v\nwant\n%v", got, want)
+	}
+}

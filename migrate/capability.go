@@ -143,3 +143,15 @@ func As[T any](x any) (T, bool) {
 	var zero T
 	return zero, false
 }
+
+// WritePreparer is a Sink that can open a folder for changing ahead of
+// time (IMAP: a read-write SELECT sent without waiting for its answer), so
+// that the opening overlaps the listing of the source. A pass that will
+// most likely change flags or delete in its destination folder calls
+// PrepareWrite before it lists the source, and EndWrite once its flag
+// changes and deletions are done; between the two the folder stays open
+// for writing (one SELECT for both).
+type WritePreparer interface {
+	PrepareWrite(folder formats.Folder)
+	EndWrite()
+}

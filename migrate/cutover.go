@@ -60,6 +60,25 @@ func (e *engine) cutoverUnchanged(p *folderPass, srcMessages uint32) (bool, erro
 	return err == nil && ms == f.HighestModSeq, err
 }
 
+// prepareWrite has the sink open the destination folder for writing while
+// the source folder is listed, when the pass will most likely change flags
+// or delete there: the folder was synced before and has no new mail, yet
+// it is not unchanged (its HIGHESTMODSEQ or message count moved). It
+// returns what ends the writing, or nil.
+func (p *folderPass) prepareWrite() func() {
+	wp, ok := As[WritePreparer](p.dst)
+	f := p.pf.Source
+	if !ok || p.e.opts.DryRun || p.e.filtered() || f.UIDNext == 0 || p.dstF.Name == "" {
+		return nil
+	}
+	v, next, _, err := p.e.state.Mark(SideSource, p.srcKey)
+	if err != nil || v != f.Validity || next != f.UIDNext {
+		return nil
+	}
+	wp.PrepareWrite(p.dstF)
+	return wp.EndWrite
+}
+
 // syncedCount is the message count the source mark records: 1 + the
 // source folder's count when a pass with --sync-deletions left nothing
 // owed, 0 otherwise (then a later run with --sync-deletions never takes the

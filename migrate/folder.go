@@ -57,6 +57,9 @@ func (e *engine) copyFolder(ctx context.Context, src Source, dst Sink, pf Planne
 		}
 		return p.fr, err
 	}
+	if end := p.prepareWrite(); end != nil { // cutover.go
+		defer end()
+	}
 	if err := p.loadLedger(); err != nil {
 		return p.fr, err
 	}

@@ -63,6 +63,16 @@ type IMAP struct {
 	quirks flagQuirks // imapquirks.go
 
 	changed chan struct{} // the server reported a change (imapidle.go)
+
+	// A destination folder opened ahead for writing (imapwrite.go): the
+	// command whose answer is still to be read, the folder PrepareWrite
+	// named, and the SELECT answer of the read-write selection held.
+	ahead   *ahead
+	writing string
+	rw      *imap.SelectData
+	// left is go-imap's selected mailbox when deselect left it by a
+	// refused SELECT (go-imap still shows it; the server has none).
+	left *imapclient.SelectedMailbox
 }
 
 var (
@@ -431,7 +441,11 @@ func setStatus(f *formats.Folder, sd *imap.StatusData) {
 }
 
 func (m *IMAP) sel(name string, readOnly bool) (*imap.SelectData, error) {
-	if m.selected == name && (readOnly || !m.readOnly) {
+	m.settle() // imapwrite.go
+	if m.selected == name && !m.readOnly && !readOnly {
+		return m.rw, nil
+	}
+	if m.selected == name && readOnly {
 		return nil, nil
 	}
 	sd, err := m.c.Select(name, &imap.SelectOptions{ReadOnly: readOnly}).Wait()
@@ -439,7 +453,10 @@ func (m *IMAP) sel(name string, readOnly bool) (*imap.SelectData, error) {
 		m.selected = ""
 		return nil, m.wrap("select "+name, err)
 	}
-	m.selected, m.readOnly, m.seqUID, m.listed = name, readOnly, nil, nil
+	m.selected, m.readOnly, m.seqUID, m.listed, m.rw = name, readOnly, nil, nil, nil
+	if !readOnly {
+		m.rw = sd
+	}
 	return sd, nil
 }
 
@@ -464,6 +481,7 @@ func (m *IMAP) list(ctx context.Context, folder formats.Folder, set imap.NumSet,
 	stop := context.AfterFunc(ctx, func() { m.c.Close() })
 	defer stop()
 	opts := &imap.FetchOptions{UID: true, Flags: true, InternalDate: true, RFC822Size: true}
+	m.settle() // imapwrite.go
 	sd := m.listed
 	var fc *imapclient.FetchCommand
 	if most == 0 || sd == nil || m.selected != folder.Name || !m.readOnly {
@@ -1041,6 +1059,16 @@ func (m *IMAP) Store(ctx context.Context, folder formats.Folder, msg formats.Mes
 		}
 		return "", migrate.ErrQueued
 	}
+	m.settle()
+	if m.holds(folder.Name) {
+		// Never APPEND into the folder this session has selected: Courier
+		// refuses it when the folder was EXAMINEd (by the listing of the
+		// destination's index), and mailutils loses it when the folder is
+		// selected read-write (permanentFlags).
+		if err := m.leaveReadWrite(folder.Name); err != nil {
+			return "", err
+		}
+	}
 	m.selected = "" // a later List must re-select
 	stop := context.AfterFunc(ctx, func() { m.c.Close() })
 	defer stop()
@@ -1093,20 +1121,25 @@ func (m *IMAP) Delete(ctx context.Context, folder formats.Folder, msgs []formats
 	if _, err := m.sel(folder.Name, false); err != nil {
 		return err
 	}
-	m.selected = "" // the next List re-selects read-only
+	if m.writing != folder.Name {
+		m.selected = "" // the next List re-selects read-only
+	}
+	// Each STORE \Deleted and the UID EXPUNGE of the same UIDs go out
+	// together. The server runs them in order; if the STORE failed, the
+	// EXPUNGE removes at most those of the same UIDs that were marked
+	// \Deleted already, all of them messages to be deleted.
 	for start := 0; start < len(msgs); start += 1000 {
 		var set imap.UIDSet
 		for _, msg := range msgs[start:min(start+1000, len(msgs))] {
 			set.AddNum(imap.UID(msg.UID))
 		}
 		store := &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}
-		if err := m.c.Store(set, store, nil).Close(); err != nil {
-			return m.wrap("store \\Deleted in "+folder.Name, err)
-		}
+		sent := []closer{m.c.Store(set, store, nil)}
 		if m.caps.Has(imap.CapUIDPlus) {
-			if err := m.c.UIDExpunge(set).Close(); err != nil {
-				return m.wrap("uid expunge in "+folder.Name, err)
-			}
+			sent = append(sent, m.c.UIDExpunge(set))
+		}
+		if err := closeAll(sent); err != nil {
+			return m.wrap("store \\Deleted and uid expunge in "+folder.Name, err)
 		}
 	}
 	return nil

@@ -40,6 +40,7 @@ func (m *IMAP) ListChanged(ctx context.Context, folder formats.Folder, validity 
 	// while an answer waits to be taken. If the EXAMINE fails, the
 	// UIDVALIDITY is not the one recorded or the folder is empty (some
 	// servers answer BAD to 1:* then), the other answers are dropped.
+	m.settle()      // imapwrite.go
 	m.selected = "" // a fresh EXAMINE: UIDVALIDITY and EXISTS
 	selCmd := m.c.Select(folder.Name, &imap.SelectOptions{ReadOnly: true})
 	search := m.searchAll()
@@ -155,7 +156,8 @@ func changedFlags(fc *imapclient.FetchCommand) (map[uint32][]string, error) {
 // knownMessages splits uids into the messages known gives flags for
 // (partial) and the UIDs to list whole.
 func knownMessages(uids []uint32, known func(uint32) ([]string, bool)) (msgs []formats.Message, partial map[string]bool, unknown []uint32) {
-	partial = map[string]bool{}
+	partial = make(map[string]bool, len(uids))
+	msgs = make([]formats.Message, 0, len(uids))
 	for _, u := range uids {
 		flags, ok := known(u)
 		if !ok {

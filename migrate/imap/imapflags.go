@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/emersion/go-imap/v2"
 
@@ -38,19 +39,33 @@ func (m *IMAP) UpdateFlags(ctx context.Context, folder formats.Folder, changes [
 	if len(changes) == 0 {
 		return nil
 	}
-	m.selected = "" // a fresh SELECT: its PERMANENTFLAGS
+	if m.writing != folder.Name {
+		m.selected = "" // a fresh SELECT: its PERMANENTFLAGS (PrepareWrite's is fresh)
+	}
 	sd, err := m.sel(folder.Name, false)
 	if err != nil {
 		return err
 	}
+	if sd == nil {
+		m.selected = ""
+		if sd, err = m.sel(folder.Name, false); err != nil {
+			return err
+		}
+	}
 	stop := context.AfterFunc(ctx, func() { m.c.Close() })
 	defer stop()
 	defer func() {
-		if err == nil {
+		if err == nil && m.writing != folder.Name { // else EndWrite leaves it
 			err = m.leaveReadWrite(folder.Name)
 		}
 	}()
 	allowed := permanent(sd.PermanentFlags)
+	var sent []closer // every STORE goes out at once: one round trip
+	defer func() {
+		if werr := closeAll(sent); werr != nil && err == nil {
+			err = m.wrap("uid store flags in "+folder.Name, werr)
+		}
+	}()
 	for _, ch := range changes {
 		for _, op := range []struct {
 			op    imap.StoreFlagsOp
@@ -65,7 +80,9 @@ func (m *IMAP) UpdateFlags(ctx context.Context, folder formats.Folder, changes [
 			if len(flags) == 0 {
 				continue
 			}
-			if err := m.storeUIDs(ch.IDs, &imap.StoreFlags{Op: op.op, Silent: true, Flags: flags}); err != nil {
+			cmds, err := m.storeUIDs(ch.IDs, &imap.StoreFlags{Op: op.op, Silent: true, Flags: flags})
+			sent = append(sent, cmds...)
+			if err != nil {
 				return m.wrap("uid store flags in "+folder.Name, err)
 			}
 		}
@@ -75,30 +92,44 @@ func (m *IMAP) UpdateFlags(ctx context.Context, folder formats.Folder, changes [
 
 // leaveReadWrite ends a read-write selection at once, as permanentFlags
 // does (imapquirks.go: mailutils loses messages APPENDed by a session that
-// has the folder selected read-write): UNSELECT, or an EXAMINE.
+// has the folder selected read-write): deselect (imapwrite.go).
 func (m *IMAP) leaveReadWrite(folder string) error {
-	m.selected, m.seqUID = "", nil
-	if m.caps.Has(imap.CapUnselect) {
-		if err := m.c.Unselect().Wait(); err != nil {
-			return m.wrap("unselect "+folder, err)
-		}
-		return nil
-	}
-	_, err := m.c.Select(folder, &imap.SelectOptions{ReadOnly: true}).Wait()
-	if err != nil {
-		return m.wrap("examine "+folder, err)
+	if err := m.deselect(); err != nil {
+		return m.wrap("unselect "+folder, err)
 	}
 	return nil
 }
 
-// storeUIDs runs one UID STORE per 1000 IDs.
-func (m *IMAP) storeUIDs(ids []string, store *imap.StoreFlags) error {
+// storeUIDs sends one UID STORE per 1000 IDs, without waiting for the
+// answers (closeAll).
+func (m *IMAP) storeUIDs(ids []string, store *imap.StoreFlags) ([]closer, error) {
 	sets, err := uidChunks(ids)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	for _, set := range sets {
-		if err := m.c.Store(set, store, nil).Close(); err != nil {
+	cmds := make([]closer, len(sets))
+	for i, set := range sets {
+		cmds[i] = m.c.Store(set, store, nil)
+	}
+	return cmds, nil
+}
+
+// closer is a command sent whose answers are still to be read.
+type closer interface{ Close() error }
+
+// closeAll reads the answers of commands sent together, each by a
+// goroutine of its own (a server may interleave the answers, and the
+// client cannot read on while one waits to be taken: ListChanged), and
+// returns the first error.
+func closeAll(cmds []closer) error {
+	errs := make([]error, len(cmds))
+	var wg sync.WaitGroup
+	for i, c := range cmds {
+		wg.Go(func() { errs[i] = c.Close() })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
 			return err
 		}
 	}

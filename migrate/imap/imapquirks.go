@@ -36,6 +36,7 @@ func (m *IMAP) startStatus(name string) *pendingStatus {
 	if isAtom(name) {
 		return &pendingStatus{m: m, status: m.c.Status(name, m.statusOptions())}
 	}
+	m.settle() // imapwrite.go
 	m.selected, m.seqUID = "", nil
 	return &pendingStatus{m: m, sel: m.c.Select(name, &imap.SelectOptions{ReadOnly: true}), name: name}
 }
@@ -147,18 +148,15 @@ func (m *IMAP) keepable(folder string, flags []string) []string {
 // permanentFlags SELECTs folder (read-write: EXAMINE answers an empty
 // PERMANENTFLAGS) and returns its PERMANENTFLAGS, nil when unknown.
 func (m *IMAP) permanentFlags(folder string) []imap.Flag {
+	m.settle() // imapwrite.go
 	m.selected, m.seqUID = "", nil
 	sd, err := m.c.Select(folder, nil).Wait()
 	if err == nil {
 		// Leave the read-write selection at once: mailutils, with a
 		// folder selected read-write, loses messages APPENDed by the same
-		// session when it later rewrites the mbox. UNSELECT, or where
-		// missing an EXAMINE (never CLOSE: it would expunge).
-		if m.caps.Has(imap.CapUnselect) {
-			err = m.c.Unselect().Wait()
-		} else {
-			_, err = m.c.Select(folder, &imap.SelectOptions{ReadOnly: true}).Wait()
-		}
+		// session when it later rewrites the mbox. Never CLOSE: it would
+		// expunge (imapwrite.go).
+		err = m.deselect()
 	}
 	m.selected = ""
 	if err != nil || sd.PermanentFlags == nil {

@@ -1,6 +1,7 @@
 package formats
 
 import (
+	"slices"
 	"strings"
 	"time"
 )
@@ -76,35 +77,30 @@ func DisplayName(path []string) string { return strings.Join(path, "/") }
 
 // CleanFlags returns flags without \Recent, without duplicates and with the
 // five system flags spelled canonically, in their original order.
+// (It runs for every message listed, so it compares in place instead of
+// lower-casing copies: a message has a handful of flags.)
 func CleanFlags(flags []string) []string {
 	out := make([]string, 0, len(flags))
-	seen := make(map[string]bool, len(flags))
 	for _, f := range flags {
 		if f == "" {
 			continue
 		}
 		if strings.HasPrefix(f, `\`) {
-			switch strings.ToLower(f) {
-			case `\seen`:
-				f = FlagSeen
-			case `\answered`:
-				f = FlagAnswered
-			case `\flagged`:
-				f = FlagFlagged
-			case `\draft`:
-				f = FlagDraft
-			case `\deleted`:
-				f = FlagDeleted
-			case `\recent`:
+			if strings.EqualFold(f, FlagRecent) {
 				continue
 			}
+			for _, sys := range systemFlags {
+				if strings.EqualFold(f, sys) {
+					f = sys
+					break
+				}
+			}
 		}
-		k := strings.ToLower(f)
-		if seen[k] {
-			continue
+		if !slices.ContainsFunc(out, func(o string) bool { return strings.EqualFold(o, f) }) {
+			out = append(out, f)
 		}
-		seen[k] = true
-		out = append(out, f)
 	}
 	return out
 }
+
+var systemFlags = [...]string{FlagSeen, FlagAnswered, FlagFlagged, FlagDraft, FlagDeleted}

@@ -1,6 +1,7 @@
 package migrate
 
 import (
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -85,7 +86,9 @@ func decideLedger(msgs []formats.Message, ledger *FolderState, avail map[formats
 			unknown = append(unknown, m)
 			continue
 		}
-		occ[k]++
+		if dedup == DedupAccount {
+			occ[k]++ // decideKeys counts on from here
+		}
 		d.skipped++
 		if ledger.Copied[m.ID] {
 			d.deletable = append(d.deletable, m)
@@ -202,8 +205,11 @@ func decideFlags(msgs []formats.Message, ledger *FolderState, dst map[string]for
 		if !ok || skip[m.ID] || !mapped {
 			continue
 		}
-		src := followFlags(m.Flags)
 		base, hasBase := ledger.Base[m.ID]
+		if hasBase && slices.Equal(m.Flags, base) {
+			continue // unchanged (a partial listing gives the base itself)
+		}
+		src := followFlags(m.Flags)
 		if !hasBase {
 			if cur, known := have[uid]; known {
 				base = followFlags(cur) // only added to: nothing is removed without a base
@@ -240,8 +246,8 @@ func decideFlags(msgs []formats.Message, ledger *FolderState, dst map[string]for
 // the recorded UID where it still holds the key, else an unclaimed
 // destination message with the same key (lowest UID first).
 func mapToDest(msgs []formats.Message, ledger *FolderState, dst map[string]formats.Key, dstValidity uint32) map[string]string {
-	where := map[string]string{}
-	claimed := map[string]bool{}
+	where := make(map[string]string, len(msgs))
+	claimed := make(map[string]bool, len(msgs))
 	for _, m := range msgs {
 		if id, ok := recordedDest(ledger, m.ID, dst, dstValidity); ok {
 			where[m.ID], claimed[id] = id, true

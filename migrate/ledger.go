@@ -5,7 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -131,13 +131,10 @@ var sysFlags = [...]string{formats.FlagSeen, formats.FlagAnswered, formats.FlagF
 // spelling, no \Recent or \Deleted (deletions are --sync-deletions'
 // business), no duplicates (keywords compared case-insensitively), sorted.
 func followFlags(flags []string) []string {
-	out := []string{}
-	for _, f := range formats.CleanFlags(flags) {
-		if f != formats.FlagDeleted {
-			out = append(out, f)
-		}
+	out := slices.DeleteFunc(formats.CleanFlags(flags), func(f string) bool { return f == formats.FlagDeleted })
+	if len(out) > 1 {
+		slices.SortFunc(out, func(a, b string) int { return strings.Compare(strings.ToLower(a), strings.ToLower(b)) })
 	}
-	sort.Slice(out, func(i, j int) bool { return strings.ToLower(out[i]) < strings.ToLower(out[j]) })
 	return out
 }
 
@@ -281,6 +278,7 @@ type entryReader struct {
 	v   []byte
 	bad bool
 	runCoder
+	bases [256][]string // the base of each system-flag byte without keywords
 }
 
 func (r *entryReader) uvarint() uint64 {
@@ -359,20 +357,30 @@ func decodeEntry(fs *FolderState, id string, bits byte, r *entryReader, kw []str
 		if len(sys) == 0 {
 			return errEntry
 		}
+		n := r.uvarint()
+		keywords := n
+		if b := r.bases[sys[0]]; keywords == 0 && b != nil { // most bases are system flags only: one shared slice each
+			fs.Base[id] = b
+			return nil
+		}
 		base := []string{}
 		for i, s := range sysFlags {
 			if sys[0]&(1<<i) != 0 {
 				base = append(base, s)
 			}
 		}
-		for n := r.uvarint(); n > 0 && !r.bad; n-- {
+		for ; n > 0 && !r.bad; n-- {
 			i := r.uvarint()
 			if i >= uint64(len(kw)) {
 				return errEntry
 			}
 			base = append(base, kw[i])
 		}
-		fs.Base[id] = followFlags(base)
+		base = slices.Clip(followFlags(base)) // shared: an append must not write into it
+		if keywords == 0 {
+			r.bases[sys[0]] = base
+		}
+		fs.Base[id] = base
 	}
 	return nil
 }

@@ -208,6 +208,14 @@ func (s *boltState) Folder(side Side, name string) (*FolderState, error) {
 		fs.Validity = getU32(b, "validity")
 		fs.UIDNext = getU32(b, "uidnext")
 		fs.Messages = getU32(b, "messages")
+		if fs.Messages > 0 { // about as many entries as messages
+			fs.IDs = make(map[string]formats.Key, fs.Messages)
+			if side == SideSource { // the others hold source entries only
+				fs.Copied = make(map[string]bool, fs.Messages)
+				fs.Dst = make(map[string]DstID, fs.Messages)
+				fs.Base = make(map[string][]string, fs.Messages)
+			}
+		}
 		if log := b.Bucket(logBucket); log != nil {
 			kw := loadKeywords(b).names
 			return log.ForEach(func(_, v []byte) error {

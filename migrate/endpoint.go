@@ -49,6 +49,16 @@ type RangeLister interface {
 	ListUIDs(ctx context.Context, folder formats.Folder, first, last uint32) (validity uint32, msgs []formats.Message, err error)
 }
 
+// AheadLister is a RangeLister that can send the listing of the next
+// window before the window in hand is transferred (IMAP: the FETCH goes
+// out at once and its answers are read aside), so that a window costs no
+// round trip of its own on a slow link. wait gives what ListUIDs would;
+// ListUIDsAhead returns nil where it cannot (then ListUIDs). A listing
+// sent ahead is always waited for, also when the pass ends early.
+type AheadLister interface {
+	ListUIDsAhead(ctx context.Context, folder formats.Folder, first, last uint32) (wait func() (validity uint32, msgs []formats.Message, err error))
+}
+
 // Sink is where messages go: an IMAP server, a Maildir tree or an mbox
 // directory. A Sink is used by one goroutine at a time.
 type Sink interface {

@@ -4,13 +4,18 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/mailferry/mailferry/formats"
 )
 
 // A first copy of a large folder goes in windows of UIDs: each window is
-// listed, decided, transferred and recorded before the next one is listed,
-// so that what a pass holds is one window's messages whatever the size of
-// the folder (a 300,000-message INBOX costs what 2,000 do). What was
-// copied lives in the state, not in memory; the pass keeps only counts.
+// listed, decided, transferred and recorded in turn, so that what a pass
+// holds is one window's messages (two listings) whatever the size of the
+// folder (a 300,000-message INBOX costs what 2,000 do). What was copied
+// lives in the state, not in memory; the pass keeps only counts. Where
+// the source can (AheadLister), the next window's listing goes out before
+// a window is transferred, so that on a slow link it does not wait a round
+// trip of its own.
 //
 // Only a pass with nothing to compare goes in windows: the source ledger
 // of the folder is empty and so is the destination folder, so that every
@@ -53,9 +58,24 @@ func (p *folderPass) copyWindows(ctx context.Context, rl RangeLister) error {
 	var w windowSums
 	w.dst = dstRun{next: p.dstF.UIDNext, contiguous: true}
 	var last *transfer
+	var ahead func() (uint32, []formats.Message, error) // the next window's listing, sent
+	defer func() {
+		if ahead != nil {
+			ahead() // its answers are read, whatever ended the pass
+		}
+	}()
+	al, _ := As[AheadLister](p.src)
 	for first := uint64(1); first < uint64(f.UIDNext); first += uint64(windowSize) {
 		end := min(first+uint64(windowSize)-1, uint64(f.UIDNext)-1)
-		validity, msgs, err := rl.ListUIDs(ctx, f, uint32(first), uint32(end))
+		var validity uint32
+		var msgs []formats.Message
+		var err error
+		if ahead != nil {
+			validity, msgs, err = ahead()
+			ahead = nil
+		} else {
+			validity, msgs, err = rl.ListUIDs(ctx, f, uint32(first), uint32(end))
+		}
 		if err != nil {
 			return err
 		}
@@ -69,6 +89,9 @@ func (p *folderPass) copyWindows(ctx context.Context, rl RangeLister) error {
 		p.msgs, p.d = msgs, decision{}
 		if err := p.decide(ctx); err != nil {
 			return err
+		}
+		if next := end + 1; al != nil && next < uint64(f.UIDNext) {
+			ahead = al.ListUIDsAhead(ctx, f, uint32(next), uint32(min(next+uint64(windowSize)-1, uint64(f.UIDNext)-1)))
 		}
 		last = &transfer{p: p, delivered: map[string]bool{}, lastFlush: time.Now(), dst: w.dst}
 		err = last.run(ctx)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/mailferry/mailferry/formats"
 	"github.com/mailferry/mailferry/migrate"
+	"github.com/mailferry/mailferry/migrate/faultproxy"
 	mfimap "github.com/mailferry/mailferry/migrate/imap"
 	"github.com/mailferry/mailferry/migrate/mailconn"
 	"github.com/mailferry/mailferry/migrate/memserver"
@@ -24,6 +25,7 @@ type batchWatcher struct {
 	*mfimap.IMAP
 	mu              sync.Mutex
 	listed, fetched map[string]int
+	ahead           int // listings sent ahead (AheadLister)
 }
 
 func (b *batchWatcher) note(m map[string]int, f formats.Folder, n int) {
@@ -42,6 +44,21 @@ func (b *batchWatcher) ListUIDs(ctx context.Context, f formats.Folder, first, la
 	v, msgs, err := b.IMAP.ListUIDs(ctx, f, first, last)
 	b.note(b.listed, f, len(msgs))
 	return v, msgs, err
+}
+
+func (b *batchWatcher) ListUIDsAhead(ctx context.Context, f formats.Folder, first, last uint32) func() (uint32, []formats.Message, error) {
+	wait := b.IMAP.ListUIDsAhead(ctx, f, first, last)
+	if wait == nil {
+		return nil
+	}
+	b.mu.Lock()
+	b.ahead++
+	b.mu.Unlock()
+	return func() (uint32, []formats.Message, error) {
+		v, msgs, err := wait()
+		b.note(b.listed, f, len(msgs))
+		return v, msgs, err
+	}
 }
 
 func (b *batchWatcher) Fetch(ctx context.Context, f formats.Folder, msgs []formats.Message, fn func(formats.Message, io.Reader) error) error {
@@ -128,6 +145,9 @@ func TestLargeFolderCopiedInWindows(t *testing.T) {
 	if w.listed["INBOX"] > 40 || w.fetched["INBOX"] > 40 || w.listed["INBOX"] == 0 {
 		t.Errorf("INBOX (200 messages) listed at most %d at once and fetched %d, want at most the window's 40", w.listed["INBOX"], w.fetched["INBOX"])
 	}
+	if w.ahead != 4 {
+		t.Errorf("%d windows of INBOX listed ahead of their turn, want 4 (all but the first of 5)", w.ahead)
+	}
 	for _, f := range rep.Folders {
 		want := map[string]int{"INBOX": 200, "Small": 30}[f.Source]
 		if f.Found != want || f.Copied != want || f.Skipped != 0 || f.Failed != 0 {
@@ -143,5 +163,58 @@ func TestLargeFolderCopiedInWindows(t *testing.T) {
 	os.Remove(state)
 	if rep, _ := run(); rep.Totals.Copied != 0 || rep.Totals.Skipped != 230 {
 		t.Errorf("rerun without state: copied %d, skipped %d, want 0 and 230", rep.Totals.Copied, rep.Totals.Skipped)
+	}
+}
+
+// A window's listing goes out before the window before it is transferred
+// (AheadLister). The source connection is cut in the middle of the copy,
+// whatever is in flight then (a listing sent ahead, bodies): the pass is
+// resumed on a new connection, and the destination ends with every
+// message once, bytes, flags and dates as at the source.
+func TestWindowsListedAheadSurviveACut(t *testing.T) {
+	defer migrate.SetWindowSize(40)()
+	src, _ := memPair(t)
+	var msgs []memserver.Message
+	for i := range 400 {
+		msgs = append(msgs, memserver.Message{Folder: "INBOX", Flags: []string{`\Seen`},
+			Body: []byte(fmt.Sprintf("Message-ID: <cut%d@example.org>\r\nFrom: a@example.org\r\nSubject: cut %d\r\n\r\n%0300d\r\n", i, i, i))})
+	}
+	if err := src.Add(msgs); err != nil {
+		t.Fatal(err)
+	}
+	for _, at := range []int64{20_000, 70_000} { // in the first windows, and later
+		t.Run(fmt.Sprint(at), func(t *testing.T) {
+			dst, err := memserver.Start("alice", "pw")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer dst.Close()
+			proxy, err := faultproxy.New(src.Addr, faultproxy.Faults{CutAfterBytes: faultproxy.Cut{
+				Min: at, Max: at, Dir: faultproxy.ServerToClient, P: 1, FirstConns: 1, MaxCuts: 1}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer proxy.Close()
+			job := migrate.Job{SourceName: "src", DestName: "dst",
+				Options: migrate.Options{StatePath: filepath.Join(t.TempDir(), "state.db"), Retries: 3},
+				OpenSource: func(ctx context.Context) (migrate.Source, error) {
+					return mfimap.DialIMAP(ctx, mailconn.ServerConfig{Addr: proxy.Addr(), User: "alice", Password: "pw", TLS: mailconn.TLSNone})
+				},
+				OpenSink: func(context.Context) (migrate.Sink, error) { return dialMem(dst) },
+			}
+			rep, err := migrate.Run(context.Background(), job)
+			if err != nil {
+				t.Fatalf("run: %v", err)
+			}
+			if _, cuts := proxy.Stats(); cuts != 1 {
+				t.Errorf("%d cuts, want 1", cuts)
+			}
+			if rep.Totals.Copied != 400 || rep.Totals.Failed != 0 {
+				t.Errorf("copied %d, failed %d, want 400 and 0", rep.Totals.Copied, rep.Totals.Failed)
+			}
+			if !memSame(t, src, dst) {
+				t.Errorf("the destination differs from the source (SHA-256, flags, dates)")
+			}
+		})
 	}
 }

@@ -510,21 +510,91 @@ func (m *IMAP) list(ctx context.Context, folder formats.Folder, set imap.NumSet,
 	if m.seqUID == nil {
 		m.seqUID = make(seqUIDs, sd.NumMessages+1)
 	}
+	msgs, seqs, err := collectListing(fc, sd, most)
+	if err != nil {
+		return 0, nil, m.wrap("fetch list", err)
+	}
+	for i, msg := range msgs {
+		m.seqUID.set(seqs[i], msg.UID)
+	}
+	sortByUID(msgs, seqs)
+	return sd.UIDValidity, msgs, nil
+}
+
+// collectListing reads the answers of a listing FETCH: the messages and
+// the sequence number of each, in the order they came.
+func collectListing(fc *imapclient.FetchCommand, sd *imap.SelectData, most int) ([]formats.Message, []uint32, error) {
 	n := int(sd.NumMessages)
 	if most > 0 {
 		n = min(n, most)
 	}
 	msgs := make([]formats.Message, 0, n)
+	seqs := make([]uint32, 0, n)
 	shared := map[string][]string{} // one slice per set of flags, not per message
 	err := eachListed(fc, func(seq uint32, buf *imapclient.FetchMessageBuffer) {
-		m.seqUID.set(seq, uint32(buf.UID))
+		seqs = append(seqs, seq)
 		msgs = append(msgs, listed(buf, sharedFlags(shared, flagStrings(buf.Flags))))
 	})
-	if err != nil {
-		return 0, nil, m.wrap("fetch list", err)
+	return msgs, seqs, err
+}
+
+// sortByUID sorts msgs by UID (the sequence numbers seqs along with them).
+func sortByUID(msgs []formats.Message, seqs []uint32) {
+	sort.Sort(byUID{msgs, seqs})
+}
+
+type byUID struct {
+	msgs []formats.Message
+	seqs []uint32
+}
+
+func (b byUID) Len() int           { return len(b.msgs) }
+func (b byUID) Less(i, j int) bool { return b.msgs[i].UID < b.msgs[j].UID }
+func (b byUID) Swap(i, j int) {
+	b.msgs[i], b.msgs[j] = b.msgs[j], b.msgs[i]
+	b.seqs[i], b.seqs[j] = b.seqs[j], b.seqs[i]
+}
+
+// ListUIDsAhead sends the listing of [first, last] of the folder the last
+// ListUIDs left selected, and returns at once: its answers are read by a
+// goroutine of their own while the connection carries other commands (the
+// bodies of the window before), and wait gives what ListUIDs would have
+// (migrate.AheadLister). It returns nil where ListUIDs would select
+// again; then the caller lists as usual.
+func (m *IMAP) ListUIDsAhead(ctx context.Context, folder formats.Folder, first, last uint32) (wait func() (uint32, []formats.Message, error)) {
+	m.settle() // imapwrite.go
+	sd := m.listed
+	if sd == nil || m.selected != folder.Name || !m.readOnly || sd.NumMessages == 0 {
+		return nil
 	}
-	sort.Slice(msgs, func(i, j int) bool { return msgs[i].UID < msgs[j].UID })
-	return sd.UIDValidity, msgs, nil
+	set := imap.UIDSet{}
+	set.AddRange(imap.UID(first), imap.UID(last))
+	fc := m.c.Fetch(set, &imap.FetchOptions{UID: true, Flags: true, InternalDate: true, RFC822Size: true})
+	type listing struct {
+		msgs []formats.Message
+		seqs []uint32
+		err  error
+	}
+	done := make(chan listing, 1)
+	go func() {
+		msgs, seqs, err := collectListing(fc, sd, int(last-first+1))
+		done <- listing{msgs, seqs, err}
+	}()
+	return func() (uint32, []formats.Message, error) {
+		stop := context.AfterFunc(ctx, func() { m.c.Close() })
+		defer stop()
+		l := <-done
+		if l.err != nil {
+			return 0, nil, m.wrap("fetch list", l.err)
+		}
+		if m.selected == folder.Name && m.listed == sd { // still the selection the numbers belong to
+			for i, msg := range l.msgs {
+				m.seqUID.set(l.seqs[i], msg.UID)
+			}
+		}
+		sortByUID(l.msgs, l.seqs)
+		return sd.UIDValidity, l.msgs, nil
+	}
 }
 
 // eachListed calls fn with each answer of a listing FETCH that has a UID.

@@ -73,6 +73,8 @@ type IMAP struct {
 	// left is go-imap's selected mailbox when deselect left it by a
 	// refused SELECT (go-imap still shows it; the server has none).
 	left *imapclient.SelectedMailbox
+
+	probeDeleted *imapclient.Command // the DELETE of the probe folder (imapprobe.go)
 }
 
 var (
@@ -323,7 +325,11 @@ func (m *IMAP) Close() error {
 	}
 	// LOGOUT is sent but its answer not awaited: every command that
 	// mattered was answered already, and a round trip per connection is
-	// what a no-op rerun would spend waiting.
+	// what a no-op rerun would spend waiting. The probe folder's DELETE
+	// is the exception: it must not be left undone.
+	if m.probeDeleted != nil {
+		m.probeDeleted.Wait()
+	}
 	m.c.Logout()
 	return m.c.Close()
 }

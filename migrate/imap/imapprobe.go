@@ -14,7 +14,9 @@ func (m *IMAP) DeleteMarksOnly() bool { return !m.caps.Has(imap.CapUIDPlus) }
 
 // Probe creates a top-level folder of a random name in the personal
 // namespace and returns its last component and a function that deletes it
-// (see migrate.Prober).
+// (see migrate.Prober). The DELETE is sent without waiting for its answer:
+// the commands after it on this connection go out behind it, and Close
+// reads it before it logs out.
 func (m *IMAP) Probe() (string, func(), error) {
 	var b [8]byte
 	rand.Read(b[:])
@@ -23,7 +25,7 @@ func (m *IMAP) Probe() (string, func(), error) {
 	if err := m.c.Create(name, nil).Wait(); err != nil {
 		return "", nil, m.wrap("create "+name, err)
 	}
-	return leaf, func() { m.c.Delete(name).Wait() }, nil
+	return leaf, func() { m.probeDeleted = m.c.Delete(name) }, nil
 }
 
 // HasFolderEnding reports whether any folder's name ends with leaf (see

@@ -36,6 +36,9 @@ type folderPass struct {
 	// deferMark: --sync-deletions owes deletions, so the source mark waits
 	// until they are done (cutover.go).
 	deferMark bool
+	// early is the source's listing started beside destination()
+	// (early.go), until the pass takes it.
+	early *earlyListing
 	// partial names the messages listed by their changes only (no size,
 	// no date: cutover.go).
 	partial map[string]bool
@@ -51,7 +54,13 @@ func (e *engine) copyFolder(ctx context.Context, src Source, dst Sink, pf Planne
 	if ok, err := e.unchanged(p); err != nil || ok {
 		return p.fr, err
 	}
-	if err := p.destination(ctx); err != nil {
+	if err := p.loadLedger(); err != nil {
+		return p.fr, err
+	}
+	p.early = p.listEarly(ctx) // early.go
+	err := p.destination(ctx)
+	p.early.settle()
+	if err != nil {
 		if IsFolderRefused(err) {
 			return p.refused(ctx, err) // folderrefused.go
 		}
@@ -59,9 +68,6 @@ func (e *engine) copyFolder(ctx context.Context, src Source, dst Sink, pf Planne
 	}
 	if end := p.prepareWrite(); end != nil { // cutover.go
 		defer end()
-	}
-	if err := p.loadLedger(); err != nil {
-		return p.fr, err
 	}
 	if rl, ok := p.windowed(); ok && len(p.ss.IDs) == 0 {
 		return p.fr, p.copyWindows(ctx, rl) // window.go
@@ -183,7 +189,10 @@ func (p *folderPass) loadLedger() error {
 // destination's index still prevents duplicates).
 func (p *folderPass) list(ctx context.Context) error {
 	ss := p.ss
-	validity, msgs, err := p.listSource(ctx, ss) // cutover.go
+	validity, msgs, ok, err := p.takeEarly(true, 0, 0) // early.go
+	if !ok {
+		validity, msgs, err = p.listSource(ctx, ss) // cutover.go
+	}
 	if err != nil {
 		return err
 	}

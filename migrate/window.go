@@ -30,9 +30,14 @@ var windowSize uint32 = 2000
 // windowed returns the source's RangeLister when this pass may copy its
 // folder in windows (see above; the source ledger is checked by the caller).
 func (p *folderPass) windowed() (RangeLister, bool) {
+	return p.windowedIf(len(p.ds.IDs) == 0)
+}
+
+// windowedIf is windowed for a destination folder that is empty or not.
+func (p *folderPass) windowedIf(dstEmpty bool) (RangeLister, bool) {
 	e, f := p.e, p.pf.Source
 	rl, ok := As[RangeLister](p.src)
-	if !ok || f.Messages <= windowSize || f.UIDNext == 0 || len(p.ds.IDs) > 0 ||
+	if !ok || f.Messages <= windowSize || f.UIDNext == 0 || !dstEmpty ||
 		e.opts.DryRun || e.opts.DeleteSource || e.opts.SyncDeletions || e.opts.Dedup == DedupAccount || e.filtered() {
 		return nil, false
 	}
@@ -70,10 +75,11 @@ func (p *folderPass) copyWindows(ctx context.Context, rl RangeLister) error {
 		var validity uint32
 		var msgs []formats.Message
 		var err error
+		var early bool
 		if ahead != nil {
 			validity, msgs, err = ahead()
 			ahead = nil
-		} else {
+		} else if validity, msgs, early, err = p.takeEarly(false, uint32(first), uint32(end)); !early { // early.go
 			validity, msgs, err = rl.ListUIDs(ctx, f, uint32(first), uint32(end))
 		}
 		if err != nil {

@@ -1,0 +1,79 @@
+package migrate
+
+import (
+	"context"
+
+	"github.com/mailferry/mailferry/formats"
+)
+
+// The first copy of a folder lists the source while the destination
+// folder is made and looked at (CREATE, STATUS: a round trip on the
+// destination's connection), instead of after: on a slow link that is a
+// round trip less per folder. The listing is what the pass would list
+// first: the first window of a folder copied in windows (window.go), else
+// the whole folder. Which one depends on the destination folder being
+// empty, which is known for sure only afterwards; the run's listing of the
+// destination tells beforehand, and where it was wrong the early listing is
+// dropped and the pass lists again.
+//
+// The source's connection is used by the early listing alone until
+// destination() has returned: the pass waits for it (settle) before
+// anything else touches the source.
+
+// earlyListing is a listing of the source started beside destination().
+type earlyListing struct {
+	whole       bool   // the whole folder (List), else ListUIDs(first, last)
+	first, last uint32 // the window
+	done        chan struct{}
+	validity    uint32
+	msgs        []formats.Message
+	err         error
+}
+
+// listEarly starts the listing of a first copy, or returns nil where the
+// pass is not a first copy (its listing depends on the destination's
+// index: cutover.go).
+func (p *folderPass) listEarly(ctx context.Context) *earlyListing {
+	f := p.pf.Source
+	if p.ss == nil || len(p.ss.IDs) > 0 || p.ss.Validity != 0 {
+		return nil
+	}
+	l := &earlyListing{whole: true, done: make(chan struct{})}
+	dstF, listed := p.e.listedDest(p.pf.Dest)
+	rl, windowed := p.windowedIf(!listed || dstF.Messages == 0)
+	if windowed {
+		l.whole, l.first, l.last = false, 1, min(windowSize, f.UIDNext-1)
+	}
+	go func() {
+		defer close(l.done)
+		if l.whole {
+			l.validity, l.msgs, l.err = p.src.List(ctx, f)
+		} else {
+			l.validity, l.msgs, l.err = rl.ListUIDs(ctx, f, l.first, l.last)
+		}
+	}()
+	return l
+}
+
+// settle waits until the early listing is done; the source is the pass's
+// again.
+func (l *earlyListing) settle() {
+	if l != nil {
+		<-l.done
+	}
+}
+
+// takeEarly returns the early listing if it is the whole folder (whole)
+// or the window [first, last] (ok), and drops it either way.
+func (p *folderPass) takeEarly(whole bool, first, last uint32) (validity uint32, msgs []formats.Message, ok bool, err error) {
+	l := p.early
+	if l == nil {
+		return 0, nil, false, nil
+	}
+	p.early = nil
+	l.settle()
+	if l.whole != whole || !whole && (l.first != first || l.last != last) {
+		return 0, nil, false, nil
+	}
+	return l.validity, l.msgs, true, l.err
+}

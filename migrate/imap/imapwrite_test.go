@@ -128,15 +128,7 @@ func checkPrepareWrite(t *testing.T, srv *dovecottest.Server, user, folder strin
 		t.Fatalf("DeleteDest: %v", err)
 	}
 	added := []byte("From: a@example.com\r\nMessage-ID: <pw-added@example.com>\r\nSubject: added\r\n\r\nadded while held\r\n")
-	_, err = m.Store(ctx, f, formats.Message{Flags: []string{`\Seen`}}, int64(len(added)), bytes.NewReader(added))
-	if errors.Is(err, migrate.ErrQueued) {
-		var res []migrate.StoreResult
-		res, err = m.Commit(ctx)
-		if err == nil && (len(res) != 1 || res[0].Err != nil) {
-			err = fmt.Errorf("commit: %+v", res)
-		}
-	}
-	if err != nil {
+	if err := storeOne(ctx, m, f, []string{`\Seen`}, added); err != nil {
 		t.Fatalf("Store into the folder held for writing: %v", err)
 	}
 	m.EndWrite()
@@ -228,14 +220,7 @@ func TestStoreAfterListingOnRealServers(t *testing.T) {
 			}
 			for i := range 2 { // the second APPEND finds the folder left already
 				b := []byte(fmt.Sprintf("From: c@example.com\r\nMessage-ID: <new-%d@example.com>\r\nSubject: new\r\n\r\nnew %d\r\n", i, i))
-				_, err = m.Store(ctx, f, formats.Message{}, int64(len(b)), bytes.NewReader(b))
-				if errors.Is(err, migrate.ErrQueued) {
-					var res []migrate.StoreResult
-					if res, err = m.Commit(ctx); err == nil && (len(res) != 1 || res[0].Err != nil) {
-						err = fmt.Errorf("commit: %+v", res)
-					}
-				}
-				if err != nil {
+				if err := storeOne(ctx, m, f, nil, b); err != nil {
 					t.Fatalf("Store %d after listing the same folder: %v", i, err)
 				}
 			}
@@ -244,4 +229,17 @@ func TestStoreAfterListingOnRealServers(t *testing.T) {
 			}
 		})
 	}
+}
+
+// storeOne stores body into f and, where the sink queued it, commits it.
+func storeOne(ctx context.Context, m *IMAP, f formats.Folder, flags []string, body []byte) error {
+	_, err := m.Store(ctx, f, formats.Message{Flags: flags}, int64(len(body)), bytes.NewReader(body))
+	if !errors.Is(err, migrate.ErrQueued) {
+		return err
+	}
+	res, err := m.Commit(ctx)
+	if err == nil && (len(res) != 1 || res[0].Err != nil) {
+		err = fmt.Errorf("commit: %+v", res)
+	}
+	return err
 }

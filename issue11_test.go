@@ -188,7 +188,7 @@ func TestRefusedDestinationFolderFailsAlone(t *testing.T) {
 	}
 	r := readReport(t, report)
 	if r.Totals.Copied != 3 || r.Totals.Failed != 1 {
-		t.Errorf("copied %d, failed %d; want 3 and 1", r.Totals.Copied, r.Totals.Failed)
+		t.Errorf("copied %d, failed %d; want 3 and 1; failures %+v\n%s\n%s", r.Totals.Copied, r.Totals.Failed, r.Failures, out, errOut)
 	}
 	named := false
 	for _, f := range r.Failures {

@@ -102,6 +102,13 @@ DAEMON {
 	cmd.Dir = d
 	cmd.Env = append(os.Environ(), "LD_LIBRARY_PATH="+filepath.Join(root, "usr/lib/x86_64-linux-gnu"))
 	s.run(t, cmd)
+	// Cyrus creates a user's INBOX at the first login. Several sessions
+	// logging in at once for the first time, as a run's workers do, can
+	// race it: an APPEND to INBOX was answered "NO System I/O error" under
+	// load. A real account has its INBOX already, so log each user in once.
+	for _, login := range sortedKeys(s.Users) {
+		s.Client(t, login)
+	}
 	return s
 }
 

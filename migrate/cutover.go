@@ -324,9 +324,10 @@ func (p *folderPass) completeCopies(ctx context.Context) error {
 // planDeletions decides what --sync-deletions removes from this pass's
 // destination folder and, in a run with new mail, queues it for the end of
 // the run. It needs the complete listing of the source folder: no
-// --since/--before, and the UIDVALIDITY the run began with. In a run where no source folder has new
-// mail (e.deleteInPass) nothing can be a move, so the pass deletes at once,
-// on its own connection, while the folder is fresh (deleteNow).
+// --since/--before, and the UIDVALIDITY the run began with. In a run where
+// no source folder has new mail (e.deleteInPass) nothing can be a move, so
+// the pass deletes at once, on its own connection, while the folder is
+// fresh (deleteNow).
 func (p *folderPass) planDeletions(ctx context.Context, dry bool) error {
 	e, f := p.e, p.pf.Source
 	if !e.opts.SyncDeletions || e.filtered() || p.validity != f.Validity || p.ss.Validity != p.validity {

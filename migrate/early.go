@@ -63,6 +63,16 @@ func (l *earlyListing) settle() {
 	}
 }
 
+// earlyWindow gives the early listing as the window [first, last]'s (the
+// form of AheadLister's wait), or nil where it is not that window.
+func (p *folderPass) earlyWindow(first, last uint32) func() (uint32, []formats.Message, error) {
+	v, msgs, ok, err := p.takeEarly(false, first, last)
+	if !ok {
+		return nil
+	}
+	return func() (uint32, []formats.Message, error) { return v, msgs, err }
+}
+
 // takeEarly returns the early listing if it is the whole folder (whole)
 // or the window [first, last] (ok), and drops it either way.
 func (p *folderPass) takeEarly(whole bool, first, last uint32) (validity uint32, msgs []formats.Message, ok bool, err error) {

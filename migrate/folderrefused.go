@@ -30,10 +30,7 @@ func (p *folderPass) refused(ctx context.Context, cause error) (FolderReport, er
 	var fe *FolderRefusedError
 	errors.As(cause, &fe)
 	p.fr.Destination = fe.Folder
-	if err := p.loadLedger(); err != nil {
-		return p.fr, err
-	}
-	if err := p.list(ctx); err != nil {
+	if err := p.list(ctx); err != nil { // the ledger is loaded (copyFolder)
 		return p.fr, err
 	}
 	t := &transfer{p: p, delivered: map[string]bool{}}

@@ -63,7 +63,9 @@ func (p *folderPass) copyWindows(ctx context.Context, rl RangeLister) error {
 	var w windowSums
 	w.dst = dstRun{next: p.dstF.UIDNext, contiguous: true}
 	var last *transfer
-	var ahead func() (uint32, []formats.Message, error) // the next window's listing, sent
+	// The next window's listing, sent: the first window's may be the
+	// listing made beside destination() (early.go).
+	ahead := p.earlyWindow(1, uint32(min(uint64(windowSize), uint64(f.UIDNext)-1)))
 	defer func() {
 		if ahead != nil {
 			ahead() // its answers are read, whatever ended the pass
@@ -75,11 +77,10 @@ func (p *folderPass) copyWindows(ctx context.Context, rl RangeLister) error {
 		var validity uint32
 		var msgs []formats.Message
 		var err error
-		var early bool
 		if ahead != nil {
 			validity, msgs, err = ahead()
 			ahead = nil
-		} else if validity, msgs, early, err = p.takeEarly(false, uint32(first), uint32(end)); !early { // early.go
+		} else {
 			validity, msgs, err = rl.ListUIDs(ctx, f, uint32(first), uint32(end))
 		}
 		if err != nil {

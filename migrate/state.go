@@ -286,12 +286,16 @@ func (s *boltState) Add(recs []Record) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	return s.update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		if err := touch(tx); err != nil {
 			return err
 		}
 		return appendRuns(tx, recs, false)
 	})
+	if err == nil {
+		dropMapped(s.db) // statemap_linux.go
+	}
+	return err
 }
 
 var logBucket = []byte("log")

@@ -1,0 +1,8 @@
+//go:build !linux
+
+package migrate
+
+import bolt "go.etcd.io/bbolt"
+
+// dropMapped is Linux's only (statemap_linux.go).
+func dropMapped(*bolt.DB) {}

@@ -110,6 +110,16 @@ type Committer interface {
 	Commit(ctx context.Context) ([]StoreResult, error)
 }
 
+// PartialCommitter is a Committer that can give the outcomes of its oldest
+// queued messages while the newest are still in flight: CommitSome returns,
+// in queue order, the results of a prefix of the queue (maybe empty). The
+// engine calls it between the batches of a folder, so that the link to the
+// destination does not idle while the newest batch is answered; a folder's
+// last flush is a Commit.
+type PartialCommitter interface {
+	CommitSome(ctx context.Context) ([]StoreResult, error)
+}
+
 // StoreResult is one queued message's outcome: its ID at the destination
 // ("" if unknown), or the *MessageError that refused it.
 type StoreResult struct {

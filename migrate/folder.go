@@ -361,15 +361,20 @@ type transfer struct {
 	queue     []queued // stored as ErrQueued, waiting for Commit
 	delivered map[string]bool
 	lastFlush time.Time
+	since     int    // messages handed to the sink since the last flush
 	dst       dstRun // the destination IDs of what was stored
 	copied    []formats.Message
 	tally     *passTally // what the folder's counts are made of (counts.go)
 }
 
+// queued is a message the sink has queued (ErrQueued): its fate comes with
+// the next flush. Only its Message-ID is kept of its header, to name it if
+// the destination refuses it: a thousand headers per worker would be a
+// large share of the process's memory.
 type queued struct {
-	m      formats.Message
-	key    formats.Key
-	header []byte
+	m         formats.Message
+	key       formats.Key
+	messageID string
 }
 
 func (t *transfer) run(ctx context.Context) error {
@@ -429,19 +434,19 @@ func (t *transfer) one(ctx context.Context, m formats.Message, body io.Reader) e
 	}
 	switch {
 	case errors.Is(err, ErrQueued):
-		t.queue = append(t.queue, queued{m, ledgerKey(kw.Key()), append([]byte(nil), kw.Header()...)})
+		t.queue = append(t.queue, queued{m, ledgerKey(kw.Key()), formats.HeaderValue(kw.Header(), "Message-ID")})
 	case IsMessageError(err):
 		// Read on so that the failure can name the Message-ID.
 		io.Copy(&kw, io.LimitReader(body, formats.MaxHeaderBytes))
-		t.failed(m, kw.Header(), err)
+		t.failed(m, formats.HeaderValue(kw.Header(), "Message-ID"), err)
 	case err != nil:
 		t.tally.lost(m) // it may have arrived
 		return err
 	default:
 		t.stored(m, ledgerKey(kw.Key()), id)
 	}
-	if len(t.pending)+len(t.queue) >= flushEvery || time.Since(t.lastFlush) > flushInterval {
-		return t.flush(ctx)
+	if t.since++; t.since >= flushEvery || time.Since(t.lastFlush) > flushInterval {
+		return t.flushSome(ctx)
 	}
 	return nil
 }
@@ -458,22 +463,33 @@ func (t *transfer) stored(m formats.Message, key formats.Key, id string) {
 	p.e.rep.MessageCopied(p.name, max(m.Size, 0))
 }
 
-func (t *transfer) failed(m formats.Message, header []byte, err error) {
+func (t *transfer) failed(m formats.Message, messageID string, err error) {
 	p := t.p
 	p.fr.Failed++
 	if n, ok := p.d.claims[m.ID]; ok {
 		p.e.unclaim(p.keys[m.ID], n)
 	}
-	f := Failure{Folder: p.name, UID: m.UID, ID: m.ID, MessageID: formats.HeaderValue(header, "Message-ID"), Error: err.Error()}
+	f := Failure{Folder: p.name, UID: m.UID, ID: m.ID, MessageID: messageID, Error: err.Error()}
 	p.fr.failures = append(p.fr.failures, f)
 	p.e.rep.MessageFailed(f)
 }
 
 // flush makes what was stored durable, learns the fate of what was queued,
 // and only then records it in the state.
-func (t *transfer) flush(ctx context.Context) error {
+func (t *transfer) flush(ctx context.Context) error { return t.flushUpTo(ctx, true) }
+
+// flushSome is flush between the batches of a folder: where the sink can
+// (PartialCommitter), the newest queued messages stay in flight and are
+// recorded by a later flush.
+func (t *transfer) flushSome(ctx context.Context) error { return t.flushUpTo(ctx, false) }
+
+func (t *transfer) flushUpTo(ctx context.Context, all bool) error {
 	if cm, ok := As[Committer](t.p.dst); ok && len(t.queue) > 0 {
-		res, err := cm.Commit(ctx)
+		commit := cm.Commit
+		if pc, ok := As[PartialCommitter](t.p.dst); ok && !all {
+			commit = pc.CommitSome
+		}
+		res, err := commit(ctx)
 		if err != nil {
 			for _, q := range t.queue {
 				t.tally.lost(q.m) // sent; the answer is lost
@@ -481,7 +497,7 @@ func (t *transfer) flush(ctx context.Context) error {
 			t.queue = t.queue[:0] // not one of them may be taken as stored
 			return err
 		}
-		if len(res) != len(t.queue) {
+		if len(res) > len(t.queue) || all && len(res) != len(t.queue) {
 			return fmt.Errorf("destination answered %d of %d queued messages", len(res), len(t.queue))
 		}
 		for i, r := range res {
@@ -490,12 +506,12 @@ func (t *transfer) flush(ctx context.Context) error {
 			case r.Err == nil:
 				t.stored(q.m, q.key, r.ID)
 			case IsMessageError(r.Err):
-				t.failed(q.m, q.header, r.Err)
+				t.failed(q.m, q.messageID, r.Err)
 			default:
 				return r.Err
 			}
 		}
-		t.queue = t.queue[:0]
+		t.queue = append(t.queue[:0], t.queue[len(res):]...)
 	}
 	if fl, ok := As[Flusher](t.p.dst); ok {
 		if err := fl.Flush(ctx); err != nil {
@@ -506,6 +522,6 @@ func (t *transfer) flush(ctx context.Context) error {
 		return err
 	}
 	t.tally.recorded(&t.p.fr)
-	t.pending, t.lastFlush = t.pending[:0], time.Now()
+	t.pending, t.lastFlush, t.since = t.pending[:0], time.Now(), 0
 	return nil
 }

@@ -36,7 +36,7 @@ func (p *folderPass) refused(ctx context.Context, cause error) (FolderReport, er
 	t := &transfer{p: p, delivered: map[string]bool{}}
 	for _, m := range p.msgs {
 		m.SourceFolder = p.name
-		t.failed(m, nil, cause)
+		t.failed(m, "", cause)
 	}
 	p.e.rep.Warn("folder " + p.name + ": " + cause.Error() + ": its messages are not copied")
 	return p.fr, nil

@@ -82,6 +82,8 @@ var (
 	_ migrate.Source    = (*IMAP)(nil)
 	_ migrate.Sink      = (*IMAP)(nil)
 	_ migrate.Committer = (*IMAP)(nil)
+
+	_ migrate.PartialCommitter = (*IMAP)(nil)
 )
 
 // DialIMAP connects and logs in: LOGIN with cfg.Password, or with cfg.Token
@@ -1121,11 +1123,7 @@ func (m *IMAP) Store(ctx context.Context, folder formats.Folder, msg formats.Mes
 		defer stop()
 		flags := m.keepable(folder.Name, formats.CleanFlags(msg.Flags))
 		if size <= spoolMaxSize {
-			b, err := readBody(body, size)
-			if err != nil {
-				return "", &migrate.RetryableError{Err: fmt.Errorf("imap: reading the source: %w", err)}
-			}
-			if err := m.app.add(folder.Name, flags, msg.Date, b); err != nil {
+			if err := m.app.addFrom(folder.Name, flags, msg.Date, size, body); err != nil {
 				return "", err
 			}
 			return "", migrate.ErrQueued
@@ -1242,12 +1240,30 @@ func spool(r io.Reader) (*os.File, int64, error) {
 // Commit waits until every queued message is appended or refused and
 // returns their outcomes in Store order.
 func (m *IMAP) Commit(ctx context.Context) ([]migrate.StoreResult, error) {
+	return m.commit(ctx, -1)
+}
+
+// CommitSome gives the outcomes of the queued messages whose batches were
+// sent before the newest one, which stays in flight
+// (migrate.PartialCommitter).
+func (m *IMAP) CommitSome(ctx context.Context) ([]migrate.StoreResult, error) {
+	return m.commit(ctx, 1)
+}
+
+// commit waits for every batch but the newest keep (all: keep < 0).
+func (m *IMAP) commit(ctx context.Context, keep int) ([]migrate.StoreResult, error) {
 	if m.app == nil {
 		return nil, nil
 	}
 	stop := context.AfterFunc(ctx, func() { m.app.conn.Close() })
 	defer stop()
-	outs, err := m.app.commit()
+	var outs []appendOutcome
+	var err error
+	if keep < 0 {
+		outs, err = m.app.commit()
+	} else {
+		outs, err = m.app.commitSome(keep)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -107,6 +107,7 @@ type spooled struct {
 	flags   []string
 	date    time.Time
 	body    []byte
+	pooled  bool // body is a spoolBufs buffer of its own (releaseBody)
 }
 
 type appendBatch struct {
@@ -115,6 +116,10 @@ type appendBatch struct {
 	msgs     []spooled
 	bytes    int
 	streamed bool // one message sent from its source, not kept
+	// chunks hold the bodies of the batch's small messages, packed one
+	// after the other (spoolBody); they go back to spoolChunks together
+	// once the batch is answered.
+	chunks []*[]byte
 }
 
 // appendOutcome is one queued message's fate, in queue order.
@@ -349,7 +354,31 @@ func clip(line string) string {
 
 // add queues one message: it is written to the socket at once as part of
 // the open MULTIAPPEND, and kept in the spool until its batch is answered.
+// body stays the caller's: the spool only holds on to it.
 func (a *appender) add(mailbox string, flags []string, date time.Time, body []byte) error {
+	if err := a.openBatch(mailbox); err != nil {
+		return err
+	}
+	return a.queue(flags, date, body, false)
+}
+
+// addFrom reads a message of size bytes (at most spoolMaxSize) from r into
+// the open batch's spool and queues it as add does.
+func (a *appender) addFrom(mailbox string, flags []string, date time.Time, size int64, r io.Reader) error {
+	if err := a.openBatch(mailbox); err != nil {
+		return err
+	}
+	body, pooled, err := a.open.spoolBody(r, size)
+	if err != nil {
+		return &migrate.RetryableError{Err: fmt.Errorf("imap: reading the source: %w", err)}
+	}
+	return a.queue(flags, date, body, pooled)
+}
+
+// openBatch makes sure a batch into mailbox is open, closing one into
+// another mailbox and waiting while too much is in flight. Nothing of the
+// new batch is written before its first message (queue).
+func (a *appender) openBatch(mailbox string) error {
 	if a.broken != nil {
 		return a.broken
 	}
@@ -365,13 +394,21 @@ func (a *appender) add(mailbox string, flags []string, date time.Time, body []by
 			}
 		}
 		a.open = &appendBatch{tag: a.nextTag(), mailbox: mailbox}
-		a.bw.WriteString(a.open.tag + " APPEND " + quoteIMAP(formats.EncodeMailboxUTF7(mailbox)))
+	}
+	return nil
+}
+
+// queue writes one message into the open batch and keeps it in the spool.
+func (a *appender) queue(flags []string, date time.Time, body []byte, pooled bool) error {
+	b := a.open
+	if len(b.msgs) == 0 {
+		a.bw.WriteString(b.tag + " APPEND " + quoteIMAP(formats.EncodeMailboxUTF7(b.mailbox)))
 	}
 	a.conn.SetWriteDeadline(time.Now().Add(a.timeout))
 	writeAppendItem(a.bw, flags, date, body, a.binary)
-	a.open.msgs = append(a.open.msgs, spooled{mailbox, flags, date, body})
-	a.open.bytes += len(body)
-	if len(a.open.msgs) >= batchMessages || a.open.bytes >= batchBytes {
+	b.msgs = append(b.msgs, spooled{b.mailbox, flags, date, body, pooled})
+	b.bytes += len(body)
+	if len(b.msgs) >= batchMessages || b.bytes >= batchBytes {
 		return a.closeBatch()
 	}
 	return nil
@@ -438,6 +475,11 @@ func (a *appender) closeBatch() error {
 	if a.open == nil {
 		return nil
 	}
+	if len(a.open.msgs) == 0 {
+		a.open.release() // nothing of it was written
+		a.open = nil
+		return nil
+	}
 	a.bw.WriteString("\r\n")
 	a.conn.SetWriteDeadline(time.Now().Add(a.timeout))
 	err := a.bw.Flush()
@@ -484,10 +526,7 @@ func (a *appender) awaitOne() error {
 	var no *errNo
 	switch {
 	case err == nil:
-		for i := range b.msgs {
-			releaseBody(b.msgs[i].body) // stored: the spool lets go of it
-			b.msgs[i].body = nil
-		}
+		b.release() // stored: the spool lets go of the bodies
 		a.answered = append(a.answered, doneBatch{b: b, uids: parseAppendUIDs(text, len(b.msgs))})
 	case asErrNo(err, &no):
 		a.answered = append(a.answered, doneBatch{b: b, err: no})
@@ -531,6 +570,39 @@ func (a *appender) commit() ([]appendOutcome, error) {
 			return nil, err
 		}
 	}
+	return a.collect()
+}
+
+// commitSome is commit without waiting for the newest keep batches in
+// flight: it closes the open batch, reads the answers to the older ones
+// and returns the outcomes of that prefix of the queue, so that the link
+// does not idle while the newest batch is stored. A refused batch of many
+// messages makes it a whole commit: each message is sent again alone and
+// waited for, which needs no other command in flight.
+func (a *appender) commitSome(keep int) ([]appendOutcome, error) {
+	if a.broken != nil {
+		return nil, a.broken
+	}
+	if err := a.closeBatch(); err != nil {
+		return nil, err
+	}
+	for len(a.outstanding) > keep {
+		if err := a.awaitOne(); err != nil {
+			return nil, err
+		}
+	}
+	for _, d := range a.answered {
+		if d.err != nil && len(d.b.msgs) > 1 {
+			return a.commit()
+		}
+	}
+	return a.collect()
+}
+
+// collect turns the answered batches into outcomes, in queue order,
+// sending a refused batch's messages again one at a time (only when
+// nothing else is in flight: commit).
+func (a *appender) collect() ([]appendOutcome, error) {
 	var out []appendOutcome
 	for _, d := range a.answered {
 		if d.err == nil {
@@ -558,6 +630,7 @@ func (a *appender) commit() ([]appendOutcome, error) {
 			}
 			out = append(out, o)
 		}
+		d.b.release()
 	}
 	a.answered = a.answered[:0]
 	return out, nil
@@ -714,11 +787,66 @@ func (a *appender) close() error {
 	return a.conn.Close()
 }
 
-// spoolBufs recycles spool buffers, one pool per power-of-two size class
-// from 4 KiB to spoolMaxSize: without it every small message is a fresh
-// allocation, and the garbage between collections, not the few MB in
-// flight, would set the process's peak memory.
-var spoolBufs [8]sync.Pool
+// The spool's memory. Messages up to spoolPackMax are packed one after the
+// other into chunks of spoolChunkSize, which a batch gives back together:
+// a buffer per message, rounded up to a size class, held four times the
+// bytes of a 1 KB message, and the spool of four workers' batches in flight
+// was the larger part of the process's peak memory. Larger messages get a
+// buffer of their own from spoolBufs, which recycles them, one pool per
+// power-of-two size class from 4 KiB to spoolMaxSize: without the pools
+// every message is a fresh allocation, and the garbage between
+// collections, not the few MB in flight, would set the peak.
+const (
+	spoolChunkSize = 64 << 10
+	spoolPackMax   = 16 << 10
+)
+
+var (
+	spoolChunks = sync.Pool{New: func() any { b := make([]byte, 0, spoolChunkSize); return &b }}
+	spoolBufs   [8]sync.Pool
+)
+
+// spoolBody reads exactly size bytes of a message into memory for the
+// batch's spool: into its last chunk when the message is small (pooled is
+// false: the chunk goes back with the batch), else into a buffer of its own
+// (pooled: releaseBody takes it back).
+func (b *appendBatch) spoolBody(r io.Reader, size int64) (body []byte, pooled bool, err error) {
+	if size > spoolPackMax {
+		body, err = readBody(r, size)
+		return body, true, err
+	}
+	n := int(size)
+	if k := len(b.chunks); k == 0 || cap(*b.chunks[k-1])-len(*b.chunks[k-1]) < n {
+		b.chunks = append(b.chunks, spoolChunks.Get().(*[]byte))
+	}
+	c := b.chunks[len(b.chunks)-1]
+	start := len(*c)
+	body = (*c)[start : start+n : start+n]
+	if got, err := io.ReadFull(r, body); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return nil, false, fmt.Errorf("source gave %d of %d bytes", got, size)
+		}
+		return nil, false, err
+	}
+	*c = (*c)[:start+n] // the space of a failed read is used again
+	return body, false, nil
+}
+
+// release gives the batch's spooled bodies back once they are stored (or
+// were sent again one by one): nothing may read them afterwards.
+func (b *appendBatch) release() {
+	for i := range b.msgs {
+		if b.msgs[i].pooled {
+			releaseBody(b.msgs[i].body)
+		}
+		b.msgs[i].body = nil
+	}
+	for _, c := range b.chunks {
+		*c = (*c)[:0]
+		spoolChunks.Put(c)
+	}
+	b.chunks = nil
+}
 
 func sizeClass(size int64) (class int, capacity int64) {
 	capacity = 4 << 10

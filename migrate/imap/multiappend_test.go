@@ -4,12 +4,15 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"strings"
+	"sync"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/mailferry/mailferry/migrate"
@@ -241,6 +244,215 @@ func TestAppenderAnswerNotARefusal(t *testing.T) {
 			}
 			if !c.refusal && len(more) != 0 {
 				t.Errorf("after %q the appender sent %v: the batch may be stored already", c.answer, more)
+			}
+		})
+	}
+}
+
+// TestAppenderSpoolPacksAndResends: messages read into the spool by
+// addFrom keep about their own size in memory (small ones packed into
+// chunks, not a 4 KiB buffer each), a source that fails half-way through a
+// message leaves nothing of it in the batch, and a refused batch is sent
+// again message by message with every body intact (SHA-256), also those
+// packed side by side and the one in a buffer of its own.
+func TestAppenderSpoolPacksAndResends(t *testing.T) {
+	client, server := net.Pipe()
+	defer server.Close()
+	a := &appender{conn: client, br: bufio.NewReader(client), bw: bufio.NewWriter(client),
+		cfg: mailconn.ServerConfig{Addr: "test"}, timeout: 5 * time.Second}
+	type got struct {
+		verb     string
+		literals [][]byte
+	}
+	cmds := make(chan got, 1000)
+	go func() {
+		defer close(cmds)
+		br := bufio.NewReader(server)
+		for i := 0; ; i++ {
+			text, lits, err := readLiterals(br)
+			if err != nil {
+				return
+			}
+			f := strings.Fields(text)
+			cmds <- got{f[1], lits}
+			switch {
+			case f[1] == "LOGOUT":
+				return
+			case i == 0: // the batch: refused, all or nothing
+				server.Write([]byte(f[0] + " NO [LIMIT] refused\r\n"))
+			default:
+				server.Write([]byte(fmt.Sprintf("%s OK [APPENDUID 1 %d] done\r\n", f[0], i)))
+			}
+		}
+	}()
+	var want [][32]byte
+	spooled := 0
+	for i := range 200 {
+		size := 900 + i*7 // packed, across several chunks
+		if i == 100 {
+			size = spoolPackMax + 1 // a buffer of its own
+		}
+		body := bytes.Repeat([]byte{byte('a' + i%26)}, size)
+		copy(body, fmt.Sprintf("Message-ID: <%d@pack>\r\n\r\n", i))
+		if i == 50 { // the source breaks half-way: nothing of it is queued
+			err := a.addFrom("INBOX", nil, time.Time{}, int64(size), io.MultiReader(bytes.NewReader(body[:size/2]), iotest.ErrReader(io.ErrClosedPipe)))
+			var re *migrate.RetryableError
+			if !errors.As(err, &re) {
+				t.Fatalf("a source that broke: %v, want a retryable error", err)
+			}
+		}
+		if err := a.addFrom("INBOX", []string{`\Seen`}, time.Time{}, int64(size), bytes.NewReader(body)); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, sha256.Sum256(body))
+		spooled += size
+	}
+	held := 0
+	for _, c := range a.open.chunks {
+		held += cap(*c)
+	}
+	for _, m := range a.open.msgs {
+		if m.pooled {
+			held += cap(m.body)
+		}
+	}
+	if len(a.open.msgs) != 200 || held > spooled+spooled/4+spoolChunkSize {
+		t.Errorf("%d messages, %d bytes, held in %d bytes of spool", len(a.open.msgs), spooled, held)
+	}
+	outs, err := a.commit()
+	if err != nil || len(outs) != 200 {
+		t.Fatalf("commit: %v, %d outcomes", err, len(outs))
+	}
+	a.close()
+	var all []got
+	for c := range cmds {
+		all = append(all, c)
+	}
+	if len(all) < 201 || len(all[0].literals) != 200 {
+		t.Fatalf("%d commands, the batch with %d messages; want the batch of 200 and 200 single APPENDs", len(all), len(all[0].literals))
+	}
+	for i, w := range want {
+		for _, sent := range [][]byte{all[0].literals[i], all[1+i].literals[0]} {
+			if sha256.Sum256(sent) != w {
+				t.Fatalf("message %d: sent %d bytes with another SHA-256", i, len(sent))
+			}
+		}
+	}
+}
+
+// readLiterals reads one client command with its LITERAL+ literals and
+// returns its first line and the literals.
+func readLiterals(br *bufio.Reader) (string, [][]byte, error) {
+	var first string
+	var lits [][]byte
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return first, lits, err
+		}
+		if first == "" {
+			first = line
+		}
+		trimmed := strings.TrimRight(line, "\r\n")
+		open := strings.LastIndex(trimmed, "{")
+		if open < 0 || !strings.HasSuffix(trimmed, "+}") {
+			return first, lits, nil
+		}
+		var n int
+		if _, err := fmt.Sscanf(trimmed[open:], "{%d+}", &n); err != nil {
+			return first, lits, err
+		}
+		lit := make([]byte, n)
+		if _, err := io.ReadFull(br, lit); err != nil {
+			return first, lits, err
+		}
+		lits = append(lits, lit)
+	}
+}
+
+// TestAppenderCommitSome: commitSome(1) gives the outcomes of the batches
+// sent before the newest, which stays in flight, and the rest come with the
+// next commit; when one of the older batches was refused, it becomes a
+// whole commit (each message of the refused batch sent again alone, with
+// nothing else in flight), and every message has exactly one outcome.
+func TestAppenderCommitSome(t *testing.T) {
+	for _, refuse := range []bool{false, true} {
+		t.Run(fmt.Sprintf("refused=%v", refuse), func(t *testing.T) {
+			client, server := net.Pipe()
+			defer server.Close()
+			a := &appender{conn: client, br: bufio.NewReader(client), bw: bufio.NewWriter(client),
+				cfg: mailconn.ServerConfig{Addr: "test"}, timeout: 5 * time.Second}
+			var mu sync.Mutex
+			var verbs []string                // what the server was sent, in order
+			answers := make(chan string, 100) // net.Pipe has no buffer: answer beside reading
+			go func() {
+				for a := range answers {
+					server.Write([]byte(a))
+				}
+			}()
+			go func() {
+				defer close(answers)
+				br := bufio.NewReader(server)
+				uid := 0
+				for {
+					text, lits, err := readLiterals(br)
+					if err != nil {
+						return
+					}
+					f := strings.Fields(text)
+					mu.Lock()
+					verbs = append(verbs, fmt.Sprintf("%s/%d", f[1], len(lits)))
+					mu.Unlock()
+					if f[1] == "LOGOUT" {
+						return
+					}
+					if refuse && f[0] == "M1" {
+						answers <- f[0] + " NO refused\r\n"
+						continue
+					}
+					answers <- fmt.Sprintf("%s OK [APPENDUID 1 %d:%d] done\r\n", f[0], uid+1, uid+len(lits))
+					uid += len(lits)
+				}
+			}()
+			add := func(from, n int) {
+				for i := from; i < from+n; i++ {
+					if err := a.add("INBOX", nil, time.Time{}, []byte(fmt.Sprintf("Message-ID: <%d@some>\r\n\r\nx\r\n", i))); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			add(0, 3)
+			a.closeBatch() // M1: 3 messages
+			add(3, 2)      // M2: 2 messages, closed by commitSome and kept in flight
+			outs, err := a.commitSome(1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, inFlight := 3, 1
+			if refuse {
+				want, inFlight = 5, 0 // a whole commit
+			}
+			if len(outs) != want || len(a.outstanding) != inFlight {
+				t.Fatalf("commitSome: %d outcomes, %d batches in flight; want %d and %d", len(outs), len(a.outstanding), want, inFlight)
+			}
+			rest, err := a.commit()
+			if err != nil || len(outs)+len(rest) != 5 {
+				t.Fatalf("commit: %v, %d outcomes; want 5 in all", err, len(outs)+len(rest))
+			}
+			for i, o := range append(outs, rest...) {
+				if o.err != nil || o.uid == 0 {
+					t.Errorf("message %d: uid %d, %v", i, o.uid, o.err)
+				}
+			}
+			a.close()
+			mu.Lock()
+			defer mu.Unlock()
+			wantVerbs := "[APPEND/3 APPEND/2]"
+			if refuse {
+				wantVerbs = "[APPEND/3 APPEND/2 APPEND/1 APPEND/1 APPEND/1]"
+			}
+			if got := fmt.Sprint(verbs[:min(len(verbs), 5)]); !strings.HasPrefix(got, strings.TrimSuffix(wantVerbs, "]")) {
+				t.Errorf("the server was sent %v, want %s", verbs, wantVerbs)
 			}
 		})
 	}

@@ -73,8 +73,13 @@ type Maildir struct {
 
 	// files caches, per folder directory (relative to root, "" for INBOX),
 	// the file of each message by unique name ("cur/NAME:2,S"). It is filled
-	// by scans and by Flush, and refreshed when a file is not found.
+	// by scans, and refreshed when a file is not found.
 	files map[string]map[string]string
+	// flushed is where the last Flush put its messages, by folder directory
+	// and unique name: what the manifest asks next (Locate). Flush does not
+	// add them to files, so that a first copy's memory does not grow with
+	// the folder; a later lookup finds them by a scan.
+	flushed map[string]map[string]string
 	// pending holds messages written to tmp/ and not yet flushed.
 	pending []pendingFile
 	buf     []byte // copy buffer for Store
@@ -265,6 +270,9 @@ func (m *Maildir) List(ctx context.Context, folder formats.Folder) (uint32, []fo
 // program). It returns an error wrapping fs.ErrNotExist when it is gone.
 func (m *Maildir) open(dir, id string) (*os.File, string, error) {
 	sub, ok := m.files[dir][id]
+	if !ok {
+		sub, ok = m.flushed[dir][id]
+	}
 	for rescanned := false; ; rescanned = true {
 		if ok {
 			f, err := os.Open(filepath.Join(m.root, dir, sub))
@@ -398,6 +406,9 @@ func (m *Maildir) Locate(folder formats.Folder, id string) (file string, offset 
 		}
 	}
 	sub, ok := m.files[dir][id]
+	if !ok {
+		sub, ok = m.flushed[dir][id]
+	}
 	if !ok {
 		if _, err := m.scan(dir, true); err != nil {
 			return "", -1, err
@@ -634,6 +645,7 @@ func (m *Maildir) Flush(ctx context.Context) error {
 	}
 	var firstErr error
 	dirs := map[string]bool{}
+	m.flushed = map[string]map[string]string{}
 	for _, p := range batch {
 		err := os.Rename(tmpPath(p), filepath.Join(m.root, p.dir, "cur", p.final))
 		if err != nil {
@@ -644,10 +656,10 @@ func (m *Maildir) Flush(ctx context.Context) error {
 			continue
 		}
 		dirs[p.dir] = true
-		if m.files[p.dir] == nil {
-			m.files[p.dir] = map[string]string{}
+		if m.flushed[p.dir] == nil {
+			m.flushed[p.dir] = map[string]string{}
 		}
-		m.files[p.dir][p.unique] = "cur/" + p.final
+		m.flushed[p.dir][p.unique] = "cur/" + p.final
 	}
 	for dir := range dirs {
 		if err := syncDir(filepath.Join(m.root, dir, "cur")); err != nil && firstErr == nil {
@@ -750,6 +762,9 @@ func (m *Maildir) SetFlags(folder formats.Folder, id string, flags []string) (st
 	}
 	if m.files[dir] != nil {
 		m.files[dir][id] = sub
+	}
+	if _, ok := m.flushed[dir][id]; ok {
+		m.flushed[dir][id] = sub
 	}
 	return file, nil
 }

@@ -651,10 +651,13 @@ func lineHash(line []byte) string {
 // scan calls fn for every line of the manifest, in order, with the line
 // (without newline, valid only during the call) and its parsed entry.
 // Callers hold l.mu.
-func (l *manifestLog) scan(fn func(line []byte, e *ManifestEntry) error) error {
+func (l *manifestLog) scan(fn func(line []byte, e *ManifestEntry) error, match ...func(line []byte) bool) error {
 	r := bufio.NewReaderSize(io.NewSectionReader(l.f, 0, l.size), 256<<10)
 	for n := 1; ; n++ {
-		line, err := r.ReadBytes('\n')
+		line, err := r.ReadSlice('\n')
+		if err == bufio.ErrBufferFull {
+			line, err = readLong(r, line)
+		}
 		if err == io.EOF {
 			return nil
 		}
@@ -662,6 +665,9 @@ func (l *manifestLog) scan(fn func(line []byte, e *ManifestEntry) error) error {
 			return fmt.Errorf("manifest: %w", err)
 		}
 		line = line[:len(line)-1]
+		if len(match) > 0 && match[0] != nil && !match[0](line) {
+			continue // not a line fn wants: not decoded
+		}
 		var e ManifestEntry
 		if err := json.Unmarshal(line, &e); err != nil {
 			return fmt.Errorf("manifest: line %d is damaged (run verify): %w", n, err)
@@ -670,6 +676,13 @@ func (l *manifestLog) scan(fn func(line []byte, e *ManifestEntry) error) error {
 			return err
 		}
 	}
+}
+
+// readLong finishes a line longer than r's buffer, whose start is first.
+func readLong(r *bufio.Reader, first []byte) ([]byte, error) {
+	line := append([]byte(nil), first...)
+	rest, err := r.ReadBytes('\n')
+	return append(line, rest...), err
 }
 
 // append adds entries at the end of the chain, fsyncs the manifest, then
@@ -715,7 +728,9 @@ func (l *manifestLog) append(entries []ManifestEntry) error {
 	}
 	if l.ledger != nil {
 		for i := range entries {
-			l.ledger.add(&entries[i])
+			if l.ledger.loaded[folderKey(entries[i].DestFolder)] {
+				l.ledger.add(&entries[i])
+			}
 		}
 	}
 	if sums.Len() > 0 {

@@ -425,3 +425,67 @@ func BenchmarkWriterStore1K(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 }
+
+// TestFirstCopyKeepsNoIndexInMemory: a first copy into an archive keeps
+// nothing per message once a batch is flushed: not the manifest's entries
+// (the ledger holds a folder only while it is looked at or its records are
+// written) and not the Maildir's file names (beyond the last batch). What
+// was let go is still found: a flags record reads the folder's entries
+// back from the manifest, and a lost file is still noticed, also in an
+// INBOX the manifest names in another case.
+func TestFirstCopyKeepsNoIndexInMemory(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	w := mfOpen(t, dir)
+	defer w.Close()
+	md := w.st.(*Maildir)
+	var ids []string
+	for _, name := range []string{"INBOX", "Work"} {
+		f, err := w.Ensure(ctx, []string{name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for batch := range 3 {
+			for i := range 100 {
+				body := fmt.Sprintf("Message-ID: <%s-%d-%d@first>\r\n\r\nx\r\n", name, batch, i)
+				id, err := w.Store(ctx, f, formats.Message{ID: fmt.Sprint(batch*100 + i + 1)}, int64(len(body)), strings.NewReader(body))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if name == "INBOX" {
+					ids = append(ids, id)
+				}
+			}
+			if err := w.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	held := 0
+	for _, fs := range w.log.ledger.byFolder {
+		held += len(fs)
+	}
+	for _, names := range md.files {
+		held += len(names)
+	}
+	for _, names := range md.flushed {
+		held += len(names)
+	}
+	if held > 100 {
+		t.Errorf("after 600 messages in 6 batches, %d are held in memory (ledger and file names); want only the last batch", held)
+	}
+	inbox := formats.Folder{Name: "INBOX", Path: []string{"INBOX"}}
+	if err := w.UpdateFlags(ctx, inbox, []formats.FlagChange{{IDs: ids[:1], Add: []string{formats.FlagFlagged}}}); err != nil {
+		t.Fatalf("a flags record for a message the ledger let go: %v", err)
+	}
+	if err := os.Remove(filepath.Join(dir, "cur", md.files[""][ids[1]][len("cur/"):])); err != nil {
+		t.Fatal(err)
+	}
+	f, err := w.Ensure(ctx, []string{"inbox"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Messages != 299 || f.UIDNext != 0 {
+		t.Errorf("INBOX with one file lost: %d messages, UIDNext %d; want 299 and 0 (a Validity of its own)", f.Messages, f.UIDNext)
+	}
+}

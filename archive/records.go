@@ -111,14 +111,15 @@ func (w *Writer) entryOf(folder formats.Folder, id string) (ManifestEntry, entry
 	l := w.log
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if err := l.loadLedger(); err != nil {
+	k, err := l.loadFolder(folder.Path)
+	if err != nil {
 		return ManifestEntry{}, entryMeta{}, err
 	}
 	if err := l.loadOverlay(); err != nil {
 		return ManifestEntry{}, entryMeta{}, err
 	}
 	var le *liveEntry
-	for _, x := range l.ledger.byFolder[folderKey(folder.Path)] {
+	for _, x := range l.ledger.byFolder[k] {
 		if x.destID == id && !x.superseded {
 			le = x
 		}
@@ -179,7 +180,8 @@ func (w *Writer) DestFlags(ctx context.Context, folder formats.Folder, ids []str
 	l := w.log
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if err := l.loadLedger(); err != nil {
+	k, err := l.loadFolder(folder.Path)
+	if err != nil {
 		return nil, err
 	}
 	if err := l.loadOverlay(); err != nil {
@@ -190,7 +192,7 @@ func (w *Writer) DestFlags(ctx context.Context, folder formats.Folder, ids []str
 		want[id] = true
 	}
 	out := make(map[string][]string, len(ids))
-	for _, x := range l.ledger.byFolder[folderKey(folder.Path)] {
+	for _, x := range l.ledger.byFolder[k] {
 		if want[x.destID] && !x.superseded {
 			out[x.destID] = l.overlay[destKey(folder.Path, x.destID)].flags
 		}

@@ -2,7 +2,9 @@ package archive
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -155,9 +157,17 @@ func (l *manifestLog) rebuildSums() error {
 }
 
 // ledger is what the Writer knows of the manifest's entries by folder.
+//
+// It holds the entries of a folder only while they are needed (loadFolder):
+// Ensure's look at a folder loads them and lets them go (truth), the
+// records of the cutover keep them (entryOf, DestFlags). Entries appended
+// to a folder that is not loaded are not kept, so that a first copy's
+// memory does not grow with the archive: a million entries took more than
+// 150 MB.
 type ledger struct {
-	bySeq    map[uint64]*liveEntry
-	byFolder map[string][]*liveEntry // by folderKey
+	bySeq    map[uint64]*liveEntry   // the entries of the loaded folders
+	byFolder map[string][]*liveEntry // by folderKey, loaded folders only
+	loaded   map[string]bool
 	// lost is, per folder, what the last full look (Ensure) found lost;
 	// checked says which folders had that look.
 	lost    map[string]*lostSet
@@ -214,18 +224,77 @@ func (lg *ledger) add(e *ManifestEntry) {
 	lg.byFolder[k] = append(lg.byFolder[k], le)
 }
 
-// loadLedger reads the manifest into l.ledger once. Callers hold l.mu.
-func (l *manifestLog) loadLedger() error {
-	if l.ledger != nil {
+// theLedger returns l.ledger, made on first use. Callers hold l.mu.
+func (l *manifestLog) theLedger() *ledger {
+	if l.ledger == nil {
+		l.ledger = &ledger{bySeq: map[uint64]*liveEntry{}, byFolder: map[string][]*liveEntry{},
+			loaded: map[string]bool{}, lost: map[string]*lostSet{}, checked: map[string]bool{}}
+	}
+	return l.ledger
+}
+
+// loadFolder reads the entries of the folder at path from the manifest
+// into the ledger, unless they are there, and returns its folderKey. Only
+// the lines that can be the folder's are decoded (folderFilter). Callers
+// hold l.mu.
+func (l *manifestLog) loadFolder(path []string) (string, error) {
+	lg := l.theLedger()
+	k := folderKey(path)
+	if lg.loaded[k] {
+		return k, nil
+	}
+	match := folderFilter(path)
+	err := l.scan(func(line []byte, e *ManifestEntry) error {
+		if folderKey(e.DestFolder) == k {
+			lg.add(e)
+		}
+		return nil
+	}, match)
+	if err != nil {
+		return k, err
+	}
+	lg.loaded[k] = true
+	return k, nil
+}
+
+// unloadFolder lets go of the entries of the folder k (a folderKey).
+// Callers hold l.mu.
+func (l *manifestLog) unloadFolder(k string) {
+	lg := l.theLedger()
+	for _, le := range lg.byFolder[k] {
+		delete(lg.bySeq, le.seq)
+	}
+	delete(lg.byFolder, k)
+	delete(lg.loaded, k)
+}
+
+// folderFilter returns a quick test that a manifest line may be one of the
+// folder at path's (its dest_folder holds the path's last name, JSON
+// encoded as the line has it), or nil when every line must be decoded.
+// It may pass lines of other folders, never miss one of the folder's.
+func folderFilter(path []string) func(line []byte) bool {
+	if len(path) == 0 {
 		return nil
 	}
-	lg := &ledger{bySeq: map[uint64]*liveEntry{}, byFolder: map[string][]*liveEntry{},
-		lost: map[string]*lostSet{}, checked: map[string]bool{}}
-	if err := l.scan(func(_ []byte, e *ManifestEntry) error { lg.add(e); return nil }); err != nil {
-		return err
+	last, err := json.Marshal(path[len(path)-1])
+	if err != nil {
+		return nil
 	}
-	l.ledger = lg
-	return nil
+	if len(path) == 1 && strings.EqualFold(path[0], "INBOX") {
+		// folderKey does not tell INBOX's case apart.
+		return func(line []byte) bool { return containsFold(line, last) }
+	}
+	return func(line []byte) bool { return bytes.Contains(line, last) }
+}
+
+// containsFold reports whether s holds sub, ASCII case ignored.
+func containsFold(s, sub []byte) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if s[i] == sub[0] && bytes.EqualFold(s[i:i+len(sub)], sub) {
+			return true
+		}
+	}
+	return false
 }
 
 // truth returns f with Messages counted and, when messages the manifest
@@ -278,10 +347,14 @@ func (w *Writer) truth(ctx context.Context, f formats.Folder, full bool) (format
 	l := w.log
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if err := l.loadLedger(); err != nil {
+	wasLoaded := l.theLedger().loaded[folderKey(f.Path)]
+	k, err := l.loadFolder(f.Path)
+	if err != nil {
 		return f, err
 	}
-	k := folderKey(f.Path)
+	if !wasLoaded {
+		defer l.unloadFolder(k) // what is lost keeps its entries (lostSet)
+	}
 	ls := &lostSet{ids: map[string]bool{}, bySha: map[string][]lostEntry{}}
 	h := fnv.New32a()
 	lost := 0
@@ -339,7 +412,7 @@ func (w *Writer) lostOf(ctx context.Context, folder formats.Folder) (map[string]
 	}
 	k := folderKey(folder.Path)
 	w.log.mu.Lock()
-	checked := w.log.ledger != nil && w.log.ledger.checked[k]
+	checked := w.log.theLedger().checked[k]
 	w.log.mu.Unlock()
 	if !checked {
 		if _, err := w.truth(ctx, folder, true); err != nil {

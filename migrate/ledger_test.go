@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/mailferry/mailferry/formats"
+	bolt "go.etcd.io/bbolt"
 )
 
 // The ledger keeps, per source message, the flags last applied and where
@@ -119,5 +120,50 @@ func TestStateBytesPerMessage(t *testing.T) {
 	t.Logf("state: %d bytes for %d messages, %.1f bytes per message", fi.Size(), n, per)
 	if per > 64 {
 		t.Errorf("the state takes %.1f bytes per message, want at most 64", per)
+	}
+}
+
+// TestStateCloseGivesBackItsRoom: the state file grows ahead of its data;
+// Close cuts it to the data, and the file opens again with everything in
+// it and takes more records.
+func TestStateCloseGivesBackItsRoom(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "s.db")
+	add := func(st State, lo, n int) {
+		var recs []Record
+		for uid := lo; uid < lo+n; uid++ {
+			key := ledgerKey(formats.IdentityKey([]byte(fmt.Sprintf("Message-ID: <%d@room>\r\n\r\n", uid))))
+			recs = append(recs, Record{Side: SideSource, Folder: "INBOX\x00INBOX", ID: strconv.Itoa(uid), Key: key, Copied: true})
+		}
+		if err := st.Add(recs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for round := range 2 {
+		st, err := OpenState(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		add(st, 1+round*5000, 5000)
+		var used int64
+		st.(*boltState).db.View(func(tx *bolt.Tx) error { used = tx.Size(); return nil })
+		if err := st.Close(); err != nil {
+			t.Fatal(err)
+		}
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Size() != used {
+			t.Errorf("round %d: the closed state file is %d bytes, its data %d", round, fi.Size(), used)
+		}
+	}
+	st, err := OpenState(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if fs, err := st.Folder(SideSource, "INBOX\x00INBOX"); err != nil || len(fs.IDs) != 10000 {
+		t.Fatalf("read back: %v, %d IDs, want 10000", err, len(fs.IDs))
 	}
 }

@@ -160,18 +160,70 @@ func (m *Maildir) Root() string { return m.root }
 // layout comment), so any character may appear in a component.
 func (m *Maildir) Separator() rune { return '/' }
 
-// folderInfo fills Validity, Messages and Bytes of f, stored in dir.
+// folderInfo fills Validity, Messages and Bytes of f, stored in dir: what
+// scan would find, counted as the names stream by, keeping none but those
+// of new/ (a unique name in both cur/ and new/ counts once). A listing of
+// a million-message archive by each of four workers built four caches of
+// every file name: 687 MB for a rerun that copied nothing.
 func (m *Maildir) folderInfo(dir string, f formats.Folder) (formats.Folder, error) {
 	f.Validity = 1
-	files, err := m.scan(dir, true)
+	inNew := map[string]int64{}
+	err := m.eachFile(dir, "new", func(unique string, size int64) { inNew[unique] = size })
+	if err == nil {
+		err = m.eachFile(dir, "cur", func(unique string, size int64) {
+			delete(inNew, unique)
+			f.Messages++
+			f.Bytes += size
+		})
+	}
 	if err != nil {
 		return f, err
 	}
-	f.Messages = uint32(len(files))
-	for _, sf := range files {
-		f.Bytes += sf.size
+	for _, size := range inNew {
+		f.Messages++
+		f.Bytes += size
 	}
 	return f, nil
+}
+
+// eachFile calls fn with the unique name and size of each message file in
+// dir/sub as scan(dir, true) takes them, reading the directory in chunks.
+func (m *Maildir) eachFile(dir, sub string, fn func(unique string, size int64)) error {
+	d, err := os.Open(filepath.Join(m.root, dir, sub))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("maildir: %w", err)
+	}
+	defer d.Close()
+	for {
+		ents, err := d.ReadDir(4096)
+		for _, e := range ents {
+			unique, _, ok := formats.ParseMaildirName(e.Name())
+			if !ok || !e.Type().IsRegular() {
+				continue
+			}
+			size := sizeFromName(unique)
+			if size < 0 {
+				fi, err := e.Info()
+				if errors.Is(err, fs.ErrNotExist) {
+					continue // renamed or removed since ReadDir
+				}
+				if err != nil {
+					return fmt.Errorf("maildir: %w", err)
+				}
+				size = fi.Size()
+			}
+			fn(unique, size)
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("maildir: %w", err)
+		}
+	}
 }
 
 // scannedFile is one message file found by scan.

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
-	"github.com/mailferry/mailferry/formats/corpus"
 	"io"
 	"io/fs"
 	"math/rand/v2"
@@ -15,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mailferry/mailferry/formats/corpus"
 
 	"github.com/mailferry/mailferry/formats"
 )
@@ -548,4 +549,75 @@ func ioSortedFlags(flags []string) []string {
 	out := slices.Clone(flags)
 	slices.Sort(out)
 	return out
+}
+
+// TestMaildirListingKeepsNoNames: listing the folders counts their
+// messages and bytes as a scan does (a unique name in both cur/ and new/
+// once, tmp/ and stray files not at all) without keeping a name of each.
+func TestMaildirListingKeepsNoNames(t *testing.T) {
+	root := t.TempDir()
+	st, err := OpenMaildir(root, MaildirOptions{Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	inbox, err := st.Ensure(ctx, []string{"INBOX"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 500 {
+		body := fmt.Sprintf("Message-ID: <%d@names>\r\n\r\n%s", i, strings.Repeat("x", i))
+		if _, err := st.Store(ctx, inbox, formats.Message{}, int64(len(body)), strings.NewReader(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	ents, err := os.ReadDir(filepath.Join(root, "cur"))
+	if err != nil || len(ents) != 500 {
+		t.Fatalf("%d files in cur/: %v", len(ents), err)
+	}
+	// One message also in new/ (a crash between link and unlink), one only
+	// in new/ (without ",S="), and files that are not messages.
+	dup := strings.SplitN(ents[0].Name(), ":", 2)[0]
+	os.WriteFile(filepath.Join(root, "new", dup), []byte("x"), 0o600)
+	os.WriteFile(filepath.Join(root, "new", "1700000000.M1P1.host"), []byte("12345"), 0o600)
+	os.WriteFile(filepath.Join(root, "tmp", "1700000000.M2P1.host"), []byte("tmp"), 0o600)
+	os.WriteFile(filepath.Join(root, "cur", ".hidden"), []byte("no"), 0o600)
+	want, err := OpenMaildir(root, MaildirOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer want.Close()
+	scanned, err := want.scan("", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wantBytes int64
+	for _, sf := range scanned {
+		wantBytes += sf.size
+	}
+	md, err := OpenMaildir(root, MaildirOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer md.Close()
+	fs, err := md.Folders(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fs {
+		if f.Name == "INBOX" && (f.Messages != uint32(len(scanned)) || f.Bytes != wantBytes || len(scanned) != 501) {
+			t.Errorf("INBOX listed with %d messages, %d bytes; a scan finds %d, %d bytes (want 501)", f.Messages, f.Bytes, len(scanned), wantBytes)
+		}
+	}
+	held := 0
+	for _, names := range md.files {
+		held += len(names)
+	}
+	if held != 0 {
+		t.Errorf("listing the folders kept %d file names", held)
+	}
 }

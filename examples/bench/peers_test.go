@@ -1633,7 +1633,8 @@ func (e *bpEnv) profile(dir string, small, mixed *bpSet) {
 			prof{"rtt", s, pick(bpJobRTT), bpJobRTT, false})
 		if s == small {
 			profs = append(profs, prof{"pop3", s, pick(bpJobPOP3), bpJobPOP3, false},
-				prof{"noop-imap", s, pick(bpJobIMAP), bpJobIMAP, true})
+				prof{"noop-imap", s, pick(bpJobIMAP), bpJobIMAP, true},
+				prof{"noop-maildir", s, pick(bpJobMaildir), bpJobMaildir, true})
 		}
 	}
 	for _, p := range profs {

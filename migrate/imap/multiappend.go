@@ -63,7 +63,7 @@ const (
 	// send more while the spooled bytes in flight over all appenders of
 	// the process stay under this. When the other folders are done, the
 	// last large folder on a slow link gets their share.
-	spoolBudget = 10 << 20
+	spoolBudget = 8 << 20
 )
 
 // spoolInFlight counts the spooled bytes sent and not yet answered, over

@@ -120,6 +120,14 @@ type PartialCommitter interface {
 	CommitSome(ctx context.Context) ([]StoreResult, error)
 }
 
+// FolderLearner is a Sink whose fresh connection must list the folders
+// before it can tell which exist (IMAP: Ensure then skips the CREATE of a
+// folder it saw). Each worker's new connection to such a sink lists them;
+// a local store, whose listing counts every message file, is not asked.
+type FolderLearner interface {
+	LearnFolders(ctx context.Context) error
+}
+
 // StoreResult is one queued message's outcome: its ID at the destination
 // ("" if unknown), or the *MessageError that refused it.
 type StoreResult struct {

@@ -531,8 +531,10 @@ func (w *worker) connect(ctx context.Context) error {
 			}
 			w.dst = d
 			// A fresh IMAP sink knows no folders: let it learn which exist.
-			_, err = d.Folders(ctx)
-			return err
+			if fl, ok := As[FolderLearner](d); ok {
+				return fl.LearnFolders(ctx)
+			}
+			return nil
 		})
 	}
 	return g.Wait()

@@ -84,6 +84,7 @@ var (
 	_ migrate.Committer = (*IMAP)(nil)
 
 	_ migrate.PartialCommitter = (*IMAP)(nil)
+	_ migrate.FolderLearner    = (*IMAP)(nil)
 )
 
 // DialIMAP connects and logs in: LOGIN with cfg.Password, or with cfg.Token
@@ -1241,6 +1242,13 @@ func spool(r io.Reader) (*os.File, int64, error) {
 // returns their outcomes in Store order.
 func (m *IMAP) Commit(ctx context.Context) ([]migrate.StoreResult, error) {
 	return m.commit(ctx, -1)
+}
+
+// LearnFolders lists the folders, so that this connection knows which
+// exist (migrate.FolderLearner).
+func (m *IMAP) LearnFolders(ctx context.Context) error {
+	_, err := m.Folders(ctx)
+	return err
 }
 
 // CommitSome gives the outcomes of the queued messages whose batches were

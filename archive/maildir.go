@@ -200,7 +200,7 @@ func (m *Maildir) eachFile(dir, sub string, fn func(unique string, size int64)) 
 	for {
 		ents, err := d.ReadDir(4096)
 		for _, e := range ents {
-			unique, _, ok := formats.ParseMaildirName(e.Name())
+			unique, ok := maildirUnique(e.Name())
 			if !ok || !e.Type().IsRegular() {
 				continue
 			}
@@ -281,9 +281,23 @@ func (m *Maildir) scan(dir string, sizeOnly bool) ([]scannedFile, error) {
 	return out, nil
 }
 
-// sizeFromName returns the ",S=<size>" of a unique name, or -1.
+// maildirUnique is formats.ParseMaildirName's unique name and verdict,
+// without the flags (a listing of a million files needs only those).
+func maildirUnique(name string) (string, bool) {
+	if name == "" || name[0] == '.' || strings.ContainsAny(name, "/\x00") {
+		return "", false
+	}
+	unique, _, _ := strings.Cut(name, ":")
+	return unique, unique != ""
+}
+
+// sizeFromName returns the ",S=<size>" of a unique name, or -1: the first
+// comma-separated part after the first that is "S=" and a number.
 func sizeFromName(unique string) int64 {
-	for _, part := range strings.Split(unique, ",")[1:] {
+	_, rest, found := strings.Cut(unique, ",")
+	for found {
+		var part string
+		part, rest, found = strings.Cut(rest, ",")
 		if v, ok := strings.CutPrefix(part, "S="); ok {
 			if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 {
 				return n

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -260,4 +261,28 @@ func mapsEqual(a, b map[string][]string) bool {
 		}
 	}
 	return true
+}
+
+// TestMaildirNameHelpers: the listing's quick helpers agree with
+// formats.ParseMaildirName and with a split of the name on commas.
+func TestMaildirNameHelpers(t *testing.T) {
+	for _, name := range []string{"1.M2P3.host,S=120:2,S", "1.M2P3.host,S=120,W=130", "1.M2P3.host,W=1,S=7",
+		"1.M2P3.host,S=x,S=9", "1.M2P3.host", ".hidden", ":2,S", "a/b", "1.host,S=-1", "1.host,S=", "n\x00"} {
+		u, _, ok := formats.ParseMaildirName(name)
+		if gu, gok := maildirUnique(name); gu != u || gok != ok {
+			t.Errorf("maildirUnique(%q) = %q, %v; ParseMaildirName: %q, %v", name, gu, gok, u, ok)
+		}
+		want := int64(-1)
+		for _, part := range strings.Split(u, ",")[1:] {
+			if v, ok := strings.CutPrefix(part, "S="); ok {
+				if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 {
+					want = n
+					break
+				}
+			}
+		}
+		if got := sizeFromName(u); got != want {
+			t.Errorf("sizeFromName(%q) = %d, want %d", u, got, want)
+		}
+	}
 }

@@ -331,14 +331,21 @@ func (m *Maildir) List(ctx context.Context, folder formats.Folder) (uint32, []fo
 	return 1, msgs, nil
 }
 
+// cached is where the name cache or the last Flush says message id of
+// dir lives ("cur/NAME:2,S"), if either knows.
+func (m *Maildir) cached(dir, id string) (string, bool) {
+	if sub, ok := m.files[dir][id]; ok {
+		return sub, true
+	}
+	sub, ok := m.flushed[dir][id]
+	return sub, ok
+}
+
 // open opens the file of message id in dir, rescanning the folder once if
 // the cache does not know it or the file moved (flags changed by another
 // program). It returns an error wrapping fs.ErrNotExist when it is gone.
 func (m *Maildir) open(dir, id string) (*os.File, string, error) {
-	sub, ok := m.files[dir][id]
-	if !ok {
-		sub, ok = m.flushed[dir][id]
-	}
+	sub, ok := m.cached(dir, id)
 	for rescanned := false; ; rescanned = true {
 		if ok {
 			f, err := os.Open(filepath.Join(m.root, dir, sub))
@@ -471,10 +478,7 @@ func (m *Maildir) Locate(folder formats.Folder, id string) (file string, offset 
 			return filepath.ToSlash(filepath.Join(dir, "cur", p.final)), -1, nil
 		}
 	}
-	sub, ok := m.files[dir][id]
-	if !ok {
-		sub, ok = m.flushed[dir][id]
-	}
+	sub, ok := m.cached(dir, id)
 	if !ok {
 		if _, err := m.scan(dir, true); err != nil {
 			return "", -1, err

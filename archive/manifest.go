@@ -651,7 +651,13 @@ func lineHash(line []byte) string {
 // scan calls fn for every line of the manifest, in order, with the line
 // (without newline, valid only during the call) and its parsed entry.
 // Callers hold l.mu.
-func (l *manifestLog) scan(fn func(line []byte, e *ManifestEntry) error, match ...func(line []byte) bool) error {
+func (l *manifestLog) scan(fn func(line []byte, e *ManifestEntry) error) error {
+	return l.scanMatching(nil, fn)
+}
+
+// scanMatching is scan over the lines match passes (all when match is
+// nil); the others are not decoded.
+func (l *manifestLog) scanMatching(match func(line []byte) bool, fn func(line []byte, e *ManifestEntry) error) error {
 	r := bufio.NewReaderSize(io.NewSectionReader(l.f, 0, l.size), 256<<10)
 	for n := 1; ; n++ {
 		line, err := r.ReadSlice('\n')
@@ -665,8 +671,8 @@ func (l *manifestLog) scan(fn func(line []byte, e *ManifestEntry) error, match .
 			return fmt.Errorf("manifest: %w", err)
 		}
 		line = line[:len(line)-1]
-		if len(match) > 0 && match[0] != nil && !match[0](line) {
-			continue // not a line fn wants: not decoded
+		if match != nil && !match(line) {
+			continue
 		}
 		var e ManifestEntry
 		if err := json.Unmarshal(line, &e); err != nil {

@@ -111,7 +111,7 @@ func (w *Writer) entryOf(folder formats.Folder, id string) (ManifestEntry, entry
 	l := w.log
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	k, err := l.loadFolder(folder.Path)
+	k, _, err := l.loadFolder(folder.Path)
 	if err != nil {
 		return ManifestEntry{}, entryMeta{}, err
 	}
@@ -180,7 +180,7 @@ func (w *Writer) DestFlags(ctx context.Context, folder formats.Folder, ids []str
 	l := w.log
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	k, err := l.loadFolder(folder.Path)
+	k, _, err := l.loadFolder(folder.Path)
 	if err != nil {
 		return nil, err
 	}

@@ -234,27 +234,26 @@ func (l *manifestLog) theLedger() *ledger {
 }
 
 // loadFolder reads the entries of the folder at path from the manifest
-// into the ledger, unless they are there, and returns its folderKey. Only
-// the lines that can be the folder's are decoded (folderFilter). Callers
-// hold l.mu.
-func (l *manifestLog) loadFolder(path []string) (string, error) {
+// into the ledger, unless they are there, and returns its folderKey and
+// whether this call loaded them. Only the lines that can be the folder's
+// are decoded (folderFilter). Callers hold l.mu.
+func (l *manifestLog) loadFolder(path []string) (k string, loadedNow bool, err error) {
 	lg := l.theLedger()
-	k := folderKey(path)
+	k = folderKey(path)
 	if lg.loaded[k] {
-		return k, nil
+		return k, false, nil
 	}
-	match := folderFilter(path)
-	err := l.scan(func(line []byte, e *ManifestEntry) error {
+	err = l.scanMatching(folderFilter(path), func(_ []byte, e *ManifestEntry) error {
 		if folderKey(e.DestFolder) == k {
 			lg.add(e)
 		}
 		return nil
-	}, match)
+	})
 	if err != nil {
-		return k, err
+		return k, false, err
 	}
 	lg.loaded[k] = true
-	return k, nil
+	return k, true, nil
 }
 
 // unloadFolder lets go of the entries of the folder k (a folderKey).
@@ -347,12 +346,11 @@ func (w *Writer) truth(ctx context.Context, f formats.Folder, full bool) (format
 	l := w.log
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	wasLoaded := l.theLedger().loaded[folderKey(f.Path)]
-	k, err := l.loadFolder(f.Path)
+	k, loadedNow, err := l.loadFolder(f.Path)
 	if err != nil {
 		return f, err
 	}
-	if !wasLoaded {
+	if loadedNow {
 		defer l.unloadFolder(k) // what is lost keeps its entries (lostSet)
 	}
 	ls := &lostSet{ids: map[string]bool{}, bySha: map[string][]lostEntry{}}

@@ -823,14 +823,21 @@ func (b *appendBatch) spoolBody(r io.Reader, size int64) (body []byte, pooled bo
 	c := b.chunks[len(b.chunks)-1]
 	start := len(*c)
 	body = (*c)[start : start+n : start+n]
-	if got, err := io.ReadFull(r, body); err != nil {
-		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-			return nil, false, fmt.Errorf("source gave %d of %d bytes", got, size)
-		}
+	if err := fill(r, body); err != nil {
 		return nil, false, err
 	}
 	*c = (*c)[:start+n] // the space of a failed read is used again
 	return body, false, nil
+}
+
+// fill reads exactly len(buf) bytes of a message from r; a source that
+// ends early says how much it gave.
+func fill(r io.Reader, buf []byte) error {
+	n, err := io.ReadFull(r, buf)
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		return fmt.Errorf("source gave %d of %d bytes", n, len(buf))
+	}
+	return err
 }
 
 // release gives the batch's spooled bodies back once they are stored (or
@@ -867,12 +874,8 @@ func readBody(r io.Reader, size int64) ([]byte, error) {
 	} else {
 		buf = make([]byte, size, capacity)
 	}
-	n, err := io.ReadFull(r, buf)
-	if err != nil {
+	if err := fill(r, buf); err != nil {
 		releaseBody(buf)
-		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("source gave %d of %d bytes", n, size)
-		}
 		return nil, err
 	}
 	return buf, nil

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -451,7 +452,8 @@ func TestAppenderCommitSome(t *testing.T) {
 			if refuse {
 				wantVerbs = "[APPEND/3 APPEND/2 APPEND/1 APPEND/1 APPEND/1]"
 			}
-			if got := fmt.Sprint(verbs[:min(len(verbs), 5)]); !strings.HasPrefix(got, strings.TrimSuffix(wantVerbs, "]")) {
+			// Every APPEND was answered, so recorded; the LOGOUT may not be yet.
+			if got := fmt.Sprint(slices.DeleteFunc(slices.Clone(verbs), func(v string) bool { return v == "LOGOUT/0" })); got != wantVerbs {
 				t.Errorf("the server was sent %v, want %s", verbs, wantVerbs)
 			}
 		})

@@ -474,22 +474,48 @@ func (m *IMAP) sel(name string, readOnly bool) (*imap.SelectData, error) {
 func (m *IMAP) List(ctx context.Context, folder formats.Folder) (uint32, []formats.Message, error) {
 	set := imap.SeqSet{}
 	set.AddRange(1, 0) // 1:*
-	return m.list(ctx, folder, set, 0)
+	return m.list(ctx, folder, set, 0, false)
 }
 
-// ListUIDs is List of the messages whose UIDs lie in [first, last]: a
-// large folder listed in parts (migrate.RangeLister).
+// ListForCopy is List for a first copy (migrate.CopyLister): where the
+// server has BINARY, the listing also fetches each message's
+// Content-Transfer-Encoding and Content-Type, which Fetch would otherwise
+// ask for in a command of its own per batch (encodingSection).
+func (m *IMAP) ListForCopy(ctx context.Context, folder formats.Folder) (uint32, []formats.Message, error) {
+	set := imap.SeqSet{}
+	set.AddRange(1, 0) // 1:*
+	return m.list(ctx, folder, set, 0, m.caps.Has(imap.CapBinary))
+}
+
+// ListUIDs is ListForCopy of the messages whose UIDs lie in [first,
+// last]: a large folder listed in parts for its first copy
+// (migrate.RangeLister).
 func (m *IMAP) ListUIDs(ctx context.Context, folder formats.Folder, first, last uint32) (uint32, []formats.Message, error) {
 	set := imap.UIDSet{}
 	set.AddRange(imap.UID(first), imap.UID(last))
-	return m.list(ctx, folder, set, int(last-first+1))
+	return m.list(ctx, folder, set, int(last-first+1), m.caps.Has(imap.CapBinary))
 }
 
-// list lists set of the folder, expecting at most most messages (0: all).
-func (m *IMAP) list(ctx context.Context, folder formats.Folder, set imap.NumSet, most int) (uint32, []formats.Message, error) {
+// encodingSection is the header fields Fetch chooses between BINARY[] and
+// BODY[] by (rawUnderBinary).
+var encodingSection = &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader,
+	HeaderFields: []string{"Content-Transfer-Encoding", "Content-Type"}, Peek: true}
+
+// listOptions is what a listing fetches: with encoding, encodingSection too.
+func listOptions(encoding bool) *imap.FetchOptions {
+	opts := &imap.FetchOptions{UID: true, Flags: true, InternalDate: true, RFC822Size: true}
+	if encoding {
+		opts.BodySection = []*imap.FetchItemBodySection{encodingSection}
+	}
+	return opts
+}
+
+// list lists set of the folder, expecting at most most messages (0: all),
+// with each message's Encoding where encoding is set.
+func (m *IMAP) list(ctx context.Context, folder formats.Folder, set imap.NumSet, most int, encoding bool) (uint32, []formats.Message, error) {
 	stop := context.AfterFunc(ctx, func() { m.c.Close() })
 	defer stop()
-	opts := &imap.FetchOptions{UID: true, Flags: true, InternalDate: true, RFC822Size: true}
+	opts := listOptions(encoding)
 	m.settle() // imapwrite.go
 	sd := m.listed
 	var fc *imapclient.FetchCommand
@@ -542,7 +568,14 @@ func collectListing(fc *imapclient.FetchCommand, sd *imap.SelectData, most int) 
 	shared := map[string][]string{} // one slice per set of flags, not per message
 	err := eachListed(fc, func(seq uint32, buf *imapclient.FetchMessageBuffer) {
 		seqs = append(seqs, seq)
-		msgs = append(msgs, listed(buf, sharedFlags(shared, flagStrings(buf.Flags))))
+		msg := listed(buf, sharedFlags(shared, flagStrings(buf.Flags)))
+		if h := buf.FindBodySection(encodingSection); h != nil {
+			msg.Encoding = formats.EncodingEncoded
+			if rawUnderBinary(h) {
+				msg.Encoding = formats.EncodingIdentity
+			}
+		}
+		msgs = append(msgs, msg)
 	})
 	return msgs, seqs, err
 }
@@ -578,7 +611,7 @@ func (m *IMAP) ListUIDsAhead(ctx context.Context, folder formats.Folder, first, 
 	}
 	set := imap.UIDSet{}
 	set.AddRange(imap.UID(first), imap.UID(last))
-	fc := m.c.Fetch(set, &imap.FetchOptions{UID: true, Flags: true, InternalDate: true, RFC822Size: true})
+	fc := m.c.Fetch(set, listOptions(m.caps.Has(imap.CapBinary)))
 	type listing struct {
 		msgs []formats.Message
 		seqs []uint32
@@ -697,8 +730,10 @@ func (m *IMAP) Headers(ctx context.Context, folder formats.Folder, msgs []format
 // go-imap cannot read there). BINARY[] decodes: a base64 or
 // quoted-mailconn.Printable message, or any encoded part of a multipart one (Dovecot
 // decodes those too), would come back decoded and with its header changed,
-// so those go as BODY[]. The choice is made per batch from a cheap
-// BODY.PEEK[HEADER.FIELDS (CONTENT-TRANSFER-ENCODING CONTENT-TYPE)], and a
+// so those go as BODY[]. The choice is made from each message's Encoding
+// where the listing learnt it (ListForCopy, ListUIDs), else per batch from
+// a cheap BODY.PEEK[HEADER.FIELDS (CONTENT-TRANSFER-ENCODING
+// CONTENT-TYPE)] (encodingSection), and a
 // BINARY[] literal whose size is not the RFC822.SIZE that List reported
 // (something was decoded after all) is not used: that message is fetched
 // again as BODY[].
@@ -797,12 +832,31 @@ type splitResult struct {
 	err       error
 }
 
-// startSplit runs splitRaw for msgs in a goroutine; the channel delivers
-// its result once.
+// startSplit sorts msgs as splitRaw does: those whose Encoding the listing
+// learnt at once, the others by splitRaw in a goroutine (a round trip);
+// the channel delivers the result once.
 func (m *IMAP) startSplit(ctx context.Context, folder formats.Folder, msgs []formats.Message) chan splitResult {
 	ch := make(chan splitResult, 1)
+	var known splitResult
+	var unknown []formats.Message
+	for _, msg := range msgs {
+		switch msg.Encoding {
+		case formats.EncodingIdentity:
+			known.raw = append(known.raw, msg)
+		case formats.EncodingEncoded:
+			known.rest = append(known.rest, msg)
+		default:
+			unknown = append(unknown, msg)
+		}
+	}
+	if len(unknown) == 0 {
+		ch <- known
+		return ch
+	}
 	go func() {
-		raw, rest, err := m.splitRaw(ctx, folder, msgs)
+		raw, rest, err := m.splitRaw(ctx, folder, unknown)
+		raw, rest = append(known.raw, raw...), append(known.rest, rest...)
+		sort.Slice(raw, func(i, j int) bool { return raw[i].UID < raw[j].UID })
 		ch <- splitResult{raw, rest, err}
 	}()
 	return ch
@@ -812,8 +866,7 @@ func (m *IMAP) startSplit(ctx context.Context, folder formats.Folder, msgs []for
 // single part, top-level Content-Transfer-Encoding absent, 7bit, 8bit or
 // binary) and the rest (including any that vanished). See Fetch.
 func (m *IMAP) splitRaw(ctx context.Context, folder formats.Folder, msgs []formats.Message) (raw, rest []formats.Message, err error) {
-	item := fetchItem{body: &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader,
-		HeaderFields: []string{"Content-Transfer-Encoding", "Content-Type"}, Peek: true}}
+	item := fetchItem{body: encodingSection}
 	plain := map[uint32]bool{}
 	err = m.fetchSections(ctx, folder, msgs, item, func(msg formats.Message, lit imap.LiteralReader) error {
 		h, err := io.ReadAll(io.LimitReader(lit, formats.MaxHeaderBytes))

@@ -361,10 +361,15 @@ type transfer struct {
 	queue     []queued // stored as ErrQueued, waiting for Commit
 	delivered map[string]bool
 	lastFlush time.Time
-	since     int    // messages handed to the sink since the last flush
-	dst       dstRun // the destination IDs of what was stored
-	copied    []formats.Message
-	tally     *passTally // what the folder's counts are made of (counts.go)
+	since     int // messages handed to the sink since the last flush
+	// carryOn, where set, says at the transfer's end whether another
+	// window of the folder follows with messages (window.go): then it ends
+	// with a partial flush and leaves its newest queued messages in flight,
+	// for the next window's transfer to record.
+	carryOn func() bool
+	dst     dstRun // the destination IDs of what was stored
+	copied  []formats.Message
+	tally   *passTally // what the folder's counts are made of (counts.go)
 }
 
 // queued is a message the sink has queued (ErrQueued): its fate comes with
@@ -400,7 +405,11 @@ func (t *transfer) run(ctx context.Context) error {
 		return t.one(dstCtx, m, body)
 	})
 	// What was stored before an error is complete: make it durable and record it.
-	if err := t.flush(dstCtx); err != nil && ferr == nil {
+	flush := t.flush
+	if ferr == nil && t.carryOn != nil && t.carryOn() {
+		flush = t.flushSome
+	}
+	if err := flush(dstCtx); err != nil && ferr == nil {
 		ferr = err
 	}
 	return ferr

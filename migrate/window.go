@@ -51,7 +51,14 @@ var errValidityMoved = &RetryableError{Err: errors.New("the source folder's UIDV
 // copyWindows is the pass over a folder in windows, up to the UIDNEXT the
 // folder showed when the run began (what arrived since is the next run's,
 // as in a whole pass).
-func (p *folderPass) copyWindows(ctx context.Context, rl RangeLister) error {
+//
+// Where the next window's listing went ahead and holds messages, the
+// newest batch of a window stays in flight when it ends
+// (transfer.carryOn): its messages move to the next window's transfer,
+// which records them once answered, so that on a slow link the
+// destination does not idle for a round trip at every window's end. A pass
+// that ends between two windows records them first (settleCarry).
+func (p *folderPass) copyWindows(ctx context.Context, rl RangeLister) (err error) {
 	e, f := p.e, p.pf.Source
 	if p.ss.Validity != f.Validity {
 		if err := e.reset(SideSource, p.srcKey, f.Validity); err != nil {
@@ -63,45 +70,68 @@ func (p *folderPass) copyWindows(ctx context.Context, rl RangeLister) error {
 	var w windowSums
 	w.dst = dstRun{next: p.dstF.UIDNext, contiguous: true}
 	var last *transfer
+	defer func() {
+		if serr := last.settleCarry(ctx); serr != nil && err == nil {
+			err = serr
+		}
+	}()
 	// The next window's listing, sent: the first window's may be the
 	// listing made beside destination() (early.go).
 	ahead := p.earlyWindow(1, uint32(min(uint64(windowSize), uint64(f.UIDNext)-1)))
+	var got *windowListing // ahead's answer, once read (by carryOn)
 	defer func() {
-		if ahead != nil {
+		if ahead != nil && got == nil {
 			ahead() // its answers are read, whatever ended the pass
 		}
 	}()
+	// nextListed reads the listing sent ahead, once.
+	nextListed := func() *windowListing {
+		if got == nil {
+			l := &windowListing{}
+			l.validity, l.msgs, l.err = ahead()
+			got = l
+		}
+		return got
+	}
 	al, _ := As[AheadLister](p.src)
 	for first := uint64(1); first < uint64(f.UIDNext); first += uint64(windowSize) {
 		end := min(first+uint64(windowSize)-1, uint64(f.UIDNext)-1)
-		var validity uint32
-		var msgs []formats.Message
-		var err error
+		var l windowListing
 		if ahead != nil {
-			validity, msgs, err = ahead()
-			ahead = nil
+			l = *nextListed()
+			ahead, got = nil, nil
 		} else {
-			validity, msgs, err = rl.ListUIDs(ctx, f, uint32(first), uint32(end))
+			l.validity, l.msgs, l.err = rl.ListUIDs(ctx, f, uint32(first), uint32(end))
 		}
-		if err != nil {
-			return err
+		if l.err != nil {
+			return l.err
 		}
-		if validity != f.Validity {
+		if l.validity != f.Validity {
 			return errValidityMoved
 		}
-		p.fr.Found += len(msgs)
-		if len(msgs) == 0 {
+		p.fr.Found += len(l.msgs)
+		if len(l.msgs) == 0 {
 			continue
 		}
-		p.msgs, p.d = msgs, decision{}
+		p.msgs, p.d = l.msgs, decision{}
 		if err := p.decide(ctx); err != nil {
 			return err
 		}
 		if next := end + 1; al != nil && next < uint64(f.UIDNext) {
 			ahead = al.ListUIDsAhead(ctx, f, uint32(next), uint32(min(next+uint64(windowSize)-1, uint64(f.UIDNext)-1)))
 		}
-		last = &transfer{p: p, delivered: map[string]bool{}, lastFlush: time.Now(), dst: w.dst}
-		err = last.run(ctx)
+		t := &transfer{p: p, delivered: map[string]bool{}, lastFlush: time.Now(), dst: w.dst}
+		if ahead != nil {
+			t.carryOn = func() bool {
+				n := nextListed()
+				return n.err == nil && n.validity == f.Validity && len(n.msgs) > 0
+			}
+		}
+		if last != nil { // what the window before left in flight
+			t.queue, last.queue = last.queue, nil
+		}
+		last = t
+		err := last.run(ctx)
 		w.add(last)
 		if err != nil {
 			return err
@@ -112,6 +142,22 @@ func (p *folderPass) copyWindows(ctx context.Context, rl RangeLister) error {
 		return err
 	}
 	return p.conclude(w.vanished, w.stored, w.dst)
+}
+
+// windowListing is a window's listing.
+type windowListing struct {
+	validity uint32
+	msgs     []formats.Message
+	err      error
+}
+
+// settleCarry makes what a window left in flight durable and recorded,
+// where no later window's transfer took it (t may be nil).
+func (t *transfer) settleCarry(ctx context.Context) error {
+	if t == nil || len(t.queue) == 0 {
+		return nil
+	}
+	return t.flush(ctx)
 }
 
 // windowSums is what the windows of a pass add up to.

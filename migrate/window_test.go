@@ -1,6 +1,7 @@
 package migrate_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/mailferry/mailferry/formats"
 	"github.com/mailferry/mailferry/migrate"
+	"github.com/mailferry/mailferry/migrate/dovecottest"
 	"github.com/mailferry/mailferry/migrate/faultproxy"
 	mfimap "github.com/mailferry/mailferry/migrate/imap"
 	"github.com/mailferry/mailferry/migrate/mailconn"
@@ -36,6 +38,12 @@ func (b *batchWatcher) note(m map[string]int, f formats.Folder, n int) {
 
 func (b *batchWatcher) List(ctx context.Context, f formats.Folder) (uint32, []formats.Message, error) {
 	v, msgs, err := b.IMAP.List(ctx, f)
+	b.note(b.listed, f, len(msgs))
+	return v, msgs, err
+}
+
+func (b *batchWatcher) ListForCopy(ctx context.Context, f formats.Folder) (uint32, []formats.Message, error) {
+	v, msgs, err := b.IMAP.ListForCopy(ctx, f)
 	b.note(b.listed, f, len(msgs))
 	return v, msgs, err
 }
@@ -214,6 +222,106 @@ func TestWindowsListedAheadSurviveACut(t *testing.T) {
 			}
 			if !memSame(t, src, dst) {
 				t.Errorf("the destination differs from the source (SHA-256, flags, dates)")
+			}
+		})
+	}
+}
+
+// At a window's end the newest MULTIAPPEND batch stays in flight while the
+// next window is listed and fetched (its messages are recorded by the next
+// window's transfer), so on a slow link the destination does not wait a
+// round trip at every window. On Dovecot (MULTIAPPEND, LITERAL+) behind a
+// 30 ms link: some APPEND goes out while an earlier one is unanswered
+// (with a full wait at each window's end, every window's one batch went
+// out alone), and the destination ends with every message once, byte for
+// byte, every one counted as copied, and a rerun copies none; also when
+// the source's connection is cut in the middle of the copy.
+func TestWindowEndLeavesTheNewestBatchInFlight(t *testing.T) {
+	defer migrate.SetWindowSize(40)()
+	src := dovecottest.Start(t, dovecottest.Options{Separator: '/'})
+	var seed []dovecottest.SeedMessage
+	for i := range 200 {
+		seed = append(seed, dovecottest.SeedMessage{Folder: "INBOX", Flags: []string{`\Seen`}, Date: time.Unix(1600000000+int64(i)*3600, 0),
+			Body: []byte(fmt.Sprintf("Message-ID: <carry%d@example.org>\r\nFrom: a@example.org\r\nSubject: carry %d\r\n\r\n%0500d\r\n", i, i, i))})
+	}
+	src.Seed(t, "alice", seed)
+	want := map[string]int{}
+	for _, m := range src.Snapshot(t, "alice")["INBOX"] {
+		want[m.SHA256]++
+	}
+	for _, cut := range []int64{0, 60_000} { // none; in the third window
+		t.Run(fmt.Sprintf("cut at %d", cut), func(t *testing.T) {
+			dst := dovecottest.Start(t, dovecottest.Options{Separator: '.'})
+			// APPENDs sent and answered per connection; most is the most
+			// unanswered when another went out.
+			var mu sync.Mutex
+			sent, answered := map[int]int{}, map[int]int{}
+			most := 0
+			proxy, err := faultproxy.New(dst.IMAPAddr(), faultproxy.Faults{Latency: 15 * time.Millisecond,
+				Tap: func(conn int, dir faultproxy.Dir, b []byte) {
+					mu.Lock()
+					defer mu.Unlock()
+					if dir == faultproxy.ClientToServer {
+						if n := bytes.Count(b, []byte(` APPEND "`)); n > 0 {
+							most = max(most, sent[conn]-answered[conn])
+							sent[conn] += n
+						}
+					} else {
+						answered[conn] += bytes.Count(b, []byte("OK [APPENDUID"))
+					}
+				}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer proxy.Close()
+			srcAddr := src.IMAPAddr()
+			if cut > 0 {
+				cutter, err := faultproxy.New(srcAddr, faultproxy.Faults{CutAfterBytes: faultproxy.Cut{
+					Min: cut, Max: cut, Dir: faultproxy.ServerToClient, P: 1, FirstConns: 1, MaxCuts: 1}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer cutter.Close()
+				defer func() {
+					if _, cuts := cutter.Stats(); cuts != 1 {
+						t.Errorf("%d cuts, want 1", cuts)
+					}
+				}()
+				srcAddr = cutter.Addr()
+			}
+			state := filepath.Join(t.TempDir(), "state.db")
+			run := func() *migrate.Report {
+				job := migrate.Job{SourceName: "src", DestName: "dst", Options: migrate.Options{StatePath: state, Retries: 3},
+					OpenSource: func(ctx context.Context) (migrate.Source, error) {
+						return mfimap.DialIMAP(ctx, mailconn.ServerConfig{Addr: srcAddr, User: "alice", Password: src.Users["alice"], TLS: mailconn.TLSNone})
+					},
+					OpenSink: func(ctx context.Context) (migrate.Sink, error) {
+						return mfimap.DialIMAP(ctx, mailconn.ServerConfig{Addr: proxy.Addr(), User: "alice", Password: dst.Users["alice"], TLS: mailconn.TLSNone})
+					},
+				}
+				rep, err := migrate.Run(context.Background(), job)
+				if err != nil {
+					t.Fatalf("run: %v", err)
+				}
+				return rep
+			}
+			if rep := run(); rep.Totals.Copied != 200 || rep.Totals.Failed != 0 {
+				t.Errorf("copied %d, failed %d, want 200 and 0", rep.Totals.Copied, rep.Totals.Failed)
+			}
+			mu.Lock()
+			if most < 1 {
+				t.Errorf("every APPEND went out with none unanswered (%v sent): each window waited for the one before", sent)
+			}
+			mu.Unlock()
+			got := map[string]int{}
+			for _, m := range dst.Snapshot(t, "alice")["INBOX"] {
+				got[m.SHA256]++
+			}
+			if !reflect.DeepEqual(want, got) {
+				t.Errorf("the destination's INBOX differs from the source's (SHA-256 of each message, counted): %d distinct at the source, %d at the destination", len(want), len(got))
+			}
+			if rep := run(); rep.Totals.Copied != 0 || rep.Totals.Skipped != 200 {
+				t.Errorf("rerun: copied %d, skipped %d, want 0 and 200", rep.Totals.Copied, rep.Totals.Skipped)
 			}
 		})
 	}

@@ -58,7 +58,7 @@ const (
 	batchBytes     = 1 << 20
 	spoolMaxSize   = 256 << 10 // larger messages are streamed, unspooled
 	maxOutstanding = 2
-	maxCommands    = 16
+	maxCommands    = 128
 	// spoolBudget: beyond its own maxOutstanding batches, an appender may
 	// send more while the spooled bytes in flight over all appenders of
 	// the process stay under this. When the other folders are done, the

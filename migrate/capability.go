@@ -144,6 +144,14 @@ func As[T any](x any) (T, bool) {
 	return zero, false
 }
 
+// StorePreparer is a Sink that can get ready to store before the first
+// Store (IMAP: the MULTIAPPEND connection's greeting and login go out in
+// the background). A first copy calls it beside its listing, any pass
+// before it transfers; calling it again does nothing.
+type StorePreparer interface {
+	PrepareStore(ctx context.Context)
+}
+
 // WritePreparer is a Sink that can open a folder for changing ahead of
 // time (IMAP: a read-write SELECT sent without waiting for its answer), so
 // that the opening overlaps the listing of the source. A pass that will

@@ -58,6 +58,9 @@ func (e *engine) copyFolder(ctx context.Context, src Source, dst Sink, pf Planne
 		return p.fr, err
 	}
 	p.early = p.listEarly(ctx) // early.go
+	if p.early != nil && !e.opts.DryRun {
+		p.prepareStore(ctx) // a first copy will store: connect for it meanwhile
+	}
 	err := p.destination(ctx)
 	p.early.settle()
 	if err != nil {
@@ -104,6 +107,13 @@ func (e *engine) copyFolder(ctx context.Context, src Source, dst Sink, pf Planne
 		return p.fr, err
 	}
 	return p.fr, p.finish(t)
+}
+
+// prepareStore lets the destination get ready to store (StorePreparer).
+func (p *folderPass) prepareStore(ctx context.Context) {
+	if sp, ok := As[StorePreparer](p.dst); ok {
+		sp.PrepareStore(ctx)
+	}
 }
 
 // ledgerFolder names a planned folder's source ledger: the source folder and
@@ -395,6 +405,9 @@ func (t *transfer) run(ctx context.Context) error {
 	defer stopDst()
 	if kd, ok := As[KeywordDeclarer](p.dst); ok {
 		kd.DeclareKeywords(p.dstF, keywordsOf(p.d.copy))
+	}
+	if len(p.d.copy) > 0 {
+		p.prepareStore(dstCtx) // its login overlaps the source's first FETCH
 	}
 	p.e.rep.FolderPlanned(p.name, len(p.d.copy), p.d.bytes)
 	p.e.rep.FolderStarted(p.name)

@@ -46,6 +46,9 @@ type IMAP struct {
 	// app is the MULTIAPPEND connection (multiappend.go), dialled on the
 	// first Store when the server offers MULTIAPPEND and LITERAL+.
 	app *appender
+	// appDial is the appender being dialled in the background
+	// (PrepareStore), until appenderReady takes it.
+	appDial chan appenderDial
 	// fetchActivity is when a FETCH last received something (UnixNano):
 	// the stall watchdogs of FETCHes in flight together share it.
 	fetchActivity atomic.Int64
@@ -322,10 +325,7 @@ func startTLS(conn net.Conn, addr string, opts *imapclient.Options) (*imapclient
 // Close logs out and closes the connection. Messages queued and not
 // committed are abandoned: the server has not been told to keep them.
 func (m *IMAP) Close() error {
-	if m.app != nil {
-		m.app.close()
-		m.app = nil
-	}
+	m.closeAppender()
 	// LOGOUT is sent but its answer not awaited: every command that
 	// mattered was answered already, and a round trip per connection is
 	// what a no-op rerun would spend waiting. The probe folder's DELETE

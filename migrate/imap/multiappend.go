@@ -70,11 +70,18 @@ const (
 // every appender of the process.
 var spoolInFlight atomic.Int64
 
-// appenderReady makes sure m.app is connected, dialling it on the first
-// Store.
+// appenderReady makes sure m.app is connected: the connection
+// PrepareStore started dialling, or else a new one.
 func (m *IMAP) appenderReady(ctx context.Context) error {
 	if m.app != nil {
 		return nil
+	}
+	if ch := m.appDial; ch != nil {
+		m.appDial = nil
+		if d := <-ch; d.err == nil {
+			m.app = d.app
+			return nil
+		} // a failed early dial is tried again here, where its error is reported
 	}
 	app, err := dialAppender(ctx, m.cfg, m.auth)
 	if err != nil {
@@ -83,6 +90,49 @@ func (m *IMAP) appenderReady(ctx context.Context) error {
 	app.binary = m.caps.Has(imap.CapBinary)
 	m.app = app
 	return nil
+}
+
+// appenderDial is the outcome of an appender's dial in the background.
+type appenderDial struct {
+	app *appender
+	err error
+}
+
+// PrepareStore starts dialling the appender in the background, so that
+// its greeting and login (a round trip and a half) overlap the source's
+// listing and first FETCH instead of delaying the first Store on a slow
+// link (migrate.StorePreparer).
+func (m *IMAP) PrepareStore(ctx context.Context) {
+	if m.noBatch || m.app != nil || m.appDial != nil {
+		return
+	}
+	ch := make(chan appenderDial, 1)
+	m.appDial = ch
+	cfg, auth, binary := m.cfg, m.auth, m.caps.Has(imap.CapBinary)
+	go func() {
+		app, err := dialAppender(ctx, cfg, auth)
+		if err == nil {
+			app.binary = binary
+		}
+		ch <- appenderDial{app, err}
+	}()
+}
+
+// closeAppender closes the appender, or the one being dialled once its
+// dial is done (without waiting for it).
+func (m *IMAP) closeAppender() {
+	if m.app != nil {
+		m.app.close()
+		m.app = nil
+	}
+	if ch := m.appDial; ch != nil {
+		m.appDial = nil
+		go func() {
+			if d := <-ch; d.app != nil {
+				d.app.close()
+			}
+		}()
+	}
 }
 
 // appender is one raw IMAP connection used only for APPEND.

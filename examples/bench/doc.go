@@ -47,6 +47,9 @@
 //	MAILFERRY_BENCH_TOOLS    comma list of the tools to run (default all: mailferry,
 //	                         interimap,mbsync,dsync,getmail6)
 //	MAILFERRY_BENCH_ARGS     extra flags for mailferry's IMAP->IMAP runs ("--jobs 2")
+//	MAILFERRY_BENCH_WIRELOG  a file: each delay-proxy run appends a line per chunk it forwards
+//	                         (time in µs, run, RTT, server, connection and direction, size,
+//	                         first bytes; logins left out), to read a slow link's round trips
 //	MAILFERRY_BENCH_PROFILE  a directory: after the rounds, run each mailferry job once
 //	                         more under pprof and write JOB-SET.cpu.pprof there, with
 //	                         .heap.pprof, .allocs.pprof and an execution trace,

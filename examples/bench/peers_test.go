@@ -23,6 +23,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"text/tabwriter"
@@ -234,12 +235,44 @@ func (e *bpEnv) bpProxied(r *bpRun, addr string, rtt time.Duration) string {
 	if rtt == 0 {
 		return addr
 	}
-	p, err := faultproxy.New(addr, faultproxy.Faults{Latency: rtt / 2})
+	p, err := faultproxy.New(addr, faultproxy.Faults{Latency: rtt / 2, Tap: bpWireTap(r, addr, rtt)})
 	if err != nil {
 		e.b.Fatal(err)
 	}
 	r.cleanup = append(r.cleanup, func() { p.Close() })
 	return p.Addr()
+}
+
+// bpWireTap is the delay proxy's Tap when MAILFERRY_BENCH_WIRELOG names a
+// file: a line per chunk forwarded, with the time, the run, the server,
+// the connection, the direction and the chunk's first bytes, so that a
+// slow-link run's round trips can be read in order.
+func bpWireTap(r *bpRun, addr string, rtt time.Duration) func(int, faultproxy.Dir, []byte) {
+	path := os.Getenv("MAILFERRY_BENCH_WIRELOG")
+	if path == "" {
+		return nil
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return nil
+	}
+	r.cleanup = append(r.cleanup, func() { f.Close() })
+	var mu sync.Mutex
+	run := fmt.Sprintf("%p", r)
+	return func(conn int, dir faultproxy.Dir, b []byte) {
+		arrow := "^" // client to server
+		if dir == faultproxy.ServerToClient {
+			arrow = "v"
+		}
+		head := b[:min(len(b), 100)]
+		if u := bytes.ToUpper(head); bytes.Contains(u, []byte(" LOGIN ")) || bytes.Contains(u, []byte("AUTHENTICATE")) ||
+			bytes.HasPrefix(u, []byte("PASS ")) || bytes.HasPrefix(u, []byte("AUTH ")) {
+			head = []byte("(a login, not shown)")
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		fmt.Fprintf(f, "%d %s %s %s %d%s %d %q\n", time.Now().UnixMicro(), run, rtt, addr, conn, arrow, len(b), head)
+	}
 }
 
 // bpBuild builds mailferry (this module's main package) into out, with

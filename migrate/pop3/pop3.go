@@ -93,6 +93,11 @@ type POP3 struct {
 	closed bool
 
 	token string // the OAuth2 token, during the login only
+
+	// ahead holds the answers a pipelined login asked for, until the
+	// first Folders (STAT) and List (UIDL, LIST) take them; nil once taken,
+	// or when anything else was sent first.
+	ahead *pop3Ahead
 }
 
 var (
@@ -276,6 +281,8 @@ func (p *POP3) login() error {
 	if p.caps != nil && !hasUser && plain {
 		resp := base64.StdEncoding.EncodeToString([]byte("\x00" + p.cfg.User + "\x00" + p.cfg.Password))
 		ok, text, err = p.cmd("AUTH PLAIN " + resp)
+	} else if p.pipelining {
+		ok, text, err = p.loginPipelined()
 	} else {
 		ok, text, err = p.call(func() error { return p.c.User(p.cfg.User) })
 		if err == nil && ok {
@@ -293,6 +300,59 @@ func (p *POP3) login() error {
 		return fmt.Errorf("%w: %s: login refused: %s", migrate.ErrAuth, p.cfg, text)
 	}
 	return nil
+}
+
+// pop3Ahead is what a pipelined login asked beyond the login itself: the
+// answers to STAT, UIDL and LIST, for the session's first Folders and List.
+type pop3Ahead struct {
+	stat, uidl, list *listingAnswer // nil once taken (stat has no lines)
+}
+
+// loginPipelined sends USER and PASS together where the server pipelines
+// (CAPA PIPELINING, RFC 2449), with STAT, UIDL and LIST behind them: what
+// a run asks next (Folders, then List), answered in the login's round trip
+// instead of three more, which on a slow link come before the first
+// message. The answers are read at once, kept for Folders and List
+// (p.ahead); after a refused login they are read and dropped (the server
+// refuses them too, outside the TRANSACTION state).
+func (p *POP3) loginPipelined() (ok bool, text string, err error) {
+	p.wire.cork()
+	for _, c := range []string{"USER " + p.cfg.User, "PASS " + p.cfg.Password, "STAT", "UIDL", "LIST"} {
+		if err := p.c.Send(c); err != nil {
+			return false, "", err
+		}
+	}
+	if err := p.wire.uncork(); err != nil {
+		return false, "", err
+	}
+	okUser, textUser, err := p.status()
+	if err != nil {
+		return false, "", err
+	}
+	ok, text, err = p.status()
+	if err != nil {
+		return false, "", err
+	}
+	// A broken answer to what came after the login leaves the session out
+	// of step: it is closed, and its first use says why.
+	a := &pop3Ahead{stat: &listingAnswer{}, uidl: &listingAnswer{}, list: &listingAnswer{}}
+	if a.stat.ok, a.stat.text, a.stat.err = p.status(); a.stat.err != nil {
+		p.fail(nil, "STAT", a.stat.err)
+	}
+	for i, l := range []*listingAnswer{a.uidl, a.list} {
+		if p.broken == nil {
+			if l.ok, l.text, l.lines, l.err = p.listing("", false); l.err != nil {
+				p.fail(nil, []string{"UIDL", "LIST"}[i], l.err)
+			}
+		}
+	}
+	if !okUser {
+		return false, textUser, nil
+	}
+	if ok && p.broken == nil {
+		p.ahead = a
+	}
+	return ok, text, nil
 }
 
 // pop3AuthLineMax is the longest AUTH command that may carry the initial
@@ -485,7 +545,15 @@ func (p *POP3) Folders(ctx context.Context) ([]formats.Folder, error) {
 	}
 	stop := context.AfterFunc(ctx, func() { p.raw.Close() })
 	defer stop()
-	ok, text, err := p.cmd("STAT")
+	var ok bool
+	var text string
+	var err error
+	if a := p.ahead; a != nil && a.stat != nil { // asked with the login
+		ok, text, err = a.stat.ok, a.stat.text, a.stat.err
+		a.stat = nil
+	} else {
+		ok, text, err = p.cmd("STAT")
+	}
 	if err != nil {
 		return nil, p.fail(ctx, "STAT", err)
 	}
@@ -565,10 +633,14 @@ func sortByNum(msgs []formats.Message, nums map[string]int) {
 // listings are read by the library and parsed here: a short or malformed
 // line is a protocol error.
 func (p *POP3) uidl(ctx context.Context, withSizes bool) error {
-	// Where the server pipelines, UIDL and LIST go out together: one round
-	// trip, and both answers are read before either is looked at.
-	pipelined := withSizes && p.pipelining
-	if pipelined {
+	var u, list listingAnswer
+	switch a := p.ahead; {
+	case withSizes && a != nil && a.uidl != nil:
+		// Asked with the login (loginPipelined), nothing sent since.
+		u, list = *a.uidl, *a.list
+	case withSizes && p.pipelining:
+		// Where the server pipelines, UIDL and LIST go out together: one
+		// round trip, and both answers are read before either is looked at.
 		p.wire.cork()
 		for _, c := range []string{"UIDL", "LIST"} {
 			if err := p.c.Send(c); err != nil {
@@ -578,16 +650,20 @@ func (p *POP3) uidl(ctx context.Context, withSizes bool) error {
 		if err := p.wire.uncork(); err != nil {
 			return p.fail(ctx, "UIDL", err)
 		}
+		u.ok, u.text, u.lines, u.err = p.listing("UIDL", false)
+		if u.err == nil {
+			list.ok, list.text, list.lines, list.err = p.listing("LIST", false)
+		}
+	default:
+		u.ok, u.text, u.lines, u.err = p.listing("UIDL", true)
+		if withSizes && u.err == nil && u.ok {
+			list.ok, list.text, list.lines, list.err = p.listing("LIST", true)
+		}
 	}
-	ok, text, lines, err := p.listing("UIDL", !pipelined)
+	p.ahead = nil // what the login asked is taken, or out of date
+	ok, text, lines, err := u.ok, u.text, u.lines, u.err
 	if err != nil {
 		return p.fail(ctx, "UIDL", err)
-	}
-	var list listingAnswer
-	if pipelined {
-		if list.ok, list.text, list.lines, list.err = p.listing("LIST", false); list.err != nil {
-			return p.fail(ctx, "LIST", list.err)
-		}
 	}
 	if !ok {
 		return fmt.Errorf("pop3: %s: UIDL refused: %s (without UIDL, messages cannot be identified across sessions)", p.cfg, text)
@@ -610,9 +686,6 @@ func (p *POP3) uidl(ctx context.Context, withSizes bool) error {
 	}
 	var sizes map[int]int64
 	if withSizes {
-		if !pipelined {
-			list.ok, list.text, list.lines, list.err = p.listing("LIST", true)
-		}
 		ok, text, lines, err := list.ok, list.text, list.lines, list.err
 		if err != nil {
 			return p.fail(ctx, "LIST", err)
@@ -848,6 +921,7 @@ func (p *POP3) window() int {
 // that nothing is deleted, and returns the error; an I/O error drops the
 // connection without QUIT, which deletes nothing either.
 func (p *POP3) Delete(ctx context.Context, folder formats.Folder, msgs []formats.Message) error {
+	p.ahead = nil // DELE changes what UIDL and LIST would say
 	if len(msgs) == 0 {
 		return nil
 	}

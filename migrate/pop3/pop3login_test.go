@@ -1,0 +1,69 @@
+package pop3
+
+import (
+	"context"
+	"sync"
+	"testing"
+
+	"github.com/mailferry/mailferry/migrate/dovecottest"
+	"github.com/mailferry/mailferry/migrate/faultproxy"
+)
+
+// Where the server pipelines (Dovecot does), USER, PASS, STAT, UIDL and
+// LIST go out together after CAPA: a session reaches its listing in two
+// round trips after the greeting instead of five (on a slow link, all of
+// them before the first message). Folders and List then give what they
+// gave before: the count, and every message by UIDL in maildrop order.
+func TestPOP3LoginBringsTheListing(t *testing.T) {
+	srv := dovecottest.Start(t, dovecottest.Options{})
+	bodies := trickyMessages()
+	seedInbox(t, srv, "alice", bodies)
+	var mu sync.Mutex
+	var sends []string // each chunk the client sent, in order
+	proxy, err := faultproxy.New(srv.POP3Addr(), faultproxy.Faults{Tap: func(_ int, dir faultproxy.Dir, b []byte) {
+		if dir == faultproxy.ClientToServer {
+			mu.Lock()
+			sends = append(sends, string(b))
+			mu.Unlock()
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proxy.Close()
+	cfg := pop3Config(srv, "alice")
+	cfg.Addr = proxy.Addr()
+	p := dialPOP3(t, cfg)
+	folders, err := p.Folders(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := listPOP3(t, p)
+	mu.Lock()
+	n := len(sends)
+	mu.Unlock()
+	if n != 2 {
+		t.Errorf("the client wrote %d times before its listing was in, want 2 (CAPA, then the login with STAT, UIDL and LIST)", n)
+	}
+	if len(folders) != 1 || int(folders[0].Messages) != len(bodies) {
+		t.Errorf("Folders = %+v, want INBOX with %d messages", folders, len(bodies))
+	}
+	if len(msgs) != len(bodies) {
+		t.Fatalf("List: %d messages, want %d", len(msgs), len(bodies))
+	}
+	// The same as a session that asks one command at a time.
+	again := dialPOP3(t, pop3Config(srv, "alice"))
+	again.ahead = nil
+	if _, err := again.Folders(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	want := listPOP3(t, again)
+	for i := range want {
+		if msgs[i].ID != want[i].ID {
+			t.Fatalf("message %d: UIDL %q, asked alone %q", i+1, msgs[i].ID, want[i].ID)
+		}
+	}
+	if p.sizes == nil || len(p.sizes) != len(bodies) {
+		t.Errorf("LIST's sizes: %d, want %d", len(p.sizes), len(bodies))
+	}
+}

@@ -125,7 +125,7 @@ type Committer interface {
 // queued messages while the newest are still in flight: CommitSome returns,
 // in queue order, the results of a prefix of the queue (maybe empty). The
 // engine calls it between the batches of a folder, so that the link to the
-// destination does not idle while the newest batch is answered; a folder's
+// destination does not idle while the newest batches are answered; a folder's
 // last flush is a Commit.
 type PartialCommitter interface {
 	CommitSome(ctx context.Context) ([]StoreResult, error)

@@ -52,9 +52,9 @@ var errValidityMoved = &RetryableError{Err: errors.New("the source folder's UIDV
 // folder showed when the run began (what arrived since is the next run's,
 // as in a whole pass).
 //
-// Where the next window's listing went ahead and holds messages, the
-// newest batch of a window stays in flight when it ends
-// (transfer.carryOn): its messages move to the next window's transfer,
+// Where the next window's listing went ahead and holds messages, what a
+// window's end would wait for stays in flight (transfer.carryOn: a partial
+// commit, not a whole one): its messages move to the next window's transfer,
 // which records them once answered, so that on a slow link the
 // destination does not idle for a round trip at every window's end. A pass
 // that ends between two windows records them first (settleCarry).

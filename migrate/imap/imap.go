@@ -1294,7 +1294,7 @@ func spool(r io.Reader) (*os.File, int64, error) {
 // Commit waits until every queued message is appended or refused and
 // returns their outcomes in Store order.
 func (m *IMAP) Commit(ctx context.Context) ([]migrate.StoreResult, error) {
-	return m.commit(ctx, -1)
+	return m.commit(ctx, true)
 }
 
 // LearnFolders lists the folders, so that this connection knows which
@@ -1305,14 +1305,14 @@ func (m *IMAP) LearnFolders(ctx context.Context) error {
 }
 
 // CommitSome gives the outcomes of the queued messages whose batches were
-// sent before the newest one, which stays in flight
-// (migrate.PartialCommitter).
+// sent before the last CommitSome (and of any answered meanwhile); the
+// newer ones stay in flight (migrate.PartialCommitter, appender.commitSome).
 func (m *IMAP) CommitSome(ctx context.Context) ([]migrate.StoreResult, error) {
-	return m.commit(ctx, 1)
+	return m.commit(ctx, false)
 }
 
-// commit waits for every batch but the newest keep (all: keep < 0).
-func (m *IMAP) commit(ctx context.Context, keep int) ([]migrate.StoreResult, error) {
+// commit waits for every batch (all), or for those commitSome waits for.
+func (m *IMAP) commit(ctx context.Context, all bool) ([]migrate.StoreResult, error) {
 	if m.app == nil {
 		return nil, nil
 	}
@@ -1320,10 +1320,10 @@ func (m *IMAP) commit(ctx context.Context, keep int) ([]migrate.StoreResult, err
 	defer stop()
 	var outs []appendOutcome
 	var err error
-	if keep < 0 {
+	if all {
 		outs, err = m.app.commit()
 	} else {
-		outs, err = m.app.commitSome(keep)
+		outs, err = m.app.commitSome()
 	}
 	if err != nil {
 		return nil, err

@@ -148,6 +148,8 @@ type appender struct {
 	broken      error          // set by lost: the connection is not used again
 	open        *appendBatch   // the batch being written, if any
 	outstanding []*appendBatch // sent, waiting for their tagged response
+	sent        int            // batches sent so far (each batch's seq is its number)
+	older       int            // batches numbered below it are waited for by commitSome
 	answered    []doneBatch    // answered, outcomes not yet collected by commit
 }
 
@@ -163,6 +165,7 @@ type spooled struct {
 
 type appendBatch struct {
 	tag      string
+	seq      int // its number among the appender's batches, once sent
 	mailbox  string
 	msgs     []spooled
 	bytes    int
@@ -534,6 +537,7 @@ func (a *appender) closeBatch() error {
 	a.bw.WriteString("\r\n")
 	a.conn.SetWriteDeadline(time.Now().Add(a.timeout))
 	err := a.bw.Flush()
+	a.open.seq, a.sent = a.sent, a.sent+1
 	a.outstanding = append(a.outstanding, a.open)
 	spoolInFlight.Add(int64(a.open.bytes))
 	a.open = nil
@@ -624,24 +628,29 @@ func (a *appender) commit() ([]appendOutcome, error) {
 	return a.collect()
 }
 
-// commitSome is commit without waiting for the newest keep batches in
-// flight: it closes the open batch, reads the answers to the older ones
-// and returns the outcomes of that prefix of the queue, so that the link
-// does not idle while the newest batch is stored. A refused batch of many
-// messages makes it a whole commit: each message is sent again alone and
-// waited for, which needs no other command in flight.
-func (a *appender) commitSome(keep int) ([]appendOutcome, error) {
+// commitSome is commit without waiting for the batches sent since the
+// last commitSome: it closes the open batch, reads the answers to the
+// batches that were already in flight at the last call, and returns the
+// outcomes of that prefix of the queue (and of any answer read meanwhile).
+// The engine asks every thousand messages or two seconds, so those older
+// batches are answered by then and nothing waits: the link never drains
+// for a partial commit (waiting for all but the newest batch emptied a
+// pipe of large streamed messages every two seconds on a slow link). A
+// refused batch of many messages makes it a whole commit: each message is
+// sent again alone and waited for, which needs no other command in flight.
+func (a *appender) commitSome() ([]appendOutcome, error) {
 	if a.broken != nil {
 		return nil, a.broken
 	}
 	if err := a.closeBatch(); err != nil {
 		return nil, err
 	}
-	for len(a.outstanding) > keep {
+	for len(a.outstanding) > 0 && a.outstanding[0].seq < a.older {
 		if err := a.awaitOne(); err != nil {
 			return nil, err
 		}
 	}
+	a.older = a.sent
 	for _, d := range a.answered {
 		if d.err != nil && len(d.b.msgs) > 1 {
 			return a.commit()
@@ -748,6 +757,7 @@ func (a *appender) addStream(mailbox string, flags []string, date time.Time, siz
 	a.bw.WriteString("\r\n")
 	a.conn.SetWriteDeadline(time.Now().Add(a.timeout))
 	err = a.bw.Flush()
+	b.seq, a.sent = a.sent, a.sent+1
 	a.outstanding = append(a.outstanding, b)
 	if err != nil {
 		return a.lost(err)

@@ -371,11 +371,12 @@ func readLiterals(br *bufio.Reader) (string, [][]byte, error) {
 	}
 }
 
-// TestAppenderCommitSome: commitSome(1) gives the outcomes of the batches
-// sent before the newest, which stays in flight, and the rest come with the
-// next commit; when one of the older batches was refused, it becomes a
-// whole commit (each message of the refused batch sent again alone, with
-// nothing else in flight), and every message has exactly one outcome.
+// TestAppenderCommitSome: commitSome gives the outcomes of the batches that
+// were in flight at the last commitSome and waits for nothing newer (the
+// first one waits for nothing at all), and the rest come with the next
+// commit; when one of the older batches was refused, it becomes a whole
+// commit (each message of the refused batch sent again alone, with nothing
+// else in flight), and every message has exactly one outcome.
 func TestAppenderCommitSome(t *testing.T) {
 	for _, refuse := range []bool{false, true} {
 		t.Run(fmt.Sprintf("refused=%v", refuse), func(t *testing.T) {
@@ -424,21 +425,31 @@ func TestAppenderCommitSome(t *testing.T) {
 			}
 			add(0, 3)
 			a.closeBatch() // M1: 3 messages
-			add(3, 2)      // M2: 2 messages, closed by commitSome and kept in flight
-			outs, err := a.commitSome(1)
+			add(3, 2)      // M2: 2 messages, closed by commitSome
+			// The first commitSome waits for nothing: both were sent since
+			// the last one (there was none).
+			outs, err := a.commitSome()
 			if err != nil {
 				t.Fatal(err)
 			}
-			want, inFlight := 3, 1
-			if refuse {
-				want, inFlight = 5, 0 // a whole commit
+			if len(outs) != 0 || len(a.outstanding) != 2 {
+				t.Fatalf("first commitSome: %d outcomes, %d batches in flight; want 0 and 2", len(outs), len(a.outstanding))
 			}
-			if len(outs) != want || len(a.outstanding) != inFlight {
-				t.Fatalf("commitSome: %d outcomes, %d batches in flight; want %d and %d", len(outs), len(a.outstanding), want, inFlight)
+			add(5, 1) // M3: 1 message, sent since
+			more, err := a.commitSome()
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, inFlight := 5, 1 // M1 and M2 waited for, M3 in flight
+			if refuse {
+				want, inFlight = 6, 0 // a whole commit
+			}
+			if outs = append(outs, more...); len(outs) != want || len(a.outstanding) != inFlight {
+				t.Fatalf("second commitSome: %d outcomes, %d batches in flight; want %d and %d", len(outs), len(a.outstanding), want, inFlight)
 			}
 			rest, err := a.commit()
-			if err != nil || len(outs)+len(rest) != 5 {
-				t.Fatalf("commit: %v, %d outcomes; want 5 in all", err, len(outs)+len(rest))
+			if err != nil || len(outs)+len(rest) != 6 {
+				t.Fatalf("commit: %v, %d outcomes; want 6 in all", err, len(outs)+len(rest))
 			}
 			for i, o := range append(outs, rest...) {
 				if o.err != nil || o.uid == 0 {
@@ -448,9 +459,9 @@ func TestAppenderCommitSome(t *testing.T) {
 			a.close()
 			mu.Lock()
 			defer mu.Unlock()
-			wantVerbs := "[APPEND/3 APPEND/2]"
+			wantVerbs := "[APPEND/3 APPEND/2 APPEND/1]"
 			if refuse {
-				wantVerbs = "[APPEND/3 APPEND/2 APPEND/1 APPEND/1 APPEND/1]"
+				wantVerbs = "[APPEND/3 APPEND/2 APPEND/1 APPEND/1 APPEND/1 APPEND/1]"
 			}
 			// Every APPEND was answered, so recorded; the LOGOUT may not be yet.
 			if got := fmt.Sprint(slices.DeleteFunc(slices.Clone(verbs), func(v string) bool { return v == "LOGOUT/0" })); got != wantVerbs {

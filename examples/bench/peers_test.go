@@ -265,14 +265,26 @@ func bpWireTap(r *bpRun, addr string, rtt time.Duration) func(int, faultproxy.Di
 			arrow = "v"
 		}
 		head := b[:min(len(b), 100)]
-		if u := bytes.ToUpper(head); bytes.Contains(u, []byte(" LOGIN ")) || bytes.Contains(u, []byte("AUTHENTICATE")) ||
-			bytes.HasPrefix(u, []byte("PASS ")) || bytes.HasPrefix(u, []byte("AUTH ")) {
+		if bpHasLogin(b) {
 			head = []byte("(a login, not shown)")
 		}
 		mu.Lock()
 		defer mu.Unlock()
 		fmt.Fprintf(f, "%d %s %s %s %d%s %d %q\n", time.Now().UnixMicro(), run, rtt, addr, conn, arrow, len(b), head)
 	}
+}
+
+// bpHasLogin reports whether a chunk a client sent holds credentials
+// anywhere (a POP3 login pipelined with other commands holds PASS in its
+// middle).
+func bpHasLogin(b []byte) bool {
+	u := bytes.ToUpper(b)
+	for _, w := range []string{" LOGIN ", "AUTHENTICATE ", "PASS ", "AUTH "} {
+		if i := bytes.Index(u, []byte(w)); i >= 0 && (w[0] == ' ' || i == 0 || u[i-1] == '\n' || u[i-1] == ' ') {
+			return true
+		}
+	}
+	return false
 }
 
 // bpBuild builds mailferry (this module's main package) into out, with
@@ -1817,4 +1829,25 @@ func bpHelper() {
 	fmt.Fprintf(report, "%d %d %d %d\n", wall.Nanoseconds(), rss, cpu, code)
 	report.Close()
 	os.Exit(code)
+}
+
+// The wire log (MAILFERRY_BENCH_WIRELOG) never shows a chunk with
+// credentials, wherever in the chunk they are.
+func TestWireLogHidesLogins(t *testing.T) {
+	for _, c := range []struct {
+		chunk string
+		login bool
+	}{
+		{"T1 LOGIN \"alice\" \"pw\"\r\n", true},
+		{"T1 AUTHENTICATE PLAIN AGFsaWNlAHB3\r\n", true},
+		{"PASS secret\r\n", true},
+		{"USER alice\r\nPASS secret\r\nSTAT\r\nUIDL\r\nLIST\r\n", true},
+		{"AUTH PLAIN AGFsaWNlAHB3\r\n", true},
+		{"T5 UID FETCH 1:2 (UID BINARY.PEEK[])\r\n", false},
+		{"RETR 1\r\nRETR 2\r\n", false},
+	} {
+		if got := bpHasLogin([]byte(c.chunk)); got != c.login {
+			t.Errorf("%q: login %v, want %v", c.chunk, got, c.login)
+		}
+	}
 }

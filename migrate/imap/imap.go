@@ -25,8 +25,9 @@ import (
 	"github.com/mailferry/mailferry/migrate/mailconn"
 )
 
-// fetchBatch is how many messages one UID FETCH of bodies asks for.
-const fetchBatch = 1000
+// fetchBatch is how many messages one UID FETCH of bodies asks for (a
+// variable for tests).
+var fetchBatch = 1000
 
 // IMAP is a connection to an IMAP server, usable as a migrate.Source and as a migrate.Sink.
 // It is not safe for concurrent use: the engine opens one per worker.
@@ -761,6 +762,31 @@ func (m *IMAP) Fetch(ctx context.Context, folder formats.Folder, msgs []formats.
 	if _, err := m.sel(folder.Name, true); err != nil {
 		return err
 	}
+	if encodingsKnown(msgs) { // fetchahead.go
+		err := m.fetchAhead(ctx, fetchJobs(msgs), deliver, &fnErr)
+		switch {
+		case err == nil:
+		case fnErr != nil || ctx.Err() != nil || !unreadableResponse(err):
+			return err
+		default: // go-imap could not read an answer and closed the connection
+			if err := m.redial(ctx); err != nil {
+				return err
+			}
+		}
+		// What did not come back as planned goes one command at a time.
+		var left []formats.Message
+		for _, msg := range msgs {
+			if !delivered[msg.UID] {
+				left = append(left, msg)
+			}
+		}
+		if msgs = left; len(msgs) == 0 {
+			return nil
+		}
+		if _, err := m.sel(folder.Name, true); err != nil {
+			return err
+		}
+	}
 	// The header look-ahead for the next batch runs in its own goroutine
 	// (go-imap routes each FETCH response to its command by UID), so that
 	// its round trip overlaps this batch's BINARY FETCH.
@@ -806,11 +832,7 @@ func (m *IMAP) Fetch(ctx context.Context, folder formats.Folder, msgs []formats.
 func (m *IMAP) fetchBinary(ctx context.Context, folder formats.Folder, raw []formats.Message,
 	deliver func(formats.Message, imap.LiteralReader) error, delivered map[uint32]bool, fnErr *error) error {
 	bin := fetchItem{binary: true, accept: func(msg formats.Message, size int64) bool { return size == msg.Size }}
-	refused := func(err error) bool {
-		var ie *imap.Error
-		var re *migrate.RetryableError
-		return *fnErr == nil && errors.As(err, &ie) && !errors.As(err, &re)
-	}
+	refused := func(err error) bool { return refusedFetch(err, *fnErr) }
 	err := m.fetchSections(ctx, folder, raw, bin, deliver)
 	if err == nil || !refused(err) {
 		return err
@@ -954,24 +976,36 @@ func (m *IMAP) fetchSections(ctx context.Context, folder formats.Folder, msgs []
 
 func (m *IMAP) fetchBatch(ctx context.Context, batch []formats.Message, byUID map[uint32]formats.Message,
 	item fetchItem, got map[uint32]bool, fn func(formats.Message, imap.LiteralReader) error) error {
+	stop := context.AfterFunc(ctx, func() { m.c.Close() })
+	defer stop()
+	return m.readFetch(ctx, m.sendFetch(batch, item), byUID, item, got, fn)
+}
+
+// sendFetch sends UID FETCH (UID item) of batch; its answers are read by
+// readFetch.
+func (m *IMAP) sendFetch(batch []formats.Message, item fetchItem) *imapclient.FetchCommand {
 	var set imap.UIDSet
 	for _, msg := range batch {
 		set.AddNum(imap.UID(msg.UID))
 	}
-	stop := context.AfterFunc(ctx, func() { m.c.Close() })
-	defer stop()
-	// A server that goes silent mid-FETCH would hold us for go-imap's fixed
-	// 5 minutes per literal: this watchdog drops the connection after
-	// stallTimeout without a byte, and the engine reconnects and resumes.
-	idle := m.stallWatchdog()
-	defer idle.Stop()
 	opts := &imap.FetchOptions{UID: true}
 	if item.binary {
 		opts.BinarySection = []*imap.FetchItemBinarySection{{Peek: true}}
 	} else {
 		opts.BodySection = []*imap.FetchItemBodySection{item.body}
 	}
-	fc := m.c.Fetch(set, opts)
+	return m.c.Fetch(set, opts)
+}
+
+// readFetch reads the answers of a FETCH sendFetch sent, passing each
+// literal of a message in byUID (and not in got) to fn, and closes it.
+func (m *IMAP) readFetch(ctx context.Context, fc *imapclient.FetchCommand, byUID map[uint32]formats.Message,
+	item fetchItem, got map[uint32]bool, fn func(formats.Message, imap.LiteralReader) error) error {
+	// A server that goes silent mid-FETCH would hold us for go-imap's fixed
+	// 5 minutes per literal: this watchdog drops the connection after
+	// stallTimeout without a byte, and the engine reconnects and resumes.
+	idle := m.stallWatchdog()
+	defer idle.Stop()
 	for {
 		md := fc.Next()
 		if md == nil {

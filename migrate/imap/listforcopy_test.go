@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"io"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -46,9 +47,19 @@ func TestListForCopyTellsFetchTheEncoding(t *testing.T) {
 	}
 
 	var headerFetches atomic.Int64 // client -> server commands naming the header fields
+	// events: "C" for each body FETCH the client sent, "S" for each FETCH
+	// the server completed, in the order they passed the proxy.
+	var evMu sync.Mutex
+	var events []byte
 	p, err := faultproxy.New(srv.IMAPAddr(), faultproxy.Faults{Tap: func(_ int, dir faultproxy.Dir, b []byte) {
+		evMu.Lock()
+		defer evMu.Unlock()
 		if dir == faultproxy.ClientToServer {
 			headerFetches.Add(int64(bytes.Count(bytes.ToUpper(b), []byte("CONTENT-TRANSFER-ENCODING"))))
+			n := bytes.Count(b, []byte("(UID BINARY.PEEK[])")) + bytes.Count(b, []byte("(UID BODY.PEEK[])"))
+			events = append(events, bytes.Repeat([]byte("C"), n)...)
+		} else {
+			events = append(events, bytes.Repeat([]byte("S"), bytes.Count(b, []byte("OK Fetch completed")))...)
 		}
 	}})
 	if err != nil {
@@ -125,14 +136,29 @@ func TestListForCopyTellsFetchTheEncoding(t *testing.T) {
 		t.Errorf("after List: Fetch sent %d header FETCHes, want 1 (the encodings are not known)", n)
 	}
 
+	// Batches of 3: the 8 messages go in several FETCHes of each kind, two
+	// in flight at a time.
+	defer func(n int) { fetchBatch = n }(fetchBatch)
+	fetchBatch = 3
 	_, forCopy, err := m.ListForCopy(ctx, inbox)
 	if err != nil {
 		t.Fatal(err)
 	}
 	checkEncodings("ListForCopy", forCopy, ids)
+	time.Sleep(50 * time.Millisecond) // the listing's completion passed the proxy
+	evMu.Lock()
+	events = events[:0]
+	evMu.Unlock()
 	if n := fetch("after ListForCopy", forCopy); n != 0 {
 		t.Errorf("after ListForCopy: Fetch sent %d header FETCHes, want none", n)
 	}
+	// The bodies' FETCHes are pipelined: the second goes out before the
+	// first is answered.
+	evMu.Lock()
+	if !bytes.HasPrefix(events, []byte("CC")) || bytes.Count(events, []byte("C")) < 3 {
+		t.Errorf("body FETCHes sent (C) and completed (S) in the order %s, want at least 3 (batches of 3), the first two sent before any completed", events)
+	}
+	evMu.Unlock()
 
 	_, window, err := m.ListUIDs(ctx, inbox, 1, inbox.UIDNext-1)
 	if err != nil {

@@ -309,33 +309,35 @@ type pop3Ahead struct {
 }
 
 // loginPipelined sends USER and PASS together where the server pipelines
-// (CAPA PIPELINING, RFC 2449), with STAT, UIDL and LIST behind them: what
-// a run asks next (Folders, then List), answered in the login's round trip
-// instead of three more, which on a slow link come before the first
-// message. The answers are read at once, kept for Folders and List
-// (p.ahead); after a refused login they are read and dropped (the server
-// refuses them too, outside the TRANSACTION state).
+// (CAPA PIPELINING, RFC 2449), and once logged in STAT, UIDL and LIST
+// together: what a run asks next (Folders, then List), so that the
+// session reaches its listing in two round trips after CAPA instead of
+// four (on a slow link, all of them before the first message). Nothing is
+// pipelined across the login itself: Courier's pop3login hands the
+// session to pop3d after PASS, and what it had read beyond PASS was lost
+// (the STAT never answered). The answers are kept for Folders and List
+// (p.ahead).
 func (p *POP3) loginPipelined() (ok bool, text string, err error) {
-	p.wire.cork()
-	for _, c := range []string{"USER " + p.cfg.User, "PASS " + p.cfg.Password, "STAT", "UIDL", "LIST"} {
-		if err := p.c.Send(c); err != nil {
-			return false, "", err
-		}
-	}
-	if err := p.wire.uncork(); err != nil {
+	if err := p.send("USER "+p.cfg.User, "PASS "+p.cfg.Password); err != nil {
 		return false, "", err
 	}
 	okUser, textUser, err := p.status()
 	if err != nil {
 		return false, "", err
 	}
-	ok, text, err = p.status()
-	if err != nil {
-		return false, "", err
+	if ok, text, err = p.status(); err != nil || !okUser || !ok {
+		if err == nil && !okUser {
+			text = textUser
+		}
+		return false, text, err
 	}
-	// A broken answer to what came after the login leaves the session out
+	// A broken answer to what follows the login leaves the session out
 	// of step: it is closed, and its first use says why.
 	a := &pop3Ahead{stat: &listingAnswer{}, uidl: &listingAnswer{}, list: &listingAnswer{}}
+	if err := p.send("STAT", "UIDL", "LIST"); err != nil {
+		p.fail(nil, "STAT", err)
+		return true, text, nil
+	}
 	if a.stat.ok, a.stat.text, a.stat.err = p.status(); a.stat.err != nil {
 		p.fail(nil, "STAT", a.stat.err)
 	}
@@ -346,13 +348,22 @@ func (p *POP3) loginPipelined() (ok bool, text string, err error) {
 			}
 		}
 	}
-	if !okUser {
-		return false, textUser, nil
-	}
-	if ok && p.broken == nil {
+	if p.broken == nil {
 		p.ahead = a
 	}
-	return ok, text, nil
+	return true, text, nil
+}
+
+// send writes commands in one go, without reading their answers
+// (pipelined).
+func (p *POP3) send(cmds ...string) error {
+	p.wire.cork()
+	for _, c := range cmds {
+		if err := p.c.Send(c); err != nil {
+			return err
+		}
+	}
+	return p.wire.uncork()
 }
 
 // pop3AuthLineMax is the longest AUTH command that may carry the initial
@@ -641,13 +652,7 @@ func (p *POP3) uidl(ctx context.Context, withSizes bool) error {
 	case withSizes && p.pipelining:
 		// Where the server pipelines, UIDL and LIST go out together: one
 		// round trip, and both answers are read before either is looked at.
-		p.wire.cork()
-		for _, c := range []string{"UIDL", "LIST"} {
-			if err := p.c.Send(c); err != nil {
-				return p.fail(ctx, c, err)
-			}
-		}
-		if err := p.wire.uncork(); err != nil {
+		if err := p.send("UIDL", "LIST"); err != nil {
 			return p.fail(ctx, "UIDL", err)
 		}
 		u.ok, u.text, u.lines, u.err = p.listing("UIDL", false)

@@ -9,11 +9,13 @@ import (
 	"github.com/mailferry/mailferry/migrate/faultproxy"
 )
 
-// Where the server pipelines (Dovecot does), USER, PASS, STAT, UIDL and
-// LIST go out together after CAPA: a session reaches its listing in two
-// round trips after the greeting instead of five (on a slow link, all of
-// them before the first message). Folders and List then give what they
-// gave before: the count, and every message by UIDL in maildrop order.
+// Where the server pipelines (Dovecot does), USER and PASS go out
+// together after CAPA, then STAT, UIDL and LIST together: a session
+// reaches its listing in three round trips after the greeting instead of
+// five (on a slow link, all of them before the first message). Folders
+// and List then give what they gave before: the count, and every message
+// by UIDL in maildrop order. (Nothing goes across the login: Courier loses
+// it, TestCourierPOP3EightBitHeaders.)
 func TestPOP3LoginBringsTheListing(t *testing.T) {
 	srv := dovecottest.Start(t, dovecottest.Options{})
 	bodies := trickyMessages()
@@ -42,8 +44,8 @@ func TestPOP3LoginBringsTheListing(t *testing.T) {
 	mu.Lock()
 	n := len(sends)
 	mu.Unlock()
-	if n != 2 {
-		t.Errorf("the client wrote %d times before its listing was in, want 2 (CAPA, then the login with STAT, UIDL and LIST)", n)
+	if n != 3 {
+		t.Errorf("the client wrote %d times before its listing was in, want 3 (CAPA, the login, then STAT, UIDL and LIST)", n)
 	}
 	if len(folders) != 1 || int(folders[0].Messages) != len(bodies) {
 		t.Errorf("Folders = %+v, want INBOX with %d messages", folders, len(bodies))

@@ -168,10 +168,12 @@ func (m *Maildir) Separator() rune { return '/' }
 func (m *Maildir) folderInfo(dir string, f formats.Folder) (formats.Folder, error) {
 	f.Validity = 1
 	inNew := map[string]int64{}
-	err := m.eachFile(dir, "new", func(unique string, size int64) { inNew[unique] = size })
+	err := m.eachFile(dir, "new", func(unique string, size int64) { inNew[strings.Clone(unique)] = size })
 	if err == nil {
 		err = m.eachFile(dir, "cur", func(unique string, size int64) {
-			delete(inNew, unique)
+			if len(inNew) > 0 {
+				delete(inNew, unique)
+			}
 			f.Messages++
 			f.Bytes += size
 		})
@@ -187,43 +189,29 @@ func (m *Maildir) folderInfo(dir string, f formats.Folder) (formats.Folder, erro
 }
 
 // eachFile calls fn with the unique name and size of each message file in
-// dir/sub as scan(dir, true) takes them, reading the directory in chunks.
+// dir/sub as scan(dir, true) takes them (eachName: the unique name is
+// valid only during the call).
 func (m *Maildir) eachFile(dir, sub string, fn func(unique string, size int64)) error {
-	d, err := os.Open(filepath.Join(m.root, dir, sub))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("maildir: %w", err)
-	}
-	defer d.Close()
-	for {
-		ents, err := d.ReadDir(4096)
-		for _, e := range ents {
-			unique, ok := maildirUnique(e.Name())
-			if !ok || !e.Type().IsRegular() {
-				continue
-			}
-			size := sizeFromName(unique)
-			if size < 0 {
-				fi, err := e.Info()
-				if errors.Is(err, fs.ErrNotExist) {
-					continue // renamed or removed since ReadDir
-				}
-				if err != nil {
-					return fmt.Errorf("maildir: %w", err)
-				}
-				size = fi.Size()
-			}
-			fn(unique, size)
-		}
-		if err == io.EOF {
+	path := filepath.Join(m.root, dir, sub)
+	return eachName(path, func(name string) error {
+		unique, ok := maildirUnique(name)
+		if !ok {
 			return nil
 		}
-		if err != nil {
-			return fmt.Errorf("maildir: %w", err)
+		size := sizeFromName(unique)
+		if size < 0 {
+			fi, err := os.Lstat(filepath.Join(path, name))
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil // renamed or removed since it was listed
+			}
+			if err != nil {
+				return fmt.Errorf("maildir: %w", err)
+			}
+			size = fi.Size()
 		}
-	}
+		fn(unique, size)
+		return nil
+	})
 }
 
 // scannedFile is one message file found by scan.

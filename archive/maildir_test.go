@@ -586,6 +586,8 @@ func TestMaildirListingKeepsNoNames(t *testing.T) {
 	os.WriteFile(filepath.Join(root, "new", "1700000000.M1P1.host"), []byte("12345"), 0o600)
 	os.WriteFile(filepath.Join(root, "tmp", "1700000000.M2P1.host"), []byte("tmp"), 0o600)
 	os.WriteFile(filepath.Join(root, "cur", ".hidden"), []byte("no"), 0o600)
+	os.Mkdir(filepath.Join(root, "cur", "1700000000.M3P1.host,S=9"), 0o700)                                 // a directory
+	os.Symlink(filepath.Join(root, "new", dup), filepath.Join(root, "cur", "1700000000.M4P1.host,S=1:2,S")) // a link
 	want, err := OpenMaildir(root, MaildirOptions{})
 	if err != nil {
 		t.Fatal(err)

@@ -1,8 +1,10 @@
 package imap
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"slices"
 	"sync"
 
 	"github.com/emersion/go-imap/v2"
@@ -45,7 +47,7 @@ func encodingsKnown(msgs []formats.Message) bool {
 
 // fetchJobs plans the pipelined FETCHes of msgs (all with a known
 // encoding): per batch of fetchBatch, BINARY[] of those it keeps as they
-// are, then BODY[] of the others.
+// are, then BODY[] of the others, each sorted by UID.
 func fetchJobs(msgs []formats.Message) []fetchJob {
 	bin := fetchItem{binary: true, accept: func(msg formats.Message, size int64) bool { return size == msg.Size }}
 	body := fetchItem{body: &imap.FetchItemBodySection{Peek: true}}
@@ -59,6 +61,9 @@ func fetchJobs(msgs []formats.Message) []fetchJob {
 				rest = append(rest, msg)
 			}
 		}
+		byUID := func(a, b formats.Message) int { return cmp.Compare(a.UID, b.UID) }
+		slices.SortFunc(raw, byUID)
+		slices.SortFunc(rest, byUID)
 		if len(raw) > 0 {
 			jobs = append(jobs, fetchJob{msgs: raw, item: bin})
 		}
@@ -93,13 +98,18 @@ func (m *IMAP) fetchAhead(ctx context.Context, jobs []fetchJob,
 		return deliver(msg, lit)
 	}
 	start := func(j *fetchJob) chan error {
-		byUID := make(map[uint32]formats.Message, len(j.msgs))
-		for _, msg := range j.msgs {
-			byUID[msg.UID] = msg
+		// j.msgs is sorted by UID: a search, not a map of copies (two
+		// maps of 1,000 messages were 3.4 MB of a 200k run's heap).
+		find := func(uid uint32) (formats.Message, bool) {
+			i, ok := slices.BinarySearchFunc(j.msgs, uid, func(msg formats.Message, uid uint32) int { return cmp.Compare(msg.UID, uid) })
+			if !ok {
+				return formats.Message{}, false
+			}
+			return j.msgs[i], true
 		}
 		fc := m.sendFetch(j.msgs, j.item)
 		done := make(chan error, 1)
-		go func() { done <- m.readFetch(ctx, fc, byUID, j.item, map[uint32]bool{}, deliverOne) }()
+		go func() { done <- m.readFetch(ctx, fc, find, j.item, map[uint32]bool{}, deliverOne) }()
 		return done
 	}
 	var inFlight []chan error

@@ -978,7 +978,8 @@ func (m *IMAP) fetchBatch(ctx context.Context, batch []formats.Message, byUID ma
 	item fetchItem, got map[uint32]bool, fn func(formats.Message, imap.LiteralReader) error) error {
 	stop := context.AfterFunc(ctx, func() { m.c.Close() })
 	defer stop()
-	return m.readFetch(ctx, m.sendFetch(batch, item), byUID, item, got, fn)
+	find := func(uid uint32) (formats.Message, bool) { msg, ok := byUID[uid]; return msg, ok }
+	return m.readFetch(ctx, m.sendFetch(batch, item), find, item, got, fn)
 }
 
 // sendFetch sends UID FETCH (UID item) of batch; its answers are read by
@@ -998,8 +999,8 @@ func (m *IMAP) sendFetch(batch []formats.Message, item fetchItem) *imapclient.Fe
 }
 
 // readFetch reads the answers of a FETCH sendFetch sent, passing each
-// literal of a message in byUID (and not in got) to fn, and closes it.
-func (m *IMAP) readFetch(ctx context.Context, fc *imapclient.FetchCommand, byUID map[uint32]formats.Message,
+// literal of a message find knows (and not in got) to fn, and closes it.
+func (m *IMAP) readFetch(ctx context.Context, fc *imapclient.FetchCommand, find func(uid uint32) (formats.Message, bool),
 	item fetchItem, got map[uint32]bool, fn func(formats.Message, imap.LiteralReader) error) error {
 	// A server that goes silent mid-FETCH would hold us for go-imap's fixed
 	// 5 minutes per literal: this watchdog drops the connection after
@@ -1034,7 +1035,7 @@ func (m *IMAP) readFetch(ctx context.Context, fc *imapclient.FetchCommand, byUID
 			if uid == 0 {
 				uid = m.seqUID.get(md.SeqNum)
 			}
-			msg, ok := byUID[uid]
+			msg, ok := find(uid)
 			if !ok || got[uid] || lit == nil {
 				continue // discarded by the next Next
 			}

@@ -635,7 +635,10 @@ func (a *appender) commit() ([]appendOutcome, error) {
 // The engine asks every thousand messages or two seconds, so those older
 // batches are answered by then and nothing waits: the link never drains
 // for a partial commit (waiting for all but the newest batch emptied a
-// pipe of large streamed messages every two seconds on a slow link). A
+// pipe of large streamed messages every two seconds on a slow link). It
+// also waits while more than batchMessages messages are in flight, each
+// held in the engine's queue until answered (a 200k copy's peak RSS went
+// from 39.7 to 42.2 MB with twice as many queued). A
 // refused batch of many messages makes it a whole commit: each message is
 // sent again alone and waited for, which needs no other command in flight.
 func (a *appender) commitSome() ([]appendOutcome, error) {
@@ -645,7 +648,7 @@ func (a *appender) commitSome() ([]appendOutcome, error) {
 	if err := a.closeBatch(); err != nil {
 		return nil, err
 	}
-	for len(a.outstanding) > 0 && a.outstanding[0].seq < a.older {
+	for len(a.outstanding) > 0 && (a.outstanding[0].seq < a.older || a.inFlightMessages() > batchMessages) {
 		if err := a.awaitOne(); err != nil {
 			return nil, err
 		}
@@ -657,6 +660,16 @@ func (a *appender) commitSome() ([]appendOutcome, error) {
 		}
 	}
 	return a.collect()
+}
+
+// inFlightMessages counts the messages of the batches sent and not yet
+// answered: each is queued in the engine until its outcome is collected.
+func (a *appender) inFlightMessages() int {
+	n := 0
+	for _, b := range a.outstanding {
+		n += len(b.msgs)
+	}
+	return n
 }
 
 // collect turns the answered batches into outcomes, in queue order,

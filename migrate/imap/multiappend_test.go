@@ -470,3 +470,53 @@ func TestAppenderCommitSome(t *testing.T) {
 		})
 	}
 }
+
+// TestAppenderCommitSomeBoundsTheQueue: a partial commit also waits while
+// more than batchMessages messages are in flight (each is held in the
+// engine's queue until answered), even for batches sent since the last one.
+func TestAppenderCommitSomeBoundsTheQueue(t *testing.T) {
+	client, server := net.Pipe()
+	defer server.Close()
+	a := &appender{conn: client, br: bufio.NewReader(client), bw: bufio.NewWriter(client),
+		cfg: mailconn.ServerConfig{Addr: "test"}, timeout: 5 * time.Second}
+	answers := make(chan string, 100)
+	go func() {
+		for a := range answers {
+			server.Write([]byte(a))
+		}
+	}()
+	go func() {
+		defer close(answers)
+		br := bufio.NewReader(server)
+		uid := 0
+		for {
+			text, lits, err := readLiterals(br)
+			if err != nil {
+				return
+			}
+			f := strings.Fields(text)
+			if f[1] == "LOGOUT" {
+				return
+			}
+			answers <- fmt.Sprintf("%s OK [APPENDUID 1 %d:%d] done\r\n", f[0], uid+1, uid+len(lits))
+			uid += len(lits)
+		}
+	}()
+	for i := range batchMessages + 5 { // a full batch, sent, and 5 in the next
+		if err := a.add("INBOX", nil, time.Time{}, []byte(fmt.Sprintf("Message-ID: <%d@q>\r\n\r\nx\r\n", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	outs, err := a.commitSome()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(outs) != batchMessages || len(a.outstanding) != 1 {
+		t.Fatalf("commitSome: %d outcomes, %d batches in flight; want %d and 1", len(outs), len(a.outstanding), batchMessages)
+	}
+	rest, err := a.commit()
+	if err != nil || len(outs)+len(rest) != batchMessages+5 {
+		t.Fatalf("commit: %v, %d outcomes in all, want %d", err, len(outs)+len(rest), batchMessages+5)
+	}
+	a.close()
+}

@@ -152,12 +152,16 @@ type windowListing struct {
 }
 
 // settleCarry makes what a window left in flight durable and recorded,
-// where no later window's transfer took it (t may be nil).
+// where no later window's transfer took it (t may be nil). Stopped
+// (Ctrl-C) between two windows, the destination has storeGrace to answer,
+// as at any transfer's end.
 func (t *transfer) settleCarry(ctx context.Context) error {
 	if t == nil || len(t.queue) == 0 {
 		return nil
 	}
-	return t.flush(ctx)
+	dstCtx, stop := outlive(ctx, storeGrace)
+	defer stop()
+	return t.flush(dstCtx)
 }
 
 // windowSums is what the windows of a pass add up to.

@@ -371,6 +371,53 @@ func readLiterals(br *bufio.Reader) (string, [][]byte, error) {
 	}
 }
 
+// fakeAppendServer is an appender talking to a server over net.Pipe that
+// answers each APPEND with its UIDs, or NO where refuse(tag) says so;
+// verbs gives "VERB/literals" of every command it was sent, in order.
+func fakeAppendServer(t *testing.T, refuse func(tag string) bool) (a *appender, verbs func() []string) {
+	client, server := net.Pipe()
+	t.Cleanup(func() { server.Close() })
+	a = &appender{conn: client, br: bufio.NewReader(client), bw: bufio.NewWriter(client),
+		cfg: mailconn.ServerConfig{Addr: "test"}, timeout: 5 * time.Second}
+	var mu sync.Mutex
+	var sent []string
+	answers := make(chan string, 100) // net.Pipe has no buffer: answer beside reading
+	go func() {
+		for a := range answers {
+			server.Write([]byte(a))
+		}
+	}()
+	go func() {
+		defer close(answers)
+		br := bufio.NewReader(server)
+		uid := 0
+		for {
+			text, lits, err := readLiterals(br)
+			if err != nil {
+				return
+			}
+			f := strings.Fields(text)
+			mu.Lock()
+			sent = append(sent, fmt.Sprintf("%s/%d", f[1], len(lits)))
+			mu.Unlock()
+			if f[1] == "LOGOUT" {
+				return
+			}
+			if refuse(f[0]) {
+				answers <- f[0] + " NO refused\r\n"
+				continue
+			}
+			answers <- fmt.Sprintf("%s OK [APPENDUID 1 %d:%d] done\r\n", f[0], uid+1, uid+len(lits))
+			uid += len(lits)
+		}
+	}()
+	return a, func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(sent)
+	}
+}
+
 // TestAppenderCommitSome: commitSome gives the outcomes of the batches that
 // were in flight at the last commitSome and waits for nothing newer (the
 // first one waits for nothing at all), and the rest come with the next
@@ -380,42 +427,7 @@ func readLiterals(br *bufio.Reader) (string, [][]byte, error) {
 func TestAppenderCommitSome(t *testing.T) {
 	for _, refuse := range []bool{false, true} {
 		t.Run(fmt.Sprintf("refused=%v", refuse), func(t *testing.T) {
-			client, server := net.Pipe()
-			defer server.Close()
-			a := &appender{conn: client, br: bufio.NewReader(client), bw: bufio.NewWriter(client),
-				cfg: mailconn.ServerConfig{Addr: "test"}, timeout: 5 * time.Second}
-			var mu sync.Mutex
-			var verbs []string                // what the server was sent, in order
-			answers := make(chan string, 100) // net.Pipe has no buffer: answer beside reading
-			go func() {
-				for a := range answers {
-					server.Write([]byte(a))
-				}
-			}()
-			go func() {
-				defer close(answers)
-				br := bufio.NewReader(server)
-				uid := 0
-				for {
-					text, lits, err := readLiterals(br)
-					if err != nil {
-						return
-					}
-					f := strings.Fields(text)
-					mu.Lock()
-					verbs = append(verbs, fmt.Sprintf("%s/%d", f[1], len(lits)))
-					mu.Unlock()
-					if f[1] == "LOGOUT" {
-						return
-					}
-					if refuse && f[0] == "M1" {
-						answers <- f[0] + " NO refused\r\n"
-						continue
-					}
-					answers <- fmt.Sprintf("%s OK [APPENDUID 1 %d:%d] done\r\n", f[0], uid+1, uid+len(lits))
-					uid += len(lits)
-				}
-			}()
+			a, verbs := fakeAppendServer(t, func(tag string) bool { return refuse && tag == "M1" })
 			add := func(from, n int) {
 				for i := from; i < from+n; i++ {
 					if err := a.add("INBOX", nil, time.Time{}, []byte(fmt.Sprintf("Message-ID: <%d@some>\r\n\r\nx\r\n", i))); err != nil {
@@ -457,15 +469,14 @@ func TestAppenderCommitSome(t *testing.T) {
 				}
 			}
 			a.close()
-			mu.Lock()
-			defer mu.Unlock()
 			wantVerbs := "[APPEND/3 APPEND/2 APPEND/1]"
 			if refuse {
 				wantVerbs = "[APPEND/3 APPEND/2 APPEND/1 APPEND/1 APPEND/1 APPEND/1]"
 			}
 			// Every APPEND was answered, so recorded; the LOGOUT may not be yet.
-			if got := fmt.Sprint(slices.DeleteFunc(slices.Clone(verbs), func(v string) bool { return v == "LOGOUT/0" })); got != wantVerbs {
-				t.Errorf("the server was sent %v, want %s", verbs, wantVerbs)
+			sent := verbs()
+			if got := fmt.Sprint(slices.DeleteFunc(slices.Clone(sent), func(v string) bool { return v == "LOGOUT/0" })); got != wantVerbs {
+				t.Errorf("the server was sent %v, want %s", sent, wantVerbs)
 			}
 		})
 	}
@@ -475,33 +486,7 @@ func TestAppenderCommitSome(t *testing.T) {
 // more than batchMessages messages are in flight (each is held in the
 // engine's queue until answered), even for batches sent since the last one.
 func TestAppenderCommitSomeBoundsTheQueue(t *testing.T) {
-	client, server := net.Pipe()
-	defer server.Close()
-	a := &appender{conn: client, br: bufio.NewReader(client), bw: bufio.NewWriter(client),
-		cfg: mailconn.ServerConfig{Addr: "test"}, timeout: 5 * time.Second}
-	answers := make(chan string, 100)
-	go func() {
-		for a := range answers {
-			server.Write([]byte(a))
-		}
-	}()
-	go func() {
-		defer close(answers)
-		br := bufio.NewReader(server)
-		uid := 0
-		for {
-			text, lits, err := readLiterals(br)
-			if err != nil {
-				return
-			}
-			f := strings.Fields(text)
-			if f[1] == "LOGOUT" {
-				return
-			}
-			answers <- fmt.Sprintf("%s OK [APPENDUID 1 %d:%d] done\r\n", f[0], uid+1, uid+len(lits))
-			uid += len(lits)
-		}
-	}()
+	a, _ := fakeAppendServer(t, func(string) bool { return false })
 	for i := range batchMessages + 5 { // a full batch, sent, and 5 in the next
 		if err := a.add("INBOX", nil, time.Time{}, []byte(fmt.Sprintf("Message-ID: <%d@q>\r\n\r\nx\r\n", i))); err != nil {
 			t.Fatal(err)

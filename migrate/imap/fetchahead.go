@@ -49,29 +49,38 @@ func encodingsKnown(msgs []formats.Message) bool {
 // encoding): per batch of fetchBatch, BINARY[] of those it keeps as they
 // are, then BODY[] of the others, each sorted by UID.
 func fetchJobs(msgs []formats.Message) []fetchJob {
-	bin := fetchItem{binary: true, accept: func(msg formats.Message, size int64) bool { return size == msg.Size }}
-	body := fetchItem{body: &imap.FetchItemBodySection{Peek: true}}
 	var jobs []fetchJob
 	for start := 0; start < len(msgs); start += fetchBatch {
-		var raw, rest []formats.Message
-		for _, msg := range msgs[start:min(start+fetchBatch, len(msgs))] {
-			if msg.Encoding == formats.EncodingIdentity {
-				raw = append(raw, msg)
-			} else {
-				rest = append(rest, msg)
-			}
-		}
+		raw, rest, unknown := byEncoding(msgs[start:min(start+fetchBatch, len(msgs))])
+		rest = append(rest, unknown...) // none: the caller checked encodingsKnown
 		byUID := func(a, b formats.Message) int { return cmp.Compare(a.UID, b.UID) }
 		slices.SortFunc(raw, byUID)
 		slices.SortFunc(rest, byUID)
 		if len(raw) > 0 {
-			jobs = append(jobs, fetchJob{msgs: raw, item: bin})
+			jobs = append(jobs, fetchJob{msgs: raw, item: binaryItem})
 		}
 		if len(rest) > 0 {
-			jobs = append(jobs, fetchJob{msgs: rest, item: body})
+			jobs = append(jobs, fetchJob{msgs: rest, item: bodyItem})
 		}
 	}
 	return jobs
+}
+
+// byEncoding sorts msgs by what the listing learnt of their encoding:
+// those BINARY[] keeps as they are (raw), the others (rest), and those it
+// did not look at (unknown).
+func byEncoding(msgs []formats.Message) (raw, rest, unknown []formats.Message) {
+	for _, msg := range msgs {
+		switch msg.Encoding {
+		case formats.EncodingIdentity:
+			raw = append(raw, msg)
+		case formats.EncodingEncoded:
+			rest = append(rest, msg)
+		default:
+			unknown = append(unknown, msg)
+		}
+	}
+	return raw, rest, unknown
 }
 
 // fetchAhead runs jobs with the next one always sent before the answers

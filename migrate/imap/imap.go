@@ -751,9 +751,8 @@ func (m *IMAP) Fetch(ctx context.Context, folder formats.Folder, msgs []formats.
 		}
 		return nil
 	}
-	body := fetchItem{body: &imap.FetchItemBodySection{Peek: true}}
 	if !m.caps.Has(imap.CapBinary) {
-		return m.fetchSections(ctx, folder, msgs, body, deliver)
+		return m.fetchSections(ctx, folder, msgs, bodyItem, deliver)
 	}
 	if len(msgs) == 0 {
 		return nil
@@ -831,9 +830,8 @@ func (m *IMAP) Fetch(ctx context.Context, folder formats.Folder, msgs []formats.
 // connection or fn's own error (*fnErr) ends it.
 func (m *IMAP) fetchBinary(ctx context.Context, folder formats.Folder, raw []formats.Message,
 	deliver func(formats.Message, imap.LiteralReader) error, delivered map[uint32]bool, fnErr *error) error {
-	bin := fetchItem{binary: true, accept: func(msg formats.Message, size int64) bool { return size == msg.Size }}
 	refused := func(err error) bool { return refusedFetch(err, *fnErr) }
-	err := m.fetchSections(ctx, folder, raw, bin, deliver)
+	err := m.fetchSections(ctx, folder, raw, binaryItem, deliver)
 	if err == nil || !refused(err) {
 		return err
 	}
@@ -841,7 +839,7 @@ func (m *IMAP) fetchBinary(ctx context.Context, folder formats.Folder, raw []for
 		if delivered[msg.UID] {
 			continue
 		}
-		if err := m.fetchSections(ctx, folder, []formats.Message{msg}, bin, deliver); err != nil && !refused(err) {
+		if err := m.fetchSections(ctx, folder, []formats.Message{msg}, binaryItem, deliver); err != nil && !refused(err) {
 			return err
 		}
 	}
@@ -861,16 +859,7 @@ func (m *IMAP) startSplit(ctx context.Context, folder formats.Folder, msgs []for
 	ch := make(chan splitResult, 1)
 	var known splitResult
 	var unknown []formats.Message
-	for _, msg := range msgs {
-		switch msg.Encoding {
-		case formats.EncodingIdentity:
-			known.raw = append(known.raw, msg)
-		case formats.EncodingEncoded:
-			known.rest = append(known.rest, msg)
-		default:
-			unknown = append(unknown, msg)
-		}
-	}
+	known.raw, known.rest, unknown = byEncoding(msgs) // fetchahead.go
 	if len(unknown) == 0 {
 		ch <- known
 		return ch
@@ -937,6 +926,13 @@ type fetchItem struct {
 	binary bool
 	accept func(msg formats.Message, size int64) bool
 }
+
+// The two items of a body's FETCH: BODY.PEEK[], and BINARY.PEEK[] taken
+// only where its literal is RFC822.SIZE long (see Fetch).
+var (
+	bodyItem   = fetchItem{body: &imap.FetchItemBodySection{Peek: true}}
+	binaryItem = fetchItem{binary: true, accept: func(msg formats.Message, size int64) bool { return size == msg.Size }}
+)
 
 // fetchSections runs UID FETCH (UID item) over msgs in batches, matching
 // each response to the message asked for (by UID, or by sequence number when

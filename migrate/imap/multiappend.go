@@ -537,8 +537,7 @@ func (a *appender) closeBatch() error {
 	a.bw.WriteString("\r\n")
 	a.conn.SetWriteDeadline(time.Now().Add(a.timeout))
 	err := a.bw.Flush()
-	a.open.seq, a.sent = a.sent, a.sent+1
-	a.outstanding = append(a.outstanding, a.open)
+	a.sentOff(a.open)
 	spoolInFlight.Add(int64(a.open.bytes))
 	a.open = nil
 	if err != nil {
@@ -662,6 +661,12 @@ func (a *appender) commitSome() ([]appendOutcome, error) {
 	return a.collect()
 }
 
+// sentOff numbers a batch just sent and puts it in flight.
+func (a *appender) sentOff(b *appendBatch) {
+	b.seq, a.sent = a.sent, a.sent+1
+	a.outstanding = append(a.outstanding, b)
+}
+
 // inFlightMessages counts the messages of the batches sent and not yet
 // answered: each is queued in the engine until its outcome is collected.
 func (a *appender) inFlightMessages() int {
@@ -770,8 +775,7 @@ func (a *appender) addStream(mailbox string, flags []string, date time.Time, siz
 	a.bw.WriteString("\r\n")
 	a.conn.SetWriteDeadline(time.Now().Add(a.timeout))
 	err = a.bw.Flush()
-	b.seq, a.sent = a.sent, a.sent+1
-	a.outstanding = append(a.outstanding, b)
+	a.sentOff(b)
 	if err != nil {
 		return a.lost(err)
 	}

@@ -49,8 +49,7 @@ func unreadableResponse(err error) bool {
 // deliver when the caller's function failed.
 func (m *IMAP) fetchBodies(ctx context.Context, folder formats.Folder, msgs []formats.Message,
 	deliver func(formats.Message, imap.LiteralReader) error, delivered map[uint32]bool, fnErr *error) error {
-	body := fetchItem{body: &imap.FetchItemBodySection{Peek: true}}
-	err := m.fetchSections(ctx, folder, msgs, body, deliver)
+	err := m.fetchSections(ctx, folder, msgs, bodyItem, deliver)
 	if err == nil || *fnErr != nil || ctx.Err() != nil || !m.caps.Has(imap.CapBinary) || !unreadableResponse(err) {
 		return err
 	}

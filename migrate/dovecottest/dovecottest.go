@@ -201,6 +201,12 @@ type Server struct {
 	Separator rune
 	Users     map[string]string
 
+	// Settle, when set, is called before every connection the helpers
+	// open (Client, Seed, Snapshot, Folders). servertest sets it for a
+	// server that goes on working on a session after its client has hung
+	// up, so that what the helpers read is what that session left.
+	Settle func() error
+
 	// With Options.TLS (zero and empty without it):
 	IMAPSPort int    // implicit-TLS IMAP listener
 	POP3SPort int    // implicit-TLS POP3 listener
@@ -843,6 +849,11 @@ func (s *Server) dial(user string) (*imapclient.Client, error) {
 	pw, ok := s.Users[user]
 	if !ok {
 		return nil, fmt.Errorf("no user %q on this server", user)
+	}
+	if s.Settle != nil {
+		if err := s.Settle(); err != nil {
+			return nil, err
+		}
 	}
 	c, err := imapclient.DialInsecure(s.IMAPAddr(), &imapclient.Options{
 		Dialer: &net.Dialer{Timeout: 10 * time.Second},

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // StartCyrus starts Cyrus IMAP 3.6 with Debian's default namespace
@@ -232,7 +233,50 @@ server 127.0.0.1:%d { };
 	cmd := exec.Command(bin, "--config-file="+confPath, "--no-site-config", "--foreground", "--daemon")
 	cmd.Dir = d
 	s.run(t, cmd)
+	// imap4d writes a session's flags and expunges into the mbox when the
+	// session ends, also when its client has hung up without waiting for
+	// LOGOUT's answer (as mailferry does); during that write LIST shows the
+	// temporary file ("muXXXXXX") as a folder. Helpers wait for it.
+	port := ports[0]
+	s.Server.Settle = func() error { return waitHungUp(port, 30*time.Second) }
 	return s
+}
+
+// waitHungUp waits until no local TCP socket on port is in CLOSE_WAIT:
+// every session whose client has gone has been finished by the server.
+func waitHungUp(port int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		n, err := closeWaits(port)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("servertest: %d sessions on port %d still unfinished %v after their clients hung up", n, port, timeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// closeWaits counts the IPv4 sockets with local port port in CLOSE_WAIT
+// (state 08 in /proc/net/tcp).
+func closeWaits(port int) (int, error) {
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		return 0, fmt.Errorf("servertest: %w", err)
+	}
+	suffix := fmt.Sprintf(":%04X", port)
+	n := 0
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) > 3 && strings.HasSuffix(f[1], suffix) && f[3] == "08" {
+			n++
+		}
+	}
+	return n, nil
 }
 
 // Start starts a server of kind.

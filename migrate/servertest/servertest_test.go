@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-imap/v2"
 	"github.com/mailferry/mailferry/migrate/dovecottest"
 	"github.com/mailferry/mailferry/migrate/internal/testproc"
 )
@@ -79,4 +80,45 @@ func TestServersStartSeedSnapshot(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestMailutilsSnapshotWaitsForClosedSessions: mailutils writes a session's
+// flags into the mbox only when the session ends, through a temporary file
+// ("muXXXXXX") beside the folders that LIST shows while it exists. A client
+// that hangs up without waiting (mailferry does not wait for LOGOUT) leaves
+// that write running; a snapshot taken then must wait for it, and see
+// neither the old flags nor the temporary file.
+func TestMailutilsSnapshotWaitsForClosedSessions(t *testing.T) {
+	t.Parallel()
+	need(t, Mailutils)
+	s := StartMailutils(t, Options{})
+	// A large message makes the rewrite take long enough to be caught.
+	big := []byte("From: a@example.com\r\nSubject: big\r\nMessage-ID: <big@example.com>\r\n\r\n" +
+		strings.Repeat(strings.Repeat("x", 76)+"\r\n", 40_000))
+	s.Seed(t, s.User, []dovecottest.SeedMessage{{Body: big}})
+	for round, flag := range []imap.Flag{imap.FlagFlagged, imap.FlagAnswered, imap.FlagDeleted} {
+		c := s.Client(t, s.User)
+		if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Store(imap.SeqSetNum(1), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{flag}}, nil).Close(); err != nil {
+			t.Fatal(err)
+		}
+		c.Close() // no LOGOUT: hang up as soon as the STORE is answered
+		snap := s.Snapshot(t, s.User)
+		if len(snap) != 1 || len(snap["INBOX"]) != 1 {
+			t.Fatalf("round %d: snapshot holds folders %v, want INBOX with 1 message", round, keys(snap))
+		}
+		if got := snap["INBOX"][0].Flags; !strings.Contains(strings.Join(got, " "), string(flag)) {
+			t.Fatalf("round %d: INBOX flags %v, want %s among them", round, got, flag)
+		}
+	}
+}
+
+func keys(s dovecottest.Snapshot) []string {
+	var out []string
+	for k := range s {
+		out = append(out, k)
+	}
+	return out
 }

@@ -11,7 +11,7 @@ import (
 // A first copy of a large folder goes in windows of UIDs: each window is
 // listed, decided, transferred and recorded in turn, so that what a pass
 // holds is one window's messages (two listings) whatever the size of the
-// folder (a 300,000-message INBOX costs what 2,000 do). What was copied
+// folder (a 300,000-message INBOX costs what 1,000 do). What was copied
 // lives in the state, not in memory; the pass keeps only counts. Where
 // the source can (AheadLister), the next window's listing goes out before
 // a window is transferred, so that on a slow link it does not wait a round
@@ -24,8 +24,12 @@ import (
 // --delete-source, --sync-deletions, a dry run) lists the whole folder.
 
 // windowSize is how many UIDs one window spans, so at most how many
-// messages it lists.
-var windowSize uint32 = 2000
+// messages it lists. Each worker holds two windows' listings (one read
+// ahead) and a window's decision and records: at 2,000 the live heap of
+// a 200k IMAP->IMAP copy was 16 MB at the median and 23 MB at most; at
+// 1,000, 10 and 14 MB (GODEBUG=gctrace=1), with a third fewer
+// collections.
+var windowSize uint32 = 1000
 
 // windowed returns the source's RangeLister when this pass may copy its
 // folder in windows (see above; the source ledger is checked by the caller).

@@ -24,10 +24,6 @@ type Message struct {
 	ID string
 	// UID is the IMAP UID where the source is IMAP, else 0.
 	UID uint32
-	// Encoding is what the source's listing learnt of the message's
-	// top-level content transfer encoding, where it looked (an IMAP source
-	// listing a folder for a first copy: its Fetch then need not ask).
-	Encoding Encoding
 	// Size is the exact number of bytes the body reader will yield, or -1 when
 	// the source cannot tell before reading (POP3).
 	Size int64
@@ -39,20 +35,6 @@ type Message struct {
 	// The engine fills it before Sink.Store so that an archive can record it.
 	SourceFolder string
 }
-
-// Encoding says whether a message's bytes are their own decoding.
-type Encoding uint8
-
-const (
-	// EncodingUnknown: the listing did not look.
-	EncodingUnknown Encoding = iota
-	// EncodingIdentity: a single part (not multipart/*, not message/*)
-	// whose Content-Transfer-Encoding is absent, 7bit, 8bit or binary, so
-	// that decoding it changes nothing.
-	EncodingIdentity
-	// EncodingEncoded: anything else.
-	EncodingEncoded
-)
 
 // Folder describes one folder (mailbox) at an endpoint.
 type Folder struct {

@@ -44,19 +44,11 @@ func (p *folderPass) listEarly(ctx context.Context) *earlyListing {
 	if windowed {
 		l.whole, l.first, l.last = false, 1, min(windowSize, f.UIDNext-1)
 	}
-	// Where the destination folder is empty (or absent) too and nothing
-	// is filtered out, everything listed is copied: the listing may carry
-	// what the Fetch needs.
-	cl, forCopy := As[CopyLister](p.src)
-	forCopy = forCopy && (!listed || dstF.Messages == 0) && !p.e.opts.DryRun && !p.e.filtered()
 	go func() {
 		defer close(l.done)
-		switch {
-		case l.whole && forCopy:
-			l.validity, l.msgs, l.err = cl.ListForCopy(ctx, f)
-		case l.whole:
+		if l.whole {
 			l.validity, l.msgs, l.err = p.src.List(ctx, f)
-		default:
+		} else {
 			l.validity, l.msgs, l.err = rl.ListUIDs(ctx, f, l.first, l.last)
 		}
 	}()

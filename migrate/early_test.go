@@ -46,11 +46,6 @@ func (s *listingSource) List(ctx context.Context, f formats.Folder) (uint32, []f
 	return s.IMAP.List(ctx, f)
 }
 
-func (s *listingSource) ListForCopy(ctx context.Context, f formats.Folder) (uint32, []formats.Message, error) {
-	s.note(f)
-	return s.IMAP.ListForCopy(ctx, f)
-}
-
 func (s *listingSource) ListUIDs(ctx context.Context, f formats.Folder, first, last uint32) (uint32, []formats.Message, error) {
 	s.note(f)
 	return s.IMAP.ListUIDs(ctx, f, first, last)

@@ -42,20 +42,10 @@ type Source interface {
 	Close() error
 }
 
-// CopyLister is a Source whose listing can carry what its Fetch would
-// otherwise ask for first, for a pass that copies what it lists: a first
-// copy into an empty folder (IMAP: each message's Encoding, which picks
-// BINARY[] or BODY[]; a command and a round trip per batch of the Fetch
-// saved, at the cost of a heavier listing). ListForCopy gives what List
-// would, with that added.
-type CopyLister interface {
-	ListForCopy(ctx context.Context, folder formats.Folder) (validity uint32, msgs []formats.Message, err error)
-}
-
 // RangeLister is a Source that can list part of a folder (IMAP): the
-// messages whose UIDs lie in [first, last], as ListForCopy would give them
-// where the source is a CopyLister, else List. The engine copies a large
-// folder in such windows for its first copy only (window.go).
+// messages whose UIDs lie in [first, last], as List would give them. The
+// engine copies a large folder in such windows for its first copy only
+// (window.go).
 type RangeLister interface {
 	ListUIDs(ctx context.Context, folder formats.Folder, first, last uint32) (validity uint32, msgs []formats.Message, err error)
 }

@@ -42,12 +42,6 @@ func (b *batchWatcher) List(ctx context.Context, f formats.Folder) (uint32, []fo
 	return v, msgs, err
 }
 
-func (b *batchWatcher) ListForCopy(ctx context.Context, f formats.Folder) (uint32, []formats.Message, error) {
-	v, msgs, err := b.IMAP.ListForCopy(ctx, f)
-	b.note(b.listed, f, len(msgs))
-	return v, msgs, err
-}
-
 func (b *batchWatcher) ListUIDs(ctx context.Context, f formats.Folder, first, last uint32) (uint32, []formats.Message, error) {
 	v, msgs, err := b.IMAP.ListUIDs(ctx, f, first, last)
 	b.note(b.listed, f, len(msgs))

@@ -1,6 +1,7 @@
 package imap
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -13,20 +14,47 @@ import (
 	"github.com/mailferry/mailferry/migrate"
 )
 
-// The bodies of a first copy go in pipelined FETCHes: where the listing
-// told every message's encoding (ListForCopy, ListUIDs), Fetch knows
-// before it asks which messages go as BINARY[] and which as BODY[], so the
-// next FETCH is sent before the answers to the one in hand are read. The
-// source then streams without a pause between two commands: without it
-// each FETCH (two per 1,000 messages where both kinds are present) began
-// with a round trip in which nothing arrived.
+// The bodies go in pipelined FETCHes: the next FETCH is sent before the
+// answers to the one in hand are read, so the source streams without a
+// pause between two commands (without it each FETCH began with a round
+// trip in which nothing arrived).
+//
+// A message up to checkedMax bytes goes as BODY[] and is read whole before
+// it is passed on (checkedItem): BODY[] is its stored bytes unless it held
+// a NUL, which BODY[] cannot carry. Dovecot serves a stored NUL as 0x80
+// and Cyrus sends a literal8 go-imap cannot read there, so a BODY[] of the
+// listed size without a 0x80 byte is exact. One with a 0x80 byte is exact
+// too where BINARY[] would not keep it as it is (an encoded or multipart
+// message: the old path sends BODY[] for those as well); the others, and
+// one of another size, are left to the one-command-at-a-time path, which
+// asks their encoding and fetches them as BINARY[]. So the listing need not
+// ask each message's encoding first, which made Dovecot open and parse
+// every message twice: the source's CPU for a 200k copy fell from 7.7 s
+// to 3.2 s, of which BINARY[] for the plain messages was about 1.5 s.
 //
 // go-imap routes each FETCH answer to the pending command whose UID set
 // holds it, and the sets are disjoint (see fetchAhead for why each is read
-// by a goroutine of its own). Whatever does not come back
-// as planned (a BINARY[] of another size, a BINARY the server refused, a
-// UID missing from the answers, a response go-imap cannot read) is left
-// to Fetch's one-command-at-a-time path, which handles each case.
+// by a goroutine of its own). Whatever does not come back as planned (a
+// message left by the check, a UID missing from the answers, a refused
+// FETCH, a response go-imap cannot read) is left to Fetch's
+// one-command-at-a-time path, which handles each case.
+
+// checkedMax is the largest message read whole before it is passed on
+// (as the destination's spool does: spoolMaxSize). A larger one goes the
+// one-command-at-a-time way.
+const checkedMax = 256 << 10
+
+// checkedItem is BODY.PEEK[] taken only where exact (see above).
+var checkedItem = fetchItem{body: bodyItem.body, check: exactBody}
+
+// exactBody reports whether b, the BODY[] of msg, is its stored bytes for
+// sure (see above).
+func exactBody(msg formats.Message, b []byte) bool {
+	if int64(len(b)) != msg.Size {
+		return false
+	}
+	return bytes.IndexByte(b, 0x80) < 0 || !rawUnderBinary(formats.HeaderBlock(b))
+}
 
 // fetchJob is one FETCH of the pipelined path.
 type fetchJob struct {
@@ -34,53 +62,22 @@ type fetchJob struct {
 	item fetchItem
 }
 
-// encodingsKnown reports whether the listing told every message's
-// encoding.
-func encodingsKnown(msgs []formats.Message) bool {
-	for _, msg := range msgs {
-		if msg.Encoding == formats.EncodingUnknown {
-			return false
-		}
-	}
-	return true
-}
-
-// fetchJobs plans the pipelined FETCHes of msgs (all with a known
-// encoding): per batch of fetchBatch, BINARY[] of those it keeps as they
-// are, then BODY[] of the others, each sorted by UID.
+// fetchJobs plans the pipelined FETCHes of msgs: per batch of fetchBatch,
+// the messages of at most checkedMax bytes as checkedItem, sorted by UID.
+// The larger ones are in no job: Fetch sends them its other way.
 func fetchJobs(msgs []formats.Message) []fetchJob {
 	var jobs []fetchJob
-	for start := 0; start < len(msgs); start += fetchBatch {
-		raw, rest, unknown := byEncoding(msgs[start:min(start+fetchBatch, len(msgs))])
-		rest = append(rest, unknown...) // none: the caller checked encodingsKnown
-		byUID := func(a, b formats.Message) int { return cmp.Compare(a.UID, b.UID) }
-		slices.SortFunc(raw, byUID)
-		slices.SortFunc(rest, byUID)
-		if len(raw) > 0 {
-			jobs = append(jobs, fetchJob{msgs: raw, item: binaryItem})
+	var small []formats.Message
+	for _, msg := range msgs {
+		if msg.Size >= 0 && msg.Size <= checkedMax {
+			small = append(small, msg)
 		}
-		if len(rest) > 0 {
-			jobs = append(jobs, fetchJob{msgs: rest, item: bodyItem})
-		}
+	}
+	slices.SortFunc(small, func(a, b formats.Message) int { return cmp.Compare(a.UID, b.UID) })
+	for start := 0; start < len(small); start += fetchBatch {
+		jobs = append(jobs, fetchJob{msgs: small[start:min(start+fetchBatch, len(small))], item: checkedItem})
 	}
 	return jobs
-}
-
-// byEncoding sorts msgs by what the listing learnt of their encoding:
-// those BINARY[] keeps as they are (raw), the others (rest), and those it
-// did not look at (unknown).
-func byEncoding(msgs []formats.Message) (raw, rest, unknown []formats.Message) {
-	for _, msg := range msgs {
-		switch msg.Encoding {
-		case formats.EncodingIdentity:
-			raw = append(raw, msg)
-		case formats.EncodingEncoded:
-			rest = append(rest, msg)
-		default:
-			unknown = append(unknown, msg)
-		}
-	}
-	return raw, rest, unknown
 }
 
 // fetchAhead runs jobs with the next one always sent before the answers

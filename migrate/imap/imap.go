@@ -475,48 +475,30 @@ func (m *IMAP) sel(name string, readOnly bool) (*imap.SelectData, error) {
 func (m *IMAP) List(ctx context.Context, folder formats.Folder) (uint32, []formats.Message, error) {
 	set := imap.SeqSet{}
 	set.AddRange(1, 0) // 1:*
-	return m.list(ctx, folder, set, 0, false)
+	return m.list(ctx, folder, set, 0)
 }
 
-// ListForCopy is List for a first copy (migrate.CopyLister): where the
-// server has BINARY, the listing also fetches each message's
-// Content-Transfer-Encoding and Content-Type, which Fetch would otherwise
-// ask for in a command of its own per batch (encodingSection).
-func (m *IMAP) ListForCopy(ctx context.Context, folder formats.Folder) (uint32, []formats.Message, error) {
-	set := imap.SeqSet{}
-	set.AddRange(1, 0) // 1:*
-	return m.list(ctx, folder, set, 0, m.caps.Has(imap.CapBinary))
-}
-
-// ListUIDs is ListForCopy of the messages whose UIDs lie in [first,
-// last]: a large folder listed in parts for its first copy
-// (migrate.RangeLister).
+// ListUIDs is List of the messages whose UIDs lie in [first, last]: a
+// large folder listed in parts for its first copy (migrate.RangeLister).
 func (m *IMAP) ListUIDs(ctx context.Context, folder formats.Folder, first, last uint32) (uint32, []formats.Message, error) {
 	set := imap.UIDSet{}
 	set.AddRange(imap.UID(first), imap.UID(last))
-	return m.list(ctx, folder, set, int(last-first+1), m.caps.Has(imap.CapBinary))
+	return m.list(ctx, folder, set, int(last-first+1))
 }
 
-// encodingSection is the header fields Fetch chooses between BINARY[] and
-// BODY[] by (rawUnderBinary).
+// encodingSection is the header fields Fetch's one-command-at-a-time path
+// chooses between BINARY[] and BODY[] by (rawUnderBinary).
 var encodingSection = &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader,
 	HeaderFields: []string{"Content-Transfer-Encoding", "Content-Type"}, Peek: true}
 
-// listOptions is what a listing fetches: with encoding, encodingSection too.
-func listOptions(encoding bool) *imap.FetchOptions {
-	opts := &imap.FetchOptions{UID: true, Flags: true, InternalDate: true, RFC822Size: true}
-	if encoding {
-		opts.BodySection = []*imap.FetchItemBodySection{encodingSection}
-	}
-	return opts
-}
+// listOptions is what a listing fetches.
+var listOptions = &imap.FetchOptions{UID: true, Flags: true, InternalDate: true, RFC822Size: true}
 
-// list lists set of the folder, expecting at most most messages (0: all),
-// with each message's Encoding where encoding is set.
-func (m *IMAP) list(ctx context.Context, folder formats.Folder, set imap.NumSet, most int, encoding bool) (uint32, []formats.Message, error) {
+// list lists set of the folder, expecting at most most messages (0: all).
+func (m *IMAP) list(ctx context.Context, folder formats.Folder, set imap.NumSet, most int) (uint32, []formats.Message, error) {
 	stop := context.AfterFunc(ctx, func() { m.c.Close() })
 	defer stop()
-	opts := listOptions(encoding)
+	opts := listOptions
 	m.settle() // imapwrite.go
 	sd := m.listed
 	var fc *imapclient.FetchCommand
@@ -569,14 +551,7 @@ func collectListing(fc *imapclient.FetchCommand, sd *imap.SelectData, most int) 
 	shared := map[string][]string{} // one slice per set of flags, not per message
 	err := eachListed(fc, func(seq uint32, buf *imapclient.FetchMessageBuffer) {
 		seqs = append(seqs, seq)
-		msg := listed(buf, sharedFlags(shared, flagStrings(buf.Flags)))
-		if h := buf.FindBodySection(encodingSection); h != nil {
-			msg.Encoding = formats.EncodingEncoded
-			if rawUnderBinary(h) {
-				msg.Encoding = formats.EncodingIdentity
-			}
-		}
-		msgs = append(msgs, msg)
+		msgs = append(msgs, listed(buf, sharedFlags(shared, flagStrings(buf.Flags))))
 	})
 	return msgs, seqs, err
 }
@@ -612,7 +587,7 @@ func (m *IMAP) ListUIDsAhead(ctx context.Context, folder formats.Folder, first, 
 	}
 	set := imap.UIDSet{}
 	set.AddRange(imap.UID(first), imap.UID(last))
-	fc := m.c.Fetch(set, listOptions(m.caps.Has(imap.CapBinary)))
+	fc := m.c.Fetch(set, listOptions)
 	type listing struct {
 		msgs []formats.Message
 		seqs []uint32
@@ -729,15 +704,18 @@ func (m *IMAP) Headers(ctx context.Context, folder formats.Folder, msgs []format
 // BINARY.PEEK[], which keeps a NUL byte that BODY[] cannot carry (Dovecot
 // serves a stored NUL as 0x80 in BODY[]; Cyrus sends a literal8 that
 // go-imap cannot read there). BINARY[] decodes: a base64 or
-// quoted-mailconn.Printable message, or any encoded part of a multipart one (Dovecot
+// quoted-printable message, or any encoded part of a multipart one (Dovecot
 // decodes those too), would come back decoded and with its header changed,
-// so those go as BODY[]. The choice is made from each message's Encoding
-// where the listing learnt it (ListForCopy, ListUIDs), else per batch from
-// a cheap BODY.PEEK[HEADER.FIELDS (CONTENT-TRANSFER-ENCODING
-// CONTENT-TYPE)] (encodingSection), and a
-// BINARY[] literal whose size is not the RFC822.SIZE that List reported
-// (something was decoded after all) is not used: that message is fetched
-// again as BODY[].
+// so those go as BODY[].
+//
+// Where the server offers BINARY, a message of at most checkedMax bytes is
+// first asked as BODY[] in pipelined FETCHes and taken where that is sure
+// to be its stored bytes (fetchahead.go). The rest go one command at a
+// time, in batches: a cheap BODY.PEEK[HEADER.FIELDS
+// (CONTENT-TRANSFER-ENCODING CONTENT-TYPE)] (encodingSection) picks BINARY[]
+// or BODY[], and a BINARY[] literal whose size is not the RFC822.SIZE that
+// List reported (something was decoded after all) is not used: that message
+// is fetched again as BODY[].
 func (m *IMAP) Fetch(ctx context.Context, folder formats.Folder, msgs []formats.Message,
 	fn func(m formats.Message, body io.Reader) error) error {
 	delivered := map[uint32]bool{}
@@ -761,8 +739,8 @@ func (m *IMAP) Fetch(ctx context.Context, folder formats.Folder, msgs []formats.
 	if _, err := m.sel(folder.Name, true); err != nil {
 		return err
 	}
-	if encodingsKnown(msgs) { // fetchahead.go
-		err := m.fetchAhead(ctx, fetchJobs(msgs), deliver, &fnErr)
+	if jobs := fetchJobs(msgs); len(jobs) > 0 { // fetchahead.go
+		err := m.fetchAhead(ctx, jobs, deliver, &fnErr)
 		switch {
 		case err == nil:
 		case fnErr != nil || ctx.Err() != nil || !unreadableResponse(err):
@@ -852,22 +830,12 @@ type splitResult struct {
 	err       error
 }
 
-// startSplit sorts msgs as splitRaw does: those whose Encoding the listing
-// learnt at once, the others by splitRaw in a goroutine (a round trip);
-// the channel delivers the result once.
+// startSplit runs splitRaw for msgs in a goroutine; the channel delivers
+// its result once.
 func (m *IMAP) startSplit(ctx context.Context, folder formats.Folder, msgs []formats.Message) chan splitResult {
 	ch := make(chan splitResult, 1)
-	var known splitResult
-	var unknown []formats.Message
-	known.raw, known.rest, unknown = byEncoding(msgs) // fetchahead.go
-	if len(unknown) == 0 {
-		ch <- known
-		return ch
-	}
 	go func() {
-		raw, rest, err := m.splitRaw(ctx, folder, unknown)
-		raw, rest = append(known.raw, raw...), append(known.rest, rest...)
-		sort.Slice(raw, func(i, j int) bool { return raw[i].UID < raw[j].UID })
+		raw, rest, err := m.splitRaw(ctx, folder, msgs)
 		ch <- splitResult{raw, rest, err}
 	}()
 	return ch
@@ -925,6 +893,10 @@ type fetchItem struct {
 	body   *imap.FetchItemBodySection
 	binary bool
 	accept func(msg formats.Message, size int64) bool
+	// check, when set, makes each literal (of at most checkedMax bytes)
+	// be read whole and passed on only if check takes it; one it refuses
+	// is skipped like one accept refuses (fetchahead.go).
+	check func(msg formats.Message, b []byte) bool
 }
 
 // The two items of a body's FETCH: BODY.PEEK[], and BINARY.PEEK[] taken
@@ -1003,6 +975,7 @@ func (m *IMAP) readFetch(ctx context.Context, fc *imapclient.FetchCommand, find 
 	// stallTimeout without a byte, and the engine reconnects and resumes.
 	idle := m.stallWatchdog()
 	defer idle.Stop()
+	var whole []byte // a checked literal, read whole (item.check)
 	for {
 		md := fc.Next()
 		if md == nil {
@@ -1040,7 +1013,19 @@ func (m *IMAP) readFetch(ctx context.Context, fc *imapclient.FetchCommand, find 
 				continue
 			}
 			lr := &literalReader{r: lit, idle: idle, timeout: m.stallTimeout(), activity: &m.fetchActivity}
-			ferr := fn(msg, literal{lr, lit.Size()})
+			var ferr error
+			if item.check != nil && lit.Size() <= checkedMax {
+				whole = slices.Grow(whole[:0], int(lit.Size()))[:lit.Size()]
+				if _, err := io.ReadFull(lr, whole); err == nil {
+					if !item.check(msg, whole) {
+						got[uid] = true // the caller fetches it some other way
+						continue
+					}
+					ferr = fn(msg, literal{bytes.NewReader(whole), lit.Size()})
+				} // else the connection broke: see below
+			} else {
+				ferr = fn(msg, literal{lr, lit.Size()})
+			}
 			io.Copy(io.Discard, lr) // the rest, if fn stopped early
 			if lr.err != nil || lr.n != lit.Size() {
 				// The connection broke inside the literal. go-imap's

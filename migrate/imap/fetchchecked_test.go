@@ -1,0 +1,156 @@
+package imap
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"io"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mailferry/mailferry/formats"
+	"github.com/mailferry/mailferry/migrate/dovecottest"
+	"github.com/mailferry/mailferry/migrate/faultproxy"
+	"github.com/mailferry/mailferry/migrate/mailconn"
+)
+
+// Fetch takes a small message's BODY[] where it is sure to be the stored
+// bytes (fetchahead.go: the listed size, and no 0x80 byte, which is how
+// Dovecot serves a stored NUL, unless BINARY[] would decode the message
+// anyway), pipelined, without asking any message's encoding first. The
+// others (a plain message with a 0x80 byte, one with a NUL, one larger
+// than checkedMax) go the old way: one header FETCH for their encodings,
+// then BINARY[]. Every message comes back as it was stored, NUL included.
+func TestFetchTakesTheBodiesItCanTrust(t *testing.T) {
+	srv := dovecottest.Start(t, dovecottest.Options{Separator: '/'})
+	stored := []string{
+		"Message-ID: <plain@enc.test>\r\nSubject: plain\r\n\r\nplain\r\n",
+		"Message-ID: <7bit@enc.test>\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: 7bit\r\n\r\nseven\r\n",
+		"Message-ID: <b64@enc.test>\r\nContent-Transfer-Encoding: base64\r\n\r\naGVsbG8gd29ybGQ=\r\n",
+		"Message-ID: <qp@enc.test>\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nplain text=\r\n\r\n",
+		"Message-ID: <empty@enc.test>\r\nContent-Transfer-Encoding:\r\n\r\nbody\r\n",
+		"Message-ID: <mp@enc.test>\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\n\r\npart \xc3\x80\r\n--x--\r\n",
+		"Message-ID: <rfc822@enc.test>\r\nContent-Type: message/rfc822\r\n\r\nSubject: inner\r\n\r\ninner\r\n",
+		"Message-ID: <8bit@enc.test>\r\nContent-Transfer-Encoding: 8BIT\r\nContent-Type: text/plain\r\n\r\nb\xc3\xa9\r\n",
+		"Message-ID: <x80@enc.test>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\xc3\x80 la carte\r\n",
+		"Message-ID: <large@enc.test>\r\nSubject: large\r\n\r\n" + strings.Repeat("0123456789abcdef\r\n", checkedMax/18+10),
+	}
+	nul := "Message-ID: <nul@enc.test>\r\nSubject: nul\r\n\r\na\x00b\r\n"
+	var seed []dovecottest.SeedMessage
+	for _, b := range stored {
+		seed = append(seed, dovecottest.SeedMessage{Folder: "INBOX", Body: []byte(b), Date: time.Unix(1600000000, 0)})
+	}
+	srv.Seed(t, "alice", seed)
+	ctx := context.Background()
+	cfg := mailconn.ServerConfig{Addr: srv.IMAPAddr(), User: "alice", Password: srv.Users["alice"], TLS: mailconn.TLSNone}
+	a, err := dialAppender(ctx, cfg, imapAuth{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.binary = true // Dovecot has BINARY: the NUL goes as a literal8
+	if err := a.add("INBOX", nil, time.Unix(1600000000, 0), []byte(nul)); err != nil {
+		t.Fatal(err)
+	}
+	if outs, err := a.commit(); err != nil || len(outs) != 1 || outs[0].err != nil {
+		t.Fatalf("storing the NUL message: %v %+v", err, outs)
+	}
+	a.close()
+	stored = append(stored, nul)
+	want := map[string][32]byte{} // by Message-ID: the stored bytes
+	for _, b := range stored {
+		want[formats.HeaderValue([]byte(b), "Message-ID")] = sha256.Sum256([]byte(b))
+	}
+
+	var headerFetches, binaryFetches atomic.Int64 // client -> server
+	// events: "C" for each BODY[] FETCH the client sent, "S" for each FETCH
+	// the server completed, in the order they passed the proxy.
+	var evMu sync.Mutex
+	var events []byte
+	// The latency keeps a quick answer from passing the proxy before a
+	// command sent just after its own.
+	p, err := faultproxy.New(srv.IMAPAddr(), faultproxy.Faults{Latency: 15 * time.Millisecond, Tap: func(_ int, dir faultproxy.Dir, b []byte) {
+		evMu.Lock()
+		defer evMu.Unlock()
+		if dir == faultproxy.ClientToServer {
+			headerFetches.Add(int64(bytes.Count(bytes.ToUpper(b), []byte("CONTENT-TRANSFER-ENCODING"))))
+			binaryFetches.Add(int64(bytes.Count(b, []byte("(UID BINARY.PEEK[])"))))
+			events = append(events, bytes.Repeat([]byte("C"), bytes.Count(b, []byte("(UID BODY.PEEK[])")))...)
+		} else {
+			events = append(events, bytes.Repeat([]byte("S"), bytes.Count(b, []byte("OK Fetch completed")))...)
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	cfg.Addr = p.Addr()
+	m, err := DialIMAP(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	folders, err := m.Folders(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inbox := folders[0]
+	ids := map[uint32]string{} // UID -> Message-ID
+	_, all, err := m.List(ctx, inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != len(stored) {
+		t.Fatalf("listed %d messages, stored %d", len(all), len(stored))
+	}
+	if err := m.Headers(ctx, inbox, all, func(msg formats.Message, h []byte) error {
+		ids[msg.UID] = formats.HeaderValue(h, "Message-ID")
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // the proxy's tap runs after the write
+	headerFetches.Store(0)
+	evMu.Lock()
+	events = events[:0]
+	evMu.Unlock()
+
+	// Batches of 3: the 10 small messages go in four FETCHes, two in
+	// flight at a time; the 3 left go in one batch the old way.
+	defer func(n int) { fetchBatch = n }(fetchBatch)
+	fetchBatch = 3
+	got := map[string]int{}
+	if err := m.Fetch(ctx, inbox, all, func(msg formats.Message, body io.Reader) error {
+		h := sha256.New()
+		if _, err := io.Copy(h, body); err != nil {
+			return err
+		}
+		id := ids[msg.UID]
+		got[id]++
+		if [32]byte(h.Sum(nil)) != want[id] {
+			t.Errorf("%s: fetched bytes differ from the stored ones", id)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for id := range want {
+		if got[id] != 1 {
+			t.Errorf("%s: fetched %d times, want once", id, got[id])
+		}
+	}
+	time.Sleep(50 * time.Millisecond)
+	if n := headerFetches.Load(); n != 1 {
+		t.Errorf("Fetch sent %d header FETCHes, want 1 (for the three left to the old way)", n)
+	}
+	if n := binaryFetches.Load(); n != 1 {
+		t.Errorf("Fetch sent %d BINARY[] FETCHes, want 1 (the plain ones left: 0x80, NUL, large)", n)
+	}
+	evMu.Lock()
+	defer evMu.Unlock()
+	if !bytes.HasPrefix(events, []byte("CC")) || bytes.Count(events, []byte("C")) < 4 {
+		t.Errorf("BODY[] FETCHes sent (C) and completed (S) in the order %s, want at least 4 (batches of 3), the first two sent before any completed", events)
+	}
+}

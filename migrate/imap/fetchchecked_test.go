@@ -154,3 +154,27 @@ func TestFetchTakesTheBodiesItCanTrust(t *testing.T) {
 		t.Errorf("BODY[] FETCHes sent (C) and completed (S) in the order %s, want at least 4 (batches of 3), the first two sent before any completed", events)
 	}
 }
+
+// TestExactBody: which BODY[] literals the pipelined path takes as the
+// stored bytes.
+func TestExactBody(t *testing.T) {
+	plain := "Subject: a\r\n\r\nplain\r\n"
+	x80 := "Subject: a\r\n\r\n\xc3\x80\r\n"
+	b64 := "Content-Transfer-Encoding: base64\r\n\r\nw4A=\r\n\xc3\x80\r\n"
+	mp := "Content-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\n\r\n\xc3\x80\r\n--x--\r\n"
+	for _, tt := range []struct {
+		body string
+		size int64
+		want bool
+	}{
+		{plain, int64(len(plain)), true},
+		{plain, int64(len(plain)) + 1, false}, // not the size listed
+		{x80, int64(len(x80)), false},         // 0x80 in a plain message: maybe a NUL
+		{b64, int64(len(b64)), true},          // BINARY[] would decode it: BODY[] it is
+		{mp, int64(len(mp)), true},
+	} {
+		if got := exactBody(formats.Message{Size: tt.size}, []byte(tt.body)); got != tt.want {
+			t.Errorf("exactBody(%q, size %d) = %v, want %v", tt.body, tt.size, got, tt.want)
+		}
+	}
+}

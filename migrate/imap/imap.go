@@ -893,9 +893,9 @@ type fetchItem struct {
 	body   *imap.FetchItemBodySection
 	binary bool
 	accept func(msg formats.Message, size int64) bool
-	// check, when set, makes each literal (of at most checkedMax bytes)
-	// be read whole and passed on only if check takes it; one it refuses
-	// is skipped like one accept refuses (fetchahead.go).
+	// check, when set, makes each literal be read whole and passed on
+	// only if check takes it; one it refuses, or one larger than
+	// checkedMax, is skipped like one accept refuses (fetchahead.go).
 	check func(msg formats.Message, b []byte) bool
 }
 
@@ -1014,17 +1014,23 @@ func (m *IMAP) readFetch(ctx context.Context, fc *imapclient.FetchCommand, find 
 			}
 			lr := &literalReader{r: lit, idle: idle, timeout: m.stallTimeout(), activity: &m.fetchActivity}
 			var ferr error
-			if item.check != nil && lit.Size() <= checkedMax {
+			switch {
+			case item.check == nil:
+				ferr = fn(msg, literal{lr, lit.Size()})
+			case lit.Size() > checkedMax:
+				// Not the size listed: not taken, and discarded by the
+				// next Next. The caller fetches it some other way.
+				got[uid] = true
+				continue
+			default:
 				whole = slices.Grow(whole[:0], int(lit.Size()))[:lit.Size()]
 				if _, err := io.ReadFull(lr, whole); err == nil {
 					if !item.check(msg, whole) {
-						got[uid] = true // the caller fetches it some other way
+						got[uid] = true
 						continue
 					}
 					ferr = fn(msg, literal{bytes.NewReader(whole), lit.Size()})
 				} // else the connection broke: see below
-			} else {
-				ferr = fn(msg, literal{lr, lit.Size()})
 			}
 			io.Copy(io.Discard, lr) // the rest, if fn stopped early
 			if lr.err != nil || lr.n != lit.Size() {

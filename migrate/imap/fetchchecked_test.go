@@ -178,3 +178,53 @@ func TestExactBody(t *testing.T) {
 		}
 	}
 }
+
+// TestFetchLeavesALiteralLargerThanListed: a message listed small whose
+// BODY[] comes larger than checkedMax (a server whose RFC822.SIZE and
+// BODY[] disagree; here the listed size is made up) is not taken from the
+// pipelined BODY[] unchecked: Fetch asks its encoding the old way.
+func TestFetchLeavesALiteralLargerThanListed(t *testing.T) {
+	srv := dovecottest.Start(t, dovecottest.Options{Separator: '/'})
+	body := "Message-ID: <big@enc.test>\r\nSubject: big\r\n\r\n" + strings.Repeat("0123456789abcdef\r\n", checkedMax/18+10)
+	srv.Seed(t, "alice", []dovecottest.SeedMessage{{Folder: "INBOX", Body: []byte(body), Date: time.Unix(1600000000, 0)}})
+	var headerFetches atomic.Int64
+	p, err := faultproxy.New(srv.IMAPAddr(), faultproxy.Faults{Tap: func(_ int, dir faultproxy.Dir, b []byte) {
+		if dir == faultproxy.ClientToServer {
+			headerFetches.Add(int64(bytes.Count(bytes.ToUpper(b), []byte("CONTENT-TRANSFER-ENCODING"))))
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	ctx := context.Background()
+	m, err := DialIMAP(ctx, mailconn.ServerConfig{Addr: p.Addr(), User: "alice", Password: srv.Users["alice"], TLS: mailconn.TLSNone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	folders, err := m.Folders(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, msgs, err := m.List(ctx, folders[0])
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("listed %d messages: %v", len(msgs), err)
+	}
+	msgs[0].Size = 1000 // listed small
+	n := 0
+	if err := m.Fetch(ctx, folders[0], msgs, func(msg formats.Message, r io.Reader) error {
+		b, err := io.ReadAll(r)
+		n++
+		if string(b) != body {
+			t.Errorf("fetched %d bytes, not the stored %d", len(b), len(body))
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // the proxy's tap runs after the write
+	if n != 1 || headerFetches.Load() != 1 {
+		t.Errorf("fetched %d times with %d header FETCHes, want once after 1", n, headerFetches.Load())
+	}
+}

@@ -87,16 +87,7 @@ func TestFetchTakesTheBodiesItCanTrust(t *testing.T) {
 	}
 	defer p.Close()
 	cfg.Addr = p.Addr()
-	m, err := DialIMAP(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	folders, err := m.Folders(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	inbox := folders[0]
+	m, inbox := dialInbox(t, cfg)
 	ids := map[uint32]string{} // UID -> Message-ID
 	_, all, err := m.List(ctx, inbox)
 	if err != nil {
@@ -198,22 +189,14 @@ func TestFetchLeavesALiteralLargerThanListed(t *testing.T) {
 	}
 	defer p.Close()
 	ctx := context.Background()
-	m, err := DialIMAP(ctx, mailconn.ServerConfig{Addr: p.Addr(), User: "alice", Password: srv.Users["alice"], TLS: mailconn.TLSNone})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	folders, err := m.Folders(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, msgs, err := m.List(ctx, folders[0])
+	m, inbox := dialInbox(t, mailconn.ServerConfig{Addr: p.Addr(), User: "alice", Password: srv.Users["alice"], TLS: mailconn.TLSNone})
+	_, msgs, err := m.List(ctx, inbox)
 	if err != nil || len(msgs) != 1 {
 		t.Fatalf("listed %d messages: %v", len(msgs), err)
 	}
 	msgs[0].Size = 1000 // listed small
 	n := 0
-	if err := m.Fetch(ctx, folders[0], msgs, func(msg formats.Message, r io.Reader) error {
+	if err := m.Fetch(ctx, inbox, msgs, func(msg formats.Message, r io.Reader) error {
 		b, err := io.ReadAll(r)
 		n++
 		if string(b) != body {
@@ -227,4 +210,20 @@ func TestFetchLeavesALiteralLargerThanListed(t *testing.T) {
 	if n != 1 || headerFetches.Load() != 1 {
 		t.Errorf("fetched %d times with %d header FETCHes, want once after 1", n, headerFetches.Load())
 	}
+}
+
+// dialInbox connects as cfg says (closed when the test ends) and returns
+// the session with its INBOX, the first folder Folders lists.
+func dialInbox(t *testing.T, cfg mailconn.ServerConfig) (*IMAP, formats.Folder) {
+	t.Helper()
+	m, err := DialIMAP(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	folders, err := m.Folders(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, folders[0]
 }

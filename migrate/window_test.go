@@ -243,7 +243,7 @@ func TestWindowEndLeavesTheNewestBatchInFlight(t *testing.T) {
 	for _, m := range src.Snapshot(t, "alice")["INBOX"] {
 		want[m.SHA256]++
 	}
-	for _, cut := range []int64{0, 60_000} { // none; in the third window
+	for _, cut := range []int64{0, 80_000} { // none; in the fourth window
 		t.Run(fmt.Sprintf("cut at %d", cut), func(t *testing.T) {
 			dst := dovecottest.Start(t, dovecottest.Options{Separator: '.'})
 			// APPENDs sent and answered per connection; most is the most

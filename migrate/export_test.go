@@ -8,13 +8,5 @@ func SetWindowSize(n uint32) (restore func()) {
 	return func() { windowSize = old }
 }
 
-// SetFlushEvery sets how many messages are stored between two flushes
-// (run.go) until the returned function restores it.
-func SetFlushEvery(n int) (restore func()) {
-	old := flushEvery
-	flushEvery = n
-	return func() { flushEvery = old }
-}
-
 // DistinctListings is distinctListings (run.go) for the tests.
 var DistinctListings = distinctListings

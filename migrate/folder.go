@@ -420,12 +420,6 @@ func (t *transfer) run(ctx context.Context) error {
 	// What was stored before an error is complete: make it durable and record it.
 	flush := t.flush
 	if ferr == nil && t.carryOn != nil && t.carryOn() {
-		if t.since == 0 {
-			// The last message made a flush of its own (a full window
-			// is flushEvery messages): a second one now would wait for
-			// the batch that one left in flight.
-			return nil
-		}
 		flush = t.flushSome
 	}
 	if err := flush(dstCtx); err != nil && ferr == nil {

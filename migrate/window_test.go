@@ -230,13 +230,8 @@ func TestWindowsListedAheadSurviveACut(t *testing.T) {
 // out alone), and the destination ends with every message once, byte for
 // byte, every one counted as copied, and a rerun copies none; also when
 // the source's connection is cut in the middle of the copy.
-//
-// As in a real run (windows of 1,000 UIDs, a flush every 1,000 messages),
-// a full window's last message also makes the transfer's own flush; the
-// window's end must then not wait for the batch that flush just sent.
 func TestWindowEndLeavesTheNewestBatchInFlight(t *testing.T) {
 	defer migrate.SetWindowSize(40)()
-	defer migrate.SetFlushEvery(40)()
 	src := dovecottest.Start(t, dovecottest.Options{Separator: '/'})
 	var seed []dovecottest.SeedMessage
 	for i := range 200 {

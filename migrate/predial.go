@@ -11,25 +11,74 @@ import (
 // would wait for the whole plan; on a 80 ms link that is half a second or
 // more before any worker but the first moves a byte. So once the first pair
 // has logged in (the credentials work), the other workers' pairs are opened
-// in the background while the run plans.
+// in the background.
+//
+// Where the source is an account of many folders (IMAP), that is as soon
+// as both logins of the first pair are answered (LoggedIn), beside its
+// folder listings: --jobs-1 pairs, of which those the plan has no folder
+// for are closed once open. Other sources (POP3, whose server locks the
+// maildrop for one session; local stores) are pre-dialled after the
+// listing, as many as the folders need.
+//
+// Their destination connections list the destination's folders as they
+// open (FolderLearner), and that waits until the first pair's listing of
+// the destination is done: Dovecot 2.3.19 crashes sessions that open a
+// fresh account's INBOX side by side (LIST RETURN (STATUS) creates it;
+// "dovecot.list.index.log ... Resource deadlock avoided" in its log).
 //
 // A pair that fails to open is dropped quietly: its worker then connects as
 // it always did, with retries and the error reported there.
 
+// loginHook is the context key of the function LoggedIn calls.
+type loginHook struct{}
+
+// LoggedIn is called by a Source or Sink being opened with ctx once its
+// login was answered, before it lists anything (IMAP). From a source it
+// also says that its account may hold many folders, each worth a worker of
+// its own. Like net/http/httptrace, the engine passes the hook in the
+// context of OpenSource and OpenSink only; elsewhere it does nothing.
+func LoggedIn(ctx context.Context) {
+	if f, ok := ctx.Value(loginHook{}).(func()); ok {
+		f()
+	}
+}
+
+// withLoginHook returns ctx with f for LoggedIn.
+func withLoginHook(ctx context.Context, f func()) context.Context {
+	return context.WithValue(ctx, loginHook{}, f)
+}
+
 // predialed holds the workers being connected in the background.
 type predialed struct {
 	mu      sync.Mutex
-	workers []*worker
+	all     []*worker // every worker dialled, trimmed or not
+	workers []*worker // those the run may take
 	wg      sync.WaitGroup
 	taken   int
+	trimmed chan struct{} // closed once the trimmed workers are closed
+	// listed is closed once the first pair has listed the destination:
+	// the workers' destination connections list it only then.
+	listed     chan struct{}
+	listedOnce sync.Once
+}
+
+// destListed lets the workers' destination connections list the
+// destination's folders.
+func (p *predialed) destListed() {
+	p.listedOnce.Do(func() { close(p.listed) })
 }
 
 // predial starts connecting n workers.
 func (e *engine) predial(ctx context.Context, n int) *predialed {
-	p := &predialed{}
+	p := &predialed{listed: make(chan struct{})}
 	for i := 0; i < n; i++ {
-		wk := &worker{e: e}
-		p.workers = append(p.workers, wk)
+		wk := &worker{e: e, beforeLearn: func() {
+			select {
+			case <-p.listed:
+			case <-ctx.Done():
+			}
+		}}
+		p.all = append(p.all, wk)
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
@@ -38,7 +87,29 @@ func (e *engine) predial(ctx context.Context, n int) *predialed {
 			}
 		}()
 	}
+	p.workers = p.all
 	return p
+}
+
+// trim keeps the first n workers for the run; the others are closed once
+// their connections are open (dialled before the folders were listed, for
+// an account with fewer folders than --jobs).
+func (p *predialed) trim(n int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n >= len(p.workers) || p.trimmed != nil {
+		return
+	}
+	surplus := p.workers[max(n, 0):]
+	p.workers = p.workers[:max(n, 0)]
+	p.trimmed = make(chan struct{})
+	go func() {
+		defer close(p.trimmed)
+		p.wg.Wait()
+		for _, wk := range surplus {
+			wk.close()
+		}
+	}()
 }
 
 // take returns the next pre-dialled worker once its connections are open
@@ -57,7 +128,8 @@ func (p *predialed) take(e *engine) *worker {
 	return p.workers[p.taken-1]
 }
 
-// wait returns once every pre-dialled pair is open (or failed).
+// wait returns once every pre-dialled pair is open (or failed), the
+// trimmed ones too (they list the destination's folders as they open).
 func (p *predialed) wait() {
 	if p != nil {
 		p.wg.Wait()
@@ -69,6 +141,7 @@ func (p *predialed) close() {
 	if p == nil {
 		return
 	}
+	p.destListed() // a run that ended before: nothing waits for it now
 	p.wg.Wait()
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -76,4 +149,7 @@ func (p *predialed) close() {
 		wk.close()
 	}
 	p.taken = len(p.workers)
+	if p.trimmed != nil {
+		<-p.trimmed
+	}
 }

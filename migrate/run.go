@@ -228,17 +228,18 @@ func (e *engine) run(ctx context.Context, rep *Report) error {
 	c := &conns{}
 	defer c.close()
 	srcFolders, dstFolders, err := e.connect(ctx, c)
+	pre := c.pre
+	defer pre.close()
 	if err != nil {
 		return err
 	}
-	jobs := e.opts.Jobs
-	if e.opts.Dedup == DedupAccount {
-		// One folder at a time, in plan order, so that the first folder met
-		// (INBOX and special-use folders first) keeps the copy.
-		jobs = 1
+	jobs := e.jobs()
+	if pre != nil {
+		pre.trim(min(jobs, len(srcFolders)) - 1) // predial.go
+	} else {
+		pre = e.predial(ctx, min(jobs, len(srcFolders))-1)
+		pre.destListed()
 	}
-	pre := e.predial(ctx, min(jobs, len(srcFolders))-1) // predial.go
-	defer pre.close()
 	if e.job.MaybeSameAccount && !e.opts.DryRun {
 		if err := e.notSameMailbox(ctx, c.src, c.dst, srcFolders, dstFolders); err != nil {
 			return err
@@ -294,11 +295,23 @@ func (e *engine) run(ctx context.Context, rep *Report) error {
 	return e.state.Finish()
 }
 
+// jobs is how many workers copy folders at once.
+func (e *engine) jobs() int {
+	if e.opts.Dedup == DedupAccount {
+		// One folder at a time, in plan order, so that the first folder met
+		// (INBOX and special-use folders first) keeps the copy.
+		return 1
+	}
+	return e.opts.Jobs
+}
+
 // conns are the first pair of connections, opened to list both sides and
-// handed to the first worker.
+// handed to the first worker, and the other workers' connections where
+// they were dialled as soon as both logins were answered (predial.go).
 type conns struct {
 	src Source
 	dst Sink
+	pre *predialed
 }
 
 func (c *conns) close() {
@@ -314,9 +327,26 @@ func (e *engine) connect(ctx context.Context, c *conns) (srcFolders, dstFolders 
 	first := true
 	err = e.retry(ctx, "connecting", func() error {
 		c.close()
+		// Both logins answered, with a source that said so itself (an
+		// account of many folders), the other workers log in too.
+		var mu sync.Mutex
+		var srcIn, dstIn, dstListed bool
+		loggedIn := func(side *bool) func() {
+			return func() {
+				mu.Lock()
+				defer mu.Unlock()
+				*side = true
+				if srcIn && dstIn && c.pre == nil && e.jobs() > 1 {
+					c.pre = e.predial(ctx, e.jobs()-1) // predial.go
+					if dstListed {
+						c.pre.destListed()
+					}
+				}
+			}
+		}
 		var g errgroup.Group
 		g.Go(func() error {
-			s, err := e.job.OpenSource(ctx)
+			s, err := e.job.OpenSource(withLoginHook(ctx, loggedIn(&srcIn)))
 			if err != nil {
 				return err
 			}
@@ -325,12 +355,19 @@ func (e *engine) connect(ctx context.Context, c *conns) (srcFolders, dstFolders 
 			return err
 		})
 		g.Go(func() error {
-			d, err := e.job.OpenSink(ctx)
+			d, err := e.job.OpenSink(withLoginHook(ctx, loggedIn(&dstIn)))
 			if err != nil {
 				return err
 			}
 			c.dst = d
+			loggedIn(&dstIn)() // a sink that did not say so (a local store)
 			dstFolders, err = d.Folders(ctx)
+			mu.Lock()
+			dstListed = true
+			if c.pre != nil {
+				c.pre.destListed()
+			}
+			mu.Unlock()
 			return err
 		})
 		err := g.Wait()
@@ -501,6 +538,9 @@ type worker struct {
 	e   *engine
 	src Source
 	dst Sink
+	// beforeLearn, where set, is waited for before a new destination
+	// connection lists the destination's folders (predial.go).
+	beforeLearn func()
 }
 
 func (w *worker) close() {
@@ -532,6 +572,9 @@ func (w *worker) connect(ctx context.Context) error {
 			w.dst = d
 			// A fresh IMAP sink knows no folders: let it learn which exist.
 			if fl, ok := As[FolderLearner](d); ok {
+				if w.beforeLearn != nil {
+					w.beforeLearn()
+				}
 				return fl.LearnFolders(ctx)
 			}
 			return nil

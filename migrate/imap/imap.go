@@ -159,6 +159,7 @@ func dialIMAP(ctx context.Context, cfg mailconn.ServerConfig, token string) (*IM
 		}
 		return nil, &migrate.RetryableError{Err: fmt.Errorf("imap: %s: login: %w", cfg, err)}
 	}
+	migrate.LoggedIn(ctx) // the engine may open its other connections meanwhile
 	m := &IMAP{c: c, cfg: cfg, caps: c.Caps(), existing: map[string]bool{}, auth: auth, changed: changed}
 	m.noBatch = !(m.caps.Has(imap.CapMultiAppend) && m.caps.Has(imap.CapLiteralPlus))
 	if err := m.discover(); err != nil {

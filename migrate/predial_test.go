@@ -1,0 +1,169 @@
+package migrate_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mailferry/mailferry/migrate"
+	"github.com/mailferry/mailferry/migrate/dovecottest"
+	"github.com/mailferry/mailferry/migrate/faultproxy"
+	mfimap "github.com/mailferry/mailferry/migrate/imap"
+	"github.com/mailferry/mailferry/migrate/mailconn"
+)
+
+// closeCounter is a source connection that counts its Close calls.
+type closeCounter struct {
+	migrate.Source
+	closed *atomic.Int32
+}
+
+func (c *closeCounter) Unwrap() migrate.Source { return c.Source }
+
+func (c *closeCounter) Close() error {
+	c.closed.Add(1)
+	return c.Source.Close()
+}
+
+// predialRun copies folders × 3 messages from a Dovecot behind a 30 ms
+// link (faultproxy, tap on its chunks) with 4 workers, checks the copy by
+// SHA-256 and that every source connection opened was closed, and returns
+// the source side's events in order: "greet N" for connection N's
+// greeting, "list N" for its LIST "" "*".
+func predialRun(t *testing.T, folders int, latency time.Duration, dstOpts dovecottest.Options) []string {
+	t.Helper()
+	src := dovecottest.Start(t, dovecottest.Options{Separator: '/'})
+	dst := dovecottest.Start(t, dstOpts)
+	var seed []dovecottest.SeedMessage
+	for f := range folders {
+		for i := range 3 {
+			seed = append(seed, dovecottest.SeedMessage{Folder: fmt.Sprintf("F%d", f), Date: time.Unix(1600000000+int64(i)*60, 0),
+				Body: []byte(fmt.Sprintf("Message-ID: <pd%d.%d@example.org>\r\nSubject: %d\r\n\r\nbody %d\r\n", f, i, i, f))})
+		}
+	}
+	src.Seed(t, "alice", seed)
+	var mu sync.Mutex
+	var events []string
+	greeted := map[int]bool{}
+	proxy, err := faultproxy.New(src.IMAPAddr(), faultproxy.Faults{Latency: latency,
+		Tap: func(conn int, dir faultproxy.Dir, b []byte) {
+			mu.Lock()
+			defer mu.Unlock()
+			if dir == faultproxy.ServerToClient && !greeted[conn] {
+				greeted[conn] = true
+				events = append(events, fmt.Sprintf("greet %d", conn))
+			}
+			if dir == faultproxy.ClientToServer && bytes.Contains(b, []byte(`LIST "" "*"`)) {
+				events = append(events, fmt.Sprintf("list %d", conn))
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proxy.Close()
+	var opened, closed atomic.Int32
+	job := migrate.Job{SourceName: "src", DestName: "dst",
+		Options: migrate.Options{StatePath: filepath.Join(t.TempDir(), "state.db"), Jobs: 4},
+		OpenSource: func(ctx context.Context) (migrate.Source, error) {
+			s, err := mfimap.DialIMAP(ctx, mailconn.ServerConfig{Addr: proxy.Addr(), User: "alice", Password: src.Users["alice"], TLS: mailconn.TLSNone})
+			if err != nil {
+				return nil, err
+			}
+			opened.Add(1)
+			return &closeCounter{Source: s, closed: &closed}, nil
+		},
+		OpenSink: func(ctx context.Context) (migrate.Sink, error) {
+			return mfimap.DialIMAP(ctx, mailconn.ServerConfig{Addr: dst.IMAPAddr(), User: "alice", Password: dst.Users["alice"], TLS: mailconn.TLSNone})
+		},
+	}
+	rep, err := migrate.Run(context.Background(), job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Totals.Copied != 3*folders || rep.Totals.Failed != 0 {
+		t.Errorf("copied %d, failed %d, want %d and 0", rep.Totals.Copied, rep.Totals.Failed, 3*folders)
+	}
+	// Dovecot 2.3.19 kills sessions that open a fresh account's INBOX
+	// side by side (predial.go): the workers' destination connections
+	// list it only after the first pair did.
+	if log := dst.LogTail(200); strings.Contains(log, "Panic") {
+		t.Errorf("the destination Dovecot panicked:\n%s", log)
+	}
+	if o, c := opened.Load(), closed.Load(); o != c {
+		t.Errorf("%d source connections opened, %d closed by the run's end", o, c)
+	}
+	a, b := src.Snapshot(t, "alice"), dst.Snapshot(t, "alice")
+	for f := range folders {
+		name := fmt.Sprintf("F%d", f)
+		if !reflect.DeepEqual(sums(a[name]), sums(b[name])) {
+			t.Errorf("%s differs at the destination (SHA-256 of each message)", name)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	return append([]string(nil), events...)
+}
+
+// sums is the SHA-256 of each message of a snapshot's folder, counted.
+func sums(msgs []dovecottest.MessageState) map[string]int {
+	out := map[string]int{}
+	for _, m := range msgs {
+		out[m.SHA256]++
+	}
+	return out
+}
+
+// TestWorkersLogInBesideTheFirstListing: on an IMAP source with more
+// folders than workers, the other workers' connections are opened as soon
+// as the first pair has logged in, not after its folder listings: on a
+// 30 ms link all three greetings come before the first connection's
+// LIST "" "*" (after it, they cost a listing's round trips before any
+// worker but the first could start).
+func TestWorkersLogInBesideTheFirstListing(t *testing.T) {
+	events := predialRun(t, 6, 30*time.Millisecond, dovecottest.Options{Separator: '/'})
+	greetings := 0
+	for _, ev := range events {
+		if ev == "list 0" {
+			break
+		}
+		if ev != "greet 0" && len(ev) > 6 && ev[:6] == "greet " {
+			greetings++
+		}
+	}
+	if greetings != 3 {
+		t.Errorf("%d other connections greeted before the first LIST \"\" \"*\", want 3; events %q", greetings, events)
+	}
+}
+
+// TestSurplusWorkersClosed: with fewer folders than workers, the
+// connections dialled before the listing showed it are closed, and the
+// copy is whole.
+func TestSurplusWorkersClosed(t *testing.T) {
+	events := predialRun(t, 2, 30*time.Millisecond, dovecottest.Options{Separator: '/'})
+	n := 0
+	for _, ev := range events {
+		if len(ev) > 6 && ev[:6] == "greet " {
+			n++
+		}
+	}
+	if n != 4 {
+		t.Errorf("%d source connections, want 4 (the first and three dialled before the listing): %q", n, events)
+	}
+}
+
+// TestWorkersListAFreshDestinationAfterTheFirst: on a fresh Dovecot
+// destination whose special-use folders are created on first access, the
+// workers dialled beside the first pair list the destination only after
+// it has (predial.go). Listed side by side, Dovecot 2.3.19 killed
+// sessions in 3 runs of 6 (its log: Panic ... dovecot.list.index.log ...
+// Resource deadlock avoided), and the run had to connect again.
+func TestWorkersListAFreshDestinationAfterTheFirst(t *testing.T) {
+	predialRun(t, 6, 0, dovecottest.Options{Separator: '.', SpecialUse: true, SentName: "Sent Items"})
+}

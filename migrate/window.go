@@ -62,6 +62,14 @@ var errValidityMoved = &RetryableError{Err: errors.New("the source folder's UIDV
 // which records them once answered, so that on a slow link the
 // destination does not idle for a round trip at every window's end. A pass
 // that ends between two windows records them first (settleCarry).
+//
+// A full window (windowSize messages, as many as flushEvery) made its
+// partial commit at its last message, and the one at its end waits for the
+// batch that one sent: so the carry acts only where a window ends between
+// two flushes (UIDs with gaps, a time-based flush). Skipping that second
+// commit (d7366c0, reverted) kept a second batch per appender in flight
+// while the next window is fetched: the 200k IMAP->IMAP copy peaked at
+// 40.1-41.9 MB instead of 32.8, and was no faster on loopback.
 func (p *folderPass) copyWindows(ctx context.Context, rl RangeLister) (err error) {
 	e, f := p.e, p.pf.Source
 	if p.ss.Validity != f.Validity {

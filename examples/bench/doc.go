@@ -42,7 +42,8 @@
 //	                         watch, the cutover, only when named); rtt runs
 //	                         IMAP->IMAP (both sets) and POP3->Maildir (SMALL's INBOX)
 //	                         through a delay proxy adding 20 ms and 80 ms round trips,
-//	                         each compared with its own loopback run; mbox is mailferry
+//	                         each compared with its own loopback run and with a run
+//	                         through the same proxy adding nothing; mbox is mailferry
 //	                         alone: `archive --format mbox`
 //	MAILFERRY_BENCH_TOOLS    comma list of the tools to run (default all: mailferry,
 //	                         interimap,mbsync,dsync,getmail6)

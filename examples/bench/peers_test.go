@@ -59,6 +59,8 @@ const (
 	bpJobRTT80   = "IMAP->IMAP +80ms RTT"
 	bpJobPOP3RTT = "POP3->Maildir +20ms RTT"
 	bpJobPOP3R80 = "POP3->Maildir +80ms RTT"
+	bpJobRTT0    = "IMAP->IMAP proxy +0ms"
+	bpJobPOP3R0  = "POP3->Maildir proxy +0ms"
 	bpNoop       = "no-op "
 
 	bpMailferry = "mailferry"
@@ -227,12 +229,23 @@ func BenchmarkPeers(b *testing.B) {
 }
 
 // bpRTTBase is the loopback job each delay-proxy job is compared with.
-var bpRTTBase = map[string]string{bpJobRTT: bpJobIMAP, bpJobRTT80: bpJobIMAP, bpJobPOP3RTT: bpJobPOP3, bpJobPOP3R80: bpJobPOP3}
+var bpRTTBase = map[string]string{bpJobRTT: bpJobIMAP, bpJobRTT80: bpJobIMAP, bpJobPOP3RTT: bpJobPOP3, bpJobPOP3R80: bpJobPOP3,
+	bpJobRTT0: bpJobIMAP, bpJobPOP3R0: bpJobPOP3}
+
+// bpProxyBase is the delay-proxy job without delay that each delay-proxy
+// job is also compared with: the proxy runs in the benchmark's process on
+// the same two cores as both servers and mailferry, and copies every byte
+// twice more, so that this second ratio is the link's latency alone.
+var bpProxyBase = map[string]string{bpJobRTT: bpJobRTT0, bpJobRTT80: bpJobRTT0, bpJobPOP3RTT: bpJobPOP3R0, bpJobPOP3R80: bpJobPOP3R0}
+
+// bpNoProxy is bpProxied's rtt for a connection without the proxy.
+const bpNoProxy = time.Duration(-1)
 
 // bpProxied returns addr behind a delay proxy adding rtt to each round
-// trip (half each way), registering its Close with r; addr itself for 0.
+// trip (half each way; 0: the proxy without delay), registering its Close
+// with r; addr itself for bpNoProxy.
 func (e *bpEnv) bpProxied(r *bpRun, addr string, rtt time.Duration) string {
-	if rtt == 0 {
+	if rtt == bpNoProxy {
 		return addr
 	}
 	p, err := faultproxy.New(addr, faultproxy.Faults{Latency: rtt / 2, Tap: bpWireTap(r, addr, rtt)})
@@ -882,7 +895,7 @@ func bpCheckMaildir(dir string, want int) func() error {
 func (e *bpEnv) imapTools(set *bpSet) []bpTool {
 	pw := set.src.Users["alice"]
 	mailferry := func(job string, latency time.Duration) bpTool {
-		return bpTool{name: bpMailferry, job: job, noop: latency == 0, setup: func() *bpRun {
+		return bpTool{name: bpMailferry, job: job, noop: latency == bpNoProxy, setup: func() *bpRun {
 			dst := e.newDst()
 			r := &bpRun{servers: []*dovecottest.Server{set.src, dst}, cleanup: []func(){e.stopKeeping(dst)}, check: e.checkIMAP(dst, set)}
 			srcAddr, dstAddr := e.bpProxied(r, set.src.IMAPAddr(), latency), e.bpProxied(r, dst.IMAPAddr(), latency)
@@ -896,7 +909,7 @@ func (e *bpEnv) imapTools(set *bpSet) []bpTool {
 	}
 	var tools []bpTool
 	if e.jobs["imap"] {
-		tools = append(tools, mailferry(bpJobIMAP, 0),
+		tools = append(tools, mailferry(bpJobIMAP, bpNoProxy),
 			bpTool{name: bpInterimap, job: bpJobIMAP, noop: true, setup: func() *bpRun {
 				dst := e.newDst()
 				return &bpRun{argv: e.interimapArgv(set.src, dst),
@@ -915,9 +928,9 @@ func (e *bpEnv) imapTools(set *bpSet) []bpTool {
 	}
 	if e.jobs["rtt"] {
 		if !e.jobs["imap"] { // the loopback run the delay-proxy rows compare with
-			tools = append(tools, mailferry(bpJobIMAP, 0))
+			tools = append(tools, mailferry(bpJobIMAP, bpNoProxy))
 		}
-		tools = append(tools, mailferry(bpJobRTT, bpRTT), mailferry(bpJobRTT80, bpRTTSlow))
+		tools = append(tools, mailferry(bpJobRTT0, 0), mailferry(bpJobRTT, bpRTT), mailferry(bpJobRTT80, bpRTTSlow))
 	}
 	return tools
 }
@@ -1069,7 +1082,7 @@ delete = false
 		}},
 	}
 	if e.jobs["rtt"] {
-		for job, rtt := range map[string]time.Duration{bpJobPOP3RTT: bpRTT, bpJobPOP3R80: bpRTTSlow} {
+		for job, rtt := range map[string]time.Duration{bpJobPOP3R0: 0, bpJobPOP3RTT: bpRTT, bpJobPOP3R80: bpRTTSlow} {
 			tools = append(tools, bpTool{name: bpMailferry, job: job, setup: func() *bpRun {
 				r := e.mailferryArchive(set, "", "mailferry-pop3-rtt", want)
 				r.argv[2] = "pop3://alice@" + e.bpProxied(r, set.src.POP3Addr(), rtt)
@@ -1476,8 +1489,8 @@ func (e *bpEnv) printTable() {
 	rows := map[bpKey]*bpRow{}
 	keys := slices.Clone(e.order)
 	jobRank := map[string]int{bpJobIMAP: 0, bpJobMaildir: 1, bpJobMbox: 2, bpJobPOP3: 3, bpNoop + bpJobIMAP: 4,
-		bpNoop + bpJobMaildir: 5, bpNoop + bpJobMbox: 6, bpNoop + bpJobPOP3: 7, bpJobRTT: 8, bpJobRTT80: 9,
-		bpJobPOP3RTT: 10, bpJobPOP3R80: 11, bpJobDeltaNoop: 12, bpJobDelta0: 13, bpJobDelta: 14}
+		bpNoop + bpJobMaildir: 5, bpNoop + bpJobMbox: 6, bpNoop + bpJobPOP3: 7, bpJobRTT0: 8, bpJobRTT: 9, bpJobRTT80: 10,
+		bpJobPOP3R0: 11, bpJobPOP3RTT: 12, bpJobPOP3R80: 13, bpJobDeltaNoop: 14, bpJobDelta0: 15, bpJobDelta: 16}
 	toolRank := map[string]int{bpMailferry: 0, bpInterimap: 1, bpDsync: 2, bpGetmail: 3, bpMbsync: 4}
 	sort.SliceStable(keys, func(i, j int) bool {
 		a, b := keys[i], keys[j]
@@ -1528,7 +1541,7 @@ func (e *bpEnv) printTable() {
 			target(">= 10x getmail6", r.ratio >= 10, haveRatio)
 		case k.job == bpNoop+bpJobIMAP && k.tool == bpInterimap:
 			target("no slower than interimap", r.ratio >= 1, haveRatio)
-		case bpRTTBase[k.job] != "":
+		case bpProxyBase[k.job] != "":
 			target(">= 0.8x loopback", r.ratio >= 0.8, haveRatio)
 		case k.job == bpJobDelta && k.tool == bpInterimap:
 			target("no slower than interimap", r.ratio >= 1, haveRatio)
@@ -1572,6 +1585,17 @@ func (e *bpEnv) printTable() {
 			rss, state, r.cpu, r.srv, strings.Join(r.targets, "; "), strings.Join(r.results, "; "), strings.Join(r.all, " "))
 	}
 	tw.Flush()
+	var latency []string
+	for _, k := range keys {
+		r, b := rows[k], rows[bpKey{bpProxyBase[k.job], k.set, k.tool}]
+		if bpProxyBase[k.job] != "" && b != nil && b.hasMedian && r.hasMedian {
+			latency = append(latency, fmt.Sprintf("  %s %s: %.2fx (%.2f s against %.2f s)", k.job, k.set, b.median/r.median, r.median, b.median))
+		}
+	}
+	if len(latency) > 0 {
+		fmt.Println("\nthe +RTT rows against the same proxy without delay (the latency alone; the proxy's own cost on these cores taken out):")
+		fmt.Println(strings.Join(latency, "\n"))
+	}
 	for _, k := range keys {
 		if r := rows[k]; len(r.errs) > 0 {
 			fmt.Printf("failed runs of %s %s %s: %s\n", k.job, k.set, k.tool, strings.Join(r.errs, " | "))

@@ -32,15 +32,23 @@ func (c *closeCounter) Close() error {
 	return c.Source.Close()
 }
 
-// predialRun copies folders × 3 messages from a Dovecot behind a 30 ms
-// link (faultproxy, tap on its chunks) with 4 workers, checks the copy by
-// SHA-256 and that every source connection opened was closed, and returns
-// the source side's events in order: "greet N" for connection N's
-// greeting, "list N" for its LIST "" "*".
-func predialRun(t *testing.T, folders int, latency time.Duration, dstOpts dovecottest.Options) []string {
+// predialOpts vary predialRun.
+type predialOpts struct {
+	latency time.Duration       // the source's link
+	dst     dovecottest.Options // the destination Dovecot
+	exclude []string            // --exclude
+	noHook  bool                // the source opened without the engine's context: no LoggedIn
+}
+
+// predialRun copies folders × 3 messages from a Dovecot behind a delay
+// proxy (a tap on its chunks) with 4 workers, checks the copy by SHA-256
+// (the folders not excluded) and that every source connection opened was
+// closed, and returns the source side's events in order: "greet N" for
+// connection N's greeting, "list N" for its LIST "" "*".
+func predialRun(t *testing.T, folders int, o predialOpts) []string {
 	t.Helper()
 	src := dovecottest.Start(t, dovecottest.Options{Separator: '/'})
-	dst := dovecottest.Start(t, dstOpts)
+	dst := dovecottest.Start(t, o.dst)
 	var seed []dovecottest.SeedMessage
 	for f := range folders {
 		for i := range 3 {
@@ -52,7 +60,7 @@ func predialRun(t *testing.T, folders int, latency time.Duration, dstOpts doveco
 	var mu sync.Mutex
 	var events []string
 	greeted := map[int]bool{}
-	proxy, err := faultproxy.New(src.IMAPAddr(), faultproxy.Faults{Latency: latency,
+	proxy, err := faultproxy.New(src.IMAPAddr(), faultproxy.Faults{Latency: o.latency,
 		Tap: func(conn int, dir faultproxy.Dir, b []byte) {
 			mu.Lock()
 			defer mu.Unlock()
@@ -70,8 +78,12 @@ func predialRun(t *testing.T, folders int, latency time.Duration, dstOpts doveco
 	defer proxy.Close()
 	var opened, closed atomic.Int32
 	job := migrate.Job{SourceName: "src", DestName: "dst",
-		Options: migrate.Options{StatePath: filepath.Join(t.TempDir(), "state.db"), Jobs: 4},
+		Options: migrate.Options{StatePath: filepath.Join(t.TempDir(), "state.db"), Jobs: 4,
+			PlanOptions: migrate.PlanOptions{Exclude: o.exclude}},
 		OpenSource: func(ctx context.Context) (migrate.Source, error) {
+			if o.noHook {
+				ctx = context.Background()
+			}
 			s, err := mfimap.DialIMAP(ctx, mailconn.ServerConfig{Addr: proxy.Addr(), User: "alice", Password: src.Users["alice"], TLS: mailconn.TLSNone})
 			if err != nil {
 				return nil, err
@@ -87,8 +99,9 @@ func predialRun(t *testing.T, folders int, latency time.Duration, dstOpts doveco
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Totals.Copied != 3*folders || rep.Totals.Failed != 0 {
-		t.Errorf("copied %d, failed %d, want %d and 0", rep.Totals.Copied, rep.Totals.Failed, 3*folders)
+	want := 3 * (folders - len(o.exclude))
+	if rep.Totals.Copied != want || rep.Totals.Failed != 0 {
+		t.Errorf("copied %d, failed %d, want %d and 0", rep.Totals.Copied, rep.Totals.Failed, want)
 	}
 	// Dovecot 2.3.19 kills sessions that open a fresh account's INBOX
 	// side by side (predial.go): the workers' destination connections
@@ -100,7 +113,7 @@ func predialRun(t *testing.T, folders int, latency time.Duration, dstOpts doveco
 		t.Errorf("%d source connections opened, %d closed by the run's end", o, c)
 	}
 	a, b := src.Snapshot(t, "alice"), dst.Snapshot(t, "alice")
-	for f := range folders {
+	for f := range folders - len(o.exclude) {
 		name := fmt.Sprintf("F%d", f)
 		if !reflect.DeepEqual(sums(a[name]), sums(b[name])) {
 			t.Errorf("%s differs at the destination (SHA-256 of each message)", name)
@@ -127,7 +140,7 @@ func sums(msgs []dovecottest.MessageState) map[string]int {
 // LIST "" "*" (after it, they cost a listing's round trips before any
 // worker but the first could start).
 func TestWorkersLogInBesideTheFirstListing(t *testing.T) {
-	events := predialRun(t, 6, 30*time.Millisecond, dovecottest.Options{Separator: '/'})
+	events := predialRun(t, 6, predialOpts{latency: 30 * time.Millisecond, dst: dovecottest.Options{Separator: '/'}})
 	greetings := 0
 	for _, ev := range events {
 		if ev == "list 0" {
@@ -146,7 +159,7 @@ func TestWorkersLogInBesideTheFirstListing(t *testing.T) {
 // connections dialled before the listing showed it are closed, and the
 // copy is whole.
 func TestSurplusWorkersClosed(t *testing.T) {
-	events := predialRun(t, 2, 30*time.Millisecond, dovecottest.Options{Separator: '/'})
+	events := predialRun(t, 2, predialOpts{latency: 30 * time.Millisecond, dst: dovecottest.Options{Separator: '/'}})
 	n := 0
 	for _, ev := range events {
 		if len(ev) > 6 && ev[:6] == "greet " {
@@ -165,5 +178,17 @@ func TestSurplusWorkersClosed(t *testing.T) {
 // sessions in 3 runs of 6 (its log: Panic ... dovecot.list.index.log ...
 // Resource deadlock avoided), and the run had to connect again.
 func TestWorkersListAFreshDestinationAfterTheFirst(t *testing.T) {
-	predialRun(t, 6, 0, dovecottest.Options{Separator: '.', SpecialUse: true, SentName: "Sent Items"})
+	predialRun(t, 6, predialOpts{dst: dovecottest.Options{Separator: '.', SpecialUse: true, SentName: "Sent Items"}})
+}
+
+// TestUntakenWorkersClosed: workers dialled for more folders than the plan
+// keeps (--exclude) are closed by the run's end, whether they were dialled
+// beside the first listing (IMAP's LoggedIn) or after it (a source that
+// does not call it).
+func TestUntakenWorkersClosed(t *testing.T) {
+	for _, noHook := range []bool{false, true} {
+		t.Run(fmt.Sprintf("no hook %v", noHook), func(t *testing.T) {
+			predialRun(t, 6, predialOpts{dst: dovecottest.Options{Separator: '/'}, exclude: []string{"F2", "F3", "F4", "F5"}, noHook: noHook})
+		})
+	}
 }

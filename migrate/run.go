@@ -229,7 +229,7 @@ func (e *engine) run(ctx context.Context, rep *Report) error {
 	defer c.close()
 	srcFolders, dstFolders, err := e.connect(ctx, c)
 	pre := c.pre
-	defer pre.close()
+	defer func() { pre.close() }() // the one dialled below too
 	if err != nil {
 		return err
 	}

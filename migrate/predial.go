@@ -22,9 +22,10 @@ import (
 //
 // Their destination connections list the destination's folders as they
 // open (FolderLearner), and that waits until the first pair's listing of
-// the destination is done: Dovecot 2.3.19 crashes sessions that open a
-// fresh account's INBOX side by side (LIST RETURN (STATUS) creates it;
-// "dovecot.list.index.log ... Resource deadlock avoided" in its log).
+// the destination is done: Dovecot 2.3.19 crashes sessions that list a
+// fresh account side by side where LIST RETURN (STATUS) creates its
+// auto-created folders ("dovecot.list.index.log ... Resource deadlock
+// avoided" in its log; TestWorkersListAFreshDestinationAfterTheFirst).
 //
 // A pair that fails to open is dropped quietly: its worker then connects as
 // it always did, with retries and the error reported there.

@@ -52,8 +52,7 @@ func withLoginHook(ctx context.Context, f func()) context.Context {
 // predialed holds the workers being connected in the background.
 type predialed struct {
 	mu      sync.Mutex
-	all     []*worker // every worker dialled, trimmed or not
-	workers []*worker // those the run may take
+	workers []*worker // those the run may take (trim closes the others)
 	wg      sync.WaitGroup
 	taken   int
 	trimmed chan struct{} // closed once the trimmed workers are closed
@@ -79,7 +78,7 @@ func (e *engine) predial(ctx context.Context, n int) *predialed {
 			case <-ctx.Done():
 			}
 		}}
-		p.all = append(p.all, wk)
+		p.workers = append(p.workers, wk)
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
@@ -88,7 +87,6 @@ func (e *engine) predial(ctx context.Context, n int) *predialed {
 			}
 		}()
 	}
-	p.workers = p.all
 	return p
 }
 

@@ -146,7 +146,7 @@ func TestWorkersLogInBesideTheFirstListing(t *testing.T) {
 		if ev == "list 0" {
 			break
 		}
-		if ev != "greet 0" && len(ev) > 6 && ev[:6] == "greet " {
+		if ev != "greet 0" && strings.HasPrefix(ev, "greet ") {
 			greetings++
 		}
 	}
@@ -162,7 +162,7 @@ func TestSurplusWorkersClosed(t *testing.T) {
 	events := predialRun(t, 2, predialOpts{latency: 30 * time.Millisecond, dst: dovecottest.Options{Separator: '/'}})
 	n := 0
 	for _, ev := range events {
-		if len(ev) > 6 && ev[:6] == "greet " {
+		if strings.HasPrefix(ev, "greet ") {
 			n++
 		}
 	}

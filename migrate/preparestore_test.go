@@ -74,13 +74,7 @@ func TestFirstCopyConnectsItsAppenderEarly(t *testing.T) {
 	if connsAtFetch < 2 {
 		t.Errorf("the destination had %d connections when the source's first body FETCH went out, want 2 (the appender connected beside the listing)", connsAtFetch)
 	}
-	want, got := map[string]int{}, map[string]int{}
-	for _, m := range src.Snapshot(t, "alice")["INBOX"] {
-		want[m.SHA256]++
-	}
-	for _, m := range dst.Snapshot(t, "alice")["INBOX"] {
-		got[m.SHA256]++
-	}
+	want, got := sums(src.Snapshot(t, "alice")["INBOX"]), sums(dst.Snapshot(t, "alice")["INBOX"])
 	if fmt.Sprint(want) != fmt.Sprint(got) {
 		t.Errorf("the destination's INBOX differs from the source's by SHA-256: %d distinct, want %d", len(got), len(want))
 	}

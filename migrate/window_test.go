@@ -239,10 +239,7 @@ func TestWindowEndLeavesTheNewestBatchInFlight(t *testing.T) {
 			Body: []byte(fmt.Sprintf("Message-ID: <carry%d@example.org>\r\nFrom: a@example.org\r\nSubject: carry %d\r\n\r\n%0500d\r\n", i, i, i))})
 	}
 	src.Seed(t, "alice", seed)
-	want := map[string]int{}
-	for _, m := range src.Snapshot(t, "alice")["INBOX"] {
-		want[m.SHA256]++
-	}
+	want := sums(src.Snapshot(t, "alice")["INBOX"])
 	for _, cut := range []int64{0, 80_000} { // none; in the fourth window
 		t.Run(fmt.Sprintf("cut at %d", cut), func(t *testing.T) {
 			dst := dovecottest.Start(t, dovecottest.Options{Separator: '.'})
@@ -307,10 +304,7 @@ func TestWindowEndLeavesTheNewestBatchInFlight(t *testing.T) {
 				t.Errorf("every APPEND went out with none unanswered (%v sent): each window waited for the one before", sent)
 			}
 			mu.Unlock()
-			got := map[string]int{}
-			for _, m := range dst.Snapshot(t, "alice")["INBOX"] {
-				got[m.SHA256]++
-			}
+			got := sums(dst.Snapshot(t, "alice")["INBOX"])
 			if !reflect.DeepEqual(want, got) {
 				t.Errorf("the destination's INBOX differs from the source's (SHA-256 of each message, counted): %d distinct at the source, %d at the destination", len(want), len(got))
 			}

@@ -269,21 +269,30 @@ func bpWireTap(r *bpRun, addr string, rtt time.Duration) func(int, faultproxy.Di
 	if err != nil {
 		return nil
 	}
-	r.cleanup = append(r.cleanup, func() { f.Close() })
+	// Buffered, and the login check only on what a client sent: a line
+	// written straight to the file per chunk, and every chunk upper-cased,
+	// slowed MIXED through the proxy from 2.9 s to 5.8 s.
+	w := bufio.NewWriterSize(f, 1<<20)
 	var mu sync.Mutex
+	r.cleanup = append(r.cleanup, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		w.Flush()
+		f.Close()
+	})
 	run := fmt.Sprintf("%p", r)
 	return func(conn int, dir faultproxy.Dir, b []byte) {
+		now := time.Now()
 		arrow := "^" // client to server
+		head := b[:min(len(b), 100)]
 		if dir == faultproxy.ServerToClient {
 			arrow = "v"
-		}
-		head := b[:min(len(b), 100)]
-		if bpHasLogin(b) {
+		} else if bpHasLogin(b) {
 			head = []byte("(a login, not shown)")
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		fmt.Fprintf(f, "%d %s %s %s %d%s %d %q\n", time.Now().UnixMicro(), run, rtt, addr, conn, arrow, len(b), head)
+		fmt.Fprintf(w, "%d %s %s %s %d%s %d %q\n", now.UnixMicro(), run, rtt, addr, conn, arrow, len(b), head)
 	}
 }
 

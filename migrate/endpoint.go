@@ -60,6 +60,17 @@ type AheadLister interface {
 	ListUIDsAhead(ctx context.Context, folder formats.Folder, first, last uint32) (wait func() (validity uint32, msgs []formats.Message, err error))
 }
 
+// FetchStarter is a Source that can send a Fetch's first commands before
+// its answers are read (IMAP: the FETCHes of the next window go out while
+// the destination answers the last batch of the window before, so that a
+// window costs no round trip of its own on a slow link). The function it
+// returns is the rest of that Fetch and must be called once, before any
+// other use of the source; StartFetch returns nil where it cannot (then
+// Fetch).
+type FetchStarter interface {
+	StartFetch(folder formats.Folder, msgs []formats.Message) (fetch func(ctx context.Context, fn func(m formats.Message, body io.Reader) error) error)
+}
+
 // Sink is where messages go: an IMAP server, a Maildir tree or an mbox
 // directory. A Sink is used by one goroutine at a time.
 type Sink interface {

@@ -10,3 +10,11 @@ func SetWindowSize(n uint32) (restore func()) {
 
 // DistinctListings is distinctListings (run.go) for the tests.
 var DistinctListings = distinctListings
+
+// SetFlushEvery sets after how many messages a transfer flushes (run.go)
+// until the returned function restores it.
+func SetFlushEvery(n int) (restore func()) {
+	old := flushEvery
+	flushEvery = n
+	return func() { flushEvery = old }
+}

@@ -98,7 +98,7 @@ func (e *engine) copyFolder(ctx context.Context, src Source, dst Sink, pf Planne
 	if err := e.add(p.d.matched); err != nil {
 		return p.fr, err
 	}
-	t := &transfer{p: p, delivered: map[string]bool{}, lastFlush: time.Now(),
+	t := &transfer{p: p, d: &p.d, keys: p.keys, delivered: map[string]bool{}, lastFlush: time.Now(),
 		dst: dstRun{next: p.dstF.UIDNext, contiguous: true}}
 	if err := t.run(ctx); err != nil {
 		return p.fr, err
@@ -290,7 +290,7 @@ func (p *folderPass) finish(t *transfer) error {
 // did not deliver.
 func (t *transfer) vanished() int {
 	n := 0
-	for _, m := range t.p.d.copy {
+	for _, m := range t.d.copy {
 		if !t.delivered[m.ID] {
 			n++
 		}
@@ -366,7 +366,12 @@ func (r *dstRun) add(id string) {
 // pass: a message is recorded in the state only once the sink says it is
 // durable.
 type transfer struct {
-	p         *folderPass
+	p *folderPass
+	// d is the decision it carries out and keys the identity keys of its
+	// messages (the pass's own, or a window's: window.go decides the next
+	// window while this one's last batch is answered).
+	d         *decision
+	keys      map[string]formats.Key
 	pending   []Record
 	queue     []queued // stored as ErrQueued, waiting for Commit
 	delivered map[string]bool
@@ -377,9 +382,14 @@ type transfer struct {
 	// with a partial flush and leaves its newest queued messages in flight,
 	// for the next window's transfer to record.
 	carryOn func() bool
-	dst     dstRun // the destination IDs of what was stored
-	copied  []formats.Message
-	tally   *passTally // what the folder's counts are made of (counts.go)
+	// fetch, where set, is the source's Fetch of d.copy, already sent
+	// (FetchStarter); beforeFlush, where set, runs once the source has
+	// delivered everything, before the transfer's last flush.
+	fetch       func(ctx context.Context, fn func(m formats.Message, body io.Reader) error) error
+	beforeFlush func()
+	dst         dstRun // the destination IDs of what was stored
+	copied      []formats.Message
+	tally       *passTally // what the folder's counts are made of (counts.go)
 }
 
 // queued is a message the sink has queued (ErrQueued): its fate comes with
@@ -394,7 +404,7 @@ type queued struct {
 
 func (t *transfer) run(ctx context.Context) error {
 	p := t.p
-	t.tally = &passTally{decided: true, planned: p.d.copy, stored: &t.copied}
+	t.tally = &passTally{decided: true, planned: t.d.copy, stored: &t.copied}
 	p.fr.pass = t.tally
 	// Stopped (Ctrl-C), the pass ends between two messages and makes what
 	// was stored durable and recorded: the source and the destination are
@@ -404,19 +414,29 @@ func (t *transfer) run(ctx context.Context) error {
 	dstCtx, stopDst := outlive(ctx, storeGrace)
 	defer stopDst()
 	if kd, ok := As[KeywordDeclarer](p.dst); ok {
-		kd.DeclareKeywords(p.dstF, keywordsOf(p.d.copy))
+		kd.DeclareKeywords(p.dstF, keywordsOf(t.d.copy))
 	}
-	if len(p.d.copy) > 0 {
+	if len(t.d.copy) > 0 {
 		p.prepareStore(dstCtx) // its login overlaps the source's first FETCH
 	}
-	p.e.rep.FolderPlanned(p.name, len(p.d.copy), p.d.bytes)
+	p.e.rep.FolderPlanned(p.name, len(t.d.copy), t.d.bytes)
 	p.e.rep.FolderStarted(p.name)
-	ferr := p.src.Fetch(srcCtx, p.pf.Source, p.d.copy, func(m formats.Message, body io.Reader) error {
+	fetch := t.fetch
+	if fetch == nil {
+		fetch = func(ctx context.Context, fn func(formats.Message, io.Reader) error) error {
+			return p.src.Fetch(ctx, p.pf.Source, t.d.copy, fn)
+		}
+	}
+	t.fetch = nil // it is called once
+	ferr := fetch(srcCtx, func(m formats.Message, body io.Reader) error {
 		if err := ctx.Err(); err != nil {
 			return err // stopped: no further message
 		}
 		return t.one(dstCtx, m, body)
 	})
+	if ferr == nil && t.beforeFlush != nil {
+		t.beforeFlush()
+	}
 	// What was stored before an error is complete: make it durable and record it.
 	flush := t.flush
 	if ferr == nil && t.carryOn != nil && t.carryOn() {
@@ -488,8 +508,8 @@ func (t *transfer) stored(m formats.Message, key formats.Key, id string) {
 func (t *transfer) failed(m formats.Message, messageID string, err error) {
 	p := t.p
 	p.fr.Failed++
-	if n, ok := p.d.claims[m.ID]; ok {
-		p.e.unclaim(p.keys[m.ID], n)
+	if n, ok := t.d.claims[m.ID]; ok {
+		p.e.unclaim(t.keys[m.ID], n)
 	}
 	f := Failure{Folder: p.name, UID: m.UID, ID: m.ID, MessageID: messageID, Error: err.Error()}
 	p.fr.failures = append(p.fr.failures, f)

@@ -33,7 +33,7 @@ func (p *folderPass) refused(ctx context.Context, cause error) (FolderReport, er
 	if err := p.list(ctx); err != nil { // the ledger is loaded (copyFolder)
 		return p.fr, err
 	}
-	t := &transfer{p: p, delivered: map[string]bool{}}
+	t := &transfer{p: p, d: &p.d, keys: p.keys, delivered: map[string]bool{}}
 	for _, m := range p.msgs {
 		m.SourceFolder = p.name
 		t.failed(m, "", cause)

@@ -156,7 +156,28 @@ func (s *limitedSource) Unwrap() Source { return s.Source }
 
 func (s *limitedSource) Fetch(ctx context.Context, folder formats.Folder, msgs []formats.Message,
 	fn func(m formats.Message, body io.Reader) error) error {
-	return s.Source.Fetch(ctx, folder, msgs, func(m formats.Message, body io.Reader) error {
+	return s.Source.Fetch(ctx, folder, msgs, s.paced(ctx, fn))
+}
+
+// StartFetch is the source's StartFetch, paced as Fetch is (without it,
+// As would find the source's own and pass the limits by).
+func (s *limitedSource) StartFetch(folder formats.Folder, msgs []formats.Message) func(context.Context, func(formats.Message, io.Reader) error) error {
+	fs, ok := As[FetchStarter](s.Source)
+	if !ok {
+		return nil
+	}
+	fetch := fs.StartFetch(folder, msgs)
+	if fetch == nil {
+		return nil
+	}
+	return func(ctx context.Context, fn func(formats.Message, io.Reader) error) error {
+		return fetch(ctx, s.paced(ctx, fn))
+	}
+}
+
+// paced is fn behind the limits.
+func (s *limitedSource) paced(ctx context.Context, fn func(m formats.Message, body io.Reader) error) func(formats.Message, io.Reader) error {
+	return func(m formats.Message, body io.Reader) error {
 		if s.l.Messages != nil {
 			if err := s.l.Messages.Wait(ctx, 1); err != nil {
 				return err
@@ -166,7 +187,7 @@ func (s *limitedSource) Fetch(ctx context.Context, folder formats.Folder, msgs [
 			body = &pacedReader{ctx: ctx, r: body, l: s.l.Bytes, chunk: s.l.chunk}
 		}
 		return fn(m, body)
-	})
+	}
 }
 
 // pacedReader pays for every byte it reads, in reads of at most chunk bytes.

@@ -267,3 +267,41 @@ func TestLimitMessageSizeKeepsCommitterAndFlusher(t *testing.T) {
 		t.Error("no limit must return the sink as it is")
 	}
 }
+
+// fakeStartingSource is a fakeSource that can start its Fetches ahead
+// (FetchStarter).
+type fakeStartingSource struct{ fakeSource }
+
+func (s *fakeStartingSource) StartFetch(f formats.Folder, msgs []formats.Message) func(context.Context, func(formats.Message, io.Reader) error) error {
+	return func(ctx context.Context, fn func(formats.Message, io.Reader) error) error {
+		return s.Fetch(ctx, f, msgs, fn)
+	}
+}
+
+// TestLimitSourcePacesAStartedFetch: a window's Fetch started ahead
+// (window.go) is paced as Fetch is; As finds the limiter's StartFetch, not
+// the source's own.
+func TestLimitSourcePacesAStartedFetch(t *testing.T) {
+	clock := newFakeClock()
+	start := clock.Now()
+	src := LimitSource(&fakeStartingSource{fakeSource{n: 11, size: 10}}, NewLimits(0, 2, clock))
+	fs, ok := As[FetchStarter](src)
+	if !ok {
+		t.Fatal("the limited source hides its source's StartFetch")
+	}
+	_, msgs, _ := src.List(context.Background(), formats.Folder{})
+	fetch := fs.StartFetch(formats.Folder{}, msgs)
+	if fetch == nil {
+		t.Fatal("StartFetch returned nil")
+	}
+	n := 0
+	if err := fetch(context.Background(), func(formats.Message, io.Reader) error { n++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if elapsed := clock.Now().Sub(start); n != 11 || elapsed != 5*time.Second {
+		t.Errorf("%d messages in %v of fake time, want 11 in 5s (2 a second)", n, elapsed)
+	}
+	if fs, _ := As[FetchStarter](LimitSource(&fakeSource{}, NewLimits(0, 2, clock))); fs == nil || fs.StartFetch(formats.Folder{}, msgs) != nil {
+		t.Error("over a source that cannot start a Fetch, StartFetch should return nil")
+	}
+}

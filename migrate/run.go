@@ -123,11 +123,11 @@ func distinctListings(src, dst []formats.Folder) bool {
 }
 
 // flushEvery bounds how many messages are stored before the sink is flushed
-// and the state records them.
-const (
-	flushEvery    = 1000
-	flushInterval = 2 * time.Second
-)
+// and the state records them (a variable for the tests).
+var flushEvery = 1000
+
+// flushInterval bounds how long they wait for it.
+const flushInterval = 2 * time.Second
 
 type engine struct {
 	job   Job

@@ -3,6 +3,7 @@ package migrate
 import (
 	"context"
 	"errors"
+	"io"
 	"time"
 
 	"github.com/mailferry/mailferry/formats"
@@ -106,38 +107,72 @@ func (p *folderPass) copyWindows(ctx context.Context, rl RangeLister) (err error
 		return got
 	}
 	al, _ := As[AheadLister](p.src)
-	for first := uint64(1); first < uint64(f.UIDNext); first += uint64(windowSize) {
-		end := min(first+uint64(windowSize)-1, uint64(f.UIDNext)-1)
-		var l windowListing
-		if ahead != nil {
-			l = *nextListed()
-			ahead, got = nil, nil
-		} else {
-			l.validity, l.msgs, l.err = rl.ListUIDs(ctx, f, uint32(first), uint32(end))
+	fs, _ := As[FetchStarter](p.src)
+	// next is the window after the one in hand when it was listed, decided
+	// and its FETCH sent (fetch, where the source could) while the
+	// destination answered that one's last batch (prepare).
+	var next *nextWindow
+	defer func() {
+		if next != nil && next.fetch != nil { // the pass ended first: read its answers away
+			next.fetch(ctx, func(formats.Message, io.Reader) error { return errWindowDropped })
 		}
-		if l.err != nil {
-			return l.err
-		}
-		if l.validity != f.Validity {
-			return errValidityMoved
+	}()
+	prepare := func(first uint64) {
+		l := nextListed()
+		if l.err != nil || l.validity != f.Validity || len(l.msgs) == 0 {
+			return // the loop takes it as it comes
 		}
 		p.fr.Found += len(l.msgs)
-		if len(l.msgs) == 0 {
-			continue
-		}
 		p.msgs, p.d = l.msgs, decision{}
-		if err := p.decide(ctx); err != nil {
-			return err
+		next = &nextWindow{first: first, err: p.decide(ctx)}
+		if next.err == nil && fs != nil {
+			next.fetch = fs.StartFetch(f, p.d.copy)
 		}
+	}
+	for first := uint64(1); first < uint64(f.UIDNext); first += uint64(windowSize) {
+		end := min(first+uint64(windowSize)-1, uint64(f.UIDNext)-1)
+		var fetch func(context.Context, func(formats.Message, io.Reader) error) error
+		if next != nil && next.first == first {
+			// Listed and decided already (prepare): p holds its decision.
+			if next.err != nil {
+				return next.err
+			}
+			fetch, next = next.fetch, nil
+			ahead, got = nil, nil
+		} else {
+			var l windowListing
+			if ahead != nil {
+				l = *nextListed()
+				ahead, got = nil, nil
+			} else {
+				l.validity, l.msgs, l.err = rl.ListUIDs(ctx, f, uint32(first), uint32(end))
+			}
+			if l.err != nil {
+				return l.err
+			}
+			if l.validity != f.Validity {
+				return errValidityMoved
+			}
+			p.fr.Found += len(l.msgs)
+			if len(l.msgs) == 0 {
+				continue
+			}
+			p.msgs, p.d = l.msgs, decision{}
+			if err := p.decide(ctx); err != nil {
+				return err
+			}
+		}
+		d := p.d // the transfer's own: prepare decides the next window meanwhile
+		t := &transfer{p: p, d: &d, keys: p.keys, fetch: fetch, delivered: map[string]bool{}, lastFlush: time.Now(), dst: w.dst}
 		if next := end + 1; al != nil && next < uint64(f.UIDNext) {
 			ahead = al.ListUIDsAhead(ctx, f, uint32(next), uint32(min(next+uint64(windowSize)-1, uint64(f.UIDNext)-1)))
 		}
-		t := &transfer{p: p, delivered: map[string]bool{}, lastFlush: time.Now(), dst: w.dst}
 		if ahead != nil {
 			t.carryOn = func() bool {
 				n := nextListed()
 				return n.err == nil && n.validity == f.Validity && len(n.msgs) > 0
 			}
+			t.beforeFlush = func() { prepare(end + 1) }
 		}
 		if last != nil { // what the window before left in flight
 			t.queue, last.queue = last.queue, nil
@@ -155,6 +190,17 @@ func (p *folderPass) copyWindows(ctx context.Context, rl RangeLister) (err error
 	}
 	return p.conclude(w.vanished, w.stored, w.dst)
 }
+
+// nextWindow is a window listed and decided before its turn (copyWindows).
+type nextWindow struct {
+	first uint64
+	err   error // the decision's
+	fetch func(context.Context, func(formats.Message, io.Reader) error) error
+}
+
+// errWindowDropped ends the FETCH of a window that was sent ahead when
+// the pass ends before its turn: its answers are read and dropped.
+var errWindowDropped = errors.New("the window's pass ended")
 
 // windowListing is a window's listing.
 type windowListing struct {

@@ -3,12 +3,16 @@ package migrate_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -307,6 +311,162 @@ func TestWindowEndLeavesTheNewestBatchInFlight(t *testing.T) {
 			got := sums(dst.Snapshot(t, "alice")["INBOX"])
 			if !reflect.DeepEqual(want, got) {
 				t.Errorf("the destination's INBOX differs from the source's (SHA-256 of each message, counted): %d distinct at the source, %d at the destination", len(want), len(got))
+			}
+			if rep := run(); rep.Totals.Copied != 0 || rep.Totals.Skipped != 200 {
+				t.Errorf("rerun: copied %d, skipped %d, want 0 and 200", rep.Totals.Copied, rep.Totals.Skipped)
+			}
+		})
+	}
+}
+
+// startCounter is the source IMAP, counting the Fetches it started ahead
+// (migrate.FetchStarter).
+type startCounter struct {
+	*mfimap.IMAP
+	started *atomic.Int32
+}
+
+func (s startCounter) StartFetch(f formats.Folder, msgs []formats.Message) func(context.Context, func(formats.Message, io.Reader) error) error {
+	fetch := s.IMAP.StartFetch(f, msgs)
+	if fetch != nil {
+		s.started.Add(1)
+	}
+	return fetch
+}
+
+// commitFailer is the destination IMAP whose partial commit number failAt
+// (counted over the run) fails as a lost connection would, after the
+// batch was sent.
+type commitFailer struct {
+	*mfimap.IMAP
+	calls  *atomic.Int32
+	failAt int32
+}
+
+func (c commitFailer) CommitSome(ctx context.Context) ([]migrate.StoreResult, error) {
+	if c.calls.Add(1) == c.failAt {
+		return nil, &migrate.RetryableError{Err: errors.New("test: the connection dropped before the answer")}
+	}
+	return c.IMAP.CommitSome(ctx)
+}
+
+// bodyFetch is a body FETCH of a window, with its first UID.
+var bodyFetch = regexp.MustCompile(`UID FETCH (\d+):\d+ \(UID BODY\.PEEK\[\]\)`)
+
+// TestNextWindowFetchedWhileTheLastBatchIsAnswered: when a full window
+// ends (its last message made the batch that the window's end waits for),
+// the next window's bodies are asked for before that batch is answered,
+// so that on a slow link a window does not cost a round trip of the
+// source's besides the destination's. Behind a 50 ms destination link,
+// each window's body FETCH after the first goes out more than 15 ms
+// before the answer to the last APPEND sent before it. And when that
+// wait fails, the FETCH already sent is read away and the retried pass
+// copies every message once.
+func TestNextWindowFetchedWhileTheLastBatchIsAnswered(t *testing.T) {
+	defer migrate.SetWindowSize(40)()
+	defer migrate.SetFlushEvery(40)()
+	src := dovecottest.Start(t, dovecottest.Options{Separator: '/'})
+	var seed []dovecottest.SeedMessage
+	for i := range 200 {
+		seed = append(seed, dovecottest.SeedMessage{Folder: "INBOX", Flags: []string{`\Seen`}, Date: time.Unix(1600000000+int64(i)*3600, 0),
+			Body: []byte(fmt.Sprintf("Message-ID: <next%d@example.org>\r\nFrom: a@example.org\r\nSubject: next %d\r\n\r\n%0500d\r\n", i, i, i))})
+	}
+	src.Seed(t, "alice", seed)
+	want := sums(src.Snapshot(t, "alice")["INBOX"])
+	for _, failAt := range []int32{0, 4} { // none; the wait at the second window's end
+		t.Run(fmt.Sprintf("commit %d fails", failAt), func(t *testing.T) {
+			dst := dovecottest.Start(t, dovecottest.Options{Separator: '.'})
+			// When each window's body FETCH went out, and when each APPEND
+			// (a window's batch) was answered.
+			var mu sync.Mutex
+			var answered []time.Time
+			type fetchSent struct {
+				at     time.Time
+				window int
+			}
+			var fetches []fetchSent
+			dproxy, err := faultproxy.New(dst.IMAPAddr(), faultproxy.Faults{Latency: 25 * time.Millisecond,
+				Tap: func(conn int, dir faultproxy.Dir, b []byte) {
+					mu.Lock()
+					defer mu.Unlock()
+					if dir == faultproxy.ClientToServer {
+						return
+					}
+					for range bytes.Count(b, []byte("OK [APPENDUID")) {
+						answered = append(answered, time.Now())
+					}
+				}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer dproxy.Close()
+			sproxy, err := faultproxy.New(src.IMAPAddr(), faultproxy.Faults{
+				Tap: func(conn int, dir faultproxy.Dir, b []byte) {
+					if dir != faultproxy.ClientToServer {
+						return
+					}
+					for _, m := range bodyFetch.FindAllSubmatch(b, -1) {
+						first, _ := strconv.Atoi(string(m[1]))
+						mu.Lock()
+						fetches = append(fetches, fetchSent{at: time.Now(), window: (first - 1) / 40})
+						mu.Unlock()
+					}
+				}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sproxy.Close()
+			var started, commits atomic.Int32
+			state := filepath.Join(t.TempDir(), "state.db")
+			run := func() *migrate.Report {
+				job := migrate.Job{SourceName: "src", DestName: "dst", Options: migrate.Options{StatePath: state, Retries: 3},
+					OpenSource: func(ctx context.Context) (migrate.Source, error) {
+						m, err := mfimap.DialIMAP(ctx, mailconn.ServerConfig{Addr: sproxy.Addr(), User: "alice", Password: src.Users["alice"], TLS: mailconn.TLSNone})
+						if err != nil {
+							return nil, err
+						}
+						return startCounter{m, &started}, nil
+					},
+					OpenSink: func(ctx context.Context) (migrate.Sink, error) {
+						m, err := mfimap.DialIMAP(ctx, mailconn.ServerConfig{Addr: dproxy.Addr(), User: "alice", Password: dst.Users["alice"], TLS: mailconn.TLSNone})
+						if err != nil {
+							return nil, err
+						}
+						return commitFailer{m, &commits, failAt}, nil
+					},
+				}
+				rep, err := migrate.Run(context.Background(), job)
+				if err != nil {
+					t.Fatalf("run: %v", err)
+				}
+				return rep
+			}
+			if rep := run(); rep.Totals.Copied != 200 || rep.Totals.Failed != 0 {
+				t.Errorf("copied %d, failed %d, want 200 and 0", rep.Totals.Copied, rep.Totals.Failed)
+			}
+			got := sums(dst.Snapshot(t, "alice")["INBOX"])
+			if !reflect.DeepEqual(want, got) {
+				t.Errorf("the destination's INBOX differs from the source's (SHA-256 of each message, counted): %d distinct at the source, %d at the destination", len(want), len(got))
+			}
+			if failAt == 0 {
+				mu.Lock()
+				early, later := 0, 0
+				for _, f := range fetches {
+					if f.window == 0 {
+						continue
+					}
+					later++
+					// The window before's batch is answer number f.window.
+					if f.window <= len(answered) && answered[f.window-1].Sub(f.at) > 15*time.Millisecond {
+						early++
+					}
+				}
+				mu.Unlock()
+				if later != 4 || early != later || len(answered) != 5 {
+					t.Errorf("%d of %d body FETCHes after the first window's went out before the destination answered the window before (%d batches answered; want 4 of 4, and 5)", early, later, len(answered))
+				}
+			} else if started.Load() == 0 {
+				t.Errorf("no window's FETCH was started ahead: the failure did not meet one")
 			}
 			if rep := run(); rep.Totals.Copied != 0 || rep.Totals.Skipped != 200 {
 				t.Errorf("rerun: copied %d, skipped %d, want 0 and 200", rep.Totals.Copied, rep.Totals.Skipped)

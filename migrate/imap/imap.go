@@ -719,6 +719,30 @@ func (m *IMAP) Headers(ctx context.Context, folder formats.Folder, msgs []format
 // is fetched again as BODY[].
 func (m *IMAP) Fetch(ctx context.Context, folder formats.Folder, msgs []formats.Message,
 	fn func(m formats.Message, body io.Reader) error) error {
+	return m.fetch(ctx, folder, msgs, nil, fn)
+}
+
+// StartFetch sends the first FETCHes of a Fetch of msgs now and returns the
+// rest of that Fetch, which reads their answers (migrate.FetchStarter). It
+// starts only in the folder already selected, where nothing waits for an
+// answer; elsewhere, and without BINARY, it returns nil.
+func (m *IMAP) StartFetch(folder formats.Folder, msgs []formats.Message) func(context.Context, func(formats.Message, io.Reader) error) error {
+	if !m.caps.Has(imap.CapBinary) || m.ahead != nil || m.selected != folder.Name {
+		return nil // (m.ahead: a selection on the way, imapwrite.go)
+	}
+	jobs := fetchJobs(msgs) // fetchahead.go
+	if len(jobs) == 0 {
+		return nil
+	}
+	sent := m.sendAhead(jobs)
+	return func(ctx context.Context, fn func(formats.Message, io.Reader) error) error {
+		return m.fetch(ctx, folder, msgs, sent, fn)
+	}
+}
+
+// fetch is Fetch, whose first FETCHes StartFetch may have sent (sent).
+func (m *IMAP) fetch(ctx context.Context, folder formats.Folder, msgs []formats.Message, sent *sentFetch,
+	fn func(m formats.Message, body io.Reader) error) error {
 	delivered := map[uint32]bool{}
 	var fnErr error
 	deliver := func(msg formats.Message, lit imap.LiteralReader) error {
@@ -740,8 +764,13 @@ func (m *IMAP) Fetch(ctx context.Context, folder formats.Folder, msgs []formats.
 	if _, err := m.sel(folder.Name, true); err != nil {
 		return err
 	}
-	if jobs := fetchJobs(msgs); len(jobs) > 0 { // fetchahead.go
-		err := m.fetchAhead(ctx, jobs, deliver, &fnErr)
+	if sent == nil {
+		if jobs := fetchJobs(msgs); len(jobs) > 0 { // fetchahead.go
+			sent = m.sendAhead(jobs)
+		}
+	}
+	if sent != nil {
+		err := m.fetchAhead(ctx, sent, deliver, &fnErr)
 		switch {
 		case err == nil:
 		case fnErr != nil || ctx.Err() != nil || !unreadableResponse(err):

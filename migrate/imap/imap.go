@@ -769,13 +769,34 @@ func (m *IMAP) fetch(ctx context.Context, folder formats.Folder, msgs []formats.
 			sent = m.sendAhead(jobs)
 		}
 	}
+	// The header look-ahead for the next batch runs in its own goroutine
+	// (go-imap routes each FETCH response to its command by UID), so that
+	// its round trip overlaps this batch's BINARY FETCH. The first one
+	// goes out beside the pipelined FETCHes: the messages too large for
+	// them are known now.
+	var next chan splitResult
+	var known map[uint32]bool // UID: BINARY[] is its bytes (splitRaw), where asked already
+	defer func() {
+		if next != nil {
+			<-next // never leave it reading on a connection the caller reuses
+		}
+	}()
 	if sent != nil {
+		var early []formats.Message // what the first look-ahead asks
+		if large := largeOnes(msgs); len(large) > 0 {
+			early = large[:min(fetchBatch, len(large))]
+			next = m.startSplit(ctx, folder, early)
+		}
 		err := m.fetchAhead(ctx, sent, deliver, &fnErr)
 		switch {
 		case err == nil:
 		case fnErr != nil || ctx.Err() != nil || !unreadableResponse(err):
 			return err
 		default: // go-imap could not read an answer and closed the connection
+			if next != nil {
+				<-next // (it read on the connection closed)
+				next = nil
+			}
 			if err := m.redial(ctx); err != nil {
 				return err
 			}
@@ -787,6 +808,22 @@ func (m *IMAP) fetch(ctx context.Context, folder formats.Folder, msgs []formats.
 				left = append(left, msg)
 			}
 		}
+		if next != nil && !sameUIDs(early, left[:min(fetchBatch, len(left))]) {
+			// Others are left too (a small message the pipelined path
+			// did not take): the first batch asks only what it lacks.
+			res := <-next
+			next = nil
+			if res.err != nil {
+				return res.err
+			}
+			known = map[uint32]bool{}
+			for _, msg := range res.raw {
+				known[msg.UID] = true
+			}
+			for _, msg := range res.rest {
+				known[msg.UID] = false
+			}
+		}
 		if msgs = left; len(msgs) == 0 {
 			return nil
 		}
@@ -794,15 +831,9 @@ func (m *IMAP) fetch(ctx context.Context, folder formats.Folder, msgs []formats.
 			return err
 		}
 	}
-	// The header look-ahead for the next batch runs in its own goroutine
-	// (go-imap routes each FETCH response to its command by UID), so that
-	// its round trip overlaps this batch's BINARY FETCH.
-	next := m.startSplit(ctx, folder, msgs[:min(fetchBatch, len(msgs))])
-	defer func() {
-		if next != nil {
-			<-next // never leave it reading on a connection the caller reuses
-		}
-	}()
+	if next == nil {
+		next = m.startSplitKnowing(ctx, folder, msgs[:min(fetchBatch, len(msgs))], known)
+	}
 	for start := 0; start < len(msgs); start += fetchBatch {
 		res := <-next
 		next = nil
@@ -810,7 +841,7 @@ func (m *IMAP) fetch(ctx context.Context, folder formats.Folder, msgs []formats.
 			return res.err
 		}
 		if end := start + fetchBatch; end < len(msgs) {
-			next = m.startSplit(ctx, folder, msgs[end:min(end+fetchBatch, len(msgs))])
+			next = m.startSplitKnowing(ctx, folder, msgs[end:min(end+fetchBatch, len(msgs))], known)
 		}
 		raw, rest := res.raw, res.rest
 		if err := m.fetchBinary(ctx, folder, raw, deliver, delivered, &fnErr); err != nil {
@@ -827,6 +858,22 @@ func (m *IMAP) fetch(ctx context.Context, folder formats.Folder, msgs []formats.
 		}
 	}
 	return nil
+}
+
+// largeOnes is msgs less fetchJobs' messages (fetchahead.go), in order.
+func largeOnes(msgs []formats.Message) []formats.Message {
+	var out []formats.Message
+	for _, msg := range msgs {
+		if msg.Size < 0 || msg.Size > checkedMax {
+			out = append(out, msg)
+		}
+	}
+	return out
+}
+
+// sameUIDs reports whether a and b are the same messages in the same order.
+func sameUIDs(a, b []formats.Message) bool {
+	return slices.EqualFunc(a, b, func(x, y formats.Message) bool { return x.UID == y.UID })
 }
 
 // fetchBinary fetches raw as BINARY.PEEK[] (see Fetch). A literal of
@@ -867,6 +914,45 @@ func (m *IMAP) startSplit(ctx context.Context, folder formats.Folder, msgs []for
 	go func() {
 		raw, rest, err := m.splitRaw(ctx, folder, msgs)
 		ch <- splitResult{raw, rest, err}
+	}()
+	return ch
+}
+
+// startSplitKnowing is startSplit asking only the messages known does not
+// hold; the result keeps msgs' order.
+func (m *IMAP) startSplitKnowing(ctx context.Context, folder formats.Folder, msgs []formats.Message, known map[uint32]bool) chan splitResult {
+	var ask []formats.Message
+	for _, msg := range msgs {
+		if _, ok := known[msg.UID]; !ok {
+			ask = append(ask, msg)
+		}
+	}
+	if len(ask) == len(msgs) {
+		return m.startSplit(ctx, folder, msgs)
+	}
+	ch := make(chan splitResult, 1)
+	go func() {
+		var res splitResult
+		if len(ask) > 0 {
+			res.raw, res.rest, res.err = m.splitRaw(ctx, folder, ask)
+		}
+		plain := map[uint32]bool{}
+		for _, msg := range res.raw {
+			plain[msg.UID] = true
+		}
+		out := splitResult{err: res.err}
+		for _, msg := range msgs {
+			raw, ok := known[msg.UID]
+			if !ok {
+				raw = plain[msg.UID]
+			}
+			if raw {
+				out.raw = append(out.raw, msg)
+			} else {
+				out.rest = append(out.rest, msg)
+			}
+		}
+		ch <- out
 	}()
 	return ch
 }

@@ -140,6 +140,14 @@ type FolderLearner interface {
 	LearnFolders(ctx context.Context) error
 }
 
+// FolderTeller is a FolderLearner that can be told which folders exist
+// instead: a worker's new connection takes the run's own listing of the
+// destination, made moments before by the first connection, and saves the
+// round trip of listing again (IMAP: LIST RETURN (STATUS)).
+type FolderTeller interface {
+	KnowFolders(folders []formats.Folder)
+}
+
 // StoreResult is one queued message's outcome: its ID at the destination
 // ("" if unknown), or the *MessageError that refused it.
 type StoreResult struct {

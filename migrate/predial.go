@@ -2,7 +2,10 @@ package migrate
 
 import (
 	"context"
+	"slices"
 	"sync"
+
+	"github.com/mailferry/mailferry/formats"
 )
 
 // Pre-dialling: a worker's pair of connections costs several round trips
@@ -20,9 +23,10 @@ import (
 // maildrop for one session; local stores) are pre-dialled after the
 // listing, as many as the folders need.
 //
-// Their destination connections list the destination's folders as they
-// open (FolderLearner), and that waits until the first pair's listing of
-// the destination is done: Dovecot 2.3.19 crashes sessions that list a
+// Their destination connections learn which folders exist as they open
+// (FolderLearner) from the first pair's listing of the destination, once
+// it is done (FolderTeller: a round trip less than listing again), or
+// else list them after it: Dovecot 2.3.19 crashes sessions that list a
 // fresh account side by side where LIST RETURN (STATUS) creates its
 // auto-created folders ("dovecot.list.index.log ... Resource deadlock
 // avoided" in its log; TestWorkersListAFreshDestinationAfterTheFirst).
@@ -56,26 +60,34 @@ type predialed struct {
 	wg      sync.WaitGroup
 	taken   int
 	trimmed chan struct{} // closed once the trimmed workers are closed
-	// listed is closed once the first pair has listed the destination:
-	// the workers' destination connections list it only then.
+	// listed is closed once the first pair has listed the destination
+	// (folders, where ok): the workers' destination connections learn
+	// the folders only then.
 	listed     chan struct{}
 	listedOnce sync.Once
+	folders    []formats.Folder
+	ok         bool
 }
 
-// destListed lets the workers' destination connections list the
-// destination's folders.
-func (p *predialed) destListed() {
-	p.listedOnce.Do(func() { close(p.listed) })
+// destListed gives the workers' destination connections the first pair's
+// listing of the destination (ok: it was made; else they list it).
+func (p *predialed) destListed(folders []formats.Folder, ok bool) {
+	p.listedOnce.Do(func() {
+		p.folders, p.ok = slices.Clone(folders), ok // (the run plans with its own)
+		close(p.listed)
+	})
 }
 
 // predial starts connecting n workers.
 func (e *engine) predial(ctx context.Context, n int) *predialed {
 	p := &predialed{listed: make(chan struct{})}
 	for i := 0; i < n; i++ {
-		wk := &worker{e: e, beforeLearn: func() {
+		wk := &worker{e: e, firstListing: func() ([]formats.Folder, bool) {
 			select {
 			case <-p.listed:
+				return p.folders, p.ok
 			case <-ctx.Done():
+				return nil, false
 			}
 		}}
 		p.workers = append(p.workers, wk)
@@ -140,7 +152,7 @@ func (p *predialed) close() {
 	if p == nil {
 		return
 	}
-	p.destListed() // a run that ended before: nothing waits for it now
+	p.destListed(nil, false) // a run that ended before: nothing waits for it now
 	p.wg.Wait()
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -38,6 +38,8 @@ type predialOpts struct {
 	dst     dovecottest.Options // the destination Dovecot
 	exclude []string            // --exclude
 	noHook  bool                // the source opened without the engine's context: no LoggedIn
+	// dstLists, where set, counts the LIST "" "*" the destination gets.
+	dstLists *atomic.Int32
 }
 
 // predialRun copies folders × 3 messages from a Dovecot behind a delay
@@ -76,6 +78,19 @@ func predialRun(t *testing.T, folders int, o predialOpts) []string {
 		t.Fatal(err)
 	}
 	defer proxy.Close()
+	dstAddr := dst.IMAPAddr()
+	if o.dstLists != nil {
+		dproxy, err := faultproxy.New(dstAddr, faultproxy.Faults{Tap: func(_ int, dir faultproxy.Dir, b []byte) {
+			if dir == faultproxy.ClientToServer {
+				o.dstLists.Add(int32(bytes.Count(b, []byte(`LIST "" "*"`))))
+			}
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer dproxy.Close()
+		dstAddr = dproxy.Addr()
+	}
 	var opened, closed atomic.Int32
 	job := migrate.Job{SourceName: "src", DestName: "dst",
 		Options: migrate.Options{StatePath: filepath.Join(t.TempDir(), "state.db"), Jobs: 4,
@@ -92,7 +107,7 @@ func predialRun(t *testing.T, folders int, o predialOpts) []string {
 			return &closeCounter{Source: s, closed: &closed}, nil
 		},
 		OpenSink: func(ctx context.Context) (migrate.Sink, error) {
-			return mfimap.DialIMAP(ctx, mailconn.ServerConfig{Addr: dst.IMAPAddr(), User: "alice", Password: dst.Users["alice"], TLS: mailconn.TLSNone})
+			return mfimap.DialIMAP(ctx, mailconn.ServerConfig{Addr: dstAddr, User: "alice", Password: dst.Users["alice"], TLS: mailconn.TLSNone})
 		},
 	}
 	rep, err := migrate.Run(context.Background(), job)
@@ -189,6 +204,26 @@ func TestUntakenWorkersClosed(t *testing.T) {
 	for _, noHook := range []bool{false, true} {
 		t.Run(fmt.Sprintf("no hook %v", noHook), func(t *testing.T) {
 			predialRun(t, 6, predialOpts{dst: dovecottest.Options{Separator: '/'}, exclude: []string{"F2", "F3", "F4", "F5"}, noHook: noHook})
+		})
+	}
+}
+
+// TestWorkersTakeTheFirstDestinationListing: the workers' destination
+// connections take the first pair's listing of the destination's folders
+// (FolderTeller) instead of listing them again, a round trip each: six
+// folders, four workers, one LIST "" "*" at the destination. The copy is
+// checked by SHA-256 as in every predialRun, and the destination Dovecot
+// did not panic.
+func TestWorkersTakeTheFirstDestinationListing(t *testing.T) {
+	for _, noHook := range []bool{false, true} { // dialled beside the listing; after it
+		t.Run(fmt.Sprintf("noHook=%v", noHook), func(t *testing.T) {
+			var lists atomic.Int32
+			predialRun(t, 6, predialOpts{noHook: noHook, dstLists: &lists})
+			// The tap runs after the proxy wrote: let the last chunks pass.
+			time.Sleep(20 * time.Millisecond)
+			if n := lists.Load(); n != 1 {
+				t.Errorf("the destination was listed %d times, want once (the first pair's)", n)
+			}
 		})
 	}
 }

@@ -238,7 +238,7 @@ func (e *engine) run(ctx context.Context, rep *Report) error {
 		pre.trim(min(jobs, len(srcFolders)) - 1) // predial.go
 	} else {
 		pre = e.predial(ctx, min(jobs, len(srcFolders))-1)
-		pre.destListed()
+		pre.destListed(dstFolders, true)
 	}
 	if e.job.MaybeSameAccount && !e.opts.DryRun {
 		if err := e.notSameMailbox(ctx, c.src, c.dst, srcFolders, dstFolders); err != nil {
@@ -331,6 +331,7 @@ func (e *engine) connect(ctx context.Context, c *conns) (srcFolders, dstFolders 
 		// account of many folders), the other workers log in too.
 		var mu sync.Mutex
 		var srcIn, dstIn, dstListed bool
+		var dstErr error
 		loggedIn := func(side *bool) func() {
 			return func() {
 				mu.Lock()
@@ -339,7 +340,7 @@ func (e *engine) connect(ctx context.Context, c *conns) (srcFolders, dstFolders 
 				if srcIn && dstIn && c.pre == nil && e.jobs() > 1 {
 					c.pre = e.predial(ctx, e.jobs()-1) // predial.go
 					if dstListed {
-						c.pre.destListed()
+						c.pre.destListed(dstFolders, dstErr == nil)
 					}
 				}
 			}
@@ -361,11 +362,11 @@ func (e *engine) connect(ctx context.Context, c *conns) (srcFolders, dstFolders 
 			}
 			c.dst = d
 			loggedIn(&dstIn)() // a sink that did not say so (a local store)
-			dstFolders, err = d.Folders(ctx)
+			folders, err := d.Folders(ctx)
 			mu.Lock()
-			dstListed = true
+			dstFolders, dstErr, dstListed = folders, err, true
 			if c.pre != nil {
-				c.pre.destListed()
+				c.pre.destListed(dstFolders, dstErr == nil)
 			}
 			mu.Unlock()
 			return err
@@ -538,9 +539,10 @@ type worker struct {
 	e   *engine
 	src Source
 	dst Sink
-	// beforeLearn, where set, is waited for before a new destination
-	// connection lists the destination's folders (predial.go).
-	beforeLearn func()
+	// firstListing, where set, waits for the run's listing of the
+	// destination and returns it (ok: it was made), which a new destination
+	// connection takes instead of listing the folders itself (predial.go).
+	firstListing func() (folders []formats.Folder, ok bool)
 }
 
 func (w *worker) close() {
@@ -572,8 +574,12 @@ func (w *worker) connect(ctx context.Context) error {
 			w.dst = d
 			// A fresh IMAP sink knows no folders: let it learn which exist.
 			if fl, ok := As[FolderLearner](d); ok {
-				if w.beforeLearn != nil {
-					w.beforeLearn()
+				if w.firstListing != nil {
+					folders, listed := w.firstListing()
+					if ft, ok := As[FolderTeller](d); ok && listed {
+						ft.KnowFolders(folders)
+						return nil
+					}
 				}
 				return fl.LearnFolders(ctx)
 			}

@@ -1435,6 +1435,16 @@ func (m *IMAP) Commit(ctx context.Context) ([]migrate.StoreResult, error) {
 	return m.commit(ctx, true)
 }
 
+// KnowFolders takes another connection's listing of the account as this
+// one's (migrate.FolderTeller).
+func (m *IMAP) KnowFolders(folders []formats.Folder) {
+	for _, f := range folders {
+		if !f.NoSelect {
+			m.existing[f.Name] = true
+		}
+	}
+}
+
 // LearnFolders lists the folders, so that this connection knows which
 // exist (migrate.FolderLearner).
 func (m *IMAP) LearnFolders(ctx context.Context) error {

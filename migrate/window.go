@@ -113,8 +113,14 @@ func (p *folderPass) copyWindows(ctx context.Context, rl RangeLister) (err error
 	// destination answered that one's last batch (prepare).
 	var next *nextWindow
 	defer func() {
-		if next != nil && next.fetch != nil { // the pass ended first: read its answers away
+		if next == nil { // the pass ended first: read its answers away
+			return
+		}
+		if next.fetch != nil {
 			next.fetch(ctx, func(formats.Message, io.Reader) error { return errWindowDropped })
+		}
+		if next.ahead != nil {
+			next.ahead()
 		}
 	}()
 	prepare := func(first uint64) {
@@ -128,16 +134,22 @@ func (p *folderPass) copyWindows(ctx context.Context, rl RangeLister) (err error
 		if next.err == nil && fs != nil {
 			next.fetch = fs.StartFetch(f, p.d.copy)
 		}
+		// And the listing of the window after it, as the loop would send
+		// it, a round trip sooner.
+		if after := first + uint64(windowSize); next.err == nil && al != nil && after < uint64(f.UIDNext) {
+			next.ahead = al.ListUIDsAhead(ctx, f, uint32(after), uint32(min(after+uint64(windowSize)-1, uint64(f.UIDNext)-1)))
+		}
 	}
 	for first := uint64(1); first < uint64(f.UIDNext); first += uint64(windowSize) {
 		end := min(first+uint64(windowSize)-1, uint64(f.UIDNext)-1)
 		var fetch func(context.Context, func(formats.Message, io.Reader) error) error
+		var listedAhead func() (uint32, []formats.Message, error) // the next window's listing, sent (prepare)
 		if next != nil && next.first == first {
 			// Listed and decided already (prepare): p holds its decision.
 			if next.err != nil {
 				return next.err
 			}
-			fetch, next = next.fetch, nil
+			fetch, listedAhead, next = next.fetch, next.ahead, nil
 			ahead, got = nil, nil
 		} else {
 			var l windowListing
@@ -164,7 +176,9 @@ func (p *folderPass) copyWindows(ctx context.Context, rl RangeLister) (err error
 		}
 		d := p.d // the transfer's own: prepare decides the next window meanwhile
 		t := &transfer{p: p, d: &d, keys: p.keys, fetch: fetch, delivered: map[string]bool{}, lastFlush: time.Now(), dst: w.dst}
-		if next := end + 1; al != nil && next < uint64(f.UIDNext) {
+		if listedAhead != nil {
+			ahead = listedAhead
+		} else if next := end + 1; al != nil && next < uint64(f.UIDNext) {
 			ahead = al.ListUIDsAhead(ctx, f, uint32(next), uint32(min(next+uint64(windowSize)-1, uint64(f.UIDNext)-1)))
 		}
 		if ahead != nil {
@@ -196,6 +210,8 @@ type nextWindow struct {
 	first uint64
 	err   error // the decision's
 	fetch func(context.Context, func(formats.Message, io.Reader) error) error
+	// ahead is the listing of the window after it, sent.
+	ahead func() (uint32, []formats.Message, error)
 }
 
 // errWindowDropped ends the FETCH of a window that was sent ahead when

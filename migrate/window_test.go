@@ -350,6 +350,9 @@ func (c commitFailer) CommitSome(ctx context.Context) ([]migrate.StoreResult, er
 	return c.IMAP.CommitSome(ctx)
 }
 
+// listFetch is the listing of a window, with its first UID.
+var listFetch = regexp.MustCompile(`UID FETCH (\d+):\d+ \(UID (?:FLAGS|INTERNALDATE|RFC822\.SIZE)`)
+
 // bodyFetch is a body FETCH of a window, with its first UID.
 var bodyFetch = regexp.MustCompile(`UID FETCH (\d+):\d+ \(UID BODY\.PEEK\[\]\)`)
 
@@ -359,7 +362,8 @@ var bodyFetch = regexp.MustCompile(`UID FETCH (\d+):\d+ \(UID BODY\.PEEK\[\]\)`)
 // so that on a slow link a window does not cost a round trip of the
 // source's besides the destination's. Behind a 50 ms destination link,
 // each window's body FETCH after the first goes out more than 15 ms
-// before the answer to the last APPEND sent before it. And when that
+// before the answer to the last APPEND sent before it, and the listing of
+// the window after it beside it. And when that
 // wait fails, the FETCH already sent is read away and the retried pass
 // copies every message once.
 func TestNextWindowFetchedWhileTheLastBatchIsAnswered(t *testing.T) {
@@ -384,7 +388,7 @@ func TestNextWindowFetchedWhileTheLastBatchIsAnswered(t *testing.T) {
 				at     time.Time
 				window int
 			}
-			var fetches []fetchSent
+			var fetches, listings []fetchSent
 			dproxy, err := faultproxy.New(dst.IMAPAddr(), faultproxy.Faults{Latency: 25 * time.Millisecond,
 				Tap: func(conn int, dir faultproxy.Dir, b []byte) {
 					mu.Lock()
@@ -409,6 +413,12 @@ func TestNextWindowFetchedWhileTheLastBatchIsAnswered(t *testing.T) {
 						first, _ := strconv.Atoi(string(m[1]))
 						mu.Lock()
 						fetches = append(fetches, fetchSent{at: time.Now(), window: (first - 1) / 40})
+						mu.Unlock()
+					}
+					for _, m := range listFetch.FindAllSubmatch(b, -1) {
+						first, _ := strconv.Atoi(string(m[1]))
+						mu.Lock()
+						listings = append(listings, fetchSent{at: time.Now(), window: (first - 1) / 40})
 						mu.Unlock()
 					}
 				}})
@@ -461,9 +471,24 @@ func TestNextWindowFetchedWhileTheLastBatchIsAnswered(t *testing.T) {
 						early++
 					}
 				}
+				// A window's listing goes out with the body FETCH of the
+				// window before it: before the answer for the one before that.
+				earlyLists, laterLists := 0, 0
+				for _, l := range listings {
+					if l.window < 2 {
+						continue
+					}
+					laterLists++
+					if l.window-1 <= len(answered) && answered[l.window-2].Sub(l.at) > 15*time.Millisecond {
+						earlyLists++
+					}
+				}
 				mu.Unlock()
 				if later != 4 || early != later || len(answered) != 5 {
 					t.Errorf("%d of %d body FETCHes after the first window's went out before the destination answered the window before (%d batches answered; want 4 of 4, and 5)", early, later, len(answered))
+				}
+				if laterLists != 3 || earlyLists != laterLists {
+					t.Errorf("%d of %d listings of the third window on went out before the destination answered the window two before (want 3 of 3)", earlyLists, laterLists)
 				}
 			} else if started.Load() == 0 {
 				t.Errorf("no window's FETCH was started ahead: the failure did not meet one")

@@ -70,7 +70,11 @@ var errValidityMoved = &RetryableError{Err: errors.New("the source folder's UIDV
 // two flushes (UIDs with gaps, a time-based flush). Skipping that second
 // commit (d7366c0, reverted) kept a second batch per appender in flight
 // while the next window is fetched: the 200k IMAP->IMAP copy peaked at
-// 40.1-41.9 MB instead of 32.8, and was no faster on loopback.
+// 40.1-41.9 MB instead of 32.8, and was no faster on loopback. That wait
+// is spent instead: once the source has delivered a window, the next one
+// (its listing in hand) is decided and its FETCH sent (FetchStarter),
+// with the listing of the window after it, before the wait (prepare), so
+// that its bodies are on the way while the destination answers.
 func (p *folderPass) copyWindows(ctx context.Context, rl RangeLister) (err error) {
 	e, f := p.e, p.pf.Source
 	if p.ss.Validity != f.Validity {
@@ -124,6 +128,9 @@ func (p *folderPass) copyWindows(ctx context.Context, rl RangeLister) (err error
 		}
 	}()
 	prepare := func(first uint64) {
+		if ctx.Err() != nil {
+			return // stopped: no window more
+		}
 		l := nextListed()
 		if l.err != nil || l.validity != f.Validity || len(l.msgs) == 0 {
 			return // the loop takes it as it comes

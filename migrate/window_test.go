@@ -225,6 +225,21 @@ func TestWindowsListedAheadSurviveACut(t *testing.T) {
 	}
 }
 
+// windowedSource starts a source Dovecot whose INBOX holds 200 messages of
+// about 600 bytes (five windows of 40), and returns it with the SHA-256
+// sums of its messages.
+func windowedSource(t *testing.T, tag string) (*dovecottest.Server, map[string]int) {
+	t.Helper()
+	src := dovecottest.Start(t, dovecottest.Options{Separator: '/'})
+	var seed []dovecottest.SeedMessage
+	for i := range 200 {
+		seed = append(seed, dovecottest.SeedMessage{Folder: "INBOX", Flags: []string{`\Seen`}, Date: time.Unix(1600000000+int64(i)*3600, 0),
+			Body: []byte(fmt.Sprintf("Message-ID: <%s%d@example.org>\r\nFrom: a@example.org\r\nSubject: %s %d\r\n\r\n%0500d\r\n", tag, i, tag, i, i))})
+	}
+	src.Seed(t, "alice", seed)
+	return src, sums(src.Snapshot(t, "alice")["INBOX"])
+}
+
 // At a window's end the newest MULTIAPPEND batch stays in flight while the
 // next window is listed and fetched (its messages are recorded by the next
 // window's transfer), so on a slow link the destination does not wait a
@@ -236,14 +251,7 @@ func TestWindowsListedAheadSurviveACut(t *testing.T) {
 // the source's connection is cut in the middle of the copy.
 func TestWindowEndLeavesTheNewestBatchInFlight(t *testing.T) {
 	defer migrate.SetWindowSize(40)()
-	src := dovecottest.Start(t, dovecottest.Options{Separator: '/'})
-	var seed []dovecottest.SeedMessage
-	for i := range 200 {
-		seed = append(seed, dovecottest.SeedMessage{Folder: "INBOX", Flags: []string{`\Seen`}, Date: time.Unix(1600000000+int64(i)*3600, 0),
-			Body: []byte(fmt.Sprintf("Message-ID: <carry%d@example.org>\r\nFrom: a@example.org\r\nSubject: carry %d\r\n\r\n%0500d\r\n", i, i, i))})
-	}
-	src.Seed(t, "alice", seed)
-	want := sums(src.Snapshot(t, "alice")["INBOX"])
+	src, want := windowedSource(t, "carry")
 	for _, cut := range []int64{0, 80_000} { // none; in the fourth window
 		t.Run(fmt.Sprintf("cut at %d", cut), func(t *testing.T) {
 			dst := dovecottest.Start(t, dovecottest.Options{Separator: '.'})
@@ -369,14 +377,7 @@ var bodyFetch = regexp.MustCompile(`UID FETCH (\d+):\d+ \(UID BODY\.PEEK\[\]\)`)
 func TestNextWindowFetchedWhileTheLastBatchIsAnswered(t *testing.T) {
 	defer migrate.SetWindowSize(40)()
 	defer migrate.SetFlushEvery(40)()
-	src := dovecottest.Start(t, dovecottest.Options{Separator: '/'})
-	var seed []dovecottest.SeedMessage
-	for i := range 200 {
-		seed = append(seed, dovecottest.SeedMessage{Folder: "INBOX", Flags: []string{`\Seen`}, Date: time.Unix(1600000000+int64(i)*3600, 0),
-			Body: []byte(fmt.Sprintf("Message-ID: <next%d@example.org>\r\nFrom: a@example.org\r\nSubject: next %d\r\n\r\n%0500d\r\n", i, i, i))})
-	}
-	src.Seed(t, "alice", seed)
-	want := sums(src.Snapshot(t, "alice")["INBOX"])
+	src, want := windowedSource(t, "next")
 	for _, failAt := range []int32{0, 4} { // none; the wait at the second window's end
 		t.Run(fmt.Sprintf("commit %d fails", failAt), func(t *testing.T) {
 			dst := dovecottest.Start(t, dovecottest.Options{Separator: '.'})

@@ -140,7 +140,7 @@ func (p *predialed) take(e *engine) *worker {
 }
 
 // wait returns once every pre-dialled pair is open (or failed), the
-// trimmed ones too (they list the destination's folders as they open).
+// trimmed ones too (they learn the destination's folders as they open).
 func (p *predialed) wait() {
 	if p != nil {
 		p.wg.Wait()

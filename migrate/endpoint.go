@@ -135,8 +135,8 @@ type PartialCommitter interface {
 // FolderLearner is a Sink whose fresh connection must list the folders
 // before it can tell which exist (IMAP: Ensure then skips the CREATE of a
 // folder it saw). Each worker's new connection to such a sink lists them
-// (or is told them: FolderTeller);
-// a local store, whose listing counts every message file, is not asked.
+// (or is told them: FolderTeller); a local store, whose listing counts
+// every message file, is not asked.
 type FolderLearner interface {
 	LearnFolders(ctx context.Context) error
 }

@@ -505,3 +505,50 @@ func TestAppenderCommitSomeBoundsTheQueue(t *testing.T) {
 	}
 	a.close()
 }
+
+// TestCarryBatchCountsOpenAppenders: CarryBatch (migrate.BatchCarrier)
+// allows a window's batch to stay in flight only while at most
+// carryAppenders sinks of the process have their appender open: a sink's
+// appender counts from its first use (here PrepareStore's, then
+// appenderReady's own dial) until Close.
+func TestCarryBatchCountsOpenAppenders(t *testing.T) {
+	srv := dovecottest.Start(t, dovecottest.Options{Separator: '/'})
+	ctx := context.Background()
+	cfg := mailconn.ServerConfig{Addr: srv.IMAPAddr(), User: "alice", Password: srv.Users["alice"], TLS: mailconn.TLSNone}
+	base := liveAppenders.Load()
+	var sinks []*IMAP
+	for i := range 3 {
+		m, err := DialIMAP(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			m.PrepareStore(ctx)
+		}
+		if m.CarryBatch() {
+			t.Errorf("sink %d carries before its appender is open", i)
+		}
+		if err := m.appenderReady(ctx); err != nil {
+			t.Fatal(err)
+		}
+		sinks = append(sinks, m)
+	}
+	if n := liveAppenders.Load() - base; n != 3 {
+		t.Errorf("%d appenders counted open, want 3", n)
+	}
+	if base+3 > carryAppenders && sinks[0].CarryBatch() {
+		t.Errorf("CarryBatch with %d appenders open, allowed %d", base+3, carryAppenders)
+	}
+	sinks[1].Close()
+	sinks[2].Close()
+	if n := liveAppenders.Load() - base; n != 1 {
+		t.Errorf("%d appenders counted open after two sinks closed, want 1", n)
+	}
+	if got, want := sinks[0].CarryBatch(), base+1 <= carryAppenders; got != want {
+		t.Errorf("CarryBatch with %d appenders open: %v, want %v", base+1, got, want)
+	}
+	sinks[0].Close()
+	if n := liveAppenders.Load() - base; n != 0 {
+		t.Errorf("%d appenders counted open after every sink closed, want 0", n)
+	}
+}

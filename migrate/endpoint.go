@@ -132,15 +132,6 @@ type PartialCommitter interface {
 	CommitSome(ctx context.Context) ([]StoreResult, error)
 }
 
-// BatchCarrier is a PartialCommitter that says whether a full window's
-// newest batch may stay in flight across the window's end, to be recorded
-// by the next window's transfer (window.go): where it holds a second batch
-// in memory only while few connections append (IMAP: at most two), so
-// that the run's peak, with every worker appending, stays where it was.
-type BatchCarrier interface {
-	CarryBatch() bool
-}
-
 // FolderLearner is a Sink whose fresh connection must list the folders
 // before it can tell which exist (IMAP: Ensure then skips the CREATE of a
 // folder it saw). Each worker's new connection to such a sink lists them

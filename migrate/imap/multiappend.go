@@ -70,24 +70,6 @@ const (
 // every appender of the process.
 var spoolInFlight atomic.Int64
 
-// liveAppenders counts the sinks of the process whose appender is open
-// (taken by appenderReady, until closeAppender).
-var liveAppenders atomic.Int32
-
-// carryAppenders is how many open appenders CarryBatch allows: with four
-// workers each holds one batch in flight at a window's end; with two, two
-// each is the same memory (d7366c0 let all four hold two: the 200k copy
-// peaked at 40.1-41.9 MB instead of 32.8).
-const carryAppenders = 2
-
-// CarryBatch says whether a full window's newest batch may stay in flight
-// across the window's end (migrate.BatchCarrier): while at most
-// carryAppenders appenders are open, the run's tail, where one large
-// folder's worker is left.
-func (m *IMAP) CarryBatch() bool {
-	return m.app != nil && liveAppenders.Load() <= carryAppenders
-}
-
 // appenderReady makes sure m.app is connected: the connection
 // PrepareStore started dialling, or else a new one.
 func (m *IMAP) appenderReady(ctx context.Context) error {
@@ -98,7 +80,6 @@ func (m *IMAP) appenderReady(ctx context.Context) error {
 		m.appDial = nil
 		if d := <-ch; d.err == nil {
 			m.app = d.app
-			liveAppenders.Add(1)
 			return nil
 		} // a failed early dial is tried again here, where its error is reported
 	}
@@ -108,7 +89,6 @@ func (m *IMAP) appenderReady(ctx context.Context) error {
 	}
 	app.binary = m.caps.Has(imap.CapBinary)
 	m.app = app
-	liveAppenders.Add(1)
 	return nil
 }
 
@@ -144,7 +124,6 @@ func (m *IMAP) closeAppender() {
 	if m.app != nil {
 		m.app.close()
 		m.app = nil
-		liveAppenders.Add(-1)
 	}
 	if ch := m.appDial; ch != nil {
 		m.appDial = nil

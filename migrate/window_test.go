@@ -240,6 +240,21 @@ func windowedSource(t *testing.T, tag string) (*dovecottest.Server, map[string]i
 	return src, sums(src.Snapshot(t, "alice")["INBOX"])
 }
 
+// runWindowed runs a copy from the source openSrc opens into the sink
+// openDst opens, with the state at state and three retries; an error
+// ends the test.
+func runWindowed(t *testing.T, state string, openSrc func(context.Context) (migrate.Source, error),
+	openDst func(context.Context) (migrate.Sink, error)) *migrate.Report {
+	t.Helper()
+	job := migrate.Job{SourceName: "src", DestName: "dst", Options: migrate.Options{StatePath: state, Retries: 3},
+		OpenSource: openSrc, OpenSink: openDst}
+	rep, err := migrate.Run(context.Background(), job)
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	return rep
+}
+
 // At a window's end the newest MULTIAPPEND batch stays in flight while the
 // next window is listed and fetched (its messages are recorded by the next
 // window's transfer), so on a slow link the destination does not wait a
@@ -294,19 +309,11 @@ func TestWindowEndLeavesTheNewestBatchInFlight(t *testing.T) {
 			}
 			state := filepath.Join(t.TempDir(), "state.db")
 			run := func() *migrate.Report {
-				job := migrate.Job{SourceName: "src", DestName: "dst", Options: migrate.Options{StatePath: state, Retries: 3},
-					OpenSource: func(ctx context.Context) (migrate.Source, error) {
-						return mfimap.DialIMAP(ctx, mailconn.ServerConfig{Addr: srcAddr, User: "alice", Password: src.Users["alice"], TLS: mailconn.TLSNone})
-					},
-					OpenSink: func(ctx context.Context) (migrate.Sink, error) {
-						return mfimap.DialIMAP(ctx, mailconn.ServerConfig{Addr: proxy.Addr(), User: "alice", Password: dst.Users["alice"], TLS: mailconn.TLSNone})
-					},
-				}
-				rep, err := migrate.Run(context.Background(), job)
-				if err != nil {
-					t.Fatalf("run: %v", err)
-				}
-				return rep
+				return runWindowed(t, state, func(ctx context.Context) (migrate.Source, error) {
+					return mfimap.DialIMAP(ctx, mailconn.ServerConfig{Addr: srcAddr, User: "alice", Password: src.Users["alice"], TLS: mailconn.TLSNone})
+				}, func(ctx context.Context) (migrate.Sink, error) {
+					return mfimap.DialIMAP(ctx, mailconn.ServerConfig{Addr: proxy.Addr(), User: "alice", Password: dst.Users["alice"], TLS: mailconn.TLSNone})
+				})
 			}
 			if rep := run(); rep.Totals.Copied != 200 || rep.Totals.Failed != 0 {
 				t.Errorf("copied %d, failed %d, want 200 and 0", rep.Totals.Copied, rep.Totals.Failed)
@@ -430,27 +437,19 @@ func TestNextWindowFetchedWhileTheLastBatchIsAnswered(t *testing.T) {
 			var started, commits atomic.Int32
 			state := filepath.Join(t.TempDir(), "state.db")
 			run := func() *migrate.Report {
-				job := migrate.Job{SourceName: "src", DestName: "dst", Options: migrate.Options{StatePath: state, Retries: 3},
-					OpenSource: func(ctx context.Context) (migrate.Source, error) {
-						m, err := mfimap.DialIMAP(ctx, mailconn.ServerConfig{Addr: sproxy.Addr(), User: "alice", Password: src.Users["alice"], TLS: mailconn.TLSNone})
-						if err != nil {
-							return nil, err
-						}
-						return startCounter{m, &started}, nil
-					},
-					OpenSink: func(ctx context.Context) (migrate.Sink, error) {
-						m, err := mfimap.DialIMAP(ctx, mailconn.ServerConfig{Addr: dproxy.Addr(), User: "alice", Password: dst.Users["alice"], TLS: mailconn.TLSNone})
-						if err != nil {
-							return nil, err
-						}
-						return commitFailer{m, &commits, failAt}, nil
-					},
-				}
-				rep, err := migrate.Run(context.Background(), job)
-				if err != nil {
-					t.Fatalf("run: %v", err)
-				}
-				return rep
+				return runWindowed(t, state, func(ctx context.Context) (migrate.Source, error) {
+					m, err := mfimap.DialIMAP(ctx, mailconn.ServerConfig{Addr: sproxy.Addr(), User: "alice", Password: src.Users["alice"], TLS: mailconn.TLSNone})
+					if err != nil {
+						return nil, err
+					}
+					return startCounter{m, &started}, nil
+				}, func(ctx context.Context) (migrate.Sink, error) {
+					m, err := mfimap.DialIMAP(ctx, mailconn.ServerConfig{Addr: dproxy.Addr(), User: "alice", Password: dst.Users["alice"], TLS: mailconn.TLSNone})
+					if err != nil {
+						return nil, err
+					}
+					return commitFailer{m, &commits, failAt}, nil
+				})
 			}
 			if rep := run(); rep.Totals.Copied != 200 || rep.Totals.Failed != 0 {
 				t.Errorf("copied %d, failed %d, want 200 and 0", rep.Totals.Copied, rep.Totals.Failed)

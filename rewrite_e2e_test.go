@@ -40,10 +40,14 @@ func rewrittenByServers(n int) []dovecottest.SeedMessage {
 
 // startRewritingDest is an IMAP destination that stores what Cyrus
 // (munge8bit), Courier (a final CRLF) and a refolding server would.
-func startRewritingDest(t *testing.T) *memserver.Server {
+//
+// Each APPEND takes at least perAppend, so that a test that kills the client
+// can find APPENDs still unread on the server's side of the connection.
+func startRewritingDest(t *testing.T, perAppend time.Duration) *memserver.Server {
 	t.Helper()
+	slow := func(b []byte) []byte { time.Sleep(perAppend); return b }
 	s, err := memserver.StartRewriting("bob", "rewrite-pw", nil,
-		memserver.Chain(memserver.CyrusMunge8bit, memserver.CourierFinalCRLF, memserver.Refold))
+		memserver.Chain(memserver.CyrusMunge8bit, memserver.CourierFinalCRLF, memserver.Refold, slow))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +69,7 @@ func TestRewritingServerLostStateCopiesNothingAgain(t *testing.T) {
 	src := dovecottest.Start(t, dovecottest.Options{})
 	msgs := rewrittenByServers(3)
 	src.Seed(t, "alice", msgs)
-	dst := startRewritingDest(t)
+	dst := startRewritingDest(t, 0)
 	setenv(t, "MAILFERRY_SRC_PASSWORD", src.Users["alice"])
 	setenv(t, "MAILFERRY_DST_PASSWORD", dst.Password)
 
@@ -117,7 +121,7 @@ func TestRewritingServerSIGKILLAddsNoCopy(t *testing.T) {
 	src := dovecottest.Start(t, dovecottest.Options{})
 	msgs := rewrittenByServers(40)
 	src.Seed(t, "alice", msgs)
-	dst := startRewritingDest(t)
+	dst := startRewritingDest(t, 5*time.Millisecond)
 	setenv(t, "MAILFERRY_SRC_PASSWORD", src.Users["alice"])
 	setenv(t, "MAILFERRY_DST_PASSWORD", dst.Password)
 	state := t.TempDir()
@@ -146,6 +150,12 @@ wait:
 		if n, _ := dst.Count("INBOX"); n >= 10 {
 			cmd.Process.Signal(syscall.SIGKILL)
 			<-done
+			// APPENDs the client had sent before it died are still
+			// being read by the server: count once it has closed the
+			// connections (CI once counted one message too few).
+			if err := dst.WaitConnsClosed(30 * time.Second); err != nil {
+				t.Fatal(err)
+			}
 			atKill, _ = dst.Count("INBOX")
 			killed = true
 			break wait
@@ -175,6 +185,20 @@ wait:
 	if r.Totals.Copied != len(msgs)-int(atKill) {
 		t.Errorf("rerun copied %d, want %d", r.Totals.Copied, len(msgs)-int(atKill))
 	}
+	// Every message is distinct, so the destination's copies are too: a
+	// count could hide one doubled and one lost.
+	sums := dumpSums(t, dst)
+	if distinct := len(uniq(sums)); distinct != len(msgs) {
+		t.Errorf("the destination holds %d messages, %d of them distinct; want %d distinct", len(sums), distinct, len(msgs))
+	}
+}
+
+func uniq(l []string) map[string]bool {
+	m := map[string]bool{}
+	for _, s := range l {
+		m[s] = true
+	}
+	return m
 }
 
 func dumpSums(t *testing.T, s *memserver.Server) []string {

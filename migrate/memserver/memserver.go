@@ -104,6 +104,7 @@ type Server struct {
 	done chan struct{} // closed when Serve has returned
 
 	addMu     sync.Mutex // serialises folder creation in Add
+	conns     connCount  // connections accepted and not yet closed
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -171,9 +172,88 @@ func startServer(user, password string, caps imap.CapSet, rewrite Rewrite) (*Ser
 	})
 	go func() {
 		defer close(s.done)
-		_ = s.srv.Serve(ln)
+		_ = s.srv.Serve(countingListener{ln, &s.conns})
 	}()
 	return s, nil
+}
+
+// WaitConnsClosed waits until every connection the server accepted is
+// closed, at most timeout. imapserver closes a connection only after it has
+// run every command the client sent before it hung up, so a test that killed
+// a client reads the server's final contents after this: an APPEND whose
+// bytes were on their way when the client died is stored by then.
+func (s *Server) WaitConnsClosed(timeout time.Duration) error {
+	return s.conns.waitZero(timeout)
+}
+
+// connCount counts open connections.
+type connCount struct {
+	mu   sync.Mutex
+	open int
+	zero chan struct{} // closed when open drops to 0; nil while it is 0
+}
+
+func (c *connCount) add() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.open == 0 {
+		c.zero = make(chan struct{})
+	}
+	c.open++
+}
+
+func (c *connCount) done() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.open--
+	if c.open == 0 {
+		close(c.zero)
+		c.zero = nil
+	}
+}
+
+func (c *connCount) waitZero(timeout time.Duration) error {
+	c.mu.Lock()
+	zero := c.zero
+	c.mu.Unlock()
+	if zero == nil {
+		return nil
+	}
+	select {
+	case <-zero:
+		return nil
+	case <-time.After(timeout):
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return fmt.Errorf("memserver: %d connections still open after %v", c.open, timeout)
+	}
+}
+
+// countingListener counts the connections it accepts until they are closed.
+type countingListener struct {
+	net.Listener
+	n *connCount
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	l.n.add()
+	return &countedConn{Conn: c, n: l.n}, nil
+}
+
+type countedConn struct {
+	net.Conn
+	n    *connCount
+	once sync.Once
+}
+
+func (c *countedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.n.done)
+	return err
 }
 
 // Close stops listening, ends every open connection and waits for the accept

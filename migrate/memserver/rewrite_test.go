@@ -1,7 +1,12 @@
 package memserver
 
 import (
+	"bufio"
+	"fmt"
+	"net"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 )
@@ -68,5 +73,45 @@ func TestStartRewritingAppend(t *testing.T) {
 	}
 	if !c.Caps().Has(imap.CapMove) {
 		t.Error("MOVE not advertised")
+	}
+}
+
+// A client that sends an APPEND and hangs up without waiting for the answer
+// finds its message stored once WaitConnsClosed returns: the server reads
+// what was sent before the hang-up first.
+func TestWaitConnsClosedAfterAHangUp(t *testing.T) {
+	slow := func(b []byte) []byte { time.Sleep(200 * time.Millisecond); return b }
+	s, err := StartRewriting("demo", "s3cret", nil, slow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	conn, err := net.Dial("tcp", s.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := "Subject: x\r\n\r\nbody\r\n"
+	fmt.Fprintf(conn, "a LOGIN demo s3cret\r\nb APPEND INBOX {%d+}\r\n%s\r\n", len(msg), msg)
+	// Read the greeting and LOGIN's answer so the APPEND is surely sent,
+	// then hang up before its answer.
+	br := bufio.NewReader(conn)
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasPrefix(line, "a ") {
+			break
+		}
+	}
+	conn.Close()
+	if err := s.WaitConnsClosed(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Count("INBOX"); err != nil || n != 1 {
+		t.Fatalf("after WaitConnsClosed: Count(INBOX) = %d, %v; want 1", n, err)
+	}
+	if err := s.WaitConnsClosed(time.Second); err != nil {
+		t.Errorf("a second wait with no connection open: %v", err)
 	}
 }

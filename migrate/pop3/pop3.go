@@ -66,7 +66,8 @@ const (
 //
 // Deleting follows RFC 1939 strictly, and the rule is simple: DELE only marks
 // a message; the server removes marked messages when it gets QUIT, and
-// Close always sends QUIT on a healthy connection. A connection that failed
+// Close always sends QUIT on a healthy connection (and waits for its answer
+// only where it marked any). A connection that failed
 // (any I/O or protocol error, a cancelled context) is closed at once without
 // QUIT, so a dropped connection deletes nothing. If any DELE is refused,
 // Delete sends RSET (unmarking everything) before returning the error; if the
@@ -997,14 +998,24 @@ func (p *POP3) Delete(ctx context.Context, folder formats.Folder, msgs []formats
 // Close ends the session. On a healthy connection it sends QUIT, which makes
 // the server remove the messages marked by Delete (RFC 1939 UPDATE state);
 // the error is the server's refusal (-ERR: some marked messages were not
-// removed) or a failure to get its answer. A connection that failed earlier
-// is just closed, without QUIT, so nothing is deleted.
+// removed) or a failure to get its answer. Where nothing was marked, the
+// answer is not awaited. A connection that failed earlier is just closed,
+// without QUIT, so nothing is deleted.
 func (p *POP3) Close() error {
 	if p.closed {
 		return nil
 	}
 	p.closed = true
 	if p.broken != nil {
+		p.conn.Close()
+		return nil
+	}
+	if len(p.deleted) == 0 {
+		// Nothing to commit: QUIT ends the session as the server expects
+		// (and keeps what RETR changed, e.g. Dovecot's \Seen), but its
+		// answer would tell nothing, and on a slow link waiting for it
+		// was a run's last round trip. As IMAP's LOGOUT (imap.go).
+		p.send("QUIT")
 		p.conn.Close()
 		return nil
 	}

@@ -45,8 +45,6 @@ func scriptedPOP3(extra func(line string) (string, bool)) func(line string) stri
 	}
 }
 
-// hostilePOP3 serves scriptedPOP3(extra); quits counts the QUIT commands
-// received.
 // withPipelining adds PIPELINING to CAPA when pipe is set.
 func withPipelining(pipe bool, extra func(string) (string, bool)) func(string) (string, bool) {
 	return func(line string) (string, bool) {
@@ -57,16 +55,33 @@ func withPipelining(pipe bool, extra func(string) (string, bool)) func(string) (
 	}
 }
 
-func hostilePOP3(t *testing.T, greeting string, extra func(line string) (string, bool)) (cfg mailconn.ServerConfig, quits *atomic.Int32) {
+// quitCount counts the QUIT commands a fake server received.
+type quitCount struct {
+	n, active atomic.Int32
+}
+
+// Load returns the count once the server has read all that its clients
+// sent before they hung up (at most 5 s): Close does not wait for QUIT's
+// answer where nothing was deleted.
+func (q *quitCount) Load() int32 {
+	for deadline := time.Now().Add(5 * time.Second); q.active.Load() > 0 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	return q.n.Load()
+}
+
+// hostilePOP3 serves scriptedPOP3(extra); quits counts the QUIT commands
+// received.
+func hostilePOP3(t *testing.T, greeting string, extra func(line string) (string, bool)) (cfg mailconn.ServerConfig, quits *quitCount) {
 	t.Helper()
-	quits = new(atomic.Int32)
+	quits = new(quitCount)
 	answer := scriptedPOP3(extra)
-	addr := fakePOP3(t, greeting, func(line string) string {
+	addr := fakePOP3Counting(t, greeting, func(line string) string {
 		if line == "QUIT" {
-			quits.Add(1)
+			quits.n.Add(1)
 		}
 		return answer(line)
-	})
+	}, &quits.active)
 	return mailconn.ServerConfig{Addr: addr, User: "u", Password: "secret-pw", TLS: mailconn.TLSNone, Timeout: 300 * time.Millisecond}, quits
 }
 
@@ -416,6 +431,56 @@ func TestPOP3CancelWhileWaiting(t *testing.T) {
 			}
 			if quits.Load() != 0 {
 				t.Fatal("QUIT sent after a cancel")
+			}
+		})
+	}
+}
+
+// Close sends QUIT, but waits for its answer only where DELE marked
+// messages: then the answer is the only word that they were removed.
+// Otherwise it tells nothing, and on a slow link it was the run's last
+// round trip.
+func TestPOP3CloseWaitsForQUITOnlyAfterDELE(t *testing.T) {
+	for _, dele := range []bool{false, true} {
+		t.Run(fmt.Sprintf("DELE %v", dele), func(t *testing.T) {
+			closed := make(chan struct{})
+			afterClose := make(chan bool, 1) // QUIT was answered after Close returned
+			cfg, quits := hostilePOP3(t, "+OK\r\n", func(line string) (string, bool) {
+				if line != "QUIT" {
+					return "", false
+				}
+				select {
+				case <-closed:
+					afterClose <- true
+				case <-time.After(time.Second):
+					afterClose <- false
+				}
+				return "+OK bye\r\n", true
+			})
+			cfg.Timeout = 10 * time.Second // Close may wait longer than the server holds the answer
+			p := dialPOP3(t, cfg)
+			msgs := listPOP3(t, p)
+			if got := fetchPOP3(t, p, msgs); len(got) != 2 {
+				t.Fatalf("fetched %d messages, want 2", len(got))
+			}
+			if dele {
+				if err := p.Delete(context.Background(), pop3Inbox, msgs[:1]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := p.Close(); err != nil {
+				t.Fatalf("Close: %v", err)
+			}
+			close(closed)
+			if got := <-afterClose; got == dele {
+				if dele {
+					t.Error("Close returned before the answer to QUIT after a DELE: the deletion is unconfirmed")
+				} else {
+					t.Error("Close waited for the answer to QUIT with nothing deleted")
+				}
+			}
+			if n := quits.Load(); n != 1 {
+				t.Errorf("the server got %d QUITs, want 1", n)
 			}
 		})
 	}

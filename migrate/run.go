@@ -422,7 +422,7 @@ func (e *engine) copyFolders(ctx context.Context, plan []PlannedFolder, jobs int
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		defer close(work)
-		for i := range plan {
+		for _, i := range dispatchOrder(plan, jobs) {
 			select {
 			case work <- i:
 			case <-gctx.Done():
@@ -450,6 +450,26 @@ func (e *engine) copyFolders(ctx context.Context, plan []PlannedFolder, jobs int
 		})
 	}
 	return results, g.Wait()
+}
+
+// dispatchOrder is the order in which the workers take the planned
+// folders: with one worker, plan order (INBOX and special-use folders
+// first, which --dedup account relies on); with more, the folders with most
+// messages first, ties in plan order, so that no worker is left with a
+// large folder when the others are done. Plan order made the 20k bench's
+// run at 80 ms end 0.6 s after INBOX, on the worker that took its second-
+// largest folder (2,848 messages) last.
+func dispatchOrder(plan []PlannedFolder, jobs int) []int {
+	order := make([]int, len(plan))
+	for i := range order {
+		order[i] = i
+	}
+	if jobs > 1 {
+		sort.SliceStable(order, func(a, b int) bool {
+			return plan[order[a]].Source.Messages > plan[order[b]].Source.Messages
+		})
+	}
+	return order
 }
 
 // openState opens the run's State (Options.State, the bbolt file at

@@ -132,6 +132,15 @@ type PartialCommitter interface {
 	CommitSome(ctx context.Context) ([]StoreResult, error)
 }
 
+// BatchCarrier is a PartialCommitter that says whether a full window's
+// newest batch may stay in flight across the window's end, to be recorded
+// by the next window's transfer (window.go). It costs a second batch in
+// memory, so IMAP allows it only on a slow link, where the wait idles the
+// destination for a round trip at every window.
+type BatchCarrier interface {
+	CarryBatch() bool
+}
+
 // FolderLearner is a Sink whose fresh connection must list the folders
 // before it can tell which exist (IMAP: Ensure then skips the CREATE of a
 // folder it saw). Each worker's new connection to such a sink lists them

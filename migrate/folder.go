@@ -440,6 +440,11 @@ func (t *transfer) run(ctx context.Context) error {
 	// What was stored before an error is complete: make it durable and record it.
 	flush := t.flush
 	if ferr == nil && t.carryOn != nil && t.carryOn() {
+		if bc, ok := As[BatchCarrier](p.dst); ok && t.since == 0 && len(t.pending) == 0 && bc.CarryBatch() {
+			// The last message's flush sent its batch and recorded the
+			// rest: a partial commit now would wait for that batch.
+			return nil
+		}
 		flush = t.flushSome
 	}
 	if err := flush(dstCtx); err != nil && ferr == nil {

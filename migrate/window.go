@@ -67,14 +67,15 @@ var errValidityMoved = &RetryableError{Err: errors.New("the source folder's UIDV
 // A full window (windowSize messages, as many as flushEvery) made its
 // partial commit at its last message, and the one at its end waits for the
 // batch that one sent: so the carry acts only where a window ends between
-// two flushes (UIDs with gaps, a time-based flush). Skipping that second
-// commit (d7366c0, reverted) kept a second batch per appender in flight
-// while the next window is fetched: the 200k IMAP->IMAP copy peaked at
-// 40.1-41.9 MB instead of 32.8, and was no faster on loopback. That wait
-// is spent instead: once the source has delivered a window, the next one
-// (its listing in hand) is decided and its FETCH sent (FetchStarter),
-// with the listing of the window after it, before the wait (prepare), so
-// that its bodies are on the way while the destination answers.
+// two flushes (UIDs with gaps, a time-based flush), or where the sink says
+// the batch may stay in flight (BatchCarrier: IMAP on a slow link).
+// Skipping that wait everywhere (d7366c0, reverted) kept a second batch per
+// appender in flight: the 200k IMAP->IMAP copy peaked at 40.1-41.9 MB
+// instead of 32.8, and was no faster on loopback. Where the wait stays it
+// is spent: once the source has delivered a window, the next one (its
+// listing in hand) is decided and its FETCH sent (FetchStarter), with the
+// listing of the window after it, before the wait (prepare), so that its
+// bodies are on the way while the destination answers.
 func (p *folderPass) copyWindows(ctx context.Context, rl RangeLister) (err error) {
 	e, f := p.e, p.pf.Source
 	if p.ss.Validity != f.Validity {

@@ -356,7 +356,10 @@ type commitFailer struct {
 	*mfimap.IMAP
 	calls  *atomic.Int32
 	failAt int32
+	carry  bool // else a full window's end always waits (as with four workers)
 }
+
+func (c commitFailer) CarryBatch() bool { return c.carry && c.IMAP.CarryBatch() }
 
 func (c commitFailer) CommitSome(ctx context.Context) ([]migrate.StoreResult, error) {
 	if c.calls.Add(1) == c.failAt {
@@ -385,13 +388,25 @@ func TestNextWindowFetchedWhileTheLastBatchIsAnswered(t *testing.T) {
 	defer migrate.SetWindowSize(40)()
 	defer migrate.SetFlushEvery(40)()
 	src, want := windowedSource(t, "next")
-	for _, failAt := range []int32{0, 4} { // none; the wait at the second window's end
-		t.Run(fmt.Sprintf("commit %d fails", failAt), func(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		failAt int32 // the partial commit that fails (0: none)
+		carry  bool
+	}{
+		{"waits", 0, false},
+		{"carries", 0, true},       // a slow link: the batch stays in flight (BatchCarrier)
+		{"wait fails", 4, false},   // the wait at the second window's end
+		{"carried fails", 3, true}, // the partial commit that reads a carried batch's answer
+	} {
+		failAt := tc.failAt
+		t.Run(tc.name, func(t *testing.T) {
 			dst := dovecottest.Start(t, dovecottest.Options{Separator: '.'})
 			// When each window's body FETCH went out, and when each APPEND
-			// (a window's batch) was answered.
+			// (a window's batch) was answered; overlapped counts the APPENDs
+			// that reached the server while one sent before was unanswered.
 			var mu sync.Mutex
 			var answered []time.Time
+			appends, overlapped := 0, 0
 			type fetchSent struct {
 				at     time.Time
 				window int
@@ -402,6 +417,12 @@ func TestNextWindowFetchedWhileTheLastBatchIsAnswered(t *testing.T) {
 					mu.Lock()
 					defer mu.Unlock()
 					if dir == faultproxy.ClientToServer {
+						for range bytes.Count(b, []byte(` APPEND "`)) {
+							if appends > len(answered) {
+								overlapped++
+							}
+							appends++
+						}
 						return
 					}
 					for range bytes.Count(b, []byte("OK [APPENDUID")) {
@@ -448,7 +469,7 @@ func TestNextWindowFetchedWhileTheLastBatchIsAnswered(t *testing.T) {
 					if err != nil {
 						return nil, err
 					}
-					return commitFailer{m, &commits, failAt}, nil
+					return commitFailer{m, &commits, failAt, tc.carry}, nil
 				})
 			}
 			if rep := run(); rep.Totals.Copied != 200 || rep.Totals.Failed != 0 {
@@ -458,7 +479,20 @@ func TestNextWindowFetchedWhileTheLastBatchIsAnswered(t *testing.T) {
 			if !reflect.DeepEqual(want, got) {
 				t.Errorf("the destination's INBOX differs from the source's (SHA-256 of each message, counted): %d distinct at the source, %d at the destination", len(want), len(got))
 			}
-			if failAt == 0 {
+			switch {
+			case tc.carry && failAt > 0:
+				if commits.Load() < failAt {
+					t.Errorf("%d partial commits: the failure at the %dth never came", commits.Load(), failAt)
+				}
+			case tc.carry:
+				// A window's batch stays in flight while the next
+				// window's goes out.
+				mu.Lock()
+				if overlapped == 0 {
+					t.Errorf("every one of %d APPENDs reached the destination with none before it unanswered: each window waited for the one before", appends)
+				}
+				mu.Unlock()
+			case failAt == 0:
 				mu.Lock()
 				early, later := 0, 0
 				for _, f := range fetches {
@@ -490,7 +524,7 @@ func TestNextWindowFetchedWhileTheLastBatchIsAnswered(t *testing.T) {
 				if laterLists != 3 || earlyLists != laterLists {
 					t.Errorf("%d of %d listings of the third window on went out before the destination answered the window two before (want 3 of 3)", earlyLists, laterLists)
 				}
-			} else if started.Load() == 0 {
+			case started.Load() == 0:
 				t.Errorf("no window's FETCH was started ahead: the failure did not meet one")
 			}
 			if rep := run(); rep.Totals.Copied != 0 || rep.Totals.Skipped != 200 {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/mailferry/mailferry/migrate"
 	"github.com/mailferry/mailferry/migrate/dovecottest"
+	"github.com/mailferry/mailferry/migrate/faultproxy"
 	"github.com/mailferry/mailferry/migrate/mailconn"
 )
 
@@ -504,4 +505,38 @@ func TestAppenderCommitSomeBoundsTheQueue(t *testing.T) {
 		t.Fatalf("commit: %v, %d outcomes in all, want %d", err, len(outs)+len(rest), batchMessages+5)
 	}
 	a.close()
+}
+
+// CarryBatch (migrate.BatchCarrier) lets a window's batch stay in flight
+// across the window's end only on a slow link, told by the appender's
+// LOGIN round trip: never before the appender is open, not on loopback,
+// and through a proxy that adds 20 ms a round trip.
+func TestCarryBatchOnlyOnASlowLink(t *testing.T) {
+	srv := dovecottest.Start(t, dovecottest.Options{Separator: '/'})
+	ctx := context.Background()
+	p, err := faultproxy.New(srv.IMAPAddr(), faultproxy.Faults{Latency: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	for _, c := range []struct {
+		name string
+		addr string
+		want bool
+	}{{"loopback", srv.IMAPAddr(), false}, {"20 ms", p.Addr(), true}} {
+		m, err := DialIMAP(ctx, mailconn.ServerConfig{Addr: c.addr, User: "alice", Password: srv.Users["alice"], TLS: mailconn.TLSNone})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.CarryBatch() {
+			t.Errorf("%s: CarryBatch before the appender is open", c.name)
+		}
+		if err := m.appenderReady(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := m.CarryBatch(); got != c.want {
+			t.Errorf("%s: CarryBatch = %v with a LOGIN round trip of %v, want %v", c.name, got, m.app.login, c.want)
+		}
+		m.Close()
+	}
 }

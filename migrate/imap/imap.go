@@ -67,6 +67,10 @@ type IMAP struct {
 	quirks flagQuirks // imapquirks.go
 
 	changed chan struct{} // the server reported a change (imapidle.go)
+	// rtt is the round trip of discover's LIST "" "" (with NAMESPACE), a
+	// command the server answers at once: with the appender's LOGIN it
+	// tells a slow link (CarryBatch).
+	rtt time.Duration
 
 	// A destination folder opened ahead for writing (imapwrite.go): the
 	// command whose answer is still to be read, the folder PrepareWrite
@@ -173,12 +177,14 @@ func dialIMAP(ctx context.Context, cfg mailconn.ServerConfig, token string) (*IM
 // NAMESPACE goes out with the LIST, without waiting: one round trip for
 // both.
 func (m *IMAP) discover() error {
+	sent := time.Now()
 	listCmd := m.c.List("", "", nil)
 	var nsCmd *imapclient.NamespaceCommand
 	if m.caps.Has(imap.CapNamespace) {
 		nsCmd = m.c.Namespace()
 	}
 	list, err := listCmd.Collect()
+	m.rtt = time.Since(sent)
 	if err != nil {
 		if nsCmd != nil {
 			nsCmd.Wait()

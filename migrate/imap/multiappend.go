@@ -70,20 +70,22 @@ const (
 // every appender of the process.
 var spoolInFlight atomic.Int64
 
-// slowLogin is the LOGIN round trip from which CarryBatch takes the link
-// for a slow one. Dovecot answers a LOGIN on loopback in 1-3 ms; through
-// the benchmark's delay proxy at 20 ms round trip it takes 21-25 ms.
-const slowLogin = 10 * time.Millisecond
+// slowLink is the round trip from which CarryBatch takes the link for a
+// slow one. Dovecot answers LOGIN and LIST "" "" on loopback in 1-3 ms;
+// through the benchmark's delay proxy at 20 ms round trip in 21-25 ms.
+const slowLink = 10 * time.Millisecond
 
 // CarryBatch says whether a full window's newest batch may stay in flight
 // across the window's end (migrate.BatchCarrier): only on a slow link,
 // where waiting for its answer idles the destination for a round trip at
-// every window (six of them for a 6,000-message INBOX). It costs a second
-// spooled batch in flight per appender (d7366c0 allowed it everywhere: the
-// 200k loopback copy peaked at 40.1-41.9 MB instead of 32.8), so a fast
-// link keeps the wait.
+// every window. It costs a second spooled batch in flight per appender
+// (d7366c0 allowed it everywhere: the 200k loopback copy peaked at
+// 40.1-41.9 MB instead of 32.8), so a fast link keeps the wait. Both the
+// main connection's first command (at the run's start) and the appender's
+// LOGIN must have taken slowLink: a LOGIN alone, under the load of a
+// loopback copy, took over 10 ms often enough to take a 1M copy to 40.3 MB.
 func (m *IMAP) CarryBatch() bool {
-	return m.app != nil && m.app.login >= slowLogin
+	return m.app != nil && min(m.rtt, m.app.login) >= slowLink
 }
 
 // appenderReady makes sure m.app is connected: the connection

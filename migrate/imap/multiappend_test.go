@@ -508,9 +508,10 @@ func TestAppenderCommitSomeBoundsTheQueue(t *testing.T) {
 }
 
 // CarryBatch (migrate.BatchCarrier) lets a window's batch stay in flight
-// across the window's end only on a slow link, told by the appender's
-// LOGIN round trip: never before the appender is open, not on loopback,
-// and through a proxy that adds 20 ms a round trip.
+// across the window's end only on a slow link, told by the main
+// connection's first command and the appender's LOGIN: never before the
+// appender is open, not on loopback, and through a proxy that adds 20 ms
+// a round trip; not where only the LOGIN was slow.
 func TestCarryBatchOnlyOnASlowLink(t *testing.T) {
 	srv := dovecottest.Start(t, dovecottest.Options{Separator: '/'})
 	ctx := context.Background()
@@ -538,5 +539,22 @@ func TestCarryBatchOnlyOnASlowLink(t *testing.T) {
 			t.Errorf("%s: CarryBatch = %v with a LOGIN round trip of %v, want %v", c.name, got, m.app.login, c.want)
 		}
 		m.Close()
+	}
+	// A slow LOGIN alone (as on a loaded loopback: the main connection's
+	// first command was quick) is not a slow link.
+	m, err := DialIMAP(ctx, mailconn.ServerConfig{Addr: srv.IMAPAddr(), User: "alice", Password: srv.Users["alice"], TLS: mailconn.TLSNone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	m.cfg.Addr = p.Addr() // the appender dials through the 20 ms proxy
+	if err := m.appenderReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if m.app.login < slowLink {
+		t.Fatalf("the appender's LOGIN through the proxy took %v: the test proves nothing", m.app.login)
+	}
+	if m.CarryBatch() {
+		t.Errorf("CarryBatch with a LOGIN of %v but a first command of %v", m.app.login, m.rtt)
 	}
 }

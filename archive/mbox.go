@@ -458,6 +458,7 @@ func (s *Mbox) Folders(ctx context.Context) ([]formats.Folder, error) {
 
 // folderInfo fills Validity and Bytes (the file's readable length).
 func (s *Mbox) folderInfo(f formats.Folder, rel string, fi os.FileInfo) formats.Folder {
+	s.removeSidecarTemp(rel)
 	f.Validity = mboxValidity(fi)
 	f.Uncounted = true // counting means reading the whole file
 	f.Bytes = fi.Size()
@@ -524,12 +525,17 @@ func (s *Mbox) Ensure(ctx context.Context, path []string) (formats.Folder, error
 	fh, err := os.OpenFile(abs, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	switch {
 	case err == nil:
-		err = fh.Sync()
-		if cerr := fh.Close(); err == nil {
-			err = cerr
+		// Locked while its sidecar is written, as every sidecar write is:
+		// removeSidecarTemp leaves the temporary file of a locked file alone.
+		err = syscall.Flock(int(fh.Fd()), syscall.LOCK_EX)
+		if err == nil {
+			err = fh.Sync()
 		}
 		if err == nil {
 			err = writeMboxSidecar(abs, mboxSidecar{})
+		}
+		if cerr := fh.Close(); err == nil {
+			err = cerr
 		}
 		if err != nil {
 			return formats.Folder{}, fmt.Errorf("mbox: %w", err)
@@ -1242,12 +1248,43 @@ func formatMboxSidecar(sc mboxSidecar) string {
 	return fmt.Sprintf("%s length=%d pending=%d", mboxSidecarMagic, sc.length, p)
 }
 
+// sidecarTemp is the temporary file writeMboxSidecar writes the sidecar
+// of abs through.
+func sidecarTemp(abs string) string {
+	dir, base := filepath.Split(mboxSidecarPath(abs))
+	return filepath.Join(dir, ".tmp."+base+".lock") // hidden from Dovecot too
+}
+
+// removeSidecarTemp removes the temporary file of rel's sidecar that a run
+// killed while writing it left behind (verify reports it as a stray
+// file), where no one holds rel's lock: every sidecar write holds it. A
+// read-only store, or a file this store holds open, is left alone.
+func (s *Mbox) removeSidecarTemp(rel string) {
+	abs := s.abs(rel)
+	tmp := sidecarTemp(abs)
+	if s.opts.ReadOnly || s.open[rel] != nil {
+		return
+	}
+	if _, err := os.Lstat(tmp); err != nil {
+		return
+	}
+	f, err := os.Open(abs)
+	if err != nil {
+		return
+	}
+	defer f.Close() // and the lock with it
+	if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+		return // a live writer
+	}
+	os.Remove(tmp)
+}
+
 // writeMboxSidecar replaces the sidecar of abs durably: a hidden temporary
-// file, fsync, rename, fsync of the directory.
+// file, fsync, rename, fsync of the directory. The caller holds abs's lock.
 func writeMboxSidecar(abs string, sc mboxSidecar) error {
 	path := mboxSidecarPath(abs)
-	dir, base := filepath.Split(path)
-	tmp := filepath.Join(dir, ".tmp."+base+".lock") // hidden from Dovecot too
+	dir := filepath.Dir(path)
+	tmp := sidecarTemp(abs)
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err

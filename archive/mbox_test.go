@@ -761,3 +761,61 @@ func TestMboxCorpusRoundTrip(t *testing.T) {
 	}
 	t.Logf("%d corpus messages round-tripped", len(list))
 }
+
+// A run killed while it wrote a sidecar leaves its temporary file (verify
+// calls it stray): the next store to list the folders removes it, unless
+// a live writer holds the folder's lock, and a read-only store never does.
+func TestMboxLeftoverSidecarTempRemoved(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	inbox := []string{"INBOX"}
+	a, err := OpenMbox(root, MboxOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store(t, a, inbox, "Subject: one\n\nbody\n")
+	if err := a.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(root, "mail", "inbox")
+	tmp := sidecarTemp(path)
+	plant := func() {
+		if err := os.WriteFile(tmp, []byte("mailferry-mbox v1 len"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	plant()
+	// a holds the file's lock (it is open for appending): left alone.
+	b, err := OpenMbox(root, MboxOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, err := b.Folders(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(tmp); err != nil {
+		t.Errorf("the temporary file of a locked folder was removed: %v", err)
+	}
+	a.Close()
+	ro, err := OpenMbox(root, MboxOptions{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ro.Folders(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ro.Close()
+	if _, err := os.Stat(tmp); err != nil {
+		t.Errorf("a read-only store removed the temporary file: %v", err)
+	}
+	if _, err := b.Folders(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(tmp); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the leftover temporary file is still there (%v)", err)
+	}
+	if got := listBodies(t, b, inbox); !slices.Equal(got, []string{"Subject: one\n\nbody\n"}) {
+		t.Errorf("after the clean-up: %q", got)
+	}
+}

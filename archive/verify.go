@@ -813,6 +813,9 @@ func verifyMbox(ctx context.Context, dir string, entries []listed, opts VerifyOp
 					Detail: "a length record without its mbox file"})
 			}
 		case !strings.Contains(rel, "/") && archiveFile(rel):
+		case strings.HasPrefix(d.Name(), ".tmp.") && strings.HasSuffix(d.Name(), mboxHiddenLen+".lock"):
+			rep.Problems = append(rep.Problems, Problem{File: rel, Kind: ProblemStray,
+				Detail: "an unfinished length record left by an interrupted mailferry run (the next archive run removes it)"})
 		default:
 			rep.Problems = append(rep.Problems, Problem{File: rel, Kind: ProblemStray, Detail: "not part of an mbox archive"})
 		}

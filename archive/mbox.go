@@ -1249,9 +1249,9 @@ func formatMboxSidecar(sc mboxSidecar) string {
 }
 
 // sidecarTemp is the temporary file writeMboxSidecar writes the sidecar
-// of abs through.
-func sidecarTemp(abs string) string {
-	dir, base := filepath.Split(mboxSidecarPath(abs))
+// at path (mboxSidecarPath) through.
+func sidecarTemp(path string) string {
+	dir, base := filepath.Split(path)
 	return filepath.Join(dir, ".tmp."+base+".lock") // hidden from Dovecot too
 }
 
@@ -1260,11 +1260,11 @@ func sidecarTemp(abs string) string {
 // file), where no one holds rel's lock: every sidecar write holds it. A
 // read-only store, or a file this store holds open, is left alone.
 func (s *Mbox) removeSidecarTemp(rel string) {
-	abs := s.abs(rel)
-	tmp := sidecarTemp(abs)
 	if s.opts.ReadOnly || s.open[rel] != nil {
 		return
 	}
+	abs := s.abs(rel)
+	tmp := sidecarTemp(mboxSidecarPath(abs))
 	if _, err := os.Lstat(tmp); err != nil {
 		return
 	}
@@ -1284,7 +1284,7 @@ func (s *Mbox) removeSidecarTemp(rel string) {
 func writeMboxSidecar(abs string, sc mboxSidecar) error {
 	path := mboxSidecarPath(abs)
 	dir := filepath.Dir(path)
-	tmp := sidecarTemp(abs)
+	tmp := sidecarTemp(path)
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err

@@ -778,7 +778,7 @@ func TestMboxLeftoverSidecarTempRemoved(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := filepath.Join(root, "mail", "inbox")
-	tmp := sidecarTemp(path)
+	tmp := sidecarTemp(mboxSidecarPath(path))
 	plant := func() {
 		if err := os.WriteFile(tmp, []byte("mailferry-mbox v1 len"), 0o600); err != nil {
 			t.Fatal(err)

@@ -356,7 +356,7 @@ type commitFailer struct {
 	*mfimap.IMAP
 	calls  *atomic.Int32
 	failAt int32
-	carry  bool // else a full window's end always waits (as with four workers)
+	carry  bool // else a full window's end always waits (as on a fast link)
 }
 
 func (c commitFailer) CarryBatch() bool { return c.carry && c.IMAP.CarryBatch() }

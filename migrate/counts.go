@@ -9,7 +9,7 @@ import "github.com/mailferry/mailferry/formats"
 // server's answer was lost) in an earlier pass, which a later pass then
 // finds handled, is "copied" too, not "skipped".
 
-// passTally is what one pass of copyFolder sent to the destination.
+// passTally is what one pass (folderPass.copy) sent to the destination.
 type passTally struct {
 	decided bool              // the pass got as far as deciding what to copy
 	planned []formats.Message // what it decided to copy

@@ -23,11 +23,22 @@ type listLog struct {
 
 func (l *listLog) Unwrap() migrate.Source { return l.IMAP }
 
-func (l *listLog) List(ctx context.Context, f formats.Folder) (uint32, []formats.Message, error) {
+func (l *listLog) note(f formats.Folder) {
 	l.mu.Lock()
 	*l.listed = append(*l.listed, f.Name)
 	l.mu.Unlock()
+}
+
+func (l *listLog) List(ctx context.Context, f formats.Folder) (uint32, []formats.Message, error) {
+	l.note(f)
 	return l.IMAP.List(ctx, f)
+}
+
+// StartList is the listing a worker sends for its next folder while the
+// one before ends.
+func (l *listLog) StartList(ctx context.Context, f formats.Folder, first, last uint32) func() (uint32, []formats.Message, error) {
+	l.note(f)
+	return l.IMAP.StartList(ctx, f, first, last)
 }
 
 // TestWorkersTakeTheLargestFoldersFirst: with two workers the two largest

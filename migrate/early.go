@@ -2,6 +2,7 @@ package migrate
 
 import (
 	"context"
+	"sync"
 
 	"github.com/mailferry/mailferry/formats"
 )
@@ -19,12 +20,23 @@ import (
 // The source's connection is used by the early listing alone until
 // destination() has returned: the pass waits for it (settle) before
 // anything else touches the source.
+//
+// A worker's next folder begins sooner still (worker.startNext): once the
+// folder in hand has delivered its last messages, before the destination
+// answers their batch, the next folder's listing is sent on the source's
+// connection (ListStarter) and its CREATE and STATUS on the destination's
+// (EnsureStarter), both read only when its pass goes on. On a slow link a
+// folder's end then costs the wait for that batch's answer, not that wait
+// and then the next folder's first round trip. In the 80 ms benchmark each
+// folder after a worker's first went out a round trip sooner
+// (TestNextFolderBegunWhileTheLastBatchIsAnswered).
 
 // earlyListing is a listing of the source started beside destination().
 type earlyListing struct {
 	whole       bool   // the whole folder (List), else ListUIDs(first, last)
 	first, last uint32 // the window
-	done        chan struct{}
+	wait        func() // blocks until the listing is done and fills in the rest
+	once        sync.Once
 	validity    uint32
 	msgs        []formats.Message
 	err         error
@@ -32,26 +44,42 @@ type earlyListing struct {
 
 // listEarly starts the listing of a first copy, or returns nil where the
 // pass is not a first copy (its listing depends on the destination's
-// index: cutover.go).
-func (p *folderPass) listEarly(ctx context.Context) *earlyListing {
+// index: cutover.go). sent: the listing is sent on the source's connection
+// while the folder before still ends (ListStarter; nil where the source
+// cannot), rather than run beside destination().
+func (p *folderPass) listEarly(ctx context.Context, sent bool) *earlyListing {
 	f := p.pf.Source
 	if p.ss == nil || len(p.ss.IDs) > 0 || p.ss.Validity != 0 {
 		return nil
 	}
-	l := &earlyListing{whole: true, done: make(chan struct{})}
+	l := &earlyListing{whole: true}
 	dstF, listed := p.e.listedDest(p.pf.Dest)
 	rl, windowed := p.windowedIf(!listed || dstF.Messages == 0)
 	if windowed {
 		l.whole, l.first, l.last = false, 1, min(windowSize, f.UIDNext-1)
 	}
+	if sent {
+		ls, ok := As[ListStarter](p.src)
+		if !ok {
+			return nil
+		}
+		wait := ls.StartList(ctx, f, l.first, l.last) // (0, 0: the whole folder)
+		if wait == nil {
+			return nil
+		}
+		l.wait = func() { l.validity, l.msgs, l.err = wait() }
+		return l
+	}
+	done := make(chan struct{})
 	go func() {
-		defer close(l.done)
+		defer close(done)
 		if l.whole {
 			l.validity, l.msgs, l.err = p.src.List(ctx, f)
 		} else {
 			l.validity, l.msgs, l.err = rl.ListUIDs(ctx, f, l.first, l.last)
 		}
 	}()
+	l.wait = func() { <-done }
 	return l
 }
 
@@ -59,7 +87,7 @@ func (p *folderPass) listEarly(ctx context.Context) *earlyListing {
 // again.
 func (l *earlyListing) settle() {
 	if l != nil {
-		<-l.done
+		l.once.Do(l.wait)
 	}
 }
 

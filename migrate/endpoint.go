@@ -60,6 +60,18 @@ type AheadLister interface {
 	ListUIDsAhead(ctx context.Context, folder formats.Folder, first, last uint32) (wait func() (validity uint32, msgs []formats.Message, err error))
 }
 
+// ListStarter is a Source that can send a listing of another folder
+// before its answers are read (IMAP: the EXAMINE and the FETCH go out at
+// once and their answers are read aside), so that the next folder's
+// listing travels while the destination answers the last batch of the
+// folder before (folder.go: the next folder's first round trips). last 0
+// lists the whole folder, as List; else the UIDs in [first, last], as
+// ListUIDs. wait gives what those would; it must be called once, before
+// any other use of the source. StartList returns nil where it cannot.
+type ListStarter interface {
+	StartList(ctx context.Context, folder formats.Folder, first, last uint32) (wait func() (validity uint32, msgs []formats.Message, err error))
+}
+
 // FetchStarter is a Source that can send a Fetch's first commands before
 // its answers are read (IMAP: the FETCHes of the next window go out while
 // the destination answers the last batch of the window before, so that a
@@ -139,6 +151,15 @@ type PartialCommitter interface {
 // destination for a round trip at every window.
 type BatchCarrier interface {
 	CarryBatch() bool
+}
+
+// EnsureStarter is a Sink that can send Ensure's commands before their
+// answers are read (IMAP: CREATE, SUBSCRIBE and STATUS go out on the
+// main connection while the appender's last batch of the folder before is
+// answered). wait gives what Ensure would. StartEnsure returns nil where
+// it cannot (then Ensure).
+type EnsureStarter interface {
+	StartEnsure(ctx context.Context, path []string) (wait func() (formats.Folder, error))
 }
 
 // FolderLearner is a Sink whose fresh connection must list the folders

@@ -42,24 +42,65 @@ type folderPass struct {
 	// partial names the messages listed by their changes only (no size,
 	// no date: cutover.go).
 	partial map[string]bool
+	// begun: begin has run; ended: it found the pass done (beginErr: or
+	// failed). ensured, where set, reads the answers of the destination's
+	// Ensure sent by begin.
+	begun, ended bool
+	beginErr     error
+	ensured      func() (formats.Folder, error)
+	// startNext, where set, begins the worker's next folder (sent); the
+	// pass calls it once its last window's messages are all delivered,
+	// before its last flush.
+	startNext func()
 }
 
-// copyFolder is one pass over one folder: list, decide, copy, record.
-func (e *engine) copyFolder(ctx context.Context, src Source, dst Sink, pf PlannedFolder) (FolderReport, error) {
+// newPass is one pass over one folder (list, decide, copy, record: copy),
+// not begun.
+func (e *engine) newPass(src Source, dst Sink, pf PlannedFolder) *folderPass {
 	p := &folderPass{e: e, src: src, dst: dst, pf: pf, name: formats.DisplayName(pf.Source.Path)}
 	p.fr = FolderReport{Source: p.name, Note: pf.Note}
 	p.fr.Destination, _ = formats.JoinFolder(pf.Dest, dst.Separator())
 	p.srcKey = ledgerFolder(pf)
+	return p
+}
 
-	if ok, err := e.unchanged(p); err != nil || ok {
-		return p.fr, err
+// begin is the start of a pass: the no-op check (ended: the folder needs
+// nothing more), the ledger, and for a first copy its first round trips:
+// the source's listing, started beside destination(). Where the pass is
+// begun while the folder before it on the same connections still ends
+// (sent: the worker's startNext), that listing and, with sendEnsure, the
+// destination's CREATE and STATUS are sent, to be read once the pass goes on (copy), so
+// that on a slow link they travel while the destination answers the last
+// batch of the folder before.
+func (p *folderPass) begin(ctx context.Context, sent, sendEnsure bool) {
+	p.begun = true
+	ok, err := p.e.unchanged(p)
+	if err == nil && !ok {
+		err = p.loadLedger()
 	}
-	if err := p.loadLedger(); err != nil {
-		return p.fr, err
+	if err != nil || ok {
+		p.ended, p.beginErr = true, err
+		return
 	}
-	p.early = p.listEarly(ctx) // early.go
-	if p.early != nil && !e.opts.DryRun {
+	p.early = p.listEarly(ctx, sent) // early.go
+	if sent && sendEnsure && !p.e.opts.DryRun {
+		if es, ok := As[EnsureStarter](p.dst); ok {
+			p.ensured = es.StartEnsure(ctx, p.pf.Dest)
+		}
+	}
+	if p.early != nil && !p.e.opts.DryRun {
 		p.prepareStore(ctx) // a first copy will store: connect for it meanwhile
+	}
+}
+
+// copy is the pass, begun already or not.
+func (p *folderPass) copy(ctx context.Context) (FolderReport, error) {
+	e := p.e
+	if !p.begun {
+		p.begin(ctx, false, false)
+	}
+	if p.ended {
+		return p.fr, p.beginErr
 	}
 	err := p.destination(ctx)
 	p.early.settle()
@@ -99,7 +140,7 @@ func (e *engine) copyFolder(ctx context.Context, src Source, dst Sink, pf Planne
 		return p.fr, err
 	}
 	t := &transfer{p: p, d: &p.d, keys: p.keys, delivered: map[string]bool{}, lastFlush: time.Now(),
-		dst: dstRun{next: p.dstF.UIDNext, contiguous: true}}
+		dst: dstRun{next: p.dstF.UIDNext, contiguous: true}, beforeFlush: p.startNext}
 	if err := t.run(ctx); err != nil {
 		return p.fr, err
 	}
@@ -175,7 +216,12 @@ func (p *folderPass) destination(ctx context.Context) error {
 		}
 		p.dstF = existing
 	} else {
-		f, err := p.dst.Ensure(ctx, p.pf.Dest)
+		ensure := p.ensured
+		if ensure == nil {
+			ensure = func() (formats.Folder, error) { return p.dst.Ensure(ctx, p.pf.Dest) }
+		}
+		p.ensured = nil
+		f, err := ensure()
 		if err != nil {
 			return err
 		}

@@ -30,7 +30,7 @@ func (p *folderPass) refused(ctx context.Context, cause error) (FolderReport, er
 	var fe *FolderRefusedError
 	errors.As(cause, &fe)
 	p.fr.Destination = fe.Folder
-	if err := p.list(ctx); err != nil { // the ledger is loaded (copyFolder)
+	if err := p.list(ctx); err != nil { // the ledger is loaded (begin)
 		return p.fr, err
 	}
 	t := &transfer{p: p, d: &p.d, keys: p.keys, delivered: map[string]bool{}}

@@ -437,16 +437,20 @@ func (e *engine) copyFolders(ctx context.Context, plan []PlannedFolder, jobs int
 		if w > 0 {
 			wk = pre.take(e) // predial.go
 		}
+		wk.work, wk.plan = work, plan
 		g.Go(func() error {
 			defer wk.close()
-			for i := range work {
+			for {
+				i, ok := wk.take()
+				if !ok {
+					return nil
+				}
 				fr, err := wk.folder(gctx, plan[i])
 				results[i] = fr
 				if err != nil {
 					return fmt.Errorf("folder %s: %w", formats.DisplayName(plan[i].Source.Path), err)
 				}
 			}
-			return nil
 		})
 	}
 	return results, g.Wait()
@@ -564,12 +568,65 @@ type worker struct {
 	// destination and returns it (ok: it was made), which a new destination
 	// connection takes instead of listing the folders itself (predial.go).
 	firstListing func() (folders []formats.Folder, ok bool)
+	// work hands out the plan's folders (nil once closed); next is the
+	// one taken early (hasNext) and begun, where set, its pass begun on
+	// the worker's connections (startNext).
+	work    <-chan int
+	plan    []PlannedFolder
+	next    int
+	hasNext bool
+	begun   *folderPass
 }
 
 func (w *worker) close() {
 	closeQuietly(w.src)
 	closeQuietly(w.dst)
 	w.src, w.dst = nil, nil
+	w.begun = nil // what it sent went with the connections
+}
+
+// take returns the index in the plan of the worker's next folder: the one
+// it took early (startNext), else the next the run hands out.
+func (w *worker) take() (int, bool) {
+	if w.hasNext {
+		w.hasNext = false
+		return w.next, true
+	}
+	if w.work == nil {
+		return 0, false // handed out (startNext saw it closed)
+	}
+	i, ok := <-w.work
+	return i, ok
+}
+
+// startNext takes the worker's next folder early, if the run has one ready,
+// and begins its pass on the worker's connections (begin, sent): called by
+// a pass once its source has delivered its last messages and before it
+// waits for the destination to answer them, so that on a slow link the
+// next folder's first round trips (the source's listing, the destination's
+// CREATE and STATUS) overlap that wait instead of following it. Nothing of
+// the folder before uses the source after that point, and what goes to
+// the destination's main connection meanwhile is pipelined with it. A
+// next folder with the same destination folder (--map merging two) gets no
+// STATUS ahead: it would not count the batch still on its way.
+func (w *worker) startNext(ctx context.Context, dest []string) {
+	if w.work == nil || w.hasNext || ctx.Err() != nil || w.src == nil || w.dst == nil {
+		return
+	}
+	select {
+	case i, ok := <-w.work:
+		if !ok {
+			w.work = nil // all handed out
+			return
+		}
+		w.next, w.hasNext = i, true
+	default:
+		return // none ready: the next folder starts as before
+	}
+	pf := w.plan[w.next]
+	p := w.e.newPass(w.src, w.dst, pf)
+	p.begin(ctx, true, !equalPath(pf.Dest, dest))
+	w.begun = p
 }
 
 // connect opens whichever side is not open, both at once (each login
@@ -630,7 +687,13 @@ func (w *worker) folder(ctx context.Context, pf PlannedFolder) (FolderReport, er
 		err := w.connect(ctx)
 		var fr FolderReport
 		if err == nil {
-			fr, err = w.e.copyFolder(ctx, w.src, w.dst, pf)
+			p := w.begun
+			if p == nil || ledgerFolder(p.pf) != ledgerFolder(pf) {
+				p = w.e.newPass(w.src, w.dst, pf)
+			}
+			w.begun = nil
+			p.startNext = func() { w.startNext(ctx, pf.Dest) }
+			fr, err = p.copy(ctx)
 		}
 		passes = append(passes, fr)
 		for _, f := range fr.failures {

@@ -195,6 +195,8 @@ func (p *folderPass) copyWindows(ctx context.Context, rl RangeLister) (err error
 				return n.err == nil && n.validity == f.Validity && len(n.msgs) > 0
 			}
 			t.beforeFlush = func() { prepare(end + 1) }
+		} else {
+			t.beforeFlush = p.startNext // the folder's last window: the next folder begins
 		}
 		if last != nil { // what the window before left in flight
 			t.queue, last.queue = last.queue, nil

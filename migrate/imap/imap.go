@@ -622,6 +622,67 @@ func (m *IMAP) ListUIDsAhead(ctx context.Context, folder formats.Folder, first, 
 	}
 }
 
+// StartList sends the EXAMINE of folder with the listing FETCH right
+// behind it, and returns at once: the answers are read aside, and wait
+// gives what List (last 0) or ListUIDs would have (migrate.ListStarter).
+// Until wait, which must come before any other use of the connection, the
+// selection is unknown.
+func (m *IMAP) StartList(ctx context.Context, folder formats.Folder, first, last uint32) func() (uint32, []formats.Message, error) {
+	m.settle() // imapwrite.go
+	var set imap.NumSet
+	most := 0
+	if last == 0 {
+		all := imap.SeqSet{}
+		all.AddRange(1, 0) // 1:*
+		set = all
+	} else {
+		uids := imap.UIDSet{}
+		uids.AddRange(imap.UID(first), imap.UID(last))
+		set, most = uids, int(last-first+1)
+	}
+	m.selected, m.seqUID, m.listed, m.rw = "", nil, nil, nil
+	selCmd := m.c.Select(folder.Name, &imap.SelectOptions{ReadOnly: true})
+	fc := m.c.Fetch(set, listOptions)
+	type listing struct {
+		sd          *imap.SelectData
+		msgs        []formats.Message
+		seqs        []uint32
+		selErr, err error
+	}
+	done := make(chan listing, 1)
+	go func() {
+		sd, err := selCmd.Wait()
+		if err != nil || sd.NumMessages == 0 {
+			fc.Close() // its answer is read and ignored, as in list
+			done <- listing{sd: sd, selErr: err}
+			return
+		}
+		msgs, seqs, err := collectListing(fc, sd, most)
+		done <- listing{sd: sd, msgs: msgs, seqs: seqs, err: err}
+	}()
+	return func() (uint32, []formats.Message, error) {
+		stop := context.AfterFunc(ctx, func() { m.c.Close() })
+		defer stop()
+		l := <-done
+		if l.selErr != nil {
+			return 0, nil, m.wrap("select "+folder.Name, l.selErr)
+		}
+		m.selected, m.readOnly, m.seqUID, m.listed = folder.Name, true, nil, l.sd
+		if l.sd.NumMessages == 0 {
+			return l.sd.UIDValidity, nil, nil
+		}
+		if l.err != nil {
+			return 0, nil, m.wrap("fetch list", l.err)
+		}
+		m.seqUID = make(seqUIDs, l.sd.NumMessages+1)
+		for i, msg := range l.msgs {
+			m.seqUID.set(l.seqs[i], msg.UID)
+		}
+		sortByUID(l.msgs, l.seqs)
+		return l.sd.UIDValidity, l.msgs, nil
+	}
+}
+
 // eachListed calls fn with each answer of a listing FETCH that has a UID.
 func eachListed(fc *imapclient.FetchCommand, fn func(seq uint32, buf *imapclient.FetchMessageBuffer)) error {
 	for {
@@ -1248,36 +1309,62 @@ func (m *IMAP) stallTimeout() time.Duration {
 // Ensure creates the folder if needed and returns its STATUS. The name is
 // path joined with the separator, under the personal namespace prefix.
 func (m *IMAP) Ensure(ctx context.Context, path []string) (formats.Folder, error) {
+	wait, err := m.sendEnsure(path)
+	if err != nil {
+		return formats.Folder{}, err
+	}
+	return wait()
+}
+
+// StartEnsure sends Ensure's commands and returns at once; wait reads
+// their answers (migrate.EnsureStarter). Not for a name that is not an
+// atom, whose STATUS is an EXAMINE (imapquirks.go): that would change the
+// selection under whatever the connection does before wait.
+func (m *IMAP) StartEnsure(ctx context.Context, path []string) func() (formats.Folder, error) {
+	if name := m.nameOf(path); !isAtom(name) || m.sharedName(name) {
+		return nil
+	}
+	wait, err := m.sendEnsure(path)
+	if err != nil {
+		return nil
+	}
+	return wait
+}
+
+// sendEnsure sends CREATE, SUBSCRIBE and STATUS together (one round trip)
+// and returns what reads their answers.
+func (m *IMAP) sendEnsure(path []string) (func() (formats.Folder, error), error) {
 	name := m.nameOf(path)
 	if m.sharedName(name) {
-		return formats.Folder{}, migrate.Usagef("%s: destination folder %q would be in another user's or a shared namespace; put it elsewhere with --prefix or --map", m.cfg, name)
+		return nil, migrate.Usagef("%s: destination folder %q would be in another user's or a shared namespace; put it elsewhere with --prefix or --map", m.cfg, name)
 	}
-	// CREATE, SUBSCRIBE and STATUS go out together: one round trip.
 	var create, subscribe *imapclient.Command
 	if !m.existing[name] && name != "INBOX" {
 		create = m.c.Create(name, nil)
 		subscribe = m.c.Subscribe(name) // best effort: clients show subscribed folders
 	}
 	status := m.startStatus(name) // imapquirks.go
-	if create != nil {
-		err := create.Wait()
-		var ie *imap.Error
-		if err != nil && !(errors.As(err, &ie) && (ie.Code == imap.ResponseCodeAlreadyExists || strings.Contains(strings.ToLower(ie.Text), "exist"))) &&
-			!createRefusedButExists(err, status) { // imapquirks.go
-			status.Wait()
+	return func() (formats.Folder, error) {
+		if create != nil {
+			err := create.Wait()
+			var ie *imap.Error
+			if err != nil && !(errors.As(err, &ie) && (ie.Code == imap.ResponseCodeAlreadyExists || strings.Contains(strings.ToLower(ie.Text), "exist"))) &&
+				!createRefusedButExists(err, status) { // imapquirks.go
+				status.Wait()
+				subscribe.Wait()
+				return formats.Folder{}, m.createFailed(name, err) // imapquirks.go
+			}
 			subscribe.Wait()
-			return formats.Folder{}, m.createFailed(name, err) // imapquirks.go
+			m.existing[name] = true
 		}
-		subscribe.Wait()
-		m.existing[name] = true
-	}
-	sd, err := status.Wait()
-	if err != nil {
-		return formats.Folder{}, m.wrap("status "+name, err)
-	}
-	f := formats.Folder{Name: name, Path: m.pathOf(name, m.delim)}
-	setStatus(&f, sd)
-	return f, nil
+		sd, err := status.Wait()
+		if err != nil {
+			return formats.Folder{}, m.wrap("status "+name, err)
+		}
+		f := formats.Folder{Name: name, Path: m.pathOf(name, m.delim)}
+		setStatus(&f, sd)
+		return f, nil
+	}, nil
 }
 
 // Index lists the folder's UIDs and fetches the header of each unknown one.
@@ -1505,7 +1592,11 @@ func (m *IMAP) wrap(what string, err error) error {
 	return &migrate.RetryableError{Err: fmt.Errorf("imap: %s: %s: %w", m.cfg, what, err)}
 }
 
-var _ migrate.FolderPreparer = (*IMAP)(nil)
+var (
+	_ migrate.FolderPreparer = (*IMAP)(nil)
+	_ migrate.ListStarter    = (*IMAP)(nil)
+	_ migrate.EnsureStarter  = (*IMAP)(nil)
+)
 
 // EnsureAll creates the folders at paths that this connection does not know
 // to exist, sending every CREATE and SUBSCRIBE at once (one round trip for

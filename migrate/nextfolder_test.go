@@ -1,0 +1,157 @@
+package migrate_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mailferry/mailferry/migrate"
+	"github.com/mailferry/mailferry/migrate/dovecottest"
+	"github.com/mailferry/mailferry/migrate/faultproxy"
+	mfimap "github.com/mailferry/mailferry/migrate/imap"
+	"github.com/mailferry/mailferry/migrate/mailconn"
+)
+
+// lastCommitFailer is the destination IMAP whose first whole Commit (a
+// folder's last flush) reaches the server and then fails as if the
+// connection dropped before the answer: the messages are there, and the
+// engine must not take them as stored.
+type lastCommitFailer struct {
+	*mfimap.IMAP
+	calls *atomic.Int32
+}
+
+func (c lastCommitFailer) Commit(ctx context.Context) ([]migrate.StoreResult, error) {
+	res, err := c.IMAP.Commit(ctx)
+	if c.calls.Add(1) == 1 {
+		return nil, &migrate.RetryableError{Err: errors.New("test: the connection dropped before the answer")}
+	}
+	return res, err
+}
+
+// examineNext and statusNext are the commands that begin the folder Next:
+// the source's EXAMINE (with its listing behind it), the destination's
+// STATUS (behind its CREATE).
+var (
+	examineNext = regexp.MustCompile(`EXAMINE "?Next"?\r\n`)
+	statusNext  = regexp.MustCompile(`STATUS "?Next"? \(`)
+)
+
+// TestNextFolderBegunWhileTheLastBatchIsAnswered: a worker begins its next
+// folder once the folder in hand has delivered its last messages, before
+// the destination answers their batch (startNext): the source's EXAMINE
+// and listing, and the destination's CREATE and STATUS, go out while that
+// answer travels, so that on a slow link a folder's end does not cost its
+// round trips one after the other. Behind a 50 ms destination link, with
+// one worker, both of Next's commands go out before INBOX's batch is
+// answered. Where that answer is lost (the batch stored, the word of it
+// not), INBOX is retried on fresh connections and Next copied after it:
+// every message once (SHA-256), and a rerun copies none.
+func TestNextFolderBegunWhileTheLastBatchIsAnswered(t *testing.T) {
+	src := dovecottest.Start(t, dovecottest.Options{Separator: '/'})
+	var seed []dovecottest.SeedMessage
+	for i := range 50 {
+		folder := "INBOX"
+		if i >= 30 {
+			folder = "Next"
+		}
+		seed = append(seed, dovecottest.SeedMessage{Folder: folder, Flags: []string{`\Seen`}, Date: time.Unix(1600000000+int64(i)*3600, 0),
+			Body: []byte(fmt.Sprintf("Message-ID: <next%d@example.org>\r\nFrom: a@example.org\r\nSubject: next %d\r\n\r\n%0300d\r\n", i, i, i))})
+	}
+	src.Seed(t, "alice", seed)
+	want := src.Snapshot(t, "alice")
+	for _, lose := range []bool{false, true} {
+		t.Run(map[bool]string{false: "answered", true: "answer lost"}[lose], func(t *testing.T) {
+			dst := dovecottest.Start(t, dovecottest.Options{Separator: '.'})
+			var mu sync.Mutex
+			var examined, statused time.Time
+			var answered []time.Time
+			dproxy, err := faultproxy.New(dst.IMAPAddr(), faultproxy.Faults{Latency: 50 * time.Millisecond,
+				Tap: func(conn int, dir faultproxy.Dir, b []byte) {
+					mu.Lock()
+					defer mu.Unlock()
+					if dir == faultproxy.ClientToServer {
+						if statused.IsZero() && statusNext.Match(b) {
+							statused = time.Now()
+						}
+						return
+					}
+					for range bytes.Count(b, []byte("OK [APPENDUID")) {
+						answered = append(answered, time.Now())
+					}
+				}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer dproxy.Close()
+			sproxy, err := faultproxy.New(src.IMAPAddr(), faultproxy.Faults{
+				Tap: func(conn int, dir faultproxy.Dir, b []byte) {
+					mu.Lock()
+					defer mu.Unlock()
+					if dir == faultproxy.ClientToServer && examined.IsZero() && examineNext.Match(b) {
+						examined = time.Now()
+					}
+				}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sproxy.Close()
+			var commits atomic.Int32
+			state := filepath.Join(t.TempDir(), "state.db")
+			run := func() *migrate.Report {
+				t.Helper()
+				job := migrate.Job{SourceName: "src", DestName: "dst", Options: migrate.Options{StatePath: state, Jobs: 1, Retries: 3},
+					OpenSource: func(ctx context.Context) (migrate.Source, error) {
+						return mfimap.DialIMAP(ctx, mailconn.ServerConfig{Addr: sproxy.Addr(), User: "alice", Password: src.Users["alice"], TLS: mailconn.TLSNone})
+					},
+					OpenSink: func(ctx context.Context) (migrate.Sink, error) {
+						m, err := mfimap.DialIMAP(ctx, mailconn.ServerConfig{Addr: dproxy.Addr(), User: "alice", Password: dst.Users["alice"], TLS: mailconn.TLSNone})
+						if err != nil || !lose {
+							return m, err
+						}
+						return lastCommitFailer{m, &commits}, nil
+					}}
+				rep, err := migrate.Run(context.Background(), job)
+				if err != nil {
+					t.Fatalf("run: %v", err)
+				}
+				return rep
+			}
+			rep := run()
+			if !lose && (rep.Totals.Copied != 50 || rep.Totals.Failed != 0) {
+				t.Errorf("copied %d, failed %d, want 50 and 0", rep.Totals.Copied, rep.Totals.Failed)
+			}
+			got := dst.Snapshot(t, "alice")
+			for _, folder := range []string{"INBOX", "Next"} {
+				if w, g := sums(want[folder]), sums(got[folder]); !reflect.DeepEqual(w, g) {
+					t.Errorf("the destination's %s differs from the source's (SHA-256 of each message, counted): %d distinct at the source, %d messages at the destination", folder, len(w), len(got[folder]))
+				}
+			}
+			mu.Lock()
+			switch {
+			case lose:
+				if commits.Load() < 2 {
+					t.Errorf("%d whole commits: the lost answer never came", commits.Load())
+				}
+			case len(answered) == 0 || examined.IsZero() || statused.IsZero():
+				t.Errorf("%d APPENDs answered, Next examined at %v, its STATUS at %v: want both commands and 2 answers", len(answered), examined, statused)
+			default:
+				if !examined.Before(answered[0]) || !statused.Before(answered[0]) {
+					t.Errorf("Next was examined %v and its STATUS sent %v after INBOX's batch was answered: they waited for it", examined.Sub(answered[0]), statused.Sub(answered[0]))
+				}
+			}
+			mu.Unlock()
+			if rep := run(); rep.Totals.Copied != 0 || rep.Totals.Skipped != 50 {
+				t.Errorf("rerun: copied %d, skipped %d, want 0 and 50", rep.Totals.Copied, rep.Totals.Skipped)
+			}
+		})
+	}
+}

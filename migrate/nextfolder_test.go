@@ -155,3 +155,61 @@ func TestNextFolderBegunWhileTheLastBatchIsAnswered(t *testing.T) {
 		})
 	}
 }
+
+// A next folder whose destination folder is the one the folder before
+// wrote (--map merging two) gets no STATUS ahead (startNext): taken before
+// the last batch was answered, it does not count that batch, and the next
+// pass, finding the folder emptier than its index, would start the index
+// afresh and empty, and copy again what the batch had just stored. With one
+// worker, A then B into one destination folder, B holding 5 of A's messages
+// (the same bytes): the destination holds each message once (SHA-256).
+func TestNextFolderIntoTheSameDestinationTakesAFreshStatus(t *testing.T) {
+	src := dovecottest.Start(t, dovecottest.Options{Separator: '/'})
+	body := func(i int) []byte {
+		return []byte(fmt.Sprintf("Message-ID: <merge%d@example.org>\r\nFrom: a@example.org\r\nSubject: merge %d\r\n\r\nbody %d\r\n", i, i, i))
+	}
+	var seed []dovecottest.SeedMessage
+	merged := map[string]int{}
+	for i := range 35 {
+		folder := "A"
+		if i >= 25 {
+			folder = "B"
+		}
+		seed = append(seed, dovecottest.SeedMessage{Folder: folder, Date: time.Unix(1600000000+int64(i)*3600, 0), Body: body(i)})
+		if i >= 20 && i < 25 { // in both
+			seed = append(seed, dovecottest.SeedMessage{Folder: "B", Date: time.Unix(1600000000+int64(i)*3600, 0), Body: body(i)})
+		}
+	}
+	src.Seed(t, "alice", seed)
+	for _, m := range src.Snapshot(t, "alice")["A"] {
+		merged[m.SHA256] = 1
+	}
+	for _, m := range src.Snapshot(t, "alice")["B"] {
+		merged[m.SHA256] = 1
+	}
+	dst := dovecottest.Start(t, dovecottest.Options{Separator: '.'})
+	dproxy, err := faultproxy.New(dst.IMAPAddr(), faultproxy.Faults{Latency: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dproxy.Close()
+	job := migrate.Job{SourceName: "src", DestName: "dst",
+		Options: migrate.Options{StatePath: filepath.Join(t.TempDir(), "state.db"), Jobs: 1,
+			PlanOptions: migrate.PlanOptions{Maps: []migrate.Mapping{{Old: []string{"B"}, New: []string{"A"}}}}},
+		OpenSource: func(ctx context.Context) (migrate.Source, error) {
+			return mfimap.DialIMAP(ctx, mailconn.ServerConfig{Addr: src.IMAPAddr(), User: "alice", Password: src.Users["alice"], TLS: mailconn.TLSNone})
+		},
+		OpenSink: func(ctx context.Context) (migrate.Sink, error) {
+			return mfimap.DialIMAP(ctx, mailconn.ServerConfig{Addr: dproxy.Addr(), User: "alice", Password: dst.Users["alice"], TLS: mailconn.TLSNone})
+		}}
+	rep, err := migrate.Run(context.Background(), job)
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if rep.Totals.Copied != 35 || rep.Totals.Failed != 0 {
+		t.Errorf("copied %d, failed %d, want 35 and 0", rep.Totals.Copied, rep.Totals.Failed)
+	}
+	if got := sums(dst.Snapshot(t, "alice")["A"]); !reflect.DeepEqual(merged, got) {
+		t.Errorf("the destination's A is not the source's A and B, each message once (SHA-256 of each message, counted): %v", got)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -153,7 +154,10 @@ type engine struct {
 	dstFolders []formats.Folder
 	// plan is the run's folders; the moves' index of what mailferry stored
 	// (moves.go), its claims, and the destination UIDs moved away by folder.
-	plan        []PlannedFolder
+	plan []PlannedFolder
+	// sharedDest names (destKey) the destination folders that more than
+	// one planned folder goes to.
+	sharedDest  map[string]bool
 	moveIdx     map[formats.Key][]*moveCand
 	moveClaimed map[*moveCand]bool
 	movedAway   map[string]map[string]bool
@@ -251,6 +255,7 @@ func (e *engine) run(ctx context.Context, rep *Report) error {
 	}
 	plan = inboxChildren(plan, c.src, c.dst) // inboxchildren.go
 	e.dstFolders, e.plan = dstFolders, plan
+	e.sharedDest = sharedDests(plan)
 	e.warnLeftOut(srcFolders)
 	if err := e.checkSelection(srcFolders, plan); err != nil {
 		return err
@@ -456,6 +461,24 @@ func (e *engine) copyFolders(ctx context.Context, plan []PlannedFolder, jobs int
 	return results, g.Wait()
 }
 
+// destKey is a destination folder's name as Plan compares them: case
+// aside, as a server may fold it.
+func destKey(path []string) string { return strings.ToLower(formats.DisplayName(path)) }
+
+// sharedDests is the destination folders of plan that more than one
+// source folder goes to.
+func sharedDests(plan []PlannedFolder) map[string]bool {
+	n := map[string]int{}
+	shared := map[string]bool{}
+	for _, pf := range plan {
+		k := destKey(pf.Dest)
+		if n[k]++; n[k] > 1 {
+			shared[k] = true
+		}
+	}
+	return shared
+}
+
 // dispatchOrder is the order in which the workers take the planned
 // folders: with one worker, plan order (INBOX and special-use folders
 // first, which --dedup account relies on); with more, the folders with most
@@ -606,10 +629,14 @@ func (w *worker) take() (int, bool) {
 // next folder's first round trips (the source's listing, the destination's
 // CREATE and STATUS) overlap that wait instead of following it. Nothing of
 // the folder before uses the source after that point, and what goes to
-// the destination's main connection meanwhile is pipelined with it. A
-// next folder with the same destination folder (--map merging two) gets no
-// STATUS ahead: it would not count the batch still on its way.
-func (w *worker) startNext(ctx context.Context, dest []string) {
+// the destination's main connection meanwhile is pipelined with it.
+//
+// A folder whose destination folder other planned folders share (--map
+// merging two) gets no STATUS ahead: taken while another pass's batch into
+// that folder is on its way, it would not count what that pass records
+// before this one reads the index, and the index would be started afresh
+// from a count that is too low (TestNextFolderIntoTheSameDestinationTakesAFreshStatus).
+func (w *worker) startNext(ctx context.Context) {
 	if w.work == nil || w.hasNext || ctx.Err() != nil || w.src == nil || w.dst == nil {
 		return
 	}
@@ -625,7 +652,7 @@ func (w *worker) startNext(ctx context.Context, dest []string) {
 	}
 	pf := w.plan[w.next]
 	p := w.e.newPass(w.src, w.dst, pf)
-	p.begin(ctx, true, !equalPath(pf.Dest, dest))
+	p.begin(ctx, true, !w.e.sharedDest[destKey(pf.Dest)])
 	w.begun = p
 }
 
@@ -692,7 +719,7 @@ func (w *worker) folder(ctx context.Context, pf PlannedFolder) (FolderReport, er
 				p = w.e.newPass(w.src, w.dst, pf)
 			}
 			w.begun = nil
-			p.startNext = func() { w.startNext(ctx, pf.Dest) }
+			p.startNext = func() { w.startNext(ctx) }
 			fr, err = p.copy(ctx)
 		}
 		passes = append(passes, fr)

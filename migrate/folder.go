@@ -216,12 +216,14 @@ func (p *folderPass) destination(ctx context.Context) error {
 		}
 		p.dstF = existing
 	} else {
-		ensure := p.ensured
-		if ensure == nil {
-			ensure = func() (formats.Folder, error) { return p.dst.Ensure(ctx, p.pf.Dest) }
+		var f formats.Folder
+		var err error
+		if p.ensured != nil { // sent by begin
+			f, err = p.ensured()
+			p.ensured = nil
+		} else {
+			f, err = p.dst.Ensure(ctx, p.pf.Dest)
 		}
-		p.ensured = nil
-		f, err := ensure()
 		if err != nil {
 			return err
 		}

@@ -480,17 +480,29 @@ func (m *IMAP) sel(name string, readOnly bool) (*imap.SelectData, error) {
 // List selects the folder read-only and lists UID, FLAGS, INTERNALDATE and
 // RFC822.SIZE of every message.
 func (m *IMAP) List(ctx context.Context, folder formats.Folder) (uint32, []formats.Message, error) {
-	set := imap.SeqSet{}
-	set.AddRange(1, 0) // 1:*
-	return m.list(ctx, folder, set, 0)
+	set, most := listSet(0, 0)
+	return m.list(ctx, folder, set, most)
 }
 
 // ListUIDs is List of the messages whose UIDs lie in [first, last]: a
 // large folder listed in parts for its first copy (migrate.RangeLister).
 func (m *IMAP) ListUIDs(ctx context.Context, folder formats.Folder, first, last uint32) (uint32, []formats.Message, error) {
-	set := imap.UIDSet{}
-	set.AddRange(imap.UID(first), imap.UID(last))
-	return m.list(ctx, folder, set, int(last-first+1))
+	set, most := listSet(first, last)
+	return m.list(ctx, folder, set, most)
+}
+
+// listSet is what a listing asks for: the UIDs in [first, last], or with
+// last 0 the whole folder (1:*); and at most how many messages it expects
+// (0: all).
+func listSet(first, last uint32) (imap.NumSet, int) {
+	if last == 0 {
+		all := imap.SeqSet{}
+		all.AddRange(1, 0) // 1:*
+		return all, 0
+	}
+	uids := imap.UIDSet{}
+	uids.AddRange(imap.UID(first), imap.UID(last))
+	return uids, int(last - first + 1)
 }
 
 // encodingSection is the header fields Fetch's one-command-at-a-time path
@@ -505,29 +517,16 @@ var listOptions = &imap.FetchOptions{UID: true, Flags: true, InternalDate: true,
 func (m *IMAP) list(ctx context.Context, folder formats.Folder, set imap.NumSet, most int) (uint32, []formats.Message, error) {
 	stop := context.AfterFunc(ctx, func() { m.c.Close() })
 	defer stop()
-	opts := listOptions
 	m.settle() // imapwrite.go
 	sd := m.listed
-	var fc *imapclient.FetchCommand
 	if most == 0 || sd == nil || m.selected != folder.Name || !m.readOnly {
 		// Re-select (fresh UIDVALIDITY and EXISTS), with the FETCH sent
-		// right behind the EXAMINE: one round trip for both. If the EXAMINE
-		// fails, or the folder is empty (some servers answer BAD to 1:*
-		// then), the FETCH's answer is read and ignored. The next window of
-		// a folder still selected is not re-selected: a SELECT makes
-		// Dovecot read a Maildir's whole directory (300,000 names a window).
-		m.selected = ""
-		selCmd := m.c.Select(folder.Name, &imap.SelectOptions{ReadOnly: true})
-		fc = m.c.Fetch(set, opts)
-		var err error
-		if sd, err = selCmd.Wait(); err != nil {
-			fc.Close()
-			return 0, nil, m.wrap("select "+folder.Name, err)
-		}
-		m.selected, m.readOnly, m.seqUID, m.listed = folder.Name, true, nil, sd
-	} else {
-		fc = m.c.Fetch(set, opts)
+		// right behind the EXAMINE. The next window of a folder still
+		// selected is not re-selected: a SELECT makes Dovecot read a
+		// Maildir's whole directory (300,000 names a window).
+		return m.sendList(ctx, folder, set, most)()
 	}
+	fc := m.c.Fetch(set, listOptions)
 	if sd.NumMessages == 0 {
 		fc.Close()
 		return sd.UIDValidity, nil, nil
@@ -629,17 +628,16 @@ func (m *IMAP) ListUIDsAhead(ctx context.Context, folder formats.Folder, first, 
 // selection is unknown.
 func (m *IMAP) StartList(ctx context.Context, folder formats.Folder, first, last uint32) func() (uint32, []formats.Message, error) {
 	m.settle() // imapwrite.go
-	var set imap.NumSet
-	most := 0
-	if last == 0 {
-		all := imap.SeqSet{}
-		all.AddRange(1, 0) // 1:*
-		set = all
-	} else {
-		uids := imap.UIDSet{}
-		uids.AddRange(imap.UID(first), imap.UID(last))
-		set, most = uids, int(last-first+1)
-	}
+	set, most := listSet(first, last)
+	return m.sendList(ctx, folder, set, most)
+}
+
+// sendList sends EXAMINE and the listing FETCH of set together (one round
+// trip for both) and returns what waits for their answers, which a
+// goroutine reads meanwhile. If the EXAMINE fails, or the folder is empty
+// (some servers answer BAD to 1:* then), the FETCH's answer is read and
+// ignored.
+func (m *IMAP) sendList(ctx context.Context, folder formats.Folder, set imap.NumSet, most int) func() (uint32, []formats.Message, error) {
 	m.selected, m.seqUID, m.listed, m.rw = "", nil, nil, nil
 	selCmd := m.c.Select(folder.Name, &imap.SelectOptions{ReadOnly: true})
 	fc := m.c.Fetch(set, listOptions)
@@ -653,7 +651,7 @@ func (m *IMAP) StartList(ctx context.Context, folder formats.Folder, first, last
 	go func() {
 		sd, err := selCmd.Wait()
 		if err != nil || sd.NumMessages == 0 {
-			fc.Close() // its answer is read and ignored, as in list
+			fc.Close()
 			done <- listing{sd: sd, selErr: err}
 			return
 		}

@@ -164,7 +164,11 @@ type appender struct {
 	binary  bool          // the server has BINARY: literal8 for messages with NUL
 	login   time.Duration // LOGIN's round trip (0 after AUTHENTICATE)
 
-	broken      error          // set by lost: the connection is not used again
+	broken error // set by lost: the connection is not used again
+	// examined is the mailbox this connection's last EXAMINE named (see
+	// startAppend); examineN numbers those EXAMINEs for their tags.
+	examined    string
+	examineN    int
 	open        *appendBatch   // the batch being written, if any
 	outstanding []*appendBatch // sent, waiting for their tagged response
 	sent        int            // batches sent so far (each batch's seq is its number)
@@ -477,7 +481,7 @@ func (a *appender) openBatch(mailbox string) error {
 func (a *appender) queue(flags []string, date time.Time, body []byte, pooled bool) error {
 	b := a.open
 	if len(b.msgs) == 0 {
-		a.bw.WriteString(b.tag + " APPEND " + quoteIMAP(formats.EncodeMailboxUTF7(b.mailbox)))
+		a.startAppend(b.tag, b.mailbox)
 	}
 	a.conn.SetWriteDeadline(time.Now().Add(a.timeout))
 	writeAppendItem(a.bw, flags, date, body, a.binary)
@@ -487,6 +491,29 @@ func (a *appender) queue(flags []string, date time.Time, body []byte, pooled boo
 		return a.closeBatch()
 	}
 	return nil
+}
+
+// startAppend writes "tag APPEND mailbox", behind an EXAMINE of mailbox
+// where the connection has another one open (or none): its answer is not
+// awaited (waitTagged passes over it, OK or NO).
+//
+// Why: Dovecot opens a mailbox that is not the selected one afresh for each
+// APPEND, and for a Maildir folder that reads its whole list of files
+// (dovecot-uidlist): into a folder of 300,000 messages one APPEND took 0.59
+// s of the server's CPU, 11-17 ms with the folder selected or examined (20
+// APPENDs of 1 KB each way, Dovecot 2.3.19). Batches of 1,000 into the
+// million-message benchmark's INBOX of 297,700 paid it 300 times, growing
+// with the folder. EXAMINE, not SELECT: read-only, it changes nothing in the
+// folder (no \Recent taken, nothing expunged), and APPEND into the
+// examined folder works as into any (RFC 3501 6.3.11).
+func (a *appender) startAppend(tag, mailbox string) {
+	name := quoteIMAP(formats.EncodeMailboxUTF7(mailbox))
+	if mailbox != a.examined {
+		a.examineN++
+		a.bw.WriteString("E" + strconv.Itoa(a.examineN) + " EXAMINE " + name + "\r\n")
+		a.examined = mailbox
+	}
+	a.bw.WriteString(tag + " APPEND " + name)
 }
 
 // writeAppendItem writes " (flags) "date" {n+}CRLF" and the bytes. A
@@ -738,7 +765,7 @@ func (a *appender) collect() ([]appendOutcome, error) {
 // appendOne sends one spooled message alone and waits for its answer.
 func (a *appender) appendOne(m spooled) (appendOutcome, error) {
 	tag := a.nextTag()
-	a.bw.WriteString(tag + " APPEND " + quoteIMAP(formats.EncodeMailboxUTF7(m.mailbox)))
+	a.startAppend(tag, m.mailbox)
 	writeAppendItem(a.bw, m.flags, m.date, m.body, a.binary)
 	a.bw.WriteString("\r\n")
 	a.conn.SetDeadline(time.Now().Add(a.timeout))
@@ -783,7 +810,7 @@ func (a *appender) addStream(mailbox string, flags []string, date time.Time, siz
 		}
 	}
 	b := &appendBatch{tag: a.nextTag(), mailbox: mailbox, msgs: []spooled{{mailbox: mailbox, flags: flags, date: date}}, streamed: true}
-	a.bw.WriteString(b.tag + " APPEND " + quoteIMAP(formats.EncodeMailboxUTF7(mailbox)))
+	a.startAppend(b.tag, mailbox)
 	writeAppendHead(a.bw, flags, date, size, false) // a streamed body is not looked at first
 	n, err := io.Copy(deadlineWriter{a}, io.LimitReader(r, size))
 	if err == nil && n != size {

@@ -16,6 +16,7 @@ import (
 	"testing/iotest"
 	"time"
 
+	"github.com/mailferry/mailferry/formats"
 	"github.com/mailferry/mailferry/migrate"
 	"github.com/mailferry/mailferry/migrate/dovecottest"
 	"github.com/mailferry/mailferry/migrate/faultproxy"
@@ -146,8 +147,25 @@ func TestAppenderSpoolBudget(t *testing.T) {
 }
 
 // readCommand reads one client command with its LITERAL+ literals and
-// returns its text (literals inline).
+// returns its text (literals inline). An EXAMINE ahead of an APPEND
+// (startAppend) is passed over unanswered: the appender does not wait for
+// its answer, and over net.Pipe, which has no buffer, an answer written
+// while the appender is still writing would block both.
 func readCommand(br *bufio.Reader) (string, error) {
+	for {
+		cmd, err := readOneCommand(br)
+		if err != nil || !isExamine(cmd) {
+			return cmd, err
+		}
+	}
+}
+
+func isExamine(cmd string) bool {
+	f := strings.Fields(cmd)
+	return len(f) > 1 && f[1] == "EXAMINE"
+}
+
+func readOneCommand(br *bufio.Reader) (string, error) {
 	var cmd strings.Builder
 	for {
 		line, err := br.ReadString('\n')
@@ -276,6 +294,10 @@ func TestAppenderSpoolPacksAndResends(t *testing.T) {
 				return
 			}
 			f := strings.Fields(text)
+			if f[1] == "EXAMINE" { // startAppend's, not awaited: passed over (see readCommand)
+				i--
+				continue
+			}
 			cmds <- got{f[1], lits}
 			switch {
 			case f[1] == "LOGOUT":
@@ -470,9 +492,10 @@ func TestAppenderCommitSome(t *testing.T) {
 				}
 			}
 			a.close()
-			wantVerbs := "[APPEND/3 APPEND/2 APPEND/1]"
+			// One EXAMINE of INBOX ahead of the first APPEND (startAppend).
+			wantVerbs := "[EXAMINE/0 APPEND/3 APPEND/2 APPEND/1]"
 			if refuse {
-				wantVerbs = "[APPEND/3 APPEND/2 APPEND/1 APPEND/1 APPEND/1 APPEND/1]"
+				wantVerbs = "[EXAMINE/0 APPEND/3 APPEND/2 APPEND/1 APPEND/1 APPEND/1 APPEND/1]"
 			}
 			// Every APPEND was answered, so recorded; the LOGOUT may not be yet.
 			sent := verbs()
@@ -556,5 +579,149 @@ func TestCarryBatchOnlyOnASlowLink(t *testing.T) {
 	}
 	if m.CarryBatch() {
 		t.Errorf("CarryBatch with a LOGIN of %v but a first command of %v", m.app.login, m.rtt)
+	}
+}
+
+// TestAppenderExaminesTheFolderItWritesTo: on Dovecot, the appender
+// EXAMINEs a folder before its first APPEND into it, and again when it
+// comes back to it after another (startAppend: APPEND into a folder that is
+// not open costs Dovecot a reading of the folder's whole file list each
+// time). The server accepts each EXAMINE, and every message arrives whole
+// (SHA-256) with its flags, in the folder it was meant for: batched,
+// streamed (too large for the spool), and one folder name that needs
+// quoting and modified UTF-7.
+func TestAppenderExaminesTheFolderItWritesTo(t *testing.T) {
+	srv := dovecottest.Start(t, dovecottest.Options{Separator: '/'})
+	date := time.Date(2021, 3, 4, 5, 6, 7, 0, time.UTC)
+	srv.Seed(t, "alice", []dovecottest.SeedMessage{
+		{Folder: "A", Body: []byte("Message-ID: <old@examine>\r\n\r\nthere before\r\n"), Flags: []string{`\Answered`}, Date: date},
+		{Folder: "B/Ça \"va\"", Body: []byte("Message-ID: <old2@examine>\r\n\r\nthere before\r\n"), Date: date},
+	})
+	var mu sync.Mutex
+	sent, answered := map[int]*bytes.Buffer{}, map[int]*bytes.Buffer{}
+	p, err := faultproxy.New(srv.IMAPAddr(), faultproxy.Faults{Tap: func(conn int, dir faultproxy.Dir, b []byte) {
+		mu.Lock()
+		defer mu.Unlock()
+		m := sent
+		if dir == faultproxy.ServerToClient {
+			m = answered
+		}
+		if m[conn] == nil {
+			m[conn] = &bytes.Buffer{}
+		}
+		m[conn].Write(b)
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	ctx := context.Background()
+	m, err := DialIMAP(ctx, mailconn.ServerConfig{Addr: p.Addr(), User: "alice", Password: srv.Users["alice"], TLS: mailconn.TLSNone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if err := m.appenderReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a := m.app
+	type put struct {
+		folder string
+		flags  []string
+		body   []byte
+		stream bool
+	}
+	big := bytes.Repeat([]byte("a streamed line of a large message\r\n"), spoolMaxSize/36+10)
+	puts := []put{
+		{"A", []string{`\Seen`}, []byte("Message-ID: <1@examine>\r\n\r\none\r\n"), false},
+		{"A", nil, []byte("Message-ID: <2@examine>\r\n\r\ntwo\r\n"), false},
+		{"B/Ça \"va\"", []string{`\Flagged`}, []byte("Message-ID: <3@examine>\r\n\r\nthree\r\n"), false},
+		{"A", []string{`\Draft`}, append([]byte("Message-ID: <4@examine>\r\n\r\n"), big...), true},
+	}
+	for _, x := range puts {
+		var err error
+		if x.stream {
+			err = a.addStream(x.folder, x.flags, date, int64(len(x.body)), bytes.NewReader(x.body))
+		} else {
+			err = a.add(x.folder, x.flags, date, x.body)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	outs, err := a.commit()
+	if err != nil || len(outs) != len(puts) {
+		t.Fatalf("commit: %v, %d outcomes for %d messages", err, len(outs), len(puts))
+	}
+	for i, o := range outs {
+		if o.err != nil || o.uid == 0 {
+			t.Errorf("message %d: uid %d, %v", i, o.uid, o.err)
+		}
+	}
+	m.Close()                         // the appender's LOGOUT: every answer is in
+	time.Sleep(50 * time.Millisecond) // the proxy's tap runs after the write
+
+	// The appender's connection is the one that APPENDed: its commands in
+	// order, without the literals.
+	mu.Lock()
+	var cmds []string
+	conn := -1
+	for c, b := range sent {
+		if bytes.Contains(b.Bytes(), []byte(" APPEND ")) {
+			conn = c
+			for _, line := range strings.Split(b.String(), "\r\n") {
+				if f := strings.Fields(line); len(f) > 2 && (f[1] == "EXAMINE" || f[1] == "APPEND") {
+					cmds = append(cmds, f[1]+" "+strings.Join(f[2:], " "))
+				}
+			}
+		}
+	}
+	var answers string
+	if conn >= 0 {
+		answers = answered[conn].String()
+	}
+	mu.Unlock()
+	var folders []string // the folder of each command, EXAMINE or APPEND
+	for _, c := range cmds {
+		verb, rest, _ := strings.Cut(c, " ")
+		end := 1 // the quoted name, before the flags or the literal
+		for end < len(rest) && rest[end] != '"' {
+			if rest[end] == '\\' {
+				end++
+			}
+			end++
+		}
+		folders = append(folders, verb+" "+rest[:min(end+1, len(rest))])
+	}
+	utf7 := quoteIMAP(formats.EncodeMailboxUTF7("B/Ça \"va\""))
+	want := []string{`EXAMINE "A"`, `APPEND "A"`, "EXAMINE " + utf7, "APPEND " + utf7, `EXAMINE "A"`, `APPEND "A"`}
+	if !slices.Equal(folders, want) {
+		t.Errorf("the appender sent\n  %s\nwant\n  %s", strings.Join(folders, "\n  "), strings.Join(want, "\n  "))
+	}
+	for i := 1; i <= 3; i++ {
+		if !strings.Contains(answers, fmt.Sprintf("\r\nE%d OK ", i)) {
+			t.Errorf("Dovecot did not answer EXAMINE E%d with OK: %q", i, clip(answers))
+		}
+	}
+
+	snap := srv.Snapshot(t, "alice")
+	for _, x := range puts {
+		sum := sha256.Sum256(x.body)
+		found := 0
+		for _, st := range snap[x.folder] {
+			if st.SHA256 == fmt.Sprintf("%x", sum) {
+				found++
+				wantFlags := slices.Sorted(slices.Values(x.flags))
+				if !slices.Equal(st.Flags, wantFlags) && !(len(st.Flags) == 0 && len(wantFlags) == 0) {
+					t.Errorf("%s: flags %v, want %v", x.folder, st.Flags, wantFlags)
+				}
+			}
+		}
+		if found != 1 {
+			t.Errorf("%s holds %d copies of a message appended once (%d bytes)", x.folder, found, len(x.body))
+		}
+	}
+	if n := len(snap["A"]) + len(snap["B/Ça \"va\""]); n != len(puts)+2 {
+		t.Errorf("%d messages in the two folders, want %d", n, len(puts)+2)
 	}
 }

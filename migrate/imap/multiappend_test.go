@@ -147,22 +147,22 @@ func TestAppenderSpoolBudget(t *testing.T) {
 }
 
 // readCommand reads one client command with its LITERAL+ literals and
-// returns its text (literals inline). An EXAMINE ahead of an APPEND
+// returns its text (literals inline). A SELECT ahead of an APPEND
 // (startAppend) is passed over unanswered: the appender does not wait for
 // its answer, and over net.Pipe, which has no buffer, an answer written
 // while the appender is still writing would block both.
 func readCommand(br *bufio.Reader) (string, error) {
 	for {
 		cmd, err := readOneCommand(br)
-		if err != nil || !isExamine(cmd) {
+		if err != nil || !isSelect(cmd) {
 			return cmd, err
 		}
 	}
 }
 
-func isExamine(cmd string) bool {
+func isSelect(cmd string) bool {
 	f := strings.Fields(cmd)
-	return len(f) > 1 && f[1] == "EXAMINE"
+	return len(f) > 1 && f[1] == "SELECT"
 }
 
 func readOneCommand(br *bufio.Reader) (string, error) {
@@ -294,7 +294,7 @@ func TestAppenderSpoolPacksAndResends(t *testing.T) {
 				return
 			}
 			f := strings.Fields(text)
-			if f[1] == "EXAMINE" { // startAppend's, not awaited: passed over (see readCommand)
+			if f[1] == "SELECT" { // startAppend's, not awaited: passed over (see readCommand)
 				i--
 				continue
 			}
@@ -492,10 +492,10 @@ func TestAppenderCommitSome(t *testing.T) {
 				}
 			}
 			a.close()
-			// One EXAMINE of INBOX ahead of the first APPEND (startAppend).
-			wantVerbs := "[EXAMINE/0 APPEND/3 APPEND/2 APPEND/1]"
+			// One SELECT of INBOX ahead of the first APPEND (startAppend).
+			wantVerbs := "[SELECT/0 APPEND/3 APPEND/2 APPEND/1]"
 			if refuse {
-				wantVerbs = "[EXAMINE/0 APPEND/3 APPEND/2 APPEND/1 APPEND/1 APPEND/1 APPEND/1]"
+				wantVerbs = "[SELECT/0 APPEND/3 APPEND/2 APPEND/1 APPEND/1 APPEND/1 APPEND/1]"
 			}
 			// Every APPEND was answered, so recorded; the LOGOUT may not be yet.
 			sent := verbs()
@@ -582,21 +582,24 @@ func TestCarryBatchOnlyOnASlowLink(t *testing.T) {
 	}
 }
 
-// TestAppenderExaminesTheFolderItWritesTo: on Dovecot, the appender
-// EXAMINEs a folder before its first APPEND into it, and again when it
-// comes back to it after another (startAppend: APPEND into a folder that is
-// not open costs Dovecot a reading of the folder's whole file list each
-// time). The server accepts each EXAMINE, and every message arrives whole
-// (SHA-256) with its flags, in the folder it was meant for: batched,
-// streamed (too large for the spool), and one folder name that needs
-// quoting and modified UTF-7.
-func TestAppenderExaminesTheFolderItWritesTo(t *testing.T) {
+// TestAppenderSelectsTheFolderItWritesTo: on Dovecot, the appender SELECTs
+// a folder before its first APPEND into it, and again when it comes back
+// to it after another (startAppend: APPEND into a folder that is not
+// selected costs Dovecot a reading of the folder's whole file list each
+// time). The server accepts each SELECT; every message arrives whole
+// (SHA-256) with its flags, once, in the folder it was meant for: batched,
+// streamed (too large for the spool), and into a name that needs quoting
+// and modified UTF-7. Selecting read-write and switching folders deletes
+// nothing: a message marked \Deleted before is still there after.
+func TestAppenderSelectsTheFolderItWritesTo(t *testing.T) {
 	srv := dovecottest.Start(t, dovecottest.Options{Separator: '/'})
 	date := time.Date(2021, 3, 4, 5, 6, 7, 0, time.UTC)
-	srv.Seed(t, "alice", []dovecottest.SeedMessage{
-		{Folder: "A", Body: []byte("Message-ID: <old@examine>\r\n\r\nthere before\r\n"), Flags: []string{`\Answered`}, Date: date},
-		{Folder: "B/Ça \"va\"", Body: []byte("Message-ID: <old2@examine>\r\n\r\nthere before\r\n"), Date: date},
-	})
+	const other = "B/Ça \"va\""
+	before := []dovecottest.SeedMessage{
+		{Folder: "A", Body: []byte("Message-ID: <old@select>\r\n\r\nthere before\r\n"), Flags: []string{`\Deleted`}, Date: date},
+		{Folder: other, Body: []byte("Message-ID: <old2@select>\r\n\r\nthere before\r\n"), Flags: []string{`\Deleted`, `\Seen`}, Date: date},
+	}
+	srv.Seed(t, "alice", before)
 	var mu sync.Mutex
 	sent, answered := map[int]*bytes.Buffer{}, map[int]*bytes.Buffer{}
 	p, err := faultproxy.New(srv.IMAPAddr(), faultproxy.Faults{Tap: func(conn int, dir faultproxy.Dir, b []byte) {
@@ -633,10 +636,10 @@ func TestAppenderExaminesTheFolderItWritesTo(t *testing.T) {
 	}
 	big := bytes.Repeat([]byte("a streamed line of a large message\r\n"), spoolMaxSize/36+10)
 	puts := []put{
-		{"A", []string{`\Seen`}, []byte("Message-ID: <1@examine>\r\n\r\none\r\n"), false},
-		{"A", nil, []byte("Message-ID: <2@examine>\r\n\r\ntwo\r\n"), false},
-		{"B/Ça \"va\"", []string{`\Flagged`}, []byte("Message-ID: <3@examine>\r\n\r\nthree\r\n"), false},
-		{"A", []string{`\Draft`}, append([]byte("Message-ID: <4@examine>\r\n\r\n"), big...), true},
+		{"A", []string{`\Seen`}, []byte("Message-ID: <1@select>\r\n\r\none\r\n"), false},
+		{"A", nil, []byte("Message-ID: <2@select>\r\n\r\ntwo\r\n"), false},
+		{other, []string{`\Flagged`}, []byte("Message-ID: <3@select>\r\n\r\nthree\r\n"), false},
+		{"A", []string{`\Draft`}, append([]byte("Message-ID: <4@select>\r\n\r\n"), big...), true},
 	}
 	for _, x := range puts {
 		var err error
@@ -658,22 +661,32 @@ func TestAppenderExaminesTheFolderItWritesTo(t *testing.T) {
 			t.Errorf("message %d: uid %d, %v", i, o.uid, o.err)
 		}
 	}
-	m.Close()                         // the appender's LOGOUT: every answer is in
+	m.Close()                         // the appender's LOGOUT
 	time.Sleep(50 * time.Millisecond) // the proxy's tap runs after the write
 
-	// The appender's connection is the one that APPENDed: its commands in
-	// order, without the literals.
+	// The appender's connection is the one that APPENDed: its SELECTs and
+	// APPENDs in order, each with the quoted folder name it gave.
 	mu.Lock()
-	var cmds []string
+	var folders []string
 	conn := -1
 	for c, b := range sent {
-		if bytes.Contains(b.Bytes(), []byte(" APPEND ")) {
-			conn = c
-			for _, line := range strings.Split(b.String(), "\r\n") {
-				if f := strings.Fields(line); len(f) > 2 && (f[1] == "EXAMINE" || f[1] == "APPEND") {
-					cmds = append(cmds, f[1]+" "+strings.Join(f[2:], " "))
-				}
+		if !bytes.Contains(b.Bytes(), []byte(" APPEND ")) {
+			continue
+		}
+		conn = c
+		for _, line := range strings.Split(b.String(), "\r\n") {
+			f := strings.SplitN(line, " ", 3)
+			if len(f) < 3 || f[1] != "SELECT" && f[1] != "APPEND" {
+				continue
 			}
+			end := 1 // the quoted name ends at the first unescaped quote
+			for end < len(f[2]) && f[2][end] != '"' {
+				if f[2][end] == '\\' {
+					end++
+				}
+				end++
+			}
+			folders = append(folders, f[1]+" "+f[2][:min(end+1, len(f[2]))])
 		}
 	}
 	var answers string
@@ -681,47 +694,41 @@ func TestAppenderExaminesTheFolderItWritesTo(t *testing.T) {
 		answers = answered[conn].String()
 	}
 	mu.Unlock()
-	var folders []string // the folder of each command, EXAMINE or APPEND
-	for _, c := range cmds {
-		verb, rest, _ := strings.Cut(c, " ")
-		end := 1 // the quoted name, before the flags or the literal
-		for end < len(rest) && rest[end] != '"' {
-			if rest[end] == '\\' {
-				end++
-			}
-			end++
-		}
-		folders = append(folders, verb+" "+rest[:min(end+1, len(rest))])
-	}
-	utf7 := quoteIMAP(formats.EncodeMailboxUTF7("B/Ça \"va\""))
-	want := []string{`EXAMINE "A"`, `APPEND "A"`, "EXAMINE " + utf7, "APPEND " + utf7, `EXAMINE "A"`, `APPEND "A"`}
+	quoted := quoteIMAP(formats.EncodeMailboxUTF7(other))
+	want := []string{`SELECT "A"`, `APPEND "A"`, "SELECT " + quoted, "APPEND " + quoted, `SELECT "A"`, `APPEND "A"`}
 	if !slices.Equal(folders, want) {
 		t.Errorf("the appender sent\n  %s\nwant\n  %s", strings.Join(folders, "\n  "), strings.Join(want, "\n  "))
 	}
 	for i := 1; i <= 3; i++ {
-		if !strings.Contains(answers, fmt.Sprintf("\r\nE%d OK ", i)) {
-			t.Errorf("Dovecot did not answer EXAMINE E%d with OK: %q", i, clip(answers))
+		if !strings.Contains(answers, fmt.Sprintf("\r\nS%d OK ", i)) {
+			t.Errorf("Dovecot did not answer SELECT S%d with OK: %q", i, clip(answers))
 		}
 	}
 
 	snap := srv.Snapshot(t, "alice")
-	for _, x := range puts {
-		sum := sha256.Sum256(x.body)
+	count := func(folder string, body []byte, flags []string) {
+		t.Helper()
+		sum := fmt.Sprintf("%x", sha256.Sum256(body))
 		found := 0
-		for _, st := range snap[x.folder] {
-			if st.SHA256 == fmt.Sprintf("%x", sum) {
+		for _, st := range snap[folder] {
+			if st.SHA256 == sum {
 				found++
-				wantFlags := slices.Sorted(slices.Values(x.flags))
-				if !slices.Equal(st.Flags, wantFlags) && !(len(st.Flags) == 0 && len(wantFlags) == 0) {
-					t.Errorf("%s: flags %v, want %v", x.folder, st.Flags, wantFlags)
+				if want := slices.Sorted(slices.Values(flags)); !slices.Equal(st.Flags, want) && len(st.Flags)+len(want) > 0 {
+					t.Errorf("%s: flags %v, want %v", folder, st.Flags, want)
 				}
 			}
 		}
 		if found != 1 {
-			t.Errorf("%s holds %d copies of a message appended once (%d bytes)", x.folder, found, len(x.body))
+			t.Errorf("%s holds %d copies of a message stored once (%d bytes)", folder, found, len(body))
 		}
 	}
-	if n := len(snap["A"]) + len(snap["B/Ça \"va\""]); n != len(puts)+2 {
-		t.Errorf("%d messages in the two folders, want %d", n, len(puts)+2)
+	for _, x := range puts {
+		count(x.folder, x.body, x.flags)
+	}
+	for _, x := range before {
+		count(x.Folder, x.Body, x.Flags) // marked \Deleted, not expunged
+	}
+	if n := len(snap["A"]) + len(snap[other]); n != len(puts)+len(before) {
+		t.Errorf("%d messages in the two folders, want %d", n, len(puts)+len(before))
 	}
 }

@@ -166,16 +166,17 @@ type appender struct {
 	binary  bool          // the server has BINARY: literal8 for messages with NUL
 	login   time.Duration // LOGIN's round trip (0 after AUTHENTICATE)
 
-	broken error // set by lost: the connection is not used again
-	// selected is the mailbox this connection's last SELECT named (see
-	// startAppend); selectN numbers those SELECTs for their tags.
-	selected    string
-	selectN     int
+	broken      error          // set by lost: the connection is not used again
 	open        *appendBatch   // the batch being written, if any
 	outstanding []*appendBatch // sent, waiting for their tagged response
 	sent        int            // batches sent so far (each batch's seq is its number)
 	older       int            // batches numbered below it are waited for by commitSome
 	answered    []doneBatch    // answered, outcomes not yet collected by commit
+
+	// selected is the mailbox this connection's last SELECT named (see
+	// startAppend); selectN numbers those SELECTs for their tags.
+	selected string
+	selectN  int
 }
 
 // spooled is one queued message: its bytes are kept until the server says

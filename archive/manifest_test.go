@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -329,6 +330,44 @@ func TestManifestLock(t *testing.T) {
 		t.Fatalf("NewWriter after Close: %v", err)
 	}
 	w2.Close()
+}
+
+// A lock held a moment longer than the run that took it (a forked child's
+// copy of the descriptor, until its exec) is waited for; one held on is
+// still refused, after lockWait.
+func TestManifestLockWaitsForAHolderThatLetsGo(t *testing.T) {
+	dir := t.TempDir()
+	mfOpen(t, dir).Close()
+	st, _ := OpenMaildir(dir, MaildirOptions{})
+	hold := func() *os.File {
+		f, err := os.OpenFile(filepath.Join(dir, ManifestFile), os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	f := hold()
+	time.AfterFunc(100*time.Millisecond, func() { f.Close() })
+	w, err := NewWriter(dir, st)
+	if err != nil {
+		t.Fatalf("NewWriter while a lock is let go 100 ms later: %v", err)
+	}
+	w.Close()
+
+	defer func(old time.Duration) { lockWait = old }(lockWait)
+	lockWait = 200 * time.Millisecond
+	f = hold()
+	defer f.Close()
+	began := time.Now()
+	if _, err := NewWriter(dir, st); err == nil || !strings.Contains(err.Error(), "in use by another mailferry process") {
+		t.Fatalf("NewWriter while the lock is held: %v, want in use", err)
+	}
+	if waited := time.Since(began); waited < lockWait {
+		t.Errorf("refused after %v, before lockWait (%v)", waited, lockWait)
+	}
 }
 
 // Workers sharing one manifest, each with its own store, make one chain.

@@ -349,8 +349,8 @@ func TestManifestLockWaitsForAHolderThatLetsGo(t *testing.T) {
 		}
 		return f
 	}
-	f := hold()
-	time.AfterFunc(100*time.Millisecond, func() { f.Close() })
+	brief := hold()
+	time.AfterFunc(100*time.Millisecond, func() { brief.Close() })
 	w, err := NewWriter(dir, st)
 	if err != nil {
 		t.Fatalf("NewWriter while a lock is let go 100 ms later: %v", err)
@@ -359,8 +359,8 @@ func TestManifestLockWaitsForAHolderThatLetsGo(t *testing.T) {
 
 	defer func(old time.Duration) { lockWait = old }(lockWait)
 	lockWait = 200 * time.Millisecond
-	f = hold()
-	defer f.Close()
+	held := hold()
+	defer held.Close()
 	began := time.Now()
 	if _, err := NewWriter(dir, st); err == nil || !strings.Contains(err.Error(), "in use by another mailferry process") {
 		t.Fatalf("NewWriter while the lock is held: %v, want in use", err)

@@ -226,6 +226,7 @@ auth { authentication generic; authorization virtdomain; };
 virtdomain { passwd-dir %q; };
 namespace personal { prefix "" { directory "${home}"; }; };
 mailbox { mailbox-pattern "mbox://${home}/INBOX"; };
+locking { type kernel; };
 server 127.0.0.1:%d { };
 `, pwDir, ports[0])
 	confPath := filepath.Join(d, "imap4d.conf")
@@ -233,6 +234,15 @@ server 127.0.0.1:%d { };
 	cmd := exec.Command(bin, "--config-file="+confPath, "--no-site-config", "--foreground", "--daemon")
 	cmd.Dir = d
 	s.run(t, cmd)
+	// Kernel locks, not the default dotlock: a dotlock is taken by
+	// writing a file "INBOX.<pid>.<time>.<host>" beside the mbox and
+	// linking it to INBOX.lock, and LIST shows that file as a folder while
+	// it exists. TestCompatibilityMatrix reads one source user from several
+	// legs at once, and twice a leg listed another leg's lock file
+	// ("INBOX.20660.1796527564.vm" on a host named vm): copied as a folder,
+	// or gone by its EXAMINE. A mailutils server with dotlocks and clients
+	// side by side shows the same to any client; mailferry copies what
+	// LIST shows.
 	// imap4d writes a session's flags and expunges into the mbox when the
 	// session ends, also when its client has hung up without waiting for
 	// LOGOUT's answer (as mailferry does); during that write LIST shows the

@@ -1239,7 +1239,7 @@ func bpExec(r *bpRun, logPath string) bpSample {
 	// the server CPU of whichever run came next.
 	syscall.Sync()
 	source := r.servers[:min(1, len(r.servers))] // the source is always first
-	cpu0, src0 := bpServerCPU(r.servers), bpServerCPU(source)
+	cpu0, src0 := dovecottest.CPU(r.servers...), dovecottest.CPU(source...)
 	err = cmd.Start()
 	repw.Close()
 	if err != nil {
@@ -1255,7 +1255,7 @@ func bpExec(r *bpRun, logPath string) bpSample {
 	err = cmd.Wait()
 	close(stop)
 	bpServersIdle(r.servers)
-	s := bpSample{srvCPU: bpServerCPU(r.servers) - cpu0, srcCPU: bpServerCPU(source) - src0}
+	s := bpSample{srvCPU: dovecottest.CPU(r.servers...) - cpu0, srcCPU: dovecottest.CPU(source...) - src0}
 	if nudges != nil {
 		s.nudges = <-nudges
 	}
@@ -1289,7 +1289,7 @@ func bpNudge(helper int, stop <-chan struct{}) int {
 			return n
 		case <-tick.C:
 		}
-		kids := bpChildren()
+		kids := dovecottest.Children()
 		for _, tool := range kids[helper] {
 			for _, k := range kids[tool] {
 				if st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", k)); !bytes.Contains(st, []byte(") Z ")) {
@@ -1317,92 +1317,16 @@ func bpRSSFloor() float64 {
 
 // ------------------------------------------------- Dovecot CPU accounting
 
-const bpClockTick = 100 // USER_HZ on Linux
-
-// bpProcStat returns the parent, the name and the CPU ticks (own and waited-for
-// children's) of a process.
-func bpProcStat(pid int) (ppid int, comm string, ticks int64, ok bool) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, "", 0, false
-	}
-	open, close := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
-	if open < 0 || close < open {
-		return 0, "", 0, false
-	}
-	comm = string(b[open+1 : close])
-	f := strings.Fields(string(b[close+1:]))
-	// f[0] state, f[1] ppid, f[11..14] utime stime cutime cstime
-	if len(f) < 15 {
-		return 0, "", 0, false
-	}
-	ppid, _ = strconv.Atoi(f[1])
-	for _, x := range f[11:15] {
-		v, _ := strconv.ParseInt(x, 10, 64)
-		ticks += v
-	}
-	return ppid, comm, ticks, true
-}
-
-func bpMasterPID(s *dovecottest.Server) int {
-	b, err := os.ReadFile(filepath.Join(s.Dir, "run", "master.pid"))
-	if err != nil {
-		return 0
-	}
-	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	return pid
-}
-
-// bpChildren maps each parent pid to its children's pids and names.
-func bpChildren() map[int][]int {
-	ents, _ := os.ReadDir("/proc")
-	kids := map[int][]int{}
-	for _, en := range ents {
-		pid, err := strconv.Atoi(en.Name())
-		if err != nil {
-			continue
-		}
-		if ppid, _, _, ok := bpProcStat(pid); ok {
-			kids[ppid] = append(kids[ppid], pid)
-		}
-	}
-	return kids
-}
-
-// bpServerCPU is the CPU seconds used so far by the servers' masters, their
-// live children and the children they have reaped (a finished imap process
-// moves into its master's cutime).
-func bpServerCPU(servers []*dovecottest.Server) float64 {
-	if len(servers) == 0 {
-		return 0
-	}
-	kids := bpChildren()
-	var ticks int64
-	for _, s := range servers {
-		m := bpMasterPID(s)
-		if m == 0 {
-			continue
-		}
-		_, _, t, _ := bpProcStat(m)
-		ticks += t
-		for _, k := range kids[m] {
-			_, _, t, _ := bpProcStat(k)
-			ticks += t
-		}
-	}
-	return float64(ticks) / bpClockTick
-}
-
 // bpServersIdle waits (up to 2 s) until the session processes of the
 // servers have exited, so that their CPU is counted in the master's.
 func bpServersIdle(servers []*dovecottest.Server) {
 	deadline := time.Now().Add(2 * time.Second)
 	for time.Now().Before(deadline) {
-		kids := bpChildren()
+		kids := dovecottest.Children()
 		busy := false
 		for _, s := range servers {
-			for _, k := range kids[bpMasterPID(s)] {
-				if _, comm, _, ok := bpProcStat(k); ok && (comm == "imap" || comm == "pop3") {
+			for _, k := range kids[s.MasterPID()] {
+				if _, comm, _, ok := dovecottest.ProcStat(k); ok && (comm == "imap" || comm == "pop3") {
 					busy = true
 				}
 			}

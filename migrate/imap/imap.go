@@ -1319,12 +1319,12 @@ func (m *IMAP) Ensure(ctx context.Context, path []string) (formats.Folder, error
 // atom, whose STATUS is an EXAMINE (imapquirks.go): that would change the
 // selection under whatever the connection does before wait.
 func (m *IMAP) StartEnsure(ctx context.Context, path []string) func() (formats.Folder, error) {
-	if name := m.nameOf(path); !isAtom(name) || m.sharedName(name) {
+	if !isAtom(m.nameOf(path)) {
 		return nil
 	}
 	wait, err := m.sendEnsure(path)
 	if err != nil {
-		return nil
+		return nil // a shared name: Ensure says why
 	}
 	return wait
 }

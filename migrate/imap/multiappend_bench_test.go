@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -16,8 +14,8 @@ import (
 
 // BenchmarkAppendGrowingFolder fills one Dovecot folder through the
 // appender in batches of 1,000 messages of 1 KB, with startAppend's SELECT
-// and without it, and reports the server's CPU (its imap processes' user
-// and system time). MAILFERRY_BENCH_FOLDER sets the number of messages
+// and without it, and reports the server's CPU (dovecottest.CPU: its
+// processes' user and system time). MAILFERRY_BENCH_FOLDER sets the number of messages
 // (default 100,000; the million-message set's INBOX holds 297,700). Put
 // TMPDIR on a tmpfs to keep the file system's own costs out of it:
 //
@@ -44,7 +42,7 @@ func BenchmarkAppendGrowingFolder(b *testing.B) {
 				}
 				flags := [][]string{{`\Seen`}, nil, {`\Seen`, `\Flagged`}, {`\Seen`}, {`\Answered`, `\Seen`}}
 				date := time.Unix(1600000000, 0)
-				cpu0 := imapCPU(b, srv)
+				cpu0 := dovecottest.CPU(srv)
 				start := time.Now()
 				for i := range n {
 					body := []byte(fmt.Sprintf("Message-ID: <%d@grow>\r\nFrom: a@example.org\r\n\r\n%0900d\r\n", i, i))
@@ -64,38 +62,10 @@ func BenchmarkAppendGrowingFolder(b *testing.B) {
 					}
 				}
 				b.ReportMetric(time.Since(start).Seconds(), "wall-s")
-				b.ReportMetric(imapCPU(b, srv)-cpu0, "server-cpu-s")
+				b.ReportMetric(dovecottest.CPU(srv)-cpu0, "server-cpu-s")
 				a.close()
 				srv.Stop()
 			}
 		})
 	}
-}
-
-// imapCPU is the user and system time of srv's imap processes, in seconds.
-func imapCPU(b *testing.B, srv *dovecottest.Server) float64 {
-	inst := filepath.Base(srv.Dir)
-	procs, _ := filepath.Glob("/proc/[0-9]*")
-	var total float64
-	found := false
-	for _, d := range procs {
-		cmd, _ := os.ReadFile(filepath.Join(d, "cmdline"))
-		if !strings.Contains(string(cmd), inst+"/imap") {
-			continue
-		}
-		st, err := os.ReadFile(filepath.Join(d, "stat"))
-		if err != nil {
-			continue
-		}
-		s := string(st)
-		f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-		user, _ := strconv.ParseFloat(f[11], 64)
-		sys, _ := strconv.ParseFloat(f[12], 64)
-		total += (user + sys) / 100 // clock ticks: USER_HZ is 100 on Linux
-		found = true
-	}
-	if !found {
-		b.Fatalf("no imap process of %s in /proc", inst)
-	}
-	return total
 }

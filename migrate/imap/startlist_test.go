@@ -27,16 +27,7 @@ func TestStartListAndEnsureGiveWhatListAndEnsureGive(t *testing.T) {
 	}
 	srv.Seed(t, "alice", seed)
 	ctx := context.Background()
-	m, err := DialIMAP(ctx, mailconn.ServerConfig{Addr: srv.IMAPAddr(), User: "alice", Password: srv.Users["alice"], TLS: mailconn.TLSNone})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	folders, err := m.Folders(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	inbox := folders[0]
+	m, inbox := dialInbox(t, mailconn.ServerConfig{Addr: srv.IMAPAddr(), User: "alice", Password: srv.Users["alice"], TLS: mailconn.TLSNone})
 	v, whole, err := m.List(ctx, inbox)
 	if err != nil || len(whole) != 6 {
 		t.Fatalf("List: %d messages, %v", len(whole), err)

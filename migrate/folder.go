@@ -540,10 +540,31 @@ func (t *transfer) one(ctx context.Context, m formats.Message, body io.Reader) e
 	default:
 		t.stored(m, ledgerKey(kw.Key()), id)
 	}
-	if t.since++; t.since >= flushEvery || time.Since(t.lastFlush) > flushInterval {
+	if t.since++; (t.since >= flushEvery || time.Since(t.lastFlush) > flushInterval) && !t.lastLeftToRun() {
 		return t.flushSome(ctx)
 	}
 	return nil
+}
+
+// lastLeftToRun says whether the flush a transfer's last message calls for
+// is left to run's end, after beforeFlush: so that what beforeFlush sends
+// (the next window's FETCH, the next folder's first round) goes out before
+// the wait for the batch before this one, not after it. On a slow link
+// that wait is the destination's whole answer to a batch, and the next
+// window's bodies waited a round trip more behind it at every window. For
+// a window whose successor follows (carryOn) only where the batch may stay
+// in flight (BatchCarrier): elsewhere the window's end waits for its
+// newest batch too, and run's one partial flush would leave it in flight
+// (see copyWindows).
+func (t *transfer) lastLeftToRun() bool {
+	if t.beforeFlush == nil || len(t.delivered) != len(t.d.copy) {
+		return false
+	}
+	if t.carryOn == nil {
+		return true // run ends with a whole flush
+	}
+	bc, ok := As[BatchCarrier](t.p.dst)
+	return ok && bc.CarryBatch()
 }
 
 func (t *transfer) stored(m formats.Message, key formats.Key, id string) {

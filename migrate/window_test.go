@@ -381,7 +381,11 @@ var bodyFetch = regexp.MustCompile(`UID FETCH (\d+):\d+ \(UID BODY\.PEEK\[\]\)`)
 // source's besides the destination's. Behind a 50 ms destination link,
 // each window's body FETCH after the first goes out more than 15 ms
 // before the answer to the last APPEND sent before it, and the listing of
-// the window after it beside it. And when that
+// the window after it beside it. Where the window's batch stays in flight
+// (BatchCarrier), its end still waits for the batch before it, and the
+// next window's FETCH goes out before that wait: window k's before batch
+// k-2's answer (waiting first put the source's round trip behind the
+// destination's answer at every window of a large folder). And when that
 // wait fails, the FETCH already sent is read away and the retried pass
 // copies every message once.
 func TestNextWindowFetchedWhileTheLastBatchIsAnswered(t *testing.T) {
@@ -490,6 +494,26 @@ func TestNextWindowFetchedWhileTheLastBatchIsAnswered(t *testing.T) {
 				mu.Lock()
 				if overlapped == 0 {
 					t.Errorf("every one of %d APPENDs reached the destination with none before it unanswered: each window waited for the one before", appends)
+				}
+				// And the next window's bodies are asked for before the
+				// window's end waits for the batch before its own: window
+				// k's FETCH before batch k-2's answer. Waiting first, each
+				// went out after it (by 1-2 ms); asking first, 50-60 ms
+				// before it for windows 2 and 4, and 2-8 ms for window 3,
+				// whose batch went out just behind window 2's: so 2 of 3 are
+				// asked, not all.
+				early, later := 0, 0
+				for _, f := range fetches {
+					if f.window < 2 {
+						continue
+					}
+					later++
+					if f.window-2 < len(answered) && answered[f.window-2].After(f.at) {
+						early++
+					}
+				}
+				if later != 3 || early < 2 || len(answered) != 5 {
+					t.Errorf("%d of %d body FETCHes from the third window on went out before the destination answered the batch two windows before (%d batches answered; want 2 or 3 of 3, and 5): they waited for it", early, later, len(answered))
 				}
 				mu.Unlock()
 			case failAt == 0:

@@ -404,7 +404,7 @@ func (e *engine) syncDeletions(ctx context.Context, rep *Report) error {
 	keys := slices.Sorted(maps.Keys(e.dstDeletes))
 	done := map[*destDeletes]bool{}
 	return e.retry(ctx, "deleting at the destination", func() error {
-		sink, err := e.job.OpenSink(ctx)
+		sink, err := e.openSink(ctx)
 		if err != nil {
 			return err
 		}

@@ -149,7 +149,7 @@ func (e *engine) indexMoves() map[formats.Key][]*moveCand {
 // connection of its own (the pass's keeps its folder selected). A folder
 // that cannot be read keeps its candidates out: they are copied.
 func (p *folderPass) goneAtSource(ctx context.Context, cands map[string]*moveCand) (map[string]*moveCand, error) {
-	src, err := p.e.job.OpenSource(ctx)
+	src, err := p.e.openSource(ctx)
 	if err != nil {
 		return nil, ctx.Err() // no moves: the messages are copied
 	}

@@ -161,6 +161,9 @@ type engine struct {
 	moveIdx     map[formats.Key][]*moveCand
 	moveClaimed map[*moveCand]bool
 	movedAway   map[string]map[string]bool
+	// facts are what the first connection of each side learned of its
+	// server, for the others (serverfacts.go).
+	facts sideFacts
 }
 
 // deleteSet is what --delete-source removes from one source folder.
@@ -352,7 +355,7 @@ func (e *engine) connect(ctx context.Context, c *conns) (srcFolders, dstFolders 
 		}
 		var g errgroup.Group
 		g.Go(func() error {
-			s, err := e.job.OpenSource(withLoginHook(ctx, loggedIn(&srcIn)))
+			s, err := e.openSource(withLoginHook(ctx, loggedIn(&srcIn)))
 			if err != nil {
 				return err
 			}
@@ -361,7 +364,7 @@ func (e *engine) connect(ctx context.Context, c *conns) (srcFolders, dstFolders 
 			return err
 		})
 		g.Go(func() error {
-			d, err := e.job.OpenSink(withLoginHook(ctx, loggedIn(&dstIn)))
+			d, err := e.openSink(withLoginHook(ctx, loggedIn(&dstIn)))
 			if err != nil {
 				return err
 			}
@@ -391,7 +394,7 @@ func (e *engine) connect(ctx context.Context, c *conns) (srcFolders, dstFolders 
 func (e *engine) indexAccount(ctx context.Context, c *conns, dstFolders []formats.Folder) error {
 	return e.retry(ctx, "indexing the destination", func() error {
 		if c.dst == nil { // lost in a failed try
-			d, err := e.job.OpenSink(ctx)
+			d, err := e.openSink(ctx)
 			if err != nil {
 				return err
 			}
@@ -547,7 +550,7 @@ func (e *engine) deleteSource(ctx context.Context) error {
 	// Retried like a copy: marking and expunging the same UIDs again is
 	// harmless, and POP3 deletes only at a QUIT that was answered.
 	return e.retry(ctx, "deleting from the source", func() error {
-		src, err := e.job.OpenSource(ctx)
+		src, err := e.openSource(ctx)
 		if err != nil {
 			return err
 		}
@@ -662,7 +665,7 @@ func (w *worker) connect(ctx context.Context) error {
 	var g errgroup.Group
 	if w.src == nil {
 		g.Go(func() error {
-			s, err := w.e.job.OpenSource(ctx)
+			s, err := w.e.openSource(ctx)
 			if err != nil {
 				return err // (a typed nil must not land in w.src)
 			}
@@ -672,7 +675,7 @@ func (w *worker) connect(ctx context.Context) error {
 	}
 	if w.dst == nil {
 		g.Go(func() error {
-			d, err := w.e.job.OpenSink(ctx)
+			d, err := w.e.openSink(ctx)
 			if err != nil {
 				return err
 			}

@@ -166,11 +166,39 @@ func dialIMAP(ctx context.Context, cfg mailconn.ServerConfig, token string) (*IM
 	migrate.LoggedIn(ctx) // the engine may open its other connections meanwhile
 	m := &IMAP{c: c, cfg: cfg, caps: c.Caps(), existing: map[string]bool{}, auth: auth, changed: changed}
 	m.noBatch = !(m.caps.Has(imap.CapMultiAppend) && m.caps.Has(imap.CapLiteralPlus))
-	if err := m.discover(); err != nil {
+	if err := m.discoverShared(ctx); err != nil {
 		c.Close()
 		return nil, err
 	}
 	return m, nil
+}
+
+// serverFacts is what discover learns, the same for every connection of
+// a run's side (migrate.ServerFacts).
+type serverFacts struct {
+	delim    rune
+	nsPrefix string
+	ns       []nsEntry // read only, once shared
+	rtt      time.Duration
+}
+
+// discoverShared is discover, done once for the connections of a run's
+// side: a connection opened after the first takes the first one's answers
+// (its round trip too, for CarryBatch: the same link) instead of asking
+// again.
+func (m *IMAP) discoverShared(ctx context.Context) error {
+	v, err := migrate.ServerFactsOf(ctx).Learn(ctx, func() (any, error) {
+		if err := m.discover(); err != nil {
+			return nil, err
+		}
+		return serverFacts{delim: m.delim, nsPrefix: m.nsPrefix, ns: m.ns, rtt: m.rtt}, nil
+	})
+	if err != nil {
+		return err
+	}
+	f := v.(serverFacts)
+	m.delim, m.nsPrefix, m.ns, m.rtt = f.delim, f.nsPrefix, f.ns, f.rtt
+	return nil
 }
 
 // discover learns the hierarchy separator (LIST "" "") and the namespaces;

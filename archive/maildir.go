@@ -87,6 +87,9 @@ type Maildir struct {
 	inboxDir string                   // where INBOX lives, relative to root (maildir_layout.go)
 	keywords map[string]*keywordTable // per folder directory, loaded on first use
 	warnings []string                 // each once, in order
+	// syncer, where the root's file system allows, makes a batch durable
+	// with one syncfs instead of an fsync per file (syncfs_linux.go).
+	syncer *fsSyncer
 }
 
 // pendingFile is a message in tmp/ waiting for Flush.
@@ -129,6 +132,7 @@ func OpenMaildir(root string, opts MaildirOptions) (*Maildir, error) {
 		return nil, fmt.Errorf("maildir: %w", err)
 	}
 	m.inboxDir = inboxDirOf(abs)
+	m.syncer = openFSSyncer(abs) // before any message is written
 	if opts.Create {
 		// Make the root a Maildir (INBOX) even if it existed empty.
 		if _, err := m.Ensure(context.Background(), []string{"INBOX"}); err != nil {
@@ -673,6 +677,11 @@ func (m *Maildir) Flush(ctx context.Context) error {
 		return nil
 	}
 	tmpPath := func(p pendingFile) string { return filepath.Join(m.root, p.dir, "tmp", p.tmp) }
+	// One syncfs for the batch where it covers every file (syncfs_linux.go).
+	whole := m.syncer != nil
+	for i := 0; whole && i < len(batch); i++ {
+		whole = m.syncer.covers(filepath.Join(m.root, batch[i].dir, "tmp"))
+	}
 	err := ctx.Err()
 	if err == nil {
 		err = runParallel(len(batch), m.opts.SyncWorkers, func(i int) error {
@@ -681,8 +690,14 @@ func (m *Maildir) Flush(ctx context.Context) error {
 					return err
 				}
 			}
-			return fsyncPath(tmpPath(batch[i]))
+			if whole {
+				return nil
+			}
+			return fsyncFile(tmpPath(batch[i]))
 		})
+		if err == nil && whole {
+			err = m.syncer.sync()
+		}
 		if err != nil {
 			err = fmt.Errorf("maildir: fsync: %w", err)
 		}
@@ -734,8 +749,15 @@ func (m *Maildir) Close() error {
 		os.Remove(filepath.Join(m.root, p.dir, "tmp", p.tmp))
 	}
 	m.pending = nil
+	if m.syncer != nil {
+		m.syncer.close()
+		m.syncer = nil
+	}
 	return nil
 }
+
+// fsyncFile is fsyncPath for a message's file, a variable for the tests.
+var fsyncFile = fsyncPath
 
 // fsyncPath opens a file and fsyncs it. Any descriptor will do on Linux and
 // the BSDs: fsync writes the inode's data, not the descriptor's.

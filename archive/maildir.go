@@ -677,10 +677,17 @@ func (m *Maildir) Flush(ctx context.Context) error {
 		return nil
 	}
 	tmpPath := func(p pendingFile) string { return filepath.Join(m.root, p.dir, "tmp", p.tmp) }
+	// The batch's folder directories, each once.
+	folders := make([]string, len(batch))
+	for i, p := range batch {
+		folders[i] = p.dir
+	}
+	slices.Sort(folders)
+	folders = slices.Compact(folders)
 	// One syncfs for the batch where it covers every file (syncfs_linux.go).
 	whole := m.syncer != nil
-	for i := 0; whole && i < len(batch); i++ {
-		whole = m.syncer.covers(filepath.Join(m.root, batch[i].dir, "tmp"))
+	for i := 0; whole && i < len(folders); i++ {
+		whole = m.syncer.covers(filepath.Join(m.root, folders[i], "tmp"))
 	}
 	err := ctx.Err()
 	if err == nil {
@@ -703,12 +710,7 @@ func (m *Maildir) Flush(ctx context.Context) error {
 		}
 	}
 	if err == nil {
-		dirs := make([]string, len(batch))
-		for i, p := range batch {
-			dirs[i] = p.dir
-		}
-		slices.Sort(dirs)
-		err = m.saveKeywords(slices.Compact(dirs))
+		err = m.saveKeywords(folders)
 	}
 	if err != nil {
 		for _, p := range batch {

@@ -4,7 +4,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -32,10 +31,10 @@ import (
 // too. It is never weaker than an fsync per file.
 
 // fsSyncer makes the dirty data of one file system durable.
+// Like the Maildir that owns it, it is used by one goroutine at a time.
 type fsSyncer struct {
 	fd  int
 	dev uint64
-	mu  sync.Mutex
 	// same caches, by directory, whether it is on the file system.
 	same map[string]bool
 }
@@ -83,8 +82,6 @@ func openFSSyncer(root string) *fsSyncer {
 // covers says whether the files of dir (a folder's tmp/) are on the
 // syncer's file system.
 func (s *fsSyncer) covers(dir string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	if same, ok := s.same[dir]; ok {
 		return same
 	}

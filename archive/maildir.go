@@ -98,7 +98,6 @@ type pendingFile struct {
 	tmp    string // name in dir/tmp
 	final  string // name in dir/cur
 	unique string
-	date   time.Time // the internal date, set as the mtime by Flush
 }
 
 var _ Store = (*Maildir)(nil)
@@ -639,13 +638,19 @@ func (m *Maildir) Store(ctx context.Context, folder formats.Folder, msg formats.
 	if size >= 0 && n != size {
 		return fail(fmt.Errorf("maildir: message is %d bytes, expected %d", n, size))
 	}
+	// The internal date becomes the file's mtime through its descriptor.
+	// In tmp/ the old mtime does not make it look like a crashed delivery:
+	// Ensure's clean-up (possibly another worker's) passes over this
+	// process's files, and Dovecot's asks for an old change time as well.
+	if d := msg.Date; !d.IsZero() {
+		if err := setFileTimes(f, d); err != nil {
+			return fail(fmt.Errorf("maildir: %w", err))
+		}
+	}
 	if err := f.Close(); err != nil {
 		os.Remove(tmpPath)
 		return "", fmt.Errorf("maildir: %w", err)
 	}
-	// The internal date becomes the file's mtime only in Flush: a file in
-	// tmp/ with an old mtime would look like a crashed delivery to the
-	// clean-up in Ensure (possibly another worker's) and be removed.
 	letters, err := m.keywordLetters(dir, msg.Flags)
 	if err != nil {
 		os.Remove(tmpPath)
@@ -657,14 +662,14 @@ func (m *Maildir) Store(ctx context.Context, folder formats.Folder, msg formats.
 		tmp:    tmp,
 		final:  formats.FormatMaildirName(unique, msg.Flags) + letters,
 		unique: unique,
-		date:   msg.Date,
 	})
 	return unique, nil
 }
 
 // Flush makes every message stored since the last Flush durable and
-// visible: it fsyncs their files (in parallel), renames each into cur/,
-// then fsyncs each cur/ directory it touched, once. When it returns nil
+// visible: it fsyncs their files (in parallel, or one syncfs), renames
+// each into cur/ (never over a file of that name: fileops_linux.go), then
+// fsyncs each cur/ directory it touched, once. When it returns nil
 // every one of them survives a crash. The dovecot-keywords files of the
 // folders whose keywords they brought are saved before any rename. On an
 // fsync error nothing is renamed
@@ -691,19 +696,12 @@ func (m *Maildir) Flush(ctx context.Context) error {
 	}
 	err := ctx.Err()
 	if err == nil {
-		err = runParallel(len(batch), m.opts.SyncWorkers, func(i int) error {
-			if d := batch[i].date; !d.IsZero() {
-				if err := os.Chtimes(tmpPath(batch[i]), d, d); err != nil {
-					return err
-				}
-			}
-			if whole {
-				return nil
-			}
-			return fsyncFile(tmpPath(batch[i]))
-		})
-		if err == nil && whole {
+		if whole {
 			err = m.syncer.sync()
+		} else {
+			err = runParallel(len(batch), m.opts.SyncWorkers, func(i int) error {
+				return fsyncFile(tmpPath(batch[i]))
+			})
 		}
 		if err != nil {
 			err = fmt.Errorf("maildir: fsync: %w", err)
@@ -722,7 +720,7 @@ func (m *Maildir) Flush(ctx context.Context) error {
 	dirs := map[string]bool{}
 	m.flushed = map[string]map[string]string{}
 	for _, p := range batch {
-		err := os.Rename(tmpPath(p), filepath.Join(m.root, p.dir, "cur", p.final))
+		err := renameNoReplace(tmpPath(p), filepath.Join(m.root, p.dir, "cur", p.final))
 		if err != nil {
 			os.Remove(tmpPath(p))
 			if firstErr == nil {
@@ -836,7 +834,7 @@ func (m *Maildir) SetFlags(folder formats.Folder, id string, flags []string) (st
 	if file == old {
 		return file, nil
 	}
-	if err := os.Rename(filepath.Join(m.root, old), filepath.Join(m.root, file)); err != nil {
+	if err := renameNoReplace(filepath.Join(m.root, old), filepath.Join(m.root, file)); err != nil {
 		return "", fmt.Errorf("maildir: %w", err)
 	}
 	if err := syncDir(filepath.Join(m.root, dir, "cur")); err != nil {

@@ -1,0 +1,117 @@
+package archive
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mailferry/mailferry/formats"
+)
+
+// A message is never renamed over a file already in cur/ under its name:
+// Flush fails for it, and the file there keeps its bytes. (os.Rename
+// replaced it: the other message was gone.)
+func TestFlushNeverReplacesAFileInCur(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	st, err := OpenMaildir(root, MaildirOptions{Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	inbox, err := st.Ensure(ctx, []string{"INBOX"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	flags := []string{formats.FlagSeen}
+	id, err := st.Store(ctx, inbox, formats.Message{Flags: flags}, -1, strings.NewReader("Subject: new\r\n\r\nnew\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	there := filepath.Join(root, "cur", formats.FormatMaildirName(id, flags))
+	old := []byte("Subject: already there\r\n\r\nkeep me\r\n")
+	if err := os.WriteFile(there, old, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err = st.Flush(ctx)
+	if !errors.Is(err, fs.ErrExist) {
+		t.Errorf("Flush onto an existing name: %v, want an error saying it exists", err)
+	}
+	got, rerr := os.ReadFile(there)
+	if rerr != nil || sha256.Sum256(got) != sha256.Sum256(old) {
+		t.Errorf("the file already in cur/ was replaced: %q (%v)", got, rerr)
+	}
+	if tmp, _ := os.ReadDir(filepath.Join(root, "tmp")); len(tmp) != 0 {
+		t.Errorf("tmp/ holds %d files after the failed rename", len(tmp))
+	}
+}
+
+// renameNoReplace moves a file to a free name, refuses a taken one and
+// leaves both files as they were.
+func TestRenameNoReplace(t *testing.T) {
+	dir := t.TempDir()
+	a, b, c := filepath.Join(dir, "a"), filepath.Join(dir, "b"), filepath.Join(dir, "c")
+	for p, body := range map[string]string{a: "A", b: "B"} {
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := renameNoReplace(a, b); !errors.Is(err, fs.ErrExist) {
+		t.Errorf("rename onto an existing file: %v, want fs.ErrExist", err)
+	}
+	for p, want := range map[string]string{a: "A", b: "B"} {
+		if got, err := os.ReadFile(p); err != nil || string(got) != want {
+			t.Errorf("%s holds %q (%v) after the refused rename, want %q", filepath.Base(p), got, err, want)
+		}
+	}
+	if err := renameNoReplace(a, c); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(a); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a still there after its rename: %v", err)
+	}
+	if got, err := os.ReadFile(c); err != nil || string(got) != "A" {
+		t.Errorf("c holds %q (%v), want A", got, err)
+	}
+}
+
+// The internal date is the file's mtime, set through the descriptor while
+// the file is in tmp/.
+func TestStoreSetsTheDateAsMtime(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	st, err := OpenMaildir(root, MaildirOptions{Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	inbox, err := st.Ensure(ctx, []string{"INBOX"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	date := time.Date(1999, 12, 31, 23, 59, 58, 0, time.FixedZone("", -5*3600))
+	id, err := st.Store(ctx, inbox, formats.Message{Date: date}, -1, strings.NewReader("Subject: old\r\n\r\nold\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	file, _, err := st.Locate(inbox, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(filepath.Join(root, file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !fi.ModTime().Equal(date) {
+		t.Errorf("mtime %v, want %v", fi.ModTime(), date)
+	}
+}

@@ -185,7 +185,8 @@ type manifestLog struct {
 	refs     int      // open Writers
 	journals int      // journal names handed out
 	overlay  map[string]entryMeta
-	ledger   *ledger // the live entries by folder, loaded on first use
+	ledger   *ledger       // the live entries by folder, loaded on first use
+	places   *folderPlaces // where each folder's lines are, built on first use
 }
 
 // entryMeta is what Writer.List takes from the manifest.
@@ -720,6 +721,7 @@ func (l *manifestLog) append(entries []ManifestEntry) error {
 	defer l.mu.Unlock()
 	var buf, sums bytes.Buffer
 	seq, prev := l.seq, l.last
+	ends := make([]int, len(entries)) // each line's end in buf
 	for i := range entries {
 		e := &entries[i]
 		seq++
@@ -734,6 +736,7 @@ func (l *manifestLog) append(entries []ManifestEntry) error {
 		prev = lineHash(line)
 		buf.Write(line)
 		buf.WriteByte('\n')
+		ends[i] = buf.Len()
 		if e.Offset == nil && e.Record == "" {
 			sums.WriteString(sumsLine(e.SHA256, e.File))
 		}
@@ -744,6 +747,16 @@ func (l *manifestLog) append(entries []ManifestEntry) error {
 	}
 	if err := l.f.Sync(); err != nil {
 		return fmt.Errorf("manifest: fsync: %w", err)
+	}
+	if p := l.places; p != nil && p.upTo == l.size {
+		start := 0
+		for _, end := range ends {
+			p.add(p.keyOf(buf.Bytes()[start:end]), l.size+int64(start), l.size+int64(end))
+			start = end
+		}
+		p.upTo += int64(buf.Len())
+	} else {
+		l.places = nil
 	}
 	l.size += int64(buf.Len())
 	l.seq, l.last = seq, prev

@@ -235,15 +235,21 @@ func (l *manifestLog) theLedger() *ledger {
 
 // loadFolder reads the entries of the folder at path from the manifest
 // into the ledger, unless they are there, and returns its folderKey and
-// whether this call loaded them. Only the lines that can be the folder's
-// are decoded (folderFilter). Callers hold l.mu.
+// whether this call loaded them. Only the folder's lines are read
+// (folderPlaces), and only those that can be its are decoded
+// (folderFilter). Callers hold l.mu.
 func (l *manifestLog) loadFolder(path []string) (k string, loadedNow bool, err error) {
 	lg := l.theLedger()
 	k = folderKey(path)
 	if lg.loaded[k] {
 		return k, false, nil
 	}
-	err = l.scanMatching(folderFilter(path), func(_ []byte, e *ManifestEntry) error {
+	if l.places == nil || l.places.upTo != l.size {
+		if l.places, err = l.buildPlaces(); err != nil {
+			return k, false, err
+		}
+	}
+	err = l.scanSpans(l.places.placesFor(k), folderFilter(path), func(_ []byte, e *ManifestEntry) error {
 		if folderKey(e.DestFolder) == k {
 			lg.add(e)
 		}

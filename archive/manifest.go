@@ -746,6 +746,7 @@ func (l *manifestLog) append(entries []ManifestEntry) error {
 		return fmt.Errorf("manifest: %w", err)
 	}
 	if err := l.f.Sync(); err != nil {
+		l.places = nil // the lines are in the file past l.size
 		return fmt.Errorf("manifest: fsync: %w", err)
 	}
 	if p := l.places; p != nil && p.upTo == l.size {

@@ -150,7 +150,7 @@ func (p *folderPlaces) placesFor(k string) []span {
 func (l *manifestLog) scanSpans(spans []span, match func(line []byte) bool, fn func(line []byte, e *ManifestEntry) error) error {
 	for _, s := range spans {
 		r := bufio.NewReaderSize(io.NewSectionReader(l.f, s.start, s.end-s.start), int(min(s.end-s.start+1, 256<<10)))
-		for {
+		for off := s.start; ; {
 			line, err := r.ReadSlice('\n')
 			if err == bufio.ErrBufferFull {
 				line, err = readLong(r, line)
@@ -161,13 +161,15 @@ func (l *manifestLog) scanSpans(spans []span, match func(line []byte) bool, fn f
 			if err != nil {
 				return fmt.Errorf("manifest: %w", err)
 			}
+			at := off
+			off += int64(len(line))
 			line = line[:len(line)-1]
 			if match != nil && !match(line) {
 				continue
 			}
 			var e ManifestEntry
 			if err := json.Unmarshal(line, &e); err != nil {
-				return fmt.Errorf("manifest: the line at byte %d is damaged (run verify): %w", s.start, err)
+				return fmt.Errorf("manifest: the line at byte %d is damaged (run verify): %w", at, err)
 			}
 			if err := fn(line, &e); err != nil {
 				return err

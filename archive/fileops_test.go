@@ -19,16 +19,7 @@ import (
 // replaced it: the other message was gone.)
 func TestFlushNeverReplacesAFileInCur(t *testing.T) {
 	ctx := context.Background()
-	root := t.TempDir()
-	st, err := OpenMaildir(root, MaildirOptions{Create: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	inbox, err := st.Ensure(ctx, []string{"INBOX"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	root, st, inbox := mdInbox(t)
 	flags := []string{formats.FlagSeen}
 	id, err := st.Store(ctx, inbox, formats.Message{Flags: flags}, -1, strings.NewReader("Subject: new\r\n\r\nnew\r\n"))
 	if err != nil {
@@ -50,6 +41,23 @@ func TestFlushNeverReplacesAFileInCur(t *testing.T) {
 	if tmp, _ := os.ReadDir(filepath.Join(root, "tmp")); len(tmp) != 0 {
 		t.Errorf("tmp/ holds %d files after the failed rename", len(tmp))
 	}
+}
+
+// mdInbox opens a new Maildir in a temporary directory, closed at the
+// test's end, and returns it with its root and INBOX.
+func mdInbox(t *testing.T) (string, *Maildir, formats.Folder) {
+	t.Helper()
+	root := t.TempDir()
+	st, err := OpenMaildir(root, MaildirOptions{Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	inbox, err := st.Ensure(context.Background(), []string{"INBOX"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root, st, inbox
 }
 
 // renameNoReplace moves a file to a free name, refuses a taken one and
@@ -85,16 +93,7 @@ func TestRenameNoReplace(t *testing.T) {
 // the file is in tmp/.
 func TestStoreSetsTheDateAsMtime(t *testing.T) {
 	ctx := context.Background()
-	root := t.TempDir()
-	st, err := OpenMaildir(root, MaildirOptions{Create: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	inbox, err := st.Ensure(ctx, []string{"INBOX"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	root, st, inbox := mdInbox(t)
 	date := time.Date(1999, 12, 31, 23, 59, 58, 0, time.FixedZone("", -5*3600))
 	id, err := st.Store(ctx, inbox, formats.Message{Date: date}, -1, strings.NewReader("Subject: old\r\n\r\nold\r\n"))
 	if err != nil {

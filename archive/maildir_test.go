@@ -630,15 +630,7 @@ func TestMaildirListingKeepsNoNames(t *testing.T) {
 // still counts.
 func TestOpenMaildirListsNoFolder(t *testing.T) {
 	ctx := context.Background()
-	root := t.TempDir()
-	st, err := OpenMaildir(root, MaildirOptions{Create: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	inbox, err := st.Ensure(ctx, []string{"INBOX"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	root, st, inbox := mdInbox(t)
 	if _, err := st.Store(ctx, inbox, formats.Message{}, -1, strings.NewReader("Subject: x\r\n\r\nx\r\n")); err != nil {
 		t.Fatal(err)
 	}
@@ -654,7 +646,7 @@ func TestOpenMaildirListsNoFolder(t *testing.T) {
 		listed = append(listed, dir)
 		return saved(dir, fn)
 	}
-	st, err = OpenMaildir(root, MaildirOptions{Create: true})
+	st, err := OpenMaildir(root, MaildirOptions{Create: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -681,8 +681,19 @@ func (l *manifestLog) scan(fn func(line []byte, e *ManifestEntry) error) error {
 // scanMatching is scan over the lines match passes (all when match is
 // nil); the others are not decoded.
 func (l *manifestLog) scanMatching(match func(line []byte) bool, fn func(line []byte, e *ManifestEntry) error) error {
-	r := bufio.NewReaderSize(io.NewSectionReader(l.f, 0, l.size), 256<<10)
-	for n := 1; ; n++ {
+	n := 0
+	return eachLine(l.f, 0, l.size, func(_ int64, line []byte) error {
+		n++
+		return decodeLine(line, match, fn, func() string { return fmt.Sprintf("line %d", n) })
+	})
+}
+
+// eachLine calls fn with each whole line of f's bytes [start, end), its
+// newline included (valid only during the call), and the line's offset. A
+// last line without a newline is left out.
+func eachLine(f io.ReaderAt, start, end int64, fn func(off int64, line []byte) error) error {
+	r := bufio.NewReaderSize(io.NewSectionReader(f, start, end-start), int(min(end-start+1, 256<<10)))
+	for off := start; ; {
 		line, err := r.ReadSlice('\n')
 		if err == bufio.ErrBufferFull {
 			line, err = readLong(r, line)
@@ -693,18 +704,26 @@ func (l *manifestLog) scanMatching(match func(line []byte) bool, fn func(line []
 		if err != nil {
 			return fmt.Errorf("manifest: %w", err)
 		}
-		line = line[:len(line)-1]
-		if match != nil && !match(line) {
-			continue
-		}
-		var e ManifestEntry
-		if err := json.Unmarshal(line, &e); err != nil {
-			return fmt.Errorf("manifest: line %d is damaged (run verify): %w", n, err)
-		}
-		if err := fn(line, &e); err != nil {
+		if err := fn(off, line); err != nil {
 			return err
 		}
+		off += int64(len(line))
 	}
+}
+
+// decodeLine calls fn with a manifest line (newline included) and its
+// entry when match passes it (always when match is nil); where names the
+// line in the error for one that does not decode.
+func decodeLine(line []byte, match func(line []byte) bool, fn func(line []byte, e *ManifestEntry) error, where func() string) error {
+	line = line[:len(line)-1]
+	if match != nil && !match(line) {
+		return nil
+	}
+	var e ManifestEntry
+	if err := json.Unmarshal(line, &e); err != nil {
+		return fmt.Errorf("manifest: %s is damaged (run verify): %w", where(), err)
+	}
+	return fn(line, &e)
 }
 
 // readLong finishes a line longer than r's buffer, whose start is first.

@@ -1,11 +1,9 @@
 package archive
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 )
 
 // folderPlaces says where in MANIFEST.jsonl the lines of each destination
@@ -103,24 +101,14 @@ func destFolderJSON(line []byte) []byte {
 // Callers hold l.mu.
 func (l *manifestLog) buildPlaces() (*folderPlaces, error) {
 	p := &folderPlaces{spans: map[string][]span{}, keys: map[string]string{}}
-	r := bufio.NewReaderSize(io.NewSectionReader(l.f, 0, l.size), 256<<10)
-	var off int64
-	for {
-		line, err := r.ReadSlice('\n')
-		if err == bufio.ErrBufferFull {
-			line, err = readLong(r, line)
-		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("manifest: %w", err)
-		}
-		end := off + int64(len(line))
-		p.add(p.keyOf(line), off, end)
-		off = end
+	err := eachLine(l.f, 0, l.size, func(off int64, line []byte) error {
+		p.add(p.keyOf(line), off, off+int64(len(line)))
+		p.upTo = off + int64(len(line))
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	p.upTo = off
 	return p, nil
 }
 
@@ -149,31 +137,11 @@ func (p *folderPlaces) placesFor(k string) []span {
 // Callers hold l.mu.
 func (l *manifestLog) scanSpans(spans []span, match func(line []byte) bool, fn func(line []byte, e *ManifestEntry) error) error {
 	for _, s := range spans {
-		r := bufio.NewReaderSize(io.NewSectionReader(l.f, s.start, s.end-s.start), int(min(s.end-s.start+1, 256<<10)))
-		for off := s.start; ; {
-			line, err := r.ReadSlice('\n')
-			if err == bufio.ErrBufferFull {
-				line, err = readLong(r, line)
-			}
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				return fmt.Errorf("manifest: %w", err)
-			}
-			at := off
-			off += int64(len(line))
-			line = line[:len(line)-1]
-			if match != nil && !match(line) {
-				continue
-			}
-			var e ManifestEntry
-			if err := json.Unmarshal(line, &e); err != nil {
-				return fmt.Errorf("manifest: the line at byte %d is damaged (run verify): %w", at, err)
-			}
-			if err := fn(line, &e); err != nil {
-				return err
-			}
+		err := eachLine(l.f, s.start, s.end, func(off int64, line []byte) error {
+			return decodeLine(line, match, fn, func() string { return fmt.Sprintf("the line at byte %d", off) })
+		})
+		if err != nil {
+			return err
 		}
 	}
 	return nil

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/mailferry/mailferry/formats"
 )
@@ -922,17 +923,41 @@ func storedAsAnnounced(st Store, folder formats.Folder, e *ManifestEntry) bool {
 }
 
 // destKey identifies a message in the store: destination folder and ID.
+// A name is taken as the manifest gives it back (asJSON): a key made from
+// a folder's own name and one made from a decoded entry are the same.
 func destKey(path []string, id string) string {
 	var b strings.Builder
 	for i, c := range path {
 		if i == 0 && strings.EqualFold(c, "INBOX") {
 			c = "INBOX"
 		}
-		b.WriteString(c)
+		b.WriteString(asJSON(c))
 		b.WriteByte(0)
 	}
 	b.WriteByte(1)
-	b.WriteString(id)
+	b.WriteString(asJSON(id))
+	return b.String()
+}
+
+// asJSON returns s as encoding/json writes and reads it back: each byte
+// that is not part of valid UTF-8 becomes U+FFFD. An mbox file named in
+// Latin-1 is a folder whose name is not UTF-8; keyed by its own bytes, the
+// manifest's entries for it (which have U+FFFD) were never found, so that
+// a rerun did not see its archived messages go missing.
+func asJSON(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, w := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && w == 1 {
+			b.WriteRune(utf8.RuneError)
+		} else {
+			b.WriteString(s[i : i+w])
+		}
+		i += w
+	}
 	return b.String()
 }
 

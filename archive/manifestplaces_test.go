@@ -10,7 +10,8 @@ import (
 
 // loadFolder finds exactly the entries a decode of every line finds, for
 // folders whose names look like the index's own syntax, INBOX in two
-// spellings and lines with no destination folder; from an index built over an existing manifest (a rerun) and from
+// spellings, a name that is not UTF-8 (an mbox file named in Latin-1)
+// and lines with no destination folder; from an index built over an existing manifest (a rerun) and from
 // one kept up to date by append, without rebuilding it.
 func TestLoadFolderReadsOnlyItsLines(t *testing.T) {
 	dir := t.TempDir()
@@ -18,7 +19,8 @@ func TestLoadFolderReadsOnlyItsLines(t *testing.T) {
 		{"INBOX"}, {"inbox"},
 		{`x"dest_folder":["INBOX"]`},
 		{"Arch]ive", `2\0"`},
-		nil, // a line with no destination folder: every load reads it
+		{"Latin-1 \xe9t\xe9\xff\xfe"}, // not UTF-8: the manifest has U+FFFD for each byte
+		nil,                           // a line with no destination folder: every load reads it
 		{"Work"},
 	}
 	open := func() *manifestLog {

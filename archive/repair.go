@@ -2,9 +2,7 @@ package archive
 
 import (
 	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -235,9 +233,8 @@ func (l *manifestLog) theLedger() *ledger {
 
 // loadFolder reads the entries of the folder at path from the manifest
 // into the ledger, unless they are there, and returns its folderKey and
-// whether this call loaded them. Only the folder's lines are read
-// (folderPlaces), and only those that can be its are decoded
-// (folderFilter). Callers hold l.mu.
+// whether this call loaded them. Only the folder's lines are read and
+// decoded (folderPlaces). Callers hold l.mu.
 func (l *manifestLog) loadFolder(path []string) (k string, loadedNow bool, err error) {
 	lg := l.theLedger()
 	k = folderKey(path)
@@ -249,7 +246,7 @@ func (l *manifestLog) loadFolder(path []string) (k string, loadedNow bool, err e
 			return k, false, err
 		}
 	}
-	err = l.scanSpans(l.places.placesFor(k), folderFilter(path), func(_ []byte, e *ManifestEntry) error {
+	err = l.scanSpans(l.places.placesFor(k), nil, func(_ []byte, e *ManifestEntry) error {
 		if folderKey(e.DestFolder) == k {
 			lg.add(e)
 		}
@@ -271,35 +268,6 @@ func (l *manifestLog) unloadFolder(k string) {
 	}
 	delete(lg.byFolder, k)
 	delete(lg.loaded, k)
-}
-
-// folderFilter returns a quick test that a manifest line may be one of the
-// folder at path's (its dest_folder holds the path's last name, JSON
-// encoded as the line has it), or nil when every line must be decoded.
-// It may pass lines of other folders, never miss one of the folder's.
-func folderFilter(path []string) func(line []byte) bool {
-	if len(path) == 0 {
-		return nil
-	}
-	last, err := json.Marshal(path[len(path)-1])
-	if err != nil {
-		return nil
-	}
-	if len(path) == 1 && strings.EqualFold(path[0], "INBOX") {
-		// folderKey does not tell INBOX's case apart.
-		return func(line []byte) bool { return containsFold(line, last) }
-	}
-	return func(line []byte) bool { return bytes.Contains(line, last) }
-}
-
-// containsFold reports whether s holds sub, ASCII case ignored.
-func containsFold(s, sub []byte) bool {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if s[i] == sub[0] && bytes.EqualFold(s[i:i+len(sub)], sub) {
-			return true
-		}
-	}
-	return false
 }
 
 // truth returns f with Messages counted and, when messages the manifest

@@ -3,6 +3,7 @@ package archive
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -274,5 +275,53 @@ func TestHeadFormat(t *testing.T) {
 		if _, _, ok, err := parseHead([]byte(bad)); ok || err == nil {
 			t.Errorf("%q parsed", bad)
 		}
+	}
+}
+
+// A folder whose name is not UTF-8 (an mbox file named in Latin-1, archived
+// into a Maildir) is looked at like any other: the manifest writes its
+// name with U+FFFD, and a rerun still finds the folder's entries, so a lost
+// file is noticed (before, its entries were keyed apart and none was lost).
+func TestArchiveLostFileInAFolderNamedInLatin1(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	path := []string{"Reisen", "Z\xfcrich"}
+	w := rpOpen(t, "maildir", dir)
+	f, err := w.Ensure(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		body := fmt.Sprintf("Message-ID: <%d@latin1>\r\nSubject: %d\r\n\r\nbody %d\r\n", i, i, i)
+		if _, err := w.Store(ctx, f, formats.Message{ID: fmt.Sprint(i + 1)}, int64(len(body)), strings.NewReader(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, entries := mfLines(t, dir)
+	if len(entries) != 3 {
+		t.Fatalf("%d manifest entries, want 3", len(entries))
+	}
+	if err := os.Remove(filepath.Join(dir, entries[1].File)); err != nil {
+		t.Fatal(err)
+	}
+
+	w = rpOpen(t, "maildir", dir)
+	defer w.Close()
+	f, err = w.Ensure(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Messages != 2 || f.Validity == 1 || f.UIDNext != 0 {
+		t.Errorf("the folder with one file lost: %d messages, validity %d, UIDNext %d; want 2, a validity of its own (not 1) and 0",
+			f.Messages, f.Validity, f.UIDNext)
+	}
+	if idx := rpIndexed(t, w, f); idx[entries[1].DestID] || len(idx) != 2 {
+		t.Errorf("Index reports %v; want the two files left", idx)
 	}
 }

@@ -133,12 +133,12 @@ func (p *folderPlaces) placesFor(k string) []span {
 	return out
 }
 
-// scanSpans is scanMatching over the lines of spans only.
+// scanSpans is scan over the lines of spans only.
 // Callers hold l.mu.
-func (l *manifestLog) scanSpans(spans []span, match func(line []byte) bool, fn func(line []byte, e *ManifestEntry) error) error {
+func (l *manifestLog) scanSpans(spans []span, fn func(line []byte, e *ManifestEntry) error) error {
 	for _, s := range spans {
 		err := eachLine(l.f, s.start, s.end, func(off int64, line []byte) error {
-			return decodeLine(line, match, fn, func() string { return fmt.Sprintf("the line at byte %d", off) })
+			return decodeLine(line, nil, fn, func() string { return fmt.Sprintf("the line at byte %d", off) })
 		})
 		if err != nil {
 			return err

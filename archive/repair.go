@@ -246,7 +246,7 @@ func (l *manifestLog) loadFolder(path []string) (k string, loadedNow bool, err e
 			return k, false, err
 		}
 	}
-	err = l.scanSpans(l.places.placesFor(k), nil, func(_ []byte, e *ManifestEntry) error {
+	err = l.scanSpans(l.places.placesFor(k), func(_ []byte, e *ManifestEntry) error {
 		if folderKey(e.DestFolder) == k {
 			lg.add(e)
 		}

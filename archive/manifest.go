@@ -676,16 +676,10 @@ func lineHash(line []byte) string {
 // (without newline, valid only during the call) and its parsed entry.
 // Callers hold l.mu.
 func (l *manifestLog) scan(fn func(line []byte, e *ManifestEntry) error) error {
-	return l.scanMatching(nil, fn)
-}
-
-// scanMatching is scan over the lines match passes (all when match is
-// nil); the others are not decoded.
-func (l *manifestLog) scanMatching(match func(line []byte) bool, fn func(line []byte, e *ManifestEntry) error) error {
 	n := 0
 	return eachLine(l.f, 0, l.size, func(_ int64, line []byte) error {
 		n++
-		return decodeLine(line, match, fn, func() string { return fmt.Sprintf("line %d", n) })
+		return decodeLine(line, fn, func() string { return fmt.Sprintf("line %d", n) })
 	})
 }
 
@@ -712,14 +706,11 @@ func eachLine(f io.ReaderAt, start, end int64, fn func(off int64, line []byte) e
 	}
 }
 
-// decodeLine calls fn with a manifest line (newline included) and its
-// entry when match passes it (always when match is nil); where names the
-// line in the error for one that does not decode.
-func decodeLine(line []byte, match func(line []byte) bool, fn func(line []byte, e *ManifestEntry) error, where func() string) error {
+// decodeLine calls fn with a manifest line (given with its newline, passed
+// on without) and its entry; where names the line in the error for one
+// that does not decode.
+func decodeLine(line []byte, fn func(line []byte, e *ManifestEntry) error, where func() string) error {
 	line = line[:len(line)-1]
-	if match != nil && !match(line) {
-		return nil
-	}
 	var e ManifestEntry
 	if err := json.Unmarshal(line, &e); err != nil {
 		return fmt.Errorf("manifest: %s is damaged (run verify): %w", where(), err)

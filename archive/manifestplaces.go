@@ -138,7 +138,7 @@ func (p *folderPlaces) placesFor(k string) []span {
 func (l *manifestLog) scanSpans(spans []span, fn func(line []byte, e *ManifestEntry) error) error {
 	for _, s := range spans {
 		err := eachLine(l.f, s.start, s.end, func(off int64, line []byte) error {
-			return decodeLine(line, nil, fn, func() string { return fmt.Sprintf("the line at byte %d", off) })
+			return decodeLine(line, fn, func() string { return fmt.Sprintf("the line at byte %d", off) })
 		})
 		if err != nil {
 			return err

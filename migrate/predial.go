@@ -53,6 +53,25 @@ func withLoginHook(ctx context.Context, f func()) context.Context {
 	return context.WithValue(ctx, loginHook{}, f)
 }
 
+// listsNext is the context key ListsNext reads.
+type listsNext struct{}
+
+// ListsNext reports whether the engine lists the folders (Folders) as the
+// next thing it does with the Source or Sink being opened with ctx: the
+// first pair's connections, which the run lists both sides with. An IMAP
+// connection then sends its LIST with the commands it opens with, and the
+// listing costs no round trip of its own. Elsewhere it is false.
+func ListsNext(ctx context.Context) bool {
+	v, _ := ctx.Value(listsNext{}).(bool)
+	return v
+}
+
+// WithListsNext returns ctx for ListsNext: the engine opens its first pair
+// so (and an endpoint's test, to see what its Open sends).
+func WithListsNext(ctx context.Context) context.Context {
+	return context.WithValue(ctx, listsNext{}, true)
+}
+
 // predialed holds the workers being connected in the background.
 type predialed struct {
 	mu      sync.Mutex

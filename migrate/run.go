@@ -355,7 +355,7 @@ func (e *engine) connect(ctx context.Context, c *conns) (srcFolders, dstFolders 
 		}
 		var g errgroup.Group
 		g.Go(func() error {
-			s, err := e.openSource(withLoginHook(ctx, loggedIn(&srcIn)))
+			s, err := e.openSource(WithListsNext(withLoginHook(ctx, loggedIn(&srcIn))))
 			if err != nil {
 				return err
 			}
@@ -364,7 +364,7 @@ func (e *engine) connect(ctx context.Context, c *conns) (srcFolders, dstFolders 
 			return err
 		})
 		g.Go(func() error {
-			d, err := e.openSink(withLoginHook(ctx, loggedIn(&dstIn)))
+			d, err := e.openSink(WithListsNext(withLoginHook(ctx, loggedIn(&dstIn))))
 			if err != nil {
 				return err
 			}

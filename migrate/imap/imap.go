@@ -67,6 +67,9 @@ type IMAP struct {
 	quirks flagQuirks // imapquirks.go
 
 	changed chan struct{} // the server reported a change (imapidle.go)
+	// listing is Folders' LIST, sent by discover where the engine lists
+	// this connection's folders next; nil once read, or where not sent.
+	listing *imapclient.ListCommand
 	// rtt is the round trip of discover's LIST "" "" (with NAMESPACE), a
 	// command the server answers at once: with the appender's LOGIN it
 	// tells a slow link (CarryBatch).
@@ -188,7 +191,7 @@ type serverFacts struct {
 // again.
 func (m *IMAP) discoverShared(ctx context.Context) error {
 	v, err := migrate.ServerFactsOf(ctx).Learn(ctx, func() (any, error) {
-		if err := m.discover(); err != nil {
+		if err := m.discover(migrate.ListsNext(ctx)); err != nil {
 			return nil, err
 		}
 		return serverFacts{delim: m.delim, nsPrefix: m.nsPrefix, ns: m.ns, rtt: m.rtt}, nil
@@ -203,13 +206,19 @@ func (m *IMAP) discoverShared(ctx context.Context) error {
 
 // discover learns the hierarchy separator (LIST "" "") and the namespaces;
 // NAMESPACE goes out with the LIST, without waiting: one round trip for
-// both.
-func (m *IMAP) discover() error {
+// both. With listsNext (the engine lists this connection's folders next:
+// migrate.ListsNext) the folder listing goes out with them too, for
+// Folders to read: its command does not depend on their answers, only the
+// reading of its names does.
+func (m *IMAP) discover(listsNext bool) error {
 	sent := time.Now()
 	listCmd := m.c.List("", "", nil)
 	var nsCmd *imapclient.NamespaceCommand
 	if m.caps.Has(imap.CapNamespace) {
 		nsCmd = m.c.Namespace()
+	}
+	if listsNext {
+		m.listing = m.c.List("", "*", m.listOptions())
 	}
 	list, err := listCmd.Collect()
 	m.rtt = time.Since(sent)
@@ -379,18 +388,13 @@ func (m *IMAP) Separator() rune { return m.delim }
 // Folders lists every folder with special use and STATUS counts, parents
 // before children, adding missing parents as NoSelect tree nodes.
 func (m *IMAP) Folders(ctx context.Context) ([]formats.Folder, error) {
-	var opts *imap.ListOptions
-	extended := m.caps.Has(imap.CapListExtended)
-	if extended {
-		opts = &imap.ListOptions{}
-		if m.caps.Has(imap.CapSpecialUse) {
-			opts.ReturnSpecialUse = true
-		}
-		if m.caps.Has(imap.CapListStatus) {
-			opts.ReturnStatus = m.statusOptions()
-		}
+	opts := m.listOptions()
+	cmd := m.listing // sent by discover, where it was
+	m.listing = nil
+	if cmd == nil {
+		cmd = m.c.List("", "*", opts)
 	}
-	list, err := m.c.List("", "*", opts).Collect()
+	list, err := cmd.Collect()
 	if err != nil {
 		return nil, m.wrap("list", err)
 	}
@@ -450,6 +454,22 @@ func (m *IMAP) Folders(ctx context.Context) ([]formats.Folder, error) {
 		}
 	}
 	return res, nil
+}
+
+// listOptions are Folders' LIST options: special use and STATUS counts
+// returned with the names, where the server can.
+func (m *IMAP) listOptions() *imap.ListOptions {
+	if !m.caps.Has(imap.CapListExtended) {
+		return nil
+	}
+	opts := &imap.ListOptions{}
+	if m.caps.Has(imap.CapSpecialUse) {
+		opts.ReturnSpecialUse = true
+	}
+	if m.caps.Has(imap.CapListStatus) {
+		opts.ReturnStatus = m.statusOptions()
+	}
+	return opts
 }
 
 // statusEach asks STATUS of every selectable folder, where LIST-STATUS was

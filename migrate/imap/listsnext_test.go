@@ -1,0 +1,89 @@
+package imap
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mailferry/mailferry/migrate"
+	"github.com/mailferry/mailferry/migrate/dovecottest"
+	"github.com/mailferry/mailferry/migrate/faultproxy"
+	"github.com/mailferry/mailferry/migrate/mailconn"
+)
+
+// TestFirstListingTravelsWithDiscover: a connection opened for the engine
+// to list its folders next (migrate.ListsNext) sends the folder LIST with
+// the LIST "" "" and NAMESPACE it opens with, so that login to listing
+// costs two round trips, not three; and it lists the same folders, with
+// the same counts, as a connection that asks for them afterwards.
+func TestFirstListingTravelsWithDiscover(t *testing.T) {
+	srv := dovecottest.Start(t, dovecottest.Options{Separator: '/'})
+	date := time.Date(2022, 1, 2, 3, 4, 5, 0, time.UTC)
+	var seed []dovecottest.SeedMessage
+	for i, f := range []string{"INBOX", "A", "A/B", "Ça \"va\"", "A"} {
+		seed = append(seed, dovecottest.SeedMessage{Folder: f, Date: date,
+			Body: []byte(fmt.Sprintf("Message-ID: <%d@lists.next>\r\n\r\nbody %d\r\n", i, i))})
+	}
+	srv.Seed(t, "alice", seed)
+
+	var mu sync.Mutex
+	turns := map[int]int{}           // per connection: the client's turns to speak
+	last := map[int]faultproxy.Dir{} // per connection: who spoke last
+	p, err := faultproxy.New(srv.IMAPAddr(), faultproxy.Faults{
+		// A few ms each way, so that an answer is tapped well before
+		// the command the client sends on reading it.
+		Latency: 5 * time.Millisecond,
+		Tap: func(conn int, dir faultproxy.Dir, _ []byte) {
+			mu.Lock()
+			defer mu.Unlock()
+			if dir == faultproxy.ClientToServer && last[conn] != faultproxy.ClientToServer {
+				turns[conn]++
+			}
+			last[conn] = dir
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	cfg := mailconn.ServerConfig{Addr: p.Addr(), User: "alice", Password: srv.Users["alice"], TLS: mailconn.TLSNone}
+
+	var listings []string
+	for i, c := range []struct {
+		name      string
+		listsNext bool
+		want      int // turns from the greeting to the folders listed
+	}{{"opened to list next", true, 2}, {"opened alone", false, 3}} {
+		ctx := context.Background()
+		if c.listsNext {
+			ctx = migrate.WithListsNext(ctx)
+		}
+		m, err := DialIMAP(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		folders, err := m.Folders(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		got := turns[i]
+		mu.Unlock()
+		if got != c.want {
+			t.Errorf("%s: the client spoke %d times from the greeting to the listing, want %d", c.name, got, c.want)
+		}
+		listings = append(listings, fmt.Sprintf("%+v", folders))
+		counts := map[string]uint32{}
+		for _, f := range folders {
+			counts[f.Name] = f.Messages
+		}
+		if want := map[string]uint32{"INBOX": 1, "A": 2, "A/B": 1, "Ça \"va\"": 1}; fmt.Sprint(counts) != fmt.Sprint(want) {
+			t.Errorf("%s: folders and counts %v, want %v", c.name, counts, want)
+		}
+		m.Close()
+	}
+	if listings[0] != listings[1] {
+		t.Errorf("the listings differ:\nsent with discover: %s\nasked afterwards:   %s", listings[0], listings[1])
+	}
+}

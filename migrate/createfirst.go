@@ -26,6 +26,14 @@ import (
 // creates every missing folder on one connection. A worker's Ensure still
 // creates what is missing (a folder this step could not make is then
 // refused by name, as before).
+//
+// The sources are not held up meanwhile: each worker's first folder's
+// listing is sent on its source connection before the CREATEs go out
+// (worker.beginFirst), and read once its pass goes on, so that on a slow
+// link the two round trips overlap. Only the destination waits: the
+// worker's destination connection and the connection it stores with are
+// used after createFirst only. Where both sides may be the same account
+// (Job.MaybeSameAccount), the source waits too.
 
 // FolderPreparer is a Sink that can create many folders in one go (IMAP:
 // CREATE and SUBSCRIBE of every folder pipelined on one connection). A
@@ -35,13 +43,12 @@ type FolderPreparer interface {
 	EnsureAll(ctx context.Context, paths [][]string) error
 }
 
-// createFirst creates the destination folders of plan that the destination
-// did not list, once the pre-dialled connections are open, when more than
-// one worker would otherwise create them.
-func (e *engine) createFirst(ctx context.Context, dst Sink, plan []PlannedFolder, jobs int, pre *predialed) {
-	fp, ok := As[FolderPreparer](dst)
-	if !ok || e.opts.DryRun || min(jobs, len(plan)) < 2 {
-		return
+// toCreateFirst is what createFirst creates: the destination folders of
+// plan that the destination did not list, where more than one worker would
+// otherwise create them (nil: nothing to do first).
+func (e *engine) toCreateFirst(dst Sink, plan []PlannedFolder, jobs int) [][]string {
+	if _, ok := As[FolderPreparer](dst); !ok || e.opts.DryRun || min(jobs, len(plan)) < 2 {
+		return nil
 	}
 	var missing [][]string
 	for _, pf := range plan {
@@ -49,7 +56,17 @@ func (e *engine) createFirst(ctx context.Context, dst Sink, plan []PlannedFolder
 			missing = append(missing, pf.Dest)
 		}
 	}
+	return missing
+}
+
+// createFirst creates the folders toCreateFirst gave, once the pre-dialled
+// connections are open.
+func (e *engine) createFirst(ctx context.Context, dst Sink, missing [][]string, pre *predialed) {
 	if len(missing) == 0 {
+		return
+	}
+	fp, ok := As[FolderPreparer](dst)
+	if !ok {
 		return
 	}
 	pre.wait()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -85,6 +86,131 @@ func TestNewFoldersCreatedBeforeTheWorkers(t *testing.T) {
 	}
 	if len(late) > 0 {
 		t.Errorf("folders a worker's pass found missing: %q", late)
+	}
+	if !memSame(t, src, dst) {
+		t.Errorf("the destination differs from the source (SHA-256, flags, dates)")
+	}
+}
+
+// orderLog records, in order, what a run asked of its source's listings and
+// its destination's folder creation and store.
+type orderLog struct {
+	mu     sync.Mutex
+	events []string
+}
+
+func (o *orderLog) add(ev string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.events = append(o.events, ev)
+}
+
+// listingLog is a source connection that logs each listing asked of it.
+type listingLog struct {
+	*mfimap.IMAP
+	log *orderLog
+}
+
+func (l *listingLog) Unwrap() migrate.Source { return l.IMAP }
+
+func (l *listingLog) List(ctx context.Context, f formats.Folder) (uint32, []formats.Message, error) {
+	l.log.add("list " + f.Name)
+	return l.IMAP.List(ctx, f)
+}
+
+func (l *listingLog) ListUIDs(ctx context.Context, f formats.Folder, first, last uint32) (uint32, []formats.Message, error) {
+	l.log.add("list " + f.Name)
+	return l.IMAP.ListUIDs(ctx, f, first, last)
+}
+
+func (l *listingLog) StartList(ctx context.Context, f formats.Folder, first, last uint32) func() (uint32, []formats.Message, error) {
+	l.log.add("list " + f.Name)
+	return l.IMAP.StartList(ctx, f, first, last)
+}
+
+// destLog is a destination connection that logs its folder creation and
+// the getting ready to store.
+type destLog struct {
+	*mfimap.IMAP
+	log *orderLog
+}
+
+func (d *destLog) Unwrap() migrate.Sink { return d.IMAP }
+
+func (d *destLog) EnsureAll(ctx context.Context, paths [][]string) error {
+	err := d.IMAP.EnsureAll(ctx, paths)
+	d.log.add("created")
+	return err
+}
+
+func (d *destLog) Ensure(ctx context.Context, path []string) (formats.Folder, error) {
+	d.log.add("ensure " + strings.Join(path, "/"))
+	return d.IMAP.Ensure(ctx, path)
+}
+
+func (d *destLog) PrepareStore(ctx context.Context) {
+	d.log.add("prepare")
+	d.IMAP.PrepareStore(ctx)
+}
+
+// TestFirstListingsTravelWhileFoldersAreCreated: each worker's first
+// folder's listing is sent on its source connection before the run creates
+// the destination's folders (createfirst.go), so that on a slow link the
+// two round trips overlap; the destination is left alone until they are
+// created (no worker's Ensure or store before), and the copy is whole.
+func TestFirstListingsTravelWhileFoldersAreCreated(t *testing.T) {
+	src, dst := memPair(t)
+	var msgs []memserver.Message
+	for i := range 36 {
+		msgs = append(msgs, memserver.Message{Folder: fmt.Sprintf("F%02d", i%12),
+			Body: []byte(fmt.Sprintf("Message-ID: <fl%d@example.org>\r\nSubject: %d\r\n\r\nbody\r\n", i, i))})
+	}
+	if err := src.Add(msgs); err != nil {
+		t.Fatal(err)
+	}
+	log := &orderLog{}
+	job := migrate.Job{SourceName: "src", DestName: "dst",
+		Options: migrate.Options{StatePath: filepath.Join(t.TempDir(), "state.db"), Jobs: 4},
+		OpenSource: func(context.Context) (migrate.Source, error) {
+			m, err := dialMem(src)
+			if err != nil {
+				return nil, err
+			}
+			return &listingLog{IMAP: m, log: log}, nil
+		},
+		OpenSink: func(context.Context) (migrate.Sink, error) {
+			m, err := dialMem(dst)
+			if err != nil {
+				return nil, err
+			}
+			return &destLog{IMAP: m, log: log}, nil
+		},
+	}
+	rep, err := migrate.Run(context.Background(), job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Totals.Copied != 36 || rep.Totals.Failed != 0 {
+		t.Errorf("copied %d, failed %d, want 36 and 0", rep.Totals.Copied, rep.Totals.Failed)
+	}
+	log.mu.Lock()
+	events := slices.Clone(log.events)
+	log.mu.Unlock()
+	created := slices.Index(events, "created")
+	if created < 0 {
+		t.Fatalf("the run created no folder first: %q", events)
+	}
+	listed := 0
+	for _, ev := range events[:created] {
+		switch {
+		case strings.HasPrefix(ev, "list "):
+			listed++
+		case ev != "created":
+			t.Errorf("%q before the folders were created: %q", ev, events)
+		}
+	}
+	if listed != 4 {
+		t.Errorf("%d listings sent before the folders were created, want 4 (a worker's first folder each): %q", listed, events)
 	}
 	if !memSame(t, src, dst) {
 		t.Errorf("the destination differs from the source (SHA-256, flags, dates)")

@@ -284,7 +284,6 @@ func (e *engine) run(ctx context.Context, rep *Report) error {
 			return err
 		}
 	}
-	e.createFirst(ctx, c.dst, plan, jobs, pre) // createfirst.go
 	results, err := e.copyFolders(ctx, plan, jobs, c, pre)
 	for _, fr := range results {
 		if fr.Source != "" {
@@ -423,7 +422,9 @@ func (e *engine) indexAccount(ctx context.Context, c *conns, dstFolders []format
 
 // copyFolders feeds the planned folders to jobs workers, each with its own
 // pair of connections (the first takes over c's), and returns each folder's
-// report in plan order (empty for a folder not reached).
+// report in plan order (empty for a folder not reached). The folders the
+// destination lacks are created first (createfirst.go), while the workers'
+// first listings travel.
 func (e *engine) copyFolders(ctx context.Context, plan []PlannedFolder, jobs int, c *conns, pre *predialed) ([]FolderReport, error) {
 	results := make([]FolderReport, len(plan))
 	work := make(chan int)
@@ -439,6 +440,9 @@ func (e *engine) copyFolders(ctx context.Context, plan []PlannedFolder, jobs int
 		}
 		return nil
 	})
+	missing := e.toCreateFirst(c.dst, plan, jobs)
+	first := c.dst
+	var workers []*worker
 	for w := 0; w < min(jobs, len(plan)); w++ {
 		wk := &worker{e: e, src: c.src, dst: c.dst}
 		c.src, c.dst = nil, nil // the first worker takes them over and closes them
@@ -446,6 +450,15 @@ func (e *engine) copyFolders(ctx context.Context, plan []PlannedFolder, jobs int
 			wk = pre.take(e) // predial.go
 		}
 		wk.work, wk.plan = work, plan
+		workers = append(workers, wk)
+	}
+	if len(missing) > 0 && !e.job.MaybeSameAccount {
+		for _, wk := range workers {
+			wk.beginFirst(gctx)
+		}
+	}
+	e.createFirst(gctx, first, missing, pre) // createfirst.go
+	for _, wk := range workers {
 		g.Go(func() error {
 			defer wk.close()
 			for {
@@ -656,6 +669,35 @@ func (w *worker) startNext(ctx context.Context) {
 	pf := w.plan[w.next]
 	p := w.e.newPass(w.src, w.dst, pf)
 	p.begin(ctx, true, !w.e.sharedDest[destKey(pf.Dest)])
+	w.begun = p
+}
+
+// beginFirst takes the worker's first folder and, where the source can
+// send a listing ahead (ListStarter), begins its pass with the source's
+// side only: the listing goes out now and is read once the pass goes on,
+// while the destination's folders are created (createfirst.go). The
+// destination is left alone (holdDest): createFirst uses the first pair's
+// destination connection meanwhile.
+func (w *worker) beginFirst(ctx context.Context) {
+	if w.src == nil || w.dst == nil || w.hasNext {
+		return
+	}
+	if _, ok := As[ListStarter](w.src); !ok {
+		return // its pass lists beside destination(), as always
+	}
+	select {
+	case i, ok := <-w.work:
+		if !ok {
+			w.work = nil // all handed out
+			return
+		}
+		w.next, w.hasNext = i, true
+	case <-ctx.Done():
+		return
+	}
+	p := w.e.newPass(w.src, w.dst, w.plan[w.next])
+	p.holdDest = true
+	p.begin(ctx, true, false)
 	w.begun = p
 }
 

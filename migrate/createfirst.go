@@ -30,10 +30,11 @@ import (
 // The sources are not held up meanwhile: each worker's first folder's
 // listing is sent on its source connection before the CREATEs go out
 // (worker.beginFirst), and read once its pass goes on, so that on a slow
-// link the two round trips overlap. Only the destination waits: the
-// worker's destination connection and the connection it stores with are
-// used after createFirst only. Where both sides may be the same account
-// (Job.MaybeSameAccount), the source waits too.
+// link the two round trips overlap; the connection each worker stores
+// with logs in meanwhile too (a login lists nothing). The worker's own
+// destination connection is used after createFirst only. Where both sides may be the same account
+// (Job.MaybeSameAccount) and notSameMailbox did not prove two, the source
+// waits too.
 
 // FolderPreparer is a Sink that can create many folders in one go (IMAP:
 // CREATE and SUBSCRIBE of every folder pipelined on one connection). A

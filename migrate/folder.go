@@ -48,10 +48,6 @@ type folderPass struct {
 	begun, ended bool
 	beginErr     error
 	ensured      func() (formats.Folder, error)
-	// holdDest: the pass was begun while the destination was busy
-	// (worker.beginFirst), so begin left it alone and copy prepares the
-	// store.
-	holdDest bool
 	// startNext, where set, begins the worker's next folder (sent); the
 	// pass calls it once its last window's messages are all delivered,
 	// before its last flush.
@@ -92,7 +88,7 @@ func (p *folderPass) begin(ctx context.Context, sent, sendEnsure bool) {
 			p.ensured = es.StartEnsure(ctx, p.pf.Dest)
 		}
 	}
-	if p.early != nil && !p.e.opts.DryRun && !p.holdDest {
+	if p.early != nil && !p.e.opts.DryRun {
 		p.prepareStore(ctx) // a first copy will store: connect for it meanwhile
 	}
 }
@@ -105,12 +101,6 @@ func (p *folderPass) copy(ctx context.Context) (FolderReport, error) {
 	}
 	if p.ended {
 		return p.fr, p.beginErr
-	}
-	if p.holdDest {
-		p.holdDest = false
-		if p.early != nil && !e.opts.DryRun {
-			p.prepareStore(ctx)
-		}
 	}
 	err := p.destination(ctx)
 	p.early.settle()

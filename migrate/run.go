@@ -68,7 +68,11 @@ type Job struct {
 // listings already prove two mailboxes (distinctListings).
 func (e *engine) notSameMailbox(ctx context.Context, src Source, dst Sink, srcFolders, dstFolders []formats.Folder) error {
 	p, ok := As[Prober](dst)
-	if !ok || distinctListings(srcFolders, dstFolders) {
+	if !ok {
+		return nil
+	}
+	if distinctListings(srcFolders, dstFolders) {
+		e.twoAccounts = true
 		return nil
 	}
 	leaf, remove, err := p.Probe()
@@ -86,6 +90,7 @@ func (e *engine) notSameMailbox(ctx context.Context, src Source, dst Sink, srcFo
 	if ps, ok := As[ProbeSeer](src); ok {
 		found, err := ps.HasFolderEnding(leaf)
 		if err != nil || !found {
+			e.twoAccounts = err == nil
 			return err
 		}
 		return same
@@ -99,6 +104,7 @@ func (e *engine) notSameMailbox(ctx context.Context, src Source, dst Sink, srcFo
 			return same
 		}
 	}
+	e.twoAccounts = true
 	return nil
 }
 
@@ -135,6 +141,9 @@ type engine struct {
 	opts  Options
 	rep   Reporter
 	state State
+	// twoAccounts: notSameMailbox proved the two sides two mailboxes
+	// (Job.MaybeSameAccount named one user on one host).
+	twoAccounts bool
 
 	mu sync.Mutex
 	// have counts, under --dedup account, how many copies of a key one
@@ -452,7 +461,7 @@ func (e *engine) copyFolders(ctx context.Context, plan []PlannedFolder, jobs int
 		wk.work, wk.plan = work, plan
 		workers = append(workers, wk)
 	}
-	if len(missing) > 0 && !e.job.MaybeSameAccount {
+	if len(missing) > 0 && (!e.job.MaybeSameAccount || e.twoAccounts) {
 		for _, wk := range workers {
 			wk.beginFirst(gctx)
 		}
@@ -673,11 +682,13 @@ func (w *worker) startNext(ctx context.Context) {
 }
 
 // beginFirst takes the worker's first folder and, where the source can
-// send a listing ahead (ListStarter), begins its pass with the source's
-// side only: the listing goes out now and is read once the pass goes on,
-// while the destination's folders are created (createfirst.go). The
-// destination is left alone (holdDest): createFirst uses the first pair's
-// destination connection meanwhile.
+// send a listing ahead (ListStarter), begins its pass: the listing goes
+// out now and is read once the pass goes on, while the destination's
+// folders are created (createfirst.go). Of the destination, only the
+// connection it stores with is dialled meanwhile (PrepareStore: a login,
+// no listing, as beside any first copy's CREATE); its CREATE and STATUS
+// (Ensure) wait for createFirst, which uses the first pair's destination
+// connection.
 func (w *worker) beginFirst(ctx context.Context) {
 	if w.src == nil || w.dst == nil || w.hasNext {
 		return
@@ -696,7 +707,6 @@ func (w *worker) beginFirst(ctx context.Context) {
 		return
 	}
 	p := w.e.newPass(w.src, w.dst, w.plan[w.next])
-	p.holdDest = true
 	p.begin(ctx, true, false)
 	w.begun = p
 }

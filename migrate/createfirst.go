@@ -2,6 +2,7 @@ package migrate
 
 import (
 	"context"
+	"strings"
 
 	"github.com/mailferry/mailferry/formats"
 )
@@ -37,11 +38,13 @@ import (
 // waits too.
 
 // FolderPreparer is a Sink that can create many folders in one go (IMAP:
-// CREATE and SUBSCRIBE of every folder pipelined on one connection). A
-// folder it cannot create is left for Ensure to report; the error is the
-// connection's.
+// CREATE, SUBSCRIBE and STATUS of every folder pipelined on one
+// connection). made[i] is paths[i] as Ensure would have returned it just
+// after making it (the zero Folder where it cannot tell: the worker's pass
+// then calls Ensure). A folder it cannot create is left for Ensure to
+// report; the error is the connection's.
 type FolderPreparer interface {
-	EnsureAll(ctx context.Context, paths [][]string) error
+	EnsureAll(ctx context.Context, paths [][]string) (made []formats.Folder, err error)
 }
 
 // toCreateFirst is what createFirst creates: the destination folders of
@@ -73,5 +76,28 @@ func (e *engine) createFirst(ctx context.Context, dst Sink, missing [][]string, 
 	pre.wait()
 	// A connection lost here is found again by the first worker, which
 	// reconnects and retries as after any lost connection.
-	_ = fp.EnsureAll(ctx, missing)
+	made, _ := fp.EnsureAll(ctx, missing)
+	e.made = map[string]formats.Folder{}
+	for i, f := range made {
+		// A destination folder other planned folders share is counted
+		// afresh by each pass (as worker.startNext does).
+		if f.Name != "" && !e.sharedDest[destKey(missing[i])] {
+			e.made[madeKey(missing[i])] = f
+		}
+	}
+}
+
+// madeKey is a planned destination path's key in engine.made.
+func madeKey(path []string) string { return strings.Join(path, "\x00") }
+
+// takeMade returns, once, the folder createFirst made at path with its
+// counts right after, for the pass's destination() in place of Ensure:
+// the round trip of a second CREATE and STATUS saved. Only the first pass
+// into it takes it; a pass tried again calls Ensure.
+func (e *engine) takeMade(path []string) (formats.Folder, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	f, ok := e.made[madeKey(path)]
+	delete(e.made, madeKey(path))
+	return f, ok
 }

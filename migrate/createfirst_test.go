@@ -26,7 +26,7 @@ type creationLog struct {
 
 func (c *creationLog) Unwrap() migrate.Sink { return c.IMAP }
 
-func (c *creationLog) EnsureAll(ctx context.Context, paths [][]string) error {
+func (c *creationLog) EnsureAll(ctx context.Context, paths [][]string) ([]formats.Folder, error) {
 	c.mu.Lock()
 	for _, p := range paths {
 		c.created[strings.Join(p, "/")] = true
@@ -137,10 +137,10 @@ type destLog struct {
 
 func (d *destLog) Unwrap() migrate.Sink { return d.IMAP }
 
-func (d *destLog) EnsureAll(ctx context.Context, paths [][]string) error {
-	err := d.IMAP.EnsureAll(ctx, paths)
+func (d *destLog) EnsureAll(ctx context.Context, paths [][]string) ([]formats.Folder, error) {
+	made, err := d.IMAP.EnsureAll(ctx, paths)
 	d.log.add("created")
-	return err
+	return made, err
 }
 
 func (d *destLog) Ensure(ctx context.Context, path []string) (formats.Folder, error) {
@@ -221,6 +221,13 @@ func firstListingsBeforeCreation(t *testing.T, maybeSame bool) {
 	}
 	if listed != 4 {
 		t.Errorf("%d listings sent before the folders were created, want 4 (a worker's first folder each): %q", listed, events)
+	}
+	// Each pass takes the folder createFirst made, with its counts, for
+	// the CREATE and STATUS of an Ensure of its own.
+	for _, ev := range events[created:] {
+		if strings.HasPrefix(ev, "ensure ") {
+			t.Errorf("%q after createFirst made every folder: %q", ev, events)
+		}
 	}
 	if !memSame(t, src, dst) {
 		t.Errorf("the destination differs from the source (SHA-256, flags, dates)")

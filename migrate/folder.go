@@ -221,6 +221,11 @@ func (p *folderPass) destination(ctx context.Context) error {
 		if p.ensured != nil { // sent by begin
 			f, err = p.ensured()
 			p.ensured = nil
+		} else if made, ok := p.e.takeMade(p.pf.Dest); ok { // createfirst.go
+			f = made
+			if ft, ok := As[FolderTeller](p.dst); ok {
+				ft.KnowFolders([]formats.Folder{made}) // this connection did not make it
+			}
 		} else {
 			f, err = p.dst.Ensure(ctx, p.pf.Dest)
 		}

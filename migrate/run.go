@@ -144,6 +144,9 @@ type engine struct {
 	// twoAccounts: notSameMailbox proved the two sides two mailboxes
 	// (Job.MaybeSameAccount named one user on one host).
 	twoAccounts bool
+	// made holds the folders createFirst made, with their counts, until
+	// the first pass into each takes them (takeMade; under mu).
+	made map[string]formats.Folder
 
 	mu sync.Mutex
 	// have counts, under --dedup account, how many copies of a key one

@@ -3,9 +3,13 @@ package imap
 import (
 	"bufio"
 	"context"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/mailferry/mailferry/formats"
+	"github.com/mailferry/mailferry/migrate/dovecottest"
 	"github.com/mailferry/mailferry/migrate/mailconn"
 )
 
@@ -70,10 +74,72 @@ func TestEnsureAllCreatesOnOneConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	if err := m.EnsureAll(context.Background(), [][]string{{"Made"}, {"Refused"}}); err != nil {
+	made, err := m.EnsureAll(context.Background(), [][]string{{"Made"}, {"Refused"}})
+	if err != nil {
 		t.Fatal(err)
+	}
+	// This server's STATUS gives no counts: nothing to hand the workers.
+	if len(made) != 2 || made[0].Name != "" || made[1].Name != "" {
+		t.Errorf("made %+v, want two zero folders", made)
 	}
 	if !m.existing["Made"] || m.existing["Refused"] {
 		t.Errorf("known to exist: %v, want Made only", m.existing)
+	}
+}
+
+// TestEnsureAllCountsWhatItMade: on Dovecot, EnsureAll gives each folder it
+// made as a listing on another connection then shows it (UIDVALIDITY,
+// UIDNEXT, no messages), for the worker's pass to take instead of an
+// Ensure of its own; none for a folder that was there already, and none
+// for a name that is not an atom (its STATUS would be an EXAMINE).
+func TestEnsureAllCountsWhatItMade(t *testing.T) {
+	srv := dovecottest.Start(t, dovecottest.Options{Separator: '/'})
+	srv.Seed(t, "alice", []dovecottest.SeedMessage{{Folder: "Old", Date: time.Unix(1600000000, 0),
+		Body: []byte("Message-ID: <old@made>\r\n\r\nthere before\r\n")}})
+	cfg := mailconn.ServerConfig{Addr: srv.IMAPAddr(), User: "alice", Password: srv.Users["alice"], TLS: mailconn.TLSNone}
+	ctx := context.Background()
+	m, err := DialIMAP(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if _, err := m.Folders(ctx); err != nil {
+		t.Fatal(err)
+	}
+	paths := [][]string{{"New"}, {"Old"}, {"With Space"}, {"Parent", "Child"}}
+	made, err := m.EnsureAll(ctx, paths)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := DialIMAP(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	listed, err := other.Folders(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]formats.Folder{}
+	for _, f := range listed {
+		byName[f.Name] = f
+	}
+	for i, p := range paths {
+		name := strings.Join(p, "/")
+		got, want := made[i], byName[name]
+		if want.Name == "" {
+			t.Errorf("%s: not listed after EnsureAll", name)
+			continue
+		}
+		if name == "Old" || name == "With Space" {
+			if got.Name != "" {
+				t.Errorf("%s: made %+v, want none", name, got)
+			}
+			continue
+		}
+		if got.Name != name || !slices.Equal(got.Path, p) || got.Validity == 0 || got.Validity != want.Validity ||
+			got.UIDNext != 1 || got.UIDNext != want.UIDNext || got.Messages != 0 || want.Messages != 0 {
+			t.Errorf("%s: made %+v, listed afterwards as %+v", name, got, want)
+		}
 	}
 }

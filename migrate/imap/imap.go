@@ -1646,24 +1646,34 @@ var (
 
 // EnsureAll creates the folders at paths that this connection does not know
 // to exist, sending every CREATE and SUBSCRIBE at once (one round trip for
-// all) on this one connection (migrate.FolderPreparer: why). A folder the
+// all) on this one connection (migrate.FolderPreparer: why), each with a
+// STATUS of the folder just made, whose counts it returns (made[i] for
+// paths[i]; the zero Folder where it made none, or where the name is not
+// an atom: that STATUS would be an EXAMINE, imapquirks.go). A folder the
 // server refuses, or one in someone else's namespace, is left for Ensure to
 // report by name.
-func (m *IMAP) EnsureAll(ctx context.Context, paths [][]string) error {
+func (m *IMAP) EnsureAll(ctx context.Context, paths [][]string) (made []formats.Folder, err error) {
 	stop := context.AfterFunc(ctx, func() { m.c.Close() })
 	defer stop()
 	type pending struct {
+		i                 int
 		name              string
 		create, subscribe *imapclient.Command
+		status            *imapclient.StatusCommand
 	}
 	var sent []pending
-	for _, p := range paths {
+	for i, p := range paths {
 		name := m.nameOf(p)
 		if m.existing[name] || name == "INBOX" || m.sharedName(name) {
 			continue
 		}
-		sent = append(sent, pending{name, m.c.Create(name, nil), m.c.Subscribe(name)})
+		pd := pending{i: i, name: name, create: m.c.Create(name, nil), subscribe: m.c.Subscribe(name)}
+		if isAtom(name) {
+			pd.status = m.c.Status(name, m.statusOptions())
+		}
+		sent = append(sent, pd)
 	}
+	made = make([]formats.Folder, len(paths))
 	var lost error
 	for _, p := range sent {
 		err := p.create.Wait()
@@ -1675,6 +1685,14 @@ func (m *IMAP) EnsureAll(ctx context.Context, paths [][]string) error {
 			lost = m.wrap("create "+p.name, err)
 		}
 		p.subscribe.Wait() // best effort, as in Ensure
+		if p.status == nil {
+			continue
+		}
+		sd, serr := p.status.Wait()
+		if err == nil && serr == nil && sd.UIDValidity != 0 && sd.UIDNext != 0 && sd.NumMessages != nil {
+			made[p.i] = formats.Folder{Name: p.name, Path: m.pathOf(p.name, m.delim)}
+			setStatus(&made[p.i], sd)
+		}
 	}
-	return lost
+	return made, lost
 }

@@ -24,18 +24,20 @@ import (
 // it, LIST does not; 0 of 40 since). Two CREATEs at once can also crash a
 // session ("dovecot.list.index.log ... Resource deadlock avoided"). So the
 // run waits for its pre-dialled connections (they LIST as they open) and
-// creates every missing folder on one connection. A worker's Ensure still
-// creates what is missing (a folder this step could not make is then
-// refused by name, as before).
+// creates every missing folder on one connection, with a STATUS of each:
+// the first pass into a folder made so takes those counts (takeMade)
+// instead of sending a CREATE and STATUS of its own, a round trip saved. A
+// worker's Ensure still creates what is missing (a folder this step could
+// not make is then refused by name, as before).
 //
 // The sources are not held up meanwhile: each worker's first folder's
 // listing is sent on its source connection before the CREATEs go out
 // (worker.beginFirst), and read once its pass goes on, so that on a slow
 // link the two round trips overlap; the connection each worker stores
 // with logs in meanwhile too (a login lists nothing). The worker's own
-// destination connection is used after createFirst only. Where both sides may be the same account
-// (Job.MaybeSameAccount) and notSameMailbox did not prove two, the source
-// waits too.
+// destination connection is used after createFirst only. Where both sides
+// may be the same account (Job.MaybeSameAccount) and notSameMailbox did
+// not prove two, the source waits too.
 
 // FolderPreparer is a Sink that can create many folders in one go (IMAP:
 // CREATE, SUBSCRIBE and STATUS of every folder pipelined on one

@@ -668,14 +668,7 @@ func (w *worker) startNext(ctx context.Context) {
 	if w.work == nil || w.hasNext || ctx.Err() != nil || w.src == nil || w.dst == nil {
 		return
 	}
-	select {
-	case i, ok := <-w.work:
-		if !ok {
-			w.work = nil // all handed out
-			return
-		}
-		w.next, w.hasNext = i, true
-	default:
+	if !w.takeEarly(ctx, false) {
 		return // none ready: the next folder starts as before
 	}
 	pf := w.plan[w.next]
@@ -699,19 +692,38 @@ func (w *worker) beginFirst(ctx context.Context) {
 	if _, ok := As[ListStarter](w.src); !ok {
 		return // its pass lists beside destination(), as always
 	}
-	select {
-	case i, ok := <-w.work:
-		if !ok {
-			w.work = nil // all handed out
-			return
-		}
-		w.next, w.hasNext = i, true
-	case <-ctx.Done():
+	if !w.takeEarly(ctx, true) {
 		return
 	}
 	p := w.e.newPass(w.src, w.dst, w.plan[w.next])
 	p.begin(ctx, true, false)
 	w.begun = p
+}
+
+// takeEarly takes the worker's next folder from the run before its pass
+// (hasNext): waiting for one (wait), or only if one is ready now.
+func (w *worker) takeEarly(ctx context.Context, wait bool) bool {
+	var i int
+	var ok bool
+	if wait {
+		select {
+		case i, ok = <-w.work:
+		case <-ctx.Done():
+			return false
+		}
+	} else {
+		select {
+		case i, ok = <-w.work:
+		default:
+			return false
+		}
+	}
+	if !ok {
+		w.work = nil // all handed out
+		return false
+	}
+	w.next, w.hasNext = i, true
+	return true
 }
 
 // connect opens whichever side is not open, both at once (each login

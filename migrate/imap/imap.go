@@ -70,10 +70,15 @@ type IMAP struct {
 	// listing is Folders' LIST, sent by discover where the engine lists
 	// this connection's folders next; nil once read, or where not sent.
 	listing *imapclient.ListCommand
-	// rtt is the round trip of discover's LIST "" "" (with NAMESPACE), a
-	// command the server answers at once: with the appender's LOGIN it
-	// tells a slow link (CarryBatch).
+	// rtt is the shorter of the LOGIN's round trip and discover's
+	// LIST "" "" (with NAMESPACE), at the run's start: with the
+	// appender's LOGIN it tells a slow link (CarryBatch). Either alone
+	// can be long on loopback: a LOGIN under load, and a LIST "" "" sent
+	// with the folder listing (ListsNext), which Dovecot answers only
+	// with the listing's answers, after counting every folder.
 	rtt time.Duration
+	// login is the LOGIN's (or AUTHENTICATE's) round trip.
+	login time.Duration
 
 	// A destination folder opened ahead for writing (imapwrite.go): the
 	// command whose answer is still to be read, the folder PrepareWrite
@@ -150,6 +155,7 @@ func dialIMAP(ctx context.Context, cfg mailconn.ServerConfig, token string) (*IM
 		return nil, mailconn.ClassifyDialError("imap", cfg, "", err)
 	}
 	var auth imapAuth
+	loginSent := time.Now()
 	if token != "" {
 		if auth, err = authenticateIMAP(c, cfg, token); err != nil {
 			c.Close() // never go on after a failed SASL exchange
@@ -166,8 +172,9 @@ func dialIMAP(ctx context.Context, cfg mailconn.ServerConfig, token string) (*IM
 		}
 		return nil, &migrate.RetryableError{Err: fmt.Errorf("imap: %s: login: %w", cfg, err)}
 	}
+	login := time.Since(loginSent)
 	migrate.LoggedIn(ctx) // the engine may open its other connections meanwhile
-	m := &IMAP{c: c, cfg: cfg, caps: c.Caps(), existing: map[string]bool{}, auth: auth, changed: changed}
+	m := &IMAP{c: c, cfg: cfg, caps: c.Caps(), existing: map[string]bool{}, auth: auth, changed: changed, login: login}
 	m.noBatch = !(m.caps.Has(imap.CapMultiAppend) && m.caps.Has(imap.CapLiteralPlus))
 	if err := m.discoverShared(ctx); err != nil {
 		c.Close()
@@ -221,7 +228,7 @@ func (m *IMAP) discover(listsNext bool) error {
 		m.listing = m.c.List("", "*", m.listOptions())
 	}
 	list, err := listCmd.Collect()
-	m.rtt = time.Since(sent)
+	m.rtt = min(time.Since(sent), m.login)
 	if err != nil {
 		if nsCmd != nil {
 			nsCmd.Wait()

@@ -1,8 +1,10 @@
 package imap
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -32,9 +34,10 @@ func TestFirstListingTravelsWithDiscover(t *testing.T) {
 	turns := map[int]int{}           // per connection: the client's turns to speak
 	last := map[int]faultproxy.Dir{} // per connection: who spoke last
 	p, err := faultproxy.New(srv.IMAPAddr(), faultproxy.Faults{
-		// A few ms each way, so that an answer is tapped well before
-		// the command the client sends on reading it.
-		Latency: 5 * time.Millisecond,
+		// 20 ms each way, so that a chunk is tapped (just after the
+		// proxy writes it on) long before its answer can come back,
+		// even on a loaded machine.
+		Latency: 20 * time.Millisecond,
 		Tap: func(conn int, dir faultproxy.Dir, _ []byte) {
 			mu.Lock()
 			defer mu.Unlock()
@@ -85,5 +88,42 @@ func TestFirstListingTravelsWithDiscover(t *testing.T) {
 	}
 	if listings[0] != listings[1] {
 		t.Errorf("the listings differ:\nsent with discover: %s\nasked afterwards:   %s", listings[0], listings[1])
+	}
+}
+
+// TestSlowListingIsNoSlowLink: a server that answers the first
+// LIST "" "" late, as Dovecot does when the folder listing went out with
+// it (it answers pipelined commands together, after counting every folder
+// of a large account), does not make a loopback connection look like a
+// slow link (CarryBatch, which costs a second batch in flight per
+// appender): the round trip is the shorter of that and the LOGIN's.
+func TestSlowListingIsNoSlowLink(t *testing.T) {
+	addr := fakeIMAP(t, "IMAP4rev1 LITERAL+", func(_ *bufio.Reader, tag, rest string) (string, bool) {
+		switch {
+		case strings.HasPrefix(rest, "LOGIN"):
+			return tag + " OK logged in\r\n", false
+		case rest == `LIST "" ""`:
+			time.Sleep(4 * slowLink)
+			return "* LIST (\\Noselect) \"/\" \"\"\r\n" + tag + " OK done\r\n", false
+		case rest == `LIST "" "*"`:
+			return "* LIST () \"/\" INBOX\r\n" + tag + " OK done\r\n", false
+		case strings.HasPrefix(rest, "STATUS"):
+			return "* STATUS INBOX (MESSAGES 0 UIDNEXT 1 UIDVALIDITY 7)\r\n" + tag + " OK done\r\n", false
+		case strings.HasPrefix(rest, "LOGOUT"):
+			return "* BYE\r\n" + tag + " OK bye\r\n", true
+		}
+		return tag + " OK done\r\n", false
+	})
+	ctx := migrate.WithListsNext(context.Background())
+	m, err := DialIMAP(ctx, mailconn.ServerConfig{Addr: addr, User: "carol", Password: "pw", TLS: mailconn.TLSNone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if _, err := m.Folders(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if m.rtt >= slowLink {
+		t.Errorf("round trip %v (LOGIN %v) with a slow first LIST on loopback, want under %v", m.rtt, m.login, slowLink)
 	}
 }

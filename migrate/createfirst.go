@@ -24,7 +24,8 @@ import (
 // it, LIST does not; 0 of 40 since). Two CREATEs at once can also crash a
 // session ("dovecot.list.index.log ... Resource deadlock avoided"). So the
 // run waits for its pre-dialled connections (they LIST as they open) and
-// creates every missing folder on one connection, with a STATUS of each:
+// creates every missing folder on one connection, with a STATUS of each
+// (and of the workers' first folders that exist, INBOX):
 // the first pass into a folder made so takes those counts (takeMade)
 // instead of sending a CREATE and STATUS of its own, a round trip saved. A
 // worker's Ensure still creates what is missing (a folder this step could
@@ -42,7 +43,8 @@ import (
 // FolderPreparer is a Sink that can create many folders in one go (IMAP:
 // CREATE, SUBSCRIBE and STATUS of every folder pipelined on one
 // connection). made[i] is paths[i] as Ensure would have returned it just
-// after making it (the zero Folder where it cannot tell: the worker's pass
+// after making it, or for a folder that exists (INBOX), as Ensure would
+// return it now (the zero Folder where it cannot tell: the worker's pass
 // then calls Ensure). A folder it cannot create is left for Ensure to
 // report; the error is the connection's.
 type FolderPreparer interface {
@@ -51,7 +53,10 @@ type FolderPreparer interface {
 
 // toCreateFirst is what createFirst creates: the destination folders of
 // plan that the destination did not list, where more than one worker would
-// otherwise create them (nil: nothing to do first).
+// otherwise create them (nil: nothing to do first). After them come the
+// workers' first folders that exist already (INBOX always does), whose
+// STATUS goes out in the same round trip: the largest folder, which the
+// run waits for last, would otherwise ask its own after the round.
 func (e *engine) toCreateFirst(dst Sink, plan []PlannedFolder, jobs int) [][]string {
 	if _, ok := As[FolderPreparer](dst); !ok || e.opts.DryRun || min(jobs, len(plan)) < 2 {
 		return nil
@@ -62,13 +67,21 @@ func (e *engine) toCreateFirst(dst Sink, plan []PlannedFolder, jobs int) [][]str
 			missing = append(missing, pf.Dest)
 		}
 	}
+	if len(missing) == 0 {
+		return nil
+	}
+	for _, i := range dispatchOrder(plan, jobs)[:min(jobs, len(plan))] {
+		if _, ok := e.listedDest(plan[i].Dest); ok || formats.IsInbox(plan[i].Dest) {
+			missing = append(missing, plan[i].Dest)
+		}
+	}
 	return missing
 }
 
-// createFirst creates the folders toCreateFirst gave, once the pre-dialled
-// connections are open.
-func (e *engine) createFirst(ctx context.Context, dst Sink, missing [][]string, pre *predialed) {
-	if len(missing) == 0 {
+// createFirst creates the folders toCreateFirst gave (and counts those that
+// exist), once the pre-dialled connections are open.
+func (e *engine) createFirst(ctx context.Context, dst Sink, paths [][]string, pre *predialed) {
+	if len(paths) == 0 {
 		return
 	}
 	fp, ok := As[FolderPreparer](dst)
@@ -78,13 +91,13 @@ func (e *engine) createFirst(ctx context.Context, dst Sink, missing [][]string, 
 	pre.wait()
 	// A connection lost here is found again by the first worker, which
 	// reconnects and retries as after any lost connection.
-	made, _ := fp.EnsureAll(ctx, missing)
+	made, _ := fp.EnsureAll(ctx, paths)
 	e.made = map[string]formats.Folder{}
 	for i, f := range made {
 		// A destination folder other planned folders share is counted
 		// afresh by each pass (as worker.startNext does).
-		if f.Name != "" && !e.sharedDest[destKey(missing[i])] {
-			e.made[madeKey(missing[i])] = f
+		if f.Name != "" && !e.sharedDest[destKey(paths[i])] {
+			e.made[madeKey(paths[i])] = f
 		}
 	}
 }

@@ -452,7 +452,7 @@ func (e *engine) copyFolders(ctx context.Context, plan []PlannedFolder, jobs int
 		}
 		return nil
 	})
-	missing := e.toCreateFirst(c.dst, plan, jobs)
+	round := e.toCreateFirst(c.dst, plan, jobs)
 	first := c.dst
 	var workers []*worker
 	for w := 0; w < min(jobs, len(plan)); w++ {
@@ -464,12 +464,12 @@ func (e *engine) copyFolders(ctx context.Context, plan []PlannedFolder, jobs int
 		wk.work, wk.plan = work, plan
 		workers = append(workers, wk)
 	}
-	if len(missing) > 0 && (!e.job.MaybeSameAccount || e.twoAccounts) {
+	if len(round) > 0 && (!e.job.MaybeSameAccount || e.twoAccounts) {
 		for _, wk := range workers {
 			wk.beginFirst(gctx)
 		}
 	}
-	e.createFirst(gctx, first, missing, pre) // createfirst.go
+	e.createFirst(gctx, first, round, pre) // createfirst.go
 	for _, wk := range workers {
 		g.Go(func() error {
 			defer wk.close()

@@ -90,12 +90,15 @@ func TestEnsureAllCreatesOnOneConnection(t *testing.T) {
 // TestEnsureAllCountsWhatItMade: on Dovecot, EnsureAll gives each folder it
 // made as a listing on another connection then shows it (UIDVALIDITY,
 // UIDNEXT, no messages), for the worker's pass to take instead of an
-// Ensure of its own; none for a folder that was there already, and none
-// for a name that is not an atom (its STATUS would be an EXAMINE).
+// Ensure of its own; a folder that was there already (INBOX, Old) with its
+// counts as well, and none for a name that is not an atom (its STATUS
+// would be an EXAMINE).
 func TestEnsureAllCountsWhatItMade(t *testing.T) {
 	srv := dovecottest.Start(t, dovecottest.Options{Separator: '/'})
 	srv.Seed(t, "alice", []dovecottest.SeedMessage{{Folder: "Old", Date: time.Unix(1600000000, 0),
-		Body: []byte("Message-ID: <old@made>\r\n\r\nthere before\r\n")}})
+		Body: []byte("Message-ID: <old@made>\r\n\r\nthere before\r\n")},
+		{Folder: "INBOX", Date: time.Unix(1600000000, 0), Body: []byte("Message-ID: <in@made>\r\n\r\nthere before\r\n")},
+		{Folder: "INBOX", Date: time.Unix(1600000060, 0), Body: []byte("Message-ID: <in2@made>\r\n\r\nthere before\r\n")}})
 	cfg := mailconn.ServerConfig{Addr: srv.IMAPAddr(), User: "alice", Password: srv.Users["alice"], TLS: mailconn.TLSNone}
 	ctx := context.Background()
 	m, err := DialIMAP(ctx, cfg)
@@ -106,7 +109,7 @@ func TestEnsureAllCountsWhatItMade(t *testing.T) {
 	if _, err := m.Folders(ctx); err != nil {
 		t.Fatal(err)
 	}
-	paths := [][]string{{"New"}, {"Old"}, {"With Space"}, {"Parent", "Child"}}
+	paths := [][]string{{"New"}, {"Old"}, {"With Space"}, {"Parent", "Child"}, {"INBOX"}}
 	made, err := m.EnsureAll(ctx, paths)
 	if err != nil {
 		t.Fatal(err)
@@ -131,9 +134,16 @@ func TestEnsureAllCountsWhatItMade(t *testing.T) {
 			t.Errorf("%s: not listed after EnsureAll", name)
 			continue
 		}
-		if name == "Old" || name == "With Space" {
+		if name == "With Space" {
 			if got.Name != "" {
 				t.Errorf("%s: made %+v, want none", name, got)
+			}
+			continue
+		}
+		if n := map[string]uint32{"Old": 1, "INBOX": 2}[name]; n != 0 {
+			if got.Name != name || got.Validity == 0 || got.Validity != want.Validity || got.UIDNext != n+1 ||
+				got.UIDNext != want.UIDNext || got.Messages != n || want.Messages != n {
+				t.Errorf("%s (there before, %d messages): counted %+v, listed afterwards as %+v", name, n, got, want)
 			}
 			continue
 		}

@@ -1654,11 +1654,11 @@ var (
 // EnsureAll creates the folders at paths that this connection does not know
 // to exist, sending every CREATE and SUBSCRIBE at once (one round trip for
 // all) on this one connection (migrate.FolderPreparer: why), each with a
-// STATUS of the folder just made, whose counts it returns (made[i] for
-// paths[i]; the zero Folder where it made none, or where the name is not
-// an atom: that STATUS would be an EXAMINE, imapquirks.go). A folder the
-// server refuses, or one in someone else's namespace, is left for Ensure to
-// report by name.
+// STATUS of the folder just made, and a STATUS alone of each it knows to
+// exist (INBOX): it returns their counts (made[i] for paths[i]; the zero
+// Folder where it made none, or where the name is not an atom: that STATUS
+// would be an EXAMINE, imapquirks.go). A folder the server refuses, or one
+// in someone else's namespace, is left for Ensure to report by name.
 func (m *IMAP) EnsureAll(ctx context.Context, paths [][]string) (made []formats.Folder, err error) {
 	stop := context.AfterFunc(ctx, func() { m.c.Close() })
 	defer stop()
@@ -1671,10 +1671,14 @@ func (m *IMAP) EnsureAll(ctx context.Context, paths [][]string) (made []formats.
 	var sent []pending
 	for i, p := range paths {
 		name := m.nameOf(p)
-		if m.existing[name] || name == "INBOX" || m.sharedName(name) {
+		known := m.existing[name] || name == "INBOX"
+		if m.sharedName(name) || known && !isAtom(name) {
 			continue
 		}
-		pd := pending{i: i, name: name, create: m.c.Create(name, nil), subscribe: m.c.Subscribe(name)}
+		pd := pending{i: i, name: name}
+		if !known {
+			pd.create, pd.subscribe = m.c.Create(name, nil), m.c.Subscribe(name)
+		}
 		if isAtom(name) {
 			pd.status = m.c.Status(name, m.statusOptions())
 		}
@@ -1683,15 +1687,18 @@ func (m *IMAP) EnsureAll(ctx context.Context, paths [][]string) (made []formats.
 	made = make([]formats.Folder, len(paths))
 	var lost error
 	for _, p := range sent {
-		err := p.create.Wait()
-		var ie *imap.Error
-		switch {
-		case err == nil:
-			m.existing[p.name] = true
-		case !errors.As(err, &ie) && lost == nil:
-			lost = m.wrap("create "+p.name, err)
+		var err error
+		if p.create != nil {
+			err = p.create.Wait()
+			var ie *imap.Error
+			switch {
+			case err == nil:
+				m.existing[p.name] = true
+			case !errors.As(err, &ie) && lost == nil:
+				lost = m.wrap("create "+p.name, err)
+			}
+			p.subscribe.Wait() // best effort, as in Ensure
 		}
-		p.subscribe.Wait() // best effort, as in Ensure
 		if p.status == nil {
 			continue
 		}

@@ -2,6 +2,7 @@ package migrate
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync"
 
@@ -16,10 +17,16 @@ import (
 // has logged in (the credentials work), the other workers' pairs are opened
 // in the background.
 //
-// Where the source is an account of many folders (IMAP), that is as soon
-// as both logins of the first pair are answered (LoggedIn), beside its
-// folder listings: --jobs-1 pairs, of which those the plan has no folder
-// for are closed once open. Other sources (POP3, whose server locks the
+// Where the source is an account of many folders (IMAP), they are dialled
+// as soon as the first pair's source has been greeted (BeforeLogin), and
+// they log in once both logins of the first pair are answered (LoggedIn),
+// beside its folder listings: --jobs-1 pairs, of which those the plan has
+// no folder for are closed once open. Until then each waits at the gate,
+// greeted and not logged in, so that a wrong password is tried once, not
+// once per worker; if the first pair does not log in, they are closed
+// without having sent a credential. On a slow link this takes their
+// greeting's round trip off the way to the folders-first CREATE round,
+// which waits for their logins (createfirst.go). Other sources (POP3, whose server locks the
 // maildrop for one session; local stores) are pre-dialled after the
 // listing, as many as the folders need.
 //
@@ -53,6 +60,72 @@ func withLoginHook(ctx context.Context, f func()) context.Context {
 	return context.WithValue(ctx, loginHook{}, f)
 }
 
+// beforeLoginHook is the context key of the function BeforeLogin calls.
+type beforeLoginHook struct{}
+
+// loginGateKey is the context key of a pre-dialled connection's gate.
+type loginGateKey struct{}
+
+// BeforeLogin is called by a Source or Sink being opened with ctx once the
+// server has greeted it (and TLS is up), before it sends any credential.
+// A Source that calls it says its account may hold many folders and that
+// it calls LoggedIn once logged in (IMAP): the engine dials the other
+// workers' connections meanwhile. A pre-dialled connection waits in it
+// until the run's first pair has logged in on both sides; an error means
+// that pair did not, and the connection is to be closed without logging
+// in. Elsewhere it returns nil at once.
+func BeforeLogin(ctx context.Context) error {
+	if f, ok := ctx.Value(beforeLoginHook{}).(func()); ok {
+		f()
+	}
+	if g, ok := ctx.Value(loginGateKey{}).(*loginGate); ok {
+		return g.wait(ctx)
+	}
+	return nil
+}
+
+// loginGate holds the pre-dialled connections before their logins.
+type loginGate struct {
+	once sync.Once
+	done chan struct{}
+	ok   bool // set before done is closed
+}
+
+func newLoginGate() *loginGate { return &loginGate{done: make(chan struct{})} }
+
+// open lets the connections log in: the first pair has.
+func (g *loginGate) open() { g.settle(true) }
+
+// shut sends them away without a login (the first pair did not log in, or
+// the run is over); after open it does nothing.
+func (g *loginGate) shut() { g.settle(false) }
+
+func (g *loginGate) settle(ok bool) {
+	if g == nil {
+		return
+	}
+	g.once.Do(func() {
+		g.ok = ok
+		close(g.done)
+	})
+}
+
+// errFirstLoginFailed is what a pre-dialled connection's BeforeLogin
+// returns when the run's first pair did not log in.
+var errFirstLoginFailed = errors.New("the run's first connections did not log in: this one did not try")
+
+func (g *loginGate) wait(ctx context.Context) error {
+	select {
+	case <-g.done:
+		if !g.ok {
+			return errFirstLoginFailed
+		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // listsNext is the context key ListsNext reads.
 type listsNext struct{}
 
@@ -74,6 +147,7 @@ func WithListsNext(ctx context.Context) context.Context {
 
 // predialed holds the workers being connected in the background.
 type predialed struct {
+	gate    *loginGate // nil: they log in as they open (dialled after the first pair logged in)
 	mu      sync.Mutex
 	workers []*worker // those the run may take (trim closes the others)
 	wg      sync.WaitGroup
@@ -97,9 +171,14 @@ func (p *predialed) destListed(folders []formats.Folder, ok bool) {
 	})
 }
 
-// predial starts connecting n workers.
-func (e *engine) predial(ctx context.Context, n int) *predialed {
+// predial starts connecting n workers; gated, they log in only once
+// p.gate is opened (BeforeLogin).
+func (e *engine) predial(ctx context.Context, n int, gated bool) *predialed {
 	p := &predialed{listed: make(chan struct{})}
+	if gated {
+		p.gate = newLoginGate()
+		ctx = context.WithValue(ctx, loginGateKey{}, p.gate)
+	}
 	for i := 0; i < n; i++ {
 		wk := &worker{e: e, firstListing: func() ([]formats.Folder, bool) {
 			select {
@@ -172,6 +251,7 @@ func (p *predialed) close() {
 		return
 	}
 	p.destListed(nil, false) // a run that ended before: nothing waits for it now
+	p.gate.shut()            // nor for the first pair's logins
 	p.wg.Wait()
 	p.mu.Lock()
 	defer p.mu.Unlock()

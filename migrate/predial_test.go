@@ -3,9 +3,11 @@ package migrate_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -46,7 +48,8 @@ type predialOpts struct {
 // proxy (a tap on its chunks) with 4 workers, checks the copy by SHA-256
 // (the folders not excluded) and that every source connection opened was
 // closed, and returns the source side's events in order: "greet N" for
-// connection N's greeting, "listed N" for the first answer it got after
+// connection N's greeting, "login N" for its LOGIN and "logged in N" for
+// the first answer after it, "listed N" for the first answer it got after
 // sending its LIST "" "*" (the round trip that command went out in).
 func predialRun(t *testing.T, folders int, o predialOpts) []string {
 	t.Helper()
@@ -63,6 +66,7 @@ func predialRun(t *testing.T, folders int, o predialOpts) []string {
 	var mu sync.Mutex
 	var events []string
 	greeted, listSent, listed := map[int]bool{}, map[int]bool{}, map[int]bool{}
+	loginSent, loggedIn := map[int]bool{}, map[int]bool{}
 	proxy, err := faultproxy.New(src.IMAPAddr(), faultproxy.Faults{Latency: o.latency,
 		Tap: func(conn int, dir faultproxy.Dir, b []byte) {
 			mu.Lock()
@@ -70,6 +74,14 @@ func predialRun(t *testing.T, folders int, o predialOpts) []string {
 			if dir == faultproxy.ServerToClient && !greeted[conn] {
 				greeted[conn] = true
 				events = append(events, fmt.Sprintf("greet %d", conn))
+			}
+			if dir == faultproxy.ClientToServer && bytes.Contains(b, []byte(" LOGIN ")) {
+				loginSent[conn] = true
+				events = append(events, fmt.Sprintf("login %d", conn))
+			}
+			if dir == faultproxy.ServerToClient && loginSent[conn] && !loggedIn[conn] {
+				loggedIn[conn] = true
+				events = append(events, fmt.Sprintf("logged in %d", conn))
 			}
 			if dir == faultproxy.ClientToServer && bytes.Contains(b, []byte(`LIST "" "*"`)) {
 				listSent[conn] = true
@@ -175,6 +187,106 @@ func TestWorkersLogInBesideTheFirstListing(t *testing.T) {
 	}
 	if greetings != 3 {
 		t.Errorf("%d other connections greeted before the first LIST \"\" \"*\" was answered, want 3; events %q", greetings, events)
+	}
+}
+
+// TestWorkersGreetedBesideTheFirstLogin: on an IMAP source the other
+// workers' connections are dialled as soon as the first has been greeted,
+// and wait, greeted, for its login: on a link of 100 ms each way all three
+// greetings come before the first LOGIN's answer (dialled after it, they
+// cost the CREATE round that waits for their logins a round trip more),
+// and none of them sends its LOGIN before that answer.
+func TestWorkersGreetedBesideTheFirstLogin(t *testing.T) {
+	events := predialRun(t, 6, predialOpts{latency: 100 * time.Millisecond, dst: dovecottest.Options{Separator: '/'}})
+	first := slices.Index(events, "logged in 0")
+	if first < 0 {
+		t.Fatalf("no answer to the first LOGIN: %q", events)
+	}
+	greetings := 0
+	for _, ev := range events[:first] {
+		if ev != "greet 0" && strings.HasPrefix(ev, "greet ") {
+			greetings++
+		}
+		if ev != "login 0" && strings.HasPrefix(ev, "login ") {
+			t.Errorf("%q before the first login was answered: %q", ev, events)
+		}
+	}
+	if greetings != 3 {
+		t.Errorf("%d other connections greeted before the first LOGIN was answered, want 3; events %q", greetings, events)
+	}
+	logins := 0
+	for _, ev := range events {
+		if strings.HasPrefix(ev, "login ") {
+			logins++
+		}
+	}
+	if logins != 4 {
+		t.Errorf("%d LOGINs at the source, want 4 (one a connection): %q", logins, events)
+	}
+}
+
+// TestWrongPasswordSentOnce: the workers' connections dialled beside the
+// first (TestWorkersGreetedBesideTheFirstLogin) send no LOGIN when the
+// first pair's login is refused, at the source or at the destination: a
+// wrong password reaches the source once, the run says why, and every
+// connection it dialled is closed.
+func TestWrongPasswordSentOnce(t *testing.T) {
+	for _, side := range []string{"source", "destination"} {
+		t.Run(side, func(t *testing.T) {
+			src := dovecottest.Start(t, dovecottest.Options{Separator: '/'})
+			dst := dovecottest.Start(t, dovecottest.Options{Separator: '/'})
+			var mu sync.Mutex
+			greeted, logins := map[int]bool{}, 0
+			proxy, err := faultproxy.New(src.IMAPAddr(), faultproxy.Faults{Latency: 20 * time.Millisecond,
+				Tap: func(conn int, dir faultproxy.Dir, b []byte) {
+					mu.Lock()
+					defer mu.Unlock()
+					greeted[conn] = greeted[conn] || dir == faultproxy.ServerToClient
+					if dir == faultproxy.ClientToServer && bytes.Contains(b, []byte(" LOGIN ")) {
+						logins++
+					}
+				}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer proxy.Close()
+			srcPass, dstPass := src.Users["alice"], dst.Users["alice"]
+			if side == "source" {
+				srcPass = "wrong-" + srcPass
+			} else {
+				dstPass = "wrong-" + dstPass
+			}
+			var opened, closed atomic.Int32
+			job := migrate.Job{SourceName: "src", DestName: "dst",
+				Options: migrate.Options{StatePath: filepath.Join(t.TempDir(), "state.db"), Jobs: 4},
+				OpenSource: func(ctx context.Context) (migrate.Source, error) {
+					s, err := mfimap.DialIMAP(ctx, mailconn.ServerConfig{Addr: proxy.Addr(), User: "alice", Password: srcPass, TLS: mailconn.TLSNone})
+					if err != nil {
+						return nil, err
+					}
+					opened.Add(1)
+					return &closeCounter{Source: s, closed: &closed}, nil
+				},
+				OpenSink: func(ctx context.Context) (migrate.Sink, error) {
+					return mfimap.DialIMAP(ctx, mailconn.ServerConfig{Addr: dst.IMAPAddr(), User: "alice", Password: dstPass, TLS: mailconn.TLSNone})
+				},
+			}
+			_, err = migrate.Run(context.Background(), job)
+			if !errors.Is(err, migrate.ErrAuth) {
+				t.Fatalf("run: %v, want a login refused", err)
+			}
+			time.Sleep(50 * time.Millisecond) // the tap runs after the proxy wrote
+			mu.Lock()
+			defer mu.Unlock()
+			// With the destination's refused, the source's own LOGIN may
+			// not have gone out; a worker's never.
+			if logins > 1 || side == "source" && (logins != 1 || len(greeted) < 2) {
+				t.Errorf("%d LOGINs at the source over %d connections, want 1 (and the workers' connections dialled)", logins, len(greeted))
+			}
+			if o, c := opened.Load(), closed.Load(); o != c {
+				t.Errorf("%d source connections opened, %d closed by the run's end", o, c)
+			}
+		})
 	}
 }
 

@@ -256,7 +256,7 @@ func (e *engine) run(ctx context.Context, rep *Report) error {
 	if pre != nil {
 		pre.trim(min(jobs, len(srcFolders)) - 1) // predial.go
 	} else {
-		pre = e.predial(ctx, min(jobs, len(srcFolders))-1)
+		pre = e.predial(ctx, min(jobs, len(srcFolders))-1, false)
 		pre.destListed(dstFolders, true)
 	}
 	if e.job.MaybeSameAccount && !e.opts.DryRun {
@@ -346,27 +346,42 @@ func (e *engine) connect(ctx context.Context, c *conns) (srcFolders, dstFolders 
 	first := true
 	err = e.retry(ctx, "connecting", func() error {
 		c.close()
-		// Both logins answered, with a source that said so itself (an
-		// account of many folders), the other workers log in too.
+		// A source that says it is an account of many folders (BeforeLogin,
+		// once greeted) has the other workers dialled; they log in once
+		// both logins here are answered (predial.go).
 		var mu sync.Mutex
 		var srcIn, dstIn, dstListed bool
 		var dstErr error
+		predial := func() { // with mu held
+			if c.pre == nil && e.jobs() > 1 {
+				c.pre = e.predial(ctx, e.jobs()-1, true) // predial.go
+				if dstListed {
+					c.pre.destListed(dstFolders, dstErr == nil)
+				}
+			}
+		}
+		greeted := func() {
+			mu.Lock()
+			defer mu.Unlock()
+			predial()
+		}
 		loggedIn := func(side *bool) func() {
 			return func() {
 				mu.Lock()
 				defer mu.Unlock()
 				*side = true
-				if srcIn && dstIn && c.pre == nil && e.jobs() > 1 {
-					c.pre = e.predial(ctx, e.jobs()-1) // predial.go
-					if dstListed {
-						c.pre.destListed(dstFolders, dstErr == nil)
+				if srcIn && dstIn {
+					predial()
+					if c.pre != nil {
+						c.pre.gate.open()
 					}
 				}
 			}
 		}
 		var g errgroup.Group
 		g.Go(func() error {
-			s, err := e.openSource(WithListsNext(withLoginHook(ctx, loggedIn(&srcIn))))
+			sctx := context.WithValue(withLoginHook(ctx, loggedIn(&srcIn)), beforeLoginHook{}, greeted)
+			s, err := e.openSource(WithListsNext(sctx))
 			if err != nil {
 				return err
 			}

@@ -154,6 +154,12 @@ func dialIMAP(ctx context.Context, cfg mailconn.ServerConfig, token string) (*IM
 		c.Close()
 		return nil, mailconn.ClassifyDialError("imap", cfg, "", err)
 	}
+	// A worker's connection dialled beside the run's first waits here for
+	// that one's login (migrate.BeforeLogin): a wrong password is sent once.
+	if err := migrate.BeforeLogin(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
 	var auth imapAuth
 	loginSent := time.Now()
 	if token != "" {

@@ -70,10 +70,12 @@ type loginGateKey struct{}
 // server has greeted it (and TLS is up), before it sends any credential.
 // A Source that calls it says its account may hold many folders and that
 // it calls LoggedIn once logged in (IMAP): the engine dials the other
-// workers' connections meanwhile. A pre-dialled connection waits in it
-// until the run's first pair has logged in on both sides; an error means
-// that pair did not, and the connection is to be closed without logging
-// in. Elsewhere it returns nil at once.
+// workers' connections meanwhile. A Sink that calls it says it waits here
+// as well: the workers' destination connections are then opened beside
+// it, not after it. A pre-dialled connection waits in it until the run's
+// first pair has logged in on both sides; an error means that pair did
+// not, and the connection is to be closed without logging in. Elsewhere it
+// returns nil at once.
 func BeforeLogin(ctx context.Context) error {
 	if f, ok := ctx.Value(beforeLoginHook{}).(func()); ok {
 		f()
@@ -84,14 +86,49 @@ func BeforeLogin(ctx context.Context) error {
 	return nil
 }
 
-// loginGate holds the pre-dialled connections before their logins.
+// loginGate holds the pre-dialled connections before their logins, and
+// their destination connections before they are opened at all, until the
+// first pair's destination connection has said that it waits at the gate
+// too (BeforeLogin): a destination that does not (a local store) is opened
+// by the workers only once the first one is open, as before.
 type loginGate struct {
-	once sync.Once
-	done chan struct{}
-	ok   bool // set before done is closed
+	once      sync.Once
+	done      chan struct{}
+	ok        bool // set before done is closed
+	sinksOnce sync.Once
+	sinks     chan struct{} // closed once the workers may open their destinations
 }
 
-func newLoginGate() *loginGate { return &loginGate{done: make(chan struct{})} }
+func newLoginGate() *loginGate {
+	return &loginGate{done: make(chan struct{}), sinks: make(chan struct{})}
+}
+
+// letSinksOpen lets the workers open their destination connections: the
+// first pair's waits at the gate before its login (BeforeLogin), or the
+// gate is settled.
+func (g *loginGate) letSinksOpen() {
+	if g != nil {
+		g.sinksOnce.Do(func() { close(g.sinks) })
+	}
+}
+
+// waitSinks returns once a worker may open its destination connection; an
+// error where the first pair did not log in (the connection is not opened).
+func (g *loginGate) waitSinks(ctx context.Context) error {
+	select {
+	case <-g.sinks:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-g.done:
+		if !g.ok {
+			return errFirstLoginFailed
+		}
+	default: // it will wait at the gate itself
+	}
+	return nil
+}
 
 // open lets the connections log in: the first pair has.
 func (g *loginGate) open() { g.settle(true) }
@@ -108,6 +145,15 @@ func (g *loginGate) settle(ok bool) {
 		g.ok = ok
 		close(g.done)
 	})
+	g.letSinksOpen()
+}
+
+// waitSinksFunc is waitSinks for a worker (nil without a gate).
+func (g *loginGate) waitSinksFunc() func(context.Context) error {
+	if g == nil {
+		return nil
+	}
+	return g.waitSinks
 }
 
 // errFirstLoginFailed is what a pre-dialled connection's BeforeLogin
@@ -180,7 +226,7 @@ func (e *engine) predial(ctx context.Context, n int, gated bool) *predialed {
 		ctx = context.WithValue(ctx, loginGateKey{}, p.gate)
 	}
 	for i := 0; i < n; i++ {
-		wk := &worker{e: e, firstListing: func() ([]formats.Folder, bool) {
+		wk := &worker{e: e, beforeSink: p.gate.waitSinksFunc(), firstListing: func() ([]formats.Folder, bool) {
 			select {
 			case <-p.listed:
 				return p.folders, p.ok

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailferry/mailferry/archive"
 	"github.com/mailferry/mailferry/migrate"
 	"github.com/mailferry/mailferry/migrate/dovecottest"
 	"github.com/mailferry/mailferry/migrate/faultproxy"
@@ -214,15 +215,20 @@ func TestWorkersGreetedBesideTheFirstLogin(t *testing.T) {
 	if greetings != 3 {
 		t.Errorf("%d other connections greeted before the first LOGIN was answered, want 3; events %q", greetings, events)
 	}
-	logins := 0
-	for _, ev := range events {
-		if strings.HasPrefix(ev, "login ") {
-			logins++
-		}
-	}
-	if logins != 4 {
+	if logins := countPrefixed(events, "login "); logins != 4 {
 		t.Errorf("%d LOGINs at the source, want 4 (one a connection): %q", logins, events)
 	}
+}
+
+// countPrefixed counts the events that begin with prefix.
+func countPrefixed(events []string, prefix string) int {
+	n := 0
+	for _, ev := range events {
+		if strings.HasPrefix(ev, prefix) {
+			n++
+		}
+	}
+	return n
 }
 
 // TestWrongPasswordSentOnce: the workers' connections dialled beside the
@@ -290,18 +296,74 @@ func TestWrongPasswordSentOnce(t *testing.T) {
 	}
 }
 
+// TestLocalDestinationOpenedAfterTheFirst: the workers dialled beside the
+// first pair (TestWorkersGreetedBesideTheFirstLogin) open a destination
+// that does not wait at the gate itself (a local store, which calls no
+// BeforeLogin) only once the first pair's is open: two opens of one
+// archive at once raced on its opener and lost a repair's manifest line
+// (TestArchiveRepairsDeletedMaildirFile, under -race, in the first version
+// of the early dial). The first open is made slow; none may start during
+// it.
+func TestLocalDestinationOpenedAfterTheFirst(t *testing.T) {
+	src := dovecottest.Start(t, dovecottest.Options{Separator: '/'})
+	var seed []dovecottest.SeedMessage
+	for f := range 6 {
+		seed = append(seed, dovecottest.SeedMessage{Folder: fmt.Sprintf("F%d", f), Date: time.Unix(1600000000, 0),
+			Body: []byte(fmt.Sprintf("Message-ID: <ld%d@example.org>\r\nSubject: %d\r\n\r\nbody\r\n", f, f))})
+	}
+	src.Seed(t, "alice", seed)
+	proxy, err := faultproxy.New(src.IMAPAddr(), faultproxy.Faults{Latency: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proxy.Close()
+	root := t.TempDir()
+	var mu sync.Mutex
+	var opens, opened int
+	var during []int
+	job := migrate.Job{SourceName: "src", DestName: "dst",
+		Options: migrate.Options{StatePath: filepath.Join(t.TempDir(), "state.db"), Jobs: 4},
+		OpenSource: func(ctx context.Context) (migrate.Source, error) {
+			return mfimap.DialIMAP(ctx, mailconn.ServerConfig{Addr: proxy.Addr(), User: "alice", Password: src.Users["alice"], TLS: mailconn.TLSNone})
+		},
+		OpenSink: func(context.Context) (migrate.Sink, error) {
+			mu.Lock()
+			opens++
+			if opens > 1 && opened == 0 {
+				during = append(during, opens)
+			}
+			first := opens == 1
+			mu.Unlock()
+			if first {
+				time.Sleep(150 * time.Millisecond) // past the source's greeting and login
+			}
+			st, err := archive.OpenMaildir(root, archive.MaildirOptions{Create: true})
+			mu.Lock()
+			opened++
+			mu.Unlock()
+			return st, err
+		},
+	}
+	rep, err := migrate.Run(context.Background(), job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Totals.Copied != 6 || rep.Totals.Failed != 0 {
+		t.Errorf("copied %d, failed %d, want 6 and 0", rep.Totals.Copied, rep.Totals.Failed)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(during) > 0 || opens < 2 {
+		t.Errorf("%d destination opens started while the first was still opening (of %d in all, want none of at least 2)", len(during), opens)
+	}
+}
+
 // TestSurplusWorkersClosed: with fewer folders than workers, the
 // connections dialled before the listing showed it are closed, and the
 // copy is whole.
 func TestSurplusWorkersClosed(t *testing.T) {
 	events := predialRun(t, 2, predialOpts{latency: 30 * time.Millisecond, dst: dovecottest.Options{Separator: '/'}})
-	n := 0
-	for _, ev := range events {
-		if strings.HasPrefix(ev, "greet ") {
-			n++
-		}
-	}
-	if n != 4 {
+	if n := countPrefixed(events, "greet "); n != 4 {
 		t.Errorf("%d source connections, want 4 (the first and three dialled before the listing): %q", n, events)
 	}
 }

@@ -352,11 +352,15 @@ func (e *engine) connect(ctx context.Context, c *conns) (srcFolders, dstFolders 
 		var mu sync.Mutex
 		var srcIn, dstIn, dstListed bool
 		var dstErr error
+		var dstGreets bool
 		predial := func() { // with mu held
 			if c.pre == nil && e.jobs() > 1 {
 				c.pre = e.predial(ctx, e.jobs()-1, true) // predial.go
 				if dstListed {
 					c.pre.destListed(dstFolders, dstErr == nil)
+				}
+				if dstGreets {
+					c.pre.gate.letSinksOpen()
 				}
 			}
 		}
@@ -364,6 +368,14 @@ func (e *engine) connect(ctx context.Context, c *conns) (srcFolders, dstFolders 
 			mu.Lock()
 			defer mu.Unlock()
 			predial()
+		}
+		sinkGreeted := func() { // an IMAP destination: it waits at the gate too
+			mu.Lock()
+			defer mu.Unlock()
+			dstGreets = true
+			if c.pre != nil {
+				c.pre.gate.letSinksOpen()
+			}
 		}
 		loggedIn := func(side *bool) func() {
 			return func() {
@@ -390,7 +402,8 @@ func (e *engine) connect(ctx context.Context, c *conns) (srcFolders, dstFolders 
 			return err
 		})
 		g.Go(func() error {
-			d, err := e.openSink(WithListsNext(withLoginHook(ctx, loggedIn(&dstIn))))
+			dctx := context.WithValue(withLoginHook(ctx, loggedIn(&dstIn)), beforeLoginHook{}, sinkGreeted)
+			d, err := e.openSink(WithListsNext(dctx))
 			if err != nil {
 				return err
 			}
@@ -634,6 +647,9 @@ type worker struct {
 	// destination and returns it (ok: it was made), which a new destination
 	// connection takes instead of listing the folders itself (predial.go).
 	firstListing func() (folders []formats.Folder, ok bool)
+	// beforeSink, where set, waits until a pre-dialled worker may open its
+	// destination connection (predial.go).
+	beforeSink func(context.Context) error
 	// work hands out the plan's folders (nil once closed); next is the
 	// one taken early (hasNext) and begun, where set, its pass begun on
 	// the worker's connections (startNext).
@@ -757,6 +773,11 @@ func (w *worker) connect(ctx context.Context) error {
 	}
 	if w.dst == nil {
 		g.Go(func() error {
+			if w.beforeSink != nil { // pre-dialled: not before the first (predial.go)
+				if err := w.beforeSink(ctx); err != nil {
+					return err
+				}
+			}
 			d, err := w.e.openSink(ctx)
 			if err != nil {
 				return err

@@ -26,8 +26,10 @@ import (
 // once per worker; if the first pair does not log in, they are closed
 // without having sent a credential. On a slow link this takes their
 // greeting's round trip off the way to the folders-first CREATE round,
-// which waits for their logins (createfirst.go). Other sources (POP3, whose server locks the
-// maildrop for one session; local stores) are pre-dialled after the
+// which waits for their logins (createfirst.go). A destination that does
+// not wait at the gate itself (a local store) is opened by the workers only
+// once the first pair's is open. Other sources (POP3, whose server locks
+// the maildrop for one session; local stores) are pre-dialled after the
 // listing, as many as the folders need.
 //
 // Their destination connections learn which folders exist as they open

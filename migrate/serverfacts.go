@@ -27,8 +27,10 @@ type ServerFacts struct {
 
 type serverFactsKey struct{}
 
-// withServerFacts returns ctx carrying f, for ServerFactsOf.
-func withServerFacts(ctx context.Context, f *ServerFacts) context.Context {
+// WithServerFacts returns ctx carrying f, for ServerFactsOf: the engine
+// opens each side's connections so (and an endpoint's test, two
+// connections of one side).
+func WithServerFacts(ctx context.Context, f *ServerFacts) context.Context {
 	return context.WithValue(ctx, serverFactsKey{}, f)
 }
 
@@ -85,10 +87,10 @@ type sideFacts struct {
 
 // openSource is the job's OpenSource with the source's shared facts.
 func (e *engine) openSource(ctx context.Context) (Source, error) {
-	return e.job.OpenSource(withServerFacts(ctx, &e.facts.src))
+	return e.job.OpenSource(WithServerFacts(ctx, &e.facts.src))
 }
 
 // openSink is the job's OpenSink with the destination's shared facts.
 func (e *engine) openSink(ctx context.Context) (Sink, error) {
-	return e.job.OpenSink(withServerFacts(ctx, &e.facts.dst))
+	return e.job.OpenSink(WithServerFacts(ctx, &e.facts.dst))
 }

@@ -214,6 +214,13 @@ func (m *IMAP) discoverShared(ctx context.Context) error {
 	}
 	f := v.(serverFacts)
 	m.delim, m.nsPrefix, m.ns, m.rtt = f.delim, f.nsPrefix, f.ns, f.rtt
+	// This connection's own LOGIN crossed the same link: on a slow one it
+	// took a round trip too, and on a fast one it may not have waited for
+	// a busy server as the first connection's did, whose LOGIN now goes
+	// out while the workers' connections are being greeted.
+	if m.login > 0 {
+		m.rtt = min(m.rtt, m.login)
+	}
 	return nil
 }
 

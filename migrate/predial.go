@@ -124,10 +124,17 @@ func (g *loginGate) waitSinks(ctx context.Context) error {
 	}
 	select {
 	case <-g.done:
-		if !g.ok {
-			return errFirstLoginFailed
-		}
+		return g.refused()
 	default: // it will wait at the gate itself
+		return nil
+	}
+}
+
+// refused is the error of a settled gate: errFirstLoginFailed where it was
+// shut.
+func (g *loginGate) refused() error {
+	if !g.ok {
+		return errFirstLoginFailed
 	}
 	return nil
 }
@@ -150,14 +157,6 @@ func (g *loginGate) settle(ok bool) {
 	g.letSinksOpen()
 }
 
-// waitSinksFunc is waitSinks for a worker (nil without a gate).
-func (g *loginGate) waitSinksFunc() func(context.Context) error {
-	if g == nil {
-		return nil
-	}
-	return g.waitSinks
-}
-
 // errFirstLoginFailed is what a pre-dialled connection's BeforeLogin
 // returns when the run's first pair did not log in.
 var errFirstLoginFailed = errors.New("the run's first connections did not log in: this one did not try")
@@ -165,10 +164,7 @@ var errFirstLoginFailed = errors.New("the run's first connections did not log in
 func (g *loginGate) wait(ctx context.Context) error {
 	select {
 	case <-g.done:
-		if !g.ok {
-			return errFirstLoginFailed
-		}
-		return nil
+		return g.refused()
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -228,7 +224,7 @@ func (e *engine) predial(ctx context.Context, n int, gated bool) *predialed {
 		ctx = context.WithValue(ctx, loginGateKey{}, p.gate)
 	}
 	for i := 0; i < n; i++ {
-		wk := &worker{e: e, beforeSink: p.gate.waitSinksFunc(), firstListing: func() ([]formats.Folder, bool) {
+		wk := &worker{e: e, firstListing: func() ([]formats.Folder, bool) {
 			select {
 			case <-p.listed:
 				return p.folders, p.ok
@@ -236,6 +232,9 @@ func (e *engine) predial(ctx context.Context, n int, gated bool) *predialed {
 				return nil, false
 			}
 		}}
+		if gated {
+			wk.beforeSink = p.gate.waitSinks
+		}
 		p.workers = append(p.workers, wk)
 		p.wg.Add(1)
 		go func() {

@@ -2,11 +2,14 @@ package migrate_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/mailferry/mailferry/formats"
@@ -237,5 +240,68 @@ func firstListingsBeforeCreation(t *testing.T, maybeSame bool) {
 	}
 	if !memSame(t, src, dst) {
 		t.Errorf("the destination differs from the source (SHA-256, flags, dates)")
+	}
+}
+
+// answerLost is a destination connection whose first Store into folder
+// loses its answer: the message is stored, then the connection breaks.
+type answerLost struct {
+	*mfimap.IMAP
+	folder string
+	lost   *atomic.Bool
+}
+
+func (a *answerLost) Unwrap() migrate.Sink { return a.IMAP }
+
+func (a *answerLost) Store(ctx context.Context, f formats.Folder, m formats.Message, size int64, body io.Reader) (string, error) {
+	id, err := a.IMAP.Store(ctx, f, m, size, body)
+	if err == nil && f.Name == a.folder && a.lost.CompareAndSwap(false, true) {
+		a.IMAP.Close()
+		return "", &migrate.RetryableError{Err: errors.New("answer lost")}
+	}
+	return id, err
+}
+
+// TestPassTriedAgainTakesNoCountsFromTheRound: a folder the CREATE round
+// made is counted by the first pass into it however that pass counts it
+// (the round's STATUS, or its own sent ahead when the worker began it
+// early); a pass tried again must not take the round's counts, from before
+// the first pass stored anything. Here every worker's last folder is begun
+// early, and its first message's answer is lost after the message was
+// stored: the pass tried again must find it, and copy nothing twice.
+func TestPassTriedAgainTakesNoCountsFromTheRound(t *testing.T) {
+	for _, folder := range []string{"F05", "F04", "F03"} {
+		t.Run(folder, func(t *testing.T) {
+			src, dst := memPair(t)
+			var msgs []memserver.Message
+			for i := range 18 {
+				msgs = append(msgs, memserver.Message{Folder: fmt.Sprintf("F%02d", i%6),
+					Body: []byte(fmt.Sprintf("Message-ID: <tr%d@example.org>\r\nSubject: %d\r\n\r\nbody\r\n", i, i))})
+			}
+			if err := src.Add(msgs); err != nil {
+				t.Fatal(err)
+			}
+			var lost atomic.Bool
+			job := migrate.Job{SourceName: "src", DestName: "dst",
+				Options:    migrate.Options{StatePath: filepath.Join(t.TempDir(), "state.db"), Jobs: 2},
+				OpenSource: func(context.Context) (migrate.Source, error) { return dialMem(src) },
+				OpenSink: func(context.Context) (migrate.Sink, error) {
+					m, err := dialMem(dst)
+					if err != nil {
+						return nil, err
+					}
+					return &answerLost{IMAP: m, folder: folder, lost: &lost}, nil
+				},
+			}
+			if _, err := migrate.Run(context.Background(), job); err != nil {
+				t.Fatal(err)
+			}
+			if !lost.Load() {
+				t.Fatalf("no answer into %s was lost", folder)
+			}
+			if !memSame(t, src, dst) {
+				t.Errorf("the destination differs from the source (SHA-256, flags, dates): a message copied twice or lost")
+			}
+		})
 	}
 }

@@ -218,10 +218,14 @@ func (p *folderPass) destination(ctx context.Context) error {
 	} else {
 		var f formats.Folder
 		var err error
+		// The round's counts (createfirst.go) are taken by the first pass
+		// into the folder however it counts it: a pass tried again after
+		// this one stored must not find them.
+		made, isMade := p.e.takeMade(p.pf.Dest)
 		if p.ensured != nil { // sent by begin
 			f, err = p.ensured()
 			p.ensured = nil
-		} else if made, ok := p.e.takeMade(p.pf.Dest); ok { // createfirst.go
+		} else if isMade {
 			f = made
 			if ft, ok := As[FolderTeller](p.dst); ok {
 				ft.KnowFolders([]formats.Folder{made}) // this connection did not make it

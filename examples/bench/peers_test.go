@@ -1704,7 +1704,8 @@ func (e *bpEnv) profile(dir string, small, mixed *bpSet) {
 		if s == small {
 			profs = append(profs, prof{"pop3", s, pick(bpJobPOP3), bpJobPOP3, false},
 				prof{"noop-imap", s, pick(bpJobIMAP), bpJobIMAP, true},
-				prof{"noop-maildir", s, pick(bpJobMaildir), bpJobMaildir, true})
+				prof{"noop-maildir", s, pick(bpJobMaildir), bpJobMaildir, true},
+				prof{"noop-pop3", s, pick(bpJobPOP3), bpJobPOP3, true})
 		}
 	}
 	for _, p := range profs {

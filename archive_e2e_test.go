@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mailferry/mailferry/archive"
 	"github.com/mailferry/mailferry/migrate/dovecottest"
@@ -181,6 +182,73 @@ func TestArchiveRepairsDeletedMaildirFile(t *testing.T) {
 		}
 		return e[4]
 	})
+}
+
+// Three messages of INBOX share a Message-ID (the corpus has such mail:
+// one message with different footers) and so an identity key; the file of
+// the first is deleted. The rerun must copy that one again: the engine,
+// matching by key, copied the last of the three instead (the archive then
+// held it twice and the deleted one not at all), which
+// TestArchiveRepairsDeletedMaildirFile hit whenever the manifest's fifth
+// entry was one of them.
+func TestArchiveRepairsTheLostOfSameKeyMessages(t *testing.T) {
+	t.Parallel()
+	p := newPair(t)
+	var msgs []dovecottest.SeedMessage
+	for i, footer := range []string{"first", "second, longer footer", "third"} {
+		msgs = append(msgs, dovecottest.SeedMessage{Folder: "INBOX", Flags: []string{`\Seen`},
+			Date: time.Date(2021, 3, 4, 5, 6, 7+i, 0, time.UTC),
+			Body: []byte("From: a@example.org\r\nTo: b@example.org\r\nSubject: same\r\n" +
+				"Date: Thu, 04 Mar 2021 05:06:07 +0000\r\nMessage-ID: <same@example.org>\r\n\r\nbody -- " + footer + "\r\n")})
+	}
+	p.src.Seed(t, "alice", msgs)
+	before := p.src.Snapshot(t, "alice")
+	dir := filepath.Join(t.TempDir(), "archive")
+	args := []string{"archive", "imap://alice@" + p.src.IMAPAddr(), dir,
+		"--src-tls", "none", "--state-dir", p.state, "--progress", "never"}
+	if code, out, errOut := mailferry(t, args...); code != 0 {
+		t.Fatalf("archive: exit %d\n%s\n%s", code, out, errOut)
+	}
+	var lost archive.ManifestEntry
+	for _, e := range manifestEntries(t, dir) {
+		if e.ID == "1" {
+			lost = e
+		}
+	}
+	if lost.File == "" {
+		t.Fatalf("no manifest entry for UID 1")
+	}
+	if err := os.Remove(filepath.Join(dir, lost.File)); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errOut := mailferry(t, args...); code != 0 {
+		t.Fatalf("archive rerun: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if code, out, errOut := mailferry(t, "verify", dir); code != 0 {
+		t.Errorf("verify after the rerun: exit %d\n%s\n%s", code, out, errOut)
+	}
+	entries := manifestEntries(t, dir)
+	last := entries[len(entries)-1]
+	if last.Repairs != lost.Seq || last.SHA256 != lost.SHA256 || last.ID != "1" {
+		t.Errorf("the last entry does not repair UID 1 (seq %d): %+v", lost.Seq, last)
+	}
+	live := map[string]int{}
+	superseded := map[uint64]bool{}
+	for _, e := range entries {
+		superseded[e.Repairs] = true
+	}
+	for _, e := range entries {
+		if !superseded[e.Seq] {
+			live[e.SHA256]++
+		}
+	}
+	for _, ms := range before {
+		for _, m := range ms {
+			if live[m.SHA256] != 1 {
+				t.Errorf("message %.12s… is in the archive %d times, want once", m.SHA256, live[m.SHA256])
+			}
+		}
+	}
 }
 
 // An mbox archive file cut short inside its last message: the message is

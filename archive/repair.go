@@ -180,8 +180,12 @@ type liveEntry struct {
 	size       int64
 	sha        string
 	destID     string
-	superseded bool // a later entry repairs it
+	src        string // the source folder and ID it was copied from (sourceKey)
+	superseded bool   // a later entry repairs it
 }
+
+// sourceKey names a message of the source as the manifest records it.
+func sourceKey(folder, id string) string { return folder + "\x00" + id }
 
 func (le *liveEntry) place() string {
 	if le.offset >= 0 {
@@ -210,7 +214,8 @@ func (lg *ledger) add(e *ManifestEntry) {
 		}
 		return
 	}
-	le := &liveEntry{seq: e.Seq, file: e.File, offset: -1, size: e.Size, sha: e.SHA256, destID: e.DestID}
+	le := &liveEntry{seq: e.Seq, file: e.File, offset: -1, size: e.Size, sha: e.SHA256, destID: e.DestID,
+		src: sourceKey(e.Folder, e.ID)}
 	if e.Offset != nil {
 		le.offset = *e.Offset
 	}
@@ -397,6 +402,33 @@ func (w *Writer) lostOf(ctx context.Context, folder formats.Folder) (map[string]
 		return ls.ids, nil
 	}
 	return nil, nil
+}
+
+// LostSources returns the IDs of the messages of sourceFolder whose copies
+// in folder Ensure found lost (migrate.LostReporter), as the manifest
+// recorded them when it archived them. Where the source holds several
+// messages with the same identity key, the engine cannot tell by keys
+// which one's copy is gone: without this it copied one of them again, not
+// necessarily the lost one (one message twice, the other still missing).
+func (w *Writer) LostSources(folder formats.Folder, sourceFolder string) map[string]bool {
+	w.log.mu.Lock()
+	defer w.log.mu.Unlock()
+	if w.log.ledger == nil {
+		return nil
+	}
+	ls := w.log.ledger.lost[folderKey(folder.Path)]
+	if ls == nil {
+		return nil
+	}
+	ids := map[string]bool{}
+	for _, c := range ls.bySha {
+		for _, le := range c {
+			if f, id, ok := strings.Cut(le.e.src, "\x00"); ok && f == sourceFolder && id != "" {
+				ids[id] = true
+			}
+		}
+	}
+	return ids
 }
 
 // appendRepairs marks each entry that re-adds a lost message of its folder

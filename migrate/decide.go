@@ -58,19 +58,20 @@ type accountView interface {
 // knows are sorted into still-there and to-copy-again. It returns the
 // messages the ledger does not know, the keys of those to copy again (so
 // that they need no header fetch), and avail less what the ledger used.
-func decideLedger(msgs []formats.Message, ledger *FolderState, avail map[formats.Key]int,
+//
+// lost names messages whose copies the destination knows it lost
+// (LostReporter): they are matched last, so that where several messages
+// share an identity key the copies left are matched to the others first,
+// and the one copied again is the one whose copy is gone. A name given
+// wrongly costs nothing: its copy, still there, is matched all the same.
+func decideLedger(msgs []formats.Message, ledger *FolderState, lost map[string]bool, avail map[formats.Key]int,
 	dedup Dedup, acct accountView, d *decision) (unknown []formats.Message, keys map[string]formats.Key, occ map[formats.Key]int) {
 	keys = map[string]formats.Key{}
 	occ = map[formats.Key]int{} // --dedup account: occurrences of a key in this folder
 	if len(ledger.IDs) == 0 {
 		return msgs, keys, occ // all unknown: no copy of a long listing
 	}
-	for _, m := range msgs {
-		k, ok := ledger.IDs[m.ID]
-		if !ok {
-			unknown = append(unknown, m)
-			continue
-		}
+	one := func(m formats.Message, k formats.Key) {
 		there := false
 		if dedup == DedupAccount {
 			occ[k]++
@@ -84,7 +85,7 @@ func decideLedger(msgs []formats.Message, ledger *FolderState, avail map[formats
 			d.recopied++
 			keys[m.ID] = k
 			unknown = append(unknown, m)
-			continue
+			return
 		}
 		if dedup == DedupAccount {
 			occ[k]++ // decideKeys counts on from here
@@ -95,6 +96,21 @@ func decideLedger(msgs []formats.Message, ledger *FolderState, avail map[formats
 		} else {
 			d.keyOnly = append(d.keyOnly, m)
 		}
+	}
+	var last []formats.Message
+	for _, m := range msgs {
+		k, ok := ledger.IDs[m.ID]
+		switch {
+		case !ok:
+			unknown = append(unknown, m)
+		case lost[m.ID] && dedup != DedupAccount:
+			last = append(last, m)
+		default:
+			one(m, k)
+		}
+	}
+	for _, m := range last {
+		one(m, ledger.IDs[m.ID])
 	}
 	return unknown, keys, occ
 }

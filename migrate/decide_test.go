@@ -37,6 +37,7 @@ func TestDecide(t *testing.T) {
 		dest   []formats.Key          // keys the destination folder holds
 		acct   account                // --dedup account: copies per key anywhere
 		keys   map[string]formats.Key // keys of unrecorded messages (their headers)
+		lost   []string               // messages whose copies the destination lost (LostReporter)
 		want   want
 	}{
 		{name: "new messages are copied", dedup: DedupFolder, msgs: []string{"1", "2"},
@@ -48,6 +49,14 @@ func TestDecide(t *testing.T) {
 		{name: "copied earlier, lost at the destination: copied again", dedup: DedupFolder, msgs: []string{"1", "2"},
 			ledger: map[string]formats.Key{"1": k(1), "2": k(2)}, copied: []string{"1", "2"}, dest: []formats.Key{k(2)},
 			want: want{copy: []string{"1"}, skipped: 1, recopied: 1, deletable: []string{"2"}}},
+		{name: "three with one key, the first's copy lost: that one copied again", dedup: DedupFolder,
+			msgs: []string{"1", "2", "3"}, ledger: map[string]formats.Key{"1": k(1), "2": k(1), "3": k(1)},
+			copied: []string{"1", "2", "3"}, dest: []formats.Key{k(1), k(1)}, lost: []string{"1"},
+			want: want{copy: []string{"1"}, skipped: 2, recopied: 1, deletable: []string{"2", "3"}}},
+		{name: "named lost but still there: skipped", dedup: DedupFolder, msgs: []string{"1", "2"},
+			ledger: map[string]formats.Key{"1": k(1), "2": k(2)}, copied: []string{"1", "2"},
+			dest: []formats.Key{k(1), k(2)}, lost: []string{"1"},
+			want: want{skipped: 2, deletable: []string{"2", "1"}}},
 		{name: "key collision: skipped, never deletable", dedup: DedupFolder, msgs: []string{"1"},
 			dest: []formats.Key{k(1)}, keys: map[string]formats.Key{"1": k(1)},
 			want: want{skipped: 1, keyOnly: []string{"1"}, matched: []string{"1"}}},
@@ -101,7 +110,11 @@ func TestDecide(t *testing.T) {
 				c.acct = account{}
 			}
 			var d decision
-			unknown, keys, occ := decideLedger(msgs, ledger, avail, c.dedup, c.acct, &d)
+			lost := map[string]bool{}
+			for _, id := range c.lost {
+				lost[id] = true
+			}
+			unknown, keys, occ := decideLedger(msgs, ledger, lost, avail, c.dedup, c.acct, &d)
 			for id, key := range c.keys {
 				if _, ok := keys[id]; !ok {
 					keys[id] = key

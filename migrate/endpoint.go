@@ -171,6 +171,16 @@ type FolderLearner interface {
 	LearnFolders(ctx context.Context) error
 }
 
+// LostReporter is a Sink that knows which source messages' copies it has
+// lost since they were stored (an archive: its manifest records the source
+// folder and ID of each copy, and Ensure looks for what is missing). The
+// pass matches those last, so that where several messages of a folder
+// share an identity key, the one copied again is the one whose copy is
+// gone. Called after Ensure; nil where nothing is lost.
+type LostReporter interface {
+	LostSources(folder formats.Folder, sourceFolder string) map[string]bool
+}
+
 // FolderTeller is a FolderLearner that can be told which folders exist
 // instead: a worker's new connection takes the run's own listing of the
 // destination, made moments before by the first connection, and saves the

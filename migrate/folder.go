@@ -289,7 +289,11 @@ func (p *folderPass) decide(ctx context.Context) error {
 	for _, k := range p.ds.IDs {
 		avail[k]++
 	}
-	unknown, keys, occ := decideLedger(p.msgs, p.ss, avail, e.opts.Dedup, e, &p.d)
+	var lost map[string]bool
+	if lr, ok := As[LostReporter](p.dst); ok && len(p.ss.IDs) > 0 {
+		lost = lr.LostSources(p.dstF, p.name)
+	}
+	unknown, keys, occ := decideLedger(p.msgs, p.ss, lost, avail, e.opts.Dedup, e, &p.d)
 	p.keys, p.heads = keys, map[string]string{}
 	var want []formats.Message
 	if needKeys(e.opts.Dedup, avail) {

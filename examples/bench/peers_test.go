@@ -489,7 +489,10 @@ var bpSmallWeights = []int{14, 1, 3, 4, 10, 14, 16, 2, 20, 10, 6}
 
 var bpMixedFolders = []string{"INBOX", "Sent", "Archive", "Archive/2024"}
 
-func (e *bpEnv) scaled(n int) int { return max(1, int(math.Round(float64(n)*e.scale))) }
+func (e *bpEnv) scaled(n int) int { return bpScaled(n, e.scale) }
+
+// bpScaled is n messages at scale, at least one.
+func bpScaled(n int, scale float64) int { return max(1, int(math.Round(float64(n)*scale))) }
 
 func bpFlags(r *rand.Rand) string {
 	switch u := r.IntN(100); {
@@ -512,8 +515,7 @@ func (e *bpEnv) planSmall() *bpSet { return e.planSmallAt("SMALL", e.scale) }
 // of a larger run: bpRefSet).
 func (e *bpEnv) planSmallAt(name string, scale float64) *bpSet {
 	s := &bpSet{name: name, id: 1, folders: bpSmallFolders, counts: map[string]int{}}
-	scaled := func(n int) int { return max(1, int(math.Round(float64(n)*scale))) }
-	n, inbox := scaled(bpSmallCount), scaled(bpSmallInbox)
+	n, inbox := bpScaled(bpSmallCount, scale), bpScaled(bpSmallInbox, scale)
 	r := rand.New(rand.NewPCG(bpSeed, s.id))
 	total := 0
 	for _, w := range bpSmallWeights {

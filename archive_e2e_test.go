@@ -193,6 +193,15 @@ func TestArchiveRepairsDeletedMaildirFile(t *testing.T) {
 // entry was one of them.
 func TestArchiveRepairsTheLostOfSameKeyMessages(t *testing.T) {
 	t.Parallel()
+	for _, dedup := range []string{"folder", "account"} {
+		t.Run("dedup "+dedup, func(t *testing.T) {
+			t.Parallel()
+			archiveRepairsTheLostOfSameKey(t, dedup)
+		})
+	}
+}
+
+func archiveRepairsTheLostOfSameKey(t *testing.T, dedup string) {
 	p := newPair(t)
 	var msgs []dovecottest.SeedMessage
 	for i, footer := range []string{"first", "second, longer footer", "third"} {
@@ -205,7 +214,7 @@ func TestArchiveRepairsTheLostOfSameKeyMessages(t *testing.T) {
 	before := p.src.Snapshot(t, "alice")
 	dir := filepath.Join(t.TempDir(), "archive")
 	args := []string{"archive", "imap://alice@" + p.src.IMAPAddr(), dir,
-		"--src-tls", "none", "--state-dir", p.state, "--progress", "never"}
+		"--src-tls", "none", "--state-dir", p.state, "--progress", "never", "--dedup", dedup}
 	if code, out, errOut := mailferry(t, args...); code != 0 {
 		t.Fatalf("archive: exit %d\n%s\n%s", code, out, errOut)
 	}

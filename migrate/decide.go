@@ -64,6 +64,9 @@ type accountView interface {
 // share an identity key the copies left are matched to the others first,
 // and the one copied again is the one whose copy is gone. A name given
 // wrongly costs nothing: its copy, still there, is matched all the same.
+// The order changes which messages are copied again, never how many: with
+// --dedup account too, where each is there while the account holds as many
+// copies of its key as the folder's messages matched so far.
 func decideLedger(msgs []formats.Message, ledger *FolderState, lost map[string]bool, avail map[formats.Key]int,
 	dedup Dedup, acct accountView, d *decision) (unknown []formats.Message, keys map[string]formats.Key, occ map[formats.Key]int) {
 	keys = map[string]formats.Key{}
@@ -103,7 +106,7 @@ func decideLedger(msgs []formats.Message, ledger *FolderState, lost map[string]b
 		switch {
 		case !ok:
 			unknown = append(unknown, m)
-		case lost[m.ID] && dedup != DedupAccount:
+		case lost[m.ID]:
 			last = append(last, m)
 		default:
 			one(m, k)

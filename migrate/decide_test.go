@@ -94,55 +94,64 @@ func TestDecide(t *testing.T) {
 		return out
 	}
 	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			var msgs []formats.Message
-			for _, id := range c.msgs {
-				msgs = append(msgs, msg(id))
-			}
-			ledger := newFolderState(1)
-			for id, key := range c.ledger {
-				ledger.IDs[id] = key
-			}
-			for _, id := range c.copied {
-				ledger.Copied[id] = true
-			}
-			avail := map[formats.Key]int{}
-			for _, key := range c.dest {
-				avail[key]++
-			}
-			if c.acct == nil {
-				c.acct = account{}
-			}
-			var d decision
-			lost := map[string]bool{}
-			for _, id := range c.lost {
-				lost[id] = true
-			}
-			unknown, keys, occ := decideLedger(msgs, ledger, lost, avail, c.dedup, c.acct, &d)
-			for id, key := range c.keys {
-				if _, ok := keys[id]; !ok {
-					keys[id] = key
+		// Without --delete-source (listSkipped false) the skipped messages
+		// are not listed: the rest of the decision is the same.
+		for _, listSkipped := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s/listSkipped=%v", c.name, listSkipped), func(t *testing.T) {
+				var msgs []formats.Message
+				for _, id := range c.msgs {
+					msgs = append(msgs, msg(id))
 				}
-			}
-			decideKeys(unknown, keys, avail, occ, c.dedup, c.acct, "src", &d)
-			var matched []string
-			for _, r := range d.matched {
-				matched = append(matched, r.ID)
-				if r.Copied {
-					t.Errorf("a key match %s is recorded as copied", r.ID)
+				ledger := newFolderState(1)
+				for id, key := range c.ledger {
+					ledger.IDs[id] = key
 				}
-			}
-			got := want{copy: ids(d.copy), deletable: ids(d.deletable), keyOnly: ids(d.keyOnly),
-				skipped: d.skipped, recopied: d.recopied, matched: matched}
-			if !slices.Equal(got.copy, c.want.copy) || !slices.Equal(got.deletable, c.want.deletable) ||
-				!slices.Equal(got.keyOnly, c.want.keyOnly) || !slices.Equal(got.matched, c.want.matched) ||
-				got.skipped != c.want.skipped || got.recopied != c.want.recopied {
-				t.Errorf("got  %+v\nwant %+v", got, c.want)
-			}
-			if len(d.copy)+d.skipped != len(msgs) {
-				t.Errorf("%d copied + %d skipped != %d messages", len(d.copy), d.skipped, len(msgs))
-			}
-		})
+				for _, id := range c.copied {
+					ledger.Copied[id] = true
+				}
+				avail := map[formats.Key]int{}
+				for _, key := range c.dest {
+					avail[key]++
+				}
+				acct := account{}
+				for k, n := range c.acct {
+					acct[k] = n
+				}
+				d := decision{listSkipped: listSkipped}
+				lost := map[string]bool{}
+				for _, id := range c.lost {
+					lost[id] = true
+				}
+				unknown, keys, occ := decideLedger(msgs, ledger, lost, avail, c.dedup, acct, &d)
+				for id, key := range c.keys {
+					if _, ok := keys[id]; !ok {
+						keys[id] = key
+					}
+				}
+				decideKeys(unknown, keys, avail, occ, c.dedup, acct, "src", &d)
+				var matched []string
+				for _, r := range d.matched {
+					matched = append(matched, r.ID)
+					if r.Copied {
+						t.Errorf("a key match %s is recorded as copied", r.ID)
+					}
+				}
+				w := c.want
+				if !listSkipped {
+					w.deletable, w.keyOnly = nil, nil
+				}
+				got := want{copy: ids(d.copy), deletable: ids(d.deletable), keyOnly: ids(d.keyOnly),
+					skipped: d.skipped, recopied: d.recopied, matched: matched}
+				if !slices.Equal(got.copy, w.copy) || !slices.Equal(got.deletable, w.deletable) ||
+					!slices.Equal(got.keyOnly, w.keyOnly) || !slices.Equal(got.matched, w.matched) ||
+					got.skipped != w.skipped || got.recopied != w.recopied {
+					t.Errorf("got  %+v\nwant %+v", got, w)
+				}
+				if len(d.copy)+d.skipped != len(msgs) {
+					t.Errorf("%d copied + %d skipped != %d messages", len(d.copy), d.skipped, len(msgs))
+				}
+			})
+		}
 	}
 }
 

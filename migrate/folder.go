@@ -293,6 +293,7 @@ func (p *folderPass) decide(ctx context.Context) error {
 	if lr, ok := As[LostReporter](p.dst); ok && len(p.ss.IDs) > 0 {
 		lost = lr.LostSources(p.dstF, p.name)
 	}
+	p.d.listSkipped = e.opts.DeleteSource
 	unknown, keys, occ := decideLedger(p.msgs, p.ss, lost, avail, e.opts.Dedup, e, &p.d)
 	p.keys, p.heads = keys, map[string]string{}
 	var want []formats.Message

@@ -835,6 +835,9 @@ func (w *worker) folder(ctx context.Context, pf PlannedFolder) (FolderReport, er
 		return err
 	})
 	fr := settle(passes)
+	if err != nil && w.e.vanished(ctx, pf, err) { // vanished.go
+		fr, err = w.e.skipVanished(fr, pf, err), nil
+	}
 	if err == nil {
 		w.e.keep(fr.failures, fr.kept)
 		w.e.rep.FolderDone(fr)

@@ -97,14 +97,18 @@ func TestSourceFolderVanishedDuringRun(t *testing.T) {
 }
 
 // A source folder the server still lists but cannot open is not taken for
-// one that vanished: the run fails naming it, as before. Dovecot cannot
-// read the folder's directory (mode 000) and, once a SELECT failed, lists
-// it as \Noselect; a first version of the vanished check took that for
-// gone and ended with exit 0, the folder's five messages not copied.
-func TestUnreadableSourceFolderIsNotVanished(t *testing.T) {
+// one that vanished, and fails alone: the other folders are copied, and
+// the run ends with exit 1 naming it. Dovecot cannot read the folder's
+// directory (mode 000) and, once a SELECT failed, lists it as \Noselect; a
+// first version of the vanished check took that for gone and ended with
+// exit 0, the folder's five messages not copied. Before the folder failed
+// alone, its NO ended the whole run: with one worker, in plan order, Work
+// (after Locked) was not copied.
+func TestUnopenableSourceFolderFailsAlone(t *testing.T) {
 	t.Parallel()
 	p := newPair(t)
 	threeFolders(t, p.src, "Locked")
+	before := p.src.Snapshot(t, "alice")
 	dir := filepath.Join(p.src.Dir, "mail", "alice", "Locked")
 	if _, err := os.Stat(filepath.Join(dir, "cur")); err != nil {
 		t.Fatalf("the folder's Maildir is not where the test looks: %v", err)
@@ -113,9 +117,21 @@ func TestUnreadableSourceFolderIsNotVanished(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer os.Chmod(dir, 0o700)
-	code, out, errOut := mailferry(t, p.args("--jobs", "1")...)
-	if code != 1 || !strings.Contains(errOut, "folder Locked:") || strings.Contains(out+errOut, "vanished") ||
+	report := filepath.Join(t.TempDir(), "report.json")
+	code, out, errOut := mailferry(t, p.args("--jobs", "1", "--report", report)...)
+	if code != 1 || !strings.Contains(errOut, "mailferry: folder Locked:") || strings.Contains(out+errOut, "vanished") ||
 		strings.Contains(errOut, "no longer lists it") {
 		t.Errorf("exit %d, want 1 with an error naming Locked and no vanished folder\n%s\n%s", code, out, errOut)
+	}
+	rep := readReport(t, report)
+	for _, f := range rep.Folders {
+		if got := strings.Contains(f.Note, "could not be opened"); got != (f.Source == "Locked") {
+			t.Errorf("folder %s: note %q", f.Source, f.Note)
+		}
+	}
+	delete(before, "Locked") // not copied, and its destination folder is empty
+	sameContent(t, before, p.dst.Snapshot(t, "alice"), rep)
+	if rep.Totals.Copied != 10 {
+		t.Errorf("copied %d, want the 10 of INBOX and Work", rep.Totals.Copied)
 	}
 }

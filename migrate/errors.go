@@ -34,6 +34,17 @@ type MessageError struct{ Err error }
 func (e *MessageError) Error() string { return e.Err.Error() }
 func (e *MessageError) Unwrap() error { return e.Err }
 
+// FolderOpenError is a server's NO to opening one folder (SELECT or
+// EXAMINE): the folder alone fails, the others are copied, and the run
+// ends with exit 1 naming it (unopened.go).
+type FolderOpenError struct {
+	Folder string // the folder's name on that server
+	Err    error
+}
+
+func (e *FolderOpenError) Error() string { return e.Err.Error() }
+func (e *FolderOpenError) Unwrap() error { return e.Err }
+
 // IsRetryable reports whether err is worth a reconnect and another try.
 func IsRetryable(err error) bool {
 	var r *RetryableError

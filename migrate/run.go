@@ -154,6 +154,7 @@ type engine struct {
 	// with a key in a source folder is copied only if no folder has n yet.
 	have      map[formats.Key]int
 	failures  []Failure
+	unopened  []error // folders a server would not open (unopened.go)
 	kept      []Failure             // messages --delete-source left at the source, and why
 	deletes   map[string]*deleteSet // source folder display name -> messages safe to delete
 	deleted   map[string]int        // source folder display name -> messages deleted there
@@ -301,6 +302,9 @@ func (e *engine) run(ctx context.Context, rep *Report) error {
 		if fr.Source != "" {
 			rep.Folders = append(rep.Folders, fr)
 		}
+	}
+	if err == nil {
+		err = e.unopenedErr() // unopened.go
 	}
 	if err != nil {
 		return err
@@ -835,8 +839,12 @@ func (w *worker) folder(ctx context.Context, pf PlannedFolder) (FolderReport, er
 		return err
 	})
 	fr := settle(passes)
-	if err != nil && w.e.vanished(ctx, pf, err) { // vanished.go
+	switch {
+	case err == nil:
+	case w.e.vanished(ctx, pf, err): // vanished.go
 		fr, err = w.e.skipVanished(fr, pf, err), nil
+	case unopened(err) && ctx.Err() == nil: // unopened.go
+		fr, err = w.e.failUnopened(fr, pf, err), nil
 	}
 	if err == nil {
 		w.e.keep(fr.failures, fr.kept)

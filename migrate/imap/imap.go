@@ -536,7 +536,7 @@ func (m *IMAP) sel(name string, readOnly bool) (*imap.SelectData, error) {
 	sd, err := m.c.Select(name, &imap.SelectOptions{ReadOnly: readOnly}).Wait()
 	if err != nil {
 		m.selected = ""
-		return nil, m.wrap("select "+name, err)
+		return nil, m.selectErr(name, err)
 	}
 	m.selected, m.readOnly, m.seqUID, m.listed, m.rw = name, readOnly, nil, nil, nil
 	if !readOnly {
@@ -731,7 +731,7 @@ func (m *IMAP) sendList(ctx context.Context, folder formats.Folder, set imap.Num
 		defer stop()
 		l := <-done
 		if l.selErr != nil {
-			return 0, nil, m.wrap("select "+folder.Name, l.selErr)
+			return 0, nil, m.selectErr(folder.Name, l.selErr)
 		}
 		m.selected, m.readOnly, m.seqUID, m.listed = folder.Name, true, nil, l.sd
 		if l.sd.NumMessages == 0 {
@@ -1656,6 +1656,18 @@ func (m *IMAP) wrap(what string, err error) error {
 		return fmt.Errorf("imap: %s: %s: %w", m.cfg, what, err)
 	}
 	return &migrate.RetryableError{Err: fmt.Errorf("imap: %s: %s: %w", m.cfg, what, err)}
+}
+
+// selectErr is a failed SELECT or EXAMINE of name. A NO (the server cannot
+// read the folder, a right is missing) concerns that folder alone: a
+// migrate.FolderOpenError, which fails the folder and not the run.
+func (m *IMAP) selectErr(name string, err error) error {
+	werr := m.wrap("select "+name, err)
+	var ie *imap.Error
+	if errors.As(err, &ie) && ie.Type == imap.StatusResponseTypeNo && !migrate.IsRetryable(werr) {
+		return &migrate.FolderOpenError{Folder: name, Err: werr}
+	}
+	return werr
 }
 
 var (

@@ -60,7 +60,7 @@ func (m *IMAP) ListChanged(ctx context.Context, folder formats.Folder, validity 
 	if err != nil {
 		search.Wait()
 		<-read
-		return 0, nil, nil, m.wrap("select "+folder.Name, err)
+		return 0, nil, nil, m.selectErr(folder.Name, err)
 	}
 	m.selected, m.readOnly, m.seqUID, m.listed = folder.Name, true, nil, nil
 	if sd.UIDValidity != validity || sd.NumMessages == 0 {

@@ -154,7 +154,7 @@ type engine struct {
 	// with a key in a source folder is copied only if no folder has n yet.
 	have      map[formats.Key]int
 	failures  []Failure
-	unopened  []error // folders a server would not open (unopened.go)
+	unopened  []error               // folders a server would not open (unopened.go)
 	kept      []Failure             // messages --delete-source left at the source, and why
 	deletes   map[string]*deleteSet // source folder display name -> messages safe to delete
 	deleted   map[string]int        // source folder display name -> messages deleted there

@@ -52,6 +52,12 @@ type folderPass struct {
 	// pass calls it once its last window's messages are all delivered,
 	// before its last flush.
 	startNext func()
+	// poison is what the folder's passes before learnt of messages that
+	// end the source's connection; died names the one this pass's
+	// connection died before, with its error (poison.go).
+	poison  *poison
+	died    string
+	diedErr error
 }
 
 // newPass is one pass over one folder (list, decide, copy, record: copy),
@@ -320,6 +326,7 @@ func (p *folderPass) decide(ctx context.Context) error {
 		}
 	}
 	decideKeys(unknown, keys, avail, occ, e.opts.Dedup, e, p.srcKey, &p.d)
+	p.leaveOut() // poison.go
 	p.fr.Skipped += p.d.skipped
 	if p.d.recopied > 0 {
 		p.fr.Note = joinNote(p.fr.Note, fmt.Sprintf("%d messages recorded as copied were missing at the destination: copied again", p.d.recopied))
@@ -490,12 +497,21 @@ func (t *transfer) run(ctx context.Context) error {
 		}
 	}
 	t.fetch = nil // it is called once
+	var stopped error // an error of this side that ended the FETCH
 	ferr := fetch(srcCtx, func(m formats.Message, body io.Reader) error {
 		if err := ctx.Err(); err != nil {
+			stopped = err
 			return err // stopped: no further message
 		}
-		return t.one(dstCtx, m, body)
+		err := t.one(dstCtx, m, body)
+		if err != nil {
+			stopped = err
+		}
+		return err
 	})
+	if ferr != nil && stopped == nil && IsRetryable(ferr) {
+		p.sourceDied(t, ferr) // poison.go: the source's connection, between two messages
+	}
 	if ferr == nil && t.beforeFlush != nil {
 		t.beforeFlush()
 	}
@@ -594,10 +610,16 @@ func (t *transfer) stored(m formats.Message, key formats.Key, id string) {
 }
 
 func (t *transfer) failed(m formats.Message, messageID string, err error) {
-	p := t.p
+	t.p.failed(t.d, t.keys, m, messageID, err)
+}
+
+// failed names m, which the pass will not copy, as a failure in the
+// report; under --dedup account it gives back the key occurrence it claimed
+// (d, keys: the decision and keys that planned its copy).
+func (p *folderPass) failed(d *decision, keys map[string]formats.Key, m formats.Message, messageID string, err error) {
 	p.fr.Failed++
-	if n, ok := t.d.claims[m.ID]; ok {
-		p.e.unclaim(t.keys[m.ID], n)
+	if n, ok := d.claims[m.ID]; ok {
+		p.e.unclaim(keys[m.ID], n)
 	}
 	f := Failure{Folder: p.name, UID: m.UID, ID: m.ID, MessageID: messageID, Error: err.Error()}
 	p.fr.failures = append(p.fr.failures, f)

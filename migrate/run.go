@@ -814,6 +814,7 @@ func (w *worker) folder(ctx context.Context, pf PlannedFolder) (FolderReport, er
 	// are the last complete pass's (or, when none completed, every pass's,
 	// once per message).
 	failed := map[string]Failure{}
+	ps := &poison{} // poison.go
 	err := w.e.retry(ctx, formats.DisplayName(pf.Source.Path), func() error {
 		if err := ctx.Err(); err != nil {
 			return err // stopped: start no pass
@@ -830,7 +831,9 @@ func (w *worker) folder(ctx context.Context, pf PlannedFolder) (FolderReport, er
 			}
 			w.begun = nil
 			p.startNext = func() { w.startNext(ctx) }
+			p.poison = ps
 			fr, err = p.copy(ctx)
+			ps.after(p)
 		}
 		passes = append(passes, fr)
 		for _, f := range fr.failures {

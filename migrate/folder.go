@@ -496,7 +496,7 @@ func (t *transfer) run(ctx context.Context) error {
 			return p.src.Fetch(ctx, p.pf.Source, t.d.copy, fn)
 		}
 	}
-	t.fetch = nil // it is called once
+	t.fetch = nil     // it is called once
 	var stopped error // an error of this side that ended the FETCH
 	ferr := fetch(srcCtx, func(m formats.Message, body io.Reader) error {
 		if err := ctx.Err(); err != nil {

@@ -361,7 +361,8 @@ func (m *Maildir) open(dir, id string) (*os.File, string, error) {
 }
 
 // Headers calls fn with the header block of each message of msgs that still
-// exists, reading no further than the end of the header block.
+// exists and can be opened, reading no further than the end of the header
+// block.
 func (m *Maildir) Headers(ctx context.Context, folder formats.Folder, msgs []formats.Message,
 	fn func(m formats.Message, header []byte) error) error {
 	dir, err := m.dirOf(folder)
@@ -374,11 +375,8 @@ func (m *Maildir) Headers(ctx context.Context, folder formats.Folder, msgs []for
 			return err
 		}
 		f, _, err := m.open(dir, msg.ID)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
 		if err != nil {
-			return err
+			continue // gone, or unreadable: Fetch names it as failed
 		}
 		var h []byte
 		h, buf, err = readHeaderBlock(f, buf)
@@ -415,7 +413,8 @@ func readHeaderBlock(r io.Reader, buf []byte) (header, storage []byte, err error
 }
 
 // Fetch calls fn with each message of msgs that still exists, streaming its
-// file; a message that vanished is skipped.
+// file; a message that vanished is skipped, one whose file cannot be opened
+// is passed as a formats.Unreadable.
 func (m *Maildir) Fetch(ctx context.Context, folder formats.Folder, msgs []formats.Message,
 	fn func(m formats.Message, body io.Reader) error) error {
 	dir, err := m.dirOf(folder)
@@ -430,8 +429,11 @@ func (m *Maildir) Fetch(ctx context.Context, folder formats.Folder, msgs []forma
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
-		if err != nil {
-			return err
+		if err != nil { // that message alone: named as failed, and on to the next
+			if err := fn(msg, formats.Unreadable{Err: err}); err != nil {
+				return err
+			}
+			continue
 		}
 		if fi, err := f.Stat(); err == nil {
 			msg.Size = fi.Size()

@@ -1,6 +1,7 @@
 package formats
 
 import (
+	"io"
 	"slices"
 	"strings"
 	"time"
@@ -104,3 +105,27 @@ func CleanFlags(flags []string) []string {
 }
 
 var systemFlags = [...]string{FlagSeen, FlagAnswered, FlagFlagged, FlagDraft, FlagDeleted}
+
+// Unreadable is the body a Source's Fetch passes for a message it lists but
+// cannot read: a file it may not open, a FETCH of that message alone that
+// the server answers NO. Its Read returns Err. The engine, finding it
+// (UnreadableErr), stores nothing, names the message as failed in the
+// report and goes on with the next; a whole run used to end at such a
+// message, every rerun again.
+type Unreadable struct{ Err error }
+
+func (u Unreadable) Read([]byte) (int, error) { return 0, u.Err }
+
+// ReadError returns the error that made the message unreadable. (Not
+// named Unreadable: a struct embedding an Unreadable would have a field of
+// that name, which hides a method of the same name.)
+func (u Unreadable) ReadError() error { return u.Err }
+
+// UnreadableErr is the error of a body that is (or embeds) an Unreadable,
+// nil for any other body.
+func UnreadableErr(body io.Reader) error {
+	if u, ok := body.(interface{ ReadError() error }); ok {
+		return u.ReadError()
+	}
+	return nil
+}

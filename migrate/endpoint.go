@@ -33,6 +33,9 @@ type Source interface {
 	// (m.Size bytes, or until EOF when m.Size is -1). fn must consume or
 	// abandon body before returning and may not keep it. A message that
 	// vanished from the source is not passed to fn; the engine notices.
+	// A message the source lists but cannot read (a file it may not open,
+	// a FETCH of it alone answered NO) is passed with a formats.Unreadable
+	// as its body: the engine names it as failed and goes on.
 	// An error returned by fn stops Fetch and is returned.
 	Fetch(ctx context.Context, folder formats.Folder, msgs []formats.Message,
 		fn func(m formats.Message, body io.Reader) error) error

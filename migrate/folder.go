@@ -550,6 +550,10 @@ func keywordsOf(msgs []formats.Message) []string {
 func (t *transfer) one(ctx context.Context, m formats.Message, body io.Reader) error {
 	p := t.p
 	t.delivered[m.ID] = true
+	if err := formats.UnreadableErr(body); err != nil {
+		t.failed(m, "", fmt.Errorf("the source could not read it: %w", err))
+		return nil
+	}
 	m.SourceFolder = p.name
 	var kw formats.KeyWriter
 	cr := &formats.CountingReader{R: body}

@@ -183,7 +183,7 @@ func (s *limitedSource) paced(ctx context.Context, fn func(m formats.Message, bo
 				return err
 			}
 		}
-		if s.l.Bytes != nil {
+		if s.l.Bytes != nil && formats.UnreadableErr(body) == nil {
 			body = &pacedReader{ctx: ctx, r: body, l: s.l.Bytes, chunk: s.l.chunk}
 		}
 		return fn(m, body)

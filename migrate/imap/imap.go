@@ -887,6 +887,64 @@ func (m *IMAP) fetch(ctx context.Context, folder formats.Folder, msgs []formats.
 		}
 		return nil
 	}
+	err := m.fetchAll(ctx, folder, msgs, sent, deliver, delivered, &fnErr)
+	if err == nil || fnErr != nil || ctx.Err() != nil || !fetchAnsweredNo(err) {
+		return err
+	}
+	return m.fetchAlone(ctx, folder, msgs, deliver, delivered, &fnErr)
+}
+
+// fetchAnsweredNo tells a FETCH the server answered NO (for one message it
+// cannot read, say) from a lost connection, a folder it would not open or
+// an answer go-imap could not parse.
+func fetchAnsweredNo(err error) bool {
+	var ie *imap.Error
+	var fe *migrate.FolderOpenError
+	return errors.As(err, &ie) && ie.Type == imap.StatusResponseTypeNo && !errors.As(err, &fe) && !migrate.IsRetryable(err)
+}
+
+// unreadableLiteral is a message the server would not send: its FETCH
+// alone was answered NO (formats.Unreadable).
+type unreadableLiteral struct{ formats.Unreadable }
+
+func (unreadableLiteral) Size() int64 { return 0 }
+
+// fetchAlone asks, after a FETCH the server answered NO, for each message
+// of msgs not delivered yet in a FETCH of its own: one the server answers
+// NO again goes to the caller as a formats.Unreadable (named as failed),
+// one it no longer has ([EXPUNGEISSUED], or no answer) is left out as
+// vanished, and the others are delivered. Before, the NO ended the folder's
+// pass and with it the run, at every rerun again.
+func (m *IMAP) fetchAlone(ctx context.Context, folder formats.Folder, msgs []formats.Message,
+	deliver func(formats.Message, imap.LiteralReader) error, delivered map[uint32]bool, fnErr *error) error {
+	for _, msg := range msgs {
+		if delivered[msg.UID] {
+			continue
+		}
+		err := m.fetchBodies(ctx, folder, []formats.Message{msg}, deliver, delivered, fnErr)
+		if err == nil || *fnErr != nil || ctx.Err() != nil || !fetchAnsweredNo(err) {
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		if delivered[msg.UID] {
+			continue // sent, then NO: it was delivered whole
+		}
+		var ie *imap.Error
+		if errors.As(err, &ie) && ie.Code == "EXPUNGEISSUED" { // RFC 5530; go-imap names no constant
+			continue // gone from the folder: vanished
+		}
+		if err := deliver(msg, unreadableLiteral{formats.Unreadable{Err: err}}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fetchAll is fetch's first try, for all of msgs at once.
+func (m *IMAP) fetchAll(ctx context.Context, folder formats.Folder, msgs []formats.Message, sent *sentFetch,
+	deliver func(formats.Message, imap.LiteralReader) error, delivered map[uint32]bool, fnErr *error) error {
 	if !m.caps.Has(imap.CapBinary) {
 		return m.fetchSections(ctx, folder, msgs, bodyItem, deliver)
 	}
@@ -920,10 +978,10 @@ func (m *IMAP) fetch(ctx context.Context, folder formats.Folder, msgs []formats.
 			early = large[:min(fetchBatch, len(large))]
 			next = m.startSplit(ctx, folder, early)
 		}
-		err := m.fetchAhead(ctx, sent, deliver, &fnErr)
+		err := m.fetchAhead(ctx, sent, deliver, fnErr)
 		switch {
 		case err == nil:
-		case fnErr != nil || ctx.Err() != nil || !unreadableResponse(err):
+		case *fnErr != nil || ctx.Err() != nil || !unreadableResponse(err):
 			return err
 		default: // go-imap could not read an answer and closed the connection
 			if next != nil {
@@ -977,7 +1035,7 @@ func (m *IMAP) fetch(ctx context.Context, folder formats.Folder, msgs []formats.
 			next = m.startSplitKnowing(ctx, folder, msgs[end:min(end+fetchBatch, len(msgs))], known)
 		}
 		raw, rest := res.raw, res.rest
-		if err := m.fetchBinary(ctx, folder, raw, deliver, delivered, &fnErr); err != nil {
+		if err := m.fetchBinary(ctx, folder, raw, deliver, delivered, fnErr); err != nil {
 			return err
 		}
 		for _, msg := range raw {
@@ -986,7 +1044,7 @@ func (m *IMAP) fetch(ctx context.Context, folder formats.Folder, msgs []formats.
 			}
 		}
 		sort.Slice(rest, func(i, j int) bool { return rest[i].UID < rest[j].UID })
-		if err := m.fetchBodies(ctx, folder, rest, deliver, delivered, &fnErr); err != nil {
+		if err := m.fetchBodies(ctx, folder, rest, deliver, delivered, fnErr); err != nil {
 			return err
 		}
 	}

@@ -1,0 +1,88 @@
+package imap
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/mailferry/mailferry/formats"
+	"github.com/mailferry/mailferry/migrate/mailconn"
+)
+
+// A FETCH the server answers NO because of one message (Exchange and
+// others: "NO Message corrupt") ended the folder's pass, and with it the
+// run, at every rerun again. Now the messages not delivered are asked for
+// one FETCH each: the one refused again reaches the caller as a
+// formats.Unreadable, one the server no longer has ([EXPUNGEISSUED]) is
+// left out, and the others are delivered.
+func TestFetchAnsweredNoAsksEachMessageAlone(t *testing.T) {
+	for _, c := range []struct {
+		name, alone string // the answer to UID FETCH 3
+		wantBad     bool
+	}{
+		{"refused", " NO [SERVERBUG] cannot read message 3\r\n", true},
+		{"expunged", " NO [EXPUNGEISSUED] gone\r\n", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var fetches []string
+			addr := fakeIMAP(t, "IMAP4rev1", func(_ *bufio.Reader, tag, rest string) (string, bool) {
+				body := func(uid string) string {
+					b := "Subject: " + uid + "\r\n\r\nbody\r\n"
+					return "* " + uid + " FETCH (UID " + uid + " BODY[] {" + strconv.Itoa(len(b)) + "}\r\n" + b + ")\r\n"
+				}
+				switch {
+				case strings.HasPrefix(rest, "LOGIN"):
+					return tag + " OK logged in\r\n", false
+				case strings.HasPrefix(rest, "EXAMINE"):
+					return "* 4 EXISTS\r\n* OK [UIDVALIDITY 7] v\r\n" + tag + " OK [READ-ONLY] done\r\n", false
+				case strings.HasPrefix(rest, "UID FETCH"):
+					set, _, _ := strings.Cut(strings.TrimPrefix(rest, "UID FETCH "), " ")
+					fetches = append(fetches, set)
+					switch set {
+					case "1:4":
+						return body("1") + body("2") + body("4") + tag + " NO some messages could not be fetched\r\n", false
+					case "3":
+						return tag + c.alone, false
+					}
+					return tag + " BAD unexpected\r\n", false
+				case strings.HasPrefix(rest, "LIST"):
+					return "* LIST (\\Noselect) \"/\" \"\"\r\n" + tag + " OK done\r\n", false
+				case strings.HasPrefix(rest, "LOGOUT"):
+					return "* BYE\r\n" + tag + " OK bye\r\n", true
+				}
+				return tag + " OK done\r\n", false
+			})
+			m, err := DialIMAP(context.Background(), mailconn.ServerConfig{Addr: addr, User: "carol", Password: "pw", TLS: mailconn.TLSNone})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			msgs := []formats.Message{{ID: "1", UID: 1}, {ID: "2", UID: 2}, {ID: "3", UID: 3}, {ID: "4", UID: 4}}
+			got := map[string]string{}
+			err = m.Fetch(context.Background(), formats.Folder{Name: "INBOX"}, msgs, func(msg formats.Message, body io.Reader) error {
+				if err := formats.UnreadableErr(body); err != nil {
+					got[msg.ID] = "unreadable: " + err.Error()
+					return nil
+				}
+				b, err := io.ReadAll(body)
+				got[msg.ID] = string(b)
+				return err
+			})
+			if err != nil {
+				t.Fatalf("Fetch: %v (FETCHes %v)", err, fetches)
+			}
+			for _, id := range []string{"1", "2", "4"} {
+				if want := "Subject: " + id + "\r\n\r\nbody\r\n"; got[id] != want {
+					t.Errorf("message %s: %q, want %q", id, got[id], want)
+				}
+			}
+			bad, delivered := got["3"]
+			if c.wantBad != (delivered && strings.HasPrefix(bad, "unreadable: ") && strings.Contains(bad, "cannot read message 3")) || !c.wantBad && delivered {
+				t.Errorf("message 3: %q (delivered %v), want unreadable %v", bad, delivered, c.wantBad)
+			}
+		})
+	}
+}

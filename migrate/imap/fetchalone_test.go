@@ -28,10 +28,11 @@ func TestFetchAnsweredNoAsksEachMessageAlone(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var fetches []string
+			section := "BODY[]"
 			addr := fakeIMAP(t, "IMAP4rev1", func(_ *bufio.Reader, tag, rest string) (string, bool) {
 				body := func(uid string) string {
 					b := "Subject: " + uid + "\r\n\r\nbody\r\n"
-					return "* " + uid + " FETCH (UID " + uid + " BODY[] {" + strconv.Itoa(len(b)) + "}\r\n" + b + ")\r\n"
+					return "* " + uid + " FETCH (UID " + uid + " " + section + " {" + strconv.Itoa(len(b)) + "}\r\n" + b + ")\r\n"
 				}
 				switch {
 				case strings.HasPrefix(rest, "LOGIN"):
@@ -39,7 +40,10 @@ func TestFetchAnsweredNoAsksEachMessageAlone(t *testing.T) {
 				case strings.HasPrefix(rest, "EXAMINE"):
 					return "* 4 EXISTS\r\n* OK [UIDVALIDITY 7] v\r\n" + tag + " OK [READ-ONLY] done\r\n", false
 				case strings.HasPrefix(rest, "UID FETCH"):
-					set, _, _ := strings.Cut(strings.TrimPrefix(rest, "UID FETCH "), " ")
+					set, items, _ := strings.Cut(strings.TrimPrefix(rest, "UID FETCH "), " ")
+					if strings.Contains(items, "BODY.PEEK[HEADER]") {
+						section = "BODY[HEADER]"
+					}
 					fetches = append(fetches, set)
 					switch set {
 					case "1:4":
@@ -82,6 +86,19 @@ func TestFetchAnsweredNoAsksEachMessageAlone(t *testing.T) {
 			bad, delivered := got["3"]
 			if c.wantBad != (delivered && strings.HasPrefix(bad, "unreadable: ") && strings.Contains(bad, "cannot read message 3")) || !c.wantBad && delivered {
 				t.Errorf("message 3: %q (delivered %v), want unreadable %v", bad, delivered, c.wantBad)
+			}
+
+			// Headers the same way: the refused message left out.
+			heads := map[string]string{}
+			err = m.Headers(context.Background(), formats.Folder{Name: "INBOX"}, msgs, func(msg formats.Message, h []byte) error {
+				heads[msg.ID] = string(h)
+				return nil
+			})
+			if err != nil {
+				t.Fatalf("Headers: %v (FETCHes %v)", err, fetches)
+			}
+			if _, ok := heads["3"]; ok || len(heads) != 3 || heads["4"] != "Subject: 4\r\n\r\nbody\r\n" {
+				t.Errorf("Headers gave %q, want 1, 2 and 4", heads)
 			}
 		})
 	}

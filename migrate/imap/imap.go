@@ -817,16 +817,39 @@ func sharedFlags(shared map[string][]string, flags []string) []string {
 }
 
 // Headers fetches BODY.PEEK[HEADER] of msgs.
+//
+// A FETCH the server answers NO (for one message it cannot read) is asked
+// again for each message not delivered, alone, and the ones refused again
+// are left out: the engine then copies them, and Fetch names them as failed
+// (fetchAlone).
 func (m *IMAP) Headers(ctx context.Context, folder formats.Folder, msgs []formats.Message,
 	fn func(m formats.Message, header []byte) error) error {
 	item := fetchItem{body: &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, Peek: true}}
-	return m.fetchSections(ctx, folder, msgs, item, func(msg formats.Message, lit imap.LiteralReader) error {
+	got := map[uint32]bool{}
+	var fnErr error
+	each := func(msg formats.Message, lit imap.LiteralReader) error {
+		got[msg.UID] = true
 		b, err := io.ReadAll(io.LimitReader(lit, formats.MaxHeaderBytes))
-		if err != nil {
-			return err
+		if err == nil {
+			err = fn(msg, b)
 		}
-		return fn(msg, b)
-	})
+		fnErr = err
+		return err
+	}
+	err := m.fetchSections(ctx, folder, msgs, item, each)
+	if err == nil || fnErr != nil || ctx.Err() != nil || !fetchAnsweredNo(err) {
+		return err
+	}
+	for _, msg := range msgs {
+		if got[msg.UID] {
+			continue
+		}
+		err := m.fetchSections(ctx, folder, []formats.Message{msg}, item, each)
+		if err != nil && (fnErr != nil || ctx.Err() != nil || !fetchAnsweredNo(err)) {
+			return err
+		} // (refused again: left out)
+	}
+	return nil
 }
 
 // Fetch streams the exact bytes of msgs in UID batches. m.Size passed to fn

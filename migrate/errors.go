@@ -45,6 +45,14 @@ type FolderOpenError struct {
 func (e *FolderOpenError) Error() string { return e.Err.Error() }
 func (e *FolderOpenError) Unwrap() error { return e.Err }
 
+// CutInsideMessageError is a connection lost while the source was sending
+// a message's bytes: a fault of the network or the server, not of that
+// message (poison.go does not charge the message with it).
+type CutInsideMessageError struct{ Err error }
+
+func (e *CutInsideMessageError) Error() string { return e.Err.Error() }
+func (e *CutInsideMessageError) Unwrap() error { return e.Err }
+
 // IsRetryable reports whether err is worth a reconnect and another try.
 func IsRetryable(err error) bool {
 	var r *RetryableError

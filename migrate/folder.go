@@ -509,7 +509,8 @@ func (t *transfer) run(ctx context.Context) error {
 		}
 		return err
 	})
-	if ferr != nil && stopped == nil && IsRetryable(ferr) {
+	var cut *CutInsideMessageError
+	if ferr != nil && stopped == nil && IsRetryable(ferr) && !errors.As(ferr, &cut) {
 		p.sourceDied(t, ferr) // poison.go: the source's connection, between two messages
 	}
 	if ferr == nil && t.beforeFlush != nil {

@@ -1369,7 +1369,7 @@ func (m *IMAP) readFetch(ctx context.Context, fc *imapclient.FetchCommand, find 
 				// would read the literal again at the same time (a data
 				// race): drop the whole connection instead.
 				m.c.Close()
-				return &migrate.RetryableError{Err: fmt.Errorf("imap: %s: message UID %d: connection ended after %d of %d bytes", m.cfg, uid, lr.n, lit.Size())}
+				return &migrate.RetryableError{Err: &migrate.CutInsideMessageError{Err: fmt.Errorf("imap: %s: message UID %d: connection ended after %d of %d bytes", m.cfg, uid, lr.n, lit.Size())}}
 			}
 			if ferr != nil {
 				fc.Close() // the literal is intact: Close skips the rest

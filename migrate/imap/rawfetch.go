@@ -219,7 +219,7 @@ func (r *rawFetcher) literals(line string) (text string, held []byte, err error)
 			// The UID follows the literal (RFC 3501 allows any order):
 			// keep the body until the response names it.
 			if held, err = io.ReadAll(lit); err != nil || int64(len(held)) != n {
-				return "", nil, r.fail(fmt.Errorf("connection ended inside a literal"))
+				return "", nil, r.fail(&migrate.CutInsideMessageError{Err: fmt.Errorf("connection ended inside a literal")})
 			}
 		case wanted && !r.done[uid]:
 			if err := r.deliver(uid, lit, n); err != nil {
@@ -241,7 +241,7 @@ func (r *rawFetcher) deliver(uid uint32, body io.Reader, n int64) error {
 	ferr := r.fn(r.byUID[uid], literal{lr, n})
 	io.Copy(io.Discard, lr)
 	if lr.N != n {
-		return r.fail(fmt.Errorf("message UID %d: connection ended after %d of %d bytes", uid, lr.N, n))
+		return r.fail(&migrate.CutInsideMessageError{Err: fmt.Errorf("message UID %d: connection ended after %d of %d bytes", uid, lr.N, n)})
 	}
 	r.done[uid] = true
 	return ferr

@@ -28,9 +28,8 @@ import (
 // poison is what a folder's passes learnt about messages that end the
 // source's connection: the one the last pass died at, and those left out.
 type poison struct {
-	last    string // the ID of the message the last pass died at ("" if it did not)
-	lastErr error
-	out     map[string]error // left out, with the error of the second death
+	last string           // the ID of the message the last pass died at ("" if it did not)
+	out  map[string]error // left out, with the error of the second death
 }
 
 // sourceDied notes, after the source's connection died during t's FETCH,
@@ -64,7 +63,7 @@ func (s *poison) after(p *folderPass) {
 		s.out[p.died] = p.diedErr
 		s.last = ""
 	default:
-		s.last, s.lastErr = p.died, p.diedErr
+		s.last = p.died
 	}
 }
 

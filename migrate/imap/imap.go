@@ -1664,6 +1664,29 @@ func (m *IMAP) Delete(ctx context.Context, folder formats.Folder, msgs []formats
 	if err := closeAll(sent); err != nil {
 		return m.wrap("uid expunge in "+folder.Name, err)
 	}
+	// The proof: none of the UIDs is left in the folder. An OK to UID
+	// EXPUNGE is not one (above); what a server kept is tried again, and
+	// stays recorded until it is gone.
+	var searches []*imapclient.SearchCommand
+	for _, set := range sets {
+		searches = append(searches, m.c.UIDSearch(&imap.SearchCriteria{UID: []imap.UIDSet{set}}, nil))
+	}
+	left := 0
+	var serr error
+	for _, sc := range searches {
+		data, err := sc.Wait()
+		if err != nil {
+			serr = errors.Join(serr, err)
+			continue
+		}
+		left += len(data.AllUIDs())
+	}
+	if serr != nil {
+		return m.wrap("uid search after expunge in "+folder.Name, serr)
+	}
+	if left > 0 {
+		return &migrate.RetryableError{Err: fmt.Errorf("imap: %s: %s: the server kept %d of the %d messages it expunged with OK", m.cfg, folder.Name, left, len(msgs))}
+	}
 	return nil
 }
 

@@ -244,8 +244,12 @@ func (m *Maildir) scan(dir string, sizeOnly bool) ([]scannedFile, error) {
 		if err != nil {
 			return nil, fmt.Errorf("maildir: %w", err)
 		}
+		links := 0
 		for _, e := range ents {
 			unique, flags, ok := formats.ParseMaildirName(e.Name())
+			if ok && e.Type()&fs.ModeSymlink != 0 {
+				links++
+			}
 			if !ok || !e.Type().IsRegular() {
 				continue
 			}
@@ -268,6 +272,14 @@ func (m *Maildir) scan(dir string, sizeOnly bool) ([]scannedFile, error) {
 			}
 			names[unique] = sf.sub
 			out = append(out, sf)
+		}
+		if links > 0 {
+			// Not read: a link planted in a user's Maildir would have a
+			// migration run as root copy any file of the machine into a
+			// mailbox. Said, so that a search folder of links (mairix,
+			// notmuch) is not copied empty without a word.
+			m.warn(fmt.Sprintf("%s: %d message files are symbolic links, not read (a link can reach any file of the machine); copy the files they point to into the folder to migrate them",
+				filepath.ToSlash(filepath.Join(dir, sub)), links))
 		}
 	}
 	m.files[dir] = names

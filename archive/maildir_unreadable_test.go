@@ -80,3 +80,41 @@ func TestMaildirFetchPassesAnUnreadableFile(t *testing.T) {
 		t.Errorf("Headers gave %v, %v; want the two readable ones", headers, err)
 	}
 }
+
+// A message file that is a symbolic link is not read (a link planted in a
+// user's Maildir would have a migration run as root copy any file of the
+// machine into a mailbox), and a warning says so: a mairix or notmuch
+// search folder, all links, was copied empty without a word.
+func TestMaildirWarnsOfSymlinkedMessages(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	root := filepath.Join(dir, "mail")
+	for _, d := range []string{"cur", "new", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(root, "cur", "1700000001.M1P1.host:2,S"), []byte("Subject: a\n\nbody a\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	elsewhere := filepath.Join(dir, "elsewhere")
+	if err := os.WriteFile(elsewhere, []byte("Subject: b\n\nbody b\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(elsewhere, filepath.Join(root, "cur", "1700000002.M2P1.host:2,S")); err != nil {
+		t.Fatal(err)
+	}
+	var warned []string
+	src, err := OpenMaildir(root, MaildirOptions{Warn: func(msg string) { warned = append(warned, msg) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	_, msgs, err := src.List(ctx, formats.Folder{Name: "INBOX", Path: []string{"INBOX"}})
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("List: %d messages, %v; want the file only", len(msgs), err)
+	}
+	if len(warned) != 1 || !strings.Contains(warned[0], "cur: 1 message files are symbolic links, not read") {
+		t.Errorf("warnings %q, want one naming cur/'s link", warned)
+	}
+}

@@ -1,14 +1,12 @@
 package imap
 
 import (
-	"bufio"
 	"context"
 	"strings"
 	"testing"
 
 	"github.com/mailferry/mailferry/formats"
 	"github.com/mailferry/mailferry/migrate"
-	"github.com/mailferry/mailferry/migrate/mailconn"
 )
 
 // Delete takes an OK to UID EXPUNGE as no proof: it asks which of the UIDs
@@ -25,33 +23,22 @@ func TestDeleteChecksThatTheMessagesAreGone(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var cmds []string
-			addr := fakeIMAP(t, "IMAP4rev1 UIDPLUS", func(_ *bufio.Reader, tag, rest string) (string, bool) {
+			m := dialScripted(t, "IMAP4rev1 UIDPLUS", func(tag, rest string) string {
 				verb, _, _ := strings.Cut(rest, " ")
 				if verb == "UID" {
 					verb = rest[:strings.IndexByte(rest[4:], ' ')+4]
 				}
 				cmds = append(cmds, verb)
 				switch {
-				case strings.HasPrefix(rest, "CAPABILITY"):
-					return "* CAPABILITY IMAP4rev1 UIDPLUS\r\n" + tag + " OK done\r\n", false
-				case strings.HasPrefix(rest, "LIST"):
-					return "* LIST (\\Noselect) \"/\" \"\"\r\n" + tag + " OK done\r\n", false
 				case strings.HasPrefix(rest, "SELECT"):
-					return "* 5 EXISTS\r\n* OK [UIDVALIDITY 7] v\r\n" + tag + " OK [READ-WRITE] done\r\n", false
+					return "* 5 EXISTS\r\n* OK [UIDVALIDITY 7] v\r\n" + tag + " OK [READ-WRITE] done\r\n"
 				case strings.HasPrefix(rest, "UID SEARCH"):
-					return c.search + tag + " OK done\r\n", false
-				case strings.HasPrefix(rest, "LOGOUT"):
-					return "* BYE\r\n" + tag + " OK bye\r\n", true
+					return c.search + tag + " OK done\r\n"
 				}
-				return tag + " OK done\r\n", false
+				return ""
 			})
-			m, err := DialIMAP(context.Background(), mailconn.ServerConfig{Addr: addr, User: "carol", Password: "pw", TLS: mailconn.TLSNone})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer m.Close()
 			msgs := []formats.Message{{ID: "1", UID: 1}, {ID: "3", UID: 3}, {ID: "5", UID: 5}}
-			err = m.Delete(context.Background(), formats.Folder{Name: "INBOX"}, msgs)
+			err := m.Delete(context.Background(), formats.Folder{Name: "INBOX"}, msgs)
 			if got := err != nil; got != c.wantErr {
 				t.Fatalf("Delete: %v, want an error %v (commands %v)", err, c.wantErr, cmds)
 			}

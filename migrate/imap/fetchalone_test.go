@@ -29,16 +29,14 @@ func TestFetchAnsweredNoAsksEachMessageAlone(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			var fetches []string
 			section := "BODY[]"
-			addr := fakeIMAP(t, "IMAP4rev1", func(_ *bufio.Reader, tag, rest string) (string, bool) {
+			m := dialScripted(t, "IMAP4rev1", func(tag, rest string) string {
 				body := func(uid string) string {
 					b := "Subject: " + uid + "\r\n\r\nbody\r\n"
 					return "* " + uid + " FETCH (UID " + uid + " " + section + " {" + strconv.Itoa(len(b)) + "}\r\n" + b + ")\r\n"
 				}
 				switch {
-				case strings.HasPrefix(rest, "LOGIN"):
-					return tag + " OK logged in\r\n", false
 				case strings.HasPrefix(rest, "EXAMINE"):
-					return "* 4 EXISTS\r\n* OK [UIDVALIDITY 7] v\r\n" + tag + " OK [READ-ONLY] done\r\n", false
+					return "* 4 EXISTS\r\n* OK [UIDVALIDITY 7] v\r\n" + tag + " OK [READ-ONLY] done\r\n"
 				case strings.HasPrefix(rest, "UID FETCH"):
 					set, items, _ := strings.Cut(strings.TrimPrefix(rest, "UID FETCH "), " ")
 					if strings.Contains(items, "BODY.PEEK[HEADER]") {
@@ -47,26 +45,17 @@ func TestFetchAnsweredNoAsksEachMessageAlone(t *testing.T) {
 					fetches = append(fetches, set)
 					switch set {
 					case "1:4":
-						return body("1") + body("2") + body("4") + tag + " NO some messages could not be fetched\r\n", false
+						return body("1") + body("2") + body("4") + tag + " NO some messages could not be fetched\r\n"
 					case "3":
-						return tag + c.alone, false
+						return tag + c.alone
 					}
-					return tag + " BAD unexpected\r\n", false
-				case strings.HasPrefix(rest, "LIST"):
-					return "* LIST (\\Noselect) \"/\" \"\"\r\n" + tag + " OK done\r\n", false
-				case strings.HasPrefix(rest, "LOGOUT"):
-					return "* BYE\r\n" + tag + " OK bye\r\n", true
+					return tag + " BAD unexpected\r\n"
 				}
-				return tag + " OK done\r\n", false
+				return ""
 			})
-			m, err := DialIMAP(context.Background(), mailconn.ServerConfig{Addr: addr, User: "carol", Password: "pw", TLS: mailconn.TLSNone})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer m.Close()
 			msgs := []formats.Message{{ID: "1", UID: 1}, {ID: "2", UID: 2}, {ID: "3", UID: 3}, {ID: "4", UID: 4}}
 			got := map[string]string{}
-			err = m.Fetch(context.Background(), formats.Folder{Name: "INBOX"}, msgs, func(msg formats.Message, body io.Reader) error {
+			err := m.Fetch(context.Background(), formats.Folder{Name: "INBOX"}, msgs, func(msg formats.Message, body io.Reader) error {
 				if err := formats.UnreadableErr(body); err != nil {
 					got[msg.ID] = "unreadable: " + err.Error()
 					return nil
@@ -102,4 +91,32 @@ func TestFetchAnsweredNoAsksEachMessageAlone(t *testing.T) {
 			}
 		})
 	}
+}
+
+// dialScripted logs in to a scripted server (fakeIMAP) with caps, which
+// answer scripts: a reply for a command, or "" for the session's defaults
+// (CAPABILITY with caps, LOGIN and the rest OK, the LIST of the
+// separator, LOGOUT).
+func dialScripted(t *testing.T, caps string, answer func(tag, rest string) string) *IMAP {
+	t.Helper()
+	addr := fakeIMAP(t, caps, func(_ *bufio.Reader, tag, rest string) (string, bool) {
+		if reply := answer(tag, rest); reply != "" {
+			return reply, false
+		}
+		switch {
+		case strings.HasPrefix(rest, "CAPABILITY"):
+			return "* CAPABILITY " + caps + "\r\n" + tag + " OK done\r\n", false
+		case strings.HasPrefix(rest, "LIST"):
+			return "* LIST (\\Noselect) \"/\" \"\"\r\n" + tag + " OK done\r\n", false
+		case strings.HasPrefix(rest, "LOGOUT"):
+			return "* BYE\r\n" + tag + " OK bye\r\n", true
+		}
+		return tag + " OK done\r\n", false
+	})
+	m, err := DialIMAP(context.Background(), mailconn.ServerConfig{Addr: addr, User: "carol", Password: "pw", TLS: mailconn.TLSNone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
 }

@@ -837,7 +837,7 @@ func (m *IMAP) Headers(ctx context.Context, folder formats.Folder, msgs []format
 		return err
 	}
 	err := m.fetchSections(ctx, folder, msgs, item, each)
-	if err == nil || fnErr != nil || ctx.Err() != nil || !fetchAnsweredNo(err) {
+	if !fetchAnsweredNo(ctx, err, fnErr) {
 		return err
 	}
 	for _, msg := range msgs {
@@ -845,7 +845,7 @@ func (m *IMAP) Headers(ctx context.Context, folder formats.Folder, msgs []format
 			continue
 		}
 		err := m.fetchSections(ctx, folder, []formats.Message{msg}, item, each)
-		if err != nil && (fnErr != nil || ctx.Err() != nil || !fetchAnsweredNo(err)) {
+		if err != nil && !fetchAnsweredNo(ctx, err, fnErr) {
 			return err
 		} // (refused again: left out)
 	}
@@ -911,19 +911,21 @@ func (m *IMAP) fetch(ctx context.Context, folder formats.Folder, msgs []formats.
 		return nil
 	}
 	err := m.fetchAll(ctx, folder, msgs, sent, deliver, delivered, &fnErr)
-	if err == nil || fnErr != nil || ctx.Err() != nil || !fetchAnsweredNo(err) {
+	if !fetchAnsweredNo(ctx, err, fnErr) {
 		return err
 	}
 	return m.fetchAlone(ctx, folder, msgs, deliver, delivered, &fnErr)
 }
 
 // fetchAnsweredNo tells a FETCH the server answered NO (for one message it
-// cannot read, say) from a lost connection, a folder it would not open or
-// an answer go-imap could not parse.
-func fetchAnsweredNo(err error) bool {
+// cannot read, say) from a lost connection, a folder it would not open, an
+// answer go-imap could not parse, the caller's function failing (fnErr) or
+// a run stopped (ctx).
+func fetchAnsweredNo(ctx context.Context, err, fnErr error) bool {
 	var ie *imap.Error
 	var fe *migrate.FolderOpenError
-	return errors.As(err, &ie) && ie.Type == imap.StatusResponseTypeNo && !errors.As(err, &fe) && !migrate.IsRetryable(err)
+	return err != nil && fnErr == nil && ctx.Err() == nil && errors.As(err, &ie) && ie.Type == imap.StatusResponseTypeNo &&
+		!errors.As(err, &fe) && !migrate.IsRetryable(err)
 }
 
 // unreadableLiteral is a message the server would not send: its FETCH
@@ -945,7 +947,7 @@ func (m *IMAP) fetchAlone(ctx context.Context, folder formats.Folder, msgs []for
 			continue
 		}
 		err := m.fetchBodies(ctx, folder, []formats.Message{msg}, deliver, delivered, fnErr)
-		if err == nil || *fnErr != nil || ctx.Err() != nil || !fetchAnsweredNo(err) {
+		if !fetchAnsweredNo(ctx, err, *fnErr) {
 			if err != nil {
 				return err
 			}

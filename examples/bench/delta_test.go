@@ -52,11 +52,37 @@ func (e *bpEnv) runDelta(set *bpSet) {
 
 // deltaRound is one tool's round of the delta job.
 func (e *bpEnv) deltaRound(set *bpSet, tool string, round int) {
+	d := e.deltaSetup(set, tool)
+	defer d.stop()
+	if tool == bpMailferry {
+		noop := slices.DeleteFunc(slices.Clone(d.argv), func(a string) bool { return a == "--sync-deletions" })
+		e.timed(bpKey{bpJobDeltaNoop, set.name, tool}, d.run(noop), set, round)
+	}
+	e.timed(bpKey{bpJobDelta0, set.name, tool}, d.run(d.argv), set, round)
+	flagged, deleted := e.changeSource(d.src, set)
+	e.logf("delta %s: changed the flags of %d messages and expunged %d at the source", tool, flagged, deleted)
+	e.timed(bpKey{bpJobDelta, set.name, tool}, d.run(d.argv), set, round)
+}
+
+// deltaSync is a source of its own synced once into a fresh destination,
+// and the command that syncs it again.
+type deltaSync struct {
+	src, dst  *dovecottest.Server
+	argv, env []string
+	stop      func()
+}
+
+func (d *deltaSync) run(argv []string) *bpRun {
+	return &bpRun{argv: argv, env: d.env, servers: []*dovecottest.Server{d.src, d.dst}, check: bpSameFlagged(d.src, d.dst)}
+}
+
+// deltaSetup seeds a copy of set's source and syncs it once with tool
+// (untimed).
+func (e *bpEnv) deltaSetup(set *bpSet, tool string) *deltaSync {
 	c := *set
 	e.seed(&c) // a source of its own: the changes are made to it
 	src, dst := c.src, e.newDst()
-	defer e.stopKeeping(src)()
-	defer e.stopKeeping(dst)()
+	stopSrc, stopDst := e.stopKeeping(src), e.stopKeeping(dst)
 	var argv, env []string
 	if tool == bpInterimap {
 		argv = e.interimapArgv(src, dst)
@@ -66,22 +92,14 @@ func (e *bpEnv) deltaRound(set *bpSet, tool string, round int) {
 		argv = append(argv, strings.Fields(os.Getenv("MAILFERRY_BENCH_ARGS"))...)
 		env = []string{"MAILFERRY_SRC_PASSWORD=" + src.Users["alice"], "MAILFERRY_DST_PASSWORD=" + dst.Users["alice"]}
 	}
-	run := func(argv []string) *bpRun {
-		return &bpRun{argv: argv, env: env, servers: []*dovecottest.Server{src, dst}, check: bpSameFlagged(src, dst)}
-	}
-	first := run(argv)
+	d := &deltaSync{src: src, dst: dst, argv: argv, env: env, stop: func() { stopDst(); stopSrc() }}
+	first := d.run(argv)
 	first.timeout = 15 * time.Minute
 	if s := bpExec(first, filepath.Join(e.dir("delta-first-"+tool), "output.log")); s.err != nil {
+		d.stop()
 		e.b.Fatalf("delta %s: the first sync failed: %v", tool, s.err)
 	}
-	if tool == bpMailferry {
-		noop := slices.DeleteFunc(slices.Clone(argv), func(a string) bool { return a == "--sync-deletions" })
-		e.timed(bpKey{bpJobDeltaNoop, set.name, tool}, run(noop), set, round)
-	}
-	e.timed(bpKey{bpJobDelta0, set.name, tool}, run(argv), set, round)
-	flagged, deleted := e.changeSource(src, set)
-	e.logf("delta %s: changed the flags of %d messages and expunged %d at the source", tool, flagged, deleted)
-	e.timed(bpKey{bpJobDelta, set.name, tool}, run(argv), set, round)
+	return d
 }
 
 // interimapArgv is interimap syncing src (its remote) into dst (its local),

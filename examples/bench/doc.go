@@ -51,8 +51,9 @@
 //	MAILFERRY_BENCH_WIRELOG  a file: each delay-proxy run appends a line per chunk it forwards
 //	                         (time in µs, run, RTT, server, connection and direction, size,
 //	                         first bytes; logins left out), to read a slow link's round trips
-//	MAILFERRY_BENCH_PROFILE  a directory: after the rounds, run each mailferry job once
-//	                         more under pprof and write JOB-SET.cpu.pprof there, with
-//	                         .heap.pprof, .allocs.pprof and an execution trace,
-//	                         JOB-SET.trace (go tool trace: where a run waits, not computes)
+//	MAILFERRY_BENCH_PROFILE  a directory: after the rounds, run each mailferry job of the
+//	                         run's once more under pprof and write JOB-SET.cpu.pprof there,
+//	                         with .heap.pprof, .allocs.pprof and an execution trace,
+//	                         JOB-SET.trace (go tool trace: where a run waits, not computes);
+//	                         the delta job's is its pass with changes (delta-small.*)
 package bench

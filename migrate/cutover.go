@@ -104,7 +104,7 @@ func (p *folderPass) cutover(ctx context.Context, t *transfer) error {
 		return nil
 	}
 	for _, r := range p.d.matched {
-		p.ss.IDs[r.ID] = r.Key
+		p.ss.Put(r)
 	}
 	if err := p.followFlags(ctx, t == nil); err != nil {
 		return err
@@ -130,8 +130,8 @@ func (p *folderPass) recordGone(ctx context.Context, dry bool) error {
 	}
 	all := slices.Clone(p.msgs)
 	var gone []string
-	for id := range p.ss.IDs {
-		if !listed[id] && p.ss.Copied[id] {
+	for id, en := range p.ss.All() {
+		if !listed[id] && en.Copied {
 			gone = append(gone, id)
 			all = append(all, formats.Message{ID: id})
 		}
@@ -140,7 +140,7 @@ func (p *folderPass) recordGone(ctx context.Context, dry bool) error {
 		return nil
 	}
 	sort.Strings(gone)
-	where := mapToDest(all, p.ss, p.ds.IDs, p.dstF.Validity)
+	where := mapToDest(all, p.ss, p.ds, p.dstF.Validity)
 	var ids []string
 	var forget []Record
 	for _, id := range gone {
@@ -173,14 +173,14 @@ func (p *folderPass) followFlags(ctx context.Context, dry bool) error {
 	for _, m := range p.d.copy {
 		skip[m.ID] = true
 	}
-	plan := decideFlags(p.msgs, p.ss, p.ds.IDs, p.dstF.Validity, skip, p.srcKey, nil)
+	plan := decideFlags(p.msgs, p.ss, p.ds, p.dstF.Validity, skip, p.srcKey, nil)
 	if len(plan.baseless) > 0 {
 		have, err := p.destFlags(ctx, plan.baseless)
 		if err != nil {
 			return err
 		}
 		if have != nil {
-			plan = decideFlags(p.msgs, p.ss, p.ds.IDs, p.dstF.Validity, skip, p.srcKey, have)
+			plan = decideFlags(p.msgs, p.ss, p.ds, p.dstF.Validity, skip, p.srcKey, have)
 		}
 	}
 	p.fr.FlagsUpdated = plan.updated
@@ -262,21 +262,20 @@ func (p *folderPass) listSource(ctx context.Context, ss *FolderState) (uint32, [
 // destination: the UID mailferry stored it as still holds its key, or (found
 // there by key) the destination folder holds the key.
 func (p *folderPass) knownFlags(ss *FolderState) func(uint32) ([]string, bool) {
-	held := make(map[formats.Key]bool, len(p.ds.IDs))
-	for _, k := range p.ds.IDs {
+	held := make(map[formats.Key]bool, p.ds.Len())
+	for k := range p.ds.Keys() {
 		held[k] = true
 	}
 	return func(uid uint32) ([]string, bool) {
 		id := strconv.FormatUint(uint64(uid), 10)
-		base, ok := ss.Base[id]
-		if !ok {
+		en, ok := ss.Get(id)
+		if !ok || !en.HasBase {
 			return nil, false
 		}
-		if _, ok := recordedDest(ss, id, p.ds.IDs, p.dstF.Validity); ok {
-			return base, true
+		if _, ok := recordedDest(ss, id, p.ds, p.dstF.Validity); ok {
+			return en.Base, true
 		}
-		k, ok := ss.IDs[id]
-		return base, ok && ss.Dst[id].UID == 0 && held[k]
+		return en.Base, en.Dst.UID == 0 && held[en.Key]
 	}
 }
 
@@ -333,7 +332,7 @@ func (p *folderPass) planDeletions(ctx context.Context, dry bool) error {
 	if !e.opts.SyncDeletions || e.filtered() || p.validity != f.Validity || p.ss.Validity != p.validity {
 		return nil
 	}
-	uids, gone := decideDeletions(p.msgs, p.ss, p.ds.IDs, p.dstF.Validity)
+	uids, gone := decideDeletions(p.msgs, p.ss, p.ds, p.dstF.Validity)
 	if len(uids) == 0 {
 		return nil
 	}

@@ -75,10 +75,11 @@ func decideLedger(msgs []formats.Message, ledger *FolderState, lost map[string]b
 	dedup Dedup, acct accountView, d *decision) (unknown []formats.Message, keys map[string]formats.Key, occ map[formats.Key]int) {
 	keys = map[string]formats.Key{}
 	occ = map[formats.Key]int{} // --dedup account: occurrences of a key in this folder
-	if len(ledger.IDs) == 0 {
+	if ledger.Len() == 0 {
 		return msgs, keys, occ // all unknown: no copy of a long listing
 	}
-	one := func(m formats.Message, k formats.Key) {
+	one := func(m formats.Message, en Entry) {
+		k := en.Key
 		there := false
 		if dedup == DedupAccount {
 			occ[k]++
@@ -100,7 +101,7 @@ func decideLedger(msgs []formats.Message, ledger *FolderState, lost map[string]b
 		d.skipped++
 		switch {
 		case !d.listSkipped:
-		case ledger.Copied[m.ID]:
+		case en.Copied:
 			d.deletable = append(d.deletable, m)
 		default:
 			d.keyOnly = append(d.keyOnly, m)
@@ -108,18 +109,19 @@ func decideLedger(msgs []formats.Message, ledger *FolderState, lost map[string]b
 	}
 	var last []formats.Message
 	for _, m := range msgs {
-		k, ok := ledger.IDs[m.ID]
+		en, ok := ledger.Get(m.ID)
 		switch {
 		case !ok:
 			unknown = append(unknown, m)
 		case lost[m.ID]:
 			last = append(last, m)
 		default:
-			one(m, k)
+			one(m, en)
 		}
 	}
 	for _, m := range last {
-		one(m, ledger.IDs[m.ID])
+		en, _ := ledger.Get(m.ID)
+		one(m, en)
 	}
 	return unknown, keys, occ
 }
@@ -221,18 +223,18 @@ type flagPlan struct {
 // store) gets the source flags its destination copy lacks, by have (the
 // destination's flags by ID, where known): a copy that has them all is no
 // change.
-func decideFlags(msgs []formats.Message, ledger *FolderState, dst map[string]formats.Key, dstValidity uint32,
+func decideFlags(msgs []formats.Message, ledger, dst *FolderState, dstValidity uint32,
 	skip map[string]bool, srcKey string, have map[string][]string) flagPlan {
 	var plan flagPlan
 	where := mapToDest(msgs, ledger, dst, dstValidity)
 	group := map[string]int{}
 	for _, m := range msgs {
-		k, ok := ledger.IDs[m.ID]
+		en, ok := ledger.Get(m.ID)
 		uid, mapped := where[m.ID]
 		if !ok || skip[m.ID] || !mapped {
 			continue
 		}
-		base, hasBase := ledger.Base[m.ID]
+		base, hasBase := en.Base, en.HasBase
 		if hasBase && slices.Equal(m.Flags, base) {
 			continue // unchanged (a partial listing gives the base itself)
 		}
@@ -251,8 +253,8 @@ func decideFlags(msgs []formats.Message, ledger *FolderState, dst map[string]for
 		if len(add) == 0 && len(remove) == 0 && hasBase {
 			continue
 		}
-		plan.records = append(plan.records, Record{Side: SideSource, Folder: srcKey, ID: m.ID, Key: k,
-			Copied: ledger.Copied[m.ID], Dst: ledger.Dst[m.ID], Base: src, HasBase: true})
+		plan.records = append(plan.records, Record{Side: SideSource, Folder: srcKey, ID: m.ID, Key: en.Key,
+			Copied: en.Copied, Dst: en.Dst, Base: src, HasBase: true})
 		if len(add) == 0 && len(remove) == 0 {
 			continue
 		}
@@ -272,7 +274,7 @@ func decideFlags(msgs []formats.Message, ledger *FolderState, dst map[string]for
 // mapToDest finds the destination copy of each message the ledger knows:
 // the recorded UID where it still holds the key, else an unclaimed
 // destination message with the same key (lowest UID first).
-func mapToDest(msgs []formats.Message, ledger *FolderState, dst map[string]formats.Key, dstValidity uint32) map[string]string {
+func mapToDest(msgs []formats.Message, ledger, dst *FolderState, dstValidity uint32) map[string]string {
 	where := make(map[string]string, len(msgs))
 	claimed := make(map[string]bool, len(msgs))
 	for _, m := range msgs {
@@ -281,8 +283,8 @@ func mapToDest(msgs []formats.Message, ledger *FolderState, dst map[string]forma
 		}
 	}
 	byKey := map[formats.Key][]string{}
-	for id, k := range dst {
-		if !claimed[id] {
+	for id, en := range dst.All() {
+		if k := en.Key; !claimed[id] {
 			byKey[k] = append(byKey[k], id)
 		}
 	}
@@ -290,7 +292,7 @@ func mapToDest(msgs []formats.Message, ledger *FolderState, dst map[string]forma
 		sort.Slice(ids, func(i, j int) bool { return len(ids[i]) < len(ids[j]) || len(ids[i]) == len(ids[j]) && ids[i] < ids[j] })
 	}
 	for _, m := range msgs {
-		k, ok := ledger.IDs[m.ID]
+		k, ok := ledger.Key(m.ID)
 		if _, done := where[m.ID]; !ok || done || len(byKey[k]) == 0 {
 			continue
 		}
@@ -301,27 +303,27 @@ func mapToDest(msgs []formats.Message, ledger *FolderState, dst map[string]forma
 
 // recordedDest is the UID mailferry recorded storing a message as, if the
 // destination folder (same UIDVALIDITY) still holds it with the same key.
-func recordedDest(ledger *FolderState, id string, dst map[string]formats.Key, dstValidity uint32) (string, bool) {
-	d, ok := ledger.Dst[id]
-	if !ok || d.UID == 0 || d.Validity != dstValidity {
+func recordedDest(ledger *FolderState, id string, dst *FolderState, dstValidity uint32) (string, bool) {
+	en, ok := ledger.Get(id)
+	if !ok || en.Dst.UID == 0 || en.Dst.Validity != dstValidity {
 		return "", false
 	}
-	uid := strconv.FormatUint(uint64(d.UID), 10)
-	k, ok := dst[uid]
-	return uid, ok && k == ledger.IDs[id]
+	uid := strconv.FormatUint(uint64(en.Dst.UID), 10)
+	k, ok := dst.Key(uid)
+	return uid, ok && k == en.Key
 }
 
 // decideDeletions returns the destination UIDs --sync-deletions removes:
 // messages mailferry stored, still there as stored, whose source message
 // the complete listing msgs lacks; and the ledger entries to forget once
 // they are gone.
-func decideDeletions(msgs []formats.Message, ledger *FolderState, dst map[string]formats.Key, dstValidity uint32) (uids []string, gone []string) {
+func decideDeletions(msgs []formats.Message, ledger, dst *FolderState, dstValidity uint32) (uids []string, gone []string) {
 	listed := make(map[string]bool, len(msgs))
 	for _, m := range msgs {
 		listed[m.ID] = true
 	}
-	for id := range ledger.IDs {
-		if listed[id] || !ledger.Copied[id] {
+	for id, en := range ledger.All() {
+		if listed[id] || !en.Copied {
 			continue
 		}
 		if uid, ok := recordedDest(ledger, id, dst, dstValidity); ok {

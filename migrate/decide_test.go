@@ -104,10 +104,7 @@ func TestDecide(t *testing.T) {
 				}
 				ledger := newFolderState(1)
 				for id, key := range c.ledger {
-					ledger.IDs[id] = key
-				}
-				for _, id := range c.copied {
-					ledger.Copied[id] = true
+					ledger.Set(id, Entry{Key: key, Copied: slices.Contains(c.copied, id)})
 				}
 				avail := map[formats.Key]int{}
 				for _, key := range c.dest {
@@ -225,28 +222,25 @@ func TestDecideFlags(t *testing.T) {
 					msgs = append(msgs, formats.Message{ID: id, Flags: f})
 				}
 				if e, ok := c.ledger[id]; ok {
-					ledger.IDs[id] = e.key
-					if e.base != nil {
-						ledger.Base[id] = e.base
-					}
+					en := Entry{Key: e.key, Base: e.base, HasBase: e.base != nil, Copied: e.copied}
 					if e.dst != 0 {
-						ledger.Dst[id] = DstID{Validity: 3, UID: e.dst}
+						en.Dst = DstID{Validity: 3, UID: e.dst}
 					}
-					ledger.Copied[id] = e.copied
+					ledger.Set(id, en)
 				}
 			}
 			skip := map[string]bool{}
 			for _, id := range c.skip {
 				skip[id] = true
 			}
-			plan := decideFlags(msgs, ledger, c.dest, 3, skip, "src", c.have)
+			plan := decideFlags(msgs, ledger, indexOf(c.dest), 3, skip, "src", c.have)
 			if fmt.Sprint(plan.changes) != fmt.Sprint(c.want) || plan.updated != c.updated {
 				t.Errorf("changes %v (%d updated), want %v (%d)", plan.changes, plan.updated, c.want, c.updated)
 			}
 			bases := map[string][]string{}
 			for _, r := range plan.records {
 				bases[r.ID] = r.Base
-				if !r.HasBase || r.Copied != ledger.Copied[r.ID] || r.Dst != ledger.Dst[r.ID] || r.Key != ledger.IDs[r.ID] {
+				if en, _ := ledger.Get(r.ID); !r.HasBase || r.Copied != en.Copied || r.Dst != en.Dst || r.Key != en.Key {
 					t.Errorf("record %+v does not keep the ledger entry", r)
 				}
 			}
@@ -261,10 +255,7 @@ func TestDecideDeletions(t *testing.T) {
 	k := func(b byte) formats.Key { return formats.Key{b} }
 	ledger := newFolderState(1)
 	add := func(id string, key formats.Key, copied bool, dst DstID) {
-		ledger.IDs[id], ledger.Copied[id] = key, copied
-		if dst.UID != 0 {
-			ledger.Dst[id] = dst
-		}
+		ledger.Set(id, Entry{Key: key, Copied: copied, Dst: dst})
 	}
 	add("1", k(1), true, DstID{3, 11}) // still at the source
 	add("2", k(2), true, DstID{3, 12}) // expunged at the source: deleted
@@ -276,7 +267,7 @@ func TestDecideDeletions(t *testing.T) {
 	add("10", k(8), true, DstID{3, 9}) // expunged at the source: deleted
 	dest := map[string]formats.Key{"11": k(1), "12": k(2), "13": k(3), "14": k(4), "15": k(5), "17": k(99), "9": k(8), "20": k(20)}
 	msgs := []formats.Message{{ID: "1"}}
-	uids, gone := decideDeletions(msgs, ledger, dest, 3)
+	uids, gone := decideDeletions(msgs, ledger, indexOf(dest), 3)
 	if !slices.Equal(uids, []string{"9", "12"}) || !slices.Equal(gone, []string{"10", "2"}) {
 		t.Errorf("deletes %v (ledger %v), want [9 12] ([10 2])", uids, gone)
 	}
@@ -313,4 +304,13 @@ func TestNoNewMailDecidesDeletionsInThePass(t *testing.T) {
 			t.Errorf("%s: %v %v, want %v", c.name, got, err, c.want)
 		}
 	}
+}
+
+// indexOf is a destination index holding keys by ID.
+func indexOf(keys map[string]formats.Key) *FolderState {
+	fs := newFolderState(0)
+	for id, k := range keys {
+		fs.Set(id, Entry{Key: k})
+	}
+	return fs
 }

@@ -49,7 +49,7 @@ type earlyListing struct {
 // cannot), rather than run beside destination().
 func (p *folderPass) listEarly(ctx context.Context, sent bool) *earlyListing {
 	f := p.pf.Source
-	if p.ss == nil || len(p.ss.IDs) > 0 || p.ss.Validity != 0 {
+	if p.ss == nil || p.ss.Len() > 0 || p.ss.Validity != 0 {
 		return nil
 	}
 	l := &earlyListing{whole: true}

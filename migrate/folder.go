@@ -119,7 +119,7 @@ func (p *folderPass) copy(ctx context.Context) (FolderReport, error) {
 	if end := p.prepareWrite(); end != nil { // cutover.go
 		defer end()
 	}
-	if rl, ok := p.windowed(); ok && len(p.ss.IDs) == 0 {
+	if rl, ok := p.windowed(); ok && p.ss.Len() == 0 {
 		return p.fr, p.copyWindows(ctx, rl) // window.go
 	}
 	if err := p.list(ctx); err != nil {
@@ -270,7 +270,7 @@ func (p *folderPass) list(ctx context.Context) error {
 		return err
 	}
 	if validity != ss.Validity {
-		if len(ss.IDs) > 0 {
+		if ss.Len() > 0 {
 			p.fr.Note = joinNote(p.fr.Note, "source UIDVALIDITY changed: matched against the destination again")
 		}
 		if err := p.e.reset(SideSource, p.srcKey, validity); err != nil {
@@ -292,11 +292,11 @@ func (p *folderPass) list(ctx context.Context) error {
 func (p *folderPass) decide(ctx context.Context) error {
 	e := p.e
 	avail := map[formats.Key]int{}
-	for _, k := range p.ds.IDs {
+	for k := range p.ds.Keys() {
 		avail[k]++
 	}
 	var lost map[string]bool
-	if lr, ok := As[LostReporter](p.dst); ok && len(p.ss.IDs) > 0 {
+	if lr, ok := As[LostReporter](p.dst); ok && p.ss.Len() > 0 {
 		lost = lr.LostSources(p.dstF, p.name)
 	}
 	p.d.listSkipped = e.opts.DeleteSource

@@ -278,7 +278,7 @@ type entryReader struct {
 	v   []byte
 	bad bool
 	runCoder
-	bases [256][]string // the base of each system-flag byte without keywords
+	bases [256]uint32 // the base number of each system-flag byte without keywords
 }
 
 func (r *entryReader) uvarint() uint64 {
@@ -314,21 +314,31 @@ func (r *entryReader) bytes(n uint64) []byte {
 // decodeRun applies the entries of one run to fs.
 func decodeRun(fs *FolderState, v []byte, kw []string) error {
 	r := &entryReader{v: v}
+	l := &fs.led
 	for len(r.v) > 0 && !r.bad {
 		bits := r.bytes(1)[0]
 		var id string
-		if bits&entryNumber != 0 {
+		number := bits&entryNumber != 0
+		if number {
 			r.id += uint64(r.varint())
-			id = strconv.FormatUint(r.id, 10)
 		} else {
 			id = string(r.bytes(r.uvarint()))
 		}
 		if bits&entryForget != 0 {
-			fs.forget(id)
+			if number {
+				id = strconv.FormatUint(r.id, 10)
+			}
+			l.forget(id)
 			continue
 		}
-		if err := decodeEntry(fs, id, bits, r, kw); err != nil {
+		s, err := decodeEntry(l, bits, r, kw)
+		if err != nil {
 			return err
+		}
+		if number {
+			l.setNum(r.id, s)
+		} else {
+			l.set(id, s)
 		}
 	}
 	if r.bad {
@@ -337,52 +347,49 @@ func decodeRun(fs *FolderState, v []byte, kw []string) error {
 	return nil
 }
 
-// decodeEntry reads the rest of one entry into fs under id.
-func decodeEntry(fs *FolderState, id string, bits byte, r *entryReader, kw []string) error {
-	var key formats.Key
-	copy(key[:], r.bytes(keyBytes))
-	fs.forget(id)
-	fs.IDs[id] = key
+// decodeEntry reads the rest of one entry (after its ID).
+func decodeEntry(l *ledgerMem, bits byte, r *entryReader, kw []string) (slot, error) {
+	var s slot
+	copy(s.key[:], r.bytes(keyBytes))
 	if bits&entryCopied != 0 {
-		fs.Copied[id] = true
+		s.bits |= slotCopied
 	}
 	if bits&entryDst != 0 {
 		if bits&entrySameV == 0 {
 			r.validity = uint32(r.uvarint())
 		}
-		fs.Dst[id] = DstID{Validity: r.validity, UID: uint32(r.uvarint())}
+		s.dst = DstID{Validity: r.validity, UID: uint32(r.uvarint())}
 	}
 	if bits&entryBase != 0 {
 		sys := r.bytes(1)
 		if len(sys) == 0 {
-			return errEntry
+			return s, errEntry
 		}
 		n := r.uvarint()
-		keywords := n
-		if b := r.bases[sys[0]]; keywords == 0 && b != nil { // most bases are system flags only: one shared slice each
-			fs.Base[id] = b
-			return nil
+		if n == 0 && r.bases[sys[0]] != 0 { // most bases are system flags only: their number is kept by byte
+			s.base = r.bases[sys[0]]
+			return s, nil
 		}
+		keywords := n
 		base := []string{}
-		for i, s := range sysFlags {
+		for i, f := range sysFlags {
 			if sys[0]&(1<<i) != 0 {
-				base = append(base, s)
+				base = append(base, f)
 			}
 		}
 		for ; n > 0 && !r.bad; n-- {
 			i := r.uvarint()
 			if i >= uint64(len(kw)) {
-				return errEntry
+				return s, errEntry
 			}
 			base = append(base, kw[i])
 		}
-		base = slices.Clip(followFlags(base)) // shared: an append must not write into it
+		s.base = l.baseOf(followFlags(base))
 		if keywords == 0 {
-			r.bases[sys[0]] = base
+			r.bases[sys[0]] = s.base
 		}
-		fs.Base[id] = base
 	}
-	return nil
+	return s, nil
 }
 
 // ModSeq reads the HIGHESTMODSEQ through which a folder's flags were

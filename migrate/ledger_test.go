@@ -38,10 +38,11 @@ func TestLedgerBaseAndDest(t *testing.T) {
 			if err := st.SetModSeq(SideSource, "A", 1<<40); err != nil {
 				t.Fatal(err)
 			}
-			fs, err := st.Folder(SideSource, "A")
+			led, err := st.Folder(SideSource, "A")
 			if err != nil {
 				t.Fatal(err)
 			}
+			fs := asMaps(led)
 			if !fs.Copied["1"] || fs.Copied["2"] || !fs.Copied["3"] || fs.Dst["1"] != (DstID{7, 300000}) || len(fs.Dst) != 1 {
 				t.Errorf("copied %v dst %v", fs.Copied, fs.Dst)
 			}
@@ -60,7 +61,8 @@ func TestLedgerBaseAndDest(t *testing.T) {
 			if err := st.Forget([]Record{{Side: SideSource, Folder: "A", ID: "1"}}); err != nil {
 				t.Fatal(err)
 			}
-			if fs, _ := st.Folder(SideSource, "A"); len(fs.IDs) != 2 || fs.Copied["1"] || len(fs.Dst) != 0 {
+			led, _ = st.Folder(SideSource, "A")
+			if fs := asMaps(led); len(fs.IDs) != 2 || fs.Copied["1"] || len(fs.Dst) != 0 {
 				t.Errorf("after Forget: %v", fs.IDs)
 			}
 			if kind != "bolt" {
@@ -75,7 +77,8 @@ func TestLedgerBaseAndDest(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer st.Close()
-			fs, _ = st.Folder(SideSource, "A")
+			led, _ = st.Folder(SideSource, "A")
+			fs = asMaps(led)
 			if len(fs.IDs) != 3 || !fs.Copied["UIDL-0042"] || fs.IDs["UIDL-0042"] != (formats.Key{4}) || fs.IDs["2"] != (formats.Key{2}) {
 				t.Errorf("after a reopen: %v copied %v", fs.IDs, fs.Copied)
 			}
@@ -108,7 +111,8 @@ func TestStateBytesPerMessage(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if fs, _ := st.Folder(SideSource, "INBOX\x00INBOX"); len(fs.IDs) != n || len(fs.Base) != n || fs.Dst["20000"].UID != 20000 {
+	led, _ := st.Folder(SideSource, "INBOX\x00INBOX")
+	if fs := asMaps(led); len(fs.IDs) != n || len(fs.Base) != n || fs.Dst["20000"].UID != 20000 {
 		t.Fatalf("read back %d IDs, %d bases, dst %v", len(fs.IDs), len(fs.Base), fs.Dst["20000"])
 	}
 	st.Close()
@@ -163,7 +167,32 @@ func TestStateCloseGivesBackItsRoom(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	if fs, err := st.Folder(SideSource, "INBOX\x00INBOX"); err != nil || len(fs.IDs) != 10000 {
-		t.Fatalf("read back: %v, %d IDs, want 10000", err, len(fs.IDs))
+	if fs, err := st.Folder(SideSource, "INBOX\x00INBOX"); err != nil || fs.Len() != 10000 {
+		t.Fatalf("read back: %v, %d IDs, want 10000", err, fs.Len())
 	}
+}
+
+// asMaps is a folder's ledger as four maps by ID, for tests to compare.
+type ledgerMaps struct {
+	IDs    map[string]formats.Key
+	Copied map[string]bool
+	Dst    map[string]DstID
+	Base   map[string][]string
+}
+
+func asMaps(fs *FolderState) ledgerMaps {
+	m := ledgerMaps{map[string]formats.Key{}, map[string]bool{}, map[string]DstID{}, map[string][]string{}}
+	for id, en := range fs.All() {
+		m.IDs[id] = en.Key
+		if en.Copied {
+			m.Copied[id] = true
+		}
+		if en.Dst.UID != 0 {
+			m.Dst[id] = en.Dst
+		}
+		if en.HasBase {
+			m.Base[id] = en.Base
+		}
+	}
+	return m
 }

@@ -1,7 +1,6 @@
 package migrate
 
 import (
-	"maps"
 	"sync"
 	"time"
 )
@@ -32,10 +31,7 @@ func (s *memState) get(side Side, name string) *FolderState {
 func (s *memState) Folder(side Side, name string) (*FolderState, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	fs := *s.get(side, name)
-	fs.IDs, fs.Copied = maps.Clone(fs.IDs), maps.Clone(fs.Copied)
-	fs.Dst, fs.Base = maps.Clone(fs.Dst), maps.Clone(fs.Base)
-	return &fs, nil
+	return s.get(side, name).clone(), nil
 }
 
 func (s *memState) Mark(side Side, name string) (uint32, uint32, uint32, error) {
@@ -64,21 +60,7 @@ func (s *memState) Add(recs []Record) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, r := range recs {
-		fs := s.get(r.Side, r.Folder)
-		fs.IDs[r.ID] = r.Key
-		if r.Copied {
-			fs.Copied[r.ID] = true
-		} else {
-			delete(fs.Copied, r.ID)
-		}
-		delete(fs.Dst, r.ID)
-		if r.Dst.UID != 0 {
-			fs.Dst[r.ID] = r.Dst
-		}
-		delete(fs.Base, r.ID)
-		if r.HasBase {
-			fs.Base[r.ID] = followFlags(r.Base)
-		}
+		s.get(r.Side, r.Folder).Put(r)
 	}
 	if len(recs) > 0 {
 		s.running = time.Now()
@@ -107,11 +89,7 @@ func (s *memState) Forget(recs []Record) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, r := range recs {
-		fs := s.get(r.Side, r.Folder)
-		delete(fs.IDs, r.ID)
-		delete(fs.Copied, r.ID)
-		delete(fs.Dst, r.ID)
-		delete(fs.Base, r.ID)
+		s.get(r.Side, r.Folder).Forget(r.ID)
 	}
 	return nil
 }

@@ -132,13 +132,11 @@ func (e *engine) indexMoves() map[formats.Key][]*moveCand {
 		if err != nil {
 			continue // a ledger that cannot be read offers no moves
 		}
-		for id, k := range ss.IDs {
-			at := ss.Dst[id]
-			if !ss.Copied[id] || at.UID == 0 {
+		for id, en := range ss.All() {
+			if !en.Copied || en.Dst.UID == 0 {
 				continue
 			}
-			base, has := ss.Base[id]
-			idx[k] = append(idx[k], &moveCand{srcKey: key, src: pf.Source, dst: pf.Dest, id: id, at: at, base: base, has: has})
+			idx[en.Key] = append(idx[en.Key], &moveCand{srcKey: key, src: pf.Source, dst: pf.Dest, id: id, at: en.Dst, base: en.Base, has: en.HasBase})
 		}
 	}
 	return idx
@@ -242,14 +240,11 @@ func (p *folderPass) movedIn(ms []moved) error {
 		r := Record{Side: SideSource, Folder: p.srcKey, ID: m.id, Key: k, Copied: true,
 			Dst: dstID(p.dstF, m.newID), Base: m.c.base, HasBase: m.c.has}
 		add = append(add, r)
-		p.ss.IDs[m.id], p.ss.Copied[m.id] = k, true
+		p.ss.Put(r)
 		if r.Dst.UID != 0 {
-			p.ss.Dst[m.id] = r.Dst
-			p.ds.IDs[m.newID] = k
-			add = append(add, Record{Side: SideDest, Folder: p.dstF.Name, ID: m.newID, Key: k})
-		}
-		if m.c.has {
-			p.ss.Base[m.id] = m.c.base
+			rd := Record{Side: SideDest, Folder: p.dstF.Name, ID: m.newID, Key: k}
+			p.ds.Put(rd)
+			add = append(add, rd)
 		}
 		done[m.id] = true
 		e.noteMovedAway(from.Name, m.c.at.UID)

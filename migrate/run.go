@@ -455,7 +455,7 @@ func (e *engine) indexAccount(ctx context.Context, c *conns, dstFolders []format
 				return err
 			}
 			count := map[formats.Key]int{}
-			for _, k := range ds.IDs {
+			for k := range ds.Keys() {
 				count[k]++
 				e.have[k] = max(e.have[k], count[k])
 			}
@@ -900,7 +900,7 @@ func (e *engine) indexDest(ctx context.Context, dst Sink, f formats.Folder) (*Fo
 		return ds, nil
 	}
 	for fresh := false; ; fresh = true {
-		if ds.Validity != f.Validity || int(f.Messages) < len(ds.IDs) {
+		if ds.Validity != f.Validity || int(f.Messages) < ds.Len() {
 			if err := e.reset(SideDest, f.Name, f.Validity); err != nil {
 				return nil, err
 			}
@@ -910,10 +910,11 @@ func (e *engine) indexDest(ctx context.Context, dst Sink, f formats.Folder) (*Fo
 			break
 		}
 		var recs []Record
-		err = dst.Index(ctx, f, func(id string) bool { _, ok := ds.IDs[indexID(id)]; return ok }, func(id string, key formats.Key) error {
+		err = dst.Index(ctx, f, func(id string) bool { _, ok := ds.Key(indexID(id)); return ok }, func(id string, key formats.Key) error {
 			id, key = indexID(id), ledgerKey(key)
-			ds.IDs[id] = key
-			recs = append(recs, Record{Side: SideDest, Folder: f.Name, ID: id, Key: key})
+			r := Record{Side: SideDest, Folder: f.Name, ID: id, Key: key}
+			ds.Put(r)
+			recs = append(recs, r)
 			return nil
 		})
 		if err != nil {
@@ -924,7 +925,7 @@ func (e *engine) indexDest(ctx context.Context, dst Sink, f formats.Folder) (*Fo
 		}
 		// Messages deleted at the destination while others arrived leave
 		// the count right and the index too long: index afresh once.
-		if fresh || len(ds.IDs) <= int(f.Messages) {
+		if fresh || ds.Len() <= int(f.Messages) {
 			break
 		}
 		ds.Validity = 0

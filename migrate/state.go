@@ -80,36 +80,19 @@ const (
 	SideDest   Side = "dst"
 )
 
-// FolderState is one folder's record.
+// FolderState is one folder's record: its mark and its ledger, an Entry
+// per message ID (ledgermem.go).
 type FolderState struct {
 	Validity uint32
 	UIDNext  uint32
 	Messages uint32 // dst: the folder's message count when the mark was set
-	IDs      map[string]formats.Key
-	// Copied holds the IDs whose bytes mailferry itself stored durably at
-	// the destination (src side only).
-	Copied map[string]bool
-	// Dst holds, for messages mailferry stored, where (src side only, when
-	// the destination told: APPENDUID).
-	Dst map[string]DstID
-	// Base holds the flags last applied at the destination (src side only;
-	// absent: unknown). See cutover.go.
-	Base map[string][]string
+	led      ledgerMem
 
 	modSeq uint64 // memState's ModSeq (boltState keeps it in the file)
 }
 
-// forget removes id from every map.
-func (fs *FolderState) forget(id string) {
-	delete(fs.IDs, id)
-	delete(fs.Copied, id)
-	delete(fs.Dst, id)
-	delete(fs.Base, id)
-}
-
 func newFolderState(validity uint32) *FolderState {
-	return &FolderState{Validity: validity, IDs: map[string]formats.Key{}, Copied: map[string]bool{},
-		Dst: map[string]DstID{}, Base: map[string][]string{}}
+	return &FolderState{Validity: validity}
 }
 
 // Record is one ledger entry: message ID in folder on side has key; Copied
@@ -225,14 +208,7 @@ func (s *boltState) Folder(side Side, name string) (*FolderState, error) {
 		fs.Validity = getU32(b, "validity")
 		fs.UIDNext = getU32(b, "uidnext")
 		fs.Messages = getU32(b, "messages")
-		if fs.Messages > 0 { // about as many entries as messages
-			fs.IDs = make(map[string]formats.Key, fs.Messages)
-			if side == SideSource { // the others hold source entries only
-				fs.Copied = make(map[string]bool, fs.Messages)
-				fs.Dst = make(map[string]DstID, fs.Messages)
-				fs.Base = make(map[string][]string, fs.Messages)
-			}
-		}
+		fs.led.grow(int(fs.Messages)) // about as many entries as messages
 		if log := b.Bucket(logBucket); log != nil {
 			kw := loadKeywords(b).names
 			return log.ForEach(func(_, v []byte) error {

@@ -32,7 +32,7 @@ func TestStates(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if fs.IDs["1"] != k1 || fs.IDs["2"] != k2 || !fs.Copied["1"] || fs.Copied["2"] {
+			if fs := asMaps(fs); fs.IDs["1"] != k1 || fs.IDs["2"] != k2 || !fs.Copied["1"] || fs.Copied["2"] {
 				t.Errorf("source record: %+v", fs)
 			}
 			if v, next, n, _ := st.Mark(SideDest, "A"); v != 7 || next != 10 || n != 1 {
@@ -41,7 +41,7 @@ func TestStates(t *testing.T) {
 			if err := st.Reset(SideDest, "A", 8); err != nil {
 				t.Fatal(err)
 			}
-			if fs, _ := st.Folder(SideDest, "A"); len(fs.IDs) != 0 || fs.Validity != 8 || fs.UIDNext != 0 {
+			if fs, _ := st.Folder(SideDest, "A"); fs.Len() != 0 || fs.Validity != 8 || fs.UIDNext != 0 {
 				t.Errorf("after reset: %+v", fs)
 			}
 			// Records were added and the run did not finish: the next
@@ -79,7 +79,7 @@ func TestStateOfAnotherVersionStartsAfresh(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	if fs, _ := st.Folder(SideSource, "A"); len(fs.IDs) != 0 {
-		t.Fatalf("a state of another version was kept: %d IDs", len(fs.IDs))
+	if fs, _ := st.Folder(SideSource, "A"); fs.Len() != 0 {
+		t.Fatalf("a state of another version was kept: %d IDs", fs.Len())
 	}
 }

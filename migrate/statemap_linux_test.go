@@ -34,8 +34,8 @@ func TestStateLetsGoOfMappedPages(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if fs, err := st.Folder(SideSource, "INBOX\x00INBOX"); err != nil || len(fs.IDs) != n {
-		t.Fatalf("read back: %v, %d IDs", err, len(fs.IDs))
+	if fs, err := st.Folder(SideSource, "INBOX\x00INBOX"); err != nil || fs.Len() != n {
+		t.Fatalf("read back: %v, %d IDs", err, fs.Len())
 	}
 	read := mappedKB(t, path)
 	if read < 256 {

@@ -35,7 +35,7 @@ var windowSize uint32 = 1000
 // windowed returns the source's RangeLister when this pass may copy its
 // folder in windows (see above; the source ledger is checked by the caller).
 func (p *folderPass) windowed() (RangeLister, bool) {
-	return p.windowedIf(len(p.ds.IDs) == 0)
+	return p.windowedIf(p.ds.Len() == 0)
 }
 
 // windowedIf is windowed for a destination folder that is empty or not.

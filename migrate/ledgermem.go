@@ -1,0 +1,264 @@
+package migrate
+
+import (
+	"iter"
+	"maps"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/mailferry/mailferry/formats"
+)
+
+// The ledger of a folder as a pass holds it in memory (FolderState): one
+// 32-byte slot per message, found by ID.
+//
+// Numeric IDs (IMAP UIDs, mbox offsets) that arrive in ascending order, as
+// the log of an IMAP folder gives them, go into a sorted array found by
+// binary search: 36 bytes a message. Other IDs (Maildir names, POP3 UIDLs)
+// and numbers that came out of order go into a map. Flag sets are kept once
+// each per folder (most messages share one of a few).
+//
+// It replaced four maps keyed by ID (keys, copied, destination, base),
+// several hundred bytes a message, which a delta pass over a changed
+// 300,000-message folder held whole.
+
+// Entry is what a folder's ledger holds of one message: its identity key
+// (the first keyBytes bytes: ledgerKey), whether mailferry stored these
+// exact bytes at the destination itself (src side), where (Dst, when the
+// destination told) and the flags it last applied there (Base, when
+// HasBase; shared: never written to).
+type Entry struct {
+	Key     formats.Key
+	Copied  bool
+	Dst     DstID
+	Base    []string
+	HasBase bool
+}
+
+// slot is an Entry as the ledger keeps it.
+type slot struct {
+	key  [keyBytes]byte
+	dst  DstID
+	base uint32 // 1 + the index of its flag set in bases; 0: no base
+	bits uint8
+}
+
+const (
+	slotLive   = 1 << 0
+	slotCopied = 1 << 1
+)
+
+// ledgerMem is the entries of one folder's ledger.
+type ledgerMem struct {
+	nums  []uint32 // ascending; numEnts[i] is nums[i]'s
+	ents  []slot
+	other map[string]slot
+	live  int
+	bases [][]string
+	index map[string]uint32 // a flag set joined by NUL -> its base number
+}
+
+// grow makes room for about n entries in the sorted array.
+func (l *ledgerMem) grow(n int) {
+	l.nums = slices.Grow(l.nums, n)
+	l.ents = slices.Grow(l.ents, n)
+}
+
+// find is the position of numeric ID n in the sorted array, and whether it
+// is there.
+func (l *ledgerMem) find(id string) (n uint32, at int, found, numeric bool) {
+	x, ok := idNumber(id)
+	if !ok || x > math.MaxUint32 {
+		return 0, 0, false, false
+	}
+	n = uint32(x)
+	at, found = slices.BinarySearch(l.nums, n)
+	return n, at, found, true
+}
+
+func (l *ledgerMem) get(id string) (slot, bool) {
+	if _, at, found, _ := l.find(id); found {
+		s := l.ents[at]
+		return s, s.bits&slotLive != 0
+	}
+	s, ok := l.other[id]
+	return s, ok
+}
+
+// set puts s (live) under id, replacing any entry there.
+func (l *ledgerMem) set(id string, s slot) {
+	s.bits |= slotLive
+	n, at, found, numeric := l.find(id)
+	switch {
+	case found:
+		if l.ents[at].bits&slotLive == 0 {
+			l.live++
+		}
+		l.ents[at] = s
+		return
+	case numeric && at == len(l.nums) && l.other[id].bits == 0:
+		l.nums = append(l.nums, n)
+		l.ents = append(l.ents, s)
+		l.live++
+		return
+	}
+	if l.other == nil {
+		l.other = map[string]slot{}
+	}
+	if _, ok := l.other[id]; !ok {
+		l.live++
+	}
+	l.other[id] = s
+}
+
+// setNum is set for an ID that is the number n (the log's numeric
+// entries), without its decimal form.
+func (l *ledgerMem) setNum(n uint64, s slot) {
+	if k := len(l.nums); n <= math.MaxUint32 && (k == 0 || uint32(n) > l.nums[k-1]) && len(l.other) == 0 {
+		s.bits |= slotLive
+		l.nums = append(l.nums, uint32(n))
+		l.ents = append(l.ents, s)
+		l.live++
+		return
+	}
+	l.set(strconv.FormatUint(n, 10), s)
+}
+
+func (l *ledgerMem) forget(id string) {
+	if _, at, found, _ := l.find(id); found {
+		if l.ents[at].bits&slotLive != 0 {
+			l.ents[at] = slot{}
+			l.live--
+		}
+		return
+	}
+	if _, ok := l.other[id]; ok {
+		delete(l.other, id)
+		l.live--
+	}
+}
+
+// baseOf is the base number of a flag set (followFlags' form), kept once.
+func (l *ledgerMem) baseOf(flags []string) uint32 {
+	j := strings.Join(flags, "\x00")
+	if i, ok := l.index[j]; ok {
+		return i
+	}
+	if l.index == nil {
+		l.index = map[string]uint32{}
+	}
+	l.bases = append(l.bases, slices.Clip(flags))
+	i := uint32(len(l.bases))
+	l.index[j] = i
+	return i
+}
+
+func (l *ledgerMem) slotOf(en Entry) slot {
+	s := slot{dst: en.Dst}
+	copy(s.key[:], en.Key[:keyBytes])
+	if en.Copied {
+		s.bits |= slotCopied
+	}
+	if en.HasBase {
+		s.base = l.baseOf(followFlags(en.Base))
+	}
+	return s
+}
+
+func (l *ledgerMem) entry(s slot) Entry {
+	en := Entry{Copied: s.bits&slotCopied != 0, Dst: s.dst}
+	copy(en.Key[:], s.key[:])
+	if s.base != 0 {
+		en.Base, en.HasBase = l.bases[s.base-1], true
+	}
+	return en
+}
+
+func (l *ledgerMem) clone() ledgerMem {
+	c := *l
+	c.nums, c.ents = slices.Clone(l.nums), slices.Clone(l.ents)
+	c.other, c.index = maps.Clone(l.other), maps.Clone(l.index)
+	c.bases = slices.Clip(l.bases) // its flag sets are never written to
+	return c
+}
+
+// Len is how many messages the ledger holds.
+func (fs *FolderState) Len() int { return fs.led.live }
+
+// Key is the identity key the ledger holds for id.
+func (fs *FolderState) Key(id string) (formats.Key, bool) {
+	s, ok := fs.led.get(id)
+	var k formats.Key
+	copy(k[:], s.key[:])
+	return k, ok
+}
+
+// Get is the ledger's entry for id.
+func (fs *FolderState) Get(id string) (Entry, bool) {
+	s, ok := fs.led.get(id)
+	if !ok {
+		return Entry{}, false
+	}
+	return fs.led.entry(s), true
+}
+
+// Set records en under id, as a State's Add of the same record does.
+func (fs *FolderState) Set(id string, en Entry) {
+	fs.led.set(id, fs.led.slotOf(en))
+}
+
+// Put records r (its ID and entry), as a State's Add does.
+func (fs *FolderState) Put(r Record) {
+	fs.Set(r.ID, Entry{Key: r.Key, Copied: r.Copied, Dst: r.Dst, Base: r.Base, HasBase: r.HasBase})
+}
+
+// Forget removes id's entry.
+func (fs *FolderState) Forget(id string) { fs.led.forget(id) }
+
+// All yields every entry: numeric IDs in ascending order first.
+func (fs *FolderState) All() iter.Seq2[string, Entry] {
+	return func(yield func(string, Entry) bool) {
+		l := &fs.led
+		for i, s := range l.ents {
+			if s.bits&slotLive != 0 && !yield(strconv.FormatUint(uint64(l.nums[i]), 10), l.entry(s)) {
+				return
+			}
+		}
+		for id, s := range l.other {
+			if !yield(id, l.entry(s)) {
+				return
+			}
+		}
+	}
+}
+
+// Keys yields the identity key of every entry.
+func (fs *FolderState) Keys() iter.Seq[formats.Key] {
+	return func(yield func(formats.Key) bool) {
+		l := &fs.led
+		one := func(s slot) bool {
+			var k formats.Key
+			copy(k[:], s.key[:])
+			return yield(k)
+		}
+		for _, s := range l.ents {
+			if s.bits&slotLive != 0 && !one(s) {
+				return
+			}
+		}
+		for _, s := range l.other {
+			if !one(s) {
+				return
+			}
+		}
+	}
+}
+
+// clone is a copy of fs that shares nothing it could write to.
+func (fs *FolderState) clone() *FolderState {
+	c := *fs
+	c.led = fs.led.clone()
+	return &c
+}

@@ -114,9 +114,10 @@ type ChangeWaiter interface {
 type ChangeLister interface {
 	// ListChanged is List, except that a message known gives flags for, and
 	// whose flags did not change since modseq under UIDVALIDITY validity,
-	// comes with those flags, Size -1 and no Date: partial names those.
+	// comes with those flags, Size -1 and no Date: listed partly. (A message
+	// listed whole has a size, 0 at least.)
 	ListChanged(ctx context.Context, folder formats.Folder, validity uint32, modseq uint64,
-		known func(uid uint32) ([]string, bool)) (uint32, []formats.Message, map[string]bool, error)
+		known func(uid uint32) ([]string, bool)) (uint32, []formats.Message, error)
 	// Complete lists msgs (partial ones) whole: size, date and flags.
 	Complete(ctx context.Context, folder formats.Folder, msgs []formats.Message) ([]formats.Message, error)
 }

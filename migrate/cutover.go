@@ -124,14 +124,11 @@ func (p *folderPass) recordGone(ctx context.Context, dry bool) error {
 	if !ok || e.filtered() || p.validity != f.Validity || p.ss.Validity != p.validity {
 		return nil
 	}
-	listed := make(map[string]bool, len(p.msgs))
-	for _, m := range p.msgs {
-		listed[m.ID] = true
-	}
+	listed := listedIDs(p.msgs)
 	all := slices.Clone(p.msgs)
 	var gone []string
 	for id, en := range p.ss.All() {
-		if !listed[id] && en.Copied {
+		if !listed.has(id) && en.Copied {
 			gone = append(gone, id)
 			all = append(all, formats.Message{ID: id})
 		}
@@ -140,7 +137,7 @@ func (p *folderPass) recordGone(ctx context.Context, dry bool) error {
 		return nil
 	}
 	sort.Strings(gone)
-	where := mapToDest(all, p.ss, p.ds, p.dstF.Validity)
+	where := mapToDest(all, all, p.ss, p.ds, p.dstF.Validity)
 	var ids []string
 	var forget []Record
 	for _, id := range gone {
@@ -253,8 +250,8 @@ func (p *folderPass) listSource(ctx context.Context, ss *FolderState) (uint32, [
 		}
 		return p.src.List(ctx, p.pf.Source)
 	}
-	v, msgs, partial, err := cl.ListChanged(ctx, p.pf.Source, ss.Validity, ms, p.knownFlags(ss))
-	p.partial = partial
+	v, msgs, err := cl.ListChanged(ctx, p.pf.Source, ss.Validity, ms, p.knownFlags(ss))
+	p.partial = true
 	return v, msgs, err
 }
 
@@ -262,10 +259,7 @@ func (p *folderPass) listSource(ctx context.Context, ss *FolderState) (uint32, [
 // destination: the UID mailferry stored it as still holds its key, or (found
 // there by key) the destination folder holds the key.
 func (p *folderPass) knownFlags(ss *FolderState) func(uint32) ([]string, bool) {
-	held := make(map[formats.Key]bool, p.ds.Len())
-	for k := range p.ds.Keys() {
-		held[k] = true
-	}
+	var held map[formats.Key]bool // the destination's keys, once a message needs them
 	return func(uid uint32) ([]string, bool) {
 		id := strconv.FormatUint(uint64(uid), 10)
 		en, ok := ss.Get(id)
@@ -275,8 +269,23 @@ func (p *folderPass) knownFlags(ss *FolderState) func(uint32) ([]string, bool) {
 		if _, ok := recordedDest(ss, id, p.ds, p.dstF.Validity); ok {
 			return en.Base, true
 		}
-		return en.Base, en.Dst.UID == 0 && held[en.Key]
+		if en.Dst.UID != 0 {
+			return nil, false
+		}
+		if held == nil {
+			held = make(map[formats.Key]bool, p.ds.Len())
+			for k := range p.ds.Keys() {
+				held[k] = true
+			}
+		}
+		return en.Base, held[en.Key]
 	}
+}
+
+// listedPartly says whether m was listed by its changes only (ListChanged:
+// Size -1, no date).
+func (p *folderPass) listedPartly(m formats.Message) bool {
+	return p.partial && m.Size < 0
 }
 
 // completeCopies lists whole the partially listed messages the decide step
@@ -285,7 +294,7 @@ func (p *folderPass) knownFlags(ss *FolderState) func(uint32) ([]string, bool) {
 func (p *folderPass) completeCopies(ctx context.Context) error {
 	var want []formats.Message
 	for _, m := range p.d.copy {
-		if p.partial[m.ID] {
+		if p.listedPartly(m) {
 			want = append(want, m)
 		}
 	}
@@ -307,7 +316,7 @@ func (p *folderPass) completeCopies(ctx context.Context) error {
 	p.d.bytes = 0
 	copies := p.d.copy[:0]
 	for _, m := range p.d.copy {
-		if p.partial[m.ID] {
+		if p.listedPartly(m) {
 			var ok bool
 			if m, ok = byID[m.ID]; !ok {
 				continue // expunged meanwhile

@@ -226,18 +226,21 @@ type flagPlan struct {
 func decideFlags(msgs []formats.Message, ledger, dst *FolderState, dstValidity uint32,
 	skip map[string]bool, srcKey string, have map[string][]string) flagPlan {
 	var plan flagPlan
-	where := mapToDest(msgs, ledger, dst, dstValidity)
-	group := map[string]int{}
+	var changed []formats.Message
 	for _, m := range msgs {
-		en, ok := ledger.Get(m.ID)
+		if en, ok := ledger.Get(m.ID); ok && !skip[m.ID] && !(en.HasBase && slices.Equal(m.Flags, en.Base)) {
+			changed = append(changed, m) // not unchanged (a partial listing gives the base itself)
+		}
+	}
+	where := mapToDest(changed, msgs, ledger, dst, dstValidity)
+	group := map[string]int{}
+	for _, m := range changed {
+		en, _ := ledger.Get(m.ID)
 		uid, mapped := where[m.ID]
-		if !ok || skip[m.ID] || !mapped {
+		if !mapped {
 			continue
 		}
 		base, hasBase := en.Base, en.HasBase
-		if hasBase && slices.Equal(m.Flags, base) {
-			continue // unchanged (a partial listing gives the base itself)
-		}
 		src := followFlags(m.Flags)
 		if !hasBase {
 			if cur, known := have[uid]; known {
@@ -271,15 +274,24 @@ func decideFlags(msgs []formats.Message, ledger, dst *FolderState, dstValidity u
 	return plan
 }
 
-// mapToDest finds the destination copy of each message the ledger knows:
-// the recorded UID where it still holds the key, else an unclaimed
-// destination message with the same key (lowest UID first).
-func mapToDest(msgs []formats.Message, ledger, dst *FolderState, dstValidity uint32) map[string]string {
-	where := make(map[string]string, len(msgs))
-	claimed := make(map[string]bool, len(msgs))
-	for _, m := range msgs {
+// mapToDest finds the destination copy of each message of want that the
+// ledger knows: the recorded UID where it still holds the key, else a
+// destination message with the same key (lowest UID first) that no message
+// of all (the listing want is part of) claims by its recorded UID.
+func mapToDest(want, all []formats.Message, ledger, dst *FolderState, dstValidity uint32) map[string]string {
+	where := make(map[string]string, len(want))
+	for _, m := range want {
 		if id, ok := recordedDest(ledger, m.ID, dst, dstValidity); ok {
-			where[m.ID], claimed[id] = id, true
+			where[m.ID] = id
+		}
+	}
+	if len(where) == len(want) {
+		return where // none is left to find by key
+	}
+	claimed := make(map[string]bool, len(all))
+	for _, m := range all {
+		if id, ok := recordedDest(ledger, m.ID, dst, dstValidity); ok {
+			claimed[id] = true
 		}
 	}
 	byKey := map[formats.Key][]string{}
@@ -291,12 +303,24 @@ func mapToDest(msgs []formats.Message, ledger, dst *FolderState, dstValidity uin
 	for _, ids := range byKey {
 		sort.Slice(ids, func(i, j int) bool { return len(ids[i]) < len(ids[j]) || len(ids[i]) == len(ids[j]) && ids[i] < ids[j] })
 	}
-	for _, m := range msgs {
+	// The messages of all are given their copies in the listing's order,
+	// whichever of them want names.
+	wanted := make(map[string]bool, len(want))
+	for _, m := range want {
+		wanted[m.ID] = true
+	}
+	for _, m := range all {
 		k, ok := ledger.Key(m.ID)
-		if _, done := where[m.ID]; !ok || done || len(byKey[k]) == 0 {
+		if !ok || len(byKey[k]) == 0 {
 			continue
 		}
-		where[m.ID], byKey[k] = byKey[k][0], byKey[k][1:]
+		if _, recorded := recordedDest(ledger, m.ID, dst, dstValidity); recorded {
+			continue
+		}
+		if wanted[m.ID] {
+			where[m.ID] = byKey[k][0]
+		}
+		byKey[k] = byKey[k][1:]
 	}
 	return where
 }
@@ -318,12 +342,9 @@ func recordedDest(ledger *FolderState, id string, dst *FolderState, dstValidity 
 // the complete listing msgs lacks; and the ledger entries to forget once
 // they are gone.
 func decideDeletions(msgs []formats.Message, ledger, dst *FolderState, dstValidity uint32) (uids []string, gone []string) {
-	listed := make(map[string]bool, len(msgs))
-	for _, m := range msgs {
-		listed[m.ID] = true
-	}
+	listed := listedIDs(msgs)
 	for id, en := range ledger.All() {
-		if listed[id] || !en.Copied {
+		if listed.has(id) || !en.Copied {
 			continue
 		}
 		if uid, ok := recordedDest(ledger, id, dst, dstValidity); ok {

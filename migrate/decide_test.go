@@ -314,3 +314,39 @@ func indexOf(keys map[string]formats.Key) *FolderState {
 	}
 	return fs
 }
+
+// mapToDest gives the messages asked for the copies the whole listing
+// would give them: by recorded UID, else by key in the listing's order,
+// past the copies recorded for the others and those the listing's
+// earlier messages take.
+func TestMapToDestAsksForSome(t *testing.T) {
+	k := func(b byte) formats.Key { return formats.Key{b} }
+	ledger := newFolderState(1)
+	ledger.Set("1", Entry{Key: k(1)})                                  // matched: no recorded UID
+	ledger.Set("2", Entry{Key: k(1)})                                  // the same key
+	ledger.Set("3", Entry{Key: k(1), Copied: true, Dst: DstID{3, 10}}) // recorded at 10
+	ledger.Set("4", Entry{Key: k(2), Copied: true, Dst: DstID{3, 12}})
+	dest := indexOf(map[string]formats.Key{"10": k(1), "11": k(1), "12": k(2), "13": k(1)})
+	all := []formats.Message{{ID: "1"}, {ID: "2"}, {ID: "3"}, {ID: "4"}, {ID: "5"}}
+	whole := mapToDest(all, all, ledger, dest, 3)
+	if fmt.Sprint(whole) != "map[1:11 2:13 3:10 4:12]" {
+		t.Fatalf("the whole listing maps %v", whole)
+	}
+	for _, ids := range [][]string{{"2"}, {"4"}, {"2", "3"}, {"1"}, {}} {
+		var want []formats.Message
+		expect := map[string]string{}
+		for _, id := range ids {
+			want = append(want, formats.Message{ID: id})
+			expect[id] = whole[id]
+		}
+		if got := mapToDest(want, all, ledger, dest, 3); fmt.Sprint(got) != fmt.Sprint(expect) {
+			t.Errorf("asked for %v: %v, want %v", ids, got, expect)
+		}
+	}
+	set := listedIDs([]formats.Message{{ID: "7"}, {ID: "3"}, {ID: "UIDL-1"}, {ID: "4294967296"}, {ID: "007"}})
+	for id, want := range map[string]bool{"7": true, "3": true, "UIDL-1": true, "4294967296": true, "007": true, "5": false, "07": false, "x": false} {
+		if set.has(id) != want {
+			t.Errorf("listedIDs has(%s) = %v", id, !want)
+		}
+	}
+}

@@ -39,9 +39,9 @@ type folderPass struct {
 	// early is the source's listing started beside destination()
 	// (early.go), until the pass takes it.
 	early *earlyListing
-	// partial names the messages listed by their changes only (no size,
-	// no date: cutover.go).
-	partial map[string]bool
+	// partial: the listing is ListChanged's, whose messages listed by their
+	// changes only have no size and no date (listedPartly, cutover.go).
+	partial bool
 	// begun: begin has run; ended: it found the pass done (beginErr: or
 	// failed). ensured, where set, reads the answers of the destination's
 	// Ensure sent by begin.

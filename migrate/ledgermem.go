@@ -262,3 +262,35 @@ func (fs *FolderState) clone() *FolderState {
 	c.led = fs.led.clone()
 	return &c
 }
+
+// idSet is a set of message IDs, as compact as the ledger's: numbers in a
+// sorted array, other IDs in a map.
+type idSet struct {
+	nums  []uint32
+	other map[string]bool
+}
+
+// listedIDs is the set of the IDs of msgs.
+func listedIDs(msgs []formats.Message) idSet {
+	s := idSet{nums: make([]uint32, 0, len(msgs))}
+	for _, m := range msgs {
+		if n, ok := idNumber(m.ID); ok && n <= math.MaxUint32 {
+			s.nums = append(s.nums, uint32(n))
+			continue
+		}
+		if s.other == nil {
+			s.other = map[string]bool{}
+		}
+		s.other[m.ID] = true
+	}
+	slices.Sort(s.nums)
+	return s
+}
+
+func (s idSet) has(id string) bool {
+	if n, ok := idNumber(id); ok && n <= math.MaxUint32 {
+		_, found := slices.BinarySearch(s.nums, uint32(n))
+		return found
+	}
+	return s.other[id]
+}

@@ -24,13 +24,12 @@ var _ migrate.ChangeLister = (*IMAP)(nil)
 
 // ListChanged lists a folder as List does, except that the messages known
 // gives flags for, and whose flags did not change since modseq, come with
-// those flags, Size -1 and no Date (partial names them). Without CONDSTORE,
+// those flags, Size -1 and no Date (listed partly). Without CONDSTORE,
 // or under another UIDVALIDITY than validity, it is List.
 func (m *IMAP) ListChanged(ctx context.Context, folder formats.Folder, validity uint32, modseq uint64,
-	known func(uid uint32) ([]string, bool)) (uint32, []formats.Message, map[string]bool, error) {
+	known func(uid uint32) ([]string, bool)) (uint32, []formats.Message, error) {
 	if !m.caps.Has(imap.CapCondStore) || modseq == 0 || validity == 0 {
-		v, msgs, err := m.List(ctx, folder)
-		return v, msgs, nil, err
+		return m.List(ctx, folder)
 	}
 	stop := context.AfterFunc(ctx, func() { m.c.Close() })
 	defer stop()
@@ -60,28 +59,27 @@ func (m *IMAP) ListChanged(ctx context.Context, folder formats.Folder, validity 
 	if err != nil {
 		search.Wait()
 		<-read
-		return 0, nil, nil, m.selectErr(folder.Name, err)
+		return 0, nil, m.selectErr(folder.Name, err)
 	}
 	m.selected, m.readOnly, m.seqUID, m.listed = folder.Name, true, nil, nil
 	if sd.UIDValidity != validity || sd.NumMessages == 0 {
 		search.Wait()
 		<-read
 		if sd.NumMessages == 0 && sd.UIDValidity == validity {
-			return validity, nil, nil, nil
+			return validity, nil, nil
 		}
-		v, msgs, err := m.List(ctx, folder)
-		return v, msgs, nil, err
+		return m.List(ctx, folder)
 	}
 	uids, err := m.allUIDs(search)
 	fr := <-read
 	if err != nil {
-		return 0, nil, nil, err
+		return 0, nil, err
 	}
 	if fr.err != nil {
-		return 0, nil, nil, m.wrap("fetch changed flags", fr.err)
+		return 0, nil, m.wrap("fetch changed flags", fr.err)
 	}
 	changed := fr.changed
-	msgs, partial, unknown := knownMessages(uids, known)
+	msgs, unknown := knownMessages(uids, known)
 	for i := range msgs {
 		if f, ok := changed[msgs[i].UID]; ok {
 			msgs[i].Flags = f
@@ -90,12 +88,12 @@ func (m *IMAP) ListChanged(ctx context.Context, folder formats.Folder, validity 
 	if len(unknown) > 0 {
 		full, err := m.listUIDs(unknown)
 		if err != nil {
-			return 0, nil, nil, err
+			return 0, nil, err
 		}
 		msgs = append(msgs, full...)
 		sort.Slice(msgs, func(i, j int) bool { return msgs[i].UID < msgs[j].UID })
 	}
-	return validity, msgs, partial, nil
+	return validity, msgs, nil
 }
 
 // Complete fills in Size, Date and Flags of messages ListChanged left
@@ -154,9 +152,8 @@ func changedFlags(fc *imapclient.FetchCommand) (map[uint32][]string, error) {
 }
 
 // knownMessages splits uids into the messages known gives flags for
-// (partial) and the UIDs to list whole.
-func knownMessages(uids []uint32, known func(uint32) ([]string, bool)) (msgs []formats.Message, partial map[string]bool, unknown []uint32) {
-	partial = make(map[string]bool, len(uids))
+// (listed partly: Size -1) and the UIDs to list whole.
+func knownMessages(uids []uint32, known func(uint32) ([]string, bool)) (msgs []formats.Message, unknown []uint32) {
 	msgs = make([]formats.Message, 0, len(uids))
 	for _, u := range uids {
 		flags, ok := known(u)
@@ -166,9 +163,8 @@ func knownMessages(uids []uint32, known func(uint32) ([]string, bool)) (msgs []f
 		}
 		id := strconv.FormatUint(uint64(u), 10)
 		msgs = append(msgs, formats.Message{ID: id, UID: u, Size: -1, Flags: flags})
-		partial[id] = true
 	}
-	return msgs, partial, unknown
+	return msgs, unknown
 }
 
 // listUIDs lists UID, FLAGS, INTERNALDATE and RFC822.SIZE of these

@@ -60,7 +60,7 @@ func TestListChangedLargeFolderOnDovecot(t *testing.T) {
 		done := make(chan result, 1)
 		go func() {
 			known := func(uint32) ([]string, bool) { return nil, true }
-			_, got, _, err := m.ListChanged(context.Background(), formats.Folder{Name: "INBOX", Path: []string{"INBOX"}}, validity, modseq, known)
+			_, got, err := m.ListChanged(context.Background(), formats.Folder{Name: "INBOX", Path: []string{"INBOX"}}, validity, modseq, known)
 			done <- result{got, err}
 		}()
 		var r result

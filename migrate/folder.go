@@ -291,7 +291,7 @@ func (p *folderPass) list(ctx context.Context) error {
 // the source, to name it in the report).
 func (p *folderPass) decide(ctx context.Context) error {
 	e := p.e
-	avail := map[formats.Key]int{}
+	avail := make(map[formats.Key]int, p.ds.Len()) // sized once: no table grown and left behind
 	for k := range p.ds.Keys() {
 		avail[k]++
 	}

@@ -58,12 +58,29 @@ type ledgerMem struct {
 	live  int
 	bases [][]string
 	index map[string]uint32 // a flag set joined by NUL -> its base number
+	// hint is how many entries are coming (grow): the first entry sizes
+	// the sorted array for them when it is a number, the map when a name.
+	hint int
 }
 
-// grow makes room for about n entries in the sorted array.
+// grow makes room for about n entries, in the array or the map as the
+// first entry set tells.
 func (l *ledgerMem) grow(n int) {
-	l.nums = slices.Grow(l.nums, n)
-	l.ents = slices.Grow(l.ents, n)
+	l.hint = n
+}
+
+// sized is the room the first entry makes for the entries to come.
+func (l *ledgerMem) sized(numeric bool) {
+	n := l.hint
+	l.hint = 0
+	switch {
+	case n <= 0:
+	case numeric:
+		l.nums = slices.Grow(l.nums, n)
+		l.ents = slices.Grow(l.ents, n)
+	case l.other == nil:
+		l.other = make(map[string]slot, n)
+	}
 }
 
 // find is the position of numeric ID n in the sorted array, and whether it
@@ -91,6 +108,9 @@ func (l *ledgerMem) get(id string) (slot, bool) {
 func (l *ledgerMem) set(id string, s slot) {
 	s.bits |= slotLive
 	n, at, found, numeric := l.find(id)
+	if l.hint > 0 {
+		l.sized(numeric)
+	}
 	switch {
 	case found:
 		if l.ents[at].bits&slotLive == 0 {
@@ -116,6 +136,9 @@ func (l *ledgerMem) set(id string, s slot) {
 // setNum is set for an ID that is the number n (the log's numeric
 // entries), without its decimal form.
 func (l *ledgerMem) setNum(n uint64, s slot) {
+	if l.hint > 0 {
+		l.sized(n <= math.MaxUint32)
+	}
 	if k := len(l.nums); n <= math.MaxUint32 && (k == 0 || uint32(n) > l.nums[k-1]) && len(l.other) == 0 {
 		s.bits |= slotLive
 		l.nums = append(l.nums, uint32(n))

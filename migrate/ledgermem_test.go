@@ -119,8 +119,16 @@ func TestLedgerMemBytesPerMessage(t *testing.T) {
 		fs.led.setNum(uid, fs.led.slotOf(Entry{Key: formats.Key{byte(uid)}, Copied: true,
 			Dst: DstID{1, uint32(uid)}, Base: []string{formats.FlagSeen}, HasBase: true}))
 	}
-	if len(fs.led.other) != 0 || fs.Len() != n {
-		t.Fatalf("%d entries, %d of them in the map", fs.Len(), len(fs.led.other))
+	if len(fs.led.other) != 0 || fs.Len() != n || cap(fs.led.ents) > n*9/8 {
+		t.Fatalf("%d entries, %d of them in the map; room for %d", fs.Len(), len(fs.led.other), cap(fs.led.ents))
+	}
+	names := newFolderState(1)
+	names.led.grow(3)
+	for _, id := range []string{"UIDL-1", "7", "UIDL-2"} {
+		names.Set(id, Entry{Key: formats.Key{1}})
+	}
+	if cap(names.led.ents) > 1 || names.Len() != 3 {
+		t.Errorf("a folder of names made room for %d numbers; holds %d", cap(names.led.ents), names.Len())
 	}
 	per := float64(cap(fs.led.nums)*4+cap(fs.led.ents)*32) / n
 	if per > 40 {

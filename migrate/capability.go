@@ -112,12 +112,13 @@ type ChangeWaiter interface {
 // changes (IMAP CONDSTORE: CHANGEDSINCE), so that a folder where one flag
 // changed does not cost every message's flags (cutover.go).
 type ChangeLister interface {
-	// ListChanged is List, except that a message known gives flags for, and
-	// whose flags did not change since modseq under UIDVALIDITY validity,
-	// comes with those flags, Size -1 and no Date: listed partly. (A message
-	// listed whole has a size, 0 at least.)
+	// ListChanged is List, except for the messages known gives flags for
+	// (under UIDVALIDITY validity): those whose flags changed since modseq
+	// come with their flags, Size -1 and no Date (listed partly; a message
+	// listed whole has a size, 0 at least), and those whose flags did not
+	// change only by UID, in same (ascending): their flags are known's.
 	ListChanged(ctx context.Context, folder formats.Folder, validity uint32, modseq uint64,
-		known func(uid uint32) ([]string, bool)) (uint32, []formats.Message, error)
+		known func(uid uint32) ([]string, bool)) (v uint32, msgs []formats.Message, same []uint32, err error)
 	// Complete lists msgs (partial ones) whole: size, date and flags.
 	Complete(ctx context.Context, folder formats.Folder, msgs []formats.Message) ([]formats.Message, error)
 }

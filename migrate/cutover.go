@@ -124,7 +124,7 @@ func (p *folderPass) recordGone(ctx context.Context, dry bool) error {
 	if !ok || e.filtered() || p.validity != f.Validity || p.ss.Validity != p.validity {
 		return nil
 	}
-	listed := listedIDs(p.msgs)
+	listed := listedIDs(p.msgs, p.same)
 	all := slices.Clone(p.msgs)
 	var gone []string
 	for id, en := range p.ss.All() {
@@ -137,7 +137,7 @@ func (p *folderPass) recordGone(ctx context.Context, dry bool) error {
 		return nil
 	}
 	sort.Strings(gone)
-	where := mapToDest(all, all, p.ss, p.ds, p.dstF.Validity)
+	where := mapToDest(all, all, p.same, p.ss, p.ds, p.dstF.Validity)
 	var ids []string
 	var forget []Record
 	for _, id := range gone {
@@ -170,14 +170,14 @@ func (p *folderPass) followFlags(ctx context.Context, dry bool) error {
 	for _, m := range p.d.copy {
 		skip[m.ID] = true
 	}
-	plan := decideFlags(p.msgs, p.ss, p.ds, p.dstF.Validity, skip, p.srcKey, nil)
+	plan := decideFlags(p.msgs, p.same, p.ss, p.ds, p.dstF.Validity, skip, p.srcKey, nil)
 	if len(plan.baseless) > 0 {
 		have, err := p.destFlags(ctx, plan.baseless)
 		if err != nil {
 			return err
 		}
 		if have != nil {
-			plan = decideFlags(p.msgs, p.ss, p.ds, p.dstF.Validity, skip, p.srcKey, have)
+			plan = decideFlags(p.msgs, p.same, p.ss, p.ds, p.dstF.Validity, skip, p.srcKey, have)
 		}
 	}
 	p.fr.FlagsUpdated = plan.updated
@@ -250,8 +250,8 @@ func (p *folderPass) listSource(ctx context.Context, ss *FolderState) (uint32, [
 		}
 		return p.src.List(ctx, p.pf.Source)
 	}
-	v, msgs, err := cl.ListChanged(ctx, p.pf.Source, ss.Validity, ms, p.knownFlags(ss))
-	p.partial = true
+	v, msgs, same, err := cl.ListChanged(ctx, p.pf.Source, ss.Validity, ms, p.knownFlags(ss))
+	p.partial, p.same = true, same
 	return v, msgs, err
 }
 
@@ -341,7 +341,7 @@ func (p *folderPass) planDeletions(ctx context.Context, dry bool) error {
 	if !e.opts.SyncDeletions || e.filtered() || p.validity != f.Validity || p.ss.Validity != p.validity {
 		return nil
 	}
-	uids, gone := decideDeletions(p.msgs, p.ss, p.ds, p.dstF.Validity)
+	uids, gone := decideDeletions(p.msgs, p.same, p.ss, p.ds, p.dstF.Validity)
 	if len(uids) == 0 {
 		return nil
 	}

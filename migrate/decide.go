@@ -71,7 +71,11 @@ type accountView interface {
 // The order changes which messages are copied again, never how many: with
 // --dedup account too, where each is there while the account holds as many
 // copies of its key as the folder's messages matched so far.
-func decideLedger(msgs []formats.Message, ledger *FolderState, lost map[string]bool, avail map[formats.Key]int,
+//
+// same are the UIDs of messages listed as unchanged (ListChanged): each
+// is taken as a message listed partly with its base flags, in UID order
+// among msgs.
+func decideLedger(msgs []formats.Message, same []uint32, ledger *FolderState, lost map[string]bool, avail map[formats.Key]int,
 	dedup Dedup, acct accountView, d *decision) (unknown []formats.Message, keys map[string]formats.Key, occ map[formats.Key]int) {
 	keys = map[string]formats.Key{}
 	occ = map[formats.Key]int{} // --dedup account: occurrences of a key in this folder
@@ -108,7 +112,7 @@ func decideLedger(msgs []formats.Message, ledger *FolderState, lost map[string]b
 		}
 	}
 	var last []formats.Message
-	for _, m := range msgs {
+	inOrder(msgs, same, ledger, func(m formats.Message) {
 		en, ok := ledger.Get(m.ID)
 		switch {
 		case !ok:
@@ -118,7 +122,7 @@ func decideLedger(msgs []formats.Message, ledger *FolderState, lost map[string]b
 		default:
 			one(m, en)
 		}
-	}
+	})
 	for _, m := range last {
 		en, _ := ledger.Get(m.ID)
 		one(m, en)
@@ -223,7 +227,10 @@ type flagPlan struct {
 // store) gets the source flags its destination copy lacks, by have (the
 // destination's flags by ID, where known): a copy that has them all is no
 // change.
-func decideFlags(msgs []formats.Message, ledger, dst *FolderState, dstValidity uint32,
+//
+// same (the UIDs of messages listed as unchanged) need no change; they
+// claim their copies as msgs do.
+func decideFlags(msgs []formats.Message, same []uint32, ledger, dst *FolderState, dstValidity uint32,
 	skip map[string]bool, srcKey string, have map[string][]string) flagPlan {
 	var plan flagPlan
 	var changed []formats.Message
@@ -232,7 +239,7 @@ func decideFlags(msgs []formats.Message, ledger, dst *FolderState, dstValidity u
 			changed = append(changed, m) // not unchanged (a partial listing gives the base itself)
 		}
 	}
-	where := mapToDest(changed, msgs, ledger, dst, dstValidity)
+	where := mapToDest(changed, msgs, same, ledger, dst, dstValidity)
 	group := map[string]int{}
 	for _, m := range changed {
 		en, _ := ledger.Get(m.ID)
@@ -277,8 +284,9 @@ func decideFlags(msgs []formats.Message, ledger, dst *FolderState, dstValidity u
 // mapToDest finds the destination copy of each message of want that the
 // ledger knows: the recorded UID where it still holds the key, else a
 // destination message with the same key (lowest UID first) that no message
-// of all (the listing want is part of) claims by its recorded UID.
-func mapToDest(want, all []formats.Message, ledger, dst *FolderState, dstValidity uint32) map[string]string {
+// of all and same (the listing want is part of) claims by its recorded
+// UID.
+func mapToDest(want, all []formats.Message, same []uint32, ledger, dst *FolderState, dstValidity uint32) map[string]string {
 	where := make(map[string]string, len(want))
 	for _, m := range want {
 		if id, ok := recordedDest(ledger, m.ID, dst, dstValidity); ok {
@@ -288,12 +296,12 @@ func mapToDest(want, all []formats.Message, ledger, dst *FolderState, dstValidit
 	if len(where) == len(want) {
 		return where // none is left to find by key
 	}
-	claimed := make(map[string]bool, len(all))
-	for _, m := range all {
+	claimed := make(map[string]bool, len(all)+len(same))
+	inOrder(all, same, ledger, func(m formats.Message) {
 		if id, ok := recordedDest(ledger, m.ID, dst, dstValidity); ok {
 			claimed[id] = true
 		}
-	}
+	})
 	byKey := map[formats.Key][]string{}
 	for id, en := range dst.All() {
 		if k := en.Key; !claimed[id] {
@@ -309,19 +317,19 @@ func mapToDest(want, all []formats.Message, ledger, dst *FolderState, dstValidit
 	for _, m := range want {
 		wanted[m.ID] = true
 	}
-	for _, m := range all {
+	inOrder(all, same, ledger, func(m formats.Message) {
 		k, ok := ledger.Key(m.ID)
 		if !ok || len(byKey[k]) == 0 {
-			continue
+			return
 		}
 		if _, recorded := recordedDest(ledger, m.ID, dst, dstValidity); recorded {
-			continue
+			return
 		}
 		if wanted[m.ID] {
 			where[m.ID] = byKey[k][0]
 		}
 		byKey[k] = byKey[k][1:]
-	}
+	})
 	return where
 }
 
@@ -341,8 +349,8 @@ func recordedDest(ledger *FolderState, id string, dst *FolderState, dstValidity 
 // messages mailferry stored, still there as stored, whose source message
 // the complete listing msgs lacks; and the ledger entries to forget once
 // they are gone.
-func decideDeletions(msgs []formats.Message, ledger, dst *FolderState, dstValidity uint32) (uids []string, gone []string) {
-	listed := listedIDs(msgs)
+func decideDeletions(msgs []formats.Message, same []uint32, ledger, dst *FolderState, dstValidity uint32) (uids []string, gone []string) {
+	listed := listedIDs(msgs, same)
 	for id, en := range ledger.All() {
 		if listed.has(id) || !en.Copied {
 			continue
@@ -357,4 +365,23 @@ func decideDeletions(msgs []formats.Message, ledger, dst *FolderState, dstValidi
 	})
 	sort.Strings(gone)
 	return uids, gone
+}
+
+// inOrder calls fn with each message of msgs and of same (UIDs of messages
+// listed as unchanged, each given as listed partly: its base flags from
+// ledger, Size -1), merged in ascending UID order (msgs in their own order
+// where they have no UIDs).
+func inOrder(msgs []formats.Message, same []uint32, ledger *FolderState, fn func(formats.Message)) {
+	i := 0
+	for _, u := range same {
+		for ; i < len(msgs) && msgs[i].UID < u; i++ {
+			fn(msgs[i])
+		}
+		id := strconv.FormatUint(uint64(u), 10)
+		en, _ := ledger.Get(id)
+		fn(formats.Message{ID: id, UID: u, Size: -1, Flags: en.Base})
+	}
+	for ; i < len(msgs); i++ {
+		fn(msgs[i])
+	}
 }

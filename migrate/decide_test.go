@@ -3,6 +3,7 @@ package migrate
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"testing"
 
 	"github.com/mailferry/mailferry/formats"
@@ -22,7 +23,10 @@ func (a account) claim(k formats.Key, n int) bool {
 
 func TestDecide(t *testing.T) {
 	k := func(b byte) formats.Key { return formats.Key{b} }
-	msg := func(id string) formats.Message { return formats.Message{ID: id, Size: 10} }
+	msg := func(id string) formats.Message {
+		uid, _ := strconv.Atoi(id)
+		return formats.Message{ID: id, UID: uint32(uid), Size: 10}
+	}
 	type want struct {
 		copy, deletable, keyOnly []string
 		skipped, recopied        int
@@ -96,10 +100,18 @@ func TestDecide(t *testing.T) {
 	for _, c := range cases {
 		// Without --delete-source (listSkipped false) the skipped messages
 		// are not listed: the rest of the decision is the same.
-		for _, listSkipped := range []bool{true, false} {
-			t.Run(fmt.Sprintf("%s/listSkipped=%v", c.name, listSkipped), func(t *testing.T) {
+		// With asSame the messages the ledger knows come as a delta
+		// listing gives those whose flags did not change: by UID alone.
+		for _, v := range []struct{ listSkipped, asSame bool }{{true, false}, {false, false}, {true, true}, {false, true}} {
+			listSkipped := v.listSkipped
+			t.Run(fmt.Sprintf("%s/listSkipped=%v/asSame=%v", c.name, listSkipped, v.asSame), func(t *testing.T) {
 				var msgs []formats.Message
+				var same []uint32
 				for _, id := range c.msgs {
+					if _, known := c.ledger[id]; v.asSame && known {
+						same = append(same, msg(id).UID)
+						continue
+					}
 					msgs = append(msgs, msg(id))
 				}
 				ledger := newFolderState(1)
@@ -119,7 +131,7 @@ func TestDecide(t *testing.T) {
 				for _, id := range c.lost {
 					lost[id] = true
 				}
-				unknown, keys, occ := decideLedger(msgs, ledger, lost, avail, c.dedup, acct, &d)
+				unknown, keys, occ := decideLedger(msgs, same, ledger, lost, avail, c.dedup, acct, &d)
 				for id, key := range c.keys {
 					if _, ok := keys[id]; !ok {
 						keys[id] = key
@@ -144,8 +156,8 @@ func TestDecide(t *testing.T) {
 					got.skipped != w.skipped || got.recopied != w.recopied {
 					t.Errorf("got  %+v\nwant %+v", got, w)
 				}
-				if len(d.copy)+d.skipped != len(msgs) {
-					t.Errorf("%d copied + %d skipped != %d messages", len(d.copy), d.skipped, len(msgs))
+				if len(d.copy)+d.skipped != len(c.msgs) {
+					t.Errorf("%d copied + %d skipped != %d messages", len(d.copy), d.skipped, len(c.msgs))
 				}
 			})
 		}
@@ -233,7 +245,7 @@ func TestDecideFlags(t *testing.T) {
 			for _, id := range c.skip {
 				skip[id] = true
 			}
-			plan := decideFlags(msgs, ledger, indexOf(c.dest), 3, skip, "src", c.have)
+			plan := decideFlags(msgs, nil, ledger, indexOf(c.dest), 3, skip, "src", c.have)
 			if fmt.Sprint(plan.changes) != fmt.Sprint(c.want) || plan.updated != c.updated {
 				t.Errorf("changes %v (%d updated), want %v (%d)", plan.changes, plan.updated, c.want, c.updated)
 			}
@@ -267,9 +279,14 @@ func TestDecideDeletions(t *testing.T) {
 	add("10", k(8), true, DstID{3, 9}) // expunged at the source: deleted
 	dest := map[string]formats.Key{"11": k(1), "12": k(2), "13": k(3), "14": k(4), "15": k(5), "17": k(99), "9": k(8), "20": k(20)}
 	msgs := []formats.Message{{ID: "1"}}
-	uids, gone := decideDeletions(msgs, ledger, indexOf(dest), 3)
+	uids, gone := decideDeletions(msgs, nil, ledger, indexOf(dest), 3)
 	if !slices.Equal(uids, []string{"9", "12"}) || !slices.Equal(gone, []string{"10", "2"}) {
 		t.Errorf("deletes %v (ledger %v), want [9 12] ([10 2])", uids, gone)
+	}
+	// Message 1 listed as unchanged (by UID alone) is listed all the same.
+	uids, gone = decideDeletions(nil, []uint32{1}, ledger, indexOf(dest), 3)
+	if !slices.Equal(uids, []string{"9", "12"}) || !slices.Equal(gone, []string{"10", "2"}) {
+		t.Errorf("with 1 unchanged: deletes %v (ledger %v), want [9 12] ([10 2])", uids, gone)
 	}
 }
 
@@ -328,7 +345,7 @@ func TestMapToDestAsksForSome(t *testing.T) {
 	ledger.Set("4", Entry{Key: k(2), Copied: true, Dst: DstID{3, 12}})
 	dest := indexOf(map[string]formats.Key{"10": k(1), "11": k(1), "12": k(2), "13": k(1)})
 	all := []formats.Message{{ID: "1"}, {ID: "2"}, {ID: "3"}, {ID: "4"}, {ID: "5"}}
-	whole := mapToDest(all, all, ledger, dest, 3)
+	whole := mapToDest(all, all, nil, ledger, dest, 3)
 	if fmt.Sprint(whole) != "map[1:11 2:13 3:10 4:12]" {
 		t.Fatalf("the whole listing maps %v", whole)
 	}
@@ -339,12 +356,26 @@ func TestMapToDestAsksForSome(t *testing.T) {
 			want = append(want, formats.Message{ID: id})
 			expect[id] = whole[id]
 		}
-		if got := mapToDest(want, all, ledger, dest, 3); fmt.Sprint(got) != fmt.Sprint(expect) {
+		if got := mapToDest(want, all, nil, ledger, dest, 3); fmt.Sprint(got) != fmt.Sprint(expect) {
 			t.Errorf("asked for %v: %v, want %v", ids, got, expect)
 		}
+		// The same with the others listed as unchanged, by UID alone.
+		var listed []formats.Message
+		var same []uint32
+		for _, m := range all {
+			uid, _ := strconv.Atoi(m.ID)
+			if slices.Contains(ids, m.ID) {
+				listed = append(listed, formats.Message{ID: m.ID, UID: uint32(uid)})
+			} else {
+				same = append(same, uint32(uid))
+			}
+		}
+		if got := mapToDest(want, listed, same, ledger, dest, 3); fmt.Sprint(got) != fmt.Sprint(expect) {
+			t.Errorf("asked for %v, the others unchanged: %v, want %v", ids, got, expect)
+		}
 	}
-	set := listedIDs([]formats.Message{{ID: "7"}, {ID: "3"}, {ID: "UIDL-1"}, {ID: "4294967296"}, {ID: "007"}})
-	for id, want := range map[string]bool{"7": true, "3": true, "UIDL-1": true, "4294967296": true, "007": true, "5": false, "07": false, "x": false} {
+	set := listedIDs([]formats.Message{{ID: "7"}, {ID: "3"}, {ID: "UIDL-1"}, {ID: "4294967296"}, {ID: "007"}}, []uint32{5, 9})
+	for id, want := range map[string]bool{"7": true, "3": true, "UIDL-1": true, "4294967296": true, "007": true, "5": true, "9": true, "6": false, "07": false, "x": false} {
 		if set.has(id) != want {
 			t.Errorf("listedIDs has(%s) = %v", id, !want)
 		}

@@ -42,6 +42,11 @@ type folderPass struct {
 	// partial: the listing is ListChanged's, whose messages listed by their
 	// changes only have no size and no date (listedPartly, cutover.go).
 	partial bool
+	// same are the UIDs of the messages ListChanged listed as unchanged,
+	// ascending: the steps take each as a message listed partly with its
+	// base flags (inOrder, decide.go), 4 bytes where a listed message costs
+	// about 100.
+	same []uint32
 	// begun: begin has run; ended: it found the pass done (beginErr: or
 	// failed). ensured, where set, reads the answers of the destination's
 	// Ensure sent by begin.
@@ -262,6 +267,7 @@ func (p *folderPass) loadLedger() error {
 // destination's index still prevents duplicates).
 func (p *folderPass) list(ctx context.Context) error {
 	ss := p.ss
+	p.same = nil
 	validity, msgs, ok, err := p.takeEarly(true, 0, 0) // early.go
 	if !ok {
 		validity, msgs, err = p.listSource(ctx, ss) // cutover.go
@@ -270,6 +276,9 @@ func (p *folderPass) list(ctx context.Context) error {
 		return err
 	}
 	if validity != ss.Validity {
+		if len(p.same) > 0 { // ListChanged gives them only under the ledger's UIDVALIDITY
+			return fmt.Errorf("internal error: %d messages listed as unchanged under a new UIDVALIDITY", len(p.same))
+		}
 		if ss.Len() > 0 {
 			p.fr.Note = joinNote(p.fr.Note, "source UIDVALIDITY changed: matched against the destination again")
 		}
@@ -282,7 +291,7 @@ func (p *folderPass) list(ctx context.Context) error {
 		msgs = filterDates(msgs, p.e.opts.Since, p.e.opts.Before)
 	}
 	p.ss, p.validity, p.msgs = ss, validity, msgs
-	p.fr.Found = len(msgs)
+	p.fr.Found = len(msgs) + len(p.same)
 	return nil
 }
 
@@ -300,7 +309,7 @@ func (p *folderPass) decide(ctx context.Context) error {
 		lost = lr.LostSources(p.dstF, p.name)
 	}
 	p.d.listSkipped = e.opts.DeleteSource
-	unknown, keys, occ := decideLedger(p.msgs, p.ss, lost, avail, e.opts.Dedup, e, &p.d)
+	unknown, keys, occ := decideLedger(p.msgs, p.same, p.ss, lost, avail, e.opts.Dedup, e, &p.d)
 	p.keys, p.heads = keys, map[string]string{}
 	var want []formats.Message
 	if needKeys(e.opts.Dedup, avail) {

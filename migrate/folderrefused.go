@@ -3,6 +3,8 @@ package migrate
 import (
 	"context"
 	"errors"
+
+	"github.com/mailferry/mailferry/formats"
 )
 
 // FolderRefusedError is a destination folder the server will not create
@@ -34,10 +36,10 @@ func (p *folderPass) refused(ctx context.Context, cause error) (FolderReport, er
 		return p.fr, err
 	}
 	t := &transfer{p: p, d: &p.d, keys: p.keys, delivered: map[string]bool{}}
-	for _, m := range p.msgs {
+	inOrder(p.msgs, p.same, p.ss, func(m formats.Message) {
 		m.SourceFolder = p.name
 		t.failed(m, "", cause)
-	}
+	})
 	p.e.rep.Warn("folder " + p.name + ": " + cause.Error() + ": its messages are not copied")
 	return p.fr, nil
 }

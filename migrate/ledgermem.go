@@ -293,9 +293,10 @@ type idSet struct {
 	other map[string]bool
 }
 
-// listedIDs is the set of the IDs of msgs.
-func listedIDs(msgs []formats.Message) idSet {
-	s := idSet{nums: make([]uint32, 0, len(msgs))}
+// listedIDs is the set of the IDs of msgs and of the UIDs same.
+func listedIDs(msgs []formats.Message, same []uint32) idSet {
+	s := idSet{nums: make([]uint32, 0, len(msgs)+len(same))}
+	s.nums = append(s.nums, same...)
 	for _, m := range msgs {
 		if n, ok := idNumber(m.ID); ok && n <= math.MaxUint32 {
 			s.nums = append(s.nums, uint32(n))

@@ -22,14 +22,16 @@ import (
 
 var _ migrate.ChangeLister = (*IMAP)(nil)
 
-// ListChanged lists a folder as List does, except that the messages known
-// gives flags for, and whose flags did not change since modseq, come with
-// those flags, Size -1 and no Date (listed partly). Without CONDSTORE,
-// or under another UIDVALIDITY than validity, it is List.
+// ListChanged lists a folder as List does, except for the messages known
+// gives flags for: those whose flags changed since modseq come with their
+// flags, Size -1 and no Date (listed partly), the others only by UID
+// (same). Without CONDSTORE, or under another UIDVALIDITY than validity,
+// it is List.
 func (m *IMAP) ListChanged(ctx context.Context, folder formats.Folder, validity uint32, modseq uint64,
-	known func(uid uint32) ([]string, bool)) (uint32, []formats.Message, error) {
+	known func(uid uint32) ([]string, bool)) (uint32, []formats.Message, []uint32, error) {
 	if !m.caps.Has(imap.CapCondStore) || modseq == 0 || validity == 0 {
-		return m.List(ctx, folder)
+		v, msgs, err := m.List(ctx, folder)
+		return v, msgs, nil, err
 	}
 	stop := context.AfterFunc(ctx, func() { m.c.Close() })
 	defer stop()
@@ -59,41 +61,36 @@ func (m *IMAP) ListChanged(ctx context.Context, folder formats.Folder, validity 
 	if err != nil {
 		search.Wait()
 		<-read
-		return 0, nil, m.selectErr(folder.Name, err)
+		return 0, nil, nil, m.selectErr(folder.Name, err)
 	}
 	m.selected, m.readOnly, m.seqUID, m.listed = folder.Name, true, nil, nil
 	if sd.UIDValidity != validity || sd.NumMessages == 0 {
 		search.Wait()
 		<-read
 		if sd.NumMessages == 0 && sd.UIDValidity == validity {
-			return validity, nil, nil
+			return validity, nil, nil, nil
 		}
-		return m.List(ctx, folder)
+		v, msgs, err := m.List(ctx, folder)
+		return v, msgs, nil, err
 	}
 	uids, err := m.allUIDs(search)
 	fr := <-read
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
 	if fr.err != nil {
-		return 0, nil, m.wrap("fetch changed flags", fr.err)
+		return 0, nil, nil, m.wrap("fetch changed flags", fr.err)
 	}
-	changed := fr.changed
-	msgs, unknown := knownMessages(uids, known)
-	for i := range msgs {
-		if f, ok := changed[msgs[i].UID]; ok {
-			msgs[i].Flags = f
-		}
-	}
+	msgs, same, unknown := knownMessages(uids, known, fr.changed)
 	if len(unknown) > 0 {
 		full, err := m.listUIDs(unknown)
 		if err != nil {
-			return 0, nil, err
+			return 0, nil, nil, err
 		}
 		msgs = append(msgs, full...)
 		sort.Slice(msgs, func(i, j int) bool { return msgs[i].UID < msgs[j].UID })
 	}
-	return validity, msgs, nil
+	return validity, msgs, same, nil
 }
 
 // Complete fills in Size, Date and Flags of messages ListChanged left
@@ -151,20 +148,24 @@ func changedFlags(fc *imapclient.FetchCommand) (map[uint32][]string, error) {
 	return changed, err
 }
 
-// knownMessages splits uids into the messages known gives flags for
-// (listed partly: Size -1) and the UIDs to list whole.
-func knownMessages(uids []uint32, known func(uint32) ([]string, bool)) (msgs []formats.Message, unknown []uint32) {
-	msgs = make([]formats.Message, 0, len(uids))
+// knownMessages splits uids (ascending) into the messages known gives
+// flags for whose flags changed (listed partly, with their flags: Size -1),
+// those whose flags did not (same) and the UIDs to list whole.
+func knownMessages(uids []uint32, known func(uint32) ([]string, bool), changed map[uint32][]string) (msgs []formats.Message, same, unknown []uint32) {
+	same = make([]uint32, 0, len(uids))
 	for _, u := range uids {
-		flags, ok := known(u)
-		if !ok {
+		if _, ok := known(u); !ok {
 			unknown = append(unknown, u)
 			continue
 		}
-		id := strconv.FormatUint(uint64(u), 10)
-		msgs = append(msgs, formats.Message{ID: id, UID: u, Size: -1, Flags: flags})
+		flags, ok := changed[u]
+		if !ok {
+			same = append(same, u)
+			continue
+		}
+		msgs = append(msgs, formats.Message{ID: strconv.FormatUint(uint64(u), 10), UID: u, Size: -1, Flags: flags})
 	}
-	return msgs, unknown
+	return msgs, same, unknown
 }
 
 // listUIDs lists UID, FLAGS, INTERNALDATE and RFC822.SIZE of these

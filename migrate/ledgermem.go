@@ -12,11 +12,12 @@ import (
 )
 
 // The ledger of a folder as a pass holds it in memory (FolderState): one
-// 32-byte slot per message, found by ID.
+// slot per message, found by ID.
 //
 // Numeric IDs (IMAP UIDs, mbox offsets) that arrive in ascending order, as
 // the log of an IMAP folder gives them, go into a sorted array found by
-// binary search: 36 bytes a message. Other IDs (Maildir names, POP3 UIDLs)
+// binary search, its slots kept as columns (slotArray): 33 bytes a message
+// of a source folder, 21 of a destination folder's index. Other IDs (Maildir names, POP3 UIDLs)
 // and numbers that came out of order go into a map. Flag sets are kept once
 // each per folder (most messages share one of a few).
 //
@@ -50,10 +51,67 @@ const (
 	slotCopied = 1 << 1
 )
 
+// slotArray holds the slots of the sorted array as columns: every entry's
+// key and bits, and its destination and base only once an entry has one (a
+// destination folder's index never does: 21 bytes a message with its UID,
+// a source folder's 33).
+type slotArray struct {
+	keys [][keyBytes]byte
+	bits []uint8
+	meta []slotMeta // nil until an entry has a destination or a base
+}
+
+type slotMeta struct {
+	dst  DstID
+	base uint32
+}
+
+func (a *slotArray) len() int { return len(a.bits) }
+
+func (a *slotArray) grow(n int) {
+	a.keys, a.bits = slices.Grow(a.keys, n), slices.Grow(a.bits, n)
+}
+
+func (a *slotArray) at(i int) slot {
+	s := slot{key: a.keys[i], bits: a.bits[i]}
+	if a.meta != nil {
+		s.dst, s.base = a.meta[i].dst, a.meta[i].base
+	}
+	return s
+}
+
+func (a *slotArray) put(i int, s slot) {
+	a.keys[i], a.bits[i] = s.key, s.bits
+	a.putMeta(i, s)
+}
+
+func (a *slotArray) putMeta(i int, s slot) {
+	m := slotMeta{s.dst, s.base}
+	if a.meta == nil {
+		if m == (slotMeta{}) {
+			return
+		}
+		a.meta = make([]slotMeta, len(a.bits), cap(a.bits))
+	}
+	a.meta[i] = m
+}
+
+func (a *slotArray) push(s slot) {
+	a.keys, a.bits = append(a.keys, s.key), append(a.bits, s.bits)
+	if a.meta != nil {
+		a.meta = append(a.meta, slotMeta{})
+	}
+	a.putMeta(a.len()-1, s)
+}
+
+func (a *slotArray) clone() slotArray {
+	return slotArray{slices.Clone(a.keys), slices.Clone(a.bits), slices.Clone(a.meta)}
+}
+
 // ledgerMem is the entries of one folder's ledger.
 type ledgerMem struct {
-	nums  []uint32 // ascending; numEnts[i] is nums[i]'s
-	ents  []slot
+	nums  []uint32 // ascending; ents.at(i) is nums[i]'s
+	ents  slotArray
 	other map[string]slot
 	live  int
 	bases [][]string
@@ -77,7 +135,7 @@ func (l *ledgerMem) sized(numeric bool) {
 	case n <= 0:
 	case numeric:
 		l.nums = slices.Grow(l.nums, n)
-		l.ents = slices.Grow(l.ents, n)
+		l.ents.grow(n)
 	case l.other == nil:
 		l.other = make(map[string]slot, n)
 	}
@@ -97,7 +155,7 @@ func (l *ledgerMem) find(id string) (n uint32, at int, found, numeric bool) {
 
 func (l *ledgerMem) get(id string) (slot, bool) {
 	if _, at, found, _ := l.find(id); found {
-		s := l.ents[at]
+		s := l.ents.at(at)
 		return s, s.bits&slotLive != 0
 	}
 	s, ok := l.other[id]
@@ -113,14 +171,14 @@ func (l *ledgerMem) set(id string, s slot) {
 	}
 	switch {
 	case found:
-		if l.ents[at].bits&slotLive == 0 {
+		if l.ents.bits[at]&slotLive == 0 {
 			l.live++
 		}
-		l.ents[at] = s
+		l.ents.put(at, s)
 		return
 	case numeric && at == len(l.nums) && l.other[id].bits == 0:
 		l.nums = append(l.nums, n)
-		l.ents = append(l.ents, s)
+		l.ents.push(s)
 		l.live++
 		return
 	}
@@ -142,7 +200,7 @@ func (l *ledgerMem) setNum(n uint64, s slot) {
 	if k := len(l.nums); n <= math.MaxUint32 && (k == 0 || uint32(n) > l.nums[k-1]) && len(l.other) == 0 {
 		s.bits |= slotLive
 		l.nums = append(l.nums, uint32(n))
-		l.ents = append(l.ents, s)
+		l.ents.push(s)
 		l.live++
 		return
 	}
@@ -151,8 +209,8 @@ func (l *ledgerMem) setNum(n uint64, s slot) {
 
 func (l *ledgerMem) forget(id string) {
 	if _, at, found, _ := l.find(id); found {
-		if l.ents[at].bits&slotLive != 0 {
-			l.ents[at] = slot{}
+		if l.ents.bits[at]&slotLive != 0 {
+			l.ents.put(at, slot{})
 			l.live--
 		}
 		return
@@ -201,7 +259,7 @@ func (l *ledgerMem) entry(s slot) Entry {
 
 func (l *ledgerMem) clone() ledgerMem {
 	c := *l
-	c.nums, c.ents = slices.Clone(l.nums), slices.Clone(l.ents)
+	c.nums, c.ents = slices.Clone(l.nums), l.ents.clone()
 	c.other, c.index = maps.Clone(l.other), maps.Clone(l.index)
 	c.bases = slices.Clip(l.bases) // its flag sets are never written to
 	return c
@@ -244,8 +302,8 @@ func (fs *FolderState) Forget(id string) { fs.led.forget(id) }
 func (fs *FolderState) All() iter.Seq2[string, Entry] {
 	return func(yield func(string, Entry) bool) {
 		l := &fs.led
-		for i, s := range l.ents {
-			if s.bits&slotLive != 0 && !yield(strconv.FormatUint(uint64(l.nums[i]), 10), l.entry(s)) {
+		for i := range l.ents.len() {
+			if s := l.ents.at(i); s.bits&slotLive != 0 && !yield(strconv.FormatUint(uint64(l.nums[i]), 10), l.entry(s)) {
 				return
 			}
 		}
@@ -261,18 +319,18 @@ func (fs *FolderState) All() iter.Seq2[string, Entry] {
 func (fs *FolderState) Keys() iter.Seq[formats.Key] {
 	return func(yield func(formats.Key) bool) {
 		l := &fs.led
-		one := func(s slot) bool {
+		one := func(key [keyBytes]byte) bool {
 			var k formats.Key
-			copy(k[:], s.key[:])
+			copy(k[:], key[:])
 			return yield(k)
 		}
-		for _, s := range l.ents {
-			if s.bits&slotLive != 0 && !one(s) {
+		for i, b := range l.ents.bits {
+			if b&slotLive != 0 && !one(l.ents.keys[i]) {
 				return
 			}
 		}
 		for _, s := range l.other {
-			if !one(s) {
+			if !one(s.key) {
 				return
 			}
 		}

@@ -119,20 +119,41 @@ func TestLedgerMemBytesPerMessage(t *testing.T) {
 		fs.led.setNum(uid, fs.led.slotOf(Entry{Key: formats.Key{byte(uid)}, Copied: true,
 			Dst: DstID{1, uint32(uid)}, Base: []string{formats.FlagSeen}, HasBase: true}))
 	}
-	if len(fs.led.other) != 0 || fs.Len() != n || cap(fs.led.ents) > n*9/8 {
-		t.Fatalf("%d entries, %d of them in the map; room for %d", fs.Len(), len(fs.led.other), cap(fs.led.ents))
+	if len(fs.led.other) != 0 || fs.Len() != n || cap(fs.led.ents.keys) > n*9/8 {
+		t.Fatalf("%d entries, %d of them in the map; room for %d", fs.Len(), len(fs.led.other), cap(fs.led.ents.keys))
 	}
 	names := newFolderState(1)
 	names.led.grow(3)
 	for _, id := range []string{"UIDL-1", "7", "UIDL-2"} {
 		names.Set(id, Entry{Key: formats.Key{1}})
 	}
-	if cap(names.led.ents) > 1 || names.Len() != 3 {
-		t.Errorf("a folder of names made room for %d numbers; holds %d", cap(names.led.ents), names.Len())
+	if cap(names.led.ents.keys) > 1 || names.Len() != 3 {
+		t.Errorf("a folder of names made room for %d numbers; holds %d", cap(names.led.ents.keys), names.Len())
 	}
-	per := float64(cap(fs.led.nums)*4+cap(fs.led.ents)*32) / n
-	if per > 40 {
+	bytes := func(l *ledgerMem) float64 {
+		return float64(cap(l.nums)*4+cap(l.ents.keys)*keyBytes+cap(l.ents.bits)+cap(l.ents.meta)*12) / n
+	}
+	if per := bytes(&fs.led); per > 36 {
 		t.Errorf("%.1f bytes a message", per)
+	}
+	// A destination folder's index: keys alone.
+	dst := newFolderState(1)
+	dst.led.grow(n)
+	for uid := uint64(1); uid <= n; uid++ {
+		dst.led.setNum(uid, dst.led.slotOf(Entry{Key: formats.Key{byte(uid)}}))
+	}
+	if per := bytes(&dst.led); per > 24 || dst.led.ents.meta != nil {
+		t.Errorf("a destination index: %.1f bytes a message", per)
+	}
+	// One entry with a destination UID, set late, makes the column for all.
+	dst.Set("5", Entry{Key: formats.Key{9}, Dst: DstID{1, 7}})
+	dst.Set("300001", Entry{Key: formats.Key{8}})
+	five, _ := dst.Get("5")
+	six, _ := dst.Get("6")
+	last, _ := dst.Get("300001")
+	if five.Dst != (DstID{1, 7}) || five.Key != (formats.Key{9}) || six.Dst != (DstID{}) || six.Key != (formats.Key{6}) ||
+		last.Key != (formats.Key{8}) || last.Dst != (DstID{}) || dst.Len() != n+1 {
+		t.Errorf("after a late destination UID: 5 %+v, 6 %+v, 300001 %+v, %d entries", five, six, last, dst.Len())
 	}
 	if en, ok := fs.Get("123456"); !ok || !slices.Equal(en.Base, []string{formats.FlagSeen}) || en.Dst.UID != 123456 {
 		t.Errorf("Get(123456) = %+v %v", en, ok)

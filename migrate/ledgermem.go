@@ -17,9 +17,10 @@ import (
 // Numeric IDs (IMAP UIDs, mbox offsets) that arrive in ascending order, as
 // the log of an IMAP folder gives them, go into a sorted array found by
 // binary search, its slots kept as columns (slotArray): 33 bytes a message
-// of a source folder, 21 of a destination folder's index. Other IDs (Maildir names, POP3 UIDLs)
-// and numbers that came out of order go into a map. Flag sets are kept once
-// each per folder (most messages share one of a few).
+// of a source folder, 21 of a destination folder's index. Other IDs
+// (Maildir names, POP3 UIDLs) and numbers that came out of order go into a
+// map. Flag sets are kept once each per folder (most messages share one of
+// a few).
 //
 // It replaced four maps keyed by ID (keys, copied, destination, base),
 // several hundred bytes a message, which a delta pass over a changed

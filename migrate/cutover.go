@@ -266,7 +266,7 @@ func (p *folderPass) knownFlags(ss *FolderState) func(uint32) ([]string, bool) {
 		if !ok || !en.HasBase {
 			return nil, false
 		}
-		if _, ok := recordedDest(ss, id, p.ds, p.dstF.Validity); ok {
+		if _, ok := recordedDest(en, p.ds, p.dstF.Validity); ok {
 			return en.Base, true
 		}
 		if en.Dst.UID != 0 {

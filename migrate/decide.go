@@ -112,8 +112,7 @@ func decideLedger(msgs []formats.Message, same []uint32, ledger *FolderState, lo
 		}
 	}
 	var last []formats.Message
-	inOrder(msgs, same, ledger, func(m formats.Message) {
-		en, ok := ledger.Get(m.ID)
+	inOrder(msgs, same, ledger, func(m formats.Message, en Entry, ok bool) {
 		switch {
 		case !ok:
 			unknown = append(unknown, m)
@@ -289,7 +288,8 @@ func decideFlags(msgs []formats.Message, same []uint32, ledger, dst *FolderState
 func mapToDest(want, all []formats.Message, same []uint32, ledger, dst *FolderState, dstValidity uint32) map[string]string {
 	where := make(map[string]string, len(want))
 	for _, m := range want {
-		if id, ok := recordedDest(ledger, m.ID, dst, dstValidity); ok {
+		en, _ := ledger.Get(m.ID)
+		if id, ok := recordedDest(en, dst, dstValidity); ok {
 			where[m.ID] = id
 		}
 	}
@@ -297,8 +297,8 @@ func mapToDest(want, all []formats.Message, same []uint32, ledger, dst *FolderSt
 		return where // none is left to find by key
 	}
 	claimed := make(map[string]bool, len(all)+len(same))
-	inOrder(all, same, ledger, func(m formats.Message) {
-		if id, ok := recordedDest(ledger, m.ID, dst, dstValidity); ok {
+	inOrder(all, same, ledger, func(_ formats.Message, en Entry, _ bool) {
+		if id, ok := recordedDest(en, dst, dstValidity); ok {
 			claimed[id] = true
 		}
 	})
@@ -317,12 +317,12 @@ func mapToDest(want, all []formats.Message, same []uint32, ledger, dst *FolderSt
 	for _, m := range want {
 		wanted[m.ID] = true
 	}
-	inOrder(all, same, ledger, func(m formats.Message) {
-		k, ok := ledger.Key(m.ID)
+	inOrder(all, same, ledger, func(m formats.Message, en Entry, ok bool) {
+		k := en.Key
 		if !ok || len(byKey[k]) == 0 {
 			return
 		}
-		if _, recorded := recordedDest(ledger, m.ID, dst, dstValidity); recorded {
+		if _, recorded := recordedDest(en, dst, dstValidity); recorded {
 			return
 		}
 		if wanted[m.ID] {
@@ -333,11 +333,11 @@ func mapToDest(want, all []formats.Message, same []uint32, ledger, dst *FolderSt
 	return where
 }
 
-// recordedDest is the UID mailferry recorded storing a message as, if the
-// destination folder (same UIDVALIDITY) still holds it with the same key.
-func recordedDest(ledger *FolderState, id string, dst *FolderState, dstValidity uint32) (string, bool) {
-	en, ok := ledger.Get(id)
-	if !ok || en.Dst.UID == 0 || en.Dst.Validity != dstValidity {
+// recordedDest is the UID mailferry recorded storing a message (its ledger
+// entry en; zero if none) as, if the destination folder (same UIDVALIDITY)
+// still holds it with the same key.
+func recordedDest(en Entry, dst *FolderState, dstValidity uint32) (string, bool) {
+	if en.Dst.UID == 0 || en.Dst.Validity != dstValidity {
 		return "", false
 	}
 	uid := strconv.FormatUint(uint64(en.Dst.UID), 10)
@@ -355,7 +355,7 @@ func decideDeletions(msgs []formats.Message, same []uint32, ledger, dst *FolderS
 		if listed.has(id) || !en.Copied {
 			continue
 		}
-		if uid, ok := recordedDest(ledger, id, dst, dstValidity); ok {
+		if uid, ok := recordedDest(en, dst, dstValidity); ok {
 			uids = append(uids, uid)
 			gone = append(gone, id)
 		}
@@ -370,18 +370,23 @@ func decideDeletions(msgs []formats.Message, same []uint32, ledger, dst *FolderS
 // inOrder calls fn with each message of msgs and of same (UIDs of messages
 // listed as unchanged, each given as listed partly: its base flags from
 // ledger, Size -1), merged in ascending UID order (msgs in their own order
-// where they have no UIDs).
-func inOrder(msgs []formats.Message, same []uint32, ledger *FolderState, fn func(formats.Message)) {
+// where they have no UIDs), and with its ledger entry, looked up once (ok:
+// the ledger knows it).
+func inOrder(msgs []formats.Message, same []uint32, ledger *FolderState, fn func(m formats.Message, en Entry, ok bool)) {
+	listed := func(m formats.Message) {
+		en, ok := ledger.Get(m.ID)
+		fn(m, en, ok)
+	}
 	i := 0
 	for _, u := range same {
 		for ; i < len(msgs) && msgs[i].UID < u; i++ {
-			fn(msgs[i])
+			listed(msgs[i])
 		}
 		id := strconv.FormatUint(uint64(u), 10)
-		en, _ := ledger.Get(id)
-		fn(formats.Message{ID: id, UID: u, Size: -1, Flags: en.Base})
+		en, ok := ledger.Get(id)
+		fn(formats.Message{ID: id, UID: u, Size: -1, Flags: en.Base}, en, ok)
 	}
 	for ; i < len(msgs); i++ {
-		fn(msgs[i])
+		listed(msgs[i])
 	}
 }

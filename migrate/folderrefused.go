@@ -36,7 +36,7 @@ func (p *folderPass) refused(ctx context.Context, cause error) (FolderReport, er
 		return p.fr, err
 	}
 	t := &transfer{p: p, d: &p.d, keys: p.keys, delivered: map[string]bool{}}
-	inOrder(p.msgs, p.same, p.ss, func(m formats.Message) {
+	inOrder(p.msgs, p.same, p.ss, func(m formats.Message, _ Entry, _ bool) {
 		m.SourceFolder = p.name
 		t.failed(m, "", cause)
 	})

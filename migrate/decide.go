@@ -61,7 +61,7 @@ type accountView interface {
 // decideLedger is the first half of the decide step: messages the ledger
 // knows are sorted into still-there and to-copy-again. It returns the
 // messages the ledger does not know, the keys of those to copy again (so
-// that they need no header fetch), and avail less what the ledger used.
+// that they need no header fetch), and takes from avail what the ledger used.
 //
 // lost names messages whose copies the destination knows it lost
 // (LostReporter): they are matched last, so that where several messages
@@ -75,7 +75,7 @@ type accountView interface {
 // same are the UIDs of messages listed as unchanged (ListChanged): each
 // is taken as a message listed partly with its base flags, in UID order
 // among msgs.
-func decideLedger(msgs []formats.Message, same []uint32, ledger *FolderState, lost map[string]bool, avail map[formats.Key]int,
+func decideLedger(msgs []formats.Message, same []uint32, ledger *FolderState, lost map[string]bool, avail *keyPool,
 	dedup Dedup, acct accountView, d *decision) (unknown []formats.Message, keys map[string]formats.Key, occ map[formats.Key]int) {
 	keys = map[string]formats.Key{}
 	occ = map[formats.Key]int{} // --dedup account: occurrences of a key in this folder
@@ -89,9 +89,8 @@ func decideLedger(msgs []formats.Message, same []uint32, ledger *FolderState, lo
 			occ[k]++
 			there = acct.holds(k, occ[k])
 			occ[k]--
-		} else if avail[k] > 0 {
-			avail[k]--
-			there = true
+		} else {
+			there = avail.take(k)
 		}
 		if !there {
 			d.recopied++
@@ -131,16 +130,12 @@ func decideLedger(msgs []formats.Message, same []uint32, ledger *FolderState, lo
 
 // needKeys says whether the identity keys of the unknown messages are
 // needed: only when the destination could already hold some of them.
-func needKeys(dedup Dedup, avail map[formats.Key]int) bool {
+func needKeys(dedup Dedup, avail *keyPool) bool {
 	switch dedup {
 	case DedupAccount:
 		return true
 	case DedupFolder:
-		for _, n := range avail {
-			if n > 0 {
-				return true
-			}
-		}
+		return avail.left()
 	}
 	return false
 }
@@ -148,7 +143,7 @@ func needKeys(dedup Dedup, avail map[formats.Key]int) bool {
 // decideKeys is the second half: each unknown message is already there by
 // its key, or is copied. keys holds what is known of their identity keys;
 // srcKey names the source ledger folder for the records of matches.
-func decideKeys(unknown []formats.Message, keys map[string]formats.Key, avail map[formats.Key]int,
+func decideKeys(unknown []formats.Message, keys map[string]formats.Key, avail *keyPool,
 	occ map[formats.Key]int, dedup Dedup, acct accountView, srcKey string, d *decision) {
 	d.claims = map[string]int{}
 	// d.copy is unknown itself until a message is left out (a first
@@ -159,10 +154,7 @@ func decideKeys(unknown []formats.Message, keys map[string]formats.Key, avail ma
 			dup := false
 			switch dedup {
 			case DedupFolder:
-				if avail[k] > 0 {
-					avail[k]--
-					dup = true
-				}
+				dup = avail.take(k)
 			case DedupAccount:
 				occ[k]++
 				dup = !acct.claim(k, occ[k])

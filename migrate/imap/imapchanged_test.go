@@ -91,3 +91,35 @@ func TestListChangedLargeFolderOnDovecot(t *testing.T) {
 		}
 	}
 }
+
+// searchUIDs walks the search result's ranges; knownMessages then splits
+// the UIDs in the same array.
+func TestSearchUIDsAndKnownMessages(t *testing.T) {
+	var set imap.UIDSet
+	set.AddRange(10, 12)
+	set.AddNum(3, 7, 1)
+	set.AddRange(20, 20)
+	uids, err := searchUIDs(set)
+	if want := []uint32{1, 3, 7, 10, 11, 12, 20}; err != nil || !slices.Equal(uids, want) {
+		t.Fatalf("searchUIDs: %v, %v; want %v", uids, err, want)
+	}
+	if _, err := searchUIDs(imap.UIDSet{{Start: 5, Stop: 0}}); err == nil {
+		t.Fatal("searchUIDs took a range up to *")
+	}
+	if u, err := searchUIDs(imap.UIDSet(nil)); err != nil || len(u) != 0 {
+		t.Fatalf("searchUIDs of nothing: %v, %v", u, err)
+	}
+	known := func(u uint32) ([]string, bool) { return nil, u != 7 && u != 20 }
+	changed := map[uint32][]string{3: {string(imap.FlagSeen)}, 12: nil}
+	msgs, same, unknown := knownMessages(uids, known, changed)
+	var got []uint32
+	for _, m := range msgs {
+		if m.Size != -1 || m.ID != fmt.Sprint(m.UID) {
+			t.Errorf("changed message %+v not listed partly", m)
+		}
+		got = append(got, m.UID)
+	}
+	if !slices.Equal(got, []uint32{3, 12}) || !slices.Equal(same, []uint32{1, 10, 11}) || !slices.Equal(unknown, []uint32{7, 20}) {
+		t.Fatalf("knownMessages: changed %v, same %v, unknown %v", got, same, unknown)
+	}
+}

@@ -345,17 +345,18 @@ func (fs *FolderState) clone() *FolderState {
 	return &c
 }
 
-// idSet is a set of message IDs, as compact as the ledger's: numbers in a
-// sorted array, other IDs in a map.
+// idSet is a set of message IDs, as compact as the ledger's: the UIDs
+// listed as unchanged (sorted already, and not copied), the other numbers
+// in a sorted array, other IDs in a map.
 type idSet struct {
+	same  []uint32
 	nums  []uint32
 	other map[string]bool
 }
 
-// listedIDs is the set of the IDs of msgs and of the UIDs same.
+// listedIDs is the set of the IDs of msgs and of the UIDs same (ascending).
 func listedIDs(msgs []formats.Message, same []uint32) idSet {
-	s := idSet{nums: make([]uint32, 0, len(msgs)+len(same))}
-	s.nums = append(s.nums, same...)
+	s := idSet{same: same}
 	for _, m := range msgs {
 		if n, ok := idNumber(m.ID); ok && n <= math.MaxUint32 {
 			s.nums = append(s.nums, uint32(n))
@@ -372,8 +373,9 @@ func listedIDs(msgs []formats.Message, same []uint32) idSet {
 
 func (s idSet) has(id string) bool {
 	if n, ok := idNumber(id); ok && n <= math.MaxUint32 {
-		_, found := slices.BinarySearch(s.nums, uint32(n))
-		return found
+		_, inSame := slices.BinarySearch(s.same, uint32(n))
+		_, inNums := slices.BinarySearch(s.nums, uint32(n))
+		return inSame || inNums
 	}
 	return s.other[id]
 }

@@ -28,7 +28,7 @@ func TestKeyPoolCountsAsAMap(t *testing.T) {
 			dest = append(dest, k)
 			model[k]++
 		}
-		pool := newKeyPool(len(dest), slices.Values(dest))
+		pool := newKeyPool(slices.Values(dest))
 		free := len(dest)
 		for i := range 3000 {
 			k := key()
@@ -47,8 +47,29 @@ func TestKeyPoolCountsAsAMap(t *testing.T) {
 	}
 }
 
+// Keys spread as identity keys are (and some repeated) are sorted whole,
+// and each can be taken as many times as it was given.
+func TestKeyPoolSortsSpreadKeys(t *testing.T) {
+	for _, n := range []int{1, 3, 4, 5, 100, 4097, 50_000} {
+		keys := benchKeys(n)
+		keys = append(keys, keys[:n/3]...)
+		pool := newKeyPool(slices.Values(keys))
+		if len(pool.keys) != len(keys) || !slices.IsSortedFunc(pool.keys, compareWords) {
+			t.Fatalf("%d keys: pool of %d, sorted %v", len(keys), len(pool.keys), slices.IsSortedFunc(pool.keys, compareWords))
+		}
+		for _, k := range keys {
+			if !pool.take(k) {
+				t.Fatalf("%d keys: %x not there as often as given", len(keys), k[:keyBytes])
+			}
+		}
+		if pool.left() {
+			t.Fatalf("%d keys: copies left after all were taken", len(keys))
+		}
+	}
+}
+
 func TestKeyPoolEmpty(t *testing.T) {
-	pool := newKeyPool(0, slices.Values([]formats.Key(nil)))
+	pool := newKeyPool(slices.Values([]formats.Key(nil)))
 	if pool.left() || pool.take(formats.Key{1}) || pool.take(formats.Key{}) {
 		t.Fatal("an empty pool gave a copy")
 	}
@@ -61,7 +82,7 @@ func BenchmarkKeyPool(b *testing.B) {
 	keys := benchKeys(300_000)
 	b.ReportAllocs()
 	for b.Loop() {
-		pool := newKeyPool(len(keys), slices.Values(keys))
+		pool := newKeyPool(slices.Values(keys))
 		for _, k := range keys {
 			pool.take(k)
 		}

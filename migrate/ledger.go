@@ -112,9 +112,12 @@ func sinkIDs(ctx context.Context, dst Sink, folder formats.Folder, ids []string)
 }
 
 // idNumber is id as a number, when it is one written the canonical way.
+// ParseUint takes decimal digits alone; the canonical way has no leading
+// zero (checked so, not by formatting n again: this runs for every ledger
+// lookup).
 func idNumber(id string) (uint64, bool) {
 	n, err := strconv.ParseUint(id, 10, 64)
-	return n, err == nil && strconv.FormatUint(n, 10) == id
+	return n, err == nil && (id[0] != '0' || len(id) == 1)
 }
 
 // DstID is where mailferry stored a message: the destination folder's

@@ -196,3 +196,16 @@ func asMaps(fs *FolderState) ledgerMaps {
 	}
 	return m
 }
+
+// idNumber takes a number written the canonical way only, as formatting
+// it again would tell.
+func TestIDNumberCanonical(t *testing.T) {
+	for _, id := range []string{"0", "00", "007", "7", "10", "4294967296", "18446744073709551615",
+		"18446744073709551616", "", "+1", "-1", "1_0", " 1", "1 ", "abc", "1e3", "0x10", "\xff#abc"} {
+		n, err := strconv.ParseUint(id, 10, 64)
+		want := err == nil && strconv.FormatUint(n, 10) == id
+		if got, ok := idNumber(id); ok != want || ok && got != n {
+			t.Errorf("idNumber(%q) = %d, %v; want %v", id, got, ok, want)
+		}
+	}
+}

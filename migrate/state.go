@@ -220,6 +220,7 @@ func (s *boltState) Folder(side Side, name string) (*FolderState, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state: %w", err)
 	}
+	dropMapped(s.db) // the log just read, a large folder's 13 MB for both sides
 	return fs, nil
 }
 

@@ -14,7 +14,9 @@ import (
 // transaction. MADV_DONTNEED takes the pages out of the mapping; they stay
 // in the kernel's page cache, and the next read maps them again (a minor
 // fault, no I/O). bbolt writes with pwrite, never through the mapping, so
-// nothing is lost.
+// nothing is lost. It runs after each write (Add) and after each folder's
+// ledger is loaded (Folder): a delta pass over a 300,000-message folder
+// reads about 13 MB of the file for its two sides.
 //
 // The read transaction is what makes it safe: bbolt remaps the file only
 // under a lock that waits for every open transaction, so db.Info().Data is

@@ -47,45 +47,47 @@ func compareWords(a, b keyWords) int {
 	return cmp.Compare(a.lo, b.lo)
 }
 
-// newKeyPool holds one copy for each key keys yields. It reads keys twice,
-// and each time they must be the same keys (in any order).
+// newKeyPool holds one copy for each key keys yields (about n of them).
 //
 // The sort goes by buckets: identity keys are SHA-256 sums, so their first
-// bits spread them evenly over buckets of about four, which are counted
-// (the first reading), filled (the second) and sorted each on its own. A
-// comparison sort of a 300,000-message folder's keys took 39 ms, this 14
-// ms, with no second array; and a key is then looked for in its bucket
-// alone.
-func newKeyPool(keys iter.Seq[formats.Key]) *keyPool {
-	n := 0
-	for range keys {
-		n++
+// bits spread them evenly over buckets of about three. Each key is moved
+// into its bucket in place (an American flag sort: counted, then swapped
+// into place, each swap placing one key for good), and each bucket is
+// sorted on its own. A comparison sort of a 300,000-message folder's keys
+// took 39 ms, this 20 ms with no second array; and a key is then looked for
+// in its bucket alone.
+func newKeyPool(n int, keys iter.Seq[formats.Key]) *keyPool {
+	ks := make([]keyWords, 0, n)
+	for k := range keys {
+		ks = append(ks, wordsOf(k))
 	}
+	n = len(ks)
 	shift := uint(64 - bits.Len(uint(n/4))) // 64: one bucket (a shift by 64 is 0)
-	next := make([]uint32, 1<<(64-shift)+1)
-	for k := range keys {
-		next[wordsOf(k).hi>>shift+1]++
+	buckets := uint64(1) << (64 - shift)
+	bounds := make([]uint32, buckets+1)
+	for _, w := range ks {
+		bounds[w.hi>>shift+1]++
 	}
-	for b := 1; b < len(next); b++ {
-		next[b] += next[b-1]
+	for b := 1; b < len(bounds); b++ {
+		bounds[b] += bounds[b-1]
 	}
-	// next[b] is where bucket b's next key goes; once all are placed, where
-	// the bucket ends, which is where the bucket after it begins.
-	ks := make([]keyWords, n)
-	for k := range keys {
-		w := wordsOf(k)
-		b := w.hi >> shift
-		ks[next[b]] = w
-		next[b]++
+	next := slices.Clone(bounds[:buckets]) // each bucket's first key not yet in place
+	for b := range buckets {
+		for i := next[b]; i < bounds[b+1]; i = next[b] {
+			w := ks[i]
+			to := w.hi >> shift
+			if to != b {
+				ks[i], ks[next[to]] = ks[next[to]], w
+			}
+			next[to]++
+		}
 	}
-	copy(next[1:], next)
-	next[0] = 0
-	for b := range len(next) - 1 {
-		if bucket := ks[next[b]:next[b+1]]; len(bucket) > 1 {
+	for b := range buckets {
+		if bucket := ks[bounds[b]:bounds[b+1]]; len(bucket) > 1 {
 			slices.SortFunc(bucket, compareWords)
 		}
 	}
-	return &keyPool{keys: ks, used: make([]uint64, (n+63)/64), free: n, bounds: next, shift: shift}
+	return &keyPool{keys: ks, used: make([]uint64, (n+63)/64), free: n, bounds: bounds, shift: shift}
 }
 
 func (p *keyPool) isUsed(i int) bool { return p.used[i/64]&(1<<(i%64)) != 0 }

@@ -28,7 +28,7 @@ func TestKeyPoolCountsAsAMap(t *testing.T) {
 			dest = append(dest, k)
 			model[k]++
 		}
-		pool := newKeyPool(slices.Values(dest))
+		pool := newKeyPool(len(dest), slices.Values(dest))
 		free := len(dest)
 		for i := range 3000 {
 			k := key()
@@ -53,7 +53,7 @@ func TestKeyPoolSortsSpreadKeys(t *testing.T) {
 	for _, n := range []int{1, 3, 4, 5, 100, 4097, 50_000} {
 		keys := benchKeys(n)
 		keys = append(keys, keys[:n/3]...)
-		pool := newKeyPool(slices.Values(keys))
+		pool := newKeyPool(len(keys), slices.Values(keys))
 		if len(pool.keys) != len(keys) || !slices.IsSortedFunc(pool.keys, compareWords) {
 			t.Fatalf("%d keys: pool of %d, sorted %v", len(keys), len(pool.keys), slices.IsSortedFunc(pool.keys, compareWords))
 		}
@@ -69,7 +69,7 @@ func TestKeyPoolSortsSpreadKeys(t *testing.T) {
 }
 
 func TestKeyPoolEmpty(t *testing.T) {
-	pool := newKeyPool(slices.Values([]formats.Key(nil)))
+	pool := newKeyPool(0, slices.Values([]formats.Key(nil)))
 	if pool.left() || pool.take(formats.Key{1}) || pool.take(formats.Key{}) {
 		t.Fatal("an empty pool gave a copy")
 	}
@@ -82,7 +82,7 @@ func BenchmarkKeyPool(b *testing.B) {
 	keys := benchKeys(300_000)
 	b.ReportAllocs()
 	for b.Loop() {
-		pool := newKeyPool(slices.Values(keys))
+		pool := newKeyPool(len(keys), slices.Values(keys))
 		for _, k := range keys {
 			pool.take(k)
 		}

@@ -237,24 +237,17 @@ func (m *Maildir) scan(dir string, sizeOnly bool) ([]scannedFile, error) {
 	var out []scannedFile
 	names := map[string]string{}
 	for _, sub := range []string{"cur", "new"} {
-		ents, err := os.ReadDir(filepath.Join(m.root, dir, sub))
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("maildir: %w", err)
-		}
 		links := 0
-		for _, e := range ents {
+		err := eachEntry(filepath.Join(m.root, dir, sub), func(e fs.DirEntry) error {
 			unique, flags, ok := formats.ParseMaildirName(e.Name())
 			if ok && e.Type()&fs.ModeSymlink != 0 {
 				links++
 			}
 			if !ok || !e.Type().IsRegular() {
-				continue
+				return nil
 			}
 			if _, dup := names[unique]; dup {
-				continue // the same unique name in cur/ and new/: keep cur/
+				return nil // the same unique name in cur/ and new/: keep cur/
 			}
 			sf := scannedFile{unique: unique, sub: sub + "/" + e.Name(), flags: flags, size: -1}
 			if sizeOnly {
@@ -263,15 +256,19 @@ func (m *Maildir) scan(dir string, sizeOnly bool) ([]scannedFile, error) {
 			if sf.size < 0 {
 				fi, err := e.Info()
 				if errors.Is(err, fs.ErrNotExist) {
-					continue // renamed or removed since ReadDir
+					return nil // renamed or removed since it was listed
 				}
 				if err != nil {
-					return nil, fmt.Errorf("maildir: %w", err)
+					return fmt.Errorf("maildir: %w", err)
 				}
 				sf.size, sf.mtime = fi.Size(), fi.ModTime()
 			}
 			names[unique] = sf.sub
 			out = append(out, sf)
+			return nil
+		})
+		if err != nil {
+			return nil, err
 		}
 		if links > 0 {
 			// Not read: a link planted in a user's Maildir would have a
@@ -285,6 +282,34 @@ func (m *Maildir) scan(dir string, sizeOnly bool) ([]scannedFile, error) {
 	m.files[dir] = names
 	slices.SortFunc(out, func(a, b scannedFile) int { return strings.Compare(a.unique, b.unique) })
 	return out, nil
+}
+
+// eachEntry calls fn with each entry of dir, a thousand at a time: a
+// folder of 300,000 files is never held as one slice of entries (nor
+// sorted, as os.ReadDir does). A directory that does not exist has none.
+func eachEntry(dir string, fn func(fs.DirEntry) error) error {
+	f, err := os.Open(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("maildir: %w", err)
+	}
+	defer f.Close()
+	for {
+		ents, err := f.ReadDir(1000)
+		for _, e := range ents {
+			if err := fn(e); err != nil {
+				return err
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("maildir: %w", err)
+		}
+	}
 }
 
 // maildirUnique is formats.ParseMaildirName's unique name and verdict,

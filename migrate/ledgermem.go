@@ -1,12 +1,15 @@
 package migrate
 
 import (
+	"bytes"
 	"iter"
 	"maps"
 	"math"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"github.com/mailferry/mailferry/formats"
 )
@@ -113,8 +116,12 @@ func (a *slotArray) clone() slotArray {
 type ledgerMem struct {
 	nums  []uint32 // ascending; ents.at(i) is nums[i]'s
 	ents  slotArray
+	names nameArray // the names the log gave when the folder was loaded
 	other map[string]slot
 	live  int
+	// load, while the log is read (beginLoad to seal), takes the entries
+	// that will go into names, in the log's order.
+	load  *nameLoad
 	bases [][]string
 	index map[string]uint32 // a flag set joined by NUL -> its base number
 	// hint is how many entries are coming (grow): the first entry sizes
@@ -137,6 +144,9 @@ func (l *ledgerMem) sized(numeric bool) {
 	case numeric:
 		l.nums = slices.Grow(l.nums, n)
 		l.ents.grow(n)
+	case l.load != nil:
+		l.load.ends = slices.Grow(l.load.ends, n)
+		l.load.ents.grow(n)
 	case l.other == nil:
 		l.other = make(map[string]slot, n)
 	}
@@ -159,6 +169,10 @@ func (l *ledgerMem) get(id string) (slot, bool) {
 		s := l.ents.at(at)
 		return s, s.bits&slotLive != 0
 	}
+	if at, found := l.names.find(id); found {
+		s := l.names.ents.at(at)
+		return s, s.bits&slotLive != 0
+	}
 	s, ok := l.other[id]
 	return s, ok
 }
@@ -177,10 +191,23 @@ func (l *ledgerMem) set(id string, s slot) {
 		}
 		l.ents.put(at, s)
 		return
-	case numeric && at == len(l.nums) && l.other[id].bits == 0:
-		l.nums = append(l.nums, n)
-		l.ents.push(s)
-		l.live++
+	case l.load != nil:
+		if numeric && at == len(l.nums) && !l.load.numbers {
+			l.push(n, s)
+		} else {
+			l.load.add(id, s, numeric)
+		}
+		return
+	}
+	if i, found := l.names.find(id); found {
+		if l.names.ents.bits[i]&slotLive == 0 {
+			l.live++
+		}
+		l.names.ents.put(i, s)
+		return
+	}
+	if numeric && at == len(l.nums) && l.other[id].bits == 0 {
+		l.push(n, s)
 		return
 	}
 	if l.other == nil {
@@ -198,20 +225,38 @@ func (l *ledgerMem) setNum(n uint64, s slot) {
 	if l.hint > 0 {
 		l.sized(n <= math.MaxUint32)
 	}
-	if k := len(l.nums); n <= math.MaxUint32 && (k == 0 || uint32(n) > l.nums[k-1]) && len(l.other) == 0 {
+	if k := len(l.nums); n <= math.MaxUint32 && (k == 0 || uint32(n) > l.nums[k-1]) && len(l.other) == 0 &&
+		!l.names.numbers && (l.load == nil || !l.load.numbers) {
 		s.bits |= slotLive
-		l.nums = append(l.nums, uint32(n))
-		l.ents.push(s)
-		l.live++
+		l.push(uint32(n), s)
 		return
 	}
 	l.set(strconv.FormatUint(n, 10), s)
 }
 
+// push appends the entry of a number above every number in the array.
+func (l *ledgerMem) push(n uint32, s slot) {
+	l.nums = append(l.nums, n)
+	l.ents.push(s)
+	l.live++
+}
+
 func (l *ledgerMem) forget(id string) {
-	if _, at, found, _ := l.find(id); found {
+	_, at, found, numeric := l.find(id)
+	switch {
+	case found:
 		if l.ents.bits[at]&slotLive != 0 {
 			l.ents.put(at, slot{})
+			l.live--
+		}
+		return
+	case l.load != nil:
+		l.load.add(id, slot{}, numeric) // a tombstone
+		return
+	}
+	if at, found := l.names.find(id); found {
+		if l.names.ents.bits[at]&slotLive != 0 {
+			l.names.ents.put(at, slot{})
 			l.live--
 		}
 		return
@@ -261,6 +306,8 @@ func (l *ledgerMem) entry(s slot) Entry {
 func (l *ledgerMem) clone() ledgerMem {
 	c := *l
 	c.nums, c.ents = slices.Clone(l.nums), l.ents.clone()
+	// The names are never written to; a clone is of a loaded ledger.
+	c.names.ents, c.load = l.names.ents.clone(), nil
 	c.other, c.index = maps.Clone(l.other), maps.Clone(l.index)
 	c.bases = slices.Clip(l.bases) // its flag sets are never written to
 	return c
@@ -308,6 +355,11 @@ func (fs *FolderState) All() iter.Seq2[string, Entry] {
 				return
 			}
 		}
+		for i := range l.names.ents.len() {
+			if s := l.names.ents.at(i); s.bits&slotLive != 0 && !yield(l.names.name(i), l.entry(s)) {
+				return
+			}
+		}
 		for id, s := range l.other {
 			if !yield(id, l.entry(s)) {
 				return
@@ -325,9 +377,11 @@ func (fs *FolderState) Keys() iter.Seq[formats.Key] {
 			copy(k[:], key[:])
 			return yield(k)
 		}
-		for i, b := range l.ents.bits {
-			if b&slotLive != 0 && !one(l.ents.keys[i]) {
-				return
+		for _, a := range []*slotArray{&l.ents, &l.names.ents} {
+			for i, b := range a.bits {
+				if b&slotLive != 0 && !one(a.keys[i]) {
+					return
+				}
 			}
 		}
 		for _, s := range l.other {
@@ -343,6 +397,94 @@ func (fs *FolderState) clone() *FolderState {
 	c := *fs
 	c.led = fs.led.clone()
 	return &c
+}
+
+// nameArray holds entries by name sorted by name, the names in one arena
+// that is never written to once the array is made (seal): about 30 bytes
+// and the name's own a message, where a map of slots by name took 150 or
+// more (a POP3 maildrop's UIDLs, a Maildir destination's hashed names).
+type nameArray struct {
+	arena        []byte
+	starts, ends []uint32 // name i is arena[starts[i]:ends[i]]
+	ents         slotArray
+	numbers      bool // some of the names are numbers (that came out of order)
+}
+
+func (a *nameArray) name(i int) string {
+	if a.ends[i] == a.starts[i] {
+		return ""
+	}
+	return unsafe.String(&a.arena[a.starts[i]], a.ends[i]-a.starts[i])
+}
+
+func (a *nameArray) find(id string) (int, bool) {
+	n := len(a.starts)
+	i := sort.Search(n, func(i int) bool { return a.name(i) >= id })
+	return i, i < n && a.name(i) == id
+}
+
+// nameLoad is what the log gives for names while it is read: every set
+// and forget (a slot that is not live) in the log's order, the last for
+// each name being what holds.
+type nameLoad struct {
+	arena []byte
+	ends  []uint32
+	ents  slotArray
+	// numbers: a number has come that the sorted array could not take
+	// (one below its last). From then on no number is appended to the
+	// array, so that a number is never in both; it could not be anyway
+	// (the array's last only grows), and this keeps it so.
+	numbers bool
+}
+
+func (d *nameLoad) add(id string, s slot, numeric bool) {
+	d.arena = append(d.arena, id...)
+	d.ends = append(d.ends, uint32(len(d.arena)))
+	d.ents.push(s)
+	d.numbers = d.numbers || numeric
+}
+
+// beginLoad starts reading the log: names go to a load until seal.
+func (l *ledgerMem) beginLoad() { l.load = &nameLoad{} }
+
+// seal ends reading the log: the last entry the log gave for each name
+// goes into the sorted name array, if it is live.
+func (l *ledgerMem) seal() {
+	d := l.load
+	l.load = nil
+	if d == nil || len(d.ends) == 0 {
+		return
+	}
+	start := func(i uint32) uint32 {
+		if i == 0 {
+			return 0
+		}
+		return d.ends[i-1]
+	}
+	name := func(i uint32) []byte { return d.arena[start(i):d.ends[i]] }
+	order := make([]uint32, len(d.ends))
+	for i := range order {
+		order[i] = uint32(i)
+	}
+	slices.SortStableFunc(order, func(a, b uint32) int {
+		return bytes.Compare(name(a), name(b))
+	})
+	a := nameArray{arena: d.arena, numbers: d.numbers,
+		starts: make([]uint32, 0, len(order)), ends: make([]uint32, 0, len(order))}
+	a.ents.grow(len(order))
+	for k, i := range order {
+		if k+1 < len(order) && bytes.Equal(name(order[k+1]), name(i)) {
+			continue // a later entry for the same name holds
+		}
+		s := d.ents.at(int(i))
+		if s.bits&slotLive == 0 {
+			continue
+		}
+		a.starts, a.ends = append(a.starts, start(i)), append(a.ends, d.ends[i])
+		a.ents.push(s)
+		l.live++
+	}
+	l.names = a
 }
 
 // idSet is a set of message IDs, as compact as the ledger's: the UIDs

@@ -211,6 +211,8 @@ func (s *boltState) Folder(side Side, name string) (*FolderState, error) {
 		fs.led.grow(int(fs.Messages)) // about as many entries as messages
 		if log := b.Bucket(logBucket); log != nil {
 			kw := loadKeywords(b).names
+			fs.led.beginLoad() // names sorted once, at the end (ledgermem.go)
+			defer fs.led.seal()
 			return log.ForEach(func(_, v []byte) error {
 				return decodeRun(fs, v, kw)
 			})

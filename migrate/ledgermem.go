@@ -21,9 +21,10 @@ import (
 // the log of an IMAP folder gives them, go into a sorted array found by
 // binary search, its slots kept as columns (slotArray): 33 bytes a message
 // of a source folder, 21 of a destination folder's index. Other IDs
-// (Maildir names, POP3 UIDLs) and numbers that came out of order go into a
-// map. Flag sets are kept once each per folder (most messages share one of
-// a few).
+// (Maildir names, POP3 UIDLs) and numbers that came out of order go, when
+// the log gives them as the folder is loaded, into an array sorted once
+// at the end (nameArray), and when set later, into a map. Flag sets are
+// kept once each per folder (most messages share one of a few).
 //
 // It replaced four maps keyed by ID (keys, copied, destination, base),
 // several hundred bytes a message, which a delta pass over a changed
@@ -400,9 +401,9 @@ func (fs *FolderState) clone() *FolderState {
 }
 
 // nameArray holds entries by name sorted by name, the names in one arena
-// that is never written to once the array is made (seal): about 30 bytes
-// and the name's own a message, where a map of slots by name took 150 or
-// more (a POP3 maildrop's UIDLs, a Maildir destination's hashed names).
+// that is never written to once the array is made (seal): about 25 bytes
+// and the name's own a message, where a map of slots by name took about
+// 170 (a POP3 maildrop's UIDLs, a Maildir destination's hashed names).
 type nameArray struct {
 	arena        []byte
 	starts, ends []uint32 // name i is arena[starts[i]:ends[i]]

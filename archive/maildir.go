@@ -249,7 +249,11 @@ func (m *Maildir) scan(dir string, sizeOnly bool) ([]scannedFile, error) {
 			if _, dup := names[unique]; dup {
 				return nil // the same unique name in cur/ and new/: keep cur/
 			}
-			sf := scannedFile{unique: unique, sub: sub + "/" + e.Name(), flags: flags, size: -1}
+			// The unique name kept is the one inside sub's string: the
+			// entry's own name string is let go with its batch.
+			path := sub + "/" + e.Name()
+			unique = path[len(sub)+1:][:len(unique)]
+			sf := scannedFile{unique: unique, sub: path, flags: flags, size: -1}
 			if sizeOnly {
 				sf.size = sizeFromName(unique)
 			}

@@ -17,12 +17,12 @@ import (
 //
 // It was a map[formats.Key]int: with the map's room, 84 bytes a
 // destination message, 25 MB for a 300,000-message folder, the largest
-// thing a delta pass held (BenchmarkKeyMap). Here it is the keys sorted, 16 bytes
-// each, one bit each for "matched", and where each bucket of about three
-// keys begins (1-2 bytes a key): 5 MB, and under half the time. Copies are
-// only ever taken, never given back, so within a run of equal keys the
-// matched ones are a prefix, and the first free one is found by binary
-// search too.
+// thing a delta pass held (BenchmarkKeyMap). Here it is the keys sorted,
+// 16 bytes each, one bit each for "matched", and where each bucket of
+// about three keys begins (1-2 bytes a key): 5 MB, and under half the
+// time. Copies are only ever taken, never given back, so within a run of
+// equal keys the matched ones are a prefix, and the first free one is
+// found by binary search too.
 type keyPool struct {
 	keys []keyWords
 	used []uint64

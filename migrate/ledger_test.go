@@ -198,8 +198,13 @@ func asMaps(fs *FolderState) ledgerMaps {
 }
 
 // idNumber takes a number written the canonical way only, as formatting
-// it again would tell.
+// it again would tell; and it allocates nothing, for a name or a number.
 func TestIDNumberCanonical(t *testing.T) {
+	for _, id := range []string{"00000001u6752b7c0", "1733356800.M1P7.host", "123456789"} {
+		if n := testing.AllocsPerRun(100, func() { idNumber(id) }); n != 0 {
+			t.Errorf("idNumber(%q) allocates %.0f times", id, n)
+		}
+	}
 	for _, id := range []string{"0", "00", "007", "7", "10", "4294967296", "18446744073709551615",
 		"18446744073709551616", "", "+1", "-1", "1_0", " 1", "1 ", "abc", "1e3", "0x10", "\xff#abc"} {
 		n, err := strconv.ParseUint(id, 10, 64)

@@ -261,12 +261,11 @@ func (p *folderPass) listSource(ctx context.Context, ss *FolderState) (uint32, [
 func (p *folderPass) knownFlags(ss *FolderState) func(uint32) ([]string, bool) {
 	var held map[formats.Key]bool // the destination's keys, once a message needs them
 	return func(uid uint32) ([]string, bool) {
-		id := strconv.FormatUint(uint64(uid), 10)
-		en, ok := ss.Get(id)
+		en, ok := ss.GetNum(uid)
 		if !ok || !en.HasBase {
 			return nil, false
 		}
-		if _, ok := recordedDest(en, p.ds, p.dstF.Validity); ok {
+		if holdsRecorded(en, p.ds, p.dstF.Validity) {
 			return en.Base, true
 		}
 		if en.Dst.UID != 0 {

@@ -329,12 +329,19 @@ func mapToDest(want, all []formats.Message, same []uint32, ledger, dst *FolderSt
 // entry en; zero if none) as, if the destination folder (same UIDVALIDITY)
 // still holds it with the same key.
 func recordedDest(en Entry, dst *FolderState, dstValidity uint32) (string, bool) {
-	if en.Dst.UID == 0 || en.Dst.Validity != dstValidity {
+	if !holdsRecorded(en, dst, dstValidity) {
 		return "", false
 	}
-	uid := strconv.FormatUint(uint64(en.Dst.UID), 10)
-	k, ok := dst.Key(uid)
-	return uid, ok && k == en.Key
+	return strconv.FormatUint(uint64(en.Dst.UID), 10), true
+}
+
+// holdsRecorded is recordedDest's answer without the UID's decimal form.
+func holdsRecorded(en Entry, dst *FolderState, dstValidity uint32) bool {
+	if en.Dst.UID == 0 || en.Dst.Validity != dstValidity {
+		return false
+	}
+	k, ok := dst.KeyNum(en.Dst.UID)
+	return ok && k == en.Key
 }
 
 // decideDeletions returns the destination UIDs --sync-deletions removes:
@@ -374,9 +381,8 @@ func inOrder(msgs []formats.Message, same []uint32, ledger *FolderState, fn func
 		for ; i < len(msgs) && msgs[i].UID < u; i++ {
 			listed(msgs[i])
 		}
-		id := strconv.FormatUint(uint64(u), 10)
-		en, ok := ledger.Get(id)
-		fn(formats.Message{ID: id, UID: u, Size: -1, Flags: en.Base}, en, ok)
+		en, ok := ledger.GetNum(u)
+		fn(formats.Message{ID: strconv.FormatUint(uint64(u), 10), UID: u, Size: -1, Flags: en.Base}, en, ok)
 	}
 	for ; i < len(msgs); i++ {
 		listed(msgs[i])

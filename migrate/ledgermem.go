@@ -178,6 +178,19 @@ func (l *ledgerMem) get(id string) (slot, bool) {
 	return s, ok
 }
 
+// getNum is get for the ID that is the number n, without its decimal form
+// unless it is not in the sorted array and names are held.
+func (l *ledgerMem) getNum(n uint32) (slot, bool) {
+	if at, found := slices.BinarySearch(l.nums, n); found {
+		s := l.ents.at(at)
+		return s, s.bits&slotLive != 0
+	}
+	if len(l.names.starts) == 0 && len(l.other) == 0 {
+		return slot{}, false
+	}
+	return l.get(strconv.FormatUint(uint64(n), 10))
+}
+
 // set puts s (live) under id, replacing any entry there.
 func (l *ledgerMem) set(id string, s slot) {
 	s.bits |= slotLive
@@ -320,6 +333,23 @@ func (fs *FolderState) Len() int { return fs.led.live }
 // Key is the identity key the ledger holds for id.
 func (fs *FolderState) Key(id string) (formats.Key, bool) {
 	s, ok := fs.led.get(id)
+	var k formats.Key
+	copy(k[:], s.key[:])
+	return k, ok
+}
+
+// GetNum is Get of the ID that is the number n (a UID).
+func (fs *FolderState) GetNum(n uint32) (Entry, bool) {
+	s, ok := fs.led.getNum(n)
+	if !ok {
+		return Entry{}, false
+	}
+	return fs.led.entry(s), true
+}
+
+// KeyNum is Key of the ID that is the number n (a UID).
+func (fs *FolderState) KeyNum(n uint32) (formats.Key, bool) {
+	s, ok := fs.led.getNum(n)
 	var k formats.Key
 	copy(k[:], s.key[:])
 	return k, ok

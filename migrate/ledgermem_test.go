@@ -103,6 +103,15 @@ func TestLedgerMemAnswersAsAMap(t *testing.T) {
 						t.Fatalf("%s: Get(%s) = %+v %v, want %+v", what, id, en, ok, want)
 					}
 				}
+				// By number: the same answers, for UIDs held and not.
+				for n := uint32(0); n <= uint32(next)+2; n++ {
+					want, wok := model[strconv.FormatUint(uint64(n), 10)]
+					en, ok := fs.GetNum(n)
+					k, kok := fs.KeyNum(n)
+					if ok != wok || kok != wok || fmt.Sprint(en) != fmt.Sprint(want) || k != want.Key {
+						t.Fatalf("%s: GetNum(%d) = %+v %v, want %+v %v", what, n, en, ok, want, wok)
+					}
+				}
 				for _, absent := range []string{"0", "999999999", "nope"} {
 					if _, ok := model[absent]; !ok {
 						if _, ok := fs.Get(absent); ok {

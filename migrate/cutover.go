@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"sort"
 	"strconv"
 
 	"github.com/mailferry/mailferry/formats"
@@ -124,20 +123,7 @@ func (p *folderPass) recordGone(ctx context.Context, dry bool) error {
 	if !ok || e.filtered() || p.validity != f.Validity || p.ss.Validity != p.validity {
 		return nil
 	}
-	listed := listedIDs(p.msgs, p.same)
-	all := slices.Clone(p.msgs)
-	var gone []string
-	for id, en := range p.ss.All() {
-		if !listed.has(id) && en.Copied {
-			gone = append(gone, id)
-			all = append(all, formats.Message{ID: id})
-		}
-	}
-	if len(gone) == 0 {
-		return nil
-	}
-	sort.Strings(gone)
-	where := mapToDest(all, all, p.same, p.ss, p.ds, p.dstF.Validity)
+	gone, where := decideGone(p.msgs, p.same, p.ss, p.ds, p.dstF.Validity)
 	var ids []string
 	var forget []Record
 	for _, id := range gone {

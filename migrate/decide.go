@@ -230,7 +230,7 @@ func decideFlags(msgs []formats.Message, same []uint32, ledger, dst *FolderState
 			changed = append(changed, m) // not unchanged (a partial listing gives the base itself)
 		}
 	}
-	where := mapToDest(changed, msgs, same, ledger, dst, dstValidity)
+	where := mapToDest(changed, msgs, same, nil, ledger, dst, dstValidity)
 	group := map[string]int{}
 	for _, m := range changed {
 		en, _ := ledger.Get(m.ID)
@@ -275,9 +275,9 @@ func decideFlags(msgs []formats.Message, same []uint32, ledger, dst *FolderState
 // mapToDest finds the destination copy of each message of want that the
 // ledger knows: the recorded UID where it still holds the key, else a
 // destination message with the same key (lowest UID first) that no message
-// of all and same (the listing want is part of) claims by its recorded
-// UID.
-func mapToDest(want, all []formats.Message, same []uint32, ledger, dst *FolderState, dstValidity uint32) map[string]string {
+// of all and same (the listing want is part of), then of after, claims by
+// its recorded UID.
+func mapToDest(want, all []formats.Message, same []uint32, after []formats.Message, ledger, dst *FolderState, dstValidity uint32) map[string]string {
 	where := make(map[string]string, len(want))
 	for _, m := range want {
 		en, _ := ledger.Get(m.ID)
@@ -288,8 +288,15 @@ func mapToDest(want, all []formats.Message, same []uint32, ledger, dst *FolderSt
 	if len(where) == len(want) {
 		return where // none is left to find by key
 	}
-	claimed := make(map[string]bool, len(all)+len(same))
-	inOrder(all, same, ledger, func(_ formats.Message, en Entry, _ bool) {
+	each := func(fn func(m formats.Message, en Entry, ok bool)) {
+		inOrder(all, same, ledger, fn)
+		for _, m := range after {
+			en, ok := ledger.Get(m.ID)
+			fn(m, en, ok)
+		}
+	}
+	claimed := make(map[string]bool, len(all)+len(same)+len(after))
+	each(func(_ formats.Message, en Entry, _ bool) {
 		if id, ok := recordedDest(en, dst, dstValidity); ok {
 			claimed[id] = true
 		}
@@ -303,13 +310,13 @@ func mapToDest(want, all []formats.Message, same []uint32, ledger, dst *FolderSt
 	for _, ids := range byKey {
 		sort.Slice(ids, func(i, j int) bool { return len(ids[i]) < len(ids[j]) || len(ids[i]) == len(ids[j]) && ids[i] < ids[j] })
 	}
-	// The messages of all are given their copies in the listing's order,
-	// whichever of them want names.
+	// The messages of all, same and after are given their copies in that
+	// order, whichever of them want names.
 	wanted := make(map[string]bool, len(want))
 	for _, m := range want {
 		wanted[m.ID] = true
 	}
-	inOrder(all, same, ledger, func(m formats.Message, en Entry, ok bool) {
+	each(func(m formats.Message, en Entry, ok bool) {
 		k := en.Key
 		if !ok || len(byKey[k]) == 0 {
 			return
@@ -364,6 +371,25 @@ func decideDeletions(msgs []formats.Message, same []uint32, ledger, dst *FolderS
 	})
 	sort.Strings(gone)
 	return uids, gone
+}
+
+// decideGone returns the messages mailferry copied whose source message
+// the complete listing (msgs and same) lacks, sorted, and where each one's
+// copy is at the destination (mapToDest, the gone ones after the listing).
+func decideGone(msgs []formats.Message, same []uint32, ledger, dst *FolderState, dstValidity uint32) (gone []string, where map[string]string) {
+	listed := listedIDs(msgs, same)
+	var lacking []formats.Message
+	for id, en := range ledger.All() {
+		if !listed.has(id) && en.Copied {
+			gone = append(gone, id)
+			lacking = append(lacking, formats.Message{ID: id})
+		}
+	}
+	if len(gone) == 0 {
+		return nil, nil
+	}
+	sort.Strings(gone)
+	return gone, mapToDest(lacking, msgs, same, lacking, ledger, dst, dstValidity)
 }
 
 // inOrder calls fn with each message of msgs and of same (UIDs of messages

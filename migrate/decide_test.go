@@ -342,7 +342,7 @@ func TestMapToDestAsksForSome(t *testing.T) {
 	ledger.Set("4", Entry{Key: k(2), Copied: true, Dst: DstID{3, 12}})
 	dest := indexOf(map[string]formats.Key{"10": k(1), "11": k(1), "12": k(2), "13": k(1)})
 	all := []formats.Message{{ID: "1"}, {ID: "2"}, {ID: "3"}, {ID: "4"}, {ID: "5"}}
-	whole := mapToDest(all, all, nil, ledger, dest, 3)
+	whole := mapToDest(all, all, nil, nil, ledger, dest, 3)
 	if fmt.Sprint(whole) != "map[1:11 2:13 3:10 4:12]" {
 		t.Fatalf("the whole listing maps %v", whole)
 	}
@@ -353,7 +353,7 @@ func TestMapToDestAsksForSome(t *testing.T) {
 			want = append(want, formats.Message{ID: id})
 			expect[id] = whole[id]
 		}
-		if got := mapToDest(want, all, nil, ledger, dest, 3); fmt.Sprint(got) != fmt.Sprint(expect) {
+		if got := mapToDest(want, all, nil, nil, ledger, dest, 3); fmt.Sprint(got) != fmt.Sprint(expect) {
 			t.Errorf("asked for %v: %v, want %v", ids, got, expect)
 		}
 		// The same with the others listed as unchanged, by UID alone.
@@ -367,7 +367,7 @@ func TestMapToDestAsksForSome(t *testing.T) {
 				same = append(same, uint32(uid))
 			}
 		}
-		if got := mapToDest(want, listed, same, ledger, dest, 3); fmt.Sprint(got) != fmt.Sprint(expect) {
+		if got := mapToDest(want, listed, same, nil, ledger, dest, 3); fmt.Sprint(got) != fmt.Sprint(expect) {
 			t.Errorf("asked for %v, the others unchanged: %v, want %v", ids, got, expect)
 		}
 	}
@@ -375,6 +375,32 @@ func TestMapToDestAsksForSome(t *testing.T) {
 	for id, want := range map[string]bool{"7": true, "3": true, "UIDL-1": true, "4294967296": true, "007": true, "5": true, "9": true, "6": false, "07": false, "x": false} {
 		if set.has(id) != want {
 			t.Errorf("listedIDs has(%s) = %v", id, !want)
+		}
+	}
+}
+
+// decideGone finds a gone message's copy by key after every listed
+// message, as it did when the whole listing came as messages: a listed
+// message after the changed ones, given by UID alone, keeps the copy it
+// would have had.
+func TestDecideGoneComesAfterTheListing(t *testing.T) {
+	k := formats.Key{1}
+	ledger := newFolderState(1)
+	for _, id := range []string{"1", "2", "3"} { // copied, no recorded UID (an archive's)
+		ledger.Set(id, Entry{Key: k, Copied: true})
+	}
+	dest := indexOf(map[string]formats.Key{"10": k, "11": k})
+	for _, v := range []struct {
+		msgs []formats.Message
+		same []uint32
+	}{
+		{[]formats.Message{{ID: "1", UID: 1}, {ID: "2", UID: 2}}, nil},
+		{[]formats.Message{{ID: "1", UID: 1}}, []uint32{2}},
+		{nil, []uint32{1, 2}},
+	} {
+		gone, where := decideGone(v.msgs, v.same, ledger, dest, 3)
+		if len(gone) != 1 || gone[0] != "3" || where["3"] != "" {
+			t.Errorf("listing %v, unchanged %v: gone %v, copies %v; want 3 gone without a copy", v.msgs, v.same, gone, where)
 		}
 	}
 }

@@ -225,15 +225,17 @@ func decideFlags(msgs []formats.Message, same []uint32, ledger, dst *FolderState
 	skip map[string]bool, srcKey string, have map[string][]string) flagPlan {
 	var plan flagPlan
 	var changed []formats.Message
+	var entries []Entry // changed's, looked up once
 	for _, m := range msgs {
 		if en, ok := ledger.Get(m.ID); ok && !skip[m.ID] && !(en.HasBase && slices.Equal(m.Flags, en.Base)) {
 			changed = append(changed, m) // not unchanged (a partial listing gives the base itself)
+			entries = append(entries, en)
 		}
 	}
 	where := mapToDest(changed, msgs, same, nil, ledger, dst, dstValidity)
 	group := map[string]int{}
-	for _, m := range changed {
-		en, _ := ledger.Get(m.ID)
+	for i, m := range changed {
+		en := entries[i]
 		uid, mapped := where[m.ID]
 		if !mapped {
 			continue

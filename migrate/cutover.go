@@ -245,7 +245,7 @@ func (p *folderPass) listSource(ctx context.Context, ss *FolderState) (uint32, [
 // destination: the UID mailferry stored it as still holds its key, or (found
 // there by key) the destination folder holds the key.
 func (p *folderPass) knownFlags(ss *FolderState) func(uint32) ([]string, bool) {
-	var held map[formats.Key]bool // the destination's keys, once a message needs them
+	var held *keyPool // the destination's keys, once a message needs them
 	return func(uid uint32) ([]string, bool) {
 		en, ok := ss.GetNum(uid)
 		if !ok || !en.HasBase {
@@ -258,12 +258,9 @@ func (p *folderPass) knownFlags(ss *FolderState) func(uint32) ([]string, bool) {
 			return nil, false
 		}
 		if held == nil {
-			held = make(map[formats.Key]bool, p.ds.Len())
-			for k := range p.ds.Keys() {
-				held[k] = true
-			}
+			held = newKeyPool(p.ds.Len(), p.ds.Keys())
 		}
-		return en.Base, held[en.Key]
+		return en.Base, held.holds(en.Key)
 	}
 }
 

@@ -90,23 +90,33 @@ func newKeyPool(n int, keys iter.Seq[formats.Key]) *keyPool {
 	return &keyPool{keys: ks, used: make([]uint64, (n+63)/64), free: n, bounds: bounds, shift: shift}
 }
 
+// find is where the run of k's copies begins and ends (start == end: none).
+func (p *keyPool) find(w keyWords) (start, end int) {
+	b := w.hi >> p.shift
+	lo, hi := int(p.bounds[b]), int(p.bounds[b+1])
+	at, found := slices.BinarySearchFunc(p.keys[lo:hi], w, compareWords)
+	if !found {
+		return 0, 0
+	}
+	start, end = lo+at, lo+at+1
+	if end < hi && p.keys[end] == w {
+		end = start + sort.Search(hi-start, func(i int) bool { return p.keys[start+i] != w })
+	}
+	return start, end
+}
+
+// holds reports whether the destination holds k at all, taken or not.
+func (p *keyPool) holds(k formats.Key) bool {
+	start, end := p.find(wordsOf(k))
+	return start < end
+}
+
 func (p *keyPool) isUsed(i int) bool { return p.used[i/64]&(1<<(i%64)) != 0 }
 
 // take counts one copy of k as matched, and reports whether one was free
 // (what avail[k] > 0 { avail[k]-- } did).
 func (p *keyPool) take(k formats.Key) bool {
-	w := wordsOf(k)
-	b := w.hi >> p.shift
-	lo, hi := int(p.bounds[b]), int(p.bounds[b+1])
-	at, found := slices.BinarySearchFunc(p.keys[lo:hi], w, compareWords)
-	if !found {
-		return false
-	}
-	start := lo + at
-	end := start + 1
-	if end < hi && p.keys[end] == w {
-		end = start + sort.Search(hi-start, func(i int) bool { return p.keys[start+i] != w })
-	}
+	start, end := p.find(wordsOf(k))
 	i := start + sort.Search(end-start, func(i int) bool { return !p.isUsed(start + i) })
 	if i == end {
 		return false

@@ -1,6 +1,7 @@
 package migrate
 
 import (
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -30,12 +31,16 @@ func TestKeyPoolCountsAsAMap(t *testing.T) {
 		}
 		pool := newKeyPool(len(dest), slices.Values(dest))
 		free := len(dest)
+		given := maps.Clone(model)
 		for i := range 3000 {
 			k := key()
 			want := model[k] > 0
 			if want {
 				model[k]--
 				free--
+			}
+			if pool.holds(k) != (given[k] > 0) {
+				t.Fatalf("seed %d, take %d of %x: holds says %v, given %d", seed, i, k[:16], pool.holds(k), given[k])
 			}
 			if got := pool.take(k); got != want {
 				t.Fatalf("seed %d, take %d of %x: got %v, a map says %v", seed, i, k[:16], got, want)

@@ -249,7 +249,7 @@ func (m *Maildir) scan(dir string, sizeOnly bool) ([]scannedFile, error) {
 			if _, dup := names[unique]; dup {
 				return nil // the same unique name in cur/ and new/: keep cur/
 			}
-			// The unique name kept is the one inside sub's string: the
+			// The unique name kept is the one inside path's string: the
 			// entry's own name string is let go with its batch.
 			path := sub + "/" + e.Name()
 			unique = path[len(sub)+1:][:len(unique)]

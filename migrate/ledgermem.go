@@ -206,10 +206,13 @@ func (l *ledgerMem) set(id string, s slot) {
 		l.ents.put(at, s)
 		return
 	case l.load != nil:
-		if numeric && at == len(l.nums) && !l.load.numbers {
+		// A number goes to the load only below the array's last, which
+		// only grows: it is never appended to the array later. (A
+		// forget's tombstone may be above it; seal drops tombstones.)
+		if numeric && at == len(l.nums) {
 			l.push(n, s)
 		} else {
-			l.load.add(id, s, numeric)
+			l.load.add(id, s)
 		}
 		return
 	}
@@ -239,8 +242,7 @@ func (l *ledgerMem) setNum(n uint64, s slot) {
 	if l.hint > 0 {
 		l.sized(n <= math.MaxUint32)
 	}
-	if k := len(l.nums); n <= math.MaxUint32 && (k == 0 || uint32(n) > l.nums[k-1]) && len(l.other) == 0 &&
-		!l.names.numbers && (l.load == nil || !l.load.numbers) {
+	if k := len(l.nums); n <= math.MaxUint32 && (k == 0 || uint32(n) > l.nums[k-1]) && len(l.other) == 0 {
 		s.bits |= slotLive
 		l.push(uint32(n), s)
 		return
@@ -256,7 +258,7 @@ func (l *ledgerMem) push(n uint32, s slot) {
 }
 
 func (l *ledgerMem) forget(id string) {
-	_, at, found, numeric := l.find(id)
+	_, at, found, _ := l.find(id)
 	switch {
 	case found:
 		if l.ents.bits[at]&slotLive != 0 {
@@ -265,7 +267,7 @@ func (l *ledgerMem) forget(id string) {
 		}
 		return
 	case l.load != nil:
-		l.load.add(id, slot{}, numeric) // a tombstone
+		l.load.add(id, slot{}) // a tombstone
 		return
 	}
 	if at, found := l.names.find(id); found {
@@ -438,7 +440,6 @@ type nameArray struct {
 	arena        []byte
 	starts, ends []uint32 // name i is arena[starts[i]:ends[i]]
 	ents         slotArray
-	numbers      bool // some of the names are numbers (that came out of order)
 }
 
 func (a *nameArray) name(i int) string {
@@ -461,18 +462,12 @@ type nameLoad struct {
 	arena []byte
 	ends  []uint32
 	ents  slotArray
-	// numbers: a number has come that the sorted array could not take
-	// (one below its last). From then on no number is appended to the
-	// array, so that a number is never in both; it could not be anyway
-	// (the array's last only grows), and this keeps it so.
-	numbers bool
 }
 
-func (d *nameLoad) add(id string, s slot, numeric bool) {
+func (d *nameLoad) add(id string, s slot) {
 	d.arena = append(d.arena, id...)
 	d.ends = append(d.ends, uint32(len(d.arena)))
 	d.ents.push(s)
-	d.numbers = d.numbers || numeric
 }
 
 // beginLoad starts reading the log: names go to a load until seal.
@@ -500,7 +495,7 @@ func (l *ledgerMem) seal() {
 	slices.SortStableFunc(order, func(a, b uint32) int {
 		return bytes.Compare(name(a), name(b))
 	})
-	a := nameArray{arena: d.arena, numbers: d.numbers,
+	a := nameArray{arena: d.arena,
 		starts: make([]uint32, 0, len(order)), ends: make([]uint32, 0, len(order))}
 	a.ents.grow(len(order))
 	for k, i := range order {

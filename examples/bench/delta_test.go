@@ -62,6 +62,10 @@ func (e *bpEnv) deltaRound(set *bpSet, tool string, round int) {
 	}
 	e.timed(bpKey{bpJobDelta0, set.name, tool}, d.run(d.argv), set, round)
 	one := oneFolder(set)
+	if e.oneFolderShare == nil {
+		e.oneFolderShare = map[string]float64{}
+	}
+	e.oneFolderShare[set.name] = float64(set.counts[one]) / float64(set.total())
 	flagged, deleted := e.changeSource(d.src, set, []string{one})
 	e.logf("delta %s: changed the flags of %d messages and expunged %d in %s alone (%d messages, %.1f%% of the set)",
 		tool, flagged, deleted, one, set.counts[one], 100*e.oneFolderShare[set.name])
@@ -156,12 +160,6 @@ compress = NO
 func (e *bpEnv) changeSource(src *dovecottest.Server, set *bpSet, folders []string) (flagged, deleted int) {
 	c := src.Client(e.b, "alice")
 	defer c.Close()
-	if len(folders) == 1 {
-		if e.oneFolderShare == nil {
-			e.oneFolderShare = map[string]float64{}
-		}
-		e.oneFolderShare[set.name] = float64(set.counts[folders[0]]) / float64(set.total())
-	}
 	for _, f := range folders {
 		if set.counts[f] == 0 {
 			continue

@@ -2,8 +2,10 @@ package migrate
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -86,44 +88,175 @@ func TestLedgerBaseAndDest(t *testing.T) {
 	}
 }
 
-// TestStateBytesPerMessage: a run that copied 20,000 messages (source and
+// TestStateBytesPerMessage: a run that copied a folder tree (source and
 // destination entries, recorded in batches as the transfer does) leaves a
-// state file of at most 64 bytes per message.
+// state file of at most 64 bytes per message, whether the batches are
+// large (small messages, one folder) or small and spread over several
+// folders (the bench's MIXED set of large messages: about 30 a batch), and
+// whether the destination's IDs are UIDs or Maildir file names.
 func TestStateBytesPerMessage(t *testing.T) {
 	t.Parallel()
-	path := filepath.Join(t.TempDir(), "s.db")
-	st, err := OpenState(path)
-	if err != nil {
-		t.Fatal(err)
+	for _, c := range []struct {
+		name              string
+		n, batch, folders int
+		maildir           bool
+		uidl              bool    // POP3: the source's IDs are Dovecot's UIDLs
+		most              float64 // bytes per message
+	}{
+		{"IMAP, one folder, batches of 1000", 20000, 1000, 1, false, false, 64},
+		{"Maildir, one folder, batches of 1000", 20000, 1000, 1, true, false, 64},
+		{"Maildir, 12 folders, batches of 100", 20000, 100, 12, true, false, 64},
+		{"IMAP, 4 folders, batches of 30", 5000, 30, 4, false, false, 64},
+		{"Maildir, 4 folders, batches of 30", 5000, 30, 4, true, false, 64},
+		// Not yet 64 (the README's "Not done yet"): 56 bytes of entries,
+		// and the free pages of a log rewritten every 100 messages, whose
+		// last leaf spans up to four pages. It was 91.5 in the bench
+		// before UIDLs were written as hex digits two to a byte.
+		{"POP3 to Maildir, batches of 100", 20000, 100, 1, true, true, 67},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			path := filepath.Join(t.TempDir(), "s.db")
+			st, err := OpenState(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			per := c.n / c.folders
+			for f := range c.folders {
+				folder := fmt.Sprintf("Folder %d", f)
+				for lo := 1; lo <= per; lo += c.batch {
+					var recs []Record
+					for uid := lo; uid < min(lo+c.batch, per+1); uid++ {
+						key := ledgerKey(formats.IdentityKey([]byte(fmt.Sprintf("Message-ID: <%d.%d@example.org>\r\n\r\n", f, uid))))
+						id := strconv.Itoa(uid)
+						src := Record{Side: SideSource, Folder: folder + "\x00" + folder, ID: id, Key: key, Copied: true,
+							Base: []string{`\Seen`}, HasBase: true}
+						if c.uidl {
+							src.ID, src.Base = fmt.Sprintf("%08x%08x", uid, 1733356800), []string{}
+						}
+						dst := Record{Side: SideDest, Folder: folder, ID: id, Key: key}
+						if c.maildir {
+							dst.ID = indexID(fmt.Sprintf("1733356800.M%dP4242Q%d.mail.example.org,S=%d", 100000+uid, uid, 1000+uid))
+						} else {
+							src.Dst = DstID{Validity: 1733356800, UID: uint32(uid)}
+						}
+						recs = append(recs, src, dst)
+					}
+					if err := st.Add(recs); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			last := c.folders - 1
+			led, _ := st.Folder(SideSource, fmt.Sprintf("Folder %d\x00Folder %d", last, last))
+			if fs := asMaps(led); len(fs.IDs) != per || len(fs.Base) != per || !c.maildir && fs.Dst[strconv.Itoa(per)].UID != uint32(per) ||
+				c.uidl && fs.IDs[fmt.Sprintf("%08x%08x", per, 1733356800)] == (formats.Key{}) {
+				t.Fatalf("read back %d IDs, %d bases, dst %v", len(fs.IDs), len(fs.Base), fs.Dst[strconv.Itoa(per)])
+			}
+			st.Close()
+			fi, err := os.Stat(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := float64(fi.Size()) / float64(c.n)
+			t.Logf("state: %d bytes for %d messages, %.1f bytes per message", fi.Size(), c.n, b)
+			if b > c.most {
+				t.Errorf("the state takes %.1f bytes per message, want at most %.0f", b, c.most)
+			}
+		})
 	}
-	const n, batch = 20000, 1000
-	for lo := 1; lo <= n; lo += batch {
-		var recs []Record
-		for uid := lo; uid < lo+batch; uid++ {
-			key := ledgerKey(formats.IdentityKey([]byte(fmt.Sprintf("Message-ID: <%d@example.org>\r\n\r\n", uid))))
-			id := strconv.Itoa(uid)
-			recs = append(recs,
-				Record{Side: SideSource, Folder: "INBOX\x00INBOX", ID: id, Key: key, Copied: true,
-					Dst: DstID{Validity: 1733356800, UID: uint32(uid)}, Base: []string{`\Seen`}, HasBase: true},
-				Record{Side: SideDest, Folder: "INBOX", ID: id, Key: key})
-		}
-		if err := st.Add(recs); err != nil {
+}
+
+// TestStateLogReadsBackAsWritten: whatever mix of records and forgets is
+// added, in whatever batches (each a transaction that may extend the
+// log's last run: lastRun), the bbolt state reads back what a memState
+// does, before and after a reopen. The IDs mix UIDs out of order, POP3
+// UIDLs, hashed Maildir names and IDs too long to share a run; the
+// destination UIDs mix two UIDVALIDITYs, and the bases keywords.
+func TestStateLogReadsBackAsWritten(t *testing.T) {
+	t.Parallel()
+	for seed := range uint64(20) {
+		r := rand.New(rand.NewPCG(seed, 7))
+		path := filepath.Join(t.TempDir(), "s.db")
+		st, err := OpenState(path)
+		if err != nil {
 			t.Fatal(err)
 		}
-	}
-	led, _ := st.Folder(SideSource, "INBOX\x00INBOX")
-	if fs := asMaps(led); len(fs.IDs) != n || len(fs.Base) != n || fs.Dst["20000"].UID != 20000 {
-		t.Fatalf("read back %d IDs, %d bases, dst %v", len(fs.IDs), len(fs.Base), fs.Dst["20000"])
-	}
-	st.Close()
-	fi, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	per := float64(fi.Size()) / n
-	t.Logf("state: %d bytes for %d messages, %.1f bytes per message", fi.Size(), n, per)
-	if per > 64 {
-		t.Errorf("the state takes %.1f bytes per message, want at most 64", per)
+		model := NewMemState()
+		folders := []string{"INBOX", "Lists/go"}
+		id := func() string {
+			switch r.IntN(6) {
+			case 0:
+				return fmt.Sprintf("UIDL-%d", r.IntN(300))
+			case 4:
+				// Hex UIDLs of either case, odd lengths, digits with a
+				// leading zero, and mixed case (written as it is).
+				return []string{fmt.Sprintf("%08X%08x", r.IntN(300), 1733356800), fmt.Sprintf("%08x%08x", r.IntN(300), 1733356800),
+					fmt.Sprintf("%05X", r.IntN(300)), fmt.Sprintf("%04d", r.IntN(300)), fmt.Sprintf("aB%x", r.IntN(300))}[r.IntN(5)]
+			case 1:
+				return indexID(fmt.Sprintf("1733356800.M%dP42.host,S=%d", r.IntN(300), r.IntN(9)))
+			case 2:
+				return strings.Repeat("x", 900+r.IntN(200)) + strconv.Itoa(r.IntN(20))
+			default:
+				return strconv.Itoa(1 + r.IntN(400))
+			}
+		}
+		flags := []string{`\Seen`, `\Flagged`, `\Answered`, "$Label1", "NonJunk", "$Forwarded"}
+		for step := range 120 {
+			side, folder := []Side{SideSource, SideDest}[r.IntN(2)], folders[r.IntN(2)]
+			var recs []Record
+			for range 1 + r.IntN(60) {
+				rec := Record{Side: side, Folder: folder, ID: id(), Copied: r.IntN(2) == 0}
+				rec.Key[0], rec.Key[1] = byte(r.IntN(256)), byte(r.IntN(256))
+				if r.IntN(2) == 0 {
+					rec.Dst = DstID{Validity: uint32(1 + r.IntN(2)), UID: uint32(1 + r.IntN(100000))}
+				}
+				if r.IntN(2) == 0 {
+					rec.HasBase = true
+					for _, f := range flags {
+						if r.IntN(3) == 0 {
+							rec.Base = append(rec.Base, f)
+						}
+					}
+				}
+				recs = append(recs, rec)
+			}
+			switch op := r.IntN(10); {
+			case op < 7:
+				err = st.Add(recs)
+				model.Add(recs)
+			case op < 9:
+				err = st.Forget(recs)
+				model.Forget(recs)
+			default:
+				err = st.Reset(side, folder, uint32(step))
+				model.Reset(side, folder, uint32(step))
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			check := [][2]string{{string(side), folder}}
+			if r.IntN(15) == 0 {
+				st.Close()
+				if st, err = OpenState(path); err != nil {
+					t.Fatal(err)
+				}
+				check = [][2]string{{"src", "INBOX"}, {"src", "Lists/go"}, {"dst", "INBOX"}, {"dst", "Lists/go"}}
+			}
+			for _, c := range check {
+				side, folder := Side(c[0]), c[1]
+				got, err := st.Folder(side, folder)
+				if err != nil {
+					t.Fatalf("seed %d step %d: %s %s: %v", seed, step, side, folder, err)
+				}
+				want, _ := model.Folder(side, folder)
+				if g, w := asMaps(got), asMaps(want); !reflect.DeepEqual(g, w) || got.Validity != want.Validity {
+					t.Fatalf("seed %d step %d: %s %s reads back %d IDs (validity %d), want %d (validity %d)",
+						seed, step, side, folder, len(g.IDs), got.Validity, len(w.IDs), want.Validity)
+				}
+			}
+		}
+		st.Close()
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -113,8 +114,10 @@ type Record struct {
 // stateVersion changes whenever the layout or the identity key's normal
 // form (formats.KeyVersion) changes.
 // Version 3: the append-only "log" of compact entries replaced the "ids"
-// bucket of one 32-byte key per message.
-var stateVersion = []byte{3, byte(formats.KeyVersion)}
+// bucket of one 32-byte key per message. Version 4: an entry may give a
+// hashed file name as its 12 bytes alone (entryHashed), and hex digits two
+// to a byte (entryHex).
+var stateVersion = []byte{4, byte(formats.KeyVersion)}
 
 // StatePath is the state file for a pair of endpoints (named without secrets).
 func StatePath(dir, source, dest string) string {
@@ -131,7 +134,7 @@ func OpenState(path string) (State, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("state: %w", err)
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, PageSize: statePageSize})
 	if err != nil {
 		return nil, fmt.Errorf("state: open %s: %w (is another mailferry running on the same pair?)", path, err)
 	}
@@ -214,7 +217,8 @@ func (s *boltState) Folder(side Side, name string) (*FolderState, error) {
 			fs.led.beginLoad() // names sorted once, at the end (ledgermem.go)
 			defer fs.led.seal()
 			return log.ForEach(func(_, v []byte) error {
-				return decodeRun(fs, v, kw)
+				_, err := decodeRun(fs, v, kw)
+				return err
 			})
 		}
 		return nil
@@ -296,12 +300,15 @@ func (s *boltState) Add(recs []Record) error {
 
 var logBucket = []byte("log")
 
-// appendRuns appends one run of entries per folder that recs name (forget
-// entries when forget, which creates no folder).
+// appendRuns appends the entries recs make to the log of each folder they
+// name (forget entries when forget, which creates no folder): to the log's
+// last run while it has room (lastRun), then in new runs of at most runRoom
+// bytes.
 func appendRuns(tx *bolt.Tx, recs []Record, forget bool) error {
 	type run struct {
 		b   *bolt.Bucket
 		kw  *keywordTable
+		seq []byte // the key buf is stored under: the last run's, or nil for the next sequence number
 		buf []byte
 		c   runCoder
 	}
@@ -322,6 +329,7 @@ func appendRuns(tx *bolt.Tx, recs []Record, forget bool) error {
 			cur = &run{b: b}
 			if b != nil {
 				cur.kw = loadKeywords(b)
+				cur.seq, cur.buf, cur.c = lastRun(b, cur.kw)
 			}
 			byFolder[f] = cur
 			runs = append(runs, cur)
@@ -329,17 +337,21 @@ func appendRuns(tx *bolt.Tx, recs []Record, forget bool) error {
 		if cur.b == nil {
 			continue
 		}
+		mark := len(cur.buf)
 		cur.buf = appendEntry(cur.buf, &cur.c, r, cur.kw, forget)
-		if len(cur.buf) >= maxRun {
-			if err := appendRun(cur.b, cur.buf); err != nil {
+		if len(cur.buf) > runRoom && mark > 0 {
+			// The entry goes past the room of a page: the run ends before
+			// it, and it begins the next (written again, from a new coder).
+			if err := putRun(cur.b, cur.seq, cur.buf[:mark:mark]); err != nil {
 				return err
 			}
-			cur.buf, cur.c = nil, runCoder{} // bbolt keeps the value until the commit
+			cur.seq, cur.c = nil, runCoder{}
+			cur.buf = appendEntry(nil, &cur.c, r, cur.kw, forget) // bbolt keeps the old value until the commit
 		}
 	}
 	for _, r := range runs {
 		if len(r.buf) > 0 {
-			if err := appendRun(r.b, r.buf); err != nil {
+			if err := putRun(r.b, r.seq, r.buf); err != nil {
 				return err
 			}
 		}
@@ -352,23 +364,60 @@ func appendRuns(tx *bolt.Tx, recs []Record, forget bool) error {
 	return nil
 }
 
-// maxRun bounds a run of entries (it ends after the entry that reaches it):
-// four runs fill a 4 KB page, so appending rewrites one page, never a long
-// value.
-const maxRun = 900
+// statePageSize is the state file's page (bbolt's default is the system's,
+// 4 KB). A folder's ledger costs a page for its bucket and, once its log
+// outgrows a page, one more for the log's branch, on each side; at 1 KB
+// those fixed costs are a quarter, and the page a transaction rewrites is
+// too. A file made with another page size keeps its own.
+const statePageSize = 1024
 
-// appendRun adds one run to a folder's log, under the next sequence number.
-func appendRun(b *bolt.Bucket, run []byte) error {
+// runRoom bounds a run of entries: the room a page has for one value (its
+// header and the leaf element's are 16 bytes each, the 8-byte sequence
+// number is the key). A run that fits is never split over pages, so
+// appending to it rewrites one page. An entry longer than that alone (a
+// very long POP3 UIDL with many keywords) makes a run of its own, which
+// bbolt keeps on overflow pages.
+const runRoom = statePageSize - 16 - 16 - 8
+
+// lastRun gives the last run of a folder's log when it has room for more
+// entries: its key, a copy of its bytes, and the coder as it stands after
+// them, so that entries appended to it read as if they had been written
+// with it. Runs written in small batches (large messages, several folders)
+// would otherwise each fill part of a page and pay a leaf element, a key and
+// a first entry written from nothing. A run that does not decode is left as
+// it is, and Folder reports it.
+func lastRun(b *bolt.Bucket, kw *keywordTable) (seq, buf []byte, c runCoder) {
+	log := b.Bucket(logBucket)
+	if log == nil {
+		return nil, nil, runCoder{}
+	}
+	k, v := log.Cursor().Last()
+	if k == nil || len(v) >= runRoom {
+		return nil, nil, runCoder{}
+	}
+	c, err := decodeRun(newFolderState(0), v, kw.names)
+	if err != nil {
+		return nil, nil, runCoder{}
+	}
+	return slices.Clone(k), append(make([]byte, 0, runRoom+64), v...), c
+}
+
+// putRun stores a run in a folder's log under seq, or under the next
+// sequence number when seq is nil.
+func putRun(b *bolt.Bucket, seq, run []byte) error {
 	log, err := b.CreateBucketIfNotExists(logBucket)
 	if err != nil {
 		return err
 	}
 	log.FillPercent = 1 // only ever appended to
-	seq, err := log.NextSequence()
-	if err != nil {
-		return err
+	if seq == nil {
+		n, err := log.NextSequence()
+		if err != nil {
+			return err
+		}
+		seq = binary.BigEndian.AppendUint64(nil, n)
 	}
-	return log.Put(binary.BigEndian.AppendUint64(nil, seq), run)
+	return log.Put(seq, run)
 }
 
 func (s *boltState) update(fn func(tx *bolt.Tx) error) error {

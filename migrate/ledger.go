@@ -22,14 +22,11 @@ import (
 // One entry:
 //
 //	1 byte    bits: 1 Copied, 2 base flags known, 4 destination UID known,
-//	          8 forget (nothing follows the ID), 16 the ID is a number,
-//	          32 the destination UIDVALIDITY is the run's previous one
-//	ID        bits&16: varint of the difference from the run's previous
-//	          numeric ID (from 0 for the first); bits&64: the 12 bytes of
-//	          a hashed file name (indexID) without its prefix; bits&128:
-//	          hex digits of one case (a POP3 UIDL such as Dovecot's),
-//	          uvarint digits<<1|upper, then two digits a byte; else
-//	          uvarint length and bytes
+//	          8 forget (nothing follows the ID), 16|64 the ID's kind,
+//	          32 the destination UIDVALIDITY is the run's previous one,
+//	          128 a hex ID written like the run's previous one
+//	ID        as its kind says (ledgerid.go: a number, a hashed file
+//	          name, hex digits, or its length and bytes)
 //	16 bytes  identity key (its first 16 bytes: ledgerKey)
 //	[bits&4]  [not bits&32] uvarint destination UIDVALIDITY; uvarint
 //	          destination UID
@@ -38,9 +35,11 @@ import (
 //	          uvarint n, n uvarint indexes into the folder's keyword table
 //	          (its "keywords" value: names joined by NUL)
 //
-// A message costs about 25 bytes on the source side and 20 on the
-// destination side, plus a share of its run's and page's overhead
-// (TestStateBytesPerMessage holds it to 64 bytes for both).
+// A message copied IMAP to IMAP costs about 21 bytes on the source side
+// and 18 on the destination side (29 for a Maildir file's hashed name; a
+// POP3 source's Dovecot UIDL 3 bytes more than a UID), plus a share of its
+// run's and page's overhead (TestStateBytesPerMessage holds the file to 64
+// bytes a message for both).
 const (
 	entryCopied = 1 << 0
 	entryBase   = 1 << 1
@@ -49,16 +48,10 @@ const (
 	entryNumber = 1 << 4
 	entrySameV  = 1 << 5
 	entryHashed = 1 << 6
-	entryHex    = 1 << 7
+	entryLike   = 1 << 7
 
 	baseNoKeywords = 1 << 7 // in the base's system-flag byte
 )
-
-// runCoder carries what an entry is written relative to, within one run.
-type runCoder struct {
-	id       uint64
-	validity uint32
-}
 
 // keyBytes is how much of an identity key the ledger keeps and compares.
 const keyBytes = 16
@@ -84,15 +77,6 @@ func indexID(id string) string {
 	}
 	sum := sha256.Sum256([]byte(id))
 	return hashedIDPrefix + string(sum[:hashedIDBytes])
-}
-
-// hashedIDBytes is how much of a file name's SHA-256 indexID keeps.
-const hashedIDBytes = 12
-
-// isHashedID says id has the form indexID gives a hashed name, which the
-// ledger writes as its 12 bytes alone (entryHashed).
-func isHashedID(id string) bool {
-	return len(id) == len(hashedIDPrefix)+hashedIDBytes && strings.HasPrefix(id, hashedIDPrefix)
 }
 
 // sinkIDs gives back the names the sink knows for IDs the destination
@@ -251,29 +235,8 @@ func appendEntry(v []byte, c *runCoder, r Record, kw *keywordTable, forget bool)
 			}
 		}
 	}
-	n, num := idNumber(r.ID)
-	var kind byte
-	switch {
-	case num:
-		kind = entryNumber
-	case isHashedID(r.ID):
-		kind = entryHashed
-	case hexCase(r.ID) >= 0:
-		kind = entryHex
-	}
-	v = append(v, bits|kind)
-	switch kind {
-	case entryNumber:
-		v = binary.AppendVarint(v, int64(n-c.id))
-		c.id = n
-	case entryHashed:
-		v = append(v, r.ID[len(hashedIDPrefix):]...)
-	case entryHex:
-		v = appendHex(v, r.ID)
-	default:
-		v = binary.AppendUvarint(v, uint64(len(r.ID)))
-		v = append(v, r.ID...)
-	}
+	v = append(v, bits)
+	v = appendID(v, len(v)-1, c, r.ID)
 	if forget {
 		return v
 	}
@@ -358,75 +321,6 @@ func (r *entryReader) bytes(n uint64) []byte {
 	return b
 }
 
-// hexCase says whether s is at least two hex digits of one case: 0 lower
-// (or digits only), 1 upper, -1 neither.
-func hexCase(s string) int {
-	if len(s) < 2 {
-		return -1
-	}
-	lower, upper := false, false
-	for i := range len(s) {
-		switch c := s[i]; {
-		case '0' <= c && c <= '9':
-		case 'a' <= c && c <= 'f':
-			lower = true
-		case 'A' <= c && c <= 'F':
-			upper = true
-		default:
-			return -1
-		}
-	}
-	switch {
-	case lower && upper:
-		return -1
-	case upper:
-		return 1
-	}
-	return 0
-}
-
-// appendHex writes hex digits of one case (hexCase) two to a byte, after
-// their count and case; an odd count's last byte has a low nibble of 0.
-func appendHex(v []byte, s string) []byte {
-	v = binary.AppendUvarint(v, uint64(len(s))<<1|uint64(hexCase(s)))
-	for i := 0; i < len(s); i += 2 {
-		b := unhex(s[i]) << 4
-		if i+1 < len(s) {
-			b |= unhex(s[i+1])
-		}
-		v = append(v, b)
-	}
-	return v
-}
-
-func unhex(c byte) byte {
-	switch {
-	case c <= '9':
-		return c - '0'
-	case c <= 'F':
-		return c - 'A' + 10
-	}
-	return c - 'a' + 10
-}
-
-// hex reads what appendHex wrote.
-func (r *entryReader) hex() string {
-	h := r.uvarint()
-	n, digits := h>>1, "0123456789abcdef"
-	if h&1 != 0 {
-		digits = "0123456789ABCDEF"
-	}
-	b := r.bytes((n + 1) / 2)
-	if r.bad {
-		return ""
-	}
-	s := make([]byte, n)
-	for i := range s {
-		s[i] = digits[b[i/2]>>(4-4*(i%2))&15]
-	}
-	return string(s)
-}
-
 // decodeRun applies the entries of one run to fs, and gives the coder as
 // it stands after them.
 func decodeRun(fs *FolderState, v []byte, kw []string) (runCoder, error) {
@@ -434,18 +328,7 @@ func decodeRun(fs *FolderState, v []byte, kw []string) (runCoder, error) {
 	l := &fs.led
 	for len(r.v) > 0 && !r.bad {
 		bits := r.bytes(1)[0]
-		var id string
-		number := bits&entryNumber != 0
-		switch {
-		case number:
-			r.id += uint64(r.varint())
-		case bits&entryHashed != 0:
-			id = hashedIDPrefix + string(r.bytes(hashedIDBytes))
-		case bits&entryHex != 0:
-			id = r.hex()
-		default:
-			id = string(r.bytes(r.uvarint()))
-		}
+		id, number := r.readID(bits)
 		if bits&entryForget != 0 {
 			if number {
 				id = strconv.FormatUint(r.id, 10)

@@ -83,11 +83,22 @@ func (e *engine) newPass(src Source, dst Sink, pf PlannedFolder) *folderPass {
 // destination's CREATE and STATUS are sent, to be read once the pass goes on (copy), so
 // that on a slow link they travel while the destination answers the last
 // batch of the folder before.
+//
+// A folder begun early that has a ledger (a mark) leaves it on disk until
+// its pass goes on: nothing of it goes ahead (the early listing is a first
+// copy's), and the folder before still holds its own, which for a large
+// account's delta pass is tens of MB a worker.
 func (p *folderPass) begin(ctx context.Context, sent, sendEnsure bool) {
 	p.begun = true
 	ok, err := p.e.unchanged(p)
 	if err == nil && !ok {
-		err = p.loadLedger()
+		var validity uint32
+		if sent {
+			validity, _, _, err = p.e.state.Mark(SideSource, p.srcKey)
+		}
+		if err == nil && validity == 0 {
+			err = p.loadLedger()
+		}
 	}
 	if err != nil || ok {
 		p.ended, p.beginErr = true, err
@@ -112,6 +123,11 @@ func (p *folderPass) copy(ctx context.Context) (FolderReport, error) {
 	}
 	if p.ended {
 		return p.fr, p.beginErr
+	}
+	if p.ss == nil {
+		if err := p.loadLedger(); err != nil {
+			return p.fr, err
+		}
 	}
 	err := p.destination(ctx)
 	p.early.settle()

@@ -213,3 +213,100 @@ func TestNextFolderIntoTheSameDestinationTakesAFreshStatus(t *testing.T) {
 		t.Errorf("the destination's A is not the source's A and B, each message once (SHA-256 of each message, counted): %v", got)
 	}
 }
+
+// callLog is a State that notes the calls a test asks about, in order.
+type callLog struct {
+	migrate.State
+	mu    sync.Mutex
+	calls []string
+}
+
+func (s *callLog) note(c string) {
+	s.mu.Lock()
+	s.calls = append(s.calls, c)
+	s.mu.Unlock()
+}
+
+func (s *callLog) Folder(side migrate.Side, name string) (*migrate.FolderState, error) {
+	s.note(fmt.Sprintf("Folder %s %q", side, name))
+	return s.State.Folder(side, name)
+}
+
+func (s *callLog) SetMark(side migrate.Side, name string, validity, uidNext, messages uint32) error {
+	s.note(fmt.Sprintf("SetMark %s %q", side, name))
+	return s.State.SetMark(side, name, validity, uidNext, messages)
+}
+
+// TestNextFolderLedgerWaitsForItsPass: a next folder begun early
+// (startNext) while the folder before still ends loads its ledger only
+// once its own pass goes on, when it has one: nothing of it is sent ahead
+// then (the early listing is a first copy's), and a worker that held two
+// folders' ledgers at once held twice the memory of a large account's
+// delta pass. With one worker, a rerun after a new message in INBOX and
+// in Next reads Next's source ledger after INBOX's source mark is set (the
+// end of its pass), and copies the two new messages once each (SHA-256).
+func TestNextFolderLedgerWaitsForItsPass(t *testing.T) {
+	src := dovecottest.Start(t, dovecottest.Options{Separator: '/'})
+	seed := func(from, to int) {
+		var msgs []dovecottest.SeedMessage
+		for i := from; i < to; i++ {
+			folder := "INBOX"
+			if i%2 == 1 {
+				folder = "Next"
+			}
+			msgs = append(msgs, dovecottest.SeedMessage{Folder: folder, Date: time.Unix(1600000000+int64(i)*3600, 0),
+				Body: []byte(fmt.Sprintf("Message-ID: <wait%d@example.org>\r\nFrom: a@example.org\r\nSubject: wait %d\r\n\r\n%0300d\r\n", i, i, i))})
+		}
+		src.Seed(t, "alice", msgs)
+	}
+	seed(0, 40)
+	dst := dovecottest.Start(t, dovecottest.Options{Separator: '.'})
+	path := filepath.Join(t.TempDir(), "state.db")
+	run := func(st migrate.State) *migrate.Report {
+		t.Helper()
+		job := migrate.Job{SourceName: "src", DestName: "dst", Options: migrate.Options{StatePath: path, State: st, Jobs: 1},
+			OpenSource: func(ctx context.Context) (migrate.Source, error) {
+				return mfimap.DialIMAP(ctx, mailconn.ServerConfig{Addr: src.IMAPAddr(), User: "alice", Password: src.Users["alice"], TLS: mailconn.TLSNone})
+			},
+			OpenSink: func(ctx context.Context) (migrate.Sink, error) {
+				return mfimap.DialIMAP(ctx, mailconn.ServerConfig{Addr: dst.IMAPAddr(), User: "alice", Password: dst.Users["alice"], TLS: mailconn.TLSNone})
+			}}
+		rep, err := migrate.Run(context.Background(), job)
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+		return rep
+	}
+	if rep := run(nil); rep.Totals.Copied != 40 {
+		t.Fatalf("first copy: copied %d, want 40", rep.Totals.Copied)
+	}
+	seed(40, 42)
+	st, err := migrate.OpenState(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := &callLog{State: st}
+	if rep := run(log); rep.Totals.Copied != 2 || rep.Totals.Failed != 0 {
+		t.Errorf("rerun: copied %d, failed %d, want 2 and 0", rep.Totals.Copied, rep.Totals.Failed)
+	}
+	want, got := src.Snapshot(t, "alice"), dst.Snapshot(t, "alice")
+	for _, folder := range []string{"INBOX", "Next"} {
+		if w, g := sums(want[folder]), sums(got[folder]); !reflect.DeepEqual(w, g) {
+			t.Errorf("the destination's %s differs from the source's (SHA-256 of each message, counted): %d distinct at the source, %d messages at the destination", folder, len(w), len(got[folder]))
+		}
+	}
+	inboxMarked, nextLoaded := -1, -1
+	for i, c := range log.calls {
+		switch c {
+		case `SetMark src "INBOX\x00INBOX"`:
+			inboxMarked = i
+		case `Folder src "Next\x00Next"`:
+			if nextLoaded < 0 {
+				nextLoaded = i
+			}
+		}
+	}
+	if inboxMarked < 0 || nextLoaded < inboxMarked {
+		t.Errorf("Next's source ledger was loaded at call %d, INBOX's source mark set at call %d: want it after (calls: %q)", nextLoaded, inboxMarked, log.calls)
+	}
+}

@@ -114,9 +114,10 @@ type Record struct {
 // stateVersion changes whenever the layout or the identity key's normal
 // form (formats.KeyVersion) changes.
 // Version 3: the append-only "log" of compact entries replaced the "ids"
-// bucket of one 32-byte key per message. Version 4: an entry may give a
-// hashed file name as its 12 bytes alone (entryHashed), and hex digits two
-// to a byte (entryHex).
+// bucket of one 32-byte key per message. Version 4: an entry's ID is of
+// one of four kinds (ledgerid.go: a hashed file name as its 12 bytes, hex
+// digits two to a byte, like the run's previous hex ID), and a base of
+// system flags alone is one byte.
 var stateVersion = []byte{4, byte(formats.KeyVersion)}
 
 // StatePath is the state file for a pair of endpoints (named without secrets).
@@ -373,10 +374,10 @@ const statePageSize = 1024
 
 // runRoom bounds a run of entries: the room a page has for one value (its
 // header and the leaf element's are 16 bytes each, the 8-byte sequence
-// number is the key). A run that fits is never split over pages, so
-// appending to it rewrites one page. An entry longer than that alone (a
-// very long POP3 UIDL with many keywords) makes a run of its own, which
-// bbolt keeps on overflow pages.
+// number is the key), so that no run spills onto overflow pages of its
+// own. (bbolt splits a leaf only past four values, so the log's last leaf
+// may span up to four pages.) An entry longer than that alone (a very long
+// POP3 UIDL with many keywords) makes a run of its own, on overflow pages.
 const runRoom = statePageSize - 16 - 16 - 8
 
 // lastRun gives the last run of a folder's log when it has room for more

@@ -37,7 +37,7 @@ import (
 //
 // A message copied IMAP to IMAP costs about 21 bytes on the source side
 // and 18 on the destination side (29 for a Maildir file's hashed name; a
-// POP3 source's Dovecot UIDL 3 bytes more than a UID), plus a share of its
+// POP3 source's Dovecot UIDL 1 or 2 bytes more than a UID), plus a share of its
 // run's and page's overhead (TestStateBytesPerMessage holds the file to 64
 // bytes a message for both).
 const (

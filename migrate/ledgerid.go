@@ -22,7 +22,7 @@ import (
 //	            bytes but the first p and the last s, which are that ID's
 //
 // Dovecot's UIDLs of consecutive messages differ in one or two packed
-// bytes: 3 bytes an ID, where the text took 17.
+// bytes: 2 or 3 bytes an ID, where the text took 17.
 const (
 	kindPlain  = 0
 	kindNumber = entryNumber

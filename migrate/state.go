@@ -131,22 +131,33 @@ func StatePath(dir, source, dest string) string {
 const stateAllocSize = 128 << 10
 
 // OpenState opens or creates the state file, readable by its owner only.
+//
+// A file of another layout is emptied (see boltState). One whose pages are
+// not statePageSize's (a file made before 1 KB pages) is made again
+// instead: bbolt keeps a file's page size for its life, and this layout's
+// runs in 4 KB pages took up to half as much again. It is cut to nothing
+// while this process still holds its lock, so the lock stays on the same
+// file and whoever opens it next makes it afresh; when the earlier run
+// stopped under way (Begin) is carried over. Where the cut fails (a system
+// that cannot cut a mapped file), it is emptied in its own pages.
 func OpenState(path string) (State, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("state: %w", err)
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, PageSize: statePageSize})
+	db, err := openBolt(path)
 	if err != nil {
-		return nil, fmt.Errorf("state: open %s: %w (is another mailferry running on the same pair?)", path, err)
+		return nil, err
 	}
-	db.AllocSize = stateAllocSize
-	ready := false // a state file from an earlier run needs no write here
-	db.View(func(tx *bolt.Tx) error {
-		meta := tx.Bucket(metaBucket)
-		ready = tx.Bucket([]byte(SideSource)) != nil && tx.Bucket([]byte(SideDest)) != nil &&
-			meta != nil && string(meta.Get([]byte("version"))) == string(stateVersion)
-		return nil
-	})
+	ready, running := checkState(db)
+	if !ready && db.Info().PageSize != statePageSize {
+		if os.Truncate(path, 0) == nil {
+			db.Close()
+			if db, err = openBolt(path); err != nil {
+				return nil, err
+			}
+			ready, _ = checkState(db)
+		}
+	}
 	if !ready {
 		err = db.Update(func(tx *bolt.Tx) error {
 			meta, err := tx.CreateBucketIfNotExists(metaBucket)
@@ -166,6 +177,11 @@ func OpenState(path string) (State, error) {
 					return err
 				}
 			}
+			if running != nil && meta.Get([]byte("running")) == nil {
+				if err := meta.Put([]byte("running"), running); err != nil {
+					return err
+				}
+			}
 			for _, s := range []Side{SideSource, SideDest} {
 				if _, err := tx.CreateBucketIfNotExists([]byte(s)); err != nil {
 					return err
@@ -179,6 +195,30 @@ func OpenState(path string) (State, error) {
 		return nil, fmt.Errorf("state: %w", err)
 	}
 	return &boltState{db: db}, nil
+}
+
+func openBolt(path string) (*bolt.DB, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, PageSize: statePageSize})
+	if err != nil {
+		return nil, fmt.Errorf("state: open %s: %w (is another mailferry running on the same pair?)", path, err)
+	}
+	db.AllocSize = stateAllocSize
+	return db, nil
+}
+
+// checkState says whether the file holds this layout (then it needs no
+// write here), and gives its mark of a run under way (Begin), if any.
+func checkState(db *bolt.DB) (ready bool, running []byte) {
+	db.View(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(metaBucket)
+		ready = tx.Bucket([]byte(SideSource)) != nil && tx.Bucket([]byte(SideDest)) != nil &&
+			meta != nil && string(meta.Get([]byte("version"))) == string(stateVersion)
+		if meta != nil {
+			running = slices.Clone(meta.Get([]byte("running")))
+		}
+		return nil
+	})
+	return ready, running
 }
 
 // Close gives back the room the file grew ahead of its data (up to

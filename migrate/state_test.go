@@ -3,6 +3,7 @@ package migrate
 import (
 	"path/filepath"
 	"testing"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -81,5 +82,56 @@ func TestStateOfAnotherVersionStartsAfresh(t *testing.T) {
 	defer st.Close()
 	if fs, _ := st.Folder(SideSource, "A"); fs.Len() != 0 {
 		t.Fatalf("a state of another version was kept: %d IDs", fs.Len())
+	}
+}
+
+// TestStateOfOlderPagesIsMadeAgain: a state file of an older layout made in
+// 4 KB pages (before statePageSize) is made again in 1 KB pages, not only
+// emptied in its own: its ledger is gone, and when its last run stopped
+// under way is still known to Begin.
+func TestStateOfOlderPagesIsMadeAgain(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.db")
+	db, err := bolt.Open(path, 0o600, &bolt.Options{PageSize: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	err = db.Update(func(tx *bolt.Tx) error {
+		meta, _ := tx.CreateBucket(metaBucket)
+		meta.Put([]byte("version"), []byte{3, byte(formats.KeyVersion)})
+		v, _ := stopped.MarshalBinary()
+		meta.Put([]byte("running"), v)
+		for _, s := range []Side{SideSource, SideDest} {
+			b, _ := tx.CreateBucket([]byte(s))
+			f, _ := b.CreateBucket([]byte("A"))
+			f.Put([]byte("validity"), []byte{0, 0, 0, 7})
+		}
+		return nil
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := OpenState(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ps := st.(*boltState).db.Info().PageSize; ps != statePageSize {
+		t.Errorf("the state file has pages of %d bytes, want %d", ps, statePageSize)
+	}
+	if fs, _ := st.Folder(SideSource, "A"); fs.Validity != 0 || fs.Len() != 0 {
+		t.Errorf("the older ledger was kept: validity %d, %d IDs", fs.Validity, fs.Len())
+	}
+	if last, _ := st.Begin(); !last.Equal(stopped) {
+		t.Errorf("the run under way is known as stopped at %v, want %v", last, stopped)
+	}
+	st.Add([]Record{{Side: SideSource, Folder: "A", ID: "1", Key: formats.Key{1}}})
+	st.Close()
+	if st, err = OpenState(path); err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if fs, _ := st.Folder(SideSource, "A"); fs.Len() != 1 {
+		t.Errorf("after a reopen: %d IDs, want 1", fs.Len())
 	}
 }

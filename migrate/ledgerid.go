@@ -62,36 +62,42 @@ func appendID(v []byte, bits int, c *runCoder, id string) []byte {
 		return append(v, id...)
 	}
 	v[bits] |= kindHex
-	form, n := uint64(len(id))<<1|uint64(upper), (len(id)+1)/2
-	start := len(v)
-	for i := 0; i < len(id); i += 2 {
-		b := unhex(id[i]) << 4
-		if i+1 < len(id) {
-			b |= unhex(id[i+1])
-		}
-		v = append(v, b)
-	}
-	packed := v[start:]
-	if n > hexLike {
+	form := uint64(len(id))<<1 | uint64(upper)
+	var small [hexLike]byte // the packed bytes, where they fit (most IDs)
+	packed := packHex(small[:0], id)
+	n := len(packed)
+	if n > hexLike || c.hexForm != form {
 		c.hexForm = 0
-		return append(v[:start], append(binary.AppendUvarint(nil, form), packed...)...)
-	}
-	prev, like := c.hex, c.hexForm == form
-	c.hexForm, c.hex = form, [hexLike]byte{}
-	copy(c.hex[:], packed)
-	if !like {
-		return append(v[:start], append(binary.AppendUvarint(nil, form), c.hex[:n]...)...)
+		if n <= hexLike {
+			c.hexForm, c.hex = form, small
+		}
+		v = binary.AppendUvarint(v, form)
+		return append(v, packed...)
 	}
 	v[bits] |= entryLike
 	p, s := 0, 0
-	for p < min(n, 15) && packed[p] == prev[p] {
+	for p < min(n, 15) && packed[p] == c.hex[p] {
 		p++
 	}
-	for s < min(n-p, 15) && packed[n-1-s] == prev[n-1-s] {
+	for s < min(n-p, 15) && packed[n-1-s] == c.hex[n-1-s] {
 		s++
 	}
-	v = append(v[:start], byte(p<<4|s))
-	return append(v, c.hex[p:n-s]...)
+	c.hex = small
+	v = append(v, byte(p<<4|s))
+	return append(v, packed[p:n-s]...)
+}
+
+// packHex appends hex digits of one case (hexCase) two to a byte, an odd
+// count's last low nibble 0.
+func packHex(b []byte, id string) []byte {
+	for i := 0; i < len(id); i += 2 {
+		x := unhex(id[i]) << 4
+		if i+1 < len(id) {
+			x |= unhex(id[i+1])
+		}
+		b = append(b, x)
+	}
+	return b
 }
 
 // readID reads what appendID wrote for an entry whose first byte is bits:

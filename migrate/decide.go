@@ -75,14 +75,22 @@ type accountView interface {
 // same are the UIDs of messages listed as unchanged (ListChanged): each
 // is taken as a message listed partly with its base flags, in UID order
 // among msgs.
-func decideLedger(msgs []formats.Message, same []uint32, ledger *FolderState, lost map[string]bool, avail *keyPool,
+//
+// Each message first claims the copy the ledger records it stored as, where
+// the destination still holds it (avail.claimRecorded); those left take
+// copies by key from the copies no message claimed so (destCopies).
+func decideLedger(msgs []formats.Message, same []uint32, ledger *FolderState, lost map[string]bool, avail *destCopies,
 	dedup Dedup, acct accountView, d *decision) (unknown []formats.Message, keys map[string]formats.Key, occ map[formats.Key]int) {
 	keys = map[string]formats.Key{}
 	occ = map[formats.Key]int{} // --dedup account: occurrences of a key in this folder
 	if ledger.Len() == 0 {
 		return msgs, keys, occ // all unknown: no copy of a long listing
 	}
-	one := func(m formats.Message, en Entry) {
+	var own []uint64 // by position in the listing (inOrder): claimed its recorded copy
+	if dedup != DedupAccount {
+		own = claimOwn(msgs, same, ledger, lost, avail)
+	}
+	one := func(m formats.Message, en Entry, claimed bool) {
 		k := en.Key
 		there := false
 		if dedup == DedupAccount {
@@ -90,7 +98,7 @@ func decideLedger(msgs []formats.Message, same []uint32, ledger *FolderState, lo
 			there = acct.holds(k, occ[k])
 			occ[k]--
 		} else {
-			there = avail.take(k)
+			there = claimed || avail.take(k)
 		}
 		if !there {
 			d.recopied++
@@ -111,6 +119,7 @@ func decideLedger(msgs []formats.Message, same []uint32, ledger *FolderState, lo
 		}
 	}
 	var last []formats.Message
+	i := 0
 	inOrder(msgs, same, ledger, func(m formats.Message, en Entry, ok bool) {
 		switch {
 		case !ok:
@@ -118,19 +127,49 @@ func decideLedger(msgs []formats.Message, same []uint32, ledger *FolderState, lo
 		case lost[m.ID]:
 			last = append(last, m)
 		default:
-			one(m, en)
+			one(m, en, own != nil && own[i/64]&(1<<(i%64)) != 0)
 		}
+		i++
 	})
 	for _, m := range last {
 		en, _ := ledger.Get(m.ID)
-		one(m, en)
+		one(m, en, false)
 	}
 	return unknown, keys, occ
 }
 
+// claimOwn has each message of the listing the ledger knows (but those
+// named lost) claim the copy it was recorded as stored as (claimRecorded),
+// and gives the positions of those that did, in inOrder's order (its merge
+// of msgs and same, without the messages it makes for same).
+func claimOwn(msgs []formats.Message, same []uint32, ledger *FolderState, lost map[string]bool, avail *destCopies) []uint64 {
+	var own []uint64
+	i, j := 0, 0
+	for at := range len(msgs) + len(same) {
+		var en Entry
+		var ok bool
+		if j < len(same) && (i == len(msgs) || msgs[i].UID >= same[j]) {
+			en, ok = ledger.GetNum(same[j])
+			ok = ok && (len(lost) == 0 || !lost[strconv.FormatUint(uint64(same[j]), 10)])
+			j++
+		} else {
+			en, ok = ledger.Get(msgs[i].ID)
+			ok = ok && !lost[msgs[i].ID]
+			i++
+		}
+		if ok && avail.claimRecorded(en) {
+			if own == nil {
+				own = make([]uint64, (len(msgs)+len(same)+63)/64)
+			}
+			own[at/64] |= 1 << (at % 64)
+		}
+	}
+	return own
+}
+
 // needKeys says whether the identity keys of the unknown messages are
 // needed: only when the destination could already hold some of them.
-func needKeys(dedup Dedup, avail *keyPool) bool {
+func needKeys(dedup Dedup, avail *destCopies) bool {
 	switch dedup {
 	case DedupAccount:
 		return true
@@ -143,7 +182,7 @@ func needKeys(dedup Dedup, avail *keyPool) bool {
 // decideKeys is the second half: each unknown message is already there by
 // its key, or is copied. keys holds what is known of their identity keys;
 // srcKey names the source ledger folder for the records of matches.
-func decideKeys(unknown []formats.Message, keys map[string]formats.Key, avail *keyPool,
+func decideKeys(unknown []formats.Message, keys map[string]formats.Key, avail *destCopies,
 	occ map[formats.Key]int, dedup Dedup, acct accountView, srcKey string, d *decision) {
 	d.claims = map[string]int{}
 	// d.copy is unknown itself until a message is left out (a first

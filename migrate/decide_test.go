@@ -118,7 +118,7 @@ func TestDecide(t *testing.T) {
 				for id, key := range c.ledger {
 					ledger.Set(id, Entry{Key: key, Copied: slices.Contains(c.copied, id)})
 				}
-				avail := newKeyPool(len(c.dest), slices.Values(c.dest))
+				avail := keyCopies(newKeyPool(len(c.dest), slices.Values(c.dest)))
 				acct := account{}
 				for k, n := range c.acct {
 					acct[k] = n

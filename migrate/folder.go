@@ -316,7 +316,7 @@ func (p *folderPass) list(ctx context.Context) error {
 // the source, to name it in the report).
 func (p *folderPass) decide(ctx context.Context) error {
 	e := p.e
-	avail := newKeyPool(p.ds.Len(), p.ds.Keys())
+	avail := newDestCopies(p.ds, p.dstF.Validity)
 	var lost map[string]bool
 	if lr, ok := As[LostReporter](p.dst); ok && p.ss.Len() > 0 {
 		lost = lr.LostSources(p.dstF, p.name)

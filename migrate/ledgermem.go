@@ -402,7 +402,11 @@ func (fs *FolderState) All() iter.Seq2[string, Entry] {
 }
 
 // Keys yields the identity key of every entry.
-func (fs *FolderState) Keys() iter.Seq[formats.Key] {
+func (fs *FolderState) Keys() iter.Seq[formats.Key] { return fs.keysExcept(nil) }
+
+// keysExcept is Keys but for the entries of the array of numeric IDs
+// whose bit is set in skip (by position: destCopies' claims).
+func (fs *FolderState) keysExcept(skip []uint64) iter.Seq[formats.Key] {
 	return func(yield func(formats.Key) bool) {
 		l := &fs.led
 		one := func(key [keyBytes]byte) bool {
@@ -410,11 +414,14 @@ func (fs *FolderState) Keys() iter.Seq[formats.Key] {
 			copy(k[:], key[:])
 			return yield(k)
 		}
-		for _, a := range []*slotArray{&l.ents, &l.names.ents} {
-			for i, b := range a.bits {
-				if b&slotLive != 0 && !one(a.keys[i]) {
-					return
-				}
+		for i, b := range l.ents.bits {
+			if b&slotLive != 0 && (i/64 >= len(skip) || skip[i/64]&(1<<(i%64)) == 0) && !one(l.ents.keys[i]) {
+				return
+			}
+		}
+		for i, b := range l.names.ents.bits {
+			if b&slotLive != 0 && !one(l.names.ents.keys[i]) {
+				return
 			}
 		}
 		for _, s := range l.other {

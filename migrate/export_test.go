@@ -18,3 +18,12 @@ func SetFlushEvery(n int) (restore func()) {
 	flushEvery = n
 	return func() { flushEvery = old }
 }
+
+// SetLedgerRoom sets the room for ledger entries the passes share
+// (ledgerroom.go) and calls seen with how many passes hold room each time
+// one takes it, until the returned function restores both.
+func SetLedgerRoom(entries int64, seen func(holders int)) (restore func()) {
+	old, oldSeen := ledgerRoomEntries, onLedgerRoom
+	ledgerRoomEntries, onLedgerRoom = entries, seen
+	return func() { ledgerRoomEntries, onLedgerRoom = old, oldSeen }
+}

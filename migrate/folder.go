@@ -63,6 +63,9 @@ type folderPass struct {
 	poison  *poison
 	died    string
 	diedErr error
+	// giveRoom gives back the room the pass took for its ledgers
+	// (ledgerroom.go).
+	giveRoom func()
 }
 
 // newPass is one pass over one folder (list, decide, copy, record: copy),
@@ -91,12 +94,16 @@ func (e *engine) newPass(src Source, dst Sink, pf PlannedFolder) *folderPass {
 func (p *folderPass) begin(ctx context.Context, sent, sendEnsure bool) {
 	p.begun = true
 	ok, err := p.e.unchanged(p)
-	if err == nil && !ok {
+	switch {
+	case err != nil || ok:
+	case sent: // its room is taken in copy (ledgerroom.go)
 		var validity uint32
-		if sent {
-			validity, _, _, err = p.e.state.Mark(SideSource, p.srcKey)
-		}
+		validity, _, _, err = p.e.state.Mark(SideSource, p.srcKey)
 		if err == nil && validity == 0 {
+			err = p.loadLedger()
+		}
+	default:
+		if err = p.takeRoom(ctx); err == nil {
 			err = p.loadLedger()
 		}
 	}
@@ -123,6 +130,9 @@ func (p *folderPass) copy(ctx context.Context) (FolderReport, error) {
 	}
 	if p.ended {
 		return p.fr, p.beginErr
+	}
+	if err := p.takeRoom(ctx); err != nil {
+		return p.fr, err
 	}
 	if p.ss == nil {
 		if err := p.loadLedger(); err != nil {

@@ -148,6 +148,10 @@ type engine struct {
 	// the first pass into each takes them (takeMade; under mu).
 	made map[string]formats.Folder
 
+	// room bounds the ledgers the passes hold in memory at once
+	// (ledgerroom.go).
+	room *ledgerRoom
+
 	mu sync.Mutex
 	// have counts, under --dedup account, how many copies of a key one
 	// folder of the destination account holds at most: the n-th message
@@ -219,7 +223,8 @@ func Run(ctx context.Context, job Job) (*Report, error) {
 		opts.Retries = 5
 	}
 	rep := &Report{Source: job.SourceName, Destination: job.DestName, Started: time.Now().UTC(), DryRun: opts.DryRun, Failures: []Failure{}, Folders: []FolderReport{}}
-	e := &engine{job: job, opts: opts, rep: opts.Reporter, deletes: map[string]*deleteSet{}, deleted: map[string]int{}}
+	e := &engine{job: job, opts: opts, rep: opts.Reporter, deletes: map[string]*deleteSet{}, deleted: map[string]int{},
+		room: newLedgerRoom(ledgerRoomEntries)}
 	err := e.run(ctx, rep)
 	if err != nil && ctx.Err() != nil {
 		err = ErrInterrupted // what was stored is counted; a rerun resumes
@@ -833,6 +838,7 @@ func (w *worker) folder(ctx context.Context, pf PlannedFolder) (FolderReport, er
 			p.startNext = func() { w.startNext(ctx) }
 			p.poison = ps
 			fr, err = p.copy(ctx)
+			p.releaseRoom()
 			ps.after(p)
 		}
 		passes = append(passes, fr)

@@ -241,6 +241,13 @@ func (s *boltState) Close() error {
 	return s.db.Close()
 }
 
+// mappedReadRoom is how many bytes of a log Folder reads between two
+// drops of the pages it mapped (dropMappedIn).
+var mappedReadRoom = 256 << 10
+
+// afterRun, where set (tests), is called after each run Folder reads.
+var afterRun func()
+
 // Folder loads one folder's record (empty if none).
 func (s *boltState) Folder(side Side, name string) (*FolderState, error) {
 	fs := newFolderState(0)
@@ -257,8 +264,16 @@ func (s *boltState) Folder(side Side, name string) (*FolderState, error) {
 			kw := loadKeywords(b).names
 			fs.led.beginLoad() // names sorted once, at the end (ledgermem.go)
 			defer fs.led.seal()
+			read := 0
 			return log.ForEach(func(_, v []byte) error {
+				if read += len(v); read >= mappedReadRoom {
+					dropMappedIn(s.db, tx) // statemap_linux.go
+					read = 0
+				}
 				_, err := decodeRun(fs, v, kw)
+				if afterRun != nil {
+					afterRun()
+				}
 				return err
 			})
 		}

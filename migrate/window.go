@@ -265,7 +265,7 @@ func (w *windowSums) add(t *transfer) {
 		w.copied++
 		w.bytes += max(m.Size, 0)
 	}
-	w.stored += len(t.copied)
+	w.stored += len(*t.copied)
 	w.vanished += t.vanished()
 	w.dst = t.dst
 }

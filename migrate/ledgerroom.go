@@ -15,13 +15,13 @@ import (
 // neither (window.go), a folder found unchanged never loads them. In a
 // delta pass over a million-message account the four workers each take one
 // of its largest folders at once (INBOX 297,700, then 140,000, 112,000 and
-// 98,000 messages): 65 MB of peak RSS (52 MB of it the heap), once each
+// 98,000 messages): 64 MB of peak RSS (51 MB of it the heap), once each
 // pass's ledgers were let go at its end (startTally) and the state file's
 // pages as they are read (dropMappedIn). A pass now takes room for its
 // ledger's entries before it loads them and gives it back when it ends, so
 // the ledgers held at once are about ledgerRoomEntries whatever the
 // account's size; a folder larger than that takes all the room and runs
-// alone. The same pass then peaked at 39 MB, INBOX alone at 38 MB, and
+// alone. The same pass then peaked at 38 MB, INBOX alone at 37 MB, and
 // took 7.8-7.9 s where it took 7.1-7.9 s (two runs each, by hand, against
 // the benchmark's servers held after its delta rows).
 //

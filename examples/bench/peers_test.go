@@ -1570,7 +1570,9 @@ func (e *bpEnv) printTable() {
 			}
 			target("beyond 0 changes, <= 2x its share of the 1% pass's", met, known)
 		}
-		if k.tool == bpMailferry && k.set == "MIXED" {
+		if k.tool == bpMailferry && (k.set == "MIXED" || k.job == bpJobDelta) {
+			// Issue 14: flat memory, on MIXED's large messages and on
+			// the delta pass over every folder of the account.
 			target("peak RSS <= 40 MB", r.rssMB <= 40, r.hasMedian)
 		}
 		if k.tool == bpMailferry && bpCopyJobs[k.job] && r.state > 0 {

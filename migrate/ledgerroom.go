@@ -32,10 +32,12 @@ import (
 // (startNext, begin with sent) loads no ledger that has a mark, and its
 // room is taken when its pass goes on.
 //
-// The count is an estimate made before the load: the entries the source
-// ledger held when the folder was last marked complete, and the messages
-// the destination folder held when the run listed it. A ledger of a first
-// copy stopped under way has no mark and counts nothing.
+// The count is an estimate made before the load: the messages the source
+// folder holds, where a pass marked it complete before (its ledger holds
+// about one entry for each), and the messages the destination folder held
+// when the run listed it. A ledger of a first copy stopped under way has
+// no mark and counts nothing. (The mark's own count is no estimate: it is
+// 0 without --sync-deletions, by design: syncedCount.)
 var ledgerRoomEntries int64 = 500_000
 
 // ledgerRoom hands out room for ledger entries (nil: unbounded).
@@ -87,11 +89,13 @@ func (p *folderPass) takeRoom(ctx context.Context) error {
 	if p.ss != nil {
 		n = int64(p.ss.Len())
 	} else {
-		_, _, msgs, err := p.e.state.Mark(SideSource, p.srcKey)
+		validity, _, _, err := p.e.state.Mark(SideSource, p.srcKey)
 		if err != nil {
 			return err
 		}
-		n = int64(msgs)
+		if validity != 0 { // marked complete once: about a ledger entry a message
+			n = int64(p.pf.Source.Messages)
+		}
 	}
 	if f, ok := p.e.listedDest(p.pf.Dest); ok && !f.Uncounted {
 		n += int64(f.Messages)

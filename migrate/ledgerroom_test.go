@@ -15,17 +15,28 @@ import (
 	"github.com/mailferry/mailferry/migrate/dovecottest"
 )
 
-// TestLedgerRoomHoldsOneLargeFolderAtATime: with four workers and folders
-// whose ledgers are each larger than the room the passes share, a delta
-// pass (flags changed and messages expunged in every folder, with
-// --sync-deletions) holds one folder's ledgers at a time, and still
+// TestLedgerRoomHoldsOneLargeFolderAtATime: with four workers and room
+// for less than two folders' ledgers, a delta pass (flags changed and
+// messages expunged in every folder) holds one folder's ledgers at a time,
+// with --sync-deletions and without (where the source mark counts no
+// messages, and the room once counted the destination's alone), and still
 // carries every change: the destination then holds what the source holds,
-// message for message (SHA-256) with the same flags, and a rerun does
+// message for message (SHA-256) with the same flags (without
+// --sync-deletions, and the expunged messages too), and a rerun does
 // nothing. With the room as it is, the workers hold several at once.
 func TestLedgerRoomHoldsOneLargeFolderAtATime(t *testing.T) {
 	folders := []string{"INBOX", "Work", "Lists", "Archive"}
-	for _, small := range []bool{true, false} {
-		t.Run(map[bool]string{true: "room for less than a folder", false: "room as it is"}[small], func(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		sync  bool
+		room  int64 // each folder's ledgers: 20 source entries (18 listed), 20 destination
+		alone bool
+	}{
+		{"room for one folder, with --sync-deletions", true, 45, true},
+		{"room for one folder, without --sync-deletions", false, 45, true},
+		{"room as it is", true, 500_000, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
 			p := newCutoverPair(t, dovecottest.Options{Separator: '/'})
 			var seed []dovecottest.SeedMessage
 			for i := range 80 {
@@ -33,7 +44,8 @@ func TestLedgerRoomHoldsOneLargeFolderAtATime(t *testing.T) {
 					Date: time.Unix(1600000000+int64(i)*60, 0), Body: cutoverMessage(i)})
 			}
 			p.src.Seed(t, "alice", seed)
-			if rep := p.run(t, migrate.Options{SyncDeletions: true, Jobs: 4}); rep.Totals.Copied != 80 {
+			opts := migrate.Options{SyncDeletions: c.sync, Jobs: 4}
+			if rep := p.run(t, opts); rep.Totals.Copied != 80 {
 				t.Fatalf("first run: %+v", rep.Totals)
 			}
 			for _, f := range folders {
@@ -52,36 +64,42 @@ func TestLedgerRoomHoldsOneLargeFolderAtATime(t *testing.T) {
 					}
 				})
 			}
+			before := p.dst.Snapshot(t, "alice")
 			var mu sync.Mutex
 			peak, takes := 0, 0
-			entries := int64(500_000)
-			if small {
-				entries = 10 // each folder's ledgers: 20 source entries, 20 destination
-			}
-			defer migrate.SetLedgerRoom(entries, func(holders int) {
+			defer migrate.SetLedgerRoom(c.room, func(holders int) {
 				mu.Lock()
 				defer mu.Unlock()
 				peak, takes = max(peak, holders), takes+1
 			})()
-			rep := p.run(t, migrate.Options{SyncDeletions: true, Jobs: 4})
-			if rep.Totals.DeletedAtDestination != 8 || rep.Totals.Copied != 0 {
-				t.Errorf("delta pass: %+v, want 8 deleted at the destination, none copied", rep.Totals)
+			rep := p.run(t, opts)
+			wantDeleted := map[bool]int{true: 8}[c.sync]
+			if rep.Totals.DeletedAtDestination != wantDeleted || rep.Totals.Copied != 0 {
+				t.Errorf("delta pass: %+v, want %d deleted at the destination, none copied", rep.Totals, wantDeleted)
 			}
 			if takes != 4 {
 				t.Errorf("%d passes took room, want 4 (one for each folder)", takes)
 			}
-			if small && peak != 1 {
+			if c.alone && peak != 1 {
 				t.Errorf("%d passes held room at once, want 1", peak)
 			}
-			t.Logf("room for %d entries: at most %d passes held room at once", entries, peak)
+			t.Logf("room for %d entries: at most %d passes held room at once", c.room, peak)
 			src, dst := p.src.Snapshot(t, "alice"), p.dst.Snapshot(t, "alice")
 			for _, f := range folders {
-				got, want := contents(dst[f]), contents(src[f])
-				if !slices.Equal(got, want) {
-					t.Errorf("%s: the destination holds %d messages %v, the source %d %v", f, len(got), got, len(want), want)
+				want := contents(src[f])
+				if !c.sync { // the expunged messages stay, with their flags
+					for _, m := range before[f] {
+						if m.UID == 4 || m.UID == 5 {
+							want = append(want, contents([]dovecottest.MessageState{m})...)
+						}
+					}
+					slices.Sort(want)
+				}
+				if got := contents(dst[f]); !slices.Equal(got, want) {
+					t.Errorf("%s: the destination holds %d messages %v, want %d %v", f, len(got), got, len(want), want)
 				}
 			}
-			if rep := p.run(t, migrate.Options{SyncDeletions: true, Jobs: 4}); rep.Totals.Copied != 0 || rep.Totals.DeletedAtDestination != 0 {
+			if rep := p.run(t, opts); rep.Totals.Copied != 0 || rep.Totals.DeletedAtDestination != 0 {
 				t.Errorf("rerun: %+v", rep.Totals)
 			}
 		})

@@ -86,7 +86,7 @@ func decideLedger(msgs []formats.Message, same []uint32, ledger *FolderState, lo
 	if ledger.Len() == 0 {
 		return msgs, keys, occ // all unknown: no copy of a long listing
 	}
-	var own []uint64 // by position in the listing (inOrder): claimed its recorded copy
+	var own bitSet // by position in the listing (inOrder): claimed its recorded copy
 	if dedup != DedupAccount {
 		own = claimOwn(msgs, same, ledger, lost, avail)
 	}
@@ -127,7 +127,7 @@ func decideLedger(msgs []formats.Message, same []uint32, ledger *FolderState, lo
 		case lost[m.ID]:
 			last = append(last, m)
 		default:
-			one(m, en, own != nil && own[i/64]&(1<<(i%64)) != 0)
+			one(m, en, own.has(i))
 		}
 		i++
 	})
@@ -140,30 +140,29 @@ func decideLedger(msgs []formats.Message, same []uint32, ledger *FolderState, lo
 
 // claimOwn has each message of the listing the ledger knows (but those
 // named lost) claim the copy it was recorded as stored as (claimRecorded),
-// and gives the positions of those that did, in inOrder's order (its merge
-// of msgs and same, without the messages it makes for same).
-func claimOwn(msgs []formats.Message, same []uint32, ledger *FolderState, lost map[string]bool, avail *destCopies) []uint64 {
-	var own []uint64
-	i, j := 0, 0
-	for at := range len(msgs) + len(same) {
+// and gives the positions of those that did, in inOrder's order (merged),
+// without the messages inOrder makes for same.
+func claimOwn(msgs []formats.Message, same []uint32, ledger *FolderState, lost map[string]bool, avail *destCopies) bitSet {
+	var own bitSet
+	at := 0
+	merged(msgs, same, func(m *formats.Message, u uint32) {
 		var en Entry
 		var ok bool
-		if j < len(same) && (i == len(msgs) || msgs[i].UID >= same[j]) {
-			en, ok = ledger.GetNum(same[j])
-			ok = ok && (len(lost) == 0 || !lost[strconv.FormatUint(uint64(same[j]), 10)])
-			j++
+		if m != nil {
+			en, ok = ledger.Get(m.ID)
+			ok = ok && !lost[m.ID]
 		} else {
-			en, ok = ledger.Get(msgs[i].ID)
-			ok = ok && !lost[msgs[i].ID]
-			i++
+			en, ok = ledger.GetNum(u)
+			ok = ok && (len(lost) == 0 || !lost[strconv.FormatUint(uint64(u), 10)])
 		}
 		if ok && avail.claimRecorded(en) {
 			if own == nil {
-				own = make([]uint64, (len(msgs)+len(same)+63)/64)
+				own = newBitSet(len(msgs) + len(same))
 			}
-			own[at/64] |= 1 << (at % 64)
+			own.set(at)
 		}
-	}
+		at++
+	})
 	return own
 }
 
@@ -439,19 +438,29 @@ func decideGone(msgs []formats.Message, same []uint32, ledger, dst *FolderState,
 // where they have no UIDs), and with its ledger entry, looked up once (ok:
 // the ledger knows it).
 func inOrder(msgs []formats.Message, same []uint32, ledger *FolderState, fn func(m formats.Message, en Entry, ok bool)) {
-	listed := func(m formats.Message) {
-		en, ok := ledger.Get(m.ID)
-		fn(m, en, ok)
-	}
-	i := 0
-	for _, u := range same {
-		for ; i < len(msgs) && msgs[i].UID < u; i++ {
-			listed(msgs[i])
+	merged(msgs, same, func(m *formats.Message, u uint32) {
+		if m != nil {
+			en, ok := ledger.Get(m.ID)
+			fn(*m, en, ok)
+			return
 		}
 		en, ok := ledger.GetNum(u)
 		fn(formats.Message{ID: strconv.FormatUint(uint64(u), 10), UID: u, Size: -1, Flags: en.Base}, en, ok)
+	})
+}
+
+// merged is inOrder's order, the one rule both it and claimOwn walk: fn
+// gets each message of msgs (m) and each UID of same (m nil, u), the UIDs
+// of same among msgs in ascending order.
+func merged(msgs []formats.Message, same []uint32, fn func(m *formats.Message, u uint32)) {
+	i := 0
+	for _, u := range same {
+		for ; i < len(msgs) && msgs[i].UID < u; i++ {
+			fn(&msgs[i], 0)
+		}
+		fn(nil, u)
 	}
 	for ; i < len(msgs); i++ {
-		listed(msgs[i])
+		fn(&msgs[i], 0)
 	}
 }

@@ -26,7 +26,7 @@ import (
 // found by binary search too.
 type keyPool struct {
 	keys []keyWords
-	used []uint64
+	used bitSet
 	free int
 	// Bucket b (the keys whose first word's top bits are b: hi>>shift)
 	// is keys[bounds[b]:bounds[b+1]].
@@ -88,7 +88,7 @@ func newKeyPool(n int, keys iter.Seq[formats.Key]) *keyPool {
 			slices.SortFunc(bucket, compareWords)
 		}
 	}
-	return &keyPool{keys: ks, used: make([]uint64, (n+63)/64), free: n, bounds: bounds, shift: shift}
+	return &keyPool{keys: ks, used: newBitSet(n), free: n, bounds: bounds, shift: shift}
 }
 
 // find is where the run of k's copies begins and ends (start == end: none).
@@ -112,17 +112,15 @@ func (p *keyPool) holds(k formats.Key) bool {
 	return start < end
 }
 
-func (p *keyPool) isUsed(i int) bool { return p.used[i/64]&(1<<(i%64)) != 0 }
-
 // take counts one copy of k as matched, and reports whether one was free
 // (what avail[k] > 0 { avail[k]-- } did).
 func (p *keyPool) take(k formats.Key) bool {
 	start, end := p.find(wordsOf(k))
-	i := start + sort.Search(end-start, func(i int) bool { return !p.isUsed(start + i) })
+	i := start + sort.Search(end-start, func(i int) bool { return !p.used.has(start + i) })
 	if i == end {
 		return false
 	}
-	p.used[i/64] |= 1 << (i % 64)
+	p.used.set(i)
 	p.free--
 	return true
 }
@@ -148,7 +146,7 @@ func (p *keyPool) left() bool { return p.free > 0 }
 type destCopies struct {
 	ds       *FolderState // nil: no index (keys alone, given as pool)
 	validity uint32
-	claimed  []uint64 // by position in ds's array of numeric IDs
+	claimed  bitSet // by position in ds's array of numeric IDs
 	nclaimed int
 	pool     *keyPool
 }
@@ -174,13 +172,13 @@ func (c *destCopies) claimRecorded(en Entry) bool {
 	if !found || l.ents.bits[at]&slotLive == 0 || !bytes.Equal(l.ents.keys[at][:], en.Key[:keyBytes]) {
 		return false
 	}
-	if c.claimed == nil {
-		c.claimed = make([]uint64, (len(l.nums)+63)/64)
-	}
-	if c.claimed[at/64]&(1<<(at%64)) != 0 {
+	if c.claimed.has(at) {
 		return false
 	}
-	c.claimed[at/64] |= 1 << (at % 64)
+	if c.claimed == nil {
+		c.claimed = newBitSet(len(l.nums))
+	}
+	c.claimed.set(at)
 	c.nclaimed++
 	return true
 }
@@ -199,3 +197,12 @@ func (c *destCopies) take(k formats.Key) bool { return c.keys().take(k) }
 
 // left reports whether any copy is still free.
 func (c *destCopies) left() bool { return c.keys().left() }
+
+// bitSet is a set of numbers from 0, a bit each (nil: empty).
+type bitSet []uint64
+
+func newBitSet(n int) bitSet { return make(bitSet, (n+63)/64) }
+
+func (b bitSet) has(i int) bool { return i/64 < len(b) && b[i/64]&(1<<(i%64)) != 0 }
+
+func (b bitSet) set(i int) { b[i/64] |= 1 << (i % 64) }

@@ -406,7 +406,7 @@ func (fs *FolderState) Keys() iter.Seq[formats.Key] { return fs.keysExcept(nil) 
 
 // keysExcept is Keys but for the entries of the array of numeric IDs
 // whose bit is set in skip (by position: destCopies' claims).
-func (fs *FolderState) keysExcept(skip []uint64) iter.Seq[formats.Key] {
+func (fs *FolderState) keysExcept(skip bitSet) iter.Seq[formats.Key] {
 	return func(yield func(formats.Key) bool) {
 		l := &fs.led
 		one := func(key [keyBytes]byte) bool {
@@ -415,7 +415,7 @@ func (fs *FolderState) keysExcept(skip []uint64) iter.Seq[formats.Key] {
 			return yield(k)
 		}
 		for i, b := range l.ents.bits {
-			if b&slotLive != 0 && (i/64 >= len(skip) || skip[i/64]&(1<<(i%64)) == 0) && !one(l.ents.keys[i]) {
+			if b&slotLive != 0 && !skip.has(i) && !one(l.ents.keys[i]) {
 				return
 			}
 		}

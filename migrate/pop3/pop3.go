@@ -85,6 +85,7 @@ type POP3 struct {
 
 	caps       map[string]string // CAPA: upper-case tag -> arguments; nil when CAPA failed
 	pipelining bool
+	capaSent   bool // CAPA went out before the greeting was read; its answer is still to read
 
 	nums    map[string]int // UIDL -> message number, this session
 	sizes   map[int]int64  // message number -> LIST octets (an estimate, see List)
@@ -180,6 +181,14 @@ func (p *POP3) connect(ctx context.Context, dialed func(net.Conn)) error {
 				return nil, err
 			}
 		}
+		// CAPA goes out before the greeting is read: a server reads
+		// what a client sent once it has greeted, and on a slow link
+		// the answer then comes half a round trip after the greeting,
+		// not a round trip and a half after the connection.
+		if _, err := p.wire.Write([]byte("CAPA\r\n")); err != nil {
+			return nil, &migrate.RetryableError{Err: fmt.Errorf("pop3: %s: %w", p.cfg.Addr, err)}
+		}
+		p.capaSent = true
 		ready = true
 		return p.wire, nil
 	})
@@ -248,10 +257,13 @@ func (p *POP3) dialErr(what string, err error) error {
 	return mailconn.ClassifyDialError("pop3", p.cfg, what, err)
 }
 
-// capa sends CAPA and records the answer; on -ERR or an error p.caps is nil.
+// capa sends CAPA (or reads the answer to the one sent before the
+// greeting) and records the answer; on -ERR or an error p.caps is nil.
 func (p *POP3) capa() {
 	p.caps, p.pipelining = nil, false
-	ok, _, lines, err := p.listing("CAPA", true)
+	sent := p.capaSent
+	p.capaSent = false
+	ok, _, lines, err := p.listing("CAPA", !sent)
 	if err != nil || !ok {
 		return
 	}

@@ -1101,8 +1101,9 @@ func TestPOP3TLS(t *testing.T) {
 	}
 }
 
-// fakePOP3 serves scripted POP3 sessions: greeting (if not empty), then
-// answer(line) for each command line; an answer "STALL" stops answering.
+// fakePOP3 serves scripted POP3 sessions: greeting (if empty, none, and
+// nothing answered), then answer(line) for each command line; an answer
+// "STALL" stops answering.
 func fakePOP3(t *testing.T, greeting string, answer func(line string) string) string {
 	t.Helper()
 	return fakePOP3Counting(t, greeting, answer, nil)
@@ -1144,9 +1145,15 @@ func fakePOP3Counting(t *testing.T, greeting string, answer func(line string) st
 				}
 				defer stop()
 				go func() { <-quit; c.Close() }()
-				if greeting != "" {
-					io.WriteString(c, greeting)
+				if greeting == "" {
+					// A server that never greets answers nothing either:
+					// a client may send before the greeting (CAPA does),
+					// and a server reads it only once it has greeted.
+					stop()
+					<-quit
+					return
 				}
+				io.WriteString(c, greeting)
 				r := bufio.NewReader(c)
 				for {
 					line, err := r.ReadString('\n')

@@ -2,6 +2,7 @@ package pop3
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -79,5 +80,54 @@ func TestPOP3LoginBringsTheListing(t *testing.T) {
 	}
 	if p.sizes == nil || len(p.sizes) != len(bodies) {
 		t.Errorf("LIST's sizes: %d, want %d", len(p.sizes), len(bodies))
+	}
+}
+
+// CAPA goes out as soon as the connection is made, before the greeting is
+// read: on a slow link its answer comes half a round trip after the
+// greeting instead of a round trip and a half after the connection. Sent
+// after the greeting (as before), it reached the server a whole one-way
+// delay after the greeting reached us.
+func TestCAPASentBeforeTheGreetingIsRead(t *testing.T) {
+	srv := dovecottest.Start(t, dovecottest.Options{})
+	seedInbox(t, srv, "alice", trickyMessages())
+	const oneWay = 150 * time.Millisecond
+	var mu sync.Mutex
+	var greeted, capa time.Time
+	proxy, err := faultproxy.New(srv.POP3Addr(), faultproxy.Faults{Latency: oneWay, Tap: func(_ int, dir faultproxy.Dir, b []byte) {
+		mu.Lock()
+		defer mu.Unlock()
+		now := time.Now()
+		switch {
+		case dir == faultproxy.ServerToClient && greeted.IsZero():
+			greeted = now // the greeting reached the client
+		case dir == faultproxy.ClientToServer && capa.IsZero() && strings.HasPrefix(string(b), "CAPA\r\n"):
+			capa = now // CAPA reached the server
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proxy.Close()
+	cfg := pop3Config(srv, "alice")
+	cfg.Addr = proxy.Addr()
+	p := dialPOP3(t, cfg)
+	if !p.pipelining {
+		t.Errorf("CAPA's answer was not read: PIPELINING not seen (caps %v)", p.caps)
+	}
+	folders, err := p.Folders(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(folders) != 1 || int(folders[0].Messages) != len(trickyMessages()) {
+		t.Errorf("Folders = %+v, want INBOX with %d messages", folders, len(trickyMessages()))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if greeted.IsZero() || capa.IsZero() {
+		t.Fatalf("the proxy saw no greeting (%v) or no CAPA (%v)", greeted, capa)
+	}
+	if d := capa.Sub(greeted); d > oneWay/2 {
+		t.Errorf("CAPA reached the server %v after the greeting reached the client, want about 0 (sent before the greeting was read; %v: after it)", d.Round(time.Millisecond), oneWay)
 	}
 }

@@ -2,6 +2,8 @@ package migrate
 
 import (
 	"context"
+	"io"
+	"slices"
 	"sync"
 
 	"github.com/mailferry/mailferry/formats"
@@ -93,8 +95,8 @@ func (l *earlyListing) settle() {
 
 // earlyWindow gives the early listing as the window [first, last]'s (the
 // form of AheadLister's wait), or nil where it is not that window.
-func (p *folderPass) earlyWindow(first, last uint32) func() (uint32, []formats.Message, error) {
-	v, msgs, ok, err := p.takeEarly(false, first, last)
+func (p *folderPass) earlyWindow(ctx context.Context, first, last uint32) func() (uint32, []formats.Message, error) {
+	v, msgs, ok, err := p.takeEarly(ctx, false, first, last)
 	if !ok {
 		return nil
 	}
@@ -102,8 +104,10 @@ func (p *folderPass) earlyWindow(first, last uint32) func() (uint32, []formats.M
 }
 
 // takeEarly returns the early listing if it is the whole folder (whole)
-// or the window [first, last] (ok), and drops it either way.
-func (p *folderPass) takeEarly(whole bool, first, last uint32) (validity uint32, msgs []formats.Message, ok bool, err error) {
+// or the window [first, last] (ok), and drops it either way. Where it is
+// not, the FETCH sent early of its messages is read away too: the pass
+// lists again next.
+func (p *folderPass) takeEarly(ctx context.Context, whole bool, first, last uint32) (validity uint32, msgs []formats.Message, ok bool, err error) {
 	l := p.early
 	if l == nil {
 		return 0, nil, false, nil
@@ -111,7 +115,113 @@ func (p *folderPass) takeEarly(whole bool, first, last uint32) (validity uint32,
 	p.early = nil
 	l.settle()
 	if l.whole != whole || !whole && (l.first != first || l.last != last) {
+		p.dropEarlyFetch(ctx)
 		return 0, nil, false, nil
 	}
 	return l.validity, l.msgs, true, l.err
+}
+
+// A first copy begun while the folder before still ends (sent) also sends
+// its first bodies' FETCH as soon as its early listing is in (fetchEarly),
+// while the destination still answers the folder before's last batch:
+// before, that FETCH went out only once the batch was answered and the
+// pass went on, so on a slow link every folder after a worker's first
+// waited a round trip for its first bodies after that answer. The FETCH
+// asks for every message listed, which is what a first copy into an empty
+// destination folder copies; the pass takes it where its decision is that
+// (takeEarlyFetch), and otherwise reads its answers away before it uses
+// the source, as a window dropped in copyWindows is.
+//
+// Only where nothing can make the decision another: no --delete-source,
+// --sync-deletions, --dedup account, --since or --before, no dry run, a
+// destination folder of its own (no --map merging two) that the run's
+// listing showed absent or empty. The answers wait in the connection until
+// the pass reads them: nothing is held in memory meanwhile.
+
+// earlyFetch is the body FETCH of a begun first copy, sent by a goroutine
+// once the early listing is in.
+type earlyFetch struct {
+	done  chan struct{} // closed once the goroutine is done with the source
+	msgs  []formats.Message
+	fetch func(context.Context, func(formats.Message, io.Reader) error) error
+}
+
+// fetchEarly starts the goroutine that sends the pass's first FETCH once
+// its early listing is in (see above); the pass waits for it (waitEarlyFetch)
+// before it uses the source.
+func (p *folderPass) fetchEarly(ctx context.Context) {
+	e, l := p.e, p.early
+	fs, ok := As[FetchStarter](p.src)
+	if l == nil || !ok || e.opts.DryRun || e.opts.DeleteSource || e.opts.SyncDeletions ||
+		e.opts.Dedup == DedupAccount || e.filtered() || e.sharedDest[destKey(p.pf.Dest)] {
+		return
+	}
+	if dstF, listed := e.listedDest(p.pf.Dest); listed && dstF.Messages > 0 {
+		return
+	}
+	ef := &earlyFetch{done: make(chan struct{})}
+	p.earlyFetch = ef
+	f := p.pf.Source
+	go func() {
+		defer close(ef.done)
+		l.settle()
+		if l.err != nil || l.validity == 0 || len(l.msgs) == 0 || ctx.Err() != nil {
+			return
+		}
+		ef.msgs = l.msgs
+		ef.fetch = fs.StartFetch(f, l.msgs)
+	}()
+}
+
+// waitEarlyFetch waits until the goroutine of fetchEarly is done with the
+// source; where the destination folder turned out not empty (ds holds
+// copies), the FETCH it sent is read away now, before the decide step
+// asks the source for headers.
+func (p *folderPass) waitEarlyFetch(ctx context.Context) {
+	ef := p.earlyFetch
+	if ef == nil {
+		return
+	}
+	<-ef.done
+	if p.ds != nil && p.ds.Len() > 0 {
+		p.dropEarlyFetch(ctx)
+	}
+}
+
+// takeEarlyFetch returns the FETCH sent early where it asks for copy, the
+// messages the pass decided to copy, or nil (having read it away).
+func (p *folderPass) takeEarlyFetch(ctx context.Context, copy []formats.Message) func(context.Context, func(formats.Message, io.Reader) error) error {
+	ef := p.earlyFetch
+	if ef == nil {
+		return nil
+	}
+	<-ef.done
+	if ef.fetch == nil || !sameMessages(ef.msgs, copy) {
+		p.dropEarlyFetch(ctx)
+		return nil
+	}
+	p.earlyFetch = nil
+	return ef.fetch
+}
+
+// dropEarlyFetch reads the answers of a FETCH sent early and not taken.
+func (p *folderPass) dropEarlyFetch(ctx context.Context) {
+	ef := p.earlyFetch
+	if ef == nil {
+		return
+	}
+	p.earlyFetch = nil
+	<-ef.done
+	if ef.fetch != nil {
+		ef.fetch(ctx, func(formats.Message, io.Reader) error { return errWindowDropped })
+	}
+}
+
+// sameMessages reports whether a and b are the same messages, in the same
+// order, with the same fields.
+func sameMessages(a, b []formats.Message) bool {
+	return slices.EqualFunc(a, b, func(x, y formats.Message) bool {
+		return x.ID == y.ID && x.UID == y.UID && x.Size == y.Size && x.Date.Equal(y.Date) &&
+			x.SourceFolder == y.SourceFolder && slices.Equal(x.Flags, y.Flags)
+	})
 }

@@ -37,8 +37,11 @@ type folderPass struct {
 	// until they are done (cutover.go).
 	deferMark bool
 	// early is the source's listing started beside destination()
-	// (early.go), until the pass takes it.
-	early *earlyListing
+	// (early.go), until the pass takes it; earlyFetch the FETCH of its
+	// messages sent once it is in, for a pass begun while the folder
+	// before still ends (early.go), until the pass takes it.
+	early      *earlyListing
+	earlyFetch *earlyFetch
 	// partial: the listing is ListChanged's, whose messages listed by their
 	// changes only have no size and no date (listedPartly, cutover.go).
 	partial bool
@@ -116,6 +119,7 @@ func (p *folderPass) begin(ctx context.Context, sent, sendEnsure bool) {
 		if es, ok := As[EnsureStarter](p.dst); ok {
 			p.ensured = es.StartEnsure(ctx, p.pf.Dest)
 		}
+		p.fetchEarly(ctx)
 	}
 	if p.early != nil && !p.e.opts.DryRun {
 		p.prepareStore(ctx) // a first copy will store: connect for it meanwhile
@@ -139,8 +143,10 @@ func (p *folderPass) copy(ctx context.Context) (FolderReport, error) {
 			return p.fr, err
 		}
 	}
+	defer p.dropEarlyFetch(ctx) // where the pass did not take it
 	err := p.destination(ctx)
 	p.early.settle()
+	p.waitEarlyFetch(ctx)
 	if err != nil {
 		if IsFolderRefused(err) {
 			return p.refused(ctx, err) // folderrefused.go
@@ -176,7 +182,7 @@ func (p *folderPass) copy(ctx context.Context) (FolderReport, error) {
 	if err := e.add(p.d.matched); err != nil {
 		return p.fr, err
 	}
-	t := &transfer{p: p, d: &p.d, keys: p.keys, delivered: map[string]bool{}, lastFlush: time.Now(),
+	t := &transfer{p: p, d: &p.d, keys: p.keys, fetch: p.takeEarlyFetch(ctx, p.d.copy), delivered: map[string]bool{}, lastFlush: time.Now(),
 		dst: dstRun{next: p.dstF.UIDNext, contiguous: true}, beforeFlush: p.startNext}
 	if err := t.run(ctx); err != nil {
 		return p.fr, err
@@ -294,7 +300,7 @@ func (p *folderPass) loadLedger() error {
 func (p *folderPass) list(ctx context.Context) error {
 	ss := p.ss
 	p.same = nil
-	validity, msgs, ok, err := p.takeEarly(true, 0, 0) // early.go
+	validity, msgs, ok, err := p.takeEarly(ctx, true, 0, 0) // early.go
 	if !ok {
 		validity, msgs, err = p.listSource(ctx, ss) // cutover.go
 	}

@@ -310,3 +310,116 @@ func TestNextFolderLedgerWaitsForItsPass(t *testing.T) {
 		t.Errorf("Next's source ledger was loaded at call %d, INBOX's source mark set at call %d: want it after (calls: %q)", nextLoaded, inboxMarked, log.calls)
 	}
 }
+
+// anyBodyFetch is a FETCH of message bodies, of any UID set.
+var anyBodyFetch = regexp.MustCompile(`FETCH [0-9:,]+ \(UID BODY\.PEEK\[\]\)`)
+
+// TestNextFolderFetchedWhileTheLastBatchIsAnswered: a first copy begun
+// while the folder before still ends (startNext) sends its bodies' FETCH
+// once its early listing is in, not once the pass goes on after the last
+// batch's answer (early.go's fetchEarly): behind a 50 ms destination link,
+// with one worker, Next's body FETCH goes out before INBOX's batch is
+// answered (before the change, after it). Each of INBOX (30 messages)
+// and Next (20) is then copied whole (SHA-256), and a rerun copies none.
+// The second case has Next's destination folder hold a message already,
+// which the run's listing of the destination shows: nothing is fetched
+// early, and Next's copy is the same.
+func TestNextFolderFetchedWhileTheLastBatchIsAnswered(t *testing.T) {
+	src := dovecottest.Start(t, dovecottest.Options{Separator: '/'})
+	var seed []dovecottest.SeedMessage
+	for i := range 50 {
+		folder := "INBOX"
+		if i >= 30 {
+			folder = "Next"
+		}
+		seed = append(seed, dovecottest.SeedMessage{Folder: folder, Flags: []string{`\Seen`}, Date: time.Unix(1600000000+int64(i)*3600, 0),
+			Body: []byte(fmt.Sprintf("Message-ID: <fetched%d@example.org>\r\nFrom: a@example.org\r\nSubject: fetched %d\r\n\r\n%0300d\r\n", i, i, i))})
+	}
+	src.Seed(t, "alice", seed)
+	want := src.Snapshot(t, "alice")
+	for _, held := range []bool{false, true} {
+		t.Run(map[bool]string{false: "empty destination", true: "destination holds one"}[held], func(t *testing.T) {
+			dst := dovecottest.Start(t, dovecottest.Options{Separator: '.'})
+			if held {
+				dst.Seed(t, "alice", []dovecottest.SeedMessage{{Folder: "Next", Body: seed[40].Body, Date: seed[40].Date, Flags: seed[40].Flags}})
+			}
+			var mu sync.Mutex
+			var examined, fetched time.Time
+			var answered []time.Time
+			dproxy, err := faultproxy.New(dst.IMAPAddr(), faultproxy.Faults{Latency: 50 * time.Millisecond,
+				Tap: func(conn int, dir faultproxy.Dir, b []byte) {
+					mu.Lock()
+					defer mu.Unlock()
+					if dir == faultproxy.ServerToClient {
+						for range bytes.Count(b, []byte("OK [APPENDUID")) {
+							answered = append(answered, time.Now())
+						}
+					}
+				}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer dproxy.Close()
+			sproxy, err := faultproxy.New(src.IMAPAddr(), faultproxy.Faults{
+				Tap: func(conn int, dir faultproxy.Dir, b []byte) {
+					mu.Lock()
+					defer mu.Unlock()
+					if dir != faultproxy.ClientToServer {
+						return
+					}
+					if examined.IsZero() && examineNext.Match(b) {
+						examined = time.Now()
+					} else if !examined.IsZero() && fetched.IsZero() && anyBodyFetch.Match(b) {
+						fetched = time.Now()
+					}
+				}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sproxy.Close()
+			state := filepath.Join(t.TempDir(), "state.db")
+			run := func() *migrate.Report {
+				t.Helper()
+				job := migrate.Job{SourceName: "src", DestName: "dst", Options: migrate.Options{StatePath: state, Jobs: 1, Retries: 3},
+					OpenSource: func(ctx context.Context) (migrate.Source, error) {
+						return mfimap.DialIMAP(ctx, mailconn.ServerConfig{Addr: sproxy.Addr(), User: "alice", Password: src.Users["alice"], TLS: mailconn.TLSNone})
+					},
+					OpenSink: func(ctx context.Context) (migrate.Sink, error) {
+						return mfimap.DialIMAP(ctx, mailconn.ServerConfig{Addr: dproxy.Addr(), User: "alice", Password: dst.Users["alice"], TLS: mailconn.TLSNone})
+					}}
+				rep, err := migrate.Run(context.Background(), job)
+				if err != nil {
+					t.Fatalf("run: %v", err)
+				}
+				return rep
+			}
+			rep := run()
+			wantCopied := 50
+			if held {
+				wantCopied = 49
+			}
+			if rep.Totals.Copied != wantCopied || rep.Totals.Failed != 0 {
+				t.Errorf("copied %d, failed %d, want %d and 0", rep.Totals.Copied, rep.Totals.Failed, wantCopied)
+			}
+			got := dst.Snapshot(t, "alice")
+			for _, folder := range []string{"INBOX", "Next"} {
+				if w, g := sums(want[folder]), sums(got[folder]); !reflect.DeepEqual(w, g) {
+					t.Errorf("the destination's %s differs from the source's (SHA-256 of each message, counted): %d distinct at the source, %d messages at the destination", folder, len(w), len(got[folder]))
+				}
+			}
+			mu.Lock()
+			switch {
+			case len(answered) == 0 || examined.IsZero() || fetched.IsZero():
+				t.Errorf("%d APPENDs answered, Next examined at %v, its bodies fetched at %v: want all three", len(answered), examined, fetched)
+			case !held && !fetched.Before(answered[0]):
+				t.Errorf("Next's bodies were fetched %v after INBOX's batch was answered: the FETCH waited for it", fetched.Sub(answered[0]))
+			case held && fetched.Before(answered[0]):
+				t.Errorf("Next's bodies were fetched %v before INBOX's batch was answered, into a folder that holds mail", answered[0].Sub(fetched))
+			}
+			mu.Unlock()
+			if rep := run(); rep.Totals.Copied != 0 {
+				t.Errorf("rerun: copied %d, want 0", rep.Totals.Copied)
+			}
+		})
+	}
+}

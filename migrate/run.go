@@ -670,6 +670,13 @@ type worker struct {
 }
 
 func (w *worker) close() {
+	if w.begun != nil {
+		// A FETCH sent early is read to its end first: go-imap's Close
+		// waits for its reader, which waits for each literal to be read.
+		// Not under the run's context, which may be done: the answers
+		// would then be left unread.
+		w.begun.dropEarlyFetch(context.Background())
+	}
 	closeQuietly(w.src)
 	closeQuietly(w.dst)
 	w.src, w.dst = nil, nil

@@ -95,7 +95,7 @@ func (p *folderPass) copyWindows(ctx context.Context, rl RangeLister) (err error
 	}()
 	// The next window's listing, sent: the first window's may be the
 	// listing made beside destination() (early.go).
-	ahead := p.earlyWindow(1, uint32(min(uint64(windowSize), uint64(f.UIDNext)-1)))
+	ahead := p.earlyWindow(ctx, 1, uint32(min(uint64(windowSize), uint64(f.UIDNext)-1)))
 	var got *windowListing // ahead's answer, once read (by carryOn)
 	defer func() {
 		if ahead != nil && got == nil {
@@ -181,6 +181,7 @@ func (p *folderPass) copyWindows(ctx context.Context, rl RangeLister) (err error
 			if err := p.decide(ctx); err != nil {
 				return err
 			}
+			fetch = p.takeEarlyFetch(ctx, p.d.copy) // the first window's, sent early (early.go)
 		}
 		d := p.d // the transfer's own: prepare decides the next window meanwhile
 		t := &transfer{p: p, d: &d, keys: p.keys, fetch: fetch, delivered: map[string]bool{}, lastFlush: time.Now(), dst: w.dst}

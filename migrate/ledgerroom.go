@@ -33,11 +33,12 @@ import (
 // room is taken when its pass goes on.
 //
 // The count is an estimate made before the load: the messages the source
-// folder holds, where a pass marked it complete before (its ledger holds
-// about one entry for each), and the messages the destination folder held
-// when the run listed it. A ledger of a first copy stopped under way has
-// no mark and counts nothing. (The mark's own count is no estimate: it is
-// 0 without --sync-deletions, by design: syncedCount.)
+// folder holds, where its ledger has a validity (a pass recorded messages
+// in it: it holds about one entry for each), and the messages the
+// destination folder held when the run listed it. A first copy stopped
+// under way counts as the others do: it set the ledger's validity (Reset)
+// before it recorded anything. (The mark's own count is no estimate: it
+// is 0 without --sync-deletions, by design: syncedCount.)
 var ledgerRoomEntries int64 = 500_000
 
 // ledgerRoom hands out room for ledger entries (nil: unbounded).
@@ -93,7 +94,7 @@ func (p *folderPass) takeRoom(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if validity != 0 { // marked complete once: about a ledger entry a message
+		if validity != 0 { // recorded in (a first copy sets it first): about a ledger entry a message
 			n = int64(p.pf.Source.Messages)
 		}
 	}

@@ -57,16 +57,7 @@ var (
 // every message once (SHA-256), and a rerun copies none.
 func TestNextFolderBegunWhileTheLastBatchIsAnswered(t *testing.T) {
 	src := dovecottest.Start(t, dovecottest.Options{Separator: '/'})
-	var seed []dovecottest.SeedMessage
-	for i := range 50 {
-		folder := "INBOX"
-		if i >= 30 {
-			folder = "Next"
-		}
-		seed = append(seed, dovecottest.SeedMessage{Folder: folder, Flags: []string{`\Seen`}, Date: time.Unix(1600000000+int64(i)*3600, 0),
-			Body: []byte(fmt.Sprintf("Message-ID: <next%d@example.org>\r\nFrom: a@example.org\r\nSubject: next %d\r\n\r\n%0300d\r\n", i, i, i))})
-	}
-	src.Seed(t, "alice", seed)
+	seedInboxAndNext(t, src, "next")
 	want := src.Snapshot(t, "alice")
 	for _, lose := range []bool{false, true} {
 		t.Run(map[bool]string{false: "answered", true: "answer lost"}[lose], func(t *testing.T) {
@@ -105,36 +96,17 @@ func TestNextFolderBegunWhileTheLastBatchIsAnswered(t *testing.T) {
 			}
 			defer sproxy.Close()
 			var commits atomic.Int32
-			state := filepath.Join(t.TempDir(), "state.db")
-			run := func() *migrate.Report {
-				t.Helper()
-				job := migrate.Job{SourceName: "src", DestName: "dst", Options: migrate.Options{StatePath: state, Jobs: 1, Retries: 3},
-					OpenSource: func(ctx context.Context) (migrate.Source, error) {
-						return mfimap.DialIMAP(ctx, mailconn.ServerConfig{Addr: sproxy.Addr(), User: "alice", Password: src.Users["alice"], TLS: mailconn.TLSNone})
-					},
-					OpenSink: func(ctx context.Context) (migrate.Sink, error) {
-						m, err := mfimap.DialIMAP(ctx, mailconn.ServerConfig{Addr: dproxy.Addr(), User: "alice", Password: dst.Users["alice"], TLS: mailconn.TLSNone})
-						if err != nil || !lose {
-							return m, err
-						}
-						return lastCommitFailer{m, &commits}, nil
-					}}
-				rep, err := migrate.Run(context.Background(), job)
-				if err != nil {
-					t.Fatalf("run: %v", err)
+			run := oneWorkerRun(t, src, sproxy.Addr(), dst, dproxy.Addr(), func(m *mfimap.IMAP) migrate.Sink {
+				if !lose {
+					return m
 				}
-				return rep
-			}
+				return lastCommitFailer{m, &commits}
+			})
 			rep := run()
 			if !lose && (rep.Totals.Copied != 50 || rep.Totals.Failed != 0) {
 				t.Errorf("copied %d, failed %d, want 50 and 0", rep.Totals.Copied, rep.Totals.Failed)
 			}
-			got := dst.Snapshot(t, "alice")
-			for _, folder := range []string{"INBOX", "Next"} {
-				if w, g := sums(want[folder]), sums(got[folder]); !reflect.DeepEqual(w, g) {
-					t.Errorf("the destination's %s differs from the source's (SHA-256 of each message, counted): %d distinct at the source, %d messages at the destination", folder, len(w), len(got[folder]))
-				}
-			}
+			sameSums(t, want, dst.Snapshot(t, "alice"), "INBOX", "Next")
 			mu.Lock()
 			switch {
 			case lose:
@@ -326,16 +298,7 @@ var anyBodyFetch = regexp.MustCompile(`FETCH [0-9:,]+ \(UID BODY\.PEEK\[\]\)`)
 // early, and Next's copy is the same.
 func TestNextFolderFetchedWhileTheLastBatchIsAnswered(t *testing.T) {
 	src := dovecottest.Start(t, dovecottest.Options{Separator: '/'})
-	var seed []dovecottest.SeedMessage
-	for i := range 50 {
-		folder := "INBOX"
-		if i >= 30 {
-			folder = "Next"
-		}
-		seed = append(seed, dovecottest.SeedMessage{Folder: folder, Flags: []string{`\Seen`}, Date: time.Unix(1600000000+int64(i)*3600, 0),
-			Body: []byte(fmt.Sprintf("Message-ID: <fetched%d@example.org>\r\nFrom: a@example.org\r\nSubject: fetched %d\r\n\r\n%0300d\r\n", i, i, i))})
-	}
-	src.Seed(t, "alice", seed)
+	seed := seedInboxAndNext(t, src, "fetched")
 	want := src.Snapshot(t, "alice")
 	for _, held := range []bool{false, true} {
 		t.Run(map[bool]string{false: "empty destination", true: "destination holds one"}[held], func(t *testing.T) {
@@ -377,22 +340,7 @@ func TestNextFolderFetchedWhileTheLastBatchIsAnswered(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer sproxy.Close()
-			state := filepath.Join(t.TempDir(), "state.db")
-			run := func() *migrate.Report {
-				t.Helper()
-				job := migrate.Job{SourceName: "src", DestName: "dst", Options: migrate.Options{StatePath: state, Jobs: 1, Retries: 3},
-					OpenSource: func(ctx context.Context) (migrate.Source, error) {
-						return mfimap.DialIMAP(ctx, mailconn.ServerConfig{Addr: sproxy.Addr(), User: "alice", Password: src.Users["alice"], TLS: mailconn.TLSNone})
-					},
-					OpenSink: func(ctx context.Context) (migrate.Sink, error) {
-						return mfimap.DialIMAP(ctx, mailconn.ServerConfig{Addr: dproxy.Addr(), User: "alice", Password: dst.Users["alice"], TLS: mailconn.TLSNone})
-					}}
-				rep, err := migrate.Run(context.Background(), job)
-				if err != nil {
-					t.Fatalf("run: %v", err)
-				}
-				return rep
-			}
+			run := oneWorkerRun(t, src, sproxy.Addr(), dst, dproxy.Addr(), nil)
 			rep := run()
 			wantCopied := 50
 			if held {
@@ -401,12 +349,7 @@ func TestNextFolderFetchedWhileTheLastBatchIsAnswered(t *testing.T) {
 			if rep.Totals.Copied != wantCopied || rep.Totals.Failed != 0 {
 				t.Errorf("copied %d, failed %d, want %d and 0", rep.Totals.Copied, rep.Totals.Failed, wantCopied)
 			}
-			got := dst.Snapshot(t, "alice")
-			for _, folder := range []string{"INBOX", "Next"} {
-				if w, g := sums(want[folder]), sums(got[folder]); !reflect.DeepEqual(w, g) {
-					t.Errorf("the destination's %s differs from the source's (SHA-256 of each message, counted): %d distinct at the source, %d messages at the destination", folder, len(w), len(got[folder]))
-				}
-			}
+			sameSums(t, want, dst.Snapshot(t, "alice"), "INBOX", "Next")
 			mu.Lock()
 			switch {
 			case len(answered) == 0 || examined.IsZero() || fetched.IsZero():
@@ -421,5 +364,59 @@ func TestNextFolderFetchedWhileTheLastBatchIsAnswered(t *testing.T) {
 				t.Errorf("rerun: copied %d, want 0", rep.Totals.Copied)
 			}
 		})
+	}
+}
+
+// seedInboxAndNext gives the source 30 messages in INBOX and 20 in Next,
+// their Message-IDs named after name, and returns them.
+func seedInboxAndNext(t *testing.T, src *dovecottest.Server, name string) []dovecottest.SeedMessage {
+	t.Helper()
+	var seed []dovecottest.SeedMessage
+	for i := range 50 {
+		folder := "INBOX"
+		if i >= 30 {
+			folder = "Next"
+		}
+		seed = append(seed, dovecottest.SeedMessage{Folder: folder, Flags: []string{`\Seen`}, Date: time.Unix(1600000000+int64(i)*3600, 0),
+			Body: []byte(fmt.Sprintf("Message-ID: <%s%d@example.org>\r\nFrom: a@example.org\r\nSubject: %s %d\r\n\r\n%0300d\r\n", name, i, name, i, i))})
+	}
+	src.Seed(t, "alice", seed)
+	return seed
+}
+
+// oneWorkerRun returns what runs one worker from src to dst through the
+// addresses given (proxies), with a state of its own kept across its
+// calls; wrap, where set, gives the sink the run stores with.
+func oneWorkerRun(t *testing.T, src *dovecottest.Server, srcAddr string, dst *dovecottest.Server, dstAddr string, wrap func(*mfimap.IMAP) migrate.Sink) func() *migrate.Report {
+	state := filepath.Join(t.TempDir(), "state.db")
+	return func() *migrate.Report {
+		t.Helper()
+		job := migrate.Job{SourceName: "src", DestName: "dst", Options: migrate.Options{StatePath: state, Jobs: 1, Retries: 3},
+			OpenSource: func(ctx context.Context) (migrate.Source, error) {
+				return mfimap.DialIMAP(ctx, mailconn.ServerConfig{Addr: srcAddr, User: "alice", Password: src.Users["alice"], TLS: mailconn.TLSNone})
+			},
+			OpenSink: func(ctx context.Context) (migrate.Sink, error) {
+				m, err := mfimap.DialIMAP(ctx, mailconn.ServerConfig{Addr: dstAddr, User: "alice", Password: dst.Users["alice"], TLS: mailconn.TLSNone})
+				if err != nil || wrap == nil {
+					return m, err
+				}
+				return wrap(m), nil
+			}}
+		rep, err := migrate.Run(context.Background(), job)
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+		return rep
+	}
+}
+
+// sameSums fails t where a folder's messages at the destination (got) are
+// not the source's (want), by SHA-256, counted.
+func sameSums(t *testing.T, want, got map[string][]dovecottest.MessageState, folders ...string) {
+	t.Helper()
+	for _, folder := range folders {
+		if w, g := sums(want[folder]), sums(got[folder]); !reflect.DeepEqual(w, g) {
+			t.Errorf("the destination's %s differs from the source's (SHA-256 of each message, counted): %d distinct at the source, %d messages at the destination", folder, len(w), len(got[folder]))
+		}
 	}
 }

@@ -204,7 +204,11 @@ func (p *folderPass) takeEarlyFetch(ctx context.Context, copy []formats.Message)
 	return ef.fetch
 }
 
-// dropEarlyFetch reads the answers of a FETCH sent early and not taken.
+// dropEarlyFetch reads the answers of a FETCH sent early and not taken,
+// as a stopped transfer reads the rest of its FETCH: within fetchGrace of
+// ctx's end, then the connection is closed (interrupt.go). They must be
+// read either way: go-imap's Close waits for its reader, which waits for
+// each literal to be read.
 func (p *folderPass) dropEarlyFetch(ctx context.Context) {
 	ef := p.earlyFetch
 	if ef == nil {
@@ -213,7 +217,9 @@ func (p *folderPass) dropEarlyFetch(ctx context.Context) {
 	p.earlyFetch = nil
 	<-ef.done
 	if ef.fetch != nil {
-		ef.fetch(ctx, func(formats.Message, io.Reader) error { return errWindowDropped })
+		dctx, stop := outlive(ctx, fetchGrace)
+		defer stop()
+		ef.fetch(dctx, func(formats.Message, io.Reader) error { return errWindowDropped })
 	}
 }
 

@@ -129,6 +129,7 @@ func (p *folderPass) begin(ctx context.Context, sent, sendEnsure bool) {
 // copy is the pass, begun already or not.
 func (p *folderPass) copy(ctx context.Context) (FolderReport, error) {
 	e := p.e
+	defer p.dropEarlyFetch(ctx) // where the pass did not take it (early.go)
 	if !p.begun {
 		p.begin(ctx, false, false)
 	}
@@ -143,7 +144,6 @@ func (p *folderPass) copy(ctx context.Context) (FolderReport, error) {
 			return p.fr, err
 		}
 	}
-	defer p.dropEarlyFetch(ctx) // where the pass did not take it
 	err := p.destination(ctx)
 	p.early.settle()
 	p.waitEarlyFetch(ctx)

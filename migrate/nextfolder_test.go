@@ -420,3 +420,74 @@ func sameSums(t *testing.T, want, got map[string][]dovecottest.MessageState, fol
 		}
 	}
 }
+
+// TestStoppedWhileAFetchWentEarly: a run stopped (Ctrl-C) while Next's
+// bodies' FETCH, sent early (fetchEarly), is unread, and INBOX's last
+// batch is unanswered behind a 300 ms destination link, ends within the
+// grace periods instead of hanging in go-imap's Close (which waits for
+// every literal to be read); a rerun then copies what is missing and the
+// destination holds every message once (SHA-256).
+func TestStoppedWhileAFetchWentEarly(t *testing.T) {
+	src := dovecottest.Start(t, dovecottest.Options{Separator: '/'})
+	seedInboxAndNext(t, src, "stopped")
+	want := src.Snapshot(t, "alice")
+	dst := dovecottest.Start(t, dovecottest.Options{Separator: '.'})
+	dproxy, err := faultproxy.New(dst.IMAPAddr(), faultproxy.Faults{Latency: 150 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dproxy.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var examined atomic.Bool
+	var stopped atomic.Int64 // when the run was stopped (UnixNano)
+	sproxy, err := faultproxy.New(src.IMAPAddr(), faultproxy.Faults{
+		Tap: func(conn int, dir faultproxy.Dir, b []byte) {
+			if dir != faultproxy.ClientToServer {
+				return
+			}
+			if examineNext.Match(b) {
+				examined.Store(true)
+			} else if examined.Load() && anyBodyFetch.Match(b) && stopped.Load() == 0 {
+				stopped.Store(time.Now().UnixNano())
+				cancel() // Next's FETCH went early: stop the run
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sproxy.Close()
+	state := filepath.Join(t.TempDir(), "state.db")
+	job := func(ctx context.Context) error {
+		_, err := migrate.Run(ctx, migrate.Job{SourceName: "src", DestName: "dst", Options: migrate.Options{StatePath: state, Jobs: 1, Retries: 3},
+			OpenSource: func(ctx context.Context) (migrate.Source, error) {
+				return mfimap.DialIMAP(ctx, mailconn.ServerConfig{Addr: sproxy.Addr(), User: "alice", Password: src.Users["alice"], TLS: mailconn.TLSNone})
+			},
+			OpenSink: func(ctx context.Context) (migrate.Sink, error) {
+				return mfimap.DialIMAP(ctx, mailconn.ServerConfig{Addr: dproxy.Addr(), User: "alice", Password: dst.Users["alice"], TLS: mailconn.TLSNone})
+			}})
+		return err
+	}
+	done := make(chan error, 1)
+	go func() { done <- job(ctx) }()
+	select {
+	case err := <-done:
+		if stopped.Load() == 0 {
+			t.Fatalf("the run ended (%v) before Next's FETCH went early: nothing was stopped", err)
+		}
+		took := time.Since(time.Unix(0, stopped.Load()))
+		t.Logf("the stopped run ended %v after the stop", took.Round(time.Millisecond))
+		if took > 20*time.Second {
+			t.Errorf("the stopped run took %v to end", took)
+		}
+		if !errors.Is(err, migrate.ErrInterrupted) {
+			t.Errorf("stopped run: %v, want migrate.ErrInterrupted", err)
+		}
+	case <-time.After(90 * time.Second):
+		t.Fatal("the stopped run did not end: a FETCH sent early was left unread")
+	}
+	if err := job(context.Background()); err != nil {
+		t.Fatalf("rerun: %v", err)
+	}
+	sameSums(t, want, dst.Snapshot(t, "alice"), "INBOX", "Next")
+}

@@ -671,11 +671,13 @@ type worker struct {
 
 func (w *worker) close() {
 	if w.begun != nil {
-		// A FETCH sent early is read to its end first: go-imap's Close
-		// waits for its reader, which waits for each literal to be read.
-		// Not under the run's context, which may be done: the answers
-		// would then be left unread.
-		w.begun.dropEarlyFetch(context.Background())
+		// A FETCH sent early is read first (dropEarlyFetch): go-imap's
+		// Close waits for its reader, which waits for each literal to be
+		// read. The connection is closed next whatever the run's context
+		// says, so a stopped run's grace starts now.
+		done, cancel := context.WithCancel(context.Background())
+		cancel()
+		w.begun.dropEarlyFetch(done)
 	}
 	closeQuietly(w.src)
 	closeQuietly(w.dst)

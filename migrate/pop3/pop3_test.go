@@ -24,6 +24,8 @@ import (
 	"math/big"
 	"math/rand"
 	"net"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -1372,5 +1374,73 @@ func TestPOP3DovecotTLS(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// DELE goes in batches of pop3Window commands: a maildrop of more than
+// one batch (5,000 messages, two batches) is deleted as asked, and a DELE
+// refused in the second batch makes Delete send RSET, so that QUIT
+// deletes nothing, the first batch's marks included. The messages are
+// written into the Maildir directly (one APPEND each took 30 s).
+func TestPOP3DeleteMoreThanOneBatch(t *testing.T) {
+	srv := dovecottest.Start(t, dovecottest.Options{})
+	const n = 5000
+	if n <= pop3Window {
+		t.Fatalf("the maildrop (%d) fits one batch of %d", n, pop3Window)
+	}
+	inbox := filepath.Join(srv.Dir, "mail", "bob")
+	for _, d := range []string{"cur", "new", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(inbox, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range n { // LF line endings, as Dovecot keeps them
+		body := fmt.Sprintf("Message-ID: <batch%d@mailferry.test>\nSubject: batch\n\n%d\n", i, i)
+		name := fmt.Sprintf("%d.M%dP1.mailferry.test", 1700000000+i, i)
+		if err := os.WriteFile(filepath.Join(inbox, "new", name), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv.GiveToMailUser(t, filepath.Join(srv.Dir, "mail"))
+	ctx := context.Background()
+
+	p := dialPOP3(t, pop3Config(srv, "bob"))
+	msgs := listPOP3(t, p)
+	if len(msgs) != n {
+		t.Fatalf("listed %d messages, wrote %d", len(msgs), n)
+	}
+	p.nums["no-such-uidl"] = n + 1
+	err := p.Delete(ctx, pop3Inbox, append(msgs[:n:n], formats.Message{ID: "no-such-uidl"}))
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("DELE %d", n+1)) || !strings.Contains(err.Error(), "RSET") {
+		t.Fatalf("Delete with a DELE refused in the second batch: %v", err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatalf("Close after RSET: %v", err)
+	}
+	if got := len(srv.Snapshot(t, "bob")["INBOX"]); got != n {
+		t.Fatalf("after a refused DELE and RSET, %d messages remain, want %d", got, n)
+	}
+
+	p = dialPOP3(t, pop3Config(srv, "bob"))
+	msgs = listPOP3(t, p)
+	kept := fetchPOP3(t, p, msgs[n-10:]) // what must be left
+	if err := p.Delete(ctx, pop3Inbox, msgs[:n-10]); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{}
+	for _, b := range kept {
+		want[hexSHA(b)] = true
+	}
+	snap := srv.Snapshot(t, "bob")["INBOX"]
+	if len(snap) != 10 || len(want) != 10 {
+		t.Fatalf("after deleting %d of %d: %d remain, want 10 (%d fetched)", n-10, n, len(snap), len(want))
+	}
+	for _, m := range snap {
+		if !want[m.SHA256] {
+			t.Errorf("a message left (SHA-256 %s) is not one of the ten kept", m.SHA256[:12])
+		}
 	}
 }

@@ -167,6 +167,14 @@ func TestPrefixedDestinationNamesOnRerun(t *testing.T) {
 			check := func(what string, extra ...string) {
 				t.Helper()
 				code, out, errOut, report := migrateBetween(t, dovecotURL(dc), serverURL(dst), dc.Users["alice"], dst.Users[dst.User], st, extra...)
+				if code == 3 && kind == servertest.Cyrus && strings.Contains(errOut, "NO System I/O error") {
+					// Cyrus under the suite's load once refused the first
+					// APPEND to INBOX so (see servertest.StartCyrus): a
+					// message failed, which a rerun copies, as a user
+					// would run it again. The names are what is tested.
+					t.Logf("%s: Cyrus refused a message with an I/O error; running it again:\n%s", what, errOut)
+					code, out, errOut, report = migrateBetween(t, dovecotURL(dc), serverURL(dst), dc.Users["alice"], dst.Users[dst.User], st, extra...)
+				}
 				if code != 0 {
 					t.Fatalf("%s: exit %d\n%s\n%s", what, code, out, errOut)
 				}

@@ -1,7 +1,6 @@
 package migrate
 
 import (
-	"bytes"
 	"cmp"
 	"encoding/binary"
 	"iter"
@@ -167,16 +166,12 @@ func (c *destCopies) claimRecorded(en Entry) bool {
 	if c.ds == nil || c.pool != nil || en.Dst.UID == 0 || en.Dst.Validity != c.validity {
 		return false
 	}
-	l := &c.ds.led
-	at, found := slices.BinarySearch(l.nums, en.Dst.UID)
-	if !found || l.ents.bits[at]&slotLive == 0 || !bytes.Equal(l.ents.keys[at][:], en.Key[:keyBytes]) {
-		return false
-	}
-	if c.claimed.has(at) {
+	k, at, ok := c.ds.keyNumAt(en.Dst.UID)
+	if !ok || k != en.Key || c.claimed.has(at) {
 		return false
 	}
 	if c.claimed == nil {
-		c.claimed = newBitSet(len(l.nums))
+		c.claimed = newBitSet(len(c.ds.led.nums))
 	}
 	c.claimed.set(at)
 	c.nclaimed++

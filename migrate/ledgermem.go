@@ -357,6 +357,19 @@ func (fs *FolderState) KeyNum(n uint32) (formats.Key, bool) {
 	return k, ok
 }
 
+// keyNumAt is KeyNum for a number in the array of numeric IDs, with its
+// position there (the position destCopies' claims are kept by); ok is
+// false for a number held elsewhere or not at all.
+func (fs *FolderState) keyNumAt(n uint32) (k formats.Key, at int, ok bool) {
+	at, found := slices.BinarySearch(fs.led.nums, n)
+	if !found {
+		return k, 0, false
+	}
+	s := fs.led.ents.at(at)
+	copy(k[:], s.key[:])
+	return k, at, s.bits&slotLive != 0
+}
+
 // Get is the ledger's entry for id.
 func (fs *FolderState) Get(id string) (Entry, bool) {
 	s, ok := fs.led.get(id)

@@ -169,14 +169,14 @@ func sums(msgs []dovecottest.MessageState) map[string]int {
 // TestWorkersLogInBesideTheFirstListing: on an IMAP source with more
 // folders than workers, the other workers' connections are opened as soon
 // as the first pair has logged in, not after its folder listings: on a
-// link of 100 ms each way all three greetings come before the answer to
+// link of 250 ms each way all three greetings come before the answer to
 // the first connection's LIST "" "*" (after it, they cost a listing's
 // round trips before any worker but the first could start). The margin is
 // a round trip: at 30 ms each way, CI under load once saw the third
 // greeting come after it. (That LIST goes out with the first commands
 // after the login, migrate.ListsNext, as the workers dial.)
 func TestWorkersLogInBesideTheFirstListing(t *testing.T) {
-	events := predialRun(t, 6, predialOpts{latency: 100 * time.Millisecond, dst: dovecottest.Options{Separator: '/'}})
+	events := predialRun(t, 6, predialOpts{latency: 250 * time.Millisecond, dst: dovecottest.Options{Separator: '/'}})
 	greetings := 0
 	for _, ev := range events {
 		if ev == "listed 0" {
@@ -193,12 +193,12 @@ func TestWorkersLogInBesideTheFirstListing(t *testing.T) {
 
 // TestWorkersGreetedBesideTheFirstLogin: on an IMAP source the other
 // workers' connections are dialled as soon as the first has been greeted,
-// and wait, greeted, for its login: on a link of 100 ms each way all three
+// and wait, greeted, for its login: on a link of 250 ms each way all three
 // greetings come before the first LOGIN's answer (dialled after it, they
 // cost the CREATE round that waits for their logins a round trip more),
 // and none of them sends its LOGIN before that answer.
 func TestWorkersGreetedBesideTheFirstLogin(t *testing.T) {
-	events := predialRun(t, 6, predialOpts{latency: 100 * time.Millisecond, dst: dovecottest.Options{Separator: '/'}})
+	events := predialRun(t, 6, predialOpts{latency: 250 * time.Millisecond, dst: dovecottest.Options{Separator: '/'}})
 	first := slices.Index(events, "logged in 0")
 	if first < 0 {
 		t.Fatalf("no answer to the first LOGIN: %q", events)

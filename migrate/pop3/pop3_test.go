@@ -27,6 +27,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -1441,6 +1442,31 @@ func TestPOP3DeleteMoreThanOneBatch(t *testing.T) {
 	for _, m := range snap {
 		if !want[m.SHA256] {
 			t.Errorf("a message left (SHA-256 %s) is not one of the ten kept", m.SHA256[:12])
+		}
+	}
+}
+
+// LIST's sizes are kept in an array by message number. A number far past
+// the maildrop's messages (a server's bug, or a hostile one) gets no size
+// rather than an array that large; a malformed line is a protocol error.
+func TestPOP3ListSizes(t *testing.T) {
+	sizes, err := listSizes([]string{"1 120", "3 4000", "2 77"}, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []int64{0, 120, 77, 4000}; !slices.Equal(sizes, want) {
+		t.Errorf("sizes %v, want %v", sizes, want)
+	}
+	sizes, err = listSizes([]string{"1 120", "4000000000 9", "-2 5", "2 30"}, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []int64{0, 120, 30, 0, 0}; !slices.Equal(sizes, want) {
+		t.Errorf("sizes %v, want %v (far numbers left out)", sizes, want)
+	}
+	for _, bad := range []string{"1", "x 12", "1 twelve"} {
+		if _, err := listSizes([]string{bad}, 1); !errors.Is(err, mailconn.ErrProtocol) {
+			t.Errorf("LIST line %q: %v, want a protocol error", bad, err)
 		}
 	}
 }

@@ -78,8 +78,13 @@ func TestPOP3LoginBringsTheListing(t *testing.T) {
 			t.Fatalf("message %d: UIDL %q, asked alone %q", i+1, msgs[i].ID, want[i].ID)
 		}
 	}
-	if p.sizes == nil || len(p.sizes) != len(bodies) {
-		t.Errorf("LIST's sizes: %d, want %d", len(p.sizes), len(bodies))
+	if len(p.sizes) != len(bodies)+1 { // by number, from 1
+		t.Errorf("LIST's sizes: %d, want %d", len(p.sizes)-1, len(bodies))
+	}
+	for n := 1; n < len(p.sizes); n++ {
+		if p.sizes[n] <= 0 {
+			t.Errorf("LIST's size of message %d: %d", n, p.sizes[n])
+		}
 	}
 }
 

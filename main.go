@@ -59,18 +59,24 @@ const memoryLimit = 24 << 20
 // 9-12 s of CPU where it took 4 s with the limit out of the way, and
 // peaked at 47-48 MB all the same.
 //
-// A first IMAP copy comes over the limit too, for a moment: on a slow link
-// for one 50 ms sample at a time (where two spooled batches are in
-// flight), never for two in a row. So the limit moves only when the heap
-// stayed over it for heapOverTicks samples while the collector ran at
-// least heapOverCycles times: what a copy of that size does, not a moment's
-// batch, nor a pass that holds a large ledger and allocates little (a
-// delta pass). It then leaves heapRoom above what is in use, and comes back
-// to memoryLimit once that fits again.
+// Other runs come over the limit too, and must stay under 40 MB: a first
+// IMAP copy on a slow link for one 50 ms sample at a time (where two
+// spooled batches are in flight), never for two in a row; a delta pass
+// over the million-message set for seconds, holding a large folder's
+// ledgers (37-40 MB at its peak), but waiting on the servers: 1.06 s of
+// CPU in 7.73 s. Given room there, it peaked at 41.4 MB. So the limit
+// moves only when the heap stayed over it for heapOverTicks samples in a
+// row, in which the collector ran at least heapOverCycles times and took
+// heapOverGC of CPU: a copy the collector slows down. (That CPU includes
+// what the collector takes on the runtime's idle processors: most of it,
+// in that POP3 copy, whose goroutines wait on the server and the disk; on
+// two cores those are not idle, the servers run on them.) It then leaves heapRoom above what is in use,
+// and comes back to memoryLimit once that fits again.
 const (
 	heapTick       = 50 * time.Millisecond
 	heapOverTicks  = 5
 	heapOverCycles = 10
+	heapOverGC     = 0.1 // seconds of CPU in the heapOverTicks-1 intervals: half a core
 	heapRoom       = 8 << 20
 )
 
@@ -82,30 +88,41 @@ var heapUse = []metrics.Sample{
 	{Name: "/memory/classes/heap/objects:bytes"},  // of which objects, live or not
 	{Name: "/memory/classes/heap/free:bytes"},     // of which free, not yet given back
 	{Name: "/gc/cycles/total:gc-cycles"},
+	{Name: "/cpu/classes/gc/total:cpu-seconds"}, // the collector's CPU (an estimate)
 }
 
 // heapLimiter decides the soft limit from one sample after another.
 type heapLimiter struct {
-	set    int64  // the limit as last set
-	over   int    // samples in a row with the heap over memoryLimit
-	overGC uint64 // collections counted when that run of samples began
+	set  int64 // the limit as last set
+	over int   // samples in a row with the heap over memoryLimit
+	// last holds the collector's counts at the last heapOverTicks samples
+	// (n taken so far, the oldest at n%heapOverTicks once n reaches that).
+	last [heapOverTicks]struct {
+		cycles uint64
+		cpu    float64
+	}
+	n int
 }
 
 // step takes one sample: used is the live heap with the runtime's own
 // memory (free pages left out: counted, they would raise the limit that
-// makes the runtime give them back), cycles the collections so far. It
-// returns the limit to set, or 0 to leave it.
-func (h *heapLimiter) step(used int64, cycles uint64) int64 {
+// makes the runtime give them back), cycles the collections so far and
+// gcCPU the collector's CPU seconds so far. It returns the limit to set,
+// or 0 to leave it.
+func (h *heapLimiter) step(used int64, cycles uint64, gcCPU float64) int64 {
 	if used <= memoryLimit {
 		h.over = 0
-	} else if h.over++; h.over == 1 {
-		h.overGC = cycles
+	} else {
+		h.over++
 	}
+	oldest := h.last[(h.n+1)%heapOverTicks] // heapOverTicks-1 samples before this one
+	h.last[h.n%heapOverTicks].cycles, h.last[h.n%heapOverTicks].cpu = cycles, gcCPU
+	h.n++
 	want := int64(memoryLimit)
 	switch {
 	case h.set > memoryLimit && used > memoryLimit-heapRoom/4:
 		want = used + heapRoom // raised: follow what is in use
-	case h.over >= heapOverTicks && cycles-h.overGC >= heapOverCycles:
+	case h.over >= heapOverTicks && cycles-oldest.cycles >= heapOverCycles && gcCPU-oldest.cpu >= heapOverGC:
 		want = used + heapRoom
 	}
 	if want == h.set || want > memoryLimit && h.set > memoryLimit && max(want-h.set, h.set-want) < heapRoom/4 {
@@ -129,18 +146,23 @@ func keepHeapRoom(ctx context.Context) {
 		}
 		metrics.Read(heapUse)
 		var v [6]uint64
+		var cpu [1]float64
 		for i, s := range heapUse {
-			if s.Value.Kind() != metrics.KindUint64 {
-				return
+			switch k := s.Value.Kind(); {
+			case i < len(v) && k == metrics.KindUint64:
+				v[i] = s.Value.Uint64()
+			case i >= len(v) && k == metrics.KindFloat64:
+				cpu[i-len(v)] = s.Value.Float64()
+			default:
+				return // not in this runtime
 			}
-			v[i] = s.Value.Uint64()
 		}
 		live, mapped, released, objects, free, cycles := v[0], v[1], v[2], v[3], v[4], v[5]
 		other := uint64(0)
 		if held := released + objects + free; mapped > held {
 			other = mapped - held
 		}
-		if limit := h.step(int64(live+other), cycles); limit > 0 {
+		if limit := h.step(int64(live+other), cycles, cpu[0]); limit > 0 {
 			debug.SetMemoryLimit(limit)
 		}
 	}

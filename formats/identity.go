@@ -124,14 +124,14 @@ func keyOfHeader(h []byte) Key {
 			continue
 		}
 		idx := -1
-		switch toLowerASCII(string(f[:colon])) {
-		case "message-id":
+		switch name := f[:colon]; { // ASCII: normalFields made 8-bit bytes X
+		case equalLowerASCII(name, "message-id"):
 			idx = 0
-		case "date":
+		case equalLowerASCII(name, "date"):
 			idx = 1
-		case "from":
+		case equalLowerASCII(name, "from"):
 			idx = 2
-		case "subject":
+		case equalLowerASCII(name, "subject"):
 			idx = 3
 		}
 		if idx >= 0 && !seen[idx] {
@@ -139,35 +139,65 @@ func keyOfHeader(h []byte) Key {
 			want[idx] = f[colon+1:]
 		}
 	}
+	// The hash is of the bytes written one after the other, as it was of
+	// their concatenation: the same key, without the copy.
+	d := sha256.New()
 	mid := messageIDOf(want[0])
-	var buf bytes.Buffer
 	if len(mid) == 0 {
-		buf.WriteString("mailferry-key-v2-header\x00")
-		buf.Write(bytes.Join(fields, []byte("\n")))
-		return sha256.Sum256(buf.Bytes())
+		d.Write([]byte("mailferry-key-v2-header\x00"))
+		for i, f := range fields {
+			if i > 0 {
+				d.Write([]byte("\n"))
+			}
+			d.Write(f)
+		}
+	} else {
+		d.Write([]byte("mailferry-key-v2\x00"))
+		d.Write(mid)
+		for _, v := range want[1:] {
+			d.Write([]byte{0})
+			d.Write(v)
+		}
 	}
-	buf.WriteString("mailferry-key-v2")
-	buf.WriteByte(0)
-	buf.Write(mid)
-	for _, v := range want[1:] {
-		buf.WriteByte(0)
-		buf.Write(v)
+	var k Key
+	d.Sum(k[:0])
+	return k
+}
+
+// equalLowerASCII says whether b, lowered in ASCII, is lower: a lowercase
+// ASCII name.
+func equalLowerASCII(b []byte, lower string) bool {
+	if len(b) != len(lower) {
+		return false
 	}
-	return sha256.Sum256(buf.Bytes())
+	for i := range len(b) {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // normalFields returns the fields of a header block in the normal form that
 // Key documents (steps 1-5): unfolded, without SP, HTAB or CR, NUL and 8-bit
-// bytes as 'X', empty ones dropped.
+// bytes as 'X', empty ones dropped. The fields share one array, the size of
+// h: two allocations a header, where a field of its own grown byte by byte
+// took about 28 (the most of any step of a copy, 2.8 GB allocated over a
+// 200k IMAP->IMAP copy, with the Message-ID lookup beside it).
 func normalFields(h []byte) [][]byte {
-	var fields [][]byte
-	var cur []byte
+	out := make([]byte, 0, len(h))
+	fields := make([][]byte, 0, bytes.Count(h, []byte("\n"))+1)
+	start := 0 // where the current field begins in out
 	lineStart := true
 	flush := func() {
-		if len(cur) > 0 {
-			fields = append(fields, cur)
+		if len(out) > start {
+			fields = append(fields, out[start:len(out):len(out)])
 		}
-		cur = nil
+		start = len(out)
 	}
 	for i := 0; i < len(h); i++ {
 		c := h[i]
@@ -188,7 +218,7 @@ func normalFields(h []byte) [][]byte {
 		if c == 0 || c >= 0x80 {
 			c = 'X'
 		}
-		cur = append(cur, c)
+		out = append(out, c)
 	}
 	flush()
 	return fields
@@ -206,20 +236,21 @@ func messageIDOf(v []byte) []byte {
 }
 
 // parseHeaderFields returns, for each wanted (lowercase) field name, the
-// unfolded and trimmed value of its first occurrence, or nil.
+// unfolded and trimmed value of its first occurrence, or nil. It allocates
+// only the values it returns (it is asked for every message's Message-ID).
 func parseHeaderFields(h []byte, names ...string) [][]byte {
 	out := make([][]byte, len(names))
-	lines := splitLines(h)
-	for i := 0; i < len(lines); i++ {
-		line := lines[i]
+	for rest := h; len(rest) > 0; {
+		var line []byte
+		line, rest = nextLine(rest)
 		colon := bytes.IndexByte(line, ':')
 		if colon <= 0 || line[0] == ' ' || line[0] == '\t' {
 			continue
 		}
-		name := bytes.ToLower(bytes.TrimRight(line[:colon], " \t"))
+		name := bytes.TrimRight(line[:colon], " \t")
 		idx := -1
 		for n, want := range names {
-			if out[n] == nil && string(name) == want {
+			if out[n] == nil && lowerIs(name, want) {
 				idx = n
 				break
 			}
@@ -228,30 +259,37 @@ func parseHeaderFields(h []byte, names ...string) [][]byte {
 			continue
 		}
 		val := append([]byte(nil), line[colon+1:]...)
-		for i+1 < len(lines) && len(lines[i+1]) > 0 && (lines[i+1][0] == ' ' || lines[i+1][0] == '\t') {
-			i++
+		for len(rest) > 0 && (rest[0] == ' ' || rest[0] == '\t') {
+			var next []byte
+			next, rest = nextLine(rest)
 			val = append(val, ' ')
-			val = append(val, bytes.TrimLeft(lines[i], " \t")...)
+			val = append(val, bytes.TrimLeft(next, " \t")...)
 		}
 		out[idx] = append([]byte{}, bytes.TrimSpace(val)...)
 	}
 	return out
 }
 
-// splitLines splits on LF, dropping a CR before it.
-func splitLines(h []byte) [][]byte {
-	var lines [][]byte
-	for len(h) > 0 {
-		i := bytes.IndexByte(h, '\n')
-		var line []byte
-		if i < 0 {
-			line, h = h, nil
-		} else {
-			line, h = h[:i], h[i+1:]
+// lowerIs says whether bytes.ToLower(name) is want, without making it where
+// name is ASCII.
+func lowerIs(name []byte, want string) bool {
+	for _, c := range name {
+		if c >= 0x80 {
+			return string(bytes.ToLower(name)) == want
 		}
-		lines = append(lines, bytes.TrimSuffix(line, []byte("\r")))
 	}
-	return lines
+	return equalLowerASCII(name, want)
+}
+
+// nextLine splits the first line off h, at LF, dropping a CR before it.
+func nextLine(h []byte) (line, rest []byte) {
+	i := bytes.IndexByte(h, '\n')
+	if i < 0 {
+		line, rest = h, nil
+	} else {
+		line, rest = h[:i], h[i+1:]
+	}
+	return bytes.TrimSuffix(line, []byte("\r")), rest
 }
 
 // KeyWriter computes a message's Key from its bytes as they stream past:

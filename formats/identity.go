@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"sync"
 )
 
 // Key is a message's identity: two messages with the same Key are the same
@@ -297,12 +298,31 @@ func nextLine(h []byte) (line, rest []byte) {
 type KeyWriter struct {
 	buf  []byte
 	done bool
+	from *[]byte // the pooled array buf was taken from, if any
+}
+
+// keyBufs holds KeyWriter arrays given back by Release: a copy appended a
+// new one for every message (204 MB of a 200k IMAP->IMAP copy's 1.76 GB).
+var keyBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
+
+// Release gives the writer's array back for another message's: the writer
+// is empty after it, and what Header returned is not to be used any more.
+func (w *KeyWriter) Release() {
+	if w.from != nil && cap(w.buf) <= 64<<10 {
+		*w.from = w.buf[:0]
+		keyBufs.Put(w.from)
+	}
+	*w = KeyWriter{}
 }
 
 // Write keeps bytes until the header block is complete; it never fails.
 func (w *KeyWriter) Write(p []byte) (int, error) {
 	if w.done {
 		return len(p), nil
+	}
+	if w.buf == nil {
+		w.from = keyBufs.Get().(*[]byte)
+		w.buf = (*w.from)[:0]
 	}
 	start := len(w.buf) - 3
 	if start < 0 {

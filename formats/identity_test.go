@@ -217,3 +217,30 @@ func FuzzIdentityKey(f *testing.F) {
 		}
 	})
 }
+
+// A released KeyWriter's array serves the next message's, which gets its
+// own key: nothing of the message before is left in it.
+func TestKeyWriterRelease(t *testing.T) {
+	long := "Message-ID: <first@x>\r\nSubject: " + strings.Repeat("a", 3000) + "\r\n\r\nbody one\r\n"
+	short := "Subject: second\r\n\r\nbody two\r\n" // no Message-ID: the whole header counts
+	for range 3 {
+		for _, msg := range []string{long, short, long} {
+			var w KeyWriter
+			for rest := msg; len(rest) > 0; {
+				n := min(7, len(rest))
+				w.Write([]byte(rest[:n]))
+				rest = rest[n:]
+			}
+			if got, want := w.Key(), IdentityKey([]byte(msg)); got != want {
+				t.Fatalf("key of %.30q after a released writer: %s, want %s", msg, got, want)
+			}
+			if got := string(w.Header()); got != string(HeaderBlock([]byte(msg))) {
+				t.Fatalf("header %.40q, want that of %.40q", got, msg)
+			}
+			w.Release()
+			if w.buf != nil || w.done || w.Key() != IdentityKey(nil) {
+				t.Fatal("a released writer is not empty")
+			}
+		}
+	}
+}

@@ -608,6 +608,7 @@ func (t *transfer) one(ctx context.Context, m formats.Message, body io.Reader) e
 	}
 	m.SourceFolder = p.name
 	var kw formats.KeyWriter
+	defer kw.Release() // what is kept of it below is copied: the key, the Message-ID
 	cr := &formats.CountingReader{R: body}
 	id, err := p.dst.Store(ctx, p.dstF, m, m.Size, io.TeeReader(cr, &kw))
 	if m.Size < 0 {

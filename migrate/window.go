@@ -185,6 +185,12 @@ func (p *folderPass) copyWindows(ctx context.Context, rl RangeLister) (err error
 		}
 		d := p.d // the transfer's own: prepare decides the next window meanwhile
 		t := &transfer{p: p, d: &d, keys: p.keys, fetch: fetch, delivered: map[string]bool{}, lastFlush: time.Now(), dst: w.dst}
+		if last != nil && len(last.pending) == 0 {
+			// The records' array of the window before, flushed and empty:
+			// each window grew one of its own to 2,000 records (117 MB of
+			// the 1.76 GB a 200k IMAP->IMAP copy allocated).
+			t.pending, last.pending = last.pending, nil
+		}
 		if listedAhead != nil {
 			ahead = listedAhead
 		} else if next := end + 1; al != nil && next < uint64(f.UIDNext) {

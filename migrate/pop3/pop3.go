@@ -27,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"slices"
 	"strconv"
@@ -671,7 +672,7 @@ func listSizes(lines []string, most int) ([]int64, error) {
 
 // sizeOf is message n's LIST octets, 0 where LIST did not give it.
 func (p *POP3) sizeOf(n int32) int64 {
-	if int(n) < len(p.sizes) {
+	if n > 0 && int(n) < len(p.sizes) {
 		return p.sizes[n]
 	}
 	return 0
@@ -722,7 +723,7 @@ func (p *POP3) uidl(ctx context.Context, withSizes bool) error {
 		if len(f) == 2 {
 			n, err = strconv.Atoi(f[0])
 		}
-		if err != nil || n <= 0 {
+		if err != nil || n <= 0 || n > math.MaxInt32 { // a job keeps it in 32 bits (pop3Job)
 			return p.fail(ctx, "UIDL", fmt.Errorf("%w: UIDL line %q", mailconn.ErrProtocol, mailconn.Printable(line, 80)))
 		}
 		if prev, ok := nums[f[1]]; ok && dup == nil {

@@ -181,6 +181,7 @@ func TestPOP3HostileReplies(t *testing.T) {
 		{"UIDL: +OK glued to its text", on("UIDL", "+OKhere\r\n1 a\r\n.\r\n"), pop3List},
 		{"UIDL: cut mid-listing", on("UIDL", "STALL+OK\r\n1 a\r\n"), pop3List},
 		{"UIDL: a line over 4096 bytes", on("UIDL", "+OK\r\n1 "+strings.Repeat("u", 5000)+"\r\n.\r\n"), pop3List},
+		{"UIDL: a number past 32 bits", on("UIDL", "+OK\r\n1 a\r\n4294967297 b\r\n.\r\n"), pop3List},
 		{"LIST: one-field line", on("LIST", "+OK\r\n1\r\n2 10\r\n.\r\n"), pop3List},
 		{"LIST: one-field line alone", on("LIST", "+OK\r\n1\r\n.\r\n"), pop3List},
 		{"LIST: size not a number", on("LIST", "+OK\r\n1 ten\r\n.\r\n"), pop3List},

@@ -152,8 +152,7 @@ type earlyFetch struct {
 func (p *folderPass) fetchEarly(ctx context.Context) {
 	e, l := p.e, p.early
 	fs, ok := As[FetchStarter](p.src)
-	if l == nil || !ok || e.opts.DryRun || e.opts.DeleteSource || e.opts.SyncDeletions ||
-		e.opts.Dedup == DedupAccount || e.filtered() || e.sharedDest[destKey(p.pf.Dest)] {
+	if l == nil || !ok || !e.copiesAsListed() || e.sharedDest[destKey(p.pf.Dest)] {
 		return
 	}
 	if dstF, listed := e.listedDest(p.pf.Dest); listed && dstF.Messages > 0 {

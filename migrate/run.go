@@ -954,6 +954,15 @@ func (e *engine) indexDest(ctx context.Context, dst Sink, f formats.Folder) (*Fo
 
 func (e *engine) filtered() bool { return !e.opts.Since.IsZero() || !e.opts.Before.IsZero() }
 
+// copiesAsListed says whether a first copy into an empty destination folder
+// copies every message the source lists, as listed: no dry run, nothing
+// deleted or followed (--delete-source, --sync-deletions), no key shared
+// across folders (--dedup account), no date filter. Only then may it be
+// copied in windows (window.go) or its bodies asked for early (early.go).
+func (e *engine) copiesAsListed() bool {
+	return !e.opts.DryRun && !e.opts.DeleteSource && !e.opts.SyncDeletions && e.opts.Dedup != DedupAccount && !e.filtered()
+}
+
 func findFolder(dst Sink, ctx context.Context, path []string) (formats.Folder, bool) {
 	fs, err := dst.Folders(ctx)
 	if err != nil {

@@ -42,8 +42,7 @@ func (p *folderPass) windowed() (RangeLister, bool) {
 func (p *folderPass) windowedIf(dstEmpty bool) (RangeLister, bool) {
 	e, f := p.e, p.pf.Source
 	rl, ok := As[RangeLister](p.src)
-	if !ok || f.Messages <= windowSize || f.UIDNext == 0 || !dstEmpty ||
-		e.opts.DryRun || e.opts.DeleteSource || e.opts.SyncDeletions || e.opts.Dedup == DedupAccount || e.filtered() {
+	if !ok || f.Messages <= windowSize || f.UIDNext == 0 || !dstEmpty || !e.copiesAsListed() {
 		return nil, false
 	}
 	return rl, true

@@ -147,24 +147,18 @@ func keepHeapRoom(ctx context.Context) {
 		case <-tick.C:
 		}
 		metrics.Read(heapUse)
-		var v [6]uint64
-		var cpu [1]float64
-		for i, s := range heapUse {
-			switch k := s.Value.Kind(); {
-			case i < len(v) && k == metrics.KindUint64:
-				v[i] = s.Value.Uint64()
-			case i >= len(v) && k == metrics.KindFloat64:
-				cpu[i-len(v)] = s.Value.Float64()
-			default:
+		for _, s := range heapUse {
+			if s.Value.Kind() == metrics.KindBad {
 				return // not in this runtime
 			}
 		}
-		live, mapped, released, objects, free, cycles := v[0], v[1], v[2], v[3], v[4], v[5]
+		u := func(i int) uint64 { return heapUse[i].Value.Uint64() }
+		live, mapped, released, objects, free, cycles := u(0), u(1), u(2), u(3), u(4), u(5)
 		other := uint64(0)
 		if held := released + objects + free; mapped > held {
 			other = mapped - held
 		}
-		if limit := h.step(int64(live+other), cycles, cpu[0]); limit > 0 {
+		if limit := h.step(int64(live+other), cycles, heapUse[6].Value.Float64()); limit > 0 {
 			debug.SetMemoryLimit(limit)
 		}
 	}

@@ -57,6 +57,11 @@ const (
 	// start, which the server's socket takes in while the first answers
 	// come back); pop3WindowBytes bounds what they ask for.
 	pop3Window = 4096
+	// pop3Refill is how far the window drains before it is topped up: the
+	// commands go out this many or more at a time, in one write, where one
+	// a message (a write of 12 bytes, and a wake-up of the server reading
+	// it) cost a 200k POP3 copy 0.6 s of mailferry's 4.6 s of CPU.
+	pop3Refill = pop3Window / 16
 	// pop3WindowBytes bounds the messages (by their LIST size) requested
 	// ahead of the one being read, so that an fn that fails costs at most
 	// this much draining to keep the connection in step.
@@ -890,7 +895,7 @@ func (p *POP3) each(ctx context.Context, folder formats.Folder, msgs []formats.M
 		if i < sent {
 			inflight -= p.sizeOf(jobs[i].n) // sent ahead, now the current one
 		}
-		if ferr == nil {
+		if ferr == nil && (sent == i || sent-i <= window-min(window, pop3Refill)) {
 			p.wire.cork() // the window goes out in one write
 			for sent < len(jobs) && (sent == i || (sent-i < window && inflight+p.sizeOf(jobs[sent].n) <= pop3WindowBytes)) {
 				if err := p.c.Send(fmt.Sprintf(verb, jobs[sent].n)); err != nil {

@@ -28,6 +28,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -1468,5 +1469,75 @@ func TestPOP3ListSizes(t *testing.T) {
 		if _, err := listSizes([]string{bad}, 1); !errors.Is(err, mailconn.ErrProtocol) {
 			t.Errorf("LIST line %q: %v, want a protocol error", bad, err)
 		}
+	}
+}
+
+// countingWriter counts the writes that reach the connection.
+type countingWriter struct {
+	w      io.Writer
+	writes int
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	c.writes++
+	return c.w.Write(p)
+}
+
+// With PIPELINING, the RETRs of a maildrop go out in batches of at least
+// pop3Refill, not one write per message as each answer is read; every
+// message still arrives, in order and whole.
+func TestPOP3RetrWindowGoesOutInBatches(t *testing.T) {
+	const n = 10000 // more than a window: it is topped up as answers come
+	var uidl, list strings.Builder
+	uidl.WriteString("+OK\r\n")
+	list.WriteString("+OK\r\n")
+	for i := 1; i <= n; i++ {
+		fmt.Fprintf(&uidl, "%d u%d\r\n", i, i)
+		fmt.Fprintf(&list, "%d 30\r\n", i)
+	}
+	uidl.WriteString(".\r\n")
+	list.WriteString(".\r\n")
+	answer := scriptedPOP3(withPipelining(true, func(line string) (string, bool) {
+		switch {
+		case line == "STAT":
+			return fmt.Sprintf("+OK %d %d\r\n", n, 30*n), true
+		case line == "UIDL":
+			return uidl.String(), true
+		case line == "LIST":
+			return list.String(), true
+		case strings.HasPrefix(line, "RETR "):
+			return fmt.Sprintf("+OK\r\nSubject: %s\r\n\r\nbody\r\n.\r\n", line[5:]), true
+		}
+		return "", false
+	}))
+	cfg := mailconn.ServerConfig{User: "u", Password: "secret-pw", TLS: mailconn.TLSNone, Timeout: 5 * time.Second,
+		Addr: fakePOP3(t, "+OK\r\n", answer)}
+	p := dialPOP3(t, cfg)
+	msgs := listPOP3(t, p)
+	if len(msgs) != n || !p.pipelining {
+		t.Fatalf("listed %d messages (pipelining %v), want %d with PIPELINING", len(msgs), p.pipelining, n)
+	}
+	cw := &countingWriter{w: p.wire.Conn}
+	p.wire.w = bufio.NewWriter(cw) // empty: every command so far was flushed
+	got := 0
+	err := p.Fetch(context.Background(), pop3Inbox, msgs, func(m formats.Message, body io.Reader) error {
+		b, err := io.ReadAll(body)
+		if err != nil {
+			return err
+		}
+		num, _ := strconv.Atoi(strings.TrimPrefix(m.ID, "u"))
+		if want := fmt.Sprintf("Subject: %d\r\n\r\nbody\r\n", num); string(b) != want || num != got+1 {
+			return fmt.Errorf("message %d of the fetch is %s: %q", got+1, m.ID, b)
+		}
+		got++
+		return nil
+	})
+	if err != nil || got != n {
+		t.Fatalf("Fetch: %v after %d of %d messages", err, got, n)
+	}
+	// The first window (4,096 commands of 8-11 bytes, through a 4 KiB
+	// buffer) takes ten writes or so; after it, one per pop3Refill answers.
+	if most := 16 + n/pop3Refill; cw.writes > most {
+		t.Errorf("%d RETRs went out in %d writes, want at most %d", n, cw.writes, most)
 	}
 }

@@ -116,7 +116,9 @@ func HeaderBlock(msg []byte) []byte {
 }
 
 func keyOfHeader(h []byte) Key {
-	fields := normalFields(h)
+	nb := normalBufs.Get().(*normalBuf)
+	defer nb.release()
+	fields := nb.fill(h)
 	var want [4][]byte // message-id, date, from, subject
 	var seen [4]bool
 	for _, f := range fields {
@@ -190,8 +192,46 @@ func equalLowerASCII(b []byte, lower string) bool {
 // took about 28 (349 MB of the 1.76 GB a 200k IMAP->IMAP copy allocated,
 // the most of any step of ours).
 func normalFields(h []byte) [][]byte {
-	out := make([]byte, 0, len(h))
-	fields := make([][]byte, 0, bytes.Count(h, []byte("\n"))+1)
+	return new(normalBuf).fill(h)
+}
+
+// normalBuf holds what normalFields returns: the fields and the array they
+// share. keyOfHeader takes one from normalBufs and gives it back once it
+// has hashed the fields, so that a copy allocates none a message (175 MB
+// of the 1 GB a 200k IMAP->IMAP copy allocated, the most of any step of
+// ours, each a collection sooner).
+type normalBuf struct {
+	out    []byte
+	fields [][]byte
+}
+
+var normalBufs = sync.Pool{New: func() any { return new(normalBuf) }}
+
+// normalBufKept is the largest array a normalBuf goes back to the pool
+// with (and a sixty-fourth of it the most fields): a buffer grown by a
+// larger header is left to the collector.
+const normalBufKept = 64 << 10
+
+// release gives b back to normalBufs. The fields it returned are not to be
+// used after.
+func (b *normalBuf) release() {
+	if cap(b.out) > normalBufKept || cap(b.fields) > normalBufKept/64 {
+		return
+	}
+	b.out, b.fields = b.out[:0], b.fields[:0]
+	normalBufs.Put(b)
+}
+
+// fill is normalFields into b's arrays (grown when h needs more: the
+// fields are never longer than h, so out does not move once sized).
+func (b *normalBuf) fill(h []byte) [][]byte {
+	if cap(b.out) < len(h) {
+		b.out = make([]byte, 0, len(h))
+	}
+	if n := bytes.Count(h, []byte("\n")) + 1; cap(b.fields) < n {
+		b.fields = make([][]byte, 0, n)
+	}
+	out, fields := b.out[:0], b.fields[:0]
 	start := 0 // where the current field begins in out
 	lineStart := true
 	flush := func() {
@@ -222,6 +262,7 @@ func normalFields(h []byte) [][]byte {
 		out = append(out, c)
 	}
 	flush()
+	b.out, b.fields = out, fields
 	return fields
 }
 

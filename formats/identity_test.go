@@ -244,3 +244,29 @@ func TestKeyWriterRelease(t *testing.T) {
 		}
 	}
 }
+
+// keyOfHeader normalises into arrays it takes from a pool and gives back:
+// headers of every size one after the other, each key as the reference
+// implementation's, and no allocation a header but the hash's.
+func TestKeyOfHeaderReusesItsArrays(t *testing.T) {
+	headers := []string{
+		"Message-ID: <a@x>\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\nSubject: " + strings.Repeat("s", 5000) + "\r\n",
+		"Subject: no id\r\nFrom: a@b\r\n",
+		"X-Many: 1\r\n" + strings.Repeat("X-L: v\r\n", 3000),
+		"From: a\r\n lone\rcr\r\nSubject: \x80\x00 8-bit\r\n",
+		"Message-ID: <b@x>\r\n",
+		"Subject: " + strings.Repeat("big ", 40000) + "\r\n", // over normalBufKept: not kept
+		"Subject: short\r\n",
+	}
+	for range 3 {
+		for _, h := range headers {
+			if got, want := keyOfHeader([]byte(h)), refKeyOfHeader([]byte(h)); got != want {
+				t.Fatalf("key of %.40q: %s, want %s", h, got, want)
+			}
+		}
+	}
+	h := []byte(headers[0])
+	if n := testing.AllocsPerRun(100, func() { keyOfHeader(h) }); n > 1 {
+		t.Errorf("keyOfHeader allocates %.0f times a header, want at most 1 (the hash)", n)
+	}
+}

@@ -182,7 +182,7 @@ func (p *folderPass) copy(ctx context.Context) (FolderReport, error) {
 	if err := e.add(p.d.matched); err != nil {
 		return p.fr, err
 	}
-	t := &transfer{p: p, d: &p.d, keys: p.keys, fetch: p.takeEarlyFetch(ctx, p.d.copy), delivered: map[string]bool{}, lastFlush: time.Now(),
+	t := &transfer{p: p, d: &p.d, keys: p.keys, fetch: p.takeEarlyFetch(ctx, p.d.copy), delivered: make(map[string]bool, min(len(p.d.copy), int(windowSize))), lastFlush: time.Now(),
 		dst: dstRun{next: p.dstF.UIDNext, contiguous: true}, beforeFlush: p.startNext}
 	if err := t.run(ctx); err != nil {
 		return p.fr, err
@@ -578,7 +578,10 @@ func (t *transfer) run(ctx context.Context) error {
 // account so held every folder's ledgers at once by its end: 67 MB of
 // heap.
 func (t *transfer) startTally() {
-	t.copied = new([]formats.Message)
+	// Sized for a window's messages, not grown one at a time (46 MB of a
+	// 200k copy's allocations).
+	copied := make([]formats.Message, 0, min(len(t.d.copy), int(windowSize)))
+	t.copied = &copied
 	t.tally = &passTally{decided: true, planned: t.d.copy, stored: t.copied}
 	t.p.fr.pass = t.tally
 }

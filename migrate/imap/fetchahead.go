@@ -62,7 +62,7 @@ func exactBody(msg formats.Message, b []byte) bool {
 // UID. The larger ones are in no job: Fetch sends them its other way.
 func fetchJobs(msgs []formats.Message) [][]formats.Message {
 	var jobs [][]formats.Message
-	var small []formats.Message
+	small := make([]formats.Message, 0, len(msgs)) // not grown a message at a time: 45 MB of a 200k copy's allocations
 	for _, msg := range msgs {
 		if msg.Size >= 0 && msg.Size <= checkedMax {
 			small = append(small, msg)

@@ -277,6 +277,44 @@ func TestProxyLatencyDelaysButPipelines(t *testing.T) {
 	}
 }
 
+// Many small writes through a delay: the chunks due together go out in one
+// write (writeBatch), and every byte arrives once, in order, counted, and
+// seen by the Tap in order.
+func TestProxyLatencyManySmallWrites(t *testing.T) {
+	data := randomBytes(7, 400_000)
+	srv := startServer(t, func(c net.Conn) {
+		r := rand.New(rand.NewPCG(8, 1))
+		for rest := data; len(rest) > 0; {
+			n := min(len(rest), 1+r.IntN(300))
+			if _, err := c.Write(rest[:n]); err != nil {
+				return
+			}
+			rest = rest[n:]
+		}
+	})
+	var mu sync.Mutex
+	var tapped bytes.Buffer
+	p := newProxy(t, srv.addr(), Faults{Latency: 20 * time.Millisecond, Tap: func(_ int, dir Dir, b []byte) {
+		if dir == ServerToClient {
+			mu.Lock()
+			tapped.Write(b)
+			mu.Unlock()
+		}
+	}})
+	got := readAll(dial(t, p.Addr()))
+	if !bytes.Equal(got, data) {
+		t.Fatalf("got %d bytes, want the %d sent, in order", len(got), len(data))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !bytes.Equal(tapped.Bytes(), data) {
+		t.Errorf("the Tap saw %d bytes, not the %d forwarded in order", tapped.Len(), len(data))
+	}
+	if _, down := p.Traffic(); down != int64(len(data)) {
+		t.Errorf("Traffic counts %d bytes to the client, want %d", down, len(data))
+	}
+}
+
 func TestProxyBytesPerSecond(t *testing.T) {
 	data := randomBytes(5, 100_000)
 	srv := startServer(t, sender(data))

@@ -79,26 +79,18 @@ func fetchJobs(msgs []formats.Message) [][]formats.Message {
 // of the one in hand are all read. Each FETCH is read by a goroutine of
 // its own: Dovecot runs pipelined FETCHes side by side and interleaves
 // their answers, and go-imap hands a literal to its command's reader and
-// waits for it to be read, so one reader for both would wait forever. One
-// message at a time reaches deliver, and none after deliver failed. A
+// waits for it to be read, so one reader for both would wait forever.
+// deliverOne lets one message at a time through (it holds mu, which
+// guards *fnErr too) and none after one failed (fetchAll's one). A
 // FETCH the server refuses (a tagged NO or BAD) leaves its undelivered
 // messages to the caller and the rest goes on; fn's error, a cancelled
 // ctx or a broken connection ends it. Every FETCH sent is read to its end
 // before fetchAhead returns.
 func (m *IMAP) fetchAhead(ctx context.Context, sent *sentFetch,
-	deliver func(formats.Message, imap.LiteralReader) error, fnErr *error) error {
+	deliverOne func(formats.Message, imap.LiteralReader) error, mu *sync.Mutex, fnErr *error) error {
 	jobs := sent.jobs
 	stop := context.AfterFunc(ctx, func() { m.c.Close() })
 	defer stop()
-	var mu sync.Mutex // one message at a time, in deliver and *fnErr
-	deliverOne := func(msg formats.Message, lit imap.LiteralReader) error {
-		mu.Lock()
-		defer mu.Unlock()
-		if *fnErr != nil {
-			return *fnErr // a reader beside the one that failed: stop
-		}
-		return deliver(msg, lit)
-	}
 	start := func(job []formats.Message, fc *imapclient.FetchCommand) chan error {
 		// job is sorted by UID: a search, not a map of copies (two
 		// maps of 1,000 messages were 3.4 MB of a 200k run's heap).

@@ -22,9 +22,9 @@ import (
 // Dovecot serves a stored NUL, unless BINARY[] would decode the message
 // anyway), pipelined, without asking any message's encoding first. The
 // others (a plain message with a 0x80 byte, one with a NUL, one larger
-// than checkedMax) go the old way: a header FETCH for their encodings
-// (the large one's sent beside the pipelined FETCHes, the others' once
-// those are read), then BINARY[]. Every message comes back as it was
+// than checkedMax) go the old way: a header FETCH for their encodings,
+// then BINARY[]; the large one's both beside the pipelined FETCHes, the
+// others' once those are read. Every message comes back as it was
 // stored, NUL included.
 func TestFetchTakesTheBodiesItCanTrust(t *testing.T) {
 	srv := dovecottest.Start(t, dovecottest.Options{Separator: '/'})
@@ -67,8 +67,9 @@ func TestFetchTakesTheBodiesItCanTrust(t *testing.T) {
 	}
 
 	var headerFetches, binaryFetches atomic.Int64 // client -> server
-	// events: "C" for each BODY[] FETCH the client sent, "S" for each FETCH
-	// the server completed, in the order they passed the proxy.
+	// events: "C" for each BODY[] FETCH the client sent, "H" for each
+	// header FETCH, "B" for each BINARY[] FETCH, "S" for each FETCH the
+	// server completed, in the order they passed the proxy.
 	var evMu sync.Mutex
 	var events []byte
 	// The latency keeps a quick answer from passing the proxy before a
@@ -83,6 +84,7 @@ func TestFetchTakesTheBodiesItCanTrust(t *testing.T) {
 			// (sent in this order when they share a chunk)
 			events = append(events, bytes.Repeat([]byte("C"), bytes.Count(b, []byte("(UID BODY.PEEK[])")))...)
 			events = append(events, bytes.Repeat([]byte("H"), h)...)
+			events = append(events, bytes.Repeat([]byte("B"), bytes.Count(b, []byte("(UID BINARY.PEEK[])")))...)
 		} else {
 			events = append(events, bytes.Repeat([]byte("S"), bytes.Count(b, []byte("OK Fetch completed")))...)
 		}
@@ -141,11 +143,17 @@ func TestFetchTakesTheBodiesItCanTrust(t *testing.T) {
 	if n := headerFetches.Load(); n != 2 {
 		t.Errorf("Fetch sent %d header FETCHes, want 2 (the large one's, then the two the pipelined path left)", n)
 	}
-	if n := binaryFetches.Load(); n != 1 {
-		t.Errorf("Fetch sent %d BINARY[] FETCHes, want 1 (the plain ones left: 0x80, NUL, large)", n)
+	if n := binaryFetches.Load(); n != 2 {
+		t.Errorf("Fetch sent %d BINARY[] FETCHes, want 2 (the large one's, beside the pipelined FETCHes; then the two they left: 0x80, NUL)", n)
 	}
 	evMu.Lock()
 	defer evMu.Unlock()
+	// The large message's BINARY[] goes out beside the pipelined FETCHes,
+	// before the header FETCH of the two they leave (which waits for them
+	// all); it went out with those two's after it, a round trip later.
+	if b, h2 := bytes.IndexByte(events, 'B'), bytes.LastIndexByte(events, 'H'); b < 0 || b > h2 {
+		t.Errorf("events %s: the first BINARY[] FETCH (B) went out after the last header FETCH (H)", events)
+	}
 	if !bytes.HasPrefix(events, []byte("CCH")) || bytes.Count(events, []byte("C")) < 4 {
 		t.Errorf("BODY[] FETCHes sent (C), header FETCHes sent (H) and FETCHes completed (S) in the order %s, want at least 4 C (batches of 3), the first two sent and the large message's encoding asked before any completed", events)
 	}

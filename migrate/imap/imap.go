@@ -2,6 +2,7 @@ package imap
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -987,57 +989,60 @@ func (m *IMAP) fetchAll(ctx context.Context, folder formats.Folder, msgs []forma
 	}
 	// The header look-ahead for the next batch runs in its own goroutine
 	// (go-imap routes each FETCH response to its command by UID), so that
-	// its round trip overlaps this batch's BINARY FETCH. The first one
-	// goes out beside the pipelined FETCHes: the messages too large for
-	// them are known now.
+	// its round trip overlaps this batch's BINARY FETCH.
 	var next chan splitResult
-	var known map[uint32]bool // UID: BINARY[] is its bytes (splitRaw), where asked already
 	defer func() {
 		if next != nil {
 			<-next // never leave it reading on a connection the caller reuses
 		}
 	}()
 	if sent != nil {
-		var early []formats.Message // what the first look-ahead asks
-		if large := largeOnes(msgs); len(large) > 0 {
-			early = large[:min(fetchBatch, len(large))]
-			next = m.startSplit(ctx, folder, early)
-		}
-		err := m.fetchAhead(ctx, sent, deliver, fnErr)
-		switch {
-		case err == nil:
-		case *fnErr != nil || ctx.Err() != nil || !unreadableResponse(err):
-			return err
-		default: // go-imap could not read an answer and closed the connection
-			if next != nil {
-				<-next // (it read on the connection closed)
-				next = nil
+		// One message at a time reaches deliver, from whichever FETCH
+		// is being read (fetchAhead's, and the large messages' beside
+		// them), and none after it failed.
+		var mu sync.Mutex
+		one := func(msg formats.Message, lit imap.LiteralReader) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if *fnErr != nil {
+				return *fnErr // a reader beside the one that failed: stop
 			}
+			return deliver(msg, lit)
+		}
+		// The first batch of the messages too large for the pipelined
+		// FETCHes is fetched beside them (fetchLargeBeside) once its
+		// split is known, not after them: on a slow link that waited a
+		// round trip at every window of a folder of large messages.
+		var beside chan error
+		if large := largeOnes(msgs); len(large) > 0 {
+			split := m.startSplit(ctx, folder, large[:min(fetchBatch, len(large))])
+			beside = make(chan error, 1)
+			go func() { beside <- m.fetchLargeBeside(ctx, split, one, &mu, delivered) }()
+		}
+		err := m.fetchAhead(ctx, sent, one, &mu, fnErr)
+		var lerr error
+		if beside != nil {
+			lerr = <-beside
+		}
+		switch {
+		case err == nil && lerr == nil:
+		case *fnErr != nil || ctx.Err() != nil:
+			return cmp.Or(err, lerr, *fnErr)
+		case unreadableResponse(err) || unreadableResponse(lerr):
+			// go-imap could not read an answer and closed the connection
 			if err := m.redial(ctx); err != nil {
 				return err
 			}
-		}
+		case err != nil:
+			return err
+		case !refusedFetch(lerr, nil):
+			return lerr
+		} // a large message's FETCH refused: what it left goes below
 		// What did not come back as planned goes one command at a time.
 		var left []formats.Message
 		for _, msg := range msgs {
 			if !delivered[msg.UID] {
 				left = append(left, msg)
-			}
-		}
-		if next != nil && !sameUIDs(early, left[:min(fetchBatch, len(left))]) {
-			// Others are left too (a small message the pipelined path
-			// did not take): the first batch asks only what it lacks.
-			res := <-next
-			next = nil
-			if res.err != nil {
-				return res.err
-			}
-			known = map[uint32]bool{}
-			for _, msg := range res.raw {
-				known[msg.UID] = true
-			}
-			for _, msg := range res.rest {
-				known[msg.UID] = false
 			}
 		}
 		if msgs = left; len(msgs) == 0 {
@@ -1048,7 +1053,7 @@ func (m *IMAP) fetchAll(ctx context.Context, folder formats.Folder, msgs []forma
 		}
 	}
 	if next == nil {
-		next = m.startSplitKnowing(ctx, folder, msgs[:min(fetchBatch, len(msgs))], known)
+		next = m.startSplit(ctx, folder, msgs[:min(fetchBatch, len(msgs))])
 	}
 	for start := 0; start < len(msgs); start += fetchBatch {
 		res := <-next
@@ -1057,7 +1062,7 @@ func (m *IMAP) fetchAll(ctx context.Context, folder formats.Folder, msgs []forma
 			return res.err
 		}
 		if end := start + fetchBatch; end < len(msgs) {
-			next = m.startSplitKnowing(ctx, folder, msgs[end:min(end+fetchBatch, len(msgs))], known)
+			next = m.startSplit(ctx, folder, msgs[end:min(end+fetchBatch, len(msgs))])
 		}
 		raw, rest := res.raw, res.rest
 		if err := m.fetchBinary(ctx, folder, raw, deliver, delivered, fnErr); err != nil {
@@ -1076,6 +1081,35 @@ func (m *IMAP) fetchAll(ctx context.Context, folder formats.Folder, msgs []forma
 	return nil
 }
 
+// fetchLargeBeside fetches the messages of split's batch (too large for
+// fetchAhead's FETCHes) while fetchAhead reads its own: BINARY[] for those
+// whose BINARY[] is their bytes, then BODY[] for the others and for any
+// the BINARY FETCH skipped, each delivered through one (which holds mu).
+// It sends nothing before split's answer is all in: go-imap gives a FETCH
+// answer to the oldest command that asked for its UID and has not had it,
+// and split asked for the same UIDs. What it could not fetch (a refused
+// FETCH) is left undelivered for fetchAll to ask again one way or another.
+func (m *IMAP) fetchLargeBeside(ctx context.Context, split chan splitResult,
+	one func(formats.Message, imap.LiteralReader) error, mu *sync.Mutex, delivered map[uint32]bool) error {
+	res := <-split
+	if res.err != nil {
+		return res.err
+	}
+	if err := m.fetchSelected(ctx, res.raw, binaryItem, one); err != nil {
+		return err
+	}
+	rest := res.rest
+	mu.Lock()
+	for _, msg := range res.raw {
+		if !delivered[msg.UID] {
+			rest = append(rest, msg) // its BINARY[] was decoded after all
+		}
+	}
+	mu.Unlock()
+	slices.SortFunc(rest, func(a, b formats.Message) int { return cmp.Compare(a.UID, b.UID) })
+	return m.fetchSelected(ctx, rest, bodyItem, one)
+}
+
 // largeOnes is msgs less fetchJobs' messages (fetchahead.go), in order.
 func largeOnes(msgs []formats.Message) []formats.Message {
 	var out []formats.Message
@@ -1085,11 +1119,6 @@ func largeOnes(msgs []formats.Message) []formats.Message {
 		}
 	}
 	return out
-}
-
-// sameUIDs reports whether a and b are the same messages in the same order.
-func sameUIDs(a, b []formats.Message) bool {
-	return slices.EqualFunc(a, b, func(x, y formats.Message) bool { return x.UID == y.UID })
 }
 
 // fetchBinary fetches raw as BINARY.PEEK[] (see Fetch). A literal of
@@ -1130,45 +1159,6 @@ func (m *IMAP) startSplit(ctx context.Context, folder formats.Folder, msgs []for
 	go func() {
 		raw, rest, err := m.splitRaw(ctx, folder, msgs)
 		ch <- splitResult{raw, rest, err}
-	}()
-	return ch
-}
-
-// startSplitKnowing is startSplit asking only the messages known does not
-// hold; the result keeps msgs' order.
-func (m *IMAP) startSplitKnowing(ctx context.Context, folder formats.Folder, msgs []formats.Message, known map[uint32]bool) chan splitResult {
-	var ask []formats.Message
-	for _, msg := range msgs {
-		if _, ok := known[msg.UID]; !ok {
-			ask = append(ask, msg)
-		}
-	}
-	if len(ask) == len(msgs) {
-		return m.startSplit(ctx, folder, msgs)
-	}
-	ch := make(chan splitResult, 1)
-	go func() {
-		var res splitResult
-		if len(ask) > 0 {
-			res.raw, res.rest, res.err = m.splitRaw(ctx, folder, ask)
-		}
-		plain := map[uint32]bool{}
-		for _, msg := range res.raw {
-			plain[msg.UID] = true
-		}
-		out := splitResult{err: res.err}
-		for _, msg := range msgs {
-			raw, ok := known[msg.UID]
-			if !ok {
-				raw = plain[msg.UID]
-			}
-			if raw {
-				out.raw = append(out.raw, msg)
-			} else {
-				out.rest = append(out.rest, msg)
-			}
-		}
-		ch <- out
 	}()
 	return ch
 }
@@ -1249,6 +1239,16 @@ func (m *IMAP) fetchSections(ctx context.Context, folder formats.Folder, msgs []
 	}
 	if _, err := m.sel(folder.Name, true); err != nil {
 		return err
+	}
+	return m.fetchSelected(ctx, msgs, item, fn)
+}
+
+// fetchSelected is fetchSections in the folder selected, which it does
+// not touch: fetchLargeBeside runs it beside the reads of fetchAhead.
+func (m *IMAP) fetchSelected(ctx context.Context, msgs []formats.Message,
+	item fetchItem, fn func(formats.Message, imap.LiteralReader) error) error {
+	if len(msgs) == 0 {
+		return nil
 	}
 	byUID := make(map[uint32]formats.Message, len(msgs))
 	for _, msg := range msgs {

@@ -136,6 +136,30 @@ func (m *IMAP) fetchAhead(ctx context.Context, sent *sentFetch,
 type sentFetch struct {
 	jobs [][]formats.Message
 	fcs  []*imapclient.FetchCommand
+	// split is the answer to the encoding FETCH of the first batch of the
+	// messages too large for the jobs (sendSplit), sent before them; nil
+	// where there are none.
+	split chan splitResult
+}
+
+// sendFetches sends, for a Fetch of msgs, the encoding FETCH of the first
+// batch of its large messages (which Dovecot then answers before it
+// streams the small ones' bodies, so that their own FETCH can follow
+// those at once: fetchLargeBeside) and the first of fetchAhead's FETCHes.
+// It returns nil, sending nothing, where no message is small enough for
+// those.
+func (m *IMAP) sendFetches(msgs []formats.Message) *sentFetch {
+	jobs := fetchJobs(msgs)
+	if len(jobs) == 0 {
+		return nil
+	}
+	var split chan splitResult
+	if large := largeOnes(msgs); len(large) > 0 {
+		split = m.sendSplit(large[:min(fetchBatch, len(large))])
+	}
+	s := m.sendAhead(jobs)
+	s.split = split
+	return s
 }
 
 // aheadJobs is how many of fetchAhead's FETCHes are in flight at once.

@@ -888,11 +888,10 @@ func (m *IMAP) StartFetch(folder formats.Folder, msgs []formats.Message) func(co
 	if !m.caps.Has(imap.CapBinary) || m.ahead != nil || m.selected != folder.Name {
 		return nil // (m.ahead: a selection on the way, imapwrite.go)
 	}
-	jobs := fetchJobs(msgs) // fetchahead.go
-	if len(jobs) == 0 {
+	sent := m.sendFetches(msgs) // fetchahead.go
+	if sent == nil {
 		return nil
 	}
-	sent := m.sendAhead(jobs)
 	return func(ctx context.Context, fn func(formats.Message, io.Reader) error) error {
 		return m.fetch(ctx, folder, msgs, sent, fn)
 	}
@@ -983,9 +982,7 @@ func (m *IMAP) fetchAll(ctx context.Context, folder formats.Folder, msgs []forma
 		return err
 	}
 	if sent == nil {
-		if jobs := fetchJobs(msgs); len(jobs) > 0 { // fetchahead.go
-			sent = m.sendAhead(jobs)
-		}
+		sent = m.sendFetches(msgs) // fetchahead.go
 	}
 	// The header look-ahead for the next batch runs in its own goroutine
 	// (go-imap routes each FETCH response to its command by UID), so that
@@ -1014,10 +1011,9 @@ func (m *IMAP) fetchAll(ctx context.Context, folder formats.Folder, msgs []forma
 		// split is known, not after them: on a slow link that waited a
 		// round trip at every window of a folder of large messages.
 		var beside chan error
-		if large := largeOnes(msgs); len(large) > 0 {
-			split := m.startSplit(ctx, folder, large[:min(fetchBatch, len(large))])
+		if split := sent.split; split != nil {
 			beside = make(chan error, 1)
-			go func() { beside <- m.fetchLargeBeside(ctx, split, one, &mu, delivered) }()
+			go func() { beside <- m.fetchLargeBeside(ctx, split, one, &mu, delivered, fnErr) }()
 		}
 		err := m.fetchAhead(ctx, sent, one, &mu, fnErr)
 		var lerr error
@@ -1083,31 +1079,44 @@ func (m *IMAP) fetchAll(ctx context.Context, folder formats.Folder, msgs []forma
 
 // fetchLargeBeside fetches the messages of split's batch (too large for
 // fetchAhead's FETCHes) while fetchAhead reads its own: BINARY[] for those
-// whose BINARY[] is their bytes, then BODY[] for the others and for any
-// the BINARY FETCH skipped, each delivered through one (which holds mu).
-// It sends nothing before split's answer is all in: go-imap gives a FETCH
-// answer to the oldest command that asked for its UID and has not had it,
-// and split asked for the same UIDs. What it could not fetch (a refused
-// FETCH) is left undelivered for fetchAll to ask again one way or another.
+// whose BINARY[] is their bytes and BODY[] for the others, each delivered
+// through one (which holds mu). It sends nothing before split's answer
+// has every header: go-imap gives a FETCH answer to the oldest command
+// that asked for its UID and has not had it, and split asked for the same
+// UIDs. What it could not fetch (a refused FETCH, a raw message whose
+// BINARY[] was decoded after all) is left undelivered for fetchAll to ask
+// again the old way.
 func (m *IMAP) fetchLargeBeside(ctx context.Context, split chan splitResult,
-	one func(formats.Message, imap.LiteralReader) error, mu *sync.Mutex, delivered map[uint32]bool) error {
+	one func(formats.Message, imap.LiteralReader) error, mu *sync.Mutex, delivered map[uint32]bool, fnErr *error) error {
 	res := <-split
 	if res.err != nil {
 		return res.err
 	}
-	if err := m.fetchSelected(ctx, res.raw, binaryItem, one); err != nil {
-		return err
+	failed := func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		return *fnErr
 	}
-	rest := res.rest
-	mu.Lock()
-	for _, msg := range res.raw {
-		if !delivered[msg.UID] {
-			rest = append(rest, msg) // its BINARY[] was decoded after all
+	if err := failed(); err != nil {
+		return err // nothing more is delivered: ask for nothing
+	}
+	// Both FETCHes at once, each read by a goroutine of its own (as
+	// fetchAhead's): Dovecot would hold the first one's tagged OK until
+	// the window's other FETCHes are done.
+	var binErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		binErr = m.fetchSelected(ctx, res.raw, binaryItem, one)
+	}()
+	bodyErr := m.fetchSelected(ctx, res.rest, bodyItem, one)
+	<-done
+	for _, err := range []error{binErr, bodyErr} {
+		if err != nil && !refusedFetch(err, nil) {
+			return err
 		}
 	}
-	mu.Unlock()
-	slices.SortFunc(rest, func(a, b formats.Message) int { return cmp.Compare(a.UID, b.UID) })
-	return m.fetchSelected(ctx, rest, bodyItem, one)
+	return cmp.Or(binErr, bodyErr) // a raw one BINARY[] decoded after all is left undelivered too
 }
 
 // largeOnes is msgs less fetchJobs' messages (fetchahead.go), in order.
@@ -1163,23 +1172,65 @@ func (m *IMAP) startSplit(ctx context.Context, folder formats.Folder, msgs []for
 	return ch
 }
 
-// splitRaw sorts msgs into those whose BINARY[] is their stored bytes (a
-// single part, top-level Content-Transfer-Encoding absent, 7bit, 8bit or
-// binary) and the rest (including any that vanished). See Fetch.
-func (m *IMAP) splitRaw(ctx context.Context, folder formats.Folder, msgs []formats.Message) (raw, rest []formats.Message, err error) {
+// sendSplit sends splitRaw's FETCH for msgs in the folder selected, now,
+// and reads its answer in a goroutine; the channel delivers the result
+// once, as soon as every message's header is in. Dovecot answers a FETCH
+// sent beside others at once but holds its tagged OK until those are done
+// (pipelined beside the bodies of a window's small messages, until they
+// all came), and the headers are all this needs. A message the answer
+// leaves out goes with the rest (BODY[]).
+func (m *IMAP) sendSplit(msgs []formats.Message) chan splitResult {
 	item := fetchItem{body: encodingSection}
-	plain := map[uint32]bool{}
-	err = m.fetchSections(ctx, folder, msgs, item, func(msg formats.Message, lit imap.LiteralReader) error {
+	fc := m.sendFetch(msgs, item)
+	ch := make(chan splitResult, 1)
+	go func() {
+		byUID := make(map[uint32]formats.Message, len(msgs))
+		for _, msg := range msgs {
+			byUID[msg.UID] = msg
+		}
+		find := func(uid uint32) (formats.Message, bool) { msg, ok := byUID[uid]; return msg, ok }
+		plain := map[uint32]bool{}
+		note := encodingsInto(plain)
+		sent := false
+		send := func(res splitResult) {
+			if !sent {
+				sent = true
+				ch <- res
+			}
+		}
+		err := m.readFetch(context.Background(), fc, find, item, map[uint32]bool{}, func(msg formats.Message, lit imap.LiteralReader) error {
+			err := note(msg, lit)
+			if err == nil && len(plain) == len(byUID) {
+				var res splitResult
+				res.raw, res.rest = splitBy(msgs, plain)
+				send(res) // the tagged OK is read on, here
+			}
+			return err
+		})
+		var res splitResult
+		if res.err = err; err == nil {
+			res.raw, res.rest = splitBy(msgs, plain)
+		}
+		send(res)
+	}()
+	return ch
+}
+
+// encodingsInto notes in plain, for each message's header, whether
+// BINARY[] leaves its bytes as they are.
+func encodingsInto(plain map[uint32]bool) func(formats.Message, imap.LiteralReader) error {
+	return func(msg formats.Message, lit imap.LiteralReader) error {
 		h, err := io.ReadAll(io.LimitReader(lit, formats.MaxHeaderBytes))
 		if err != nil {
 			return err
 		}
 		plain[msg.UID] = rawUnderBinary(h)
 		return nil
-	})
-	if err != nil {
-		return nil, nil, err
 	}
+}
+
+// splitBy sorts msgs by plain, in order: raw where plain says so.
+func splitBy(msgs []formats.Message, plain map[uint32]bool) (raw, rest []formats.Message) {
 	for _, msg := range msgs {
 		if plain[msg.UID] {
 			raw = append(raw, msg)
@@ -1187,6 +1238,18 @@ func (m *IMAP) splitRaw(ctx context.Context, folder formats.Folder, msgs []forma
 			rest = append(rest, msg)
 		}
 	}
+	return raw, rest
+}
+
+// splitRaw sorts msgs into those whose BINARY[] is their stored bytes (a
+// single part, top-level Content-Transfer-Encoding absent, 7bit, 8bit or
+// binary) and the rest (including any that vanished). See Fetch.
+func (m *IMAP) splitRaw(ctx context.Context, folder formats.Folder, msgs []formats.Message) (raw, rest []formats.Message, err error) {
+	plain := map[uint32]bool{}
+	if err := m.fetchSections(ctx, folder, msgs, fetchItem{body: encodingSection}, encodingsInto(plain)); err != nil {
+		return nil, nil, err
+	}
+	raw, rest = splitBy(msgs, plain)
 	return raw, rest, nil
 }
 

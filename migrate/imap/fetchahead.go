@@ -143,9 +143,10 @@ type sentFetch struct {
 }
 
 // sendFetches sends, for a Fetch of msgs, the encoding FETCH of the first
-// batch of its large messages (which Dovecot then answers before it
-// streams the small ones' bodies, so that their own FETCH can follow
-// those at once: fetchLargeBeside) and the first of fetchAhead's FETCHes.
+// batch of its large messages (whose headers Dovecot then sends before it
+// streams the small ones' bodies, so that the large ones' own FETCH can
+// follow those at once: fetchLargeBeside) and the first of fetchAhead's
+// FETCHes.
 // It returns nil, sending nothing, where no message is small enough for
 // those.
 func (m *IMAP) sendFetches(msgs []formats.Message) *sentFetch {

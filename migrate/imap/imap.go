@@ -1207,11 +1207,13 @@ func (m *IMAP) sendSplit(msgs []formats.Message) chan splitResult {
 			}
 			return err
 		})
-		var res splitResult
-		if res.err = err; err == nil {
-			res.raw, res.rest = splitBy(msgs, plain)
+		if !sent { // not all the headers came, or the FETCH failed
+			var res splitResult
+			if res.err = err; err == nil {
+				res.raw, res.rest = splitBy(msgs, plain)
+			}
+			send(res)
 		}
-		send(res)
 	}()
 	return ch
 }

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -181,6 +182,11 @@ type engine struct {
 	// facts are what the first connection of each side learned of its
 	// server, for the others (serverfacts.go).
 	facts sideFacts
+	// workers is how many workers copy the folders, and idle how many of
+	// them found no folder left (copyFolders): a pass in windows widens
+	// its windows as the others finish (window.go, windowSpan).
+	workers int
+	idle    atomic.Int32
 }
 
 // deleteSet is what --delete-source removes from one source folder.
@@ -501,6 +507,8 @@ func (e *engine) copyFolders(ctx context.Context, plan []PlannedFolder, jobs int
 		wk.work, wk.plan = work, plan
 		workers = append(workers, wk)
 	}
+	e.workers = len(workers)
+	e.idle.Store(0)
 	if len(round) > 0 && (!e.job.MaybeSameAccount || e.twoAccounts) {
 		for _, wk := range workers {
 			wk.beginFirst(gctx)
@@ -513,6 +521,7 @@ func (e *engine) copyFolders(ctx context.Context, plan []PlannedFolder, jobs int
 			for {
 				i, ok := wk.take()
 				if !ok {
+					e.idle.Add(1)
 					return nil
 				}
 				fr, err := wk.folder(gctx, plan[i])

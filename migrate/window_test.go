@@ -172,6 +172,88 @@ func TestLargeFolderCopiedInWindows(t *testing.T) {
 	}
 }
 
+// TestWindowsWidenAsWorkersFinish: with four workers, a large folder's
+// windows span windowSize while the others copy, and four times that once
+// the three small folders are done (windowSpan), never more; the
+// destination holds the same bytes, flags and dates, and a rerun copies
+// nothing.
+// widthWatcher is a source IMAP connection (one per worker) noting in
+// widest the widest range of UIDs a listing asked for, per folder.
+type widthWatcher struct {
+	*mfimap.IMAP
+	mu     *sync.Mutex
+	widest map[string]uint32
+}
+
+func (w widthWatcher) note(f formats.Folder, first, last uint32) {
+	w.mu.Lock()
+	w.widest[f.Name] = max(w.widest[f.Name], last-first+1)
+	w.mu.Unlock()
+}
+
+func (w widthWatcher) ListUIDs(ctx context.Context, f formats.Folder, first, last uint32) (uint32, []formats.Message, error) {
+	w.note(f, first, last)
+	return w.IMAP.ListUIDs(ctx, f, first, last)
+}
+
+func (w widthWatcher) ListUIDsAhead(ctx context.Context, f formats.Folder, first, last uint32) func() (uint32, []formats.Message, error) {
+	w.note(f, first, last)
+	return w.IMAP.ListUIDsAhead(ctx, f, first, last)
+}
+
+// TestWindowsWidenAsWorkersFinish: with four workers, a large folder's
+// windows span windowSize while the others copy, and four times that once
+// the three small folders are done (windowSpan), never more; the
+// destination holds the same bytes, flags and dates, and a rerun copies
+// nothing.
+func TestWindowsWidenAsWorkersFinish(t *testing.T) {
+	defer migrate.SetWindowSize(40)()
+	src, dst := memPair(t)
+	var msgs []memserver.Message
+	base := time.Date(2024, 3, 1, 9, 0, 0, 0, time.UTC)
+	for i := range 1615 {
+		folder := "INBOX"
+		if i >= 1600 {
+			folder = fmt.Sprintf("Small%d", i%3)
+		}
+		msgs = append(msgs, memserver.Message{Folder: folder, Flags: []string{`\Seen`}, Date: base.Add(time.Duration(i) * time.Minute),
+			Body: []byte(fmt.Sprintf("Message-ID: <wide%d@example.org>\r\nSubject: %d\r\n\r\nbody %d\r\n", i, i, i))})
+	}
+	if err := src.Add(msgs); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(t.TempDir(), "state.db")
+	run := func() (*migrate.Report, map[string]uint32) {
+		var mu sync.Mutex
+		widest := map[string]uint32{}
+		job := migrate.Job{SourceName: "src", DestName: "dst", Options: migrate.Options{StatePath: state, Jobs: 4},
+			OpenSource: func(context.Context) (migrate.Source, error) {
+				m, err := dialMem(src)
+				return widthWatcher{m, &mu, widest}, err
+			},
+			OpenSink: func(context.Context) (migrate.Sink, error) { return dialMem(dst) },
+		}
+		rep, err := migrate.Run(context.Background(), job)
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+		return rep, widest
+	}
+	rep, widest := run()
+	if widest["INBOX"] != 160 {
+		t.Errorf("INBOX (1,600 messages) listed at most %d UIDs at once, want 160: four windows of 40 once the three other workers are done", widest["INBOX"])
+	}
+	if rep.Totals.Copied != 1615 || rep.Totals.Failed != 0 {
+		t.Errorf("copied %d, failed %d, want 1615 and 0", rep.Totals.Copied, rep.Totals.Failed)
+	}
+	if !memSame(t, src, dst) {
+		t.Fatalf("the destination differs from the source (SHA-256, flags, dates)")
+	}
+	if rep, _ := run(); rep.Totals.Copied != 0 || rep.Totals.Skipped != 1615 {
+		t.Errorf("rerun: copied %d, skipped %d, want 0 and 1615", rep.Totals.Copied, rep.Totals.Skipped)
+	}
+}
+
 // A window's listing goes out before the window before it is transferred
 // (AheadLister). The source connection is cut in the middle of the copy,
 // whatever is in flight then (a listing sent ahead, bodies): the pass is

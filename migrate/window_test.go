@@ -254,6 +254,104 @@ func TestWindowsWidenAsWorkersFinish(t *testing.T) {
 	}
 }
 
+// commitCounter is a destination IMAP connection (one per worker) noting
+// in most the most messages stored between two commits, and in scale the
+// widest WidenBatches the engine asked.
+type commitCounter struct {
+	*mfimap.IMAP
+	mu          *sync.Mutex
+	since       *int
+	most, scale *int
+}
+
+func (c commitCounter) Store(ctx context.Context, f formats.Folder, m formats.Message, size int64, body io.Reader) (string, error) {
+	c.mu.Lock()
+	*c.since++
+	*c.most = max(*c.most, *c.since)
+	c.mu.Unlock()
+	return c.IMAP.Store(ctx, f, m, size, body)
+}
+
+func (c commitCounter) committed() {
+	c.mu.Lock()
+	*c.since = 0
+	c.mu.Unlock()
+}
+
+func (c commitCounter) CommitSome(ctx context.Context) ([]migrate.StoreResult, error) {
+	c.committed()
+	return c.IMAP.CommitSome(ctx)
+}
+
+func (c commitCounter) Commit(ctx context.Context) ([]migrate.StoreResult, error) {
+	c.committed()
+	return c.IMAP.Commit(ctx)
+}
+
+func (c commitCounter) WidenBatches(scale int) {
+	c.mu.Lock()
+	*c.scale = max(*c.scale, scale)
+	c.mu.Unlock()
+	c.IMAP.WidenBatches(scale)
+}
+
+// TestWideWindowsCommitLess: on Dovecot, with four workers, once the three
+// small folders are done the large one's windows (four times windowSize)
+// commit every four times flushEvery messages, and the destination's
+// appender is asked for batches four times as large (BatchWidener), so
+// that a large folder takes fewer APPEND commands; every message arrives
+// once, byte for byte, and a rerun copies nothing.
+func TestWideWindowsCommitLess(t *testing.T) {
+	defer migrate.SetWindowSize(40)()
+	defer migrate.SetFlushEvery(40)()
+	src := dovecottest.Start(t, dovecottest.Options{Separator: '/'})
+	dst := dovecottest.Start(t, dovecottest.Options{Separator: '/'})
+	var seed []dovecottest.SeedMessage
+	for i := range 1615 {
+		folder := "INBOX"
+		if i >= 1600 {
+			folder = fmt.Sprintf("Small%d", i%3)
+		}
+		seed = append(seed, dovecottest.SeedMessage{Folder: folder, Flags: []string{`\Seen`}, Date: time.Unix(1600000000+int64(i)*60, 0),
+			Body: []byte(fmt.Sprintf("Message-ID: <commit%d@example.org>\r\nSubject: %d\r\n\r\n%0300d\r\n", i, i, i))})
+	}
+	src.Seed(t, "alice", seed)
+	state := filepath.Join(t.TempDir(), "state.db")
+	var mu sync.Mutex
+	most, scale := 0, 0
+	run := func() *migrate.Report {
+		job := migrate.Job{SourceName: "src", DestName: "dst", Options: migrate.Options{StatePath: state, Jobs: 4},
+			OpenSource: func(ctx context.Context) (migrate.Source, error) {
+				return mfimap.DialIMAP(ctx, mailconn.ServerConfig{Addr: src.IMAPAddr(), User: "alice", Password: src.Users["alice"], TLS: mailconn.TLSNone})
+			},
+			OpenSink: func(ctx context.Context) (migrate.Sink, error) {
+				m, err := mfimap.DialIMAP(ctx, mailconn.ServerConfig{Addr: dst.IMAPAddr(), User: "alice", Password: dst.Users["alice"], TLS: mailconn.TLSNone})
+				return commitCounter{m, &mu, new(int), &most, &scale}, err
+			},
+		}
+		rep, err := migrate.Run(context.Background(), job)
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+		return rep
+	}
+	if rep := run(); rep.Totals.Copied != 1615 || rep.Totals.Failed != 0 {
+		t.Errorf("copied %d, failed %d, want 1615 and 0", rep.Totals.Copied, rep.Totals.Failed)
+	}
+	if scale != 4 || most <= 40 || most > 160 {
+		t.Errorf("widest batches asked: %dx, most messages stored between two commits: %d; want 4x and more than flushEvery's 40, at most 160", scale, most)
+	}
+	want, got := src.Snapshot(t, "alice"), dst.Snapshot(t, "alice")
+	for _, f := range []string{"INBOX", "Small0", "Small1", "Small2"} {
+		if w, g := sums(want[f]), sums(got[f]); len(want[f]) == 0 || !reflect.DeepEqual(w, g) {
+			t.Errorf("%s: the destination's messages differ from the source's (SHA-256 of each, counted): %d at the source, %d at the destination", f, len(want[f]), len(got[f]))
+		}
+	}
+	if rep := run(); rep.Totals.Copied != 0 || rep.Totals.Skipped != 1615 {
+		t.Errorf("rerun: copied %d, skipped %d, want 0 and 1615", rep.Totals.Copied, rep.Totals.Skipped)
+	}
+}
+
 // A window's listing goes out before the window before it is transferred
 // (AheadLister). The source connection is cut in the middle of the copy,
 // whatever is in flight then (a listing sent ahead, bodies): the pass is

@@ -100,6 +100,7 @@ func (m *IMAP) appenderReady(ctx context.Context) error {
 		m.appDial = nil
 		if d := <-ch; d.err == nil {
 			m.app = d.app
+			m.app.scale = m.batchScale
 			return nil
 		} // a failed early dial is tried again here, where its error is reported
 	}
@@ -108,6 +109,7 @@ func (m *IMAP) appenderReady(ctx context.Context) error {
 		return err
 	}
 	app.binary = m.caps.Has(imap.CapBinary)
+	app.scale = m.batchScale
 	m.app = app
 	return nil
 }
@@ -177,6 +179,30 @@ type appender struct {
 	// startAppend); selectN numbers those SELECTs for their tags.
 	selected string
 	selectN  int
+
+	// scale is IMAP.batchScale: batches close at scale times batchMessages
+	// and batchBytes (0 or 1: at those).
+	scale int
+}
+
+// batchLimits is how many messages and bytes close a batch (at scale).
+func (a *appender) batchLimits() (msgs, bytes int) {
+	n := max(1, a.scale)
+	return n * batchMessages, n * batchBytes
+}
+
+// WidenBatches makes the appender's batches scale times their usual size,
+// and a commit wait while scale times as many messages are in flight
+// (migrate.BatchWidener): the engine asks it while a pass's windows are
+// wider, when other workers have finished and what their appenders held
+// is free. Dovecot's CPU for an APPEND command grows with the folder it
+// writes to (it lists the folder's files again after each), so a large
+// folder takes fewer, larger commands.
+func (m *IMAP) WidenBatches(scale int) {
+	m.batchScale = scale
+	if m.app != nil {
+		m.app.scale = scale
+	}
 }
 
 // spooled is one queued message: its bytes are kept until the server says
@@ -490,7 +516,7 @@ func (a *appender) queue(flags []string, date time.Time, body []byte, pooled boo
 	writeAppendItem(a.bw, flags, date, body, a.binary)
 	b.msgs = append(b.msgs, spooled{b.mailbox, flags, date, body, pooled})
 	b.bytes += len(body)
-	if len(b.msgs) >= batchMessages || b.bytes >= batchBytes {
+	if most, mostBytes := a.batchLimits(); len(b.msgs) >= most || b.bytes >= mostBytes {
 		return a.closeBatch()
 	}
 	return nil
@@ -630,7 +656,8 @@ func (a *appender) full() bool {
 			n++
 		}
 	}
-	return n >= maxOutstanding && spoolInFlight.Load()+batchBytes > spoolBudget
+	_, mostBytes := a.batchLimits()
+	return n >= maxOutstanding && spoolInFlight.Load()+int64(mostBytes) > spoolBudget
 }
 
 // awaitOne reads the answer to the oldest outstanding batch.
@@ -711,7 +738,8 @@ func (a *appender) commitSome() ([]appendOutcome, error) {
 	if err := a.closeBatch(); err != nil {
 		return nil, err
 	}
-	for len(a.outstanding) > 0 && (a.outstanding[0].seq < a.older || a.inFlightMessages() > batchMessages) {
+	most, _ := a.batchLimits()
+	for len(a.outstanding) > 0 && (a.outstanding[0].seq < a.older || a.inFlightMessages() > most) {
 		if err := a.awaitOne(); err != nil {
 			return nil, err
 		}

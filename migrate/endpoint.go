@@ -156,17 +156,6 @@ type BatchCarrier interface {
 	CarryBatch() bool
 }
 
-// BatchWidener is a PartialCommitter whose batches may grow with a pass's
-// windows (window.go, windowSpan): while they span scale times windowSize,
-// the transfer commits every scale times flushEvery messages and the sink
-// may close its batches at scale times their usual size. The memory is
-// what the workers that finished held. Why: Dovecot's cost per APPEND
-// command grows with the folder it writes to, and a large folder left
-// alone at a run's end paid it every 1,000 messages.
-type BatchWidener interface {
-	WidenBatches(scale int)
-}
-
 // EnsureStarter is a Sink that can send Ensure's commands before their
 // answers are read (IMAP: CREATE, SUBSCRIBE and STATUS go out on the
 // main connection while the appender's last batch of the folder before is

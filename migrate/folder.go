@@ -1,7 +1,6 @@
 package migrate
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -485,9 +484,6 @@ type transfer struct {
 	delivered map[string]bool
 	lastFlush time.Time
 	since     int // messages handed to the sink since the last flush
-	// flushAt is how many messages make a flush: flushEvery, or a multiple
-	// of it for a window wider than windowSize (window.go; 0: flushEvery).
-	flushAt int
 	// carryOn, where set, says at the transfer's end whether another
 	// window of the folder follows with messages (window.go): then it ends
 	// with a partial flush and leaves its newest queued messages in flight,
@@ -634,7 +630,7 @@ func (t *transfer) one(ctx context.Context, m formats.Message, body io.Reader) e
 	default:
 		t.stored(m, ledgerKey(kw.Key()), id)
 	}
-	if t.since++; (t.since >= cmp.Or(t.flushAt, flushEvery) || time.Since(t.lastFlush) > flushInterval) && !t.lastLeftToRun() {
+	if t.since++; (t.since >= flushEvery || time.Since(t.lastFlush) > flushInterval) && !t.lastLeftToRun() {
 		return t.flushSome(ctx)
 	}
 	return nil

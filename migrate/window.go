@@ -142,10 +142,6 @@ func (p *folderPass) copyWindows(ctx context.Context, rl RangeLister) (err error
 	}
 	al, _ := As[AheadLister](p.src)
 	fs, _ := As[FetchStarter](p.src)
-	bw, _ := As[BatchWidener](p.dst)
-	if bw != nil {
-		defer bw.WidenBatches(1) // the worker's next pass batches as usual
-	}
 	// next is the window after the one in hand when it was listed, decided
 	// and its FETCH sent (fetch, where the source could) while the
 	// destination answered that one's last batch (prepare).
@@ -222,14 +218,7 @@ func (p *folderPass) copyWindows(ctx context.Context, rl RangeLister) (err error
 			fetch = p.takeEarlyFetch(ctx, p.d.copy) // the first window's, sent early (early.go)
 		}
 		d := p.d // the transfer's own: prepare decides the next window meanwhile
-		// A window wider than windowSize (windowSpan) commits, and has the
-		// sink batch, as many times more messages at once (BatchWidener).
-		scale := int((end - first + uint64(windowSize)) / uint64(windowSize))
-		if bw != nil {
-			bw.WidenBatches(scale)
-		}
-		t := &transfer{p: p, d: &d, keys: p.keys, fetch: fetch, delivered: map[string]bool{}, lastFlush: time.Now(), dst: w.dst,
-			flushAt: flushEvery * scale}
+		t := &transfer{p: p, d: &d, keys: p.keys, fetch: fetch, delivered: map[string]bool{}, lastFlush: time.Now(), dst: w.dst}
 		if last != nil && len(last.pending) == 0 {
 			// The records' array of the window before, flushed and empty:
 			// each window grew one of its own to 2,000 records (117 MB of

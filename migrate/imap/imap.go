@@ -52,9 +52,6 @@ type IMAP struct {
 	// appDial is the appender being dialled in the background
 	// (PrepareStore), until appenderReady takes it.
 	appDial chan appenderDial
-	// batchScale is the engine's WidenBatches: the appender closes its
-	// batches at this many times their usual size (0 or 1: the usual).
-	batchScale int
 	// fetchActivity is when a FETCH last received something (UnixNano):
 	// the stall watchdogs of FETCHes in flight together share it.
 	fetchActivity atomic.Int64

@@ -100,7 +100,6 @@ func (m *IMAP) appenderReady(ctx context.Context) error {
 		m.appDial = nil
 		if d := <-ch; d.err == nil {
 			m.app = d.app
-			m.app.scale = m.batchScale
 			return nil
 		} // a failed early dial is tried again here, where its error is reported
 	}
@@ -109,7 +108,6 @@ func (m *IMAP) appenderReady(ctx context.Context) error {
 		return err
 	}
 	app.binary = m.caps.Has(imap.CapBinary)
-	app.scale = m.batchScale
 	m.app = app
 	return nil
 }
@@ -179,41 +177,6 @@ type appender struct {
 	// startAppend); selectN numbers those SELECTs for their tags.
 	selected string
 	selectN  int
-
-	// scale is IMAP.batchScale: batches close at scale times batchMessages
-	// and batchBytes (0 or 1: at those).
-	scale int
-}
-
-// batchLimits is how many messages and bytes close a batch (at scale, at
-// most maxBatchScale).
-func (a *appender) batchLimits() (msgs, bytes int) {
-	n := min(max(1, a.scale), maxBatchScale)
-	return n * batchMessages, n * batchBytes
-}
-
-// maxBatchScale bounds WidenBatches' scale: Dovecot's sync after each
-// APPEND command walks the whole folder, but its save path walks the
-// command's own messages for each message it saves
-// (maildir_save_file_get_size grew from 7% to 21% of its time under perf
-// at 4,000 a batch), so the two costs balance between. Filling one folder
-// with 300,000 messages (BenchmarkAppendGrowingFolder, on a tmpfs, two
-// runs each) took 15.77-18.41 s of the server's CPU in batches of 1,000,
-// 13.89-14.17 s in batches of 2,000 and 16.15-16.29 s in batches of 4,000.
-var maxBatchScale = 2
-
-// WidenBatches makes the appender's batches scale times their usual size,
-// and a commit wait while scale times as many messages are in flight
-// (migrate.BatchWidener): the engine asks it while a pass's windows are
-// wider, when other workers have finished and what their appenders held
-// is free. Dovecot's CPU for an APPEND command grows with the folder it
-// writes to (it lists the folder's files again after each), so a large
-// folder takes fewer, larger commands.
-func (m *IMAP) WidenBatches(scale int) {
-	m.batchScale = scale
-	if m.app != nil {
-		m.app.scale = scale
-	}
 }
 
 // spooled is one queued message: its bytes are kept until the server says
@@ -527,7 +490,7 @@ func (a *appender) queue(flags []string, date time.Time, body []byte, pooled boo
 	writeAppendItem(a.bw, flags, date, body, a.binary)
 	b.msgs = append(b.msgs, spooled{b.mailbox, flags, date, body, pooled})
 	b.bytes += len(body)
-	if most, mostBytes := a.batchLimits(); len(b.msgs) >= most || b.bytes >= mostBytes {
+	if len(b.msgs) >= batchMessages || b.bytes >= batchBytes {
 		return a.closeBatch()
 	}
 	return nil
@@ -667,8 +630,7 @@ func (a *appender) full() bool {
 			n++
 		}
 	}
-	_, mostBytes := a.batchLimits()
-	return n >= maxOutstanding && spoolInFlight.Load()+int64(mostBytes) > spoolBudget
+	return n >= maxOutstanding && spoolInFlight.Load()+batchBytes > spoolBudget
 }
 
 // awaitOne reads the answer to the oldest outstanding batch.
@@ -749,8 +711,7 @@ func (a *appender) commitSome() ([]appendOutcome, error) {
 	if err := a.closeBatch(); err != nil {
 		return nil, err
 	}
-	most, _ := a.batchLimits()
-	for len(a.outstanding) > 0 && (a.outstanding[0].seq < a.older || a.inFlightMessages() > most) {
+	for len(a.outstanding) > 0 && (a.outstanding[0].seq < a.older || a.inFlightMessages() > batchMessages) {
 		if err := a.awaitOne(); err != nil {
 			return nil, err
 		}

@@ -530,42 +530,6 @@ func TestAppenderCommitSomeBoundsTheQueue(t *testing.T) {
 	a.close()
 }
 
-// TestAppenderWidenedBatches: at scale 2 (WidenBatches) a batch closes at
-// twice batchMessages, not at batchMessages, and a partial commit lets
-// twice as many messages stay in flight; back at 1, batches close as
-// before. Every message has its outcome.
-func TestAppenderWidenedBatches(t *testing.T) {
-	a, verbs := fakeAppendServer(t, func(string) bool { return false })
-	m := &IMAP{app: a}
-	add := func(from, n int) {
-		for i := from; i < from+n; i++ {
-			if err := a.add("INBOX", nil, time.Time{}, []byte(fmt.Sprintf("Message-ID: <%d@wide>\r\n\r\nx\r\n", i))); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	m.WidenBatches(2)
-	add(0, batchMessages+5) // one open batch: none closed at batchMessages
-	if len(a.outstanding) != 0 || a.open == nil || len(a.open.msgs) != batchMessages+5 {
-		t.Fatalf("at scale 2: %d batches sent, want the %d messages in the one open batch", len(a.outstanding), batchMessages+5)
-	}
-	outs, err := a.commitSome() // sends it; waits for none (sent since the last commitSome)
-	if err != nil || len(outs) != 0 || len(a.outstanding) != 1 {
-		t.Fatalf("commitSome at scale 2: %v, %d outcomes, %d in flight; want 0 and 1", err, len(outs), len(a.outstanding))
-	}
-	m.WidenBatches(1)
-	add(batchMessages+5, batchMessages+1) // closes at batchMessages again
-	rest, err := a.commit()
-	if err != nil || len(outs)+len(rest) != 2*batchMessages+6 {
-		t.Fatalf("commit: %v, %d outcomes in all, want %d", err, len(outs)+len(rest), 2*batchMessages+6)
-	}
-	a.close()
-	want := fmt.Sprintf("[SELECT/0 APPEND/%d APPEND/%d APPEND/1]", batchMessages+5, batchMessages)
-	if got := fmt.Sprint(slices.DeleteFunc(verbs(), func(v string) bool { return v == "LOGOUT/0" })); got != want {
-		t.Errorf("the server was sent %s, want %s", got, want)
-	}
-}
-
 // CarryBatch (migrate.BatchCarrier) lets a window's batch stay in flight
 // across the window's end only on a slow link, told by the main
 // connection's first command and the appender's LOGIN: never before the

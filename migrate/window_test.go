@@ -91,6 +91,22 @@ func dialMem(s *memserver.Server) (*mfimap.IMAP, error) {
 	return mfimap.DialIMAP(context.Background(), mailconn.ServerConfig{Addr: s.Addr, User: "alice", Password: "pw", TLS: mailconn.TLSNone})
 }
 
+// runMem runs a copy from the source openSrc opens into the in-memory
+// server dst (a connection per worker), with the state at state and jobs
+// workers; an error ends the test.
+func runMem(t *testing.T, state string, jobs int, dst *memserver.Server, openSrc func(context.Context) (migrate.Source, error)) *migrate.Report {
+	t.Helper()
+	job := migrate.Job{SourceName: "src", DestName: "dst", Options: migrate.Options{StatePath: state, Jobs: jobs},
+		OpenSource: openSrc,
+		OpenSink:   func(context.Context) (migrate.Sink, error) { return dialMem(dst) },
+	}
+	rep, err := migrate.Run(context.Background(), job)
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	return rep
+}
+
 // memSame reports whether two in-memory servers hold the same messages
 // (SHA-256, flags, dates) in the same folders.
 func memSame(t *testing.T, src, dst *memserver.Server) bool {
@@ -133,18 +149,11 @@ func TestLargeFolderCopiedInWindows(t *testing.T) {
 	state := filepath.Join(t.TempDir(), "state.db")
 	run := func() (*migrate.Report, *batchWatcher) {
 		w := &batchWatcher{listed: map[string]int{}, fetched: map[string]int{}}
-		job := migrate.Job{SourceName: "src", DestName: "dst", Options: migrate.Options{StatePath: state},
-			OpenSource: func(context.Context) (migrate.Source, error) {
-				m, err := dialMem(src)
-				w.IMAP = m
-				return w, err
-			},
-			OpenSink: func(context.Context) (migrate.Sink, error) { return dialMem(dst) },
-		}
-		rep, err := migrate.Run(context.Background(), job)
-		if err != nil {
-			t.Fatalf("run: %v", err)
-		}
+		rep := runMem(t, state, 1, dst, func(context.Context) (migrate.Source, error) {
+			m, err := dialMem(src)
+			w.IMAP = m
+			return w, err
+		})
 		return rep, w
 	}
 	rep, w := run()
@@ -226,17 +235,10 @@ func TestWindowsWidenAsWorkersFinish(t *testing.T) {
 	run := func() (*migrate.Report, map[string]uint32) {
 		var mu sync.Mutex
 		widest := map[string]uint32{}
-		job := migrate.Job{SourceName: "src", DestName: "dst", Options: migrate.Options{StatePath: state, Jobs: 4},
-			OpenSource: func(context.Context) (migrate.Source, error) {
-				m, err := dialMem(src)
-				return widthWatcher{m, &mu, widest}, err
-			},
-			OpenSink: func(context.Context) (migrate.Sink, error) { return dialMem(dst) },
-		}
-		rep, err := migrate.Run(context.Background(), job)
-		if err != nil {
-			t.Fatalf("run: %v", err)
-		}
+		rep := runMem(t, state, 4, dst, func(context.Context) (migrate.Source, error) {
+			m, err := dialMem(src)
+			return widthWatcher{m, &mu, widest}, err
+		})
 		return rep, widest
 	}
 	rep, widest := run()

@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"strconv"
@@ -16,8 +17,17 @@ import (
 )
 
 // FreePorts picks n distinct free TCP ports on 127.0.0.1. Another process
-// may take one before the server binds it; the caller then retries with
+// may take one before the server binds it; dovecottest then retries with
 // new ports.
+//
+// They are taken below the kernel's ephemeral range
+// (/proc/sys/net/ipv4/ip_local_port_range; 32768-60999 by default), where
+// the kernel never hands a port out by itself. A port from that range,
+// which listening on port 0 gives, could be taken between this check and
+// the server's bind by any outgoing connection of the tests running
+// beside (the local end of a connection comes from the same range): in
+// the suite Courier once failed to start with "bind: Address already in
+// use". Where the range leaves too little below it, the kernel picks.
 func FreePorts(n int) ([]int, error) {
 	var ls []net.Listener
 	defer func() {
@@ -25,16 +35,45 @@ func FreePorts(n int) ([]int, error) {
 			l.Close()
 		}
 	}()
+	lo := ephemeralLow()
 	var ports []int
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	for tries := 0; len(ports) < n; tries++ {
+		addr := "127.0.0.1:0"
+		if lo-freePortsFrom >= 1000 && tries < 1000 {
+			addr = "127.0.0.1:" + strconv.Itoa(freePortsFrom+rand.IntN(lo-freePortsFrom))
+		}
+		l, err := net.Listen("tcp", addr)
 		if err != nil {
-			return nil, err
+			if addr == "127.0.0.1:0" {
+				return nil, err
+			}
+			continue // in use: another
 		}
 		ls = append(ls, l)
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
 	return ports, nil
+}
+
+// freePortsFrom is the lowest port FreePorts gives.
+const freePortsFrom = 10000
+
+// ephemeralLow is the first port of the kernel's ephemeral range, or
+// 32768 (Linux's default) where it cannot be read.
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 1 {
+		return 32768
+	}
+	lo, err := strconv.Atoi(f[0])
+	if err != nil {
+		return 32768
+	}
+	return lo
 }
 
 // TempParent is where instance directories go: os.TempDir(), unless its

@@ -1184,11 +1184,7 @@ func (m *IMAP) sendSplit(msgs []formats.Message) chan splitResult {
 	fc := m.sendFetch(msgs, item)
 	ch := make(chan splitResult, 1)
 	go func() {
-		byUID := make(map[uint32]formats.Message, len(msgs))
-		for _, msg := range msgs {
-			byUID[msg.UID] = msg
-		}
-		find := func(uid uint32) (formats.Message, bool) { msg, ok := byUID[uid]; return msg, ok }
+		find := finderOf(msgs)
 		plain := map[uint32]bool{}
 		note := encodingsInto(plain)
 		sent := false
@@ -1200,7 +1196,7 @@ func (m *IMAP) sendSplit(msgs []formats.Message) chan splitResult {
 		}
 		err := m.readFetch(context.Background(), fc, find, item, map[uint32]bool{}, func(msg formats.Message, lit imap.LiteralReader) error {
 			err := note(msg, lit)
-			if err == nil && len(plain) == len(byUID) {
+			if err == nil && len(plain) == len(msgs) {
 				var res splitResult
 				res.raw, res.rest = splitBy(msgs, plain)
 				send(res) // the tagged OK is read on, here
@@ -1315,16 +1311,13 @@ func (m *IMAP) fetchSelected(ctx context.Context, msgs []formats.Message,
 	if len(msgs) == 0 {
 		return nil
 	}
-	byUID := make(map[uint32]formats.Message, len(msgs))
-	for _, msg := range msgs {
-		byUID[msg.UID] = msg
-	}
+	find := finderOf(msgs)
 	pending := msgs
 	for attempt := 0; attempt < 2 && len(pending) > 0; attempt++ {
 		got := map[uint32]bool{}
 		for start := 0; start < len(pending); start += fetchBatch {
 			end := min(start+fetchBatch, len(pending))
-			if err := m.fetchBatch(ctx, pending[start:end], byUID, item, got, fn); err != nil {
+			if err := m.fetchBatch(ctx, pending[start:end], find, item, got, fn); err != nil {
 				return err
 			}
 		}
@@ -1339,12 +1332,20 @@ func (m *IMAP) fetchSelected(ctx context.Context, msgs []formats.Message,
 	return nil
 }
 
-func (m *IMAP) fetchBatch(ctx context.Context, batch []formats.Message, byUID map[uint32]formats.Message,
+func (m *IMAP) fetchBatch(ctx context.Context, batch []formats.Message, find func(uint32) (formats.Message, bool),
 	item fetchItem, got map[uint32]bool, fn func(formats.Message, imap.LiteralReader) error) error {
 	stop := context.AfterFunc(ctx, func() { m.c.Close() })
 	defer stop()
-	find := func(uid uint32) (formats.Message, bool) { msg, ok := byUID[uid]; return msg, ok }
 	return m.readFetch(ctx, m.sendFetch(batch, item), find, item, got, fn)
+}
+
+// finderOf finds a message of msgs by its UID, for readFetch.
+func finderOf(msgs []formats.Message) func(uint32) (formats.Message, bool) {
+	byUID := make(map[uint32]formats.Message, len(msgs))
+	for _, msg := range msgs {
+		byUID[msg.UID] = msg
+	}
+	return func(uid uint32) (formats.Message, bool) { msg, ok := byUID[uid]; return msg, ok }
 }
 
 // sendFetch sends UID FETCH (UID item) of batch; its answers are read by

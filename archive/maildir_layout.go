@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"unicode/utf8"
@@ -256,9 +257,13 @@ func (m *Maildir) warnNoMaildir(rel string) {
 // filled, one folder per path (a second directory for the same folder is
 // left out with a warning), NoSelect parents added, sorted.
 func (m *Maildir) folderList(found []maildirFolder) ([]formats.Folder, error) {
+	infos, err := m.countFolders(found)
+	if err != nil {
+		return nil, err
+	}
 	byKey := map[string]int{}
 	var out []formats.Folder
-	for _, mf := range found {
+	for j, mf := range found {
 		k := strings.Join(mf.path, "\x00")
 		if i, ok := byKey[k]; ok {
 			if !out[i].NoSelect {
@@ -267,10 +272,7 @@ func (m *Maildir) folderList(found []maildirFolder) ([]formats.Folder, error) {
 				continue
 			}
 		}
-		f, err := m.folderInfo(mf.dir, formats.Folder{Path: mf.path, Name: mf.name})
-		if err != nil {
-			return nil, err
-		}
+		f := infos[j]
 		if i, ok := byKey[k]; ok {
 			out[i] = f
 		} else {
@@ -288,6 +290,36 @@ func (m *Maildir) folderList(found []maildirFolder) ([]formats.Folder, error) {
 	slices.SortFunc(out, func(a, b formats.Folder) int { return formats.ComparePaths(a.Path, b.Path) })
 	return out, nil
 }
+
+// countFolders takes folderInfo of each found folder that folderList
+// reads (the first directory of each path), several folders at once:
+// counting is a listing of every file name, and a rerun that copies
+// nothing into a million-message archive spent 0.52 s of its 0.64 s
+// listing its twelve folders one after the other (pprof: getdents64, 81%).
+// The others are left zero.
+func (m *Maildir) countFolders(found []maildirFolder) ([]formats.Folder, error) {
+	infos := make([]formats.Folder, len(found))
+	var todo []int
+	seen := map[string]bool{}
+	for j, mf := range found {
+		if k := strings.Join(mf.path, "\x00"); !seen[k] {
+			seen[k] = true
+			todo = append(todo, j)
+		}
+	}
+	err := runParallel(len(todo), countWorkers(), func(i int) error {
+		mf := found[todo[i]]
+		f, err := m.folderInfo(mf.dir, formats.Folder{Path: mf.path, Name: mf.name})
+		infos[todo[i]] = f
+		return err
+	})
+	return infos, err
+}
+
+// countWorkers is how many folders countFolders lists at once: one per
+// processor, at most four (each is a stream of getdents64 calls, which
+// take a processor each).
+func countWorkers() int { return min(runtime.GOMAXPROCS(0), 4) }
 
 // parentName is the Name of the i-component parent of a found folder, in
 // the folder's own layout.

@@ -2,7 +2,9 @@ package archive
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -284,5 +286,63 @@ func TestMaildirNameHelpers(t *testing.T) {
 		if got := sizeFromName(u); got != want {
 			t.Errorf("sizeFromName(%q) = %d, want %d", u, got, want)
 		}
+	}
+}
+
+// TestMaildirFoldersCounted: Folders counts each folder's messages and
+// bytes, listing several folders at once (countFolders), in a tree with a
+// folder in two directories (the Maildir++ one counted, the nested one
+// not), a parent that is first a placeholder and then a folder, and a
+// message in both cur/ and new/ (counted once).
+func TestMaildirFoldersCounted(t *testing.T) {
+	root := t.TempDir()
+	want := map[string]struct{ n, bytes int64 }{}
+	body := func(folder string, i int) string { return strings.Repeat("x", i+1) + folder }
+	for f := 0; f < 14; f++ {
+		folder := fmt.Sprintf("F%02d", f)
+		var n, bytes int64
+		for i := 0; i < f*7; i++ {
+			b := body(folder, i)
+			lyWrite(t, root, "."+folder, fmt.Sprintf("%d.a:2,S", i), b)
+			n, bytes = n+1, bytes+int64(len(b))
+		}
+		lyWrite(t, root, "."+folder, "", "")
+		want[folder] = struct{ n, bytes int64 }{n, bytes}
+	}
+	lyWrite(t, root, ".Twice", "1.a:2,", "plus")
+	lyWrite(t, root, "Twice", "2.a:2,", "nested, not read")
+	lyWrite(t, root, "Twice", "3.a:2,", "nested, not read")
+	want["Twice"] = struct{ n, bytes int64 }{1, 4}
+	lyWrite(t, root, "Top/Child", "1.a:2,", "child")
+	lyWrite(t, root, ".Top", "1.a:2,", "top")
+	lyWrite(t, root, ".Top", "2.a:2,", "top2")
+	want["Top/Child"] = struct{ n, bytes int64 }{1, 5}
+	want["Top"] = struct{ n, bytes int64 }{2, 7}
+	lyWrite(t, root, "", "1.b:2,S", "inbox")
+	if err := os.WriteFile(filepath.Join(root, "new", "1.b"), []byte("inbox"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "new", "2.b"), []byte("new"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	want["INBOX"] = struct{ n, bytes int64 }{2, 8}
+
+	m, err := OpenMaildir(root, MaildirOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	folders, err := m.Folders(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]struct{ n, bytes int64 }{}
+	for _, f := range folders {
+		if !f.NoSelect {
+			got[formats.DisplayName(f.Path)] = struct{ n, bytes int64 }{int64(f.Messages), f.Bytes}
+		}
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("Folders counted %v, want %v", got, want)
 	}
 }

@@ -530,6 +530,72 @@ func TestAppenderCommitSomeBoundsTheQueue(t *testing.T) {
 	a.close()
 }
 
+// TestAppenderDeeperOnASlowLink: on a slow link (deep) a partial commit
+// lets slowInFlight messages be in flight before it waits, and an
+// appender keeps slowOutstanding spooled batches of many small messages
+// of its own in flight whatever the process's spool budget; elsewhere,
+// and for batches of few messages, batchMessages and maxOutstanding.
+// Every message is answered once either way.
+func TestAppenderDeeperOnASlowLink(t *testing.T) {
+	for _, deep := range []bool{false, true} {
+		t.Run(fmt.Sprintf("deep=%v", deep), func(t *testing.T) {
+			a, _ := fakeAppendServer(t, func(string) bool { return false })
+			a.deep = deep
+			n := 2*batchMessages + 5 // two full batches, sent, and 5 in the third
+			for i := range n {
+				if err := a.add("INBOX", nil, time.Time{}, []byte(fmt.Sprintf("Message-ID: <%d@deep>\r\n\r\nx\r\n", i))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			outs, err := a.commitSome()
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantOuts, wantFlight := 2*batchMessages, 1
+			if deep {
+				wantOuts, wantFlight = 0, 3
+			}
+			if len(outs) != wantOuts || len(a.outstanding) != wantFlight {
+				t.Fatalf("commitSome: %d outcomes, %d batches in flight; want %d and %d", len(outs), len(a.outstanding), wantOuts, wantFlight)
+			}
+			rest, err := a.commit()
+			if err != nil || len(outs)+len(rest) != n {
+				t.Fatalf("commit: %v, %d outcomes in all, want %d", err, len(outs)+len(rest), n)
+			}
+
+			// The spool: with the budget taken by others, a batch waits
+			// once the appender has its own number in flight: more on a
+			// slow link, where each holds slowBatchMessages or more.
+			spoolInFlight.Add(spoolBudget)
+			defer spoolInFlight.Add(-spoolBudget)
+			for _, per := range []int{1, slowBatchMessages} {
+				for i := range slowOutstanding {
+					a.open = &appendBatch{tag: a.nextTag(), mailbox: "INBOX"}
+					for j := range per {
+						if err := a.queue(nil, time.Time{}, []byte(fmt.Sprintf("Message-ID: <%d.%d.%d@spool>\r\n\r\nx\r\n", per, i, j)), false); err != nil {
+							t.Fatal(err)
+						}
+					}
+					if err := a.closeBatch(); err != nil {
+						t.Fatal(err)
+					}
+					own := maxOutstanding
+					if deep && per >= slowBatchMessages {
+						own = slowOutstanding
+					}
+					if got, want := a.full(), i+1 >= own; got != want {
+						t.Errorf("with %d spooled batches of %d in flight: full = %v, want %v", i+1, per, got, want)
+					}
+				}
+				if _, err := a.commit(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			a.close()
+		})
+	}
+}
+
 // CarryBatch (migrate.BatchCarrier) lets a window's batch stay in flight
 // across the window's end only on a slow link, told by the main
 // connection's first command and the appender's LOGIN: never before the
@@ -561,6 +627,9 @@ func TestCarryBatchOnlyOnASlowLink(t *testing.T) {
 		if got := m.CarryBatch(); got != c.want {
 			t.Errorf("%s: CarryBatch = %v with a LOGIN round trip of %v, want %v", c.name, got, m.app.login, c.want)
 		}
+		if m.app.deep != c.want {
+			t.Errorf("%s: the appender's deep = %v, want %v", c.name, m.app.deep, c.want)
+		}
 		m.Close()
 	}
 	// A slow LOGIN alone (as on a loaded loopback: the main connection's
@@ -577,8 +646,8 @@ func TestCarryBatchOnlyOnASlowLink(t *testing.T) {
 	if m.app.login < slowLink {
 		t.Fatalf("the appender's LOGIN through the proxy took %v: the test proves nothing", m.app.login)
 	}
-	if m.CarryBatch() {
-		t.Errorf("CarryBatch with a LOGIN of %v but a first command of %v", m.app.login, m.rtt)
+	if m.CarryBatch() || m.app.deep {
+		t.Errorf("CarryBatch %v, deep %v with a LOGIN of %v but a first command of %v", m.CarryBatch(), m.app.deep, m.app.login, m.rtt)
 	}
 }
 

@@ -106,8 +106,16 @@ const slowLink = 10 * time.Millisecond
 // main connection's first command (at the run's start) and the appender's
 // LOGIN must have taken slowLink: a LOGIN alone, under the load of a
 // loopback copy, took over 10 ms often enough to take a 1M copy to 40.3 MB.
+// The appender tells it once it is ready (appender.deep, useAppender).
 func (m *IMAP) CarryBatch() bool {
-	return m.app != nil && min(m.rtt, m.app.login) >= slowLink
+	return m.app != nil && m.app.deep
+}
+
+// useAppender makes app the connection's appender, on a slow link or not
+// (CarryBatch): m.rtt was measured when the connection was dialled.
+func (m *IMAP) useAppender(app *appender) {
+	app.deep = min(m.rtt, app.login) >= slowLink
+	m.app = app
 }
 
 // appenderReady makes sure m.app is connected: the connection
@@ -119,8 +127,7 @@ func (m *IMAP) appenderReady(ctx context.Context) error {
 	if ch := m.appDial; ch != nil {
 		m.appDial = nil
 		if d := <-ch; d.err == nil {
-			m.app = d.app
-			m.app.deep = m.CarryBatch()
+			m.useAppender(d.app)
 			return nil
 		} // a failed early dial is tried again here, where its error is reported
 	}
@@ -129,8 +136,7 @@ func (m *IMAP) appenderReady(ctx context.Context) error {
 		return err
 	}
 	app.binary = m.caps.Has(imap.CapBinary)
-	m.app = app
-	m.app.deep = m.CarryBatch()
+	m.useAppender(app)
 	return nil
 }
 
@@ -187,7 +193,7 @@ type appender struct {
 	timeout time.Duration
 	binary  bool          // the server has BINARY: literal8 for messages with NUL
 	login   time.Duration // LOGIN's round trip (0 after AUTHENTICATE)
-	deep    bool          // a slow link: slowOutstanding and slowInFlight apply
+	deep    bool          // a slow link (CarryBatch): slowOutstanding and slowInFlight apply
 
 	broken      error          // set by lost: the connection is not used again
 	open        *appendBatch   // the batch being written, if any

@@ -21,7 +21,19 @@ func renameNoReplace(oldpath, newpath string) error {
 	return os.Rename(oldpath, newpath)
 }
 
-// setFileTimes sets f's access and modification times to t.
-func setFileTimes(f *os.File, t time.Time) error {
+// tmpFile is a message file being written into tmp/.
+type tmpFile struct{ *os.File }
+
+// createTmp creates path for writing, failing if it exists (O_EXCL).
+func createTmp(path string) (*tmpFile, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	return &tmpFile{f}, nil
+}
+
+// setTimes sets the file's access and modification times to t.
+func (f *tmpFile) setTimes(t time.Time) error {
 	return os.Chtimes(f.Name(), t, t)
 }

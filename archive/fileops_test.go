@@ -114,3 +114,49 @@ func TestStoreSetsTheDateAsMtime(t *testing.T) {
 		t.Errorf("mtime %v, want %v", fi.ModTime(), date)
 	}
 }
+
+// createTmp makes a new file (0600, never over one that exists), writes
+// all it is given, sets its times through the descriptor and closes once;
+// its errors say what the callers test for (fs.ErrExist, fs.ErrNotExist).
+func TestTmpFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "m")
+	f, err := createTmp(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := []byte(strings.Repeat("line of a message\r\n", 5000))
+	if n, err := f.Write(body); err != nil || n != len(body) {
+		t.Fatalf("Write: %d, %v; want %d", n, err, len(body))
+	}
+	when := time.Date(2003, 4, 5, 6, 7, 8, 0, time.UTC)
+	if err := f.setTimes(when); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err == nil {
+		t.Error("a second Close returned nil")
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !fi.ModTime().Equal(when) || fi.Mode().Perm() != 0o600 || fi.Size() != int64(len(body)) {
+		t.Errorf("file: mtime %v, mode %v, size %d; want %v, 0600, %d", fi.ModTime(), fi.Mode().Perm(), fi.Size(), when, len(body))
+	}
+	got, _ := os.ReadFile(path)
+	if sha256.Sum256(got) != sha256.Sum256(body) {
+		t.Error("the file's bytes differ from those written")
+	}
+	if _, err := createTmp(path); !errors.Is(err, fs.ErrExist) {
+		t.Errorf("createTmp over an existing file: %v, want fs.ErrExist", err)
+	}
+	if b, _ := os.ReadFile(path); len(b) != len(body) {
+		t.Errorf("the existing file was touched: %d bytes", len(b))
+	}
+	if _, err := createTmp(filepath.Join(dir, "gone", "m")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("createTmp in a missing directory: %v, want fs.ErrNotExist", err)
+	}
+}

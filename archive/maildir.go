@@ -657,14 +657,14 @@ func (m *Maildir) Store(ctx context.Context, folder formats.Folder, msg formats.
 	tmpDir := filepath.Join(m.root, dir, "tmp")
 	now := time.Now()
 	var (
-		f   *os.File
+		f   *tmpFile
 		rnd uint64
 		tmp string
 	)
 	for attempt := 0; ; attempt++ {
 		rnd = rand.Uint64()
 		tmp = formats.NewUniqueName(now, m.pid, rnd, m.host, -1)
-		f, err = os.OpenFile(filepath.Join(tmpDir, tmp), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		f, err = createTmp(filepath.Join(tmpDir, tmp))
 		if err == nil {
 			break
 		}
@@ -701,7 +701,7 @@ func (m *Maildir) Store(ctx context.Context, folder formats.Folder, msg formats.
 	// Ensure's clean-up (possibly another worker's) passes over this
 	// process's files, and Dovecot's asks for an old change time as well.
 	if d := msg.Date; !d.IsZero() {
-		if err := setFileTimes(f, d); err != nil {
+		if err := f.setTimes(d); err != nil {
 			return fail(fmt.Errorf("maildir: %w", err))
 		}
 	}

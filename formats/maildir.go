@@ -50,6 +50,7 @@ var maildirLetters = [...]struct {
 // name a temporary file before the size is known and the final file after.
 func NewUniqueName(now time.Time, pid int, rnd uint64, host string, size int64) string {
 	var b strings.Builder
+	b.Grow(64 + len(host))
 	b.WriteString(strconv.FormatInt(now.Unix(), 10))
 	b.WriteString(".M")
 	b.WriteString(strconv.Itoa(now.Nanosecond() / 1000))
@@ -71,10 +72,18 @@ func sanitiseHost(host string) string {
 	if host == "" {
 		return "localhost"
 	}
+	escape := func(c byte) bool { return c == '/' || c == ':' || c == '\\' || c < 0x20 || c == 0x7f }
+	clean := true
+	for i := 0; i < len(host) && clean; i++ {
+		clean = !escape(host[i])
+	}
+	if clean {
+		return host // the usual case: nothing to build
+	}
 	var b strings.Builder
 	for i := 0; i < len(host); i++ {
 		c := host[i]
-		if c == '/' || c == ':' || c == '\\' || c < 0x20 || c == 0x7f {
+		if escape(c) {
 			b.WriteByte('\\')
 			b.WriteString(strconv.FormatUint(uint64(c)|0o1000, 8)[1:]) // three octal digits
 			continue

@@ -20,6 +20,8 @@ func TestNewUniqueName(t *testing.T) {
 		{"a/b:c", 5, `1700000000.M123456P42Rdeadbeef.a\057b\072c,S=5`},
 		{"back\\slash\nnl", 5, `1700000000.M123456P42Rdeadbeef.back\134slash\012nl,S=5`},
 		{"", 5, `1700000000.M123456P42Rdeadbeef.localhost,S=5`},
+		{"del\x7f", 5, `1700000000.M123456P42Rdeadbeef.del\177,S=5`},
+		{"h\xc3\xa9", 5, "1700000000.M123456P42Rdeadbeef.h\xc3\xa9,S=5"},
 	}
 	for _, tt := range tests {
 		got := NewUniqueName(now, 42, 0xdeadbeef, tt.host, tt.size)

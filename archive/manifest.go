@@ -159,8 +159,9 @@ func placeOf(st Store, folder formats.Folder, id string) (string, int64, error) 
 type Writer struct {
 	st      Store
 	log     *manifestLog
-	journal string   // this writer's journal file
-	jf      *os.File // open once the first batch was journaled
+	journal string       // this writer's journal file
+	jf      *os.File     // open once the first batch was journaled
+	jbuf    bytes.Buffer // writeJournal's, kept from one batch to the next
 	pending []pendingEntry
 	broken  error // set once a Flush failed half-way; see Flush
 	closed  bool
@@ -188,6 +189,9 @@ type manifestLog struct {
 	overlay  map[string]entryMeta
 	ledger   *ledger       // the live entries by folder, loaded on first use
 	places   *folderPlaces // where each folder's lines are, built on first use
+	// append's buffers, kept from one batch to the next so that a batch's
+	// lines are not copied again each time a buffer doubles.
+	lineBuf, sumsBuf bytes.Buffer
 }
 
 // entryMeta is what Writer.List takes from the manifest.
@@ -538,7 +542,8 @@ func (w *Writer) writeJournal(batch []pendingEntry) error {
 		}
 		w.jf = f
 	}
-	var buf bytes.Buffer
+	buf := &w.jbuf
+	buf.Reset()
 	for _, p := range batch {
 		line, err := json.Marshal(p.e)
 		if err != nil {
@@ -730,7 +735,9 @@ func readLong(r *bufio.Reader, first []byte) ([]byte, error) {
 func (l *manifestLog) append(entries []ManifestEntry) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	var buf, sums bytes.Buffer
+	buf, sums := &l.lineBuf, &l.sumsBuf
+	buf.Reset()
+	sums.Reset()
 	seq, prev := l.seq, l.last
 	ends := make([]int, len(entries)) // each line's end in buf
 	for i := range entries {

@@ -73,6 +73,51 @@ func (f *tmpFile) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// readFile is a file opened for reading through its descriptor alone,
+// for the same reason as tmpFile: verify opens every message file of an
+// archive.
+type readFile struct {
+	fd   int
+	name string
+}
+
+// openRead opens path for reading.
+func openRead(path string) (*readFile, error) {
+	for {
+		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, &os.PathError{Op: "open", Path: path, Err: err}
+		}
+		return &readFile{fd: fd, name: path}, nil
+	}
+}
+
+// Read reads up to len(p) bytes; io.EOF at the end of the file.
+func (f *readFile) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	for {
+		n, err := unix.Read(f.fd, p)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return 0, &os.PathError{Op: "read", Path: f.name, Err: err}
+		}
+		if n == 0 {
+			return 0, io.EOF
+		}
+		return n, nil
+	}
+}
+
+// Close closes the descriptor, once.
+func (f *readFile) Close() error { return closeFD(&f.fd, f.name) }
+
 // setTimes sets the file's access and modification times to t through its
 // descriptor (utimensat with no path, as futimens(3) does): no lookup of
 // its name. The change time becomes now, as with any utimes.
@@ -84,16 +129,19 @@ func (f *tmpFile) setTimes(t time.Time) error {
 	return nil
 }
 
-// Close closes the descriptor, once (EINTR is not retried: on Linux the
-// descriptor is gone either way).
-func (f *tmpFile) Close() error {
-	if f.fd < 0 {
+// Close closes the descriptor, once.
+func (f *tmpFile) Close() error { return closeFD(&f.fd, f.name) }
+
+// closeFD closes *fd once and marks it closed (EINTR is not retried: on
+// Linux the descriptor is gone either way).
+func closeFD(fd *int, name string) error {
+	if *fd < 0 {
 		return os.ErrClosed
 	}
-	err := unix.Close(f.fd)
-	f.fd = -1
+	err := unix.Close(*fd)
+	*fd = -1
 	if err != nil {
-		return &os.PathError{Op: "close", Path: f.name, Err: err}
+		return &os.PathError{Op: "close", Path: name, Err: err}
 	}
 	return nil
 }

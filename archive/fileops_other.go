@@ -37,3 +37,6 @@ func createTmp(path string) (*tmpFile, error) {
 func (f *tmpFile) setTimes(t time.Time) error {
 	return os.Chtimes(f.Name(), t, t)
 }
+
+// openRead opens path for reading.
+func openRead(path string) (*os.File, error) { return os.Open(path) }

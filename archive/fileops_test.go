@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -158,5 +159,40 @@ func TestTmpFile(t *testing.T) {
 	}
 	if _, err := createTmp(filepath.Join(dir, "gone", "m")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("createTmp in a missing directory: %v, want fs.ErrNotExist", err)
+	}
+}
+
+// openRead reads a file's bytes whole, then io.EOF; a missing file is
+// fs.ErrNotExist (verify's "listed but not there").
+func TestOpenRead(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "m")
+	body := []byte(strings.Repeat("0123456789abcdef", 10000))
+	if err := os.WriteFile(path, body, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := openRead(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	buf := make([]byte, 7000) // several reads, the last one short
+	for {
+		n, err := f.Read(buf)
+		got = append(got, buf[:n]...)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if sha256.Sum256(got) != sha256.Sum256(body) {
+		t.Errorf("read %d bytes that differ from the file's %d", len(got), len(body))
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := openRead(path + ".gone"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("openRead of a missing file: %v, want fs.ErrNotExist", err)
 	}
 }

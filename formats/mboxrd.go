@@ -53,6 +53,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -301,8 +302,15 @@ func WriteMboxMessage(w io.WriterAt, from string, date time.Time, status []byte,
 		return 0, fmt.Errorf("mboxrd: bad status lines %q", clip(status))
 	}
 	sw := &seqWriter{w: w}
-	bw := bufio.NewWriterSize(sw, mboxBufSize)
-	br := bufio.NewReaderSize(body, mboxBufSize)
+	bw := mboxWriters.Get().(*bufio.Writer)
+	bw.Reset(sw)
+	defer putMboxWriter(bw)
+	br, ok := body.(*bufio.Reader)
+	if !ok || br.Size() < mboxBufSize {
+		br = mboxReaders.Get().(*bufio.Reader)
+		br.Reset(body)
+		defer putMboxReader(br)
+	}
 	if first, _ := br.Peek(mboxBufSize); !StatusLinesFit(first) {
 		status = nil
 	}
@@ -400,6 +408,27 @@ func WriteMboxMessage(w io.WriterAt, from string, date time.Time, status []byte,
 		}
 	}
 	return sw.off, nil
+}
+
+// mboxReaders and mboxWriters keep WriteMboxMessage's buffers from one
+// message to the next. Made for each message, their 128 KB were zeroed
+// for every message of an mbox archive: runtime.memclrNoHeapPointers was
+// 18% of the CPU of a 20k IMAP->mbox copy of 1 KB messages.
+var (
+	mboxReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, mboxBufSize) }}
+	mboxWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, mboxBufSize) }}
+)
+
+// putMboxReader and putMboxWriter return a buffer to its pool, holding on
+// to nothing of the message.
+func putMboxReader(br *bufio.Reader) {
+	br.Reset(nil)
+	mboxReaders.Put(br)
+}
+
+func putMboxWriter(bw *bufio.Writer) {
+	bw.Reset(nil)
+	mboxWriters.Put(bw)
 }
 
 var gtBlock = bytes.Repeat([]byte{'>'}, 512)

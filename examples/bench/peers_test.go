@@ -1761,6 +1761,8 @@ func (e *bpEnv) profile(dir string, small, mixed *bpSet) {
 				e.jobs = saved
 			case bpJobMaildir:
 				all = e.maildirTools(s)
+			case bpJobMbox:
+				all = e.mboxTools(s)
 			case bpJobPOP3:
 				all = e.pop3Tools(s)
 			}
@@ -1781,7 +1783,8 @@ func (e *bpEnv) profile(dir string, small, mixed *bpSet) {
 			prof{"maildir", s, pick(bpJobMaildir), bpJobMaildir, false},
 			prof{"rtt", s, pick(bpJobRTT), bpJobRTT, false})
 		if s == small {
-			profs = append(profs, prof{"pop3", s, pick(bpJobPOP3), bpJobPOP3, false},
+			profs = append(profs, prof{"mbox", s, pick(bpJobMbox), bpJobMbox, false},
+				prof{"pop3", s, pick(bpJobPOP3), bpJobPOP3, false},
 				prof{"noop-imap", s, pick(bpJobIMAP), bpJobIMAP, true},
 				prof{"noop-maildir", s, pick(bpJobMaildir), bpJobMaildir, true},
 				prof{"noop-pop3", s, pick(bpJobPOP3), bpJobPOP3, true})

@@ -1071,6 +1071,10 @@ func lastFromLineEnding(f io.ReaderAt, size int64) ([]byte, error) {
 	return []byte("\n"), nil
 }
 
+// storeReaders are Store's 64 KB read buffers, kept from one message to the
+// next (one made for each message was 64 KB zeroed for every message).
+var storeReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
+
 // Store appends one message (exactly size bytes when size >= 0, else until
 // EOF) to the folder's file under the file's lock and returns its ID, the
 // offset of its From_ line. The From_ line carries m.Date and the header's
@@ -1095,7 +1099,12 @@ func (s *Mbox) Store(ctx context.Context, folder formats.Folder, m formats.Messa
 	if size >= 0 {
 		src = io.LimitReader(body, size)
 	}
-	br := bufio.NewReaderSize(src, 64<<10)
+	br := storeReaders.Get().(*bufio.Reader)
+	br.Reset(src)
+	defer func() {
+		br.Reset(nil) // hold on to nothing of the message
+		storeReaders.Put(br)
+	}()
 	head, _ := br.Peek(64 << 10) // for the Return-Path; errors resurface on reading
 	sender := returnPath(formats.HeaderBlock(head))
 	cr := &formats.CountingReader{R: br}

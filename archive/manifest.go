@@ -454,6 +454,7 @@ func (w *Writer) Store(ctx context.Context, folder formats.Folder, m formats.Mes
 	}
 	h := sha256.New()
 	var kw formats.KeyWriter
+	defer kw.Release() // the key is kept as a string, a copy
 	var n byteCounter
 	id, err := w.st.Store(ctx, folder, m, size, io.TeeReader(body, io.MultiWriter(h, &kw, &n)))
 	if err != nil {

@@ -42,15 +42,24 @@ type tmpFile struct {
 
 // createTmp creates path for writing, failing if it exists (O_EXCL).
 func createTmp(path string) (*tmpFile, error) {
+	fd, err := openFD(path, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	return &tmpFile{fd: fd, name: path}, nil
+}
+
+// openFD is open(2) with O_CLOEXEC, tried again after EINTR.
+func openFD(path string, flags int, mode uint32) (int, error) {
 	for {
-		fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o600)
+		fd, err := unix.Open(path, flags|unix.O_CLOEXEC, mode)
 		if err == unix.EINTR {
 			continue
 		}
 		if err != nil {
-			return nil, &os.PathError{Op: "open", Path: path, Err: err}
+			return -1, &os.PathError{Op: "open", Path: path, Err: err}
 		}
-		return &tmpFile{fd: fd, name: path}, nil
+		return fd, nil
 	}
 }
 
@@ -83,16 +92,11 @@ type readFile struct {
 
 // openRead opens path for reading.
 func openRead(path string) (*readFile, error) {
-	for {
-		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return nil, &os.PathError{Op: "open", Path: path, Err: err}
-		}
-		return &readFile{fd: fd, name: path}, nil
+	fd, err := openFD(path, unix.O_RDONLY, 0)
+	if err != nil {
+		return nil, err
 	}
+	return &readFile{fd: fd, name: path}, nil
 }
 
 // Read reads up to len(p) bytes; io.EOF at the end of the file.

@@ -16,14 +16,7 @@ import (
 // read. Run with -benchtime 5x; the tree is made once, in TMPDIR (a tmpfs
 // keeps the disk out of it).
 func BenchmarkMaildirFolders(b *testing.B) {
-	total := 200_000
-	if s := os.Getenv("MAILFERRY_BENCH_FILES"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 12 {
-			b.Fatalf("MAILFERRY_BENCH_FILES=%q: want a number of at least 12", s)
-		}
-		total = n
-	}
+	total := benchFiles(b, 200_000, 12)
 	root := b.TempDir()
 	inbox := total * 3 / 10
 	for f := 0; f < 12; f++ {
@@ -62,4 +55,18 @@ func BenchmarkMaildirFolders(b *testing.B) {
 			b.Fatalf("counted %d messages, want %d", n, total)
 		}
 	}
+}
+
+// benchFiles is MAILFERRY_BENCH_FILES, the number of messages an archive
+// benchmark makes (def when unset), at least least.
+func benchFiles(b *testing.B, def, least int) int {
+	s := os.Getenv("MAILFERRY_BENCH_FILES")
+	if s == "" {
+		return def
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < least {
+		b.Fatalf("MAILFERRY_BENCH_FILES=%q: want a number of at least %d", s, least)
+	}
+	return n
 }

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os"
-	"strconv"
 	"testing"
 	"time"
 
@@ -19,14 +17,7 @@ import (
 //
 //	TMPDIR=/dev/shm go test -run X -bench VerifyMaildir -benchtime 5x ./archive/
 func BenchmarkVerifyMaildir(b *testing.B) {
-	total := 20_000
-	if s := os.Getenv("MAILFERRY_BENCH_FILES"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 4 {
-			b.Fatalf("MAILFERRY_BENCH_FILES=%q: want a number of at least 4", s)
-		}
-		total = n
-	}
+	total := benchFiles(b, 20_000, 4)
 	ctx := context.Background()
 	dir := b.TempDir()
 	w := mfOpen(b, dir)

@@ -84,7 +84,7 @@ func (f *tmpFile) Write(p []byte) (int, error) {
 
 // readFile is a file opened for reading through its descriptor alone,
 // for the same reason as tmpFile: verify opens every message file of an
-// archive.
+// archive, and an import or a rerun's dedup every one of a Maildir source.
 type readFile struct {
 	fd   int
 	name string
@@ -121,6 +121,15 @@ func (f *readFile) Read(p []byte) (int, error) {
 
 // Close closes the descriptor, once.
 func (f *readFile) Close() error { return closeFD(&f.fd, f.name) }
+
+// size is the file's length (fstat).
+func (f *readFile) size() (int64, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(f.fd, &st); err != nil {
+		return 0, &os.PathError{Op: "fstat", Path: f.name, Err: err}
+	}
+	return st.Size, nil
+}
 
 // setTimes sets the file's access and modification times to t through its
 // descriptor (utimensat with no path, as futimens(3) does): no lookup of

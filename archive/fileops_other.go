@@ -38,5 +38,23 @@ func (f *tmpFile) setTimes(t time.Time) error {
 	return os.Chtimes(f.Name(), t, t)
 }
 
+// readFile is a file opened for reading.
+type readFile struct{ *os.File }
+
 // openRead opens path for reading.
-func openRead(path string) (*os.File, error) { return os.Open(path) }
+func openRead(path string) (*readFile, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	return &readFile{f}, nil
+}
+
+// size is the file's length.
+func (f *readFile) size() (int64, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	return fi.Size(), nil
+}

@@ -379,11 +379,11 @@ func (m *Maildir) cached(dir, id string) (string, bool) {
 // open opens the file of message id in dir, rescanning the folder once if
 // the cache does not know it or the file moved (flags changed by another
 // program). It returns an error wrapping fs.ErrNotExist when it is gone.
-func (m *Maildir) open(dir, id string) (*os.File, string, error) {
+func (m *Maildir) open(dir, id string) (*readFile, string, error) {
 	sub, ok := m.cached(dir, id)
 	for rescanned := false; ; rescanned = true {
 		if ok {
-			f, err := os.Open(filepath.Join(m.root, dir, sub))
+			f, err := openRead(filepath.Join(m.root, dir, sub))
 			if err == nil {
 				return f, filepath.ToSlash(filepath.Join(dir, sub)), nil
 			}
@@ -476,8 +476,8 @@ func (m *Maildir) Fetch(ctx context.Context, folder formats.Folder, msgs []forma
 			}
 			continue
 		}
-		if fi, err := f.Stat(); err == nil {
-			msg.Size = fi.Size()
+		if n, err := f.size(); err == nil {
+			msg.Size = n
 		}
 		err = fn(msg, f)
 		f.Close()

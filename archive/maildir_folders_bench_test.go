@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/mailferry/mailferry/formats"
 )
@@ -93,19 +94,7 @@ func BenchmarkMaildirFetch(b *testing.B) {
 		b.Fatal(err)
 	}
 	body := make([]byte, 1024)
-	for i := 0; i < total; i++ {
-		if _, err := st.Store(ctx, inbox, formats.Message{}, int64(len(body)), bytes.NewReader(body)); err != nil {
-			b.Fatal(err)
-		}
-		if (i+1)%500 == 0 {
-			if err := st.Flush(ctx); err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
-	if err := st.Flush(ctx); err != nil {
-		b.Fatal(err)
-	}
+	benchStore(b, st, inbox, total, func(int) []byte { return body })
 	_, list, err := st.List(ctx, inbox)
 	if err != nil || len(list) != total {
 		b.Fatalf("List: %d messages, want %d, %v", len(list), total, err)
@@ -124,4 +113,24 @@ func BenchmarkMaildirFetch(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N*total)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+// benchStore stores n messages, the i-th of them body(i), into folder of
+// st, with a Flush after every 500 and one at the end.
+func benchStore(b *testing.B, st Store, folder formats.Folder, n int, body func(i int) []byte) {
+	ctx := context.Background()
+	for i := 0; i < n; i++ {
+		m := body(i)
+		if _, err := st.Store(ctx, folder, formats.Message{Date: time.Now()}, int64(len(m)), bytes.NewReader(m)); err != nil {
+			b.Fatal(err)
+		}
+		if (i+1)%500 == 0 {
+			if err := st.Flush(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	if err := st.Flush(ctx); err != nil {
+		b.Fatal(err)
+	}
 }

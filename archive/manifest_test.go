@@ -449,19 +449,7 @@ func BenchmarkWriterStore1K(b *testing.B) {
 	body := bytes.Repeat([]byte("x"), 1024)
 	b.SetBytes(int64(len(body)))
 	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		if _, err := w.Store(ctx, inbox, formats.Message{Date: time.Now()}, int64(len(body)), bytes.NewReader(body)); err != nil {
-			b.Fatal(err)
-		}
-		if (i+1)%500 == 0 {
-			if err := w.Flush(ctx); err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
-	if err := w.Flush(ctx); err != nil {
-		b.Fatal(err)
-	}
+	benchStore(b, w, inbox, b.N, func(int) []byte { return body })
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 }
 

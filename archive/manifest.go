@@ -173,6 +173,20 @@ type pendingEntry struct {
 	e      ManifestEntry // without Seq, File, Offset and Prev
 }
 
+// keptBufMax is the largest batch buffer kept for the next batch: one
+// grown by a batch much larger than a Flush's (a rerun recording the flags
+// of many messages at once) is left to the collector.
+const keptBufMax = 4 << 20
+
+// dropLarge lets go of the arrays of bufs larger than keptBufMax.
+func dropLarge(bufs ...*bytes.Buffer) {
+	for _, b := range bufs {
+		if b.Cap() > keptBufMax {
+			*b = bytes.Buffer{}
+		}
+	}
+}
+
 // manifestLog is the open MANIFEST.jsonl shared by the Writers of one
 // archive directory.
 type manifestLog struct {
@@ -545,6 +559,7 @@ func (w *Writer) writeJournal(batch []pendingEntry) error {
 	}
 	buf := &w.jbuf
 	buf.Reset()
+	defer dropLarge(buf)
 	for _, p := range batch {
 		line, err := json.Marshal(p.e)
 		if err != nil {
@@ -739,6 +754,7 @@ func (l *manifestLog) append(entries []ManifestEntry) error {
 	buf, sums := &l.lineBuf, &l.sumsBuf
 	buf.Reset()
 	sums.Reset()
+	defer dropLarge(buf, sums)
 	seq, prev := l.seq, l.last
 	ends := make([]int, len(entries)) // each line's end in buf
 	for i := range entries {

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -514,5 +515,37 @@ func TestFirstCopyKeepsNoIndexInMemory(t *testing.T) {
 	}
 	if f.Messages != 299 || f.UIDNext != 0 {
 		t.Errorf("INBOX with one file lost: %d messages, UIDNext %d; want 299 and 0 (a Validity of its own)", f.Messages, f.UIDNext)
+	}
+}
+
+// The manifest keeps a Flush's line buffers for the next one, but not one
+// grown by a batch far larger than a Flush's: that memory goes back.
+func TestManifestBatchBuffersBounded(t *testing.T) {
+	ctx := context.Background()
+	w := mfOpen(t, t.TempDir())
+	defer w.Close()
+	inbox, _ := w.Ensure(ctx, []string{"INBOX"})
+	body := bytes.Repeat([]byte("x"), 64)
+	long := strings.Repeat("i", 3000) // a long source ID: a long line
+	store := func(n int) {
+		for i := 0; i < n; i++ {
+			if _, err := w.Store(ctx, inbox, formats.Message{Date: time.Now(), ID: long + strconv.Itoa(i)}, int64(len(body)), bytes.NewReader(body)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := w.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	store(100)
+	if w.log.lineBuf.Cap() == 0 || w.jbuf.Cap() == 0 {
+		t.Fatalf("a small batch's buffers were not kept: line %d, journal %d bytes", w.log.lineBuf.Cap(), w.jbuf.Cap())
+	}
+	store(2000) // about 6.5 MB of manifest lines
+	if c := w.log.lineBuf.Cap(); c > keptBufMax {
+		t.Errorf("the manifest kept a %d-byte line buffer after a large batch (at most %d)", c, keptBufMax)
+	}
+	if c := w.jbuf.Cap(); c > keptBufMax {
+		t.Errorf("the writer kept a %d-byte journal buffer after a large batch (at most %d)", c, keptBufMax)
 	}
 }

@@ -1072,7 +1072,8 @@ func lastFromLineEnding(f io.ReaderAt, size int64) ([]byte, error) {
 }
 
 // storeReaders are Store's 64 KB read buffers, kept from one message to the
-// next (one made for each message was 64 KB zeroed for every message).
+// next (one made for each message was 64 KB zeroed for every message). At
+// formats' mboxBufSize, WriteMboxMessage reads through one as it is.
 var storeReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
 
 // Store appends one message (exactly size bytes when size >= 0, else until
@@ -1099,21 +1100,24 @@ func (s *Mbox) Store(ctx context.Context, folder formats.Folder, m formats.Messa
 	if size >= 0 {
 		src = io.LimitReader(body, size)
 	}
+	// The count is taken under the buffer, which WriteMboxMessage then
+	// reads through as it is (one buffer, one copy): at its end the buffer
+	// has read the whole body.
+	cr := &formats.CountingReader{R: src}
 	br := storeReaders.Get().(*bufio.Reader)
-	br.Reset(src)
+	br.Reset(cr)
 	defer func() {
 		br.Reset(nil) // hold on to nothing of the message
 		storeReaders.Put(br)
 	}()
 	head, _ := br.Peek(64 << 10) // for the Return-Path; errors resurface on reading
 	sender := returnPath(formats.HeaderBlock(head))
-	cr := &formats.CountingReader{R: br}
 	off := mf.size
 	status := formats.MboxStatusLines(m.Flags)
 	if off == 0 {
 		status = append(s.baseLine(folder, m.Flags), status...)
 	}
-	n, err := formats.WriteMboxMessage(io.NewOffsetWriter(mf.f, off), sender, m.Date, status, cr)
+	n, err := formats.WriteMboxMessage(io.NewOffsetWriter(mf.f, off), sender, m.Date, status, br)
 	if err == nil && size >= 0 && cr.N != size {
 		err = fmt.Errorf("mbox: message is %d bytes, expected %d", cr.N, size)
 	}

@@ -654,15 +654,15 @@ func (a *appender) full() bool {
 	if len(a.outstanding) >= maxCommands {
 		return true
 	}
-	n, small := 0, true
+	n, many := 0, true // many: every spooled batch in flight holds slowBatchMessages or more
 	for _, b := range a.outstanding {
 		if !b.streamed {
 			n++
-			small = small && len(b.msgs) >= slowBatchMessages
+			many = many && len(b.msgs) >= slowBatchMessages
 		}
 	}
 	own := maxOutstanding
-	if a.deep && small {
+	if a.deep && many {
 		own = slowOutstanding
 	}
 	return n >= own && spoolInFlight.Load()+batchBytes > spoolBudget

@@ -127,8 +127,8 @@ func TestNULBytesSurviveIMAPSource(t *testing.T) {
 	if len(got) != len(want)+1 {
 		t.Errorf("archive holds %d messages, want %d", len(got), len(want)+1)
 	}
-	if code, out, _ := mailferry(t, "verify", dir); code != 0 {
-		t.Errorf("verify: exit %d\n%s", code, out)
+	if code, out, errOut := mailferry(t, "verify", dir); code != 0 {
+		t.Errorf("verify: exit %d\n%s\n%s", code, out, errOut)
 	}
 
 	// IMAP -> IMAP: the destination stores the NUL (BINARY[] gives it back,

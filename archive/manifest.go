@@ -216,21 +216,24 @@ type entryMeta struct {
 
 var _ Store = (*Writer)(nil)
 
-// lockWait is how long lockManifest waits for a lock that is taken.
+// lockWait is how long flockWaiting waits for a lock that is taken.
 var lockWait = time.Second
 
-// lockManifest takes f's exclusive flock, waiting up to lockWait for one
-// that is taken. A flock belongs to the open file, not the process: a
-// process that forks (a test binary starting programs beside an in-process
-// run) copies the descriptor into the child until the child's exec closes
-// it, so a run that has just closed the manifest can still hold its lock
-// for that moment (TestArchiveRecordsFlagsAndGone failed in CI so: "in use
-// by another mailferry process" between two runs in one process). A real
-// second run holds it for its whole length and is still refused.
-func lockManifest(f *os.File) error {
+// flockWaiting takes f's flock (how: syscall.LOCK_EX or LOCK_SH), waiting
+// up to lockWait for one that is taken. A flock belongs to the open file,
+// not the process: a process that forks (a test binary starting programs
+// beside an in-process run) copies the descriptor into the child until the
+// child's exec closes it, so a run that has just closed the manifest can
+// still hold its lock for that moment (TestArchiveRecordsFlagsAndGone
+// failed in CI so: "in use by another mailferry process" between two runs
+// in one process; TestNULBytesSurviveIMAPSource's verify, "being written
+// by a running mailferry", right after its archive run). A real second run
+// holds it for its whole length and is still refused. The error is
+// syscall.EWOULDBLOCK when the lock stayed taken.
+func flockWaiting(f *os.File, how int) error {
 	deadline := time.Now().Add(lockWait)
 	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		err := syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB)
 		if err == nil || !errors.Is(err, syscall.EWOULDBLOCK) || time.Now().After(deadline) {
 			return err
 		}
@@ -247,7 +250,7 @@ func NewWriter(dir string, st Store) (*Writer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("manifest: %w", err)
 	}
-	if err := lockManifest(f); err != nil {
+	if err := flockWaiting(f, syscall.LOCK_EX); err != nil {
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
 			return nil, fmt.Errorf("manifest: %s is in use by another mailferry process", dir)

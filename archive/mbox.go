@@ -975,7 +975,7 @@ func (s *Mbox) appender(folder formats.Folder) (*mboxFile, error) {
 	} else if !fi.Mode().IsRegular() {
 		return fail(fmt.Errorf("mbox: %s is not a regular file", rel))
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	if err := flockWaiting(f, syscall.LOCK_EX); err != nil {
 		if errors.Is(err, syscall.EWOULDBLOCK) {
 			return fail(fmt.Errorf("%w: %s (another mailferry or a mail program is writing to it)", ErrMboxLocked, abs))
 		}

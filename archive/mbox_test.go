@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -591,7 +592,36 @@ func TestMboxHostileNames(t *testing.T) {
 	}
 }
 
+// An mbox file whose lock is let go a moment later (a forked child's copy
+// of the last run's descriptor, until its exec) is waited for.
+func TestMboxLockWaitsForAHolderThatLetsGo(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	inbox := []string{"INBOX"}
+	a, _ := OpenMbox(root, MboxOptions{})
+	store(t, a, inbox, "Subject: a1\n\n")
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	h, err := os.OpenFile(filepath.Join(root, "mail", "inbox"), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(int(h.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		t.Fatal(err)
+	}
+	time.AfterFunc(100*time.Millisecond, func() { h.Close() })
+	b, _ := OpenMbox(root, MboxOptions{})
+	defer b.Close()
+	f, _ := b.Ensure(ctx, inbox)
+	if _, err := b.Store(ctx, f, formats.Message{}, -1, strings.NewReader("Subject: b\n\n")); err != nil {
+		t.Fatalf("Store while a lock is let go 100 ms later: %v", err)
+	}
+}
+
 func TestMboxLockContention(t *testing.T) {
+	defer func(old time.Duration) { lockWait = old }(lockWait)
+	lockWait = 50 * time.Millisecond
 	ctx := context.Background()
 	root := t.TempDir()
 	inbox := []string{"INBOX"}

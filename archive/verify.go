@@ -113,7 +113,7 @@ func Verify(ctx context.Context, dir string, opts VerifyOptions) (*VerifyReport,
 		return nil, fmt.Errorf("verify: %w", err)
 	}
 	defer f.Close()
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
+	if err := flockWaiting(f, syscall.LOCK_SH); err != nil {
 		if errors.Is(err, syscall.EWOULDBLOCK) {
 			return nil, fmt.Errorf("verify: %s is being written by a running mailferry", dir)
 		}

@@ -182,13 +182,26 @@ func TestRefusedDestinationFolderFailsAlone(t *testing.T) {
 		{Folder: "Work", Body: simpleMessage(7, "work"), Date: date},
 		{Folder: "Zeta", Body: simpleMessage(8, "zeta"), Date: date},
 	})
-	code, out, errOut, report := migrateBetween(t, dovecotURL(dc), serverURL(cy), dc.Users["alice"], cy.Users[cy.User], t.TempDir())
+	st := t.TempDir()
+	code, out, errOut, report := migrateBetween(t, dovecotURL(dc), serverURL(cy), dc.Users["alice"], cy.Users[cy.User], st)
+	copied := 0 // over the runs
+	for rerun := 0; rerun < 2 && code == 3 && strings.Contains(errOut, "NO System I/O error"); rerun++ {
+		// Cyrus under the suite's load has refused an APPEND into a
+		// folder it had just created so (once in seven full CI runs; see
+		// servertest.StartCyrus): a message failed beside 100%'s, which a
+		// rerun copies, as a user would run it again. What is tested is
+		// that 100% fails alone and everything else arrives.
+		copied += readReport(t, report).Totals.Copied
+		t.Logf("Cyrus refused a message with an I/O error; running it again:\n%s", errOut)
+		code, out, errOut, report = migrateBetween(t, dovecotURL(dc), serverURL(cy), dc.Users["alice"], cy.Users[cy.User], st)
+	}
 	if code != 3 {
 		t.Fatalf("exit %d, want 3\n%s\n%s", code, out, errOut)
 	}
 	r := readReport(t, report)
-	if r.Totals.Copied != 3 || r.Totals.Failed != 1 {
-		t.Errorf("copied %d, failed %d; want 3 and 1; failures %+v\n%s\n%s", r.Totals.Copied, r.Totals.Failed, r.Failures, out, errOut)
+	copied += r.Totals.Copied
+	if copied != 3 || r.Totals.Failed != 1 {
+		t.Errorf("copied %d, failed %d; want 3 and 1; failures %+v\n%s\n%s", copied, r.Totals.Failed, r.Failures, out, errOut)
 	}
 	named := false
 	for _, f := range r.Failures {

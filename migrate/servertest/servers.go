@@ -47,7 +47,11 @@ func startCyrus(t testing.TB, opts Options, alt bool) *Server {
 	}
 	s, ports := newInstance(t, kind, opts, sep, prefix, 2)
 	d := s.Dir
-	for _, sub := range []string{"conf", "spool", "run"} {
+	// conf's subdirectories are what Cyrus's mkimap makes. Without conf/db
+	// the START entry's ctl_cyrusdb -r could not write its recovery stamp
+	// ("DBERROR: backend init failed"), and every process after it logged
+	// "read failed, assuming the worst".
+	for _, sub := range []string{"conf", "conf/db", "conf/socket", "conf/proc", "conf/lock", "conf/log", "spool", "run"} {
 		if err := os.MkdirAll(filepath.Join(d, sub), 0o750); err != nil {
 			t.Fatalf("servertest: %v", err)
 		}

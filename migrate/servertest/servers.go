@@ -51,7 +51,7 @@ func startCyrus(t testing.TB, opts Options, alt bool) *Server {
 	// the START entry's ctl_cyrusdb -r could not write its recovery stamp
 	// ("DBERROR: backend init failed"), and every process after it logged
 	// "read failed, assuming the worst".
-	for _, sub := range []string{"conf", "conf/db", "conf/socket", "conf/proc", "conf/lock", "conf/log", "spool", "run"} {
+	for _, sub := range []string{"conf", "conf/db", "conf/socket", "conf/proc", "conf/lock", "conf/log", "conf/msg", "conf/quota", "conf/user", "conf/ptclient", "spool", "run"} {
 		if err := os.MkdirAll(filepath.Join(d, sub), 0o750); err != nil {
 			t.Fatalf("servertest: %v", err)
 		}

@@ -52,7 +52,7 @@ func rpIndexed(t *testing.T, w *Writer, f formats.Folder) map[string]bool {
 // entry), then does what the engine does on a rerun: Ensure the folder,
 // index it, and store again the message whose key the index lacks. The
 // rerun must record the repair, and verify must then pass.
-func rpRepair(t *testing.T, format string, damage func(dir string, e []ManifestEntry) ManifestEntry, why string) {
+func rpRepair(t *testing.T, format string, damage func(dir string, e []ManifestEntry) ManifestEntry, why string) (repair ManifestEntry) {
 	ctx := context.Background()
 	msgs := mdVariedMessages(12)
 	dir, entries := tpArchive(t, format, len(msgs))
@@ -140,6 +140,7 @@ func rpRepair(t *testing.T, format string, damage func(dir string, e []ManifestE
 			t.Errorf("SHA256SUMS still lists the lost %s", lost.File)
 		}
 	}
+	return last
 }
 
 func TestArchiveRepairMaildirFileDeleted(t *testing.T) {
@@ -147,6 +148,41 @@ func TestArchiveRepairMaildirFileDeleted(t *testing.T) {
 		os.Remove(filepath.Join(dir, e[6].File))
 		return e[6]
 	}, "message missing: ")
+}
+
+// A message whose flags changed after it was archived (a flags record
+// renames its file) and that was then lost: the repair names the file as
+// the flags record left it, not as it was first written.
+func TestArchiveRepairMaildirFileDeletedAfterFlags(t *testing.T) {
+	ctx := context.Background()
+	var renamed string
+	repair := rpRepair(t, "maildir", func(dir string, e []ManifestEntry) ManifestEntry {
+		m := e[6]
+		w := rpOpen(t, "maildir", dir)
+		f, err := w.Ensure(ctx, m.DestFolder)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.UpdateFlags(ctx, f, []formats.FlagChange{{Add: []string{`\Flagged`}, IDs: []string{m.DestID}}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		_, lines := mfLines(t, dir)
+		rec := lines[len(lines)-1]
+		if rec.Record != RecordFlags || rec.Of != m.Seq || rec.File == m.File {
+			t.Fatalf("no flags record renaming %s: %+v", m.File, rec)
+		}
+		renamed = rec.File
+		if err := os.Remove(filepath.Join(dir, renamed)); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}, "message missing: ")
+	if want := "message missing: " + renamed; repair.Repair != want {
+		t.Errorf("the repair records %q, want %q", repair.Repair, want)
+	}
 }
 
 func TestArchiveRepairMboxCutShort(t *testing.T) {

@@ -544,7 +544,11 @@ func TestFirstCopyKeepsNoIndexInMemory(t *testing.T) {
 	if err := w.UpdateFlags(ctx, inbox, []formats.FlagChange{{IDs: ids[:1], Add: []string{formats.FlagFlagged}}}); err != nil {
 		t.Fatalf("a flags record for a message the ledger let go: %v", err)
 	}
-	if err := os.Remove(filepath.Join(dir, "cur", md.files[""][ids[1]][len("cur/"):])); err != nil {
+	sub, ok := md.cached("", ids[1])
+	if !ok {
+		t.Fatalf("the name cache does not know %s after the flags record's scan", ids[1])
+	}
+	if err := os.Remove(filepath.Join(dir, sub)); err != nil {
 		t.Fatal(err)
 	}
 	f, err := w.Ensure(ctx, []string{"inbox"})

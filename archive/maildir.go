@@ -1,7 +1,9 @@
 package archive
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -236,11 +238,9 @@ type scannedMore struct {
 	mtime time.Time
 }
 
-// scan lists the messages of a folder directory (cur/ then new/; tmp/ is
-// never looked at), sorted by unique name, and refreshes the name cache.
-// A missing cur/ or new/ counts as empty. With sizeOnly the size comes
-// from the name's ",S=" when present, saving a stat per file.
-func (m *Maildir) scan(dir string, sizeOnly bool) ([]scannedFile, error) {
+// scan lists the messages of a folder directory (eachMessageFile) sorted by
+// unique name, with list, and refreshes the name cache.
+func (m *Maildir) scan(dir string, sizeOnly, list bool) ([]scannedFile, error) {
 	// The cache this scan replaces is let go first, so that a folder of
 	// 300,000 files is not held twice while it is scanned again.
 	delete(m.files, dir)
@@ -248,6 +248,45 @@ func (m *Maildir) scan(dir string, sizeOnly bool) ([]scannedFile, error) {
 	names := map[string]string{}
 	interned := map[string]string{} // cache values (cacheValue)
 	var vb []byte
+	err := m.eachMessageFile(dir, sizeOnly, func(sub, name, unique string, flags []string, size int64, mtime time.Time) error {
+		if _, dup := names[unique]; dup {
+			return nil // the same unique name in cur/ and new/: keep cur/
+		}
+		// The cache's value is one of a few strings shared by every file
+		// (cacheValue); its key is inside the entry's own name string.
+		vb = append(append(append(vb[:0], sub...), '/'), name[len(unique):]...)
+		v, seen := interned[string(vb)]
+		if !seen {
+			v = string(vb)
+			interned[v] = v
+		}
+		names[unique] = v
+		if list {
+			sf := scannedFile{unique: unique, size: size}
+			if !sizeOnly {
+				sf.more = &scannedMore{sub: sub + "/" + name, flags: flags, mtime: mtime}
+			}
+			out = append(out, sf)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	m.files[dir] = names
+	slices.SortFunc(out, func(a, b scannedFile) int { return strings.Compare(a.unique, b.unique) })
+	return out, nil
+}
+
+// eachMessageFile calls fn with each message file of a folder directory, cur/
+// then new/ (tmp/ is never looked at; a missing cur/ or new/ counts as
+// empty): its subdirectory, its name, its unique name (a prefix of name,
+// inside name's string), with !sizeOnly its flags, and its size and mtime
+// from stat, or with sizeOnly the size the name gives (",S="), stat only
+// where it gives none. A file gone since it was listed is passed over. A
+// unique name in both cur/ and new/ comes twice. Symbolic links are not
+// read, and said.
+func (m *Maildir) eachMessageFile(dir string, sizeOnly bool, fn func(sub, name, unique string, flags []string, size int64, mtime time.Time) error) error {
 	for _, sub := range []string{"cur", "new"} {
 		links := 0
 		err := eachEntry(filepath.Join(m.root, dir, sub), func(e fs.DirEntry) error {
@@ -268,25 +307,13 @@ func (m *Maildir) scan(dir string, sizeOnly bool) ([]scannedFile, error) {
 			if !ok || !e.Type().IsRegular() {
 				return nil
 			}
-			if _, dup := names[unique]; dup {
-				return nil // the same unique name in cur/ and new/: keep cur/
-			}
-			// The unique name kept is the one inside the entry's own name
-			// string (which it begins), and the cache's value is one of a
-			// few strings shared by every file (cacheValue).
 			unique = name[:len(unique)]
-			vb = append(append(append(vb[:0], sub...), '/'), name[len(unique):]...)
-			v, seen := interned[string(vb)]
-			if !seen {
-				v = string(vb)
-				interned[v] = v
-			}
-			sf := scannedFile{unique: unique, size: -1}
+			size := int64(-1)
 			if sizeOnly {
-				sf.size = sizeFromName(unique)
+				size = sizeFromName(unique)
 			}
 			var mtime time.Time
-			if sf.size < 0 {
+			if size < 0 {
 				fi, err := e.Info()
 				if errors.Is(err, fs.ErrNotExist) {
 					return nil // renamed or removed since it was listed
@@ -294,17 +321,12 @@ func (m *Maildir) scan(dir string, sizeOnly bool) ([]scannedFile, error) {
 				if err != nil {
 					return fmt.Errorf("maildir: %w", err)
 				}
-				sf.size, mtime = fi.Size(), fi.ModTime()
+				size, mtime = fi.Size(), fi.ModTime()
 			}
-			if !sizeOnly {
-				sf.more = &scannedMore{sub: sub + "/" + name, flags: flags, mtime: mtime}
-			}
-			names[unique] = v
-			out = append(out, sf)
-			return nil
+			return fn(sub, name, unique, flags, size, mtime)
 		})
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if links > 0 {
 			// Not read: a link planted in a user's Maildir would have a
@@ -315,9 +337,63 @@ func (m *Maildir) scan(dir string, sizeOnly bool) ([]scannedFile, error) {
 				filepath.ToSlash(filepath.Join(dir, sub)), links))
 		}
 	}
-	m.files[dir] = names
-	slices.SortFunc(out, func(a, b scannedFile) int { return strings.Compare(a.unique, b.unique) })
-	return out, nil
+	return nil
+}
+
+// heldFile is a message file as Ensure's look at a folder needs it: the
+// first 16 bytes of its unique name's SHA-256 and its size. 24 bytes,
+// where the name cache takes about 110 a file.
+type heldFile struct {
+	h    [16]byte
+	size int64
+}
+
+func uniqueHash(unique string) [16]byte {
+	sum := sha256.Sum256([]byte(unique))
+	return [16]byte(sum[:16])
+}
+
+// heldFiles lists the messages of a folder directory (eachMessageFile, sizeOnly)
+// sorted by hash, each unique name once (cur/'s where it is in both), and
+// leaves the name cache alone.
+func (m *Maildir) heldFiles(dir string) ([]heldFile, error) {
+	var cur, inNew []heldFile
+	err := m.eachMessageFile(dir, true, func(sub, _, unique string, _ []string, size int64, _ time.Time) error {
+		if sub == "cur" {
+			cur = append(cur, heldFile{uniqueHash(unique), size})
+		} else {
+			inNew = append(inNew, heldFile{uniqueHash(unique), size})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	byHash := func(a, b heldFile) int { return bytes.Compare(a.h[:], b.h[:]) }
+	same := func(a, b heldFile) bool { return a.h == b.h }
+	slices.SortFunc(cur, byHash)
+	cur = slices.CompactFunc(cur, same)
+	slices.SortFunc(inNew, byHash)
+	inNew = slices.CompactFunc(inNew, same)
+	// new/'s files whose unique name cur/ has too are left out.
+	inCur := cur[:len(cur):len(cur)]
+	for _, f := range inNew {
+		if _, dup := slices.BinarySearchFunc(inCur, f, byHash); !dup {
+			cur = append(cur, f)
+		}
+	}
+	slices.SortFunc(cur, byHash)
+	return cur, nil
+}
+
+// heldSize is the size of message id among files (heldFiles), or ok false.
+func heldSize(files []heldFile, id string) (size int64, ok bool) {
+	h := uniqueHash(id)
+	i, ok := slices.BinarySearchFunc(files, h, func(f heldFile, h [16]byte) int { return bytes.Compare(f.h[:], h[:]) })
+	if !ok {
+		return 0, false
+	}
+	return files[i].size, true
 }
 
 // The name cache (Maildir.files) keeps a message's file "cur/NAME" as its
@@ -395,7 +471,7 @@ func (m *Maildir) List(ctx context.Context, folder formats.Folder) (uint32, []fo
 	if err != nil {
 		return 0, nil, err
 	}
-	files, err := m.scan(dir, false)
+	files, err := m.scan(dir, false, true)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -438,7 +514,7 @@ func (m *Maildir) open(dir, id string) (*readFile, string, error) {
 		if rescanned {
 			return nil, "", fmt.Errorf("maildir: message %s: %w", id, fs.ErrNotExist)
 		}
-		if _, err := m.scan(dir, true); err != nil {
+		if _, err := m.scan(dir, true, false); err != nil {
 			return nil, "", err
 		}
 		sub, ok = m.cached(dir, id)
@@ -561,7 +637,7 @@ func (m *Maildir) Locate(folder formats.Folder, id string) (file string, offset 
 	}
 	sub, ok := m.cached(dir, id)
 	if !ok {
-		if _, err := m.scan(dir, true); err != nil {
+		if _, err := m.scan(dir, true, false); err != nil {
 			return "", -1, err
 		}
 		if sub, ok = m.cached(dir, id); !ok {
@@ -672,16 +748,30 @@ func (m *Maildir) Index(ctx context.Context, folder formats.Folder, known func(i
 	if err != nil {
 		return err
 	}
-	files, err := m.scan(dir, true)
+	// Only the files known does not report are kept, and added to the
+	// name cache for Headers: a rerun that finds new mail in a folder of
+	// 300,000 messages held every file's name here (a scan).
+	unknown := map[string]string{} // unique name -> cur/NAME or new/NAME
+	err = m.eachMessageFile(dir, true, func(sub, name, unique string, _ []string, _ int64, _ time.Time) error {
+		if _, dup := unknown[unique]; !dup && !known(unique) {
+			unknown[unique] = sub + "/" + name
+		}
+		return nil
+	})
 	if err != nil {
 		return err
 	}
-	var msgs []formats.Message
-	for _, sf := range files {
-		if !known(sf.unique) {
-			msgs = append(msgs, formats.Message{ID: sf.unique})
-		}
+	cache := m.files[dir]
+	if cache == nil && len(unknown) > 0 {
+		cache = map[string]string{}
+		m.files[dir] = cache
 	}
+	msgs := make([]formats.Message, 0, len(unknown))
+	for id, sub := range unknown {
+		cache[id] = cacheValue(sub, id)
+		msgs = append(msgs, formats.Message{ID: id})
+	}
+	slices.SortFunc(msgs, func(a, b formats.Message) int { return strings.Compare(a.ID, b.ID) })
 	return m.Headers(ctx, folder, msgs, func(msg formats.Message, h []byte) error {
 		return fn(msg.ID, formats.IdentityKey(h))
 	})

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -593,7 +594,7 @@ func TestMaildirListingKeepsNoNames(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer want.Close()
-	scanned, err := want.scan("", true)
+	scanned, err := want.scan("", true, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -660,5 +661,87 @@ func TestOpenMaildirListsNoFolder(t *testing.T) {
 	}
 	if inbox.Messages != 1 || len(listed) == 0 {
 		t.Errorf("Ensure counted %d messages, listing %q; want 1", inbox.Messages, listed)
+	}
+}
+
+// heldFiles (Ensure's look at a folder) gives each file's size from its
+// ",S=" or, where its name has none, from stat; a unique name in cur/ and
+// new/ once, with cur/'s size; no link, no file that is not there; and it
+// leaves the name cache alone.
+func TestHeldFiles(t *testing.T) {
+	root := t.TempDir()
+	for _, sub := range []string{"cur", "new", "tmp"} {
+		os.MkdirAll(filepath.Join(root, sub), 0o700)
+	}
+	os.WriteFile(filepath.Join(root, "cur", "1700000000.M1P1.host,S=7:2,S"), []byte("1234567"), 0o600)
+	os.WriteFile(filepath.Join(root, "cur", "1700000000.M2P1.other:2,"), []byte("12345"), 0o600)
+	os.WriteFile(filepath.Join(root, "new", "1700000000.M2P1.other"), []byte("12"), 0o600)
+	os.WriteFile(filepath.Join(root, "new", "1700000000.M3P1.other"), []byte("123"), 0o600)
+	os.WriteFile(filepath.Join(root, "tmp", "1700000000.M5P1.other"), []byte("1"), 0o600)
+	os.Symlink(filepath.Join(root, "new", "1700000000.M3P1.other"), filepath.Join(root, "cur", "1700000000.M4P1.host,S=3:2,S"))
+	md, err := OpenMaildir(root, MaildirOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer md.Close()
+	files, err := md.heldFiles("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 3 {
+		t.Errorf("heldFiles found %d files, want 3", len(files))
+	}
+	for id, want := range map[string]int64{"1700000000.M1P1.host,S=7": 7, "1700000000.M2P1.other": 5, "1700000000.M3P1.other": 3} {
+		if n, ok := heldSize(files, id); !ok || n != want {
+			t.Errorf("heldSize(%s) = %d, %v; want %d", id, n, ok, want)
+		}
+	}
+	for _, id := range []string{"1700000000.M4P1.host,S=3", "1700000000.M5P1.other", "1700000000.M6P1.host"} {
+		if _, ok := heldSize(files, id); ok {
+			t.Errorf("heldSize reports %s, which is a link, in tmp/ or not there", id)
+		}
+	}
+	if len(md.files) != 0 {
+		t.Errorf("heldFiles filled the name cache: %d folders", len(md.files))
+	}
+}
+
+// Index keeps in the name cache only the files known does not report: a
+// rerun that finds new mail in a folder of 300,000 messages held every
+// file's name there. Their headers are read all the same.
+func TestIndexCachesOnlyTheUnknown(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	for _, sub := range []string{"cur", "new", "tmp"} {
+		os.MkdirAll(filepath.Join(root, sub), 0o700)
+	}
+	unknown := map[string]bool{}
+	for i := 0; i < 50; i++ {
+		body := fmt.Sprintf("Message-ID: <m%d@example.org>\r\nSubject: %d\r\n\r\nbody\r\n", i, i)
+		unique := fmt.Sprintf("1700000000.M%dP1.host,S=%d", i, len(body))
+		os.WriteFile(filepath.Join(root, "cur", unique+":2,S"), []byte(body), 0o600)
+		if i == 7 || i == 42 {
+			unknown[unique] = true
+		}
+	}
+	md, err := OpenMaildir(root, MaildirOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer md.Close()
+	got := map[string]bool{}
+	err = md.Index(ctx, formats.Folder{Name: "INBOX", Path: []string{"INBOX"}}, func(id string) bool { return !unknown[id] },
+		func(id string, key formats.Key) error {
+			got[id] = true
+			return nil
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || !maps.Equal(got, unknown) {
+		t.Errorf("Index reported %v, want the two unknown messages", got)
+	}
+	if n := len(md.files[""]); n != 2 {
+		t.Errorf("the name cache holds %d files after Index, want the 2 unknown ones", n)
 	}
 }

@@ -347,17 +347,11 @@ func (w *Writer) truth(ctx context.Context, f formats.Folder, full bool) (format
 		if err != nil {
 			return f, err
 		}
-		files, err := st.scan(dir, true) // sorted by unique name
+		files, err := st.heldFiles(dir)
 		if err != nil {
 			return f, err
 		}
-		held = func(id string) (int64, bool) {
-			i, ok := slices.BinarySearchFunc(files, id, func(sf scannedFile, id string) int { return strings.Compare(sf.unique, id) })
-			if !ok {
-				return 0, false
-			}
-			return files[i].size, true
-		}
+		held = func(id string) (int64, bool) { return heldSize(files, id) }
 		count = len(files)
 	case *Mbox:
 		if !full {

@@ -335,6 +335,21 @@ func TestManifestLock(t *testing.T) {
 	w2.Close()
 }
 
+// holdLock opens path and takes its exclusive flock, as another process
+// (or a forked child's copy of a run's descriptor) would hold it. Closing
+// the file lets it go.
+func holdLock(t *testing.T, path string) *os.File {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
 // A lock held a moment longer than the run that took it (a forked child's
 // copy of the descriptor, until its exec) is waited for; one held on is
 // still refused, after lockWait.
@@ -342,16 +357,7 @@ func TestManifestLockWaitsForAHolderThatLetsGo(t *testing.T) {
 	dir := t.TempDir()
 	mfOpen(t, dir).Close()
 	st, _ := OpenMaildir(dir, MaildirOptions{})
-	hold := func() *os.File {
-		f, err := os.OpenFile(filepath.Join(dir, ManifestFile), os.O_RDWR, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-			t.Fatal(err)
-		}
-		return f
-	}
+	hold := func() *os.File { return holdLock(t, filepath.Join(dir, ManifestFile)) }
 	brief := hold()
 	time.AfterFunc(100*time.Millisecond, func() { brief.Close() })
 	w, err := NewWriter(dir, st)
@@ -380,16 +386,7 @@ func TestManifestLockWaitsForAHolderThatLetsGo(t *testing.T) {
 func TestVerifyWaitsForAHolderThatLetsGo(t *testing.T) {
 	dir := t.TempDir()
 	mfOpen(t, dir).Close()
-	hold := func() *os.File {
-		f, err := os.OpenFile(filepath.Join(dir, ManifestFile), os.O_RDWR, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-			t.Fatal(err)
-		}
-		return f
-	}
+	hold := func() *os.File { return holdLock(t, filepath.Join(dir, ManifestFile)) }
 	brief := hold()
 	time.AfterFunc(100*time.Millisecond, func() { brief.Close() })
 	if _, err := Verify(context.Background(), dir, VerifyOptions{}); err != nil {

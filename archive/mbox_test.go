@@ -15,7 +15,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -603,13 +602,7 @@ func TestMboxLockWaitsForAHolderThatLetsGo(t *testing.T) {
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}
-	h, err := os.OpenFile(filepath.Join(root, "mail", "inbox"), os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Flock(int(h.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		t.Fatal(err)
-	}
+	h := holdLock(t, filepath.Join(root, "mail", "inbox"))
 	time.AfterFunc(100*time.Millisecond, func() { h.Close() })
 	b, _ := OpenMbox(root, MboxOptions{})
 	defer b.Close()

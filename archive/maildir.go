@@ -222,25 +222,20 @@ func (m *Maildir) eachFile(dir, sub string, fn func(unique string, size int64)) 
 // listNames is eachName, a variable for the tests.
 var listNames = eachName
 
-// scannedFile is one message file found by scan: 32 bytes, a slice of
-// them for a folder of 300,000 files 10 MB, where the fields List alone
-// needs made it 26 MB (Ensure's look at a folder scans it).
+// scannedFile is one message file found by List's scan.
 type scannedFile struct {
 	unique string
+	sub    string // "cur/NAME" or "new/NAME"
+	flags  []string
 	size   int64
-	more   *scannedMore // List's scan (sizeOnly false) only
+	mtime  time.Time
 }
 
-// scannedMore is what List needs of a file besides its name and size.
-type scannedMore struct {
-	sub   string // "cur/NAME" or "new/NAME"
-	flags []string
-	mtime time.Time
-}
-
-// scan lists the messages of a folder directory (eachMessageFile) sorted by
-// unique name, with list, and refreshes the name cache.
-func (m *Maildir) scan(dir string, sizeOnly, list bool) ([]scannedFile, error) {
+// scan refreshes the name cache of a folder directory (eachMessageFile)
+// and, with list, returns its messages sorted by unique name with their
+// flags and their size and mtime from stat (List's); without, sizes come
+// from the names and nothing is listed (a lookup's rescan).
+func (m *Maildir) scan(dir string, list bool) ([]scannedFile, error) {
 	// The cache this scan replaces is let go first, so that a folder of
 	// 300,000 files is not held twice while it is scanned again.
 	delete(m.files, dir)
@@ -248,7 +243,7 @@ func (m *Maildir) scan(dir string, sizeOnly, list bool) ([]scannedFile, error) {
 	names := map[string]string{}
 	interned := map[string]string{} // cache values (cacheValue)
 	var vb []byte
-	err := m.eachMessageFile(dir, sizeOnly, func(sub, name, unique string, flags []string, size int64, mtime time.Time) error {
+	err := m.eachMessageFile(dir, !list, func(sub, name, unique string, flags []string, size int64, mtime time.Time) error {
 		if _, dup := names[unique]; dup {
 			return nil // the same unique name in cur/ and new/: keep cur/
 		}
@@ -262,11 +257,7 @@ func (m *Maildir) scan(dir string, sizeOnly, list bool) ([]scannedFile, error) {
 		}
 		names[unique] = v
 		if list {
-			sf := scannedFile{unique: unique, size: size}
-			if !sizeOnly {
-				sf.more = &scannedMore{sub: sub + "/" + name, flags: flags, mtime: mtime}
-			}
-			out = append(out, sf)
+			out = append(out, scannedFile{unique: unique, sub: sub + "/" + name, flags: flags, size: size, mtime: mtime})
 		}
 		return nil
 	})
@@ -471,17 +462,17 @@ func (m *Maildir) List(ctx context.Context, folder formats.Folder) (uint32, []fo
 	if err != nil {
 		return 0, nil, err
 	}
-	files, err := m.scan(dir, false, true)
+	files, err := m.scan(dir, true)
 	if err != nil {
 		return 0, nil, err
 	}
 	msgs := make([]formats.Message, len(files))
 	for i, sf := range files {
-		flags, err := m.withKeywords(dir, sf.more.sub[len("cur/"):], sf.more.flags)
+		flags, err := m.withKeywords(dir, sf.sub[len("cur/"):], sf.flags)
 		if err != nil {
 			return 0, nil, err
 		}
-		msgs[i] = formats.Message{ID: sf.unique, Size: sf.size, Flags: flags, Date: sf.more.mtime}
+		msgs[i] = formats.Message{ID: sf.unique, Size: sf.size, Flags: flags, Date: sf.mtime}
 	}
 	return 1, msgs, nil
 }
@@ -514,7 +505,7 @@ func (m *Maildir) open(dir, id string) (*readFile, string, error) {
 		if rescanned {
 			return nil, "", fmt.Errorf("maildir: message %s: %w", id, fs.ErrNotExist)
 		}
-		if _, err := m.scan(dir, true, false); err != nil {
+		if _, err := m.scan(dir, false); err != nil {
 			return nil, "", err
 		}
 		sub, ok = m.cached(dir, id)
@@ -637,7 +628,7 @@ func (m *Maildir) Locate(folder formats.Folder, id string) (file string, offset 
 	}
 	sub, ok := m.cached(dir, id)
 	if !ok {
-		if _, err := m.scan(dir, true, false); err != nil {
+		if _, err := m.scan(dir, false); err != nil {
 			return "", -1, err
 		}
 		if sub, ok = m.cached(dir, id); !ok {

@@ -594,7 +594,7 @@ func TestMaildirListingKeepsNoNames(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer want.Close()
-	scanned, err := want.scan("", true, true)
+	scanned, err := want.heldFiles("")
 	if err != nil {
 		t.Fatal(err)
 	}

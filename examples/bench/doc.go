@@ -48,6 +48,11 @@
 //	MAILFERRY_BENCH_TOOLS    comma list of the tools to run (default all: mailferry,
 //	                         interimap,mbsync,dsync,getmail6)
 //	MAILFERRY_BENCH_ARGS     extra flags for mailferry's IMAP->IMAP runs ("--jobs 2")
+//	MAILFERRY_BENCH_HOLD_MEMORY  1: pause the kernel's free page reporting to the VM's host
+//	                         for the run and touch the free memory once (root; see
+//	                         memory_test.go): on a VM whose host takes free memory back,
+//	                         the first use of a page it took costs a host fault, which a
+//	                         1M copy's gigabytes of new files pay and a 20k copy does not
 //	MAILFERRY_BENCH_WIRELOG  a file: each delay-proxy run appends a line per chunk it forwards
 //	                         (time in µs, run, RTT, server, connection and direction, size,
 //	                         first bytes; logins left out), to read a slow link's round trips

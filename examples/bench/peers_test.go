@@ -185,6 +185,7 @@ func BenchmarkPeers(b *testing.B) {
 	b.Cleanup(func() { os.RemoveAll(root) })
 
 	bpForgetDeletedInodes(e)
+	bpHoldMemory(e) // memory_test.go: MAILFERRY_BENCH_HOLD_MEMORY
 	e.peers = bpEnsurePeers(b)
 	e.bin = os.Getenv("MAILFERRY_BENCH_BIN") // another build, for an A/B comparison
 	if e.bin == "" {
@@ -1920,6 +1921,9 @@ const bpHelperEnv = "MAILFERRY_BENCH_RUSAGE_HELPER"
 func init() {
 	if os.Getenv(bpHelperEnv) == "1" {
 		bpHelper()
+	}
+	if n := os.Getenv(bpTouchHelperEnv); n != "" {
+		bpTouchHelper(n) // memory_test.go
 	}
 }
 

@@ -113,7 +113,6 @@ type bpSample struct {
 	srcCPU float64 // of which the source server (r.servers[0])
 	state  int64   // bytes of mailferry's state directory after the run
 	err    error   // a failed run: not counted in the median
-	nudges int     // SIGCHLDs re-sent (bpRun.nudge)
 }
 
 type bpKey struct{ job, set, tool string }
@@ -875,9 +874,6 @@ type bpRun struct {
 	check   func() error
 	servers []*dovecottest.Server // whose CPU counts as server time
 	cleanup []func()
-	// nudge: re-send SIGCHLD to the tool when one of its children has been
-	// a zombie for a while (getmail6's lost-signal race, see pop3Tools).
-	nudge   bool
 	timeout time.Duration // set by timed
 	// stateDir is mailferry's --state-dir: its size is measured after each run.
 	stateDir string
@@ -1185,16 +1181,9 @@ verbose = 0
 read_all = false
 delete = false
 `, set.src.POP3Port, pw, md, dovecottest.MailUser))
-			argv := []string{"getmail", "--getmaildir", gd, "--rcfile", "getmailrc"}
-			if _, err := exec.LookPath("taskset"); err == nil && runtime.NumCPU() > 1 {
-				// getmail waits for each delivery child in turn, so one CPU
-				// costs it nothing, and a child that cannot run while its
-				// parent is between fork() and its wait almost never wins
-				// the race described at bpNudge.
-				argv = append([]string{"taskset", "-c", strconv.Itoa(runtime.NumCPU() - 1)}, argv...)
-			}
-			return &bpRun{argv: argv,
-				check: bpCheckMaildir(md, want), servers: []*dovecottest.Server{set.src}, nudge: true}
+			return &bpRun{argv: []string{"getmail", "--getmaildir", gd, "--rcfile", "getmailrc"},
+				env:   []string{"PYTHONPATH=" + e.getmailWait()},
+				check: bpCheckMaildir(md, want), servers: []*dovecottest.Server{set.src}}
 		}},
 	}
 	if e.jobs["rtt"] {
@@ -1264,9 +1253,6 @@ func (e *bpEnv) timed(key bpKey, r *bpRun, set *bpSet, round int) {
 	} else {
 		e.logf("round %d %-24s %-5s %-9s %7.2f s %8.0f msg/s  rss %6.1f MB  cpu %6.2f s  server cpu %6.2f s (source %.2f s)  state %.1f B/msg",
 			round+1, key.job, key.set, key.tool, s.secs, float64(n)/s.secs, float64(s.rssKB)/1024, s.cpu, s.srvCPU, s.srcCPU, float64(s.state)/float64(n))
-	}
-	if s.nudges > 0 {
-		e.logf("round %d %s %s %s: re-sent %d lost SIGCHLD (getmail6's fork race)", round+1, key.job, key.set, key.tool, s.nudges)
 	}
 	e.results[key] = append(e.results[key], s)
 }
@@ -1346,20 +1332,10 @@ func bpExec(r *bpRun, logPath string) bpSample {
 	if err != nil {
 		return bpSample{err: err}
 	}
-	var nudges chan int
-	stop := make(chan struct{})
-	if r.nudge {
-		nudges = make(chan int, 1)
-		go func() { nudges <- bpNudge(cmd.Process.Pid, stop) }()
-	}
 	report, _ := io.ReadAll(rep)
 	err = cmd.Wait()
-	close(stop)
 	bpServersIdle(r.servers)
 	s := bpSample{srvCPU: dovecottest.CPU(r.servers...) - cpu0, srcCPU: dovecottest.CPU(source...) - src0}
-	if nudges != nil {
-		s.nudges = <-nudges
-	}
 	var wall, cpu int64
 	var code int
 	if _, serr := fmt.Sscan(string(report), &wall, &s.rssKB, &cpu, &code); serr != nil {
@@ -1370,43 +1346,6 @@ func bpExec(r *bpRun, logPath string) bpSample {
 		s.err = fmt.Errorf("%s: %v", filepath.Base(r.argv[0]), err)
 	}
 	return s
-}
-
-// bpNudge watches the tool run by the helper with pid helper until stop is
-// closed. getmail6 6.18.11 forks a child for every Maildir delivery and only
-// then installs its SIGCHLD handler (ForkingBase.forkchild calls
-// _prepare_child after os.fork); a child that exits first leaves its signal
-// lost and getmail waiting for its timeout (180 s), after which the delivery
-// fails. When a child of the tool has been a zombie for 200 ms, the
-// watcher sends the tool the SIGCHLD it missed. It returns how often.
-func bpNudge(helper int, stop <-chan struct{}) int {
-	n := 0
-	zombieSince := map[int]time.Time{}
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-stop:
-			return n
-		case <-tick.C:
-		}
-		kids := dovecottest.Children()
-		for _, tool := range kids[helper] {
-			for _, k := range kids[tool] {
-				if st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", k)); !bytes.Contains(st, []byte(") Z ")) {
-					delete(zombieSince, k)
-					continue
-				}
-				if t, ok := zombieSince[k]; !ok {
-					zombieSince[k] = time.Now()
-				} else if time.Since(t) > 200*time.Millisecond {
-					syscall.Kill(tool, syscall.SIGCHLD)
-					n++
-					zombieSince[k] = time.Now()
-				}
-			}
-		}
-	}
 }
 
 // bpRSSFloor is the lowest peak RSS the helper can report: its own at init.
@@ -1677,14 +1616,6 @@ func (e *bpEnv) printTable() {
 	for _, k := range keys {
 		if r := rows[k]; len(r.errs) > 0 {
 			fmt.Printf("failed runs of %s %s %s: %s\n", k.job, k.set, k.tool, strings.Join(r.errs, " | "))
-		}
-		nudges := 0
-		for _, s := range e.results[k] {
-			nudges += s.nudges
-		}
-		if nudges > 0 {
-			fmt.Printf("%s %s %s: %d lost SIGCHLD re-sent over %d runs (getmail6 installs its handler after fork; without this it waits 180 s and fails)\n",
-				k.job, k.set, k.tool, nudges, len(e.results[k]))
 		}
 	}
 	failed := 0

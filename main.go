@@ -58,7 +58,7 @@ const memoryLimit = 24 << 20
 // anything (900 collections for that copy): at 200k, POP3->Maildir took
 // 9-12 s of CPU where it took 4 s with the limit out of the way, and
 // peaked at 47-48 MB all the same. With this, 4.6-4.7 s of CPU against
-// 7.2-7.3 s, and the same peak (an A/B on a tmpfs: see the README).
+// 7.2-7.3 s, and the same peak (an A/B on a tmpfs: examples/bench/RESULTS.md).
 //
 // Other runs come over the limit too, and must stay under 40 MB: a first
 // IMAP copy on a slow link for one 50 ms sample at a time (where two

@@ -14,7 +14,7 @@ import (
 // reap it and notify nobody. Either way getmail waits for its 180 s timeout
 // and fails the run. On a tmpfs, where a delivery takes microseconds, the
 // child wins often: every getmail6 run of the benchmark's full runs failed
-// so (the README's "Large accounts"), though the benchmark then pinned it to
+// so (examples/bench/RESULTS.md), though the benchmark then pinned it to
 // one CPU and re-sent a SIGCHLD for any child left a zombie (which cannot
 // help the second case: the child is reaped, the handler gone).
 //

@@ -107,6 +107,11 @@ type Faults struct {
 	// on the forwarding goroutine of conn's direction dir and must not
 	// keep b.
 	Tap func(conn int, dir Dir, b []byte)
+	// Accepted, when set, is called with each connection's number as the
+	// proxy accepts it, before it dials the server: when the client
+	// dialled, whatever the server then takes to answer (a test ordering a
+	// client's dials).
+	Accepted func(conn int)
 }
 
 // Event is a fault that happened.
@@ -256,6 +261,9 @@ func (p *Proxy) accept() {
 		p.active[c] = struct{}{}
 		p.wg.Add(1)
 		p.mu.Unlock()
+		if p.f.Accepted != nil {
+			p.f.Accepted(c.id)
+		}
 		go c.run()
 	}
 }

@@ -49,9 +49,10 @@ type predialOpts struct {
 // proxy (a tap on its chunks) with 4 workers, checks the copy by SHA-256
 // (the folders not excluded) and that every source connection opened was
 // closed, and returns the source side's events in order: "dial N" when
-// the proxy accepted connection N, "greet N" for its greeting, "login N" for its LOGIN and "logged in N" for
-// the first answer after it, "listed N" for the first answer it got after
-// sending its LIST "" "*" (the round trip that command went out in).
+// the proxy accepted connection N, "greet N" for its greeting, "login N"
+// for its LOGIN and "logged in N" for the first answer after it, "listed
+// N" for the first answer it got after sending its LIST "" "*" (the round
+// trip that command went out in).
 func predialRun(t *testing.T, folders int, o predialOpts) []string {
 	t.Helper()
 	src := dovecottest.Start(t, dovecottest.Options{Separator: '/'})
@@ -184,16 +185,7 @@ func sums(msgs []dovecottest.MessageState) map[string]int {
 // back, which is the server's (TestWorkersGreetedBesideTheFirstLogin).
 func TestWorkersLogInBesideTheFirstListing(t *testing.T) {
 	events := predialRun(t, 6, predialOpts{latency: 250 * time.Millisecond, dst: dovecottest.Options{Separator: '/'}})
-	dials := 0
-	for _, ev := range events {
-		if ev == "listed 0" {
-			break
-		}
-		if ev != "dial 0" && strings.HasPrefix(ev, "dial ") {
-			dials++
-		}
-	}
-	if dials != 3 {
+	if dials := othersBefore(events, "listed 0", "dial "); dials != 3 {
 		t.Errorf("%d other connections dialled before the first LIST \"\" \"*\" was answered, want 3; events %q", dials, events)
 	}
 }
@@ -210,25 +202,34 @@ func TestWorkersLogInBesideTheFirstListing(t *testing.T) {
 // after that answer, though its connection was dialled in time.
 func TestWorkersGreetedBesideTheFirstLogin(t *testing.T) {
 	events := predialRun(t, 6, predialOpts{latency: 250 * time.Millisecond, dst: dovecottest.Options{Separator: '/'}})
-	first := slices.Index(events, "logged in 0")
-	if first < 0 {
+	if !slices.Contains(events, "logged in 0") {
 		t.Fatalf("no answer to the first LOGIN: %q", events)
 	}
-	dials := 0
-	for _, ev := range events[:first] {
-		if ev != "dial 0" && strings.HasPrefix(ev, "dial ") {
-			dials++
-		}
-		if ev != "login 0" && strings.HasPrefix(ev, "login ") {
-			t.Errorf("%q before the first login was answered: %q", ev, events)
-		}
+	if early := othersBefore(events, "logged in 0", "login "); early != 0 {
+		t.Errorf("%d other LOGINs before the first login was answered: %q", early, events)
 	}
-	if dials != 3 {
+	if dials := othersBefore(events, "logged in 0", "dial "); dials != 3 {
 		t.Errorf("%d other connections dialled before the first LOGIN was answered, want 3; events %q", dials, events)
 	}
 	if logins := countPrefixed(events, "login "); logins != 4 {
 		t.Errorf("%d LOGINs at the source, want 4 (one a connection): %q", logins, events)
 	}
+}
+
+// othersBefore counts the events of connections other than 0 that begin
+// with prefix ("dial ", "login ") and come before the first marker (all of
+// them where there is none).
+func othersBefore(events []string, marker, prefix string) int {
+	n := 0
+	for _, ev := range events {
+		if ev == marker {
+			break
+		}
+		if ev != prefix+"0" && strings.HasPrefix(ev, prefix) {
+			n++
+		}
+	}
+	return n
 }
 
 // countPrefixed counts the events that begin with prefix.

@@ -255,6 +255,37 @@ func (s *Server) GiveToMailUser(t testing.TB, path string) {
 	}
 }
 
+// RefuseLogins makes the server refuse user's password (refuse) or accept
+// it again (!refuse), as a server does whose authentication is briefly
+// broken: Dovecot answers "Authentication failed." to a good password while
+// its auth process is down or restarting. The passwd-file is replaced, and
+// Dovecot reads it again at the next login because its size changed. Seed,
+// Client and the other helpers log in with Users, so they fail while
+// logins are refused.
+func (s *Server) RefuseLogins(t testing.TB, user string, refuse bool) {
+	t.Helper()
+	if _, ok := s.Users[user]; !ok {
+		t.Fatalf("dovecottest: RefuseLogins: no user %q", user)
+	}
+	names := slices.Sorted(maps.Keys(s.Users))
+	var pw strings.Builder
+	for _, u := range names {
+		p := s.Users[u]
+		if u == user && refuse {
+			p += "-refused"
+		}
+		fmt.Fprintf(&pw, "%s:{PLAIN}%s\n", u, p)
+	}
+	path := filepath.Join(s.Dir, "passwd")
+	tmp := path + ".new"
+	if err := os.WriteFile(tmp, []byte(pw.String()), 0o644); err != nil {
+		t.Fatalf("dovecottest: RefuseLogins: %v", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatalf("dovecottest: RefuseLogins: %v", err)
+	}
+}
+
 // LogTail returns the last n lines of the instance's log.
 func (s *Server) LogTail(n int) string { return tailFile(s.logPath, n) }
 
@@ -755,7 +786,7 @@ func (s *Server) kill() {
 	select {
 	case <-s.done:
 	default:
-		syscall.Kill(pid, syscall.SIGSTOP)
+		testproc.Freeze(pid) // stopped before its children are listed
 		children := testproc.Children(pid)
 		s.cmd.Process.Kill()
 		for _, c := range children {

@@ -323,7 +323,7 @@ func (s *Server) stop() {
 func killTree(root int, alive bool) {
 	var pids []int
 	if alive {
-		syscall.Kill(root, syscall.SIGSTOP)
+		testproc.Freeze(root)
 		pids = append(pids, root)
 	}
 	seen := map[int]bool{root: true}
@@ -333,7 +333,7 @@ func killTree(root int, alive bool) {
 		for _, k := range kids {
 			if !seen[k] {
 				seen[k] = true
-				syscall.Kill(k, syscall.SIGSTOP)
+				testproc.Freeze(k)
 				pids = append(pids, k)
 				frontier = append(frontier, k)
 			}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -141,6 +142,19 @@ func Stat(pid int) (ppid int, state byte, err error) {
 	}
 	ppid, err = strconv.Atoi(f[1])
 	return ppid, f[0][0], err
+}
+
+// Freeze stops pid (SIGSTOP) and waits, up to a second, until it has
+// stopped: kill returns when the signal is sent, not taken, and a process
+// still running meanwhile could fork a child a listing of its children
+// made just after would miss.
+func Freeze(pid int) {
+	syscall.Kill(pid, syscall.SIGSTOP)
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if _, state, err := Stat(pid); err != nil || state == 'T' || state == 't' || state == 'Z' || state == 'X' {
+			return
+		}
+	}
 }
 
 // Alive reports whether pid exists and is not a zombie (an init that does

@@ -17,9 +17,9 @@ import (
 // changes, and with --sync-deletions deletions). A pass where nothing
 // changed costs one STATUS per folder on each side when the source has
 // CONDSTORE. A pass that fails (a lost connection, a restarted server) is
-// tried again with backoff, forever; only a refused login, a TLS failure or
-// a usage error ends the watch. Each pass that changed something prints
-// one line.
+// tried again with backoff, forever; only a TLS failure, a usage error, a
+// refused first login or logins refused on watchAuthTries passes in a row
+// end the watch. Each pass that changed something prints one line.
 
 // maxWatchBackoff bounds the wait after failed passes.
 const maxWatchBackoff = 5 * time.Minute
@@ -38,6 +38,7 @@ func watch(ctx context.Context, env *environment, f *copyFlags, opts migrate.Opt
 	level, _ := parseLevel(f.logLevel)
 	ui := watchReporter{log: slog.New(slog.NewTextHandler(env.stderr, &slog.HandlerOptions{Level: level}))}
 	wait := f.interval
+	refused := 0 // passes in a row whose login was refused
 	if err != nil && !errors.Is(err, errSomeFailed) {
 		wait = min(2*f.interval, maxWatchBackoff)
 	}
@@ -52,7 +53,16 @@ func watch(ctx context.Context, env *environment, f *copyFlags, opts migrate.Opt
 			fmt.Fprintln(env.stderr, "mailferry: watch stopped; what was copied is recorded")
 			return nil
 		}
-		if err != nil && watchFatal(err) {
+		hint := ""
+		switch {
+		case err == nil || errors.Is(err, errSomeFailed):
+			refused = 0 // both sides logged in
+		case refusedLogin(err):
+			if refused++; refused >= watchAuthTries {
+				return err
+			}
+			hint = fmt.Sprintf(" (login refused %d of %d times in a row; the watch ends at %d)", refused, watchAuthTries, watchAuthTries)
+		case watchFatal(err):
 			return err
 		}
 		if f.report != "" {
@@ -60,7 +70,7 @@ func watch(ctx context.Context, env *environment, f *copyFlags, opts migrate.Opt
 		}
 		if err != nil {
 			wait = min(2*wait, maxWatchBackoff)
-			fmt.Fprintf(env.stderr, "mailferry: watch: %s; trying again in %s\n", oneLine(err.Error()), wait)
+			fmt.Fprintf(env.stderr, "mailferry: watch: %s; trying again in %s%s\n", oneLine(err.Error()), wait, hint)
 			continue
 		}
 		wait = f.interval
@@ -140,4 +150,21 @@ func (i *idler) close() {
 		i.src.Close()
 		i.src = nil
 	}
+}
+
+// watchAuthTries is how many passes in a row with a refused login end a
+// watch whose logins have worked before. One refusal does not: a server
+// whose authentication is down for a moment refuses a good password (Dovecot
+// answers "Authentication failed." while its auth process restarts, or as
+// the server is being stopped). Three, with the growing wait between them,
+// try a changed password three times in a few minutes (at the default
+// interval): too few to lock an account, and the watch does not go on
+// knocking forever.
+const watchAuthTries = 3
+
+// refusedLogin says the server refused the credentials (and not a usage
+// or TLS error that also ends a pass).
+func refusedLogin(err error) bool {
+	var ue *usageError
+	return errors.Is(err, migrate.ErrAuth) && !errors.As(err, &ue) && !errors.Is(err, migrate.ErrUsage) && !errors.Is(err, migrate.ErrTLS)
 }

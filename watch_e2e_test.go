@@ -207,3 +207,148 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// startWatch runs `mailferry migrate --watch --interval 200ms` from p's
+// source to its destination in the background. ended says whether the watch
+// is over (and code is then its exit status); stop cancels it and returns
+// its exit status.
+func startWatch(t *testing.T, p *pair) (out, errb *syncBuffer, ended func() bool, code func() int, stop func() int) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	out, errb = &syncBuffer{}, &syncBuffer{}
+	done := make(chan int, 1)
+	go func() {
+		done <- runEnv(ctx, p.args("--watch", "--interval", "200ms"), getenvFor(t), strings.NewReader(""), out, errb)
+	}()
+	exit := -1
+	ended = func() bool {
+		if exit != -1 {
+			return true
+		}
+		select {
+		case exit = <-done:
+			return true
+		default:
+			return false
+		}
+	}
+	code = func() int { return exit }
+	stop = func() int {
+		cancel()
+		if !ended() {
+			exit = awaitExit(t, done)
+		}
+		return exit
+	}
+	return out, errb, ended, code, stop
+}
+
+// A login refused in the middle of a watch, with the password that has
+// worked all along, does not end it: Dovecot answers "Authentication
+// failed." to a good password while its auth process is down (a restart,
+// or the moment a server is stopped: how TestWatchFollowsTheSource once
+// failed in CI). The watch tries again; once logins are accepted again the
+// next delivery arrives.
+func TestWatchOutlastsARefusedLogin(t *testing.T) {
+	t.Parallel()
+	p := newPair(t)
+	dc := func() *imapclient.Client { return p.dst.Client(t, "alice") }
+	c := dc()
+	inboxFlags(t, c) // the special-use folders, made before the watch (see TestWatchFollowsTheSource)
+	c.Close()
+	p.src.Seed(t, "alice", []dovecottest.SeedMessage{watchMessage(1)})
+	out, errb, ended, _, stop := startWatch(t, p)
+	logs := func() string { return out.String() + "\n" + errb.String() }
+	waitInbox(t, dc, 1, 20*time.Second, "the first pass", ended, logs)
+
+	p.src.RefuseLogins(t, "alice", true)
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(errb.String(), "authentication failed") {
+		if ended() || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if ended() {
+		t.Fatalf("the watch ended on one refused login of a password that had worked\n%s", logs())
+	}
+	if !strings.Contains(errb.String(), "authentication failed") {
+		t.Fatalf("no pass was refused within 20 s of the source refusing logins\n%s", logs())
+	}
+	p.src.RefuseLogins(t, "alice", false)
+	p.src.Seed(t, "alice", []dovecottest.SeedMessage{watchMessage(2)})
+	waitInbox(t, dc, 2, 30*time.Second, "a delivery after logins were accepted again", ended, logs)
+	if code := stop(); code != 0 {
+		t.Errorf("the watch stopped with exit %d, want 0\n%s", code, logs())
+	}
+	if !strings.Contains(errb.String(), "trying again in") {
+		t.Errorf("the watch did not say it was trying again after the refusal:\n%s", errb.String())
+	}
+}
+
+// Logins that stay refused end the watch (exit 1, the server's words on one
+// line) after watchAuthTries refusals in a row, not at the first and not
+// never: a password changed during the cutover is not tried forever.
+func TestWatchEndsWhenLoginsStayRefused(t *testing.T) {
+	t.Parallel()
+	p := newPair(t)
+	dc := func() *imapclient.Client { return p.dst.Client(t, "alice") }
+	c := dc()
+	inboxFlags(t, c)
+	c.Close()
+	p.src.Seed(t, "alice", []dovecottest.SeedMessage{watchMessage(1)})
+	out, errb, ended, code, stop := startWatch(t, p)
+	defer stop()
+	logs := func() string { return out.String() + "\n" + errb.String() }
+	waitInbox(t, dc, 1, 20*time.Second, "the first pass", ended, logs)
+
+	p.src.RefuseLogins(t, "alice", true)
+	deadline := time.Now().Add(60 * time.Second)
+	for !ended() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the watch still runs 60 s after the source began refusing every login\n%s", logs())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if code() != 1 {
+		t.Errorf("the watch ended with exit %d, want 1\n%s", code(), logs())
+	}
+	e := errb.String()
+	retries := 0
+	for _, l := range strings.Split(e, "\n") {
+		if strings.HasPrefix(l, "mailferry: watch: ") && strings.Contains(l, "authentication failed: ") && strings.Contains(l, "trying again in") {
+			retries++
+		}
+	}
+	if retries != watchAuthTries-1 {
+		t.Errorf("want %d refusals tried again before the watch ended, got %d:\n%s", watchAuthTries-1, retries, e)
+	}
+	lines := strings.Split(strings.TrimSpace(e), "\n")
+	if last := lines[len(lines)-1]; !strings.HasPrefix(last, "mailferry: authentication failed: ") || !strings.Contains(last, "Authentication failed.") {
+		t.Errorf("the last line is %q, want the refusal in the server's words", last)
+	}
+	if pw := p.src.Users["alice"]; strings.Contains(e, pw) {
+		t.Errorf("the password is in the output:\n%s", e)
+	}
+}
+
+// A watch whose first pass is refused ends at once, as a run without
+// --watch does: the password has never worked.
+func TestWatchEndsAtOnceWhenTheFirstLoginIsRefused(t *testing.T) {
+	t.Parallel()
+	p := newPair(t)
+	p.src.RefuseLogins(t, "alice", true)
+	_, errb, ended, code, stop := startWatch(t, p)
+	defer stop()
+	deadline := time.Now().Add(20 * time.Second)
+	for !ended() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the watch still runs 20 s after its first login was refused\n%s", errb.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if code() != 1 || strings.Contains(errb.String(), "trying again") {
+		t.Errorf("exit %d, want 1 with no retry\n%s", code(), errb.String())
+	}
+}

@@ -67,6 +67,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -837,7 +838,7 @@ func reapStaleNow() {
 		if b, err := os.ReadFile(filepath.Join(d, "run", "master.pid")); err == nil {
 			m, err := strconv.Atoi(strings.TrimSpace(string(b)))
 			if err == nil && testproc.Alive(m) && isInstance(m, d) {
-				syscall.Kill(m, syscall.SIGSTOP)
+				testproc.Freeze(m)
 				kids := testproc.Children(m)
 				for _, p := range append([]int{m}, kids...) {
 					syscall.Kill(p, syscall.SIGKILL)

@@ -19,6 +19,13 @@ var (
 	ErrQuota = errors.New("destination over quota")
 )
 
+// ErrTooManyConnections: a server refused a login for the number of
+// sessions the user already has (IMAP's [LIMIT], as Dovecot answers beyond
+// mail_max_userip_connections). Not a wrong password: it comes wrapped in a
+// *RetryableError, and a worker that meets it while others are copying
+// leaves its folders to them (run.go).
+var ErrTooManyConnections = errors.New("too many connections")
+
 // RetryableError is a failure of the connection rather than of the data:
 // connection reset, timeout, BYE, [UNAVAILABLE]. Reconnecting and resuming
 // the folder is safe.

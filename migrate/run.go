@@ -2,6 +2,7 @@ package migrate
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -509,6 +510,10 @@ func (e *engine) copyFolders(ctx context.Context, plan []PlannedFolder, jobs int
 	}
 	e.workers = len(workers)
 	e.idle.Store(0)
+	cr := &crew{live: len(workers)}
+	for _, wk := range workers {
+		wk.crew = cr
+	}
 	if len(round) > 0 && (!e.job.MaybeSameAccount || e.twoAccounts) {
 		for _, wk := range workers {
 			wk.beginFirst(gctx)
@@ -521,10 +526,21 @@ func (e *engine) copyFolders(ctx context.Context, plan []PlannedFolder, jobs int
 			for {
 				i, ok := wk.take()
 				if !ok {
-					e.idle.Add(1)
-					return nil
+					if i, ok = cr.leftover(); !ok {
+						e.idle.Add(1)
+						return nil
+					}
 				}
 				fr, err := wk.folder(gctx, plan[i])
+				var tm *tooManyError
+				for errors.As(err, &tm) {
+					if cr.retire(wk, i) {
+						e.rep.Warn(fmt.Sprintf("%v; going on with one worker fewer", tm.err))
+						e.idle.Add(1)
+						return nil
+					}
+					fr, err = wk.folder(gctx, plan[i]) // the others are done: this one waits its turn
+				}
 				results[i] = fr
 				if err != nil {
 					return fmt.Errorf("folder %s: %w", formats.DisplayName(plan[i].Source.Path), err)
@@ -658,9 +674,10 @@ func closeQuietly(c io.Closer) {
 }
 
 type worker struct {
-	e   *engine
-	src Source
-	dst Sink
+	e    *engine
+	crew *crew // the run's workers, for leaving its folders to the others
+	src  Source
+	dst  Sink
 	// firstListing, where set, waits for the run's listing of the
 	// destination and returns it (ok: it was made), which a new destination
 	// connection takes instead of listing the folders itself (predial.go).
@@ -846,6 +863,12 @@ func (w *worker) folder(ctx context.Context, pf PlannedFolder) (FolderReport, er
 			w.close() // a fresh pair of connections after a failed pass
 		}
 		err := w.connect(ctx)
+		if errors.Is(err, ErrTooManyConnections) && len(passes) == 0 && w.crew.others() {
+			// Not retried: the others copy this folder (crew.go). Only
+			// before a pass of it: one that began is resumed here, where
+			// its counts are settled.
+			return &tooManyError{err}
+		}
 		var fr FolderReport
 		if err == nil {
 			p := w.begun
@@ -865,6 +888,10 @@ func (w *worker) folder(ctx context.Context, pf PlannedFolder) (FolderReport, er
 		}
 		return err
 	})
+	var tm *tooManyError
+	if errors.As(err, &tm) {
+		return FolderReport{}, err // the folder goes back to the others, untouched
+	}
 	fr := settle(passes)
 	switch {
 	case err == nil:

@@ -165,6 +165,12 @@ type Options struct {
 	// Maildir a test made: "maildir:~/Maildir" is Dovecot's default
 	// Maildir++ in Server.Home(user) + "/Maildir" (see GiveToMailUser).
 	MailLocation string
+	// MaxUserIPConnections, when positive, is mail_max_userip_connections:
+	// a login beyond that many sessions of one user from one address is
+	// refused with "NO [LIMIT] Maximum number of connections from user+IP
+	// exceeded". Dovecot's own default is 10; the harness's is 200, so
+	// that tests running side by side do not meet it.
+	MaxUserIPConnections int
 }
 
 // PostLoginCaps is what Dovecot 2.3.19 announces after login with this
@@ -353,7 +359,7 @@ func Start(t testing.TB, opts Options) *Server {
 		s, err := start(bin, sep, users, opts.SpecialUse, sentName, uid, gid, tlsNames, quotaOpts{opts.MaxMailSize, opts.QuotaBytes},
 			extraOpts{nsPrefix: opts.NamespacePrefix, oauth2URL: opts.OAuth2IntrospectionURL, specialUse: opts.SpecialUseFolders,
 				sharing: opts.Sharing, public: opts.PublicFolders, capability: opts.IMAPCapability,
-				mailLocation: opts.MailLocation})
+				mailLocation: opts.MailLocation, maxUserIP: opts.MaxUserIPConnections})
 		if err == nil {
 			t.Cleanup(s.Stop)
 			return s
@@ -455,6 +461,7 @@ type extraOpts struct {
 	public              []string
 	capability          string // Options.IMAPCapability
 	mailLocation        string // Options.MailLocation
+	maxUserIP           int    // Options.MaxUserIPConnections
 }
 
 func start(bin string, sep rune, users map[string]string, specialUse bool, sentName string, uid, gid int, tlsNames []string, quota quotaOpts, extra extraOpts) (s *Server, err error) {
@@ -595,7 +602,11 @@ func (s *Server) config(passwdPath string, specialUse bool, sentName string, uid
 	p("first_valid_uid = 1")
 	p("first_valid_gid = 1")
 	p("mail_fsync = never")
-	p("mail_max_userip_connections = 200")
+	if s.extra.maxUserIP > 0 {
+		p("mail_max_userip_connections = %d", s.extra.maxUserIP)
+	} else {
+		p("mail_max_userip_connections = 200")
+	}
 	// Dovecot's 256 MB per process is too little for a Maildir folder of
 	// 300,000 messages: a FETCH 1:* of it ends in "Out of memory (service
 	// imap { vsz_limit=256 MB }, you may need to increase it)", and the

@@ -176,6 +176,9 @@ func dialIMAP(ctx context.Context, cfg mailconn.ServerConfig, token string) (*IM
 		c.Close()
 		var ie *imap.Error
 		if errors.As(err, &ie) {
+			if later := refusedForNow(cfg, ie.Code, ie.Text); later != nil {
+				return nil, later
+			}
 			return nil, fmt.Errorf("%w: %s: login refused: %s", migrate.ErrAuth, cfg, ie.Text)
 		}
 		return nil, &migrate.RetryableError{Err: fmt.Errorf("imap: %s: login: %w", cfg, err)}
@@ -189,6 +192,22 @@ func dialIMAP(ctx context.Context, cfg mailconn.ServerConfig, token string) (*IM
 		return nil, err
 	}
 	return m, nil
+}
+
+// refusedForNow is a server's NO to a login that does not say the
+// credentials are wrong, by its response code (RFC 5530): [LIMIT], too
+// many sessions of this user (Dovecot's mail_max_userip_connections,
+// migrate.ErrTooManyConnections), or [UNAVAILABLE], its authentication
+// down for now. Both are worth another try later; nil for any other code,
+// which is a refusal of the credentials (migrate.ErrAuth).
+func refusedForNow(cfg mailconn.ServerConfig, code imap.ResponseCode, text string) error {
+	switch code {
+	case imap.ResponseCodeLimit:
+		return &migrate.RetryableError{Err: fmt.Errorf("%w: imap: %s: login refused: %s", migrate.ErrTooManyConnections, cfg, text)}
+	case imap.ResponseCodeUnavailable:
+		return &migrate.RetryableError{Err: fmt.Errorf("imap: %s: login refused for now: %s", cfg, text)}
+	}
+	return nil
 }
 
 // serverFacts is what discover learns, the same for every connection of
@@ -1619,6 +1638,8 @@ func (m *IMAP) Store(ctx context.Context, folder formats.Folder, msg formats.Mes
 		if err := m.appenderReady(ctx); err != nil {
 			return "", err
 		}
+	}
+	if !m.noBatch { // (appenderReady may have set it)
 		stop := context.AfterFunc(ctx, func() { m.app.conn.Close() })
 		defer stop()
 		flags := m.keepable(folder.Name, formats.CleanFlags(msg.Flags))

@@ -119,7 +119,9 @@ func (m *IMAP) useAppender(app *appender) {
 }
 
 // appenderReady makes sure m.app is connected: the connection
-// PrepareStore started dialling, or else a new one.
+// PrepareStore started dialling, or else a new one. Where the server
+// refuses that login for the user's number of sessions, it sets noBatch
+// instead (and returns nil): Store then APPENDs on the main connection.
 func (m *IMAP) appenderReady(ctx context.Context) error {
 	if m.app != nil {
 		return nil
@@ -132,6 +134,13 @@ func (m *IMAP) appenderReady(ctx context.Context) error {
 		} // a failed early dial is tried again here, where its error is reported
 	}
 	app, err := dialAppender(ctx, m.cfg, m.auth)
+	if errors.Is(err, migrate.ErrTooManyConnections) {
+		// The server allows this user no more sessions: this sink stores
+		// with APPEND on its main connection instead (Store), slower but
+		// with the connections it has.
+		m.noBatch = true
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -309,6 +318,10 @@ func (a *appender) handshake(tc *tls.Config, auth imapAuth, token string) error 
 	}
 	var no *errNo
 	if asErrNo(err, &no) {
+		code, text := no.code()
+		if later := refusedForNow(a.cfg, code, text); later != nil {
+			return later
+		}
 		return fmt.Errorf("%w: %s: login refused: %s", migrate.ErrAuth, a.cfg, no.text)
 	}
 	if err != nil {
@@ -419,6 +432,19 @@ func (a *appender) readLine() (string, error) {
 type errNo struct{ text string }
 
 func (e *errNo) Error() string { return e.text }
+
+// code is the refusal's response code ("NO [LIMIT] text": "LIMIT") and the
+// text after it; "" and the text after the status where it has none.
+func (e *errNo) code() (imap.ResponseCode, string) {
+	_, rest, _ := strings.Cut(e.text, " ")
+	if inner, ok := strings.CutPrefix(rest, "["); ok {
+		if c, after, ok := strings.Cut(inner, "]"); ok {
+			c, _, _ = strings.Cut(c, " ")
+			return imap.ResponseCode(strings.ToUpper(c)), strings.TrimSpace(after)
+		}
+	}
+	return "", rest
+}
 
 // waitTagged reads lines up to the tagged response for tag and returns its
 // text after "OK". Untagged data (EXISTS, RECENT) is of no interest here,

@@ -35,8 +35,8 @@ func authenticateIMAP(c *imapclient.Client, cfg mailconn.ServerConfig, token str
 	case cl.Refusal() != nil:
 		return auth, mailconn.Refused(cfg, cl.Refusal(), token)
 	case errors.As(err, &ie):
-		if ie.Code == imap.ResponseCodeUnavailable {
-			return auth, &migrate.RetryableError{Err: fmt.Errorf("imap: %s: login refused for now: %s", cfg, mailconn.RedactToken(ie.Text, token))}
+		if later := refusedForNow(cfg, ie.Code, mailconn.RedactToken(ie.Text, token)); later != nil {
+			return auth, later
 		}
 		return auth, mailconn.Refused(cfg, mailconn.NewRefusal(mech, ie.Text), token)
 	}

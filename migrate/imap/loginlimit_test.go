@@ -1,0 +1,71 @@
+package imap
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/mailferry/mailferry/formats"
+	"github.com/mailferry/mailferry/migrate"
+	"github.com/mailferry/mailferry/migrate/dovecottest"
+	"github.com/mailferry/mailferry/migrate/mailconn"
+)
+
+// A login refused with [LIMIT] (Dovecot beyond mail_max_userip_connections)
+// is migrate.ErrTooManyConnections and retryable, not migrate.ErrAuth; and
+// a sink whose APPEND connection is refused so stores on its main
+// connection instead, byte for byte.
+func TestLoginLimitIsNotARefusedPassword(t *testing.T) {
+	srv := dovecottest.Start(t, dovecottest.Options{Separator: '/', MaxUserIPConnections: 2})
+	cfg := mailconn.ServerConfig{Addr: srv.IMAPAddr(), User: "alice", Password: srv.Users["alice"], TLS: mailconn.TLSNone, Timeout: 20 * time.Second}
+	ctx := context.Background()
+	m, err := DialIMAP(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if m.noBatch {
+		t.Fatal("Dovecot has MULTIAPPEND and LITERAL+: the sink should batch")
+	}
+	held := srv.Client(t, "alice") // the second and last session the server allows
+	_, err = DialIMAP(ctx, cfg)
+	if !errors.Is(err, migrate.ErrTooManyConnections) || !migrate.IsRetryable(err) || errors.Is(err, migrate.ErrAuth) {
+		t.Fatalf("a third login: %v; want a retryable ErrTooManyConnections, not ErrAuth", err)
+	}
+
+	body := []byte("Message-ID: <limit@example.com>\r\nSubject: stored anyway\r\n\r\nbody\r\n")
+	date := time.Date(2022, 1, 2, 3, 4, 5, 0, time.UTC)
+	inbox := formats.Folder{Name: "INBOX", Path: []string{"INBOX"}}
+	_, err = m.Store(ctx, inbox, formats.Message{Flags: []string{`\Seen`}, Date: date}, int64(len(body)), bytes.NewReader(body))
+	if errors.Is(err, migrate.ErrQueued) {
+		_, err = m.Commit(ctx)
+	}
+	if err != nil {
+		t.Fatalf("storing with the APPEND connection refused: %v", err)
+	}
+	if !m.noBatch {
+		t.Error("the sink still batches: its APPEND connection was not refused?")
+	}
+	m.Close()
+	held.Close()
+	// The server counts a session until it has seen it end.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		c, err := DialIMAP(ctx, cfg)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if !errors.Is(err, migrate.ErrTooManyConnections) || time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+	}
+	sum := sha256.Sum256(body)
+	got := srv.Snapshot(t, "alice")["INBOX"]
+	if len(got) != 1 || got[0].SHA256 != hex.EncodeToString(sum[:]) {
+		t.Fatalf("INBOX holds %+v, want the one message stored", got)
+	}
+}

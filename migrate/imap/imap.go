@@ -195,16 +195,25 @@ func dialIMAP(ctx context.Context, cfg mailconn.ServerConfig, token string) (*IM
 }
 
 // refusedForNow is a server's NO to a login that does not say the
-// credentials are wrong, by its response code (RFC 5530): [LIMIT], too
-// many sessions of this user (Dovecot's mail_max_userip_connections,
-// migrate.ErrTooManyConnections), or [UNAVAILABLE], its authentication
-// down for now. Both are worth another try later; nil for any other code,
-// which is a refusal of the credentials (migrate.ErrAuth).
+// credentials are wrong: too many sessions of this user
+// (migrate.ErrTooManyConnections), or its authentication down for now.
+// Both are worth another try later; nil for any other NO, which is a
+// refusal of the credentials (migrate.ErrAuth).
+//
+// Too many sessions: [LIMIT] (RFC 5530; Dovecot 2.3 beyond
+// mail_max_userip_connections), or the words of the servers that say it
+// with another code: Dovecot before 2.3 ("[UNAVAILABLE] Maximum number of
+// connections from user+IP exceeded") and Gmail ("[ALERT] Too many
+// simultaneous connections. (Failure)", beyond 15). Down for now:
+// [UNAVAILABLE] (Dovecot's "Temporary authentication failure").
 func refusedForNow(cfg mailconn.ServerConfig, code imap.ResponseCode, text string) error {
-	switch code {
-	case imap.ResponseCodeLimit:
+	lower := strings.ToLower(text)
+	switch {
+	case code == imap.ResponseCodeLimit,
+		strings.Contains(lower, "maximum number of connections"),
+		strings.Contains(lower, "too many simultaneous connections"):
 		return &migrate.RetryableError{Err: fmt.Errorf("%w: imap: %s: login refused: %s", migrate.ErrTooManyConnections, cfg, text)}
-	case imap.ResponseCodeUnavailable:
+	case code == imap.ResponseCodeUnavailable:
 		return &migrate.RetryableError{Err: fmt.Errorf("imap: %s: login refused for now: %s", cfg, text)}
 	}
 	return nil

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-imap/v2"
+
 	"github.com/mailferry/mailferry/formats"
 	"github.com/mailferry/mailferry/migrate"
 	"github.com/mailferry/mailferry/migrate/dovecottest"
@@ -67,5 +69,33 @@ func TestLoginLimitIsNotARefusedPassword(t *testing.T) {
 	got := srv.Snapshot(t, "alice")["INBOX"]
 	if len(got) != 1 || got[0].SHA256 != hex.EncodeToString(sum[:]) {
 		t.Fatalf("INBOX holds %+v, want the one message stored", got)
+	}
+}
+
+// refusedForNow tells a refusal for the number of sessions or for now from
+// a refused password, by code and by the words servers use.
+func TestRefusedForNow(t *testing.T) {
+	cfg := mailconn.ServerConfig{Addr: "imap.example.com:993", User: "alice"}
+	for _, tc := range []struct {
+		code            imap.ResponseCode
+		text            string
+		tooMany, forNow bool
+	}{
+		{"LIMIT", "Maximum number of connections from user+IP exceeded (mail_max_userip_connections=10)", true, true},
+		{"UNAVAILABLE", "Maximum number of connections from user+IP exceeded (mail_max_userip_connections=16)", true, true}, // Dovecot before 2.3
+		{"ALERT", "Too many simultaneous connections. (Failure)", true, true},                                               // Gmail
+		{"UNAVAILABLE", "Temporary authentication failure. [host:2024-01-01 00:00:00]", false, true},
+		{"AUTHENTICATIONFAILED", "Authentication failed.", false, false},
+		{"AUTHENTICATIONFAILED", "Invalid credentials (Failure)", false, false},
+		{"", "LOGIN failed.", false, false},
+		{"ALERT", "Please log in via your web browser", false, false},
+	} {
+		err := refusedForNow(cfg, tc.code, tc.text)
+		if got := errors.Is(err, migrate.ErrTooManyConnections); got != tc.tooMany {
+			t.Errorf("[%s] %s: too many connections %v, want %v (%v)", tc.code, tc.text, got, tc.tooMany, err)
+		}
+		if got := err != nil && migrate.IsRetryable(err); got != tc.forNow {
+			t.Errorf("[%s] %s: tried again later %v, want %v (%v)", tc.code, tc.text, got, tc.forNow, err)
+		}
 	}
 }

@@ -1,11 +1,15 @@
 package imap
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -97,5 +101,60 @@ func TestRefusedForNow(t *testing.T) {
 		if got := err != nil && migrate.IsRetryable(err); got != tc.forNow {
 			t.Errorf("[%s] %s: tried again later %v, want %v (%v)", tc.code, tc.text, got, tc.forNow, err)
 		}
+	}
+}
+
+// Gmail, beyond its 15 sessions, answers an OAuth2 login with an error
+// challenge (status 400) and, after the client's empty line, "NO [ALERT]
+// Too many simultaneous connections. (Failure)" (the exchange as MailKit
+// issue 377 shows it). The APPEND connection, which reads that last line,
+// takes it for the number of sessions (and its sink then stores on the
+// main connection), not for a bad token. A scripted server: Gmail cannot
+// run here.
+func TestAppenderGmailTooManyConnectionsIsNotABadToken(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan []string, 1)
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		br := bufio.NewReader(conn)
+		fmt.Fprintf(conn, "* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=XOAUTH2] Gimap ready\r\n")
+		var lines []string
+		defer func() { got <- lines }()
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				return
+			}
+			line = strings.TrimRight(line, "\r\n")
+			lines = append(lines, line)
+			if f := strings.Fields(line); len(f) >= 2 && strings.EqualFold(f[1], "AUTHENTICATE") {
+				fmt.Fprintf(conn, "+ eyJzdGF0dXMiOiI0MDAiLCJzY2hlbWVzIjoiQmVhcmVyIiwic2NvcGUiOiJodHRwczovL21haWwuZ29vZ2xlLmNvbS8ifQ==\r\n")
+				if l, err := br.ReadString('\n'); err == nil {
+					lines = append(lines, strings.TrimRight(l, "\r\n"))
+				}
+				fmt.Fprintf(conn, "%s NO [ALERT] Too many simultaneous connections. (Failure)\r\n", f[0])
+				return
+			}
+		}
+	}()
+	cfg := mailconn.ServerConfig{Addr: ln.Addr().String(), User: "alice@gmail.com", TLS: mailconn.TLSNone, Timeout: 10 * time.Second}
+	_, err = dialAppenderToken(cfg, imapAuth{mech: mailconn.MechXOAuth2, saslIR: true}, "ya29.secret-token")
+	if !errors.Is(err, migrate.ErrTooManyConnections) || errors.Is(err, migrate.ErrAuth) || !migrate.IsRetryable(err) {
+		t.Fatalf("got %v; want a retryable ErrTooManyConnections, not ErrAuth", err)
+	}
+	if strings.Contains(err.Error(), "secret-token") {
+		t.Errorf("the token is in the error: %v", err)
+	}
+	if lines := <-got; len(lines) != 2 || lines[1] != "" {
+		t.Errorf("the client sent %q, want AUTHENTICATE and the empty line XOAUTH2 answers an error challenge with", lines)
 	}
 }

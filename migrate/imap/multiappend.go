@@ -394,6 +394,12 @@ func (a *appender) authenticate(auth imapAuth, token string) error {
 		default:
 			return fail(fmt.Errorf("malformed answer to %s: %s", tag, clip(line)))
 		}
+		// After an error challenge too: Gmail sends one (status 400)
+		// ahead of "NO [ALERT] Too many simultaneous connections".
+		code, words := (&errNo{text: status + " " + text}).code()
+		if later := refusedForNow(a.cfg, code, mailconn.RedactToken(words, token)); later != nil {
+			return later
+		}
 		r := cl.Refusal()
 		if r == nil {
 			r = mailconn.NewRefusal(auth.mech, "")

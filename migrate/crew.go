@@ -8,10 +8,10 @@ import "sync"
 // with [LIMIT] (ErrTooManyConnections). That is no reason to stop: a
 // worker that cannot connect for a folder it has not begun, while others
 // are copying, leaves that folder (and the one it took early, if any) to
-// them and ends, and the run goes on with the connections it has. (An
-// IMAP destination whose APPEND connection is refused so stores on its
-// main connection: migrate/imap/multiappend.go.) The last worker standing does not
-// leave: it tries again with the usual backoff, as for a lost connection.
+// them and ends, and the run goes on with the connections it has. The last
+// worker standing does not leave: it tries again with the usual backoff,
+// as for a lost connection. (An IMAP destination whose APPEND connection
+// is refused so stores on its main connection: migrate/imap/multiappend.go.)
 
 // crew is what the run's workers share to hand folders on.
 type crew struct {

@@ -1,34 +1,63 @@
 package migrate
 
-import "sync"
+import (
+	"context"
+	"errors"
+	"sync"
+)
 
 // When a server limits the sessions one user may have (Dovecot's
 // mail_max_userip_connections, 10 unless set; a mail program the user has
 // open takes some), the logins of a run's later workers can be refused
-// with [LIMIT] (ErrTooManyConnections). That is no reason to stop: a
-// worker that cannot connect for a folder it has not begun, while others
-// are copying, leaves that folder (and the one it took early, if any) to
-// them and ends, and the run goes on with the connections it has. The last
-// worker standing does not leave: it tries again with the usual backoff,
-// as for a lost connection. (An IMAP destination whose APPEND connection
-// is refused so stores on its main connection: migrate/imap/multiappend.go.)
+// with [LIMIT] (ErrTooManyConnections), and a server whose authentication
+// is briefly broken refuses them outright (refusedLogin). That is no
+// reason to stop: a worker whose login is refused for a folder it has not
+// begun, while other workers are live, leaves that folder (and the one it
+// took early, if any) to them and ends, and the run goes on with the
+// connections it has. A worker that finds nothing more to take stays, its
+// connections open, until every other worker has ended or stays too, and
+// takes what they leave meanwhile: a folder is never left with no one to
+// copy it. The last worker does not leave: a refusal for the number of
+// sessions is tried again with the usual backoff, as a lost connection is;
+// a refusal of the password ends the run (exit 1, a rerun resumes). (An
+// IMAP destination whose APPEND connection is refused for the number of
+// sessions stores on its main connection: migrate/imap/multiappend.go.)
 
 // crew is what the run's workers share to hand folders on.
 type crew struct {
 	mu       sync.Mutex
-	live     int   // workers not ended
-	returned []int // folders (plan indexes) left by workers that ended
+	cond     *sync.Cond // signalled when returned or live changes
+	live     int        // workers not ended (those staying count)
+	staying  int        // of them, those with nothing to do (leftover)
+	returned []int      // folders (plan indexes) left by workers that ended
 }
 
-// tooManyError is a worker's connect refused for the number of sessions
-// while other workers are copying (worker.folder): the folder goes back to
-// the others. It does not unwrap to the refusal, a *RetryableError, so that
-// engine.retry does not try again.
-type tooManyError struct{ err error }
+func newCrew(workers int) *crew {
+	c := &crew{live: workers}
+	c.cond = sync.NewCond(&c.mu)
+	return c
+}
 
-func (e *tooManyError) Error() string { return e.err.Error() }
+// leaveError is a worker's connect refused while other workers are live
+// (worker.folder): the folder goes back to them. It does not unwrap to the
+// refusal (a *RetryableError for too many sessions), so that engine.retry
+// does not try again.
+type leaveError struct{ err error }
 
-// others says another worker is still copying.
+func (e *leaveError) Error() string { return e.err.Error() }
+
+// refusedLogin says err is a login refused for the number of sessions, or
+// refused outright. Outright too: a worker logs in only after the run's
+// first login with the same credentials was accepted (BeforeLogin), so the
+// refusal is the server's moment (Dovecot answers "Authentication failed."
+// while its auth process restarts; Gmail refuses an OAuth2 session beyond
+// its 15 with an error challenge go-imap's client reads as a bad token),
+// not a wrong password.
+func refusedLogin(err error) bool {
+	return errors.Is(err, ErrTooManyConnections) || errors.Is(err, ErrAuth)
+}
+
+// others says another worker is live.
 func (c *crew) others() bool {
 	if c == nil {
 		return false
@@ -52,20 +81,34 @@ func (c *crew) retire(w *worker, i int) bool {
 		w.hasNext = false
 		c.returned = append(c.returned, w.next)
 	}
+	c.cond.Broadcast()
 	return true
 }
 
-// leftover gives a worker that found nothing more to take a folder a
-// retired worker left, or ends it (false). Under the same lock as retire:
-// a folder is never left to workers that have all ended.
-func (c *crew) leftover() (int, bool) {
+// leftover is for a worker the run has nothing more to hand: it waits
+// until a retired worker leaves a folder (and returns it) or until every
+// live worker is waiting here too, or the run is stopped (false: the
+// worker ends).
+func (c *crew) leftover(ctx context.Context) (int, bool) {
+	stop := context.AfterFunc(ctx, func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.cond.Broadcast()
+	})
+	defer stop()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if n := len(c.returned); n > 0 {
+	c.staying++
+	for len(c.returned) == 0 && c.staying < c.live && ctx.Err() == nil {
+		c.cond.Wait()
+	}
+	c.staying--
+	if n := len(c.returned); n > 0 && ctx.Err() == nil {
 		i := c.returned[n-1]
 		c.returned = c.returned[:n-1]
 		return i, true
 	}
 	c.live--
+	c.cond.Broadcast()
 	return 0, false
 }

@@ -510,7 +510,7 @@ func (e *engine) copyFolders(ctx context.Context, plan []PlannedFolder, jobs int
 	}
 	e.workers = len(workers)
 	e.idle.Store(0)
-	cr := &crew{live: len(workers)}
+	cr := newCrew(len(workers))
 	for _, wk := range workers {
 		wk.crew = cr
 	}
@@ -526,16 +526,17 @@ func (e *engine) copyFolders(ctx context.Context, plan []PlannedFolder, jobs int
 			for {
 				i, ok := wk.take()
 				if !ok {
-					if i, ok = cr.leftover(); !ok {
-						e.idle.Add(1)
+					e.idle.Add(1)
+					if i, ok = cr.leftover(gctx); !ok {
 						return nil
 					}
+					e.idle.Add(-1)
 				}
 				fr, err := wk.folder(gctx, plan[i])
-				var tm *tooManyError
-				for errors.As(err, &tm) {
+				var le *leaveError
+				for errors.As(err, &le) {
 					if cr.retire(wk, i) {
-						e.rep.Warn(fmt.Sprintf("%v; going on with one worker fewer", tm.err))
+						e.rep.Warn(fmt.Sprintf("%v; going on with one worker fewer", le.err))
 						e.idle.Add(1)
 						return nil
 					}
@@ -863,11 +864,11 @@ func (w *worker) folder(ctx context.Context, pf PlannedFolder) (FolderReport, er
 			w.close() // a fresh pair of connections after a failed pass
 		}
 		err := w.connect(ctx)
-		if errors.Is(err, ErrTooManyConnections) && len(passes) == 0 && w.crew.others() {
+		if refusedLogin(err) && len(passes) == 0 && w.crew.others() {
 			// Not retried: the others copy this folder (crew.go). Only
 			// before a pass of it: one that began is resumed here, where
 			// its counts are settled.
-			return &tooManyError{err}
+			return &leaveError{err}
 		}
 		var fr FolderReport
 		if err == nil {
@@ -888,8 +889,8 @@ func (w *worker) folder(ctx context.Context, pf PlannedFolder) (FolderReport, er
 		}
 		return err
 	})
-	var tm *tooManyError
-	if errors.As(err, &tm) {
+	var le *leaveError
+	if errors.As(err, &le) {
 		return FolderReport{}, err // the folder goes back to the others, untouched
 	}
 	fr := settle(passes)

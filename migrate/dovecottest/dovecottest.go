@@ -266,8 +266,10 @@ func (s *Server) GiveToMailUser(t testing.TB, path string) {
 // it again (!refuse), as a server does whose authentication is briefly
 // broken: Dovecot answers "Authentication failed." to a good password while
 // its auth process is down or restarting. The passwd-file is replaced, and
-// Dovecot reads it again at the next login because its size changed. Seed,
-// Client and the other helpers log in with Users, so they fail while
+// Dovecot reads it again at the next login because its size changed; but
+// it looks at the file at most once a second (db-passwd-file.c), so
+// RefuseLogins returns a second later, when every login sees the change.
+// Seed, Client and the other helpers log in with Users, so they fail while
 // logins are refused.
 func (s *Server) RefuseLogins(t testing.TB, user string, refuse bool) {
 	t.Helper()
@@ -291,6 +293,7 @@ func (s *Server) RefuseLogins(t testing.TB, user string, refuse bool) {
 	if err := os.Rename(tmp, path); err != nil {
 		t.Fatalf("dovecottest: RefuseLogins: %v", err)
 	}
+	time.Sleep(1100 * time.Millisecond)
 }
 
 // LogTail returns the last n lines of the instance's log.

@@ -210,9 +210,10 @@ func (s *syncBuffer) String() string {
 
 // startWatch runs `mailferry migrate --watch --interval 200ms` from p's
 // source to its destination in the background. ended says whether the watch
-// is over (and code is then its exit status); stop cancels it and returns
-// its exit status.
-func startWatch(t *testing.T, p *pair) (out, errb *syncBuffer, ended func() bool, code func() int, stop func() int) {
+// is over; awaitEnd waits up to limit for it to end on its own (failing the
+// test, naming after what, if it does not) and returns its exit status;
+// stop cancels it and returns its exit status.
+func startWatch(t *testing.T, p *pair) (out, errb *syncBuffer, ended func() bool, awaitEnd func(limit time.Duration, after string) int, stop func() int) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -233,7 +234,15 @@ func startWatch(t *testing.T, p *pair) (out, errb *syncBuffer, ended func() bool
 			return false
 		}
 	}
-	code = func() int { return exit }
+	awaitEnd = func(limit time.Duration, after string) int {
+		t.Helper()
+		for deadline := time.Now().Add(limit); !ended(); time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the watch still runs %v after %s\n%s\n%s", limit, after, out.String(), errb.String())
+			}
+		}
+		return exit
+	}
 	stop = func() int {
 		cancel()
 		if !ended() {
@@ -241,7 +250,7 @@ func startWatch(t *testing.T, p *pair) (out, errb *syncBuffer, ended func() bool
 		}
 		return exit
 	}
-	return out, errb, ended, code, stop
+	return out, errb, ended, awaitEnd, stop
 }
 
 // A login refused in the middle of a watch, with the password that has
@@ -298,21 +307,14 @@ func TestWatchEndsWhenLoginsStayRefused(t *testing.T) {
 	inboxFlags(t, c)
 	c.Close()
 	p.src.Seed(t, "alice", []dovecottest.SeedMessage{watchMessage(1)})
-	out, errb, ended, code, stop := startWatch(t, p)
+	out, errb, ended, awaitEnd, stop := startWatch(t, p)
 	defer stop()
 	logs := func() string { return out.String() + "\n" + errb.String() }
 	waitInbox(t, dc, 1, 20*time.Second, "the first pass", ended, logs)
 
 	p.src.RefuseLogins(t, "alice", true)
-	deadline := time.Now().Add(60 * time.Second)
-	for !ended() {
-		if time.Now().After(deadline) {
-			t.Fatalf("the watch still runs 60 s after the source began refusing every login\n%s", logs())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if code() != 1 {
-		t.Errorf("the watch ended with exit %d, want 1\n%s", code(), logs())
+	if code := awaitEnd(60*time.Second, "the source began refusing every login"); code != 1 {
+		t.Errorf("the watch ended with exit %d, want 1\n%s", code, logs())
 	}
 	e := errb.String()
 	retries := 0
@@ -339,16 +341,9 @@ func TestWatchEndsAtOnceWhenTheFirstLoginIsRefused(t *testing.T) {
 	t.Parallel()
 	p := newPair(t)
 	p.src.RefuseLogins(t, "alice", true)
-	_, errb, ended, code, stop := startWatch(t, p)
+	_, errb, _, awaitEnd, stop := startWatch(t, p)
 	defer stop()
-	deadline := time.Now().Add(20 * time.Second)
-	for !ended() {
-		if time.Now().After(deadline) {
-			t.Fatalf("the watch still runs 20 s after its first login was refused\n%s", errb.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if code() != 1 || strings.Contains(errb.String(), "trying again") {
-		t.Errorf("exit %d, want 1 with no retry\n%s", code(), errb.String())
+	if code := awaitEnd(20*time.Second, "its first login was refused"); code != 1 || strings.Contains(errb.String(), "trying again") {
+		t.Errorf("exit %d, want 1 with no retry\n%s", code, errb.String())
 	}
 }

@@ -276,24 +276,29 @@ func (s *Server) RefuseLogins(t testing.TB, user string, refuse bool) {
 	if _, ok := s.Users[user]; !ok {
 		t.Fatalf("dovecottest: RefuseLogins: no user %q", user)
 	}
-	names := slices.Sorted(maps.Keys(s.Users))
-	var pw strings.Builder
-	for _, u := range names {
-		p := s.Users[u]
-		if u == user && refuse {
-			p += "-refused"
-		}
-		fmt.Fprintf(&pw, "%s:{PLAIN}%s\n", u, p)
+	users := maps.Clone(s.Users)
+	if refuse {
+		users[user] += "-refused"
 	}
-	path := filepath.Join(s.Dir, "passwd")
-	tmp := path + ".new"
-	if err := os.WriteFile(tmp, []byte(pw.String()), 0o644); err != nil {
-		t.Fatalf("dovecottest: RefuseLogins: %v", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := writePasswd(filepath.Join(s.Dir, "passwd"), users); err != nil {
 		t.Fatalf("dovecottest: RefuseLogins: %v", err)
 	}
 	time.Sleep(1100 * time.Millisecond)
+}
+
+// writePasswd writes users' passwords as the passwd-file at path, in
+// place of the one there (a rename: the auth process never reads half a
+// file). It is read by the auth process, which runs as the dovecot user;
+// the passwords are test fixtures, so world-readable is fine.
+func writePasswd(path string, users map[string]string) error {
+	var pw strings.Builder
+	for _, u := range slices.Sorted(maps.Keys(users)) {
+		fmt.Fprintf(&pw, "%s:{PLAIN}%s\n", u, users[u])
+	}
+	if err := os.WriteFile(path+".new", []byte(pw.String()), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(path+".new", path)
 }
 
 // LogTail returns the last n lines of the instance's log.
@@ -500,19 +505,8 @@ func start(bin string, sep rune, users map[string]string, specialUse bool, sentN
 			return nil, fmt.Errorf("making the public folders: %w", err)
 		}
 	}
-	var pw strings.Builder
-	names := make([]string, 0, len(users))
-	for u := range users {
-		names = append(names, u)
-	}
-	sort.Strings(names)
-	for _, u := range names {
-		fmt.Fprintf(&pw, "%s:{PLAIN}%s\n", u, users[u])
-	}
 	passwdPath := filepath.Join(dir, "passwd")
-	// Read by the auth process, which runs as the dovecot user. The
-	// passwords are test fixtures; world-readable is fine.
-	if err := os.WriteFile(passwdPath, []byte(pw.String()), 0o644); err != nil {
+	if err := writePasswd(passwdPath, users); err != nil {
 		return nil, err
 	}
 

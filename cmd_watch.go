@@ -57,7 +57,7 @@ func watch(ctx context.Context, env *environment, f *copyFlags, opts migrate.Opt
 		switch {
 		case err == nil || errors.Is(err, errSomeFailed):
 			refused = 0 // both sides logged in
-		case refusedLogin(err):
+		case errors.Is(err, migrate.ErrAuth): // refused credentials, nothing else
 			if refused++; refused >= watchAuthTries {
 				return err
 			}
@@ -161,10 +161,3 @@ func (i *idler) close() {
 // interval): too few to lock an account, and the watch does not go on
 // knocking forever.
 const watchAuthTries = 3
-
-// refusedLogin says the server refused the credentials (and not a usage
-// or TLS error that also ends a pass).
-func refusedLogin(err error) bool {
-	var ue *usageError
-	return errors.Is(err, migrate.ErrAuth) && !errors.As(err, &ue) && !errors.Is(err, migrate.ErrUsage) && !errors.Is(err, migrate.ErrTLS)
-}
